@@ -1,0 +1,171 @@
+/*
+ * Configuration: the daemon's own settings (libconfig, mailpulsed.conf) and
+ * driver instances with their accounts (libyaml, one plugins.d/*.yaml file
+ * per instance) parse into one neutral tree of nodes that remember file and
+ * line. Validation against declared keys fills defaults and reports every
+ * problem as "file:line: message". The SDK's opaque `mp_config` is a map node
+ * of this tree.
+ *
+ * Nothing here logs: errors are collected in an mpc_errors list and the
+ * caller prints them.
+ */
+#ifndef MP_CONFIG_CONFIG_H
+#define MP_CONFIG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mailpulse/driver.h>
+
+typedef enum mpc_type {
+    MPC_MAP = 1,
+    MPC_LIST = 2,
+    MPC_STRING = 3,
+    MPC_INT = 4,
+    MPC_BOOL = 5,
+    MPC_FLOAT = 6,
+    MPC_NULL = 7, /* YAML "~" / empty value */
+} mpc_type;
+
+/* A node. Maps and lists own their children in order. */
+struct mp_config {
+    mpc_type type;
+    char *key;          /* key in the parent map, NULL for list items/root */
+    const char *file;   /* points into a string owned by the root          */
+    int line;           /* 1-based; 0 for defaults filled by validation    */
+    char *str;          /* MPC_STRING (also the text of any scalar)        */
+    int64_t i;          /* MPC_INT, MPC_BOOL                               */
+    double f;           /* MPC_FLOAT                                       */
+    struct mp_config **items; /* MPC_MAP / MPC_LIST children               */
+    size_t n_items;
+    char *file_owned;   /* root only                                       */
+};
+typedef struct mp_config mpc_node;
+
+/* Error list: each entry is an allocated "file:line: message". */
+typedef struct mpc_errors {
+    char **msgs;
+    size_t n;
+} mpc_errors;
+
+void mpc_error_add(mpc_errors *errs, const char *file, int line, const char *fmt,
+                   ...) MP_PRINTF(4, 5);
+void mpc_errors_free(mpc_errors *errs);
+
+/* Parsing. Return the root map or NULL with errors added. `name` is the file
+ * name used in messages for the *_string variants. */
+mpc_node *mpc_load_libconfig(const char *path, mpc_errors *errs);
+mpc_node *mpc_parse_libconfig_string(const char *text, const char *name,
+                                     mpc_errors *errs);
+mpc_node *mpc_load_yaml(const char *path, mpc_errors *errs);
+mpc_node *mpc_parse_yaml_string(const char *text, size_t len, const char *name,
+                                mpc_errors *errs);
+void mpc_free(mpc_node **root);
+
+/* Lookup. NULL when absent or not a map. */
+const mpc_node *mpc_get(const mpc_node *map, const char *key);
+
+/* Validate `map` against `keys` (an MP_CFG_END-terminated array; may be
+ * NULL). Keys named in `also_allowed` (NULL-terminated, may be NULL) are
+ * accepted without checks (handled by the caller). Unknown keys, wrong
+ * types, missing required keys and *_file naming mistakes become errors;
+ * declared defaults are added as nodes with line 0. A string given for an
+ * MP_CFG_INT key that parses as an integer is converted. Returns the number
+ * of errors added. */
+size_t mpc_validate(mpc_node *map, const mp_config_key *keys,
+                    const char *const *also_allowed, mpc_errors *errs);
+
+/* Typed access on a validated map (also exposed to drivers through the
+ * host table). Absent keys: NULL / 0 / 0 / 0 / NULL. */
+const char *mpc_string(const mpc_node *map, const char *key);
+int64_t mpc_int(const mpc_node *map, const char *key);
+int mpc_bool(const mpc_node *map, const char *key);
+size_t mpc_list_len(const mpc_node *map, const char *key);
+const char *mpc_list_string(const mpc_node *map, const char *key, size_t index);
+
+/* ---- the daemon's settings (mailpulsed.conf) ---- */
+
+typedef enum mp_backfill_mode {
+    MP_BACKFILL_PROGRESSIVE = 0,
+    MP_BACKFILL_FULL = 1,
+    MP_BACKFILL_FROM_NOW_ON = 2,
+} mp_backfill_mode;
+
+typedef struct mp_settings {
+    char *source;      /* file path, or "<embedded default>"               */
+    char *state_dir;   /* default "/var/lib/mailpulse"                     */
+    char *driver_dir;  /* default: compiled-in MP_DRIVER_DIR                */
+    char *plugins_dir; /* default "/etc/mailpulse/plugins.d"               */
+    uint32_t workers;  /* default 4 (1..64)                                 */
+    char *log_level;   /* default "info"                                    */
+    struct {
+        char *listen;     /* "127.0.0.1:8025" default; "" disables TCP     */
+        char *socket;     /* unix socket path, default "<state_dir>/mailpulsed.sock" */
+        char *token_file; /* default NULL: generated "<state_dir>/api.token" */
+        uint32_t max_body;  /* request body limit, default 1 MiB           */
+    } http;
+    struct {
+        uint32_t batch_size;        /* 100                                  */
+        uint32_t ingest_batch_size; /* 50                                   */
+        uint32_t list_page_size;    /* 30                                   */
+        int fetch_bodies;           /* false                                */
+    } sync;
+    struct {
+        uint32_t retention_days;    /* 30                                   */
+        uint32_t prefetch_count;    /* 30                                   */
+    } cache;
+    struct {
+        mp_backfill_mode mode;      /* progressive                          */
+        uint32_t bootstrap_max;     /* 1500                                 */
+        uint32_t batch_size;        /* 100                                  */
+        uint32_t job_budget;        /* seconds, 25                          */
+        uint32_t max_per_folder;    /* 20000, 0 = no limit                  */
+    } backfill;
+    struct {                        /* seconds                              */
+        uint32_t bootstrap_interval;   /* 240                               */
+        uint32_t backfill_interval;    /* 240                               */
+        uint32_t cache_cleanup_interval; /* 86400                           */
+        uint32_t push_renew_interval;  /* 3600                              */
+        uint32_t reconcile_interval;   /* 900: poll cadence when push is live */
+        uint32_t folder_list_interval; /* 3600: re-list folders             */
+        uint32_t max_backoff;          /* 1800: cap of failure backoff      */
+    } schedule;
+} mp_settings;
+
+/* Load settings from `path`, or from the embedded default when path is
+ * NULL. On error returns -1 with errors added (nothing allocated). */
+int mp_settings_load(const char *path, mp_settings **settings_r, mpc_errors *errs);
+void mp_settings_free(mp_settings **settings);
+/* The embedded default configuration text (documented defaults). */
+const char *mp_settings_default_text(void);
+
+/* ---- driver instances (plugins.d/*.yaml) ---- */
+
+typedef struct mpc_instance_conf {
+    char *name;      /* file name without .yaml/.yml: the instance name    */
+    char *file;      /* full path                                          */
+    char *driver;    /* `driver:` value                                    */
+    int enabled;     /* `enabled:` (default true)                          */
+    mpc_node *root;  /* the whole document (owned)                         */
+    mpc_node **accounts; /* borrowed from root: each account's map         */
+    size_t n_accounts;
+} mpc_instance_conf;
+
+/* Read every *.yaml / *.yml file of `dir` (sorted by name) and check the
+ * keys the core owns: `driver` (string, required), `enabled` (bool),
+ * `poll_interval` (int seconds), `accounts` (list of maps, each with a
+ * string `id` matching [A-Za-z0-9._-]{1,64}, optional `enabled`, `folders`
+ * (list of strings), `poll_interval` (int)). Account ids must be unique
+ * across all files. A file with errors is left out of the result; its
+ * errors are added. A missing directory is an error. Returns 0 when no
+ * errors were added. */
+int mpc_plugins_load(const char *dir, mpc_instance_conf ***list_r, size_t *n_r,
+                     mpc_errors *errs);
+void mpc_instances_free(mpc_instance_conf ***list, size_t n);
+
+/* Validate a loaded instance against its driver's declared keys (instance
+ * level minus the core keys; each account minus the core keys). */
+size_t mpc_validate_instance(mpc_instance_conf *inst, const mp_driver *drv,
+                             mpc_errors *errs);
+
+#endif

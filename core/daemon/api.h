@@ -1,0 +1,82 @@
+/*
+ * The daemon's data API: what the HTTP layer serves, as JSON values built
+ * by the daemon. The HTTP layer does transport only (routing, auth, limits,
+ * SSE framing); everything about accounts, messages and events is here.
+ *
+ * All functions run on the loop thread. JSON results are new references
+ * the caller json_decref()s. On failure they return NULL and set *status_r
+ * to the HTTP status to answer (404, 400, 503, ...) and *error_r to an
+ * allocated message for the JSON error body.
+ */
+#ifndef MP_DAEMON_API_H
+#define MP_DAEMON_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+typedef struct mpd mpd;
+
+/* {"status":"ok","version":...,"uptime_s":...} */
+json_t *mpd_api_health(mpd *d);
+/* {"version","uptime_s","state_dir","drivers":[{name,instance,file,status,
+ *  error,abi}],"accounts":N,"scheduler":{...},"events":{"last_seq":N}} */
+json_t *mpd_api_status(mpd *d);
+/* [{"id","instance","driver","status","last_error","push_state",
+ *   "folders":N,"messages":N,"last_sync":RFC3339|null}] */
+json_t *mpd_api_accounts(mpd *d);
+/* {"id","instance","driver","status","last_error","push_state","profile",
+ *  "poll_interval_s","sync":{sched info},"backfill":{sched info},
+ *  "subscription":{...}|null,
+ *  "folders":[{"name","role","messages","bodies","bootstrapped","cursor",
+ *              "backfill":{"status","loaded","target","position"},
+ *              "resets","last_sync","last_error"}]} */
+json_t *mpd_api_account(mpd *d, const char *id, int *status_r, char **error_r);
+/* {"messages":[message...],"next_before":id|null}; limit 0: page size. */
+json_t *mpd_api_messages(mpd *d, const char *account, const char *folder,
+                         const char *before, size_t limit, int *status_r,
+                         char **error_r);
+/* {"id","account","folder","uid","message_id","subject","from","to",
+ *  "date":RFC3339,"size","flags":[...],"thread_id","cached":bool} */
+json_t *mpd_api_message(mpd *d, const char *id, int *status_r, char **error_r);
+
+/* Raw RFC 822 from the body cache, or fetched through the driver on a
+ * worker and cached. `cb` runs on the loop thread exactly once (possibly
+ * before mpd_api_message_raw returns) with status 200 and the bytes, or an
+ * error status and message. The bytes are valid during the callback. */
+typedef void (*mpd_raw_cb)(int status, const uint8_t *data, size_t len,
+                           const char *error, void *arg);
+void mpd_api_message_raw(mpd *d, const char *id, mpd_raw_cb cb, void *arg);
+
+/* Triggers. Return the HTTP status (202, 404, 409) and set *error_r
+ * (allocated) when it is not 202. */
+int mpd_api_sync(mpd *d, const char *account, char **error_r);
+int mpd_api_backfill(mpd *d, const char *account, const char *folder,
+                     char **error_r);
+
+/* Webhook POST /push/<instance><subpath>. header(ctx, name) looks up a
+ * request header. Fills the answer; every out string is allocated. */
+typedef const char *(*mpd_header_fn)(void *ctx, const char *name);
+void mpd_api_push(mpd *d, const char *instance, const char *subpath,
+                  const char *query, mpd_header_fn header, void *header_ctx,
+                  const uint8_t *body, size_t len, int *status_r,
+                  char **content_type_r, char **body_r, size_t *body_len_r);
+
+/* Events with seq > after (ascending, at most limit) as JSON objects:
+ * {"seq","type","account","folder","message","time","idempotency_key",
+ *  ...data fields}. types/accounts: NULL-terminated filters or NULL. */
+json_t *mpd_api_events(mpd *d, int64_t after, size_t limit,
+                       const char *const *types, const char *const *accounts);
+int64_t mpd_api_last_seq(mpd *d);
+
+/* Called on the loop thread whenever events were committed, with the
+ * highest seq known. Returns a handle for mpd_events_unwatch. */
+typedef void (*mpd_events_cb)(int64_t last_seq, void *arg);
+void *mpd_events_watch(mpd *d, mpd_events_cb cb, void *arg);
+void mpd_events_unwatch(mpd *d, void *handle);
+
+/* Prometheus text exposition (allocated). */
+char *mpd_api_metrics(mpd *d);
+
+#endif

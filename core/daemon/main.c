@@ -1,0 +1,5 @@
+/* placeholder until the daemon lands */
+int main(void)
+{
+    return 0;
+}

@@ -1,0 +1,139 @@
+/*
+ * Scheduler and worker pool.
+ *
+ * The loop thread owns the scheduler: a due-time min-heap of per-account
+ * jobs (never a scan of all accounts per tick) and one libevent timer set to
+ * the earliest due time. Jobs run on a bounded pool of worker threads; their
+ * completion comes back to the loop thread.
+ *
+ * Per account there are two job kinds, SYNC (new mail: delta sync, first
+ * bootstrap) and BACKFILL (older history). At most ONE job of an account
+ * runs at a time, whatever its kind. A trigger for a job that is queued is
+ * merged into it; a trigger for a job that is running sets a single re-run
+ * flag, so any number of triggers during a run give exactly one more run.
+ * SYNC jobs go to the high-priority queue, BACKFILL to the low one; workers
+ * always take high first, and at most max(1, workers - 1) backfill jobs run
+ * at once so new mail always finds a free worker.
+ *
+ * After a run the job is rescheduled at its interval plus jitter (up to
+ * +-10 %), or, on failure, after capped exponential backoff (base 15 s,
+ * doubling, capped at max_backoff_ms, with jitter) or the driver's
+ * retry_after_ms when given. MPJ_STOP parks the kind until the next
+ * trigger.
+ *
+ * All mpj_* functions are loop-thread only, except mpj_trigger_async.
+ */
+#ifndef MP_SCHED_SCHED_H
+#define MP_SCHED_SCHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+
+typedef struct mpj_sched mpj_sched;
+
+typedef enum mpj_kind {
+    MPJ_SYNC = 0,
+    MPJ_BACKFILL = 1,
+    MPJ_KINDS = 2,
+} mpj_kind;
+
+/* What a run asks for next. */
+typedef enum mpj_outcome {
+    MPJ_DONE = 0,    /* success: next run at the interval                   */
+    MPJ_MORE = 1,    /* success, more work waiting: run again soon (1 s)    */
+    MPJ_FAILED = 2,  /* failure: back off (or retry_after_ms)               */
+    MPJ_STOP = 3,    /* do not run this kind again until triggered          */
+} mpj_outcome;
+
+typedef struct mpj_job {
+    char *account;
+    mpj_kind kind;
+    char *folder;    /* BACKFILL on demand: that folder; else NULL          */
+    char *reason;    /* why it runs: "schedule", "push", "api", ...         */
+    unsigned triggers; /* how many triggers were merged into this run      */
+} mpj_job;
+
+typedef struct mpj_result {
+    mpj_outcome outcome;
+    uint32_t retry_after_ms;
+} mpj_result;
+
+/* Runs on a worker thread. */
+typedef void (*mpj_run_fn)(const mpj_job *job, mpj_result *result, void *arg);
+/* Runs on the loop thread after every job (for status/metrics). */
+typedef void (*mpj_done_fn)(const mpj_job *job, const mpj_result *result,
+                            void *arg);
+
+typedef struct mpj_config {
+    unsigned workers;          /* >= 1                                      */
+    uint32_t max_backoff_ms;   /* default 1800000                           */
+    mpj_run_fn run;
+    mpj_done_fn done;          /* may be NULL                               */
+    void *arg;
+} mpj_config;
+
+mpj_sched *mpj_new(struct event_base *base, const mpj_config *config);
+/* Stops accepting work, waits for running jobs, joins the workers. */
+void mpj_free(mpj_sched **sched);
+
+/* Add an account with its SYNC and BACKFILL intervals. The first SYNC is
+ * due after `first_delay_ms`; BACKFILL is parked until triggered or until
+ * a SYNC run reports backfill work (mpj_trigger). Adding an existing
+ * account updates its intervals. */
+void mpj_account_add(mpj_sched *s, const char *account, uint32_t sync_interval_ms,
+                     uint32_t backfill_interval_ms, uint32_t first_delay_ms);
+/* Remove: queued jobs are dropped; a running job finishes and is not
+ * rescheduled. */
+void mpj_account_remove(mpj_sched *s, const char *account);
+void mpj_account_set_intervals(mpj_sched *s, const char *account,
+                               uint32_t sync_interval_ms,
+                               uint32_t backfill_interval_ms);
+
+/* Make a kind due now (coalesced as described above). folder: for BACKFILL
+ * on demand (merged runs keep the union as "all folders" = NULL). Returns
+ * -1 for an unknown account. */
+int mpj_trigger(mpj_sched *s, const char *account, mpj_kind kind,
+                const char *folder, const char *reason);
+/* Same, from any thread (handed to the loop thread). */
+void mpj_trigger_async(mpj_sched *s, const char *account, mpj_kind kind,
+                       const char *folder, const char *reason);
+/* Make a kind due after delay_ms unless it is already due sooner. */
+void mpj_schedule_in(mpj_sched *s, const char *account, mpj_kind kind,
+                     uint32_t delay_ms);
+
+typedef struct mpj_kind_info {
+    int running;
+    int rerun;             /* a trigger arrived during the run              */
+    int64_t next_due_ms;   /* wall clock; 0 when parked                     */
+    unsigned failures;     /* consecutive                                   */
+    uint64_t runs;
+    uint64_t triggers;
+    int64_t last_run_ms;
+    int64_t last_duration_ms;
+} mpj_kind_info;
+
+int mpj_account_info(mpj_sched *s, const char *account, mpj_kind kind,
+                     mpj_kind_info *info_r); /* -1 unknown */
+
+/* Generic work on the pool (fetch on demand, periodic maintenance).
+ * `work` runs on a worker thread, `done` on the loop thread after it.
+ * high != 0 puts it in the high-priority queue. */
+typedef void (*mpj_work_fn)(void *arg);
+void mpj_submit(mpj_sched *s, int high, mpj_work_fn work, mpj_work_fn done,
+                void *arg);
+
+/* A periodic global task run on the pool every interval_ms (first run
+ * after first_delay_ms); never overlapping with itself. */
+void mpj_periodic(mpj_sched *s, const char *name, uint32_t interval_ms,
+                  uint32_t first_delay_ms, mpj_work_fn work, void *arg);
+
+typedef struct mpj_stats {
+    unsigned workers, busy;
+    size_t queued_high, queued_low, heap_size, accounts;
+    uint64_t jobs_run, jobs_failed, triggers_coalesced;
+} mpj_stats;
+void mpj_stats_get(mpj_sched *s, mpj_stats *stats_r);
+
+#endif

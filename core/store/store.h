@@ -1,0 +1,260 @@
+/*
+ * The store: one SQLite database (WAL) holding accounts, folders, messages,
+ * the body cache, push subscriptions and hints, and the event outbox.
+ *
+ * INVARIANT: a sync batch's message changes, the outbox events they cause
+ * and the folder's cursor/backfill advance are written in ONE transaction
+ * (mps_batch_commit). A crash at any instant therefore loses no change,
+ * duplicates no event (every event has a deterministic idempotency key with
+ * a UNIQUE constraint) and never leaves a cursor ahead of what is stored.
+ *
+ * Threading: an mps_store is one SQLite connection used by one thread at a
+ * time. Each worker thread and the loop thread open their own. Writers
+ * serialize through SQLite's lock (busy timeout 10 s).
+ *
+ * Errors: functions return 0 on success, -1 on failure with an allocated
+ * message in *error_r (when error_r is not NULL); "not found" is 1 where
+ * documented. Nothing here logs.
+ */
+#ifndef MP_STORE_STORE_H
+#define MP_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mailpulse/driver.h>
+
+typedef struct mps_store mps_store;
+
+/* Open (create) the database and apply pending migrations (versioned,
+ * each in its own transaction, recorded in PRAGMA user_version). */
+int mps_open(const char *path, mps_store **store_r, char **error_r);
+void mps_close(mps_store **store);
+/* Schema version after migrations. */
+int mps_schema_version(mps_store *store);
+
+/* ---- accounts ---- */
+
+/* Ensure an account row exists (created_at set once). */
+int mps_account_ensure(mps_store *s, const char *account, const char *instance,
+                       char **error_r);
+/* Set the account's status ("ok", "error", "reauth", "fatal", "disabled",
+ * "driver-refused") and last error (NULL clears). When the status differs
+ * from the stored one, an account.status event is appended in the same
+ * transaction. *changed_r (may be NULL) tells whether it changed. */
+int mps_account_set_status(mps_store *s, const char *account, const char *status,
+                           const char *error, int *changed_r, char **error_r);
+/* Record the push state string ("off", "watching", "failed: ..."); emits an
+ * account.status event when it changes. */
+int mps_account_set_push_state(mps_store *s, const char *account,
+                               const char *push_state, char **error_r);
+int mps_account_set_profile(mps_store *s, const char *account,
+                            const char *profile_json, char **error_r);
+
+typedef struct mps_account_row {
+    char *id;
+    char *instance;
+    char *status;
+    char *last_error;      /* NULL if none */
+    char *push_state;
+    char *profile_json;    /* NULL if none */
+    int64_t last_sync_ms;  /* last successful delta sync, 0 never */
+    int64_t last_push_ms;  /* last push hint received, 0 never */
+} mps_account_row;
+
+int mps_account_get(mps_store *s, const char *account, mps_account_row *row_r,
+                    char **error_r); /* 1 = not found */
+void mps_account_row_clear(mps_account_row *row);
+int mps_account_touch_sync(mps_store *s, const char *account, int64_t when_ms,
+                           char **error_r);
+
+/* ---- folders ---- */
+
+typedef struct mps_folder {
+    char *account;
+    char *name;
+    int role;              /* mp_folder_role */
+    char *cursor;          /* NULL until bootstrapped */
+    char *backfill_pos;    /* NULL: none yet */
+    int bootstrapped;
+    int backfill_done;
+    int backfill_requested; /* manual trigger pending */
+    int64_t messages;      /* stored, not deleted */
+    int64_t bodies;        /* of those, with a cached body */
+    int64_t synced_count;  /* loaded by bootstrap/backfill (history depth) */
+    int64_t resets;        /* folder.reset count */
+    int64_t last_sync_ms;
+    char *last_error;      /* NULL if none */
+} mps_folder;
+
+/* Ensure a folder row exists; updates its role. */
+int mps_folder_ensure(mps_store *s, const char *account, const char *folder,
+                      int role, char **error_r);
+int mps_folder_get(mps_store *s, const char *account, const char *folder,
+                   mps_folder *folder_r, char **error_r); /* 1 = not found */
+/* All folders of an account ordered by role (inbox first) then name. */
+int mps_folders_list(mps_store *s, const char *account, mps_folder **list_r,
+                     size_t *n_r, char **error_r);
+void mps_folder_clear(mps_folder *f);
+void mps_folders_free(mps_folder **list, size_t n);
+int mps_folder_set_error(mps_store *s, const char *account, const char *folder,
+                         const char *error, char **error_r);
+int mps_folder_request_backfill(mps_store *s, const char *account,
+                                const char *folder, char **error_r); /* 1 = no such folder */
+/* Drop cursor, bootstrap flag and backfill position (MP_RESYNC). Stored
+ * messages stay; the re-bootstrap folds them in without new events. */
+int mps_folder_reset(mps_store *s, const char *account, const char *folder,
+                     char **error_r);
+
+/* ---- sync batches ---- */
+
+typedef struct mps_batch mps_batch;
+
+/* Start staging changes for one folder. Nothing is written until commit. */
+mps_batch *mps_batch_new(const char *account, const char *folder);
+/* Copy a change into the batch (all strings and raw bytes copied). */
+void mps_batch_add(mps_batch *b, const mp_change *change);
+/* Number of staged changes. */
+size_t mps_batch_pending(const mps_batch *b);
+/* Mark a folder.reset to be emitted with the next commit. */
+void mps_batch_reset(mps_batch *b, const char *reason);
+
+typedef struct mps_commit_result {
+    size_t applied;        /* changes that altered the store                */
+    size_t events;         /* events appended                               */
+    int64_t last_seq;      /* highest event seq appended, 0 if none          */
+    size_t new_messages;   /* message.new events                            */
+} mps_commit_result;
+
+/* In one transaction: apply the staged changes, append their events,
+ * set the cursor (NULL: keep), backfill position (NULL: keep),
+ * backfill_done (-1: keep, 0/1: set), mark the folder bootstrapped when
+ * `cursor` is not NULL, and clear the staged list. Rules:
+ *  - NEW/SYNCED of an unknown (or tombstoned) id inserts the message and
+ *    appends message.new / message.synced;
+ *  - NEW/SYNCED of a stored id updates flags/folder and appends
+ *    message.updated only when something changed;
+ *  - UPDATED of a stored id changes the given fields and appends
+ *    message.updated when something changed; unknown ids are ignored;
+ *  - DELETED tombstones a stored message and appends message.deleted;
+ *  - old_id re-keys a stored message to id keeping its public id, silently;
+ *  - raw bytes are stored in the body cache with expiry
+ *    now + retention_ms (retention_ms 0: no expiry).
+ * Each event's idempotency key is "<account>/<provider id>/<version>"
+ * (message events), "<account>/<folder>/reset/<n>" or
+ * "<account>/status/<n>", and is UNIQUE. */
+int mps_batch_commit(mps_store *s, mps_batch *b, const char *cursor,
+                     const char *backfill_pos, int backfill_done,
+                     int64_t retention_ms, mps_commit_result *result_r,
+                     char **error_r);
+void mps_batch_free(mps_batch **b);
+
+/* ---- messages ---- */
+
+typedef struct mps_message {
+    char *id;            /* public id: "m" + 24 hex of SHA-256(account NUL provider id) */
+    char *account;
+    char *folder;
+    char *provider_id;
+    char *ref;           /* NULL: provider_id */
+    uint32_t uid;
+    char *message_id;
+    char *subject;
+    char *from;
+    char *to;
+    int64_t date;
+    int64_t size;
+    char *thread_id;
+    char *flags;
+    int deleted;
+    int has_body;
+    int64_t indexed_ms;
+} mps_message;
+
+int mps_message_get(mps_store *s, const char *id, mps_message *msg_r,
+                    char **error_r); /* 1 = not found */
+/* Newest first (date desc, then id). `before`: a public id to page from
+ * (exclusive), NULL for the first page. Deleted messages are left out.
+ * folder NULL: all folders. */
+int mps_messages_list(mps_store *s, const char *account, const char *folder,
+                      const char *before, size_t limit, mps_message **list_r,
+                      size_t *n_r, char **error_r);
+void mps_message_clear(mps_message *m);
+void mps_messages_free(mps_message **list, size_t n);
+/* Public id of a provider id; writes 25 chars + NUL into out (>= 26). */
+void mps_message_public_id(const char *account, const char *provider_id,
+                           char *out, size_t size);
+
+/* ---- body cache ---- */
+
+int mps_body_get(mps_store *s, const char *id, uint8_t **data_r, size_t *len_r,
+                 char **error_r); /* 1 = not cached or expired */
+int mps_body_put(mps_store *s, const char *id, const uint8_t *data, size_t len,
+                 int64_t expires_ms, char **error_r);
+/* Delete bodies expired at now_ms; returns the count in *removed_r. */
+int mps_body_cleanup(mps_store *s, int64_t now_ms, int64_t *removed_r,
+                     char **error_r);
+
+/* ---- push subscriptions and hints ---- */
+
+typedef struct mps_subscription {
+    char *account;
+    char *provider_id;
+    int64_t expires_at;   /* Unix seconds, 0 never */
+    char *cursor_hint;
+    int64_t renewed_ms;
+    int64_t last_notification_ms;
+} mps_subscription;
+
+int mps_subscription_get(mps_store *s, const char *account,
+                         mps_subscription *sub_r, char **error_r); /* 1 = none */
+int mps_subscription_put(mps_store *s, const char *account,
+                         const char *provider_id, int64_t expires_at,
+                         const char *cursor_hint, char **error_r);
+int mps_subscription_delete(mps_store *s, const char *account, char **error_r);
+void mps_subscription_clear(mps_subscription *sub);
+/* Durably record a push hint (and the account's last_push_ms). */
+int mps_push_hint_add(mps_store *s, const char *account, const char *folder,
+                      const char *cursor_hint, int64_t when_ms, char **error_r);
+/* Remove and count the hints recorded for an account up to now. */
+int mps_push_hints_take(mps_store *s, const char *account, int64_t *count_r,
+                        char **error_r);
+/* Accounts with pending hints (after a restart, sync them first). */
+int mps_push_hints_accounts(mps_store *s, char ***accounts_r, size_t *n_r,
+                            char **error_r);
+
+/* ---- the outbox ---- */
+
+typedef struct mps_event {
+    int64_t seq;
+    char *type;       /* "message.new", ... */
+    char *account;
+    char *folder;     /* NULL for account events */
+    char *message;    /* public message id, NULL for folder/account events */
+    int64_t time_ms;
+    char *idem_key;
+    char *data_json;  /* small JSON object with extra fields, or NULL */
+} mps_event;
+
+/* Events with seq > after, ascending, at most limit. Filters may be NULL:
+ * `types` and `accounts` are NULL-terminated lists. */
+int mps_events_after(mps_store *s, int64_t after, size_t limit,
+                     const char *const *types, const char *const *accounts,
+                     mps_event **list_r, size_t *n_r, char **error_r);
+void mps_events_free(mps_event **list, size_t n);
+int64_t mps_events_last_seq(mps_store *s);
+/* Append an event outside a batch (account.status etc.) in its own
+ * transaction. */
+int mps_event_append(mps_store *s, const char *type, const char *account,
+                     const char *folder, const char *message,
+                     const char *idem_key, const char *data_json,
+                     int64_t *seq_r, char **error_r);
+
+/* ---- statistics for /metrics ---- */
+
+typedef struct mps_stats {
+    int64_t accounts, folders, messages, bodies, body_bytes, events, last_seq;
+} mps_stats;
+int mps_stats_get(mps_store *s, mps_stats *stats_r, char **error_r);
+
+#endif

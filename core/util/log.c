@@ -1,0 +1,77 @@
+/* Logging to stderr, one line per message. systemd's journal adds the
+ * timestamp; we add the level as a syslog priority prefix "<N>" when stderr
+ * is the journal, so `journalctl -p` filters work, and a readable level
+ * word otherwise. */
+#include "util/log.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static mp_log_level log_level = MP_LOG_INFO;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static int log_journal = -1;
+
+static const char *const level_names[] = {"error", "warning", "info", "debug"};
+static const int level_syslog[] = {3, 4, 6, 7};
+
+void mpu_log_set_level(mp_log_level level)
+{
+    log_level = level;
+}
+
+mp_log_level mpu_log_get_level(void)
+{
+    return log_level;
+}
+
+int mpu_log_level_parse(const char *name)
+{
+    for (int i = 0; i < 4; i++)
+        if (name != NULL && strcmp(name, level_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void mpu_logv(mp_log_level level, const char *scope, const char *fmt, va_list ap)
+{
+    if (level > log_level)
+        return;
+    if ((int)level < 0 || level > MP_LOG_DEBUG)
+        level = MP_LOG_ERROR;
+    char msg[2048];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* One write per line: never let a message inject extra log lines. */
+    for (char *p = msg; *p != '\0'; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+
+    pthread_mutex_lock(&log_lock);
+    if (log_journal < 0)
+        log_journal = getenv("JOURNAL_STREAM") != NULL;
+    if (log_journal) {
+        fprintf(stderr, "<%d>%s%s%s\n", level_syslog[level], scope ? scope : "",
+                scope ? ": " : "", msg);
+    } else {
+        struct timespec ts;
+        struct tm tm;
+        char stamp[32];
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(stamp, sizeof stamp, "%H:%M:%S", &tm);
+        fprintf(stderr, "%s.%03ld %-7s %s%s%s\n", stamp, ts.tv_nsec / 1000000L,
+                level_names[level], scope ? scope : "", scope ? ": " : "", msg);
+    }
+    fflush(stderr);
+    pthread_mutex_unlock(&log_lock);
+}
+
+void mpu_log(mp_log_level level, const char *scope, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    mpu_logv(level, scope, fmt, ap);
+    va_end(ap);
+}
