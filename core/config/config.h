@@ -1,6 +1,6 @@
 /*
  * Configuration: the daemon's own settings (libconfig, mailpulsed.conf) and
- * driver instances with their accounts (libyaml, one plugins.d/*.yaml file
+ * driver instances with their accounts (libyaml, one plugins.d/NAME.yaml file
  * per instance) parse into one neutral tree of nodes that remember file and
  * line. Validation against declared keys fills defaults and reports every
  * problem as "file:line: message". The SDK's opaque `mp_config` is a map node
@@ -139,7 +139,7 @@ void mp_settings_free(mp_settings **settings);
 /* The embedded default configuration text (documented defaults). */
 const char *mp_settings_default_text(void);
 
-/* ---- driver instances (plugins.d/*.yaml) ---- */
+/* ---- driver instances (plugins.d/NAME.yaml) ---- */
 
 typedef struct mpc_instance_conf {
     char *name;      /* file name without .yaml/.yml: the instance name    */

@@ -1,5 +1,435 @@
-/* placeholder until the daemon lands */
-int main(void)
+/* mailpulsed: start-up, configuration check, signals, reload, shutdown.
+ * Runs in the foreground (systemd supervises it); logs to stderr. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "daemon/daemon.h"
+#include "host/host_private.h"
+#include "http/http.h"
+#include "util/log.h"
+#include "util/util.h"
+
+static void usage(FILE *out)
 {
+    fprintf(out,
+            "usage: mailpulsed [-c FILE] [--check-config] [--log-level LEVEL]\n"
+            "  -c, --config FILE    daemon settings (libconfig); default: embedded defaults\n"
+            "      --check-config   validate settings, plugins.d files and drivers, then exit\n"
+            "                       (status 1 and one 'file:line: message' per problem)\n"
+            "      --log-level L    error | warning | info | debug (overrides log_level)\n"
+            "  -V, --version        print the version and driver ABI\n"
+            "  -h, --help           this text\n");
+}
+
+static void print_errors(const mpc_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+static int dir_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Settings + plugins.d + each enabled driver's declared keys. */
+static int check_config(const char *path)
+{
+    mpc_errors errs = {0};
+    mp_settings *s = NULL;
+    if (mp_settings_load(path, &s, &errs) < 0) {
+        print_errors(&errs);
+        mpc_errors_free(&errs);
+        return 1;
+    }
+    mpc_instance_conf **list = NULL;
+    size_t n = 0, accounts = 0;
+    mpc_plugins_load(s->plugins_dir, &list, &n, &errs);
+    for (size_t i = 0; i < n; i++) {
+        accounts += list[i]->n_accounts;
+        if (!list[i]->enabled)
+            continue;
+        char *error = NULL;
+        mpl_driver *drv = mpl_load(s->driver_dir, list[i]->driver, &error);
+        if (drv == NULL) {
+            mpc_error_add(&errs, list[i]->file, 1, "driver '%s' refused: %s",
+                          list[i]->driver, error);
+            free(error);
+            continue;
+        }
+        mpc_validate_instance(list[i], &drv->desc, &errs);
+        mpl_unload(&drv);
+    }
+    int rc = errs.n > 0 ? 1 : 0;
+    if (rc)
+        print_errors(&errs);
+    else
+        printf("%s: OK (%zu driver instances, %zu accounts in %s)\n",
+               path ? path : "<embedded default>", n, accounts, s->plugins_dir);
+    mpc_instances_free(&list, n);
+    mpc_errors_free(&errs);
+    mp_settings_free(&s);
+    return rc;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char buf[4096];
+    if (mpu_strlcpy(buf, path, sizeof buf) < 0)
+        return -1;
+    for (char *p = buf + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        return -1;
     return 0;
+}
+
+/* The bearer token for TCP clients: from token_file, else generated once
+ * into <state_dir>/api.token (0600) so a fresh install is never open. */
+static char *load_token(const mp_settings *s)
+{
+    char *data = NULL, *error = NULL;
+    char *path = s->http.token_file ? mpu_strdup(s->http.token_file)
+                                    : mpu_asprintf("%s/api.token", s->state_dir);
+    if (s->http.token_file == NULL && access(path, F_OK) != 0) {
+        unsigned char raw[32];
+        char hex[65];
+        if (mpu_random(raw, sizeof raw) < 0) {
+            mpu_error("core", "cannot generate an API token");
+            free(path);
+            return NULL;
+        }
+        for (size_t i = 0; i < sizeof raw; i++)
+            snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, hex, 64) != 64 || write(fd, "\n", 1) != 1) {
+            mpu_error("core", "cannot write %s: %s", path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            free(path);
+            return NULL;
+        }
+        close(fd);
+        mpu_info("core", "generated API token in %s", path);
+    }
+    if (mpu_read_file(path, 4096, 1, &data, NULL, &error) < 0) {
+        mpu_error("core", "API token: %s", error);
+        free(error);
+        free(path);
+        return NULL;
+    }
+    data[strcspn(data, "\r\n")] = '\0';
+    if (strlen(data) < 16) {
+        mpu_error("core", "API token in %s is shorter than 16 characters", path);
+        free(data);
+        free(path);
+        return NULL;
+    }
+    free(path);
+    return data;
+}
+
+static void write_addr_file(const mpd *d, int port)
+{
+    const char *listen = d->settings->http.listen;
+    const char *colon = strrchr(listen, ':');
+    if (colon == NULL || port <= 0)
+        return;
+    char *tmp = mpu_asprintf("%s/http.addr.tmp", d->settings->state_dir);
+    char *final = mpu_asprintf("%s/http.addr", d->settings->state_dir);
+    char *line = mpu_asprintf("%.*s:%d\n", (int)(colon - listen), listen, port);
+    FILE *f = fopen(tmp, "w");
+    if (f != NULL) {
+        fputs(line, f);
+        if (fclose(f) == 0)
+            rename(tmp, final);
+    }
+    free(line);
+    free(tmp);
+    free(final);
+}
+
+static int load_plugins(const mp_settings *s, mpc_instance_conf ***list_r, size_t *n_r,
+                        mpc_errors *errs)
+{
+    *list_r = NULL;
+    *n_r = 0;
+    if (!dir_exists(s->plugins_dir)) {
+        mpu_warn("core", "plugins directory %s does not exist: no driver instances",
+                 s->plugins_dir);
+        return 0;
+    }
+    return mpc_plugins_load(s->plugins_dir, list_r, n_r, errs);
+}
+
+static void apply_log_level(const mp_settings *s, const char *override)
+{
+    int level = mpu_log_level_parse(override ? override : s->log_level);
+    if (level >= 0)
+        mpu_log_set_level((mp_log_level)level);
+}
+
+static const char *log_override;
+
+/* SIGHUP: everything or nothing. A reload with any error keeps the running
+ * configuration, so a typo never stops accounts that were working. */
+int mpd_reload(mpd *d)
+{
+    mpc_errors errs = {0};
+    mp_settings *s = NULL;
+    mpc_instance_conf **list = NULL;
+    size_t n = 0;
+    mpu_info("core", "reloading configuration");
+    if (mp_settings_load(d->config_path, &s, &errs) < 0 ||
+        load_plugins(s, &list, &n, &errs) != 0 || errs.n > 0) {
+        for (size_t i = 0; i < errs.n; i++)
+            mpu_error("config", "%s", errs.msgs[i]);
+        mpu_error("core", "reload refused (%zu errors); keeping the running configuration",
+                  errs.n);
+        mpc_instances_free(&list, n);
+        mpc_errors_free(&errs);
+        mp_settings_free(&s);
+        return -1;
+    }
+    /* Addresses, paths and the worker count are bound at start. */
+    mp_settings *old = d->settings;
+#define KEEP(field)                                                                      \
+    do {                                                                                 \
+        if ((old->field == NULL) != (s->field == NULL) ||                                \
+            (old->field != NULL && strcmp(old->field, s->field) != 0))                   \
+            mpu_warn("core", #field " changed: takes effect after a restart");          \
+        char *tmp_ = s->field;                                                           \
+        s->field = old->field;                                                           \
+        old->field = tmp_;                                                               \
+    } while (0)
+    KEEP(state_dir);
+    KEEP(driver_dir);
+    KEEP(plugins_dir);
+    KEEP(http.listen);
+    KEEP(http.socket);
+    KEEP(http.token_file);
+#undef KEEP
+    if (s->workers != old->workers) {
+        mpu_warn("core", "workers changed: takes effect after a restart");
+        s->workers = old->workers;
+    }
+    d->settings = s;
+    mp_settings_free(&old);
+    apply_log_level(s, log_override);
+    pthread_mutex_lock(&d->knobs_lock);
+    mpd_knobs_from_settings(s, &d->knobs);
+    pthread_mutex_unlock(&d->knobs_lock);
+    mpd_registry_apply(d, list, n);
+    free(list);
+    mpu_info("core", "configuration reloaded");
+    return 0;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    mpd *d = arg;
+    if (sig == SIGHUP) {
+        mpd_reload(d);
+        return;
+    }
+    mpu_info("core", "signal %d: shutting down", (int)sig);
+    event_base_loopexit(d->base, NULL);
+}
+
+static int run(const char *config_path)
+{
+    mpc_errors errs = {0};
+    mp_settings *settings = NULL;
+    if (mp_settings_load(config_path, &settings, &errs) < 0) {
+        print_errors(&errs);
+        mpc_errors_free(&errs);
+        return 1;
+    }
+    apply_log_level(settings, log_override);
+    if (mkdir_p(settings->state_dir, 0750) < 0) {
+        mpu_error("core", "cannot create state_dir %s: %s", settings->state_dir,
+                  strerror(errno));
+        mp_settings_free(&settings);
+        return 1;
+    }
+
+    mpd *d = mpu_calloc(1, sizeof *d);
+    d->settings = settings;
+    d->config_path = mpu_strdup(config_path);
+    d->db_path = mpu_asprintf("%s/mailpulse.db", settings->state_dir);
+    d->started_ms = mpu_now_ms();
+    d->loop_thread = pthread_self();
+    pthread_mutex_init(&d->knobs_lock, NULL);
+    pthread_rwlock_init(&d->registry_lock, NULL);
+    mpd_knobs_from_settings(settings, &d->knobs);
+    int rc = 1;
+
+    char *error = NULL;
+    if (mps_open(d->db_path, &d->store, &error) < 0) {
+        mpu_error("store", "cannot open %s: %s", d->db_path, error);
+        free(error);
+        goto out;
+    }
+    d->token = load_token(settings);
+    if (d->token == NULL)
+        goto out;
+
+    evthread_use_pthreads();
+    d->base = event_base_new();
+    mph_http_global_init();
+    mpd_host_set_daemon(d);
+    mph_loop_set_daemon(d);
+    mpd_events_init(d);
+    mpj_config jc = {settings->workers, settings->schedule.max_backoff * 1000u, mpd_run_job,
+                     mpd_job_done, d};
+    d->sched = mpj_new(d->base, &jc);
+    mpd_maintenance_start(d);
+
+    mph_config hc = {settings->http.listen, settings->http.socket, d->token,
+                     settings->http.max_body, 15000};
+    d->http = mph_start(d->base, &hc, d, &error);
+    if (d->http == NULL) {
+        mpu_error("http", "%s", error);
+        free(error);
+        goto out;
+    }
+    if (settings->http.listen != NULL && *settings->http.listen != '\0') {
+        write_addr_file(d, mph_port(d->http));
+        mpu_info("http", "listening on %s (port %d)", settings->http.listen,
+                 mph_port(d->http));
+    }
+    if (settings->http.socket != NULL && *settings->http.socket != '\0')
+        mpu_info("http", "listening on unix socket %s", settings->http.socket);
+
+    mpc_instance_conf **list = NULL;
+    size_t n = 0;
+    load_plugins(settings, &list, &n, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        mpu_error("config", "%s", errs.msgs[i]);
+    mpc_errors_free(&errs);
+    mpd_registry_apply(d, list, n);
+    free(list);
+
+    /* Hints that arrived before a crash are synced first. */
+    char **pending = NULL;
+    size_t n_pending = 0;
+    if (mps_push_hints_accounts(d->store, &pending, &n_pending, &error) == 0) {
+        for (size_t i = 0; i < n_pending; i++) {
+            mpj_trigger(d->sched, pending[i], MPJ_SYNC, NULL, "pending-push");
+            free(pending[i]);
+        }
+        free(pending);
+    } else {
+        free(error);
+        error = NULL;
+    }
+
+    d->sig_hup = evsignal_new(d->base, SIGHUP, on_signal, d);
+    d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
+    evsignal_add(d->sig_hup, NULL);
+    evsignal_add(d->sig_term, NULL);
+    evsignal_add(d->sig_int, NULL);
+    mpu_info("core", "mailpulsed %s running (state %s, %u workers, driver ABI %d.%d)",
+             MP_VERSION, settings->state_dir, settings->workers, MP_ABI_MAJOR, MP_ABI_MINOR);
+    event_base_dispatch(d->base);
+    rc = 0;
+
+out:
+    mph_stop(&d->http);
+    mpj_free(&d->sched);
+    if (d->base != NULL) {
+        /* Account closes deferred by workers run now, on this thread. */
+        event_base_loop(d->base, EVLOOP_NONBLOCK);
+        mpd_registry_clear(d);
+        event_base_loop(d->base, EVLOOP_NONBLOCK);
+        mpd_host_release_loop_objs(&d->global_objs);
+        mpd_events_free(d);
+        if (d->sig_hup != NULL) {
+            event_free(d->sig_hup);
+            event_free(d->sig_term);
+            event_free(d->sig_int);
+        }
+        event_base_free(d->base);
+    }
+    mps_close(&d->store);
+    mpd_store_thread_cleanup();
+    if (d->token != NULL) {
+        memset(d->token, 0, strlen(d->token));
+        free(d->token);
+    }
+    mp_settings_free(&d->settings);
+    pthread_rwlock_destroy(&d->registry_lock);
+    pthread_mutex_destroy(&d->knobs_lock);
+    free(d->config_path);
+    free(d->db_path);
+    free(d);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 'k'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL;
+    int check = 0, c;
+    while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'k':
+            check = 1;
+            break;
+        case 'l':
+            if (mpu_log_level_parse(optarg) < 0) {
+                fprintf(stderr, "mailpulsed: unknown log level '%s'\n", optarg);
+                return 2;
+            }
+            log_override = optarg;
+            break;
+        case 'V':
+            printf("mailpulsed %s (driver ABI %d.%d)\n", MP_VERSION, MP_ABI_MAJOR,
+                   MP_ABI_MINOR);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (check)
+        return check_config(config);
+    return run(config);
 }

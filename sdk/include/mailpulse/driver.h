@@ -373,7 +373,11 @@ typedef struct mp_host {
     void (*http_free)(mp_http_response *resp);
 
     /* Timers and fd watches on the loop thread (loop thread only).
-     * Callbacks run on the loop thread. Cancel accepts NULL and clears. */
+     * Callbacks run on the loop thread. A timer fires once and then stays
+     * allocated (inactive) until timer_cancel; watches are persistent until
+     * watch_cancel. Cancel accepts NULL and clears the pointer. Whatever an
+     * account still holds when it closes is freed by the host; acct NULL
+     * ties the object to the instance's lifetime instead. */
     mp_timer *(*timer_add)(mp_account *acct, uint32_t after_ms, mp_timer_cb cb,
                            void *arg);
     void (*timer_cancel)(mp_timer **timer);

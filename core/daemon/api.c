@@ -1,0 +1,556 @@
+/* The daemon's data API (see api.h): JSON views of the registry, the
+ * scheduler and the store, plus the triggers and the webhook entry. */
+#include "daemon/api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/daemon.h"
+#include "host/host_private.h"
+#include "util/log.h"
+#include "util/util.h"
+
+static const char *const role_names[] = {"",     "inbox",   "sent",    "drafts", "junk",
+                                         "trash", "archive", "all",     "flagged"};
+
+static json_t *time_or_null(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char buf[40];
+    mpu_time_rfc3339(ms, buf, sizeof buf);
+    return json_string(buf);
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s != NULL ? json_string(s) : json_null();
+}
+
+static void fail(int *status_r, char **error_r, int status, const char *fmt, ...)
+    MP_PRINTF(4, 5);
+static void fail(int *status_r, char **error_r, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (error_r != NULL)
+        *error_r = mpu_vasprintf(fmt, ap);
+    va_end(ap);
+    if (status_r != NULL)
+        *status_r = status;
+}
+
+/* ---- status ---- */
+
+json_t *mpd_api_health(mpd *d)
+{
+    return json_pack("{s:s, s:s, s:I}", "status", "ok", "version", MP_VERSION, "uptime_s",
+                     (json_int_t)((mpu_now_ms() - d->started_ms) / 1000));
+}
+
+static json_t *sched_json(mpd *d, const char *account, mpj_kind kind)
+{
+    mpj_kind_info info;
+    if (mpj_account_info(d->sched, account, kind, &info) < 0)
+        return json_null();
+    return json_pack("{s:b, s:b, s:I, s:I, s:I, s:o, s:o, s:I}", "running", info.running,
+                     "rerun", info.rerun, "runs", (json_int_t)info.runs, "triggers",
+                     (json_int_t)info.triggers, "failures", (json_int_t)info.failures,
+                     "next_due", time_or_null(info.next_due_ms), "last_run",
+                     time_or_null(info.last_run_ms), "last_duration_ms",
+                     (json_int_t)info.last_duration_ms);
+}
+
+json_t *mpd_api_status(mpd *d)
+{
+    json_t *drivers = json_array();
+    size_t accounts = 0;
+    for (size_t i = 0; i < d->n_instances; i++) {
+        mp_instance *inst = d->instances[i];
+        accounts += inst->n_accounts;
+        json_t *abi = inst->desc != NULL
+                          ? json_sprintf("%u.%u", inst->desc->abi_major, inst->desc->abi_minor)
+                          : json_null();
+        json_array_append_new(
+            drivers, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I}", "name",
+                               inst->driver_name, "instance", inst->name, "file", inst->file,
+                               "status", inst->status, "error", str_or_null(inst->error),
+                               "abi", abi, "accounts", (json_int_t)inst->n_accounts));
+    }
+    mpj_stats st;
+    mpj_stats_get(d->sched, &st);
+    json_t *sched = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "workers",
+                              (json_int_t)st.workers, "busy", (json_int_t)st.busy,
+                              "queued_high", (json_int_t)st.queued_high, "queued_low",
+                              (json_int_t)st.queued_low, "accounts", (json_int_t)st.accounts,
+                              "jobs_run", (json_int_t)st.jobs_run, "jobs_failed",
+                              (json_int_t)st.jobs_failed, "triggers_coalesced",
+                              (json_int_t)st.triggers_coalesced);
+    return json_pack("{s:s, s:I, s:s, s:s, s:o, s:I, s:o, s:{s:I}}", "version", MP_VERSION,
+                     "uptime_s", (json_int_t)((mpu_now_ms() - d->started_ms) / 1000),
+                     "state_dir", d->settings->state_dir, "config",
+                     d->config_path ? d->config_path : "<embedded default>", "drivers",
+                     drivers, "accounts", (json_int_t)accounts, "scheduler", sched, "events",
+                     "last_seq", (json_int_t)mpd_api_last_seq(d));
+}
+
+/* ---- accounts ---- */
+
+static void folder_totals(mpd *d, const char *account, json_int_t *folders_r,
+                          json_int_t *messages_r)
+{
+    mps_folder *list = NULL;
+    size_t n = 0;
+    char *error = NULL;
+    *folders_r = 0;
+    *messages_r = 0;
+    if (mps_folders_list(d->store, account, &list, &n, &error) < 0) {
+        free(error);
+        return;
+    }
+    *folders_r = (json_int_t)n;
+    for (size_t i = 0; i < n; i++)
+        *messages_r += list[i].messages;
+    mps_folders_free(&list, n);
+}
+
+static json_t *account_summary(mpd *d, struct mp_account *a)
+{
+    mps_account_row row;
+    memset(&row, 0, sizeof row);
+    char *error = NULL;
+    if (mps_account_get(d->store, a->id, &row, &error) != 0)
+        free(error);
+    json_int_t folders, messages;
+    folder_totals(d, a->id, &folders, &messages);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:o, s:o}", "id", a->id,
+                          "instance", a->inst->name, "driver", a->inst->driver_name, "status",
+                          row.status ? row.status : "pending", "last_error",
+                          str_or_null(row.last_error), "push_state",
+                          str_or_null(row.push_state), "folders", folders, "messages",
+                          messages, "last_sync", time_or_null(row.last_sync_ms), "last_push",
+                          time_or_null(row.last_push_ms));
+    mps_account_row_clear(&row);
+    return o;
+}
+
+json_t *mpd_api_accounts(mpd *d)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < d->n_instances; i++)
+        for (size_t j = 0; j < d->instances[i]->n_accounts; j++)
+            json_array_append_new(list, account_summary(d, d->instances[i]->accounts[j]));
+    return json_pack("{s:o}", "accounts", list);
+}
+
+static json_t *backfill_json(mpd *d, const mps_folder *f)
+{
+    const char *status;
+    mp_backfill_mode mode = d->settings->backfill.mode;
+    uint32_t cap = d->settings->backfill.max_per_folder;
+    mpj_kind_info info;
+    int running = mpj_account_info(d->sched, f->account, MPJ_BACKFILL, &info) == 0 &&
+                  info.running;
+    if (!f->bootstrapped)
+        status = "pending";
+    else if (f->backfill_done)
+        status = "done";
+    else if (mode == MP_BACKFILL_FROM_NOW_ON && !f->backfill_requested)
+        status = "off";
+    else
+        status = running ? "running" : "pending";
+    json_t *target = (mode == MP_BACKFILL_FULL || cap == 0) ? json_null()
+                                                            : json_integer((json_int_t)cap);
+    return json_pack("{s:s, s:I, s:o, s:o, s:b}", "status", status, "loaded",
+                     (json_int_t)f->synced_count, "target", target, "position",
+                     str_or_null(f->backfill_pos), "requested", f->backfill_requested);
+}
+
+json_t *mpd_api_account(mpd *d, const char *id, int *status_r, char **error_r)
+{
+    struct mp_account *a = mpd_account_peek(d, id);
+    if (a == NULL) {
+        fail(status_r, error_r, 404, "no account '%s'", id);
+        return NULL;
+    }
+    mps_account_row row;
+    memset(&row, 0, sizeof row);
+    char *error = NULL;
+    if (mps_account_get(d->store, id, &row, &error) != 0)
+        free(error);
+    json_t *profile = NULL;
+    if (row.profile_json != NULL)
+        profile = json_loads(row.profile_json, 0, NULL);
+    if (profile == NULL)
+        profile = json_null();
+
+    json_t *sub = json_null();
+    mps_subscription s;
+    error = NULL;
+    if (mps_subscription_get(d->store, id, &s, &error) == 0) {
+        json_decref(sub);
+        sub = json_pack("{s:o, s:I, s:o, s:o, s:o}", "provider_id", str_or_null(s.provider_id),
+                        "expires_at", (json_int_t)s.expires_at, "cursor_hint",
+                        str_or_null(s.cursor_hint), "renewed", time_or_null(s.renewed_ms),
+                        "last_notification", time_or_null(s.last_notification_ms));
+        mps_subscription_clear(&s);
+    } else {
+        free(error);
+    }
+
+    json_t *folders = json_array();
+    mps_folder *list = NULL;
+    size_t n = 0;
+    error = NULL;
+    if (mps_folders_list(d->store, id, &list, &n, &error) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            mps_folder *f = &list[i];
+            int role = f->role >= 0 && f->role <= 8 ? f->role : 0;
+            json_array_append_new(
+                folders,
+                json_pack("{s:s, s:o, s:I, s:I, s:b, s:o, s:o, s:I, s:o, s:o}", "name",
+                          f->name, "role", role ? json_string(role_names[role]) : json_null(),
+                          "messages", (json_int_t)f->messages, "bodies",
+                          (json_int_t)f->bodies, "bootstrapped", f->bootstrapped, "cursor",
+                          str_or_null(f->cursor), "backfill", backfill_json(d, f), "resets",
+                          (json_int_t)f->resets, "last_sync", time_or_null(f->last_sync_ms),
+                          "last_error", str_or_null(f->last_error)));
+        }
+        mps_folders_free(&list, n);
+    } else {
+        free(error);
+    }
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:b, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
+        id, "instance", a->inst->name, "driver", a->inst->driver_name, "status",
+        row.status ? row.status : "pending", "last_error", str_or_null(row.last_error),
+        "push_state", str_or_null(row.push_state), "profile", profile, "poll_interval_s",
+        (json_int_t)a->poll_interval_s, "push_live", a->push_live, "last_sync",
+        time_or_null(row.last_sync_ms), "last_push", time_or_null(row.last_push_ms), "sync",
+        sched_json(d, id, MPJ_SYNC), "backfill", sched_json(d, id, MPJ_BACKFILL),
+        "subscription", sub, "folders", folders);
+    mps_account_row_clear(&row);
+    return o;
+}
+
+/* ---- messages ---- */
+
+static json_t *flags_json(const char *flags)
+{
+    json_t *arr = json_array();
+    if (flags == NULL)
+        return arr;
+    const char *p = flags;
+    while (*p != '\0') {
+        while (*p == ' ')
+            p++;
+        size_t len = strcspn(p, " ");
+        if (len > 0)
+            json_array_append_new(arr, json_stringn(p, len));
+        p += len;
+    }
+    return arr;
+}
+
+static json_t *message_json(const mps_message *m)
+{
+    json_t *date = m->date > 0 ? time_or_null(m->date * 1000) : json_null();
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:b}", "id", m->id,
+        "account", m->account, "folder", m->folder ? m->folder : "", "uid",
+        m->uid ? json_integer(m->uid) : json_null(), "message_id", str_or_null(m->message_id),
+        "subject", str_or_null(m->subject), "from", str_or_null(m->from), "to",
+        str_or_null(m->to), "date", date, "size", (json_int_t)m->size, "flags",
+        flags_json(m->flags), "thread_id", str_or_null(m->thread_id), "cached", m->has_body);
+    /* A subject that is not valid UTF-8 makes json_pack fail; fall back to
+     * the pointer fields rather than dropping the message. */
+    if (o == NULL)
+        o = json_pack("{s:s, s:s, s:s, s:n, s:b}", "id", m->id, "account", m->account,
+                      "folder", m->folder ? m->folder : "", "subject", "cached", m->has_body);
+    return o;
+}
+
+json_t *mpd_api_messages(mpd *d, const char *account, const char *folder,
+                         const char *before, size_t limit, int *status_r, char **error_r)
+{
+    if (mpd_account_peek(d, account) == NULL) {
+        fail(status_r, error_r, 404, "no account '%s'", account);
+        return NULL;
+    }
+    if (limit == 0)
+        limit = d->settings->sync.list_page_size;
+    mps_message *list = NULL;
+    size_t n = 0;
+    char *error = NULL;
+    if (mps_messages_list(d->store, account, folder, before, limit, &list, &n, &error) < 0) {
+        fail(status_r, error_r, 400, "%s", error);
+        free(error);
+        return NULL;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, message_json(&list[i]));
+    json_t *next = n == limit && n > 0 ? json_string(list[n - 1].id) : json_null();
+    mps_messages_free(&list, n);
+    return json_pack("{s:o, s:o}", "messages", arr, "next_before", next);
+}
+
+json_t *mpd_api_message(mpd *d, const char *id, int *status_r, char **error_r)
+{
+    mps_message m;
+    char *error = NULL;
+    int rc = mps_message_get(d->store, id, &m, &error);
+    if (rc != 0 || m.deleted) {
+        if (rc == 0)
+            mps_message_clear(&m);
+        fail(status_r, error_r, rc < 0 ? 500 : 404,
+             rc < 0 ? "store error: %s" : "no message '%s'", rc < 0 ? error : id);
+        free(error);
+        return NULL;
+    }
+    json_t *o = message_json(&m);
+    mps_message_clear(&m);
+    return o;
+}
+
+/* ---- raw messages: cache, else the driver on a worker ---- */
+
+typedef struct raw_job {
+    mpd *d;
+    mps_message msg;
+    mpd_raw_cb cb;
+    void *arg;
+    int status;
+    char *error;
+    mp_raw raw;
+} raw_job;
+
+static void raw_work(void *arg)
+{
+    raw_job *r = arg;
+    struct mp_account *a = mpd_account_get(r->d, r->msg.account);
+    if (a == NULL || !a->open) {
+        r->status = 503;
+        r->error = mpu_asprintf("account '%s' is not active", r->msg.account);
+        mpd_account_unref(a);
+        return;
+    }
+    mp_message_ref ref = {r->msg.folder, r->msg.provider_id,
+                          r->msg.ref ? r->msg.ref : r->msg.provider_id, r->msg.uid};
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    /* The contract allows one fetch at a time per account. */
+    pthread_mutex_lock(&a->fetch_lock);
+    mp_status st = a->inst->desc->fetch(a, &ref, &r->raw, &err);
+    pthread_mutex_unlock(&a->fetch_lock);
+    mph_call_arena_free();
+    if (st == MP_OK && r->raw.data != NULL) {
+        r->status = 200;
+        mps_store *s = mpd_store(r->d);
+        mpd_knobs k = mpd_knobs_get(r->d);
+        char *error = NULL;
+        int64_t expires = k.retention_ms > 0 ? mpu_now_ms() + k.retention_ms : 0;
+        if (s != NULL &&
+            mps_body_put(s, r->msg.id, r->raw.data, r->raw.len, expires, &error) < 0) {
+            mpu_warn(a->id, "cannot cache body of %s: %s", r->msg.id, error);
+            free(error);
+        }
+    } else if (st == MP_SKIP) {
+        r->status = 404;
+        r->error = mpu_asprintf("message %s no longer exists at the provider", r->msg.id);
+    } else {
+        atomic_fetch_add(&r->d->m_fetch_errors, 1);
+        r->status = 502;
+        r->error = mpu_asprintf("fetch failed: %s", err.text[0] ? err.text : "driver error");
+    }
+    mpd_account_unref(a);
+}
+
+static void raw_done(void *arg)
+{
+    raw_job *r = arg;
+    r->cb(r->status, r->raw.data, r->raw.len, r->error, r->arg);
+    free(r->raw.data);
+    free(r->error);
+    mps_message_clear(&r->msg);
+    free(r);
+}
+
+void mpd_api_message_raw(mpd *d, const char *id, mpd_raw_cb cb, void *arg)
+{
+    mps_message m;
+    char *error = NULL;
+    int rc = mps_message_get(d->store, id, &m, &error);
+    if (rc != 0) {
+        cb(rc < 0 ? 500 : 404, NULL, 0, rc < 0 ? error : "no such message", arg);
+        free(error);
+        return;
+    }
+    uint8_t *data = NULL;
+    size_t len = 0;
+    rc = mps_body_get(d->store, id, &data, &len, &error);
+    if (rc == 0) {
+        atomic_fetch_add(&d->m_fetch_hits, 1);
+        cb(200, data, len, NULL, arg);
+        free(data);
+        mps_message_clear(&m);
+        return;
+    }
+    free(error);
+    atomic_fetch_add(&d->m_fetch_misses, 1);
+    raw_job *r = mpu_calloc(1, sizeof *r);
+    r->d = d;
+    r->msg = m;
+    r->cb = cb;
+    r->arg = arg;
+    mpj_submit(d->sched, 1, raw_work, raw_done, r);
+}
+
+/* ---- triggers ---- */
+
+int mpd_api_sync(mpd *d, const char *account, char **error_r)
+{
+    struct mp_account *a = mpd_account_peek(d, account);
+    if (a == NULL) {
+        *error_r = mpu_asprintf("no account '%s'", account);
+        return 404;
+    }
+    if (!a->open) {
+        *error_r = mpu_asprintf("account '%s' is not active (see its status)", account);
+        return 409;
+    }
+    if (a->stopped) {
+        /* An explicit request is how an admin says "try again now". */
+        a->stopped = 0;
+    }
+    mpj_trigger(d->sched, account, MPJ_SYNC, NULL, "api");
+    return 202;
+}
+
+int mpd_api_backfill(mpd *d, const char *account, const char *folder, char **error_r)
+{
+    struct mp_account *a = mpd_account_peek(d, account);
+    if (a == NULL) {
+        *error_r = mpu_asprintf("no account '%s'", account);
+        return 404;
+    }
+    if (!a->open) {
+        *error_r = mpu_asprintf("account '%s' is not active (see its status)", account);
+        return 409;
+    }
+    char *error = NULL;
+    int rc = mps_folder_request_backfill(d->store, account, folder, &error);
+    if (rc != 0) {
+        *error_r = rc < 0 ? error : mpu_asprintf("account '%s' has no folder '%s'", account,
+                                                 folder);
+        if (rc > 0)
+            free(error);
+        return rc < 0 ? 500 : 404;
+    }
+    mpj_trigger(d->sched, account, MPJ_BACKFILL, folder, "api");
+    return 202;
+}
+
+/* ---- webhooks ---- */
+
+static void push_answer(int status, const char *msg, int *status_r, char **ctype_r,
+                        char **body_r, size_t *len_r)
+{
+    json_t *o = json_pack("{s:s}", "error", msg);
+    *status_r = status;
+    *ctype_r = mpu_strdup("application/json");
+    *body_r = json_dumps(o, JSON_COMPACT);
+    *len_r = *body_r ? strlen(*body_r) : 0;
+    json_decref(o);
+}
+
+void mpd_api_push(mpd *d, const char *instance, const char *subpath, const char *query,
+                  mpd_header_fn header, void *header_ctx, const uint8_t *body, size_t len,
+                  int *status_r, char **content_type_r, char **body_r, size_t *body_len_r)
+{
+    *content_type_r = NULL;
+    *body_r = NULL;
+    *body_len_r = 0;
+    mp_instance *inst = mpd_instance_peek(d, instance);
+    if (inst == NULL || inst->desc == NULL || !inst->initialized ||
+        inst->desc->push_kind != MP_PUSH_WEBHOOK) {
+        atomic_fetch_add(&d->m_push_rejected, 1);
+        push_answer(404, "no webhook receiver here", status_r, content_type_r, body_r,
+                    body_len_r);
+        return;
+    }
+    mph_push_private priv = {header, header_ctx};
+    mp_push_request req = {subpath ? subpath : "", query ? query : "", body, len, &priv};
+    struct mp_push_reply reply;
+    memset(&reply, 0, sizeof reply);
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_status st = inst->desc->push_verify(inst, &req, &reply, &err);
+    mph_call_arena_free();
+    if (st == MP_OK || st == MP_SKIP)
+        atomic_fetch_add(&d->m_push_accepted, 1);
+    else
+        atomic_fetch_add(&d->m_push_rejected, 1);
+    if (st != MP_OK && st != MP_SKIP)
+        mpu_info(inst->name, "webhook rejected: %s", err.text[0] ? err.text : "no reason");
+    if (reply.set && (st == MP_OK || st == MP_SKIP || reply.status >= 400)) {
+        *status_r = reply.status;
+        *content_type_r = reply.content_type;
+        *body_r = reply.body;
+        *body_len_r = reply.len;
+        return;
+    }
+    free(reply.content_type);
+    free(reply.body);
+    if (st == MP_OK || st == MP_SKIP) {
+        *status_r = 204;
+        return;
+    }
+    /* A verifier that refused without choosing an answer gets a 400; a
+     * transient failure (could not persist the hint) asks for redelivery. */
+    push_answer(st == MP_RETRY ? 503 : 400, err.text[0] ? err.text : "rejected", status_r,
+                content_type_r, body_r, body_len_r);
+}
+
+/* ---- events ---- */
+
+json_t *mpd_api_events(mpd *d, int64_t after, size_t limit, const char *const *types,
+                       const char *const *accounts)
+{
+    mps_event *list = NULL;
+    size_t n = 0;
+    char *error = NULL;
+    json_t *arr = json_array();
+    if (mps_events_after(d->store, after, limit, types, accounts, &list, &n, &error) < 0) {
+        mpu_error("events", "cannot read the outbox: %s", error);
+        free(error);
+        return arr;
+    }
+    for (size_t i = 0; i < n; i++) {
+        mps_event *e = &list[i];
+        json_t *o = NULL;
+        if (e->data_json != NULL)
+            o = json_loads(e->data_json, 0, NULL);
+        if (o == NULL || !json_is_object(o)) {
+            json_decref(o);
+            o = json_object();
+        }
+        char t[40];
+        mpu_time_rfc3339(e->time_ms, t, sizeof t);
+        json_object_set_new(o, "seq", json_integer(e->seq));
+        json_object_set_new(o, "type", json_string(e->type));
+        json_object_set_new(o, "account", json_string(e->account));
+        json_object_set_new(o, "folder", str_or_null(e->folder));
+        json_object_set_new(o, "message", str_or_null(e->message));
+        json_object_set_new(o, "time", json_string(t));
+        json_object_set_new(o, "idempotency_key", json_string(e->idem_key));
+        json_array_append_new(arr, o);
+    }
+    mps_events_free(&list, n);
+    return arr;
+}
+
+char *mpd_api_metrics(mpd *d)
+{
+    return mpd_metrics_text(d);
+}

@@ -1,0 +1,80 @@
+/* Committed events wake the loop thread once, however many commits happened
+ * meanwhile; watchers (the SSE fan-out) then read the outbox themselves. */
+#include "daemon/daemon.h"
+#include "daemon/api.h"
+
+#include <stdlib.h>
+
+#include "util/util.h"
+
+struct mpd_watcher {
+    struct mpd_watcher *next;
+    mpd_events_cb cb;
+    void *arg;
+};
+
+static void events_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    mpd *d = arg;
+    int64_t seq = atomic_load(&d->last_seq);
+    for (struct mpd_watcher *w = d->watchers, *next; w != NULL; w = next) {
+        next = w->next; /* a callback may unwatch itself */
+        w->cb(seq, w->arg);
+    }
+}
+
+void mpd_events_init(mpd *d)
+{
+    d->events_ev = event_new(d->base, -1, 0, events_wake, d);
+    atomic_store(&d->last_seq, mps_events_last_seq(d->store));
+}
+
+void mpd_events_free(mpd *d)
+{
+    while (d->watchers != NULL) {
+        struct mpd_watcher *w = d->watchers;
+        d->watchers = w->next;
+        free(w);
+    }
+    if (d->events_ev != NULL)
+        event_free(d->events_ev);
+    d->events_ev = NULL;
+}
+
+void mpd_events_committed(mpd *d, int64_t seq)
+{
+    int64_t cur = atomic_load(&d->last_seq);
+    while (seq > cur && !atomic_compare_exchange_weak(&d->last_seq, &cur, seq))
+        ;
+    if (d->events_ev != NULL)
+        event_active(d->events_ev, EV_READ, 0);
+}
+
+void *mpd_events_watch(mpd *d, mpd_events_cb cb, void *arg)
+{
+    struct mpd_watcher *w = mpu_calloc(1, sizeof *w);
+    w->cb = cb;
+    w->arg = arg;
+    w->next = d->watchers;
+    d->watchers = w;
+    return w;
+}
+
+void mpd_events_unwatch(mpd *d, void *handle)
+{
+    for (struct mpd_watcher **p = &d->watchers; *p != NULL; p = &(*p)->next) {
+        if (*p == handle) {
+            struct mpd_watcher *w = *p;
+            *p = w->next;
+            free(w);
+            return;
+        }
+    }
+}
+
+int64_t mpd_api_last_seq(mpd *d)
+{
+    return atomic_load(&d->last_seq);
+}

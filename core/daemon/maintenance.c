@@ -1,0 +1,122 @@
+/* Global periodic tasks on the worker pool (the scheduler never overlaps
+ * runs of one task):
+ *   cache cleanup     delete bodies past their retention (daily);
+ *   push renewal      sync accounts whose webhook subscription is missing
+ *                     or expires within a day: the sync job renews it
+ *                     (hourly; the job itself runs one driver call at a time
+ *                     per account, as the driver contract requires);
+ *   bootstrap sweep   sync accounts that still have folders never
+ *                     connected, e.g. after a failure (every 4 min). */
+#include "daemon/daemon.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+#include "util/util.h"
+
+#define RENEW_WINDOW_MS (24LL * 3600 * 1000)
+
+static void cache_cleanup(void *arg)
+{
+    mpd *d = arg;
+    mps_store *s = mpd_store(d);
+    int64_t removed = 0;
+    char *error = NULL;
+    if (s == NULL)
+        return;
+    if (mps_body_cleanup(s, mpu_now_ms(), &removed, &error) < 0) {
+        mpu_error("cache", "cleanup failed: %s", error);
+        free(error);
+        return;
+    }
+    if (removed > 0)
+        mpu_info("cache", "removed %lld expired bodies", (long long)removed);
+}
+
+/* Snapshot of account ids (with references) so the registry lock is not
+ * held across store reads. */
+static struct mp_account **accounts_snapshot(mpd *d, size_t *n_r)
+{
+    pthread_rwlock_rdlock(&d->registry_lock);
+    size_t n = 0;
+    for (size_t i = 0; i < d->n_instances; i++)
+        n += d->instances[i]->n_accounts;
+    struct mp_account **list = mpu_calloc(n + 1, sizeof *list);
+    size_t k = 0;
+    for (size_t i = 0; i < d->n_instances; i++) {
+        for (size_t j = 0; j < d->instances[i]->n_accounts; j++) {
+            struct mp_account *a = d->instances[i]->accounts[j];
+            if (!a->open || a->stopped)
+                continue;
+            atomic_fetch_add(&a->refs, 1);
+            list[k++] = a;
+        }
+    }
+    pthread_rwlock_unlock(&d->registry_lock);
+    *n_r = k;
+    return list;
+}
+
+static void push_renewal(void *arg)
+{
+    mpd *d = arg;
+    mps_store *s = mpd_store(d);
+    size_t n = 0;
+    struct mp_account **list = accounts_snapshot(d, &n);
+    int64_t now = mpu_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        struct mp_account *a = list[i];
+        if (s != NULL && a->inst->desc->push_kind == MP_PUSH_WEBHOOK) {
+            mps_subscription sub;
+            char *error = NULL;
+            int rc = mps_subscription_get(s, a->id, &sub, &error);
+            int due = rc == 1 || (rc == 0 && sub.expires_at != 0 &&
+                                  sub.expires_at * 1000 - now < RENEW_WINDOW_MS);
+            if (rc == 0)
+                mps_subscription_clear(&sub);
+            free(error);
+            if (due)
+                mpj_trigger_async(d->sched, a->id, MPJ_SYNC, NULL, "push-renewal");
+        }
+        mpd_account_unref(a);
+    }
+    free(list);
+}
+
+static void bootstrap_sweep(void *arg)
+{
+    mpd *d = arg;
+    mps_store *s = mpd_store(d);
+    size_t n = 0;
+    struct mp_account **list = accounts_snapshot(d, &n);
+    for (size_t i = 0; i < n; i++) {
+        mps_folder *folders = NULL;
+        size_t nf = 0;
+        char *error = NULL;
+        if (s != NULL && mps_folders_list(s, list[i]->id, &folders, &nf, &error) == 0) {
+            for (size_t f = 0; f < nf; f++) {
+                if (!folders[f].bootstrapped) {
+                    mpj_trigger_async(d->sched, list[i]->id, MPJ_SYNC, NULL, "bootstrap");
+                    break;
+                }
+            }
+            mps_folders_free(&folders, nf);
+        } else {
+            free(error);
+        }
+        mpd_account_unref(list[i]);
+    }
+    free(list);
+}
+
+void mpd_maintenance_start(mpd *d)
+{
+    const mp_settings *s = d->settings;
+    mpj_periodic(d->sched, "cache-cleanup", s->schedule.cache_cleanup_interval * 1000u,
+                 60000u, cache_cleanup, d);
+    mpj_periodic(d->sched, "push-renewal", s->schedule.push_renew_interval * 1000u,
+                 s->schedule.push_renew_interval * 1000u, push_renewal, d);
+    mpj_periodic(d->sched, "bootstrap-sweep", s->schedule.bootstrap_interval * 1000u,
+                 s->schedule.bootstrap_interval * 1000u, bootstrap_sweep, d);
+}

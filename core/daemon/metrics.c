@@ -1,0 +1,124 @@
+/* Prometheus text exposition of the daemon's counters and gauges. */
+#include "daemon/daemon.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/util.h"
+
+typedef struct textbuf {
+    char *data;
+    size_t len, cap;
+} textbuf;
+
+static void put(textbuf *b, const char *fmt, ...) MP_PRINTF(2, 3);
+static void put(textbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *line = mpu_vasprintf(fmt, ap);
+    va_end(ap);
+    size_t n = strlen(line);
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->data = mpu_realloc(b->data, b->cap);
+    }
+    memcpy(b->data + b->len, line, n + 1);
+    b->len += n;
+    free(line);
+}
+
+static void metric(textbuf *b, const char *name, const char *type, const char *help,
+                   unsigned long long value)
+{
+    put(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, value);
+}
+
+/* Label values come from config (account ids are restricted to a safe
+ * character set by the config loader), escape anyway. */
+static void label_escape(const char *in, char *out, size_t size)
+{
+    size_t o = 0;
+    for (const char *p = in; *p != '\0' && o + 3 < size; p++) {
+        if (*p == '"' || *p == '\\' || *p == '\n') {
+            out[o++] = '\\';
+            out[o++] = *p == '\n' ? 'n' : *p;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+}
+
+char *mpd_metrics_text(mpd *d)
+{
+    textbuf b = {0};
+    metric(&b, "mailpulse_up", "gauge", "1 while the daemon serves.", 1);
+    metric(&b, "mailpulse_uptime_seconds", "gauge", "Seconds since start.",
+           (unsigned long long)((mpu_now_ms() - d->started_ms) / 1000));
+    metric(&b, "mailpulse_sync_runs_total", "counter", "Incremental sync jobs run.",
+           atomic_load(&d->m_sync_runs));
+    metric(&b, "mailpulse_sync_failures_total", "counter", "Jobs that ended in a retry.",
+           atomic_load(&d->m_sync_failures));
+    metric(&b, "mailpulse_backfill_runs_total", "counter", "Backfill jobs run.",
+           atomic_load(&d->m_backfill_runs));
+    metric(&b, "mailpulse_changes_applied_total", "counter",
+           "Message changes that altered the store.", atomic_load(&d->m_changes));
+    metric(&b, "mailpulse_folder_resets_total", "counter", "Folders resynced from scratch.",
+           atomic_load(&d->m_folder_resets));
+    metric(&b, "mailpulse_push_accepted_total", "counter", "Webhook requests accepted.",
+           atomic_load(&d->m_push_accepted));
+    metric(&b, "mailpulse_push_rejected_total", "counter", "Webhook requests rejected.",
+           atomic_load(&d->m_push_rejected));
+    metric(&b, "mailpulse_body_cache_hits_total", "counter", "Raw reads served from cache.",
+           atomic_load(&d->m_fetch_hits));
+    metric(&b, "mailpulse_body_cache_misses_total", "counter",
+           "Raw reads fetched from the provider.", atomic_load(&d->m_fetch_misses));
+    metric(&b, "mailpulse_fetch_errors_total", "counter", "On-demand fetches that failed.",
+           atomic_load(&d->m_fetch_errors));
+
+    mpj_stats st;
+    mpj_stats_get(d->sched, &st);
+    metric(&b, "mailpulse_workers", "gauge", "Worker threads.", st.workers);
+    metric(&b, "mailpulse_workers_busy", "gauge", "Workers running a job.", st.busy);
+    metric(&b, "mailpulse_queue_high", "gauge", "Queued new-mail jobs.", st.queued_high);
+    metric(&b, "mailpulse_queue_low", "gauge", "Queued backfill jobs.", st.queued_low);
+    metric(&b, "mailpulse_triggers_coalesced_total", "counter",
+           "Sync triggers merged into a queued or running job.", st.triggers_coalesced);
+
+    mps_stats ss;
+    char *error = NULL;
+    if (mps_stats_get(d->store, &ss, &error) == 0) {
+        metric(&b, "mailpulse_messages", "gauge", "Messages stored.", (unsigned long long)ss.messages);
+        metric(&b, "mailpulse_bodies_cached", "gauge", "Bodies in the cache.",
+               (unsigned long long)ss.bodies);
+        metric(&b, "mailpulse_body_cache_bytes", "gauge", "Bytes in the body cache.",
+               (unsigned long long)ss.body_bytes);
+        metric(&b, "mailpulse_events_last_seq", "gauge", "Sequence of the newest event.",
+               (unsigned long long)ss.last_seq);
+    } else {
+        free(error);
+    }
+
+    put(&b, "# HELP mailpulse_account_up 1 when the account's last sync succeeded.\n"
+            "# TYPE mailpulse_account_up gauge\n");
+    for (size_t i = 0; i < d->n_instances; i++) {
+        for (size_t j = 0; j < d->instances[i]->n_accounts; j++) {
+            struct mp_account *a = d->instances[i]->accounts[j];
+            mps_account_row row;
+            int up = 0;
+            if (mps_account_get(d->store, a->id, &row, &error) == 0) {
+                up = row.status != NULL && strcmp(row.status, "ok") == 0;
+                mps_account_row_clear(&row);
+            } else {
+                free(error);
+                error = NULL;
+            }
+            char id[200];
+            label_escape(a->id, id, sizeof id);
+            put(&b, "mailpulse_account_up{account=\"%s\"} %d\n", id, up);
+        }
+    }
+    return b.data;
+}

@@ -1,0 +1,429 @@
+/* The registry of driver instances and accounts, built from plugins.d and
+ * re-applied on SIGHUP. An instance whose file did not change is kept as
+ * is (its accounts keep running); a changed or removed one is retired and
+ * a changed one is created again. Accounts keep their store rows across
+ * all of this, so a re-created account continues from its cursors. */
+#include "daemon/daemon.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/host_private.h"
+#include "util/log.h"
+#include "util/util.h"
+
+/* ---- references ---- */
+
+static void instance_unref(mp_instance *inst);
+
+static void account_close_now(struct mp_account *a)
+{
+    if (a->push_started && a->inst->desc != NULL && a->inst->desc->push_stop != NULL)
+        a->inst->desc->push_stop(a);
+    a->push_started = 0;
+    mpd_host_release_loop_objs(&a->loop_objs);
+    if (a->open && a->inst->desc != NULL)
+        a->inst->desc->account_close(a, &a->state);
+    a->open = 0;
+    for (size_t i = 0; i < a->n_folders_allowed; i++)
+        free(a->folders_allowed[i]);
+    free(a->folders_allowed);
+    pthread_mutex_destroy(&a->fetch_lock);
+    pthread_mutex_destroy(&a->lock);
+    instance_unref(a->inst);
+    free(a->id);
+    free(a);
+}
+
+static void account_close_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    account_close_now(arg);
+}
+
+void mpd_account_unref(struct mp_account *a)
+{
+    if (a == NULL || atomic_fetch_sub(&a->refs, 1) != 1)
+        return;
+    /* account_close and push_stop belong to the loop thread. */
+    if (pthread_equal(pthread_self(), a->d->loop_thread))
+        account_close_now(a);
+    else
+        event_base_once(a->d->base, -1, EV_TIMEOUT, account_close_cb, a, NULL);
+}
+
+static void instance_unref(mp_instance *inst)
+{
+    if (inst == NULL || atomic_fetch_sub(&inst->refs, 1) != 1)
+        return;
+    if (inst->initialized && inst->desc->deinit != NULL)
+        inst->desc->deinit(inst, &inst->state);
+    mpl_unload(&inst->drv);
+    if (inst->conf != NULL) {
+        mpc_instance_conf **one = mpu_malloc(sizeof *one);
+        one[0] = inst->conf;
+        mpc_instances_free(&one, 1);
+    }
+    free(inst->accounts);
+    free(inst->name);
+    free(inst->file);
+    free(inst->driver_name);
+    free(inst->content_hash);
+    free(inst->status);
+    free(inst->error);
+    free(inst);
+}
+
+/* ---- lookup ---- */
+
+struct mp_account *mpd_account_peek(mpd *d, const char *id)
+{
+    for (size_t i = 0; i < d->n_instances; i++) {
+        mp_instance *inst = d->instances[i];
+        for (size_t j = 0; j < inst->n_accounts; j++)
+            if (strcmp(inst->accounts[j]->id, id) == 0)
+                return inst->accounts[j];
+    }
+    return NULL;
+}
+
+mp_instance *mpd_instance_peek(mpd *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_instances; i++)
+        if (strcmp(d->instances[i]->name, name) == 0)
+            return d->instances[i];
+    return NULL;
+}
+
+struct mp_account *mpd_account_get(mpd *d, const char *id)
+{
+    pthread_rwlock_rdlock(&d->registry_lock);
+    struct mp_account *a = mpd_account_peek(d, id);
+    if (a != NULL)
+        atomic_fetch_add(&a->refs, 1);
+    pthread_rwlock_unlock(&d->registry_lock);
+    return a;
+}
+
+/* ---- scheduling ---- */
+
+static uint32_t sync_interval_s(const struct mp_account *a, const mp_settings *s)
+{
+    /* With live push the poller is demoted to the reconciliation sweep,
+     * unless the admin asked for a faster poll than that. */
+    if (a->push_live && s->schedule.reconcile_interval > a->poll_interval_s)
+        return s->schedule.reconcile_interval;
+    return a->poll_interval_s;
+}
+
+void mpd_account_apply_intervals(struct mp_account *a)
+{
+    const mp_settings *s = a->d->settings;
+    mpj_account_set_intervals(a->d->sched, a->id, sync_interval_s(a, s) * 1000u,
+                              s->schedule.backfill_interval * 1000u);
+}
+
+typedef struct push_live_msg {
+    mpd *d;
+    char *id;
+    int live;
+} push_live_msg;
+
+static void push_live_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    push_live_msg *m = arg;
+    struct mp_account *a = mpd_account_peek(m->d, m->id);
+    if (a != NULL && a->push_live != m->live) {
+        a->push_live = m->live;
+        mpd_account_apply_intervals(a);
+    }
+    free(m->id);
+    free(m);
+}
+
+void mpd_account_set_push_live(struct mp_account *a, int live)
+{
+    push_live_msg *m = mpu_calloc(1, sizeof *m);
+    m->d = a->d;
+    m->id = mpu_strdup(a->id);
+    m->live = live;
+    if (pthread_equal(pthread_self(), a->d->loop_thread))
+        push_live_cb(-1, 0, m);
+    else
+        event_base_once(a->d->base, -1, EV_TIMEOUT, push_live_cb, m, NULL);
+}
+
+/* ---- creation ---- */
+
+static char *file_hash(const char *path)
+{
+    char *data = NULL, *error = NULL;
+    size_t len = 0;
+    if (mpu_read_file(path, 16 * 1024 * 1024, 0, &data, &len, &error) < 0) {
+        free(error);
+        return mpu_strdup("");
+    }
+    char hex[65];
+    mpu_sha256_hex(data, len, 32, hex);
+    free(data);
+    return mpu_strdup(hex);
+}
+
+static char *join_errors(const mpc_errors *errs)
+{
+    size_t total = 1;
+    for (size_t i = 0; i < errs->n; i++)
+        total += strlen(errs->msgs[i]) + 2;
+    char *out = mpu_calloc(1, total);
+    for (size_t i = 0; i < errs->n; i++) {
+        if (i > 0)
+            strncat(out, "; ", total - strlen(out) - 1);
+        strncat(out, errs->msgs[i], total - strlen(out) - 1);
+    }
+    return out;
+}
+
+static uint32_t interval_from(const mpc_node *cfg, uint32_t fallback)
+{
+    const mpc_node *n = mpc_get(cfg, "poll_interval");
+    if (n != NULL && n->type == MPC_INT && n->i > 0 && n->i < 86400 * 7)
+        return (uint32_t)n->i;
+    return fallback;
+}
+
+static struct mp_account *account_new(mpd *d, mp_instance *inst, const mpc_node *cfg)
+{
+    struct mp_account *a = mpu_calloc(1, sizeof *a);
+    atomic_init(&a->refs, 1);
+    a->d = d;
+    a->id = mpu_strdup(mpc_string(cfg, "id"));
+    a->inst = inst;
+    atomic_fetch_add(&inst->refs, 1);
+    a->cfg = cfg;
+    a->enabled = mpc_get(cfg, "enabled") != NULL ? mpc_bool(cfg, "enabled") : 1;
+    a->poll_interval_s = interval_from(cfg, inst->poll_interval_s);
+    pthread_mutex_init(&a->fetch_lock, NULL);
+    pthread_mutex_init(&a->lock, NULL);
+    if (mpc_get(cfg, "folders") != NULL) {
+        a->n_folders_allowed = mpc_list_len(cfg, "folders");
+        a->folders_allowed = mpu_calloc(a->n_folders_allowed + 1, sizeof(char *));
+        for (size_t i = 0; i < a->n_folders_allowed; i++)
+            a->folders_allowed[i] = mpu_strdup(mpc_list_string(cfg, "folders", i));
+    }
+    return a;
+}
+
+/* Open the account with its driver and put it on the schedule. */
+static void account_start(mpd *d, struct mp_account *a, unsigned index)
+{
+    mp_instance *inst = a->inst;
+    char *error = NULL;
+    if (mps_account_ensure(d->store, a->id, inst->name, &error) < 0) {
+        mpu_error(a->id, "cannot record account: %s", error);
+        free(error);
+        return;
+    }
+    if (inst->desc == NULL || !inst->initialized) {
+        const char *st = strcmp(inst->status, "disabled") == 0 ? "disabled" : "driver-refused";
+        mpd_set_account_status(d, a->id, st, inst->error);
+        return;
+    }
+    if (!a->enabled) {
+        mpd_set_account_status(d, a->id, "disabled", NULL);
+        return;
+    }
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_status st = inst->desc->account_open(a, a->cfg, &a->state, &err);
+    mph_call_arena_free();
+    if (st != MP_OK) {
+        mpd_set_account_status(d, a->id, st == MP_REAUTH ? "reauth" : "fatal",
+                               err.text[0] ? err.text : "account_open failed");
+        return;
+    }
+    a->open = 1;
+    mpd_set_account_status(d, a->id, "pending", NULL);
+    /* Stagger first runs so a daemon with many accounts does not stampede. */
+    mpj_account_add(d->sched, a->id, sync_interval_s(a, d->settings) * 1000u,
+                    d->settings->schedule.backfill_interval * 1000u,
+                    100u + (index % 50u) * 200u);
+    if (inst->desc->push_kind == MP_PUSH_STREAM) {
+        memset(&err, 0, sizeof err);
+        st = inst->desc->push_start(a, &err);
+        if (st == MP_OK) {
+            a->push_started = 1;
+        } else {
+            char *state = mpu_asprintf("failed: %s", err.text);
+            mpd_set_push_state(d, a->id, state);
+            free(state);
+        }
+    } else if (inst->desc->push_kind == MP_PUSH_NONE) {
+        mpd_set_push_state(d, a->id, "off");
+    } else {
+        mpd_set_push_state(d, a->id, "pending");
+    }
+}
+
+static mp_instance *instance_new(mpd *d, mpc_instance_conf *conf)
+{
+    mp_instance *inst = mpu_calloc(1, sizeof *inst);
+    atomic_init(&inst->refs, 1);
+    inst->d = d;
+    inst->conf = conf;
+    inst->name = mpu_strdup(conf->name);
+    inst->file = mpu_strdup(conf->file);
+    inst->driver_name = mpu_strdup(conf->driver);
+    inst->content_hash = file_hash(conf->file);
+    inst->poll_interval_s = 180;
+
+    if (!conf->enabled) {
+        inst->status = mpu_strdup("disabled");
+        inst->error = mpu_asprintf("%s: enabled: false", conf->file);
+        return inst;
+    }
+    char *error = NULL;
+    inst->drv = mpl_load(d->settings->driver_dir, conf->driver, &error);
+    if (inst->drv == NULL) {
+        inst->status = mpu_strdup("refused");
+        inst->error = error;
+        mpu_error(inst->name, "driver refused: %s", error);
+        return inst;
+    }
+    inst->desc = &inst->drv->desc;
+    if (inst->desc->poll_interval_s > 0)
+        inst->poll_interval_s = inst->desc->poll_interval_s;
+    inst->poll_interval_s = interval_from(conf->root, inst->poll_interval_s);
+
+    mpc_errors errs = {0};
+    if (mpc_validate_instance(conf, inst->desc, &errs) > 0) {
+        inst->status = mpu_strdup("refused");
+        inst->error = join_errors(&errs);
+        for (size_t i = 0; i < errs.n; i++)
+            mpu_error(inst->name, "%s", errs.msgs[i]);
+        mpc_errors_free(&errs);
+        return inst;
+    }
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_status st = inst->desc->init(mpd_host_table(), inst, conf->root, &inst->state, &err);
+    mph_call_arena_free();
+    if (st != MP_OK) {
+        inst->status = mpu_strdup("init-failed");
+        inst->error = mpu_asprintf("%s: init failed: %s", conf->file, err.text);
+        mpu_error(inst->name, "%s", inst->error);
+        return inst;
+    }
+    inst->initialized = 1;
+    inst->status = mpu_strdup("loaded");
+    mpu_info(inst->name, "driver %s loaded from %s (ABI %u.%u)", inst->driver_name,
+             inst->drv->path, inst->desc->abi_major, inst->desc->abi_minor);
+    return inst;
+}
+
+static void instance_add_accounts(mpd *d, mp_instance *inst)
+{
+    mpc_instance_conf *conf = inst->conf;
+    inst->accounts = mpu_calloc(conf->n_accounts + 1, sizeof *inst->accounts);
+    for (size_t i = 0; i < conf->n_accounts; i++) {
+        /* A duplicate id elsewhere was already reported by the config
+         * loader, which leaves such a file out. */
+        if (mpd_account_peek(d, mpc_string(conf->accounts[i], "id")) != NULL)
+            continue;
+        inst->accounts[inst->n_accounts++] = account_new(d, inst, conf->accounts[i]);
+    }
+}
+
+/* ---- retirement ---- */
+
+static void instance_retire(mpd *d, mp_instance *inst)
+{
+    for (size_t j = 0; j < inst->n_accounts; j++) {
+        struct mp_account *a = inst->accounts[j];
+        a->removed = 1;
+        mpj_account_remove(d->sched, a->id);
+        if (a->push_started && inst->desc->push_stop != NULL)
+            inst->desc->push_stop(a);
+        a->push_started = 0;
+        mpd_account_unref(a);
+    }
+    inst->n_accounts = 0;
+    instance_unref(inst);
+}
+
+/* ---- apply ---- */
+
+void mpd_registry_apply(mpd *d, mpc_instance_conf **confs, size_t n)
+{
+    mp_instance **next = mpu_calloc(n + 1, sizeof *next);
+    int *kept = mpu_calloc(d->n_instances + 1, sizeof *kept);
+    size_t n_next = 0;
+
+    /* Keep instances whose file is unchanged; retire the rest first so an
+     * account id moving between files never exists twice. */
+    for (size_t i = 0; i < n; i++) {
+        char *hash = file_hash(confs[i]->file);
+        for (size_t j = 0; j < d->n_instances; j++) {
+            mp_instance *old = d->instances[j];
+            if (!kept[j] && strcmp(old->name, confs[i]->name) == 0 &&
+                strcmp(old->content_hash, hash) == 0 && old->desc != NULL) {
+                kept[j] = 1;
+                next[n_next++] = old;
+                mpc_instance_conf **one = mpu_malloc(sizeof *one);
+                one[0] = confs[i];
+                mpc_instances_free(&one, 1);
+                confs[i] = NULL;
+                break;
+            }
+        }
+        free(hash);
+    }
+    pthread_rwlock_wrlock(&d->registry_lock);
+    mp_instance **old_list = d->instances;
+    size_t old_n = d->n_instances;
+    d->instances = next;
+    d->n_instances = n_next;
+    pthread_rwlock_unlock(&d->registry_lock);
+    for (size_t j = 0; j < old_n; j++) {
+        if (!kept[j]) {
+            mpu_info(old_list[j]->name, "instance removed or changed; retiring it");
+            instance_retire(d, old_list[j]);
+        } else {
+            /* Kept accounts pick up changed global intervals. */
+            for (size_t k = 0; k < old_list[j]->n_accounts; k++)
+                if (old_list[j]->accounts[k]->open)
+                    mpd_account_apply_intervals(old_list[j]->accounts[k]);
+        }
+    }
+    free(old_list);
+    free(kept);
+
+    unsigned index = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (confs[i] == NULL)
+            continue;
+        mp_instance *inst = instance_new(d, confs[i]);
+        confs[i] = NULL;
+        pthread_rwlock_wrlock(&d->registry_lock);
+        instance_add_accounts(d, inst);
+        d->instances[d->n_instances++] = inst;
+        pthread_rwlock_unlock(&d->registry_lock);
+        for (size_t j = 0; j < inst->n_accounts; j++)
+            account_start(d, inst->accounts[j], index++);
+    }
+}
+
+void mpd_registry_clear(mpd *d)
+{
+    pthread_rwlock_wrlock(&d->registry_lock);
+    mp_instance **list = d->instances;
+    size_t n = d->n_instances;
+    d->instances = NULL;
+    d->n_instances = 0;
+    pthread_rwlock_unlock(&d->registry_lock);
+    for (size_t i = 0; i < n; i++)
+        instance_retire(d, list[i]);
+    free(list);
+}

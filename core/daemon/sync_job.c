@@ -1,0 +1,486 @@
+/* What a scheduled job does for one account, on a worker thread.
+ *
+ * SYNC (new mail): keep the push subscription alive (webhook drivers),
+ * refresh the folder list now and then, bootstrap folders never connected,
+ * run a delta sync on the others. BACKFILL (history): walk each folder's
+ * history downwards in batches until the job budget is spent.
+ *
+ * Driver status codes map to scheduler outcomes in one place
+ * (outcome_of_status); the store guarantees that whatever a driver
+ * committed is consistent, and whatever it staged but did not commit is
+ * simply dropped, to be delivered again from the unchanged cursor. */
+#include "daemon/daemon.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/host_private.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define RENEW_BEFORE_MS (24LL * 3600 * 1000)
+#define BACKFILL_FIRST_DELAY_MS 10000u
+
+typedef struct job_state {
+    mpd *d;
+    struct mp_account *a;
+    const mp_driver *desc;
+    mps_store *s;
+    mpd_knobs k;
+    int failed;            /* a RETRY happened                          */
+    uint32_t retry_after_ms;
+    int stop;              /* REAUTH / FATAL                            */
+    char first_error[512];
+    int ok_folders;
+} job_state;
+
+mpd_knobs mpd_knobs_get(mpd *d)
+{
+    pthread_mutex_lock(&d->knobs_lock);
+    mpd_knobs k = d->knobs;
+    pthread_mutex_unlock(&d->knobs_lock);
+    return k;
+}
+
+void mpd_knobs_from_settings(const mp_settings *s, mpd_knobs *k)
+{
+    k->sync_batch_size = s->sync.batch_size;
+    k->fetch_bodies = s->sync.fetch_bodies;
+    k->backfill_mode = s->backfill.mode;
+    k->bootstrap_max = s->backfill.bootstrap_max;
+    k->backfill_batch_size = s->backfill.batch_size;
+    k->job_budget_s = s->backfill.job_budget;
+    k->max_per_folder = s->backfill.max_per_folder;
+    k->retention_ms = (int64_t)s->cache.retention_days * 86400 * 1000;
+    k->folder_list_interval_s = s->schedule.folder_list_interval;
+    k->ingest_batch_size = s->sync.ingest_batch_size;
+}
+
+static int folder_allowed(const struct mp_account *a, const char *name)
+{
+    if (a->folders_allowed == NULL)
+        return 1;
+    for (size_t i = 0; i < a->n_folders_allowed; i++)
+        if (strcmp(a->folders_allowed[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Record a non-OK status. Returns nonzero when the job must stop. */
+static int note_status(job_state *j, const char *folder, mp_status st, const mp_error *err)
+{
+    const char *text = err->text[0] ? err->text : "no reason given";
+    char *error = NULL;
+    if (st == MP_OK)
+        return 0;
+    if (folder != NULL && j->s != NULL &&
+        mps_folder_set_error(j->s, j->a->id, folder, text, &error) < 0) {
+        free(error);
+        error = NULL;
+    }
+    if (j->first_error[0] == '\0')
+        snprintf(j->first_error, sizeof j->first_error, "%s%s%s",
+                 folder ? folder : "", folder ? ": " : "", text);
+    switch (st) {
+    case MP_RETRY:
+    case MP_RESYNC: /* a resync that failed again: retry later */
+        j->failed = 1;
+        if (err->retry_after_ms > j->retry_after_ms)
+            j->retry_after_ms = err->retry_after_ms;
+        mpu_warn(j->a->id, "%s%s%s (will retry)", folder ? folder : "", folder ? ": " : "",
+                 text);
+        return 0;
+    case MP_SKIP:
+        mpu_info(j->a->id, "%s: skipped: %s", folder ? folder : "-", text);
+        return 0;
+    case MP_REAUTH:
+        mpd_set_account_status(j->d, j->a->id, "reauth", text);
+        j->stop = 1;
+        return 1;
+    case MP_FATAL:
+    default:
+        mpd_set_account_status(j->d, j->a->id, "fatal", text);
+        j->stop = 1;
+        return 1;
+    }
+}
+
+static void batch_init(job_state *j, mp_batch *b, const char *folder, int history)
+{
+    memset(b, 0, sizeof *b);
+    b->d = j->d;
+    b->acct = j->a;
+    b->folder = folder;
+    b->staged = mps_batch_new(j->a->id, folder);
+    b->store = j->s;
+    b->knobs = &j->k;
+    b->history = history;
+}
+
+/* After the slot returned: commit what an OK slot staged but left
+ * uncommitted (without moving the cursor: replaying it is harmless), drop
+ * it otherwise. */
+static mp_status batch_finish(job_state *j, mp_batch *b, mp_status st, mp_error *err)
+{
+    if (st == MP_OK && mps_batch_pending(b->staged) > 0)
+        st = mph_batch_commit(b, NULL, NULL, 0, err);
+    mps_batch_free(&b->staged);
+    mph_call_arena_free();
+    return st;
+}
+
+static mp_status run_bootstrap(job_state *j, const char *folder, const char *reset_reason,
+                               mp_error *err)
+{
+    uint32_t max = j->k.bootstrap_max;
+    if (j->k.backfill_mode == MP_BACKFILL_FROM_NOW_ON)
+        max = 0;
+    if (j->k.max_per_folder > 0 && max > j->k.max_per_folder)
+        max = j->k.max_per_folder;
+    mp_batch b;
+    batch_init(j, &b, folder, 1);
+    if (reset_reason != NULL)
+        mph_batch_reset(&b, reset_reason);
+    mp_status st = j->desc->bootstrap(j->a, folder, max, &b, err);
+    st = batch_finish(j, &b, st, err);
+    if (st == MP_OK && !b.cursor_committed)
+        return mp_fail(err, MP_RETRY, "driver bug: bootstrap of %s committed no cursor",
+                       folder);
+    if (st == MP_OK)
+        mpu_info(j->a->id, "%s: bootstrapped (%zu changes, %zu events)", folder, b.changes,
+                 b.events);
+    return st;
+}
+
+static mp_status run_delta(job_state *j, const mps_folder *f, mp_error *err)
+{
+    mp_batch b;
+    batch_init(j, &b, f->name, 0);
+    mp_status st = j->desc->delta(j->a, f->name, f->cursor, &b, err);
+    st = batch_finish(j, &b, st, err);
+    if (st != MP_RESYNC)
+        return st;
+    /* The provider no longer knows our cursor: bootstrap the folder again.
+     * Stored messages fold in silently; one folder.reset tells consumers. */
+    char *error = NULL;
+    mpu_warn(j->a->id, "%s: cursor invalid at the provider (%s); resyncing", f->name,
+             err->text);
+    char reason[600];
+    snprintf(reason, sizeof reason, "cursor invalid: %s", err->text);
+    if (mps_folder_reset(j->s, j->a->id, f->name, &error) < 0) {
+        mp_fail(err, MP_RETRY, "cannot reset folder: %s", error);
+        free(error);
+        return MP_RETRY;
+    }
+    memset(err, 0, sizeof *err);
+    return run_bootstrap(j, f->name, reason, err);
+}
+
+static void refresh_folders(job_state *j)
+{
+    int64_t now = mpu_now_ms();
+    pthread_mutex_lock(&j->a->lock);
+    int64_t last = j->a->last_folder_list_ms;
+    pthread_mutex_unlock(&j->a->lock);
+    if (last != 0 && now - last < (int64_t)j->k.folder_list_interval_s * 1000)
+        return;
+    struct mp_folder_sink sink;
+    memset(&sink, 0, sizeof sink);
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_status st = j->desc->list_folders(j->a, &sink, &err);
+    mph_call_arena_free();
+    if (st == MP_OK) {
+        for (size_t i = 0; i < sink.n; i++) {
+            char *error = NULL;
+            if (!folder_allowed(j->a, sink.names[i]))
+                continue;
+            if (mps_folder_ensure(j->s, j->a->id, sink.names[i], sink.roles[i], &error) < 0) {
+                mpu_error(j->a->id, "cannot record folder: %s", error);
+                free(error);
+            }
+        }
+        pthread_mutex_lock(&j->a->lock);
+        j->a->last_folder_list_ms = now;
+        pthread_mutex_unlock(&j->a->lock);
+    } else {
+        note_status(j, NULL, st, &err);
+    }
+    mph_folder_sink_clear(&sink);
+}
+
+static void subscription_upkeep(job_state *j)
+{
+    if (j->desc->push_kind != MP_PUSH_WEBHOOK)
+        return;
+    mps_subscription cur;
+    char *error = NULL;
+    int have = mps_subscription_get(j->s, j->a->id, &cur, &error);
+    if (have < 0) {
+        free(error);
+        return;
+    }
+    int64_t now = mpu_now_ms();
+    mp_subscription next;
+    memset(&next, 0, sizeof next);
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_status st;
+    const char *what;
+    if (have == 1) {
+        what = "enroll";
+        st = j->desc->push_enroll(j->a, &next, &err);
+    } else if (cur.expires_at != 0 && cur.expires_at * 1000 - now < RENEW_BEFORE_MS) {
+        what = "renew";
+        mp_subscription c = {cur.provider_id, cur.expires_at, cur.cursor_hint};
+        st = j->desc->push_renew(j->a, &c, &next, &err);
+    } else {
+        mps_subscription_clear(&cur);
+        return;
+    }
+    if (st == MP_OK) {
+        if (mps_subscription_put(j->s, j->a->id, next.provider_id, next.expires_at,
+                                 next.cursor_hint, &error) < 0) {
+            mpu_error(j->a->id, "cannot store subscription: %s", error);
+            free(error);
+        } else {
+            mpu_info(j->a->id, "push subscription %sed", what);
+            mpd_set_push_state(j->d, j->a->id, "watching");
+            mpd_account_set_push_live(j->a, 1);
+        }
+    } else {
+        char *state = mpu_asprintf("failed: %s: %s", what, err.text);
+        mpd_set_push_state(j->d, j->a->id, state);
+        free(state);
+        mpd_account_set_push_live(j->a, 0);
+        if (st == MP_REAUTH || st == MP_FATAL)
+            note_status(j, NULL, st, &err);
+    }
+    mph_call_arena_free();
+    if (have == 0)
+        mps_subscription_clear(&cur);
+}
+
+static int wants_backfill(const job_state *j, const mps_folder *f)
+{
+    if (!f->bootstrapped || f->backfill_done)
+        return 0;
+    if (j->k.backfill_mode == MP_BACKFILL_FROM_NOW_ON && !f->backfill_requested)
+        return 0;
+    return 1;
+}
+
+static void run_sync(job_state *j, const mpj_job *job)
+{
+    char *error = NULL;
+    int64_t hints = 0;
+    if (mps_push_hints_take(j->s, j->a->id, &hints, &error) < 0) {
+        free(error);
+        error = NULL;
+    }
+    subscription_upkeep(j);
+    if (j->stop)
+        return;
+    refresh_folders(j);
+    if (j->stop)
+        return;
+
+    mps_folder *folders = NULL;
+    size_t n = 0;
+    if (mps_folders_list(j->s, j->a->id, &folders, &n, &error) < 0) {
+        mp_error err = {0, ""};
+        snprintf(err.text, sizeof err.text, "cannot list folders: %s", error);
+        free(error);
+        note_status(j, NULL, MP_RETRY, &err);
+        return;
+    }
+    int backfill_pending = 0;
+    for (size_t i = 0; i < n && !j->stop; i++) {
+        mps_folder *f = &folders[i];
+        if (!folder_allowed(j->a, f->name))
+            continue;
+        mp_error err;
+        memset(&err, 0, sizeof err);
+        mp_status st = f->bootstrapped ? run_delta(j, f, &err)
+                                       : run_bootstrap(j, f->name, NULL, &err);
+        if (st == MP_OK) {
+            j->ok_folders++;
+            if (f->last_error != NULL && mps_folder_set_error(j->s, j->a->id, f->name, NULL,
+                                                              &error) < 0) {
+                free(error);
+                error = NULL;
+            }
+            mps_folder now;
+            if (mps_folder_get(j->s, j->a->id, f->name, &now, NULL) == 0) {
+                backfill_pending |= wants_backfill(j, &now);
+                mps_folder_clear(&now);
+            }
+        } else {
+            note_status(j, f->name, st, &err);
+        }
+    }
+    mps_folders_free(&folders, n);
+    (void)job;
+    if (backfill_pending)
+        atomic_store(&j->a->backfill_wanted, 1);
+}
+
+static void run_backfill(job_state *j, const mpj_job *job)
+{
+    char *error = NULL;
+    mps_folder *folders = NULL;
+    size_t n = 0;
+    int64_t deadline = mpu_now_ms() + (int64_t)j->k.job_budget_s * 1000;
+    if (mps_folders_list(j->s, j->a->id, &folders, &n, &error) < 0) {
+        mp_error err = {0, ""};
+        snprintf(err.text, sizeof err.text, "cannot list folders: %s", error);
+        free(error);
+        note_status(j, NULL, MP_RETRY, &err);
+        return;
+    }
+    for (size_t i = 0; i < n && !j->stop && mpu_now_ms() < deadline; i++) {
+        mps_folder *f = &folders[i];
+        if (job->folder != NULL && strcmp(job->folder, f->name) != 0)
+            continue;
+        if (!folder_allowed(j->a, f->name) || !wants_backfill(j, f))
+            continue;
+        mps_folder cur = *f;
+        int own = 0;
+        while (!j->stop && mpu_now_ms() < deadline) {
+            uint32_t max = j->k.backfill_batch_size;
+            int capped = j->k.max_per_folder > 0 && j->k.backfill_mode != MP_BACKFILL_FULL;
+            if (capped && cur.messages >= (int64_t)j->k.max_per_folder)
+                max = 0;
+            else if (capped && (int64_t)max > (int64_t)j->k.max_per_folder - cur.messages)
+                max = (uint32_t)(j->k.max_per_folder - cur.messages);
+            mp_batch b;
+            batch_init(j, &b, f->name, 1);
+            b.deadline_ms = deadline;
+            mp_error err;
+            memset(&err, 0, sizeof err);
+            mp_status st;
+            if (max == 0 || j->desc->backfill == NULL) {
+                /* Nothing more to load: the cap is reached or the driver
+                 * loads all history at bootstrap. */
+                st = mph_batch_commit(&b, NULL, cur.backfill_pos ? cur.backfill_pos : "",
+                                      1, &err);
+                b.backfill_done_seen = 1;
+            } else {
+                st = j->desc->backfill(j->a, f->name, cur.backfill_pos, max, &b, &err);
+            }
+            st = batch_finish(j, &b, st, &err);
+            if (st != MP_OK) {
+                note_status(j, f->name, st, &err);
+                break;
+            }
+            mps_folder next;
+            if (mps_folder_get(j->s, j->a->id, f->name, &next, NULL) != 0)
+                break;
+            int progressed = b.changes > 0 ||
+                             (next.backfill_pos != NULL) != (cur.backfill_pos != NULL) ||
+                             (next.backfill_pos != NULL &&
+                              strcmp(next.backfill_pos, cur.backfill_pos) != 0);
+            if (own)
+                mps_folder_clear(&cur);
+            cur = next;
+            own = 1;
+            if (b.backfill_done_seen || cur.backfill_done || !progressed)
+                break;
+        }
+        if (own)
+            mps_folder_clear(&cur);
+    }
+    mps_folders_free(&folders, n);
+}
+
+/* Is any folder still owed history? Decides whether backfill stays on the
+ * schedule or parks until triggered. */
+static int backfill_remaining(job_state *j)
+{
+    mps_folder *folders = NULL;
+    size_t n = 0;
+    char *error = NULL;
+    int remaining = 0;
+    if (mps_folders_list(j->s, j->a->id, &folders, &n, &error) < 0) {
+        free(error);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (folder_allowed(j->a, folders[i].name) && wants_backfill(j, &folders[i]))
+            remaining = 1;
+    mps_folders_free(&folders, n);
+    return remaining;
+}
+
+void mpd_run_job(const mpj_job *job, mpj_result *result, void *arg)
+{
+    mpd *d = arg;
+    result->outcome = MPJ_DONE;
+    result->retry_after_ms = 0;
+    struct mp_account *a = mpd_account_get(d, job->account);
+    if (a == NULL) {
+        result->outcome = MPJ_STOP;
+        return;
+    }
+    if (!a->open || a->stopped || a->removed) {
+        result->outcome = MPJ_STOP;
+        mpd_account_unref(a);
+        return;
+    }
+    job_state j;
+    memset(&j, 0, sizeof j);
+    j.d = d;
+    j.a = a;
+    j.desc = a->inst->desc;
+    j.s = mpd_store(d);
+    j.k = mpd_knobs_get(d);
+    if (j.s == NULL) {
+        result->outcome = MPJ_FAILED;
+        mpd_account_unref(a);
+        return;
+    }
+    int64_t started = mpu_mono_ms();
+    if (job->kind == MPJ_SYNC) {
+        atomic_fetch_add(&d->m_sync_runs, 1);
+        run_sync(&j, job);
+    } else {
+        atomic_fetch_add(&d->m_backfill_runs, 1);
+        run_backfill(&j, job);
+    }
+    if (j.stop) {
+        a->stopped = 1;
+        result->outcome = MPJ_STOP;
+    } else if (j.failed) {
+        atomic_fetch_add(&d->m_sync_failures, 1);
+        result->outcome = MPJ_FAILED;
+        result->retry_after_ms = j.retry_after_ms;
+        mpd_set_account_status(d, a->id, "error", j.first_error);
+    } else {
+        if (job->kind == MPJ_SYNC) {
+            char *error = NULL;
+            if (mps_account_touch_sync(j.s, a->id, mpu_now_ms(), &error) < 0)
+                free(error);
+        }
+        mpd_set_account_status(d, a->id, "ok", NULL);
+        if (job->kind == MPJ_BACKFILL && !backfill_remaining(&j))
+            result->outcome = MPJ_STOP;
+    }
+    mpu_debug(a->id, "%s run took %lld ms", job->kind == MPJ_SYNC ? "sync" : "backfill",
+              (long long)(mpu_mono_ms() - started));
+    mpd_account_unref(a);
+}
+
+/* Loop thread. A sync that found history owed wakes a parked backfill; a
+ * backfill already on the schedule keeps its cadence. */
+void mpd_job_done(const mpj_job *job, const mpj_result *result, void *arg)
+{
+    mpd *d = arg;
+    (void)result;
+    struct mp_account *a = mpd_account_peek(d, job->account);
+    if (a == NULL || !atomic_exchange(&a->backfill_wanted, 0))
+        return;
+    mpj_kind_info info;
+    if (mpj_account_info(d->sched, a->id, MPJ_BACKFILL, &info) == 0 && !info.running &&
+        info.next_due_ms == 0)
+        mpj_schedule_in(d->sched, a->id, MPJ_BACKFILL, BACKFILL_FIRST_DELAY_MS);
+}

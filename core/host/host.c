@@ -1,0 +1,330 @@
+/* The host services table handed to drivers: logging, config, secrets,
+ * account accessors, cursors, push hints. Batches are in host_batch.c,
+ * timers and fd watches in host_loop.c, HTTP in host_http.c. */
+#include "host/host_private.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "config/config.h"
+#include "util/log.h"
+#include "util/util.h"
+
+static mpd *host_daemon;
+
+void mpd_host_set_daemon(mpd *d)
+{
+    host_daemon = d;
+}
+
+/* ---- per-call arena ---- */
+
+static __thread char **arena;
+static __thread size_t arena_n, arena_cap;
+
+static const char *arena_keep(char *s)
+{
+    if (s == NULL)
+        return NULL;
+    if (arena_n == arena_cap) {
+        arena_cap = arena_cap ? arena_cap * 2 : 8;
+        arena = mpu_realloc(arena, arena_cap * sizeof *arena);
+    }
+    arena[arena_n++] = s;
+    return s;
+}
+
+void mph_call_arena_free(void)
+{
+    for (size_t i = 0; i < arena_n; i++)
+        free(arena[i]);
+    arena_n = 0;
+    if (arena_cap > 64) {
+        free(arena);
+        arena = NULL;
+        arena_cap = 0;
+    }
+}
+
+/* ---- logging ---- */
+
+static void host_log(mp_instance *inst, mp_account *acct, mp_log_level level,
+                     const char *fmt, ...)
+{
+    char scope[200];
+    if (acct != NULL)
+        snprintf(scope, sizeof scope, "%s/%s", acct->inst->name, acct->id);
+    else if (inst != NULL)
+        snprintf(scope, sizeof scope, "%s", inst->name);
+    else
+        snprintf(scope, sizeof scope, "driver");
+    va_list ap;
+    va_start(ap, fmt);
+    mpu_logv(level, scope, fmt, ap);
+    va_end(ap);
+}
+
+static void *host_alloc(size_t size)
+{
+    return mpu_malloc(size);
+}
+
+static void host_free(void *ptr)
+{
+    free(ptr);
+}
+
+/* ---- config and secrets ---- */
+
+static const char *host_config_string(const mp_config *cfg, const char *key)
+{
+    return mpc_string(cfg, key);
+}
+
+static int64_t host_config_int(const mp_config *cfg, const char *key)
+{
+    return mpc_int(cfg, key);
+}
+
+static int host_config_bool(const mp_config *cfg, const char *key)
+{
+    return mpc_bool(cfg, key);
+}
+
+static size_t host_config_list_len(const mp_config *cfg, const char *key)
+{
+    return mpc_list_len(cfg, key);
+}
+
+static const char *host_config_list_string(const mp_config *cfg, const char *key,
+                                           size_t index)
+{
+    return mpc_list_string(cfg, key, index);
+}
+
+static mp_status host_read_secret(const mp_config *cfg, const char *key,
+                                  char **secret_r, size_t *len_r, mp_error *err)
+{
+    *secret_r = NULL;
+    const char *path = mpc_string(cfg, key);
+    if (path == NULL || *path == '\0')
+        return mp_fail(err, MP_FATAL, "no secret file configured in '%s'", key);
+    char *data = NULL, *error = NULL;
+    size_t len = 0;
+    if (mpu_read_file(path, 64 * 1024, 1, &data, &len, &error) < 0) {
+        mp_fail(err, MP_FATAL, "%s (from '%s')", error, key);
+        free(error);
+        return MP_FATAL;
+    }
+    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+        data[--len] = '\0';
+    *secret_r = data;
+    if (len_r != NULL)
+        *len_r = len;
+    return MP_OK;
+}
+
+static void host_free_secret(char **secret)
+{
+    if (secret == NULL || *secret == NULL)
+        return;
+    OPENSSL_cleanse(*secret, strlen(*secret));
+    free(*secret);
+    *secret = NULL;
+}
+
+/* ---- accounts ---- */
+
+static const char *host_account_id(mp_account *acct)
+{
+    return acct->id;
+}
+
+static mp_instance *host_account_instance(mp_account *acct)
+{
+    return acct->inst;
+}
+
+static void *host_account_state(mp_account *acct)
+{
+    return acct->state;
+}
+
+static void *host_instance_state(mp_instance *inst)
+{
+    return inst->state;
+}
+
+static mp_account *host_account_find(mp_instance *inst, const char *account_id)
+{
+    for (size_t i = 0; i < inst->n_accounts; i++)
+        if (strcmp(inst->accounts[i]->id, account_id) == 0)
+            return inst->accounts[i];
+    return NULL;
+}
+
+static const char *host_cursor_get(mp_account *acct, const char *folder)
+{
+    mps_store *s = mpd_store(acct->d);
+    if (s == NULL)
+        return NULL;
+    mps_folder f;
+    if (mps_folder_get(s, acct->id, folder, &f, NULL) != 0)
+        return NULL;
+    char *cursor = f.cursor;
+    f.cursor = NULL;
+    mps_folder_clear(&f);
+    return arena_keep(cursor);
+}
+
+static void host_folder_add(mp_folder_sink *sink, const char *name, mp_folder_role role)
+{
+    if (name == NULL || *name == '\0')
+        return;
+    for (size_t i = 0; i < sink->n; i++)
+        if (strcmp(sink->names[i], name) == 0)
+            return;
+    if (sink->n == sink->cap) {
+        sink->cap = sink->cap ? sink->cap * 2 : 16;
+        sink->names = mpu_realloc(sink->names, sink->cap * sizeof *sink->names);
+        sink->roles = mpu_realloc(sink->roles, sink->cap * sizeof *sink->roles);
+    }
+    sink->names[sink->n] = mpu_strdup(name);
+    sink->roles[sink->n] = (int)role;
+    sink->n++;
+}
+
+void mph_folder_sink_clear(struct mp_folder_sink *sink)
+{
+    for (size_t i = 0; i < sink->n; i++)
+        free(sink->names[i]);
+    free(sink->names);
+    free(sink->roles);
+    memset(sink, 0, sizeof *sink);
+}
+
+static void host_sync_now(mp_account *acct, const char *folder, const char *reason)
+{
+    (void)folder; /* a delta sync covers every folder; cheap when idle */
+    mpj_trigger_async(acct->d->sched, acct->id, MPJ_SYNC, NULL,
+                      reason != NULL ? reason : "driver");
+}
+
+static void host_push_state(mp_account *acct, const char *state)
+{
+    if (state == NULL)
+        return;
+    mpd_set_push_state(acct->d, acct->id, state);
+    int live = strcmp(state, "watching") == 0 || strcmp(state, "idle") == 0 ||
+               strncmp(state, "live", 4) == 0;
+    mpd_account_set_push_live(acct, live);
+}
+
+static void host_set_profile(mp_account *acct, const char *json)
+{
+    mps_store *s = mpd_store(acct->d);
+    char *error = NULL;
+    if (s != NULL && mps_account_set_profile(s, acct->id, json, &error) < 0) {
+        mpu_warn(acct->id, "cannot store profile: %s", error);
+        free(error);
+    }
+}
+
+/* ---- webhook support ---- */
+
+static const char *host_request_header(const mp_push_request *req, const char *name)
+{
+    const mph_push_private *p = req->host_private;
+    if (p == NULL || p->header == NULL)
+        return NULL;
+    return p->header(p->ctx, name);
+}
+
+static mp_status host_push_hint(mp_account *acct, const char *folder,
+                                const char *cursor_hint, mp_error *err)
+{
+    mps_store *s = mpd_store(acct->d);
+    char *error = NULL;
+    if (s == NULL)
+        return mp_fail(err, MP_RETRY, "store unavailable");
+    if (mps_push_hint_add(s, acct->id, folder, cursor_hint, mpu_now_ms(), &error) < 0) {
+        mp_fail(err, MP_RETRY, "cannot record push hint: %s", error);
+        free(error);
+        return MP_RETRY;
+    }
+    mpj_trigger_async(acct->d->sched, acct->id, MPJ_SYNC, NULL, "push");
+    return MP_OK;
+}
+
+static void host_push_reply(mp_push_reply *reply, int status, const char *content_type,
+                            const char *body, size_t len)
+{
+    reply->set = 1;
+    reply->status = status;
+    free(reply->content_type);
+    free(reply->body);
+    reply->content_type = mpu_strdup(content_type);
+    reply->body = NULL;
+    reply->len = 0;
+    if (body != NULL) {
+        reply->body = mpu_malloc(len + 1);
+        memcpy(reply->body, body, len);
+        reply->body[len] = '\0';
+        reply->len = len;
+    }
+}
+
+static int64_t host_now_ms(void)
+{
+    return mpu_now_ms();
+}
+
+static const mp_host host_table = {
+    .abi_major = MP_ABI_MAJOR,
+    .abi_minor = MP_ABI_MINOR,
+    .struct_size = sizeof(mp_host),
+    .log = host_log,
+    .alloc = host_alloc,
+    .free = host_free,
+    .config_string = host_config_string,
+    .config_int = host_config_int,
+    .config_bool = host_config_bool,
+    .config_list_len = host_config_list_len,
+    .config_list_string = host_config_list_string,
+    .read_secret = host_read_secret,
+    .free_secret = host_free_secret,
+    .account_id = host_account_id,
+    .account_instance = host_account_instance,
+    .account_state = host_account_state,
+    .instance_state = host_instance_state,
+    .account_find = host_account_find,
+    .cursor_get = host_cursor_get,
+    .batch_change = mph_batch_change,
+    .batch_commit = mph_batch_commit,
+    .batch_reset = mph_batch_reset,
+    .batch_deadline_ms = mph_batch_deadline_ms,
+    .folder_add = host_folder_add,
+    .sync_now = host_sync_now,
+    .push_state = host_push_state,
+    .set_profile = host_set_profile,
+    .request_header = host_request_header,
+    .push_hint = host_push_hint,
+    .push_reply = host_push_reply,
+    .http = mph_http,
+    .http_free = mph_http_free,
+    .timer_add = mph_timer_add,
+    .timer_cancel = mph_timer_cancel,
+    .watch_fd = mph_watch_fd,
+    .watch_update = mph_watch_update,
+    .watch_cancel = mph_watch_cancel,
+    .now_ms = host_now_ms,
+};
+
+const mp_host *mpd_host_table(void)
+{
+    (void)host_daemon;
+    return &host_table;
+}

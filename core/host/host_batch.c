@@ -1,0 +1,74 @@
+/* Batch slots: the driver stages changes; a commit writes them, their
+ * events and the cursor in one store transaction (see store.h). */
+#include "host/host_private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+#include "util/util.h"
+
+mp_status mph_batch_change(mp_batch *batch, const mp_change *change, mp_error *err)
+{
+    if (change == NULL || change->id == NULL || *change->id == '\0')
+        return mp_fail(err, MP_FATAL, "change without an id");
+    if (change->kind < MP_CHANGE_NEW || change->kind > MP_CHANGE_DELETED)
+        return mp_fail(err, MP_FATAL, "change of unknown kind %d", (int)change->kind);
+    mp_change copy = *change;
+    /* History loaded by bootstrap or backfill is never "new" mail, whatever
+     * the driver says: consumers must not be flooded on first connect. */
+    if (batch->history && copy.kind == MP_CHANGE_NEW)
+        copy.kind = MP_CHANGE_SYNCED;
+    /* Keep bodies only when the admin asked for it or when the change is
+     * small enough to be worth caching for the reader. */
+    if (copy.raw != NULL && !batch->knobs->fetch_bodies && copy.raw_len > 256 * 1024) {
+        copy.raw = NULL;
+        copy.raw_len = 0;
+    }
+    mps_batch_add(batch->staged, &copy);
+    batch->changes++;
+    /* Bound each store transaction (and the memory a batch holds): commit
+     * what is staged without moving the cursor. Should the daemon die before
+     * the driver's own commit, the changes are delivered again from the old
+     * cursor and fold into what is stored, so no event repeats. */
+    if (batch->knobs->ingest_batch_size > 0 &&
+        mps_batch_pending(batch->staged) >= batch->knobs->ingest_batch_size)
+        return mph_batch_commit(batch, NULL, NULL, 0, err);
+    return MP_OK;
+}
+
+mp_status mph_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
+                           int backfill_done, mp_error *err)
+{
+    mps_commit_result result;
+    char *error = NULL;
+    memset(&result, 0, sizeof result);
+    if (mps_batch_commit(batch->store, batch->staged, cursor, backfill_pos,
+                         backfill_done ? 1 : (backfill_pos != NULL ? 0 : -1),
+                         batch->knobs->retention_ms, &result, &error) < 0) {
+        mp_fail(err, MP_RETRY, "store commit failed: %s", error);
+        free(error);
+        return MP_RETRY;
+    }
+    if (cursor != NULL)
+        batch->cursor_committed = 1;
+    if (backfill_done)
+        batch->backfill_done_seen = 1;
+    batch->events += result.events;
+    batch->new_messages += result.new_messages;
+    atomic_fetch_add(&batch->d->m_changes, result.applied);
+    if (result.last_seq > 0)
+        mpd_events_committed(batch->d, result.last_seq);
+    return MP_OK;
+}
+
+void mph_batch_reset(mp_batch *batch, const char *reason)
+{
+    mps_batch_reset(batch->staged, reason != NULL ? reason : "reset at provider");
+    atomic_fetch_add(&batch->d->m_folder_resets, 1);
+}
+
+int64_t mph_batch_deadline_ms(mp_batch *batch)
+{
+    return batch->deadline_ms;
+}

@@ -1,0 +1,81 @@
+/*
+ * Definitions behind the SDK's opaque host objects. Shared by the host
+ * table (host.c, host_loop.c, host_http.c) and the daemon code that creates
+ * these objects for driver calls (sync_job.c, api.c).
+ */
+#ifndef MP_HOST_PRIVATE_H
+#define MP_HOST_PRIVATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mailpulse/driver.h>
+
+#include "daemon/daemon.h"
+#include "store/store.h"
+
+/* One poll-slot call's batch. */
+struct mp_batch {
+    mpd *d;
+    struct mp_account *acct;
+    const char *folder;
+    mps_batch *staged;
+    mps_store *store;
+    const mpd_knobs *knobs;
+    int64_t deadline_ms;      /* 0: none                                      */
+    int history;              /* bootstrap/backfill: NEW is stored as SYNCED  */
+    size_t changes;           /* changes handed over by the driver            */
+    size_t events;            /* events committed                             */
+    size_t new_messages;
+    int cursor_committed;     /* a commit carried a cursor                    */
+    int backfill_done_seen;
+};
+
+struct mp_folder_sink {
+    char **names;
+    int *roles;
+    size_t n, cap;
+};
+
+struct mp_push_reply {
+    int set;
+    int status;
+    char *content_type;
+    char *body;
+    size_t len;
+};
+
+/* mp_push_request.host_private points to this. */
+typedef struct mph_push_private {
+    const char *(*header)(void *ctx, const char *name);
+    void *ctx;
+} mph_push_private;
+
+/* Strings returned by host functions "valid until the slot returns" live
+ * in a per-thread list freed by this after each driver call. */
+void mph_call_arena_free(void);
+
+void mph_folder_sink_clear(struct mp_folder_sink *sink);
+
+/* libcurl global init/cleanup and per-thread handle cleanup. */
+void mph_http_global_init(void);
+void mph_http_thread_cleanup(void);
+
+/* Host table slots defined across host_*.c. */
+mp_status mph_batch_change(mp_batch *batch, const mp_change *change, mp_error *err);
+mp_status mph_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
+                           int backfill_done, mp_error *err);
+void mph_batch_reset(mp_batch *batch, const char *reason);
+int64_t mph_batch_deadline_ms(mp_batch *batch);
+mp_status mph_http(mp_account *acct, const mp_http_request *req,
+                   mp_http_response *resp_r, mp_error *err);
+void mph_http_free(mp_http_response *resp);
+mp_timer *mph_timer_add(mp_account *acct, uint32_t after_ms, mp_timer_cb cb, void *arg);
+void mph_timer_cancel(mp_timer **timer);
+mp_watch *mph_watch_fd(mp_account *acct, int fd, unsigned events, mp_watch_cb cb,
+                       void *arg);
+void mph_watch_update(mp_watch *watch, unsigned events);
+void mph_watch_cancel(mp_watch **watch);
+void mph_loop_set_daemon(mpd *d);
+
+#endif

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Source rules no compiler flag enforces (see ../shared/STYLE.md): banned
+# unbounded or unchecked libc calls, C++ comments, and drivers that reach
+# into core headers. Prints offending lines; exits 1 if any.
+set -u
+top=${1:-$(cd "$(dirname "$0")/.." && pwd)}
+cd "$top" || exit 2
+status=0
+files=$(find core plugins sdk tests/drivers tests/unit tests/fuzz tests/sdk -name '*.[ch]' 2>/dev/null)
+banned='\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|atoll|strtok|tmpnam|mktemp)[[:space:]]*\('
+if out=$(grep -nE "$banned" $files | grep -vE '^[^:]+:[0-9]+:[[:space:]]*(/\*|\*)'); then
+  echo "banned functions (use snprintf, mpu_strlcpy, mpu_parse_i64, strtok_r, mkstemp):"
+  echo "$out"; status=1
+fi
+if out=$(grep -nE '^[[:space:]]*//|[;{)][[:space:]]*//' $files | grep -v 'http://\|https://'); then
+  echo "C++ comments (use /* */):"; echo "$out"; status=1
+fi
+if out=$(grep -rnE '#include[[:space:]]*[<"](\.\./)*(core/|config/|store/|daemon/|host/|sched/|http/|loader/|util/)' plugins sdk 2>/dev/null); then
+  echo "drivers and the SDK may include only <mailpulse/*.h>:"; echo "$out"; status=1
+fi
+[ $status -eq 0 ] && echo "source check: 1 passed, 0 failed" || echo "source check: 0 passed, 1 failed"
+exit $status

@@ -1,0 +1,34 @@
+#!/bin/sh
+# The whole test suite, as CI runs it: installs what it needs (apt-get),
+# then three passes over every test:
+#   1. build/        -Werror release build, all ctest labels
+#   2. build-asan/   AddressSanitizer + UBSan build, all tests, any report fails
+#   3. build-fuzz/   clang libFuzzer targets, each run for a bounded time
+# Usage: tests/run-all.sh [--quick]   (--quick: pass 1 only)
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+sh packaging/deps.sh test
+jobs=$(nproc 2>/dev/null || echo 2)
+export CTEST_OUTPUT_ON_FAILURE=1
+
+echo "== pass 1: release build, all tests"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMP_WERROR=ON >/dev/null
+cmake --build build -j "$jobs"
+ctest --test-dir build -j "$jobs" --timeout 600 -LE fuzz
+
+[ "${1:-}" = "--quick" ] && exit 0
+
+echo "== pass 2: ASan + UBSan build, all tests"
+export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:strict_string_checks=1"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMP_SANITIZE=ON -DMP_WERROR=ON >/dev/null
+cmake --build build-asan -j "$jobs"
+ctest --test-dir build-asan -j "$jobs" --timeout 900 -LE fuzz
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+echo "== pass 3: fuzz targets (bounded time each)"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DMP_FUZZ=ON -DMP_WERROR=ON >/dev/null
+cmake --build build-fuzz -j "$jobs"
+ctest --test-dir build-fuzz -L fuzz --timeout 300
+echo "== all passes green"
