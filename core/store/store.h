@@ -38,8 +38,8 @@ int mps_schema_version(mps_store *store);
 /* Ensure an account row exists (created_at set once). */
 int mps_account_ensure(mps_store *s, const char *account, const char *instance,
                        char **error_r);
-/* Set the account's status ("ok", "error", "reauth", "fatal", "disabled",
- * "driver-refused") and last error (NULL clears). When the status differs
+/* Set the account's status ("pending" until its first sync, "ok", "error",
+ * "reauth", "fatal", "disabled", "driver-refused") and last error (NULL clears). When the status differs
  * from the stored one, an account.status event is appended in the same
  * transaction. *changed_r (may be NULL) tells whether it changed. */
 int mps_account_set_status(mps_store *s, const char *account, const char *status,
@@ -219,7 +219,8 @@ int mps_push_hint_add(mps_store *s, const char *account, const char *folder,
 /* Remove and count the hints recorded for an account up to now. */
 int mps_push_hints_take(mps_store *s, const char *account, int64_t *count_r,
                         char **error_r);
-/* Accounts with pending hints (after a restart, sync them first). */
+/* Accounts with pending hints (after a restart, sync them first). The
+ * array is NULL-terminated; free each string, then the array. */
 int mps_push_hints_accounts(mps_store *s, char ***accounts_r, size_t *n_r,
                             char **error_r);
 

@@ -1,0 +1,90 @@
+/* The raw message cache with expiry. */
+#include "store/store-private.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/util.h"
+
+int mps__body_store(mps_store *s, const char *id, const uint8_t *data, size_t len,
+                    int64_t expires_ms, char **error_r)
+{
+    if (len > INT_MAX)
+        return mps__error(error_r, "store: body of %zu bytes is too large", len);
+    sqlite3_stmt *st;
+    if (mps__prepare(s,
+                     "INSERT INTO bodies (message_id, data, size, fetched_ms, expires_ms)"
+                     " VALUES (:id, :data, :size, :now, :expires)"
+                     " ON CONFLICT (message_id) DO UPDATE SET data = excluded.data,"
+                     " size = excluded.size, fetched_ms = excluded.fetched_ms,"
+                     " expires_ms = excluded.expires_ms",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":id", id);
+    /* A zero-length blob must still be a blob, not NULL. */
+    sqlite3_bind_blob(st, sqlite3_bind_parameter_index(st, ":data"),
+                      data != NULL ? (const void *)data : "", (int)len, SQLITE_STATIC);
+    mps__bind_int(st, ":size", (int64_t)len);
+    mps__bind_int(st, ":now", mpu_now_ms());
+    mps__bind_int(st, ":expires", expires_ms);
+    int rc = mps__step_done(s, st, error_r, "store: cache body");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mps_body_put(mps_store *s, const char *id, const uint8_t *data, size_t len,
+                 int64_t expires_ms, char **error_r)
+{
+    return mps__body_store(s, id, data, len, expires_ms, error_r);
+}
+
+int mps_body_get(mps_store *s, const char *id, uint8_t **data_r, size_t *len_r,
+                 char **error_r)
+{
+    *data_r = NULL;
+    *len_r = 0;
+    sqlite3_stmt *st;
+    if (mps__prepare(s,
+                     "SELECT data FROM bodies WHERE message_id = :id"
+                     " AND (expires_ms = 0 OR expires_ms > :now)",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":id", id);
+    mps__bind_int(st, ":now", mpu_now_ms());
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        const void *blob = sqlite3_column_blob(st, 0);
+        /* One spare NUL byte so callers may treat the body as a string. */
+        uint8_t *data = mpu_malloc(len + 1);
+        if (len > 0)
+            memcpy(data, blob, len);
+        data[len] = '\0';
+        *data_r = data;
+        *len_r = len;
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = 1;
+    } else {
+        rc = mps__fail(s, error_r, "store: read body");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mps_body_cleanup(mps_store *s, int64_t now_ms, int64_t *removed_r, char **error_r)
+{
+    if (removed_r != NULL)
+        *removed_r = 0;
+    sqlite3_stmt *st;
+    if (mps__prepare(s, "DELETE FROM bodies WHERE expires_ms != 0 AND expires_ms <= :now",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_int(st, ":now", now_ms);
+    int rc = mps__step_done(s, st, error_r, "store: clean body cache");
+    sqlite3_finalize(st);
+    if (rc == 0 && removed_r != NULL)
+        *removed_r = sqlite3_changes(s->db);
+    return rc;
+}

@@ -1,0 +1,532 @@
+/*
+ * mps_batch_commit: one transaction applies a batch's changes, appends the
+ * events they cause and advances the folder (see store.h for the rules).
+ *
+ * Events are derived from stored state, not from what the driver says: a
+ * replayed NEW of a stored message changes nothing and so emits nothing,
+ * and each event-producing change bumps the message's version, which makes
+ * the idempotency key "<account>/<provider id>/<version>" unique.
+ */
+#include "store/store-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/util.h"
+
+/* Event subjects are previews; the full subject is in the message. */
+#define EVENT_SUBJECT_MAX 200
+
+#define CH_VISIBLE 1 /* worth a message.updated event */
+#define CH_SILENT 2  /* stored, no event (uid, ref, size, summary refresh) */
+
+typedef struct commit_ctx {
+    mps_store *s;
+    const mps_batch *b;
+    int64_t now;
+    int64_t retention_ms;
+    int64_t synced_added;
+    mps_commit_result res;
+} commit_ctx;
+
+typedef struct stored {
+    mps_message m;
+    int64_t version;
+    int64_t rowid; /* 0: not stored */
+} stored;
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Flags as a set: sorted, without duplicates, single-spaced. Providers do
+ * not keep label order stable; a reordering is not a change. */
+static char *normalize_flags(const char *flags)
+{
+    if (flags == NULL)
+        return NULL;
+    char *copy = mpu_strdup(flags);
+    size_t n = 0, cap = 8;
+    char **words = mpu_malloc(cap * sizeof *words);
+    char *save = NULL;
+    for (char *w = strtok_r(copy, " \t\r\n", &save); w != NULL;
+         w = strtok_r(NULL, " \t\r\n", &save)) {
+        if (n == cap) {
+            cap *= 2;
+            words = mpu_realloc(words, cap * sizeof *words);
+        }
+        words[n++] = w;
+    }
+    qsort(words, n, sizeof *words, cmp_str);
+    char *out = mpu_malloc(strlen(flags) + 1);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && strcmp(words[i], words[i - 1]) == 0)
+            continue;
+        if (len > 0)
+            out[len++] = ' ';
+        size_t wl = strlen(words[i]);
+        memcpy(out + len, words[i], wl);
+        len += wl;
+    }
+    out[len] = '\0';
+    free(words);
+    free(copy);
+    return out;
+}
+
+static int same_str(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+/* Replace *field with value unless value is NULL or equal; 1 if changed. */
+static int set_str(char **field, const char *value)
+{
+    if (value == NULL || same_str(*field, value))
+        return 0;
+    free(*field);
+    *field = mpu_strdup(value);
+    return 1;
+}
+
+static int load_stored(commit_ctx *cx, const char *provider_id, stored *r_r,
+                       char **error_r)
+{
+    memset(r_r, 0, sizeof *r_r);
+    sqlite3_stmt *st;
+    if (mps__prepare(cx->s,
+                     "SELECT " MPS__MESSAGE_COLS ", m.version, m.rowid FROM messages m"
+                     " WHERE m.account = :account AND m.provider_id = :pid",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":account", cx->b->account);
+    mps__bind_text(st, ":pid", provider_id);
+    mps__bind_int(st, ":now", cx->now);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        mps__message_read(st, &r_r->m);
+        r_r->version = sqlite3_column_int64(st, MPS__MESSAGE_NCOLS);
+        r_r->rowid = sqlite3_column_int64(st, MPS__MESSAGE_NCOLS + 1);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = 1;
+    } else {
+        rc = mps__fail(cx->s, error_r, "store: read message");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Insert (rowid 0) or overwrite the message row. */
+static int write_row(commit_ctx *cx, const stored *r, char **error_r)
+{
+    const char *sql =
+        r->rowid == 0
+            ? "INSERT INTO messages (id, account, provider_id, folder, ref, uid,"
+              " message_id, subject, from_addr, to_addr, date, size, thread_id, flags,"
+              " deleted, version, indexed_ms) VALUES (:id, :account, :pid, :folder,"
+              " :ref, :uid, :message_id, :subject, :from, :to, :date, :size, :thread,"
+              " :flags, :deleted, :version, :indexed)"
+            : "UPDATE messages SET provider_id = :pid, folder = :folder, ref = :ref,"
+              " uid = :uid, message_id = :message_id, subject = :subject,"
+              " from_addr = :from, to_addr = :to, date = :date, size = :size,"
+              " thread_id = :thread, flags = :flags, deleted = :deleted,"
+              " version = :version, indexed_ms = :indexed WHERE rowid = :rowid";
+    sqlite3_stmt *st;
+    if (mps__prepare(cx->s, sql, &st, error_r) < 0)
+        return -1;
+    const mps_message *m = &r->m;
+    mps__bind_text(st, ":id", m->id);
+    mps__bind_text(st, ":account", m->account);
+    mps__bind_text(st, ":pid", m->provider_id);
+    mps__bind_text(st, ":folder", m->folder);
+    mps__bind_text(st, ":ref", m->ref);
+    mps__bind_int(st, ":uid", m->uid);
+    mps__bind_text(st, ":message_id", m->message_id);
+    mps__bind_text(st, ":subject", m->subject);
+    mps__bind_text(st, ":from", m->from);
+    mps__bind_text(st, ":to", m->to);
+    mps__bind_int(st, ":date", m->date);
+    mps__bind_int(st, ":size", m->size);
+    mps__bind_text(st, ":thread", m->thread_id);
+    mps__bind_text(st, ":flags", m->flags);
+    mps__bind_int(st, ":deleted", m->deleted);
+    mps__bind_int(st, ":version", r->version);
+    mps__bind_int(st, ":indexed", m->indexed_ms);
+    mps__bind_int(st, ":rowid", r->rowid);
+    int rc = mps__step_done(cx->s, st, error_r, "store: write message");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static json_t *flags_array(const char *flags)
+{
+    json_t *arr = json_array();
+    if (flags == NULL)
+        return arr;
+    char *copy = mpu_strdup(flags);
+    char *save = NULL;
+    for (char *w = strtok_r(copy, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save))
+        json_array_append_new(arr, mps__json_string(w, 0));
+    free(copy);
+    return arr;
+}
+
+static int message_event(commit_ctx *cx, const char *type, const stored *r,
+                         char **error_r)
+{
+    json_t *data = json_object();
+    if (r->m.uid != 0)
+        json_object_set_new(data, "uid", json_integer(r->m.uid));
+    if (strcmp(type, "message.new") == 0 || strcmp(type, "message.synced") == 0) {
+        if (r->m.subject != NULL)
+            json_object_set_new(data, "subject",
+                                mps__json_string(r->m.subject, EVENT_SUBJECT_MAX));
+    } else if (strcmp(type, "message.updated") == 0) {
+        json_object_set_new(data, "flags", flags_array(r->m.flags));
+    }
+    char *data_json = mps__json_take(data);
+    char *key =
+        mpu_asprintf("%s/%s/%lld", r->m.account, r->m.provider_id, (long long)r->version);
+    int64_t seq = 0;
+    int rc = mps__event_add(cx->s, type, r->m.account, r->m.folder, r->m.id, key,
+                            data_json, &seq, error_r);
+    free(key);
+    free(data_json);
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        cx->res.events++;
+        if (seq > cx->res.last_seq)
+            cx->res.last_seq = seq;
+        if (strcmp(type, "message.new") == 0)
+            cx->res.new_messages++;
+    }
+    return 0;
+}
+
+/* Move a stored message to a new provider id, keeping its public id (and
+ * so its cached body). Nothing happens when the old id is unknown or the
+ * new one is taken, which makes a replayed re-key harmless. */
+static int rekey(commit_ctx *cx, const char *old_id, const char *new_id, int *applied_r,
+                 char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(cx->s,
+                     "UPDATE messages SET provider_id = :new"
+                     " WHERE account = :account AND provider_id = :old"
+                     " AND NOT EXISTS (SELECT 1 FROM messages"
+                     "   WHERE account = :account AND provider_id = :new)",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":new", new_id);
+    mps__bind_text(st, ":old", old_id);
+    mps__bind_text(st, ":account", cx->b->account);
+    int rc = mps__step_done(cx->s, st, error_r, "store: re-key message");
+    sqlite3_finalize(st);
+    if (rc == 0 && sqlite3_changes(cx->s->db) > 0)
+        *applied_r = 1;
+    return rc;
+}
+
+/* Fill a fresh or tombstoned row from a NEW/SYNCED change. */
+static void fill_from_change(commit_ctx *cx, stored *r, const mp_change *c, char *flags)
+{
+    mps_message *m = &r->m;
+    if (m->id == NULL) {
+        char id[26];
+        mps_message_public_id(cx->b->account, c->id, id, sizeof id);
+        m->id = mpu_strdup(id);
+        m->account = mpu_strdup(cx->b->account);
+        m->provider_id = mpu_strdup(c->id);
+    }
+    /* A revived tombstone starts over from the change, keeping only its
+     * public id and version history. */
+    char *keep_id = m->id, *keep_account = m->account, *keep_pid = m->provider_id;
+    m->id = m->account = m->provider_id = NULL;
+    mps_message_clear(m);
+    m->id = keep_id;
+    m->account = keep_account;
+    m->provider_id = keep_pid;
+    m->folder = mpu_strdup(cx->b->folder);
+    m->ref = mpu_strdup(c->ref);
+    m->uid = c->uid;
+    m->message_id = mpu_strdup(c->message_id);
+    m->subject = mpu_strdup(c->subject);
+    m->from = mpu_strdup(c->from);
+    m->to = mpu_strdup(c->to);
+    m->date = c->date;
+    m->size = c->size;
+    m->thread_id = mpu_strdup(c->thread_id);
+    m->flags = flags != NULL ? flags : mpu_strdup("");
+    m->deleted = 0;
+    m->indexed_ms = cx->now;
+}
+
+/* Fold a change into a live stored message. `full` (NEW/SYNCED): the
+ * change describes the whole message; only flags and folder are visible
+ * changes then, the rest is a silent refresh. Takes `flags`. */
+static int merge(commit_ctx *cx, stored *r, const mp_change *c, char *flags, int full)
+{
+    mps_message *m = &r->m;
+    int text = full ? CH_SILENT : CH_VISIBLE;
+    int ch = 0;
+    if (set_str(&m->flags, flags))
+        ch |= CH_VISIBLE;
+    free(flags);
+    if (full && set_str(&m->folder, cx->b->folder))
+        ch |= CH_VISIBLE;
+    if (set_str(&m->subject, c->subject))
+        ch |= text;
+    if (set_str(&m->from, c->from))
+        ch |= text;
+    if (set_str(&m->to, c->to))
+        ch |= text;
+    if (set_str(&m->message_id, c->message_id))
+        ch |= text;
+    if (set_str(&m->thread_id, c->thread_id))
+        ch |= text;
+    if (c->date != 0 && c->date != m->date) {
+        m->date = c->date;
+        ch |= text;
+    }
+    if (c->uid != 0 && c->uid != m->uid) {
+        m->uid = c->uid;
+        ch |= CH_SILENT;
+    }
+    if (c->size > 0 && c->size != m->size) {
+        m->size = c->size;
+        ch |= CH_SILENT;
+    }
+    /* For a full description a NULL ref means "the id" and replaces a
+     * stale one; an update only changes what it names. */
+    if (full && !same_str(m->ref, c->ref)) {
+        free(m->ref);
+        m->ref = mpu_strdup(c->ref);
+        ch |= CH_SILENT;
+    } else if (!full && set_str(&m->ref, c->ref)) {
+        ch |= CH_SILENT;
+    }
+    return ch;
+}
+
+static int drop_body(commit_ctx *cx, const char *id, char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(cx->s, "DELETE FROM bodies WHERE message_id = :id", &st, error_r) <
+        0)
+        return -1;
+    mps__bind_text(st, ":id", id);
+    int rc = mps__step_done(cx->s, st, error_r, "store: drop body");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int apply_change(commit_ctx *cx, const mp_change *c, char **error_r)
+{
+    if (c->id == NULL)
+        return 0;
+    int applied = 0;
+    if (c->old_id != NULL && strcmp(c->old_id, c->id) != 0 &&
+        rekey(cx, c->old_id, c->id, &applied, error_r) < 0)
+        return -1;
+
+    stored r;
+    int found = load_stored(cx, c->id, &r, error_r);
+    if (found < 0)
+        return -1;
+    int live = found == 0 && !r.m.deleted;
+    int rc = 0;
+    switch (c->kind) {
+    case MP_CHANGE_NEW:
+    case MP_CHANGE_SYNCED: {
+        char *flags = normalize_flags(c->flags);
+        const char *type = c->kind == MP_CHANGE_NEW ? "message.new" : "message.synced";
+        if (!live) {
+            fill_from_change(cx, &r, c, flags);
+            r.version++;
+            rc = write_row(cx, &r, error_r);
+            if (rc == 0)
+                rc = message_event(cx, type, &r, error_r);
+            if (c->kind == MP_CHANGE_SYNCED)
+                cx->synced_added++;
+            applied = 1;
+            break;
+        }
+        int ch = merge(cx, &r, c, flags, 1);
+        if (ch & CH_VISIBLE)
+            r.version++;
+        if (ch != 0) {
+            rc = write_row(cx, &r, error_r);
+            applied = 1;
+        }
+        if (rc == 0 && (ch & CH_VISIBLE))
+            rc = message_event(cx, "message.updated", &r, error_r);
+        break;
+    }
+    case MP_CHANGE_UPDATED: {
+        if (!live)
+            break;
+        int ch = merge(cx, &r, c, normalize_flags(c->flags), 0);
+        if (ch & CH_VISIBLE)
+            r.version++;
+        if (ch != 0) {
+            rc = write_row(cx, &r, error_r);
+            applied = 1;
+        }
+        if (rc == 0 && (ch & CH_VISIBLE))
+            rc = message_event(cx, "message.updated", &r, error_r);
+        break;
+    }
+    case MP_CHANGE_DELETED:
+        if (!live)
+            break;
+        r.m.deleted = 1;
+        r.version++;
+        rc = write_row(cx, &r, error_r);
+        if (rc == 0)
+            rc = drop_body(cx, r.m.id, error_r);
+        if (rc == 0)
+            rc = message_event(cx, "message.deleted", &r, error_r);
+        applied = 1;
+        break;
+    default:
+        break;
+    }
+    if (rc == 0 && c->kind != MP_CHANGE_DELETED && c->raw != NULL && c->raw_len > 0 &&
+        r.m.id != NULL && !r.m.deleted) {
+        int64_t expires = cx->retention_ms > 0 ? cx->now + cx->retention_ms : 0;
+        rc = mps__body_store(cx->s, r.m.id, c->raw, c->raw_len, expires, error_r);
+        applied = 1;
+    }
+    mps_message_clear(&r.m);
+    if (rc == 0 && applied)
+        cx->res.applied++;
+    return rc;
+}
+
+static int ensure_folder(commit_ctx *cx, char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(cx->s,
+                     "INSERT INTO folders (account, name) VALUES (:account, :name)"
+                     " ON CONFLICT (account, name) DO NOTHING",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":account", cx->b->account);
+    mps__bind_text(st, ":name", cx->b->folder);
+    int rc = mps__step_done(cx->s, st, error_r, "store: folder of batch");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int reset_event(commit_ctx *cx, char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(cx->s,
+                     "UPDATE folders SET resets = resets + 1"
+                     " WHERE account = :account AND name = :name RETURNING resets",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":account", cx->b->account);
+    mps__bind_text(st, ":name", cx->b->folder);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        mps__fail(cx->s, error_r, "store: count folder reset");
+        sqlite3_finalize(st);
+        return -1;
+    }
+    int64_t n = sqlite3_column_int64(st, 0);
+    /* RETURNING statements write when stepped to the end. */
+    int rc = mps__step_done(cx->s, st, error_r, "store: count folder reset");
+    sqlite3_finalize(st);
+    if (rc < 0)
+        return -1;
+
+    json_t *data = json_object();
+    if (cx->b->reset_reason != NULL)
+        json_object_set_new(data, "reason", mps__json_string(cx->b->reset_reason, 0));
+    char *data_json = mps__json_take(data);
+    char *key =
+        mpu_asprintf("%s/%s/reset/%lld", cx->b->account, cx->b->folder, (long long)n);
+    int64_t seq = 0;
+    rc = mps__event_add(cx->s, "folder.reset", cx->b->account, cx->b->folder, NULL, key,
+                        data_json, &seq, error_r);
+    free(key);
+    free(data_json);
+    if (rc == 0) {
+        cx->res.events++;
+        if (seq > cx->res.last_seq)
+            cx->res.last_seq = seq;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+static int advance_folder(commit_ctx *cx, const char *cursor, const char *backfill_pos,
+                          int backfill_done, char **error_r)
+{
+    sqlite3_stmt *st;
+    /* A committed step is a successful sync of the folder: it clears the
+     * folder's last error. A position given means the pending manual
+     * backfill request has been served. */
+    if (mps__prepare(
+            cx->s,
+            "UPDATE folders SET cursor = COALESCE(:cursor, cursor),"
+            " bootstrapped = CASE WHEN :cursor IS NULL THEN bootstrapped ELSE 1 END,"
+            " backfill_pos = COALESCE(:pos, backfill_pos),"
+            " backfill_requested = CASE WHEN :pos IS NULL THEN backfill_requested"
+            "   ELSE 0 END,"
+            " backfill_done = CASE WHEN :done < 0 THEN backfill_done ELSE :done END,"
+            " synced_count = synced_count + :synced,"
+            " last_sync_ms = :now, last_error = NULL"
+            " WHERE account = :account AND name = :name",
+            &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":cursor", cursor);
+    mps__bind_text(st, ":pos", backfill_pos);
+    mps__bind_int(st, ":done", backfill_done < 0 ? -1 : backfill_done != 0);
+    mps__bind_int(st, ":synced", cx->synced_added);
+    mps__bind_int(st, ":now", cx->now);
+    mps__bind_text(st, ":account", cx->b->account);
+    mps__bind_text(st, ":name", cx->b->folder);
+    int rc = mps__step_done(cx->s, st, error_r, "store: advance folder");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mps_batch_commit(mps_store *s, mps_batch *b, const char *cursor,
+                     const char *backfill_pos, int backfill_done, int64_t retention_ms,
+                     mps_commit_result *result_r, char **error_r)
+{
+    if (result_r != NULL)
+        memset(result_r, 0, sizeof *result_r);
+    commit_ctx cx = {
+        .s = s,
+        .b = b,
+        .now = mpu_now_ms(),
+        .retention_ms = retention_ms,
+    };
+    if (mps__begin(s, error_r) < 0)
+        return -1;
+    int rc = ensure_folder(&cx, error_r);
+    if (rc == 0 && b->reset)
+        rc = reset_event(&cx, error_r);
+    for (size_t i = 0; rc == 0 && i < b->n; i++)
+        rc = apply_change(&cx, &b->changes[i], error_r);
+    if (rc == 0)
+        rc = advance_folder(&cx, cursor, backfill_pos, backfill_done, error_r);
+    if (rc < 0) {
+        /* The staged changes stay: nothing of them was written. */
+        mps__rollback(s);
+        return -1;
+    }
+    if (mps__commit(s, error_r) < 0)
+        return -1;
+    mps__batch_clear(b);
+    if (result_r != NULL)
+        *result_r = cx.res;
+    return 0;
+}

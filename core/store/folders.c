@@ -1,0 +1,197 @@
+/* Folder rows: sync position, backfill state and per-folder counters. */
+#include "store/store-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/util.h"
+
+int mps_folder_ensure(mps_store *s, const char *account, const char *folder, int role,
+                      char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(s,
+                     "INSERT INTO folders (account, name, role) VALUES (:account,"
+                     " :name, :role) ON CONFLICT (account, name) DO UPDATE"
+                     " SET role = excluded.role WHERE role IS NOT excluded.role",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":account", account);
+    mps__bind_text(st, ":name", folder);
+    mps__bind_int(st, ":role", role);
+    int rc = mps__step_done(s, st, error_r, "store: ensure folder");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Counts come from the messages themselves so they cannot drift. */
+#define FOLDER_SELECT                                                                    \
+    "SELECT f.account, f.name, f.role, f.cursor, f.backfill_pos, f.bootstrapped,"        \
+    " f.backfill_done, f.backfill_requested,"                                            \
+    " (SELECT COUNT(*) FROM messages m WHERE m.account = f.account"                      \
+    "   AND m.folder = f.name AND m.deleted = 0),"                                       \
+    " (SELECT COUNT(*) FROM messages m JOIN bodies b ON b.message_id = m.id"             \
+    "   WHERE m.account = f.account AND m.folder = f.name AND m.deleted = 0"             \
+    "   AND (b.expires_ms = 0 OR b.expires_ms > :now)),"                                 \
+    " f.synced_count, f.resets, f.last_sync_ms, f.last_error FROM folders f"
+
+static void read_folder(sqlite3_stmt *st, mps_folder *f)
+{
+    f->account = mps__col_text(st, 0);
+    f->name = mps__col_text(st, 1);
+    f->role = sqlite3_column_int(st, 2);
+    f->cursor = mps__col_text(st, 3);
+    f->backfill_pos = mps__col_text(st, 4);
+    f->bootstrapped = sqlite3_column_int(st, 5);
+    f->backfill_done = sqlite3_column_int(st, 6);
+    f->backfill_requested = sqlite3_column_int(st, 7);
+    f->messages = sqlite3_column_int64(st, 8);
+    f->bodies = sqlite3_column_int64(st, 9);
+    f->synced_count = sqlite3_column_int64(st, 10);
+    f->resets = sqlite3_column_int64(st, 11);
+    f->last_sync_ms = sqlite3_column_int64(st, 12);
+    f->last_error = mps__col_text(st, 13);
+}
+
+int mps_folder_get(mps_store *s, const char *account, const char *folder,
+                   mps_folder *folder_r, char **error_r)
+{
+    memset(folder_r, 0, sizeof *folder_r);
+    sqlite3_stmt *st;
+    if (mps__prepare(s, FOLDER_SELECT " WHERE f.account = :account AND f.name = :name",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":account", account);
+    mps__bind_text(st, ":name", folder);
+    mps__bind_int(st, ":now", mpu_now_ms());
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_folder(st, folder_r);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = 1;
+    } else {
+        rc = mps__fail(s, error_r, "store: read folder");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mps_folders_list(mps_store *s, const char *account, mps_folder **list_r, size_t *n_r,
+                     char **error_r)
+{
+    *list_r = NULL;
+    *n_r = 0;
+    sqlite3_stmt *st;
+    /* Roles in enum order (inbox first), folders without a role last. */
+    if (mps__prepare(s,
+                     FOLDER_SELECT
+                     " WHERE f.account = :account ORDER BY"
+                     " CASE f.role WHEN 0 THEN 1 ELSE 0 END, f.role, f.name",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":account", account);
+    mps__bind_int(st, ":now", mpu_now_ms());
+    mps_folder *list = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            list = mpu_realloc(list, cap * sizeof *list);
+        }
+        read_folder(st, &list[n++]);
+    }
+    if (rc != SQLITE_DONE) {
+        mps__fail(s, error_r, "store: list folders");
+        sqlite3_finalize(st);
+        mps_folders_free(&list, n);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    *list_r = list;
+    *n_r = n;
+    return 0;
+}
+
+void mps_folder_clear(mps_folder *f)
+{
+    if (f == NULL)
+        return;
+    free(f->account);
+    free(f->name);
+    free(f->cursor);
+    free(f->backfill_pos);
+    free(f->last_error);
+    memset(f, 0, sizeof *f);
+}
+
+void mps_folders_free(mps_folder **list, size_t n)
+{
+    if (list == NULL || *list == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        mps_folder_clear(&(*list)[i]);
+    free(*list);
+    *list = NULL;
+}
+
+/* Run a one-row UPDATE keyed on :account/:name; returns 1 when no folder
+ * matched. */
+static int update_folder(mps_store *s, sqlite3_stmt *st, const char *account,
+                         const char *folder, char **error_r)
+{
+    mps__bind_text(st, ":account", account);
+    mps__bind_text(st, ":name", folder);
+    int rc = mps__step_done(s, st, error_r, "store: update folder");
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        rc = 1;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mps_folder_set_error(mps_store *s, const char *account, const char *folder,
+                         const char *error, char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(s,
+                     "UPDATE folders SET last_error = :error"
+                     " WHERE account = :account AND name = :name",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":error", error);
+    int rc = update_folder(s, st, account, folder, error_r);
+    if (rc == 1)
+        return mps__error(error_r, "store: unknown folder \"%s\" of \"%s\"", folder,
+                          account);
+    return rc;
+}
+
+int mps_folder_request_backfill(mps_store *s, const char *account, const char *folder,
+                                char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(s,
+                     "UPDATE folders SET backfill_requested = 1"
+                     " WHERE account = :account AND name = :name",
+                     &st, error_r) < 0)
+        return -1;
+    return update_folder(s, st, account, folder, error_r);
+}
+
+int mps_folder_reset(mps_store *s, const char *account, const char *folder,
+                     char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(s,
+                     "UPDATE folders SET cursor = NULL, bootstrapped = 0,"
+                     " backfill_pos = NULL, backfill_done = 0"
+                     " WHERE account = :account AND name = :name",
+                     &st, error_r) < 0)
+        return -1;
+    int rc = update_folder(s, st, account, folder, error_r);
+    if (rc == 1)
+        return mps__error(error_r, "store: unknown folder \"%s\" of \"%s\"", folder,
+                          account);
+    return rc;
+}

@@ -1,0 +1,166 @@
+/* Message summaries: public ids, lookup and newest-first listing. */
+#include "store/store-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/util.h"
+
+void mps_message_public_id(const char *account, const char *provider_id, char *out,
+                           size_t size)
+{
+    /* The NUL separator keeps ("ab","c") and ("a","bc") apart. */
+    size_t alen = strlen(account), plen = strlen(provider_id);
+    char *buf = mpu_malloc(alen + 1 + plen);
+    memcpy(buf, account, alen);
+    buf[alen] = '\0';
+    memcpy(buf + alen + 1, provider_id, plen);
+    char id[26];
+    id[0] = 'm';
+    mpu_sha256_hex(buf, alen + 1 + plen, 12, id + 1);
+    free(buf);
+    mpu_strlcpy(out, id, size);
+}
+
+void mps__message_read(sqlite3_stmt *st, mps_message *m)
+{
+    m->id = mps__col_text(st, 0);
+    m->account = mps__col_text(st, 1);
+    m->folder = mps__col_text(st, 2);
+    m->provider_id = mps__col_text(st, 3);
+    m->ref = mps__col_text(st, 4);
+    m->uid = (uint32_t)sqlite3_column_int64(st, 5);
+    m->message_id = mps__col_text(st, 6);
+    m->subject = mps__col_text(st, 7);
+    m->from = mps__col_text(st, 8);
+    m->to = mps__col_text(st, 9);
+    m->date = sqlite3_column_int64(st, 10);
+    m->size = sqlite3_column_int64(st, 11);
+    m->thread_id = mps__col_text(st, 12);
+    m->flags = mps__col_text(st, 13);
+    m->deleted = sqlite3_column_int(st, 14);
+    m->has_body = sqlite3_column_int(st, 15);
+    m->indexed_ms = sqlite3_column_int64(st, 16);
+}
+
+int mps_message_get(mps_store *s, const char *id, mps_message *msg_r, char **error_r)
+{
+    memset(msg_r, 0, sizeof *msg_r);
+    sqlite3_stmt *st;
+    if (mps__prepare(s, "SELECT " MPS__MESSAGE_COLS " FROM messages m WHERE m.id = :id",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":id", id);
+    mps__bind_int(st, ":now", mpu_now_ms());
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        mps__message_read(st, msg_r);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = 1;
+    } else {
+        rc = mps__fail(s, error_r, "store: read message");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The (date, id) position of `before` within the account. */
+static int page_anchor(mps_store *s, const char *account, const char *before,
+                       int64_t *date_r, char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(s, "SELECT date FROM messages WHERE id = :id AND account = :account",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":id", before);
+    mps__bind_text(st, ":account", account);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *date_r = sqlite3_column_int64(st, 0);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = mps__error(error_r, "unknown message id in before");
+    } else {
+        rc = mps__fail(s, error_r, "store: read message");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int mps_messages_list(mps_store *s, const char *account, const char *folder,
+                      const char *before, size_t limit, mps_message **list_r, size_t *n_r,
+                      char **error_r)
+{
+    *list_r = NULL;
+    *n_r = 0;
+    int64_t before_date = 0;
+    if (before != NULL && page_anchor(s, account, before, &before_date, error_r) < 0)
+        return -1;
+    char *sql = mpu_asprintf(
+        "SELECT " MPS__MESSAGE_COLS " FROM messages m"
+        " WHERE m.account = :account AND m.deleted = 0%s%s"
+        " ORDER BY m.date DESC, m.id DESC LIMIT :limit",
+        folder != NULL ? " AND m.folder = :folder" : "",
+        before != NULL ? " AND (m.date < :bdate OR (m.date = :bdate AND m.id < :bid))"
+                       : "");
+    sqlite3_stmt *st;
+    int rc = mps__prepare(s, sql, &st, error_r);
+    free(sql);
+    if (rc < 0)
+        return -1;
+    mps__bind_text(st, ":account", account);
+    mps__bind_text(st, ":folder", folder);
+    mps__bind_int(st, ":bdate", before_date);
+    mps__bind_text(st, ":bid", before);
+    mps__bind_int(st, ":now", mpu_now_ms());
+    mps__bind_int(st, ":limit", limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+
+    mps_message *list = NULL;
+    size_t n = 0, cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            list = mpu_realloc(list, cap * sizeof *list);
+        }
+        mps__message_read(st, &list[n++]);
+    }
+    if (rc != SQLITE_DONE) {
+        mps__fail(s, error_r, "store: list messages");
+        sqlite3_finalize(st);
+        mps_messages_free(&list, n);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    *list_r = list;
+    *n_r = n;
+    return 0;
+}
+
+void mps_message_clear(mps_message *m)
+{
+    if (m == NULL)
+        return;
+    free(m->id);
+    free(m->account);
+    free(m->folder);
+    free(m->provider_id);
+    free(m->ref);
+    free(m->message_id);
+    free(m->subject);
+    free(m->from);
+    free(m->to);
+    free(m->thread_id);
+    free(m->flags);
+    memset(m, 0, sizeof *m);
+}
+
+void mps_messages_free(mps_message **list, size_t n)
+{
+    if (list == NULL || *list == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        mps_message_clear(&(*list)[i]);
+    free(*list);
+    *list = NULL;
+}

@@ -1,0 +1,180 @@
+/*
+ * Schema migrations. migrations[i] takes the schema from version i to i+1;
+ * PRAGMA user_version records the version reached. Each migration runs in
+ * its own transaction together with the version bump, so a crash leaves
+ * the schema at a whole version. Released migrations are never edited:
+ * a schema change is a new entry appended at the end.
+ */
+#include "store/store-private.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "util/util.h"
+
+static const char *const migrations[] = {
+    /* 1: initial schema */
+    "CREATE TABLE accounts ("
+    "  id TEXT PRIMARY KEY NOT NULL,"
+    "  instance TEXT NOT NULL,"
+    "  status TEXT NOT NULL DEFAULT 'ok',"
+    "  last_error TEXT,"
+    "  push_state TEXT NOT NULL DEFAULT 'off',"
+    "  profile_json TEXT,"
+    "  created_ms INTEGER NOT NULL,"
+    "  last_sync_ms INTEGER NOT NULL DEFAULT 0,"
+    "  last_push_ms INTEGER NOT NULL DEFAULT 0,"
+    "  status_seq INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE TABLE folders ("
+    "  account TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL,"
+    "  role INTEGER NOT NULL DEFAULT 0,"
+    "  cursor TEXT,"
+    "  backfill_pos TEXT,"
+    "  bootstrapped INTEGER NOT NULL DEFAULT 0,"
+    "  backfill_done INTEGER NOT NULL DEFAULT 0,"
+    "  backfill_requested INTEGER NOT NULL DEFAULT 0,"
+    "  synced_count INTEGER NOT NULL DEFAULT 0,"
+    "  resets INTEGER NOT NULL DEFAULT 0,"
+    "  last_sync_ms INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT,"
+    "  PRIMARY KEY (account, name)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE messages ("
+    "  rowid INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  account TEXT NOT NULL,"
+    "  provider_id TEXT NOT NULL,"
+    "  folder TEXT NOT NULL,"
+    "  ref TEXT,"
+    "  uid INTEGER NOT NULL DEFAULT 0,"
+    "  message_id TEXT,"
+    "  subject TEXT,"
+    "  from_addr TEXT,"
+    "  to_addr TEXT,"
+    "  date INTEGER NOT NULL DEFAULT 0,"
+    "  size INTEGER NOT NULL DEFAULT -1,"
+    "  thread_id TEXT,"
+    "  flags TEXT,"
+    "  deleted INTEGER NOT NULL DEFAULT 0,"
+    "  version INTEGER NOT NULL DEFAULT 1,"
+    "  indexed_ms INTEGER NOT NULL,"
+    "  UNIQUE (account, provider_id)"
+    ");"
+    "CREATE INDEX messages_by_folder ON messages"
+    "  (account, folder, deleted, date DESC, id DESC);"
+    "CREATE INDEX messages_by_account ON messages"
+    "  (account, deleted, date DESC, id DESC);"
+    "CREATE TABLE bodies ("
+    "  message_id TEXT PRIMARY KEY NOT NULL"
+    "    REFERENCES messages(id) ON DELETE CASCADE,"
+    "  data BLOB NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  fetched_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX bodies_by_expiry ON bodies (expires_ms);"
+    "CREATE TABLE subscriptions ("
+    "  account TEXT PRIMARY KEY NOT NULL,"
+    "  provider_id TEXT,"
+    "  expires_at INTEGER NOT NULL DEFAULT 0,"
+    "  cursor_hint TEXT,"
+    "  renewed_ms INTEGER NOT NULL DEFAULT 0,"
+    "  last_notification_ms INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE TABLE push_hints ("
+    "  rowid INTEGER PRIMARY KEY,"
+    "  account TEXT NOT NULL,"
+    "  folder TEXT,"
+    "  cursor_hint TEXT,"
+    "  received_ms INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX push_hints_by_account ON push_hints (account);"
+    "CREATE TABLE events ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  type TEXT NOT NULL,"
+    "  account TEXT NOT NULL,"
+    "  folder TEXT,"
+    "  message TEXT,"
+    "  time_ms INTEGER NOT NULL,"
+    "  idem_key TEXT NOT NULL UNIQUE,"
+    "  data_json TEXT"
+    ");"
+    "CREATE INDEX events_by_account ON events (account, seq);",
+};
+
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+static int read_version(mps_store *s, int *version_r, char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(s, "PRAGMA user_version", &st, error_r) < 0)
+        return -1;
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return mps__fail(s, error_r, "store: read schema version");
+    }
+    *version_r = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int apply_next(mps_store *s, int *done_r, char **error_r)
+{
+    /* Re-read the version under the write lock: another connection may
+     * have migrated since we looked. */
+    if (mps__begin(s, error_r) < 0)
+        return -1;
+    int version;
+    if (read_version(s, &version, error_r) < 0)
+        goto fail;
+    if (version > N_MIGRATIONS) {
+        mps__error(error_r,
+                   "store: schema version %d is newer than this build supports (%d)",
+                   version, N_MIGRATIONS);
+        goto fail;
+    }
+    if (version == N_MIGRATIONS) {
+        mps__rollback(s);
+        *done_r = 1;
+        return 0;
+    }
+    char *err = NULL;
+    if (mps__exec(s, migrations[version], &err) < 0) {
+        mps__error(error_r, "migration %d: %s", version + 1, err);
+        free(err);
+        goto fail;
+    }
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", version + 1);
+    if (mps__exec(s, pragma, error_r) < 0)
+        goto fail;
+    *done_r = 0;
+    return mps__commit(s, error_r);
+fail:
+    mps__rollback(s);
+    return -1;
+}
+
+int mps__migrate(mps_store *s, char **error_r)
+{
+    int done = 0;
+    while (!done) {
+        if (apply_next(s, &done, error_r) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int mps_schema_version(mps_store *s)
+{
+    int version = -1;
+    char *err = NULL;
+    if (read_version(s, &version, &err) < 0) {
+        free(err);
+        return -1;
+    }
+    return version;
+}

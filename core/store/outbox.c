@@ -1,0 +1,193 @@
+/* The event outbox: append (idempotent by key) and read in seq order. */
+#include "store/store-private.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/util.h"
+
+static int existing_seq(mps_store *s, const char *idem_key, int64_t *seq_r,
+                        char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(s, "SELECT seq FROM events WHERE idem_key = :key", &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":key", idem_key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *seq_r = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        return 0;
+    }
+    sqlite3_finalize(st);
+    return mps__fail(s, error_r, "store: look up event");
+}
+
+int mps__event_add(mps_store *s, const char *type, const char *account,
+                   const char *folder, const char *message, const char *idem_key,
+                   const char *data_json, int64_t *seq_r, char **error_r)
+{
+    int64_t dummy;
+    if (seq_r == NULL)
+        seq_r = &dummy;
+    *seq_r = 0;
+    if (type == NULL || account == NULL || idem_key == NULL)
+        return mps__error(error_r, "store: event needs a type, an account and a key");
+    sqlite3_stmt *st;
+    /* A key already present means this event was appended before (a replay
+     * after a crash or a retried call): keep the first one. */
+    if (mps__prepare(s,
+                     "INSERT INTO events (type, account, folder, message, time_ms,"
+                     " idem_key, data_json) VALUES (:type, :account, :folder, :message,"
+                     " :time, :key, :data) ON CONFLICT (idem_key) DO NOTHING",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":type", type);
+    mps__bind_text(st, ":account", account);
+    mps__bind_text(st, ":folder", folder);
+    mps__bind_text(st, ":message", message);
+    mps__bind_int(st, ":time", mpu_now_ms());
+    mps__bind_text(st, ":key", idem_key);
+    mps__bind_text(st, ":data", data_json);
+    int rc = mps__step_done(s, st, error_r, "store: append event");
+    sqlite3_finalize(st);
+    if (rc < 0)
+        return -1;
+    if (sqlite3_changes(s->db) == 0) {
+        if (existing_seq(s, idem_key, seq_r, error_r) < 0)
+            return -1;
+        return 1;
+    }
+    *seq_r = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+int mps_event_append(mps_store *s, const char *type, const char *account,
+                     const char *folder, const char *message, const char *idem_key,
+                     const char *data_json, int64_t *seq_r, char **error_r)
+{
+    if (mps__begin(s, error_r) < 0)
+        return -1;
+    if (mps__event_add(s, type, account, folder, message, idem_key, data_json, seq_r,
+                       error_r) < 0) {
+        mps__rollback(s);
+        return -1;
+    }
+    return mps__commit(s, error_r);
+}
+
+/* "name IN (:name0, :name1, ...)" for a NULL-terminated list; only
+ * placeholders go into the SQL, the values are bound afterwards. */
+static char *in_clause(const char *column, const char *prefix, const char *const *values)
+{
+    size_t n = 0;
+    while (values[n] != NULL)
+        n++;
+    char *sql = mpu_asprintf(" AND %s IN (", column);
+    for (size_t i = 0; i < n; i++) {
+        char *next = mpu_asprintf("%s%s:%s%zu", sql, i > 0 ? ", " : "", prefix, i);
+        free(sql);
+        sql = next;
+    }
+    char *next = mpu_asprintf("%s)", sql);
+    free(sql);
+    return next;
+}
+
+static void bind_list(sqlite3_stmt *st, const char *prefix, const char *const *values)
+{
+    for (size_t i = 0; values[i] != NULL; i++) {
+        char name[32];
+        snprintf(name, sizeof name, ":%s%zu", prefix, i);
+        mps__bind_text(st, name, values[i]);
+    }
+}
+
+int mps_events_after(mps_store *s, int64_t after, size_t limit, const char *const *types,
+                     const char *const *accounts, mps_event **list_r, size_t *n_r,
+                     char **error_r)
+{
+    *list_r = NULL;
+    *n_r = 0;
+    /* An empty list filters nothing, like NULL. */
+    int by_type = types != NULL && types[0] != NULL;
+    int by_account = accounts != NULL && accounts[0] != NULL;
+    char *type_sql = by_type ? in_clause("type", "t", types) : NULL;
+    char *account_sql = by_account ? in_clause("account", "a", accounts) : NULL;
+    char *sql = mpu_asprintf("SELECT seq, type, account, folder, message, time_ms,"
+                             " idem_key, data_json FROM events WHERE seq > :after%s%s"
+                             " ORDER BY seq LIMIT :limit",
+                             type_sql != NULL ? type_sql : "",
+                             account_sql != NULL ? account_sql : "");
+    free(type_sql);
+    free(account_sql);
+    sqlite3_stmt *st;
+    int rc = mps__prepare(s, sql, &st, error_r);
+    free(sql);
+    if (rc < 0)
+        return -1;
+    mps__bind_int(st, ":after", after);
+    mps__bind_int(st, ":limit", limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+    if (by_type)
+        bind_list(st, "t", types);
+    if (by_account)
+        bind_list(st, "a", accounts);
+
+    mps_event *list = NULL;
+    size_t n = 0, cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            list = mpu_realloc(list, cap * sizeof *list);
+        }
+        mps_event *e = &list[n++];
+        e->seq = sqlite3_column_int64(st, 0);
+        e->type = mps__col_text(st, 1);
+        e->account = mps__col_text(st, 2);
+        e->folder = mps__col_text(st, 3);
+        e->message = mps__col_text(st, 4);
+        e->time_ms = sqlite3_column_int64(st, 5);
+        e->idem_key = mps__col_text(st, 6);
+        e->data_json = mps__col_text(st, 7);
+    }
+    if (rc != SQLITE_DONE) {
+        mps__fail(s, error_r, "store: read events");
+        sqlite3_finalize(st);
+        mps_events_free(&list, n);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    *list_r = list;
+    *n_r = n;
+    return 0;
+}
+
+void mps_events_free(mps_event **list, size_t n)
+{
+    if (list == NULL || *list == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        mps_event *e = &(*list)[i];
+        free(e->type);
+        free(e->account);
+        free(e->folder);
+        free(e->message);
+        free(e->idem_key);
+        free(e->data_json);
+    }
+    free(*list);
+    *list = NULL;
+}
+
+int64_t mps_events_last_seq(mps_store *s)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(s, "SELECT COALESCE(MAX(seq), 0) FROM events", &st, NULL) < 0)
+        return 0;
+    int64_t seq = 0;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        seq = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return seq;
+}

@@ -1,0 +1,85 @@
+/*
+ * Private to core/store: the connection struct and the SQLite helpers the
+ * store's files share. Nothing outside core/store includes this.
+ */
+#ifndef MP_STORE_STORE_PRIVATE_H
+#define MP_STORE_STORE_PRIVATE_H
+
+#include <sqlite3.h>
+#include <jansson.h>
+
+#include "store/store.h"
+
+struct mps_store {
+    sqlite3 *db;
+};
+
+/* A sync batch: copies of the staged changes (every string and the raw
+ * bytes owned by the batch) and a pending folder.reset. */
+struct mps_batch {
+    char *account;
+    char *folder;
+    mp_change *changes;
+    size_t n, cap;
+    int reset;
+    char *reset_reason;
+};
+/* Drop the staged changes and the pending reset. */
+void mps__batch_clear(mps_batch *b);
+
+/* Set *error_r to "<what>: <sqlite message>" and return -1. */
+int mps__fail(mps_store *s, char **error_r, const char *what);
+/* Set *error_r to a formatted message and return -1. */
+int mps__error(char **error_r, const char *fmt, ...) MP_PRINTF(2, 3);
+
+int mps__prepare(mps_store *s, const char *sql, sqlite3_stmt **st_r, char **error_r);
+int mps__exec(mps_store *s, const char *sql, char **error_r);
+
+/* Write transactions start with BEGIN IMMEDIATE so two connections never
+ * deadlock upgrading a read lock; rollback is best effort. */
+int mps__begin(mps_store *s, char **error_r);
+int mps__commit(mps_store *s, char **error_r);
+void mps__rollback(mps_store *s);
+
+/* Named-parameter binding (":name"); a NULL string binds NULL. Binding a
+ * name the statement lacks is a programming error and is ignored. */
+void mps__bind_text(sqlite3_stmt *st, const char *name, const char *value);
+void mps__bind_int(sqlite3_stmt *st, const char *name, int64_t value);
+/* Column as an allocated string, NULL for SQL NULL. */
+char *mps__col_text(sqlite3_stmt *st, int col);
+
+/* Run a single-row write statement to completion. */
+int mps__step_done(mps_store *s, sqlite3_stmt *st, char **error_r, const char *what);
+
+/* The message columns read by mps__message_read, from alias "m"; the
+ * statement must bind :now (body expiry). */
+#define MPS__MESSAGE_COLS                                                                \
+    "m.id, m.account, m.folder, m.provider_id, m.ref, m.uid, m.message_id, "             \
+    "m.subject, m.from_addr, m.to_addr, m.date, m.size, m.thread_id, m.flags, "          \
+    "m.deleted, EXISTS(SELECT 1 FROM bodies b WHERE b.message_id = m.id AND "            \
+    "(b.expires_ms = 0 OR b.expires_ms > :now)), m.indexed_ms"
+#define MPS__MESSAGE_NCOLS 17
+void mps__message_read(sqlite3_stmt *st, mps_message *m_r);
+
+/* Upsert a body row (no transaction of its own). */
+int mps__body_store(mps_store *s, const char *id, const uint8_t *data, size_t len,
+                    int64_t expires_ms, char **error_r);
+
+/* Append an event inside the caller's transaction. Returns 0 when
+ * appended, 1 when an event with this idempotency key already exists
+ * (nothing written; *seq_r is the existing event's seq), -1 on error. */
+int mps__event_add(mps_store *s, const char *type, const char *account,
+                   const char *folder, const char *message, const char *idem_key,
+                   const char *data_json, int64_t *seq_r, char **error_r);
+
+/* JSON helpers for event data. mps__json_string never fails on bad
+ * UTF-8 (non-ASCII bytes become '?') and cuts at `max` bytes on a character
+ * boundary (0: no cut). mps__json_take serializes compactly and releases
+ * the object; an empty object gives NULL. */
+json_t *mps__json_string(const char *s, size_t max);
+char *mps__json_take(json_t *obj);
+
+/* Apply pending migrations; see migrate.c. */
+int mps__migrate(mps_store *s, char **error_r);
+
+#endif

@@ -1,0 +1,177 @@
+/* Opening the store and the SQLite helpers shared by its files. */
+#include "store/store-private.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+
+#include "util/util.h"
+
+/*
+ * Durability level. WAL with synchronous=NORMAL syncs at checkpoints, not
+ * at every commit: a committed transaction survives any process crash
+ * (SIGKILL, abort), which is what the store promises. A power loss may drop
+ * the last few commits, but WAL replay is atomic, so messages, their events
+ * and the cursor go back together and the invariant of store.h still holds;
+ * the next sync re-emits the same changes under the same idempotency keys.
+ * FULL would fsync every commit for a guarantee we do not make.
+ */
+#define MPS_SYNCHRONOUS "NORMAL"
+/* Writers wait this long for each other's lock before failing. */
+#define MPS_BUSY_TIMEOUT_MS 10000
+
+int mps__error(char **error_r, const char *fmt, ...)
+{
+    if (error_r != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        *error_r = mpu_vasprintf(fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+int mps__fail(mps_store *s, char **error_r, const char *what)
+{
+    return mps__error(error_r, "%s: %s", what, sqlite3_errmsg(s->db));
+}
+
+int mps__prepare(mps_store *s, const char *sql, sqlite3_stmt **st_r, char **error_r)
+{
+    *st_r = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, st_r, NULL) != SQLITE_OK) {
+        mps__fail(s, error_r, "store: prepare");
+        sqlite3_finalize(*st_r);
+        *st_r = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int mps__exec(mps_store *s, const char *sql, char **error_r)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        mps__error(error_r, "store: %s", msg != NULL ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+int mps__begin(mps_store *s, char **error_r)
+{
+    return mps__exec(s, "BEGIN IMMEDIATE", error_r);
+}
+
+int mps__commit(mps_store *s, char **error_r)
+{
+    if (mps__exec(s, "COMMIT", error_r) < 0) {
+        mps__rollback(s);
+        return -1;
+    }
+    return 0;
+}
+
+void mps__rollback(mps_store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+void mps__bind_text(sqlite3_stmt *st, const char *name, const char *value)
+{
+    int i = sqlite3_bind_parameter_index(st, name);
+    if (i == 0)
+        return;
+    if (value == NULL)
+        sqlite3_bind_null(st, i);
+    else
+        sqlite3_bind_text(st, i, value, -1, SQLITE_TRANSIENT);
+}
+
+void mps__bind_int(sqlite3_stmt *st, const char *name, int64_t value)
+{
+    int i = sqlite3_bind_parameter_index(st, name);
+    if (i != 0)
+        sqlite3_bind_int64(st, i, value);
+}
+
+char *mps__col_text(sqlite3_stmt *st, int col)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return NULL;
+    const unsigned char *text = sqlite3_column_text(st, col);
+    int len = sqlite3_column_bytes(st, col);
+    return mpu_strndup((const char *)text, (size_t)len);
+}
+
+int mps__step_done(mps_store *s, sqlite3_stmt *st, char **error_r, const char *what)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return mps__fail(s, error_r, what);
+    }
+    return 0;
+}
+
+static int set_pragmas(mps_store *s, char **error_r)
+{
+    sqlite3_busy_timeout(s->db, MPS_BUSY_TIMEOUT_MS);
+    /* journal_mode answers with the mode actually in effect: a file system
+     * without shared memory support silently stays in rollback mode. */
+    sqlite3_stmt *st;
+    if (mps__prepare(s, "PRAGMA journal_mode=WAL", &st, error_r) < 0)
+        return -1;
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return mps__fail(s, error_r, "store: set WAL mode");
+    }
+    const char *mode = (const char *)sqlite3_column_text(st, 0);
+    int wal = mode != NULL && sqlite3_stricmp(mode, "wal") == 0;
+    sqlite3_finalize(st);
+    if (!wal)
+        return mps__error(error_r, "store: WAL journal mode is not available");
+    return mps__exec(s,
+                     "PRAGMA synchronous=" MPS_SYNCHRONOUS ";"
+                     "PRAGMA foreign_keys=ON;",
+                     error_r);
+}
+
+int mps_open(const char *path, mps_store **store_r, char **error_r)
+{
+    *store_r = NULL;
+    mps_store *s = mpu_calloc(1, sizeof *s);
+    int rc =
+        sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        if (s->db != NULL)
+            mps__error(error_r, "store: cannot open \"%s\": %s", path,
+                       sqlite3_errmsg(s->db));
+        else
+            mps__error(error_r, "store: cannot open \"%s\": %s", path,
+                       sqlite3_errstr(rc));
+        mps_close(&s);
+        return -1;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    char *err = NULL;
+    if (set_pragmas(s, &err) < 0 || mps__migrate(s, &err) < 0) {
+        mps__error(error_r, "\"%s\": %s", path, err);
+        free(err);
+        mps_close(&s);
+        return -1;
+    }
+    *store_r = s;
+    return 0;
+}
+
+void mps_close(mps_store **store)
+{
+    if (store == NULL || *store == NULL)
+        return;
+    sqlite3_close_v2((*store)->db);
+    free(*store);
+    *store = NULL;
+}

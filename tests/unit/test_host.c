@@ -1,0 +1,402 @@
+/* Unit tests of core/host: the services table drivers get, with a real
+ * store file, a real event loop and a local HTTP server. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/thread.h>
+
+#include "daemon/daemon.h"
+#include "host/host_private.h"
+#include "util/util.h"
+
+typedef struct fixture {
+    char dir[64];
+    mpd d;
+    mp_instance inst;
+    struct mp_account acct;
+    const mp_host *host;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = mpu_calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/mp-host-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->d.db_path = mpu_asprintf("%s/db", f->dir);
+    char *error = NULL;
+    assert_int_equal(mps_open(f->d.db_path, &f->d.store, &error), 0);
+    f->d.loop_thread = pthread_self();
+    evthread_use_pthreads();
+    f->d.base = event_base_new();
+    pthread_mutex_init(&f->d.knobs_lock, NULL);
+    pthread_rwlock_init(&f->d.registry_lock, NULL);
+    f->inst.name = "inst";
+    f->inst.d = &f->d;
+    f->acct.id = "alice";
+    f->acct.d = &f->d;
+    f->acct.inst = &f->inst;
+    assert_int_equal(mps_account_ensure(f->d.store, "alice", "inst", &error), 0);
+    assert_int_equal(mps_folder_ensure(f->d.store, "alice", "INBOX", MP_ROLE_INBOX, &error), 0);
+    mpd_host_set_daemon(&f->d);
+    mph_loop_set_daemon(&f->d);
+    mph_http_global_init();
+    f->host = mpd_host_table();
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    mpd_host_release_loop_objs(&f->acct.loop_objs);
+    mpd_host_release_loop_objs(&f->d.global_objs);
+    mps_close(&f->d.store);
+    event_base_free(f->d.base);
+    mph_http_thread_cleanup();
+    char *cmd = mpu_asprintf("rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    free(f->d.db_path);
+    free(f);
+    return 0;
+}
+
+static void test_table_head(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(f->host->abi_major, MP_ABI_MAJOR);
+    assert_int_equal(f->host->abi_minor, MP_ABI_MINOR);
+    assert_int_equal(f->host->struct_size, sizeof(mp_host));
+    /* Every 1.0 slot is filled: a NULL here would crash a driver. */
+    const void *const *slot = (const void *const *)&f->host->log;
+    const void *const *end = (const void *const *)((const char *)f->host + sizeof(mp_host));
+    for (; slot < end; slot++)
+        assert_non_null(*slot);
+}
+
+static mpc_node *config_with_secret(const char *path)
+{
+    char *text = mpu_asprintf("password_file: %s\n", path);
+    mpc_errors errs = {0};
+    mpc_node *root = mpc_parse_yaml_string(text, strlen(text), "test.yaml", &errs);
+    free(text);
+    assert_non_null(root);
+    mpc_errors_free(&errs);
+    return root;
+}
+
+static void test_read_secret(void **state)
+{
+    fixture *f = *state;
+    char *path = mpu_asprintf("%s/pw", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("hunter2\r\n", fp);
+    fclose(fp);
+    mpc_node *cfg = config_with_secret(path);
+    char *secret = NULL;
+    size_t len = 0;
+    mp_error err = {0, ""};
+
+    chmod(path, 0644);
+    assert_int_equal(f->host->read_secret(cfg, "password_file", &secret, &len, &err), MP_FATAL);
+    assert_null(secret);
+    assert_non_null(strstr(err.text, "password_file"));
+    assert_null(strstr(err.text, "hunter2"));
+
+    chmod(path, 0600);
+    memset(&err, 0, sizeof err);
+    assert_int_equal(f->host->read_secret(cfg, "password_file", &secret, &len, &err), MP_OK);
+    assert_string_equal(secret, "hunter2");
+    assert_int_equal(len, 7);
+    f->host->free_secret(&secret);
+    assert_null(secret);
+
+    assert_int_equal(f->host->read_secret(cfg, "absent_file", &secret, &len, &err), MP_FATAL);
+    mpc_free(&cfg);
+    free(path);
+}
+
+static mpd_knobs knobs(uint32_t ingest)
+{
+    mpd_knobs k;
+    memset(&k, 0, sizeof k);
+    k.ingest_batch_size = ingest;
+    return k;
+}
+
+static void batch_open(fixture *f, mp_batch *b, const mpd_knobs *k, int history)
+{
+    memset(b, 0, sizeof *b);
+    b->d = &f->d;
+    b->acct = &f->acct;
+    b->folder = "INBOX";
+    b->staged = mps_batch_new("alice", "INBOX");
+    b->store = f->d.store;
+    b->knobs = k;
+    b->history = history;
+}
+
+static size_t count_events(fixture *f, const char *type)
+{
+    const char *types[] = {type, NULL};
+    mps_event *list = NULL;
+    size_t n = 0;
+    char *error = NULL;
+    assert_int_equal(mps_events_after(f->d.store, 0, 100000, types, NULL, &list, &n, &error), 0);
+    mps_events_free(&list, n);
+    return n;
+}
+
+static void add(fixture *f, mp_batch *b, mp_change_kind kind, const char *id)
+{
+    mp_change c;
+    memset(&c, 0, sizeof c);
+    c.kind = kind;
+    c.id = id;
+    c.subject = "s";
+    c.size = 10;
+    mp_error err = {0, ""};
+    assert_int_equal(f->host->batch_change(b, &c, &err), MP_OK);
+}
+
+/* History (bootstrap/backfill) never reaches consumers as new mail. */
+static void test_history_is_never_new(void **state)
+{
+    fixture *f = *state;
+    mpd_knobs k = knobs(0);
+    mp_batch b;
+    batch_open(f, &b, &k, 1);
+    add(f, &b, MP_CHANGE_NEW, "h1");
+    add(f, &b, MP_CHANGE_SYNCED, "h2");
+    mp_error err = {0, ""};
+    assert_int_equal(f->host->batch_commit(&b, "c1", NULL, 0, &err), MP_OK);
+    assert_int_equal(b.cursor_committed, 1);
+    assert_int_equal(count_events(f, "message.new"), 0);
+    assert_int_equal(count_events(f, "message.synced"), 2);
+    mps_batch_free(&b.staged);
+
+    batch_open(f, &b, &k, 0);
+    add(f, &b, MP_CHANGE_NEW, "n1");
+    assert_int_equal(f->host->batch_commit(&b, "c2", NULL, 0, &err), MP_OK);
+    assert_int_equal(count_events(f, "message.new"), 1);
+    mps_batch_free(&b.staged);
+}
+
+/* ingest_batch_size bounds transactions: staged changes are committed in
+ * steps without moving the cursor. */
+static void test_ingest_batches_commit_without_cursor(void **state)
+{
+    fixture *f = *state;
+    mpd_knobs k = knobs(3);
+    mp_batch b;
+    batch_open(f, &b, &k, 0);
+    char id[16];
+    for (int i = 0; i < 7; i++) {
+        snprintf(id, sizeof id, "i%d", i);
+        add(f, &b, MP_CHANGE_NEW, id);
+    }
+    /* Two steps of 3 are in the store; the 7th is staged; no cursor. */
+    assert_int_equal(count_events(f, "message.new"), 6);
+    assert_int_equal(mps_batch_pending(b.staged), 1);
+    mps_folder folder;
+    assert_int_equal(mps_folder_get(f->d.store, "alice", "INBOX", &folder, NULL), 0);
+    assert_null(folder.cursor);
+    mps_folder_clear(&folder);
+    mp_error err = {0, ""};
+    assert_int_equal(f->host->batch_commit(&b, "c7", NULL, 0, &err), MP_OK);
+    assert_int_equal(count_events(f, "message.new"), 7);
+    assert_int_equal(mps_folder_get(f->d.store, "alice", "INBOX", &folder, NULL), 0);
+    assert_string_equal(folder.cursor, "c7");
+    mps_folder_clear(&folder);
+    mps_batch_free(&b.staged);
+}
+
+static void test_bad_changes_refused(void **state)
+{
+    fixture *f = *state;
+    mpd_knobs k = knobs(0);
+    mp_batch b;
+    batch_open(f, &b, &k, 0);
+    mp_change c;
+    memset(&c, 0, sizeof c);
+    c.kind = MP_CHANGE_NEW;
+    mp_error err = {0, ""};
+    assert_int_equal(f->host->batch_change(&b, &c, &err), MP_FATAL);
+    c.id = "x";
+    c.kind = (mp_change_kind)9;
+    assert_int_equal(f->host->batch_change(&b, &c, &err), MP_FATAL);
+    assert_int_equal(mps_batch_pending(b.staged), 0);
+    mps_batch_free(&b.staged);
+}
+
+static void test_folder_sink_dedups(void **state)
+{
+    fixture *f = *state;
+    struct mp_folder_sink sink;
+    memset(&sink, 0, sizeof sink);
+    f->host->folder_add(&sink, "INBOX", MP_ROLE_INBOX);
+    f->host->folder_add(&sink, "Sent", MP_ROLE_SENT);
+    f->host->folder_add(&sink, "INBOX", MP_ROLE_INBOX);
+    f->host->folder_add(&sink, "", MP_ROLE_NONE);
+    assert_int_equal(sink.n, 2);
+    assert_string_equal(sink.names[1], "Sent");
+    assert_int_equal(sink.roles[1], MP_ROLE_SENT);
+    mph_folder_sink_clear(&sink);
+}
+
+static void test_push_reply_and_headers(void **state)
+{
+    fixture *f = *state;
+    struct mp_push_reply reply;
+    memset(&reply, 0, sizeof reply);
+    f->host->push_reply(&reply, 200, "text/plain", "token", 5);
+    f->host->push_reply(&reply, 202, "text/plain", "abc", 3);
+    assert_int_equal(reply.status, 202);
+    assert_string_equal(reply.body, "abc");
+    assert_int_equal(reply.len, 3);
+    free(reply.body);
+    free(reply.content_type);
+}
+
+static int fired;
+static void on_timer(void *arg)
+{
+    (void)arg;
+    fired++;
+}
+
+/* Timers fire once on the loop; an account's leftovers are freed with it. */
+static void test_timers(void **state)
+{
+    fixture *f = *state;
+    fired = 0;
+    mp_timer *t = f->host->timer_add(&f->acct, 1, on_timer, NULL);
+    mp_timer *never = f->host->timer_add(&f->acct, 1, on_timer, NULL);
+    f->host->timer_cancel(&never);
+    assert_null(never);
+    while (fired == 0)
+        event_base_loop(f->d.base, EVLOOP_ONCE);
+    assert_int_equal(fired, 1);
+    assert_non_null(f->acct.loop_objs);
+    (void)t;
+    mp_timer *left = f->host->timer_add(&f->acct, 60000, on_timer, NULL);
+    (void)left;
+    mpd_host_release_loop_objs(&f->acct.loop_objs);
+    assert_null(f->acct.loop_objs);
+}
+
+/* ---- HTTP through libcurl against a local evhttp server ---- */
+
+typedef struct server {
+    struct event_base *base;
+    struct evhttp *http;
+    int port;
+    pthread_t thread;
+} server;
+
+static void serve(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    struct evbuffer *out = evbuffer_new();
+    const char *uri = evhttp_request_get_uri(req);
+    if (strcmp(uri, "/throttled") == 0) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "7");
+        evbuffer_add_printf(out, "slow down");
+        evhttp_send_reply(req, 429, "Too Many Requests", out);
+    } else {
+        struct evbuffer *in = evhttp_request_get_input_buffer(req);
+        evbuffer_add_printf(out, "%s %zu",
+                            evhttp_request_get_command(req) == EVHTTP_REQ_POST ? "POST" : "GET",
+                            evbuffer_get_length(in));
+        evhttp_send_reply(req, 200, "OK", out);
+    }
+    evbuffer_free(out);
+}
+
+static void *serve_thread(void *arg)
+{
+    server *s = arg;
+    event_base_dispatch(s->base);
+    return NULL;
+}
+
+static void test_http(void **state)
+{
+    fixture *f = *state;
+    server s;
+    memset(&s, 0, sizeof s);
+    s.base = event_base_new();
+    s.http = evhttp_new(s.base);
+    evhttp_set_gencb(s.http, serve, NULL);
+    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(s.http, "127.0.0.1", 0);
+    assert_non_null(bound);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&ss, &sl);
+    s.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    pthread_create(&s.thread, NULL, serve_thread, &s);
+
+    char url[128];
+    mp_http_response resp;
+    mp_error err = {0, ""};
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/throttled", s.port);
+    mp_http_request req = {"GET", url, NULL, NULL, 0, 5000};
+    assert_int_equal(f->host->http(&f->acct, &req, &resp, &err), MP_OK);
+    assert_int_equal(resp.status, 429);
+    assert_int_equal(resp.retry_after_ms, 7000);
+    assert_string_equal((char *)resp.body, "slow down");
+    f->host->http_free(&resp);
+
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/echo", s.port);
+    const char *headers[] = {"Content-Type: application/json", NULL};
+    mp_http_request post = {"POST", url, headers, (const uint8_t *)"{\"a\":1}", 7, 5000};
+    assert_int_equal(f->host->http(&f->acct, &post, &resp, &err), MP_OK);
+    assert_int_equal(resp.status, 200);
+    assert_string_equal((char *)resp.body, "POST 7");
+    f->host->http_free(&resp);
+
+    event_base_loopbreak(s.base);
+    pthread_join(s.thread, NULL);
+    evhttp_free(s.http);
+    event_base_free(s.base);
+
+    /* Nothing listens any more: a transport failure asks for a retry. */
+    mp_http_request dead = {"GET", url, NULL, NULL, 0, 2000};
+    assert_int_equal(f->host->http(&f->acct, &dead, &resp, &err), MP_RETRY);
+    assert_non_null(strstr(err.text, url));
+
+    /* Only http and https: no file://, no gopher. */
+    mp_http_request file = {"GET", "file:///etc/passwd", NULL, NULL, 0, 2000};
+    assert_int_equal(f->host->http(&f->acct, &file, &resp, &err), MP_RETRY);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_table_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_is_never_new, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_batches_commit_without_cursor, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bad_changes_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_folder_sink_dedups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_reply_and_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

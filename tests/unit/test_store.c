@@ -1,0 +1,1026 @@
+/* Unit tests of core/store against real SQLite files in a temporary directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "store/store.h"
+#include "util/util.h"
+
+typedef struct fixture {
+    char dir[64];
+    char path[128];
+    mps_store *s;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *fx = mpu_calloc(1, sizeof *fx);
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/mp-store-XXXXXX");
+    if (mkdtemp(fx->dir) == NULL)
+        return -1;
+    snprintf(fx->path, sizeof fx->path, "%s/mailpulse.db", fx->dir);
+    char *err = NULL;
+    if (mps_open(fx->path, &fx->s, &err) < 0) {
+        fprintf(stderr, "open: %s\n", err);
+        free(err);
+        return -1;
+    }
+    if (mps_account_ensure(fx->s, "alice", "fix", NULL) < 0 ||
+        mps_folder_ensure(fx->s, "alice", "INBOX", MP_ROLE_INBOX, NULL) < 0)
+        return -1;
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    mps_close(&fx->s);
+    mpu_clock_set_offset_ms(0);
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[160];
+        snprintf(p, sizeof p, "%s%s", fx->path, suffixes[i]);
+        unlink(p);
+    }
+    rmdir(fx->dir);
+    free(fx);
+    return 0;
+}
+
+/* ---- helpers ---- */
+
+static mp_change change(mp_change_kind kind, const char *id, const char *subject,
+                        const char *flags, int64_t date)
+{
+    mp_change c = {
+        .kind = kind,
+        .id = id,
+        .subject = subject,
+        .flags = flags,
+        .date = date,
+        .size = 100,
+        .from = "Bob <bob@example.org>",
+        .to = "alice@example.org",
+    };
+    return c;
+}
+
+static mps_commit_result commit_one(mps_store *s, const char *folder, const mp_change *c,
+                                    const char *cursor)
+{
+    mps_batch *b = mps_batch_new("alice", folder);
+    if (c != NULL)
+        mps_batch_add(b, c);
+    mps_commit_result res;
+    char *err = NULL;
+    int rc = mps_batch_commit(s, b, cursor, NULL, -1, 0, &res, &err);
+    if (rc != 0)
+        fprintf(stderr, "commit: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(mps_batch_pending(b), 0);
+    mps_batch_free(&b);
+    assert_null(b);
+    return res;
+}
+
+/* The events after `after`, all of them. */
+static size_t events(mps_store *s, int64_t after, mps_event **list_r)
+{
+    size_t n = 0;
+    assert_int_equal(mps_events_after(s, after, 1000, NULL, NULL, list_r, &n, NULL), 0);
+    return n;
+}
+
+static char *public_id(const char *pid)
+{
+    char id[26];
+    mps_message_public_id("alice", pid, id, sizeof id);
+    return mpu_strdup(id);
+}
+
+static json_t *event_data(const mps_event *e)
+{
+    assert_non_null(e->data_json);
+    json_t *j = json_loads(e->data_json, 0, NULL);
+    assert_non_null(j);
+    return j;
+}
+
+static void exec_raw(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        fprintf(stderr, "raw sql: %s\n", msg);
+    sqlite3_free(msg);
+    assert_int_equal(rc, SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* ---- tests ---- */
+
+static void test_public_id(void **state)
+{
+    (void)state;
+    char a[26], b[26], c[26];
+    mps_message_public_id("alice", "42:7", a, sizeof a);
+    mps_message_public_id("alice", "42:7", b, sizeof b);
+    assert_string_equal(a, b);
+    assert_int_equal(strlen(a), 25);
+    assert_int_equal(a[0], 'm');
+    for (size_t i = 1; i < 25; i++)
+        assert_non_null(strchr("0123456789abcdef", a[i]));
+
+    /* Same digest as SHA-256 over "alice" NUL "42:7". */
+    char expect[25];
+    mpu_sha256_hex("alice\0"
+                   "42:7",
+                   10, 12, expect);
+    assert_string_equal(a + 1, expect);
+
+    /* The separator keeps the two parts apart. */
+    mps_message_public_id("ab", "c", b, sizeof b);
+    mps_message_public_id("a", "bc", c, sizeof c);
+    assert_string_not_equal(b, c);
+    mps_message_public_id("bob", "42:7", c, sizeof c);
+    assert_string_not_equal(a, c);
+
+    char small[8];
+    mps_message_public_id("alice", "42:7", small, sizeof small);
+    assert_int_equal(strlen(small), 7);
+    assert_memory_equal(small, a, 7);
+}
+
+static void test_migrations_idempotent(void **state)
+{
+    fixture *fx = *state;
+    int version = mps_schema_version(fx->s);
+    assert_true(version >= 1);
+    mps_close(&fx->s);
+    assert_null(fx->s);
+
+    char *err = NULL;
+    assert_int_equal(mps_open(fx->path, &fx->s, &err), 0);
+    assert_int_equal(mps_schema_version(fx->s), version);
+    /* Data survives reopening: migrations did not run again. */
+    mps_account_row row;
+    assert_int_equal(mps_account_get(fx->s, "alice", &row, NULL), 0);
+    assert_string_equal(row.instance, "fix");
+    mps_account_row_clear(&row);
+    mps_close(&fx->s);
+
+    /* A database from a newer build is refused, not downgraded. */
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version=%d", version + 1);
+    exec_raw(fx->path, sql);
+    assert_int_equal(mps_open(fx->path, &fx->s, &err), -1);
+    assert_null(fx->s);
+    assert_non_null(strstr(err, "newer"));
+    free(err);
+    err = NULL;
+    snprintf(sql, sizeof sql, "PRAGMA user_version=%d", version);
+    exec_raw(fx->path, sql);
+    assert_int_equal(mps_open(fx->path, &fx->s, &err), 0);
+}
+
+static void test_open_failure(void **state)
+{
+    (void)state;
+    mps_store *s = NULL;
+    char *err = NULL;
+    assert_int_equal(mps_open("/nonexistent-dir/x/mailpulse.db", &s, &err), -1);
+    assert_null(s);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "/nonexistent-dir/x/mailpulse.db"));
+    free(err);
+    mps_close(&s);
+    mps_close(NULL);
+}
+
+static void test_batch_rules(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    char *id1 = public_id("p1");
+
+    /* Insert -> message.new with version 1. */
+    mp_change c = change(MP_CHANGE_NEW, "p1", "Hello", "\\Seen", 1000);
+    c.uid = 7;
+    mps_commit_result res = commit_one(s, "INBOX", &c, NULL);
+    assert_int_equal(res.applied, 1);
+    assert_int_equal(res.events, 1);
+    assert_int_equal(res.new_messages, 1);
+    mps_event *ev;
+    size_t n = events(s, 0, &ev);
+    assert_int_equal(n, 1);
+    assert_int_equal(res.last_seq, ev[0].seq);
+    assert_string_equal(ev[0].type, "message.new");
+    assert_string_equal(ev[0].account, "alice");
+    assert_string_equal(ev[0].folder, "INBOX");
+    assert_string_equal(ev[0].message, id1);
+    assert_string_equal(ev[0].idem_key, "alice/p1/1");
+    json_t *data = event_data(&ev[0]);
+    assert_int_equal(json_integer_value(json_object_get(data, "uid")), 7);
+    assert_string_equal(json_string_value(json_object_get(data, "subject")), "Hello");
+    json_decref(data);
+    int64_t last = ev[0].seq;
+    mps_events_free(&ev, n);
+    assert_null(ev);
+
+    mps_message m;
+    assert_int_equal(mps_message_get(s, id1, &m, NULL), 0);
+    assert_string_equal(m.provider_id, "p1");
+    assert_string_equal(m.subject, "Hello");
+    assert_string_equal(m.flags, "\\Seen");
+    assert_int_equal(m.uid, 7);
+    assert_int_equal(m.deleted, 0);
+    assert_null(m.ref);
+    mps_message_clear(&m);
+
+    /* Replaying the same NEW (flags reordered too) changes nothing. */
+    res = commit_one(s, "INBOX", &c, NULL);
+    assert_int_equal(res.events, 0);
+    assert_int_equal(res.applied, 0);
+    assert_int_equal(events(s, last, &ev), 0);
+
+    /* A flag change -> message.updated, key with version 2. */
+    mp_change u = {.kind = MP_CHANGE_UPDATED, .id = "p1", .flags = "\\Seen \\Flagged"};
+    res = commit_one(s, "INBOX", &u, NULL);
+    assert_int_equal(res.events, 1);
+    assert_int_equal(res.new_messages, 0);
+    n = events(s, last, &ev);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].type, "message.updated");
+    assert_string_equal(ev[0].idem_key, "alice/p1/2");
+    data = event_data(&ev[0]);
+    json_t *flags = json_object_get(data, "flags");
+    assert_int_equal(json_array_size(flags), 2);
+    assert_string_equal(json_string_value(json_array_get(flags, 0)), "\\Flagged");
+    assert_string_equal(json_string_value(json_array_get(flags, 1)), "\\Seen");
+    json_decref(data);
+    last = ev[0].seq;
+    mps_events_free(&ev, n);
+
+    /* The same flags in another order, as NEW or UPDATED: no event. */
+    u.flags = "\\Flagged  \\Seen \\Seen";
+    res = commit_one(s, "INBOX", &u, NULL);
+    assert_int_equal(res.events, 0);
+    c.flags = "\\Flagged \\Seen";
+    res = commit_one(s, "INBOX", &c, NULL);
+    assert_int_equal(res.events, 0);
+
+    /* UPDATED of an unknown id is ignored. */
+    u.id = "nope";
+    res = commit_one(s, "INBOX", &u, NULL);
+    assert_int_equal(res.events, 0);
+    assert_int_equal(res.applied, 0);
+    assert_int_equal(mps_message_get(s, "mnope", &m, NULL), 1);
+
+    /* Delete -> tombstone + message.deleted; again -> nothing. */
+    mp_change d = {.kind = MP_CHANGE_DELETED, .id = "p1"};
+    res = commit_one(s, "INBOX", &d, NULL);
+    assert_int_equal(res.events, 1);
+    n = events(s, last, &ev);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].type, "message.deleted");
+    assert_string_equal(ev[0].idem_key, "alice/p1/3");
+    assert_string_equal(ev[0].message, id1);
+    last = ev[0].seq;
+    mps_events_free(&ev, n);
+    assert_int_equal(mps_message_get(s, id1, &m, NULL), 0);
+    assert_int_equal(m.deleted, 1);
+    mps_message_clear(&m);
+    res = commit_one(s, "INBOX", &d, NULL);
+    assert_int_equal(res.events, 0);
+    assert_int_equal(res.applied, 0);
+
+    /* A tombstoned id that comes back is new again, with the next version. */
+    res = commit_one(s, "INBOX", &c, NULL);
+    assert_int_equal(res.new_messages, 1);
+    n = events(s, last, &ev);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].type, "message.new");
+    assert_string_equal(ev[0].idem_key, "alice/p1/4");
+    assert_string_equal(ev[0].message, id1);
+    last = ev[0].seq;
+    mps_events_free(&ev, n);
+
+    /* Re-key: silent, keeps the public id. */
+    mp_change r = change(MP_CHANGE_SYNCED, "p1-new", "Hello", "\\Flagged \\Seen", 1000);
+    r.old_id = "p1";
+    r.uid = 9;
+    res = commit_one(s, "INBOX", &r, NULL);
+    assert_int_equal(res.events, 0);
+    assert_int_equal(res.applied, 1);
+    assert_int_equal(events(s, last, &ev), 0);
+    assert_int_equal(mps_message_get(s, id1, &m, NULL), 0);
+    assert_string_equal(m.provider_id, "p1-new");
+    assert_int_equal(m.uid, 9);
+    assert_int_equal(m.deleted, 0);
+    mps_message_clear(&m);
+    /* A replayed re-key is harmless. */
+    res = commit_one(s, "INBOX", &r, NULL);
+    assert_int_equal(res.events, 0);
+    /* Later events of the re-keyed message use the new provider id. */
+    u.id = "p1-new";
+    u.flags = "";
+    res = commit_one(s, "INBOX", &u, NULL);
+    n = events(s, last, &ev);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].idem_key, "alice/p1-new/5");
+    assert_string_equal(ev[0].message, id1);
+    last = ev[0].seq;
+    mps_events_free(&ev, n);
+
+    /* NEW of a stored message seen in another folder: a move is an update. */
+    assert_int_equal(mps_folder_ensure(s, "alice", "Archive", MP_ROLE_ARCHIVE, NULL), 0);
+    mp_change mv = change(MP_CHANGE_NEW, "p1-new", "Hello", "", 1000);
+    res = commit_one(s, "Archive", &mv, NULL);
+    assert_int_equal(res.events, 1);
+    n = events(s, last, &ev);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].type, "message.updated");
+    assert_string_equal(ev[0].folder, "Archive");
+    mps_events_free(&ev, n);
+
+    /* SYNCED counts history depth. */
+    mps_batch *b = mps_batch_new("alice", "INBOX");
+    mp_change s1 = change(MP_CHANGE_SYNCED, "h1", "old 1", "", 10);
+    mp_change s2 = change(MP_CHANGE_SYNCED, "h2", "old 2", "", 20);
+    mps_batch_add(b, &s1);
+    mps_batch_add(b, &s2);
+    mps_batch_add(b, &s2);
+    assert_int_equal(mps_batch_pending(b), 3);
+    assert_int_equal(mps_batch_commit(s, b, NULL, "pos-1", 0, 0, &res, NULL), 0);
+    assert_int_equal(res.events, 2);
+    assert_int_equal(res.new_messages, 0);
+    mps_batch_free(&b);
+    mps_folder f;
+    assert_int_equal(mps_folder_get(s, "alice", "INBOX", &f, NULL), 0);
+    assert_int_equal(f.synced_count, 2);
+    assert_int_equal(f.messages, 2);
+    assert_string_equal(f.backfill_pos, "pos-1");
+    assert_null(f.cursor);
+    assert_int_equal(f.bootstrapped, 0);
+    mps_folder_clear(&f);
+    free(id1);
+}
+
+static void test_cursor_only_at_commit(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    mps_batch *b = mps_batch_new("alice", "INBOX");
+    mp_change c = change(MP_CHANGE_SYNCED, "x1", "s", "", 5);
+    mps_batch_add(b, &c);
+
+    /* Staged changes are invisible until commit. */
+    mps_folder f;
+    assert_int_equal(mps_folder_get(s, "alice", "INBOX", &f, NULL), 0);
+    assert_null(f.cursor);
+    assert_int_equal(f.bootstrapped, 0);
+    assert_int_equal(f.messages, 0);
+    mps_folder_clear(&f);
+    assert_int_equal(mps_events_last_seq(s), 0);
+
+    mps_commit_result res;
+    assert_int_equal(mps_batch_commit(s, b, "c1", "p1", 1, 0, &res, NULL), 0);
+    assert_int_equal(mps_folder_get(s, "alice", "INBOX", &f, NULL), 0);
+    assert_string_equal(f.cursor, "c1");
+    assert_int_equal(f.bootstrapped, 1);
+    assert_int_equal(f.backfill_done, 1);
+    assert_int_equal(f.messages, 1);
+    mps_folder_clear(&f);
+
+    /* NULL keeps, -1 keeps; a backfill position clears the request. */
+    assert_int_equal(mps_folder_request_backfill(s, "alice", "INBOX", NULL), 0);
+    assert_int_equal(mps_folder_request_backfill(s, "alice", "Nope", NULL), 1);
+    assert_int_equal(mps_batch_commit(s, b, NULL, NULL, -1, 0, &res, NULL), 0);
+    assert_int_equal(mps_folder_get(s, "alice", "INBOX", &f, NULL), 0);
+    assert_string_equal(f.cursor, "c1");
+    assert_string_equal(f.backfill_pos, "p1");
+    assert_int_equal(f.backfill_done, 1);
+    assert_int_equal(f.backfill_requested, 1);
+    mps_folder_clear(&f);
+    assert_int_equal(mps_batch_commit(s, b, NULL, "p2", 0, 0, &res, NULL), 0);
+    assert_int_equal(mps_folder_get(s, "alice", "INBOX", &f, NULL), 0);
+    assert_string_equal(f.backfill_pos, "p2");
+    assert_int_equal(f.backfill_done, 0);
+    assert_int_equal(f.backfill_requested, 0);
+    mps_folder_clear(&f);
+
+    /* Reset drops the position; messages stay and fold in silently. */
+    assert_int_equal(mps_folder_reset(s, "alice", "INBOX", NULL), 0);
+    assert_int_equal(mps_folder_get(s, "alice", "INBOX", &f, NULL), 0);
+    assert_null(f.cursor);
+    assert_null(f.backfill_pos);
+    assert_int_equal(f.bootstrapped, 0);
+    assert_int_equal(f.messages, 1);
+    mps_folder_clear(&f);
+    int64_t last = mps_events_last_seq(s);
+    mps_batch_reset(b, "uidvalidity changed");
+    mps_batch_add(b, &c);
+    assert_int_equal(mps_batch_commit(s, b, "c2", NULL, -1, 0, &res, NULL), 0);
+    assert_int_equal(res.events, 1);
+    mps_event *ev;
+    size_t n = events(s, last, &ev);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].type, "folder.reset");
+    assert_string_equal(ev[0].idem_key, "alice/INBOX/reset/1");
+    assert_null(ev[0].message);
+    json_t *data = event_data(&ev[0]);
+    assert_string_equal(json_string_value(json_object_get(data, "reason")),
+                        "uidvalidity changed");
+    json_decref(data);
+    mps_events_free(&ev, n);
+    assert_int_equal(mps_folder_get(s, "alice", "INBOX", &f, NULL), 0);
+    assert_int_equal(f.resets, 1);
+    assert_int_equal(f.synced_count, 1);
+    assert_string_equal(f.cursor, "c2");
+    mps_folder_clear(&f);
+    assert_int_equal(mps_folder_reset(s, "alice", "Nope", NULL), -1);
+    mps_batch_free(&b);
+    mps_batch_free(&b);
+}
+
+static void test_failed_commit(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    mp_change ok = change(MP_CHANGE_NEW, "a", "fine", "", 1);
+    commit_one(s, "INBOX", &ok, "c1");
+    int64_t last = mps_events_last_seq(s);
+
+    /* A trigger makes the second insert of the next batch fail. */
+    exec_raw(fx->path, "CREATE TRIGGER boom BEFORE INSERT ON messages"
+                       " WHEN NEW.subject = 'boom'"
+                       " BEGIN SELECT RAISE(ABORT, 'provoked failure'); END;");
+    mps_batch *b = mps_batch_new("alice", "INBOX");
+    mp_change good = change(MP_CHANGE_NEW, "b", "good", "", 2);
+    mp_change upd = {.kind = MP_CHANGE_UPDATED, .id = "a", .flags = "\\Seen"};
+    mp_change bad = change(MP_CHANGE_NEW, "c", "boom", "", 3);
+    mps_batch_add(b, &good);
+    mps_batch_add(b, &upd);
+    mps_batch_add(b, &bad);
+    mps_batch_reset(b, "x");
+    char *err = NULL;
+    mps_commit_result res;
+    assert_int_equal(mps_batch_commit(s, b, "c2", "pos", 1, 0, &res, &err), -1);
+    assert_non_null(strstr(err, "provoked failure"));
+    free(err);
+    assert_int_equal(res.events, 0);
+    /* Staged changes are kept for a retry. */
+    assert_int_equal(mps_batch_pending(b), 3);
+
+    mps_folder f;
+    assert_int_equal(mps_folder_get(s, "alice", "INBOX", &f, NULL), 0);
+    assert_string_equal(f.cursor, "c1");
+    assert_null(f.backfill_pos);
+    assert_int_equal(f.backfill_done, 0);
+    assert_int_equal(f.resets, 0);
+    assert_int_equal(f.messages, 1);
+    mps_folder_clear(&f);
+    assert_int_equal(mps_events_last_seq(s), last);
+    char *idb = public_id("b");
+    mps_message m;
+    assert_int_equal(mps_message_get(s, idb, &m, NULL), 1);
+    char *ida = public_id("a");
+    assert_int_equal(mps_message_get(s, ida, &m, NULL), 0);
+    assert_string_equal(m.flags, "");
+    mps_message_clear(&m);
+
+    /* The connection is still usable and the retry succeeds. */
+    exec_raw(fx->path, "DROP TRIGGER boom");
+    assert_int_equal(mps_batch_commit(s, b, "c2", NULL, -1, 0, &res, NULL), 0);
+    assert_int_equal(res.events, 4);
+    assert_int_equal(res.new_messages, 2);
+    assert_int_equal(res.last_seq, mps_events_last_seq(s));
+    assert_int_equal(mps_folder_get(s, "alice", "INBOX", &f, NULL), 0);
+    assert_string_equal(f.cursor, "c2");
+    assert_int_equal(f.messages, 3);
+    mps_folder_clear(&f);
+    mps_batch_free(&b);
+    free(ida);
+    free(idb);
+
+    /* A batch for an unknown account fails cleanly. */
+    b = mps_batch_new("nobody", "INBOX");
+    mps_batch_add(b, &good);
+    assert_int_equal(mps_batch_commit(s, b, "c", NULL, -1, 0, &res, &err), -1);
+    assert_non_null(err);
+    free(err);
+    mps_batch_free(&b);
+}
+
+static void test_events_paging_filters(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    assert_int_equal(mps_account_ensure(s, "bob", "fix", NULL), 0);
+    int64_t seq = 0;
+    static const char *const types[] = {"message.new", "message.deleted",
+                                        "account.status"};
+    for (int i = 0; i < 9; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(mps_event_append(s, types[i % 3], i % 2 ? "bob" : "alice",
+                                          "INBOX", NULL, key, "{\"n\":1}", &seq, NULL),
+                         0);
+        assert_int_equal(seq, i + 1);
+    }
+    /* Appending an existing key is idempotent and returns its seq. */
+    assert_int_equal(
+        mps_event_append(s, "message.new", "alice", NULL, NULL, "k2", NULL, &seq, NULL),
+        0);
+    assert_int_equal(seq, 3);
+    assert_int_equal(mps_events_last_seq(s), 9);
+    char *err = NULL;
+    assert_int_equal(
+        mps_event_append(s, "message.new", "alice", NULL, NULL, NULL, NULL, &seq, &err),
+        -1);
+    free(err);
+
+    mps_event *ev;
+    size_t n;
+    /* Paging. */
+    assert_int_equal(mps_events_after(s, 0, 4, NULL, NULL, &ev, &n, NULL), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(ev[0].seq, 1);
+    assert_int_equal(ev[3].seq, 4);
+    assert_string_equal(ev[0].data_json, "{\"n\":1}");
+    assert_true(ev[0].time_ms > 0);
+    mps_events_free(&ev, n);
+    assert_int_equal(mps_events_after(s, 4, 4, NULL, NULL, &ev, &n, NULL), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(ev[0].seq, 5);
+    mps_events_free(&ev, n);
+    assert_int_equal(mps_events_after(s, 8, 4, NULL, NULL, &ev, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    mps_events_free(&ev, n);
+    assert_int_equal(mps_events_after(s, 9, 4, NULL, NULL, &ev, &n, NULL), 0);
+    assert_int_equal(n, 0);
+    mps_events_free(&ev, n);
+
+    /* Type filter: seq 1, 4, 7 are message.new. */
+    const char *const only_new[] = {"message.new", NULL};
+    assert_int_equal(mps_events_after(s, 0, 100, only_new, NULL, &ev, &n, NULL), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(ev[0].seq, 1);
+    assert_int_equal(ev[1].seq, 4);
+    assert_int_equal(ev[2].seq, 7);
+    mps_events_free(&ev, n);
+    /* Two types and an account: bob has the even seqs, of which 4 is
+     * message.new and 6 account.status (2 and 8 are message.deleted). */
+    const char *const two[] = {"message.new", "account.status", NULL};
+    const char *const bob[] = {"bob", NULL};
+    assert_int_equal(mps_events_after(s, 0, 100, two, bob, &ev, &n, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(ev[0].seq, 4);
+    assert_int_equal(ev[1].seq, 6);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(ev[i].account, "bob");
+    mps_events_free(&ev, n);
+    /* Filter values are bound, never part of the SQL. */
+    const char *const evil[] = {"x') OR 1=1 --", NULL};
+    assert_int_equal(mps_events_after(s, 0, 100, evil, NULL, &ev, &n, NULL), 0);
+    assert_int_equal(n, 0);
+    mps_events_free(&ev, n);
+    const char *const empty[] = {NULL};
+    assert_int_equal(mps_events_after(s, 0, 100, empty, bob, &ev, &n, NULL), 0);
+    assert_int_equal(n, 4);
+    mps_events_free(&ev, n);
+}
+
+static void test_account_status(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    mps_account_row row;
+    assert_int_equal(mps_account_get(s, "alice", &row, NULL), 0);
+    assert_string_equal(row.id, "alice");
+    assert_string_equal(row.status, "ok");
+    assert_string_equal(row.push_state, "off");
+    assert_null(row.last_error);
+    assert_null(row.profile_json);
+    mps_account_row_clear(&row);
+    assert_int_equal(mps_account_get(s, "ghost", &row, NULL), 1);
+
+    int changed = -1;
+    assert_int_equal(
+        mps_account_set_status(s, "alice", "error", "connect failed", &changed, NULL), 0);
+    assert_int_equal(changed, 1);
+    assert_int_equal(
+        mps_account_set_status(s, "alice", "error", "still failing", &changed, NULL), 0);
+    assert_int_equal(changed, 0);
+    mps_event *ev;
+    size_t n = events(s, 0, &ev);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].type, "account.status");
+    assert_string_equal(ev[0].idem_key, "alice/status/1");
+    assert_null(ev[0].folder);
+    assert_null(ev[0].message);
+    json_t *data = event_data(&ev[0]);
+    assert_string_equal(json_string_value(json_object_get(data, "status")), "error");
+    assert_string_equal(json_string_value(json_object_get(data, "error")),
+                        "connect failed");
+    assert_string_equal(json_string_value(json_object_get(data, "push_state")), "off");
+    json_decref(data);
+    mps_events_free(&ev, n);
+    /* The error text follows without an event. */
+    assert_int_equal(mps_account_get(s, "alice", &row, NULL), 0);
+    assert_string_equal(row.last_error, "still failing");
+    mps_account_row_clear(&row);
+
+    assert_int_equal(mps_account_set_status(s, "alice", "ok", NULL, &changed, NULL), 0);
+    assert_int_equal(changed, 1);
+    assert_int_equal(mps_account_set_push_state(s, "alice", "watching", NULL), 0);
+    assert_int_equal(mps_account_set_push_state(s, "alice", "watching", NULL), 0);
+    n = events(s, 0, &ev);
+    assert_int_equal(n, 3);
+    assert_string_equal(ev[1].idem_key, "alice/status/2");
+    data = event_data(&ev[1]);
+    assert_true(json_is_null(json_object_get(data, "error")));
+    json_decref(data);
+    assert_string_equal(ev[2].idem_key, "alice/status/3");
+    data = event_data(&ev[2]);
+    assert_string_equal(json_string_value(json_object_get(data, "push_state")),
+                        "watching");
+    assert_string_equal(json_string_value(json_object_get(data, "status")), "ok");
+    json_decref(data);
+    mps_events_free(&ev, n);
+
+    char *err = NULL;
+    assert_int_equal(mps_account_set_status(s, "ghost", "ok", NULL, &changed, &err), -1);
+    assert_non_null(strstr(err, "ghost"));
+    free(err);
+
+    assert_int_equal(mps_account_set_profile(s, "alice", "{\"caps\":[\"IDLE\"]}", NULL),
+                     0);
+    assert_int_equal(mps_account_touch_sync(s, "alice", 12345, NULL), 0);
+    assert_int_equal(mps_account_touch_sync(s, "ghost", 1, &err), -1);
+    free(err);
+    /* ensure again keeps data, updates the instance */
+    assert_int_equal(mps_account_ensure(s, "alice", "fix2", NULL), 0);
+    assert_int_equal(mps_account_get(s, "alice", &row, NULL), 0);
+    assert_string_equal(row.profile_json, "{\"caps\":[\"IDLE\"]}");
+    assert_int_equal(row.last_sync_ms, 12345);
+    assert_string_equal(row.instance, "fix2");
+    assert_string_equal(row.status, "ok");
+    mps_account_row_clear(&row);
+    mps_account_row_clear(NULL);
+}
+
+static void test_bodies(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    static const uint8_t raw[] = "Subject: x\r\n\r\nbody\0with nul";
+    mp_change c = change(MP_CHANGE_NEW, "b1", "x", "", 1);
+    c.raw = raw;
+    c.raw_len = sizeof raw;
+    mps_batch *b = mps_batch_new("alice", "INBOX");
+    mps_batch_add(b, &c);
+    mps_commit_result res;
+    assert_int_equal(mps_batch_commit(s, b, NULL, NULL, -1, 60000, &res, NULL), 0);
+    mps_batch_free(&b);
+    char *id = public_id("b1");
+    uint8_t *data;
+    size_t len;
+    assert_int_equal(mps_body_get(s, id, &data, &len, NULL), 0);
+    assert_int_equal(len, sizeof raw);
+    assert_memory_equal(data, raw, len);
+    free(data);
+    mps_message m;
+    assert_int_equal(mps_message_get(s, id, &m, NULL), 0);
+    assert_int_equal(m.has_body, 1);
+    mps_message_clear(&m);
+    mps_folder f;
+    assert_int_equal(mps_folder_get(s, "alice", "INBOX", &f, NULL), 0);
+    assert_int_equal(f.bodies, 1);
+    mps_folder_clear(&f);
+
+    /* Put with its own expiry; a body for an unknown message is refused. */
+    char *id2 = public_id("b2");
+    mp_change c2 = change(MP_CHANGE_NEW, "b2", "y", "", 2);
+    commit_one(s, "INBOX", &c2, NULL);
+    int64_t now = mpu_now_ms();
+    assert_int_equal(mps_body_put(s, id2, (const uint8_t *)"abc", 3, 0, NULL), 0);
+    assert_int_equal(mps_body_put(s, id2, (const uint8_t *)"abcd", 4, now + 1000, NULL),
+                     0);
+    assert_int_equal(mps_body_get(s, id2, &data, &len, NULL), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(data, "abcd", 4);
+    free(data);
+    char *err = NULL;
+    assert_int_equal(mps_body_put(s, "mnothere", (const uint8_t *)"a", 1, 0, &err), -1);
+    free(err);
+    mps_stats st;
+    assert_int_equal(mps_stats_get(s, &st, NULL), 0);
+    assert_int_equal(st.bodies, 2);
+    assert_int_equal(st.body_bytes, (int64_t)sizeof raw + 4);
+
+    /* Two minutes later both are expired: hidden, then cleaned up. */
+    mpu_clock_set_offset_ms(120000);
+    assert_int_equal(mps_body_get(s, id, &data, &len, NULL), 1);
+    assert_null(data);
+    assert_int_equal(mps_body_get(s, id2, &data, &len, NULL), 1);
+    assert_int_equal(mps_folder_get(s, "alice", "INBOX", &f, NULL), 0);
+    assert_int_equal(f.bodies, 0);
+    assert_int_equal(f.messages, 2);
+    mps_folder_clear(&f);
+    int64_t removed = -1;
+    assert_int_equal(mps_body_cleanup(s, mpu_now_ms(), &removed, NULL), 0);
+    assert_int_equal(removed, 2);
+    assert_int_equal(mps_body_cleanup(s, mpu_now_ms(), &removed, NULL), 0);
+    assert_int_equal(removed, 0);
+    mpu_clock_set_offset_ms(0);
+    assert_int_equal(mps_body_get(s, id, &data, &len, NULL), 1);
+
+    /* No expiry (retention 0) survives cleanup; deleting drops the body. */
+    assert_int_equal(mps_body_put(s, id, (const uint8_t *)"", 0, 0, NULL), 0);
+    assert_int_equal(mps_body_cleanup(s, INT64_MAX, &removed, NULL), 0);
+    assert_int_equal(removed, 0);
+    assert_int_equal(mps_body_get(s, id, &data, &len, NULL), 0);
+    assert_int_equal(len, 0);
+    free(data);
+    mp_change d = {.kind = MP_CHANGE_DELETED, .id = "b1"};
+    commit_one(s, "INBOX", &d, NULL);
+    assert_int_equal(mps_body_get(s, id, &data, &len, NULL), 1);
+    free(id);
+    free(id2);
+}
+
+static void test_push(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    mps_subscription sub;
+    assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 1);
+    assert_int_equal(mps_subscription_put(s, "alice", "sub-1", 1700000000, "h1", NULL),
+                     0);
+    assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 0);
+    assert_string_equal(sub.account, "alice");
+    assert_string_equal(sub.provider_id, "sub-1");
+    assert_int_equal(sub.expires_at, 1700000000);
+    assert_string_equal(sub.cursor_hint, "h1");
+    assert_true(sub.renewed_ms > 0);
+    assert_int_equal(sub.last_notification_ms, 0);
+    mps_subscription_clear(&sub);
+
+    assert_int_equal(mps_push_hint_add(s, "alice", "INBOX", "h2", 5000, NULL), 0);
+    assert_int_equal(mps_push_hint_add(s, "alice", NULL, NULL, 6000, NULL), 0);
+    assert_int_equal(mps_account_ensure(s, "bob", "fix", NULL), 0);
+    assert_int_equal(mps_push_hint_add(s, "bob", NULL, NULL, 7000, NULL), 0);
+
+    /* Renewal keeps the notification time. */
+    assert_int_equal(mps_subscription_put(s, "alice", "sub-2", 0, NULL, NULL), 0);
+    assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 0);
+    assert_string_equal(sub.provider_id, "sub-2");
+    assert_null(sub.cursor_hint);
+    assert_int_equal(sub.last_notification_ms, 6000);
+    mps_subscription_clear(&sub);
+    mps_account_row row;
+    assert_int_equal(mps_account_get(s, "alice", &row, NULL), 0);
+    assert_int_equal(row.last_push_ms, 6000);
+    mps_account_row_clear(&row);
+
+    char **accounts;
+    size_t n;
+    assert_int_equal(mps_push_hints_accounts(s, &accounts, &n, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(accounts[0], "alice");
+    assert_string_equal(accounts[1], "bob");
+    for (size_t i = 0; i < n; i++)
+        free(accounts[i]);
+    free(accounts);
+
+    /* Hints survive reopening (durable), then are taken once. */
+    mps_close(&fx->s);
+    assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
+    s = fx->s;
+    int64_t count = -1;
+    assert_int_equal(mps_push_hints_take(s, "alice", &count, NULL), 0);
+    assert_int_equal(count, 2);
+    assert_int_equal(mps_push_hints_take(s, "alice", &count, NULL), 0);
+    assert_int_equal(count, 0);
+    assert_int_equal(mps_push_hints_accounts(s, &accounts, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(accounts[0], "bob");
+    free(accounts[0]);
+    free(accounts);
+
+    assert_int_equal(mps_subscription_delete(s, "alice", NULL), 0);
+    assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 1);
+}
+
+static void test_listing(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    assert_int_equal(mps_folder_ensure(s, "alice", "Sent", MP_ROLE_SENT, NULL), 0);
+    mps_batch *b = mps_batch_new("alice", "INBOX");
+    /* Dates: l0..l5 with two ties at 300; l6 deleted; l7 in Sent. */
+    static const struct {
+        const char *id;
+        int64_t date;
+    } msgs[] = {{"l0", 100}, {"l1", 300}, {"l2", 300}, {"l3", 200},
+                {"l4", 500}, {"l5", 400}, {"l6", 600}};
+    for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
+        mp_change c = change(MP_CHANGE_SYNCED, msgs[i].id, "s", "", msgs[i].date);
+        mps_batch_add(b, &c);
+    }
+    mp_change d = {.kind = MP_CHANGE_DELETED, .id = "l6"};
+    mps_batch_add(b, &d);
+    mps_commit_result res;
+    assert_int_equal(mps_batch_commit(s, b, "c", NULL, -1, 0, &res, NULL), 0);
+    mps_batch_free(&b);
+    mp_change sent = change(MP_CHANGE_NEW, "l7", "sent", "", 1000);
+    commit_one(s, "Sent", &sent, NULL);
+
+    /* Expected order: date desc, then public id desc for the tie. */
+    char *i1 = public_id("l1"), *i2 = public_id("l2");
+    const char *first_tie = strcmp(i1, i2) > 0 ? "l1" : "l2";
+    const char *second_tie = strcmp(i1, i2) > 0 ? "l2" : "l1";
+    const char *order[] = {"l4", "l5", first_tie, second_tie, "l3", "l0"};
+    free(i1);
+    free(i2);
+
+    mps_message *list;
+    size_t n;
+    char *before = NULL;
+    size_t seen = 0;
+    while (1) {
+        assert_int_equal(
+            mps_messages_list(s, "alice", "INBOX", before, 4, &list, &n, NULL), 0);
+        free(before);
+        before = NULL;
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            assert_true(seen < 6);
+            assert_string_equal(list[i].provider_id, order[seen]);
+            assert_string_equal(list[i].folder, "INBOX");
+            assert_int_equal(list[i].deleted, 0);
+            seen++;
+        }
+        before = mpu_strdup(list[n - 1].id);
+        mps_messages_free(&list, n);
+        assert_null(list);
+    }
+    assert_int_equal(seen, 6);
+
+    /* Page boundary inside the tie: before = the first of the tied pair. */
+    char *tie = public_id(first_tie);
+    assert_int_equal(mps_messages_list(s, "alice", "INBOX", tie, 10, &list, &n, NULL), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].provider_id, second_tie);
+    mps_messages_free(&list, n);
+    free(tie);
+
+    /* All folders. */
+    assert_int_equal(mps_messages_list(s, "alice", NULL, NULL, 100, &list, &n, NULL), 0);
+    assert_int_equal(n, 7);
+    assert_string_equal(list[0].provider_id, "l7");
+    assert_string_equal(list[0].folder, "Sent");
+    mps_messages_free(&list, n);
+
+    char *err = NULL;
+    assert_int_equal(
+        mps_messages_list(s, "alice", "INBOX", "mdoesnotexist", 10, &list, &n, &err), -1);
+    assert_string_equal(err, "unknown message id in before");
+    free(err);
+
+    /* Folders: inbox first, counts from the messages. */
+    assert_int_equal(mps_folder_ensure(s, "alice", "Zeta", MP_ROLE_NONE, NULL), 0);
+    assert_int_equal(mps_folder_ensure(s, "alice", "Alpha", MP_ROLE_NONE, NULL), 0);
+    assert_int_equal(mps_folder_set_error(s, "alice", "Zeta", "boom", NULL), 0);
+    assert_int_equal(mps_folder_set_error(s, "alice", "Nope", "boom", &err), -1);
+    free(err);
+    mps_folder *folders;
+    assert_int_equal(mps_folders_list(s, "alice", &folders, &n, NULL), 0);
+    assert_int_equal(n, 4);
+    assert_string_equal(folders[0].name, "INBOX");
+    assert_int_equal(folders[0].role, MP_ROLE_INBOX);
+    assert_int_equal(folders[0].messages, 6);
+    assert_int_equal(folders[0].synced_count, 7);
+    assert_string_equal(folders[1].name, "Sent");
+    assert_int_equal(folders[1].messages, 1);
+    assert_int_equal(folders[1].synced_count, 0);
+    assert_string_equal(folders[2].name, "Alpha");
+    assert_string_equal(folders[3].name, "Zeta");
+    assert_string_equal(folders[3].last_error, "boom");
+    mps_folders_free(&folders, n);
+    assert_null(folders);
+
+    mps_stats st;
+    assert_int_equal(mps_stats_get(s, &st, NULL), 0);
+    assert_int_equal(st.accounts, 1);
+    assert_int_equal(st.folders, 4);
+    assert_int_equal(st.messages, 7);
+    assert_int_equal(st.last_seq, mps_events_last_seq(s));
+    assert_int_equal(st.events, st.last_seq);
+}
+
+static void test_two_connections(void **state)
+{
+    fixture *fx = *state;
+    mps_store *other = NULL;
+    assert_int_equal(mps_open(fx->path, &other, NULL), 0);
+    assert_int_equal(mps_schema_version(other), mps_schema_version(fx->s));
+    mps_store *conns[2] = {fx->s, other};
+    for (int i = 0; i < 20; i++) {
+        mps_store *writer = conns[i % 2], *reader = conns[(i + 1) % 2];
+        char id[16], cursor[16];
+        snprintf(id, sizeof id, "w%d", i);
+        snprintf(cursor, sizeof cursor, "c%d", i);
+        mp_change c = change(MP_CHANGE_NEW, id, "s", "", i);
+        mps_batch *b = mps_batch_new("alice", "INBOX");
+        mps_batch_add(b, &c);
+        mps_commit_result res;
+        assert_int_equal(mps_batch_commit(writer, b, cursor, NULL, -1, 0, &res, NULL), 0);
+        mps_batch_free(&b);
+        /* Each connection sees the other's commits at once. */
+        assert_int_equal(res.last_seq, mps_events_last_seq(reader));
+        mps_folder f;
+        assert_int_equal(mps_folder_get(reader, "alice", "INBOX", &f, NULL), 0);
+        assert_int_equal(f.messages, i + 1);
+        assert_string_equal(f.cursor, cursor);
+        mps_folder_clear(&f);
+        /* And the reader writes next, on state the writer just changed. */
+        int changed = 0;
+        assert_int_equal(mps_account_set_status(reader, "alice", i % 2 ? "ok" : "error",
+                                                NULL, &changed, NULL),
+                         0);
+        assert_int_equal(changed, 1);
+    }
+    assert_int_equal(mps_events_last_seq(fx->s), 40);
+    mps_event *ev;
+    size_t n = events(other, 0, &ev);
+    assert_int_equal(n, 40);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(ev[i].seq, (int64_t)i + 1);
+    assert_string_equal(ev[39].idem_key, "alice/status/20");
+    mps_events_free(&ev, n);
+    mps_close(&other);
+}
+
+static void test_bad_utf8_in_events(void **state)
+{
+    fixture *fx = *state;
+    /* Invalid UTF-8 and a long subject still give valid, small JSON. */
+    char subject[600];
+    memset(subject, 'a', sizeof subject - 1);
+    subject[sizeof subject - 1] = '\0';
+    subject[0] = (char)0xff;
+    mp_change c = change(MP_CHANGE_NEW, "u1", subject, "", 1);
+    commit_one(fx->s, "INBOX", &c, NULL);
+    mps_event *ev;
+    size_t n = events(fx->s, 0, &ev);
+    assert_int_equal(n, 1);
+    json_t *data = event_data(&ev[0]);
+    const char *subj = json_string_value(json_object_get(data, "subject"));
+    assert_non_null(subj);
+    assert_true(strlen(subj) <= 200);
+    assert_int_equal(subj[0], '?');
+    json_decref(data);
+    mps_events_free(&ev, n);
+    /* The message itself keeps the bytes as given. */
+    char *id = public_id("u1");
+    mps_message m;
+    assert_int_equal(mps_message_get(fx->s, id, &m, NULL), 0);
+    assert_string_equal(m.subject, subject);
+    mps_message_clear(&m);
+    free(id);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_public_id),
+        cmocka_unit_test(test_open_failure),
+        cmocka_unit_test_setup_teardown(test_migrations_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_only_at_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_paging_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bodies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_utf8_in_events, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
