@@ -1,0 +1,33 @@
+/*
+ * mailpulsectl commands. Each returns the process exit code (MPCTL_EXIT_*)
+ * and has already printed any message on stderr.
+ */
+#ifndef MP_CLI_COMMANDS_H
+#define MP_CLI_COMMANDS_H
+
+#include "cli.h"
+#include "client.h"
+
+/* Read when neither -c nor $MAILPULSE_CONFIG names a configuration. */
+#define MPCTL_DEFAULT_CONFIG MP_SYSCONF_DIR "/mailpulsed.conf"
+
+/* Where the daemon is: -s / $MAILPULSE_SOCKET / the configuration's
+ * http.socket, or -u URL with the token from -t or the configuration. */
+int mpctl_conn_setup(const mpctl_args *args, mpctl_conn *conn_r);
+
+/* Runs the daemon's --check-config in place of this process; returns only
+ * when that cannot be started. */
+int mpctl_cmd_check_config(const mpctl_args *args);
+
+/* Every command that talks to the daemon. */
+int mpctl_cmd_run(const mpctl_args *args, const mpctl_conn *conn);
+
+/* events (events.c). */
+int mpctl_cmd_events(const mpctl_args *args, const mpctl_conn *conn);
+
+/* Shared by the commands (commands.c). */
+int mpctl_report_connect_error(const mpctl_conn *conn, const char *error);
+int mpctl_report_http_error(const mpctl_response *resp);
+void mpctl_print_json_pretty(const char *body, size_t len);
+
+#endif
