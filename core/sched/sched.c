@@ -1,0 +1,627 @@
+/* Per-account job scheduling; see sched.h for the semantics. */
+#include "sched/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "util/util.h"
+
+#define BACKOFF_BASE_MS 15000
+#define MORE_DELAY_MS 1000
+#define DEFAULT_MAX_BACKOFF_MS 1800000u
+/* The timer never sleeps longer than this, so a jump of the test clock
+ * offset (mpu_clock_set_offset_ms) is noticed soon. */
+#define MAX_TIMER_SLEEP_MS 1000
+
+/* Where a kind is in its life cycle. Only one kind per account may be
+ * DISPATCHED (queued in the pool or running). */
+enum kind_phase {
+    K_PARKED = 0, /* no next run until triggered                          */
+    K_SCHEDULED,  /* in the heap, due at next_due                         */
+    K_WAITING,    /* due, waiting for the account's other job             */
+    K_DISPATCHED, /* handed to the pool (queued or running)               */
+};
+
+struct account;
+
+struct kstate {
+    mpj_due_entry due;
+    mpj_pool_item item;
+    struct account *acct;
+    enum kind_phase phase;
+    /* The next (or current) run; its strings are ours. While DISPATCHED
+     * only the pool lock (mpj_pool_update_queued) may change it. */
+    mpj_job job;
+    mpj_result result;
+    const char *due_reason; /* static string used when the timer fires */
+    int64_t next_due;
+    int64_t hint_due; /* mpj_schedule_in while dispatched; 0 = none       */
+    uint32_t interval;
+    /* Triggers that arrived while running, for the one re-run. */
+    int rerun;
+    mpj_job rerun_job;
+    unsigned failures;
+    uint64_t runs, triggers;
+    int64_t last_run, last_duration;
+    /* Written by the worker, read in the completion. */
+    int64_t start_wall, start_mono, end_mono;
+};
+
+struct account {
+    mpj_sched *sched;
+    char *id;
+    int removed;
+    unsigned in_done; /* inside the done callback: do not free */
+    struct kstate k[MPJ_KINDS];
+};
+
+struct mpj_async_trigger {
+    mpj_async_trigger *next;
+    char *account;
+    mpj_kind kind;
+    char *folder;
+    char *reason;
+};
+
+/* xorshift64*: jitter needs spread, not secrecy. */
+static uint64_t rng_next(mpj_sched *s)
+{
+    s->rng ^= s->rng >> 12;
+    s->rng ^= s->rng << 25;
+    s->rng ^= s->rng >> 27;
+    return s->rng * 0x2545F4914F6CDD1DULL;
+}
+
+/* delay +- up to 10 %. */
+static int64_t jitter(mpj_sched *s, int64_t delay)
+{
+    int64_t span = delay / 10;
+    if (span <= 0)
+        return delay;
+    return delay - span + (int64_t)(rng_next(s) % (uint64_t)(2 * span + 1));
+}
+
+static int64_t backoff_ms(mpj_sched *s, unsigned failures)
+{
+    int64_t delay = BACKOFF_BASE_MS;
+    for (unsigned i = 1; i < failures && delay < s->cfg.max_backoff_ms; i++)
+        delay *= 2;
+    if (delay > s->cfg.max_backoff_ms)
+        delay = s->cfg.max_backoff_ms;
+    return jitter(s, delay);
+}
+
+void mpj_sched_rearm(mpj_sched *s)
+{
+    if (s->closing)
+        return;
+    mpj_heap_node *top = mpj_heap_peek(&s->heap);
+    if (!top) {
+        evtimer_del(s->timer);
+        return;
+    }
+    int64_t delay = top->due_ms - mpu_now_ms();
+    if (delay < 0)
+        delay = 0;
+    if (delay > MAX_TIMER_SLEEP_MS)
+        delay = MAX_TIMER_SLEEP_MS;
+    struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
+    evtimer_add(s->timer, &tv);
+}
+
+static void job_clear(mpj_job *job)
+{
+    mpu_freep(&job->folder);
+    mpu_freep(&job->reason);
+    job->triggers = 0;
+}
+
+/* A fresh run. folder NULL = all folders. */
+static void job_start(mpj_job *job, const char *folder, const char *reason,
+                      unsigned triggers)
+{
+    job_clear(job);
+    job->folder = mpu_strdup(folder);
+    job->reason = mpu_strdup(reason);
+    job->triggers = triggers;
+}
+
+/* One more trigger folded into a run: different folders widen it to all
+ * folders, and a trigger's reason beats the timer's. */
+static void job_merge(mpj_job *job, const char *folder, const char *reason)
+{
+    if (job->folder && (!folder || strcmp(job->folder, folder) != 0))
+        mpu_freep(&job->folder);
+    if (job->triggers == 0) {
+        free(job->reason);
+        job->reason = mpu_strdup(reason);
+    }
+    job->triggers++;
+}
+
+struct merge_ctx {
+    const char *folder, *reason;
+};
+
+static void merge_queued(mpj_pool_item *item, void *arg)
+{
+    struct kstate *k = mpj_container_of(item, struct kstate, item);
+    struct merge_ctx *ctx = arg;
+    job_merge(&k->job, ctx->folder, ctx->reason);
+}
+
+/* Start the account's next job unless one is already in the pool. A due
+ * SYNC takes the place of a BACKFILL no worker has picked up yet. */
+static void account_dispatch(mpj_sched *s, struct account *a)
+{
+    if (a->removed || s->closing)
+        return;
+    struct kstate *sync = &a->k[MPJ_SYNC], *backfill = &a->k[MPJ_BACKFILL];
+    if (backfill->phase == K_DISPATCHED && sync->phase == K_WAITING &&
+        mpj_pool_cancel(s->pool, &backfill->item))
+        backfill->phase = K_WAITING;
+    if (sync->phase == K_DISPATCHED || backfill->phase == K_DISPATCHED)
+        return;
+    struct kstate *k = sync->phase == K_WAITING       ? sync
+                       : backfill->phase == K_WAITING ? backfill
+                                                      : NULL;
+    if (!k)
+        return;
+    k->phase = K_DISPATCHED;
+    mpj_pool_push(s->pool, &k->item);
+}
+
+/* Due at `due` (or sooner if it already is). */
+static void kind_schedule(mpj_sched *s, struct kstate *k, int64_t due, const char *reason)
+{
+    switch (k->phase) {
+    case K_SCHEDULED:
+        if (due >= k->next_due)
+            return;
+        /* fall through */
+    case K_PARKED:
+        k->phase = K_SCHEDULED;
+        k->next_due = due;
+        k->due_reason = reason;
+        mpj_heap_set(&s->heap, &k->due.node, due);
+        break;
+    case K_WAITING:
+        break;
+    case K_DISPATCHED:
+        if (!k->hint_due || due < k->hint_due)
+            k->hint_due = due;
+        break;
+    }
+}
+
+/* Timer: the kind's scheduled time has come. */
+static void kind_due(mpj_sched *s, struct kstate *k)
+{
+    k->phase = K_WAITING;
+    job_start(&k->job, NULL, k->due_reason, 0);
+    account_dispatch(s, k->acct);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    mpj_sched *s = arg;
+    int64_t now = mpu_now_ms();
+    mpj_heap_node *top;
+    while ((top = mpj_heap_peek(&s->heap)) && top->due_ms <= now) {
+        mpj_heap_pop(&s->heap);
+        mpj_due_entry *entry = mpj_container_of(top, mpj_due_entry, node);
+        if (entry->periodic)
+            mpj_tasks_due(s, entry);
+        else
+            kind_due(s, mpj_container_of(entry, struct kstate, due));
+    }
+    mpj_sched_rearm(s);
+}
+
+static void account_free(struct account *a)
+{
+    for (int i = 0; i < MPJ_KINDS; i++) {
+        job_clear(&a->k[i].job);
+        job_clear(&a->k[i].rerun_job);
+    }
+    free(a->id);
+    free(a);
+}
+
+static void account_free_cb(void *value)
+{
+    account_free(value);
+}
+
+/* A removed account goes away once nothing of it runs any more. */
+static void account_maybe_drop(mpj_sched *s, struct account *a)
+{
+    if (!a->removed || a->in_done || a->k[MPJ_SYNC].phase == K_DISPATCHED ||
+        a->k[MPJ_BACKFILL].phase == K_DISPATCHED)
+        return;
+    mpj_table_del(&s->accounts, a->id);
+    account_free(a);
+}
+
+/* Next run after a completed one. The kind is PARKED on entry. */
+static void kind_reschedule(mpj_sched *s, struct kstate *k, const mpj_result *res,
+                            int64_t now)
+{
+    int64_t due = 0;
+    const char *reason = "schedule";
+    switch (res->outcome) {
+    case MPJ_DONE:
+        k->failures = 0;
+        if (k->interval)
+            due = now + jitter(s, k->interval);
+        break;
+    case MPJ_MORE:
+        k->failures = 0;
+        due = now + MORE_DELAY_MS;
+        reason = "more";
+        break;
+    case MPJ_STOP:
+        break;
+    case MPJ_FAILED:
+    default:
+        k->failures++;
+        due = now + (res->retry_after_ms ? (int64_t)res->retry_after_ms
+                                         : backoff_ms(s, k->failures));
+        reason = "retry";
+        break;
+    }
+    if (k->rerun) {
+        /* Triggers during the run: exactly one more run, right away. */
+        mpj_job tmp = k->job;
+        k->job = k->rerun_job;
+        k->rerun_job = tmp;
+        k->rerun = 0;
+        k->hint_due = 0;
+        k->phase = K_WAITING;
+        k->next_due = now;
+        return;
+    }
+    if (k->hint_due && (!due || k->hint_due < due)) {
+        due = k->hint_due;
+        reason = "schedule";
+    }
+    k->hint_due = 0;
+    if (due)
+        kind_schedule(s, k, due, reason);
+}
+
+static void kind_work(mpj_pool_item *item)
+{
+    struct kstate *k = mpj_container_of(item, struct kstate, item);
+    mpj_sched *s = k->acct->sched;
+    k->start_wall = mpu_now_ms();
+    k->start_mono = mpu_mono_ms();
+    k->result.outcome = MPJ_DONE;
+    k->result.retry_after_ms = 0;
+    s->cfg.run(&k->job, &k->result, s->cfg.arg);
+    k->end_mono = mpu_mono_ms();
+}
+
+static void kind_complete(mpj_pool_item *item)
+{
+    struct kstate *k = mpj_container_of(item, struct kstate, item);
+    struct account *a = k->acct;
+    mpj_sched *s = a->sched;
+    int64_t now = mpu_now_ms();
+
+    /* The finished job keeps its strings until done returned; the kind
+     * starts over with an empty one so done may trigger it again. */
+    mpj_job fin = k->job;
+    mpj_result res = k->result;
+    k->job.folder = k->job.reason = NULL;
+    k->job.triggers = 0;
+    k->phase = K_PARKED;
+    k->next_due = 0;
+    k->runs++;
+    k->last_run = k->start_wall;
+    k->last_duration = k->end_mono - k->start_mono;
+    s->jobs_run++;
+    if (res.outcome != MPJ_DONE && res.outcome != MPJ_MORE && res.outcome != MPJ_STOP)
+        s->jobs_failed++;
+    if (a->removed || s->closing) {
+        k->rerun = 0;
+        k->hint_due = 0;
+        job_clear(&k->rerun_job);
+    } else {
+        kind_reschedule(s, k, &res, now);
+    }
+
+    a->in_done++;
+    if (s->cfg.done)
+        s->cfg.done(&fin, &res, s->cfg.arg);
+    a->in_done--;
+    job_clear(&fin);
+
+    if (a->removed)
+        account_maybe_drop(s, a);
+    else
+        account_dispatch(s, a);
+    mpj_sched_rearm(s);
+}
+
+static struct account *account_new(mpj_sched *s, const char *id)
+{
+    struct account *a = mpu_calloc(1, sizeof *a);
+    a->sched = s;
+    a->id = mpu_strdup(id);
+    for (int i = 0; i < MPJ_KINDS; i++) {
+        struct kstate *k = &a->k[i];
+        k->acct = a;
+        k->phase = K_PARKED;
+        k->job.account = a->id;
+        k->job.kind = (mpj_kind)i;
+        k->rerun_job.account = a->id;
+        k->rerun_job.kind = (mpj_kind)i;
+        mpj_heap_node_init(&k->due.node);
+        k->due.periodic = 0;
+        mpj_pool_item_init(&k->item, kind_work, kind_complete, i == MPJ_SYNC);
+    }
+    return a;
+}
+
+static struct account *account_get(mpj_sched *s, const char *id)
+{
+    struct account *a = id ? mpj_table_get(&s->accounts, id) : NULL;
+    return a && !a->removed ? a : NULL;
+}
+
+static void async_cb(evutil_socket_t fd, short what, void *arg)
+{
+    mpj_sched *s = arg;
+    pthread_mutex_lock(&s->async_lock);
+    mpj_async_trigger *t = s->async_head;
+    s->async_head = s->async_tail = NULL;
+    pthread_mutex_unlock(&s->async_lock);
+    while (t) {
+        mpj_async_trigger *next = t->next;
+        (void)mpj_trigger(s, t->account, t->kind, t->folder, t->reason);
+        free(t->account);
+        free(t->folder);
+        free(t->reason);
+        free(t);
+        t = next;
+    }
+}
+
+mpj_sched *mpj_new(struct event_base *base, const mpj_config *config)
+{
+    if (!base || !config || !config->run)
+        return NULL;
+    mpj_sched *s = mpu_calloc(1, sizeof *s);
+    s->base = base;
+    s->cfg = *config;
+    if (s->cfg.workers < 1)
+        s->cfg.workers = 1;
+    if (!s->cfg.max_backoff_ms)
+        s->cfg.max_backoff_ms = DEFAULT_MAX_BACKOFF_MS;
+    mpj_heap_init(&s->heap);
+    mpj_table_init(&s->accounts);
+    pthread_mutex_init(&s->async_lock, NULL);
+    if (mpu_random(&s->rng, sizeof s->rng) != 0 || !s->rng)
+        s->rng = (uint64_t)mpu_mono_ms() | 1;
+    s->timer = evtimer_new(base, timer_cb, s);
+    s->async_ev = event_new(base, -1, 0, async_cb, s);
+    s->pool = s->timer && s->async_ev ? mpj_pool_new(base, s->cfg.workers) : NULL;
+    if (!s->pool) {
+        mpj_free(&s);
+        return NULL;
+    }
+    return s;
+}
+
+static void cancel_queued_cb(void *value, void *arg)
+{
+    struct account *a = value;
+    mpj_sched *s = arg;
+    for (int i = 0; i < MPJ_KINDS; i++)
+        if (a->k[i].phase == K_DISPATCHED && mpj_pool_cancel(s->pool, &a->k[i].item))
+            a->k[i].phase = K_PARKED;
+}
+
+void mpj_free(mpj_sched **sp)
+{
+    mpj_sched *s = *sp;
+    if (!s)
+        return;
+    s->closing = 1;
+    if (s->timer)
+        evtimer_del(s->timer);
+    if (s->pool) {
+        /* Account and periodic jobs not started are dropped; generic work
+         * already submitted still runs, and every done callback is called
+         * (here, on this thread) so their arguments are released. */
+        mpj_table_each(&s->accounts, cancel_queued_cb, s);
+        mpj_tasks_cancel(s);
+        mpj_pool_shutdown(s->pool);
+        mpj_pool_free(&s->pool);
+    }
+    /* Only now: the done callbacks above may still use the caller's
+     * pointer to query the scheduler. */
+    *sp = NULL;
+    if (s->timer)
+        event_free(s->timer);
+    if (s->async_ev)
+        event_free(s->async_ev);
+    /* Triggers still in flight are dropped (mpj_trigger ignores them now). */
+    async_cb(-1, 0, s);
+    mpj_tasks_free(s);
+    mpj_table_clear(&s->accounts, account_free_cb);
+    mpj_heap_clear(&s->heap);
+    pthread_mutex_destroy(&s->async_lock);
+    free(s);
+}
+
+void mpj_account_add(mpj_sched *s, const char *account, uint32_t sync_interval_ms,
+                     uint32_t backfill_interval_ms, uint32_t first_delay_ms)
+{
+    if (!account || s->closing)
+        return;
+    struct account *a = mpj_table_get(&s->accounts, account);
+    if (a && !a->removed) {
+        mpj_account_set_intervals(s, account, sync_interval_ms, backfill_interval_ms);
+        return;
+    }
+    if (!a) {
+        a = account_new(s, account);
+        mpj_table_put(&s->accounts, account, a);
+    }
+    a->removed = 0;
+    s->live_accounts++;
+    a->k[MPJ_SYNC].interval = sync_interval_ms;
+    a->k[MPJ_BACKFILL].interval = backfill_interval_ms;
+    kind_schedule(s, &a->k[MPJ_SYNC], mpu_now_ms() + first_delay_ms, "first");
+    mpj_sched_rearm(s);
+}
+
+void mpj_account_remove(mpj_sched *s, const char *account)
+{
+    struct account *a = account_get(s, account);
+    if (!a)
+        return;
+    a->removed = 1;
+    s->live_accounts--;
+    for (int i = 0; i < MPJ_KINDS; i++) {
+        struct kstate *k = &a->k[i];
+        mpj_heap_remove(&s->heap, &k->due.node);
+        if (k->phase != K_DISPATCHED || mpj_pool_cancel(s->pool, &k->item)) {
+            k->phase = K_PARKED;
+            job_clear(&k->job);
+        }
+        k->next_due = 0;
+        k->hint_due = 0;
+        k->rerun = 0;
+        job_clear(&k->rerun_job);
+    }
+    account_maybe_drop(s, a);
+    mpj_sched_rearm(s);
+}
+
+void mpj_account_set_intervals(mpj_sched *s, const char *account,
+                               uint32_t sync_interval_ms, uint32_t backfill_interval_ms)
+{
+    struct account *a = account_get(s, account);
+    if (!a)
+        return;
+    uint32_t intervals[MPJ_KINDS] = {sync_interval_ms, backfill_interval_ms};
+    int64_t now = mpu_now_ms();
+    for (int i = 0; i < MPJ_KINDS; i++) {
+        struct kstate *k = &a->k[i];
+        k->interval = intervals[i];
+        /* A shorter interval takes effect now, not after the old one. */
+        if (k->phase == K_SCHEDULED && k->interval)
+            kind_schedule(s, k, now + jitter(s, k->interval), "schedule");
+    }
+    mpj_sched_rearm(s);
+}
+
+int mpj_trigger(mpj_sched *s, const char *account, mpj_kind kind, const char *folder,
+                const char *reason)
+{
+    struct account *a = account_get(s, account);
+    if (!a || kind < 0 || kind >= MPJ_KINDS)
+        return -1;
+    if (s->closing)
+        return 0;
+    struct kstate *k = &a->k[kind];
+    if (!reason)
+        reason = "trigger";
+    k->triggers++;
+    switch (k->phase) {
+    case K_DISPATCHED: {
+        struct merge_ctx ctx = {folder, reason};
+        if (mpj_pool_update_queued(s->pool, &k->item, merge_queued, &ctx)) {
+            s->coalesced++;
+        } else if (k->rerun) {
+            job_merge(&k->rerun_job, folder, reason);
+            s->coalesced++;
+        } else {
+            job_start(&k->rerun_job, folder, reason, 1);
+            k->rerun = 1;
+        }
+        break;
+    }
+    case K_WAITING:
+        job_merge(&k->job, folder, reason);
+        s->coalesced++;
+        break;
+    case K_PARKED:
+    case K_SCHEDULED:
+        mpj_heap_remove(&s->heap, &k->due.node);
+        job_start(&k->job, folder, reason, 1);
+        k->phase = K_WAITING;
+        k->next_due = mpu_now_ms();
+        account_dispatch(s, a);
+        mpj_sched_rearm(s);
+        break;
+    }
+    return 0;
+}
+
+void mpj_trigger_async(mpj_sched *s, const char *account, mpj_kind kind,
+                       const char *folder, const char *reason)
+{
+    if (!account)
+        return;
+    mpj_async_trigger *t = mpu_calloc(1, sizeof *t);
+    t->account = mpu_strdup(account);
+    t->kind = kind;
+    t->folder = mpu_strdup(folder);
+    t->reason = mpu_strdup(reason);
+    pthread_mutex_lock(&s->async_lock);
+    if (s->async_tail)
+        s->async_tail->next = t;
+    else
+        s->async_head = t;
+    s->async_tail = t;
+    pthread_mutex_unlock(&s->async_lock);
+    event_active(s->async_ev, EV_READ, 0);
+}
+
+void mpj_schedule_in(mpj_sched *s, const char *account, mpj_kind kind, uint32_t delay_ms)
+{
+    struct account *a = account_get(s, account);
+    if (!a || kind < 0 || kind >= MPJ_KINDS || s->closing)
+        return;
+    kind_schedule(s, &a->k[kind], mpu_now_ms() + delay_ms, "schedule");
+    mpj_sched_rearm(s);
+}
+
+int mpj_account_info(mpj_sched *s, const char *account, mpj_kind kind,
+                     mpj_kind_info *info_r)
+{
+    struct account *a = account_get(s, account);
+    if (!a || kind < 0 || kind >= MPJ_KINDS)
+        return -1;
+    const struct kstate *k = &a->k[kind];
+    memset(info_r, 0, sizeof *info_r);
+    info_r->running =
+        k->phase == K_DISPATCHED && mpj_pool_item_started(s->pool, &k->item);
+    info_r->rerun = k->rerun;
+    info_r->next_due_ms = k->next_due;
+    info_r->failures = k->failures;
+    info_r->runs = k->runs;
+    info_r->triggers = k->triggers;
+    info_r->last_run_ms = k->last_run;
+    info_r->last_duration_ms = k->last_duration;
+    return 0;
+}
+
+void mpj_stats_get(mpj_sched *s, mpj_stats *stats_r)
+{
+    memset(stats_r, 0, sizeof *stats_r);
+    if (s->pool)
+        mpj_pool_stats(s->pool, &stats_r->workers, &stats_r->busy, &stats_r->queued_high,
+                       &stats_r->queued_low);
+    stats_r->heap_size = mpj_heap_size(&s->heap);
+    stats_r->accounts = s->live_accounts;
+    stats_r->jobs_run = s->jobs_run;
+    stats_r->jobs_failed = s->jobs_failed;
+    stats_r->triggers_coalesced = s->coalesced;
+}
