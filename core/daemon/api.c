@@ -140,7 +140,7 @@ json_t *mpd_api_accounts(mpd *d)
     for (size_t i = 0; i < d->n_instances; i++)
         for (size_t j = 0; j < d->instances[i]->n_accounts; j++)
             json_array_append_new(list, account_summary(d, d->instances[i]->accounts[j]));
-    return json_pack("{s:o}", "accounts", list);
+    return list;
 }
 
 static json_t *backfill_json(mpd *d, const mps_folder *f)

@@ -120,6 +120,8 @@ static uint32_t sync_interval_s(const struct mp_account *a, const mp_settings *s
 void mpd_account_apply_intervals(struct mp_account *a)
 {
     const mp_settings *s = a->d->settings;
+    if (a->d->sched == NULL)
+        return;
     mpj_account_set_intervals(a->d->sched, a->id, sync_interval_s(a, s) * 1000u,
                               s->schedule.backfill_interval * 1000u);
 }
@@ -263,7 +265,19 @@ static void account_start(mpd *d, struct mp_account *a, unsigned index)
     } else if (inst->desc->push_kind == MP_PUSH_NONE) {
         mpd_set_push_state(d, a->id, "off");
     } else {
-        mpd_set_push_state(d, a->id, "pending");
+        /* A subscription that outlived a restart keeps delivering. */
+        mps_subscription sub;
+        int live = 0;
+        if (mps_subscription_get(d->store, a->id, &sub, &error) == 0) {
+            live = sub.expires_at == 0 || sub.expires_at * 1000 > mpu_now_ms();
+            mps_subscription_clear(&sub);
+        } else {
+            free(error);
+            error = NULL;
+        }
+        mpd_set_push_state(d, a->id, live ? "watching" : "pending");
+        if (live)
+            mpd_account_set_push_live(a, 1);
     }
 }
 
@@ -343,7 +357,8 @@ static void instance_retire(mpd *d, mp_instance *inst)
     for (size_t j = 0; j < inst->n_accounts; j++) {
         struct mp_account *a = inst->accounts[j];
         a->removed = 1;
-        mpj_account_remove(d->sched, a->id);
+        if (d->sched != NULL) /* NULL during shutdown, after the pool stopped */
+            mpj_account_remove(d->sched, a->id);
         if (a->push_started && inst->desc->push_stop != NULL)
             inst->desc->push_stop(a);
         a->push_started = 0;

@@ -209,6 +209,8 @@ void mph_folder_sink_clear(struct mp_folder_sink *sink)
 static void host_sync_now(mp_account *acct, const char *folder, const char *reason)
 {
     (void)folder; /* a delta sync covers every folder; cheap when idle */
+    if (acct->d->sched == NULL)
+        return;
     mpj_trigger_async(acct->d->sched, acct->id, MPJ_SYNC, NULL,
                       reason != NULL ? reason : "driver");
 }
@@ -255,7 +257,8 @@ static mp_status host_push_hint(mp_account *acct, const char *folder,
         free(error);
         return MP_RETRY;
     }
-    mpj_trigger_async(acct->d->sched, acct->id, MPJ_SYNC, NULL, "push");
+    if (acct->d->sched != NULL)
+        mpj_trigger_async(acct->d->sched, acct->id, MPJ_SYNC, NULL, "push");
     return MP_OK;
 }
 
