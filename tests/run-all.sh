@@ -21,11 +21,14 @@ ctest --test-dir build -j "$jobs" --timeout 600 -LE fuzz
 
 echo "== pass 2: ASan + UBSan build, all tests"
 export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:strict_string_checks=1"
+# Debian 12's libconfig 1.5 leaks a buffer on some syntax errors (fixed in
+# 1.7.3); nothing else is suppressed.
+export LSAN_OPTIONS="suppressions=$top/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMP_SANITIZE=ON -DMP_WERROR=ON >/dev/null
 cmake --build build-asan -j "$jobs"
 ctest --test-dir build-asan -j "$jobs" --timeout 900 -LE fuzz
-unset ASAN_OPTIONS UBSAN_OPTIONS
+unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 
 echo "== pass 3: fuzz targets (bounded time each)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DMP_FUZZ=ON -DMP_WERROR=ON >/dev/null

@@ -78,9 +78,11 @@ static int note_status(job_state *j, const char *folder, mp_status st, const mp_
         free(error);
         error = NULL;
     }
-    if (j->first_error[0] == '\0')
-        snprintf(j->first_error, sizeof j->first_error, "%s%s%s",
-                 folder ? folder : "", folder ? ": " : "", text);
+    /* The first error is what the account status shows; a long one is cut. */
+    if (j->first_error[0] == '\0' &&
+        snprintf(j->first_error, sizeof j->first_error, "%s%s%s", folder ? folder : "",
+                 folder ? ": " : "", text) >= (int)sizeof j->first_error)
+        j->first_error[sizeof j->first_error - 1] = '\0';
     switch (st) {
     case MP_RETRY:
     case MP_RESYNC: /* a resync that failed again: retry later */

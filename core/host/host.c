@@ -52,6 +52,8 @@ void mph_call_arena_free(void)
 /* ---- logging ---- */
 
 static void host_log(mp_instance *inst, mp_account *acct, mp_log_level level,
+                     const char *fmt, ...) MP_PRINTF(4, 5);
+static void host_log(mp_instance *inst, mp_account *acct, mp_log_level level,
                      const char *fmt, ...)
 {
     char scope[200];

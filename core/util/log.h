@@ -19,7 +19,8 @@ int mpu_log_level_parse(const char *name);
 /* scope: "core", "store", "imap[work]/alice", ... (may be NULL). */
 void mpu_log(mp_log_level level, const char *scope, const char *fmt, ...)
     MP_PRINTF(3, 4);
-void mpu_logv(mp_log_level level, const char *scope, const char *fmt, va_list ap);
+void mpu_logv(mp_log_level level, const char *scope, const char *fmt, va_list ap)
+    MP_PRINTF(3, 0);
 
 #define mpu_error(scope, ...) mpu_log(MP_LOG_ERROR, scope, __VA_ARGS__)
 #define mpu_warn(scope, ...) mpu_log(MP_LOG_WARNING, scope, __VA_ARGS__)

@@ -30,7 +30,7 @@ void *mpu_realloc(void *ptr, size_t size);
 char *mpu_strdup(const char *s);          /* NULL -> NULL */
 char *mpu_strndup(const char *s, size_t n);
 char *mpu_asprintf(const char *fmt, ...) MP_PRINTF(1, 2);
-char *mpu_vasprintf(const char *fmt, va_list ap);
+char *mpu_vasprintf(const char *fmt, va_list ap) MP_PRINTF(1, 0);
 /* free(*p) and set *p = NULL. */
 void mpu_freep(void *pp);
 

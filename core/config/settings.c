@@ -1,0 +1,348 @@
+/* The daemon's own settings: mailpulsed.conf (libconfig) -> mp_settings. */
+#include "config/config_private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+#include "util/util.h"
+
+#define EMBEDDED_NAME "<embedded default>"
+#define DEFAULT_STATE_DIR "/var/lib/mailpulse"
+#define DEFAULT_PLUGINS_DIR MP_SYSCONF_DIR "/plugins.d"
+
+/* Same values as the key tables below; a unit test checks they agree. */
+static const char default_text[] =
+    "# mailpulsed built-in configuration (used when no -c FILE is given)\n"
+    "state_dir = \"" DEFAULT_STATE_DIR "\";\n"
+    "driver_dir = \"" MP_DRIVER_DIR "\";\n"
+    "plugins_dir = \"" DEFAULT_PLUGINS_DIR "\";\n"
+    "workers = 4;\n"
+    "log_level = \"info\";\n"
+    "http = {\n"
+    "  listen = \"127.0.0.1:8025\";\n"
+    "  # socket = \"<state_dir>/mailpulsed.sock\";\n"
+    "  # token_file = \"<state_dir>/api.token\";  (generated when absent)\n"
+    "  max_body = 1048576;\n"
+    "};\n"
+    "sync = {\n"
+    "  batch_size = 100;\n"
+    "  ingest_batch_size = 50;\n"
+    "  list_page_size = 30;\n"
+    "  fetch_bodies = false;\n"
+    "};\n"
+    "cache = {\n"
+    "  retention_days = 30;\n"
+    "  prefetch_count = 30;\n"
+    "};\n"
+    "backfill = {\n"
+    "  mode = \"progressive\";\n"
+    "  bootstrap_max = 1500;\n"
+    "  batch_size = 100;\n"
+    "  job_budget = 25;\n"
+    "  max_per_folder = 20000;\n"
+    "};\n"
+    "schedule = {\n"
+    "  bootstrap_interval = 240;\n"
+    "  backfill_interval = 240;\n"
+    "  cache_cleanup_interval = 86400;\n"
+    "  push_renew_interval = 3600;\n"
+    "  reconcile_interval = 900;\n"
+    "  folder_list_interval = 3600;\n"
+    "  max_backoff = 1800;\n"
+    "};\n";
+
+static const mp_config_key top_keys[] = {
+    {"state_dir", MP_CFG_STRING, DEFAULT_STATE_DIR, 0, "directory of the store"},
+    {"driver_dir", MP_CFG_STRING, MP_DRIVER_DIR, 0, "directory of driver .so files"},
+    {"plugins_dir", MP_CFG_STRING, DEFAULT_PLUGINS_DIR, 0, "directory of instance files"},
+    {"workers", MP_CFG_INT, "4", 0, "worker threads, 1..64"},
+    {"log_level", MP_CFG_STRING, "info", 0, "error, warning, info or debug"},
+    {0},
+};
+
+static const mp_config_key http_keys[] = {
+    {"listen", MP_CFG_STRING, "127.0.0.1:8025", 0, "\"host:port\", \"\" disables TCP"},
+    {"socket", MP_CFG_STRING, NULL, 0, "unix socket path"},
+    {"token_file", MP_CFG_STRING, NULL, 0, "file holding the API bearer token"},
+    {"max_body", MP_CFG_INT, "1048576", 0, "request body limit in bytes"},
+    {0},
+};
+
+static const mp_config_key sync_keys[] = {
+    {"batch_size", MP_CFG_INT, "100", 0, "changes per committed batch"},
+    {"ingest_batch_size", MP_CFG_INT, "50", 0, "messages per store transaction"},
+    {"list_page_size", MP_CFG_INT, "30", 0, "default page size of message lists"},
+    {"fetch_bodies", MP_CFG_BOOL, "false", 0, "download bodies while syncing"},
+    {0},
+};
+
+static const mp_config_key cache_keys[] = {
+    {"retention_days", MP_CFG_INT, "30", 0, "days cached bodies are kept"},
+    {"prefetch_count", MP_CFG_INT, "30", 0, "newest bodies prefetched per folder"},
+    {0},
+};
+
+static const mp_config_key backfill_keys[] = {
+    {"mode", MP_CFG_STRING, "progressive", 0, "progressive, full or from_now_on"},
+    {"bootstrap_max", MP_CFG_INT, "1500", 0, "messages loaded when a folder connects"},
+    {"batch_size", MP_CFG_INT, "100", 0, "messages per backfill step"},
+    {"job_budget", MP_CFG_INT, "25", 0, "seconds one backfill job may run"},
+    {"max_per_folder", MP_CFG_INT, "20000", 0, "history limit per folder, 0 = none"},
+    {0},
+};
+
+static const mp_config_key schedule_keys[] = {
+    {"bootstrap_interval", MP_CFG_INT, "240", 0, "seconds"},
+    {"backfill_interval", MP_CFG_INT, "240", 0, "seconds"},
+    {"cache_cleanup_interval", MP_CFG_INT, "86400", 0, "seconds"},
+    {"push_renew_interval", MP_CFG_INT, "3600", 0, "seconds"},
+    {"reconcile_interval", MP_CFG_INT, "900", 0, "seconds"},
+    {"folder_list_interval", MP_CFG_INT, "3600", 0, "seconds"},
+    {"max_backoff", MP_CFG_INT, "1800", 0, "seconds"},
+    {0},
+};
+
+static const struct {
+    const char *name;
+    const mp_config_key *keys;
+} groups[] = {
+    {"http", http_keys},         {"sync", sync_keys},         {"cache", cache_keys},
+    {"backfill", backfill_keys}, {"schedule", schedule_keys},
+};
+#define N_GROUPS (sizeof groups / sizeof groups[0])
+
+static const char *const group_names[] = {"http", "sync", "cache", "backfill",
+                                          "schedule", NULL};
+
+const char *mp_settings_default_text(void)
+{
+    return default_text;
+}
+
+void mp_settings_free(mp_settings **settings)
+{
+    if (settings == NULL || *settings == NULL)
+        return;
+    mp_settings *s = *settings;
+    free(s->source);
+    free(s->state_dir);
+    free(s->driver_dir);
+    free(s->plugins_dir);
+    free(s->log_level);
+    free(s->http.listen);
+    free(s->http.socket);
+    free(s->http.token_file);
+    free(s);
+    *settings = NULL;
+}
+
+/* Validates the top level and every group, filling defaults; an absent
+ * group is added empty so its defaults land in the tree too. */
+static size_t validate_tree(mpc_node *root, mpc_errors *errs)
+{
+    size_t n = mpc_validate(root, top_keys, group_names, errs);
+    for (size_t g = 0; g < N_GROUPS; g++) {
+        mpc_node *group = (mpc_node *)mpc_get(root, groups[g].name);
+        if (group == NULL) {
+            group = mpc_node_new(MPC_MAP, root->file, 0);
+            group->key = mpu_strdup(groups[g].name);
+            mpc_node_append(root, group);
+        }
+        if (group->type != MPC_MAP) {
+            mpc_error_add(errs, group->file, group->line,
+                          "\"%s\" must be a group ({ ... }), not %s", groups[g].name,
+                          mpc_type_name(group->type));
+            n++;
+            continue;
+        }
+        n += mpc_validate(group, groups[g].keys, NULL, errs);
+    }
+    return n;
+}
+
+/* Reads an integer setting checked to lie in [min, max]. */
+static size_t get_u32(const mpc_node *map, const char *group, const char *key,
+                      uint32_t min, uint32_t max, uint32_t *value_r, mpc_errors *errs)
+{
+    const mpc_node *node = mpc_get(map, key);
+    int64_t v = node != NULL ? node->i : 0;
+    if (node == NULL || v < (int64_t)min || v > (int64_t)max) {
+        mpc_error_add(errs, map->file, node != NULL ? node->line : map->line,
+                      "\"%s%s%s\" must be between %u and %u", group != NULL ? group : "",
+                      group != NULL ? "." : "", key, min, max);
+        return 1;
+    }
+    *value_r = (uint32_t)v;
+    return 0;
+}
+
+static int is_digits(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s != '\0'; s++)
+        if (*s < '0' || *s > '9')
+            return 0;
+    return 1;
+}
+
+/* "host:port", "[v6]:port", or "" (TCP off). The host is resolved by the
+ * HTTP module; here only the shape and the port range are checked. */
+static int listen_valid(const char *s)
+{
+    if (*s == '\0')
+        return 1;
+    const char *colon = strrchr(s, ':');
+    uint32_t port;
+    if (colon == NULL || colon == s || !is_digits(colon + 1) ||
+        mpu_parse_u32(colon + 1, &port) < 0 || port > 65535)
+        return 0;
+    size_t host_len = (size_t)(colon - s);
+    if (s[0] == '[')
+        return host_len > 2 && s[host_len - 1] == ']';
+    return memchr(s, ':', host_len) == NULL;
+}
+
+static size_t get_dir(const mpc_node *map, const char *key, char **value_r,
+                      mpc_errors *errs)
+{
+    const mpc_node *node = mpc_get(map, key);
+    if (node == NULL || node->str == NULL || node->str[0] == '\0') {
+        mpc_error_add(errs, map->file, node != NULL ? node->line : map->line,
+                      "\"%s\" must not be empty", key);
+        return 1;
+    }
+    *value_r = mpu_strdup(node->str);
+    return 0;
+}
+
+static size_t fill_top(const mpc_node *root, mp_settings *s, mpc_errors *errs)
+{
+    size_t n = 0;
+    n += get_dir(root, "state_dir", &s->state_dir, errs);
+    n += get_dir(root, "driver_dir", &s->driver_dir, errs);
+    n += get_dir(root, "plugins_dir", &s->plugins_dir, errs);
+    n += get_u32(root, NULL, "workers", 1, 64, &s->workers, errs);
+    const mpc_node *level = mpc_get(root, "log_level");
+    if (mpu_log_level_parse(level->str) < 0) {
+        mpc_error_add(errs, level->file, level->line,
+                      "\"log_level\" must be one of error, warning, info, debug, "
+                      "not \"%s\"",
+                      level->str);
+        n++;
+    }
+    s->log_level = mpu_strdup(level->str);
+    return n;
+}
+
+static size_t fill_http(const mpc_node *http, mp_settings *s, mpc_errors *errs)
+{
+    size_t n = 0;
+    const mpc_node *addr = mpc_get(http, "listen");
+    if (!listen_valid(addr->str)) {
+        mpc_error_add(errs, addr->file, addr->line,
+                      "\"http.listen\" must be \"host:port\" (or \"\" to disable TCP), "
+                      "not \"%s\"",
+                      addr->str);
+        n++;
+    }
+    s->http.listen = mpu_strdup(addr->str);
+    const char *sock = mpc_string(http, "socket");
+    if (sock != NULL)
+        s->http.socket = mpu_strdup(sock);
+    else if (s->state_dir != NULL) {
+        size_t len = strlen(s->state_dir);
+        int slash = len > 0 && s->state_dir[len - 1] == '/';
+        s->http.socket = mpu_asprintf("%s%smailpulsed.sock", s->state_dir, slash ? "" : "/");
+    }
+    s->http.token_file = mpu_strdup(mpc_string(http, "token_file"));
+    if (s->http.token_file != NULL && s->http.token_file[0] == '\0') {
+        mpc_error_add(errs, http->file, mpc_get(http, "token_file")->line,
+                      "\"http.token_file\" must not be empty");
+        n++;
+    }
+    n += get_u32(http, "http", "max_body", 1, 1u << 30, &s->http.max_body, errs);
+    return n;
+}
+
+static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs)
+{
+    const mpc_node *sync = mpc_get(root, "sync");
+    const mpc_node *cache = mpc_get(root, "cache");
+    const mpc_node *bf = mpc_get(root, "backfill");
+    const mpc_node *sch = mpc_get(root, "schedule");
+    const uint32_t big = UINT32_MAX;
+    size_t n = fill_http(mpc_get(root, "http"), s, errs);
+
+    n += get_u32(sync, "sync", "batch_size", 1, 100000, &s->sync.batch_size, errs);
+    n += get_u32(sync, "sync", "ingest_batch_size", 1, 100000, &s->sync.ingest_batch_size,
+                 errs);
+    n += get_u32(sync, "sync", "list_page_size", 1, 10000, &s->sync.list_page_size, errs);
+    s->sync.fetch_bodies = mpc_bool(sync, "fetch_bodies");
+
+    n += get_u32(cache, "cache", "retention_days", 0, 36500, &s->cache.retention_days,
+                 errs);
+    n += get_u32(cache, "cache", "prefetch_count", 0, 100000, &s->cache.prefetch_count,
+                 errs);
+
+    const mpc_node *mode = mpc_get(bf, "mode");
+    if (strcmp(mode->str, "progressive") == 0)
+        s->backfill.mode = MP_BACKFILL_PROGRESSIVE;
+    else if (strcmp(mode->str, "full") == 0)
+        s->backfill.mode = MP_BACKFILL_FULL;
+    else if (strcmp(mode->str, "from_now_on") == 0)
+        s->backfill.mode = MP_BACKFILL_FROM_NOW_ON;
+    else {
+        mpc_error_add(errs, mode->file, mode->line,
+                      "\"backfill.mode\" must be one of progressive, full, from_now_on, "
+                      "not \"%s\"",
+                      mode->str);
+        n++;
+    }
+    n += get_u32(bf, "backfill", "bootstrap_max", 0, big, &s->backfill.bootstrap_max, errs);
+    n += get_u32(bf, "backfill", "batch_size", 1, 100000, &s->backfill.batch_size, errs);
+    n += get_u32(bf, "backfill", "job_budget", 1, 86400, &s->backfill.job_budget, errs);
+    n += get_u32(bf, "backfill", "max_per_folder", 0, big, &s->backfill.max_per_folder,
+                 errs);
+
+    n += get_u32(sch, "schedule", "bootstrap_interval", 1, big,
+                 &s->schedule.bootstrap_interval, errs);
+    n += get_u32(sch, "schedule", "backfill_interval", 1, big,
+                 &s->schedule.backfill_interval, errs);
+    n += get_u32(sch, "schedule", "cache_cleanup_interval", 1, big,
+                 &s->schedule.cache_cleanup_interval, errs);
+    n += get_u32(sch, "schedule", "push_renew_interval", 1, big,
+                 &s->schedule.push_renew_interval, errs);
+    n += get_u32(sch, "schedule", "reconcile_interval", 1, big,
+                 &s->schedule.reconcile_interval, errs);
+    n += get_u32(sch, "schedule", "folder_list_interval", 1, big,
+                 &s->schedule.folder_list_interval, errs);
+    n += get_u32(sch, "schedule", "max_backoff", 1, big, &s->schedule.max_backoff, errs);
+    return n;
+}
+
+int mp_settings_load(const char *path, mp_settings **settings_r, mpc_errors *errs)
+{
+    *settings_r = NULL;
+    mpc_node *root = path != NULL
+                         ? mpc_load_libconfig(path, errs)
+                         : mpc_parse_libconfig_string(default_text, EMBEDDED_NAME, errs);
+    if (root == NULL)
+        return -1;
+    if (validate_tree(root, errs) > 0) {
+        mpc_free(&root);
+        return -1;
+    }
+    mp_settings *s = mpu_calloc(1, sizeof *s);
+    s->source = mpu_strdup(path != NULL ? path : EMBEDDED_NAME);
+    size_t n = fill_top(root, s, errs);
+    n += fill_groups(root, s, errs);
+    mpc_free(&root);
+    if (n > 0) {
+        mp_settings_free(&s);
+        return -1;
+    }
+    *settings_r = s;
+    return 0;
+}
