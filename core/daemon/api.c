@@ -343,7 +343,7 @@ static void raw_work(void *arg)
     pthread_mutex_lock(&a->fetch_lock);
     mp_status st = a->inst->desc->fetch(a, &ref, &r->raw, &err);
     pthread_mutex_unlock(&a->fetch_lock);
-    mph_call_arena_free();
+    mphost_call_arena_free();
     if (st == MP_OK && r->raw.data != NULL) {
         r->status = 200;
         mps_store *s = mpd_store(r->d);
@@ -479,14 +479,14 @@ void mpd_api_push(mpd *d, const char *instance, const char *subpath, const char 
                     body_len_r);
         return;
     }
-    mph_push_private priv = {header, header_ctx};
+    mphost_push_private priv = {header, header_ctx};
     mp_push_request req = {subpath ? subpath : "", query ? query : "", body, len, &priv};
     struct mp_push_reply reply;
     memset(&reply, 0, sizeof reply);
     mp_error err;
     memset(&err, 0, sizeof err);
     mp_status st = inst->desc->push_verify(inst, &req, &reply, &err);
-    mph_call_arena_free();
+    mphost_call_arena_free();
     if (st == MP_OK || st == MP_SKIP)
         atomic_fetch_add(&d->m_push_accepted, 1);
     else

@@ -117,7 +117,7 @@ struct mpd {
 
     /* Event notification from any thread to the loop's watchers. */
     struct event *events_ev;
-    atomic_llong last_seq;
+    _Atomic int64_t last_seq;
     struct mpd_watcher *watchers;
     struct mp_hostobj *global_objs; /* timers/watches without an account     */
 

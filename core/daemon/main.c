@@ -294,9 +294,9 @@ static int run(const char *config_path)
 
     evthread_use_pthreads();
     d->base = event_base_new();
-    mph_http_global_init();
+    mphost_http_global_init();
     mpd_host_set_daemon(d);
-    mph_loop_set_daemon(d);
+    mphost_loop_set_daemon(d);
     mpd_events_init(d);
     mpj_config jc = {settings->workers, settings->schedule.max_backoff * 1000u, mpd_run_job,
                      mpd_job_done, d};

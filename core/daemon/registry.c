@@ -240,7 +240,7 @@ static void account_start(mpd *d, struct mp_account *a, unsigned index)
     mp_error err;
     memset(&err, 0, sizeof err);
     mp_status st = inst->desc->account_open(a, a->cfg, &a->state, &err);
-    mph_call_arena_free();
+    mphost_call_arena_free();
     if (st != MP_OK) {
         mpd_set_account_status(d, a->id, st == MP_REAUTH ? "reauth" : "fatal",
                                err.text[0] ? err.text : "account_open failed");
@@ -323,7 +323,7 @@ static mp_instance *instance_new(mpd *d, mpc_instance_conf *conf)
     mp_error err;
     memset(&err, 0, sizeof err);
     mp_status st = inst->desc->init(mpd_host_table(), inst, conf->root, &inst->state, &err);
-    mph_call_arena_free();
+    mphost_call_arena_free();
     if (st != MP_OK) {
         inst->status = mpu_strdup("init-failed");
         inst->error = mpu_asprintf("%s: init failed: %s", conf->file, err.text);

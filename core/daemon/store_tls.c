@@ -15,7 +15,7 @@ static void thread_exit(void *p)
 {
     mps_store *s = p;
     mps_close(&s);
-    mph_http_thread_cleanup();
+    mphost_http_thread_cleanup();
 }
 
 static void make_key(void)
@@ -49,5 +49,5 @@ void mpd_store_thread_cleanup(void)
         pthread_setspecific(store_key, NULL);
         mps_close(&s);
     }
-    mph_http_thread_cleanup();
+    mphost_http_thread_cleanup();
 }

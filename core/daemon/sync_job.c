@@ -125,9 +125,9 @@ static void batch_init(job_state *j, mp_batch *b, const char *folder, int histor
 static mp_status batch_finish(job_state *j, mp_batch *b, mp_status st, mp_error *err)
 {
     if (st == MP_OK && mps_batch_pending(b->staged) > 0)
-        st = mph_batch_commit(b, NULL, NULL, 0, err);
+        st = mphost_batch_commit(b, NULL, NULL, 0, err);
     mps_batch_free(&b->staged);
-    mph_call_arena_free();
+    mphost_call_arena_free();
     return st;
 }
 
@@ -142,7 +142,7 @@ static mp_status run_bootstrap(job_state *j, const char *folder, const char *res
     mp_batch b;
     batch_init(j, &b, folder, 1);
     if (reset_reason != NULL)
-        mph_batch_reset(&b, reset_reason);
+        mphost_batch_reset(&b, reset_reason);
     mp_status st = j->desc->bootstrap(j->a, folder, max, &b, err);
     st = batch_finish(j, &b, st, err);
     if (st == MP_OK && !b.cursor_committed)
@@ -191,7 +191,7 @@ static void refresh_folders(job_state *j)
     mp_error err;
     memset(&err, 0, sizeof err);
     mp_status st = j->desc->list_folders(j->a, &sink, &err);
-    mph_call_arena_free();
+    mphost_call_arena_free();
     if (st == MP_OK) {
         for (size_t i = 0; i < sink.n; i++) {
             char *error = NULL;
@@ -208,7 +208,7 @@ static void refresh_folders(job_state *j)
     } else {
         note_status(j, NULL, st, &err);
     }
-    mph_folder_sink_clear(&sink);
+    mphost_folder_sink_clear(&sink);
 }
 
 static void subscription_upkeep(job_state *j)
@@ -258,7 +258,7 @@ static void subscription_upkeep(job_state *j)
         if (st == MP_REAUTH || st == MP_FATAL)
             note_status(j, NULL, st, &err);
     }
-    mph_call_arena_free();
+    mphost_call_arena_free();
     if (have == 0)
         mps_subscription_clear(&cur);
 }
@@ -364,7 +364,7 @@ static void run_backfill(job_state *j, const mpj_job *job)
             if (max == 0 || j->desc->backfill == NULL) {
                 /* Nothing more to load: the cap is reached or the driver
                  * loads all history at bootstrap. */
-                st = mph_batch_commit(&b, NULL, cur.backfill_pos ? cur.backfill_pos : "",
+                st = mphost_batch_commit(&b, NULL, cur.backfill_pos ? cur.backfill_pos : "",
                                       1, &err);
                 b.backfill_done_seen = 1;
             } else {

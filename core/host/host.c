@@ -37,7 +37,7 @@ static const char *arena_keep(char *s)
     return s;
 }
 
-void mph_call_arena_free(void)
+void mphost_call_arena_free(void)
 {
     for (size_t i = 0; i < arena_n; i++)
         free(arena[i]);
@@ -199,7 +199,7 @@ static void host_folder_add(mp_folder_sink *sink, const char *name, mp_folder_ro
     sink->n++;
 }
 
-void mph_folder_sink_clear(struct mp_folder_sink *sink)
+void mphost_folder_sink_clear(struct mp_folder_sink *sink)
 {
     for (size_t i = 0; i < sink->n; i++)
         free(sink->names[i]);
@@ -241,7 +241,7 @@ static void host_set_profile(mp_account *acct, const char *json)
 
 static const char *host_request_header(const mp_push_request *req, const char *name)
 {
-    const mph_push_private *p = req->host_private;
+    const mphost_push_private *p = req->host_private;
     if (p == NULL || p->header == NULL)
         return NULL;
     return p->header(p->ctx, name);
@@ -307,10 +307,10 @@ static const mp_host host_table = {
     .instance_state = host_instance_state,
     .account_find = host_account_find,
     .cursor_get = host_cursor_get,
-    .batch_change = mph_batch_change,
-    .batch_commit = mph_batch_commit,
-    .batch_reset = mph_batch_reset,
-    .batch_deadline_ms = mph_batch_deadline_ms,
+    .batch_change = mphost_batch_change,
+    .batch_commit = mphost_batch_commit,
+    .batch_reset = mphost_batch_reset,
+    .batch_deadline_ms = mphost_batch_deadline_ms,
     .folder_add = host_folder_add,
     .sync_now = host_sync_now,
     .push_state = host_push_state,
@@ -318,13 +318,13 @@ static const mp_host host_table = {
     .request_header = host_request_header,
     .push_hint = host_push_hint,
     .push_reply = host_push_reply,
-    .http = mph_http,
-    .http_free = mph_http_free,
-    .timer_add = mph_timer_add,
-    .timer_cancel = mph_timer_cancel,
-    .watch_fd = mph_watch_fd,
-    .watch_update = mph_watch_update,
-    .watch_cancel = mph_watch_cancel,
+    .http = mphost_http,
+    .http_free = mphost_http_free,
+    .timer_add = mphost_timer_add,
+    .timer_cancel = mphost_timer_cancel,
+    .watch_fd = mphost_watch_fd,
+    .watch_update = mphost_watch_update,
+    .watch_cancel = mphost_watch_cancel,
     .now_ms = host_now_ms,
 };
 

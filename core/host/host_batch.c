@@ -8,7 +8,7 @@
 #include "util/log.h"
 #include "util/util.h"
 
-mp_status mph_batch_change(mp_batch *batch, const mp_change *change, mp_error *err)
+mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error *err)
 {
     if (change == NULL || change->id == NULL || *change->id == '\0')
         return mp_fail(err, MP_FATAL, "change without an id");
@@ -33,11 +33,11 @@ mp_status mph_batch_change(mp_batch *batch, const mp_change *change, mp_error *e
      * cursor and fold into what is stored, so no event repeats. */
     if (batch->knobs->ingest_batch_size > 0 &&
         mps_batch_pending(batch->staged) >= batch->knobs->ingest_batch_size)
-        return mph_batch_commit(batch, NULL, NULL, 0, err);
+        return mphost_batch_commit(batch, NULL, NULL, 0, err);
     return MP_OK;
 }
 
-mp_status mph_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
+mp_status mphost_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
                            int backfill_done, mp_error *err)
 {
     mps_commit_result result;
@@ -62,13 +62,13 @@ mp_status mph_batch_commit(mp_batch *batch, const char *cursor, const char *back
     return MP_OK;
 }
 
-void mph_batch_reset(mp_batch *batch, const char *reason)
+void mphost_batch_reset(mp_batch *batch, const char *reason)
 {
     mps_batch_reset(batch->staged, reason != NULL ? reason : "reset at provider");
     atomic_fetch_add(&batch->d->m_folder_resets, 1);
 }
 
-int64_t mph_batch_deadline_ms(mp_batch *batch)
+int64_t mphost_batch_deadline_ms(mp_batch *batch)
 {
     return batch->deadline_ms;
 }

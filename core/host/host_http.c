@@ -15,12 +15,12 @@
 
 static __thread CURL *thread_curl;
 
-void mph_http_global_init(void)
+void mphost_http_global_init(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-void mph_http_thread_cleanup(void)
+void mphost_http_thread_cleanup(void)
 {
     if (thread_curl != NULL) {
         curl_easy_cleanup(thread_curl);
@@ -92,7 +92,7 @@ static uint32_t parse_retry_after(const char *headers)
     return 0;
 }
 
-mp_status mph_http(mp_account *acct, const mp_http_request *req,
+mp_status mphost_http(mp_account *acct, const mp_http_request *req,
                    mp_http_response *resp_r, mp_error *err)
 {
     (void)acct;
@@ -161,7 +161,7 @@ mp_status mph_http(mp_account *acct, const mp_http_request *req,
     return MP_OK;
 }
 
-void mph_http_free(mp_http_response *resp)
+void mphost_http_free(mp_http_response *resp)
 {
     if (resp == NULL)
         return;

@@ -62,7 +62,7 @@ static void timer_fired(evutil_socket_t fd, short what, void *arg)
     o->timer_cb(o->arg);
 }
 
-mp_timer *mph_timer_add(mp_account *acct, uint32_t after_ms, mp_timer_cb cb, void *arg)
+mp_timer *mphost_timer_add(mp_account *acct, uint32_t after_ms, mp_timer_cb cb, void *arg)
 {
     mpd *d = daemon_of(acct);
     struct mp_hostobj *o = mpu_calloc(1, sizeof *o);
@@ -77,7 +77,7 @@ mp_timer *mph_timer_add(mp_account *acct, uint32_t after_ms, mp_timer_cb cb, voi
     return (mp_timer *)o;
 }
 
-void mph_timer_cancel(mp_timer **timer)
+void mphost_timer_cancel(mp_timer **timer)
 {
     if (timer == NULL || *timer == NULL)
         return;
@@ -106,7 +106,7 @@ static short ev_flags(unsigned events)
     return f;
 }
 
-mp_watch *mph_watch_fd(mp_account *acct, int fd, unsigned events, mp_watch_cb cb,
+mp_watch *mphost_watch_fd(mp_account *acct, int fd, unsigned events, mp_watch_cb cb,
                        void *arg)
 {
     mpd *d = daemon_of(acct);
@@ -122,7 +122,7 @@ mp_watch *mph_watch_fd(mp_account *acct, int fd, unsigned events, mp_watch_cb cb
     return (mp_watch *)o;
 }
 
-void mph_watch_update(mp_watch *watch, unsigned events)
+void mphost_watch_update(mp_watch *watch, unsigned events)
 {
     struct mp_hostobj *o = (struct mp_hostobj *)watch;
     if (o == NULL)
@@ -134,7 +134,7 @@ void mph_watch_update(mp_watch *watch, unsigned events)
         event_add(o->ev, NULL);
 }
 
-void mph_watch_cancel(mp_watch **watch)
+void mphost_watch_cancel(mp_watch **watch)
 {
     if (watch == NULL || *watch == NULL)
         return;
@@ -145,7 +145,7 @@ void mph_watch_cancel(mp_watch **watch)
 /* Timers without an account (instance-level) hang off the daemon. */
 static mpd *global_daemon;
 
-void mph_loop_set_daemon(mpd *d)
+void mphost_loop_set_daemon(mpd *d)
 {
     global_daemon = d;
 }

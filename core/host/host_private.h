@@ -46,36 +46,36 @@ struct mp_push_reply {
 };
 
 /* mp_push_request.host_private points to this. */
-typedef struct mph_push_private {
+typedef struct mphost_push_private {
     const char *(*header)(void *ctx, const char *name);
     void *ctx;
-} mph_push_private;
+} mphost_push_private;
 
 /* Strings returned by host functions "valid until the slot returns" live
  * in a per-thread list freed by this after each driver call. */
-void mph_call_arena_free(void);
+void mphost_call_arena_free(void);
 
-void mph_folder_sink_clear(struct mp_folder_sink *sink);
+void mphost_folder_sink_clear(struct mp_folder_sink *sink);
 
 /* libcurl global init/cleanup and per-thread handle cleanup. */
-void mph_http_global_init(void);
-void mph_http_thread_cleanup(void);
+void mphost_http_global_init(void);
+void mphost_http_thread_cleanup(void);
 
 /* Host table slots defined across host_*.c. */
-mp_status mph_batch_change(mp_batch *batch, const mp_change *change, mp_error *err);
-mp_status mph_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
+mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error *err);
+mp_status mphost_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
                            int backfill_done, mp_error *err);
-void mph_batch_reset(mp_batch *batch, const char *reason);
-int64_t mph_batch_deadline_ms(mp_batch *batch);
-mp_status mph_http(mp_account *acct, const mp_http_request *req,
+void mphost_batch_reset(mp_batch *batch, const char *reason);
+int64_t mphost_batch_deadline_ms(mp_batch *batch);
+mp_status mphost_http(mp_account *acct, const mp_http_request *req,
                    mp_http_response *resp_r, mp_error *err);
-void mph_http_free(mp_http_response *resp);
-mp_timer *mph_timer_add(mp_account *acct, uint32_t after_ms, mp_timer_cb cb, void *arg);
-void mph_timer_cancel(mp_timer **timer);
-mp_watch *mph_watch_fd(mp_account *acct, int fd, unsigned events, mp_watch_cb cb,
+void mphost_http_free(mp_http_response *resp);
+mp_timer *mphost_timer_add(mp_account *acct, uint32_t after_ms, mp_timer_cb cb, void *arg);
+void mphost_timer_cancel(mp_timer **timer);
+mp_watch *mphost_watch_fd(mp_account *acct, int fd, unsigned events, mp_watch_cb cb,
                        void *arg);
-void mph_watch_update(mp_watch *watch, unsigned events);
-void mph_watch_cancel(mp_watch **watch);
-void mph_loop_set_daemon(mpd *d);
+void mphost_watch_update(mp_watch *watch, unsigned events);
+void mphost_watch_cancel(mp_watch **watch);
+void mphost_loop_set_daemon(mpd *d);
 
 #endif

@@ -51,8 +51,8 @@ static int setup(void **state)
     assert_int_equal(mps_account_ensure(f->d.store, "alice", "inst", &error), 0);
     assert_int_equal(mps_folder_ensure(f->d.store, "alice", "INBOX", MP_ROLE_INBOX, &error), 0);
     mpd_host_set_daemon(&f->d);
-    mph_loop_set_daemon(&f->d);
-    mph_http_global_init();
+    mphost_loop_set_daemon(&f->d);
+    mphost_http_global_init();
     f->host = mpd_host_table();
     *state = f;
     return 0;
@@ -65,7 +65,7 @@ static int teardown(void **state)
     mpd_host_release_loop_objs(&f->d.global_objs);
     mps_close(&f->d.store);
     event_base_free(f->d.base);
-    mph_http_thread_cleanup();
+    mphost_http_thread_cleanup();
     char *cmd = mpu_asprintf("rm -rf '%s'", f->dir);
     assert_int_equal(system(cmd), 0);
     free(cmd);
@@ -255,7 +255,7 @@ static void test_folder_sink_dedups(void **state)
     assert_int_equal(sink.n, 2);
     assert_string_equal(sink.names[1], "Sent");
     assert_int_equal(sink.roles[1], MP_ROLE_SENT);
-    mph_folder_sink_clear(&sink);
+    mphost_folder_sink_clear(&sink);
 }
 
 static void test_push_reply_and_headers(void **state)

@@ -1,0 +1,220 @@
+/*
+ * Routing: the route table, path matching on raw segments, token check
+ * and query parsing, then one handler call per request.
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event2/bufferevent.h>
+
+#include "http/http_private.h"
+#include "util/util.h"
+
+enum {
+    ROUTE_QUERY = 1 << 0, /* parse the query string; malformed -> 400 */
+};
+
+typedef struct route {
+    enum evhttp_cmd_type method;
+    const char *method_name;
+    /* Raw segments: "*" captures one non-empty segment (decoded before
+     * the handler sees it), "**" as the last segment takes the rest. */
+    const char *pattern;
+    unsigned flags;
+    mph_handler handler;
+} route;
+
+static const route routes[] = {
+    {EVHTTP_REQ_GET, "GET", "/healthz", 0, mph_h_health},
+    {EVHTTP_REQ_GET, "GET", "/metrics", 0, mph_h_metrics},
+    {EVHTTP_REQ_GET, "GET", "/v1/status", 0, mph_h_status},
+    {EVHTTP_REQ_GET, "GET", "/v1/accounts", 0, mph_h_accounts},
+    {EVHTTP_REQ_GET, "GET", "/v1/accounts/*", 0, mph_h_account},
+    {EVHTTP_REQ_GET, "GET", "/v1/accounts/*/messages", ROUTE_QUERY, mph_h_messages},
+    {EVHTTP_REQ_POST, "POST", "/v1/accounts/*/sync", 0, mph_h_sync},
+    {EVHTTP_REQ_POST, "POST", "/v1/accounts/*/folders/*/backfill", 0, mph_h_backfill},
+    {EVHTTP_REQ_GET, "GET", "/v1/messages/*", 0, mph_h_message},
+    {EVHTTP_REQ_GET, "GET", "/v1/messages/*/raw", 0, mph_h_message_raw},
+    {EVHTTP_REQ_GET, "GET", "/v1/events", ROUTE_QUERY, mph_h_events},
+    /* The push verifier gets the raw query: providers' validation
+     * handshakes need not follow form encoding. */
+    {EVHTTP_REQ_POST, "POST", "/push/*/**", 0, mph_h_push},
+};
+
+typedef struct span {
+    const char *ptr;
+    size_t len;
+} span;
+
+/* Segments are compared before decoding, so "%2F" inside a segment never
+ * acts as a separator. */
+static bool route_match(const char *pattern, const char *path, span *params,
+                        size_t *count_r, const char **rest_r)
+{
+    const char *p = pattern, *s = path;
+    size_t n = 0;
+    while (*p == '/') {
+        p++;
+        size_t plen = strcspn(p, "/");
+        if (plen == 2 && p[0] == '*' && p[1] == '*') {
+            *count_r = n;
+            *rest_r = s;
+            return true;
+        }
+        if (*s != '/')
+            return false;
+        s++;
+        size_t slen = strcspn(s, "/");
+        if (plen == 1 && p[0] == '*') {
+            if (slen == 0 || n == MPH_MAX_PARAMS)
+                return false;
+            params[n].ptr = s;
+            params[n].len = slen;
+            n++;
+        } else if (plen != slen || memcmp(p, s, plen) != 0) {
+            return false;
+        }
+        p += plen;
+        s += slen;
+    }
+    if (*s != '\0')
+        return false;
+    *count_r = n;
+    *rest_r = "";
+    return true;
+}
+
+static bool from_unix_socket(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev =
+        evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return false;
+    return ss.ss_family == AF_UNIX;
+}
+
+static bool bearer_ok(const mph_server *server, struct evhttp_request *req)
+{
+    const char *h =
+        evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (h == NULL || server->token == NULL || server->token[0] == '\0')
+        return false;
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    h += 7;
+    h += strspn(h, " ");
+    size_t len = strlen(h);
+    while (len > 0 && h[len - 1] == ' ')
+        len--;
+    return mpu_secure_equal(h, len, server->token, strlen(server->token)) == 1;
+}
+
+static bool needs_token(const char *path)
+{
+    return strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/');
+}
+
+static void reply_not_allowed(struct evhttp_request *req, const char *allow)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    mph_reply_error(req, 405, "method not allowed");
+}
+
+/* Finds the route for (method, path). Returns NULL after answering 404 or
+ * 405 itself. */
+static const route *route_find(struct evhttp_request *req, const char *path, span *params,
+                               size_t *count_r, const char **rest_r)
+{
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    char allow[64] = "";
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const route *rt = &routes[i];
+        if (!route_match(rt->pattern, path, params, count_r, rest_r))
+            continue;
+        if (rt->method == method)
+            return rt;
+        if (strstr(allow, rt->method_name) == NULL) {
+            size_t used = strlen(allow);
+            snprintf(allow + used, sizeof(allow) - used, "%s%s", used > 0 ? ", " : "",
+                     rt->method_name);
+        }
+    }
+    if (allow[0] != '\0')
+        reply_not_allowed(req, allow);
+    else
+        mph_reply_error(req, 404, "not found");
+    return NULL;
+}
+
+static int decode_params(const span *raw, size_t count, char **decoded)
+{
+    for (size_t i = 0; i < count; i++) {
+        char *seg = mpu_strndup(raw[i].ptr, raw[i].len);
+        size_t len = 0;
+        decoded[i] = evhttp_uridecode(seg, 0, &len);
+        free(seg);
+        /* A %00 would cut the value short for every C consumer after us. */
+        if (decoded[i] == NULL || strlen(decoded[i]) != len)
+            return -1;
+    }
+    return 0;
+}
+
+void mph_dispatch(struct evhttp_request *req, void *arg)
+{
+    mph_server *server = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+    if (path == NULL || path[0] != '/') {
+        mph_reply_error(req, 400, "invalid request target");
+        return;
+    }
+    if (needs_token(path) && !from_unix_socket(req) && !bearer_ok(server, req)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                          "Bearer");
+        mph_reply_error(req, 401, "missing or invalid bearer token");
+        return;
+    }
+
+    span raw[MPH_MAX_PARAMS];
+    size_t count = 0;
+    const char *rest = "";
+    const route *rt = route_find(req, path, raw, &count, &rest);
+    if (rt == NULL)
+        return;
+
+    char *decoded[MPH_MAX_PARAMS] = {NULL};
+    struct evkeyvalq args;
+    TAILQ_INIT(&args);
+    const char *query = evhttp_uri_get_query(uri);
+    mph_request r = {
+        .server = server,
+        .req = req,
+        .param_count = count,
+        .rest = rest,
+        .query = query != NULL ? query : "",
+        .args = &args,
+    };
+    if (decode_params(raw, count, decoded) < 0) {
+        mph_reply_error(req, 400, "invalid path segment");
+    } else if ((rt->flags & ROUTE_QUERY) != 0 && query != NULL &&
+               (strstr(query, "%00") != NULL ||
+                evhttp_parse_query_str(query, &args) != 0)) {
+        mph_reply_error(req, 400, "malformed query string");
+    } else {
+        for (size_t i = 0; i < count; i++)
+            r.params[i] = decoded[i];
+        rt->handler(&r);
+    }
+    evhttp_clear_headers(&args);
+    for (size_t i = 0; i < count; i++)
+        free(decoded[i]);
+}

@@ -1,0 +1,207 @@
+/* Server lifetime: evhttp setup, the TCP and unix-socket listeners, stop. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "http/http_private.h"
+#include "util/util.h"
+
+#define MPH_MAX_HEADERS (64u * 1024u)
+#define MPH_DEFAULT_MAX_BODY (1024u * 1024u)
+/* Idle keep-alive connections and slow senders are dropped after this. */
+#define MPH_TIMEOUT_S 60
+
+/* "host:port" or "[v6]:port" -> allocated host, port. */
+static int parse_listen(const char *text, char **host_r, uint16_t *port_r, char **error_r)
+{
+    const char *colon = strrchr(text, ':');
+    const char *host = text;
+    size_t host_len = colon != NULL ? (size_t)(colon - text) : 0;
+    int64_t port = -1;
+    if (host_len >= 2 && text[0] == '[' && text[host_len - 1] == ']') {
+        host++;
+        host_len -= 2;
+    } else if (memchr(text, ':', host_len) != NULL) {
+        host_len = 0; /* an IPv6 address needs its brackets */
+    }
+    if (colon == NULL || host_len == 0 || mph_parse_count(colon + 1, &port) < 0 ||
+        port > 65535) {
+        *error_r =
+            mpu_asprintf("http listen \"%s\": expected host:port or [v6]:port", text);
+        return -1;
+    }
+    *host_r = mpu_strndup(host, host_len);
+    *port_r = (uint16_t)port;
+    return 0;
+}
+
+static int listen_tcp(mph_server *server, const char *listen, char **error_r)
+{
+    char *host = NULL;
+    uint16_t port = 0;
+    if (parse_listen(listen, &host, &port, error_r) < 0)
+        return -1;
+    errno = 0;
+    server->tcp = evhttp_bind_socket_with_handle(server->http, host, port);
+    free(host);
+    if (server->tcp == NULL) {
+        *error_r = mpu_asprintf("http listen \"%s\": %s", listen,
+                                errno != 0 ? strerror(errno) : "cannot bind");
+        return -1;
+    }
+    return 0;
+}
+
+/* A leftover socket file from a previous run is replaced; a live one
+ * (another daemon answering) or any other file type is an error. */
+static int clear_stale_socket(const char *path, const struct sockaddr_un *sa,
+                              char **error_r)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        *error_r = mpu_asprintf("%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        *error_r = mpu_asprintf("%s: exists and is not a socket", path);
+        return -1;
+    }
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe >= 0) {
+        int live = connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+        close(probe);
+        if (live) {
+            *error_r = mpu_asprintf("%s: another process is listening on it", path);
+            return -1;
+        }
+    }
+    if (unlink(path) < 0 && errno != ENOENT) {
+        *error_r = mpu_asprintf("%s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int listen_unix(mph_server *server, const char *path, char **error_r)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (mpu_strlcpy(sa.sun_path, path, sizeof(sa.sun_path)) < 0) {
+        *error_r = mpu_asprintf("%s: socket path too long", path);
+        return -1;
+    }
+    if (clear_stale_socket(path, &sa, error_r) < 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *error_r = mpu_asprintf("%s: socket: %s", path, strerror(errno));
+        return -1;
+    }
+    /* Permissions are fixed between bind and listen: nobody can connect
+     * before listen(), so there is no window with the umask's mode. */
+    if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        *error_r = mpu_asprintf("%s: bind: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    server->unix_path = mpu_strdup(path);
+    if (chmod(path, 0660) < 0 || listen(fd, 128) < 0) {
+        *error_r = mpu_asprintf("%s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    server->unix_listener = evhttp_accept_socket_with_handle(server->http, fd);
+    if (server->unix_listener == NULL) {
+        *error_r = mpu_asprintf("%s: cannot accept on socket", path);
+        close(fd);
+        return -1;
+    }
+    return 0;
+}
+
+mph_server *mph_start(struct event_base *base, const mph_config *config, mpd *d,
+                      char **error_r)
+{
+    const char *listen = config->listen != NULL ? config->listen : "";
+    const char *path = config->socket != NULL ? config->socket : "";
+    if (listen[0] != '\0' && (config->token == NULL || config->token[0] == '\0')) {
+        *error_r = mpu_strdup("http: a token is required to listen on TCP");
+        return NULL;
+    }
+    mph_server *server = mpu_calloc(1, sizeof(*server));
+    server->base = base;
+    server->d = d;
+    server->token = mpu_strdup(config->token);
+    server->heartbeat_ms =
+        config->sse_heartbeat_ms > 0 ? config->sse_heartbeat_ms : 15000;
+    server->http = evhttp_new(base);
+    if (server->http == NULL) {
+        *error_r = mpu_strdup("http: cannot create server");
+        mph_stop(&server);
+        return NULL;
+    }
+    /* 0 would refuse every body; it means "not configured". */
+    evhttp_set_max_body_size(server->http, config->max_body > 0 ? config->max_body
+                                                                : MPH_DEFAULT_MAX_BODY);
+    evhttp_set_max_headers_size(server->http, MPH_MAX_HEADERS);
+    evhttp_set_timeout(server->http, MPH_TIMEOUT_S);
+    /* Read an oversized body to its end before answering 413, so the
+     * client sees the answer instead of a reset. */
+    evhttp_set_flags(server->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    evhttp_set_default_content_type(server->http, "application/json");
+    /* Methods evhttp rejects itself get a 501 page; everything a client
+     * may plausibly send reaches the router and gets a JSON 405. */
+    evhttp_set_allowed_methods(server->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+                                                 EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                                 EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                                 EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(server->http, mph_dispatch, server);
+    if ((listen[0] != '\0' && listen_tcp(server, listen, error_r) < 0) ||
+        (path[0] != '\0' && listen_unix(server, path, error_r) < 0)) {
+        mph_stop(&server);
+        return NULL;
+    }
+    return server;
+}
+
+int mph_port(mph_server *server)
+{
+    if (server == NULL || server->tcp == NULL)
+        return 0;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(server->tcp);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+void mph_stop(mph_server **serverp)
+{
+    mph_server *server = *serverp;
+    if (server == NULL)
+        return;
+    *serverp = NULL;
+    mph_sse_stop_all(server);
+    mph_raw_abandon_all(server);
+    /* Closes the listeners and every connection, freeing their requests. */
+    if (server->http != NULL)
+        evhttp_free(server->http);
+    if (server->unix_path != NULL)
+        unlink(server->unix_path);
+    free(server->unix_path);
+    free(server->token);
+    free(server);
+}
