@@ -88,8 +88,8 @@ struct mp_account {
     uint32_t poll_interval_s;
     int push_live;            /* push reported working: poll = reconcile      */
     int push_started;         /* stream push started (loop thread)             */
-    int stopped;              /* REAUTH / FATAL: no scheduling until reload    */
-    int removed;              /* dropped from the registry                     */
+    atomic_int stopped;       /* REAUTH / FATAL: parked until reload or API sync */
+    atomic_int removed;       /* dropped from the registry                     */
     atomic_int backfill_wanted; /* set by a sync job, read by mpd_job_done    */
     pthread_mutex_t fetch_lock; /* one fetch at a time per account            */
     pthread_mutex_t lock;     /* the fields below                              */
