@@ -51,6 +51,7 @@ static const struct command_spec commands[] = {
     {"messages", MPCTL_CMD_MESSAGES, 1, 1, ":hf:n:b:", messages_opts},
     {"show", MPCTL_CMD_SHOW, 1, 1, ":h", plain_opts},
     {"sync", MPCTL_CMD_SYNC, 1, 1, ":h", plain_opts},
+    {"probe", MPCTL_CMD_PROBE, 1, 1, ":h", plain_opts},
     {"backfill", MPCTL_CMD_BACKFILL, 2, 2, ":h", plain_opts},
     {"events", MPCTL_CMD_EVENTS, 0, 0, ":hf", events_opts},
     {"check-config", MPCTL_CMD_CHECK_CONFIG, 0, 1, ":h", plain_opts},
@@ -80,6 +81,7 @@ const char *mpctl_usage(void)
            "                                list messages, newest first\n"
            "  show MESSAGE_ID               raw message to stdout (--json: metadata)\n"
            "  sync ACCOUNT                  queue a sync now\n"
+           "  probe ACCOUNT                 re-detect the provider's capabilities\n"
            "  backfill ACCOUNT FOLDER       queue a backfill step of a folder\n"
            "  events [--follow] [--after N] [--types a,b] [--accounts x,y]\n"
            "                                print events (--follow: keep streaming)\n"

@@ -35,6 +35,7 @@ typedef enum mpctl_command {
     MPCTL_CMD_BACKFILL,
     MPCTL_CMD_EVENTS,
     MPCTL_CMD_CHECK_CONFIG,
+    MPCTL_CMD_PROBE,
 } mpctl_command;
 
 /* The parsed command line. Strings point into argv (borrowed). */

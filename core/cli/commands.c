@@ -518,6 +518,19 @@ static int cmd_sync(const mpctl_args *args, const mpctl_conn *conn)
     return rc;
 }
 
+static int cmd_probe(const mpctl_args *args, const mpctl_conn *conn)
+{
+    char *id = mpctl_path_escape(args->pos[0]);
+    char *path = mpu_asprintf("/v1/accounts/%s/probe", id);
+    char *done = mpu_asprintf("probe queued for %s (see: mailpulsectl account %s)",
+                              args->pos[0], args->pos[0]);
+    int rc = cmd_post(args, conn, path, done);
+    free(done);
+    free(path);
+    free(id);
+    return rc;
+}
+
 static int cmd_backfill(const mpctl_args *args, const mpctl_conn *conn)
 {
     char *id = mpctl_path_escape(args->pos[0]);
@@ -550,6 +563,8 @@ int mpctl_cmd_run(const mpctl_args *args, const mpctl_conn *conn)
         return cmd_sync(args, conn);
     case MPCTL_CMD_BACKFILL:
         return cmd_backfill(args, conn);
+    case MPCTL_CMD_PROBE:
+        return cmd_probe(args, conn);
     case MPCTL_CMD_EVENTS:
         return mpctl_cmd_events(args, conn);
     default:

@@ -451,6 +451,26 @@ int mpd_api_backfill(mpd *d, const char *account, const char *folder, char **err
     return 202;
 }
 
+int mpd_api_probe(mpd *d, const char *account, char **error_r)
+{
+    struct mp_account *a = mpd_account_peek(d, account);
+    if (a == NULL) {
+        *error_r = mpu_asprintf("no account '%s'", account);
+        return 404;
+    }
+    if (!a->open) {
+        *error_r = mpu_asprintf("account '%s' is not active (see its status)", account);
+        return 409;
+    }
+    if (a->inst->desc->probe == NULL) {
+        *error_r = mpu_asprintf("driver '%s' has nothing to probe", a->inst->driver_name);
+        return 409;
+    }
+    atomic_store(&a->probe_wanted, 1);
+    mpj_trigger(d->sched, account, MPJ_SYNC, NULL, "probe");
+    return 202;
+}
+
 /* ---- webhooks ---- */
 
 static void push_answer(int status, const char *msg, int *status_r, char **ctype_r,

@@ -54,6 +54,9 @@ void mpd_api_message_raw(mpd *d, const char *id, mpd_raw_cb cb, void *arg);
 int mpd_api_sync(mpd *d, const char *account, char **error_r);
 int mpd_api_backfill(mpd *d, const char *account, const char *folder,
                      char **error_r);
+/* Re-detect the provider's capabilities before the next sync (202; 409 when
+ * the driver has no probe slot). */
+int mpd_api_probe(mpd *d, const char *account, char **error_r);
 
 /* Webhook POST /push/<instance><subpath>. header(ctx, name) looks up a
  * request header. Fills the answer; every out string is allocated. */

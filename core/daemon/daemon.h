@@ -91,6 +91,7 @@ struct mp_account {
     atomic_int stopped;       /* REAUTH / FATAL: parked until reload or API sync */
     atomic_int removed;       /* dropped from the registry                     */
     atomic_int backfill_wanted; /* set by a sync job, read by mpd_job_done    */
+    atomic_int probe_wanted;  /* an admin asked for a re-probe               */
     pthread_mutex_t fetch_lock; /* one fetch at a time per account            */
     pthread_mutex_t lock;     /* the fields below                              */
     int64_t last_folder_list_ms;

@@ -280,6 +280,14 @@ static void run_sync(job_state *j, const mpj_job *job)
         free(error);
         error = NULL;
     }
+    if (atomic_exchange(&j->a->probe_wanted, 0) && j->desc->probe != NULL) {
+        mp_error err;
+        memset(&err, 0, sizeof err);
+        mp_status st = j->desc->probe(j->a, &err);
+        mphost_call_arena_free();
+        if (st != MP_OK && note_status(j, NULL, st, &err))
+            return;
+    }
     subscription_upkeep(j);
     if (j->stop)
         return;

@@ -287,6 +287,51 @@ static int64_t host_now_ms(void)
     return mpu_now_ms();
 }
 
+typedef struct stored_iter {
+    mp_stored_cb cb;
+    void *arg;
+} stored_iter;
+
+static int stored_one(const mps_message *m, void *arg)
+{
+    stored_iter *it = arg;
+    mp_stored_message sm = {m->provider_id, m->ref,  m->uid,  m->message_id,
+                            m->date,        m->size, m->flags};
+    return it->cb(&sm, it->arg);
+}
+
+static mp_status host_stored_messages(mp_account *acct, const char *folder, mp_stored_cb cb,
+                                      void *arg, mp_error *err)
+{
+    mps_store *s = mpd_store(acct->d);
+    char *error = NULL;
+    stored_iter it = {cb, arg};
+    if (s == NULL)
+        return mp_fail(err, MP_RETRY, "store unavailable");
+    if (mps_messages_each(s, acct->id, folder, stored_one, &it, &error) < 0) {
+        mp_fail(err, MP_RETRY, "%s", error);
+        free(error);
+        return MP_RETRY;
+    }
+    return MP_OK;
+}
+
+static int64_t host_core_setting(const char *name)
+{
+    mpd_knobs k = mpd_knobs_get(host_daemon);
+    if (name == NULL)
+        return -1;
+    if (strcmp(name, "sync.batch_size") == 0)
+        return k.sync_batch_size;
+    if (strcmp(name, "sync.fetch_bodies") == 0)
+        return k.fetch_bodies;
+    if (strcmp(name, "backfill.batch_size") == 0)
+        return k.backfill_batch_size;
+    if (strcmp(name, "cache.retention_days") == 0)
+        return k.retention_ms / 86400000;
+    return -1;
+}
+
 static const mp_host host_table = {
     .abi_major = MP_ABI_MAJOR,
     .abi_minor = MP_ABI_MINOR,
@@ -326,10 +371,11 @@ static const mp_host host_table = {
     .watch_update = mphost_watch_update,
     .watch_cancel = mphost_watch_cancel,
     .now_ms = host_now_ms,
+    .stored_messages = host_stored_messages,
+    .core_setting = host_core_setting,
 };
 
 const mp_host *mpd_host_table(void)
 {
-    (void)host_daemon;
     return &host_table;
 }

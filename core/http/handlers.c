@@ -118,6 +118,13 @@ void mph_h_backfill(mph_request *r)
     reply_trigger(r->req, status, &error);
 }
 
+void mph_h_probe(mph_request *r)
+{
+    char *error = NULL;
+    int status = mpd_api_probe(r->server->d, r->params[0], &error);
+    reply_trigger(r->req, status, &error);
+}
+
 static const char *push_header(void *ctx, const char *name)
 {
     return evhttp_find_header(evhttp_request_get_input_headers(ctx), name);

@@ -9,6 +9,7 @@
  *   GET  /v1/accounts/{id}/messages?folder=&limit=&before=
  *   POST /v1/accounts/{id}/sync
  *   POST /v1/accounts/{id}/folders/{folder}/backfill   (folder %-encoded)
+ *   POST /v1/accounts/{id}/probe        re-detect provider capabilities
  *   GET  /v1/messages/{id}
  *   GET  /v1/messages/{id}/raw
  *   GET  /v1/events   Server-Sent Events; Last-Event-ID or ?after= resume;

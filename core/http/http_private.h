@@ -75,6 +75,7 @@ void mph_h_account(mph_request *r);
 void mph_h_messages(mph_request *r);
 void mph_h_sync(mph_request *r);
 void mph_h_backfill(mph_request *r);
+void mph_h_probe(mph_request *r);
 void mph_h_message(mph_request *r);
 void mph_h_push(mph_request *r);
 

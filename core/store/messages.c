@@ -137,6 +137,39 @@ int mps_messages_list(mps_store *s, const char *account, const char *folder,
     return 0;
 }
 
+int mps_messages_each(mps_store *s, const char *account, const char *folder,
+                      mps_message_cb cb, void *arg, char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(s,
+                     "SELECT " MPS__MESSAGE_COLS " FROM messages m"
+                     " WHERE m.account = :account AND m.folder = :folder AND m.deleted = 0"
+                     " ORDER BY m.uid, m.provider_id",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":account", account);
+    mps__bind_text(st, ":folder", folder);
+    mps__bind_int(st, ":now", mpu_now_ms());
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        mps_message m;
+        mps__message_read(st, &m);
+        int stop = cb(&m, arg);
+        mps_message_clear(&m);
+        if (stop) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        mps__fail(s, error_r, "store: iterate messages");
+        sqlite3_finalize(st);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
 void mps_message_clear(mps_message *m)
 {
     if (m == NULL)

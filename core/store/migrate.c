@@ -102,6 +102,10 @@ static const char *const migrations[] = {
     "  data_json TEXT"
     ");"
     "CREATE INDEX events_by_account ON events (account, seq);",
+
+    /* 2: drivers walk a folder's stored messages by UID (expunge detection,
+     * UIDVALIDITY re-mapping). */
+    "CREATE INDEX messages_by_uid ON messages (account, folder, uid);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

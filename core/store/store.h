@@ -179,6 +179,12 @@ int mps_message_get(mps_store *s, const char *id, mps_message *msg_r,
 int mps_messages_list(mps_store *s, const char *account, const char *folder,
                       const char *before, size_t limit, mps_message **list_r,
                       size_t *n_r, char **error_r);
+/* Call cb for each stored, non-deleted message of a folder in ascending
+ * UID order, then provider id; cb returns nonzero to stop. The message is
+ * valid during the callback only. */
+typedef int (*mps_message_cb)(const mps_message *msg, void *arg);
+int mps_messages_each(mps_store *s, const char *account, const char *folder,
+                      mps_message_cb cb, void *arg, char **error_r);
 void mps_message_clear(mps_message *m);
 void mps_messages_free(mps_message **list, size_t n);
 /* Public id of a provider id; writes 25 chars + NUL into out (>= 26). */

@@ -225,6 +225,61 @@ static void test_ingest_batches_commit_without_cursor(void **state)
     mps_batch_free(&b.staged);
 }
 
+static int collect_uid(const mp_stored_message *m, void *arg)
+{
+    char *out = arg;
+    char item[64];
+    snprintf(item, sizeof item, "%u:%s ", m->uid, m->id);
+    strncat(out, item, 255 - strlen(out));
+    return strcmp(m->id, "u3") == 0; /* stop after u3 */
+}
+
+/* Drivers walk stored messages in UID order, without deleted ones. */
+static void test_stored_messages(void **state)
+{
+    fixture *f = *state;
+    mpd_knobs k = knobs(0);
+    mp_batch b;
+    batch_open(f, &b, &k, 0);
+    const char *ids[] = {"u9", "u3", "u5", "u1"};
+    const uint32_t uids[] = {9, 3, 5, 1};
+    mp_error err = {0, ""};
+    for (int i = 0; i < 4; i++) {
+        mp_change c;
+        memset(&c, 0, sizeof c);
+        c.kind = MP_CHANGE_NEW;
+        c.id = ids[i];
+        c.uid = uids[i];
+        assert_int_equal(f->host->batch_change(&b, &c, &err), MP_OK);
+    }
+    mp_change del;
+    memset(&del, 0, sizeof del);
+    del.kind = MP_CHANGE_DELETED;
+    del.id = "u1";
+    assert_int_equal(f->host->batch_change(&b, &del, &err), MP_OK);
+    assert_int_equal(f->host->batch_commit(&b, "c", NULL, 0, &err), MP_OK);
+    mps_batch_free(&b.staged);
+
+    char out[256] = "";
+    assert_int_equal(f->host->stored_messages(&f->acct, "INBOX", collect_uid, out, &err), MP_OK);
+    assert_string_equal(out, "3:u3 ");
+    out[0] = '\0';
+    assert_int_equal(f->host->stored_messages(&f->acct, "Other", collect_uid, out, &err), MP_OK);
+    assert_string_equal(out, "");
+}
+
+static void test_core_settings(void **state)
+{
+    fixture *f = *state;
+    f->d.knobs.fetch_bodies = 1;
+    f->d.knobs.sync_batch_size = 77;
+    f->d.knobs.retention_ms = 30LL * 86400000;
+    assert_int_equal(f->host->core_setting("sync.fetch_bodies"), 1);
+    assert_int_equal(f->host->core_setting("sync.batch_size"), 77);
+    assert_int_equal(f->host->core_setting("cache.retention_days"), 30);
+    assert_int_equal(f->host->core_setting("no.such"), -1);
+}
+
 static void test_bad_changes_refused(void **state)
 {
     fixture *f = *state;
@@ -393,6 +448,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_batches_commit_without_cursor, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_changes_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stored_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_core_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder_sink_dedups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_reply_and_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timers, setup, teardown),

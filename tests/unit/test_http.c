@@ -212,6 +212,16 @@ int mpd_api_backfill(mpd *d, const char *account, const char *folder, char **err
     return 202;
 }
 
+int mpd_api_probe(mpd *d, const char *account, char **error_r)
+{
+    (void)d;
+    if (strcmp(account, "alice") != 0) {
+        *error_r = mpu_strdup("unknown account");
+        return 404;
+    }
+    return 202;
+}
+
 /* Echoes everything it was given: "instance|subpath|query|X-Test|body". */
 void mpd_api_push(mpd *d, const char *instance, const char *subpath, const char *query,
                   mpd_header_fn header, void *header_ctx, const uint8_t *body, size_t len,
@@ -661,6 +671,21 @@ static void test_triggers_and_paths(void **state)
 
     r = http((request){.method = "POST",
                        .path = "/v1/accounts/carol/sync",
+                       .auth = BEARER,
+                       .body = "",
+                       .body_len = 0});
+    assert_json_error(&r, 404);
+    response_free(&r);
+
+    r = http((request){.method = "POST",
+                       .path = "/v1/accounts/alice/probe",
+                       .auth = BEARER,
+                       .body = "",
+                       .body_len = 0});
+    assert_int_equal(r.status, 202);
+    response_free(&r);
+    r = http((request){.method = "POST",
+                       .path = "/v1/accounts/carol/probe",
                        .auth = BEARER,
                        .body = "",
                        .body_len = 0});

@@ -13,8 +13,9 @@
  *
  * ABI history (append-only; values are never renumbered, slots never move):
  *   1.0  first release: descriptor head, lifecycle, poll, fetch, webhook and
- *        stream push slots; host table with log, config, secrets, cursors,
- *        change emission, sync-now, HTTP, timers and fd watches.
+ *        stream push slots, optional probe; host table with log, config,
+ *        secrets, cursors, change emission, sync-now, HTTP, timers and fd
+ *        watches, stored-message iteration and core settings.
  *
  * The loader refuses a driver whose ABI major differs from the host's, whose
  * minor is newer than the host's, whose struct_size is smaller than the 1.0
@@ -42,9 +43,9 @@
  *     push_stop and every timer/fd-watch callback run on the loop thread.
  *     They must not block: no network round trips, no sleeping.
  *   - list_folders, bootstrap, delta, backfill, fetch, push_enroll,
- *     push_renew and push_cancel run on worker threads and may block.
+ *     push_renew, push_cancel and probe run on worker threads and may block.
  *   - For one account the host never runs two of {list_folders, bootstrap,
- *     delta, backfill, push_enroll, push_renew, push_cancel} at once. fetch may
+ *     delta, backfill, push_enroll, push_renew, push_cancel, probe} at once. fetch may
  *     run concurrently with one of those for the same account (a reader opens
  *     a message while a sync runs), but never with another fetch of the same
  *     account. Loop-thread callbacks for an account may run while a worker
@@ -216,6 +217,21 @@ typedef struct mp_message_ref {
     const char *ref;    /* the ref emitted with the message, or the id      */
     uint32_t uid;       /* 0 when not applicable                            */
 } mp_message_ref;
+
+/* A message as the host stores it (host_messages iteration). Pointers are
+ * valid during the callback only. */
+typedef struct mp_stored_message {
+    const char *id;         /* provider-stable id                           */
+    const char *ref;        /* fetch reference, or NULL                     */
+    uint32_t uid;           /* 0 when not applicable                        */
+    const char *message_id; /* or NULL                                      */
+    int64_t date;
+    int64_t size;
+    const char *flags;      /* space-separated, or NULL                     */
+} mp_stored_message;
+
+/* Return nonzero to stop the iteration. */
+typedef int (*mp_stored_cb)(const mp_stored_message *msg, void *arg);
 
 /* Raw message returned by fetch. The driver fills it with memory from
  * host->alloc; the host takes ownership. */
@@ -389,6 +405,19 @@ typedef struct mp_host {
     /* Current time in ms since the epoch, as the host sees it (tests may
      * move it). */
     int64_t (*now_ms)(void);
+
+    /* Iterate the messages the host stores for `folder` of `acct` (deleted
+     * ones left out) in ascending UID order, then id. Worker threads, inside
+     * a poll slot: used to re-map ids after a UIDVALIDITY change or to find
+     * expunged UIDs by comparing sets. Returns MP_OK, or MP_RETRY with err
+     * set when the store cannot be read. */
+    mp_status (*stored_messages)(mp_account *acct, const char *folder, mp_stored_cb cb,
+                                 void *arg, mp_error *err);
+
+    /* Integer value of a core setting the driver may honour, by its name
+     * in mailpulsed.conf: "sync.batch_size", "sync.fetch_bodies" (0/1),
+     * "backfill.batch_size", "cache.retention_days". Unknown names: -1. */
+    int64_t (*core_setting)(const char *name);
 } mp_host;
 
 /* ------------------------------------------------------------------------ */
@@ -501,6 +530,14 @@ typedef struct mp_driver {
      * host's fd watches and timers; on a change call host->sync_now. */
     mp_status (*push_start)(mp_account *acct, mp_error *err);
     void (*push_stop)(mp_account *acct);
+
+    /* ---- optional extras ---- */
+
+    /* Worker thread, optional. Re-detect what the provider offers (IMAP
+     * capabilities) now, and report it with host->set_profile. The host
+     * calls it when an admin asks (POST /v1/accounts/{id}/probe), before
+     * the next sync of that account. */
+    mp_status (*probe)(mp_account *acct, mp_error *err);
 } mp_driver;
 
 #ifdef __cplusplus
