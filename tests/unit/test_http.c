@@ -301,6 +301,27 @@ char *mpd_api_metrics(mpd *d)
     return mpu_strdup("# TYPE mp_up gauge\nmp_up 1\n");
 }
 
+/* Outbound webhooks (core/webhook): routing only. */
+json_t *mpd_api_webhooks(mpd *d)
+{
+    return json_pack("{s:[]}", "webhooks");
+}
+
+json_t *mpd_api_webhook(mpd *d, const char *name, int *status_r, char **error_r)
+{
+    *status_r = 404;
+    *error_r = mpu_asprintf("no webhook endpoint '%s'", name);
+    return NULL;
+}
+
+json_t *mpd_api_webhook_replay(mpd *d, const char *name, int64_t from, int *status_r,
+                               char **error_r)
+{
+    *status_r = 404;
+    *error_r = mpu_asprintf("no webhook endpoint '%s'", name);
+    return NULL;
+}
+
 /* ---- loop thread ---------------------------------------------------------- */
 
 static pthread_t loop_thread;
@@ -517,15 +538,21 @@ static void assert_json_error(const response *r, long status)
 static size_t stream_ids(const char *text, int64_t *ids, size_t max)
 {
     size_t n = 0;
-    /* Line by line: strstr over a multi-megabyte text per id is quadratic
-     * under ASan's interceptors. */
-    for (const char *line = text; *line != '\0';) {
-        if (strncmp(line, "id: ", 4) == 0) {
+    /* Line by line with bounded scans: strchr/strtoll over a multi-megabyte
+     * text are quadratic under ASan's strict_string_checks, which rescans
+     * the whole rest of the string on every call. */
+    const char *end = text + strlen(text);
+    for (const char *line = text; line < end;) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        size_t len = nl ? (size_t)(nl - line) : (size_t)(end - line);
+        if (len > 4 && memcmp(line, "id: ", 4) == 0) {
+            int64_t v = 0;
+            for (size_t i = 4; i < len && line[i] >= '0' && line[i] <= '9'; i++)
+                v = v * 10 + (line[i] - '0');
             if (n < max)
-                ids[n] = strtoll(line + 4, NULL, 10);
+                ids[n] = v;
             n++;
         }
-        const char *nl = strchr(line, '\n');
         if (nl == NULL)
             break;
         line = nl + 1;
