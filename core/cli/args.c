@@ -11,7 +11,7 @@
 #include "cli.h"
 #include "util/util.h"
 
-enum { OPT_JSON = 256, OPT_AFTER, OPT_TYPES, OPT_ACCOUNTS };
+enum { OPT_JSON = 256, OPT_AFTER, OPT_TYPES, OPT_ACCOUNTS, OPT_FROM };
 
 struct command_spec {
     const char *name;
@@ -43,6 +43,13 @@ static const struct option events_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+static const struct option webhooks_opts[] = {
+    {"from", required_argument, NULL, OPT_FROM},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
 static const struct command_spec commands[] = {
     {"help", MPCTL_CMD_HELP, 0, 1, ":h", plain_opts},
     {"status", MPCTL_CMD_STATUS, 0, 0, ":h", plain_opts},
@@ -55,6 +62,7 @@ static const struct command_spec commands[] = {
     {"backfill", MPCTL_CMD_BACKFILL, 2, 2, ":h", plain_opts},
     {"events", MPCTL_CMD_EVENTS, 0, 0, ":hf", events_opts},
     {"check-config", MPCTL_CMD_CHECK_CONFIG, 0, 1, ":h", plain_opts},
+    {"webhooks", MPCTL_CMD_WEBHOOKS, 0, 2, ":h", webhooks_opts},
 };
 
 static const struct option global_opts[] = {
@@ -85,6 +93,9 @@ const char *mpctl_usage(void)
            "  backfill ACCOUNT FOLDER       queue a backfill step of a folder\n"
            "  events [--follow] [--after N] [--types a,b] [--accounts x,y]\n"
            "                                print events (--follow: keep streaming)\n"
+           "  webhooks                      outbound webhook endpoints and their delivery\n"
+           "  webhooks replay NAME [--from SEQ]\n"
+           "                                deliver NAME's dead letters again\n"
            "  check-config [FILE]           validate a daemon configuration\n"
            "  help                          this text\n"
            "\n"
@@ -159,6 +170,10 @@ static int parse_command(const struct command_spec *spec, int argc, char **argv,
         case OPT_ACCOUNTS:
             a->accounts = optarg;
             break;
+        case OPT_FROM:
+            if (parse_number("--from", optarg, 0, &a->from, error_r) < 0)
+                return -1;
+            break;
         default:
             *error_r = option_error(c, argv);
             return -1;
@@ -177,12 +192,26 @@ static int parse_command(const struct command_spec *spec, int argc, char **argv,
     for (int i = 0; i < n; i++)
         a->pos[i] = argv[optind + i];
     a->n_pos = n;
+    if (spec->command == MPCTL_CMD_WEBHOOKS) {
+        if (n > 0 && strcmp(a->pos[0], "replay") != 0) {
+            *error_r = mpu_asprintf("webhooks: unknown subcommand '%s'", a->pos[0]);
+            return -1;
+        }
+        if (n == 1) {
+            *error_r = mpu_strdup("webhooks replay: missing endpoint name");
+            return -1;
+        }
+        if (n == 0 && a->from >= 0) {
+            *error_r = mpu_strdup("webhooks: --from goes with replay");
+            return -1;
+        }
+    }
     return 0;
 }
 
 int mpctl_args_parse(int argc, char **argv, mpctl_args *args_r, char **error_r)
 {
-    mpctl_args a = {.limit = -1, .after = -1};
+    mpctl_args a = {.limit = -1, .after = -1, .from = -1};
     *error_r = NULL;
     optind = 0;
     opterr = 0;

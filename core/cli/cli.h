@@ -36,6 +36,7 @@ typedef enum mpctl_command {
     MPCTL_CMD_EVENTS,
     MPCTL_CMD_CHECK_CONFIG,
     MPCTL_CMD_PROBE,
+    MPCTL_CMD_WEBHOOKS,
 } mpctl_command;
 
 /* The parsed command line. Strings point into argv (borrowed). */
@@ -58,6 +59,8 @@ typedef struct mpctl_args {
     int64_t after; /* -1 when not given                           */
     const char *types;
     const char *accounts;
+    /* webhooks replay */
+    int64_t from; /* -1 when not given                           */
 } mpctl_args;
 
 /* Parse argv (argv[0] is the program name). `-h`, `--help` and `help`

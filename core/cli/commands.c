@@ -567,6 +567,8 @@ int mpctl_cmd_run(const mpctl_args *args, const mpctl_conn *conn)
         return cmd_probe(args, conn);
     case MPCTL_CMD_EVENTS:
         return mpctl_cmd_events(args, conn);
+    case MPCTL_CMD_WEBHOOKS:
+        return mpctl_cmd_webhooks(args, conn);
     default:
         fputs(mpctl_usage(), stderr);
         return MPCTL_EXIT_USAGE;

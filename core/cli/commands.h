@@ -22,6 +22,9 @@ int mpctl_cmd_check_config(const mpctl_args *args);
 /* Every command that talks to the daemon. */
 int mpctl_cmd_run(const mpctl_args *args, const mpctl_conn *conn);
 
+/* webhooks [replay NAME [--from SEQ]] (webhooks.c). */
+int mpctl_cmd_webhooks(const mpctl_args *args, const mpctl_conn *conn);
+
 /* events (events.c). */
 int mpctl_cmd_events(const mpctl_args *args, const mpctl_conn *conn);
 

@@ -91,6 +91,27 @@ typedef enum mp_backfill_mode {
     MP_BACKFILL_FROM_NOW_ON = 2,
 } mp_backfill_mode;
 
+/* One outbound webhook endpoint (mailpulsed.conf `webhooks` list). The
+ * secret is not read by mp_settings_load (mailpulsectl loads the settings
+ * too, often as a user who may not read secrets): key is NULL until
+ * mpc_webhooks_read_secrets() fills it. */
+typedef struct mp_webhook_conf {
+    char *name;            /* default "webhook-N" (N: 1-based position)      */
+    char *url;             /* http:// or https://                            */
+    char *secret_file;
+    char *where;           /* "file:line" of the entry, for messages         */
+    uint8_t *key;          /* HMAC key: the file's bytes, or the base64-decoded
+                              rest after "whsec_"; one trailing newline dropped */
+    size_t key_len;
+    char **events;         /* NULL-terminated filters; NULL: everything      */
+    char **accounts;
+    char **folders;
+    uint32_t max_attempts; /* 10: attempts before an event is dead-lettered  */
+    uint32_t timeout;      /* 10: seconds per attempt                        */
+    uint32_t retry_initial; /* 5: seconds before the first retry (doubling)  */
+    uint32_t retry_max;    /* 600: cap of the retry delay in seconds         */
+} mp_webhook_conf;
+
 typedef struct mp_settings {
     char *source;      /* file path, or "<embedded default>"               */
     char *state_dir;   /* default "/var/lib/mailpulse"                     */
@@ -113,7 +134,13 @@ typedef struct mp_settings {
     struct {
         uint32_t retention_days;    /* 30                                   */
         uint32_t prefetch_count;    /* 30                                   */
+        uint32_t prefetch_interval; /* seconds between warming runs, 60     */
+        uint32_t prefetch_per_run;  /* bodies per account per run, 20       */
+        uint32_t prefetch_queue_max; /* warm queue bound, 10000             */
     } cache;
+    struct {
+        int clock_control;          /* false: POST /v1/debug/clock (tests)  */
+    } debug;
     struct {
         mp_backfill_mode mode;      /* progressive                          */
         uint32_t bootstrap_max;     /* 1500                                 */
@@ -129,7 +156,11 @@ typedef struct mp_settings {
         uint32_t reconcile_interval;   /* 900: poll cadence when push is live */
         uint32_t folder_list_interval; /* 3600: re-list folders             */
         uint32_t max_backoff;          /* 1800: cap of failure backoff      */
+        uint32_t push_silence_hours;   /* 6: no push for this long on a push
+                                          account: flag it, resync (0: off) */
     } schedule;
+    mp_webhook_conf *webhooks;      /* outbound webhooks, in config order   */
+    size_t n_webhooks;
 } mp_settings;
 
 /* Load settings from `path`, or from the embedded default when path is
@@ -138,6 +169,21 @@ int mp_settings_load(const char *path, mp_settings **settings_r, mpc_errors *err
 void mp_settings_free(mp_settings **settings);
 /* The embedded default configuration text (documented defaults). */
 const char *mp_settings_default_text(void);
+
+/* ---- outbound webhooks (webhooks.c) ---- */
+
+/* Event types a webhook `events` filter may name (NULL-terminated). */
+extern const char *const mpc_event_types[];
+/* Read every endpoint's secret_file (owner-only, mpu_read_file secret=1)
+ * into its key. Errors name the entry's file:line, never the secret.
+ * Returns the number of errors added. */
+size_t mpc_webhooks_read_secrets(mp_settings *s, mpc_errors *errs);
+/* The HMAC key of a secret file's content: one trailing "\n" or "\r\n"
+ * dropped, then "whsec_<base64>" decodes to the bytes (Standard Webhooks),
+ * anything else is used as is. Returns 0, or -1 (empty key, bad base64)
+ * with *error_r set. *key_r is allocated. */
+int mpc_webhook_key(const char *text, size_t len, uint8_t **key_r, size_t *key_len_r,
+                    char **error_r);
 
 /* ---- driver instances (plugins.d/NAME.yaml) ---- */
 

@@ -28,6 +28,11 @@ const char *mpc_type_name(mpc_type type);
 /* Nonzero when `name` is in the NULL-terminated list (which may be NULL). */
 int mpc_name_in(const char *name, const char *const *list);
 
+/* webhooks.c: parse the `webhooks` list into s (errors added, count
+ * returned); free it. */
+size_t mpc__webhooks_fill(const mpc_node *root, mp_settings *s, mpc_errors *errs);
+void mpc__webhooks_free(mp_settings *s);
+
 /* Adds "file:line: message" (the "line" part left out when line <= 0, the
  * whole prefix when file is NULL). */
 void mpc_error_addv(mpc_errors *errs, const char *file, int line,

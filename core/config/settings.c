@@ -34,6 +34,12 @@ static const char default_text[] =
     "cache = {\n"
     "  retention_days = 30;\n"
     "  prefetch_count = 30;\n"
+    "  prefetch_interval = 60;\n"
+    "  prefetch_per_run = 20;\n"
+    "  prefetch_queue_max = 10000;\n"
+    "};\n"
+    "debug = {\n"
+    "  clock_control = false;\n"
     "};\n"
     "backfill = {\n"
     "  mode = \"progressive\";\n"
@@ -50,6 +56,7 @@ static const char default_text[] =
     "  reconcile_interval = 900;\n"
     "  folder_list_interval = 3600;\n"
     "  max_backoff = 1800;\n"
+    "  push_silence_hours = 6;\n"
     "};\n";
 
 static const mp_config_key top_keys[] = {
@@ -80,6 +87,14 @@ static const mp_config_key sync_keys[] = {
 static const mp_config_key cache_keys[] = {
     {"retention_days", MP_CFG_INT, "30", 0, "days cached bodies are kept"},
     {"prefetch_count", MP_CFG_INT, "30", 0, "newest bodies prefetched per folder"},
+    {"prefetch_interval", MP_CFG_INT, "60", 0, "seconds between cache warming runs"},
+    {"prefetch_per_run", MP_CFG_INT, "20", 0, "bodies warmed per account and run"},
+    {"prefetch_queue_max", MP_CFG_INT, "10000", 0, "bound of the warm queue"},
+    {0},
+};
+
+static const mp_config_key debug_keys[] = {
+    {"clock_control", MP_CFG_BOOL, "false", 0, "allow POST /v1/debug/clock (tests only)"},
     {0},
 };
 
@@ -100,6 +115,7 @@ static const mp_config_key schedule_keys[] = {
     {"reconcile_interval", MP_CFG_INT, "900", 0, "seconds"},
     {"folder_list_interval", MP_CFG_INT, "3600", 0, "seconds"},
     {"max_backoff", MP_CFG_INT, "1800", 0, "seconds"},
+    {"push_silence_hours", MP_CFG_INT, "6", 0, "hours without a push before a full resync (0: never)"},
     {0},
 };
 
@@ -109,11 +125,12 @@ static const struct {
 } groups[] = {
     {"http", http_keys},         {"sync", sync_keys},         {"cache", cache_keys},
     {"backfill", backfill_keys}, {"schedule", schedule_keys},
+    {"debug", debug_keys},
 };
 #define N_GROUPS (sizeof groups / sizeof groups[0])
 
 static const char *const group_names[] = {"http", "sync", "cache", "backfill",
-                                          "schedule", NULL};
+                                          "schedule", "debug", "webhooks", NULL};
 
 const char *mp_settings_default_text(void)
 {
@@ -133,6 +150,7 @@ void mp_settings_free(mp_settings **settings)
     free(s->http.listen);
     free(s->http.socket);
     free(s->http.token_file);
+    mpc__webhooks_free(s);
     free(s);
     *settings = NULL;
 }
@@ -285,6 +303,13 @@ static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs
                  errs);
     n += get_u32(cache, "cache", "prefetch_count", 0, 100000, &s->cache.prefetch_count,
                  errs);
+    n += get_u32(cache, "cache", "prefetch_interval", 1, 86400, &s->cache.prefetch_interval,
+                 errs);
+    n += get_u32(cache, "cache", "prefetch_per_run", 0, 100000, &s->cache.prefetch_per_run,
+                 errs);
+    n += get_u32(cache, "cache", "prefetch_queue_max", 1, 10000000,
+                 &s->cache.prefetch_queue_max, errs);
+    s->debug.clock_control = mpc_bool(mpc_get(root, "debug"), "clock_control");
 
     const mpc_node *mode = mpc_get(bf, "mode");
     if (strcmp(mode->str, "progressive") == 0)
@@ -319,6 +344,8 @@ static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs
     n += get_u32(sch, "schedule", "folder_list_interval", 1, big,
                  &s->schedule.folder_list_interval, errs);
     n += get_u32(sch, "schedule", "max_backoff", 1, big, &s->schedule.max_backoff, errs);
+    n += get_u32(sch, "schedule", "push_silence_hours", 0, 24 * 365,
+                 &s->schedule.push_silence_hours, errs);
     return n;
 }
 
@@ -338,6 +365,7 @@ int mp_settings_load(const char *path, mp_settings **settings_r, mpc_errors *err
     s->source = mpu_strdup(path != NULL ? path : EMBEDDED_NAME);
     size_t n = fill_top(root, s, errs);
     n += fill_groups(root, s, errs);
+    n += mpc__webhooks_fill(root, s, errs);
     mpc_free(&root);
     if (n > 0) {
         mp_settings_free(&s);

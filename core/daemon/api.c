@@ -6,26 +6,15 @@
 #include <string.h>
 
 #include "daemon/daemon.h"
+#include "webhook/webhook.h"
+#include "daemon/prefetch.h"
 #include "host/host_private.h"
 #include "util/log.h"
+#include "util/json.h"
 #include "util/util.h"
 
 static const char *const role_names[] = {"",     "inbox",   "sent",    "drafts", "junk",
                                          "trash", "archive", "all",     "flagged"};
-
-static json_t *time_or_null(int64_t ms)
-{
-    if (ms <= 0)
-        return json_null();
-    char buf[40];
-    mpu_time_rfc3339(ms, buf, sizeof buf);
-    return json_string(buf);
-}
-
-static json_t *str_or_null(const char *s)
-{
-    return s != NULL ? json_string(s) : json_null();
-}
 
 static void fail(int *status_r, char **error_r, int status, const char *fmt, ...)
     MP_PRINTF(4, 5);
@@ -56,9 +45,35 @@ static json_t *sched_json(mpd *d, const char *account, mpj_kind kind)
     return json_pack("{s:b, s:b, s:I, s:I, s:I, s:o, s:o, s:I}", "running", info.running,
                      "rerun", info.rerun, "runs", (json_int_t)info.runs, "triggers",
                      (json_int_t)info.triggers, "failures", (json_int_t)info.failures,
-                     "next_due", time_or_null(info.next_due_ms), "last_run",
-                     time_or_null(info.last_run_ms), "last_duration_ms",
+                     "next_due", mpu_json_time(info.next_due_ms), "last_run",
+                     mpu_json_time(info.last_run_ms), "last_duration_ms",
                      (json_int_t)info.last_duration_ms);
+}
+
+/* Body cache and warmer: {"queue","dropped","bodies","bytes","hits","misses",
+ * "hit_ratio" (null before the first read),"prefetch":{"runs","fetched",
+ * "failed","skipped"}}. */
+static json_t *cache_json(mpd *d)
+{
+    mpd_prefetch_stats pf;
+    mpd_prefetch_stats_get(d, &pf);
+    mps_stats ss;
+    char *error = NULL;
+    if (mps_stats_get(d->store, &ss, &error) < 0) {
+        free(error);
+        memset(&ss, 0, sizeof ss);
+    }
+    unsigned long long hits = atomic_load(&d->m_fetch_hits);
+    unsigned long long misses = atomic_load(&d->m_fetch_misses);
+    json_t *ratio = hits + misses > 0 ? json_real((double)hits / (double)(hits + misses))
+                                      : json_null();
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I}}", "queue",
+                     (json_int_t)pf.queued, "dropped", (json_int_t)pf.dropped, "bodies",
+                     (json_int_t)ss.bodies, "bytes", (json_int_t)ss.body_bytes, "hits",
+                     (json_int_t)hits, "misses", (json_int_t)misses, "hit_ratio", ratio,
+                     "prefetch", "runs", (json_int_t)pf.runs, "fetched",
+                     (json_int_t)pf.fetched, "failed", (json_int_t)pf.failed, "skipped",
+                     (json_int_t)pf.skipped);
 }
 
 json_t *mpd_api_status(mpd *d)
@@ -74,7 +89,7 @@ json_t *mpd_api_status(mpd *d)
         json_array_append_new(
             drivers, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I}", "name",
                                inst->driver_name, "instance", inst->name, "file", inst->file,
-                               "status", inst->status, "error", str_or_null(inst->error),
+                               "status", inst->status, "error", mpu_json_str(inst->error),
                                "abi", abi, "accounts", (json_int_t)inst->n_accounts));
     }
     mpj_stats st;
@@ -86,12 +101,15 @@ json_t *mpd_api_status(mpd *d)
                               "jobs_run", (json_int_t)st.jobs_run, "jobs_failed",
                               (json_int_t)st.jobs_failed, "triggers_coalesced",
                               (json_int_t)st.triggers_coalesced);
-    return json_pack("{s:s, s:I, s:s, s:s, s:o, s:I, s:o, s:{s:I}}", "version", MP_VERSION,
-                     "uptime_s", (json_int_t)((mpu_now_ms() - d->started_ms) / 1000),
-                     "state_dir", d->settings->state_dir, "config",
-                     d->config_path ? d->config_path : "<embedded default>", "drivers",
-                     drivers, "accounts", (json_int_t)accounts, "scheduler", sched, "events",
-                     "last_seq", (json_int_t)mpd_api_last_seq(d));
+    json_t *o = json_pack(
+        "{s:s, s:I, s:s, s:s, s:o, s:I, s:o, s:{s:I}}", "version", MP_VERSION, "uptime_s",
+        (json_int_t)((mpu_now_ms() - d->started_ms) / 1000), "state_dir",
+        d->settings->state_dir, "config",
+        d->config_path ? d->config_path : "<embedded default>", "drivers", drivers,
+        "accounts", (json_int_t)accounts, "scheduler", sched, "events", "last_seq",
+        (json_int_t)mpd_api_last_seq(d));
+    json_object_set_new(o, "cache", cache_json(d));
+    return o;
 }
 
 /* ---- accounts ---- */
@@ -126,10 +144,10 @@ static json_t *account_summary(mpd *d, struct mp_account *a)
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:o, s:o}", "id", a->id,
                           "instance", a->inst->name, "driver", a->inst->driver_name, "status",
                           row.status ? row.status : "pending", "last_error",
-                          str_or_null(row.last_error), "push_state",
-                          str_or_null(row.push_state), "folders", folders, "messages",
-                          messages, "last_sync", time_or_null(row.last_sync_ms), "last_push",
-                          time_or_null(row.last_push_ms));
+                          mpu_json_str(row.last_error), "push_state",
+                          mpu_json_str(row.push_state), "folders", folders, "messages",
+                          messages, "last_sync", mpu_json_time(row.last_sync_ms), "last_push",
+                          mpu_json_time(row.last_push_ms));
     mps_account_row_clear(&row);
     return o;
 }
@@ -163,7 +181,7 @@ static json_t *backfill_json(mpd *d, const mps_folder *f)
                                                             : json_integer((json_int_t)cap);
     return json_pack("{s:s, s:I, s:o, s:o, s:b}", "status", status, "loaded",
                      (json_int_t)f->synced_count, "target", target, "position",
-                     str_or_null(f->backfill_pos), "requested", f->backfill_requested);
+                     mpu_json_str(f->backfill_pos), "requested", f->backfill_requested);
 }
 
 json_t *mpd_api_account(mpd *d, const char *id, int *status_r, char **error_r)
@@ -189,10 +207,10 @@ json_t *mpd_api_account(mpd *d, const char *id, int *status_r, char **error_r)
     error = NULL;
     if (mps_subscription_get(d->store, id, &s, &error) == 0) {
         json_decref(sub);
-        sub = json_pack("{s:o, s:I, s:o, s:o, s:o}", "provider_id", str_or_null(s.provider_id),
+        sub = json_pack("{s:o, s:I, s:o, s:o, s:o}", "provider_id", mpu_json_str(s.provider_id),
                         "expires_at", (json_int_t)s.expires_at, "cursor_hint",
-                        str_or_null(s.cursor_hint), "renewed", time_or_null(s.renewed_ms),
-                        "last_notification", time_or_null(s.last_notification_ms));
+                        mpu_json_str(s.cursor_hint), "renewed", mpu_json_time(s.renewed_ms),
+                        "last_notification", mpu_json_time(s.last_notification_ms));
         mps_subscription_clear(&s);
     } else {
         free(error);
@@ -212,9 +230,9 @@ json_t *mpd_api_account(mpd *d, const char *id, int *status_r, char **error_r)
                           f->name, "role", role ? json_string(role_names[role]) : json_null(),
                           "messages", (json_int_t)f->messages, "bodies",
                           (json_int_t)f->bodies, "bootstrapped", f->bootstrapped, "cursor",
-                          str_or_null(f->cursor), "backfill", backfill_json(d, f), "resets",
-                          (json_int_t)f->resets, "last_sync", time_or_null(f->last_sync_ms),
-                          "last_error", str_or_null(f->last_error)));
+                          mpu_json_str(f->cursor), "backfill", backfill_json(d, f), "resets",
+                          (json_int_t)f->resets, "last_sync", mpu_json_time(f->last_sync_ms),
+                          "last_error", mpu_json_str(f->last_error)));
         }
         mps_folders_free(&list, n);
     } else {
@@ -223,12 +241,22 @@ json_t *mpd_api_account(mpd *d, const char *id, int *status_r, char **error_r)
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:b, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
         id, "instance", a->inst->name, "driver", a->inst->driver_name, "status",
-        row.status ? row.status : "pending", "last_error", str_or_null(row.last_error),
-        "push_state", str_or_null(row.push_state), "profile", profile, "poll_interval_s",
-        (json_int_t)a->poll_interval_s, "push_live", a->push_live, "last_sync",
-        time_or_null(row.last_sync_ms), "last_push", time_or_null(row.last_push_ms), "sync",
+        row.status ? row.status : "pending", "last_error", mpu_json_str(row.last_error),
+        "push_state", mpu_json_str(row.push_state), "profile", profile, "poll_interval_s",
+        (json_int_t)a->poll_interval_s, "push_live", (int)a->push_live, "last_sync",
+        mpu_json_time(row.last_sync_ms), "last_push", mpu_json_time(row.last_push_ms), "sync",
         sched_json(d, id, MPJ_SYNC), "backfill", sched_json(d, id, MPJ_BACKFILL),
         "subscription", sub, "folders", folders);
+    /* The safety net under push, visible: the effective poll cadence (the
+     * reconciliation sweep while push is live) and the silence flag. */
+    uint32_t every = a->poll_interval_s;
+    if (a->push_live && d->settings->schedule.reconcile_interval > every)
+        every = d->settings->schedule.reconcile_interval;
+    json_object_set_new(o, "sync_interval_s", json_integer(every));
+    json_object_set_new(o, "reconciling", json_boolean(a->push_live));
+    json_object_set_new(o, "push_silent", json_boolean(a->push_silent));
+    json_object_set_new(o, "push_silent_since",
+                        a->push_silent ? mpu_json_time(a->push_silent_since_ms) : json_null());
     mps_account_row_clear(&row);
     return o;
 }
@@ -254,14 +282,14 @@ static json_t *flags_json(const char *flags)
 
 static json_t *message_json(const mps_message *m)
 {
-    json_t *date = m->date > 0 ? time_or_null(m->date * 1000) : json_null();
+    json_t *date = m->date > 0 ? mpu_json_time(m->date * 1000) : json_null();
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:b}", "id", m->id,
         "account", m->account, "folder", m->folder ? m->folder : "", "uid",
-        m->uid ? json_integer(m->uid) : json_null(), "message_id", str_or_null(m->message_id),
-        "subject", str_or_null(m->subject), "from", str_or_null(m->from), "to",
-        str_or_null(m->to), "date", date, "size", (json_int_t)m->size, "flags",
-        flags_json(m->flags), "thread_id", str_or_null(m->thread_id), "cached", m->has_body);
+        m->uid ? json_integer(m->uid) : json_null(), "message_id", mpu_json_str(m->message_id),
+        "subject", mpu_json_str(m->subject), "from", mpu_json_str(m->from), "to",
+        mpu_json_str(m->to), "date", date, "size", (json_int_t)m->size, "flags",
+        flags_json(m->flags), "thread_id", mpu_json_str(m->thread_id), "cached", m->has_body);
     /* A subject that is not valid UTF-8 makes json_pack fail; fall back to
      * the pointer fields rather than dropping the message. */
     if (o == NULL)
@@ -290,6 +318,8 @@ json_t *mpd_api_messages(mpd *d, const char *account, const char *folder,
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, message_json(&list[i]));
+    /* What a reader just saw is what they open next: warm it. */
+    mpd_prefetch_listed(d, list, n);
     json_t *next = n == limit && n > 0 ? json_string(list[n - 1].id) : json_null();
     mps_messages_free(&list, n);
     return json_pack("{s:o, s:o}", "messages", arr, "next_before", next);
@@ -328,42 +358,9 @@ typedef struct raw_job {
 static void raw_work(void *arg)
 {
     raw_job *r = arg;
-    struct mp_account *a = mpd_account_get(r->d, r->msg.account);
-    if (a == NULL || !a->open) {
-        r->status = 503;
-        r->error = mpu_asprintf("account '%s' is not active", r->msg.account);
-        mpd_account_unref(a);
-        return;
-    }
-    mp_message_ref ref = {r->msg.folder, r->msg.provider_id,
-                          r->msg.ref ? r->msg.ref : r->msg.provider_id, r->msg.uid};
-    mp_error err;
-    memset(&err, 0, sizeof err);
-    /* The contract allows one fetch at a time per account. */
-    pthread_mutex_lock(&a->fetch_lock);
-    mp_status st = a->inst->desc->fetch(a, &ref, &r->raw, &err);
-    pthread_mutex_unlock(&a->fetch_lock);
-    mphost_call_arena_free();
-    if (st == MP_OK && r->raw.data != NULL) {
-        r->status = 200;
-        mps_store *s = mpd_store(r->d);
-        mpd_knobs k = mpd_knobs_get(r->d);
-        char *error = NULL;
-        int64_t expires = k.retention_ms > 0 ? mpu_now_ms() + k.retention_ms : 0;
-        if (s != NULL &&
-            mps_body_put(s, r->msg.id, r->raw.data, r->raw.len, expires, &error) < 0) {
-            mpu_warn(a->id, "cannot cache body of %s: %s", r->msg.id, error);
-            free(error);
-        }
-    } else if (st == MP_SKIP) {
-        r->status = 404;
-        r->error = mpu_asprintf("message %s no longer exists at the provider", r->msg.id);
-    } else {
+    r->status = mpd_fetch_body(r->d, &r->msg, &r->raw, &r->error);
+    if (r->status == 502)
         atomic_fetch_add(&r->d->m_fetch_errors, 1);
-        r->status = 502;
-        r->error = mpu_asprintf("fetch failed: %s", err.text[0] ? err.text : "driver error");
-    }
-    mpd_account_unref(a);
 }
 
 static void raw_done(void *arg)
@@ -546,31 +543,66 @@ json_t *mpd_api_events(mpd *d, int64_t after, size_t limit, const char *const *t
         free(error);
         return arr;
     }
-    for (size_t i = 0; i < n; i++) {
-        mps_event *e = &list[i];
-        json_t *o = NULL;
-        if (e->data_json != NULL)
-            o = json_loads(e->data_json, 0, NULL);
-        if (o == NULL || !json_is_object(o)) {
-            json_decref(o);
-            o = json_object();
-        }
-        char t[40];
-        mpu_time_rfc3339(e->time_ms, t, sizeof t);
-        json_object_set_new(o, "seq", json_integer(e->seq));
-        json_object_set_new(o, "type", json_string(e->type));
-        json_object_set_new(o, "account", json_string(e->account));
-        json_object_set_new(o, "folder", str_or_null(e->folder));
-        json_object_set_new(o, "message", str_or_null(e->message));
-        json_object_set_new(o, "time", json_string(t));
-        json_object_set_new(o, "idempotency_key", json_string(e->idem_key));
-        json_array_append_new(arr, o);
-    }
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, mpd_api_event_json(&list[i]));
     mps_events_free(&list, n);
     return arr;
 }
 
+json_t *mpd_api_event_json(const mps_event *e)
+{
+    json_t *o = NULL;
+    if (e->data_json != NULL)
+        o = json_loads(e->data_json, 0, NULL);
+    if (o == NULL || !json_is_object(o)) {
+        json_decref(o);
+        o = json_object();
+    }
+    char t[40];
+    mpu_time_rfc3339(e->time_ms, t, sizeof t);
+    json_object_set_new(o, "seq", json_integer(e->seq));
+    json_object_set_new(o, "type", json_string(e->type));
+    json_object_set_new(o, "account", json_string(e->account));
+    json_object_set_new(o, "folder", mpu_json_str(e->folder));
+    json_object_set_new(o, "message", mpu_json_str(e->message));
+    json_object_set_new(o, "time", json_string(t));
+    json_object_set_new(o, "idempotency_key", json_string(e->idem_key));
+    return o;
+}
+
 char *mpd_api_metrics(mpd *d)
 {
-    return mpd_metrics_text(d);
+    char *core = mpd_metrics_text(d);
+    char *hooks = mpw_metrics_text(d->webhooks);
+    char *text = mpu_asprintf("%s%s", core != NULL ? core : "", hooks);
+    free(core);
+    free(hooks);
+    return text;
+}
+
+/* ---- outbound webhooks ---- */
+
+json_t *mpd_api_webhooks(mpd *d)
+{
+    return mpw_status_json(d->webhooks);
+}
+
+json_t *mpd_api_webhook(mpd *d, const char *name, int *status_r, char **error_r)
+{
+    json_t *o = mpw_endpoint_json(d->webhooks, name);
+    if (o == NULL)
+        fail(status_r, error_r, 404, "no webhook endpoint '%s'", name);
+    return o;
+}
+
+json_t *mpd_api_webhook_replay(mpd *d, const char *name, int64_t from, int *status_r,
+                               char **error_r)
+{
+    int64_t count = 0;
+    int status = mpw_replay(d->webhooks, name, from, &count, error_r);
+    if (status != 202) {
+        *status_r = status;
+        return NULL;
+    }
+    return json_pack("{s:s, s:I}", "endpoint", name, "queued", (json_int_t)count);
 }

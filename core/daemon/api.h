@@ -21,7 +21,9 @@ typedef struct mpd mpd;
 /* {"status":"ok","version":...,"uptime_s":...} */
 json_t *mpd_api_health(mpd *d);
 /* {"version","uptime_s","state_dir","drivers":[{name,instance,file,status,
- *  error,abi}],"accounts":N,"scheduler":{...},"events":{"last_seq":N}} */
+ *  error,abi}],"accounts":N,"scheduler":{...},"events":{"last_seq":N},
+ *  "cache":{"queue","dropped","bodies","bytes","hits","misses","hit_ratio",
+ *           "prefetch":{"runs","fetched","failed","skipped"}}} */
 json_t *mpd_api_status(mpd *d);
 /* [{"id","instance","driver","status","last_error","push_state",
  *   "folders":N,"messages":N,"last_sync":RFC3339|null}] */
@@ -72,6 +74,9 @@ void mpd_api_push(mpd *d, const char *instance, const char *subpath,
 json_t *mpd_api_events(mpd *d, int64_t after, size_t limit,
                        const char *const *types, const char *const *accounts);
 int64_t mpd_api_last_seq(mpd *d);
+/* One outbox event as mpd_api_events() shows it (any thread). */
+struct mps_event;
+json_t *mpd_api_event_json(const struct mps_event *e);
 
 /* Called on the loop thread whenever events were committed, with the
  * highest seq known. Returns a handle for mpd_events_unwatch. */
@@ -81,5 +86,25 @@ void mpd_events_unwatch(mpd *d, void *handle);
 
 /* Prometheus text exposition (allocated). */
 char *mpd_api_metrics(mpd *d);
+
+/* POST /v1/debug/clock, body {"offset_ms": N}: shift the daemon's wall
+ * clock by N ms from real time (mpu_clock_set_offset_ms; 0 undoes it) so
+ * tests can expire cached bodies. Only when debug.clock_control is set;
+ * 404 otherwise, 400 for a bad body. Returns {"offset_ms","now"}. */
+json_t *mpd_api_debug_clock(mpd *d, const uint8_t *body, size_t len, int *status_r,
+                            char **error_r);
+
+/* ---- outbound webhooks (core/webhook) ---- */
+
+/* Served from d->webhooks, which main.c starts after the scheduler and
+ * stops before it. */
+/* {"webhooks":[endpoint...]} (see core/webhook/webhook.h). */
+json_t *mpd_api_webhooks(mpd *d);
+/* One endpoint with its dead letters; 404 when unknown. */
+json_t *mpd_api_webhook(mpd *d, const char *name, int *status_r, char **error_r);
+/* Queue the endpoint's dead letters with seq >= from for delivery:
+ * {"endpoint","queued":N}; 404 unknown endpoint. */
+json_t *mpd_api_webhook_replay(mpd *d, const char *name, int64_t from, int *status_r,
+                               char **error_r);
 
 #endif

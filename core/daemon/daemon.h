@@ -38,6 +38,7 @@
 
 typedef struct mpd mpd;
 struct mph_server;
+struct mpw_service;
 struct mp_hostobj;
 
 /* Settings a job needs, copied at job start so a reload never changes them
@@ -53,6 +54,9 @@ typedef struct mpd_knobs {
     int64_t retention_ms;
     uint32_t folder_list_interval_s;
     uint32_t ingest_batch_size;
+    uint32_t prefetch_per_run;   /* bodies per account per warming run    */
+    uint32_t prefetch_queue_max;
+    uint32_t push_silence_hours;
 } mpd_knobs;
 
 struct mp_instance {
@@ -86,7 +90,11 @@ struct mp_account {
     char **folders_allowed;   /* NULL: all folders                             */
     size_t n_folders_allowed;
     uint32_t poll_interval_s;
-    int push_live;            /* push reported working: poll = reconcile      */
+    atomic_int push_live;     /* push reported working: poll = reconcile      */
+    _Atomic int64_t push_live_since_ms; /* when push last became live       */
+    _Atomic int64_t last_push_ms;  /* last push notification (any kind)    */
+    atomic_int push_silent;   /* flagged: no push for push_silence_hours      */
+    _Atomic int64_t push_silent_since_ms;
     int push_started;         /* stream push started (loop thread)             */
     atomic_int stopped;       /* REAUTH / FATAL: parked until reload or API sync */
     atomic_int removed;       /* dropped from the registry                     */
@@ -109,6 +117,7 @@ struct mpd {
     mps_store *store;         /* the loop thread's connection                  */
     mpj_sched *sched;
     struct mph_server *http;
+    struct mpw_service *webhooks; /* outbound webhook delivery (core/webhook) */
     char *token;
     int64_t started_ms;
 
@@ -121,13 +130,14 @@ struct mpd {
     _Atomic int64_t last_seq;
     struct mpd_watcher *watchers;
     struct mp_hostobj *global_objs; /* timers/watches without an account     */
+    struct mpd_prefetch *prefetch;  /* body-cache warming (prefetch.h)       */
 
     struct event *sig_hup, *sig_term, *sig_int;
 
     /* Counters for /metrics. */
     atomic_ullong m_sync_runs, m_sync_failures, m_backfill_runs, m_changes,
         m_push_accepted, m_push_rejected, m_fetch_hits, m_fetch_misses,
-        m_fetch_errors, m_folder_resets;
+        m_fetch_errors, m_folder_resets, m_reconcile_runs, m_push_silences;
 };
 
 /* ---- lifecycle (main.c) ---- */
@@ -147,6 +157,8 @@ struct mp_account *mpd_account_peek(mpd *d, const char *id);
 mp_instance *mpd_instance_peek(mpd *d, const char *name);
 void mpd_account_set_push_live(struct mp_account *acct, int live);
 void mpd_account_apply_intervals(struct mp_account *acct);
+/* A push notification (webhook hint or stream event) arrived: any thread. */
+void mpd_account_note_push(struct mp_account *acct);
 
 /* ---- store access (store_tls.c) ---- */
 

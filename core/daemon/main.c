@@ -13,11 +13,14 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "daemon/api.h"
 #include "daemon/daemon.h"
+#include "daemon/prefetch.h"
 #include "host/host_private.h"
 #include "http/http.h"
 #include "util/log.h"
 #include "util/util.h"
+#include "webhook/webhook.h"
 
 static void usage(FILE *out)
 {
@@ -53,6 +56,7 @@ static int check_config(const char *path)
         mpc_errors_free(&errs);
         return 1;
     }
+    mpc_webhooks_read_secrets(s, &errs);
     mpc_instance_conf **list = NULL;
     size_t n = 0, accounts = 0;
     mpc_plugins_load(s->plugins_dir, &list, &n, &errs);
@@ -198,6 +202,7 @@ int mpd_reload(mpd *d)
     size_t n = 0;
     mpu_info("core", "reloading configuration");
     if (mp_settings_load(d->config_path, &s, &errs) < 0 ||
+        mpc_webhooks_read_secrets(s, &errs) > 0 ||
         load_plugins(s, &list, &n, &errs) != 0 || errs.n > 0) {
         for (size_t i = 0; i < errs.n; i++)
             mpu_error("config", "%s", errs.msgs[i]);
@@ -238,6 +243,8 @@ int mpd_reload(mpd *d)
     pthread_mutex_unlock(&d->knobs_lock);
     mpd_registry_apply(d, list, n);
     free(list);
+    if (d->webhooks != NULL)
+        mpw_apply(d->webhooks, s);
     mpu_info("core", "configuration reloaded");
     return 0;
 }
@@ -258,9 +265,11 @@ static int run(const char *config_path)
 {
     mpc_errors errs = {0};
     mp_settings *settings = NULL;
-    if (mp_settings_load(config_path, &settings, &errs) < 0) {
+    if (mp_settings_load(config_path, &settings, &errs) < 0 ||
+        mpc_webhooks_read_secrets(settings, &errs) > 0) {
         print_errors(&errs);
         mpc_errors_free(&errs);
+        mp_settings_free(&settings);
         return 1;
     }
     apply_log_level(settings, log_override);
@@ -302,6 +311,8 @@ static int run(const char *config_path)
                      mpd_job_done, d};
     d->sched = mpj_new(d->base, &jc);
     mpd_maintenance_start(d);
+    mpd_prefetch_start(d);
+    d->webhooks = mpw_start(d, settings);
 
     mph_config hc = {settings->http.listen, settings->http.socket, d->token,
                      settings->http.max_body, 15000};
@@ -354,8 +365,11 @@ static int run(const char *config_path)
     rc = 0;
 
 out:
+    mpd_prefetch_stop(d);
     mph_stop(&d->http);
+    mpw_stop(&d->webhooks);
     mpj_free(&d->sched);
+    mpd_prefetch_free(d);
     if (d->base != NULL) {
         /* Account closes deferred by workers run now, on this thread. */
         event_base_loop(d->base, EVLOOP_NONBLOCK);

@@ -113,8 +113,11 @@ static void bootstrap_sweep(void *arg)
 void mpd_maintenance_start(mpd *d)
 {
     const mp_settings *s = d->settings;
-    mpj_periodic(d->sched, "cache-cleanup", s->schedule.cache_cleanup_interval * 1000u,
-                 60000u, cache_cleanup, d);
+    /* The first cleanup a minute after start, or sooner when the interval
+     * is shorter (tests). */
+    uint32_t cleanup_ms = s->schedule.cache_cleanup_interval * 1000u;
+    mpj_periodic(d->sched, "cache-cleanup", cleanup_ms,
+                 cleanup_ms < 60000u ? cleanup_ms : 60000u, cache_cleanup, d);
     mpj_periodic(d->sched, "push-renewal", s->schedule.push_renew_interval * 1000u,
                  s->schedule.push_renew_interval * 1000u, push_renewal, d);
     mpj_periodic(d->sched, "bootstrap-sweep", s->schedule.bootstrap_interval * 1000u,

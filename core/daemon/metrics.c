@@ -1,5 +1,6 @@
 /* Prometheus text exposition of the daemon's counters and gauges. */
 #include "daemon/daemon.h"
+#include "daemon/prefetch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,30 @@ static void label_escape(const char *in, char *out, size_t size)
     out[o] = '\0';
 }
 
+/* The body cache's hit ratio and the warmer's queue and counters. */
+static void cache_metrics(textbuf *b, mpd *d)
+{
+    unsigned long long hits = atomic_load(&d->m_fetch_hits);
+    unsigned long long misses = atomic_load(&d->m_fetch_misses);
+    put(b, "# HELP mailpulse_body_cache_hit_ratio Raw reads served from cache / all raw "
+           "reads (0 before the first).\n# TYPE mailpulse_body_cache_hit_ratio gauge\n"
+           "mailpulse_body_cache_hit_ratio %.6f\n",
+        hits + misses > 0 ? (double)hits / (double)(hits + misses) : 0.0);
+    mpd_prefetch_stats pf;
+    mpd_prefetch_stats_get(d, &pf);
+    metric(b, "mailpulse_prefetch_queue", "gauge", "Bodies waiting to be warmed.",
+           pf.queued);
+    metric(b, "mailpulse_prefetch_dropped_total", "counter",
+           "Warm queue entries dropped because the queue was full.", pf.dropped);
+    metric(b, "mailpulse_prefetch_runs_total", "counter", "Cache warming runs.", pf.runs);
+    metric(b, "mailpulse_prefetch_fetched_total", "counter",
+           "Bodies fetched into the cache by the warmer.", pf.fetched);
+    metric(b, "mailpulse_prefetch_failed_total", "counter",
+           "Warming fetches that failed (read on demand instead).", pf.failed);
+    metric(b, "mailpulse_prefetch_skipped_total", "counter",
+           "Queued bodies not fetched: already cached, deleted or gone.", pf.skipped);
+}
+
 char *mpd_metrics_text(mpd *d)
 {
     textbuf b = {0};
@@ -67,6 +92,12 @@ char *mpd_metrics_text(mpd *d)
            "Message changes that altered the store.", atomic_load(&d->m_changes));
     metric(&b, "mailpulse_folder_resets_total", "counter", "Folders resynced from scratch.",
            atomic_load(&d->m_folder_resets));
+    metric(&b, "mailpulse_reconcile_runs_total", "counter",
+           "Scheduled syncs of accounts whose push is live (the safety sweep).",
+           atomic_load(&d->m_reconcile_runs));
+    metric(&b, "mailpulse_push_silence_resyncs_total", "counter",
+           "Full resyncs because a push account heard nothing for too long.",
+           atomic_load(&d->m_push_silences));
     metric(&b, "mailpulse_push_accepted_total", "counter", "Webhook requests accepted.",
            atomic_load(&d->m_push_accepted));
     metric(&b, "mailpulse_push_rejected_total", "counter", "Webhook requests rejected.",
@@ -77,6 +108,7 @@ char *mpd_metrics_text(mpd *d)
            "Raw reads fetched from the provider.", atomic_load(&d->m_fetch_misses));
     metric(&b, "mailpulse_fetch_errors_total", "counter", "On-demand fetches that failed.",
            atomic_load(&d->m_fetch_errors));
+    cache_metrics(&b, d);
 
     mpj_stats st;
     mpj_stats_get(d->sched, &st);
@@ -118,6 +150,18 @@ char *mpd_metrics_text(mpd *d)
             char id[200];
             label_escape(a->id, id, sizeof id);
             put(&b, "mailpulse_account_up{account=\"%s\"} %d\n", id, up);
+        }
+    }
+    put(&b, "# HELP mailpulse_account_push State of push per account: 0 off or polling, "
+            "1 live (reconciliation sweep), 2 live but silent too long (flagged).\n"
+            "# TYPE mailpulse_account_push gauge\n");
+    for (size_t i = 0; i < d->n_instances; i++) {
+        for (size_t j = 0; j < d->instances[i]->n_accounts; j++) {
+            struct mp_account *a = d->instances[i]->accounts[j];
+            char id[200];
+            label_escape(a->id, id, sizeof id);
+            put(&b, "mailpulse_account_push{account=\"%s\"} %d\n", id,
+                a->push_live ? (a->push_silent ? 2 : 1) : 0);
         }
     }
     return b.data;

@@ -140,6 +140,8 @@ static void push_live_cb(evutil_socket_t fd, short what, void *arg)
     struct mp_account *a = mpd_account_peek(m->d, m->id);
     if (a != NULL && a->push_live != m->live) {
         a->push_live = m->live;
+        if (m->live)
+            a->push_live_since_ms = mpu_now_ms();
         mpd_account_apply_intervals(a);
     }
     free(m->id);
@@ -156,6 +158,13 @@ void mpd_account_set_push_live(struct mp_account *a, int live)
         push_live_cb(-1, 0, m);
     else
         event_base_once(a->d->base, -1, EV_TIMEOUT, push_live_cb, m, NULL);
+}
+
+void mpd_account_note_push(struct mp_account *a)
+{
+    a->last_push_ms = mpu_now_ms();
+    if (atomic_exchange(&a->push_silent, 0))
+        mpu_info(a->id, "push notifications arrive again");
 }
 
 /* ---- creation ---- */

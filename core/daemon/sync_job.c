@@ -54,6 +54,9 @@ void mpd_knobs_from_settings(const mp_settings *s, mpd_knobs *k)
     k->retention_ms = (int64_t)s->cache.retention_days * 86400 * 1000;
     k->folder_list_interval_s = s->schedule.folder_list_interval;
     k->ingest_batch_size = s->sync.ingest_batch_size;
+    k->push_silence_hours = s->schedule.push_silence_hours;
+    k->prefetch_per_run = s->cache.prefetch_per_run;
+    k->prefetch_queue_max = s->cache.prefetch_queue_max;
 }
 
 static int folder_allowed(const struct mp_account *a, const char *name)
@@ -272,10 +275,40 @@ static int wants_backfill(const job_state *j, const mps_folder *f)
     return 1;
 }
 
+/* The safety net under push: a push-live account that has heard nothing
+ * for push_silence_hours may have a dead subscription or stream that
+ * nobody noticed. Flag it, re-list its folders and delta-sync everything
+ * (this run); repeat every silence period while it stays quiet. */
+static void check_push_silence(job_state *j)
+{
+    struct mp_account *a = j->a;
+    if (j->k.push_silence_hours == 0 || !a->push_live)
+        return;
+    int64_t now = mpu_now_ms();
+    int64_t last = a->last_push_ms;
+    if (a->push_live_since_ms > last)
+        last = a->push_live_since_ms;
+    if (a->push_silent && a->push_silent_since_ms > last)
+        last = a->push_silent_since_ms;
+    if (now - last < (int64_t)j->k.push_silence_hours * 3600 * 1000)
+        return;
+    if (!atomic_exchange(&a->push_silent, 1))
+        mpu_warn(a->id, "no push notification for %u hours; full resync",
+                 j->k.push_silence_hours);
+    a->push_silent_since_ms = now;
+    atomic_fetch_add(&j->d->m_push_silences, 1);
+    pthread_mutex_lock(&a->lock);
+    a->last_folder_list_ms = 0;
+    pthread_mutex_unlock(&a->lock);
+}
+
 static void run_sync(job_state *j, const mpj_job *job)
 {
     char *error = NULL;
     int64_t hints = 0;
+    if (job->reason != NULL && strcmp(job->reason, "schedule") == 0 && j->a->push_live)
+        atomic_fetch_add(&j->d->m_reconcile_runs, 1);
+    check_push_silence(j);
     if (mps_push_hints_take(j->s, j->a->id, &hints, &error) < 0) {
         free(error);
         error = NULL;

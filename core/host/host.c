@@ -213,6 +213,9 @@ static void host_sync_now(mp_account *acct, const char *folder, const char *reas
     (void)folder; /* a delta sync covers every folder; cheap when idle */
     if (acct->d->sched == NULL)
         return;
+    /* A stream driver's sync_now is its push notification. */
+    if (acct->inst->desc->push_kind == MP_PUSH_STREAM)
+        mpd_account_note_push(acct);
     mpj_trigger_async(acct->d->sched, acct->id, MPJ_SYNC, NULL,
                       reason != NULL ? reason : "driver");
 }
@@ -222,7 +225,9 @@ static void host_push_state(mp_account *acct, const char *state)
     if (state == NULL)
         return;
     mpd_set_push_state(acct->d, acct->id, state);
-    int live = strcmp(state, "watching") == 0 || strcmp(state, "idle") == 0 ||
+    /* Documented in driver.h: "watching", "idle..." and "live..." mean push
+     * is delivering, so the poller drops to the reconciliation cadence. */
+    int live = strcmp(state, "watching") == 0 || strncmp(state, "idle", 4) == 0 ||
                strncmp(state, "live", 4) == 0;
     mpd_account_set_push_live(acct, live);
 }
@@ -259,6 +264,7 @@ static mp_status host_push_hint(mp_account *acct, const char *folder,
         free(error);
         return MP_RETRY;
     }
+    mpd_account_note_push(acct);
     if (acct->d->sched != NULL)
         mpj_trigger_async(acct->d->sched, acct->id, MPJ_SYNC, NULL, "push");
     return MP_OK;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/prefetch.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -37,12 +38,20 @@ mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error
     return MP_OK;
 }
 
+static void new_mail(const char *account, const char *id, void *arg)
+{
+    mpd_prefetch_new_mail(arg, account, id);
+}
+
 mp_status mphost_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
                            int backfill_done, mp_error *err)
 {
     mps_commit_result result;
     char *error = NULL;
     memset(&result, 0, sizeof result);
+    /* New mail is warmed into the body cache as soon as it is stored. */
+    if (!batch->history)
+        mps_batch_on_new(batch->staged, new_mail, batch->d);
     if (mps_batch_commit(batch->store, batch->staged, cursor, backfill_pos,
                          backfill_done ? 1 : (backfill_pos != NULL ? 0 : -1),
                          batch->knobs->retention_ms, &result, &error) < 0) {

@@ -41,6 +41,10 @@ static const route routes[] = {
     {EVHTTP_REQ_GET, "GET", "/v1/messages/*", 0, mph_h_message},
     {EVHTTP_REQ_GET, "GET", "/v1/messages/*/raw", 0, mph_h_message_raw},
     {EVHTTP_REQ_GET, "GET", "/v1/events", ROUTE_QUERY, mph_h_events},
+    {EVHTTP_REQ_GET, "GET", "/v1/webhooks", 0, mph_h_webhooks},
+    {EVHTTP_REQ_GET, "GET", "/v1/webhooks/*", 0, mph_h_webhook},
+    {EVHTTP_REQ_POST, "POST", "/v1/webhooks/*/replay", ROUTE_QUERY, mph_h_webhook_replay},
+    {EVHTTP_REQ_POST, "POST", "/v1/debug/clock", 0, mph_h_debug_clock},
     /* The push verifier gets the raw query: providers' validation
      * handshakes need not follow form encoding. */
     {EVHTTP_REQ_POST, "POST", "/push/*/**", 0, mph_h_push},

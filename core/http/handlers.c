@@ -152,3 +152,45 @@ void mph_h_push(mph_request *r)
     free(content_type);
     free(out);
 }
+
+void mph_h_debug_clock(mph_request *r)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+    size_t len = evbuffer_get_length(in);
+    const uint8_t *body = len > 0 ? evbuffer_pullup(in, -1) : NULL;
+    int status = 500;
+    char *error = NULL;
+    json_t *result = mpd_api_debug_clock(r->server->d, body, len, &status, &error);
+    reply_result(r->req, result, status, &error);
+}
+
+void mph_h_webhooks(mph_request *r)
+{
+    mph_reply_json(r->req, 200, mpd_api_webhooks(r->server->d));
+}
+
+void mph_h_webhook(mph_request *r)
+{
+    int status = 500;
+    char *error = NULL;
+    json_t *result = mpd_api_webhook(r->server->d, r->params[0], &status, &error);
+    reply_result(r->req, result, status, &error);
+}
+
+void mph_h_webhook_replay(mph_request *r)
+{
+    int64_t from = 0;
+    const char *text = mph_arg(r, "from");
+    if (text != NULL && mph_parse_count(text, &from) < 0) {
+        mph_reply_error(r->req, 400, "from must be an event sequence number");
+        return;
+    }
+    int status = 500;
+    char *error = NULL;
+    json_t *result =
+        mpd_api_webhook_replay(r->server->d, r->params[0], from, &status, &error);
+    if (result != NULL)
+        mph_reply_json(r->req, 202, result);
+    else
+        mph_reply_api_error(r->req, status, &error);
+}

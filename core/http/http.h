@@ -15,6 +15,10 @@
  *   GET  /v1/events   Server-Sent Events; Last-Event-ID or ?after= resume;
  *                     ?types=a,b&accounts=x,y filter; ?once=1 returns the
  *                     backlog and closes (for scripts)
+ *   GET  /v1/webhooks                   outbound endpoints: cursor, lag, state
+ *   GET  /v1/webhooks/{name}            one endpoint with its dead letters
+ *   POST /v1/webhooks/{name}/replay[?from=SEQ]   deliver dead letters again
+ *   POST /v1/debug/clock                (debug.clock_control only)
  *   POST /push/{instance}[/...]         routed to the driver's verifier
  * Requests to /v1 over TCP need "Authorization: Bearer <token>" (compared
  * in constant time); over the unix socket file permissions decide (0660).

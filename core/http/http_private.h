@@ -78,6 +78,10 @@ void mph_h_backfill(mph_request *r);
 void mph_h_probe(mph_request *r);
 void mph_h_message(mph_request *r);
 void mph_h_push(mph_request *r);
+void mph_h_webhooks(mph_request *r);
+void mph_h_webhook(mph_request *r);
+void mph_h_webhook_replay(mph_request *r);
+void mph_h_debug_clock(mph_request *r);
 
 /* raw.c */
 void mph_h_message_raw(mph_request *r);

@@ -42,6 +42,12 @@ void mps_batch_add(mps_batch *b, const mp_change *change)
     }
 }
 
+void mps_batch_on_new(mps_batch *b, mps_new_message_cb cb, void *arg)
+{
+    b->on_new = cb;
+    b->on_new_arg = arg;
+}
+
 size_t mps_batch_pending(const mps_batch *b)
 {
     return b->n;

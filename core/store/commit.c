@@ -27,6 +27,8 @@ typedef struct commit_ctx {
     int64_t retention_ms;
     int64_t synced_added;
     mps_commit_result res;
+    char (*new_ids)[26]; /* message.new inserted without a body (on_new) */
+    size_t n_new, cap_new;
 } commit_ctx;
 
 typedef struct stored {
@@ -209,6 +211,17 @@ static int message_event(commit_ctx *cx, const char *type, const stored *r,
     return 0;
 }
 
+static void note_new(commit_ctx *cx, const char *id)
+{
+    if (cx->b->on_new == NULL || id == NULL || strlen(id) >= sizeof cx->new_ids[0])
+        return;
+    if (cx->n_new == cx->cap_new) {
+        cx->cap_new = cx->cap_new ? cx->cap_new * 2 : 16;
+        cx->new_ids = mpu_realloc(cx->new_ids, cx->cap_new * sizeof cx->new_ids[0]);
+    }
+    mpu_strlcpy(cx->new_ids[cx->n_new++], id, sizeof cx->new_ids[0]);
+}
+
 /* Move a stored message to a new provider id, keeping its public id (and
  * so its cached body). Nothing happens when the old id is unknown or the
  * new one is taken, which makes a replayed re-key harmless. */
@@ -352,6 +365,8 @@ static int apply_change(commit_ctx *cx, const mp_change *c, char **error_r)
             rc = write_row(cx, &r, error_r);
             if (rc == 0)
                 rc = message_event(cx, type, &r, error_r);
+            if (rc == 0 && c->kind == MP_CHANGE_NEW && c->raw == NULL)
+                note_new(cx, r.m.id);
             if (c->kind == MP_CHANGE_SYNCED)
                 cx->synced_added++;
             applied = 1;
@@ -521,12 +536,20 @@ int mps_batch_commit(mps_store *s, mps_batch *b, const char *cursor,
     if (rc < 0) {
         /* The staged changes stay: nothing of them was written. */
         mps__rollback(s);
+        free(cx.new_ids);
         return -1;
     }
-    if (mps__commit(s, error_r) < 0)
+    if (mps__commit(s, error_r) < 0) {
+        free(cx.new_ids);
         return -1;
+    }
     mps__batch_clear(b);
     if (result_r != NULL)
         *result_r = cx.res;
+    /* Only once committed: a listener must never see an id that a
+     * rollback takes back. */
+    for (size_t i = 0; i < cx.n_new; i++)
+        b->on_new(b->account, cx.new_ids[i], b->on_new_arg);
+    free(cx.new_ids);
     return 0;
 }

@@ -106,6 +106,23 @@ static const char *const migrations[] = {
     /* 2: drivers walk a folder's stored messages by UID (expunge detection,
      * UIDVALIDITY re-mapping). */
     "CREATE INDEX messages_by_uid ON messages (account, folder, uid);",
+
+    /* outbound webhooks: a delivery cursor per endpoint (last event seq
+     * handled) and the events given up on after max_attempts. */
+    "CREATE TABLE webhook_cursors ("
+    "  endpoint TEXT PRIMARY KEY NOT NULL,"
+    "  cursor INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE webhook_dead_letters ("
+    "  endpoint TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  last_error TEXT,"
+    "  failed_ms INTEGER NOT NULL,"
+    "  replay INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (endpoint, seq)"
+    ") WITHOUT ROWID;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

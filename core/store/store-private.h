@@ -23,6 +23,8 @@ struct mps_batch {
     size_t n, cap;
     int reset;
     char *reset_reason;
+    mps_new_message_cb on_new; /* kept across commits */
+    void *on_new_arg;
 };
 /* Drop the staged changes and the pending reset. */
 void mps__batch_clear(mps_batch *b);

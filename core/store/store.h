@@ -118,6 +118,12 @@ void mps_batch_add(mps_batch *b, const mp_change *change);
 size_t mps_batch_pending(const mps_batch *b);
 /* Mark a folder.reset to be emitted with the next commit. */
 void mps_batch_reset(mps_batch *b, const char *reason);
+/* Optional: after every successful commit of this batch, cb(account,
+ * public id, arg) is called on the committing thread for each message the
+ * commit inserted as message.new without a body, in change order (the
+ * body-cache warmer queues them). cb NULL: none. */
+typedef void (*mps_new_message_cb)(const char *account, const char *id, void *arg);
+void mps_batch_on_new(mps_batch *b, mps_new_message_cb cb, void *arg);
 
 typedef struct mps_commit_result {
     size_t applied;        /* changes that altered the store                */
@@ -263,5 +269,47 @@ typedef struct mps_stats {
     int64_t accounts, folders, messages, bodies, body_bytes, events, last_seq;
 } mps_stats;
 int mps_stats_get(mps_store *s, mps_stats *stats_r, char **error_r);
+
+/* ---- outbound webhook delivery (webhooks.c) ---- */
+
+/* An endpoint's cursor: the seq of the last event it handled (delivered,
+ * skipped by its filters or dead-lettered). 1 = no cursor yet. */
+int mps_webhook_cursor_get(mps_store *s, const char *endpoint, int64_t *cursor_r,
+                           char **error_r);
+int mps_webhook_cursor_set(mps_store *s, const char *endpoint, int64_t cursor,
+                           char **error_r);
+/* In one transaction: record (or replace) the dead letter (endpoint, seq)
+ * with its attempts and last error, not queued for replay, and set the
+ * cursor to `cursor` when it is >= 0. */
+int mps_webhook_dead_letter(mps_store *s, const char *endpoint, int64_t seq,
+                            uint32_t attempts, const char *last_error,
+                            int64_t cursor, char **error_r);
+/* Queue the endpoint's dead letters with seq >= from for replay; *count_r
+ * (may be NULL) gets how many were queued. */
+int mps_webhook_replay(mps_store *s, const char *endpoint, int64_t from,
+                       int64_t *count_r, char **error_r);
+/* The lowest seq queued for replay. 1 = none. */
+int mps_webhook_replay_next(mps_store *s, const char *endpoint, int64_t *seq_r,
+                            char **error_r);
+/* Forget a dead letter (delivered on replay, or its event is gone). */
+int mps_webhook_dead_delete(mps_store *s, const char *endpoint, int64_t seq,
+                            char **error_r);
+/* Dead letters of the endpoint: all of them, and of those the ones queued
+ * for replay. */
+int mps_webhook_dead_count(mps_store *s, const char *endpoint, int64_t *dead_r,
+                           int64_t *queued_r, char **error_r);
+
+typedef struct mps_dead_letter {
+    int64_t seq;
+    uint32_t attempts;
+    char *last_error;   /* NULL if none */
+    int64_t failed_ms;
+    int replay;         /* queued for replay */
+} mps_dead_letter;
+
+/* The endpoint's dead letters in seq order, at most limit. */
+int mps_webhook_dead_list(mps_store *s, const char *endpoint, size_t limit,
+                          mps_dead_letter **list_r, size_t *n_r, char **error_r);
+void mps_dead_letters_free(mps_dead_letter **list, size_t n);
 
 #endif

@@ -86,6 +86,10 @@ static void check_documented_defaults(const mp_settings *s)
     assert_int_equal(s->sync.fetch_bodies, 0);
     assert_int_equal(s->cache.retention_days, 30);
     assert_int_equal(s->cache.prefetch_count, 30);
+    assert_int_equal(s->cache.prefetch_interval, 60);
+    assert_int_equal(s->cache.prefetch_per_run, 20);
+    assert_int_equal(s->cache.prefetch_queue_max, 10000);
+    assert_int_equal(s->debug.clock_control, 0);
     assert_int_equal(s->backfill.mode, MP_BACKFILL_PROGRESSIVE);
     assert_int_equal(s->backfill.bootstrap_max, 1500);
     assert_int_equal(s->backfill.batch_size, 100);

@@ -365,8 +365,10 @@ typedef struct mp_host {
      * all folders). Coalesced with any running or queued sync. Any thread. */
     void (*sync_now)(mp_account *acct, const char *folder, const char *reason);
 
-    /* Report push state for status/metrics/events ("idle", "watching",
-     * "failed: ...", "off"). */
+    /* Report push state for status/metrics/events. A state beginning with
+     * "watching", "idle" or "live" means push is delivering: the host then
+     * polls only at the reconciliation cadence. Anything else ("starting",
+     * "reconnecting: ...", "off: ...", "failed: ...") keeps normal polling. */
     void (*push_state)(mp_account *acct, const char *state);
     /* Record a capability/profile JSON object string shown in account
      * status (e.g. IMAP capabilities). */

@@ -1,0 +1,98 @@
+/* Bump allocator for parsed responses: one reset per response instead of a
+ * free per token. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "imapc.h"
+
+#define ARENA_CHUNK ((size_t)16 * 1024)
+
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t size;
+    size_t used;
+    max_align_t data[];
+} arena_chunk;
+
+struct imap_arena {
+    arena_chunk *chunks; /* newest first */
+};
+
+imap_arena *imap_arena_new(void)
+{
+    return imapc_calloc(1, sizeof(imap_arena));
+}
+
+void imap_arena_reset(imap_arena *a)
+{
+    if (a == NULL)
+        return;
+    /* Keep the first (newest) chunk if it is the regular size, so steady
+     * traffic does not allocate at all. */
+    arena_chunk *keep = NULL;
+    arena_chunk *ch = a->chunks;
+    while (ch != NULL) {
+        arena_chunk *next = ch->next;
+        if (keep == NULL && ch->size == ARENA_CHUNK) {
+            keep = ch;
+            keep->used = 0;
+            keep->next = NULL;
+        } else {
+            free(ch);
+        }
+        ch = next;
+    }
+    a->chunks = keep;
+}
+
+void imap_arena_free(imap_arena **a)
+{
+    if (a == NULL || *a == NULL)
+        return;
+    arena_chunk *ch = (*a)->chunks;
+    while (ch != NULL) {
+        arena_chunk *next = ch->next;
+        free(ch);
+        ch = next;
+    }
+    free(*a);
+    *a = NULL;
+}
+
+void *imapc_arena_alloc(imap_arena *a, size_t size)
+{
+    size_t align = sizeof(max_align_t);
+    size = (size + align - 1) / align * align;
+    if (size == 0)
+        size = align;
+    arena_chunk *ch = a->chunks;
+    if (ch == NULL || ch->size - ch->used < size) {
+        size_t csize = size > ARENA_CHUNK ? size : ARENA_CHUNK;
+        arena_chunk *n = imapc_malloc(sizeof(arena_chunk) + csize);
+        n->size = csize;
+        n->used = 0;
+        if (ch != NULL && csize > ARENA_CHUNK) {
+            /* Oversized chunk goes behind the current one so the current
+             * chunk's free space stays usable. */
+            n->next = ch->next;
+            ch->next = n;
+            n->used = size;
+            return n->data;
+        }
+        n->next = ch;
+        a->chunks = n;
+        ch = n;
+    }
+    void *p = (char *)ch->data + ch->used;
+    ch->used += size;
+    return p;
+}
+
+char *imapc_arena_strndup(imap_arena *a, const char *s, size_t n)
+{
+    char *p = imapc_arena_alloc(a, n + 1);
+    if (n > 0)
+        memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}

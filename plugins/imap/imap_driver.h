@@ -1,0 +1,84 @@
+/*
+ * Internal contract of imap.so between its parts (not part of the SDK):
+ *   imap.c, imap_account.c  descriptor, config keys, account state,
+ *                           connecting with the account's settings and
+ *                           keeping the capability profile;
+ *   imap_sync*.c            list/bootstrap/delta/backfill/fetch/probe
+ *                           (worker threads), strategy by profile;
+ *   imap_push.c             IDLE / NOTIFY streams on the host's loop.
+ */
+#ifndef MP_IMAP_DRIVER_H
+#define MP_IMAP_DRIVER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <mailpulse/driver.h>
+
+#include "imap_client.h"
+
+/* The host table saved by init: the driver's only way to the host. */
+extern const mp_host *imap_host;
+
+typedef enum imap_push_mode {
+    IMAP_PUSH_AUTO = 0,   /* NOTIFY if offered, else IDLE, else poll       */
+    IMAP_PUSH_IDLE = 1,
+    IMAP_PUSH_NOTIFY = 2,
+    IMAP_PUSH_OFF = 3,
+} imap_push_mode;
+
+struct imap_push; /* imap_push.c */
+
+typedef struct imap_account {
+    mp_account *acct;
+    const mp_config *cfg;      /* borrowed; valid while the account is open */
+    char *id;                  /* for messages                               */
+
+    /* Settings from the account's YAML. */
+    char *host;
+    uint16_t port;
+    imap_tls_mode tls;
+    char *ca_file;             /* `ca_file`, NULL: system store              */
+    char *username;
+    imap_auth_mech auth;
+    const char *secret_key;    /* "password_file" or "oauth_token_file"     */
+    char **folders;            /* NULL: all                                 */
+    size_t n_folders;
+    imap_push_mode push_mode;
+    uint32_t max_connections;  /* push connections budget, default 3        */
+
+    /* Capability profile, shared by worker and loop threads. */
+    pthread_mutex_t lock;
+    imap_caps caps;            /* last seen; bits 0 until the first connect */
+    uint32_t enabled;          /* QRESYNC/CONDSTORE confirmed by ENABLED     */
+    int have_profile;
+    int64_t profiled_ms;
+
+    /* Worker-side connections, reused between slot calls (the host never
+     * runs two poll slots of one account at once, and fetch uses its own). */
+    imap_conn *sync_conn;
+    imap_conn *fetch_conn;
+
+    struct imap_push *push;    /* owned by imap_push.c, loop thread only     */
+} imap_account;
+
+/* Open a connection with the account's settings (reading the secret file
+ * anew each time, so rotated credentials are picked up) and refresh the
+ * profile: when the capability list differs from the stored one it is
+ * recorded with host->set_profile. Returns MP_OK, MP_REAUTH when the
+ * server rejected the credentials, MP_RETRY for network trouble, MP_FATAL
+ * for configuration problems (bad certificate name is MP_RETRY: it may be
+ * fixed at the server; the text says what). */
+mp_status imap_account_connect(imap_account *a, imap_conn **conn_r, mp_error *err);
+
+/* The profile as JSON text for host->set_profile (allocated). */
+char *imap_profile_json(const imap_account *a);
+
+/* Is `name` one of the account's synced folders? */
+int imap_account_folder_wanted(const imap_account *a, const char *name);
+
+/* Push streams (imap_push.c), loop thread. */
+mp_status imap_push_start(mp_account *acct, mp_error *err);
+void imap_push_stop(mp_account *acct);
+
+#endif
