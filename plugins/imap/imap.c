@@ -1,0 +1,233 @@
+/* imap.so's descriptor, configuration keys and account lifecycle. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap_driver.h"
+#include "imap_strategy.h"
+#include "imap_sync.h"
+
+const mp_host *imap_host;
+
+static mp_status imap_init(const mp_host *host, mp_instance *inst, const mp_config *cfg,
+                           void **state_r, mp_error *err)
+{
+    (void)inst;
+    (void)cfg;
+    (void)state_r;
+    if (host->abi_major != MP_ABI_MAJOR)
+        return mp_fail(err, MP_FATAL, "host ABI %u.%u, imap built for %d.%d",
+                       (unsigned)host->abi_major, (unsigned)host->abi_minor, MP_ABI_MAJOR,
+                       MP_ABI_MINOR);
+    /* Every instance gets the same table; writing it only when it differs
+     * keeps a second instance's init from racing the first one's workers. */
+    if (imap_host != host)
+        imap_host = host;
+    return MP_OK;
+}
+
+static void account_free(imap_account *a)
+{
+    if (a == NULL)
+        return;
+    imap_sync_forget(a);
+    imap_conn_abort(&a->sync_conn);
+    imap_conn_abort(&a->fetch_conn);
+    for (size_t i = 0; i < a->n_folders; i++)
+        free(a->folders[i]);
+    free(a->folders);
+    free(a->id);
+    free(a->host);
+    free(a->ca_file);
+    free(a->username);
+    free(a->caps.raw);
+    free(a->caps.auth_mechs);
+    free(a->caps.greeting);
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+}
+
+static int set_string(const mp_config *cfg, const char *key, char **out_r)
+{
+    const char *v = imap_host->config_string(cfg, key);
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    *out_r = imap_xstrdup(v);
+    return 1;
+}
+
+/* One keyword of a closed set; -1 when `v` is none of them. */
+static int keyword(const char *v, const char *const *words, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(v, words[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+static mp_status parse_modes(imap_account *a, const mp_config *cfg, mp_error *err)
+{
+    const mp_host *h = imap_host;
+    static const char *const tls_words[] = {"implicit", "starttls", "none"};
+    static const imap_tls_mode tls_modes[] = {IMAP_TLS_IMPLICIT, IMAP_TLS_STARTTLS,
+                                              IMAP_TLS_NONE};
+    const char *tls = h->config_string(cfg, "tls");
+    int k = keyword(tls != NULL ? tls : "implicit", tls_words, 3);
+    if (k < 0)
+        return mp_fail(err, MP_FATAL, "tls: \"%s\" is not implicit, starttls or none",
+                       tls);
+    a->tls = tls_modes[k];
+
+    int64_t port = h->config_int(cfg, "port");
+    if (port == 0)
+        port = a->tls == IMAP_TLS_IMPLICIT ? 993 : 143;
+    if (port < 1 || port > 65535)
+        return mp_fail(err, MP_FATAL, "port: %lld is out of range 1..65535",
+                       (long long)port);
+    a->port = (uint16_t)port;
+
+    const char *pw = h->config_string(cfg, "password_file");
+    const char *tok = h->config_string(cfg, "oauth_token_file");
+    int has_pw = pw != NULL && pw[0] != '\0';
+    int has_tok = tok != NULL && tok[0] != '\0';
+    if (has_pw && has_tok)
+        return mp_fail(err, MP_FATAL,
+                       "password_file and oauth_token_file: give only one of them");
+    if (!has_pw && !has_tok)
+        return mp_fail(err, MP_FATAL, "password_file or oauth_token_file is required");
+    a->secret_key = has_pw ? "password_file" : "oauth_token_file";
+
+    static const char *const auth_words[] = {"plain", "login", "xoauth2", "oauthbearer"};
+    static const imap_auth_mech auth_mechs[] = {IMAP_AUTH_PLAIN, IMAP_AUTH_LOGIN,
+                                                IMAP_AUTH_XOAUTH2, IMAP_AUTH_OAUTHBEARER};
+    const char *auth = h->config_string(cfg, "auth");
+    if (auth == NULL || auth[0] == '\0')
+        auth = has_tok ? "xoauth2" : "plain";
+    k = keyword(auth, auth_words, 4);
+    if (k < 0)
+        return mp_fail(err, MP_FATAL,
+                       "auth: \"%s\" is not plain, login, xoauth2 or oauthbearer", auth);
+    a->auth = auth_mechs[k];
+    int oauth = a->auth == IMAP_AUTH_XOAUTH2 || a->auth == IMAP_AUTH_OAUTHBEARER;
+    if (oauth && !has_tok)
+        return mp_fail(err, MP_FATAL, "auth: %s needs oauth_token_file", auth_words[k]);
+    if (!oauth && !has_pw)
+        return mp_fail(err, MP_FATAL, "auth: %s needs password_file", auth_words[k]);
+
+    static const char *const push_words[] = {"auto", "idle", "notify", "off"};
+    static const imap_push_mode push_modes[] = {IMAP_PUSH_AUTO, IMAP_PUSH_IDLE,
+                                                IMAP_PUSH_NOTIFY, IMAP_PUSH_OFF};
+    const char *push = h->config_string(cfg, "push");
+    k = keyword(push != NULL && push[0] != '\0' ? push : "auto", push_words, 4);
+    if (k < 0)
+        return mp_fail(err, MP_FATAL, "push: \"%s\" is not auto, idle, notify or off",
+                       push);
+    a->push_mode = push_modes[k];
+
+    int64_t maxc = h->config_int(cfg, "max_connections");
+    if (maxc < 1 || maxc > 50)
+        return mp_fail(err, MP_FATAL, "max_connections: %lld is out of range 1..50",
+                       (long long)maxc);
+    a->max_connections = (uint32_t)maxc;
+    return MP_OK;
+}
+
+static mp_status imap_account_open(mp_account *acct, const mp_config *cfg, void **state_r,
+                                   mp_error *err)
+{
+    const mp_host *h = imap_host;
+    imap_account *a = imap_xcalloc(1, sizeof *a);
+    pthread_mutex_init(&a->lock, NULL);
+    a->acct = acct;
+    a->cfg = cfg;
+    a->id = imap_xstrdup(h->account_id(acct));
+
+    mp_status st = MP_OK;
+    if (!set_string(cfg, "host", &a->host))
+        st = mp_fail(err, MP_FATAL, "host: a server name is required");
+    else if (!set_string(cfg, "username", &a->username))
+        st = mp_fail(err, MP_FATAL, "username is required");
+    else
+        st = parse_modes(a, cfg, err);
+    if (st == MP_OK)
+        (void)set_string(cfg, "ca_file", &a->ca_file);
+
+    size_t n = st == MP_OK ? h->config_list_len(cfg, "folders") : 0;
+    if (n > 0) {
+        a->folders = imap_xcalloc(n, sizeof *a->folders);
+        for (size_t i = 0; i < n; i++) {
+            const char *name = h->config_list_string(cfg, "folders", i);
+            if (name != NULL && name[0] != '\0')
+                a->folders[a->n_folders++] = imap_xstrdup(name);
+        }
+    }
+    if (st != MP_OK) {
+        account_free(a);
+        return st;
+    }
+    *state_r = a;
+    return MP_OK;
+}
+
+static void imap_account_close(mp_account *acct, void **state)
+{
+    (void)acct;
+    if (state == NULL || *state == NULL)
+        return;
+    account_free(*state);
+    *state = NULL;
+}
+
+static const mp_config_key imap_account_keys[] = {
+    {.name = "host", .type = MP_CFG_STRING, .required = 1, .help = "IMAP server name"},
+    {.name = "port",
+     .type = MP_CFG_INT,
+     .help = "server port (default 993 with tls: implicit, else 143)"},
+    {.name = "tls",
+     .type = MP_CFG_STRING,
+     .default_value = "implicit",
+     .help = "implicit | starttls | none (plaintext, only when asked for)"},
+    {.name = "username", .type = MP_CFG_STRING, .required = 1, .help = "login name"},
+    {.name = "password_file",
+     .type = MP_CFG_SECRET_FILE,
+     .help = "file holding the password (plain, login)"},
+    {.name = "oauth_token_file",
+     .type = MP_CFG_SECRET_FILE,
+     .help = "file holding an OAuth access token (xoauth2, oauthbearer)"},
+    {.name = "auth",
+     .type = MP_CFG_STRING,
+     .help = "plain | login | xoauth2 | oauthbearer (default plain, or xoauth2 with "
+             "oauth_token_file)"},
+    {.name = "ca_file",
+     .type = MP_CFG_STRING,
+     .help = "extra CA certificates (PEM); verification is never switched off"},
+    {.name = "push",
+     .type = MP_CFG_STRING,
+     .default_value = "auto",
+     .help = "auto | idle | notify | off"},
+    {.name = "max_connections",
+     .type = MP_CFG_INT,
+     .default_value = "3",
+     .help = "push connections per account (IDLE on several folders)"},
+    {0},
+};
+
+MP_DRIVER_EXPORT const mp_driver mailpulse_driver = {
+    MP_DRIVER_HEAD("imap"),
+    .version = "1.0",
+    .description = "IMAP4rev1 with capability autopilot, IDLE and NOTIFY push",
+    .account_keys = imap_account_keys,
+    .poll_interval_s = 180,
+    .push_kind = MP_PUSH_STREAM,
+    .init = imap_init,
+    .account_open = imap_account_open,
+    .account_close = imap_account_close,
+    .list_folders = imap_list_folders,
+    .bootstrap = imap_bootstrap,
+    .delta = imap_delta,
+    .backfill = imap_backfill,
+    .fetch = imap_fetch,
+    .push_start = imap_push_start,
+    .push_stop = imap_push_stop,
+    .probe = imap_probe,
+};

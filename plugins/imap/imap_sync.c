@@ -1,0 +1,640 @@
+/* What the sync slots share: connections, the mapping of server answers to
+ * statuses (in one place, like isync's transform_box_response), EXAMINE,
+ * UID listings and the stored-message snapshot. */
+#include "imap_sync.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+imap_account *imap_sync_account(mp_account *acct)
+{
+    return imap_host->account_state(acct);
+}
+
+void imap_sync_log(const imap_account *a, mp_log_level level, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    imap_host->log(imap_host->account_instance(a->acct), a->acct, level, "%s", text);
+}
+
+mp_status imap_sync_connect(imap_account *a, imap_conn **connp, mp_error *err)
+{
+    if (*connp != NULL)
+        return MP_OK;
+    return imap_account_connect(a, connp, err);
+}
+
+/* ---- answers to statuses ---- */
+
+/* The response code at the start of a status text: "[TRYCREATE] ..." ->
+ * "TRYCREATE". */
+static void response_code(const char *text, char *code, size_t size)
+{
+    code[0] = '\0';
+    if (text == NULL || text[0] != '[' || size == 0)
+        return;
+    size_t i = 0;
+    for (const char *p = text + 1; *p != '\0' && *p != ']' && *p != ' ' && i + 1 < size;
+         p++)
+        code[i++] = *p;
+    code[i] = '\0';
+}
+
+mp_status imap_sync_answer_fail(imap_account *a, imap_conn **connp, const char *what,
+                                const char *folder, imap_status status, const char *text,
+                                mp_error *err)
+{
+    char code[32];
+    const char *t = text != NULL ? text : "";
+    response_code(t, code, sizeof code);
+    const char *f = folder != NULL ? folder : "";
+    const char *sep = folder != NULL ? " " : "";
+    mp_status st;
+    if (status == IMAP_BAD) {
+        /* The server says our command is malformed: a bug on one side that
+         * retrying will not fix. */
+        st = mp_fail(err, MP_FATAL, "%s%s\"%s\": server rejected the command (BAD): %s",
+                     what, sep, f, t);
+    } else if (strcasecmp(code, "TRYCREATE") == 0 ||
+               strcasecmp(code, "NONEXISTENT") == 0) {
+        st = mp_fail(err, MP_SKIP, "%s%s\"%s\": no such folder: %s", what, sep, f, t);
+    } else if (strcasecmp(code, "AUTHENTICATIONFAILED") == 0 ||
+               strcasecmp(code, "AUTHORIZATIONFAILED") == 0 ||
+               strcasecmp(code, "EXPIRED") == 0) {
+        st = mp_fail(err, MP_REAUTH, "%s: %s", what, t);
+    } else if (strcasecmp(code, "LIMIT") == 0 || strcasecmp(code, "UNAVAILABLE") == 0 ||
+               strcasecmp(code, "INUSE") == 0 || strcasecmp(code, "SERVERBUG") == 0) {
+        st = mp_fail(err, MP_RETRY, "%s%s\"%s\": server busy: %s", what, sep, f, t);
+        err->retry_after_ms = 30000;
+    } else {
+        st = mp_fail(err, MP_RETRY, "%s%s\"%s\" failed: %s", what, sep, f, t);
+    }
+    if (connp != NULL)
+        imap_conn_abort(connp);
+    (void)a;
+    return st;
+}
+
+mp_status imap_sync_io_fail(imap_account *a, imap_conn **connp, const char *what,
+                            const char *error, mp_error *err)
+{
+    const char *e = error != NULL ? error : "connection failed";
+    mp_status st = mp_fail(err, MP_RETRY, "%s: %s", what, e);
+    /* A BYE is the server shedding load or shutting down: give it time. */
+    if (strstr(e, "BYE") != NULL || strcasestr(e, "shutting down") != NULL)
+        err->retry_after_ms = 30000;
+    imap_conn_abort(connp);
+    (void)a;
+    return st;
+}
+
+int imap_sync_finish(imap_conn *conn, int sent, const char *tag, imap_untagged_cb cb,
+                     void *arg, imap_status *status_r, char **text_r, char **error_r)
+{
+    *status_r = IMAP_NONE;
+    *text_r = NULL;
+    if (sent < 0)
+        return -1;
+    return imap_wait(conn, tag, cb, arg, status_r, text_r, error_r);
+}
+
+/* ---- per-folder scan times ---- */
+
+typedef struct scan_entry {
+    struct scan_entry *next;
+    const imap_account *a;
+    char *folder;
+    imap_folder_mem mem;
+} scan_entry;
+
+static pthread_mutex_t scan_lock = PTHREAD_MUTEX_INITIALIZER;
+static scan_entry *scan_list;
+
+imap_folder_mem imap_sync_mem_get(const imap_account *a, const char *folder)
+{
+    imap_folder_mem m = {0, -1};
+    pthread_mutex_lock(&scan_lock);
+    for (scan_entry *e = scan_list; e != NULL; e = e->next)
+        if (e->a == a && strcmp(e->folder, folder) == 0) {
+            m = e->mem;
+            break;
+        }
+    pthread_mutex_unlock(&scan_lock);
+    return m;
+}
+
+void imap_sync_mem_set(const imap_account *a, const char *folder, int64_t scan_ms,
+                       int64_t exists)
+{
+    pthread_mutex_lock(&scan_lock);
+    scan_entry *e = scan_list;
+    while (e != NULL && !(e->a == a && strcmp(e->folder, folder) == 0))
+        e = e->next;
+    if (e == NULL) {
+        e = imap_xcalloc(1, sizeof *e);
+        e->a = a;
+        e->folder = imap_xstrdup(folder);
+        e->mem.exists = -1;
+        e->next = scan_list;
+        scan_list = e;
+    }
+    if (scan_ms != 0)
+        e->mem.scan_ms = scan_ms;
+    e->mem.exists = exists;
+    pthread_mutex_unlock(&scan_lock);
+}
+
+void imap_sync_forget(const imap_account *a)
+{
+    pthread_mutex_lock(&scan_lock);
+    scan_entry **pp = &scan_list;
+    while (*pp != NULL) {
+        scan_entry *e = *pp;
+        if (e->a == a) {
+            *pp = e->next;
+            free(e->folder);
+            free(e);
+        } else {
+            pp = &e->next;
+        }
+    }
+    pthread_mutex_unlock(&scan_lock);
+}
+
+/* ---- FETCH helpers ---- */
+
+/* UID and normalized FLAGS of a FETCH response; 0, or -1 without UID. */
+static int fetch_uid_flags(const imap_response *r, uint32_t *uid_r, char **flags_r)
+{
+    const imap_token *u = imap_fetch_item(r, "UID");
+    uint64_t uid = 0;
+    if (u == NULL || imap_token_u64(u, &uid) < 0 || uid == 0 || uid > UINT32_MAX)
+        return -1;
+    *uid_r = (uint32_t)uid;
+    if (flags_r != NULL) {
+        const imap_token *f = imap_fetch_item(r, "FLAGS");
+        *flags_r = NULL;
+        if (f != NULL && f->type == IMAP_T_LIST) {
+            const char **words = imap_xcalloc(f->n_items, sizeof *words);
+            size_t n = 0;
+            for (size_t i = 0; i < f->n_items; i++)
+                if (f->items[i].type == IMAP_T_ATOM && f->items[i].str != NULL)
+                    words[n++] = f->items[i].str;
+            *flags_r = imap_flags_join(words, n);
+            free(words);
+        }
+    }
+    return 0;
+}
+
+static int is_fetch(const imap_response *r)
+{
+    return r->kind == IMAP_R_UNTAGGED && r->keyword != NULL &&
+           strcasecmp(r->keyword, "FETCH") == 0 && r->n_args > 0;
+}
+
+void imap_flag_changes_free(imap_flag_change **list, size_t n)
+{
+    if (list == NULL || *list == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free((*list)[i].flags);
+    free(*list);
+    *list = NULL;
+}
+
+static void flag_change_add(imap_flag_change **list, size_t *n, size_t *cap, uint32_t uid,
+                            char *flags)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *list = imap_xrealloc(*list, *cap, sizeof **list);
+    }
+    (*list)[*n].uid = uid;
+    (*list)[*n].order = (uint32_t)*n;
+    (*list)[*n].flags = flags;
+    (*n)++;
+}
+
+static int cmp_flag_change(const void *a, const void *b)
+{
+    const imap_flag_change *x = a, *y = b;
+    if (x->uid != y->uid)
+        return x->uid < y->uid ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Sort by UID; the last answer for a UID wins. */
+static size_t flag_changes_sort(imap_flag_change *list, size_t n)
+{
+    if (n == 0)
+        return 0;
+    qsort(list, n, sizeof *list, cmp_flag_change);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m > 0 && list[m - 1].uid == list[i].uid) {
+            free(list[m - 1].flags);
+            list[m - 1] = list[i];
+            continue;
+        }
+        list[m++] = list[i];
+    }
+    return m;
+}
+
+/* ---- EXAMINE ---- */
+
+typedef struct examine_ctx {
+    imap_box *box;
+    size_t cap_changed;
+    size_t cap_vanished;
+} examine_ctx;
+
+static int code_u64(const imap_response *r, uint64_t *v_r)
+{
+    return r->n_code_args > 0 ? imap_token_u64(&r->code_args[0], v_r) : -1;
+}
+
+static void vanished_add(examine_ctx *cx, const char *set)
+{
+    imap_range *r = NULL;
+    size_t n = 0;
+    if (imap_ranges_parse(set, UINT32_MAX, &r, &n) < 0)
+        return;
+    imap_box *b = cx->box;
+    b->vanished = imap_xrealloc(b->vanished, b->n_vanished + n, sizeof *b->vanished);
+    memcpy(b->vanished + b->n_vanished, r, n * sizeof *r);
+    b->n_vanished += n;
+    free(r);
+}
+
+static int examine_untagged(const imap_response *r, void *arg)
+{
+    examine_ctx *cx = arg;
+    imap_box *b = cx->box;
+    uint64_t v = 0;
+    if (r->kind != IMAP_R_UNTAGGED)
+        return 0;
+    if (r->status == IMAP_OK && r->code != NULL) {
+        if (strcasecmp(r->code, "UIDVALIDITY") == 0 && code_u64(r, &v) == 0 &&
+            v <= UINT32_MAX)
+            b->uidvalidity = (uint32_t)v;
+        else if (strcasecmp(r->code, "UIDNEXT") == 0 && code_u64(r, &v) == 0 &&
+                 v <= UINT32_MAX)
+            b->uidnext = (uint32_t)v;
+        else if (strcasecmp(r->code, "HIGHESTMODSEQ") == 0 && code_u64(r, &v) == 0)
+            b->highestmodseq = v;
+        else if (strcasecmp(r->code, "NOMODSEQ") == 0)
+            b->nomodseq = 1;
+        return 0;
+    }
+    if (r->keyword == NULL)
+        return 0;
+    if (strcasecmp(r->keyword, "EXISTS") == 0 && r->has_number) {
+        b->exists = r->number;
+    } else if (strcasecmp(r->keyword, "VANISHED") == 0) {
+        for (size_t i = 0; i < r->n_args; i++)
+            if (r->args[i].type == IMAP_T_ATOM && r->args[i].str != NULL)
+                vanished_add(cx, r->args[i].str);
+    } else if (is_fetch(r)) {
+        uint32_t uid = 0;
+        char *flags = NULL;
+        if (fetch_uid_flags(r, &uid, &flags) == 0 && flags != NULL)
+            flag_change_add(&b->changed, &b->n_changed, &cx->cap_changed, uid, flags);
+        else
+            free(flags);
+    }
+    return 0;
+}
+
+void imap_box_clear(imap_box *box)
+{
+    if (box == NULL)
+        return;
+    free(box->vanished);
+    imap_flag_changes_free(&box->changed, box->n_changed);
+    memset(box, 0, sizeof *box);
+}
+
+static int run_examine(imap_conn *conn, const char *folder, imap_examine_mode mode,
+                       const imap_cursor *since, examine_ctx *cx, imap_status *status_r,
+                       char **text_r, char **error_r)
+{
+    char tag[16];
+    int rc;
+    if (mode == IMAP_EXAMINE_QRESYNC && since != NULL && since->uidnext > 1) {
+        /* Known UIDs bound the VANISHED answer to what we can have stored. */
+        char known[32];
+        snprintf(known, sizeof known, "1:%u", (unsigned)(since->uidnext - 1));
+        rc = imap_send(conn, tag, error_r, "EXAMINE %m (QRESYNC (%u %U %a))", folder,
+                       since->uidvalidity, since->modseq, known);
+    } else if (mode == IMAP_EXAMINE_QRESYNC && since != NULL) {
+        rc = imap_send(conn, tag, error_r, "EXAMINE %m (QRESYNC (%u %U))", folder,
+                       since->uidvalidity, since->modseq);
+    } else if (mode != IMAP_EXAMINE_PLAIN) {
+        rc = imap_send(conn, tag, error_r, "EXAMINE %m (CONDSTORE)", folder);
+    } else {
+        rc = imap_send(conn, tag, error_r, "EXAMINE %m", folder);
+    }
+    if (rc < 0)
+        return -1;
+    return imap_wait(conn, tag, examine_untagged, cx, status_r, text_r, error_r);
+}
+
+mp_status imap_sync_examine(imap_account *a, imap_conn **connp, const char *folder,
+                            imap_examine_mode mode, const imap_cursor *since,
+                            imap_box *box_r, mp_error *err)
+{
+    memset(box_r, 0, sizeof *box_r);
+    int reused = *connp != NULL;
+    for (int attempt = 0;; attempt++) {
+        mp_status st = imap_sync_connect(a, connp, err);
+        if (st != MP_OK)
+            return st;
+        examine_ctx cx = {.box = box_r};
+        imap_status status = IMAP_NONE;
+        char *text = NULL;
+        char *error = NULL;
+        if (run_examine(*connp, folder, mode, since, &cx, &status, &text, &error) < 0) {
+            imap_box_clear(box_r);
+            free(text);
+            /* The server may have dropped a connection kept since the last
+             * sync (idle timeout): one fresh attempt before giving up. */
+            if (reused && attempt == 0) {
+                imap_conn_abort(connp);
+                free(error);
+                continue;
+            }
+            st = imap_sync_io_fail(a, connp, "EXAMINE", error, err);
+            free(error);
+            return st;
+        }
+        free(error);
+        if (status != IMAP_OK) {
+            imap_box_clear(box_r);
+            st = imap_sync_answer_fail(a, NULL, "EXAMINE", folder, status, text, err);
+            free(text);
+            return st;
+        }
+        free(text);
+        if (box_r->uidvalidity == 0) {
+            imap_box_clear(box_r);
+            return mp_fail(err, MP_RETRY, "EXAMINE \"%s\": server sent no UIDVALIDITY",
+                           folder);
+        }
+        if (box_r->nomodseq)
+            box_r->highestmodseq = 0;
+        box_r->n_vanished = imap_ranges_normalize(box_r->vanished, box_r->n_vanished);
+        box_r->n_changed = flag_changes_sort(box_r->changed, box_r->n_changed);
+        return MP_OK;
+    }
+}
+
+/* ---- UID listings ---- */
+
+typedef struct uids_ctx {
+    uint32_t *uids;
+    size_t n, cap;
+    uint32_t lo, hi;
+    int bad;
+} uids_ctx;
+
+static void uids_add(uids_ctx *cx, uint32_t uid)
+{
+    if (uid < cx->lo || (cx->hi != 0 && uid > cx->hi))
+        return;
+    if (cx->n == cx->cap) {
+        cx->cap = cx->cap ? cx->cap * 2 : 256;
+        cx->uids = imap_xrealloc(cx->uids, cx->cap, sizeof *cx->uids);
+    }
+    cx->uids[cx->n++] = uid;
+}
+
+static int uids_untagged(const imap_response *r, void *arg)
+{
+    uids_ctx *cx = arg;
+    if (r->kind != IMAP_R_UNTAGGED || r->keyword == NULL)
+        return 0;
+    if (strcasecmp(r->keyword, "SEARCH") == 0) {
+        for (size_t i = 0; i < r->n_args; i++) {
+            uint64_t v = 0;
+            if (imap_token_u64(&r->args[i], &v) == 0 && v > 0 && v <= UINT32_MAX)
+                uids_add(cx, (uint32_t)v);
+        }
+    } else if (strcasecmp(r->keyword, "ESEARCH") == 0) {
+        for (size_t i = 0; i + 1 < r->n_args; i++) {
+            if (!imap_token_is(&r->args[i], "ALL") || r->args[i + 1].type != IMAP_T_ATOM)
+                continue;
+            imap_range *rg = NULL;
+            size_t n = 0;
+            if (imap_ranges_parse(r->args[i + 1].str, UINT32_MAX, &rg, &n) < 0) {
+                cx->bad = 1;
+                continue;
+            }
+            /* A hostile range must not make us allocate billions. */
+            if (imap_ranges_count(rg, n) > 10000000) {
+                cx->bad = 1;
+            } else {
+                for (size_t k = 0; k < n; k++)
+                    for (uint64_t u = rg[k].lo; u <= rg[k].hi; u++)
+                        uids_add(cx, (uint32_t)u);
+            }
+            free(rg);
+        }
+    } else if (is_fetch(r)) {
+        uint32_t uid = 0;
+        if (fetch_uid_flags(r, &uid, NULL) == 0)
+            uids_add(cx, uid);
+    }
+    return 0;
+}
+
+mp_status imap_sync_uids(imap_account *a, imap_conn **connp, uint32_t lo, uint32_t hi,
+                         size_t max_newest, uint32_t **uids_r, size_t *n_r,
+                         size_t *total_r, mp_error *err)
+{
+    *uids_r = NULL;
+    *n_r = 0;
+    if (total_r != NULL)
+        *total_r = 0;
+    mp_status st = imap_sync_connect(a, connp, err);
+    if (st != MP_OK)
+        return st;
+    if (lo == 0)
+        lo = 1;
+    if (hi != 0 && hi < lo)
+        return MP_OK;
+    char range[32];
+    if (hi != 0)
+        snprintf(range, sizeof range, "%u:%u", (unsigned)lo, (unsigned)hi);
+    else
+        snprintf(range, sizeof range, "%u:*", (unsigned)lo);
+    uids_ctx cx = {.lo = lo, .hi = hi};
+    imap_status status = IMAP_NONE;
+    char *error = NULL;
+    int esearch = (imap_conn_caps(*connp)->bits & IMAP_CAP_ESEARCH) != 0;
+    char tag[16];
+    char *text = NULL;
+    int sent =
+        esearch ? imap_send(*connp, tag, &error, "UID SEARCH RETURN (ALL) UID %a", range)
+                : imap_send(*connp, tag, &error, "UID SEARCH UID %a", range);
+    int rc =
+        imap_sync_finish(*connp, sent, tag, uids_untagged, &cx, &status, &text, &error);
+    if (rc < 0) {
+        free(cx.uids);
+        st = imap_sync_io_fail(a, connp, "UID SEARCH", error, err);
+        free(error);
+        return st;
+    }
+    if (status != IMAP_OK) {
+        free(cx.uids);
+        st = imap_sync_answer_fail(a, NULL, "UID SEARCH", NULL, status, text, err);
+        free(text);
+        free(error);
+        return st;
+    }
+    free(text);
+    free(error);
+    if (cx.bad) {
+        free(cx.uids);
+        return mp_fail(err, MP_RETRY, "UID SEARCH: malformed or oversized answer");
+    }
+    size_t n = imap_uids_sort_unique(cx.uids, cx.n);
+    if (total_r != NULL)
+        *total_r = n;
+    if (max_newest > 0 && n > max_newest) {
+        memmove(cx.uids, cx.uids + (n - max_newest), max_newest * sizeof *cx.uids);
+        n = max_newest;
+    }
+    *uids_r = cx.uids;
+    *n_r = n;
+    return MP_OK;
+}
+
+/* ---- flag listings ---- */
+
+typedef struct flags_ctx {
+    imap_flag_change *list;
+    size_t n, cap;
+    uint32_t lo, hi;
+} flags_ctx;
+
+static int flags_untagged(const imap_response *r, void *arg)
+{
+    flags_ctx *cx = arg;
+    if (!is_fetch(r))
+        return 0;
+    uint32_t uid = 0;
+    char *flags = NULL;
+    if (fetch_uid_flags(r, &uid, &flags) < 0 || flags == NULL || uid < cx->lo ||
+        (cx->hi != 0 && uid > cx->hi)) {
+        free(flags);
+        return 0;
+    }
+    flag_change_add(&cx->list, &cx->n, &cx->cap, uid, flags);
+    return 0;
+}
+
+mp_status imap_sync_flags(imap_account *a, imap_conn **connp, uint32_t lo, uint32_t hi,
+                          uint64_t changedsince, imap_flag_change **list_r, size_t *n_r,
+                          mp_error *err)
+{
+    *list_r = NULL;
+    *n_r = 0;
+    mp_status st = imap_sync_connect(a, connp, err);
+    if (st != MP_OK)
+        return st;
+    if (lo == 0)
+        lo = 1;
+    if (hi != 0 && hi < lo)
+        return MP_OK;
+    char range[32];
+    if (hi != 0)
+        snprintf(range, sizeof range, "%u:%u", (unsigned)lo, (unsigned)hi);
+    else
+        snprintf(range, sizeof range, "%u:*", (unsigned)lo);
+    flags_ctx cx = {.lo = lo, .hi = hi};
+    imap_status status = IMAP_NONE;
+    char *error = NULL;
+    char tag[16];
+    char *text = NULL;
+    int sent =
+        changedsince > 0
+            ? imap_send(*connp, tag, &error, "UID FETCH %a (UID FLAGS) (CHANGEDSINCE %U)",
+                        range, changedsince)
+            : imap_send(*connp, tag, &error, "UID FETCH %a (UID FLAGS)", range);
+    int rc =
+        imap_sync_finish(*connp, sent, tag, flags_untagged, &cx, &status, &text, &error);
+    if (rc < 0 || status != IMAP_OK) {
+        imap_flag_changes_free(&cx.list, cx.n);
+        st = rc < 0 ? imap_sync_io_fail(a, connp, "UID FETCH FLAGS", error, err)
+                    : imap_sync_answer_fail(a, NULL, "UID FETCH FLAGS", NULL, status,
+                                            text, err);
+        free(text);
+        free(error);
+        return st;
+    }
+    free(text);
+    free(error);
+    *n_r = flag_changes_sort(cx.list, cx.n);
+    *list_r = cx.list;
+    return MP_OK;
+}
+
+/* ---- stored messages ---- */
+
+typedef struct stored_ctx {
+    imap_stored *list;
+    size_t n, cap;
+} stored_ctx;
+
+static int stored_one(const mp_stored_message *m, void *arg)
+{
+    stored_ctx *cx = arg;
+    if (cx->n == cx->cap) {
+        cx->cap = cx->cap ? cx->cap * 2 : 256;
+        cx->list = imap_xrealloc(cx->list, cx->cap, sizeof *cx->list);
+    }
+    imap_stored *s = &cx->list[cx->n++];
+    s->id = imap_xstrdup(m->id);
+    s->message_id = imap_xstrdup(m->message_id);
+    s->uid = m->uid;
+    s->size = m->size;
+    s->date = m->date;
+    s->flags = imap_xstrdup(m->flags);
+    return 0;
+}
+
+mp_status imap_sync_stored(imap_account *a, const char *folder, imap_stored **list_r,
+                           size_t *n_r, mp_error *err)
+{
+    stored_ctx cx = {0};
+    mp_status st = imap_host->stored_messages(a->acct, folder, stored_one, &cx, err);
+    if (st != MP_OK) {
+        imap_stored_free(&cx.list, cx.n);
+        return st;
+    }
+    *list_r = cx.list;
+    *n_r = cx.n;
+    return MP_OK;
+}
+
+void imap_stored_free(imap_stored **list, size_t n)
+{
+    if (list == NULL || *list == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free((*list)[i].id);
+        free((*list)[i].message_id);
+        free((*list)[i].flags);
+    }
+    free(*list);
+    *list = NULL;
+}

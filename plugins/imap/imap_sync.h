@@ -1,0 +1,152 @@
+/*
+ * The sync side of imap.so (worker threads): the poll, fetch and probe
+ * slots, and the pieces they share: connection reuse, the one function
+ * that maps server answers to mp_status, EXAMINE with its response codes,
+ * UID listings and pipelined summary fetches.
+ *
+ * Every function that takes `imap_conn **connp` drops the connection
+ * (imap_conn_abort, *connp = NULL) on a network or protocol failure, so the
+ * next call reconnects.
+ */
+#ifndef MP_IMAP_SYNC_H
+#define MP_IMAP_SYNC_H
+
+#include "imap_driver.h"
+#include "imap_strategy.h"
+
+/* ---- slots (imap_sync_*.c) ---- */
+
+mp_status imap_list_folders(mp_account *acct, mp_folder_sink *sink, mp_error *err);
+mp_status imap_bootstrap(mp_account *acct, const char *folder, uint32_t max,
+                         mp_batch *batch, mp_error *err);
+mp_status imap_delta(mp_account *acct, const char *folder, const char *cursor,
+                     mp_batch *batch, mp_error *err);
+mp_status imap_backfill(mp_account *acct, const char *folder, const char *backfill_pos,
+                        uint32_t max, mp_batch *batch, mp_error *err);
+mp_status imap_fetch(mp_account *acct, const mp_message_ref *msg, mp_raw *raw_r,
+                     mp_error *err);
+mp_status imap_probe(mp_account *acct, mp_error *err);
+
+/* Forget the in-memory per-folder scan times of an account (close). */
+void imap_sync_forget(const imap_account *a);
+
+/* ---- shared (imap_sync.c) ---- */
+
+imap_account *imap_sync_account(mp_account *acct);
+void imap_sync_log(const imap_account *a, mp_log_level level, const char *fmt, ...)
+    MP_PRINTF(3, 4);
+
+/* The reused connection *connp, or a new one. */
+mp_status imap_sync_connect(imap_account *a, imap_conn **connp, mp_error *err);
+
+/* Map a tagged NO/BAD answer to a status (see imap_sync.c). `what` names
+ * the command, `folder` may be NULL. With connp the connection is
+ * dropped (commands may still be in flight). */
+mp_status imap_sync_answer_fail(imap_account *a, imap_conn **connp, const char *what,
+                                const char *folder, imap_status status, const char *text,
+                                mp_error *err);
+/* Finish a command sent with imap_send (its result in `sent`): wait for
+ * its answer, keeping the status text with its response code (imap_run
+ * drops it). -1 on a connection failure (*error_r); else 0 with *status_r
+ * and *text_r (allocated or NULL). Usage:
+ *   rc = imap_sync_finish(conn, imap_send(conn, tag, &error, ...), tag, ...) */
+int imap_sync_finish(imap_conn *conn, int sent, const char *tag, imap_untagged_cb cb,
+                     void *arg, imap_status *status_r, char **text_r, char **error_r);
+
+/* A failed imap_send/imap_wait: the connection is dropped; MP_RETRY. */
+mp_status imap_sync_io_fail(imap_account *a, imap_conn **connp, const char *what,
+                            const char *error, mp_error *err);
+
+/* Cheap per-folder bookkeeping kept in memory (not across restarts): when
+ * the last full comparison ran, and EXISTS as of the last delta (-1 when
+ * unknown). */
+typedef struct imap_folder_mem {
+    int64_t scan_ms;
+    int64_t exists;
+} imap_folder_mem;
+imap_folder_mem imap_sync_mem_get(const imap_account *a, const char *folder);
+/* scan_ms 0 keeps the stored time. */
+void imap_sync_mem_set(const imap_account *a, const char *folder, int64_t scan_ms,
+                       int64_t exists);
+
+typedef struct imap_flag_change {
+    uint32_t uid;
+    uint32_t order; /* arrival, so a later answer for a UID wins        */
+    char *flags;    /* normalized                                      */
+} imap_flag_change;
+
+typedef struct imap_box {
+    uint32_t uidvalidity;
+    uint32_t uidnext; /* 0: server did not say                       */
+    uint32_t exists;
+    uint64_t highestmodseq;
+    int nomodseq;
+    /* QRESYNC: VANISHED (EARLIER) and changed FETCH during the EXAMINE */
+    imap_range *vanished;
+    size_t n_vanished;
+    imap_flag_change *changed;
+    size_t n_changed;
+} imap_box;
+
+void imap_box_clear(imap_box *box);
+
+typedef enum imap_examine_mode {
+    IMAP_EXAMINE_PLAIN = 0,
+    IMAP_EXAMINE_CONDSTORE = 1,
+    IMAP_EXAMINE_QRESYNC = 2, /* needs `since` */
+} imap_examine_mode;
+
+/* EXAMINE (read-only) `folder`. A reused connection that turns out to be
+ * dead is replaced once. */
+mp_status imap_sync_examine(imap_account *a, imap_conn **connp, const char *folder,
+                            imap_examine_mode mode, const imap_cursor *since,
+                            imap_box *box_r, mp_error *err);
+
+/* UIDs in [lo, hi] (hi 0: up to '*'), ascending, at most the newest
+ * `max_newest` (0: all); *total_r (may be NULL) gets the count before
+ * truncation. ESEARCH when offered, else UID SEARCH. */
+mp_status imap_sync_uids(imap_account *a, imap_conn **connp, uint32_t lo, uint32_t hi,
+                         size_t max_newest, uint32_t **uids_r, size_t *n_r,
+                         size_t *total_r, mp_error *err);
+
+/* UID and FLAGS of every message with UID in [lo, hi] (CHANGEDSINCE
+ * `changedsince` when nonzero); sorted by UID. */
+mp_status imap_sync_flags(imap_account *a, imap_conn **connp, uint32_t lo, uint32_t hi,
+                          uint64_t changedsince, imap_flag_change **list_r, size_t *n_r,
+                          mp_error *err);
+void imap_flag_changes_free(imap_flag_change **list, size_t n);
+
+/* Pipelined summary fetch of `uids` (sorted ascending) in batches of
+ * sync.batch_size, several in flight, newest batch first when
+ * `descending`. Each FETCH answer is emitted as `kind` with the id
+ * "<folder>;<uidvalidity>;<uid>"; UIDs the server no longer has are
+ * skipped silently. After each batch completes, `checkpoint` is called with
+ * the lowest and highest UID of that batch; it commits and may set *stop_r
+ * (no further batches are sent; those in flight still complete). */
+typedef mp_status (*imap_checkpoint_cb)(void *arg, uint32_t lo, uint32_t hi,
+                                        size_t emitted, int *stop_r, mp_error *err);
+mp_status imap_sync_summaries(imap_account *a, imap_conn **connp, mp_batch *batch,
+                              const char *folder, uint32_t uidvalidity,
+                              const uint32_t *uids, size_t n, int descending,
+                              mp_change_kind kind, imap_checkpoint_cb checkpoint,
+                              void *arg, mp_error *err);
+
+/* The stored messages of a folder (copies). */
+typedef struct imap_stored {
+    char *id;
+    char *message_id;
+    uint32_t uid;
+    int64_t size;
+    int64_t date;
+    char *flags;
+} imap_stored;
+mp_status imap_sync_stored(imap_account *a, const char *folder, imap_stored **list_r,
+                           size_t *n_r, mp_error *err);
+void imap_stored_free(imap_stored **list, size_t n);
+
+/* UIDVALIDITY changed (imap_sync_remap.c): re-map silently, one reset. */
+mp_status imap_sync_remap(imap_account *a, imap_conn **connp, const char *folder,
+                          uint32_t old_uidvalidity, const imap_box *box, mp_batch *batch,
+                          mp_error *err);
+
+#endif

@@ -1,0 +1,228 @@
+/* Bootstrap (the newest N messages of a folder) and progressive backfill
+ * downward by UID. */
+#include "imap_sync.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* The examine mode that yields HIGHESTMODSEQ when the server has it. */
+static imap_examine_mode modseq_mode(imap_conn *conn)
+{
+    if (conn == NULL)
+        return IMAP_EXAMINE_PLAIN;
+    imap_strategy s =
+        imap_strategy_choose(imap_conn_caps(conn)->bits, imap_conn_enabled(conn));
+    return s == IMAP_STRATEGY_PLAIN ? IMAP_EXAMINE_PLAIN : IMAP_EXAMINE_CONDSTORE;
+}
+
+typedef struct boot_ctx {
+    mp_batch *batch;
+    uint32_t lowest; /* lowest UID of the batches completed so far */
+    uint32_t floor;  /* lowest UID that exists below the cursor     */
+    uint32_t uidvalidity;
+    int more_older; /* messages older than the list exist          */
+    int with_pos;   /* checkpoint commits the backfill position    */
+    int64_t deadline;
+} boot_ctx;
+
+static mp_status boot_checkpoint(void *arg, uint32_t lo, uint32_t hi, size_t emitted,
+                                 int *stop_r, mp_error *err)
+{
+    boot_ctx *bx = arg;
+    (void)hi;
+    (void)emitted;
+    if (bx->lowest == 0 || lo < bx->lowest)
+        bx->lowest = lo;
+    mp_status st;
+    if (bx->with_pos) {
+        char *pos = imap_pos_format(bx->uidvalidity, bx->lowest);
+        int done = !bx->more_older && bx->lowest <= bx->floor;
+        st = imap_host->batch_commit(bx->batch, NULL, pos, done, err);
+        free(pos);
+    } else {
+        st = imap_host->batch_commit(bx->batch, NULL, NULL, 0, err);
+    }
+    if (bx->deadline > 0 && imap_host->now_ms() >= bx->deadline)
+        *stop_r = 1;
+    return st;
+}
+
+/* The newest `max` UIDs below `uidnext` by sequence number, which needs
+ * no listing of the whole folder. */
+typedef struct seq_ctx {
+    uint32_t *uids;
+    size_t n, cap;
+    uint32_t below;
+} seq_ctx;
+
+static int seq_untagged(const imap_response *r, void *arg)
+{
+    seq_ctx *cx = arg;
+    if (r->kind != IMAP_R_UNTAGGED || r->keyword == NULL ||
+        strcasecmp(r->keyword, "FETCH") != 0)
+        return 0;
+    const imap_token *u = imap_fetch_item(r, "UID");
+    uint64_t uid = 0;
+    if (u == NULL || imap_token_u64(u, &uid) < 0 || uid == 0 || uid > UINT32_MAX)
+        return 0;
+    /* Mail that arrived after the EXAMINE belongs to delta (as new). */
+    if (cx->below != 0 && uid >= cx->below)
+        return 0;
+    if (cx->n == cx->cap) {
+        cx->cap = cx->cap ? cx->cap * 2 : 256;
+        cx->uids = imap_xrealloc(cx->uids, cx->cap, sizeof *cx->uids);
+    }
+    cx->uids[cx->n++] = (uint32_t)uid;
+    return 0;
+}
+
+static mp_status newest_uids(imap_account *a, imap_conn **connp, const imap_box *box,
+                             uint32_t max, uint32_t **uids_r, size_t *n_r, mp_error *err)
+{
+    uint32_t lo = box->exists > max ? box->exists - max + 1 : 1;
+    seq_ctx cx = {.below = box->uidnext};
+    imap_status status = IMAP_NONE;
+    char *error = NULL;
+    char tag[16];
+    char *text = NULL;
+    int rc =
+        imap_sync_finish(*connp, imap_send(*connp, tag, &error, "FETCH %u:* (UID)", lo),
+                         tag, seq_untagged, &cx, &status, &text, &error);
+    mp_status st = MP_OK;
+    if (rc < 0)
+        st = imap_sync_io_fail(a, connp, "FETCH UID", error, err);
+    else if (status != IMAP_OK)
+        st = imap_sync_answer_fail(a, NULL, "FETCH UID", NULL, status, text, err);
+    free(text);
+    free(error);
+    if (st != MP_OK) {
+        free(cx.uids);
+        return st;
+    }
+    size_t n = imap_uids_sort_unique(cx.uids, cx.n);
+    if (n > max) {
+        memmove(cx.uids, cx.uids + (n - max), max * sizeof *cx.uids);
+        n = max;
+    }
+    *uids_r = cx.uids;
+    *n_r = n;
+    return MP_OK;
+}
+
+mp_status imap_bootstrap(mp_account *acct, const char *folder, uint32_t max,
+                         mp_batch *batch, mp_error *err)
+{
+    imap_account *a = imap_sync_account(acct);
+    mp_status st = imap_sync_connect(a, &a->sync_conn, err);
+    if (st != MP_OK)
+        return st;
+    imap_box box;
+    st = imap_sync_examine(a, &a->sync_conn, folder, modseq_mode(a->sync_conn), NULL,
+                           &box, err);
+    if (st != MP_OK)
+        return st;
+
+    uint32_t *uids = NULL;
+    size_t n = 0;
+    if (max > 0 && box.exists > 0)
+        st = newest_uids(a, &a->sync_conn, &box, max, &uids, &n, err);
+    if (st == MP_OK && box.uidnext == 0) {
+        /* No UIDNEXT in the EXAMINE (pre-RFC 3501 servers): the highest UID
+         * seen stands in, which is what the cursor needs. */
+        uint32_t *all = NULL;
+        size_t n_all = 0;
+        st = imap_sync_uids(a, &a->sync_conn, 1, 0, 1, &all, &n_all, NULL, err);
+        box.uidnext = n_all > 0 ? all[n_all - 1] + 1 : 1;
+        free(all);
+    }
+    /* The cursor is the state as of the EXAMINE, before fetching, so mail
+     * arriving meanwhile is delivered by delta (a replay folds). */
+    imap_cursor cur = {box.uidvalidity, box.uidnext, box.highestmodseq};
+    int more_older = box.exists > max;
+    boot_ctx bx = {
+        .batch = batch,
+        .uidvalidity = box.uidvalidity,
+        .more_older = more_older,
+        .floor = n > 0 ? uids[0] : 1,
+    };
+    if (st == MP_OK && n > 0)
+        st = imap_sync_summaries(a, &a->sync_conn, batch, folder, box.uidvalidity, uids,
+                                 n, 1, MP_CHANGE_SYNCED, boot_checkpoint, &bx, err);
+    if (st == MP_OK) {
+        char *cursor = imap_cursor_format(&cur);
+        char *pos = NULL;
+        int done = 1;
+        if (max > 0 && n > 0) {
+            pos = imap_pos_format(box.uidvalidity, bx.lowest != 0 ? bx.lowest : uids[0]);
+            done = !more_older;
+        } else if (max > 0 && more_older) {
+            /* Every listed message vanished meanwhile: backfill continues
+             * below the cursor. */
+            pos = imap_pos_format(box.uidvalidity, box.uidnext);
+            done = 0;
+        }
+        st = imap_host->batch_commit(batch, cursor, pos, done, err);
+        free(cursor);
+        free(pos);
+        imap_sync_log(a, MP_LOG_DEBUG,
+                      "bootstrap \"%s\": %zu of %u messages, cursor v1:%u:%u", folder, n,
+                      (unsigned)box.exists, (unsigned)box.uidvalidity,
+                      (unsigned)box.uidnext);
+    }
+    free(uids);
+    imap_box_clear(&box);
+    return st;
+}
+
+mp_status imap_backfill(mp_account *acct, const char *folder, const char *backfill_pos,
+                        uint32_t max, mp_batch *batch, mp_error *err)
+{
+    imap_account *a = imap_sync_account(acct);
+    uint32_t uidvalidity = 0, lowest = 0;
+    if (imap_pos_parse(backfill_pos, &uidvalidity, &lowest) < 0)
+        return mp_fail(err, MP_RESYNC,
+                       "backfill position \"%s\" is not an imap v1 position",
+                       backfill_pos != NULL ? backfill_pos : "(none)");
+    if (lowest <= 1)
+        return imap_host->batch_commit(batch, NULL, NULL, 1, err);
+    if (max == 0)
+        return MP_OK;
+
+    imap_box box;
+    mp_status st =
+        imap_sync_examine(a, &a->sync_conn, folder, IMAP_EXAMINE_PLAIN, NULL, &box, err);
+    if (st != MP_OK)
+        return st;
+    if (box.uidvalidity != uidvalidity) {
+        /* Delta re-maps the folder and commits a position in the new UID
+         * space; backfilling the old one meanwhile would load wrong ids. */
+        imap_box_clear(&box);
+        st = mp_fail(err, MP_RETRY, "uidvalidity changed; waiting for resync");
+        err->retry_after_ms = 60000;
+        return st;
+    }
+    imap_box_clear(&box);
+
+    uint32_t *uids = NULL;
+    size_t n = 0, total = 0;
+    st = imap_sync_uids(a, &a->sync_conn, 1, lowest - 1, max, &uids, &n, &total, err);
+    if (st != MP_OK)
+        return st;
+    if (n == 0) {
+        free(uids);
+        return imap_host->batch_commit(batch, NULL, NULL, 1, err);
+    }
+    boot_ctx bx = {
+        .batch = batch,
+        .uidvalidity = uidvalidity,
+        .more_older = total > n,
+        .floor = uids[0],
+        .with_pos = 1,
+        .deadline = imap_host->batch_deadline_ms(batch),
+    };
+    st = imap_sync_summaries(a, &a->sync_conn, batch, folder, uidvalidity, uids, n, 1,
+                             MP_CHANGE_SYNCED, boot_checkpoint, &bx, err);
+    free(uids);
+    return st;
+}
