@@ -108,7 +108,9 @@ static int dispatch(mpctl_sse *p)
     p->data.data[len] = '\0';
     mpctl_sse_event ev = {
         .id = p->last_id,
-        .type = p->type.len > 0 ? p->type.data : "message",
+        /* A value that is empty as a C string (NUL bytes from a broken
+         * stream) is no type either. */
+        .type = p->type.len > 0 && p->type.data[0] != '\0' ? p->type.data : "message",
         .data = p->data.data,
         .data_len = len,
     };

@@ -11,6 +11,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+#define FUZZ_ASSERT(cond)                                                              \
+    do {                                                                               \
+        if (!(cond))                                                                   \
+            abort();                                                                   \
+    } while (0)
+
 static void touch(const imap_token *t, int depth)
 {
     if (t->str != NULL && t->type != IMAP_T_STRING)
@@ -39,6 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t off = 0;
     while (off < size) {
         long n = imap_response_length(buf + off, size - off, 1 << 20);
+        FUZZ_ASSERT(n <= (long)(size - off)); /* never beyond what was received */
         /* Incomplete or hopeless: still parse the rest once, since the
          * parser must be safe on any bytes. */
         size_t len = n > 0 ? (size_t)n : size - off;
@@ -48,6 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *err = NULL;
         imap_arena_reset(arena);
         if (imap_parse_response(copy, len, arena, &r, &err) == 0) {
+            FUZZ_ASSERT(r.kind != IMAP_R_TAGGED || r.tag != NULL);
             for (size_t i = 0; i < r.n_args; i++)
                 touch(&r.args[i], 0);
             for (size_t i = 0; i < r.n_code_args; i++)
@@ -70,6 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 (void)imap_parse_internaldate(idate->str);
             (void)imap_fetch_item(&r, "BODY[]");
         } else {
+            FUZZ_ASSERT(err != NULL); /* a refusal always says why */
             free(err);
         }
         free(copy);

@@ -4,16 +4,25 @@
  * as well as the content. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+#define FUZZ_ASSERT(cond)                                                              \
+    do {                                                                               \
+        if (!(cond))                                                                   \
+            abort();                                                                   \
+    } while (0)
+
 static int on_event(const mpctl_sse_event *ev, void *ctx)
 {
     size_t *count = ctx;
     (*count)++;
+    /* Documented: id is "" when none was seen, type defaults to "message". */
+    FUZZ_ASSERT(ev->id != NULL && ev->type != NULL && ev->type[0] != '\0');
     /* Touch every field so a dangling pointer shows up under ASan. */
     if (ev->id != NULL)
         (void)strlen(ev->id);
