@@ -63,9 +63,7 @@ void mpctl_print_json_pretty(const char *body, size_t len)
     json_decref(root);
 }
 
-/* Request and parse a JSON answer. Returns an exit code; on success *root_r
- * is set (and, with --json, the answer has been printed). */
-static int fetch_json(const mpctl_args *args, const mpctl_conn *conn, const char *method,
+int mpctl_fetch_json(const mpctl_args *args, const mpctl_conn *conn, const char *method,
                       const char *path, json_t **root_r)
 {
     mpctl_response resp;
@@ -218,7 +216,7 @@ static void print_drivers(const json_t *drivers)
 static int cmd_status(const mpctl_args *args, const mpctl_conn *conn)
 {
     json_t *st;
-    int rc = fetch_json(args, conn, "GET", "/v1/status", &st);
+    int rc = mpctl_fetch_json(args, conn, "GET", "/v1/status", &st);
     if (rc != MPCTL_EXIT_OK || args->json) {
         json_decref(st);
         return rc;
@@ -239,7 +237,7 @@ static int cmd_status(const mpctl_args *args, const mpctl_conn *conn)
     json_decref(st);
 
     json_t *list;
-    rc = fetch_json(args, conn, "GET", "/v1/accounts", &list);
+    rc = mpctl_fetch_json(args, conn, "GET", "/v1/accounts", &list);
     if (rc == MPCTL_EXIT_OK) {
         printf("\n");
         print_accounts(json_object_get(list, "accounts"));
@@ -251,7 +249,7 @@ static int cmd_status(const mpctl_args *args, const mpctl_conn *conn)
 static int cmd_accounts(const mpctl_args *args, const mpctl_conn *conn)
 {
     json_t *list;
-    int rc = fetch_json(args, conn, "GET", "/v1/accounts", &list);
+    int rc = mpctl_fetch_json(args, conn, "GET", "/v1/accounts", &list);
     if (rc == MPCTL_EXIT_OK && !args->json)
         print_accounts(json_object_get(list, "accounts"));
     json_decref(list);
@@ -333,7 +331,7 @@ static int cmd_account(const mpctl_args *args, const mpctl_conn *conn)
     char *id = mpctl_path_escape(args->pos[0]);
     char *path = mpu_asprintf("/v1/accounts/%s", id);
     json_t *a;
-    int rc = fetch_json(args, conn, "GET", path, &a);
+    int rc = mpctl_fetch_json(args, conn, "GET", path, &a);
     free(path);
     free(id);
     if (rc != MPCTL_EXIT_OK || args->json) {
@@ -417,7 +415,7 @@ static int cmd_messages(const mpctl_args *args, const mpctl_conn *conn)
     char *id = mpctl_path_escape(args->pos[0]);
     char *path = mpu_asprintf("/v1/accounts/%s/messages%s", id, query);
     json_t *root;
-    int rc = fetch_json(args, conn, "GET", path, &root);
+    int rc = mpctl_fetch_json(args, conn, "GET", path, &root);
     free(path);
     free(id);
     free(query);
@@ -467,7 +465,7 @@ static int cmd_show(const mpctl_args *args, const mpctl_conn *conn)
     if (args->json) {
         char *path = mpu_asprintf("/v1/messages/%s", id);
         json_t *root;
-        int rc = fetch_json(args, conn, "GET", path, &root);
+        int rc = mpctl_fetch_json(args, conn, "GET", path, &root);
         json_decref(root);
         free(path);
         free(id);
@@ -496,7 +494,7 @@ static int cmd_post(const mpctl_args *args, const mpctl_conn *conn, const char *
                     const char *done)
 {
     json_t *root;
-    int rc = fetch_json(args, conn, "POST", path, &root);
+    int rc = mpctl_fetch_json(args, conn, "POST", path, &root);
     if (rc == MPCTL_EXIT_OK && !args->json) {
         char *clean = mpctl_sanitize(done);
         printf("%s\n", clean);

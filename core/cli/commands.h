@@ -5,6 +5,8 @@
 #ifndef MP_CLI_COMMANDS_H
 #define MP_CLI_COMMANDS_H
 
+#include <jansson.h>
+
 #include "cli.h"
 #include "client.h"
 
@@ -32,5 +34,9 @@ int mpctl_cmd_events(const mpctl_args *args, const mpctl_conn *conn);
 int mpctl_report_connect_error(const mpctl_conn *conn, const char *error);
 int mpctl_report_http_error(const mpctl_response *resp);
 void mpctl_print_json_pretty(const char *body, size_t len);
+/* Request and parse a JSON answer. Returns an exit code; on success *root_r
+ * is set (and, with --json, the answer has been printed). */
+int mpctl_fetch_json(const mpctl_args *args, const mpctl_conn *conn, const char *method,
+                     const char *path, json_t **root_r);
 
 #endif

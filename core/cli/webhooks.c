@@ -15,34 +15,6 @@
 #define W_URL 40
 #define W_ERROR 50
 
-static int request_json(const mpctl_args *args, const mpctl_conn *conn, const char *method,
-                        const char *path, json_t **root_r)
-{
-    mpctl_response resp;
-    char *error = NULL;
-    *root_r = NULL;
-    if (mpctl_request(conn, method, path, NULL, &resp, &error) < 0) {
-        int rc = mpctl_report_connect_error(conn, error);
-        free(error);
-        mpctl_response_clear(&resp);
-        return rc;
-    }
-    if (resp.status < 200 || resp.status > 299) {
-        int rc = mpctl_report_http_error(&resp);
-        mpctl_response_clear(&resp);
-        return rc;
-    }
-    if (args->json)
-        mpctl_print_json_pretty(resp.body, resp.len);
-    *root_r = json_loadb(resp.body, resp.len, 0, NULL);
-    mpctl_response_clear(&resp);
-    if (*root_r == NULL) {
-        fprintf(stderr, "mailpulsectl: invalid JSON from the daemon\n");
-        return MPCTL_EXIT_ERROR;
-    }
-    return MPCTL_EXIT_OK;
-}
-
 static char *text_of(const json_t *o, const char *key)
 {
     const json_t *v = json_object_get(o, key);
@@ -98,7 +70,7 @@ static int cmd_replay(const mpctl_args *args, const mpctl_conn *conn)
     char *query = mpctl_query_build(params, 1);
     char *path = mpu_asprintf("/v1/webhooks/%s/replay%s", name, query);
     json_t *root;
-    int rc = request_json(args, conn, "POST", path, &root);
+    int rc = mpctl_fetch_json(args, conn, "POST", path, &root);
     if (rc == MPCTL_EXIT_OK && !args->json) {
         char *clean = mpctl_sanitize(args->pos[1]);
         printf("%lld dead letters of %s queued for delivery\n",
@@ -118,7 +90,7 @@ int mpctl_cmd_webhooks(const mpctl_args *args, const mpctl_conn *conn)
     if (args->n_pos == 2)
         return cmd_replay(args, conn);
     json_t *root;
-    int rc = request_json(args, conn, "GET", "/v1/webhooks", &root);
+    int rc = mpctl_fetch_json(args, conn, "GET", "/v1/webhooks", &root);
     if (rc == MPCTL_EXIT_OK && !args->json)
         print_endpoints(json_object_get(root, "webhooks"));
     json_decref(root);
