@@ -169,8 +169,13 @@ static json_t *backfill_json(mpd *d, const mps_folder *f)
     mpj_kind_info info;
     int running = mpj_account_info(d->sched, f->account, MPJ_BACKFILL, &info) == 0 &&
                   info.running;
+    /* "off": from-now-on folders whose history nobody asked for, whether or
+     * not the driver marked its empty bootstrap as complete. */
     if (!f->bootstrapped)
         status = "pending";
+    else if (mode == MP_BACKFILL_FROM_NOW_ON && !f->backfill_requested &&
+             f->synced_count == 0)
+        status = "off";
     else if (f->backfill_done)
         status = "done";
     else if (mode == MP_BACKFILL_FROM_NOW_ON && !f->backfill_requested)

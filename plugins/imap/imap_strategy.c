@@ -104,7 +104,7 @@ static int parse_v1(const char *s, size_t n, uint64_t *fields, const uint64_t *m
 
 int imap_cursor_parse(const char *s, imap_cursor *cursor_r)
 {
-    uint64_t f[3];
+    uint64_t f[3] = {0};
     static const uint64_t max[3] = {UINT32_MAX, UINT32_MAX, UINT64_MAX};
     if (parse_v1(s, 3, f, max) < 0 || f[0] == 0)
         return -1;
@@ -122,7 +122,7 @@ char *imap_cursor_format(const imap_cursor *c)
 
 int imap_pos_parse(const char *s, uint32_t *uidvalidity_r, uint32_t *lowest_r)
 {
-    uint64_t f[2];
+    uint64_t f[2] = {0};
     static const uint64_t max[2] = {UINT32_MAX, UINT32_MAX};
     if (parse_v1(s, 2, f, max) < 0 || f[0] == 0)
         return -1;
