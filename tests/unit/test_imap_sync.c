@@ -22,7 +22,7 @@
 static void test_cursor(void **state)
 {
     (void)state;
-    imap_cursor c;
+    imap_cursor c = {0};
     assert_int_equal(imap_cursor_parse("v1:3857529045:4392:90060115205545359", &c), 0);
     assert_int_equal(c.uidvalidity, 3857529045u);
     assert_int_equal(c.uidnext, 4392u);
