@@ -22,7 +22,7 @@ int mps_account_ensure(mps_store *s, const char *account, const char *instance,
     mps__bind_text(st, ":instance", instance);
     mps__bind_int(st, ":now", mpu_now_ms());
     int rc = mps__step_done(s, st, error_r, "store: ensure account");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -57,15 +57,15 @@ static int load_state(mps_store *s, const char *account, state_row *row_r, char 
         row_r->last_error = mps__col_text(st, 1);
         row_r->push_state = mps__col_text(st, 2);
         row_r->status_seq = sqlite3_column_int64(st, 3);
-        sqlite3_finalize(st);
+        mps__finish(s, st);
         return 0;
     }
     if (rc == SQLITE_DONE) {
-        sqlite3_finalize(st);
+        mps__finish(s, st);
         return mps__error(error_r, "store: unknown account \"%s\"", account);
     }
     mps__fail(s, error_r, "store: read account");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return -1;
 }
 
@@ -93,7 +93,7 @@ static int write_state(mps_store *s, const char *account, const state_row *next,
     mps__bind_int(st, ":seq", next->status_seq);
     mps__bind_text(st, ":id", account);
     int rc = mps__step_done(s, st, error_r, "store: update account");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     if (rc < 0 || !emit)
         return rc;
 
@@ -175,7 +175,7 @@ static int update_account(mps_store *s, sqlite3_stmt *st, const char *account,
     int rc = mps__step_done(s, st, error_r, "store: update account");
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         rc = mps__error(error_r, "store: unknown account \"%s\"", account);
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -228,7 +228,7 @@ int mps_account_get(mps_store *s, const char *account, mps_account_row *row_r,
     } else {
         rc = mps__fail(s, error_r, "store: read account");
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 

@@ -29,7 +29,7 @@ int mps__body_store(mps_store *s, const char *id, const uint8_t *data, size_t le
     mps__bind_int(st, ":now", mpu_now_ms());
     mps__bind_int(st, ":expires", expires_ms);
     int rc = mps__step_done(s, st, error_r, "store: cache body");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -69,7 +69,7 @@ int mps_body_get(mps_store *s, const char *id, uint8_t **data_r, size_t *len_r,
     } else {
         rc = mps__fail(s, error_r, "store: read body");
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -83,7 +83,7 @@ int mps_body_cleanup(mps_store *s, int64_t now_ms, int64_t *removed_r, char **er
         return -1;
     mps__bind_int(st, ":now", now_ms);
     int rc = mps__step_done(s, st, error_r, "store: clean body cache");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     if (rc == 0 && removed_r != NULL)
         *removed_r = sqlite3_changes(s->db);
     return rc;

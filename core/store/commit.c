@@ -119,7 +119,7 @@ static int load_stored(commit_ctx *cx, const char *provider_id, stored *r_r,
     } else {
         rc = mps__fail(cx->s, error_r, "store: read message");
     }
-    sqlite3_finalize(st);
+    mps__finish(cx->s, st);
     return rc;
 }
 
@@ -161,7 +161,7 @@ static int write_row(commit_ctx *cx, const stored *r, char **error_r)
     mps__bind_int(st, ":indexed", m->indexed_ms);
     mps__bind_int(st, ":rowid", r->rowid);
     int rc = mps__step_done(cx->s, st, error_r, "store: write message");
-    sqlite3_finalize(st);
+    mps__finish(cx->s, st);
     return rc;
 }
 
@@ -240,7 +240,7 @@ static int rekey(commit_ctx *cx, const char *old_id, const char *new_id, int *ap
     mps__bind_text(st, ":old", old_id);
     mps__bind_text(st, ":account", cx->b->account);
     int rc = mps__step_done(cx->s, st, error_r, "store: re-key message");
-    sqlite3_finalize(st);
+    mps__finish(cx->s, st);
     if (rc == 0 && sqlite3_changes(cx->s->db) > 0)
         *applied_r = 1;
     return rc;
@@ -335,7 +335,7 @@ static int drop_body(commit_ctx *cx, const char *id, char **error_r)
         return -1;
     mps__bind_text(st, ":id", id);
     int rc = mps__step_done(cx->s, st, error_r, "store: drop body");
-    sqlite3_finalize(st);
+    mps__finish(cx->s, st);
     return rc;
 }
 
@@ -435,7 +435,7 @@ static int ensure_folder(commit_ctx *cx, char **error_r)
     mps__bind_text(st, ":account", cx->b->account);
     mps__bind_text(st, ":name", cx->b->folder);
     int rc = mps__step_done(cx->s, st, error_r, "store: folder of batch");
-    sqlite3_finalize(st);
+    mps__finish(cx->s, st);
     return rc;
 }
 
@@ -451,13 +451,13 @@ static int reset_event(commit_ctx *cx, char **error_r)
     mps__bind_text(st, ":name", cx->b->folder);
     if (sqlite3_step(st) != SQLITE_ROW) {
         mps__fail(cx->s, error_r, "store: count folder reset");
-        sqlite3_finalize(st);
+        mps__finish(cx->s, st);
         return -1;
     }
     int64_t n = sqlite3_column_int64(st, 0);
     /* RETURNING statements write when stepped to the end. */
     int rc = mps__step_done(cx->s, st, error_r, "store: count folder reset");
-    sqlite3_finalize(st);
+    mps__finish(cx->s, st);
     if (rc < 0)
         return -1;
 
@@ -508,7 +508,7 @@ static int advance_folder(commit_ctx *cx, const char *cursor, const char *backfi
     mps__bind_text(st, ":account", cx->b->account);
     mps__bind_text(st, ":name", cx->b->folder);
     int rc = mps__step_done(cx->s, st, error_r, "store: advance folder");
-    sqlite3_finalize(st);
+    mps__finish(cx->s, st);
     return rc;
 }
 

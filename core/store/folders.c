@@ -20,7 +20,7 @@ int mps_folder_ensure(mps_store *s, const char *account, const char *folder, int
     mps__bind_text(st, ":name", folder);
     mps__bind_int(st, ":role", role);
     int rc = mps__step_done(s, st, error_r, "store: ensure folder");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -30,7 +30,8 @@ int mps_folder_ensure(mps_store *s, const char *account, const char *folder, int
     " f.backfill_done, f.backfill_requested,"                                            \
     " (SELECT COUNT(*) FROM messages m WHERE m.account = f.account"                      \
     "   AND m.folder = f.name AND m.deleted = 0),"                                       \
-    " (SELECT COUNT(*) FROM messages m JOIN bodies b ON b.message_id = m.id"             \
+    " (SELECT COUNT(*) FROM messages m JOIN bodies b INDEXED BY bodies_meta"             \
+    "   ON b.message_id = m.id"                                                          \
     "   WHERE m.account = f.account AND m.folder = f.name AND m.deleted = 0"             \
     "   AND (b.expires_ms = 0 OR b.expires_ms > :now)),"                                 \
     " f.synced_count, f.resets, f.last_sync_ms, f.last_error FROM folders f"
@@ -73,7 +74,7 @@ int mps_folder_get(mps_store *s, const char *account, const char *folder,
     } else {
         rc = mps__fail(s, error_r, "store: read folder");
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -104,11 +105,11 @@ int mps_folders_list(mps_store *s, const char *account, mps_folder **list_r, siz
     }
     if (rc != SQLITE_DONE) {
         mps__fail(s, error_r, "store: list folders");
-        sqlite3_finalize(st);
+        mps__finish(s, st);
         mps_folders_free(&list, n);
         return -1;
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     *list_r = list;
     *n_r = n;
     return 0;
@@ -146,7 +147,7 @@ static int update_folder(mps_store *s, sqlite3_stmt *st, const char *account,
     int rc = mps__step_done(s, st, error_r, "store: update folder");
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         rc = 1;
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 

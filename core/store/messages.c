@@ -61,7 +61,7 @@ int mps_message_get(mps_store *s, const char *id, mps_message *msg_r, char **err
     } else {
         rc = mps__fail(s, error_r, "store: read message");
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -84,7 +84,7 @@ static int page_anchor(mps_store *s, const char *account, const char *before,
     } else {
         rc = mps__fail(s, error_r, "store: read message");
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -127,11 +127,11 @@ int mps_messages_list(mps_store *s, const char *account, const char *folder,
     }
     if (rc != SQLITE_DONE) {
         mps__fail(s, error_r, "store: list messages");
-        sqlite3_finalize(st);
+        mps__finish(s, st);
         mps_messages_free(&list, n);
         return -1;
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     *list_r = list;
     *n_r = n;
     return 0;
@@ -163,10 +163,10 @@ int mps_messages_each(mps_store *s, const char *account, const char *folder,
     }
     if (rc != SQLITE_DONE) {
         mps__fail(s, error_r, "store: iterate messages");
-        sqlite3_finalize(st);
+        mps__finish(s, st);
         return -1;
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return 0;
 }
 

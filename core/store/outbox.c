@@ -17,10 +17,10 @@ static int existing_seq(mps_store *s, const char *idem_key, int64_t *seq_r,
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *seq_r = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
+        mps__finish(s, st);
         return 0;
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return mps__fail(s, error_r, "store: look up event");
 }
 
@@ -51,7 +51,7 @@ int mps__event_add(mps_store *s, const char *type, const char *account,
     mps__bind_text(st, ":key", idem_key);
     mps__bind_text(st, ":data", data_json);
     int rc = mps__step_done(s, st, error_r, "store: append event");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     if (rc < 0)
         return -1;
     if (sqlite3_changes(s->db) == 0) {
@@ -153,11 +153,11 @@ int mps_events_after(mps_store *s, int64_t after, size_t limit, const char *cons
     }
     if (rc != SQLITE_DONE) {
         mps__fail(s, error_r, "store: read events");
-        sqlite3_finalize(st);
+        mps__finish(s, st);
         mps_events_free(&list, n);
         return -1;
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     *list_r = list;
     *n_r = n;
     return 0;
@@ -188,6 +188,6 @@ int64_t mps_events_last_seq(mps_store *s)
     int64_t seq = 0;
     if (sqlite3_step(st) == SQLITE_ROW)
         seq = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return seq;
 }

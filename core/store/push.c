@@ -31,7 +31,7 @@ int mps_subscription_get(mps_store *s, const char *account, mps_subscription *su
     } else {
         rc = mps__fail(s, error_r, "store: read subscription");
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -56,7 +56,7 @@ int mps_subscription_put(mps_store *s, const char *account, const char *provider
     mps__bind_text(st, ":hint", cursor_hint);
     mps__bind_int(st, ":now", mpu_now_ms());
     int rc = mps__step_done(s, st, error_r, "store: save subscription");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -68,7 +68,7 @@ int mps_subscription_delete(mps_store *s, const char *account, char **error_r)
         return -1;
     mps__bind_text(st, ":account", account);
     int rc = mps__step_done(s, st, error_r, "store: delete subscription");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -93,7 +93,7 @@ static int run_bound(mps_store *s, const char *sql, const char *account, int64_t
     mps__bind_text(st, ":folder", folder);
     mps__bind_text(st, ":hint", hint);
     int rc = mps__step_done(s, st, error_r, "store: record push hint");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -129,7 +129,7 @@ int mps_push_hints_take(mps_store *s, const char *account, int64_t *count_r,
         return -1;
     mps__bind_text(st, ":account", account);
     int rc = mps__step_done(s, st, error_r, "store: take push hints");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     if (rc == 0 && count_r != NULL)
         *count_r = sqlite3_changes(s->db);
     return rc;
@@ -156,13 +156,13 @@ int mps_push_hints_accounts(mps_store *s, char ***accounts_r, size_t *n_r, char 
     }
     if (rc != SQLITE_DONE) {
         mps__fail(s, error_r, "store: list push hints");
-        sqlite3_finalize(st);
+        mps__finish(s, st);
         for (size_t i = 0; i < n; i++)
             free(list[i]);
         free(list);
         return -1;
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     *accounts_r = list;
     *n_r = n;
     return 0;

@@ -16,7 +16,7 @@ int mps_stats_get(mps_store *s, mps_stats *stats_r, char **error_r)
                      " (SELECT COUNT(*) FROM messages WHERE deleted = 0),"
                      " (SELECT COUNT(*) FROM bodies"
                      "   WHERE expires_ms = 0 OR expires_ms > :now),"
-                     " (SELECT COALESCE(SUM(size), 0) FROM bodies"
+                     " (SELECT COALESCE(SUM(size), 0) FROM bodies INDEXED BY bodies_meta"
                      "   WHERE expires_ms = 0 OR expires_ms > :now),"
                      " (SELECT COUNT(*) FROM events),"
                      " (SELECT COALESCE(MAX(seq), 0) FROM events)",
@@ -26,7 +26,7 @@ int mps_stats_get(mps_store *s, mps_stats *stats_r, char **error_r)
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         mps__fail(s, error_r, "store: read statistics");
-        sqlite3_finalize(st);
+        mps__finish(s, st);
         return -1;
     }
     stats_r->accounts = sqlite3_column_int64(st, 0);
@@ -36,6 +36,6 @@ int mps_stats_get(mps_store *s, mps_stats *stats_r, char **error_r)
     stats_r->body_bytes = sqlite3_column_int64(st, 4);
     stats_r->events = sqlite3_column_int64(st, 5);
     stats_r->last_seq = sqlite3_column_int64(st, 6);
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return 0;
 }

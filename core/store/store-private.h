@@ -10,8 +10,19 @@
 
 #include "store/store.h"
 
+/* Prepared statements kept for reuse, keyed by their SQL text; busy while
+ * handed out between mps__prepare and mps__finish. */
+#define MPS__STMT_CACHE 64
+struct mps__cached_stmt {
+    char *sql;
+    sqlite3_stmt *st;
+    int busy;
+};
+
 struct mps_store {
     sqlite3 *db;
+    struct mps__cached_stmt cache[MPS__STMT_CACHE];
+    size_t n_cached;
 };
 
 /* A sync batch: copies of the staged changes (every string and the raw
@@ -34,7 +45,12 @@ int mps__fail(mps_store *s, char **error_r, const char *what);
 /* Set *error_r to a formatted message and return -1. */
 int mps__error(char **error_r, const char *fmt, ...) MP_PRINTF(2, 3);
 
+/* Hand out a statement for `sql`, reused from the connection's cache when
+ * one is idle. Release it with mps__finish (never sqlite3_finalize). */
 int mps__prepare(mps_store *s, const char *sql, sqlite3_stmt **st_r, char **error_r);
+/* Reset a statement from mps__prepare and clear its bindings for reuse
+ * (finalize it when it is not cached). NULL is ignored. */
+void mps__finish(mps_store *s, sqlite3_stmt *st);
 int mps__exec(mps_store *s, const char *sql, char **error_r);
 
 /* Write transactions start with BEGIN IMMEDIATE so two connections never
@@ -58,7 +74,8 @@ int mps__step_done(mps_store *s, sqlite3_stmt *st, char **error_r, const char *w
 #define MPS__MESSAGE_COLS                                                                \
     "m.id, m.account, m.folder, m.provider_id, m.ref, m.uid, m.message_id, "             \
     "m.subject, m.from_addr, m.to_addr, m.date, m.size, m.thread_id, m.flags, "          \
-    "m.deleted, EXISTS(SELECT 1 FROM bodies b WHERE b.message_id = m.id AND "            \
+    "m.deleted, EXISTS(SELECT 1 FROM bodies b INDEXED BY bodies_meta"                    \
+    " WHERE b.message_id = m.id AND "                                                    \
     "(b.expires_ms = 0 OR b.expires_ms > :now)), m.indexed_ms"
 #define MPS__MESSAGE_NCOLS 17
 void mps__message_read(sqlite3_stmt *st, mps_message *m_r);

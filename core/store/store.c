@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "util/util.h"
 
@@ -35,16 +36,50 @@ int mps__fail(mps_store *s, char **error_r, const char *what)
     return mps__error(error_r, "%s: %s", what, sqlite3_errmsg(s->db));
 }
 
+/* Preparing costs more than most of the store's statements take to run,
+ * and a sync batch runs the same few statements for every message. */
 int mps__prepare(mps_store *s, const char *sql, sqlite3_stmt **st_r, char **error_r)
 {
     *st_r = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, st_r, NULL) != SQLITE_OK) {
+    for (size_t i = 0; i < s->n_cached; i++) {
+        struct mps__cached_stmt *c = &s->cache[i];
+        if (!c->busy && (c->sql == sql || strcmp(c->sql, sql) == 0)) {
+            c->busy = 1;
+            *st_r = c->st;
+            return 0;
+        }
+    }
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st_r, NULL) !=
+        SQLITE_OK) {
         mps__fail(s, error_r, "store: prepare");
         sqlite3_finalize(*st_r);
         *st_r = NULL;
         return -1;
     }
+    if (s->n_cached < MPS__STMT_CACHE) {
+        struct mps__cached_stmt *c = &s->cache[s->n_cached++];
+        c->sql = mpu_strdup(sql);
+        c->st = *st_r;
+        c->busy = 1;
+    }
     return 0;
+}
+
+void mps__finish(mps_store *s, sqlite3_stmt *st)
+{
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < s->n_cached; i++) {
+        struct mps__cached_stmt *c = &s->cache[i];
+        if (c->st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            c->busy = 0;
+            return;
+        }
+    }
+    /* Not cached (cache full, or its SQL was already handed out). */
+    sqlite3_finalize(st);
 }
 
 int mps__exec(mps_store *s, const char *sql, char **error_r)
@@ -125,12 +160,12 @@ static int set_pragmas(mps_store *s, char **error_r)
         return -1;
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
-        sqlite3_finalize(st);
+        mps__finish(s, st);
         return mps__fail(s, error_r, "store: set WAL mode");
     }
     const char *mode = (const char *)sqlite3_column_text(st, 0);
     int wal = mode != NULL && sqlite3_stricmp(mode, "wal") == 0;
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     if (!wal)
         return mps__error(error_r, "store: WAL journal mode is not available");
     return mps__exec(s,
@@ -171,6 +206,10 @@ void mps_close(mps_store **store)
 {
     if (store == NULL || *store == NULL)
         return;
+    for (size_t i = 0; i < (*store)->n_cached; i++) {
+        sqlite3_finalize((*store)->cache[i].st);
+        free((*store)->cache[i].sql);
+    }
     sqlite3_close_v2((*store)->db);
     free(*store);
     *store = NULL;

@@ -23,7 +23,7 @@ int mps_webhook_cursor_get(mps_store *s, const char *endpoint, int64_t *cursor_r
     } else {
         rc = mps__fail(s, error_r, "store: read webhook cursor");
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -41,7 +41,7 @@ static int cursor_write(mps_store *s, const char *endpoint, int64_t cursor,
     mps__bind_int(st, ":cursor", cursor);
     mps__bind_int(st, ":now", mpu_now_ms());
     int rc = mps__step_done(s, st, error_r, "store: save webhook cursor");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -72,7 +72,7 @@ int mps_webhook_dead_letter(mps_store *s, const char *endpoint, int64_t seq,
     mps__bind_text(st, ":error", last_error);
     mps__bind_int(st, ":now", mpu_now_ms());
     int rc = mps__step_done(s, st, error_r, "store: save dead letter");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     if (rc < 0 || (cursor >= 0 && cursor_write(s, endpoint, cursor, error_r) < 0))
         goto fail;
     return mps__commit(s, error_r);
@@ -93,7 +93,7 @@ int mps_webhook_replay(mps_store *s, const char *endpoint, int64_t from, int64_t
     mps__bind_text(st, ":ep", endpoint);
     mps__bind_int(st, ":from", from);
     int rc = mps__step_done(s, st, error_r, "store: queue dead letters");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     if (rc == 0 && count_r != NULL)
         *count_r = sqlite3_changes(s->db);
     return rc;
@@ -118,7 +118,7 @@ int mps_webhook_replay_next(mps_store *s, const char *endpoint, int64_t *seq_r,
     } else {
         rc = mps__fail(s, error_r, "store: read dead letters");
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -133,7 +133,7 @@ int mps_webhook_dead_delete(mps_store *s, const char *endpoint, int64_t seq,
     mps__bind_text(st, ":ep", endpoint);
     mps__bind_int(st, ":seq", seq);
     int rc = mps__step_done(s, st, error_r, "store: delete dead letter");
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -155,7 +155,7 @@ int mps_webhook_dead_count(mps_store *s, const char *endpoint, int64_t *dead_r,
     } else {
         rc = mps__fail(s, error_r, "store: count dead letters");
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     return rc;
 }
 
@@ -188,7 +188,7 @@ int mps_webhook_dead_list(mps_store *s, const char *endpoint, size_t limit,
         d->failed_ms = sqlite3_column_int64(st, 3);
         d->replay = sqlite3_column_int(st, 4);
     }
-    sqlite3_finalize(st);
+    mps__finish(s, st);
     if (rc != SQLITE_DONE) {
         mps_dead_letters_free(&list, n);
         return mps__fail(s, error_r, "store: list dead letters");

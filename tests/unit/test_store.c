@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "store/store-private.h"
 #include "store/store.h"
 #include "util/util.h"
 
@@ -1005,12 +1006,60 @@ static void test_bad_utf8_in_events(void **state)
     free(id);
 }
 
+/* The statement cache: more distinct statements than it holds, and the same
+ * SQL handed out twice at once (the second is not cached and must be
+ * finalized on release). Results stay right throughout. */
+static void test_statement_cache_limits(void **state)
+{
+    fixture *fx = *state;
+    enum { N = MPS__STMT_CACHE + 10 };
+    sqlite3_stmt *sts[N];
+    char sql[N][32];
+    char *err = NULL;
+    sqlite3_stmt *a, *b;
+
+    /* Reused after release, with its bindings cleared. */
+    assert_int_equal(mps__prepare(fx->s, "SELECT ?1", &a, &err), 0);
+    sqlite3_bind_int(a, 1, 42);
+    assert_int_equal(sqlite3_step(a), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(a, 0), 42);
+    mps__finish(fx->s, a);
+    assert_int_equal(mps__prepare(fx->s, "SELECT ?1", &b, &err), 0);
+    assert_ptr_equal(a, b);
+    assert_int_equal(sqlite3_step(b), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_type(b, 0), SQLITE_NULL);
+    mps__finish(fx->s, b);
+
+    /* More distinct statements than the cache holds. */
+    for (int i = 0; i < N; i++) {
+        snprintf(sql[i], sizeof sql[i], "SELECT %d", i);
+        assert_int_equal(mps__prepare(fx->s, sql[i], &sts[i], &err), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(sqlite3_step(sts[i]), SQLITE_ROW);
+        assert_int_equal(sqlite3_column_int(sts[i], 0), i);
+        mps__finish(fx->s, sts[i]);
+    }
+
+    /* The same SQL handed out twice at once: the second copy is not cached
+     * and is finalized on release. */
+    assert_int_equal(mps__prepare(fx->s, sql[0], &a, &err), 0);
+    assert_int_equal(mps__prepare(fx->s, sql[0], &b, &err), 0);
+    assert_ptr_not_equal(a, b);
+    assert_int_equal(sqlite3_step(b), SQLITE_ROW);
+    mps__finish(fx->s, b);
+    assert_int_equal(sqlite3_step(a), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(a, 0), 0);
+    mps__finish(fx->s, a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_public_id),
         cmocka_unit_test(test_open_failure),
         cmocka_unit_test_setup_teardown(test_migrations_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_statement_cache_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursor_only_at_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_commit, setup, teardown),
