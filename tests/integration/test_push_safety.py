@@ -5,6 +5,7 @@ arrives again. Time is moved with the debug clock."""
 
 import json
 import re
+import time
 import unittest
 
 import mptest
@@ -13,6 +14,10 @@ ACCOUNT = "quiet"
 INSTANCE = "pushy"
 SECRET = b"push-safety-secret-31c9"
 HOUR_MS = 3600 * 1000
+
+
+def wall_ms():
+    return int(time.time() * 1000)
 
 
 def metrics(d):
@@ -29,7 +34,8 @@ class PushSafety(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.d = d = mptest.Daemon(name="pushsafety", settings={
-            "schedule": {"reconcile_interval": 2, "push_silence_hours": 1},
+            "schedule": {"reconcile_interval": 2, "push_silence_hours": 1,
+                         "push_renew_interval": 1},
             "debug": {"clock_control": True},
         })
         secret_file = d.write_secret("push.secret", SECRET)
@@ -89,6 +95,27 @@ class PushSafety(unittest.TestCase):
         mptest.wait_until(lambda: not d.account(ACCOUNT)["push_silent"], 30,
                           message="flag cleared by a push")
         self.assertEqual(metrics(d)[gauge], 1)
+        d.post("/v1/debug/clock", {"offset_ms": 0}, expect=(200,))
+
+    def test_subscription_renewed_before_it_lapses(self):
+        d = self.d
+        sub = mptest.wait_until(lambda: d.account(ACCOUNT)["subscription"], 30,
+                                message="subscription enrolled")
+        first_expiry = sub["expires_at"]
+        first_renewed = sub["renewed"]
+        # Still six days away: the hourly check (every second here) leaves it.
+        d.post("/v1/debug/clock", {"offset_ms": 24 * HOUR_MS}, expect=(200,))
+        runs = d.account(ACCOUNT)["sync"]["runs"]
+        mptest.wait_until(lambda: d.account(ACCOUNT)["sync"]["runs"] > runs + 1, 30)
+        self.assertEqual(d.account(ACCOUNT)["subscription"]["expires_at"], first_expiry)
+        # Less than a day left: renewed, with a later expiry.
+        offset_ms = (first_expiry * 1000 - wall_ms()) - 12 * HOUR_MS
+        d.post("/v1/debug/clock", {"offset_ms": offset_ms}, expect=(200,))
+        sub = mptest.wait_until(
+            lambda: (lambda s: s if s["expires_at"] > first_expiry else None)(
+                d.account(ACCOUNT)["subscription"]), 30, message="subscription renewed")
+        self.assertNotEqual(sub["renewed"], first_renewed)
+        self.assertEqual(d.account(ACCOUNT)["push_state"], "watching")
         d.post("/v1/debug/clock", {"offset_ms": 0}, expect=(200,))
 
 
