@@ -212,8 +212,8 @@ int mps_account_get(mps_store *s, const char *account, mps_account_row *row_r,
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":id", account);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    int rc = mps__step_row(s, st, error_r, "store: read account");
+    if (rc == 0) {
         row_r->id = mps__col_text(st, 0);
         row_r->instance = mps__col_text(st, 1);
         row_r->status = mps__col_text(st, 2);
@@ -222,11 +222,6 @@ int mps_account_get(mps_store *s, const char *account, mps_account_row *row_r,
         row_r->profile_json = mps__col_text(st, 5);
         row_r->last_sync_ms = sqlite3_column_int64(st, 6);
         row_r->last_push_ms = sqlite3_column_int64(st, 7);
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
-        rc = 1;
-    } else {
-        rc = mps__fail(s, error_r, "store: read account");
     }
     mps__finish(s, st);
     return rc;

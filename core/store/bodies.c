@@ -52,8 +52,8 @@ int mps_body_get(mps_store *s, const char *id, uint8_t **data_r, size_t *len_r,
         return -1;
     mps__bind_text(st, ":id", id);
     mps__bind_int(st, ":now", mpu_now_ms());
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    int rc = mps__step_row(s, st, error_r, "store: read body");
+    if (rc == 0) {
         size_t len = (size_t)sqlite3_column_bytes(st, 0);
         const void *blob = sqlite3_column_blob(st, 0);
         /* One spare NUL byte so callers may treat the body as a string. */
@@ -63,11 +63,6 @@ int mps_body_get(mps_store *s, const char *id, uint8_t **data_r, size_t *len_r,
         data[len] = '\0';
         *data_r = data;
         *len_r = len;
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
-        rc = 1;
-    } else {
-        rc = mps__fail(s, error_r, "store: read body");
     }
     mps__finish(s, st);
     return rc;

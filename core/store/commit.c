@@ -108,16 +108,11 @@ static int load_stored(commit_ctx *cx, const char *provider_id, stored *r_r,
     mps__bind_text(st, ":account", cx->b->account);
     mps__bind_text(st, ":pid", provider_id);
     mps__bind_int(st, ":now", cx->now);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    int rc = mps__step_row(cx->s, st, error_r, "store: read message");
+    if (rc == 0) {
         mps__message_read(st, &r_r->m);
         r_r->version = sqlite3_column_int64(st, MPS__MESSAGE_NCOLS);
         r_r->rowid = sqlite3_column_int64(st, MPS__MESSAGE_NCOLS + 1);
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
-        rc = 1;
-    } else {
-        rc = mps__fail(cx->s, error_r, "store: read message");
     }
     mps__finish(cx->s, st);
     return rc;

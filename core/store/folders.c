@@ -65,14 +65,9 @@ int mps_folder_get(mps_store *s, const char *account, const char *folder,
     mps__bind_text(st, ":account", account);
     mps__bind_text(st, ":name", folder);
     mps__bind_int(st, ":now", mpu_now_ms());
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    int rc = mps__step_row(s, st, error_r, "store: read folder");
+    if (rc == 0) {
         read_folder(st, folder_r);
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
-        rc = 1;
-    } else {
-        rc = mps__fail(s, error_r, "store: read folder");
     }
     mps__finish(s, st);
     return rc;

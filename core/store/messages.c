@@ -52,14 +52,9 @@ int mps_message_get(mps_store *s, const char *id, mps_message *msg_r, char **err
         return -1;
     mps__bind_text(st, ":id", id);
     mps__bind_int(st, ":now", mpu_now_ms());
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    int rc = mps__step_row(s, st, error_r, "store: read message");
+    if (rc == 0) {
         mps__message_read(st, msg_r);
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
-        rc = 1;
-    } else {
-        rc = mps__fail(s, error_r, "store: read message");
     }
     mps__finish(s, st);
     return rc;

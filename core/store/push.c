@@ -17,19 +17,14 @@ int mps_subscription_get(mps_store *s, const char *account, mps_subscription *su
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":account", account);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    int rc = mps__step_row(s, st, error_r, "store: read subscription");
+    if (rc == 0) {
         sub_r->account = mps__col_text(st, 0);
         sub_r->provider_id = mps__col_text(st, 1);
         sub_r->expires_at = sqlite3_column_int64(st, 2);
         sub_r->cursor_hint = mps__col_text(st, 3);
         sub_r->renewed_ms = sqlite3_column_int64(st, 4);
         sub_r->last_notification_ms = sqlite3_column_int64(st, 5);
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
-        rc = 1;
-    } else {
-        rc = mps__fail(s, error_r, "store: read subscription");
     }
     mps__finish(s, st);
     return rc;

@@ -51,6 +51,9 @@ int mps__prepare(mps_store *s, const char *sql, sqlite3_stmt **st_r, char **erro
 /* Reset a statement from mps__prepare and clear its bindings for reuse
  * (finalize it when it is not cached). NULL is ignored. */
 void mps__finish(mps_store *s, sqlite3_stmt *st);
+/* Step a query expected to return at most one row: 0 with the row ready
+ * to read, 1 when there is none, -1 with *error_r set ("<what>: ..."). */
+int mps__step_row(mps_store *s, sqlite3_stmt *st, char **error_r, const char *what);
 int mps__exec(mps_store *s, const char *sql, char **error_r);
 
 /* Write transactions start with BEGIN IMMEDIATE so two connections never

@@ -82,6 +82,16 @@ void mps__finish(mps_store *s, sqlite3_stmt *st)
     sqlite3_finalize(st);
 }
 
+int mps__step_row(mps_store *s, sqlite3_stmt *st, char **error_r, const char *what)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE)
+        return 1;
+    return mps__fail(s, error_r, what);
+}
+
 int mps__exec(mps_store *s, const char *sql, char **error_r)
 {
     char *msg = NULL;

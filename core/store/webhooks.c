@@ -14,14 +14,9 @@ int mps_webhook_cursor_get(mps_store *s, const char *endpoint, int64_t *cursor_r
                      error_r) < 0)
         return -1;
     mps__bind_text(st, ":ep", endpoint);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    int rc = mps__step_row(s, st, error_r, "store: read webhook cursor");
+    if (rc == 0) {
         *cursor_r = sqlite3_column_int64(st, 0);
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
-        rc = 1;
-    } else {
-        rc = mps__fail(s, error_r, "store: read webhook cursor");
     }
     mps__finish(s, st);
     return rc;
@@ -109,14 +104,9 @@ int mps_webhook_replay_next(mps_store *s, const char *endpoint, int64_t *seq_r,
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":ep", endpoint);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    int rc = mps__step_row(s, st, error_r, "store: read dead letters");
+    if (rc == 0) {
         *seq_r = sqlite3_column_int64(st, 0);
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
-        rc = 1;
-    } else {
-        rc = mps__fail(s, error_r, "store: read dead letters");
     }
     mps__finish(s, st);
     return rc;
