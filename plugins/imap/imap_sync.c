@@ -456,6 +456,21 @@ static int uids_untagged(const imap_response *r, void *arg)
     return 0;
 }
 
+/* The UID range lo..hi as a command argument ("5:9", or "5:*" for hi 0;
+ * lo 0 means 1). -1 when the range is empty. */
+static int uid_range(uint32_t *lo, uint32_t hi, char *buf, size_t size)
+{
+    if (*lo == 0)
+        *lo = 1;
+    if (hi != 0 && hi < *lo)
+        return -1;
+    if (hi != 0)
+        snprintf(buf, size, "%u:%u", (unsigned)*lo, (unsigned)hi);
+    else
+        snprintf(buf, size, "%u:*", (unsigned)*lo);
+    return 0;
+}
+
 mp_status imap_sync_uids(imap_account *a, imap_conn **connp, uint32_t lo, uint32_t hi,
                          size_t max_newest, uint32_t **uids_r, size_t *n_r,
                          size_t *total_r, mp_error *err)
@@ -467,15 +482,9 @@ mp_status imap_sync_uids(imap_account *a, imap_conn **connp, uint32_t lo, uint32
     mp_status st = imap_sync_connect(a, connp, err);
     if (st != MP_OK)
         return st;
-    if (lo == 0)
-        lo = 1;
-    if (hi != 0 && hi < lo)
-        return MP_OK;
     char range[32];
-    if (hi != 0)
-        snprintf(range, sizeof range, "%u:%u", (unsigned)lo, (unsigned)hi);
-    else
-        snprintf(range, sizeof range, "%u:*", (unsigned)lo);
+    if (uid_range(&lo, hi, range, sizeof range) < 0)
+        return MP_OK;
     uids_ctx cx = {.lo = lo, .hi = hi};
     imap_status status = IMAP_NONE;
     char *error = NULL;
@@ -551,15 +560,9 @@ mp_status imap_sync_flags(imap_account *a, imap_conn **connp, uint32_t lo, uint3
     mp_status st = imap_sync_connect(a, connp, err);
     if (st != MP_OK)
         return st;
-    if (lo == 0)
-        lo = 1;
-    if (hi != 0 && hi < lo)
-        return MP_OK;
     char range[32];
-    if (hi != 0)
-        snprintf(range, sizeof range, "%u:%u", (unsigned)lo, (unsigned)hi);
-    else
-        snprintf(range, sizeof range, "%u:*", (unsigned)lo);
+    if (uid_range(&lo, hi, range, sizeof range) < 0)
+        return MP_OK;
     flags_ctx cx = {.lo = lo, .hi = hi};
     imap_status status = IMAP_NONE;
     char *error = NULL;
