@@ -46,6 +46,28 @@ static int dir_exists(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* Each enabled instance against its driver: the driver must load and the
+ * file's keys must be the ones it declares. Shared by --check-config and
+ * SIGHUP, so a reload refuses exactly what the check reports. */
+static void validate_drivers(const char *driver_dir, mpc_instance_conf **list, size_t n,
+                             mpc_errors *errs)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!list[i]->enabled)
+            continue;
+        char *error = NULL;
+        mpl_driver *drv = mpl_load(driver_dir, list[i]->driver, &error);
+        if (drv == NULL) {
+            mpc_error_add(errs, list[i]->file, 1, "driver '%s' refused: %s",
+                          list[i]->driver, error);
+            free(error);
+            continue;
+        }
+        mpc_validate_instance(list[i], &drv->desc, errs);
+        mpl_unload(&drv);
+    }
+}
+
 /* Settings + plugins.d + each enabled driver's declared keys. */
 static int check_config(const char *path)
 {
@@ -60,21 +82,9 @@ static int check_config(const char *path)
     mpc_instance_conf **list = NULL;
     size_t n = 0, accounts = 0;
     mpc_plugins_load(s->plugins_dir, &list, &n, &errs);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         accounts += list[i]->n_accounts;
-        if (!list[i]->enabled)
-            continue;
-        char *error = NULL;
-        mpl_driver *drv = mpl_load(s->driver_dir, list[i]->driver, &error);
-        if (drv == NULL) {
-            mpc_error_add(&errs, list[i]->file, 1, "driver '%s' refused: %s",
-                          list[i]->driver, error);
-            free(error);
-            continue;
-        }
-        mpc_validate_instance(list[i], &drv->desc, &errs);
-        mpl_unload(&drv);
-    }
+    validate_drivers(s->driver_dir, list, n, &errs);
     int rc = errs.n > 0 ? 1 : 0;
     if (rc)
         print_errors(&errs);
@@ -201,9 +211,10 @@ int mpd_reload(mpd *d)
     mpc_instance_conf **list = NULL;
     size_t n = 0;
     mpu_info("core", "reloading configuration");
-    if (mp_settings_load(d->config_path, &s, &errs) < 0 ||
-        mpc_webhooks_read_secrets(s, &errs) > 0 ||
-        load_plugins(s, &list, &n, &errs) != 0 || errs.n > 0) {
+    if (mp_settings_load(d->config_path, &s, &errs) == 0 &&
+        mpc_webhooks_read_secrets(s, &errs) == 0 && load_plugins(s, &list, &n, &errs) == 0)
+        validate_drivers(d->settings->driver_dir, list, n, &errs); /* driver_dir is kept */
+    if (s == NULL || errs.n > 0) {
         for (size_t i = 0; i < errs.n; i++)
             mpu_error("config", "%s", errs.msgs[i]);
         mpu_error("core", "reload refused (%zu errors); keeping the running configuration",

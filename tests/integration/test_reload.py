@@ -60,6 +60,23 @@ class Reload(unittest.TestCase):
 
         self.assertEqual(d.stop(), 0)
 
+    def test_sighup_with_an_error_keeps_everything(self):
+        d = mptest.Daemon(name="reload-bad")
+        d.add_instance("first", [{"id": "alpha", "generate": 5}])
+        d.start()
+        d.wait_bootstrapped("alpha", ["INBOX", "Archive"])
+        # One good change and one broken file: the reload is refused whole.
+        d.add_instance("second", [{"id": "beta", "generate": 3}])
+        d.write_instance("broken", "driver: fixture\naccounts:\n  - id: gamma\n    bogus_key: 1\n")
+        d.reload()
+        mptest.wait_until(lambda: "reload refused" in d.log_text(), 30,
+                          message="refusal logged")
+        self.assertIn("bogus_key", d.log_text())
+        self.assertEqual(set(d.accounts()), {"alpha"})
+        self.assertEqual(d.account("alpha")["status"], "ok")
+        self.assertTrue(d.running())
+        self.assertEqual(d.stop(), 0)
+
 
 if __name__ == "__main__":
     mptest.main()
