@@ -131,6 +131,7 @@ struct mpd {
     struct mpd_watcher *watchers;
     struct mp_hostobj *global_objs; /* timers/watches without an account     */
     struct mpd_prefetch *prefetch;  /* body-cache warming (prefetch.h)       */
+    struct mpd_checkpointer *checkpointer; /* store checkpoints (checkpointer.c) */
 
     struct event *sig_hup, *sig_term, *sig_int;
 
@@ -166,6 +167,19 @@ void mpd_account_note_push(struct mp_account *acct);
  * first use. NULL when the database cannot be opened (logged). */
 mps_store *mpd_store(mpd *d);
 void mpd_store_thread_cleanup(void);
+
+/* ---- store checkpoints (checkpointer.c) ---- */
+
+/* One thread with its own connection runs the store's checkpoints, so that
+ * their fsyncs never stall the loop or a sync job. Start before any other
+ * connection is adopted; adopt every connection that writes (store_tls.c
+ * does); stop once the writers are gone (a last checkpoint runs then); free
+ * after the last adopted connection is closed. Without the thread (it could
+ * not start: logged) connections keep checkpointing themselves. */
+void mpd_checkpointer_start(mpd *d);
+void mpd_checkpointer_adopt(mpd *d, mps_store *s);
+void mpd_checkpointer_stop(mpd *d);
+void mpd_checkpointer_free(mpd *d);
 
 /* ---- jobs (sync_job.c) ---- */
 void mpd_run_job(const mpj_job *job, mpj_result *result, void *arg);

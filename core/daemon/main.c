@@ -308,6 +308,8 @@ static int run(const char *config_path)
         free(error);
         goto out;
     }
+    mpd_checkpointer_start(d);
+    mpd_checkpointer_adopt(d, d->store);
     d->token = load_token(settings);
     if (d->token == NULL)
         goto out;
@@ -395,8 +397,10 @@ out:
         }
         event_base_free(d->base);
     }
+    mpd_checkpointer_stop(d);
     mps_close(&d->store);
     mpd_store_thread_cleanup();
+    mpd_checkpointer_free(d);
     if (d->token != NULL) {
         memset(d->token, 0, strlen(d->token));
         free(d->token);

@@ -37,6 +37,7 @@ mps_store *mpd_store(mpd *d)
         free(error);
         return NULL;
     }
+    mpd_checkpointer_adopt(d, s);
     pthread_setspecific(store_key, s);
     return s;
 }

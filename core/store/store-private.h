@@ -23,6 +23,8 @@ struct mps_store {
     sqlite3 *db;
     struct mps__cached_stmt cache[MPS__STMT_CACHE];
     size_t n_cached;
+    void (*checkpoint_wanted)(void *arg); /* see mps_checkpoint_elsewhere */
+    void *checkpoint_arg;
 };
 
 /* A sync batch: copies of the staged changes (every string and the raw
@@ -32,6 +34,7 @@ struct mps_batch {
     char *folder;
     mp_change *changes;
     size_t n, cap;
+    size_t raw_bytes; /* of the staged changes */
     int reset;
     char *reset_reason;
     mps_new_message_cb on_new; /* kept across commits */

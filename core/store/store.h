@@ -33,6 +33,28 @@ void mps_close(mps_store **store);
 /* Schema version after migrations. */
 int mps_schema_version(mps_store *store);
 
+/*
+ * Checkpoints. A checkpoint copies the WAL into the database file and, with
+ * synchronous=NORMAL, is where the fsyncs happen. By default SQLite runs it
+ * on the connection whose commit pushed the WAL past 1,000 pages, which puts
+ * those fsyncs on that thread: a sync job would wait on the disk several
+ * times a second during a bulk download.
+ *
+ * A process that checkpoints on a thread of its own hands the job over per
+ * connection with mps_checkpoint_elsewhere(): after a commit that leaves at
+ * least MPS_CHECKPOINT_PAGES in the WAL, `wanted(arg)` is called (on the
+ * committing thread, inside the commit: it must only signal). Should the
+ * checkpointing thread fall behind, a commit past MPS_CHECKPOINT_BACKSTOP
+ * pages still checkpoints on its own connection, so the WAL stays bounded.
+ * mps_checkpoint() runs a passive checkpoint (it never blocks readers or
+ * writers) and reports the WAL's frames and how many of them are now in the
+ * database file (either may be NULL).
+ */
+#define MPS_CHECKPOINT_PAGES 1000
+#define MPS_CHECKPOINT_BACKSTOP 16000
+void mps_checkpoint_elsewhere(mps_store *store, void (*wanted)(void *arg), void *arg);
+int mps_checkpoint(mps_store *store, int *wal_frames_r, int *checkpointed_r, char **error_r);
+
 /* ---- accounts ---- */
 
 /* Ensure an account row exists (created_at set once). */
@@ -114,8 +136,9 @@ typedef struct mps_batch mps_batch;
 mps_batch *mps_batch_new(const char *account, const char *folder);
 /* Copy a change into the batch (all strings and raw bytes copied). */
 void mps_batch_add(mps_batch *b, const mp_change *change);
-/* Number of staged changes. */
+/* Number of staged changes, and the bytes of raw message they hold. */
 size_t mps_batch_pending(const mps_batch *b);
+size_t mps_batch_pending_bytes(const mps_batch *b);
 /* Mark a folder.reset to be emitted with the next commit. */
 void mps_batch_reset(mps_batch *b, const char *reason);
 /* Optional: after every successful commit of this batch, cb(account,

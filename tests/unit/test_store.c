@@ -977,6 +977,63 @@ static void test_two_connections(void **state)
     mps_close(&other);
 }
 
+static void count_wanted(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* A commit of `mb` megabytes of bodies (one message per MB). */
+static void commit_megabytes(mps_store *s, int *next_id, int mb)
+{
+    size_t len = (size_t)1024 * 1024;
+    uint8_t *raw = mpu_calloc(1, len);
+    mps_batch *b = mps_batch_new("alice", "INBOX");
+    for (int i = 0; i < mb; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "big%d", (*next_id)++);
+        mp_change c = change(MP_CHANGE_SYNCED, id, "s", "", 1);
+        c.raw = raw;
+        c.raw_len = len;
+        mps_batch_add(b, &c);
+    }
+    mps_commit_result res;
+    assert_int_equal(mps_batch_commit(s, b, NULL, NULL, -1, 0, &res, NULL), 0);
+    mps_batch_free(&b);
+    free(raw);
+}
+
+/* Checkpoints handed elsewhere: a commit past MPS_CHECKPOINT_PAGES only
+ * asks for one, mps_checkpoint() does it, and a writer past the backstop
+ * checkpoints itself so the WAL cannot grow without bound. */
+static void test_checkpoint_elsewhere(void **state)
+{
+    fixture *fx = *state;
+    int wanted = 0, next_id = 0, frames = 0, done = 0;
+    mps_checkpoint_elsewhere(fx->s, count_wanted, &wanted);
+
+    commit_megabytes(fx->s, &next_id, 1);
+    assert_int_equal(wanted, 0); /* 1 MB: about 260 pages */
+    commit_megabytes(fx->s, &next_id, 5);
+    assert_int_equal(wanted, 1);
+    /* Nobody checkpointed: the WAL holds every page written so far. */
+    assert_int_equal(mps_checkpoint(fx->s, &frames, &done, NULL), 0);
+    assert_true(frames > MPS_CHECKPOINT_PAGES);
+    assert_int_equal(done, frames);
+
+    /* The WAL restarts after a complete checkpoint. 70 MB more in steps of
+     * 10 MB pass the backstop (16,000 pages, 62.5 MB) with the 7th: that
+     * commit checkpoints on the writer, so the next one (1 MB) starts the
+     * WAL over. */
+    for (int i = 0; i < 7; i++)
+        commit_megabytes(fx->s, &next_id, 10);
+    assert_int_equal(wanted, 1 + 6); /* each commit past 1,000 pages but the 7th */
+    commit_megabytes(fx->s, &next_id, 1);
+    assert_int_equal(wanted, 7);
+    assert_int_equal(mps_checkpoint(fx->s, &frames, &done, NULL), 0);
+    assert_true(frames < MPS_CHECKPOINT_PAGES);
+    assert_int_equal(done, frames);
+}
+
 static void test_bad_utf8_in_events(void **state)
 {
     fixture *fx = *state;
@@ -1069,6 +1126,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_push, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_utf8_in_events, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
