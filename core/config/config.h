@@ -127,7 +127,7 @@ typedef struct mp_settings {
     } http;
     struct {
         uint32_t batch_size;        /* 100                                  */
-        uint32_t ingest_batch_size; /* 50                                   */
+        uint32_t ingest_batch_size; /* 500                                  */
         uint32_t list_page_size;    /* 30                                   */
         int fetch_bodies;           /* false                                */
     } sync;

@@ -27,7 +27,7 @@ static const char default_text[] =
     "};\n"
     "sync = {\n"
     "  batch_size = 100;\n"
-    "  ingest_batch_size = 50;\n"
+    "  ingest_batch_size = 500;\n"
     "  list_page_size = 30;\n"
     "  fetch_bodies = false;\n"
     "};\n"
@@ -78,7 +78,7 @@ static const mp_config_key http_keys[] = {
 
 static const mp_config_key sync_keys[] = {
     {"batch_size", MP_CFG_INT, "100", 0, "changes per committed batch"},
-    {"ingest_batch_size", MP_CFG_INT, "50", 0, "messages per store transaction"},
+    {"ingest_batch_size", MP_CFG_INT, "500", 0, "messages per store transaction"},
     {"list_page_size", MP_CFG_INT, "30", 0, "default page size of message lists"},
     {"fetch_bodies", MP_CFG_BOOL, "false", 0, "download bodies while syncing"},
     {0},

@@ -9,6 +9,11 @@
 #include "util/log.h"
 #include "util/util.h"
 
+/* Raw bodies staged before a commit is forced, whatever the message count:
+ * 500 messages of a few kilobytes stay far below it, 500 large attachments
+ * would not. */
+#define MPH_INGEST_MAX_BYTES ((size_t)16 * 1024 * 1024)
+
 mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error *err)
 {
     if (change == NULL || change->id == NULL || *change->id == '\0')
@@ -32,8 +37,9 @@ mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error
      * what is staged without moving the cursor. Should the daemon die before
      * the driver's own commit, the changes are delivered again from the old
      * cursor and fold into what is stored, so no event repeats. */
-    if (batch->knobs->ingest_batch_size > 0 &&
-        mps_batch_pending(batch->staged) >= batch->knobs->ingest_batch_size)
+    if ((batch->knobs->ingest_batch_size > 0 &&
+         mps_batch_pending(batch->staged) >= batch->knobs->ingest_batch_size) ||
+        mps_batch_pending_bytes(batch->staged) >= MPH_INGEST_MAX_BYTES)
         return mphost_batch_commit(batch, NULL, NULL, 0, err);
     return MP_OK;
 }

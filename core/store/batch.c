@@ -39,6 +39,7 @@ void mps_batch_add(mps_batch *b, const mp_change *change)
             memcpy(raw, change->raw, change->raw_len);
         c->raw = raw;
         c->raw_len = change->raw_len;
+        b->raw_bytes += change->raw_len;
     }
 }
 
@@ -51,6 +52,11 @@ void mps_batch_on_new(mps_batch *b, mps_new_message_cb cb, void *arg)
 size_t mps_batch_pending(const mps_batch *b)
 {
     return b->n;
+}
+
+size_t mps_batch_pending_bytes(const mps_batch *b)
+{
+    return b->raw_bytes;
 }
 
 void mps_batch_reset(mps_batch *b, const char *reason)
@@ -84,6 +90,7 @@ void mps__batch_clear(mps_batch *b)
         free_const(c->raw);
     }
     b->n = 0;
+    b->raw_bytes = 0;
     b->reset = 0;
     free(b->reset_reason);
     b->reset_reason = NULL;

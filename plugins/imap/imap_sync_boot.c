@@ -41,7 +41,7 @@ static mp_status boot_checkpoint(void *arg, uint32_t lo, uint32_t hi, size_t emi
         st = imap_host->batch_commit(bx->batch, NULL, pos, done, err);
         free(pos);
     } else {
-        st = imap_host->batch_commit(bx->batch, NULL, NULL, 0, err);
+        st = MP_OK;
     }
     if (bx->deadline > 0 && imap_host->now_ms() >= bx->deadline)
         *stop_r = 1;

@@ -81,7 +81,7 @@ static void check_documented_defaults(const mp_settings *s)
     assert_null(s->http.token_file);
     assert_int_equal(s->http.max_body, 1048576);
     assert_int_equal(s->sync.batch_size, 100);
-    assert_int_equal(s->sync.ingest_batch_size, 50);
+    assert_int_equal(s->sync.ingest_batch_size, 500);
     assert_int_equal(s->sync.list_page_size, 30);
     assert_int_equal(s->sync.fetch_bodies, 0);
     assert_int_equal(s->cache.retention_days, 30);

@@ -225,6 +225,40 @@ static void test_ingest_batches_commit_without_cursor(void **state)
     mps_batch_free(&b.staged);
 }
 
+/* Large bodies force a commit before the message count does: 5 MB each,
+ * the 4th reaches 16 MB staged. */
+static void test_ingest_batches_bounded_by_bytes(void **state)
+{
+    fixture *f = *state;
+    mpd_knobs k = knobs(500);
+    k.fetch_bodies = 1;
+    mp_batch b;
+    batch_open(f, &b, &k, 1);
+    size_t big = (size_t)5 * 1024 * 1024;
+    uint8_t *raw = calloc(1, big);
+    assert_non_null(raw);
+    char id[16];
+    mp_error err = {0, ""};
+    for (int i = 0; i < 5; i++) {
+        mp_change c;
+        memset(&c, 0, sizeof c);
+        snprintf(id, sizeof id, "big%d", i);
+        c.kind = MP_CHANGE_SYNCED;
+        c.id = id;
+        c.raw = raw;
+        c.raw_len = big;
+        assert_int_equal(f->host->batch_change(&b, &c, &err), MP_OK);
+    }
+    free(raw);
+    assert_int_equal(count_events(f, "message.synced"), 4);
+    assert_int_equal(mps_batch_pending(b.staged), 1);
+    assert_int_equal(mps_batch_pending_bytes(b.staged), big);
+    assert_int_equal(f->host->batch_commit(&b, "c", NULL, 0, &err), MP_OK);
+    assert_int_equal(mps_batch_pending_bytes(b.staged), 0);
+    assert_int_equal(count_events(f, "message.synced"), 5);
+    mps_batch_free(&b.staged);
+}
+
 static int collect_uid(const mp_stored_message *m, void *arg)
 {
     char *out = arg;
@@ -445,6 +479,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_table_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_is_never_new, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_batches_bounded_by_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_batches_commit_without_cursor, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_changes_refused, setup, teardown),
