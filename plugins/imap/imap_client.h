@@ -113,6 +113,11 @@ typedef struct imap_envelope {
     const char *in_reply_to;
 } imap_envelope;
 int imap_envelope_parse(const imap_token *env, imap_arena *arena, imap_envelope *env_r);
+/* The same fields read from a raw RFC 5322 message (its header: up to the
+ * first empty line, or `len`), decoded and formatted by the same rules, so
+ * a fetch that carries BODY[] need not ask for ENVELOPE too. Every field
+ * may be NULL; the last of a repeated field counts. 0, or -1 for NULL. */
+int imap_header_envelope(const char *raw, size_t len, imap_arena *arena, imap_envelope *env_r);
 
 /* Date strings to Unix seconds: INTERNALDATE ("17-Jul-1996 02:44:25 -0700")
  * and RFC 5322 Date headers. -1 when unparseable. */

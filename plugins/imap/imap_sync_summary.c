@@ -15,6 +15,7 @@ typedef struct summary_ctx {
     const char *folder;
     uint32_t uidvalidity;
     mp_change_kind kind;
+    const char *summary_item; /* "ENVELOPE", or "BODY[]" with bodies */
     const uint32_t *uids;
     size_t n;
     imap_arena *arena;
@@ -42,8 +43,15 @@ static mp_status emit_summary(summary_ctx *cx, const imap_response *r, uint32_t 
     imap_envelope env;
     memset(&env, 0, sizeof env);
     const imap_token *e = imap_fetch_item(r, "ENVELOPE");
-    if (e != NULL && imap_envelope_parse(e, cx->arena, &env) < 0)
-        memset(&env, 0, sizeof env);
+    const imap_token *body = imap_fetch_item(r, "BODY[]");
+    if (body != NULL && (body->type != IMAP_T_STRING || body->str == NULL))
+        body = NULL;
+    if (e != NULL) {
+        if (imap_envelope_parse(e, cx->arena, &env) < 0)
+            memset(&env, 0, sizeof env);
+    } else if (body != NULL) {
+        imap_header_envelope(body->str, body->len, cx->arena, &env);
+    }
 
     const imap_token *f = imap_fetch_item(r, "FLAGS");
     char *flags = NULL;
@@ -71,8 +79,7 @@ static mp_status emit_summary(summary_ctx *cx, const imap_response *r, uint32_t 
     c.from = env.from;
     c.to = env.to;
     c.flags = flags != NULL ? flags : "";
-    const imap_token *body = imap_fetch_item(r, "BODY[]");
-    if (body != NULL && body->type == IMAP_T_STRING && body->str != NULL) {
+    if (body != NULL) {
         c.raw = (const uint8_t *)body->str;
         c.raw_len = body->len;
     }
@@ -90,11 +97,12 @@ static int summary_untagged(const imap_response *r, void *arg)
     if (r->kind != IMAP_R_UNTAGGED || r->keyword == NULL ||
         strcasecmp(r->keyword, "FETCH") != 0)
         return 0;
-    /* Answers without ENVELOPE are unsolicited flag updates of another
-     * session: delta picks those up through its own channel. */
+    /* Answers without the summary asked for (ENVELOPE, or BODY[]) are
+     * unsolicited flag updates of another session: delta picks those up
+     * through its own channel. */
     const imap_token *u = imap_fetch_item(r, "UID");
     uint64_t uid = 0;
-    if (imap_fetch_item(r, "ENVELOPE") == NULL || u == NULL ||
+    if (imap_fetch_item(r, cx->summary_item) == NULL || u == NULL ||
         imap_token_u64(u, &uid) < 0 || uid == 0 || uid > UINT32_MAX)
         return 0;
     uint32_t key = (uint32_t)uid;
@@ -134,10 +142,12 @@ mp_status imap_sync_summaries(imap_account *a, imap_conn **connp, mp_batch *batc
     mp_status st = imap_sync_connect(a, connp, err);
     if (st != MP_OK)
         return st;
+    /* With the body in the answer the summary is read from its header
+     * (imap_header_envelope): ENVELOPE as well would have the server parse
+     * the same header, which doubles its side of a full sync. */
     int bodies = imap_host->core_setting("sync.fetch_bodies") == 1;
-    const char *items = bodies
-                            ? "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY.PEEK[])"
-                            : "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)";
+    const char *items = bodies ? "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"
+                               : "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)";
     size_t bs = batch_size();
     size_t nb = (n + bs - 1) / bs;
     summary_ctx cx = {
@@ -145,6 +155,7 @@ mp_status imap_sync_summaries(imap_account *a, imap_conn **connp, mp_batch *batc
         .folder = folder,
         .uidvalidity = uidvalidity,
         .kind = kind,
+        .summary_item = bodies ? "BODY[]" : "ENVELOPE",
         .uids = uids,
         .n = n,
         .arena = imap_arena_new(),

@@ -143,7 +143,7 @@ static int decode_word(imapc_buf *out, const char *p, const char **end_r)
     return 0;
 }
 
-static const char *decode_header(imap_arena *a, const char *s)
+const char *imapc_decode_words(imap_arena *a, const char *s)
 {
     if (s == NULL)
         return NULL;
@@ -193,6 +193,34 @@ static const char *tok_str(const imap_token *t)
     return t != NULL && t->type == IMAP_T_STRING ? t->str : NULL;
 }
 
+void imapc_address_append(imapc_buf *out, imap_arena *a, const char *name, const char *mbox,
+                          const char *host)
+{
+    if (out->len > 0)
+        imapc_buf_append(out, ", ", 2);
+    const char *dname = name != NULL && name[0] != '\0' ? imapc_decode_words(a, name) : NULL;
+    if (dname != NULL) {
+        imapc_buf_append(out, dname, strlen(dname));
+        imapc_buf_append(out, " <", 2);
+    }
+    imapc_buf_append(out, mbox, strlen(mbox));
+    if (host[0] != '\0') {
+        imapc_buf_append(out, "@", 1);
+        imapc_buf_append(out, host, strlen(host));
+    }
+    if (dname != NULL)
+        imapc_buf_append(out, ">", 1);
+}
+
+const char *imapc_buf_to_arena(imapc_buf *b, imap_arena *a)
+{
+    if (b->data == NULL)
+        return NULL;
+    const char *r = imapc_arena_strndup(a, b->data, b->len);
+    imapc_buf_free(b);
+    return r;
+}
+
 /* Address list ((name adl mailbox host) ...) as "Name <m@h>, m@h". */
 static const char *format_addresses(imap_arena *a, const imap_token *t)
 {
@@ -203,35 +231,16 @@ static const char *format_addresses(imap_arena *a, const imap_token *t)
         const imap_token *ad = &t->items[i];
         if (ad->type != IMAP_T_LIST || ad->n_items < 4)
             continue;
-        const char *name = tok_str(&ad->items[0]);
         const char *mbox = tok_str(&ad->items[2]);
         const char *host = tok_str(&ad->items[3]);
         if (mbox == NULL || host == NULL)
             continue; /* group start/end markers (RFC 3501 7.4.2) */
-        if (out.len > 0)
-            imapc_buf_append(&out, ", ", 2);
-        const char *dname = name != NULL && name[0] != '\0' ? decode_header(a, name) : NULL;
-        if (dname != NULL) {
-            imapc_buf_append(&out, dname, strlen(dname));
-            imapc_buf_append(&out, " <", 2);
-        }
-        imapc_buf_append(&out, mbox, strlen(mbox));
-        if (host[0] != '\0') {
-            imapc_buf_append(&out, "@", 1);
-            imapc_buf_append(&out, host, strlen(host));
-        }
-        if (dname != NULL)
-            imapc_buf_append(&out, ">", 1);
+        imapc_address_append(&out, a, tok_str(&ad->items[0]), mbox, host);
     }
-    if (out.data == NULL)
-        return NULL;
-    const char *r = imapc_arena_strndup(a, out.data, out.len);
-    imapc_buf_free(&out);
-    return r;
+    return imapc_buf_to_arena(&out, a);
 }
 
-/* "<id@host>" -> "id@host" (the first id when there are several). */
-static const char *strip_msgid(imap_arena *a, const char *s)
+const char *imapc_strip_msgid(imap_arena *a, const char *s)
 {
     if (s == NULL)
         return NULL;
@@ -257,10 +266,10 @@ int imap_envelope_parse(const imap_token *env, imap_arena *arena, imap_envelope 
     const imap_token *it = env->items;
     const char *date = tok_str(&it[0]);
     env_r->date = date != NULL ? imapc_arena_strndup(arena, date, strlen(date)) : NULL;
-    env_r->subject = decode_header(arena, tok_str(&it[1]));
+    env_r->subject = imapc_decode_words(arena, tok_str(&it[1]));
     env_r->from = format_addresses(arena, &it[2]);
     env_r->to = format_addresses(arena, &it[5]);
-    env_r->in_reply_to = strip_msgid(arena, tok_str(&it[8]));
-    env_r->message_id = strip_msgid(arena, tok_str(&it[9]));
+    env_r->in_reply_to = imapc_strip_msgid(arena, tok_str(&it[8]));
+    env_r->message_id = imapc_strip_msgid(arena, tok_str(&it[9]));
     return 0;
 }

@@ -106,6 +106,22 @@ int imapc_next_buffered(imap_conn *c, int skip_held, imap_response *resp_r, char
  * Returns >0 bytes read, 0 on EOF, -2 when it would block, -1 on error. */
 long imapc_read_some(imap_conn *c, char **error_r);
 
+/* envelope.c: the summary rules shared by ENVELOPE and raw headers
+ * (header.c), so both sources give the same strings. */
+/* RFC 2047 encoded-words in `s` decoded to UTF-8 (white space between two
+ * of them dropped); unknown charsets and malformed words stay as they are.
+ * NULL for NULL. */
+const char *imapc_decode_words(imap_arena *a, const char *s);
+/* One address appended to a list as "Name <mbox@host>" or "mbox@host",
+ * after ", " when the list is not empty; the name's words decoded. */
+void imapc_address_append(imapc_buf *out, imap_arena *a, const char *name, const char *mbox,
+                          const char *host);
+/* The buffer's bytes copied into the arena and the buffer freed; NULL when
+ * nothing was ever appended. */
+const char *imapc_buf_to_arena(imapc_buf *b, imap_arena *a);
+/* "<id@host>" -> "id@host" (the first id when there are several). */
+const char *imapc_strip_msgid(imap_arena *a, const char *s);
+
 /* conn.c */
 int imapc_has_cap(const imap_conn *c, const char *name);
 void imapc_caps_set(imap_conn *c, const imap_token *atoms, size_t n);
