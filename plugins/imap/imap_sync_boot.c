@@ -34,14 +34,15 @@ static mp_status boot_checkpoint(void *arg, uint32_t lo, uint32_t hi, size_t emi
     (void)emitted;
     if (bx->lowest == 0 || lo < bx->lowest)
         bx->lowest = lo;
-    mp_status st;
+    /* Backfill makes its position durable batch by batch. A bootstrap
+     * commits its cursor at the end; until then the host's ingest bound
+     * commits what is staged in steps. */
+    mp_status st = MP_OK;
     if (bx->with_pos) {
         char *pos = imap_pos_format(bx->uidvalidity, bx->lowest);
         int done = !bx->more_older && bx->lowest <= bx->floor;
         st = imap_host->batch_commit(bx->batch, NULL, pos, done, err);
         free(pos);
-    } else {
-        st = MP_OK;
     }
     if (bx->deadline > 0 && imap_host->now_ms() >= bx->deadline)
         *stop_r = 1;
