@@ -1107,6 +1107,52 @@ static void test_tls_implicit(void **state)
     SSL_CTX_free(s.tls_ctx);
 }
 
+/* One connection with the test CA's file, then the same again (from the
+ * shared context); then the file holds another CA, and the next connection
+ * must see that, not the context built from the old content. */
+static void test_tls_context_follows_ca_file(void **state)
+{
+    (void)state;
+    char ca[128];
+    snprintf(ca, sizeof ca, "%s/trust.pem", tls_dir);
+    assert_int_equal(run_cmd("cp ca.pem trust.pem"), 0);
+    assert_int_equal(run_cmd("openssl req -x509 -newkey ec -pkeyopt "
+                             "ec_paramgen_curve:prime256v1 -nodes -keyout other.key "
+                             "-out other.pem -days 2 -subj /CN=another-ca"),
+                     0);
+    static const char *const script[] = {LOGIN_OK, NULL};
+    static const char *const none[] = {NULL};
+    server s = {.implicit_tls = 1, .tls_ctx = server_ctx()};
+    imap_conn_opts o;
+    imap_conn *c = NULL;
+    char *err = NULL;
+    for (int round = 0; round < 3; round++) {
+        if (round == 2)
+            assert_int_equal(run_cmd("cp other.pem trust.pem"), 0);
+        memset(s.error, 0, sizeof s.error);
+        server_start(&s, round < 2 ? script : none);
+        o = plain_opts(&s);
+        o.host = "localhost";
+        o.tls = IMAP_TLS_IMPLICIT;
+        o.ca_file = ca;
+        int rc = imap_conn_open(&o, &c, NULL, &err);
+        if (round < 2) {
+            if (rc != 0)
+                print_error("round %d: %s\n", round, err);
+            assert_int_equal(rc, 0);
+            imap_conn_close(&c);
+        } else {
+            assert_int_equal(rc, -1);
+            assert_non_null(strstr(err, "certificate verification failed for localhost"));
+            free(err);
+            err = NULL;
+        }
+        server_join(&s);
+    }
+    SSL_CTX_free(s.tls_ctx);
+    run_cmd("rm -f trust.pem other.pem other.key");
+}
+
 static void test_tls_starttls(void **state)
 {
     (void)state;
@@ -1198,6 +1244,8 @@ int main(void)
         cmocka_unit_test(test_conn_nonblocking_pump),
         cmocka_unit_test_setup_teardown(test_tls_implicit, tls_setup, tls_teardown),
         cmocka_unit_test_setup_teardown(test_tls_starttls, tls_setup, tls_teardown),
+        cmocka_unit_test_setup_teardown(test_tls_context_follows_ca_file, tls_setup,
+                                        tls_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -23,29 +27,110 @@ static int is_ip_literal(const char *host)
     return inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
 }
 
-static int setup_ctx(imap_conn *c, const char *ca_file, char **error_r)
+static SSL_CTX *new_ctx(const char *ca_file, char **error_r)
 {
-    c->ctx = SSL_CTX_new(TLS_client_method());
-    if (c->ctx == NULL)
-        return imapc_fail(error_r, "cannot create TLS context: %s", err_text());
-    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        imapc_fail(error_r, "cannot create TLS context: %s", err_text());
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     /* The system store may be missing in containers; an explicit ca_file
      * still works then, and without either verification fails. */
-    (void)SSL_CTX_set_default_verify_paths(c->ctx);
-    if (ca_file != NULL && ca_file[0] != '\0' &&
-        SSL_CTX_load_verify_locations(c->ctx, ca_file, NULL) != 1)
-        return imapc_fail(error_r, "cannot load CA file %s: %s", ca_file, err_text());
-    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    (void)SSL_CTX_set_default_verify_paths(ctx);
+    if (ca_file[0] != '\0' && SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+        imapc_fail(error_r, "cannot load CA file %s: %s", ca_file, err_text());
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* IMAP frames its own data, so a missing close_notify is harmless. */
-    SSL_CTX_set_options(c->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    return 0;
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    return ctx;
+}
+
+/*
+ * Contexts are shared. Building one loads the system CA store, which parses
+ * every certificate in it (about 45 ms here), and an account opens a
+ * connection per IDLE folder and another after every drop. A context is
+ * reused per CA file until that file changes (its mtime, size or inode)
+ * or for a day at most, so a renewed system store is picked up without a
+ * restart, as curl's CA cache does. Connections hold their own reference,
+ * so replacing a cached context never pulls it from under one.
+ */
+#define TLS_CTX_MAX_AGE_S 86400
+#define TLS_CTX_SLOTS 8
+
+typedef struct ctx_slot {
+    char *ca_file; /* "" for the system store alone */
+    struct stat st;
+    time_t built;
+    SSL_CTX *ctx;
+} ctx_slot;
+
+static ctx_slot ctx_cache[TLS_CTX_SLOTS];
+static pthread_mutex_t ctx_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static time_t now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* A context for ca_file with a reference for the caller, or NULL. */
+static SSL_CTX *shared_ctx(const char *ca_file, char **error_r)
+{
+    if (ca_file == NULL)
+        ca_file = "";
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    if (ca_file[0] != '\0' && stat(ca_file, &st) < 0)
+        memset(&st, 0, sizeof st); /* new_ctx says what is wrong */
+    time_t now = now_s();
+    pthread_mutex_lock(&ctx_cache_lock);
+    ctx_slot *slot = NULL, *oldest = &ctx_cache[0];
+    for (size_t i = 0; i < TLS_CTX_SLOTS; i++) {
+        ctx_slot *c = &ctx_cache[i];
+        if (c->ca_file != NULL && strcmp(c->ca_file, ca_file) == 0)
+            slot = c;
+        if (c->ctx == NULL || (oldest->ctx != NULL && c->built < oldest->built))
+            oldest = c;
+    }
+    if (slot != NULL && same_file(&slot->st, &st) && now - slot->built < TLS_CTX_MAX_AGE_S) {
+        SSL_CTX *ctx = slot->ctx;
+        SSL_CTX_up_ref(ctx);
+        pthread_mutex_unlock(&ctx_cache_lock);
+        return ctx;
+    }
+    SSL_CTX *ctx = new_ctx(ca_file, error_r);
+    if (ctx != NULL) {
+        if (slot == NULL)
+            slot = oldest;
+        SSL_CTX_free(slot->ctx);
+        free(slot->ca_file);
+        slot->ca_file = imapc_strdup(ca_file);
+        slot->st = st;
+        slot->built = now;
+        slot->ctx = ctx;
+        SSL_CTX_up_ref(ctx);
+    }
+    pthread_mutex_unlock(&ctx_cache_lock);
+    return ctx;
 }
 
 int imapc_tls_start(imap_conn *c, const char *ca_file, char **error_r)
 {
     ERR_clear_error();
-    if (setup_ctx(c, ca_file, error_r) < 0)
+    c->ctx = shared_ctx(ca_file, error_r);
+    if (c->ctx == NULL)
         return -1;
     c->ssl = SSL_new(c->ctx);
     if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
