@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,11 +239,23 @@ int mpu_read_file(const char *path, size_t max, int secret, char **data_r,
     return 0;
 }
 
+/* Fetched once: EVP_sha256() makes OpenSSL 3 look the algorithm up in its
+ * providers on every digest (locks and string compares), which cost more
+ * than hashing the short ids that every stored message needs. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void mpu_sha256_hex(const void *data, size_t len, size_t bytes, char *out)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    pthread_once(&sha256_once, fetch_sha256);
+    EVP_Digest(data, len, md, &mdlen, sha256_md != NULL ? sha256_md : EVP_sha256(), NULL);
     if (bytes > mdlen)
         bytes = mdlen;
     static const char hex[] = "0123456789abcdef";
