@@ -18,7 +18,8 @@ not a test, not run by ctest).
     connection on the same folder receiving "* N EXISTS".
 
 Usage: tests/bench/bench_imap.py [--build build] [--messages 10000]
-       [--body-kb 5] [--rounds 5] [--samples 60] [--only sync|latency]
+       [--body-kb 5] [--rounds 5] [--work-dir DIR] [--samples 60]
+       [--only sync|latency]
 Needs: a built tree (mailpulsed, mailpulsectl, drivers/imap.so),
 dovecot-imapd, isync, openssl (packaging/deps.sh test installs them).
 """
@@ -232,6 +233,8 @@ def bench_sync(args):
                     f.read()
         log("    Dovecot indexed the folder in %.1f s (not counted)" % (time.monotonic() - t0))
 
+        # Both contenders write below the same directory (--work-dir).
+        tempfile.tempdir = args.work_dir
         times = {"mbsync": [], "mailpulse": []}
         cpus = {"mbsync": [], "mailpulse": []}
         for rnd in range(args.rounds):
@@ -279,6 +282,7 @@ def bench_sync(args):
             log("    ratio mailpulse/mbsync = %.2f best, %.2f median  (goal <= 1.00: %s)"
                 % (best, median, "met" if best <= 1.0 else "NOT met"))
     finally:
+        tempfile.tempdir = None
         server.cleanup()
         for work in MBSYNC_LEFTOVERS:
             shutil.rmtree(work, ignore_errors=True)
@@ -435,6 +439,10 @@ def main():
     p.add_argument("--messages", type=int, default=10000)
     p.add_argument("--body-kb", type=int, default=5)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--work-dir", default=None,
+                   help="where mbsync's Maildir and mailpulsed's store go (default: the "
+                        "system's temporary directory); /dev/shm compares the two without "
+                        "the disk")
     p.add_argument("--samples", type=int, default=60)
     p.add_argument("--only", choices=("sync", "latency"))
     args = p.parse_args()
