@@ -201,6 +201,15 @@ char *imap_profile_json(const imap_account *a)
     return text;
 }
 
+uint64_t imap_folder_sig(const char *name)
+{
+    /* FNV-1a, then a multiply so that sums of several do not cancel out. */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *c = (const unsigned char *)name; *c != '\0'; c++)
+        h = (h ^ *c) * 0x100000001b3ull;
+    return (h ^ (h >> 29)) * 0xbf58476d1ce4e5b9ull;
+}
+
 int imap_account_folder_wanted(const imap_account *a, const char *name)
 {
     if (a->folders == NULL || a->n_folders == 0)

@@ -11,6 +11,7 @@
 #define MP_IMAP_DRIVER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <mailpulse/driver.h>
@@ -60,6 +61,9 @@ typedef struct imap_account {
     imap_conn *fetch_conn;
 
     struct imap_push *push;    /* owned by imap_push.c, loop thread only     */
+    /* imap_folder_set_sig of the synced folders the last LIST showed
+     * (written by workers, read by push on the loop; 0 until a LIST). */
+    _Atomic uint64_t listed_sig;
 } imap_account;
 
 /* Open a connection with the account's settings (reading the secret file
@@ -76,6 +80,11 @@ char *imap_profile_json(const imap_account *a);
 
 /* Is `name` one of the account's synced folders? */
 int imap_account_folder_wanted(const imap_account *a, const char *name);
+
+/* A set of folder names as one number, whatever their order: add each
+ * name's imap_folder_sig to 0. Push compares the set it watches with the
+ * one the last LIST showed, to notice folders created (or removed) since. */
+uint64_t imap_folder_sig(const char *name);
 
 /* Push streams (imap_push.c), loop thread. */
 mp_status imap_push_start(mp_account *acct, mp_error *err);

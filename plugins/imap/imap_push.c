@@ -55,6 +55,9 @@
 #define PUSH_CONNECT_TIMEOUT_MS 30000u
 #endif
 #define PUSH_STATE_NAMES 4 /* folder names shown in push_state */
+/* How often IDLE mode compares the folders it watches with the last LIST
+ * of the sync side (no I/O: two numbers). */
+#define PUSH_FOLDERS_CHECK_MS 5000u
 
 #define NOTIFY_EVENTS "(MessageNew MessageExpunge FlagChange)"
 
@@ -491,7 +494,10 @@ struct imap_push {
 
     char **folders; /* the synced folders, in IDLE priority order */
     size_t n_folders;
-    int all_folders; /* the account syncs every folder */
+    int all_folders;     /* the account syncs every folder */
+    uint64_t folders_sig; /* of `folders` (imap_folder_sig) */
+    uint64_t seen_sig;    /* the listed_sig last acted on */
+    mp_timer *t_folders;  /* IDLE mode: the folder set check */
 
     push_stream *streams;
     size_t n_streams;
@@ -1067,6 +1073,7 @@ static void streams_build(struct imap_push *p, imap_conn *conn)
 /* ---- discovery: the first connection learns capabilities and folders ---- */
 
 static void discover_start(struct imap_push *p);
+static void arm_folders_check(struct imap_push *p);
 
 static void discover_due(void *arg)
 {
@@ -1155,8 +1162,11 @@ static void set_folders(struct imap_push *p, const push_job *j)
     }
     qsort(r, n, sizeof *r, ranked_cmp);
     p->folders = push_calloc(n, sizeof *p->folders);
-    for (size_t i = 0; i < n; i++)
+    p->folders_sig = 0;
+    for (size_t i = 0; i < n; i++) {
         p->folders[i] = push_strdup(r[i].name);
+        p->folders_sig += imap_folder_sig(r[i].name);
+    }
     p->n_folders = n;
     free(r);
 }
@@ -1168,6 +1178,47 @@ static void set_off(struct imap_push *p, const char *text)
     p->mode = RUN_OFF;
     streams_free(p);
     update_state(p);
+}
+
+/* IDLE streams already follow the folders the new ranking puts first. */
+static int same_streams(const struct imap_push *p)
+{
+    if (p->mode != RUN_IDLE || p->n_streams == 0)
+        return 0;
+    size_t n = p->a->max_connections < p->n_folders ? p->a->max_connections : p->n_folders;
+    if (n != p->n_streams)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (p->streams[i].folder == NULL || strcmp(p->streams[i].folder, p->folders[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* IDLE watches the folders that existed when push started. When a LIST of
+ * the sync side shows another set (a folder created, say Sent after
+ * INBOX), push lists again on a connection of its own and re-plans; the
+ * streams are rebuilt only when the folders they should follow changed.
+ * NOTIFY needs none of this: it follows the mailboxes, not a list. */
+static void folders_check(void *arg)
+{
+    struct imap_push *p = arg;
+    imap_host->timer_cancel(&p->t_folders);
+    uint64_t listed = atomic_load(&p->a->listed_sig);
+    if (p->mode == RUN_IDLE && !p->discovering && listed != 0 && listed != p->seen_sig &&
+        listed != p->folders_sig) {
+        p->seen_sig = listed;
+        imap_host->log(NULL, p->acct, MP_LOG_INFO,
+                       "push: the synced folders changed; listing them again");
+        discover_start(p);
+    }
+    arm_folders_check(p);
+}
+
+static void arm_folders_check(struct imap_push *p)
+{
+    if (p->t_folders == NULL)
+        p->t_folders =
+            imap_host->timer_add(p->acct, PUSH_FOLDERS_CHECK_MS, folders_check, p);
 }
 
 static void discover_done(struct imap_push *p, push_job *j)
@@ -1216,6 +1267,12 @@ static void discover_done(struct imap_push *p, push_job *j)
     }
     if (p->mode == RUN_IDLE && p->a->max_connections == 0) {
         set_off(p, "off: max_connections is 0; folders polled");
+        return;
+    }
+    if (p->mode == RUN_IDLE)
+        arm_folders_check(p);
+    if (same_streams(p)) {
+        update_state(p); /* a look after a LIST: nothing to change */
         return;
     }
     imap_host->log(NULL, p->acct, MP_LOG_INFO, "push: %s on %zu folder(s)",
@@ -1359,6 +1416,7 @@ void imap_push_stop(mp_account *acct)
     a->push = NULL;
     streams_free(p);
     imap_host->timer_cancel(&p->t_discover);
+    imap_host->timer_cancel(&p->t_folders);
     imap_host->watch_cancel(&p->pipe_watch);
     /* Threads still connecting discard their result and free the shared
      * part when they finish, if they are the last. */

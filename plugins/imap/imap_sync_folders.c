@@ -10,6 +10,7 @@ typedef struct list_ctx {
     mp_folder_sink *sink;
     size_t found;
     size_t skipped;
+    uint64_t sig; /* of the synced folders listed (imap_folder_sig) */
 } list_ctx;
 
 /* "* LIST (\HasNoChildren \Sent) "/" Sent": attributes, delimiter, name. */
@@ -55,6 +56,8 @@ static int list_untagged(const imap_response *r, void *arg)
     } else {
         imap_host->folder_add(cx->sink, decoded, imap_folder_role(text, decoded));
         cx->found++;
+        if (imap_account_folder_wanted(cx->a, decoded))
+            cx->sig += imap_folder_sig(decoded);
     }
     free(decoded);
     free(text);
@@ -105,6 +108,8 @@ mp_status imap_list_folders(mp_account *acct, mp_folder_sink *sink, mp_error *er
         }
         free(text);
         free(error);
+        /* Push on the loop notices a changed set and watches it anew. */
+        atomic_store(&a->listed_sig, cx.sig);
         return MP_OK;
     }
 }
