@@ -127,8 +127,16 @@ static void batch_init(job_state *j, mp_batch *b, const char *folder, int histor
  * it otherwise. */
 static mp_status batch_finish(job_state *j, mp_batch *b, mp_status st, mp_error *err)
 {
+    if (st == MP_OK) {
+        st = mphost_writeback_wait(b, err);
+    } else {
+        mp_error ignored; /* the slot's own error is the one to report */
+        memset(&ignored, 0, sizeof ignored);
+        (void)mphost_writeback_wait(b, &ignored);
+    }
     if (st == MP_OK && mps_batch_pending(b->staged) > 0)
         st = mphost_batch_commit(b, NULL, NULL, 0, err);
+    mphost_writeback_end(b);
     mps_batch_free(&b->staged);
     mphost_call_arena_free();
     return st;

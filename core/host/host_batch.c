@@ -14,6 +14,18 @@
  * would not. */
 #define MPH_INGEST_MAX_BYTES ((size_t)16 * 1024 * 1024)
 
+static void new_mail(const char *account, const char *id, void *arg)
+{
+    mpd_prefetch_new_mail(arg, account, id);
+}
+
+/* New mail is warmed into the body cache as soon as it is stored. */
+static void watch_new_mail(mp_batch *batch)
+{
+    if (!batch->history)
+        mps_batch_on_new(batch->staged, new_mail, batch->d);
+}
+
 mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error *err)
 {
     if (change == NULL || change->id == NULL || *change->id == '\0')
@@ -39,25 +51,24 @@ mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error
      * cursor and fold into what is stored, so no event repeats. */
     if ((batch->knobs->ingest_batch_size > 0 &&
          mps_batch_pending(batch->staged) >= batch->knobs->ingest_batch_size) ||
-        mps_batch_pending_bytes(batch->staged) >= MPH_INGEST_MAX_BYTES)
-        return mphost_batch_commit(batch, NULL, NULL, 0, err);
+        mps_batch_pending_bytes(batch->staged) >= MPH_INGEST_MAX_BYTES) {
+        watch_new_mail(batch);
+        return mphost_writeback_start(batch, err);
+    }
     return MP_OK;
-}
-
-static void new_mail(const char *account, const char *id, void *arg)
-{
-    mpd_prefetch_new_mail(arg, account, id);
 }
 
 mp_status mphost_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
                            int backfill_done, mp_error *err)
 {
+    /* What a write-behind commit still holds comes first. */
+    mp_status st = mphost_writeback_wait(batch, err);
+    if (st != MP_OK)
+        return st;
     mps_commit_result result;
     char *error = NULL;
     memset(&result, 0, sizeof result);
-    /* New mail is warmed into the body cache as soon as it is stored. */
-    if (!batch->history)
-        mps_batch_on_new(batch->staged, new_mail, batch->d);
+    watch_new_mail(batch);
     if (mps_batch_commit(batch->store, batch->staged, cursor, backfill_pos,
                          backfill_done ? 1 : (backfill_pos != NULL ? 0 : -1),
                          batch->knobs->retention_ms, &result, &error) < 0) {

@@ -29,6 +29,7 @@ struct mp_batch {
     size_t new_messages;
     int cursor_committed;     /* a commit carried a cursor                    */
     int backfill_done_seen;
+    struct mph_writeback *writeback; /* host_writeback.c; NULL until used     */
 };
 
 struct mp_folder_sink {
@@ -66,6 +67,19 @@ mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error
 mp_status mphost_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
                            int backfill_done, mp_error *err);
 void mphost_batch_reset(mp_batch *batch, const char *reason);
+
+/* Write-behind (host_writeback.c). When a batch reaches the ingest bound,
+ * mphost_writeback_start() hands its staged changes to a helper thread
+ * (with its own store connection) to commit without a cursor, and gives
+ * the batch a fresh staging area; at most one such commit is in flight
+ * (start waits for the previous one). mphost_writeback_wait() waits for it
+ * and returns its outcome (MP_RETRY with the reason when it failed; MP_OK
+ * when there was none); every commit with a cursor waits first.
+ * mphost_writeback_end() stops the thread; wait before it, so that no
+ * failure goes unreported. */
+mp_status mphost_writeback_start(mp_batch *batch, mp_error *err);
+mp_status mphost_writeback_wait(mp_batch *batch, mp_error *err);
+void mphost_writeback_end(mp_batch *batch);
 int64_t mphost_batch_deadline_ms(mp_batch *batch);
 mp_status mphost_http(mp_account *acct, const mp_http_request *req,
                    mp_http_response *resp_r, mp_error *err);

@@ -17,6 +17,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/thread.h>
+#include <sqlite3.h>
 
 #include "daemon/daemon.h"
 #include "host/host_private.h"
@@ -209,7 +210,10 @@ static void test_ingest_batches_commit_without_cursor(void **state)
         snprintf(id, sizeof id, "i%d", i);
         add(f, &b, MP_CHANGE_NEW, id);
     }
-    /* Two steps of 3 are in the store; the 7th is staged; no cursor. */
+    /* Two steps of 3 are in the store once the write-behind commit in
+     * flight is done; the 7th is staged; no cursor. */
+    mp_error werr = {0, ""};
+    assert_int_equal(mphost_writeback_wait(&b, &werr), MP_OK);
     assert_int_equal(count_events(f, "message.new"), 6);
     assert_int_equal(mps_batch_pending(b.staged), 1);
     mps_folder folder;
@@ -219,9 +223,11 @@ static void test_ingest_batches_commit_without_cursor(void **state)
     mp_error err = {0, ""};
     assert_int_equal(f->host->batch_commit(&b, "c7", NULL, 0, &err), MP_OK);
     assert_int_equal(count_events(f, "message.new"), 7);
+    assert_int_equal(b.events, 7); /* the write-behind commits' events counted */
     assert_int_equal(mps_folder_get(f->d.store, "alice", "INBOX", &folder, NULL), 0);
     assert_string_equal(folder.cursor, "c7");
     mps_folder_clear(&folder);
+    mphost_writeback_end(&b);
     mps_batch_free(&b.staged);
 }
 
@@ -250,12 +256,49 @@ static void test_ingest_batches_bounded_by_bytes(void **state)
         assert_int_equal(f->host->batch_change(&b, &c, &err), MP_OK);
     }
     free(raw);
+    assert_int_equal(mphost_writeback_wait(&b, &err), MP_OK);
     assert_int_equal(count_events(f, "message.synced"), 4);
     assert_int_equal(mps_batch_pending(b.staged), 1);
     assert_int_equal(mps_batch_pending_bytes(b.staged), big);
     assert_int_equal(f->host->batch_commit(&b, "c", NULL, 0, &err), MP_OK);
     assert_int_equal(mps_batch_pending_bytes(b.staged), 0);
     assert_int_equal(count_events(f, "message.synced"), 5);
+    mphost_writeback_end(&b);
+    mps_batch_free(&b.staged);
+}
+
+/* A write-behind commit that fails is reported by the next commit, which
+ * then writes nothing: the cursor stays behind, and the job retries. */
+static void test_writeback_failure_keeps_cursor_back(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->d.db_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TRIGGER boom BEFORE INSERT ON messages"
+                                  " WHEN NEW.provider_id = 'boom'"
+                                  " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    mpd_knobs k = knobs(2);
+    mp_batch b;
+    batch_open(f, &b, &k, 0);
+    add(f, &b, MP_CHANGE_NEW, "ok1");
+    add(f, &b, MP_CHANGE_NEW, "ok2");  /* handed to the write-behind thread */
+    add(f, &b, MP_CHANGE_NEW, "boom");
+    add(f, &b, MP_CHANGE_NEW, "after"); /* waits for ok1+ok2, hands these over */
+    add(f, &b, MP_CHANGE_NEW, "last");
+    mp_error err = {0, ""};
+    assert_int_equal(f->host->batch_commit(&b, "cursor", NULL, 0, &err), MP_RETRY);
+    assert_non_null(strstr(err.text, "refused by the test"));
+    assert_int_equal(count_events(f, "message.new"), 2);
+    mps_folder folder;
+    assert_int_equal(mps_folder_get(f->d.store, "alice", "INBOX", &folder, NULL), 0);
+    assert_null(folder.cursor);
+    mps_folder_clear(&folder);
+    mphost_writeback_end(&b);
     mps_batch_free(&b.staged);
 }
 
@@ -480,6 +523,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_is_never_new, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_batches_bounded_by_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writeback_failure_keeps_cursor_back, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_ingest_batches_commit_without_cursor, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_changes_refused, setup, teardown),
