@@ -5,14 +5,7 @@
 #include <string.h>
 
 #include "config/config.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(cond)                                                              \
-    do {                                                                               \
-        if (!(cond))                                                                   \
-            abort();                                                                   \
-    } while (0)
+#include "fuzz_target.h"
 
 static const mp_config_key top_keys[] = {
     {"state_dir", MP_CFG_STRING, "/var/lib/mailpulse", 0, NULL},

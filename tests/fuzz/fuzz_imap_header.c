@@ -9,14 +9,7 @@
 #include <string.h>
 
 #include "imap_client.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(cond)                                                                \
-    do {                                                                                 \
-        if (!(cond))                                                                     \
-            abort();                                                                     \
-    } while (0)
+#include "fuzz_target.h"
 
 /* Folded lines are joined and bare CRs and LFs dropped before anything is
  * decoded, so fields that are never decoded are single lines. */

@@ -8,14 +8,7 @@
 #include <string.h>
 
 #include "imap_client.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(cond)                                                              \
-    do {                                                                               \
-        if (!(cond))                                                                   \
-            abort();                                                                   \
-    } while (0)
+#include "fuzz_target.h"
 
 static void touch(const imap_token *t, int depth)
 {
