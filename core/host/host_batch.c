@@ -46,7 +46,8 @@ mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error
     mps_batch_add(batch->staged, &copy);
     batch->changes++;
     /* Bound each store transaction (and the memory a batch holds): commit
-     * what is staged without moving the cursor. Should the daemon die before
+     * what is staged without moving the cursor, on a helper thread while
+     * the driver goes on (host_writeback.c). Should the daemon die before
      * the driver's own commit, the changes are delivered again from the old
      * cursor and fold into what is stored, so no event repeats. */
     if ((batch->knobs->ingest_batch_size > 0 &&
