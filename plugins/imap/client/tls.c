@@ -126,6 +126,19 @@ static SSL_CTX *shared_ctx(const char *ca_file, char **error_r)
     return ctx;
 }
 
+/* When imap.so is unloaded (or the process ends) the cached references
+ * go; connections still open keep theirs. */
+__attribute__((destructor)) static void drop_shared_ctxs(void)
+{
+    pthread_mutex_lock(&ctx_cache_lock);
+    for (size_t i = 0; i < TLS_CTX_SLOTS; i++) {
+        SSL_CTX_free(ctx_cache[i].ctx);
+        free(ctx_cache[i].ca_file);
+        memset(&ctx_cache[i], 0, sizeof ctx_cache[i]);
+    }
+    pthread_mutex_unlock(&ctx_cache_lock);
+}
+
 int imapc_tls_start(imap_conn *c, const char *ca_file, char **error_r)
 {
     ERR_clear_error();
