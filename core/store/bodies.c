@@ -33,10 +33,43 @@ int mps__body_store(mps_store *s, const char *id, const uint8_t *data, size_t le
     return rc;
 }
 
+/* A body row new to a live message counts in its folder's body_count. */
+static int count_new_body(mps_store *s, const char *id, char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(s,
+                     "UPDATE folders SET body_count = body_count + 1"
+                     " WHERE (account, name) IN (SELECT account, folder FROM messages"
+                     "   WHERE id = :id AND deleted = 0)",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":id", id);
+    int rc = mps__step_done(s, st, error_r, "store: count body");
+    mps__finish(s, st);
+    return rc;
+}
+
 int mps_body_put(mps_store *s, const char *id, const uint8_t *data, size_t len,
                  int64_t expires_ms, char **error_r)
 {
-    return mps__body_store(s, id, data, len, expires_ms, error_r);
+    if (mps__begin(s, error_r) < 0)
+        return -1;
+    sqlite3_stmt *st;
+    if (mps__prepare(s, "SELECT 1 FROM bodies WHERE message_id = :id", &st, error_r) < 0) {
+        mps__rollback(s);
+        return -1;
+    }
+    mps__bind_text(st, ":id", id);
+    int none = mps__step_row(s, st, error_r, "store: look up body"); /* 1: no row */
+    mps__finish(s, st);
+    int rc = none < 0 ? -1 : mps__body_store(s, id, data, len, expires_ms, error_r);
+    if (rc == 0 && none == 1)
+        rc = count_new_body(s, id, error_r);
+    if (rc < 0) {
+        mps__rollback(s);
+        return -1;
+    }
+    return mps__commit(s, error_r);
 }
 
 int mps_body_get(mps_store *s, const char *id, uint8_t **data_r, size_t *len_r,
@@ -72,14 +105,38 @@ int mps_body_cleanup(mps_store *s, int64_t now_ms, int64_t *removed_r, char **er
 {
     if (removed_r != NULL)
         *removed_r = 0;
-    sqlite3_stmt *st;
-    if (mps__prepare(s, "DELETE FROM bodies WHERE expires_ms != 0 AND expires_ms <= :now",
-                     &st, error_r) < 0)
+    if (mps__begin(s, error_r) < 0)
         return -1;
+    /* The folders' body counts first, from the rows about to go. */
+    sqlite3_stmt *st;
+    if (mps__prepare(s,
+                     "UPDATE folders SET body_count = body_count - x.n FROM"
+                     " (SELECT m.account AS account, m.folder AS folder, COUNT(*) AS n"
+                     "  FROM bodies b INDEXED BY bodies_by_expiry"
+                     "  JOIN messages m ON m.id = b.message_id"
+                     "  WHERE b.expires_ms BETWEEN 1 AND :now AND m.deleted = 0"
+                     "  GROUP BY m.account, m.folder) AS x"
+                     " WHERE folders.account = x.account AND folders.name = x.folder",
+                     &st, error_r) < 0) {
+        mps__rollback(s);
+        return -1;
+    }
     mps__bind_int(st, ":now", now_ms);
-    int rc = mps__step_done(s, st, error_r, "store: clean body cache");
+    int rc = mps__step_done(s, st, error_r, "store: count expired bodies");
     mps__finish(s, st);
-    if (rc == 0 && removed_r != NULL)
-        *removed_r = sqlite3_changes(s->db);
-    return rc;
+    if (rc == 0 && mps__prepare(s, "DELETE FROM bodies WHERE expires_ms BETWEEN 1 AND :now",
+                                &st, error_r) == 0) {
+        mps__bind_int(st, ":now", now_ms);
+        rc = mps__step_done(s, st, error_r, "store: clean body cache");
+        mps__finish(s, st);
+        if (rc == 0 && removed_r != NULL)
+            *removed_r = sqlite3_changes(s->db);
+    } else if (rc == 0) {
+        rc = -1;
+    }
+    if (rc < 0) {
+        mps__rollback(s);
+        return -1;
+    }
+    return mps__commit(s, error_r);
 }

@@ -29,12 +29,20 @@ typedef struct commit_ctx {
     mps_commit_result res;
     char (*new_ids)[26]; /* message.new inserted without a body (on_new) */
     size_t n_new, cap_new;
+    /* Changes to the folders' live_count and body_count, written once per
+     * folder at the end of the transaction. */
+    struct folder_delta {
+        char *folder;
+        int64_t live, bodies;
+    } *deltas;
+    size_t n_deltas;
 } commit_ctx;
 
 typedef struct stored {
     mps_message m;
     int64_t version;
     int64_t rowid; /* 0: not stored */
+    int body_row;  /* a bodies row exists, expired or not */
 } stored;
 
 static int cmp_str(const void *a, const void *b)
@@ -101,8 +109,9 @@ static int load_stored(commit_ctx *cx, const char *provider_id, stored *r_r,
     memset(r_r, 0, sizeof *r_r);
     sqlite3_stmt *st;
     if (mps__prepare(cx->s,
-                     "SELECT " MPS__MESSAGE_COLS ", m.version, m.rowid FROM messages m"
-                     " WHERE m.account = :account AND m.provider_id = :pid",
+                     "SELECT " MPS__MESSAGE_COLS ", m.version, m.rowid,"
+                     " EXISTS(SELECT 1 FROM bodies b WHERE b.message_id = m.id)"
+                     " FROM messages m WHERE m.account = :account AND m.provider_id = :pid",
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":account", cx->b->account);
@@ -113,6 +122,7 @@ static int load_stored(commit_ctx *cx, const char *provider_id, stored *r_r,
         mps__message_read(st, &r_r->m);
         r_r->version = sqlite3_column_int64(st, MPS__MESSAGE_NCOLS);
         r_r->rowid = sqlite3_column_int64(st, MPS__MESSAGE_NCOLS + 1);
+        r_r->body_row = sqlite3_column_int(st, MPS__MESSAGE_NCOLS + 2);
     }
     mps__finish(cx->s, st);
     return rc;
@@ -322,6 +332,55 @@ static int merge(commit_ctx *cx, stored *r, const mp_change *c, char *flags, int
     return ch;
 }
 
+static void count_delta(commit_ctx *cx, const char *folder, int64_t live, int64_t bodies)
+{
+    if (folder == NULL || (live == 0 && bodies == 0))
+        return;
+    for (size_t i = 0; i < cx->n_deltas; i++) {
+        if (strcmp(cx->deltas[i].folder, folder) == 0) {
+            cx->deltas[i].live += live;
+            cx->deltas[i].bodies += bodies;
+            return;
+        }
+    }
+    cx->deltas = mpu_realloc(cx->deltas, (cx->n_deltas + 1) * sizeof *cx->deltas);
+    cx->deltas[cx->n_deltas++] = (struct folder_delta){mpu_strdup(folder), live, bodies};
+}
+
+static int write_deltas(commit_ctx *cx, char **error_r)
+{
+    for (size_t i = 0; i < cx->n_deltas; i++) {
+        const struct folder_delta *d = &cx->deltas[i];
+        if (d->live == 0 && d->bodies == 0)
+            continue;
+        sqlite3_stmt *st;
+        if (mps__prepare(cx->s,
+                         "UPDATE folders SET live_count = live_count + :live,"
+                         " body_count = body_count + :bodies"
+                         " WHERE account = :account AND name = :name",
+                         &st, error_r) < 0)
+            return -1;
+        mps__bind_int(st, ":live", d->live);
+        mps__bind_int(st, ":bodies", d->bodies);
+        mps__bind_text(st, ":account", cx->b->account);
+        mps__bind_text(st, ":name", d->folder);
+        int rc = mps__step_done(cx->s, st, error_r, "store: count folder");
+        mps__finish(cx->s, st);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void free_deltas(commit_ctx *cx)
+{
+    for (size_t i = 0; i < cx->n_deltas; i++)
+        free(cx->deltas[i].folder);
+    free(cx->deltas);
+    cx->deltas = NULL;
+    cx->n_deltas = 0;
+}
+
 static int drop_body(commit_ctx *cx, const char *id, char **error_r)
 {
     sqlite3_stmt *st;
@@ -348,6 +407,11 @@ static int apply_change(commit_ctx *cx, const mp_change *c, char **error_r)
     if (found < 0)
         return -1;
     int live = found == 0 && !r.m.deleted;
+    /* The message's share of its folder's counts before the change. */
+    int exists = found == 0;
+    int body_row = exists && r.body_row;
+    int was_body = body_row;
+    char *was_folder = live ? mpu_strdup(r.m.folder) : NULL;
     int rc = 0;
     switch (c->kind) {
     case MP_CHANGE_NEW:
@@ -358,6 +422,7 @@ static int apply_change(commit_ctx *cx, const mp_change *c, char **error_r)
             fill_from_change(cx, &r, c, flags);
             r.version++;
             rc = write_row(cx, &r, error_r);
+            exists = 1;
             if (rc == 0)
                 rc = message_event(cx, type, &r, error_r);
             if (rc == 0 && c->kind == MP_CHANGE_NEW && c->raw == NULL)
@@ -400,6 +465,7 @@ static int apply_change(commit_ctx *cx, const mp_change *c, char **error_r)
         rc = write_row(cx, &r, error_r);
         if (rc == 0)
             rc = drop_body(cx, r.m.id, error_r);
+        body_row = 0;
         if (rc == 0)
             rc = message_event(cx, "message.deleted", &r, error_r);
         applied = 1;
@@ -411,8 +477,18 @@ static int apply_change(commit_ctx *cx, const mp_change *c, char **error_r)
         r.m.id != NULL && !r.m.deleted) {
         int64_t expires = cx->retention_ms > 0 ? cx->now + cx->retention_ms : 0;
         rc = mps__body_store(cx->s, r.m.id, c->raw, c->raw_len, expires, error_r);
+        body_row = 1;
         applied = 1;
     }
+    /* Its share after: taken from the old folder, given to the new one
+     * (the same one, mostly, which nets out). */
+    if (rc == 0) {
+        if (was_folder != NULL)
+            count_delta(cx, was_folder, -1, -was_body);
+        if (exists && !r.m.deleted)
+            count_delta(cx, r.m.folder, 1, body_row);
+    }
+    free(was_folder);
     mps_message_clear(&r.m);
     if (rc == 0 && applied)
         cx->res.applied++;
@@ -526,6 +602,9 @@ int mps_batch_commit(mps_store *s, mps_batch *b, const char *cursor,
         rc = reset_event(&cx, error_r);
     for (size_t i = 0; rc == 0 && i < b->n; i++)
         rc = apply_change(&cx, &b->changes[i], error_r);
+    if (rc == 0)
+        rc = write_deltas(&cx, error_r);
+    free_deltas(&cx);
     if (rc == 0)
         rc = advance_folder(&cx, cursor, backfill_pos, backfill_done, error_r);
     if (rc < 0) {

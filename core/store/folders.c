@@ -24,16 +24,16 @@ int mps_folder_ensure(mps_store *s, const char *account, const char *folder, int
     return rc;
 }
 
-/* Counts come from the messages themselves so they cannot drift. */
+/* The counts are kept with every write (migration 5). Bodies past their
+ * expiry that the daily cleanup has not removed yet are not cached any
+ * more: they come off, found through the expiry index (usually none). */
 #define FOLDER_SELECT                                                                    \
     "SELECT f.account, f.name, f.role, f.cursor, f.backfill_pos, f.bootstrapped,"        \
-    " f.backfill_done, f.backfill_requested,"                                            \
-    " (SELECT COUNT(*) FROM messages m WHERE m.account = f.account"                      \
+    " f.backfill_done, f.backfill_requested, f.live_count,"                              \
+    " f.body_count - (SELECT COUNT(*) FROM bodies b INDEXED BY bodies_by_expiry"         \
+    "   JOIN messages m ON m.id = b.message_id"                                          \
+    "   WHERE b.expires_ms BETWEEN 1 AND :now AND m.account = f.account"                 \
     "   AND m.folder = f.name AND m.deleted = 0),"                                       \
-    " (SELECT COUNT(*) FROM messages m JOIN bodies b INDEXED BY bodies_meta"             \
-    "   ON b.message_id = m.id"                                                          \
-    "   WHERE m.account = f.account AND m.folder = f.name AND m.deleted = 0"             \
-    "   AND (b.expires_ms = 0 OR b.expires_ms > :now)),"                                 \
     " f.synced_count, f.resets, f.last_sync_ms, f.last_error FROM folders f"
 
 static void read_folder(sqlite3_stmt *st, mps_folder *f)

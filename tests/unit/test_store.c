@@ -977,6 +977,178 @@ static void test_two_connections(void **state)
     mps_close(&other);
 }
 
+/* What the per-folder counts must say, counted from the rows. */
+static void counted(const char *path, const char *folder, int64_t now, int64_t *live_r,
+                    int64_t *bodies_r)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(
+        sqlite3_prepare_v2(db,
+                           "SELECT (SELECT COUNT(*) FROM messages WHERE account = 'alice'"
+                           "  AND folder = ?1 AND deleted = 0),"
+                           " (SELECT COUNT(*) FROM messages m JOIN bodies b"
+                           "  ON b.message_id = m.id WHERE m.account = 'alice'"
+                           "  AND m.folder = ?1 AND m.deleted = 0"
+                           "  AND (b.expires_ms = 0 OR b.expires_ms > ?2))",
+                           -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(st, 1, folder, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    *live_r = sqlite3_column_int64(st, 0);
+    *bodies_r = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Every folder's counts equal the rows; INBOX holds `live` and `bodies`. */
+static void check_counts(fixture *fx, int64_t live, int64_t bodies)
+{
+    static const char *const folders[] = {"INBOX", "Archive", "Ghost"};
+    for (size_t i = 0; i < 3; i++) {
+        int64_t want_live, want_bodies;
+        counted(fx->path, folders[i], mpu_now_ms(), &want_live, &want_bodies);
+        mps_folder f;
+        int rc = mps_folder_get(fx->s, "alice", folders[i], &f, NULL);
+        if (rc == 1)
+            continue; /* no row yet */
+        assert_int_equal(rc, 0);
+        assert_int_equal(f.messages, want_live);
+        assert_int_equal(f.bodies, want_bodies);
+        mps_folder_clear(&f);
+    }
+    int64_t inbox_live, inbox_bodies;
+    counted(fx->path, "INBOX", mpu_now_ms(), &inbox_live, &inbox_bodies);
+    assert_int_equal(inbox_live, live);
+    assert_int_equal(inbox_bodies, bodies);
+}
+
+static void commit_changes(mps_store *s, const char *folder, const mp_change *c, size_t n,
+                           int64_t retention_ms)
+{
+    mps_batch *b = mps_batch_new("alice", folder);
+    for (size_t i = 0; i < n; i++)
+        mps_batch_add(b, &c[i]);
+    mps_commit_result res;
+    assert_int_equal(mps_batch_commit(s, b, NULL, NULL, -1, retention_ms, &res, NULL), 0);
+    mps_batch_free(&b);
+}
+
+/* The folder counts kept by the store's writes always equal a count of
+ * the rows, through every way a message or a body comes and goes. */
+static void test_folder_counts(void **state)
+{
+    fixture *fx = *state;
+    static const uint8_t raw[] = "Subject: x\r\n\r\nbody";
+    mp_change c[8];
+    char ids[8][8];
+    for (int i = 0; i < 8; i++) {
+        snprintf(ids[i], sizeof ids[i], "c%d", i);
+        c[i] = change(MP_CHANGE_SYNCED, ids[i], "s", "", 100 + i);
+        if (i < 5) { /* five with a body, three without */
+            c[i].raw = raw;
+            c[i].raw_len = sizeof raw - 1;
+        }
+    }
+    commit_changes(fx->s, "INBOX", c, 8, 0);
+    check_counts(fx, 8, 5);
+    /* The same again: nothing changes. */
+    commit_changes(fx->s, "INBOX", c, 8, 0);
+    check_counts(fx, 8, 5);
+
+    /* Two move to Archive, one with a body. */
+    mp_change moved[2] = {change(MP_CHANGE_SYNCED, "c0", "s", "", 100),
+                          change(MP_CHANGE_SYNCED, "c7", "s", "", 107)};
+    commit_changes(fx->s, "Archive", moved, 2, 0);
+    check_counts(fx, 6, 4);
+
+    /* Deleted: one with a body, one without; then one comes back. */
+    mp_change gone[2] = {change(MP_CHANGE_DELETED, "c1", NULL, NULL, 0),
+                         change(MP_CHANGE_DELETED, "c6", NULL, NULL, 0)};
+    commit_changes(fx->s, "INBOX", gone, 2, 0);
+    check_counts(fx, 4, 3);
+    mp_change back = change(MP_CHANGE_NEW, "c6", "again", "", 106);
+    commit_changes(fx->s, "INBOX", &back, 1, 0);
+    check_counts(fx, 5, 3);
+
+    /* A body cached later, and one stored again (no change). */
+    char *id5 = public_id("c5");
+    assert_int_equal(mps_body_put(fx->s, id5, raw, sizeof raw - 1, 0, NULL), 0);
+    check_counts(fx, 5, 4);
+    char *id2 = public_id("c2");
+    assert_int_equal(mps_body_put(fx->s, id2, raw, 3, 0, NULL), 0);
+    check_counts(fx, 5, 4);
+
+    /* Bodies that expire: off the count at once, and still off once the
+     * cleanup removed them. */
+    mp_change brief[2] = {change(MP_CHANGE_SYNCED, "e0", "s", "", 200),
+                          change(MP_CHANGE_SYNCED, "e1", "s", "", 201)};
+    for (int i = 0; i < 2; i++) {
+        brief[i].raw = raw;
+        brief[i].raw_len = sizeof raw - 1;
+    }
+    commit_changes(fx->s, "INBOX", brief, 2, 1000);
+    check_counts(fx, 7, 6);
+    mpu_clock_set_offset_ms(5000);
+    check_counts(fx, 7, 4);
+    int64_t removed = 0;
+    assert_int_equal(mps_body_cleanup(fx->s, mpu_now_ms(), &removed, NULL), 0);
+    assert_int_equal(removed, 2);
+    check_counts(fx, 7, 4);
+
+    /* A body of a deleted message is not counted, until it comes back. */
+    mp_change gone2 = change(MP_CHANGE_DELETED, "c3", NULL, NULL, 0);
+    commit_changes(fx->s, "INBOX", &gone2, 1, 0);
+    check_counts(fx, 6, 3);
+    char *id3 = public_id("c3");
+    assert_int_equal(mps_body_put(fx->s, id3, raw, sizeof raw - 1, 0, NULL), 0);
+    check_counts(fx, 6, 3);
+    mp_change back3 = change(MP_CHANGE_SYNCED, "c3", "s", "", 103);
+    commit_changes(fx->s, "INBOX", &back3, 1, 0);
+    check_counts(fx, 7, 4);
+
+    /* A folder row made after its messages counts them. */
+    exec_raw(fx->path, "INSERT INTO messages (id, account, provider_id, folder, indexed_ms)"
+                       " VALUES ('mghost', 'alice', 'ghost-1', 'Ghost', 0)");
+    assert_int_equal(mps_folder_ensure(fx->s, "alice", "Ghost", 0, NULL), 0);
+    mps_folder f;
+    assert_int_equal(mps_folder_get(fx->s, "alice", "Ghost", &f, NULL), 0);
+    assert_int_equal(f.messages, 1);
+    mps_folder_clear(&f);
+    check_counts(fx, 7, 4);
+    free(id5);
+    free(id2);
+    free(id3);
+}
+
+/* A store made before the counts (schema 4) gets them from its rows when
+ * it is opened. */
+static void test_counts_migration(void **state)
+{
+    fixture *fx = *state;
+    static const uint8_t raw[] = "Subject: x\r\n\r\nbody";
+    mp_change c[3] = {change(MP_CHANGE_SYNCED, "m0", "s", "", 1),
+                      change(MP_CHANGE_SYNCED, "m1", "s", "", 2),
+                      change(MP_CHANGE_SYNCED, "m2", "s", "", 3)};
+    c[0].raw = c[1].raw = raw;
+    c[0].raw_len = c[1].raw_len = sizeof raw - 1;
+    commit_changes(fx->s, "INBOX", c, 3, 0);
+    mps_close(&fx->s);
+    exec_raw(fx->path, "DROP TRIGGER folders_added;"
+                       "ALTER TABLE folders DROP COLUMN live_count;"
+                       "ALTER TABLE folders DROP COLUMN body_count;"
+                       "PRAGMA user_version = 4;");
+    assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
+    assert_int_equal(mps_schema_version(fx->s), 5);
+    mps_folder f;
+    assert_int_equal(mps_folder_get(fx->s, "alice", "INBOX", &f, NULL), 0);
+    assert_int_equal(f.messages, 3);
+    assert_int_equal(f.bodies, 2);
+    mps_folder_clear(&f);
+}
+
 static void count_wanted(void *arg)
 {
     (*(int *)arg)++;
@@ -1127,6 +1299,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_listing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_folder_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_counts_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_utf8_in_events, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
