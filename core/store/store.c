@@ -21,8 +21,9 @@
  * transaction (500 messages, a few MB of bodies) then stays in memory
  * until its commit instead of spilling pages to the WAL halfway, some of
  * which the rest of the transaction changes and writes again: about an
- * eighth of the daemon's CPU in a full sync with bodies. Memory is taken as pages are
- * used, per connection (the loop, each worker, the checkpointer). */
+ * eighth of the daemon's CPU in a full sync with bodies. Memory is taken
+ * as pages are used, per connection (the loop, each worker, the
+ * checkpointer). */
 #define MPS_CACHE_KB "8192"
 /* Writers wait this long for each other's lock before failing. */
 #define MPS_BUSY_TIMEOUT_MS 10000

@@ -1211,7 +1211,8 @@ static void folders_check(void *arg)
                        "push: the synced folders changed; listing them again");
         discover_start(p);
     }
-    arm_folders_check(p);
+    if (p->mode == RUN_IDLE)
+        arm_folders_check(p);
 }
 
 static void arm_folders_check(struct imap_push *p)

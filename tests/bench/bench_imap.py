@@ -9,9 +9,9 @@ not a test, not run by ctest).
     the store, and `mbsync` (isync, `FSync no`, IMAPS with the same test CA)
     pulling the same folder into an empty Maildir, against the same warm
     server. Several rounds, the order alternating, each contender after a
-    sync(2) so that neither pays for the other's writeback; the ratio of
-    the best rounds is the result, with the medians and each contender's
-    CPU time beside it.
+    sync(2) so that neither pays for the other's writeback; the ratios of
+    the best rounds and of the medians are the result (the goal needs
+    both), with each contender's CPU time beside them.
 (b) Push latency: APPEND on an independent connection, from the APPEND's
     completion to the message.new event on the SSE stream, over N messages
     (p50/p99), measured on the same APPENDs as the floor: a bare IDLE
@@ -276,11 +276,12 @@ def bench_sync(args):
             # Best against best: a round is only ever slowed by the machine
             # (steal time, writeback, the inode scan above), for either
             # contender at random, so each one's fastest round is what it
-            # can do. The medians are printed beside it.
+            # can do; the medians say what a typical round does. The goal
+            # asks both.
             best = min(times["mailpulse"]) / min(times["mbsync"])
             median = statistics.median(times["mailpulse"]) / statistics.median(times["mbsync"])
-            log("    ratio mailpulse/mbsync = %.2f best, %.2f median  (goal <= 1.00: %s)"
-                % (best, median, "met" if best <= 1.0 else "NOT met"))
+            log("    ratio mailpulse/mbsync = %.2f best, %.2f median  (goal <= 1.00 for both:"
+                " %s)" % (best, median, "met" if max(best, median) <= 1.0 else "NOT met"))
     finally:
         tempfile.tempdir = None
         server.cleanup()
