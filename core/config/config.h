@@ -112,6 +112,10 @@ typedef struct mp_webhook_conf {
     uint32_t retry_max;    /* 600: cap of the retry delay in seconds         */
 } mp_webhook_conf;
 
+/* Upper bound of every schedule setting (schedule.*, poll_interval), in
+ * seconds: 30 days. Larger values are configuration errors. */
+#define MP_SCHEDULE_MAX_S (30u * 24u * 3600u)
+
 typedef struct mp_settings {
     char *source;      /* file path, or "<embedded default>"               */
     char *state_dir;   /* default "/var/lib/mailpulse"                     */

@@ -104,9 +104,10 @@ static size_t check_poll_interval(mpc_node *map, mpc_errors *errs)
         node->type = MPC_INT;
         node->i = v;
     }
-    if (node->type != MPC_INT || node->i <= 0 || node->i > UINT32_MAX) {
+    if (node->type != MPC_INT || node->i <= 0 || node->i > MP_SCHEDULE_MAX_S) {
         mpc_error_add(errs, node->file, node->line,
-                      "\"poll_interval\" must be a positive number of seconds");
+                      "\"poll_interval\" must be between 1 and %u seconds",
+                      MP_SCHEDULE_MAX_S);
         return 1;
     }
     return 0;

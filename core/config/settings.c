@@ -108,14 +108,14 @@ static const mp_config_key backfill_keys[] = {
 };
 
 static const mp_config_key schedule_keys[] = {
-    {"bootstrap_interval", MP_CFG_INT, "240", 0, "seconds"},
-    {"backfill_interval", MP_CFG_INT, "240", 0, "seconds"},
-    {"cache_cleanup_interval", MP_CFG_INT, "86400", 0, "seconds"},
-    {"push_renew_interval", MP_CFG_INT, "3600", 0, "seconds"},
-    {"reconcile_interval", MP_CFG_INT, "900", 0, "seconds"},
-    {"folder_list_interval", MP_CFG_INT, "3600", 0, "seconds"},
-    {"max_backoff", MP_CFG_INT, "1800", 0, "seconds"},
-    {"push_silence_hours", MP_CFG_INT, "6", 0, "hours without a push before a full resync (0: never)"},
+    {"bootstrap_interval", MP_CFG_INT, "240", 0, "seconds, 1..2592000 (30 days)"},
+    {"backfill_interval", MP_CFG_INT, "240", 0, "seconds, 1..2592000"},
+    {"cache_cleanup_interval", MP_CFG_INT, "86400", 0, "seconds, 1..2592000"},
+    {"push_renew_interval", MP_CFG_INT, "3600", 0, "seconds, 1..2592000"},
+    {"reconcile_interval", MP_CFG_INT, "900", 0, "seconds, 1..2592000"},
+    {"folder_list_interval", MP_CFG_INT, "3600", 0, "seconds, 1..2592000"},
+    {"max_backoff", MP_CFG_INT, "1800", 0, "seconds, 1..2592000"},
+    {"push_silence_hours", MP_CFG_INT, "6", 0, "hours without a push before a full resync (0: never), 0..720"},
     {0},
 };
 
@@ -291,6 +291,7 @@ static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs
     const mpc_node *bf = mpc_get(root, "backfill");
     const mpc_node *sch = mpc_get(root, "schedule");
     const uint32_t big = UINT32_MAX;
+    const uint32_t sched_max = MP_SCHEDULE_MAX_S;
     size_t n = fill_http(mpc_get(root, "http"), s, errs);
 
     n += get_u32(sync, "sync", "batch_size", 1, 100000, &s->sync.batch_size, errs);
@@ -331,20 +332,20 @@ static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs
     n += get_u32(bf, "backfill", "max_per_folder", 0, big, &s->backfill.max_per_folder,
                  errs);
 
-    n += get_u32(sch, "schedule", "bootstrap_interval", 1, big,
+    n += get_u32(sch, "schedule", "bootstrap_interval", 1, sched_max,
                  &s->schedule.bootstrap_interval, errs);
-    n += get_u32(sch, "schedule", "backfill_interval", 1, big,
+    n += get_u32(sch, "schedule", "backfill_interval", 1, sched_max,
                  &s->schedule.backfill_interval, errs);
-    n += get_u32(sch, "schedule", "cache_cleanup_interval", 1, big,
+    n += get_u32(sch, "schedule", "cache_cleanup_interval", 1, sched_max,
                  &s->schedule.cache_cleanup_interval, errs);
-    n += get_u32(sch, "schedule", "push_renew_interval", 1, big,
+    n += get_u32(sch, "schedule", "push_renew_interval", 1, sched_max,
                  &s->schedule.push_renew_interval, errs);
-    n += get_u32(sch, "schedule", "reconcile_interval", 1, big,
+    n += get_u32(sch, "schedule", "reconcile_interval", 1, sched_max,
                  &s->schedule.reconcile_interval, errs);
-    n += get_u32(sch, "schedule", "folder_list_interval", 1, big,
+    n += get_u32(sch, "schedule", "folder_list_interval", 1, sched_max,
                  &s->schedule.folder_list_interval, errs);
-    n += get_u32(sch, "schedule", "max_backoff", 1, big, &s->schedule.max_backoff, errs);
-    n += get_u32(sch, "schedule", "push_silence_hours", 0, 24 * 365,
+    n += get_u32(sch, "schedule", "max_backoff", 1, sched_max, &s->schedule.max_backoff, errs);
+    n += get_u32(sch, "schedule", "push_silence_hours", 0, sched_max / 3600,
                  &s->schedule.push_silence_hours, errs);
     return n;
 }

@@ -320,7 +320,7 @@ static int run(const char *config_path)
     mpd_host_set_daemon(d);
     mphost_loop_set_daemon(d);
     mpd_events_init(d);
-    mpj_config jc = {settings->workers, settings->schedule.max_backoff * 1000u, mpd_run_job,
+    mpj_config jc = {settings->workers, (uint64_t)settings->schedule.max_backoff * 1000u, mpd_run_job,
                      mpd_job_done, d};
     d->sched = mpj_new(d->base, &jc);
     mpd_maintenance_start(d);

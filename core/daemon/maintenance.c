@@ -115,11 +115,11 @@ void mpd_maintenance_start(mpd *d)
     const mp_settings *s = d->settings;
     /* The first cleanup a minute after start, or sooner when the interval
      * is shorter (tests). */
-    uint32_t cleanup_ms = s->schedule.cache_cleanup_interval * 1000u;
+    uint64_t cleanup_ms = (uint64_t)s->schedule.cache_cleanup_interval * 1000u;
+    uint64_t renew_ms = (uint64_t)s->schedule.push_renew_interval * 1000u;
+    uint64_t sweep_ms = (uint64_t)s->schedule.bootstrap_interval * 1000u;
     mpj_periodic(d->sched, "cache-cleanup", cleanup_ms,
                  cleanup_ms < 60000u ? cleanup_ms : 60000u, cache_cleanup, d);
-    mpj_periodic(d->sched, "push-renewal", s->schedule.push_renew_interval * 1000u,
-                 s->schedule.push_renew_interval * 1000u, push_renewal, d);
-    mpj_periodic(d->sched, "bootstrap-sweep", s->schedule.bootstrap_interval * 1000u,
-                 s->schedule.bootstrap_interval * 1000u, bootstrap_sweep, d);
+    mpj_periodic(d->sched, "push-renewal", renew_ms, renew_ms, push_renewal, d);
+    mpj_periodic(d->sched, "bootstrap-sweep", sweep_ms, sweep_ms, bootstrap_sweep, d);
 }

@@ -132,7 +132,7 @@ void mpd_prefetch_start(mpd *d)
     pthread_mutex_init(&pf->run_lock, NULL);
     pf->kick_ev = evtimer_new(d->base, kick_cb, d);
     d->prefetch = pf;
-    uint32_t ms = d->settings->cache.prefetch_interval * 1000u;
+    uint64_t ms = (uint64_t)d->settings->cache.prefetch_interval * 1000u;
     mpj_periodic(d->sched, "prefetch", ms, ms, periodic_work, d);
 }
 

@@ -122,8 +122,8 @@ void mpd_account_apply_intervals(struct mp_account *a)
     const mp_settings *s = a->d->settings;
     if (a->d->sched == NULL)
         return;
-    mpj_account_set_intervals(a->d->sched, a->id, sync_interval_s(a, s) * 1000u,
-                              s->schedule.backfill_interval * 1000u);
+    mpj_account_set_intervals(a->d->sched, a->id, (uint64_t)sync_interval_s(a, s) * 1000u,
+                              (uint64_t)s->schedule.backfill_interval * 1000u);
 }
 
 typedef struct push_live_msg {
@@ -200,7 +200,7 @@ static char *join_errors(const mpc_errors *errs)
 static uint32_t interval_from(const mpc_node *cfg, uint32_t fallback)
 {
     const mpc_node *n = mpc_get(cfg, "poll_interval");
-    if (n != NULL && n->type == MPC_INT && n->i > 0 && n->i < 86400 * 7)
+    if (n != NULL && n->type == MPC_INT && n->i > 0 && n->i <= MP_SCHEDULE_MAX_S)
         return (uint32_t)n->i;
     return fallback;
 }
@@ -258,8 +258,8 @@ static void account_start(mpd *d, struct mp_account *a, unsigned index)
     a->open = 1;
     mpd_set_account_status(d, a->id, "pending", NULL);
     /* Stagger first runs so a daemon with many accounts does not stampede. */
-    mpj_account_add(d->sched, a->id, sync_interval_s(a, d->settings) * 1000u,
-                    d->settings->schedule.backfill_interval * 1000u,
+    mpj_account_add(d->sched, a->id, (uint64_t)sync_interval_s(a, d->settings) * 1000u,
+                    (uint64_t)d->settings->schedule.backfill_interval * 1000u,
                     100u + (index % 50u) * 200u);
     if (inst->desc->push_kind == MP_PUSH_STREAM) {
         memset(&err, 0, sizeof err);

@@ -531,7 +531,7 @@ void mpd_job_done(const mpj_job *job, const mpj_result *result, void *arg)
     if (a == NULL || !atomic_exchange(&a->backfill_wanted, 0))
         return;
     mpj_kind_info info;
-    uint32_t delay = d->settings->schedule.backfill_interval * 1000u;
+    uint64_t delay = (uint64_t)d->settings->schedule.backfill_interval * 1000u;
     if (delay > BACKFILL_FIRST_DELAY_MS)
         delay = BACKFILL_FIRST_DELAY_MS;
     if (mpj_account_info(d->sched, a->id, MPJ_BACKFILL, &info) == 0 && !info.running &&

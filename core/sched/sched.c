@@ -38,7 +38,7 @@ struct kstate {
     const char *due_reason; /* static string used when the timer fires */
     int64_t next_due;
     int64_t hint_due; /* mpj_schedule_in while dispatched; 0 = none       */
-    uint32_t interval;
+    int64_t interval;
     /* Triggers that arrived while running, for the one re-run. */
     int rerun;
     mpj_job rerun_job;
@@ -83,13 +83,20 @@ static int64_t jitter(mpj_sched *s, int64_t delay)
     return delay - span + (int64_t)(rng_next(s) % (uint64_t)(2 * span + 1));
 }
 
+/* Every delay the callers hand in, as a signed 64-bit count of ms. */
+static int64_t clamp_ms(uint64_t ms)
+{
+    return ms > (uint64_t)MPJ_MAX_DELAY_MS ? MPJ_MAX_DELAY_MS : (int64_t)ms;
+}
+
 static int64_t backoff_ms(mpj_sched *s, unsigned failures)
 {
+    int64_t cap = clamp_ms(s->cfg.max_backoff_ms);
     int64_t delay = BACKOFF_BASE_MS;
-    for (unsigned i = 1; i < failures && delay < s->cfg.max_backoff_ms; i++)
+    for (unsigned i = 1; i < failures && delay < cap; i++)
         delay *= 2;
-    if (delay > s->cfg.max_backoff_ms)
-        delay = s->cfg.max_backoff_ms;
+    if (delay > cap)
+        delay = cap;
     return jitter(s, delay);
 }
 
@@ -458,8 +465,8 @@ void mpj_free(mpj_sched **sp)
     free(s);
 }
 
-void mpj_account_add(mpj_sched *s, const char *account, uint32_t sync_interval_ms,
-                     uint32_t backfill_interval_ms, uint32_t first_delay_ms)
+void mpj_account_add(mpj_sched *s, const char *account, uint64_t sync_interval_ms,
+                     uint64_t backfill_interval_ms, uint64_t first_delay_ms)
 {
     if (!account || s->closing)
         return;
@@ -474,9 +481,9 @@ void mpj_account_add(mpj_sched *s, const char *account, uint32_t sync_interval_m
     }
     a->removed = 0;
     s->live_accounts++;
-    a->k[MPJ_SYNC].interval = sync_interval_ms;
-    a->k[MPJ_BACKFILL].interval = backfill_interval_ms;
-    kind_schedule(s, &a->k[MPJ_SYNC], mpu_now_ms() + first_delay_ms, "first");
+    a->k[MPJ_SYNC].interval = clamp_ms(sync_interval_ms);
+    a->k[MPJ_BACKFILL].interval = clamp_ms(backfill_interval_ms);
+    kind_schedule(s, &a->k[MPJ_SYNC], mpu_now_ms() + clamp_ms(first_delay_ms), "first");
     mpj_sched_rearm(s);
 }
 
@@ -504,12 +511,13 @@ void mpj_account_remove(mpj_sched *s, const char *account)
 }
 
 void mpj_account_set_intervals(mpj_sched *s, const char *account,
-                               uint32_t sync_interval_ms, uint32_t backfill_interval_ms)
+                               uint64_t sync_interval_ms, uint64_t backfill_interval_ms)
 {
     struct account *a = account_get(s, account);
     if (!a)
         return;
-    uint32_t intervals[MPJ_KINDS] = {sync_interval_ms, backfill_interval_ms};
+    int64_t intervals[MPJ_KINDS] = {clamp_ms(sync_interval_ms),
+                                    clamp_ms(backfill_interval_ms)};
     int64_t now = mpu_now_ms();
     for (int i = 0; i < MPJ_KINDS; i++) {
         struct kstate *k = &a->k[i];
@@ -584,12 +592,12 @@ void mpj_trigger_async(mpj_sched *s, const char *account, mpj_kind kind,
     event_active(s->async_ev, EV_READ, 0);
 }
 
-void mpj_schedule_in(mpj_sched *s, const char *account, mpj_kind kind, uint32_t delay_ms)
+void mpj_schedule_in(mpj_sched *s, const char *account, mpj_kind kind, uint64_t delay_ms)
 {
     struct account *a = account_get(s, account);
     if (!a || kind < 0 || kind >= MPJ_KINDS || s->closing)
         return;
-    kind_schedule(s, &a->k[kind], mpu_now_ms() + delay_ms, "schedule");
+    kind_schedule(s, &a->k[kind], mpu_now_ms() + clamp_ms(delay_ms), "schedule");
     mpj_sched_rearm(s);
 }
 

@@ -21,6 +21,9 @@
  * retry_after_ms when given. MPJ_STOP parks the kind until the next
  * trigger.
  *
+ * Every interval, delay and backoff is in milliseconds, computed in 64 bits
+ * and clamped to MPJ_MAX_DELAY_MS (a year), far above any accepted setting.
+ *
  * All mpj_* functions are loop-thread only, except mpj_trigger_async.
  */
 #ifndef MP_SCHED_SCHED_H
@@ -32,6 +35,8 @@
 struct event_base;
 
 typedef struct mpj_sched mpj_sched;
+
+#define MPJ_MAX_DELAY_MS (366LL * 24 * 3600 * 1000)
 
 typedef enum mpj_kind {
     MPJ_SYNC = 0,
@@ -68,7 +73,7 @@ typedef void (*mpj_done_fn)(const mpj_job *job, const mpj_result *result,
 
 typedef struct mpj_config {
     unsigned workers;          /* >= 1                                      */
-    uint32_t max_backoff_ms;   /* default 1800000                           */
+    uint64_t max_backoff_ms;   /* default 1800000; capped at MPJ_MAX_DELAY_MS */
     mpj_run_fn run;
     mpj_done_fn done;          /* may be NULL                               */
     void *arg;
@@ -82,14 +87,14 @@ void mpj_free(mpj_sched **sched);
  * due after `first_delay_ms`; BACKFILL is parked until triggered or until
  * a SYNC run reports backfill work (mpj_trigger). Adding an existing
  * account updates its intervals. */
-void mpj_account_add(mpj_sched *s, const char *account, uint32_t sync_interval_ms,
-                     uint32_t backfill_interval_ms, uint32_t first_delay_ms);
+void mpj_account_add(mpj_sched *s, const char *account, uint64_t sync_interval_ms,
+                     uint64_t backfill_interval_ms, uint64_t first_delay_ms);
 /* Remove: queued jobs are dropped; a running job finishes and is not
  * rescheduled. */
 void mpj_account_remove(mpj_sched *s, const char *account);
 void mpj_account_set_intervals(mpj_sched *s, const char *account,
-                               uint32_t sync_interval_ms,
-                               uint32_t backfill_interval_ms);
+                               uint64_t sync_interval_ms,
+                               uint64_t backfill_interval_ms);
 
 /* Make a kind due now (coalesced as described above). folder: for BACKFILL
  * on demand (merged runs keep the union as "all folders" = NULL). Returns
@@ -101,7 +106,7 @@ void mpj_trigger_async(mpj_sched *s, const char *account, mpj_kind kind,
                        const char *folder, const char *reason);
 /* Make a kind due after delay_ms unless it is already due sooner. */
 void mpj_schedule_in(mpj_sched *s, const char *account, mpj_kind kind,
-                     uint32_t delay_ms);
+                     uint64_t delay_ms);
 
 typedef struct mpj_kind_info {
     int running;
@@ -126,8 +131,8 @@ void mpj_submit(mpj_sched *s, int high, mpj_work_fn work, mpj_work_fn done,
 
 /* A periodic global task run on the pool every interval_ms (first run
  * after first_delay_ms); never overlapping with itself. */
-void mpj_periodic(mpj_sched *s, const char *name, uint32_t interval_ms,
-                  uint32_t first_delay_ms, mpj_work_fn work, void *arg);
+void mpj_periodic(mpj_sched *s, const char *name, uint64_t interval_ms,
+                  uint64_t first_delay_ms, mpj_work_fn work, void *arg);
 
 typedef struct mpj_stats {
     unsigned workers, busy;

@@ -17,7 +17,7 @@ struct mpj_periodic_task {
     mpj_sched *sched;
     mpj_periodic_task *next;
     char *name;
-    uint32_t interval_ms;
+    int64_t interval_ms;
     mpj_work_fn work;
     void *arg;
 };
@@ -73,15 +73,17 @@ static void periodic_complete(mpj_pool_item *item)
     mpj_sched_rearm(s);
 }
 
-void mpj_periodic(mpj_sched *s, const char *name, uint32_t interval_ms,
-                  uint32_t first_delay_ms, mpj_work_fn work, void *arg)
+void mpj_periodic(mpj_sched *s, const char *name, uint64_t interval_ms,
+                  uint64_t first_delay_ms, mpj_work_fn work, void *arg)
 {
     if (!work || s->closing)
         return;
     mpj_periodic_task *p = mpu_calloc(1, sizeof *p);
     p->sched = s;
     p->name = mpu_strdup(name);
-    p->interval_ms = interval_ms ? interval_ms : 1;
+    p->interval_ms = interval_ms == 0                          ? 1
+                     : interval_ms > (uint64_t)MPJ_MAX_DELAY_MS ? MPJ_MAX_DELAY_MS
+                                                               : (int64_t)interval_ms;
     p->work = work;
     p->arg = arg;
     mpj_heap_node_init(&p->due.node);
@@ -89,7 +91,9 @@ void mpj_periodic(mpj_sched *s, const char *name, uint32_t interval_ms,
     mpj_pool_item_init(&p->item, periodic_work, periodic_complete, 0);
     p->next = s->periodics;
     s->periodics = p;
-    mpj_heap_set(&s->heap, &p->due.node, mpu_now_ms() + first_delay_ms);
+    if (first_delay_ms > (uint64_t)MPJ_MAX_DELAY_MS)
+        first_delay_ms = (uint64_t)MPJ_MAX_DELAY_MS;
+    mpj_heap_set(&s->heap, &p->due.node, mpu_now_ms() + (int64_t)first_delay_ms);
     mpj_sched_rearm(s);
 }
 

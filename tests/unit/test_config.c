@@ -546,6 +546,16 @@ static void test_settings_errors(void **state)
          "1: \"log_level\" must be one of error, warning, info, debug, not \"loud\""},
         {"sync = 5;\n", "1: \"sync\" must be a group ({ ... }), not an integer"},
         {"a = 1;\nb = ;\n", "2: syntax error"},
+        /* Schedule settings are bounded (30 days): beyond that they used to
+         * wrap in 32-bit milliseconds (4294968 s became a 704 ms backoff). */
+        {"schedule = {\n  max_backoff = 4294968;\n};\n",
+         "2: \"schedule.max_backoff\" must be between 1 and 2592000"},
+        {"schedule = {\n\n  reconcile_interval = 2592001;\n};\n",
+         "3: \"schedule.reconcile_interval\" must be between 1 and 2592000"},
+        {"schedule = { bootstrap_interval = 5000000; };\n",
+         "1: \"schedule.bootstrap_interval\" must be between 1 and 2592000"},
+        {"schedule = { push_silence_hours = 721; };\n",
+         "1: \"schedule.push_silence_hours\" must be between 0 and 720"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *dir, *path;
@@ -714,7 +724,9 @@ static void test_plugins_core_key_errors(void **state)
         {"driver: x\nenabled: maybe\n",
          "2: \"enabled\" must be a boolean (true or false), not a string"},
         {"driver: x\npoll_interval: 0\n",
-         "2: \"poll_interval\" must be a positive number of seconds"},
+         "2: \"poll_interval\" must be between 1 and 2592000 seconds"},
+        {"driver: x\npoll_interval: 4294968\n",
+         "2: \"poll_interval\" must be between 1 and 2592000 seconds"},
         {"driver: x\naccounts: alice\n",
          "2: \"accounts\" must be a list of accounts, not a string"},
         {"driver: x\naccounts:\n  - alice\n",

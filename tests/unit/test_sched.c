@@ -144,7 +144,7 @@ static void t_done(const mpj_job *job, const mpj_result *res, void *arg)
     }
 }
 
-static tstate *t_new(unsigned workers, uint32_t max_backoff_ms)
+static tstate *t_new(unsigned workers, uint64_t max_backoff_ms)
 {
     tstate *t = mpu_calloc(1, sizeof *t);
     pthread_mutex_init(&t->lock, NULL);
@@ -486,6 +486,30 @@ static void test_failure_backoff(void **state)
     assert_int_equal(st.jobs_failed, 7);
     assert_int_equal(st.jobs_run, 8);
     assert_string_equal(t->recs[0].reason, "first");
+    t_free(t);
+}
+
+/* A cap of 4294968 s is 4294968000 ms, past 2^32: it must stay that, not
+ * wrap to 704 ms. Ten failures: 15 s doubled nine times = 7680 s. */
+static void test_backoff_64bit(void **state)
+{
+    tstate *t = t_new(1, 4294968ull * 1000u);
+    for (int i = 0; i < 10; i++)
+        t->script[i] = MPJ_FAILED;
+    t->nscript = 10;
+    mpj_account_add(t->s, "a", 60000, 0, 0);
+    for (int i = 0; i < 10; i++) {
+        if (i > 0)
+            mpj_trigger(t->s, "a", MPJ_SYNC, NULL, "api");
+        target_done = i + 1;
+        assert_true(pump_until(t, cond_done));
+    }
+    assert_true(t->deltas[0] >= 13000 && t->deltas[0] <= 16500);
+    assert_true(t->deltas[9] >= 6900000 && t->deltas[9] <= 8500000);
+    /* Intervals past 2^32 ms are kept as well (50 days). */
+    mpj_account_add(t->s, "b", 50ull * 86400 * 1000, 0, 50ull * 86400 * 1000);
+    mpj_kind_info info = info_of(t, "b", MPJ_SYNC);
+    assert_true(info.next_due_ms - mpu_now_ms() > 49LL * 86400 * 1000);
     t_free(t);
 }
 
@@ -831,6 +855,7 @@ int main(void)
         cmocka_unit_test(test_backfill_cap),
         cmocka_unit_test(test_account_exclusive),
         cmocka_unit_test(test_failure_backoff),
+        cmocka_unit_test(test_backoff_64bit),
         cmocka_unit_test(test_more_and_stop),
         cmocka_unit_test(test_schedule_in),
         cmocka_unit_test(test_remove_while_running),
