@@ -63,6 +63,34 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return append(arg, p, size * n);
 }
 
+/* A driver's URL may carry an access token or a signature in its query,
+ * credentials as userinfo, or state in its fragment; last_error and the
+ * logs get only what identifies the endpoint. Parsed by libcurl itself so
+ * the result agrees with what was requested. */
+char *mphost_url_redact(const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *out = NULL;
+    if (u != NULL && url != NULL &&
+        curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        /* An explicit port names the endpoint too and is no secret. */
+        if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK)
+            port = NULL;
+        if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+            path = NULL;
+        out = mpu_asprintf("%s://%s%s%s%s", scheme, host, port != NULL ? ":" : "",
+                           port != NULL ? port : "", path != NULL ? path : "/");
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_url_cleanup(u);
+    return out != NULL ? out : mpu_strdup("(unparsable URL)");
+}
+
 /* Retry-After is either delta-seconds or an HTTP date. */
 static uint32_t parse_retry_after(const char *headers)
 {
@@ -142,11 +170,13 @@ mp_status mphost_http(mp_account *acct, const mp_http_request *req,
     curl_slist_free_all(list);
     if (rc != CURLE_OK) {
         mp_status st = MP_RETRY;
+        char *shown = mphost_url_redact(req->url);
         if (body.overflow)
-            mp_fail(err, MP_RETRY, "%s %s: response larger than %u bytes", method,
-                    req->url, MPH_HTTP_MAX_BODY);
+            mp_fail(err, MP_RETRY, "%s %s: response larger than %u bytes", method, shown,
+                    MPH_HTTP_MAX_BODY);
         else
-            mp_fail(err, st, "%s %s: %s", method, req->url, curl_easy_strerror(rc));
+            mp_fail(err, st, "%s %s: %s", method, shown, curl_easy_strerror(rc));
+        free(shown);
         free(body.data);
         free(hdrs.data);
         return st;

@@ -84,6 +84,10 @@ int64_t mphost_batch_deadline_ms(mp_batch *batch);
 mp_status mphost_http(mp_account *acct, const mp_http_request *req,
                    mp_http_response *resp_r, mp_error *err);
 void mphost_http_free(mp_http_response *resp);
+/* "scheme://host[:port]/path" of url (no userinfo, query or fragment),
+ * for error texts; "(unparsable URL)" when libcurl cannot parse it.
+ * Allocated (free()). Any thread. */
+char *mphost_url_redact(const char *url);
 mp_timer *mphost_timer_add(mp_account *acct, uint32_t after_ms, mp_timer_cb cb, void *arg);
 void mphost_timer_cancel(mp_timer **timer);
 mp_watch *mphost_watch_fd(mp_account *acct, int fd, unsigned events, mp_watch_cb cb,

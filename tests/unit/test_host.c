@@ -506,14 +506,42 @@ static void test_http(void **state)
     evhttp_free(s.http);
     event_base_free(s.base);
 
-    /* Nothing listens any more: a transport failure asks for a retry. */
-    mp_http_request dead = {"GET", url, NULL, NULL, 0, 2000};
+    /* Nothing listens any more: a transport failure asks for a retry, and
+     * the error names the endpoint without query, userinfo or fragment. */
+    char secret_url[256];
+    snprintf(secret_url, sizeof secret_url,
+             "http://user:pw@127.0.0.1:%d/echo?access_token=SECRET#frag", s.port);
+    mp_http_request dead = {"GET", secret_url, NULL, NULL, 0, 2000};
     assert_int_equal(f->host->http(&f->acct, &dead, &resp, &err), MP_RETRY);
     assert_non_null(strstr(err.text, url));
+    assert_null(strstr(err.text, "SECRET"));
+    assert_null(strstr(err.text, "pw@"));
+    assert_null(strstr(err.text, "frag"));
 
     /* Only http and https: no file://, no gopher. */
     mp_http_request file = {"GET", "file:///etc/passwd", NULL, NULL, 0, 2000};
     assert_int_equal(f->host->http(&f->acct, &file, &resp, &err), MP_RETRY);
+}
+
+static void test_url_redact(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"https://graph.example.com/v1.0/me/messages?$skiptoken=abc&access_token=t",
+         "https://graph.example.com/v1.0/me/messages"},
+        {"https://user:secret@host.example/a/b#frag", "https://host.example/a/b"},
+        {"http://127.0.0.1:8080/x?sig=1", "http://127.0.0.1:8080/x"},
+        {"https://host.example", "https://host.example/"},
+        {"https://[::1]:99/p?q", "https://[::1]:99/p"},
+        {"not a url", "(unparsable URL)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = mphost_url_redact(cases[i].in);
+        assert_string_equal(got, cases[i].out);
+        free(got);
+    }
 }
 
 int main(void)
@@ -534,6 +562,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_push_reply_and_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http, setup, teardown),
+        cmocka_unit_test(test_url_redact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
