@@ -32,10 +32,7 @@ struct transfer {
 
 void mpctl_conn_clear(mpctl_conn *conn)
 {
-    if (conn->token != NULL) {
-        explicit_bzero(conn->token, strlen(conn->token));
-        free(conn->token);
-    }
+    mpu_secret_free(&conn->token);
     free(conn->socket_path);
     free(conn->base_url);
     memset(conn, 0, sizeof(*conn));

@@ -85,8 +85,7 @@ static int read_token(const char *path, char **token_r)
             ok = 0;
     if (!ok) {
         fprintf(stderr, "mailpulsectl: %s: not a valid API token\n", path);
-        explicit_bzero(data, len);
-        free(data);
+        mpu_secret_free(&data);
         return -1;
     }
     *token_r = data;

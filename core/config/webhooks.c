@@ -45,10 +45,8 @@ static void conf_clear(mp_webhook_conf *w)
     free(w->url);
     free(w->secret_file);
     free(w->where);
-    if (w->key != NULL) {
-        memset(w->key, 0, w->key_len);
-        free(w->key);
-    }
+    char *key = (char *)w->key;
+    mpu_secret_free(&key);
     strv_free(w->events);
     strv_free(w->accounts);
     strv_free(w->folders);
@@ -292,10 +290,7 @@ size_t mpc_webhooks_read_secrets(mp_settings *s, mpc_errors *errs)
             mpc_error_add(errs, NULL, 0, "%s: webhook \"%s\": %s", w->where, w->name, error);
             n++;
         }
-        if (data != NULL) {
-            memset(data, 0, len);
-            free(data);
-        }
+        mpu_secret_free(&data);
         free(error);
     }
     return n;

@@ -152,7 +152,7 @@ static char *load_token(const mp_settings *s)
     data[strcspn(data, "\r\n")] = '\0';
     if (strlen(data) < 16) {
         mpu_error("core", "API token in %s is shorter than 16 characters", path);
-        free(data);
+        mpu_secret_free(&data);
         free(path);
         return NULL;
     }
@@ -401,10 +401,7 @@ out:
     mps_close(&d->store);
     mpd_store_thread_cleanup();
     mpd_checkpointer_free(d);
-    if (d->token != NULL) {
-        memset(d->token, 0, strlen(d->token));
-        free(d->token);
-    }
+    mpu_secret_free(&d->token);
     mp_settings_free(&d->settings);
     pthread_rwlock_destroy(&d->registry_lock);
     pthread_mutex_destroy(&d->knobs_lock);

@@ -133,9 +133,7 @@ static void host_free_secret(char **secret)
 {
     if (secret == NULL || *secret == NULL)
         return;
-    OPENSSL_cleanse(*secret, strlen(*secret));
-    free(*secret);
-    *secret = NULL;
+    mpu_secret_free(secret);
 }
 
 /* ---- accounts ---- */

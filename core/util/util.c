@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -199,6 +200,15 @@ int mpu_read_file(const char *path, size_t max, int secret, char **data_r,
         close(fd);
         return -1;
     }
+    /* Whoever owns the file can change its mode, or the secret: only the
+     * daemon's own user and root may. */
+    if (secret && st.st_uid != geteuid() && st.st_uid != 0) {
+        *error_r = mpu_asprintf("%s: secret file is owned by uid %u, not by this "
+                                "process's user (uid %u) or root; chown it",
+                                path, (unsigned)st.st_uid, (unsigned)geteuid());
+        close(fd);
+        return -1;
+    }
     if ((size_t)st.st_size > max) {
         *error_r = mpu_asprintf("%s: larger than %zu bytes", path, max);
         close(fd);
@@ -211,13 +221,23 @@ int mpu_read_file(const char *path, size_t max, int secret, char **data_r,
             if (cap > max + 1)
                 break;
             cap *= 2;
-            buf = mpu_realloc(buf, cap);
+            if (secret) {
+                /* realloc may leave the old bytes behind in freed memory. */
+                char *bigger = mpu_malloc(cap);
+                memcpy(bigger, buf, len);
+                mpu_secret_free(&buf);
+                buf = bigger;
+            } else {
+                buf = mpu_realloc(buf, cap);
+            }
         }
         ssize_t n = read(fd, buf + len, cap - len - 1);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
             *error_r = mpu_asprintf("%s: %s", path, strerror(errno));
+            if (secret)
+                mpu_secret_free(&buf);
             free(buf);
             close(fd);
             return -1;
@@ -229,6 +249,8 @@ int mpu_read_file(const char *path, size_t max, int secret, char **data_r,
     close(fd);
     if (len > max) {
         *error_r = mpu_asprintf("%s: larger than %zu bytes", path, max);
+        if (secret)
+            mpu_secret_free(&buf);
         free(buf);
         return -1;
     }
@@ -269,4 +291,15 @@ void mpu_sha256_hex(const void *data, size_t len, size_t bytes, char *out)
 int mpu_random(void *buf, size_t len)
 {
     return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+}
+
+void mpu_secret_free(char **data)
+{
+    if (data == NULL || *data == NULL)
+        return;
+    /* The whole block, not strlen: a trimmed newline or an embedded NUL
+     * would otherwise leave the tail of the secret in freed memory. */
+    OPENSSL_cleanse(*data, malloc_usable_size(*data));
+    free(*data);
+    *data = NULL;
 }

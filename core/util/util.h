@@ -46,10 +46,15 @@ int mpu_secure_equal(const void *a, size_t alen, const void *b, size_t blen);
 
 /* Read a whole file (at most max bytes). *data_r is NUL-terminated.
  * With `secret` nonzero the file must be a regular file not readable or
- * writable by group/others. On failure returns -1 and sets *error_r to an
- * allocated message naming the file. */
+ * writable by group/others and owned by the process's effective user or
+ * root; the bytes are never left behind in freed memory while reading, and
+ * *data_r must be released with mpu_secret_free. On failure returns -1 and
+ * sets *error_r to an allocated message naming the file. */
 int mpu_read_file(const char *path, size_t max, int secret, char **data_r,
                   size_t *len_r, char **error_r);
+/* Wipe the whole allocated block (malloc_usable_size, not the string's
+ * length) and free it; *data becomes NULL. NULL-safe. */
+void mpu_secret_free(char **data);
 
 /* Lowercase hex of the first `bytes` bytes of SHA-256(data). out needs
  * 2*bytes+1. */

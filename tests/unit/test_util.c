@@ -109,7 +109,27 @@ static void test_read_file_secret_permissions(void **state)
     assert_int_equal(mpu_read_file(path, 1024, 1, &data, &len, &error), 0);
     assert_string_equal(data, "s3cret\n");
     assert_int_equal(len, 7);
-    free(data);
+    mpu_secret_free(&data);
+    assert_null(data);
+
+    /* Owned by someone else (nobody): whoever owns it can swap the secret
+     * or open the mode, so it is refused, naming the file and the owner.
+     * Root only: an ordinary user cannot give a file away. */
+    if (geteuid() == 0) {
+        assert_int_equal(chown(path, 65534, 65534), 0);
+        assert_int_equal(mpu_read_file(path, 1024, 1, &data, &len, &error), -1);
+        assert_non_null(strstr(error, path));
+        assert_non_null(strstr(error, "owned by uid 65534"));
+        free(error);
+        error = NULL;
+        /* Not a secret: anyone's file is fine. */
+        assert_int_equal(mpu_read_file(path, 1024, 0, &data, &len, &error), 0);
+        free(data);
+        /* Root's own file is accepted too. */
+        assert_int_equal(chown(path, 0, 0), 0);
+        assert_int_equal(mpu_read_file(path, 1024, 1, &data, &len, &error), 0);
+        mpu_secret_free(&data);
+    }
 
     assert_int_equal(mpu_read_file(path, 3, 1, &data, &len, &error), -1);
     assert_non_null(strstr(error, "larger than"));
