@@ -85,7 +85,8 @@ struct mp_account {
     mp_instance *inst;        /* holds a reference                             */
     const mpc_node *cfg;      /* borrowed from inst->conf                      */
     int enabled;
-    int open;                 /* account_open succeeded                        */
+    atomic_int open;          /* account_open succeeded (set on the loop thread,
+                                 read by workers)                              */
     void *state;              /* driver account state                          */
     char **folders_allowed;   /* NULL: all folders                             */
     size_t n_folders_allowed;

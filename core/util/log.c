@@ -5,12 +5,14 @@
 #include "util/log.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static mp_log_level log_level = MP_LOG_INFO;
+/* Set on the loop thread (start, reload), read by every thread. */
+static atomic_int log_level = MP_LOG_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static int log_journal = -1;
 
@@ -19,12 +21,12 @@ static const int level_syslog[] = {3, 4, 6, 7};
 
 void mpu_log_set_level(mp_log_level level)
 {
-    log_level = level;
+    atomic_store_explicit(&log_level, (int)level, memory_order_relaxed);
 }
 
 mp_log_level mpu_log_get_level(void)
 {
-    return log_level;
+    return (mp_log_level)atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 int mpu_log_level_parse(const char *name)
@@ -37,7 +39,7 @@ int mpu_log_level_parse(const char *name)
 
 void mpu_logv(mp_log_level level, const char *scope, const char *fmt, va_list ap)
 {
-    if (level > log_level)
+    if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed))
         return;
     if ((int)level < 0 || level > MP_LOG_DEBUG)
         level = MP_LOG_ERROR;

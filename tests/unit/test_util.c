@@ -5,12 +5,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/log.h"
 #include "util/util.h"
 
 static void test_secure_equal(void **state)
@@ -159,6 +162,35 @@ static void test_asprintf_and_freep(void **state)
     free(n);
 }
 
+/* Workers read the level on every log call while a reload sets it on the
+ * loop thread: under ThreadSanitizer (run-all.sh) a plain int is a data
+ * race; the level is atomic. Messages are below the level: nothing prints. */
+static atomic_int level_reader_stop;
+
+static void *level_reader(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&level_reader_stop)) {
+        mpu_log(MP_LOG_DEBUG, "test", "never shown");
+        (void)mpu_log_get_level();
+    }
+    return NULL;
+}
+
+static void test_log_level_threads(void **state)
+{
+    (void)state;
+    pthread_t th;
+    atomic_store(&level_reader_stop, 0);
+    assert_int_equal(pthread_create(&th, NULL, level_reader, NULL), 0);
+    for (int i = 0; i < 20000; i++)
+        mpu_log_set_level(i % 2 ? MP_LOG_ERROR : MP_LOG_WARNING);
+    atomic_store(&level_reader_stop, 1);
+    pthread_join(th, NULL);
+    assert_true(mpu_log_get_level() == MP_LOG_ERROR || mpu_log_get_level() == MP_LOG_WARNING);
+    mpu_log_set_level(MP_LOG_INFO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_sha256_hex),
         cmocka_unit_test(test_read_file_secret_permissions),
         cmocka_unit_test(test_asprintf_and_freep),
+        cmocka_unit_test(test_log_level_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
