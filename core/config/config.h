@@ -122,6 +122,8 @@ typedef struct mp_settings {
     char *driver_dir;  /* default: compiled-in MP_DRIVER_DIR                */
     char *plugins_dir; /* default "/etc/mailpulse/plugins.d"               */
     uint32_t workers;  /* default 4 (1..64)                                 */
+    uint32_t workers_per_account; /* 0 = workers - 1 (at least 1); 0..64    */
+    uint32_t workers_per_kind;    /* 0 = workers - 1 (at least 1); 0..64    */
     char *log_level;   /* default "info"                                    */
     struct {
         char *listen;     /* "127.0.0.1:8025" default; "" disables TCP     */
@@ -141,6 +143,8 @@ typedef struct mp_settings {
         uint32_t prefetch_interval; /* seconds between warming runs, 60     */
         uint32_t prefetch_per_run;  /* bodies per account per run, 20       */
         uint32_t prefetch_queue_max; /* warm queue bound, 10000             */
+        uint32_t fetch_queue_max;   /* uncached /raw fetches waiting per account, 16 */
+        uint32_t fetch_timeout;     /* seconds a /raw waits for the provider, 30 */
     } cache;
     struct {
         int clock_control;          /* false: POST /v1/debug/clock (tests)  */

@@ -18,6 +18,8 @@ static const char default_text[] =
     "driver_dir = \"" MP_DRIVER_DIR "\";\n"
     "plugins_dir = \"" DEFAULT_PLUGINS_DIR "\";\n"
     "workers = 4;\n"
+    "workers_per_account = 0;\n"
+    "workers_per_kind = 0;\n"
     "log_level = \"info\";\n"
     "http = {\n"
     "  listen = \"127.0.0.1:8025\";\n"
@@ -37,6 +39,8 @@ static const char default_text[] =
     "  prefetch_interval = 60;\n"
     "  prefetch_per_run = 20;\n"
     "  prefetch_queue_max = 10000;\n"
+    "  fetch_queue_max = 16;\n"
+    "  fetch_timeout = 30;\n"
     "};\n"
     "debug = {\n"
     "  clock_control = false;\n"
@@ -64,6 +68,9 @@ static const mp_config_key top_keys[] = {
     {"driver_dir", MP_CFG_STRING, MP_DRIVER_DIR, 0, "directory of driver .so files"},
     {"plugins_dir", MP_CFG_STRING, DEFAULT_PLUGINS_DIR, 0, "directory of instance files"},
     {"workers", MP_CFG_INT, "4", 0, "worker threads, 1..64"},
+    {"workers_per_account", MP_CFG_INT, "0", 0, "workers one account may hold, 0 = workers - 1"},
+    {"workers_per_kind", MP_CFG_INT, "0", 0,
+     "workers one kind of job but sync may hold, 0 = workers - 1"},
     {"log_level", MP_CFG_STRING, "info", 0, "error, warning, info or debug"},
     {0},
 };
@@ -90,6 +97,8 @@ static const mp_config_key cache_keys[] = {
     {"prefetch_interval", MP_CFG_INT, "60", 0, "seconds between cache warming runs"},
     {"prefetch_per_run", MP_CFG_INT, "20", 0, "bodies warmed per account and run"},
     {"prefetch_queue_max", MP_CFG_INT, "10000", 0, "bound of the warm queue"},
+    {"fetch_queue_max", MP_CFG_INT, "16", 0, "uncached fetches waiting per account"},
+    {"fetch_timeout", MP_CFG_INT, "30", 0, "seconds a fetch on demand may wait"},
     {0},
 };
 
@@ -242,6 +251,8 @@ static size_t fill_top(const mpc_node *root, mp_settings *s, mpc_errors *errs)
     n += get_dir(root, "driver_dir", &s->driver_dir, errs);
     n += get_dir(root, "plugins_dir", &s->plugins_dir, errs);
     n += get_u32(root, NULL, "workers", 1, 64, &s->workers, errs);
+    n += get_u32(root, NULL, "workers_per_account", 0, 64, &s->workers_per_account, errs);
+    n += get_u32(root, NULL, "workers_per_kind", 0, 64, &s->workers_per_kind, errs);
     const mpc_node *level = mpc_get(root, "log_level");
     if (mpu_log_level_parse(level->str) < 0) {
         mpc_error_add(errs, level->file, level->line,
@@ -310,6 +321,9 @@ static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs
                  errs);
     n += get_u32(cache, "cache", "prefetch_queue_max", 1, 10000000,
                  &s->cache.prefetch_queue_max, errs);
+    n += get_u32(cache, "cache", "fetch_queue_max", 1, 10000, &s->cache.fetch_queue_max,
+                 errs);
+    n += get_u32(cache, "cache", "fetch_timeout", 1, 3600, &s->cache.fetch_timeout, errs);
     s->debug.clock_control = mpc_bool(mpc_get(root, "debug"), "clock_control");
 
     const mpc_node *mode = mpc_get(bf, "mode");

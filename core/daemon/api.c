@@ -350,34 +350,6 @@ json_t *mpd_api_message(mpd *d, const char *id, int *status_r, char **error_r)
 
 /* ---- raw messages: cache, else the driver on a worker ---- */
 
-typedef struct raw_job {
-    mpd *d;
-    mps_message msg;
-    mpd_raw_cb cb;
-    void *arg;
-    int status;
-    char *error;
-    mp_raw raw;
-} raw_job;
-
-static void raw_work(void *arg)
-{
-    raw_job *r = arg;
-    r->status = mpd_fetch_body(r->d, &r->msg, &r->raw, &r->error);
-    if (r->status == 502)
-        atomic_fetch_add(&r->d->m_fetch_errors, 1);
-}
-
-static void raw_done(void *arg)
-{
-    raw_job *r = arg;
-    r->cb(r->status, r->raw.data, r->raw.len, r->error, r->arg);
-    free(r->raw.data);
-    free(r->error);
-    mps_message_clear(&r->msg);
-    free(r);
-}
-
 void mpd_api_message_raw(mpd *d, const char *id, mpd_raw_cb cb, void *arg)
 {
     mps_message m;
@@ -400,12 +372,8 @@ void mpd_api_message_raw(mpd *d, const char *id, mpd_raw_cb cb, void *arg)
     }
     free(error);
     atomic_fetch_add(&d->m_fetch_misses, 1);
-    raw_job *r = mpu_calloc(1, sizeof *r);
-    r->d = d;
-    r->msg = m;
-    r->cb = cb;
-    r->arg = arg;
-    mpj_submit(d->sched, 1, raw_work, raw_done, r);
+    /* Never a worker of its own: queued behind the account's fetch. */
+    mpd_fetch_on_demand(d, &m, cb, arg);
 }
 
 /* ---- triggers ---- */

@@ -132,6 +132,7 @@ struct mpd {
     struct mpd_watcher *watchers;
     struct mp_hostobj *global_objs; /* timers/watches without an account     */
     struct mpd_prefetch *prefetch;  /* body-cache warming (prefetch.h)       */
+    struct mpd_fetchq *fetchq;      /* fetches on demand per account (fetch.c) */
     struct mpd_checkpointer *checkpointer; /* store checkpoints (checkpointer.c) */
 
     struct event *sig_hup, *sig_term, *sig_int;

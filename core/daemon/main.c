@@ -242,9 +242,12 @@ int mpd_reload(mpd *d)
     KEEP(http.socket);
     KEEP(http.token_file);
 #undef KEEP
-    if (s->workers != old->workers) {
+    if (s->workers != old->workers || s->workers_per_account != old->workers_per_account ||
+        s->workers_per_kind != old->workers_per_kind) {
         mpu_warn("core", "workers changed: takes effect after a restart");
         s->workers = old->workers;
+        s->workers_per_account = old->workers_per_account;
+        s->workers_per_kind = old->workers_per_kind;
     }
     d->settings = s;
     mp_settings_free(&old);
@@ -320,8 +323,13 @@ static int run(const char *config_path)
     mpd_host_set_daemon(d);
     mphost_loop_set_daemon(d);
     mpd_events_init(d);
-    mpj_config jc = {settings->workers, (uint64_t)settings->schedule.max_backoff * 1000u, mpd_run_job,
-                     mpd_job_done, d};
+    mpj_config jc = {.workers = settings->workers,
+                     .max_backoff_ms = (uint64_t)settings->schedule.max_backoff * 1000u,
+                     .run = mpd_run_job,
+                     .done = mpd_job_done,
+                     .arg = d,
+                     .account_max_workers = settings->workers_per_account,
+                     .kind_max_workers = settings->workers_per_kind};
     d->sched = mpj_new(d->base, &jc);
     mpd_maintenance_start(d);
     mpd_prefetch_start(d);
@@ -382,6 +390,7 @@ out:
     mph_stop(&d->http);
     mpw_stop(&d->webhooks);
     mpj_free(&d->sched);
+    mpd_fetch_free(d);
     mpd_prefetch_free(d);
     if (d->base != NULL) {
         /* Account closes deferred by workers run now, on this thread. */

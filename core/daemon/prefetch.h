@@ -78,6 +78,19 @@ uint64_t mpd_pfq_dropped(mpd_pfq *q);
  * not active), with an allocated *error_r when not 200. */
 int mpd_fetch_body(mpd *d, const mps_message *msg, mp_raw *raw_r, char **error_r);
 
+/* Loop thread. Fetch msg's body (not cached) for a GET /raw: one fetch per
+ * account in the pool at a time (MPJ_CLASS_FETCH), requests for the same
+ * message share it, at most cache.fetch_queue_max others wait per account
+ * (beyond: cb with 503). cb runs once on the loop thread: with the fetch's
+ * result, or 504 after cache.fetch_timeout seconds (the fetch goes on and
+ * caches the body), or 503 when the account is not scheduled. Takes *msg
+ * (cleared). */
+typedef void (*mpd_fetch_cb)(int status, const uint8_t *data, size_t len,
+                             const char *error, void *arg);
+void mpd_fetch_on_demand(mpd *d, mps_message *msg, mpd_fetch_cb cb, void *arg);
+/* Loop thread, after the scheduler was freed (every fetch answered). */
+void mpd_fetch_free(mpd *d);
+
 /* ---- the warmer (prefetch.c) ---- */
 
 /* Loop thread, after the scheduler exists: the periodic warming job. */

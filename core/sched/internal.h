@@ -47,6 +47,11 @@ struct mpj_sched {
 /* Re-arm the timer for the earliest heap entry (call after heap changes). */
 void mpj_sched_rearm(mpj_sched *s);
 
+/* sched.c: the account's worker-cap group, and its count of submitted
+ * work (the account is kept while any is in flight); NULL if unknown. */
+mpj_pool_group *mpj_account_group(mpj_sched *s, const char *account);
+void mpj_account_submit_end(mpj_sched *s, const char *account);
+
 /* tasks.c */
 void mpj_tasks_due(mpj_sched *s, mpj_due_entry *entry);
 /* Drop periodic runs still waiting in the pool (before its shutdown). */

@@ -27,6 +27,8 @@ struct mpj_pool {
     item_queue high, low;
     item_queue done; /* completed, waiting for the loop thread */
     unsigned workers, running, running_low, low_cap;
+    unsigned running_cls[MPJ_POOL_CLASSES], running_shared, shared_cap;
+    mpj_pool_caps caps;
     int stopping;
     pthread_t *threads;
     unsigned started;
@@ -65,18 +67,42 @@ void mpj_pool_item_init(mpj_pool_item *item, mpj_pool_fn work, mpj_pool_fn compl
     item->work = work;
     item->complete = complete;
     item->high = high;
+    item->cls = 0;
+    item->group = NULL;
     item->state = ITEM_IDLE;
     item->prev = item->next = NULL;
+}
+
+/* Called with the lock held: may this item start now? */
+static int item_allowed(const mpj_pool *pool, const mpj_pool_item *item)
+{
+    unsigned cap = pool->caps.class_cap[item->cls];
+    if (cap != 0 && pool->running_cls[item->cls] >= cap)
+        return 0;
+    if (item->cls != 0 && pool->running_shared >= pool->shared_cap)
+        return 0;
+    if (item->group != NULL && pool->caps.group_cap != 0 &&
+        item->group->running >= pool->caps.group_cap)
+        return 0;
+    return 1;
+}
+
+static mpj_pool_item *first_allowed(const mpj_pool *pool, const item_queue *q)
+{
+    for (mpj_pool_item *it = q->head; it != NULL; it = it->next)
+        if (item_allowed(pool, it))
+            return it;
+    return NULL;
 }
 
 /* Called with the lock held: the next item this worker may start. */
 static mpj_pool_item *take_item(mpj_pool *pool)
 {
-    mpj_pool_item *item = pool->high.head;
+    mpj_pool_item *item = first_allowed(pool, &pool->high);
     if (item) {
         queue_unlink(&pool->high, item);
-    } else if (pool->low.head && pool->running_low < pool->low_cap) {
-        item = pool->low.head;
+    } else if (pool->running_low < pool->low_cap &&
+               (item = first_allowed(pool, &pool->low)) != NULL) {
         queue_unlink(&pool->low, item);
         pool->running_low++;
     } else {
@@ -84,6 +110,11 @@ static mpj_pool_item *take_item(mpj_pool *pool)
     }
     item->state = ITEM_RUNNING;
     pool->running++;
+    pool->running_cls[item->cls]++;
+    if (item->cls != 0)
+        pool->running_shared++;
+    if (item->group != NULL)
+        item->group->running++;
     return item;
 }
 
@@ -103,11 +134,16 @@ static void *worker_main(void *arg)
         item->work(item);
         pthread_mutex_lock(&pool->lock);
         pool->running--;
-        if (!item->high) {
+        if (!item->high)
             pool->running_low--;
-            /* A low slot is free: another idle worker may now take one. */
-            pthread_cond_broadcast(&pool->wake);
-        }
+        pool->running_cls[item->cls]--;
+        if (item->cls != 0)
+            pool->running_shared--;
+        if (item->group != NULL)
+            item->group->running--;
+        /* A capped slot is free: another idle worker may now take an item
+         * that was held back. */
+        pthread_cond_broadcast(&pool->wake);
         item->state = ITEM_DONE;
         queue_append(&pool->done, item);
         if (pool->done_ev)
@@ -145,13 +181,17 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
     deliver_done(arg);
 }
 
-mpj_pool *mpj_pool_new(struct event_base *base, unsigned workers)
+mpj_pool *mpj_pool_new(struct event_base *base, unsigned workers,
+                       const mpj_pool_caps *caps)
 {
     mpj_pool *pool = mpu_calloc(1, sizeof *pool);
     if (workers < 1)
         workers = 1;
     pool->workers = workers;
     pool->low_cap = workers > 1 ? workers - 1 : 1;
+    pool->shared_cap = pool->low_cap;
+    if (caps != NULL)
+        pool->caps = *caps;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
     pool->done_ev = event_new(base, -1, 0, done_cb, pool);
@@ -207,6 +247,8 @@ void mpj_pool_free(mpj_pool **poolp)
 void mpj_pool_push(mpj_pool *pool, mpj_pool_item *item)
 {
     pthread_mutex_lock(&pool->lock);
+    if (item->cls >= MPJ_POOL_CLASSES)
+        item->cls = MPJ_POOL_CLASSES - 1;
     item->state = ITEM_QUEUED;
     queue_append(item->high ? &pool->high : &pool->low, item);
     /* Broadcast: the woken worker may be unable to take a low item while

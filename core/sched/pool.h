@@ -3,6 +3,16 @@
  * high-priority queue first; at most max(1, workers - 1) low-priority items
  * run at once, so a high item always finds a worker soon.
  *
+ * Caps keep one slow provider from pinning every worker. Each item has a
+ * class (0 .. MPJ_POOL_CLASSES - 1) and optionally a group (an account):
+ *   - at most group_cap items of one group run at once;
+ *   - at most class_cap[c] items of class c run at once (0: no cap);
+ *   - items of every class but 0 together hold at most
+ *     max(1, workers - 1) workers, so class 0 (new-mail syncs) always has
+ *     a worker when there are two or more.
+ * An item that a cap holds back keeps its place; workers take the first
+ * item of the queue that no cap holds back.
+ *
  * Items are embedded in the caller's structures and never owned by the
  * pool. `work` runs on a worker thread; `complete` runs afterwards on the
  * loop thread (the pool activates a libevent event, so the base must have
@@ -23,10 +33,26 @@ typedef struct mpj_pool mpj_pool;
 typedef struct mpj_pool_item mpj_pool_item;
 typedef void (*mpj_pool_fn)(mpj_pool_item *item);
 
+#define MPJ_POOL_CLASSES 8
+
+/* Items sharing a group count against group_cap together. Owned by the
+ * caller, zeroed before first use, alive while any of its items is queued
+ * or running; `running` is the pool's (under its lock). */
+typedef struct mpj_pool_group {
+    unsigned running;
+} mpj_pool_group;
+
+typedef struct mpj_pool_caps {
+    unsigned group_cap;                   /* 0: no cap                    */
+    unsigned class_cap[MPJ_POOL_CLASSES]; /* 0: no cap                    */
+} mpj_pool_caps;
+
 struct mpj_pool_item {
     mpj_pool_fn work;     /* worker thread                                */
     mpj_pool_fn complete; /* loop thread, after work                      */
     int high;
+    unsigned cls;          /* < MPJ_POOL_CLASSES; 0 after init            */
+    mpj_pool_group *group; /* NULL after init                             */
     /* owned by the pool */
     int state;
     mpj_pool_item *prev, *next;
@@ -35,8 +61,10 @@ struct mpj_pool_item {
 void mpj_pool_item_init(mpj_pool_item *item, mpj_pool_fn work, mpj_pool_fn complete,
                         int high);
 
-/* NULL when a thread or the event cannot be created. */
-mpj_pool *mpj_pool_new(struct event_base *base, unsigned workers);
+/* NULL when a thread or the event cannot be created. caps may be NULL
+ * (no caps but the low-priority one). */
+mpj_pool *mpj_pool_new(struct event_base *base, unsigned workers,
+                       const mpj_pool_caps *caps);
 /* Runs what is still queued, joins the workers, then delivers every
  * pending completion on the calling thread. Nothing may be pushed after. */
 void mpj_pool_shutdown(mpj_pool *pool);

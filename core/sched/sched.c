@@ -54,6 +54,8 @@ struct account {
     char *id;
     int removed;
     unsigned in_done; /* inside the done callback: do not free */
+    mpj_pool_group group; /* worker cap of everything this account runs */
+    unsigned submitted;   /* mpj_account_submit work in flight          */
     struct kstate k[MPJ_KINDS];
 };
 
@@ -245,7 +247,7 @@ static void account_free_cb(void *value)
 /* A removed account goes away once nothing of it runs any more. */
 static void account_maybe_drop(mpj_sched *s, struct account *a)
 {
-    if (!a->removed || a->in_done || a->k[MPJ_SYNC].phase == K_DISPATCHED ||
+    if (!a->removed || a->in_done || a->submitted || a->k[MPJ_SYNC].phase == K_DISPATCHED ||
         a->k[MPJ_BACKFILL].phase == K_DISPATCHED)
         return;
     mpj_table_del(&s->accounts, a->id);
@@ -369,6 +371,8 @@ static struct account *account_new(mpj_sched *s, const char *id)
         mpj_heap_node_init(&k->due.node);
         k->due.periodic = 0;
         mpj_pool_item_init(&k->item, kind_work, kind_complete, i == MPJ_SYNC);
+        k->item.cls = (unsigned)i; /* MPJ_CLASS_SYNC, MPJ_CLASS_BACKFILL */
+        k->item.group = &a->group;
     }
     return a;
 }
@@ -413,9 +417,17 @@ mpj_sched *mpj_new(struct event_base *base, const mpj_config *config)
     pthread_mutex_init(&s->async_lock, NULL);
     if (mpu_random(&s->rng, sizeof s->rng) != 0 || !s->rng)
         s->rng = (uint64_t)mpu_mono_ms() | 1;
+    unsigned fair = s->cfg.workers > 1 ? s->cfg.workers - 1 : 1;
+    if (!s->cfg.account_max_workers)
+        s->cfg.account_max_workers = fair;
+    if (!s->cfg.kind_max_workers)
+        s->cfg.kind_max_workers = fair;
+    mpj_pool_caps caps = {.group_cap = s->cfg.account_max_workers};
+    for (int c = MPJ_CLASS_BACKFILL; c < MPJ_CLASSES; c++)
+        caps.class_cap[c] = s->cfg.kind_max_workers;
     s->timer = evtimer_new(base, timer_cb, s);
     s->async_ev = event_new(base, -1, 0, async_cb, s);
-    s->pool = s->timer && s->async_ev ? mpj_pool_new(base, s->cfg.workers) : NULL;
+    s->pool = s->timer && s->async_ev ? mpj_pool_new(base, s->cfg.workers, &caps) : NULL;
     if (!s->pool) {
         mpj_free(&s);
         return NULL;
@@ -599,6 +611,25 @@ void mpj_schedule_in(mpj_sched *s, const char *account, mpj_kind kind, uint64_t 
         return;
     kind_schedule(s, &a->k[kind], mpu_now_ms() + clamp_ms(delay_ms), "schedule");
     mpj_sched_rearm(s);
+}
+
+mpj_pool_group *mpj_account_group(mpj_sched *s, const char *account)
+{
+    struct account *a = account_get(s, account);
+    if (!a || s->closing)
+        return NULL;
+    a->submitted++;
+    return &a->group;
+}
+
+void mpj_account_submit_end(mpj_sched *s, const char *account)
+{
+    struct account *a = mpj_table_get(&s->accounts, account);
+    if (!a)
+        return;
+    a->submitted--;
+    if (a->removed)
+        account_maybe_drop(s, a);
 }
 
 int mpj_account_info(mpj_sched *s, const char *account, mpj_kind kind,

@@ -12,8 +12,16 @@
  * merged into it; a trigger for a job that is running sets a single re-run
  * flag, so any number of triggers during a run give exactly one more run.
  * SYNC jobs go to the high-priority queue, BACKFILL to the low one; workers
- * always take high first, and at most max(1, workers - 1) backfill jobs run
- * at once so new mail always finds a free worker.
+ * always take high first.
+ *
+ * Worker caps, so that one slow provider or one kind of work cannot pin
+ * every worker (see mpj_config): every job belongs to a class (its kind,
+ * or fetch, warming, task) and, for account work, to its account. At most
+ * account_max_workers jobs of one account and kind_max_workers jobs of one
+ * class other than SYNC run at once, and all classes other than SYNC
+ * together hold at most max(1, workers - 1) workers: with two or more
+ * workers one is always left for new-mail syncs. A job held back by a cap
+ * waits in its queue; others pass it.
  *
  * After a run the job is rescheduled at its interval plus jitter (up to
  * +-10 %), or, on failure, after capped exponential backoff (base 15 s,
@@ -52,6 +60,17 @@ typedef enum mpj_outcome {
     MPJ_STOP = 3,    /* do not run this kind again until triggered          */
 } mpj_outcome;
 
+/* What a job is, for the worker caps. SYNC and BACKFILL are the account
+ * kinds above; the others come through mpj_account_submit and mpj_submit. */
+typedef enum mpj_class {
+    MPJ_CLASS_SYNC = 0,     /* = MPJ_SYNC                                   */
+    MPJ_CLASS_BACKFILL = 1, /* = MPJ_BACKFILL                               */
+    MPJ_CLASS_FETCH = 2,    /* a body fetched on demand                     */
+    MPJ_CLASS_WARM = 3,     /* cache warming                                */
+    MPJ_CLASS_TASK = 4,     /* periodic and generic work (mpj_submit)       */
+    MPJ_CLASSES = 5,
+} mpj_class;
+
 typedef struct mpj_job {
     char *account;
     mpj_kind kind;
@@ -77,6 +96,8 @@ typedef struct mpj_config {
     mpj_run_fn run;
     mpj_done_fn done;          /* may be NULL                               */
     void *arg;
+    unsigned account_max_workers; /* 0: max(1, workers - 1)                 */
+    unsigned kind_max_workers; /* each class but SYNC; 0: max(1, workers - 1) */
 } mpj_config;
 
 mpj_sched *mpj_new(struct event_base *base, const mpj_config *config);
@@ -128,6 +149,14 @@ int mpj_account_info(mpj_sched *s, const char *account, mpj_kind kind,
 typedef void (*mpj_work_fn)(void *arg);
 void mpj_submit(mpj_sched *s, int high, mpj_work_fn work, mpj_work_fn done,
                 void *arg);
+/* Work for one account: counted against the account's worker cap and the
+ * class's (cls: FETCH, WARM or TASK), in the high queue when high != 0.
+ * `work` runs on a worker thread, `done` on the loop thread after it; an
+ * account removed meanwhile does not stop it (work checks what it needs).
+ * Returns -1 (nothing called) for an unknown account or once mpj_free has
+ * begun. The caller decides how many of one account it submits at once. */
+int mpj_account_submit(mpj_sched *s, const char *account, mpj_class cls, int high,
+                       mpj_work_fn work, mpj_work_fn done, void *arg);
 
 /* A periodic global task run on the pool every interval_ms (first run
  * after first_delay_ms); never overlapping with itself. */

@@ -7,8 +7,10 @@
 
 typedef struct submit_item {
     mpj_pool_item item;
+    mpj_sched *sched;
     mpj_work_fn work, done;
     void *arg;
+    char *account; /* mpj_account_submit: counted in the account until done */
 } submit_item;
 
 struct mpj_periodic_task {
@@ -33,6 +35,10 @@ static void submit_complete(mpj_pool_item *item)
     submit_item *si = mpj_container_of(item, submit_item, item);
     if (si->done)
         si->done(si->arg);
+    if (si->account != NULL) {
+        mpj_account_submit_end(si->sched, si->account);
+        free(si->account);
+    }
     free(si);
 }
 
@@ -48,11 +54,34 @@ void mpj_submit(mpj_sched *s, int high, mpj_work_fn work, mpj_work_fn done, void
         return;
     }
     submit_item *si = mpu_calloc(1, sizeof *si);
+    si->sched = s;
     si->work = work;
     si->done = done;
     si->arg = arg;
     mpj_pool_item_init(&si->item, submit_work, submit_complete, high != 0);
+    si->item.cls = MPJ_CLASS_TASK;
     mpj_pool_push(s->pool, &si->item);
+}
+
+int mpj_account_submit(mpj_sched *s, const char *account, mpj_class cls, int high,
+                       mpj_work_fn work, mpj_work_fn done, void *arg)
+{
+    if (!work || cls <= MPJ_CLASS_BACKFILL || cls >= MPJ_CLASSES)
+        return -1;
+    mpj_pool_group *group = mpj_account_group(s, account);
+    if (!group)
+        return -1;
+    submit_item *si = mpu_calloc(1, sizeof *si);
+    si->sched = s;
+    si->work = work;
+    si->done = done;
+    si->arg = arg;
+    si->account = mpu_strdup(account);
+    mpj_pool_item_init(&si->item, submit_work, submit_complete, high != 0);
+    si->item.cls = (unsigned)cls;
+    si->item.group = group;
+    mpj_pool_push(s->pool, &si->item);
+    return 0;
 }
 
 static void periodic_work(mpj_pool_item *item)
@@ -89,6 +118,7 @@ void mpj_periodic(mpj_sched *s, const char *name, uint64_t interval_ms,
     mpj_heap_node_init(&p->due.node);
     p->due.periodic = 1;
     mpj_pool_item_init(&p->item, periodic_work, periodic_complete, 0);
+    p->item.cls = MPJ_CLASS_TASK;
     p->next = s->periodics;
     s->periodics = p;
     if (first_delay_ms > (uint64_t)MPJ_MAX_DELAY_MS)

@@ -669,6 +669,126 @@ static void test_submit(void **state)
     t_free(t);
 }
 
+/* ---- worker caps ----------------------------------------------------- */
+
+typedef struct cap_state {
+    atomic_int conc_a, max_a;       /* work of account "a" (any class)      */
+    atomic_int conc_fetch, max_fetch; /* FETCH work of any account          */
+    atomic_int release;             /* fetches sleep until this is set      */
+    int ndone;
+} cap_state;
+
+static cap_state cstate;
+
+typedef struct cap_work {
+    int account_a;
+    int fetch;
+} cap_work;
+
+static void cap_work_fn(void *arg)
+{
+    cap_work *w = arg;
+    if (w->account_a)
+        atomic_max(&cstate.max_a, atomic_fetch_add(&cstate.conc_a, 1) + 1);
+    if (w->fetch)
+        atomic_max(&cstate.max_fetch, atomic_fetch_add(&cstate.conc_fetch, 1) + 1);
+    while (!atomic_load(&cstate.release))
+        usleep(1000);
+    if (w->account_a)
+        atomic_fetch_sub(&cstate.conc_a, 1);
+    if (w->fetch)
+        atomic_fetch_sub(&cstate.conc_fetch, 1);
+}
+
+static void cap_done_fn(void *arg)
+{
+    (void)arg;
+    cstate.ndone++;
+}
+
+static int cap_n;
+static int cond_cap_done(tstate *t)
+{
+    return cstate.ndone >= cap_n;
+}
+
+static int cond_sync_d_started(tstate *t)
+{
+    return info_of(t, "d", MPJ_SYNC).running || info_of(t, "d", MPJ_SYNC).runs > 0;
+}
+
+/* Four workers: one account may hold 3 (workers - 1), one kind other than
+ * SYNC 3, and all non-sync work together 3; so while fetches of a slow
+ * account hang, a sync of another account still starts at once. */
+static void test_worker_caps(void **state)
+{
+    tstate *t = t_new(4, 0);
+    memset(&cstate, 0, sizeof cstate);
+    mpj_account_add(t->s, "a", HOUR_MS, 0, HOUR_MS);
+    mpj_account_add(t->s, "b", HOUR_MS, 0, HOUR_MS);
+    mpj_account_add(t->s, "d", HOUR_MS, 0, HOUR_MS);
+    assert_int_equal(mpj_account_submit(t->s, "nobody", MPJ_CLASS_FETCH, 1, cap_work_fn,
+                                        cap_done_fn, NULL),
+                     -1);
+    assert_int_equal(mpj_account_submit(t->s, "a", MPJ_CLASS_SYNC, 1, cap_work_fn,
+                                        cap_done_fn, NULL),
+                     -1);
+    cap_work wa[6], wb[2];
+    for (int i = 0; i < 6; i++) {
+        wa[i] = (cap_work){1, i < 4};
+        assert_int_equal(mpj_account_submit(t->s, "a", i < 4 ? MPJ_CLASS_FETCH
+                                                             : MPJ_CLASS_WARM,
+                                            1, cap_work_fn, cap_done_fn, &wa[i]),
+                         0);
+    }
+    for (int i = 0; i < 2; i++) {
+        wb[i] = (cap_work){0, 1};
+        assert_int_equal(mpj_account_submit(t->s, "b", MPJ_CLASS_FETCH, 1, cap_work_fn,
+                                            cap_done_fn, &wb[i]),
+                         0);
+    }
+    pump_for(t, 100);
+    /* Three workers hang in non-sync work, the rest waits without one; a
+     * sync of "d" gets the last worker. */
+    mpj_stats st;
+    mpj_stats_get(t->s, &st);
+    assert_int_equal(st.busy, 3);
+    assert_int_equal(st.queued_high, 5);
+    mpj_trigger(t->s, "d", MPJ_SYNC, NULL, "api");
+    assert_true(pump_until(t, cond_sync_d_started));
+    atomic_store(&cstate.release, 1);
+    cap_n = 8;
+    assert_true(pump_until(t, cond_cap_done));
+    wait_runs(t, 1);
+    assert_int_equal(atomic_load(&cstate.max_a), 3);
+    assert_int_equal(atomic_load(&cstate.max_fetch), 3);
+    t_free(t);
+}
+
+/* Two workers: one per account, one per kind, one for all non-sync work. */
+static void test_worker_caps_two(void **state)
+{
+    tstate *t = t_new(2, 0);
+    memset(&cstate, 0, sizeof cstate);
+    mpj_account_add(t->s, "a", HOUR_MS, 0, HOUR_MS);
+    mpj_account_add(t->s, "d", HOUR_MS, 0, HOUR_MS);
+    cap_work wa[3];
+    for (int i = 0; i < 3; i++) {
+        wa[i] = (cap_work){1, 1};
+        mpj_account_submit(t->s, "a", MPJ_CLASS_FETCH, 1, cap_work_fn, cap_done_fn, &wa[i]);
+    }
+    pump_for(t, 50);
+    mpj_trigger(t->s, "d", MPJ_SYNC, NULL, "api");
+    assert_true(pump_until(t, cond_sync_d_started));
+    wait_runs(t, 1);
+    assert_int_equal(atomic_load(&cstate.max_a), 1);
+    atomic_store(&cstate.release, 1);
+    cap_n = 3;
+    assert_true(pump_until(t, cond_cap_done));
+    assert_int_equal(atomic_load(&cstate.max_fetch), 1);
+    t_free(t);
+}
+
 typedef struct periodic_state {
     atomic_int conc, max_conc, runs;
 } periodic_state;
@@ -861,6 +981,8 @@ int main(void)
         cmocka_unit_test(test_remove_while_running),
         cmocka_unit_test(test_many_accounts),
         cmocka_unit_test(test_submit),
+        cmocka_unit_test(test_worker_caps),
+        cmocka_unit_test(test_worker_caps_two),
         cmocka_unit_test(test_periodic),
         cmocka_unit_test(test_free_while_running),
     };
