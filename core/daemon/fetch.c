@@ -16,7 +16,8 @@
 #include "util/log.h"
 #include "util/util.h"
 
-int mpd_fetch_body(mpd *d, const mps_message *msg, mp_raw *raw_r, char **error_r)
+int mpd_fetch_body(mpd *d, const mps_message *msg, mp_raw *raw_r, int wait,
+                   char **error_r)
 {
     memset(raw_r, 0, sizeof *raw_r);
     struct mp_account *a = mpd_account_get(d, msg->account);
@@ -30,7 +31,13 @@ int mpd_fetch_body(mpd *d, const mps_message *msg, mp_raw *raw_r, char **error_r
     mp_error err;
     memset(&err, 0, sizeof err);
     /* The contract allows one fetch at a time per account. */
-    pthread_mutex_lock(&a->fetch_lock);
+    if (!wait && pthread_mutex_trylock(&a->fetch_lock) != 0) {
+        *error_r = mpu_asprintf("account '%s' is fetching already", msg->account);
+        mpd_account_unref(a);
+        return 409;
+    }
+    if (wait)
+        pthread_mutex_lock(&a->fetch_lock);
     mp_status st = a->inst->desc->fetch(a, &ref, raw_r, &err);
     pthread_mutex_unlock(&a->fetch_lock);
     mphost_call_arena_free();
@@ -176,7 +183,7 @@ static void fq_work(void *arg)
     fq_req *r = arg;
     if (!atomic_load(&r->wanted))
         return;
-    r->status = mpd_fetch_body(r->fa->d, &r->msg, &r->raw, &r->error);
+    r->status = mpd_fetch_body(r->fa->d, &r->msg, &r->raw, 1, &r->error);
     if (r->status == 502)
         atomic_fetch_add(&r->fa->d->m_fetch_errors, 1);
 }

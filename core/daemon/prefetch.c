@@ -16,18 +16,50 @@
 /* New mail is warmed soon, not instantly: a sync commits in several
  * batches and one run after the last of them serves them all. */
 #define KICK_DELAY_MS 1000
+/* A fetch slower than this ends the account's share of a run: the rest
+ * goes back to the queue, so a slow provider holds its worker (and its
+ * fetch lock) for one fetch at a time, not for a whole run. */
+#define WARM_SLOW_MS 5000
+
+/*
+ * A run (loop thread) takes up to cache.prefetch_per_run entries per
+ * account from the queue and hands each account's share to the scheduler
+ * as one account job of class WARM: the scheduler's caps keep warming from
+ * holding more than its share of workers, an account's warming counts
+ * against that account, and one slow provider delays its own bodies only.
+ * An account whose previous share is still running gets its entries back
+ * in the queue for a later run.
+ */
+typedef struct warm_run warm_run;
+typedef struct warm_batch warm_batch;
+
+struct warm_run {
+    size_t pending; /* batches not completed yet */
+};
+
+struct warm_batch {
+    warm_batch *next;
+    mpd *d;
+    warm_run *run;
+    char account[65];
+    mpd_pf_item *items;
+    size_t n;
+    size_t done; /* worker: entries dealt with; the rest goes back */
+};
 
 struct mpd_prefetch {
     mpd_pfq *q;
-    pthread_mutex_t run_lock; /* one warming run at a time                  */
     struct event *kick_ev;    /* loop thread: a run soon after new mail     */
+    struct event *tick_ev;    /* loop thread: the periodic run              */
     atomic_int kick_armed;    /* kick_ev added and its run not begun        */
     atomic_int stopping;
+    warm_batch *inflight;     /* loop thread: shares in the pool            */
     atomic_ullong runs, fetched, failed, skipped;
 };
 
-/* Fetch one queued entry unless it no longer needs it. Worker thread. */
-static void warm_one(mpd *d, mps_store *s, const mpd_pf_item *it)
+/* Fetch one queued entry unless it no longer needs it. Worker thread.
+ * Returns 0 when the account's fetch lock was busy (nothing done). */
+static int warm_one(mpd *d, mps_store *s, const mpd_pf_item *it)
 {
     struct mpd_prefetch *pf = d->prefetch;
     mps_message m;
@@ -36,20 +68,22 @@ static void warm_one(mpd *d, mps_store *s, const mpd_pf_item *it)
     if (rc != 0) {
         free(error);
         atomic_fetch_add(&pf->skipped, 1);
-        return;
+        return 1;
     }
     if (m.deleted || m.has_body) {
         atomic_fetch_add(&pf->skipped, 1);
         mps_message_clear(&m);
-        return;
+        return 1;
     }
     mp_raw raw;
-    int status = mpd_fetch_body(d, &m, &raw, &error);
+    int status = mpd_fetch_body(d, &m, &raw, 0, &error);
     if (status == 200) {
         atomic_fetch_add(&pf->fetched, 1);
         mpu_debug(it->account, "warmed %s (%zu bytes)", it->id, raw.len);
     } else if (status == 404) {
         atomic_fetch_add(&pf->skipped, 1);
+    } else if (status == 409) {
+        /* A fetch on demand has the account: it goes first. */
     } else {
         /* The reader still gets it on demand; no retry from here. */
         atomic_fetch_add(&pf->failed, 1);
@@ -58,59 +92,134 @@ static void warm_one(mpd *d, mps_store *s, const mpd_pf_item *it)
     free(raw.data);
     free(error);
     mps_message_clear(&m);
+    return status != 409;
 }
 
-/* One warming run. Returns 0 when another run was in progress (nothing
- * done). Worker thread. */
-static int warm_run(mpd *d)
+static void batch_work(void *arg)
+{
+    warm_batch *b = arg;
+    mpd *d = b->d;
+    mps_store *s = mpd_store(d);
+    if (s == NULL)
+        return;
+    while (b->done < b->n && !atomic_load(&d->prefetch->stopping)) {
+        int64_t started = mpu_mono_ms();
+        if (!warm_one(d, s, &b->items[b->done]))
+            break;
+        b->done++;
+        if (mpu_mono_ms() - started > WARM_SLOW_MS)
+            break;
+    }
+}
+
+static void arm_kick(struct mpd_prefetch *pf);
+
+/* Entries back into the queue, for a later run. */
+static void requeue(mpd *d, const mpd_pf_item *items, size_t n)
 {
     struct mpd_prefetch *pf = d->prefetch;
-    if (pthread_mutex_trylock(&pf->run_lock) != 0)
-        return 0;
     mpd_knobs k = mpd_knobs_get(d);
-    mps_store *s = mpd_store(d);
-    mpd_pf_item *items = NULL;
-    size_t n = 0;
-    if (s != NULL && !atomic_load(&pf->stopping))
-        n = mpd_pfq_take(pf->q, k.prefetch_per_run, &items);
-    /* Items are interleaved across accounts, and this loop is the only one
-     * fetching for the warmer: each account sees one fetch at a time. */
-    for (size_t i = 0; i < n && !atomic_load(&pf->stopping); i++)
-        warm_one(d, s, &items[i]);
-    free(items);
-    atomic_fetch_add(&pf->runs, 1);
-    pthread_mutex_unlock(&pf->run_lock);
-    return 1;
+    int64_t now = mpu_now_ms();
+    for (size_t i = 0; i < n; i++)
+        mpd_pfq_push(pf->q, items[i].account, items[i].id, items[i].prio,
+                     k.prefetch_queue_max, now);
 }
 
+static void run_release(struct mpd_prefetch *pf, warm_run *run)
+{
+    if (--run->pending > 0)
+        return;
+    atomic_fetch_add(&pf->runs, 1);
+    free(run);
+}
+
+static void batch_done(void *arg)
+{
+    warm_batch *b = arg;
+    mpd *d = b->d;
+    struct mpd_prefetch *pf = d->prefetch;
+    for (warm_batch **p = &pf->inflight; *p != NULL; p = &(*p)->next)
+        if (*p == b) {
+            *p = b->next;
+            break;
+        }
+    if (b->done < b->n && !atomic_load(&pf->stopping)) {
+        requeue(d, b->items + b->done, b->n - b->done);
+        arm_kick(pf);
+    }
+    run_release(pf, b->run);
+    free(b->items);
+    free(b);
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+    const mpd_pf_item *x = a, *y = b;
+    int c = strcmp(x->account, y->account);
+    if (c != 0)
+        return c;
+    /* Stable: mpd_pfq_take's order within an account (HIGH first, FIFO). */
+    return x->enqueued_ms < y->enqueued_ms ? -1 : x->enqueued_ms > y->enqueued_ms;
+}
+
+/* One warming run. Loop thread. */
+static void warm_dispatch(mpd *d)
+{
+    struct mpd_prefetch *pf = d->prefetch;
+    if (atomic_load(&pf->stopping))
+        return;
+    mpd_knobs k = mpd_knobs_get(d);
+    mpd_pf_item *items = NULL;
+    size_t n = mpd_pfq_take(pf->q, k.prefetch_per_run, &items);
+    warm_run *run = mpu_calloc(1, sizeof *run);
+    run->pending = 1; /* this function's own reference */
+    /* The order within an account is kept by tagging each entry with its
+     * position (enqueued_ms is not needed past this point). */
+    for (size_t i = 0; i < n; i++)
+        items[i].enqueued_ms = (int64_t)i;
+    if (n > 1)
+        qsort(items, n, sizeof *items, item_cmp);
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && strcmp(items[j].account, items[i].account) == 0; j++)
+            ;
+        int busy = 0;
+        for (warm_batch *b = pf->inflight; b != NULL && !busy; b = b->next)
+            busy = strcmp(b->account, items[i].account) == 0;
+        if (busy) {
+            requeue(d, items + i, j - i);
+            continue;
+        }
+        warm_batch *b = mpu_calloc(1, sizeof *b);
+        b->d = d;
+        b->run = run;
+        mpu_strlcpy(b->account, items[i].account, sizeof b->account);
+        b->n = j - i;
+        b->items = mpu_calloc(b->n, sizeof *b->items);
+        memcpy(b->items, items + i, b->n * sizeof *b->items);
+        run->pending++;
+        if (mpj_account_submit(d->sched, b->account, MPJ_CLASS_WARM, 0, batch_work,
+                               batch_done, b) != 0) {
+            /* Not a scheduled account (any more): nothing to warm. */
+            atomic_fetch_add(&pf->skipped, b->n);
+            run->pending--;
+            free(b->items);
+            free(b);
+            continue;
+        }
+        b->next = pf->inflight;
+        pf->inflight = b;
+    }
+    free(items);
+    run_release(pf, run);
+}
+
+/* Any thread (event_add is safe: the loop uses pthread locking). */
 static void arm_kick(struct mpd_prefetch *pf)
 {
     if (atomic_exchange(&pf->kick_armed, 1) != 0 || atomic_load(&pf->stopping))
         return;
     struct timeval tv = {KICK_DELAY_MS / 1000, (KICK_DELAY_MS % 1000) * 1000};
-    /* event_add is safe from any thread (the loop uses pthread locking). */
     event_add(pf->kick_ev, &tv);
-}
-
-static void periodic_work(void *arg)
-{
-    warm_run(arg);
-}
-
-static void kick_work(void *arg)
-{
-    mpd *d = arg;
-    struct mpd_prefetch *pf = d->prefetch;
-    /* New mail from now on arms another kick rather than hoping this run
-     * sees it. */
-    atomic_store(&pf->kick_armed, 0);
-    if (!warm_run(d) && mpd_pfq_len(pf->q) > 0)
-        arm_kick(pf); /* a periodic run is busy: try again shortly */
-}
-
-static void kick_done(void *arg)
-{
-    (void)arg;
 }
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -118,22 +227,29 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     mpd *d = arg;
     (void)fd;
     (void)what;
-    if (atomic_load(&d->prefetch->stopping)) {
-        atomic_store(&d->prefetch->kick_armed, 0);
-        return;
-    }
-    mpj_submit(d->sched, 0, kick_work, kick_done, d);
+    /* New mail from now on arms another kick rather than hoping this run
+     * sees it. */
+    atomic_store(&d->prefetch->kick_armed, 0);
+    warm_dispatch(d);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    warm_dispatch(arg);
 }
 
 void mpd_prefetch_start(mpd *d)
 {
     struct mpd_prefetch *pf = mpu_calloc(1, sizeof *pf);
     pf->q = mpd_pfq_new();
-    pthread_mutex_init(&pf->run_lock, NULL);
     pf->kick_ev = evtimer_new(d->base, kick_cb, d);
+    pf->tick_ev = event_new(d->base, -1, EV_PERSIST, tick_cb, d);
     d->prefetch = pf;
-    uint64_t ms = (uint64_t)d->settings->cache.prefetch_interval * 1000u;
-    mpj_periodic(d->sched, "prefetch", ms, ms, periodic_work, d);
+    struct timeval tv = {(time_t)d->settings->cache.prefetch_interval, 0};
+    if (pf->tick_ev != NULL)
+        event_add(pf->tick_ev, &tv);
 }
 
 void mpd_prefetch_stop(mpd *d)
@@ -142,6 +258,8 @@ void mpd_prefetch_stop(mpd *d)
         return;
     atomic_store(&d->prefetch->stopping, 1);
     event_del(d->prefetch->kick_ev);
+    if (d->prefetch->tick_ev != NULL)
+        event_del(d->prefetch->tick_ev);
 }
 
 void mpd_prefetch_free(mpd *d)
@@ -149,9 +267,11 @@ void mpd_prefetch_free(mpd *d)
     struct mpd_prefetch *pf = d->prefetch;
     if (pf == NULL)
         return;
+    /* The scheduler is gone: every share's done callback has run. */
     event_free(pf->kick_ev);
+    if (pf->tick_ev != NULL)
+        event_free(pf->tick_ev);
     mpd_pfq_free(&pf->q);
-    pthread_mutex_destroy(&pf->run_lock);
     free(pf);
     d->prefetch = NULL;
 }

@@ -10,11 +10,15 @@
  *     of the page that are not cached yet, at NORMAL priority.
  * A warming run (every cache.prefetch_interval seconds, and after new mail)
  * takes at most cache.prefetch_per_run entries per account, HIGH before
- * NORMAL and FIFO within a priority, accounts served round-robin, and
- * fetches them one at a time through the driver into the cache (with the
- * retention expiry). Runs never overlap. A message already cached or
- * deleted is skipped; a message gone at the provider (MP_SKIP) and a failed
- * fetch drop the entry (counted).
+ * NORMAL and FIFO within a priority, and gives each account's share to the
+ * scheduler as one job of that account (class WARM, under the worker
+ * caps), which fetches them one at a time through the driver into the
+ * cache (with the retention expiry). One share per account at a time; an
+ * account still busy gets its entries back for a later run, and so do the
+ * rest of a share after a fetch slower than 5 s or when a fetch on demand
+ * holds the account's fetch lock. A message already cached or deleted is
+ * skipped; a message gone at the provider (MP_SKIP) and a failed fetch drop
+ * the entry (counted).
  *
  * Not a public interface: the daemon's files only.
  */
@@ -74,9 +78,11 @@ uint64_t mpd_pfq_dropped(mpd_pfq *q);
  * the account's fetch_lock (one fetch at a time per account, as the driver
  * contract requires) and caches the bytes with the retention expiry.
  * Returns 200 (raw_r filled; the caller frees raw_r->data), 404 (the
- * provider no longer has it: MP_SKIP), 502 (driver error) or 503 (account
- * not active), with an allocated *error_r when not 200. */
-int mpd_fetch_body(mpd *d, const mps_message *msg, mp_raw *raw_r, char **error_r);
+ * provider no longer has it: MP_SKIP), 502 (driver error), 503 (account
+ * not active) or, with wait 0, 409 when another fetch of the account holds
+ * the lock; with an allocated *error_r when not 200. */
+int mpd_fetch_body(mpd *d, const mps_message *msg, mp_raw *raw_r, int wait,
+                   char **error_r);
 
 /* Loop thread. Fetch msg's body (not cached) for a GET /raw: one fetch per
  * account in the pool at a time (MPJ_CLASS_FETCH), requests for the same

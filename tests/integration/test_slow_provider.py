@@ -91,6 +91,42 @@ class SlowProvider(unittest.TestCase):
             self.assertFalse(d.get("/v1/messages/" + mptest.public_id(SLOW, pid))["cached"])
         d.kill()
 
+    def test_slow_warming_leaves_other_accounts_alone(self):
+        # Three workers: warming may hold two, one account one.
+        d = mptest.Daemon(name="slow-warming", workers=3,
+                          settings={"cache": {"prefetch_interval": 3600,
+                                              "prefetch_per_run": 20}})
+        d.add_instance("fix", [
+            {"id": SLOW, "generate": 2, "poll_interval": 3600,
+             "fetch_delay_ms": FETCH_DELAY_MS},
+            {"id": FAST, "generate": 2, "poll_interval": 3600},
+        ])
+        d.start()
+        d.wait_bootstrapped(SLOW, ["INBOX", "Archive"])
+        d.wait_bootstrapped(FAST, ["INBOX", "Archive"])
+        base = mptest.OpLog.BASE_DATE + 1000
+        fresh = {}
+        for acct in (SLOW, FAST):
+            items = [("INBOX", "%s-new-%d" % (acct, i), base + i, "New %d" % i, "")
+                     for i in range(3)]
+            d.mailbox(acct).add_many(items)
+            fresh[acct] = [i[1] for i in items]
+        d.sync_and_wait(SLOW)
+        asked = time.monotonic()
+        d.sync_and_wait(FAST)
+
+        def fast_warmed():
+            return all(d.get("/v1/messages/" + mptest.public_id(FAST, pid))["cached"]
+                       for pid in fresh[FAST])
+        mptest.wait_until(fast_warmed, 30, message="the fast account's new mail warmed")
+        took = time.monotonic() - asked
+        print("fast account's new mail warmed %.2f s after its sync" % took)
+        self.assertLess(took, 10.0)
+        # The slow account's bodies are still on their way (one at a time).
+        self.assertFalse(all(d.get("/v1/messages/" + mptest.public_id(SLOW, pid))["cached"]
+                             for pid in fresh[SLOW]))
+        d.kill()
+
 
 if __name__ == "__main__":
     mptest.main()
