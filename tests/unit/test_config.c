@@ -102,6 +102,10 @@ static void check_documented_defaults(const mp_settings *s)
     assert_int_equal(s->schedule.reconcile_interval, 900);
     assert_int_equal(s->schedule.folder_list_interval, 3600);
     assert_int_equal(s->schedule.max_backoff, 1800);
+    assert_int_equal(s->workers_per_account, 0);
+    assert_int_equal(s->workers_per_kind, 0);
+    assert_int_equal(s->cache.fetch_queue_max, 16);
+    assert_int_equal(s->cache.fetch_timeout, 30);
 }
 
 /* ---- YAML parsing ---- */
@@ -556,6 +560,12 @@ static void test_settings_errors(void **state)
          "1: \"schedule.bootstrap_interval\" must be between 1 and 2592000"},
         {"schedule = { push_silence_hours = 721; };\n",
          "1: \"schedule.push_silence_hours\" must be between 0 and 720"},
+        {"workers_per_account = 65;\n", "1: \"workers_per_account\" must be between 0 and 64"},
+        {"workers_per_kind = -1;\n", "1: \"workers_per_kind\" must be between 0 and 64"},
+        {"cache = { fetch_timeout = 0; };\n",
+         "1: \"cache.fetch_timeout\" must be between 1 and 3600"},
+        {"cache = { fetch_queue_max = 0; };\n",
+         "1: \"cache.fetch_queue_max\" must be between 1 and 10000"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *dir, *path;
