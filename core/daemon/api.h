@@ -43,10 +43,12 @@ json_t *mpd_api_messages(mpd *d, const char *account, const char *folder,
  *  "date":RFC3339,"size","flags":[...],"thread_id","cached":bool} */
 json_t *mpd_api_message(mpd *d, const char *id, int *status_r, char **error_r);
 
-/* Raw RFC 822 from the body cache, or fetched through the driver on a
- * worker and cached. `cb` runs on the loop thread exactly once (possibly
- * before mpd_api_message_raw returns) with status 200 and the bytes, or an
- * error status and message. The bytes are valid during the callback. */
+/* Raw RFC 822 from the body cache, or fetched through the driver and
+ * cached, queued behind the account's other fetches (mpd_fetch_on_demand:
+ * 503 when too many wait, 504 past cache.fetch_timeout). `cb` runs on the
+ * loop thread exactly once (possibly before mpd_api_message_raw returns)
+ * with status 200 and the bytes, or an error status and message. The bytes
+ * are valid during the callback. */
 typedef void (*mpd_raw_cb)(int status, const uint8_t *data, size_t len,
                            const char *error, void *arg);
 void mpd_api_message_raw(mpd *d, const char *id, mpd_raw_cb cb, void *arg);
