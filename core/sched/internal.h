@@ -47,9 +47,10 @@ struct mpj_sched {
 /* Re-arm the timer for the earliest heap entry (call after heap changes). */
 void mpj_sched_rearm(mpj_sched *s);
 
-/* sched.c: the account's worker-cap group, and its count of submitted
- * work (the account is kept while any is in flight); NULL if unknown. */
-mpj_pool_group *mpj_account_group(mpj_sched *s, const char *account);
+/* sched.c: one more piece of submitted work for the account (it is kept
+ * while any is in flight); returns its worker-cap group, NULL when the
+ * account is unknown or the scheduler is closing. _end after its done. */
+mpj_pool_group *mpj_account_submit_begin(mpj_sched *s, const char *account);
 void mpj_account_submit_end(mpj_sched *s, const char *account);
 
 /* tasks.c */

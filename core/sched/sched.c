@@ -613,7 +613,7 @@ void mpj_schedule_in(mpj_sched *s, const char *account, mpj_kind kind, uint64_t 
     mpj_sched_rearm(s);
 }
 
-mpj_pool_group *mpj_account_group(mpj_sched *s, const char *account)
+mpj_pool_group *mpj_account_submit_begin(mpj_sched *s, const char *account)
 {
     struct account *a = account_get(s, account);
     if (!a || s->closing)

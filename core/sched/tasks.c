@@ -68,7 +68,7 @@ int mpj_account_submit(mpj_sched *s, const char *account, mpj_class cls, int hig
 {
     if (!work || cls <= MPJ_CLASS_BACKFILL || cls >= MPJ_CLASSES)
         return -1;
-    mpj_pool_group *group = mpj_account_group(s, account);
+    mpj_pool_group *group = mpj_account_submit_begin(s, account);
     if (!group)
         return -1;
     submit_item *si = mpu_calloc(1, sizeof *si);
