@@ -143,9 +143,9 @@ typedef struct mpj_kind_info {
 int mpj_account_info(mpj_sched *s, const char *account, mpj_kind kind,
                      mpj_kind_info *info_r); /* -1 unknown */
 
-/* Generic work on the pool (fetch on demand, periodic maintenance).
- * `work` runs on a worker thread, `done` on the loop thread after it.
- * high != 0 puts it in the high-priority queue. */
+/* Generic work on the pool (class TASK, no account). `work` runs on a
+ * worker thread, `done` on the loop thread after it. high != 0 puts it in
+ * the high-priority queue. */
 typedef void (*mpj_work_fn)(void *arg);
 void mpj_submit(mpj_sched *s, int high, mpj_work_fn work, mpj_work_fn done,
                 void *arg);
