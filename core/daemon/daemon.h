@@ -129,6 +129,13 @@ struct mpd {
     struct event *events_ev;
     _Atomic int64_t last_seq;
     struct mpd_watcher *watchers;
+    int64_t epoch;            /* store generation (events.c), set at start     */
+    /* Highest seq pruned by outbox retention; raised before the prune
+     * commits, so a reader that finds it at or below its position after a
+     * read missed nothing. */
+    _Atomic int64_t outbox_horizon;
+    struct event *outbox_timer; /* retention runs (maintenance.c)            */
+    int outbox_running;         /* a retention run is on a worker           */
     struct mp_hostobj *global_objs; /* timers/watches without an account     */
     struct mpd_prefetch *prefetch;  /* body-cache warming (prefetch.h)       */
     struct mpd_checkpointer *checkpointer; /* store checkpoints (checkpointer.c) */
