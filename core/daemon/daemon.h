@@ -207,6 +207,8 @@ void mpd_set_push_state(mpd *d, const char *account, const char *state);
 
 /* ---- maintenance.c ---- */
 void mpd_maintenance_start(mpd *d);
+/* Loop thread, before the scheduler is freed: no new maintenance runs. */
+void mpd_maintenance_stop(mpd *d);
 
 /* ---- metrics.c ---- */
 char *mpd_metrics_text(mpd *d);
