@@ -353,6 +353,7 @@ class Daemon:
                 self.settings[key] = value
         self.write_conf()
         self.proc = None
+        self.env = None  # the daemon's environment; None: this process's
         self.host = None
         self.port = None
         self.token = None
@@ -409,7 +410,8 @@ class Daemon:
         log.write(b"\n==== start %d ====\n" % (self.starts + 1))
         log.flush()
         self.proc = subprocess.Popen([self.binary, "-c", self.conf_path],
-                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     env=self.env)
         log.close()
         self.starts += 1
         if wait:
