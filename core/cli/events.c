@@ -166,8 +166,11 @@ static int on_event(const mpctl_sse_event *ev, void *userdata)
 
 static char *events_path(const mpctl_args *args, int64_t last_seq)
 {
-    char after[32];
-    snprintf(after, sizeof(after), "%lld", (long long)args->after);
+    char after[64];
+    if (args->after_id != NULL)
+        mpu_strlcpy(after, args->after_id, sizeof(after));
+    else
+        snprintf(after, sizeof(after), "%lld", (long long)args->after);
     const mpctl_param params[] = {
         {"once", args->follow ? NULL : "1"},
         {"after", args->after >= 0 && last_seq < 0 ? after : NULL},

@@ -108,6 +108,9 @@ json_t *mpd_api_status(mpd *d)
         d->config_path ? d->config_path : "<embedded default>", "drivers", drivers,
         "accounts", (json_int_t)accounts, "scheduler", sched, "events", "last_seq",
         (json_int_t)mpd_api_last_seq(d));
+    json_t *ev = json_object_get(o, "events");
+    json_object_set_new(ev, "epoch", json_integer(d->epoch));
+    json_object_set_new(ev, "retained_after", json_integer(mpd_api_events_horizon(d)));
     json_object_set_new(o, "cache", cache_json(d));
     return o;
 }

@@ -21,7 +21,8 @@ typedef struct mpd mpd;
 /* {"status":"ok","version":...,"uptime_s":...} */
 json_t *mpd_api_health(mpd *d);
 /* {"version","uptime_s","state_dir","drivers":[{name,instance,file,status,
- *  error,abi}],"accounts":N,"scheduler":{...},"events":{"last_seq":N},
+ *  error,abi}],"accounts":N,"scheduler":{...},
+ *  "events":{"last_seq":N,"epoch":N,"retained_after":N (retention horizon)},
  *  "cache":{"queue","dropped","bodies","bytes","hits","misses","hit_ratio",
  *           "prefetch":{"runs","fetched","failed","skipped"}}} */
 json_t *mpd_api_status(mpd *d);

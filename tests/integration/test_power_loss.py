@@ -107,6 +107,12 @@ class PowerLoss(unittest.TestCase):
         self.assertEqual([mptest.split_event_id(i) for i, _, _ in got],
                          [(2, e["seq"]) for e in events])
         self.assertIn(newest, [data.get("message") for _, _, data in got])
+        self.assertEqual(d.get("/v1/status")["events"]["epoch"], 2)
+        # mailpulsectl reads the epoch ids.
+        r = d.ctl("events", "--after", last_id, "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([json.loads(line)["seq"] for line in r.stdout.splitlines()],
+                         [e["seq"] for e in events])
         # A plain seq is the current epoch (compatible with old clients).
         plain = d.events(after=head)
         self.assertEqual([e["seq"] for e in plain], [e["seq"] for e in events
