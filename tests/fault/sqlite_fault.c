@@ -6,8 +6,8 @@
  * SQLite's unix VFS calls pwrite64/write/fdatasync/fsync/ftruncate64
  * through libc, so interposing them catches every store write. Only
  * descriptors whose path contains $MP_FAULT_MATCH (default
- * "/mailpulse.db": the database, its -wal and -shm... the -shm is left
- * alone, see below) are touched; everything else passes through.
+ * "/mailpulse.db": the database and its -wal) are touched; everything
+ * else passes through.
  *
  * Control: $MP_FAULT_CONTROL names a file the test rewrites at will. Its
  * first line is "<what> <percent> [<errno>]":
@@ -18,9 +18,9 @@
  * every 20 ms. Each injected failure increments a counter written to
  * "<control file>.count" when the control file is re-read.
  *
- * The -shm file is never failed: it is memory-mapped, not written through
- * these calls in practice, and a failure there says nothing about the
- * store's durability.
+ * The -shm file is never failed: SQLite maps it into memory and rebuilds
+ * it from the WAL, so a failure there says nothing about the store's
+ * durability.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
