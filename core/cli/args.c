@@ -91,7 +91,7 @@ const char *mpctl_usage(void)
            "  sync ACCOUNT                  queue a sync now\n"
            "  probe ACCOUNT                 re-detect the provider's capabilities\n"
            "  backfill ACCOUNT FOLDER       queue a backfill step of a folder\n"
-           "  events [--follow] [--after N] [--types a,b] [--accounts x,y]\n"
+           "  events [--follow] [--after N|EPOCH:N] [--types a,b] [--accounts x,y]\n"
            "                                print events (--follow: keep streaming)\n"
            "  webhooks                      outbound webhook endpoints and their delivery\n"
            "  webhooks replay NAME [--from SEQ]\n"
@@ -160,10 +160,22 @@ static int parse_command(const struct command_spec *spec, int argc, char **argv,
         case 'b':
             a->before = optarg;
             break;
-        case OPT_AFTER:
-            if (parse_number("--after", optarg, 0, &a->after, error_r) < 0)
+        case OPT_AFTER: {
+            /* An event id "<epoch>:<seq>" as the stream shows it, or a seq. */
+            const char *colon = strchr(optarg, ':');
+            int64_t epoch = 0;
+            if (colon != NULL) {
+                char *head = mpu_strndup(optarg, (size_t)(colon - optarg));
+                int bad = parse_number("--after", head, 1, &epoch, error_r) < 0;
+                free(head);
+                if (bad || parse_number("--after", colon + 1, 0, &a->after, error_r) < 0)
+                    return -1;
+                a->after_id = optarg;
+            } else if (parse_number("--after", optarg, 0, &a->after, error_r) < 0) {
                 return -1;
+            }
             break;
+        }
         case OPT_TYPES:
             a->types = optarg;
             break;

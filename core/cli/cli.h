@@ -57,6 +57,7 @@ typedef struct mpctl_args {
     /* events */
     int follow;
     int64_t after; /* -1 when not given                           */
+    const char *after_id; /* --after <epoch>:<seq> (then after is 0) */
     const char *types;
     const char *accounts;
     /* webhooks replay */

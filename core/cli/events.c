@@ -1,7 +1,12 @@
 /*
  * `events`: read the daemon's Server-Sent Events stream. With --follow a
- * lost connection is resumed from the last sequence number seen
- * (Last-Event-ID), so no event is lost or printed twice.
+ * lost connection is resumed from the last event id seen (Last-Event-ID),
+ * so no event is lost or printed twice. Ids are "<epoch>:<seq>" (plain
+ * "<seq>" from older daemons): after an unclean stop the daemon begins a
+ * new epoch and may send seqs again that an older epoch used; those are
+ * new events and are printed. "gap" (events pruned by retention) and
+ * "error" (the daemon could not read its store, it retries) are reported
+ * on stderr.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -22,7 +27,9 @@
 
 struct events_ctx {
     const mpctl_args *args;
-    int64_t last_seq; /* -1: none seen */
+    int64_t last_epoch; /* 0: plain ids */
+    int64_t last_seq;   /* -1: none seen */
+    char last_id[64];   /* sent back as Last-Event-ID */
     size_t received;  /* events on the current connection */
     int write_failed;
 };
@@ -69,20 +76,72 @@ static void print_event_line(const mpctl_sse_event *ev, const json_t *data)
     fputc('\n', stdout);
 }
 
+/* "<epoch>:<seq>" or "<seq>" (epoch 0). -1 when neither. */
+static int parse_id(const char *id, int64_t *epoch_r, int64_t *seq_r)
+{
+    const char *colon = strchr(id, ':');
+    *epoch_r = 0;
+    if (colon == NULL)
+        return mpu_parse_i64(id, seq_r);
+    char *head = mpu_strndup(id, (size_t)(colon - id));
+    int rc = mpu_parse_i64(head, epoch_r);
+    free(head);
+    return rc < 0 ? -1 : mpu_parse_i64(colon + 1, seq_r);
+}
+
+static void remember_id(struct events_ctx *ctx, const char *id, int64_t epoch, int64_t seq)
+{
+    if (strlen(id) >= sizeof(ctx->last_id))
+        return;
+    mpu_strlcpy(ctx->last_id, id, sizeof(ctx->last_id));
+    ctx->last_epoch = epoch;
+    ctx->last_seq = seq;
+}
+
+/* The daemon's notes about the stream itself, not events. */
+static int on_notice(const mpctl_sse_event *ev, const json_t *data, struct events_ctx *ctx)
+{
+    if (strcmp(ev->type, "gap") == 0) {
+        fprintf(stderr,
+                "mailpulsectl: events after %lld up to %lld are no longer stored "
+                "(outbox retention)\n",
+                (long long)json_integer_value(json_object_get(data, "after")),
+                (long long)json_integer_value(json_object_get(data, "resumed_from")));
+        int64_t epoch, seq;
+        if (ev->id[0] != '\0' && parse_id(ev->id, &epoch, &seq) == 0)
+            remember_id(ctx, ev->id, epoch, seq);
+    } else {
+        const char *why = json_string_value(json_object_get(data, "error"));
+        char *clean = mpctl_sanitize(why != NULL ? why : "unknown error");
+        fprintf(stderr, "mailpulsectl: the daemon reports: %s (it retries)\n", clean);
+        free(clean);
+    }
+    return 0;
+}
+
 static int on_event(const mpctl_sse_event *ev, void *userdata)
 {
     struct events_ctx *ctx = userdata;
     json_t *data = json_loadb(ev->data, ev->data_len, 0, NULL);
-    int64_t seq = -1;
-    if (mpu_parse_i64(ev->id, &seq) < 0 && json_is_integer(json_object_get(data, "seq")))
+    if (strcmp(ev->type, "gap") == 0 || strcmp(ev->type, "error") == 0) {
+        int rc = on_notice(ev, data, ctx);
+        json_decref(data);
+        return rc;
+    }
+    int64_t seq = -1, epoch = 0;
+    int has_id = parse_id(ev->id, &epoch, &seq) == 0;
+    if (!has_id && json_is_integer(json_object_get(data, "seq")))
         seq = json_integer_value(json_object_get(data, "seq"));
     /* A server replaying from an older point must not make us print an
-     * event twice. */
-    if (seq >= 0 && ctx->last_seq >= 0 && seq <= ctx->last_seq) {
+     * event twice; a newer epoch's seqs are new events even when lower. */
+    if (seq >= 0 && ctx->last_seq >= 0 &&
+        (epoch < ctx->last_epoch || (epoch == ctx->last_epoch && seq <= ctx->last_seq))) {
         json_decref(data);
         return 0;
     }
-    if (seq >= 0)
+    if (has_id)
+        remember_id(ctx, ev->id, epoch, seq);
+    else if (seq >= 0)
         ctx->last_seq = seq;
     ctx->received++;
     if (ctx->args->json && data != NULL) {
@@ -107,8 +166,11 @@ static int on_event(const mpctl_sse_event *ev, void *userdata)
 
 static char *events_path(const mpctl_args *args, int64_t last_seq)
 {
-    char after[32];
-    snprintf(after, sizeof(after), "%lld", (long long)args->after);
+    char after[64];
+    if (args->after_id != NULL)
+        mpu_strlcpy(after, args->after_id, sizeof(after));
+    else
+        snprintf(after, sizeof(after), "%lld", (long long)args->after);
     const mpctl_param params[] = {
         {"once", args->follow ? NULL : "1"},
         {"after", args->after >= 0 && last_seq < 0 ? after : NULL},
@@ -162,8 +224,11 @@ int mpctl_cmd_events(const mpctl_args *args, const mpctl_conn *conn)
 
     while (!mpctl_interrupted) {
         char *path = events_path(args, ctx.last_seq);
-        char last_id[32];
-        snprintf(last_id, sizeof(last_id), "%lld", (long long)ctx.last_seq);
+        char last_id[64];
+        if (ctx.last_id[0] != '\0')
+            mpu_strlcpy(last_id, ctx.last_id, sizeof(last_id));
+        else
+            snprintf(last_id, sizeof(last_id), "%lld", (long long)ctx.last_seq);
         mpctl_response resp;
         char *error = NULL;
         ctx.received = 0;

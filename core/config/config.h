@@ -150,6 +150,10 @@ typedef struct mp_settings {
         int clock_control;          /* false: POST /v1/debug/clock (tests)  */
     } debug;
     struct {
+        uint32_t retention_days;    /* 30: events older are pruned, 0 never */
+        uint32_t prune_interval;    /* 3600: seconds between retention runs */
+    } outbox;
+    struct {
         mp_backfill_mode mode;      /* progressive                          */
         uint32_t bootstrap_max;     /* 1500                                 */
         uint32_t batch_size;        /* 100                                  */

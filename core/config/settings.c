@@ -42,6 +42,10 @@ static const char default_text[] =
     "  fetch_queue_max = 16;\n"
     "  fetch_timeout = 30;\n"
     "};\n"
+    "outbox = {\n"
+    "  retention_days = 30;\n"
+    "  prune_interval = 3600;\n"
+    "};\n"
     "debug = {\n"
     "  clock_control = false;\n"
     "};\n"
@@ -102,6 +106,13 @@ static const mp_config_key cache_keys[] = {
     {0},
 };
 
+static const mp_config_key outbox_keys[] = {
+    {"retention_days", MP_CFG_INT, "30", 0,
+     "days events are kept (0 = forever); never before every webhook has them"},
+    {"prune_interval", MP_CFG_INT, "3600", 0, "seconds between retention runs"},
+    {0},
+};
+
 static const mp_config_key debug_keys[] = {
     {"clock_control", MP_CFG_BOOL, "false", 0, "allow POST /v1/debug/clock (tests only)"},
     {0},
@@ -134,12 +145,13 @@ static const struct {
 } groups[] = {
     {"http", http_keys},         {"sync", sync_keys},         {"cache", cache_keys},
     {"backfill", backfill_keys}, {"schedule", schedule_keys},
-    {"debug", debug_keys},
+    {"debug", debug_keys},       {"outbox", outbox_keys},
 };
 #define N_GROUPS (sizeof groups / sizeof groups[0])
 
-static const char *const group_names[] = {"http", "sync", "cache", "backfill",
-                                          "schedule", "debug", "webhooks", NULL};
+static const char *const group_names[] = {"http",  "sync",     "cache",  "backfill",
+                                          "schedule", "debug", "webhooks", "outbox",
+                                          NULL};
 
 const char *mp_settings_default_text(void)
 {
@@ -325,6 +337,11 @@ static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs
                  errs);
     n += get_u32(cache, "cache", "fetch_timeout", 1, 3600, &s->cache.fetch_timeout, errs);
     s->debug.clock_control = mpc_bool(mpc_get(root, "debug"), "clock_control");
+    const mpc_node *outbox = mpc_get(root, "outbox");
+    n += get_u32(outbox, "outbox", "retention_days", 0, 36500, &s->outbox.retention_days,
+                 errs);
+    n += get_u32(outbox, "outbox", "prune_interval", 1, 86400 * 7,
+                 &s->outbox.prune_interval, errs);
 
     const mpc_node *mode = mpc_get(bf, "mode");
     if (strcmp(mode->str, "progressive") == 0)

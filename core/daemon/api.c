@@ -108,6 +108,9 @@ json_t *mpd_api_status(mpd *d)
         d->config_path ? d->config_path : "<embedded default>", "drivers", drivers,
         "accounts", (json_int_t)accounts, "scheduler", sched, "events", "last_seq",
         (json_int_t)mpd_api_last_seq(d));
+    json_t *ev = json_object_get(o, "events");
+    json_object_set_new(ev, "epoch", json_integer(d->epoch));
+    json_object_set_new(ev, "retained_after", json_integer(mpd_api_events_horizon(d)));
     json_object_set_new(o, "cache", cache_json(d));
     return o;
 }
@@ -514,12 +517,28 @@ json_t *mpd_api_events(mpd *d, int64_t after, size_t limit, const char *const *t
     if (mps_events_after(d->store, after, limit, types, accounts, &list, &n, &error) < 0) {
         mpu_error("events", "cannot read the outbox: %s", error);
         free(error);
-        return arr;
+        json_decref(arr);
+        return NULL;
     }
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, mpd_api_event_json(&list[i]));
     mps_events_free(&list, n);
     return arr;
+}
+
+int mpd_api_events_resume(mpd *d, int64_t epoch, int64_t seq, int64_t *after_r)
+{
+    char *error = NULL;
+    if (epoch == 0 || epoch == d->epoch) {
+        *after_r = seq;
+        return 0;
+    }
+    if (mps_epoch_resume(d->store, epoch, seq, after_r, &error) < 0) {
+        mpu_error("events", "cannot read the epochs: %s", error);
+        free(error);
+        return -1;
+    }
+    return 0;
 }
 
 json_t *mpd_api_event_json(const mps_event *e)

@@ -21,7 +21,8 @@ typedef struct mpd mpd;
 /* {"status":"ok","version":...,"uptime_s":...} */
 json_t *mpd_api_health(mpd *d);
 /* {"version","uptime_s","state_dir","drivers":[{name,instance,file,status,
- *  error,abi}],"accounts":N,"scheduler":{...},"events":{"last_seq":N},
+ *  error,abi}],"accounts":N,"scheduler":{...},
+ *  "events":{"last_seq":N,"epoch":N,"retained_after":N (retention horizon)},
  *  "cache":{"queue","dropped","bodies","bytes","hits","misses","hit_ratio",
  *           "prefetch":{"runs","fetched","failed","skipped"}}} */
 json_t *mpd_api_status(mpd *d);
@@ -72,10 +73,23 @@ void mpd_api_push(mpd *d, const char *instance, const char *subpath,
 
 /* Events with seq > after (ascending, at most limit) as JSON objects:
  * {"seq","type","account","folder","message","time","idempotency_key",
- *  ...data fields}. types/accounts: NULL-terminated filters or NULL. */
+ *  ...data fields}. types/accounts: NULL-terminated filters or NULL.
+ * NULL when the outbox could not be read (logged): nothing may be taken
+ * as read then. */
 json_t *mpd_api_events(mpd *d, int64_t after, size_t limit,
                        const char *const *types, const char *const *accounts);
 int64_t mpd_api_last_seq(mpd *d);
+/* The store's current epoch; event positions are "<epoch>:<seq>" (see
+ * core/store/store.h, "store generations"). */
+int64_t mpd_api_epoch(mpd *d);
+/* Where a client that last saw (epoch, seq) resumes: *after_r is the seq
+ * after which to send. epoch 0 stands for the current one (a plain seq).
+ * -1 on a store error (logged). */
+int mpd_api_events_resume(mpd *d, int64_t epoch, int64_t seq, int64_t *after_r);
+/* Outbox retention: events up to this seq may be gone (0: none pruned).
+ * Read it after reading events: a reader whose position is below it has
+ * missed events. */
+int64_t mpd_api_events_horizon(mpd *d);
 /* One outbox event as mpd_api_events() shows it (any thread). */
 struct mps_event;
 json_t *mpd_api_event_json(const struct mps_event *e);

@@ -130,6 +130,13 @@ struct mpd {
     struct event *events_ev;
     _Atomic int64_t last_seq;
     struct mpd_watcher *watchers;
+    int64_t epoch;            /* store generation (events.c), set at start     */
+    /* Highest seq pruned by outbox retention; raised before the prune
+     * commits, so a reader that finds it at or below its position after a
+     * read missed nothing. */
+    _Atomic int64_t outbox_horizon;
+    struct event *outbox_timer; /* retention runs (maintenance.c)            */
+    int outbox_running;         /* a retention run is on a worker           */
     struct mp_hostobj *global_objs; /* timers/watches without an account     */
     struct mpd_prefetch *prefetch;  /* body-cache warming (prefetch.h)       */
     struct mpd_fetchq *fetchq;      /* fetches on demand per account (fetch.c) */
@@ -202,6 +209,8 @@ void mpd_set_push_state(mpd *d, const char *account, const char *state);
 
 /* ---- maintenance.c ---- */
 void mpd_maintenance_start(mpd *d);
+/* Loop thread, before the scheduler is freed: no new maintenance runs. */
+void mpd_maintenance_stop(mpd *d);
 
 /* ---- metrics.c ---- */
 char *mpd_metrics_text(mpd *d);

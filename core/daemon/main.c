@@ -389,6 +389,7 @@ out:
     mpd_prefetch_stop(d);
     mph_stop(&d->http);
     mpw_stop(&d->webhooks);
+    mpd_maintenance_stop(d);
     mpj_free(&d->sched);
     mpd_fetch_free(d);
     mpd_prefetch_free(d);

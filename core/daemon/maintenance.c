@@ -6,7 +6,13 @@
  *                     (hourly; the job itself runs one driver call at a time
  *                     per account, as the driver contract requires);
  *   bootstrap sweep   sync accounts that still have folders never
- *                     connected, e.g. after a failure (every 4 min). */
+ *                     connected, e.g. after a failure (every 4 min);
+ *   outbox retention  prune events older than outbox.retention_days
+ *                     (outbox.prune_interval). Its timer is on the loop
+ *                     thread, which owns the settings (a reload swaps
+ *                     them): it copies what the run needs, the webhook
+ *                     endpoints included, and hands the run to a worker.
+ *                     Each chunk is its own short transaction. */
 #include "daemon/daemon.h"
 
 #include <stdlib.h>
@@ -16,6 +22,9 @@
 #include "util/util.h"
 
 #define RENEW_WINDOW_MS (24LL * 3600 * 1000)
+#define DAY_MS (24LL * 3600 * 1000)
+/* Events per retention chunk: a few milliseconds of write lock. */
+#define PRUNE_CHUNK 1000
 
 static void cache_cleanup(void *arg)
 {
@@ -110,6 +119,99 @@ static void bootstrap_sweep(void *arg)
     free(list);
 }
 
+/* ---- outbox retention ---- */
+
+typedef struct prune_run {
+    mpd *d;
+    int64_t before_ms;
+    char **endpoints; /* NULL-terminated */
+    int64_t removed;
+    int failed;
+} prune_run;
+
+static void prune_work(void *arg)
+{
+    prune_run *r = arg;
+    mps_store *s = mpd_store(r->d);
+    const char *const *eps = (const char *const *)r->endpoints;
+    if (s == NULL) {
+        r->failed = 1;
+        return;
+    }
+    for (;;) {
+        int64_t upto = 0, removed = 0;
+        int more = 0;
+        char *error = NULL;
+        if (mps_outbox_prune_plan(s, r->before_ms, eps, PRUNE_CHUNK, &upto, &more,
+                                  &error) < 0) {
+            mpu_error("outbox", "retention failed: %s", error);
+            free(error);
+            r->failed = 1;
+            return;
+        }
+        if (upto <= atomic_load(&r->d->outbox_horizon))
+            return;
+        /* Raised before the delete commits: see daemon.h. */
+        int64_t cur = atomic_load(&r->d->outbox_horizon);
+        while (upto > cur && !atomic_compare_exchange_weak(&r->d->outbox_horizon, &cur, upto))
+            ;
+        if (mps_outbox_prune_apply(s, upto, eps, &removed, &error) < 0) {
+            mpu_error("outbox", "retention failed: %s", error);
+            free(error);
+            r->failed = 1;
+            /* Back to what the store says: a stream that read the raised
+             * value meanwhile announced a gap early, which loses nothing
+             * it was not told about. */
+            int64_t stored = 0;
+            if (mps_outbox_horizon(s, &stored, NULL) == 0)
+                atomic_store(&r->d->outbox_horizon, stored);
+            return;
+        }
+        r->removed += removed;
+        if (!more)
+            return;
+    }
+}
+
+static void prune_done(void *arg)
+{
+    prune_run *r = arg;
+    if (r->removed > 0)
+        mpu_info("outbox", "retention removed %lld events (horizon %lld)",
+                 (long long)r->removed, (long long)atomic_load(&r->d->outbox_horizon));
+    r->d->outbox_running = 0;
+    for (char **p = r->endpoints; *p != NULL; p++)
+        free(*p);
+    free(r->endpoints);
+    free(r);
+}
+
+static void prune_tick(evutil_socket_t fd, short what, void *arg)
+{
+    mpd *d = arg;
+    const mp_settings *s = d->settings;
+    uint32_t ms = s->outbox.prune_interval * 1000u;
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(d->outbox_timer, &tv);
+    if (s->outbox.retention_days == 0 || d->outbox_running || d->sched == NULL)
+        return;
+    prune_run *r = mpu_calloc(1, sizeof *r);
+    r->d = d;
+    r->before_ms = mpu_now_ms() - (int64_t)s->outbox.retention_days * DAY_MS;
+    r->endpoints = mpu_calloc(s->n_webhooks + 1, sizeof *r->endpoints);
+    for (size_t i = 0; i < s->n_webhooks; i++)
+        r->endpoints[i] = mpu_strdup(s->webhooks[i].name);
+    d->outbox_running = 1;
+    mpj_submit(d->sched, 0, prune_work, prune_done, r);
+}
+
+void mpd_maintenance_stop(mpd *d)
+{
+    if (d->outbox_timer != NULL)
+        event_free(d->outbox_timer);
+    d->outbox_timer = NULL;
+}
+
 void mpd_maintenance_start(mpd *d)
 {
     const mp_settings *s = d->settings;
@@ -122,4 +224,11 @@ void mpd_maintenance_start(mpd *d)
                  cleanup_ms < 60000u ? cleanup_ms : 60000u, cache_cleanup, d);
     mpj_periodic(d->sched, "push-renewal", renew_ms, renew_ms, push_renewal, d);
     mpj_periodic(d->sched, "bootstrap-sweep", sweep_ms, sweep_ms, bootstrap_sweep, d);
+    /* The first run a minute after start, or sooner with a short interval. */
+    uint64_t prune_ms = (uint64_t)s->outbox.prune_interval * 1000u;
+    if (prune_ms > 60000u)
+        prune_ms = 60000u;
+    d->outbox_timer = evtimer_new(d->base, prune_tick, d);
+    struct timeval tv = {.tv_sec = prune_ms / 1000, .tv_usec = (prune_ms % 1000) * 1000};
+    evtimer_add(d->outbox_timer, &tv);
 }

@@ -129,6 +129,13 @@ char *mpd_metrics_text(mpd *d)
                (unsigned long long)ss.body_bytes);
         metric(&b, "mailpulse_events_last_seq", "gauge", "Sequence of the newest event.",
                (unsigned long long)ss.last_seq);
+        metric(&b, "mailpulse_outbox_events", "gauge",
+               "Events stored in the outbox (see outbox.retention_days).",
+               (unsigned long long)ss.events);
+        int64_t age_ms = ss.events_oldest_ms > 0 ? mpu_now_ms() - ss.events_oldest_ms : 0;
+        metric(&b, "mailpulse_outbox_oldest_age_seconds", "gauge",
+               "Age of the oldest event in the outbox (0 when empty).",
+               (unsigned long long)(age_ms > 0 ? age_ms / 1000 : 0));
     } else {
         free(error);
     }

@@ -1,9 +1,20 @@
 /*
  * GET /v1/events: Server-Sent Events.
  *
- * Resume point, first present wins: the Last-Event-ID header, ?after=N,
+ * Resume point, first present wins: the Last-Event-ID header, ?after=,
  * else the current last seq (a plain connect sees only new events);
- * ?after=0 replays everything still stored.
+ * ?after=0 replays everything still stored. Event ids are "<epoch>:<seq>"
+ * (a new epoch begins after an unclean stop, see core/store/store.h); a
+ * position may be given as such an id or as a plain seq of the current
+ * epoch. A position of an older epoch resumes no later than where the next
+ * epoch began, so events that a power loss replaced are sent again.
+ *
+ * Two things the stream says instead of hiding: a position older than the
+ * retained outbox gets an "event: gap" ({"after","resumed_from","reason"},
+ * with the id to resume from) before the events that remain; a failed
+ * outbox read gets an "event: error" ({"error","retry_ms"}, no id: the
+ * position is kept) and is retried after MPH_SSE_RETRY_MS. A ?once=1 stream
+ * ends after such an error, unfinished.
  *
  * Each client keeps a cursor: every event at or below it was sent or
  * filtered out. Sending always continues from the cursor, a page at a
@@ -26,6 +37,8 @@
 
 #define MPH_SSE_PAGE 500
 #define MPH_SSE_HIGH_WATER (4u << 20)
+/* After a failed outbox read. */
+#define MPH_SSE_RETRY_MS 1000
 /* A stream never reads, so only a stalled writer can time out. */
 #define MPH_SSE_WRITE_TIMEOUT_S 60
 
@@ -38,7 +51,9 @@ struct mph_sse_client {
     char **types;    /* NULL-terminated filter, or NULL for all */
     char **accounts; /* same */
     bool once;
-    bool paused; /* waiting for the output buffer to drain */
+    bool paused;  /* waiting for the output buffer to drain */
+    bool failing; /* the last outbox read failed (error reported) */
+    struct event *retry; /* after a failed read; NULL until needed */
 };
 
 static void sse_pump(mph_sse_client *c);
@@ -88,6 +103,8 @@ static void client_free(mph_sse_client *c)
         c->next->prev = c->prev;
     free_list(&c->types);
     free_list(&c->accounts);
+    if (c->retry != NULL)
+        event_free(c->retry);
     free(c);
 }
 
@@ -129,7 +146,7 @@ static void sse_send(mph_sse_client *c, struct evbuffer *buf)
         c->paused = true;
 }
 
-static void frame_event(struct evbuffer *buf, json_t *event, int64_t seq)
+static void frame_event(struct evbuffer *buf, json_t *event, int64_t epoch, int64_t seq)
 {
     const char *type = json_string_value(json_object_get(event, "type"));
     /* A line break would end the field early and corrupt the stream. */
@@ -138,8 +155,51 @@ static void frame_event(struct evbuffer *buf, json_t *event, int64_t seq)
     char *data = json_dumps(event, JSON_COMPACT);
     if (data == NULL)
         return;
-    evbuffer_add_printf(buf, "id: %" PRId64 "\nevent: %s\ndata: %s\n\n", seq, type, data);
+    evbuffer_add_printf(buf, "id: %" PRId64 ":%" PRId64 "\nevent: %s\ndata: %s\n\n", epoch,
+                        seq, type, data);
     free(data);
+}
+
+/* Events from the client's position up to `horizon` were pruned. */
+static void frame_gap(struct evbuffer *buf, int64_t epoch, int64_t after, int64_t horizon)
+{
+    evbuffer_add_printf(buf,
+                        "id: %" PRId64 ":%" PRId64 "\nevent: gap\ndata: {\"after\":%" PRId64
+                        ",\"resumed_from\":%" PRId64 ",\"reason\":\"retention\"}\n\n",
+                        epoch, horizon, after, horizon);
+}
+
+static void sse_retry(evutil_socket_t fd, short what, void *arg)
+{
+    mph_sse_client *c = arg;
+    if (!c->paused)
+        sse_pump(c);
+}
+
+/* The outbox could not be read: say so once per failing streak, keep the
+ * position and try again later. Returns true when c was finished. */
+static bool sse_read_failed(mph_sse_client *c)
+{
+    if (!c->failing) {
+        c->failing = true;
+        struct evbuffer *buf = evbuffer_new();
+        evbuffer_add_printf(buf,
+                            "event: error\ndata: {\"error\":\"the event store could not be "
+                            "read\",\"retry_ms\":%d}\n\n",
+                            MPH_SSE_RETRY_MS);
+        sse_send(c, buf);
+        evbuffer_free(buf);
+    }
+    if (c->once) {
+        client_finish(c);
+        return true;
+    }
+    if (c->retry == NULL)
+        c->retry = evtimer_new(c->server->base, sse_retry, c);
+    struct timeval tv = {.tv_sec = MPH_SSE_RETRY_MS / 1000,
+                         .tv_usec = (MPH_SSE_RETRY_MS % 1000) * 1000};
+    evtimer_add(c->retry, &tv);
+    return false;
 }
 
 /* Sends what the client has not seen yet until it is caught up or paused;
@@ -147,6 +207,7 @@ static void frame_event(struct evbuffer *buf, json_t *event, int64_t seq)
 static void sse_pump(mph_sse_client *c)
 {
     mpd *d = c->server->d;
+    int64_t epoch = mpd_api_epoch(d);
     while (!c->paused) {
         /* Sampled before the query: a short page covers everything up to it. */
         int64_t head = mpd_api_last_seq(d);
@@ -155,16 +216,27 @@ static void sse_pump(mph_sse_client *c)
         json_t *events =
             mpd_api_events(d, c->cursor, MPH_SSE_PAGE, (const char *const *)c->types,
                            (const char *const *)c->accounts);
-        if (events == NULL)
-            break; /* retried on the next notification */
+        if (events == NULL) {
+            if (sse_read_failed(c))
+                return;
+            break;
+        }
+        c->failing = false;
+        /* Read after the page: events pruned before it was read are at or
+         * below this. */
+        int64_t horizon = mpd_api_events_horizon(d);
         size_t n = json_array_size(events);
         struct evbuffer *buf = evbuffer_new();
+        if (c->cursor < horizon) {
+            frame_gap(buf, epoch, c->cursor, horizon);
+            c->cursor = horizon;
+        }
         for (size_t i = 0; i < n; i++) {
             json_t *event = json_array_get(events, i);
             int64_t seq = json_integer_value(json_object_get(event, "seq"));
             if (seq <= c->cursor)
                 continue;
-            frame_event(buf, event, seq);
+            frame_event(buf, event, epoch, seq);
             c->cursor = seq;
         }
         json_decref(events);
@@ -220,6 +292,21 @@ static void streaming_start(mph_server *server)
     }
 }
 
+/* "<epoch>:<seq>" or "<seq>" (epoch 0: the current one). */
+static int parse_position(const char *text, int64_t *epoch_r, int64_t *seq_r)
+{
+    const char *colon = strchr(text, ':');
+    *epoch_r = 0;
+    if (colon == NULL)
+        return mph_parse_count(text, seq_r);
+    char *head = mpu_strndup(text, (size_t)(colon - text));
+    int rc = mph_parse_count(head, epoch_r);
+    free(head);
+    if (rc < 0 || *epoch_r == 0)
+        return -1;
+    return mph_parse_count(colon + 1, seq_r);
+}
+
 static int parse_once(const char *text, bool *once_r)
 {
     if (text == NULL || strcmp(text, "0") == 0 || strcmp(text, "false") == 0)
@@ -237,20 +324,27 @@ void mph_h_events(mph_request *r)
     const char *last_id =
         evhttp_find_header(evhttp_request_get_input_headers(r->req), "Last-Event-ID");
     const char *after_text = mph_arg(r, "after");
-    int64_t after = 0;
+    int64_t after = 0, epoch = 0;
     bool once = false;
     if (last_id != NULL) {
-        if (mph_parse_count(last_id, &after) < 0) {
-            mph_reply_error(r->req, 400, "Last-Event-ID must be a non-negative integer");
+        if (parse_position(last_id, &epoch, &after) < 0) {
+            mph_reply_error(r->req, 400,
+                            "Last-Event-ID must be an event id (<epoch>:<seq>) or a seq");
             return;
         }
     } else if (after_text != NULL) {
-        if (mph_parse_count(after_text, &after) < 0) {
-            mph_reply_error(r->req, 400, "after must be a non-negative integer");
+        if (parse_position(after_text, &epoch, &after) < 0) {
+            mph_reply_error(r->req, 400,
+                            "after must be an event id (<epoch>:<seq>) or a non-negative "
+                            "integer");
             return;
         }
     } else {
         after = mpd_api_last_seq(server->d);
+    }
+    if (mpd_api_events_resume(server->d, epoch, after, &after) < 0) {
+        mph_reply_error(r->req, 503, "the event store could not be read");
+        return;
     }
     if (parse_once(mph_arg(r, "once"), &once) < 0) {
         mph_reply_error(r->req, 400, "once must be 0 or 1");

@@ -153,6 +153,23 @@ static const char *const migrations[] = {
     "      AND m.deleted = 0)"
     "  WHERE account = NEW.account AND name = NEW.name;"
     "END;",
+
+    /* 6: store generations and outbox retention (epochs.c, outbox.c). A
+     * store from before epochs had no marker: it is taken as stopped
+     * cleanly, its events as epoch 1. */
+    "CREATE TABLE store_meta ("
+    "  key TEXT PRIMARY KEY NOT NULL,"
+    "  value INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "INSERT INTO store_meta (key, value) VALUES ('clean_shutdown', 1),"
+    "  ('outbox_horizon', 0);"
+    "CREATE TABLE epochs ("
+    "  epoch INTEGER PRIMARY KEY,"
+    "  first_seq INTEGER NOT NULL,"
+    "  started_ms INTEGER NOT NULL"
+    ");"
+    "INSERT INTO epochs (epoch, first_seq, started_ms) VALUES (1, 1,"
+    "  CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

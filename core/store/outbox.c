@@ -191,3 +191,143 @@ int64_t mps_events_last_seq(mps_store *s)
     mps__finish(s, st);
     return seq;
 }
+
+/* ---- retention ---- */
+
+int mps_outbox_horizon(mps_store *s, int64_t *horizon_r, char **error_r)
+{
+    *horizon_r = 0;
+    sqlite3_stmt *st;
+    if (mps__prepare(s, "SELECT value FROM store_meta WHERE key = 'outbox_horizon'", &st,
+                     error_r) < 0)
+        return -1;
+    int rc = mps__step_row(s, st, error_r, "store: read outbox horizon");
+    if (rc == 0)
+        *horizon_r = sqlite3_column_int64(st, 0);
+    mps__finish(s, st);
+    return rc < 0 ? -1 : 0;
+}
+
+/* The highest seq retention may reach: below the newest event and at or
+ * below every listed endpoint's cursor. */
+static int prune_bound(mps_store *s, const char *const *endpoints, int64_t *bound_r,
+                       char **error_r)
+{
+    int by_endpoint = endpoints != NULL && endpoints[0] != NULL;
+    char *in = by_endpoint ? in_clause("endpoint", "e", endpoints) : NULL;
+    char *sql = mpu_asprintf("SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) - 1,"
+                             " (SELECT MIN(cursor) FROM webhook_cursors WHERE %s%s)",
+                             by_endpoint ? "1" : "0", in != NULL ? in : "");
+    free(in);
+    sqlite3_stmt *st;
+    int rc = mps__prepare(s, sql, &st, error_r);
+    free(sql);
+    if (rc < 0)
+        return -1;
+    if (by_endpoint)
+        bind_list(st, "e", endpoints);
+    rc = mps__step_row(s, st, error_r, "store: read webhook cursors");
+    if (rc == 0) {
+        *bound_r = sqlite3_column_int64(st, 0);
+        if (sqlite3_column_type(st, 1) != SQLITE_NULL &&
+            sqlite3_column_int64(st, 1) < *bound_r)
+            *bound_r = sqlite3_column_int64(st, 1);
+    }
+    mps__finish(s, st);
+    return rc == 0 ? 0 : -1;
+}
+
+int mps_outbox_prune_plan(mps_store *s, int64_t before_ms, const char *const *endpoints,
+                          size_t chunk, int64_t *upto_r, int *more_r, char **error_r)
+{
+    int64_t horizon = 0, bound = 0;
+    *more_r = 0;
+    *upto_r = 0;
+    if (mps_outbox_horizon(s, &horizon, error_r) < 0)
+        return -1;
+    *upto_r = horizon;
+    if (prune_bound(s, endpoints, &bound, error_r) < 0)
+        return -1;
+    if (bound <= horizon || chunk == 0)
+        return 0;
+    /* Oldest first, and only a prefix: the first event inside the
+     * retention window ends the scan, so a chunk reads at most `chunk`
+     * rows whatever the outbox holds. */
+    sqlite3_stmt *st;
+    if (mps__prepare(s,
+                     "SELECT seq, time_ms FROM events WHERE seq > :from AND seq <= :bound"
+                     " ORDER BY seq LIMIT :chunk",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_int(st, ":from", horizon);
+    mps__bind_int(st, ":bound", bound);
+    mps__bind_int(st, ":chunk", (int64_t)chunk);
+    size_t seen = 0;
+    int rc, young = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_int64(st, 1) >= before_ms) {
+            young = 1;
+            break;
+        }
+        *upto_r = sqlite3_column_int64(st, 0);
+        seen++;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        mps__fail(s, error_r, "store: read events to prune");
+        mps__finish(s, st);
+        return -1;
+    }
+    mps__finish(s, st);
+    *more_r = !young && seen == chunk && *upto_r < bound;
+    return 0;
+}
+
+int mps_outbox_prune_apply(mps_store *s, int64_t upto, const char *const *endpoints,
+                           int64_t *removed_r, char **error_r)
+{
+    int64_t horizon = 0;
+    if (removed_r != NULL)
+        *removed_r = 0;
+    if (mps__begin(s, error_r) < 0)
+        return -1;
+    if (mps_outbox_horizon(s, &horizon, error_r) < 0)
+        goto fail;
+    if (upto <= horizon) {
+        mps__rollback(s);
+        return 0;
+    }
+    int by_endpoint = endpoints != NULL && endpoints[0] != NULL;
+    char *in = by_endpoint ? in_clause("endpoint", "e", endpoints) : NULL;
+    char *sql = mpu_asprintf("DELETE FROM events WHERE seq > :from AND seq <= :upto"
+                             " AND seq NOT IN (SELECT seq FROM webhook_dead_letters"
+                             " WHERE %s%s)",
+                             by_endpoint ? "1" : "0", in != NULL ? in : "");
+    free(in);
+    sqlite3_stmt *st;
+    int rc = mps__prepare(s, sql, &st, error_r);
+    free(sql);
+    if (rc < 0)
+        goto fail;
+    mps__bind_int(st, ":from", horizon);
+    mps__bind_int(st, ":upto", upto);
+    if (by_endpoint)
+        bind_list(st, "e", endpoints);
+    rc = mps__step_done(s, st, error_r, "store: prune events");
+    mps__finish(s, st);
+    if (rc < 0)
+        goto fail;
+    if (removed_r != NULL)
+        *removed_r = sqlite3_changes(s->db);
+    if (mps__prepare(s, "UPDATE store_meta SET value = :upto WHERE key = 'outbox_horizon'",
+                     &st, error_r) < 0)
+        goto fail;
+    mps__bind_int(st, ":upto", upto);
+    rc = mps__step_done(s, st, error_r, "store: save outbox horizon");
+    mps__finish(s, st);
+    if (rc < 0)
+        goto fail;
+    return mps__commit(s, error_r);
+fail:
+    mps__rollback(s);
+    return -1;
+}

@@ -19,7 +19,9 @@ int mps_stats_get(mps_store *s, mps_stats *stats_r, char **error_r)
                      " (SELECT COALESCE(SUM(size), 0) FROM bodies INDEXED BY bodies_meta"
                      "   WHERE expires_ms = 0 OR expires_ms > :now),"
                      " (SELECT COUNT(*) FROM events),"
-                     " (SELECT COALESCE(MAX(seq), 0) FROM events)",
+                     " (SELECT COALESCE(MAX(seq), 0) FROM events),"
+                     " (SELECT COALESCE((SELECT time_ms FROM events ORDER BY seq"
+                     "   LIMIT 1), 0))",
                      &st, error_r) < 0)
         return -1;
     mps__bind_int(st, ":now", mpu_now_ms());
@@ -36,6 +38,7 @@ int mps_stats_get(mps_store *s, mps_stats *stats_r, char **error_r)
     stats_r->body_bytes = sqlite3_column_int64(st, 4);
     stats_r->events = sqlite3_column_int64(st, 5);
     stats_r->last_seq = sqlite3_column_int64(st, 6);
+    stats_r->events_oldest_ms = sqlite3_column_int64(st, 7);
     mps__finish(s, st);
     return 0;
 }

@@ -286,10 +286,63 @@ int mps_event_append(mps_store *s, const char *type, const char *account,
                      const char *idem_key, const char *data_json,
                      int64_t *seq_r, char **error_r);
 
+/* ---- store generations (epochs.c) ----
+ *
+ * WAL with synchronous=NORMAL may lose the last commits on a power cut, and
+ * the seq values of lost events are then given to new ones. An epoch names
+ * one run of seq values that no power loss can have cut short: a clean stop
+ * writes a marker durably (mps_epoch_end), the next start clears it durably
+ * (mps_epoch_begin); a start that finds no marker cannot know what was lost
+ * and begins a new epoch at the next seq. Stream positions are then
+ * "<epoch>:<seq>", and a position from an older epoch resumes no later than
+ * where the next epoch began (mps_epoch_resume), so a reused seq is sent
+ * again, never skipped. A store created or upgraded by this version starts
+ * in epoch 1 at seq 1, marked clean. Both calls fsync. */
+
+/* At daemon start, once, before any event is appended. *epoch_r is the
+ * current epoch; *unclean_r (may be NULL) is 1 when a new epoch began
+ * because the marker was missing. */
+int mps_epoch_begin(mps_store *s, int64_t *epoch_r, int *unclean_r, char **error_r);
+/* At a clean stop, after the last write of the process. */
+int mps_epoch_end(mps_store *s, char **error_r);
+/* The current epoch (the highest), 0 on error. */
+int64_t mps_epoch_current(mps_store *s);
+/* Where to resume a client that last saw (epoch, seq): the seq after which
+ * to send events. epoch 0 or the current epoch: seq itself. An older epoch:
+ * min(seq, first seq of the next epoch - 1). An unknown newer epoch (a
+ * restored backup): min(seq, first seq of the current epoch - 1). */
+int mps_epoch_resume(mps_store *s, int64_t epoch, int64_t seq, int64_t *after_r,
+                     char **error_r);
+
+/* ---- outbox retention (outbox.c) ----
+ *
+ * Events are pruned oldest first, by seq, in chunks of their own
+ * transaction. An event is pruned only when it and every event before it
+ * are older than the cutoff, it is not the newest event (the newest seq
+ * must survive for restarts), its seq is at or below the cursor of every
+ * listed webhook endpoint that has a cursor (an endpoint without one starts
+ * after the newest event), and it is not a dead letter of a listed
+ * endpoint (those stay for replay). The horizon is the highest seq pruned:
+ * a reader positioned below it has missed events. */
+
+/* Plan one chunk: *upto_r gets the highest seq the chunk may prune
+ * (<= the horizon when there is nothing to do) and *more_r 1 when more
+ * may follow. Reads only. `endpoints`: NULL-terminated names or NULL. */
+int mps_outbox_prune_plan(mps_store *s, int64_t before_ms, const char *const *endpoints,
+                          size_t chunk, int64_t *upto_r, int *more_r, char **error_r);
+/* Prune the planned chunk (events above the horizon up to `upto`, keeping
+ * the dead letters of `endpoints`) and raise the horizon to `upto`, in one
+ * transaction. *removed_r (may be NULL) counts the deleted events. */
+int mps_outbox_prune_apply(mps_store *s, int64_t upto, const char *const *endpoints,
+                           int64_t *removed_r, char **error_r);
+/* The horizon: highest seq pruned, 0 when none. */
+int mps_outbox_horizon(mps_store *s, int64_t *horizon_r, char **error_r);
+
 /* ---- statistics for /metrics ---- */
 
 typedef struct mps_stats {
     int64_t accounts, folders, messages, bodies, body_bytes, events, last_seq;
+    int64_t events_oldest_ms; /* time of the oldest stored event, 0: none */
 } mps_stats;
 int mps_stats_get(mps_store *s, mps_stats *stats_r, char **error_r);
 

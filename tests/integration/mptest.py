@@ -281,9 +281,20 @@ class SSEClient:
             pass
 
 
-def parse_sse(raw):
-    """Parse a complete SSE body into a list of event dicts with "seq",
-    "type" and the decoded JSON "json"."""
+def split_event_id(value):
+    """An SSE id "<epoch>:<seq>" (or a plain "<seq>") as (epoch, seq);
+    epoch 0 for a plain seq."""
+    epoch, _, seq = value.rpartition(":")
+    return (int(epoch) if epoch else 0), int(seq)
+
+
+NOTICE_TYPES = ("gap", "error")
+
+
+def parse_sse(raw, notices=False):
+    """Parse a complete SSE body into a list of event dicts with "id",
+    "epoch", "seq", "type" and the decoded JSON "json". The stream's own
+    notices ("gap", "error") are left out unless `notices`."""
     out = []
     text = raw.decode("utf-8").replace("\r\n", "\n")
     for frame in text.split("\n\n"):
@@ -302,7 +313,10 @@ def parse_sse(raw):
                 ev["data"].append(value)
         if ev["id"] is None and not ev["data"]:
             continue
-        out.append({"seq": int(ev["id"]), "type": ev["event"],
+        if ev["event"] in NOTICE_TYPES and not notices:
+            continue
+        epoch, seq = split_event_id(ev["id"]) if ev["id"] is not None else (None, None)
+        out.append({"id": ev["id"], "epoch": epoch, "seq": seq, "type": ev["event"],
                     "json": json.loads("\n".join(ev["data"]))})
     return out
 
@@ -339,6 +353,7 @@ class Daemon:
                 self.settings[key] = value
         self.write_conf()
         self.proc = None
+        self.env = None  # the daemon's environment; None: this process's
         self.host = None
         self.port = None
         self.token = None
@@ -395,7 +410,8 @@ class Daemon:
         log.write(b"\n==== start %d ====\n" % (self.starts + 1))
         log.flush()
         self.proc = subprocess.Popen([self.binary, "-c", self.conf_path],
-                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     env=self.env)
         log.close()
         self.starts += 1
         if wait:
@@ -590,8 +606,9 @@ class Daemon:
             if pages > 100000:
                 raise AssertionError("listing does not terminate")
 
-    def events(self, after=0, types=None, accounts=None, headers=None):
-        """The backlog after `after` through ?once=1, as parsed dicts."""
+    def events(self, after=0, types=None, accounts=None, headers=None, notices=False):
+        """The backlog after `after` (a seq or an event id) through ?once=1,
+        as parsed dicts (see parse_sse)."""
         q = {"once": "1", "after": str(after)}
         if types:
             q["types"] = ",".join(types)
@@ -601,7 +618,7 @@ class Daemon:
                                           headers=headers, timeout=120)
         if status != 200:
             raise ApiError("GET", "/v1/events", status, data.decode("utf-8", "replace"))
-        return parse_sse(data)
+        return parse_sse(data, notices=notices)
 
     def last_seq(self):
         return self.get("/v1/status")["events"]["last_seq"]

@@ -42,7 +42,7 @@ class SSEResume(unittest.TestCase):
         while (count is None or len(got) < count):
             ev = stream.next_event(timeout=timeout)
             self.assertIsNotNone(ev, "no event within %d s (have %d)" % (timeout, len(got)))
-            seq = int(ev["id"])
+            _, seq = mptest.split_event_id(ev["id"])
             data = json.loads(ev["data"])
             self.assertEqual(data["seq"], seq)
             self.assertEqual(data["type"], ev["event"])

@@ -576,11 +576,31 @@ static void test_query(void **state)
     free(p);
 }
 
+/* --after takes an event id as the stream shows it ("<epoch>:<seq>"). */
+static void test_args_after_event_id(void **state)
+{
+    char a0[] = "mailpulsectl", a1[] = "events", a2[] = "--after", a3[] = "3:120";
+    ARGV(a0, a1, a2, a3);
+    mpctl_args a;
+    char *error = NULL;
+    assert_int_equal(parse(argc, argv, &a, &error), 0);
+    assert_int_equal(a.after, 120);
+    assert_string_equal(a.after_id, "3:120");
+    static const char *const bad[] = {"0:5", "x:5", "3:", "3:-1", ":5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char b0[] = "mailpulsectl", b1[] = "events", b2[] = "--after", b3[16];
+        snprintf(b3, sizeof b3, "%s", bad[i]);
+        char *v[] = {b0, b1, b2, b3, NULL};
+        expect_usage_error(4, v, "--after");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_args_messages),
         cmocka_unit_test(test_args_events_options_after_command),
+        cmocka_unit_test(test_args_after_event_id),
         cmocka_unit_test(test_args_defaults),
         cmocka_unit_test(test_args_backfill_and_check_config),
         cmocka_unit_test(test_args_help),

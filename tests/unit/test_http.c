@@ -62,6 +62,8 @@ static struct {
     char *messages_folder;
     mpd_raw_cb pending_cb; /* the "slow" raw fetch, fired by the test */
     void *pending_arg;
+    int fail_reads;   /* outbox reads that fail before they work again */
+    int64_t horizon;  /* events up to this seq "pruned" */
 } fake;
 
 static struct event_base *base;
@@ -251,10 +253,15 @@ void mpd_api_push(mpd *d, const char *instance, const char *subpath, const char 
 json_t *mpd_api_events(mpd *d, int64_t after, size_t limit, const char *const *types,
                        const char *const *accounts)
 {
+    if (fake.fail_reads > 0) {
+        fake.fail_reads--;
+        return NULL;
+    }
     json_t *list = json_array();
     for (size_t i = 0; i < fake.count && json_array_size(list) < limit; i++) {
         const fake_event *e = &fake.events[i];
-        if (e->seq <= after || !in_list(types, e->type) || !in_list(accounts, e->account))
+        if (e->seq <= after || e->seq <= fake.horizon || !in_list(types, e->type) ||
+            !in_list(accounts, e->account))
             continue;
         char *pad = mpu_malloc(e->pad + 1);
         memset(pad, 'x', e->pad);
@@ -271,6 +278,23 @@ json_t *mpd_api_events(mpd *d, int64_t after, size_t limit, const char *const *t
 int64_t mpd_api_last_seq(mpd *d)
 {
     return (int64_t)fake.count;
+}
+
+/* Epoch 2 began at seq 4: a client of epoch 1 resumes at most from 3. */
+int64_t mpd_api_epoch(mpd *d)
+{
+    return 2;
+}
+
+int mpd_api_events_resume(mpd *d, int64_t epoch, int64_t seq, int64_t *after_r)
+{
+    *after_r = epoch == 1 && seq > 3 ? 3 : seq;
+    return 0;
+}
+
+int64_t mpd_api_events_horizon(mpd *d)
+{
+    return fake.horizon;
 }
 
 void *mpd_events_watch(mpd *d, mpd_events_cb cb, void *arg)
@@ -547,7 +571,11 @@ static size_t stream_ids(const char *text, int64_t *ids, size_t max)
         size_t len = nl ? (size_t)(nl - line) : (size_t)(end - line);
         if (len > 4 && memcmp(line, "id: ", 4) == 0) {
             int64_t v = 0;
-            for (size_t i = 4; i < len && line[i] >= '0' && line[i] <= '9'; i++)
+            size_t i = 4;
+            /* "<epoch>:<seq>": the seq */
+            while (i < len && line[i] != ':')
+                i++;
+            for (i++; i < len && line[i] >= '0' && line[i] <= '9'; i++)
                 v = v * 10 + (line[i] - '0');
             if (n < max)
                 ids[n] = v;
@@ -967,7 +995,7 @@ static void test_sse_once(void **state)
     assert_non_null(strcasestr(r.headers, "X-Accel-Buffering: no"));
     assert_ids(r.body, 1, BASE_EVENTS);
     /* Exact framing of the first event. */
-    const char *first = "id: 1\nevent: message.new\ndata: {\"seq\":1,";
+    const char *first = "id: 2:1\nevent: message.new\ndata: {\"seq\":1,";
     assert_true(strncmp(r.body, first, strlen(first)) == 0);
     const char *data = strstr(r.body, "data: ") + 6;
     char *line = mpu_strndup(data, strcspn(data, "\n"));
@@ -976,7 +1004,7 @@ static void test_sse_once(void **state)
     assert_non_null(j);
     assert_string_equal(json_string_value(json_object_get(j, "account")), "alice");
     json_decref(j);
-    assert_non_null(strstr(r.body, "}\n\nid: 2\nevent: message.new\n"));
+    assert_non_null(strstr(r.body, "}\n\nid: 2:2\nevent: message.new\n"));
     response_free(&r);
 
     r = get("/v1/events?after=3&once=1", BEARER);
@@ -1131,21 +1159,108 @@ static void reset_events(void *arg)
     fake_reset_events();
 }
 
+static void set_fail_reads(void *arg)
+{
+    fake.fail_reads = *(const int *)arg;
+}
+
+static void set_horizon(void *arg)
+{
+    fake.horizon = *(const int64_t *)arg;
+}
+
+/* A failed outbox read is reported and retried; the stream keeps its
+ * position (before the fix it jumped to the newest seq and never sent
+ * 3..5). A ?once=1 stream ends with the error instead of looking done. */
+static void test_sse_read_failure(void **state)
+{
+    int fails = 2;
+    run_on_loop(set_fail_reads, &fails);
+    stream s;
+    stream_start(&s, port, "/v1/events", "Last-Event-ID: 2:2");
+    stream_wait(&s, "event: error\n");
+    stream_wait(&s, "id: 2:5\n");
+    char *text = stream_stop(&s);
+    assert_ids(text, 3, BASE_EVENTS);
+    /* One report per failing streak, without an id. */
+    const char *err = strstr(text, "event: error\ndata: {\"error\":");
+    assert_non_null(err);
+    assert_null(strstr(err + 1, "event: error"));
+    assert_true(err < strstr(text, "id: 2:3\n"));
+    free(text);
+
+    fails = 1;
+    run_on_loop(set_fail_reads, &fails);
+    response r = get("/v1/events?after=0&once=1", BEARER);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "event: error\n"));
+    assert_int_equal(stream_ids(r.body, NULL, 0), 0);
+    response_free(&r);
+    r = get("/v1/events?after=0&once=1", BEARER);
+    assert_ids(r.body, 1, BASE_EVENTS);
+    response_free(&r);
+}
+
+/* Ids are "<epoch>:<seq>"; a position of an older epoch resumes where the
+ * daemon says (here: no later than 3), a plain seq is the current epoch. */
+static void test_sse_epochs(void **state)
+{
+    response r = http((request){.method = "GET",
+                                .path = "/v1/events?once=1",
+                                .auth = BEARER,
+                                .header = "Last-Event-ID: 1:5"});
+    assert_ids(r.body, 4, BASE_EVENTS);
+    response_free(&r);
+    r = get("/v1/events?after=1:2&once=1", BEARER);
+    assert_ids(r.body, 3, BASE_EVENTS);
+    response_free(&r);
+    r = get("/v1/events?after=2:4&once=1", BEARER);
+    assert_ids(r.body, 5, BASE_EVENTS);
+    response_free(&r);
+    static const char *const bad[] = {"/v1/events?after=0:4", "/v1/events?after=x:4",
+                                      "/v1/events?after=2:", "/v1/events?after=2:-1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = get(bad[i], BEARER);
+        assert_json_error(&r, 400);
+        response_free(&r);
+    }
+}
+
+/* A position below what retention kept gets a gap event first. */
+static void test_sse_gap(void **state)
+{
+    int64_t horizon = 3;
+    run_on_loop(set_horizon, &horizon);
+    response r = get("/v1/events?after=1&once=1", BEARER);
+    const char *gap = "id: 2:3\nevent: gap\ndata: {\"after\":1,\"resumed_from\":3,"
+                      "\"reason\":\"retention\"}\n\n";
+    assert_true(strncmp(r.body, gap, strlen(gap)) == 0);
+    assert_ids(r.body, 3, BASE_EVENTS); /* the gap's id, then 4, 5 */
+    response_free(&r);
+    /* At or above the horizon: no gap. */
+    r = get("/v1/events?after=3&once=1", BEARER);
+    assert_null(strstr(r.body, "event: gap"));
+    assert_ids(r.body, 4, BASE_EVENTS);
+    response_free(&r);
+    horizon = 0;
+    run_on_loop(set_horizon, &horizon);
+}
+
 static void test_sse_live(void **state)
 {
     stream resumed, bob;
     stream_start(&resumed, port, "/v1/events", "Last-Event-ID: 2");
-    stream_wait(&resumed, "id: 5\n");
+    stream_wait(&resumed, "id: 2:5\n");
     /* No resume point: starts at the current end; the heartbeat shows the
      * stream is registered. */
     stream_start(&bob, port, "/v1/events?accounts=bob", NULL);
     stream_wait(&bob, ": ping\n\n");
 
     run_on_loop(append_and_notify, &(append){"message.new", "alice", 1});
-    stream_wait(&resumed, "id: 6\n");
+    stream_wait(&resumed, "id: 2:6\n");
     run_on_loop(append_and_notify, &(append){"message.deleted", "bob", 2});
-    stream_wait(&resumed, "id: 8\n");
-    stream_wait(&bob, "id: 8\n");
+    stream_wait(&resumed, "id: 2:8\n");
+    stream_wait(&bob, "id: 2:8\n");
 
     char *text = stream_stop(&resumed);
     assert_int_equal(resumed.status, 200);
@@ -1171,7 +1286,7 @@ static void test_stop_with_streams(void **state)
     stream a, b;
     stream_start(&a, mph_port(second), "/v1/events?after=3", NULL);
     stream_start(&b, mph_port(second), "/v1/events", NULL);
-    stream_wait(&a, "id: 5\n");
+    stream_wait(&a, "id: 2:5\n");
     stream_wait(&b, ": ping\n\n");
     run_on_loop(stop_second, NULL);
     struct timespec deadline;
@@ -1298,6 +1413,9 @@ int main(void)
         cmocka_unit_test(test_raw_after_stop),
         cmocka_unit_test(test_sse_once),
         cmocka_unit_test(test_sse_live),
+        cmocka_unit_test(test_sse_read_failure),
+        cmocka_unit_test(test_sse_epochs),
+        cmocka_unit_test(test_sse_gap),
         cmocka_unit_test(test_sse_backpressure),
         cmocka_unit_test(test_stop_with_streams),
         cmocka_unit_test(test_start_errors),

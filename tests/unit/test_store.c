@@ -1136,12 +1136,13 @@ static void test_counts_migration(void **state)
     c[0].raw_len = c[1].raw_len = sizeof raw - 1;
     commit_changes(fx->s, "INBOX", c, 3, 0);
     mps_close(&fx->s);
-    exec_raw(fx->path, "DROP TRIGGER folders_added;"
+    exec_raw(fx->path, "DROP TABLE store_meta; DROP TABLE epochs;"
+                       "DROP TRIGGER folders_added;"
                        "ALTER TABLE folders DROP COLUMN live_count;"
                        "ALTER TABLE folders DROP COLUMN body_count;"
                        "PRAGMA user_version = 4;");
     assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
-    assert_int_equal(mps_schema_version(fx->s), 5);
+    assert_int_equal(mps_schema_version(fx->s), 6);
     mps_folder f;
     assert_int_equal(mps_folder_get(fx->s, "alice", "INBOX", &f, NULL), 0);
     assert_int_equal(f.messages, 3);
@@ -1282,6 +1283,191 @@ static void test_statement_cache_limits(void **state)
     mps__finish(fx->s, a);
 }
 
+
+/* ---- epochs and retention ---- */
+
+static int64_t append_n(mps_store *s, const char *tag, int n)
+{
+    int64_t seq = 0;
+    static int counter;
+    for (int i = 0; i < n; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "alice/%s/%d", tag, counter++);
+        assert_int_equal(mps_event_append(s, "message.new", "alice", "INBOX", NULL, key,
+                                          NULL, &seq, NULL),
+                         0);
+    }
+    return seq;
+}
+
+/* A consistent copy of the database as it is now: what a power cut would
+ * leave if the commits after this point never reached the disk. */
+static void crash_image(mps_store *s, const char *dst_path)
+{
+    sqlite3 *dst = NULL;
+    assert_int_equal(sqlite3_open(dst_path, &dst), SQLITE_OK);
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", s->db, "main");
+    assert_non_null(b);
+    assert_int_equal(sqlite3_backup_step(b, -1), SQLITE_DONE);
+    assert_int_equal(sqlite3_backup_finish(b), SQLITE_OK);
+    sqlite3_close(dst);
+}
+
+static void restore_image(fixture *fx, const char *image)
+{
+    static const char *const suffixes[] = {"-wal", "-shm"};
+    for (size_t i = 0; i < 2; i++) {
+        char p[160];
+        snprintf(p, sizeof p, "%s%s", fx->path, suffixes[i]);
+        unlink(p);
+    }
+    assert_int_equal(rename(image, fx->path), 0);
+}
+
+/* A start without the clean-stop marker begins a new epoch at the next
+ * seq; a client of the old epoch resumes before the reused seqs. */
+static void test_epochs_power_loss(void **state)
+{
+    fixture *fx = *state;
+    int64_t epoch = 0;
+    int unclean = -1;
+    /* A new (or upgraded) store counts as cleanly stopped: epoch 1. */
+    assert_int_equal(mps_epoch_begin(fx->s, &epoch, &unclean, NULL), 0);
+    assert_int_equal(epoch, 1);
+    assert_int_equal(unclean, 0);
+    assert_int_equal(append_n(fx->s, "a", 3), 3);
+
+    char image[160];
+    snprintf(image, sizeof image, "%s/image.db", fx->dir);
+    crash_image(fx->s, image);
+    /* Streamed to a client, then lost with the power. */
+    assert_int_equal(append_n(fx->s, "lost", 3), 6);
+    mps_close(&fx->s);
+    restore_image(fx, image);
+
+    assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
+    assert_int_equal(mps_epoch_begin(fx->s, &epoch, &unclean, NULL), 0);
+    assert_int_equal(epoch, 2);
+    assert_int_equal(unclean, 1);
+    assert_int_equal(mps_epoch_current(fx->s), 2);
+    /* The seqs 4..6 are handed out again. */
+    assert_int_equal(append_n(fx->s, "b", 3), 6);
+
+    static const struct {
+        int64_t epoch, seq, after;
+    } cases[] = {
+        {1, 6, 3}, /* saw the lost 4..6: gets the new 4..6 */
+        {1, 2, 2}, /* behind the loss: unchanged */
+        {2, 6, 6}, /* current epoch */
+        {0, 5, 5}, /* a plain seq is the current epoch */
+        {9, 6, 3}, /* unknown newer epoch: from the current epoch's start */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t after = -1;
+        assert_int_equal(mps_epoch_resume(fx->s, cases[i].epoch, cases[i].seq, &after, NULL),
+                         0);
+        assert_int_equal(after, cases[i].after);
+    }
+
+    /* A clean stop keeps the epoch; a second loss starts epoch 3 even with
+     * no event in between, and epoch 1 still resumes before epoch 2. */
+    assert_int_equal(mps_epoch_end(fx->s, NULL), 0);
+    mps_close(&fx->s);
+    assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
+    assert_int_equal(mps_epoch_begin(fx->s, &epoch, &unclean, NULL), 0);
+    assert_int_equal(epoch, 2);
+    assert_int_equal(unclean, 0);
+    mps_close(&fx->s);
+    assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
+    assert_int_equal(mps_epoch_begin(fx->s, &epoch, &unclean, NULL), 0);
+    assert_int_equal(epoch, 3);
+    assert_int_equal(unclean, 1);
+    int64_t after = -1;
+    assert_int_equal(mps_epoch_resume(fx->s, 1, 6, &after, NULL), 0);
+    assert_int_equal(after, 3);
+    assert_int_equal(mps_epoch_resume(fx->s, 2, 6, &after, NULL), 0);
+    assert_int_equal(after, 6);
+}
+
+static void prune_step(mps_store *s, int64_t before_ms, const char *const *endpoints,
+                       size_t chunk, int64_t want_upto, int want_more, int64_t want_removed)
+{
+    int64_t upto = -1, removed = -1, horizon = -1;
+    int more = -1;
+    assert_int_equal(mps_outbox_prune_plan(s, before_ms, endpoints, chunk, &upto, &more, NULL),
+                     0);
+    assert_int_equal(upto, want_upto);
+    assert_int_equal(more, want_more);
+    assert_int_equal(mps_outbox_prune_apply(s, upto, endpoints, &removed, NULL), 0);
+    assert_int_equal(removed, want_removed);
+    assert_int_equal(mps_outbox_horizon(s, &horizon, NULL), 0);
+    assert_int_equal(horizon, want_upto);
+}
+
+/* Retention prunes old events oldest first, in chunks, never past a
+ * configured endpoint's cursor, never its dead letters, never the newest. */
+static void test_outbox_retention(void **state)
+{
+    fixture *fx = *state;
+    const int64_t day = 24LL * 3600 * 1000;
+    mpu_clock_set_offset_ms(-40 * day);
+    assert_int_equal(append_n(fx->s, "old", 10), 10);
+    mpu_clock_set_offset_ms(0);
+    assert_int_equal(append_n(fx->s, "new", 2), 12);
+    int64_t cutoff = mpu_now_ms() - 30 * day;
+
+    assert_int_equal(mps_webhook_cursor_set(fx->s, "hook", 5, NULL), 0);
+    assert_int_equal(mps_webhook_cursor_set(fx->s, "removed", 0, NULL), 0);
+    assert_int_equal(mps_webhook_dead_letter(fx->s, "hook", 3, 10, "HTTP 500", -1, NULL), 0);
+    const char *const hooks[] = {"hook", NULL};
+
+    prune_step(fx->s, cutoff, hooks, 2, 2, 1, 2);  /* 1, 2 */
+    prune_step(fx->s, cutoff, hooks, 2, 4, 1, 1);  /* 4; 3 is a dead letter */
+    prune_step(fx->s, cutoff, hooks, 2, 5, 0, 1);  /* 5: the endpoint's cursor */
+    prune_step(fx->s, cutoff, hooks, 2, 5, 0, 0);  /* nothing past the cursor */
+
+    /* The endpoint caught up: the rest of the old events go, the young
+     * ones stay. An unlisted endpoint's cursor holds nothing back. */
+    assert_int_equal(mps_webhook_cursor_set(fx->s, "hook", 12, NULL), 0);
+    prune_step(fx->s, cutoff, hooks, 100, 10, 0, 5);
+    mps_event *list = NULL;
+    size_t n = 0;
+    assert_int_equal(mps_events_after(fx->s, 0, 100, NULL, NULL, &list, &n, NULL), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(list[0].seq, 3);
+    assert_int_equal(list[1].seq, 11);
+    assert_int_equal(list[2].seq, 12);
+    mps_events_free(&list, n);
+
+    mps_stats st;
+    assert_int_equal(mps_stats_get(fx->s, &st, NULL), 0);
+    assert_int_equal(st.events, 3);
+    assert_true(st.events_oldest_ms < cutoff);
+
+    /* Everything old: the newest event still stays (its seq is the
+     * outbox's position across restarts). */
+    prune_step(fx->s, mpu_now_ms() + day, NULL, 100, 11, 0, 1);
+    assert_int_equal(mps_events_last_seq(fx->s), 12);
+    /* Zero chunk: nothing. */
+    prune_step(fx->s, mpu_now_ms() + day, NULL, 0, 11, 0, 0);
+}
+
+static void test_epoch_migration(void **state)
+{
+    fixture *fx = *state;
+    /* A store of schema 5 with events: upgraded to epoch 1, clean. */
+    mps_close(&fx->s);
+    exec_raw(fx->path, "DROP TABLE store_meta; DROP TABLE epochs; PRAGMA user_version=5;");
+    assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
+    int64_t epoch = 0, horizon = -1;
+    int unclean = -1;
+    assert_int_equal(mps_epoch_begin(fx->s, &epoch, &unclean, NULL), 0);
+    assert_int_equal(epoch, 1);
+    assert_int_equal(unclean, 0);
+    assert_int_equal(mps_outbox_horizon(fx->s, &horizon, NULL), 0);
+    assert_int_equal(horizon, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1302,6 +1488,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_folder_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counts_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_utf8_in_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_epochs_power_loss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_epoch_migration, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,154 @@
+/*
+ * Store generations (see store.h). The marker and the epochs table are
+ * written with synchronous=FULL on this connection: the commit then
+ * fsyncs the WAL, which makes it and every commit before it durable. A
+ * cleared marker therefore survives any power loss that could drop the
+ * events committed after it, and a new epoch row is on disk before the
+ * first event of that epoch is streamed.
+ */
+#include "store/store-private.h"
+
+#include <stdlib.h>
+
+#include "util/util.h"
+
+static int set_sync(mps_store *s, int full, char **error_r)
+{
+    return mps__exec(s, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                     error_r);
+}
+
+static int read_int(mps_store *s, const char *sql, int64_t *value_r, char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(s, sql, &st, error_r) < 0)
+        return -1;
+    int rc = mps__step_row(s, st, error_r, "store: read epoch state");
+    if (rc == 0)
+        *value_r = sqlite3_column_int64(st, 0);
+    mps__finish(s, st);
+    return rc;
+}
+
+static int write_marker(mps_store *s, int clean, char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(s, "UPDATE store_meta SET value = :v WHERE key = 'clean_shutdown'",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_int(st, ":v", clean);
+    int rc = mps__step_done(s, st, error_r, "store: write shutdown marker");
+    mps__finish(s, st);
+    return rc;
+}
+
+static int begin_locked(mps_store *s, int64_t *epoch_r, int *unclean_r, char **error_r)
+{
+    int64_t clean = 0;
+    if (read_int(s, "SELECT value FROM store_meta WHERE key = 'clean_shutdown'", &clean,
+                 error_r) < 0)
+        return -1;
+    *unclean_r = clean == 0;
+    if (!clean) {
+        /* The next seq AUTOINCREMENT hands out: above every seq ever used
+         * by what survived, pruned events included. */
+        sqlite3_stmt *st;
+        if (mps__prepare(s,
+                         "INSERT INTO epochs (epoch, first_seq, started_ms) VALUES ("
+                         " (SELECT COALESCE(MAX(epoch), 0) + 1 FROM epochs),"
+                         " MAX(COALESCE((SELECT seq FROM sqlite_sequence"
+                         "   WHERE name = 'events'), 0),"
+                         "   (SELECT COALESCE(MAX(seq), 0) FROM events)) + 1, :now)",
+                         &st, error_r) < 0)
+            return -1;
+        mps__bind_int(st, ":now", mpu_now_ms());
+        int rc = mps__step_done(s, st, error_r, "store: start an epoch");
+        mps__finish(s, st);
+        if (rc < 0)
+            return -1;
+    }
+    if (write_marker(s, 0, error_r) < 0)
+        return -1;
+    return read_int(s, "SELECT MAX(epoch) FROM epochs", epoch_r, error_r) == 0 ? 0 : -1;
+}
+
+int mps_epoch_begin(mps_store *s, int64_t *epoch_r, int *unclean_r, char **error_r)
+{
+    int unclean = 0;
+    *epoch_r = 0;
+    if (set_sync(s, 1, error_r) < 0)
+        return -1;
+    int rc = mps__begin(s, error_r);
+    if (rc == 0) {
+        rc = begin_locked(s, epoch_r, &unclean, error_r);
+        if (rc < 0)
+            mps__rollback(s);
+        else
+            rc = mps__commit(s, error_r);
+    }
+    char *err2 = NULL;
+    if (set_sync(s, 0, rc < 0 ? &err2 : error_r) < 0 && rc == 0)
+        rc = -1;
+    free(err2);
+    if (unclean_r != NULL)
+        *unclean_r = rc == 0 && unclean;
+    return rc;
+}
+
+int mps_epoch_end(mps_store *s, char **error_r)
+{
+    if (set_sync(s, 1, error_r) < 0)
+        return -1;
+    int rc = mps__begin(s, error_r);
+    if (rc == 0) {
+        rc = write_marker(s, 1, error_r);
+        if (rc < 0)
+            mps__rollback(s);
+        else
+            rc = mps__commit(s, error_r);
+    }
+    char *err2 = NULL;
+    if (set_sync(s, 0, rc < 0 ? &err2 : error_r) < 0 && rc == 0)
+        rc = -1;
+    free(err2);
+    return rc;
+}
+
+int64_t mps_epoch_current(mps_store *s)
+{
+    int64_t epoch = 0;
+    char *err = NULL;
+    if (read_int(s, "SELECT COALESCE(MAX(epoch), 0) FROM epochs", &epoch, &err) != 0)
+        epoch = 0;
+    free(err);
+    return epoch;
+}
+
+int mps_epoch_resume(mps_store *s, int64_t epoch, int64_t seq, int64_t *after_r,
+                     char **error_r)
+{
+    *after_r = seq;
+    int64_t current = 0;
+    if (read_int(s, "SELECT COALESCE(MAX(epoch), 0) FROM epochs", &current, error_r) < 0)
+        return -1;
+    if (epoch == 0 || epoch == current)
+        return 0;
+    /* The first epoch after the client's, or the current one when the
+     * client's is unknown to this store. */
+    sqlite3_stmt *st;
+    if (mps__prepare(s,
+                     "SELECT first_seq FROM epochs WHERE epoch > :e OR epoch = :cur"
+                     " ORDER BY epoch > :e DESC, epoch LIMIT 1",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_int(st, ":e", epoch);
+    mps__bind_int(st, ":cur", current);
+    int rc = mps__step_row(s, st, error_r, "store: read epochs");
+    if (rc == 0) {
+        int64_t first = sqlite3_column_int64(st, 0);
+        if (first - 1 < seq)
+            *after_r = first - 1 < 0 ? 0 : first - 1;
+    }
+    mps__finish(s, st);
+    return rc < 0 ? -1 : 0;
+}
