@@ -190,7 +190,7 @@ static void prune_tick(evutil_socket_t fd, short what, void *arg)
 {
     mpd *d = arg;
     const mp_settings *s = d->settings;
-    uint32_t ms = s->outbox.prune_interval * 1000u;
+    uint64_t ms = (uint64_t)s->outbox.prune_interval * 1000u;
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     evtimer_add(d->outbox_timer, &tv);
     if (s->outbox.retention_days == 0 || d->outbox_running || d->sched == NULL)
