@@ -47,6 +47,8 @@ typedef struct imap_account {
     size_t n_folders;
     imap_push_mode push_mode;
     uint32_t max_connections;  /* push connections budget, default 3        */
+    uint64_t max_message;      /* `max_message_size`: larger bodies are not
+                                  fetched (summary only; fetch says why)     */
 
     /* Capability profile, shared by worker and loop threads. */
     pthread_mutex_t lock;
@@ -65,6 +67,10 @@ typedef struct imap_account {
      * (written by workers, read by push on the loop; 0 until a LIST). */
     _Atomic uint64_t listed_sig;
 } imap_account;
+
+/* The largest `max_message_size`: the IMAP client refuses literals over
+ * 64 MiB (IMAPC_MAX_LITERAL), so no body above it can be read anyway. */
+#define IMAP_MAX_MESSAGE_SIZE ((uint64_t)64 * 1024 * 1024)
 
 /* Open a connection with the account's settings (reading the secret file
  * anew each time, so rotated credentials are picked up) and refresh the
