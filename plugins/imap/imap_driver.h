@@ -47,6 +47,9 @@ typedef struct imap_account {
     size_t n_folders;
     imap_push_mode push_mode;
     uint32_t max_connections;  /* push connections budget, default 3        */
+    uint32_t push_check_ms;    /* `push_check_interval`: a push stream ends
+                                  IDLE (or sends NOOP) this often, so a link
+                                  that silently died is noticed             */
     uint64_t max_message;      /* `max_message_size`: larger bodies are not
                                   fetched (summary only; fetch says why)     */
 
