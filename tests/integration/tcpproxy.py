@@ -2,18 +2,22 @@
 only): forwards 127.0.0.1:<port> to a target port, and can make the
 connections it holds die silently -- `blackhole()` keeps their sockets
 open but drops every byte in both directions, as a NAT or firewall that
-lost its state does. Connections accepted afterwards forward normally."""
+lost its state does. Connections accepted afterwards forward normally.
+With `rate` (bytes per second, all connections together) it is also a slow
+link, to stretch a sync out so that faults land in its middle."""
 
 import selectors
 import socket
 import threading
+import time
 
 import dovecot
 
 
 class Proxy:
-    def __init__(self, target_port, target_host="127.0.0.1"):
+    def __init__(self, target_port, target_host="127.0.0.1", rate=None):
         self.target = (target_host, target_port)
+        self.rate = rate
         self.port = dovecot.free_port()
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -71,7 +75,7 @@ class Proxy:
                     continue
                 peer, rec = entry
                 try:
-                    data = sock.recv(65536)
+                    data = sock.recv(16384 if self.rate else 65536)
                 except OSError:
                     data = b""
                 if not data:
@@ -83,6 +87,9 @@ class Proxy:
                     peer.sendall(data)
                 except OSError:
                     self._close(sock)
+                rate = self.rate
+                if rate:
+                    time.sleep(len(data) / rate)
 
     def blackhole(self):
         """Every connection open now stops forwarding (sockets stay open).
