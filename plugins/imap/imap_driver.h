@@ -65,6 +65,13 @@ typedef struct imap_account {
     imap_conn *sync_conn;
     imap_conn *fetch_conn;
 
+    /* Bumped by push when a stream's link died silently (no answer in
+     * time): the sync and fetch connections, idle through the same path,
+     * are likely dead too and are replaced before their next use instead
+     * of waiting out a read timeout. */
+    atomic_uint link_epoch;
+    unsigned sync_epoch, fetch_epoch; /* link_epoch their connection saw */
+
     struct imap_push *push;    /* owned by imap_push.c, loop thread only     */
     /* imap_folder_set_sig of the synced folders the last LIST showed
      * (written by workers, read by push on the loop; 0 until a LIST). */

@@ -755,6 +755,7 @@ static void answer_timeout(void *arg)
     char reason[64];
     snprintf(reason, sizeof reason, "no answer from the server within %u s",
              PUSH_ANSWER_MS / 1000u);
+    atomic_fetch_add(&s->p->a->link_epoch, 1u);
     stream_fail(s, reason);
 }
 

@@ -353,6 +353,14 @@ mp_status imap_sync_examine(imap_account *a, imap_conn **connp, const char *fold
                             imap_box *box_r, mp_error *err)
 {
     memset(box_r, 0, sizeof *box_r);
+    /* Push saw a link die silently since this connection was last used:
+     * replace it rather than wait out a read timeout on it. Only here,
+     * before a folder is selected, never in the middle of a step. */
+    unsigned epoch = atomic_load(&a->link_epoch);
+    unsigned *seen = connp == &a->fetch_conn ? &a->fetch_epoch : &a->sync_epoch;
+    if (*connp != NULL && *seen != epoch)
+        imap_conn_abort(connp);
+    *seen = epoch;
     int reused = *connp != NULL;
     for (int attempt = 0;; attempt++) {
         mp_status st = imap_sync_connect(a, connp, err);

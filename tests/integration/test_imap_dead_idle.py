@@ -4,8 +4,10 @@ connection it holds while keeping the sockets open -- no FIN, no RST, and
 TCP keepalive answered by the proxy's kernel. With the default settings
 the driver notices (IDLE re-issued every push_check_interval, 60 s, and no
 answer within 30 s) and replaces the connection within 2 minutes; mail
-appended during the dead period arrives, each message exactly once, with
-the account's poll an hour away."""
+appended during the dead period arrives within the same 2 minutes (the
+sync connection, dead as well, is replaced on push's word rather than after
+its own 60 s read timeout), each message exactly once, with the account's
+poll an hour away."""
 
 import collections
 import re
@@ -81,6 +83,9 @@ class DeadIdle(unittest.TestCase):
                                                   for e in self.new_events(seq0)},
                           180, interval=0.5, message="mail appended while the link was dead")
         arrive = time.monotonic() - t0
+        # the sync connection went through the dead path too: it is replaced
+        # on push's word, not after its own read timeout
+        self.assertLess(arrive, DETECT_LIMIT, "mail of the dead period after %.0f s" % arrive)
         # push works on the new connection
         late = self.append(1010, "after")
         t1 = time.monotonic()
