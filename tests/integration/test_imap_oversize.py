@@ -44,7 +44,9 @@ class Oversize(unittest.TestCase):
                                    max_message_size=LIMIT)
         dflt = dovecot.imap_account(cls.d, s, DEFAULT, poll_interval=3600,
                                     folders=["Archive"])
-        dovecot.add_imap_instance(cls.d, "mail", [low, dflt])
+        # two instances: each account stands or falls on its own
+        dovecot.add_imap_instance(cls.d, "low", [low])
+        dovecot.add_imap_instance(cls.d, "dflt", [dflt])
         cls.d.start()
 
     def by_msgid(self, account, folder):
