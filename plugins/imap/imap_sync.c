@@ -503,14 +503,15 @@ static mp_status search_uids(imap_account *a, imap_conn **connp, uint32_t lo, ui
     char *text = NULL;
     int sent;
     if (larger > 0)
-        sent = esearch ? imap_send(*connp, tag, &error,
-                                   "UID SEARCH RETURN (ALL) UID %a LARGER %U", range, larger)
-                       : imap_send(*connp, tag, &error, "UID SEARCH UID %a LARGER %U", range,
-                                   larger);
-    else
         sent = esearch
-                   ? imap_send(*connp, tag, &error, "UID SEARCH RETURN (ALL) UID %a", range)
-                   : imap_send(*connp, tag, &error, "UID SEARCH UID %a", range);
+                   ? imap_send(*connp, tag, &error,
+                               "UID SEARCH RETURN (ALL) UID %a LARGER %U", range, larger)
+                   : imap_send(*connp, tag, &error, "UID SEARCH UID %a LARGER %U", range,
+                               larger);
+    else
+        sent = esearch ? imap_send(*connp, tag, &error, "UID SEARCH RETURN (ALL) UID %a",
+                                   range)
+                       : imap_send(*connp, tag, &error, "UID SEARCH UID %a", range);
     int rc =
         imap_sync_finish(*connp, sent, tag, uids_untagged, &cx, &status, &text, &error);
     if (rc < 0) {

@@ -89,7 +89,8 @@ mp_status imap_fetch(mp_account *acct, const mp_message_ref *msg, mp_raw *raw_r,
         a->fetch_conn,
         imap_send(a->fetch_conn, tag, &error, "UID FETCH %u (UID RFC822.SIZE)", uid), tag,
         size_untagged, &cx, &status, &text, &error);
-    if (rc == 0 && status == IMAP_OK && cx.size > 0 && (uint64_t)cx.size > a->max_message) {
+    if (rc == 0 && status == IMAP_OK && cx.size > 0 &&
+        (uint64_t)cx.size > a->max_message) {
         st = mp_fail(err, MP_SKIP,
                      "message \"%s\" is %lld bytes, over this account's max_message_size "
                      "of %llu bytes: its body is not fetched",

@@ -22,8 +22,8 @@ typedef struct summary_ctx {
     const char *folder;
     uint32_t uidvalidity;
     mp_change_kind kind;
-    int bodies;               /* BODY[] asked for (ENVELOPE for the big) */
-    uint64_t max_message;     /* with bodies: larger ones got ENVELOPE    */
+    int bodies;           /* BODY[] asked for (ENVELOPE for the big) */
+    uint64_t max_message; /* with bodies: larger ones got ENVELOPE    */
     const uint32_t *uids;
     size_t n;
     imap_arena *arena;
@@ -80,9 +80,9 @@ static mp_status emit_summary(summary_ctx *cx, const imap_response *r, uint32_t 
     if (cx->bodies && body == NULL && e != NULL)
         imap_sync_log(cx->a, MP_LOG_WARNING,
                       "message \"%s\" in \"%s\" is %lld bytes, over max_message_size "
-                       "(%llu): indexed without its body",
-                       id, cx->folder, (long long)c.size,
-                       (unsigned long long)cx->max_message);
+                      "(%llu): indexed without its body",
+                      id, cx->folder, (long long)c.size,
+                      (unsigned long long)cx->max_message);
     int64_t date = env.date != NULL ? imap_parse_rfc5322_date(env.date) : -1;
     if (date <= 0) {
         const char *idate = atom_or_string(imap_fetch_item(r, "INTERNALDATE"));
@@ -118,8 +118,7 @@ static int summary_untagged(const imap_response *r, void *arg)
     uint64_t uid = 0;
     if ((imap_fetch_item(r, "ENVELOPE") == NULL &&
          (!cx->bodies || imap_fetch_item(r, "BODY[]") == NULL)) ||
-        u == NULL ||
-        imap_token_u64(u, &uid) < 0 || uid == 0 || uid > UINT32_MAX)
+        u == NULL || imap_token_u64(u, &uid) < 0 || uid == 0 || uid > UINT32_MAX)
         return 0;
     uint32_t key = (uint32_t)uid;
     if (bsearch(&key, cx->uids, cx->n, sizeof *cx->uids, cmp_u32_key) == NULL)
@@ -155,9 +154,9 @@ static int is_big(const uint32_t *big, size_t n_big, uint32_t uid)
 
 /* Send the FETCH commands of uids[from, to): the messages in `big` with
  * ENVELOPE (big_items), the others with `items`. */
-static int send_batch(imap_conn *conn, inflight *f, const uint32_t *uids, const char *items,
-                      const char *big_items, const uint32_t *big, size_t n_big,
-                      char **error_r)
+static int send_batch(imap_conn *conn, inflight *f, const uint32_t *uids,
+                      const char *items, const char *big_items, const uint32_t *big,
+                      size_t n_big, char **error_r)
 {
     size_t n = f->to - f->from;
     f->big_tag[0] = '\0';
@@ -275,7 +274,8 @@ mp_status imap_sync_summaries(imap_account *a, imap_conn **connp, mp_batch *batc
             imap_status status = IMAP_NONE;
             char *error = NULL;
             char *text = NULL;
-            int rc = imap_wait(*connp, tag, summary_untagged, &cx, &status, &text, &error);
+            int rc =
+                imap_wait(*connp, tag, summary_untagged, &cx, &status, &text, &error);
             if (rc < 0) {
                 if (cx.st != MP_OK) {
                     imap_conn_abort(connp);
