@@ -135,6 +135,18 @@ static void folder_totals(mpd *d, const char *account, json_int_t *folders_r,
     mps_folders_free(&list, n);
 }
 
+/* A status the store could not record replaces the stored one. */
+static void status_overlay(struct mp_account *a, mps_account_row *row)
+{
+    char *status = NULL, *error = NULL;
+    if (!mpd_account_unrecorded(a, &status, &error))
+        return;
+    free(row->status);
+    free(row->last_error);
+    row->status = status;
+    row->last_error = error;
+}
+
 static json_t *account_summary(mpd *d, struct mp_account *a)
 {
     mps_account_row row;
@@ -142,6 +154,7 @@ static json_t *account_summary(mpd *d, struct mp_account *a)
     char *error = NULL;
     if (mps_account_get(d->store, a->id, &row, &error) != 0)
         free(error);
+    status_overlay(a, &row);
     json_int_t folders, messages;
     folder_totals(d, a->id, &folders, &messages);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:o, s:o}", "id", a->id,
@@ -204,6 +217,7 @@ json_t *mpd_api_account(mpd *d, const char *id, int *status_r, char **error_r)
     char *error = NULL;
     if (mps_account_get(d->store, id, &row, &error) != 0)
         free(error);
+    status_overlay(a, &row);
     json_t *profile = NULL;
     if (row.profile_json != NULL)
         profile = json_loads(row.profile_json, 0, NULL);

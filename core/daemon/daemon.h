@@ -104,6 +104,10 @@ struct mp_account {
     pthread_mutex_t fetch_lock; /* one fetch at a time per account            */
     pthread_mutex_t lock;     /* the fields below                              */
     int64_t last_folder_list_ms;
+    /* A status the store could not record (disk full, I/O error): the API
+     * shows it instead of the stale stored one until a status is recorded. */
+    char *unrecorded_status;
+    char *unrecorded_error;
     struct mp_hostobj *loop_objs; /* timers and watches, loop thread only     */
 };
 
@@ -203,6 +207,9 @@ void mpd_events_free(mpd *d);
 void mpd_events_committed(mpd *d, int64_t seq);
 
 /* ---- status helpers (status.c) ---- */
+/* The status (and error) the store could not record for `a`, as copies
+ * to free, or 0 when the stored one is current. Any thread. */
+int mpd_account_unrecorded(struct mp_account *a, char **status_r, char **error_r);
 void mpd_set_account_status(mpd *d, const char *account, const char *status,
                             const char *error);
 void mpd_set_push_state(mpd *d, const char *account, const char *state);

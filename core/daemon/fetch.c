@@ -58,8 +58,14 @@ int mpd_fetch_body(mpd *d, const mps_message *msg, mp_raw *raw_r, int wait,
         free(raw_r->data);
         memset(raw_r, 0, sizeof *raw_r);
         if (st == MP_SKIP) {
+            /* Gone, or unusable for a reason the driver states (a body
+             * over its size limit): either way retrying will not help. */
             status = 404;
-            *error_r = mpu_asprintf("message %s no longer exists at the provider", msg->id);
+            if (err.text[0] != '\0')
+                *error_r = mpu_asprintf("%s", err.text);
+            else
+                *error_r =
+                    mpu_asprintf("message %s no longer exists at the provider", msg->id);
         } else {
             status = 502;
             *error_r =

@@ -30,6 +30,8 @@ static void account_close_now(struct mp_account *a)
     free(a->folders_allowed);
     pthread_mutex_destroy(&a->fetch_lock);
     pthread_mutex_destroy(&a->lock);
+    free(a->unrecorded_status);
+    free(a->unrecorded_error);
     instance_unref(a->inst);
     free(a->id);
     free(a);

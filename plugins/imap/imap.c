@@ -129,6 +129,18 @@ static mp_status parse_modes(imap_account *a, const mp_config *cfg, mp_error *er
         return mp_fail(err, MP_FATAL, "max_connections: %lld is out of range 1..50",
                        (long long)maxc);
     a->max_connections = (uint32_t)maxc;
+
+    int64_t check = h->config_int(cfg, "push_check_interval");
+    if (check < 5 || check > 1500)
+        return mp_fail(err, MP_FATAL, "push_check_interval: %lld is out of range 5..1500",
+                       (long long)check);
+    a->push_check_ms = (uint32_t)check * 1000u;
+
+    int64_t maxm = h->config_int(cfg, "max_message_size");
+    if (maxm < 1024 || (uint64_t)maxm > IMAP_MAX_MESSAGE_SIZE)
+        return mp_fail(err, MP_FATAL, "max_message_size: %lld is out of range 1024..%llu",
+                       (long long)maxm, (unsigned long long)IMAP_MAX_MESSAGE_SIZE);
+    a->max_message = (uint64_t)maxm;
     return MP_OK;
 }
 
@@ -209,6 +221,15 @@ static const mp_config_key imap_account_keys[] = {
      .type = MP_CFG_INT,
      .default_value = "3",
      .help = "push connections per account (IDLE on several folders)"},
+    {.name = "push_check_interval",
+     .type = MP_CFG_INT,
+     .default_value = "60",
+     .help = "seconds between liveness checks of a push connection (IDLE re-issued, or "
+             "NOOP); one unanswered for 30 s replaces the connection"},
+    {.name = "max_message_size",
+     .type = MP_CFG_INT,
+     .default_value = "67108864",
+     .help = "bytes; larger messages are indexed without their body (at most 64 MiB)"},
     {0},
 };
 

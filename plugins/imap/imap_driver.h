@@ -47,6 +47,11 @@ typedef struct imap_account {
     size_t n_folders;
     imap_push_mode push_mode;
     uint32_t max_connections;  /* push connections budget, default 3        */
+    uint32_t push_check_ms;    /* `push_check_interval`: a push stream ends
+                                  IDLE (or sends NOOP) this often, so a link
+                                  that silently died is noticed             */
+    uint64_t max_message;      /* `max_message_size`: larger bodies are not
+                                  fetched (summary only; fetch says why)     */
 
     /* Capability profile, shared by worker and loop threads. */
     pthread_mutex_t lock;
@@ -60,11 +65,22 @@ typedef struct imap_account {
     imap_conn *sync_conn;
     imap_conn *fetch_conn;
 
+    /* Bumped by push when a stream's link died silently (no answer in
+     * time): the sync and fetch connections, idle through the same path,
+     * are likely dead too and are replaced before their next use instead
+     * of waiting out a read timeout. */
+    atomic_uint link_epoch;
+    unsigned sync_epoch, fetch_epoch; /* link_epoch their connection saw */
+
     struct imap_push *push;    /* owned by imap_push.c, loop thread only     */
     /* imap_folder_set_sig of the synced folders the last LIST showed
      * (written by workers, read by push on the loop; 0 until a LIST). */
     _Atomic uint64_t listed_sig;
 } imap_account;
+
+/* The largest `max_message_size`: the IMAP client refuses literals over
+ * 64 MiB (IMAPC_MAX_LITERAL), so no body above it can be read anyway. */
+#define IMAP_MAX_MESSAGE_SIZE ((uint64_t)64 * 1024 * 1024)
 
 /* Open a connection with the account's settings (reading the secret file
  * anew each time, so rotated credentials are picked up) and refresh the

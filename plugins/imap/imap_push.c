@@ -755,6 +755,7 @@ static void answer_timeout(void *arg)
     char reason[64];
     snprintf(reason, sizeof reason, "no answer from the server within %u s",
              PUSH_ANSWER_MS / 1000u);
+    atomic_fetch_add(&s->p->a->link_epoch, 1u);
     stream_fail(s, reason);
 }
 
@@ -834,7 +835,15 @@ static void stream_live(push_stream *s)
     struct imap_push *p = s->p;
     imap_host->timer_cancel(&s->t_answer);
     imap_host->timer_cancel(&s->t_renew);
-    s->t_renew = imap_host->timer_add(p->acct, PUSH_RENEW_MS, renew_due, s);
+    /* A link that died without a FIN or RST (a NAT or firewall dropping
+     * its state, a proxy that stopped forwarding) stays silent, and TCP
+     * keepalive may be answered by a middlebox: only an answer from the
+     * server proves it alive. So IDLE is re-issued (NOTIFY: NOOP) every
+     * push_check_interval, well before RFC 2177's 29 minutes. */
+    uint32_t every = PUSH_RENEW_MS;
+    if (p->a->push_check_ms > 0 && p->a->push_check_ms < every)
+        every = p->a->push_check_ms;
+    s->t_renew = imap_host->timer_add(p->acct, every, renew_due, s);
     s->phase = PH_LIVE;
     if (s->up)
         return;

@@ -353,6 +353,14 @@ mp_status imap_sync_examine(imap_account *a, imap_conn **connp, const char *fold
                             imap_box *box_r, mp_error *err)
 {
     memset(box_r, 0, sizeof *box_r);
+    /* Push saw a link die silently since this connection was last used:
+     * replace it rather than wait out a read timeout on it. Only here,
+     * before a folder is selected, never in the middle of a step. */
+    unsigned epoch = atomic_load(&a->link_epoch);
+    unsigned *seen = connp == &a->fetch_conn ? &a->fetch_epoch : &a->sync_epoch;
+    if (*connp != NULL && *seen != epoch)
+        imap_conn_abort(connp);
+    *seen = epoch;
     int reused = *connp != NULL;
     for (int attempt = 0;; attempt++) {
         mp_status st = imap_sync_connect(a, connp, err);
@@ -471,9 +479,11 @@ static int uid_range(uint32_t *lo, uint32_t hi, char *buf, size_t size)
     return 0;
 }
 
-mp_status imap_sync_uids(imap_account *a, imap_conn **connp, uint32_t lo, uint32_t hi,
-                         size_t max_newest, uint32_t **uids_r, size_t *n_r,
-                         size_t *total_r, mp_error *err)
+/* imap_sync_uids and imap_sync_uids_larger: `larger` 0 adds no LARGER
+ * criterion. */
+static mp_status search_uids(imap_account *a, imap_conn **connp, uint32_t lo, uint32_t hi,
+                             uint64_t larger, size_t max_newest, uint32_t **uids_r,
+                             size_t *n_r, size_t *total_r, mp_error *err)
 {
     *uids_r = NULL;
     *n_r = 0;
@@ -491,9 +501,17 @@ mp_status imap_sync_uids(imap_account *a, imap_conn **connp, uint32_t lo, uint32
     int esearch = (imap_conn_caps(*connp)->bits & IMAP_CAP_ESEARCH) != 0;
     char tag[16];
     char *text = NULL;
-    int sent =
-        esearch ? imap_send(*connp, tag, &error, "UID SEARCH RETURN (ALL) UID %a", range)
-                : imap_send(*connp, tag, &error, "UID SEARCH UID %a", range);
+    int sent;
+    if (larger > 0)
+        sent = esearch
+                   ? imap_send(*connp, tag, &error,
+                               "UID SEARCH RETURN (ALL) UID %a LARGER %U", range, larger)
+                   : imap_send(*connp, tag, &error, "UID SEARCH UID %a LARGER %U", range,
+                               larger);
+    else
+        sent = esearch ? imap_send(*connp, tag, &error, "UID SEARCH RETURN (ALL) UID %a",
+                                   range)
+                       : imap_send(*connp, tag, &error, "UID SEARCH UID %a", range);
     int rc =
         imap_sync_finish(*connp, sent, tag, uids_untagged, &cx, &status, &text, &error);
     if (rc < 0) {
@@ -525,6 +543,20 @@ mp_status imap_sync_uids(imap_account *a, imap_conn **connp, uint32_t lo, uint32
     *uids_r = cx.uids;
     *n_r = n;
     return MP_OK;
+}
+
+mp_status imap_sync_uids(imap_account *a, imap_conn **connp, uint32_t lo, uint32_t hi,
+                         size_t max_newest, uint32_t **uids_r, size_t *n_r,
+                         size_t *total_r, mp_error *err)
+{
+    return search_uids(a, connp, lo, hi, 0, max_newest, uids_r, n_r, total_r, err);
+}
+
+mp_status imap_sync_uids_larger(imap_account *a, imap_conn **connp, uint32_t lo,
+                                uint32_t hi, uint64_t larger, uint32_t **uids_r,
+                                size_t *n_r, mp_error *err)
+{
+    return search_uids(a, connp, lo, hi, larger, 0, uids_r, n_r, NULL, err);
 }
 
 /* ---- flag listings ---- */

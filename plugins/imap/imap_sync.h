@@ -109,6 +109,12 @@ mp_status imap_sync_uids(imap_account *a, imap_conn **connp, uint32_t lo, uint32
                          size_t max_newest, uint32_t **uids_r, size_t *n_r,
                          size_t *total_r, mp_error *err);
 
+/* UIDs in [lo, hi] whose RFC822.SIZE is over `larger` bytes (SEARCH
+ * LARGER), ascending. */
+mp_status imap_sync_uids_larger(imap_account *a, imap_conn **connp, uint32_t lo,
+                                uint32_t hi, uint64_t larger, uint32_t **uids_r,
+                                size_t *n_r, mp_error *err);
+
 /* UID and FLAGS of every message with UID in [lo, hi] (CHANGEDSINCE
  * `changedsince` when nonzero); sorted by UID. */
 mp_status imap_sync_flags(imap_account *a, imap_conn **connp, uint32_t lo, uint32_t hi,

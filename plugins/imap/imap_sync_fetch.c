@@ -11,7 +11,23 @@ typedef struct fetch_ctx {
     mp_raw *raw;
     int found;
     int oom;
+    int64_t size; /* RFC822.SIZE, -1 until seen */
 } fetch_ctx;
+
+static int size_untagged(const imap_response *r, void *arg)
+{
+    fetch_ctx *cx = arg;
+    if (r->kind != IMAP_R_UNTAGGED || r->keyword == NULL ||
+        strcasecmp(r->keyword, "FETCH") != 0)
+        return 0;
+    const imap_token *u = imap_fetch_item(r, "UID");
+    const imap_token *sz = imap_fetch_item(r, "RFC822.SIZE");
+    uint64_t uid = 0, size = 0;
+    if (u != NULL && imap_token_u64(u, &uid) == 0 && uid == cx->uid && sz != NULL &&
+        imap_token_u64(sz, &size) == 0 && size <= INT64_MAX)
+        cx->size = (int64_t)size;
+    return 0;
+}
 
 static int fetch_untagged(const imap_response *r, void *arg)
 {
@@ -62,16 +78,37 @@ mp_status imap_fetch(mp_account *acct, const mp_message_ref *msg, mp_raw *raw_r,
         free(folder);
         return st;
     }
-    fetch_ctx cx = {.uid = uid, .raw = raw_r};
+    fetch_ctx cx = {.uid = uid, .raw = raw_r, .size = -1};
     imap_status status = IMAP_NONE;
     char *error = NULL;
-    /* BODY.PEEK: reading must never set \Seen at the server. */
     char tag[16];
     char *text = NULL;
+    /* The size first: a body over max_message_size is refused with a
+     * reason instead of failing on the client's literal bound. */
     int rc = imap_sync_finish(
         a->fetch_conn,
-        imap_send(a->fetch_conn, tag, &error, "UID FETCH %u (UID BODY.PEEK[])", uid), tag,
-        fetch_untagged, &cx, &status, &text, &error);
+        imap_send(a->fetch_conn, tag, &error, "UID FETCH %u (UID RFC822.SIZE)", uid), tag,
+        size_untagged, &cx, &status, &text, &error);
+    if (rc == 0 && status == IMAP_OK && cx.size > 0 &&
+        (uint64_t)cx.size > a->max_message) {
+        st = mp_fail(err, MP_SKIP,
+                     "message \"%s\" is %lld bytes, over this account's max_message_size "
+                     "of %llu bytes: its body is not fetched",
+                     msg->id, (long long)cx.size, (unsigned long long)a->max_message);
+        free(text);
+        free(error);
+        free(folder);
+        return st;
+    }
+    if (rc == 0 && status == IMAP_OK) {
+        free(text);
+        text = NULL;
+        /* BODY.PEEK: reading must never set \Seen at the server. */
+        rc = imap_sync_finish(
+            a->fetch_conn,
+            imap_send(a->fetch_conn, tag, &error, "UID FETCH %u (UID BODY.PEEK[])", uid),
+            tag, fetch_untagged, &cx, &status, &text, &error);
+    }
     if (rc < 0)
         st = imap_sync_io_fail(a, &a->fetch_conn, "UID FETCH", error, err);
     else if (status != IMAP_OK)
