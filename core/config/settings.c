@@ -24,6 +24,10 @@ static const char default_text[] =
     "  # socket = \"<state_dir>/mailpulsed.sock\";\n"
     "  # token_file = \"<state_dir>/api.token\";  (generated when absent)\n"
     "  max_body = 1048576;\n"
+    "  max_connections = 256;\n"
+    "  max_connections_per_client = 32;\n"
+    "  request_timeout = 20;\n"
+    "  idle_timeout = 10;\n"
     "};\n"
     "sync = {\n"
     "  batch_size = 100;\n"
@@ -73,6 +77,10 @@ static const mp_config_key http_keys[] = {
     {"socket", MP_CFG_STRING, NULL, 0, "unix socket path"},
     {"token_file", MP_CFG_STRING, NULL, 0, "file holding the API bearer token"},
     {"max_body", MP_CFG_INT, "1048576", 0, "request body limit in bytes"},
+    {"max_connections", MP_CFG_INT, "256", 0, "open connections per listener"},
+    {"max_connections_per_client", MP_CFG_INT, "32", 0, "open TCP connections per address"},
+    {"request_timeout", MP_CFG_INT, "20", 0, "seconds for a whole request to arrive"},
+    {"idle_timeout", MP_CFG_INT, "10", 0, "seconds a connection may wait for a request"},
     {0},
 };
 
@@ -281,6 +289,11 @@ static size_t fill_http(const mpc_node *http, mp_settings *s, mpc_errors *errs)
         n++;
     }
     n += get_u32(http, "http", "max_body", 1, 1u << 30, &s->http.max_body, errs);
+    n += get_u32(http, "http", "max_connections", 1, 65536, &s->http.max_connections, errs);
+    n += get_u32(http, "http", "max_connections_per_client", 1, 65536,
+                 &s->http.max_connections_per_client, errs);
+    n += get_u32(http, "http", "request_timeout", 1, 3600, &s->http.request_timeout, errs);
+    n += get_u32(http, "http", "idle_timeout", 1, 3600, &s->http.idle_timeout, errs);
     return n;
 }
 

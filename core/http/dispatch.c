@@ -9,8 +9,6 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#include <event2/bufferevent.h>
-
 #include "http/http_private.h"
 #include "util/util.h"
 
@@ -93,19 +91,6 @@ static bool route_match(const char *pattern, const char *path, span *params,
     return true;
 }
 
-static bool from_unix_socket(struct evhttp_request *req)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct bufferevent *bev =
-        evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-        return false;
-    return ss.ss_family == AF_UNIX;
-}
-
 static bool bearer_ok(const mph_server *server, struct evhttp_request *req)
 {
     const char *h =
@@ -175,16 +160,20 @@ static int decode_params(const span *raw, size_t count, char **decoded)
 
 void mph_dispatch(struct evhttp_request *req, void *arg)
 {
-    mph_server *server = arg;
+    mph_listener *l = arg;
+    mph_server *server = l->server;
+    mph_conn_dispatched(l, req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
     if (path == NULL || path[0] != '/') {
         mph_reply_error(req, 400, "invalid request target");
         return;
     }
-    if (needs_token(path) && !from_unix_socket(req) && !bearer_ok(server, req)) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-                          "Bearer");
+    if (!l->is_unix && needs_token(path) && !bearer_ok(server, req)) {
+        struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+        evhttp_add_header(out, "WWW-Authenticate", "Bearer");
+        /* A client without the token gets one answer per connection. */
+        evhttp_add_header(out, "Connection", "close");
         mph_reply_error(req, 401, "missing or invalid bearer token");
         return;
     }
