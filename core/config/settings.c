@@ -28,6 +28,8 @@ static const char default_text[] =
     "  max_connections_per_client = 32;\n"
     "  request_timeout = 20;\n"
     "  idle_timeout = 10;\n"
+    "  metrics_public = false;\n"
+    "  # allowed_hosts = [ \"mail.example.org\" ];\n"
     "};\n"
     "sync = {\n"
     "  batch_size = 100;\n"
@@ -81,6 +83,9 @@ static const mp_config_key http_keys[] = {
     {"max_connections_per_client", MP_CFG_INT, "32", 0, "open TCP connections per address"},
     {"request_timeout", MP_CFG_INT, "20", 0, "seconds for a whole request to arrive"},
     {"idle_timeout", MP_CFG_INT, "10", 0, "seconds a connection may wait for a request"},
+    {"metrics_public", MP_CFG_BOOL, "false", 0, "serve /metrics on TCP without the token"},
+    {"allowed_hosts", MP_CFG_STRING_LIST, NULL, 0,
+     "Host names accepted on TCP besides IP addresses and localhost"},
     {0},
 };
 
@@ -158,6 +163,9 @@ void mp_settings_free(mp_settings **settings)
     free(s->http.listen);
     free(s->http.socket);
     free(s->http.token_file);
+    for (char **h = s->http.allowed_hosts; h != NULL && *h != NULL; h++)
+        free(*h);
+    free(s->http.allowed_hosts);
     mpc__webhooks_free(s);
     free(s);
     *settings = NULL;
@@ -262,6 +270,31 @@ static size_t fill_top(const mpc_node *root, mp_settings *s, mpc_errors *errs)
     return n;
 }
 
+/* http.allowed_hosts: host names (no port, no brackets) as a
+ * NULL-terminated copy; absent -> NULL. */
+static size_t get_hosts(const mpc_node *http, char ***hosts_r, mpc_errors *errs)
+{
+    const mpc_node *node = mpc_get(http, "allowed_hosts");
+    *hosts_r = NULL;
+    if (node == NULL)
+        return 0;
+    size_t n = 0;
+    char **hosts = mpu_calloc(node->n_items + 1, sizeof(*hosts));
+    for (size_t i = 0; i < node->n_items; i++) {
+        const char *h = node->items[i]->str != NULL ? node->items[i]->str : "";
+        if (h[0] == '\0' || strlen(h) > 253 || strpbrk(h, ":/[] \t") != NULL) {
+            mpc_error_add(errs, node->items[i]->file, node->items[i]->line,
+                          "\"http.allowed_hosts\" entries are host names without a "
+                          "port, not \"%s\"",
+                          h);
+            n++;
+        }
+        hosts[i] = mpu_strdup(h);
+    }
+    *hosts_r = hosts;
+    return n;
+}
+
 static size_t fill_http(const mpc_node *http, mp_settings *s, mpc_errors *errs)
 {
     size_t n = 0;
@@ -294,6 +327,8 @@ static size_t fill_http(const mpc_node *http, mp_settings *s, mpc_errors *errs)
                  &s->http.max_connections_per_client, errs);
     n += get_u32(http, "http", "request_timeout", 1, 3600, &s->http.request_timeout, errs);
     n += get_u32(http, "http", "idle_timeout", 1, 3600, &s->http.idle_timeout, errs);
+    s->http.metrics_public = mpc_bool(http, "metrics_public");
+    n += get_hosts(http, &s->http.allowed_hosts, errs);
     return n;
 }
 

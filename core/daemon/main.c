@@ -337,6 +337,8 @@ static int run(const char *config_path)
                    settings->http.max_connections_per_client,
                    settings->http.request_timeout * 1000u,
                    settings->http.idle_timeout * 1000u},
+        .metrics_public = settings->http.metrics_public != 0,
+        .allowed_hosts = (const char *const *)settings->http.allowed_hosts,
     };
     d->http = mph_start(d->base, &hc, d, &error);
     if (d->http == NULL) {

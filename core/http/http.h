@@ -2,7 +2,8 @@
  * The HTTP API server: one libevent evhttp serving a TCP address and/or a
  * unix socket. Routes (see README "HTTP API"):
  *   GET  /healthz                       no auth
- *   GET  /metrics                       no auth (Prometheus text)
+ *   GET  /metrics                       Prometheus text (token on TCP unless
+ *                                       metrics_public)
  *   GET  /v1/status
  *   GET  /v1/accounts
  *   GET  /v1/accounts/{id}
@@ -20,11 +21,13 @@
  *   POST /v1/webhooks/{name}/replay[?from=SEQ]   deliver dead letters again
  *   POST /v1/debug/clock                (debug.clock_control only)
  *   POST /push/{instance}[/...]         routed to the driver's verifier
- * Requests to /v1 over TCP need "Authorization: Bearer <token>" (compared
- * in constant time); over the unix socket file permissions decide (0660).
- * A 401 answer closes the connection. Bodies over max_body get 413;
- * headers over 16 KiB are refused. Errors are JSON: {"error":"..."}.
- * Connection limits: see mph_limits.
+ * Requests to /v1 (and /metrics unless metrics_public) over TCP need
+ * "Authorization: Bearer <token>" (compared in constant time); over the
+ * unix socket file permissions decide (0660). A 401 answer closes the
+ * connection. TCP requests must carry a Host that is an IP literal,
+ * "localhost" or one of allowed_hosts (421 otherwise: DNS rebinding).
+ * Bodies over max_body get 413; headers over 16 KiB are refused. Errors
+ * are JSON: {"error":"..."}. Connection limits: see mph_limits.
  */
 #ifndef MP_HTTP_HTTP_H
 #define MP_HTTP_HTTP_H
@@ -58,6 +61,10 @@ typedef struct mph_config {
     uint32_t max_body;      /* bytes                                       */
     uint32_t sse_heartbeat_ms; /* comment line interval, default 15000     */
     mph_limits limits;
+    bool metrics_public;    /* /metrics without the token on TCP           */
+    /* Host header names accepted on TCP besides IP literals and
+     * "localhost" (DNS-rebinding guard); NULL-terminated, may be NULL.    */
+    const char *const *allowed_hosts;
 } mph_config;
 
 /* Counters of one listener, for /metrics. */

@@ -51,6 +51,8 @@ struct mph_server {
     char *token;
     uint32_t heartbeat_ms;
     mph_limits limits;
+    bool metrics_public;
+    char **allowed_hosts;    /* NULL-terminated; may be NULL */
     mph_listener tcp;        /* .http NULL when not listening */
     mph_listener local;      /* the unix socket */
     char *unix_path;         /* unlinked by mph_stop when we created it */

@@ -173,6 +173,19 @@ static void listener_free(mph_listener *l)
     mph_conn_unlisten(l);
 }
 
+static char **copy_hosts(const char *const *hosts)
+{
+    size_t n = 0;
+    while (hosts != NULL && hosts[n] != NULL)
+        n++;
+    if (n == 0)
+        return NULL;
+    char **copy = mpu_calloc(n + 1, sizeof(*copy));
+    for (size_t i = 0; i < n; i++)
+        copy[i] = mpu_strdup(hosts[i]);
+    return copy;
+}
+
 mph_server *mph_start(struct event_base *base, const mph_config *config, mpd *d,
                       char **error_r)
 {
@@ -189,6 +202,8 @@ mph_server *mph_start(struct event_base *base, const mph_config *config, mpd *d,
     server->heartbeat_ms =
         config->sse_heartbeat_ms > 0 ? config->sse_heartbeat_ms : 15000;
     server->limits = config->limits;
+    server->metrics_public = config->metrics_public;
+    server->allowed_hosts = copy_hosts(config->allowed_hosts);
     if ((listen[0] != '\0' &&
          listener_init(server, &server->tcp, "tcp", false, config->max_body) < 0) ||
         (path[0] != '\0' &&
@@ -252,6 +267,11 @@ void mph_stop(mph_server **serverp)
     mph_raw_abandon_all(server);
     listener_free(&server->tcp);
     listener_free(&server->local);
+    if (server->allowed_hosts != NULL) {
+        for (char **h = server->allowed_hosts; *h != NULL; h++)
+            free(*h);
+        free(server->allowed_hosts);
+    }
     if (server->unix_path != NULL)
         unlink(server->unix_path);
     free(server->unix_path);

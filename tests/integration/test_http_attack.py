@@ -86,6 +86,7 @@ class Attack(unittest.TestCase):
             "max_connections_per_client": PER_CLIENT,
             "request_timeout": REQUEST_S,
             "idle_timeout": IDLE_S,
+            "allowed_hosts": ["mail.example.org"],
         }})
         cls.d.start()
 
@@ -253,6 +254,25 @@ class Attack(unittest.TestCase):
         print("\nRSS before %d KiB, peak %d KiB, growth %d KiB (bound %d KiB)"
               % (rss0, peak, peak - rss0, bound_kib))
         self.assertLess(peak - rss0, bound_kib)
+
+    # ---- the API's own rules ----
+
+    def test_metrics_token_and_host_header(self):
+        d = self.d
+        self.assertEqual(d.request("GET", "/metrics", auth=False)[0], 401)
+        self.assertEqual(d.request("GET", "/metrics")[0], 200)
+        self.assertEqual(d.request("GET", "/healthz", auth=False)[0], 200)
+        for host, expect in (("evil.example", 421), ("localhost:8025", 200),
+                             ("127.0.0.1", 200), ("[::1]:1", 200),
+                             ("MAIL.example.org", 200), ("mail.example.org.evil", 421),
+                             ("127.0.0.1:x", 421)):
+            status, _, body = d.request("GET", "/healthz", auth=False,
+                                        headers={"Host": host})
+            self.assertEqual(status, expect, host)
+            if expect != 200:
+                self.assertIn(b'"error"', body)
+        status, _, _ = d.request("GET", "/v1/status", headers={"Host": "evil.example"})
+        self.assertEqual(status, 421)
 
 
 class DescriptorExhaustion(unittest.TestCase):

@@ -624,10 +624,19 @@ static void test_open_endpoints(void **state)
     json_decref(j);
     response_free(&r);
 
+    /* /metrics lists account ids: the token on TCP, none on the socket. */
     r = get("/metrics", NULL);
+    assert_json_error(&r, 401);
+    response_free(&r);
+
+    r = get("/metrics", BEARER);
     assert_int_equal(r.status, 200);
     assert_true(strncmp(r.content_type, "text/plain", 10) == 0);
     assert_non_null(strstr(r.body, "mp_up 1"));
+    response_free(&r);
+
+    r = http((request){.method = "GET", .path = "/metrics", .over_unix = true});
+    assert_int_equal(r.status, 200);
     response_free(&r);
 
     r = http((request){.method = "GET", .path = "/healthz", .over_unix = true});
@@ -1308,6 +1317,41 @@ static int raw_status(int to_port, const char *text)
     return strncmp(buf, "HTTP/1.", 7) == 0 ? (int)strtol(buf + 9, NULL, 10) : -1;
 }
 
+static void test_host_header(void **state)
+{
+    static const struct {
+        const char *host; /* NULL: no Host header */
+        int status;
+    } cases[] = {
+        {"127.0.0.1", 200},     {"127.0.0.1:8025", 200}, {"[::1]:8025", 200},
+        {"[::1]", 200},         {"LocalHost:1", 200},    {"evil.example", 421},
+        {"localhost.evil", 421}, {"127.0.0.1:", 421},     {"[::1", 421},
+        {"1.2.3.4:80x", 421},   {NULL, 421},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[256];
+        if (cases[i].host != NULL)
+            snprintf(text, sizeof(text), "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n",
+                     cases[i].host);
+        else
+            snprintf(text, sizeof(text), "GET /healthz HTTP/1.0\r\n\r\n");
+        if (raw_status(port, text) != cases[i].status)
+            fail_msg("Host %s: expected %d", cases[i].host ? cases[i].host : "(none)",
+                     cases[i].status);
+    }
+    /* The unix socket is not reachable by a browser: no Host rule. */
+    response r = http((request){.method = "GET",
+                                .path = "/v1/status",
+                                .over_unix = true,
+                                .header = "Host: evil.example"});
+    assert_int_equal(r.status, 200);
+    response_free(&r);
+    /* An error answer is JSON like the others. */
+    r = http((request){.method = "GET", .path = "/healthz", .header = "Host: evil.example"});
+    assert_json_error(&r, 421);
+    response_free(&r);
+}
+
 static mph_server *limited;
 
 static const mph_limits short_deadlines = {.max_connections = 4,
@@ -1322,11 +1366,14 @@ static const mph_limits long_deadlines = {.max_connections = 4,
 /* arg: the mph_limits to use. */
 static void start_limited(void *arg)
 {
+    static const char *const hosts[] = {"mail.example.org", NULL};
     mph_config config = {.listen = "127.0.0.1:0",
                          .token = TOKEN,
                          .max_body = MAX_BODY,
                          .sse_heartbeat_ms = 100,
-                         .limits = *(const mph_limits *)arg};
+                         .limits = *(const mph_limits *)arg,
+                         .metrics_public = true,
+                         .allowed_hosts = hosts};
     char *error = NULL;
     limited = mph_start(base, &config, fake_d, &error);
     free(error);
@@ -1371,6 +1418,18 @@ static long closed_after(int fd, long max_ms)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
     return closed ? ms : -1;
+}
+
+static void test_metrics_public_and_allowed_hosts(void **state)
+{
+    run_on_loop(start_limited, (void *)&long_deadlines);
+    assert_non_null(limited);
+    int p = mph_port(limited);
+    assert_int_equal(raw_status(p, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 200);
+    assert_int_equal(raw_status(p, "GET /healthz HTTP/1.1\r\nHost: Mail.Example.org:443\r\n\r\n"),
+                     200);
+    assert_int_equal(raw_status(p, "GET /healthz HTTP/1.1\r\nHost: example.org\r\n\r\n"), 421);
+    run_on_loop(stop_limited, NULL);
 }
 
 /* A request must be complete within request_timeout of its first byte,
@@ -1511,6 +1570,8 @@ int main(void)
         cmocka_unit_test(test_sse_backpressure),
         cmocka_unit_test(test_stop_with_streams),
         cmocka_unit_test(test_start_errors),
+        cmocka_unit_test(test_host_header),
+        cmocka_unit_test(test_metrics_public_and_allowed_hosts),
         cmocka_unit_test(test_deadlines),
         cmocka_unit_test(test_connection_caps),
         cmocka_unit_test(test_log_rate_limit),
