@@ -40,6 +40,18 @@ def rss_kib(pid):
     return 0
 
 
+def http_metrics(d):
+    """{name{listener="..."}: value} of the mailpulse_http_* lines."""
+    status, _, data = d.request("GET", "/metrics", timeout=5)
+    assert status == 200, status
+    out = {}
+    for line in data.decode().splitlines():
+        if line.startswith("mailpulse_http_"):
+            name, _, value = line.rpartition(" ")
+            out[name] = int(value)
+    return out
+
+
 def open_fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -153,6 +165,10 @@ class Attack(unittest.TestCase):
         cpu = cpu_seconds(pid) - cpu0
         self.assertLess(cpu, 0.3 * wall, "CPU %.2f s over %.1f s" % (cpu, wall))
         self.assertLess(self.log_lines() - lines0, 150, "log flood")
+        m = http_metrics(self.d)
+        self.assertGreater(m['mailpulse_http_evicted_total{listener="tcp"}'], 0)
+        self.assertGreater(m['mailpulse_http_timed_out_total{listener="tcp"}'], 0)
+        self.assertLessEqual(m['mailpulse_http_connections{listener="tcp"}'], 2)
 
     def test_slow_loris_dropped_at_the_deadline(self):
         """One byte every half second keeps evhttp's inactivity timeout
@@ -311,6 +327,9 @@ class DescriptorExhaustion(unittest.TestCase):
             self.assertLess(log.count("\n") - lines0, 150, "log flood")
             self.assertNotIn("Error from accept() call", log)
             self.assertIn("Too many open files", log)
+            m = http_metrics(d)
+            self.assertGreater(m['mailpulse_http_accept_errors_total{listener="tcp"}'], 0)
+            self.assertGreater(m['mailpulse_http_evicted_total{listener="tcp"}'], 0)
         finally:
             for s in socks:
                 s.close()
