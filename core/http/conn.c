@@ -280,7 +280,8 @@ static bool conn_attach(mph_listener *l, struct bufferevent *bev)
     /* A request may already be waiting in the input buffer. */
     if (evbuffer_get_length(c->input) > 0) {
         c->state = CONN_READING;
-        arm(c, limit_or(l->server->limits.request_timeout_ms, DEFAULT_REQUEST_TIMEOUT_MS));
+        arm(c,
+            limit_or(l->server->limits.request_timeout_ms, DEFAULT_REQUEST_TIMEOUT_MS));
     } else {
         arm_idle(c);
     }
@@ -347,7 +348,8 @@ static void accept_error(struct evconnlistener *lev, void *arg)
     }
     l->stats.accept_errors++;
     mpu_log_limited(&accept_limit, MP_LOG_WARNING, "http",
-                    "accept on %s listener: %s; accepting paused", l->name, strerror(err));
+                    "accept on %s listener: %s; accepting paused", l->name,
+                    strerror(err));
     l->error_paused = true;
     listener_update(l);
     struct timeval tv = {.tv_sec = ACCEPT_RETRY_MS / 1000,
@@ -357,7 +359,8 @@ static void accept_error(struct evconnlistener *lev, void *arg)
      * resumes accepting). */
     /* The connections accepted by this same accept loop are attached
      * only when it returns: then one of them may be the oldest. */
-    if ((err == EMFILE || err == ENFILE) && !evict_oldest(l, NULL, "out of file descriptors"))
+    if ((err == EMFILE || err == ENFILE) &&
+        !evict_oldest(l, NULL, "out of file descriptors"))
         l->evict_on_attach = l->n_fresh > 0;
 }
 

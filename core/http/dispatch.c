@@ -134,7 +134,8 @@ static bool host_split(const char *value, char *name, size_t size)
     if (end[0] == ']')
         end++;
     if (len == 0 || len >= size ||
-        (end[0] == ':' && (end[1] == '\0' || strspn(end + 1, "0123456789") != strlen(end + 1))) ||
+        (end[0] == ':' &&
+         (end[1] == '\0' || strspn(end + 1, "0123456789") != strlen(end + 1))) ||
         (end[0] != '\0' && end[0] != ':'))
         return false;
     memcpy(name, value, len);
@@ -147,8 +148,7 @@ static bool host_split(const char *value, char *name, size_t size)
  * and "localhost" cannot be rebound; other names must be listed. */
 static bool host_allowed(const mph_server *server, struct evhttp_request *req)
 {
-    const char *value =
-        evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
+    const char *value = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
     char name[256];
     unsigned char addr[sizeof(struct in6_addr)];
     if (value == NULL || !host_split(value, name, sizeof(name)))
@@ -220,8 +220,9 @@ void mph_dispatch(struct evhttp_request *req, void *arg)
         return;
     }
     if (!l->is_unix && !host_allowed(server, req)) {
-        mph_reply_error(req, 421, "Host not accepted (an IP address, localhost or a "
-                                  "name in http.allowed_hosts)");
+        mph_reply_error(req, 421,
+                        "Host not accepted (an IP address, localhost or a "
+                        "name in http.allowed_hosts)");
         return;
     }
     if (!l->is_unix && needs_token(server, path) && !bearer_ok(server, req)) {

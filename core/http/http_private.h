@@ -29,17 +29,17 @@ typedef struct mph_listener {
     mph_server *server;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
-    const char *name;          /* "tcp" or "unix", for logs and metrics */
+    const char *name; /* "tcp" or "unix", for logs and metrics */
     bool is_unix;
-    uint32_t open;             /* accepted and not yet closed */
-    mph_conn *oldest, *newest; /* attached connections, in accept order */
+    uint32_t open;              /* accepted and not yet closed */
+    mph_conn *oldest, *newest;  /* attached connections, in accept order */
     struct bufferevent **fresh; /* accepted, not attached yet (see conn.c) */
     size_t n_fresh, fresh_cap;
     struct event *attach_ev;
     struct event *resume_ev;
-    bool paused;               /* accepting stopped */
-    bool error_paused;         /* ... after an accept() failure */
-    bool evict_on_attach;      /* out of descriptors with nothing attached yet */
+    bool paused;          /* accepting stopped */
+    bool error_paused;    /* ... after an accept() failure */
+    bool evict_on_attach; /* out of descriptors with nothing attached yet */
     bool stopping;
     mph_stats_listener stats;
     struct mph_listener *next_all; /* conn.c's registry of live listeners */

@@ -154,10 +154,9 @@ static int listener_init(mph_server *server, mph_listener *l, const char *name,
     evhttp_set_default_content_type(l->http, "application/json");
     /* Methods evhttp rejects itself get a 501 page; everything a client
      * may plausibly send reaches the router and gets a JSON 405. */
-    evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                                            EVHTTP_REQ_PATCH);
+    evhttp_set_allowed_methods(
+        l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                     EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(l->http, mph_dispatch, l);
     return 0;
 }
