@@ -27,6 +27,14 @@
  * dispatched (a handler, an SSE stream or a pending raw fetch owns the
  * connection then) and the idle clock starts when the answer is sent.
  *
+ * Memory: the token cannot be checked before the body with libevent 2.1
+ * (the request object is out of reach until it is dispatched), so what
+ * requests still being read can make us hold is bounded instead: past
+ * 32 KiB a request needs one of 4 slots of its listener to read on, the
+ * others pause reading until a slot frees (or their deadline passes).
+ * Worst case per listener: max_connections x (32 KiB + one 16 KiB read)
+ * + 4 x max_body.
+ *
  * Making room: at a cap, the oldest connection not busy with a dispatched
  * request is closed (slow or idle clients make way for new ones, so a
  * flood cannot lock out a client that sends its request promptly); when
@@ -53,6 +61,11 @@
 #define DEFAULT_REQUEST_TIMEOUT_MS 20000
 #define DEFAULT_IDLE_TIMEOUT_MS 10000
 #define ACCEPT_RETRY_MS 1000
+/* Bytes a request may bring before it needs a large-request slot: the
+ * 16 KiB of headers and a small body. */
+#define SMALL_REQUEST_BYTES (32u * 1024u)
+/* Requests of a listener reading beyond SMALL_REQUEST_BYTES at once. */
+#define LARGE_REQUEST_SLOTS 4
 
 typedef enum conn_state {
     CONN_IDLE,       /* waiting for a request */
@@ -67,7 +80,10 @@ struct mph_conn {
     struct evbuffer_cb_entry *input_cb;
     struct event *timer;
     conn_state state;
-    char addr[64]; /* numeric peer address, "" on the unix socket */
+    uint64_t received; /* bytes of the request being read */
+    bool large;        /* holds a large-request slot */
+    bool waiting;      /* reading paused until a slot frees */
+    char addr[64];     /* numeric peer address, "" on the unix socket */
     void (*user_close)(struct evhttp_connection *, void *);
     void *user_arg;
     mph_conn *prev, *next;
@@ -133,6 +149,33 @@ static void conn_unlink(mph_conn *c)
         l->newest = c->prev;
 }
 
+/* Gives free large-request slots to waiting connections, oldest first. */
+static void grant_slots(mph_listener *l)
+{
+    for (mph_conn *c = l->oldest; c != NULL && l->large_active < LARGE_REQUEST_SLOTS;
+         c = c->next) {
+        if (!c->waiting)
+            continue;
+        c->waiting = false;
+        c->large = true;
+        l->large_active++;
+        bufferevent_enable(evhttp_connection_get_bufferevent(c->evcon), EV_READ);
+    }
+}
+
+/* The request stopped reading (dispatched, or the connection closes). */
+static void release_slot(mph_conn *c)
+{
+    c->received = 0;
+    c->waiting = false;
+    if (c->large) {
+        c->large = false;
+        c->l->large_active--;
+        if (!c->l->stopping)
+            grant_slots(c->l);
+    }
+}
+
 /* Close callback of every tracked connection: the other user's callback
  * first (it may still look at its request), then the bookkeeping. */
 static void conn_closed(struct evhttp_connection *evcon, void *arg)
@@ -142,6 +185,7 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
     if (c->user_close != NULL)
         c->user_close(evcon, c->user_arg);
     conn_unlink(c);
+    release_slot(c);
     evbuffer_remove_cb_entry(c->input, c->input_cb);
     event_free(c->timer);
     free(c);
@@ -169,16 +213,41 @@ static void conn_timeout(evutil_socket_t fd, short what, void *arg)
     conn_close(c);
 }
 
+/* Counts the bytes of a request until it is dispatched: evhttp holds
+ * them all (the body stays in the input until complete), whether they
+ * come with a token or not. Past SMALL_REQUEST_BYTES a request needs one
+ * of the listener's few large-request slots, else its reading pauses
+ * until one frees: that bounds what requests still being read can make
+ * us hold, whoever sends them. */
+static void count_bytes(mph_conn *c, size_t n)
+{
+    c->received += n;
+    if (c->large || c->waiting || c->received <= SMALL_REQUEST_BYTES)
+        return;
+    if (c->l->large_active < LARGE_REQUEST_SLOTS) {
+        c->large = true;
+        c->l->large_active++;
+    } else {
+        c->waiting = true;
+        bufferevent_disable(evhttp_connection_get_bufferevent(c->evcon), EV_READ);
+    }
+}
+
 /* Bytes arriving on a connection waiting for a request start that
  * request's deadline; later bytes do not move it. */
 static void conn_input(struct evbuffer *buf, const struct evbuffer_cb_info *info,
                        void *arg)
 {
     mph_conn *c = arg;
-    if (info->n_added == 0 || c->state != CONN_IDLE)
+    if (info->n_added == 0 || c->state == CONN_DISPATCHED)
         return;
-    c->state = CONN_READING;
-    arm(c, limit_or(c->l->server->limits.request_timeout_ms, DEFAULT_REQUEST_TIMEOUT_MS));
+    if (c->state == CONN_IDLE) {
+        c->state = CONN_READING;
+        c->received = 0;
+        arm(c, limit_or(c->l->server->limits.request_timeout_ms,
+                        DEFAULT_REQUEST_TIMEOUT_MS));
+    }
+    count_bytes(c, info->n_added);
 }
 
 /* Closes the oldest connection of `addr` (any address when NULL) that no
@@ -218,6 +287,9 @@ void mph_conn_dispatched(mph_listener *l, struct evhttp_request *req)
         return;
     c->state = CONN_DISPATCHED;
     evtimer_del(c->timer);
+    /* evhttp stopped reading for the handler; a waiting connection must
+     * not be resumed behind its back. */
+    release_slot(c);
     evhttp_request_set_on_complete_cb(req, conn_completed, c);
 }
 
@@ -280,6 +352,7 @@ static bool conn_attach(mph_listener *l, struct bufferevent *bev)
     /* A request may already be waiting in the input buffer. */
     if (evbuffer_get_length(c->input) > 0) {
         c->state = CONN_READING;
+        count_bytes(c, evbuffer_get_length(c->input));
         arm(c,
             limit_or(l->server->limits.request_timeout_ms, DEFAULT_REQUEST_TIMEOUT_MS));
     } else {

@@ -53,6 +53,9 @@ typedef struct mph_limits {
     uint32_t idle_timeout_ms;   /* a connection waiting for a request,
                                    default 10000                           */
 } mph_limits;
+/* Beyond these: a request still being read past 32 KiB needs one of 4
+ * slots per listener, others pause reading until one frees; headers are
+ * limited to 16 KiB. */
 
 typedef struct mph_config {
     const char *listen;     /* "host:port" or NULL/"" for none            */

@@ -32,6 +32,7 @@ typedef struct mph_listener {
     const char *name; /* "tcp" or "unix", for logs and metrics */
     bool is_unix;
     uint32_t open;              /* accepted and not yet closed */
+    uint32_t large_active;      /* requests holding a large-request slot */
     mph_conn *oldest, *newest;  /* attached connections, in accept order */
     struct bufferevent **fresh; /* accepted, not attached yet (see conn.c) */
     size_t n_fresh, fresh_cap;

@@ -1363,6 +1363,11 @@ static const mph_limits long_deadlines = {.max_connections = 4,
                                           .request_timeout_ms = 30000,
                                           .idle_timeout_ms = 30000};
 
+static const mph_limits roomy = {.max_connections = 16,
+                                 .max_per_client = 16,
+                                 .request_timeout_ms = 30000,
+                                 .idle_timeout_ms = 30000};
+
 /* arg: the mph_limits to use. */
 static void start_limited(void *arg)
 {
@@ -1512,6 +1517,52 @@ static void test_connection_caps(void **state)
     run_on_loop(stop_limited, NULL);
 }
 
+/* Past 32 KiB a request being read needs one of 4 slots per listener;
+ * the others wait (reading paused) until a slot frees, so unfinished
+ * large requests cannot pile up in memory. */
+static void test_large_request_slots(void **state)
+{
+    run_on_loop(start_limited, (void *)&roomy);
+    assert_non_null(limited);
+    int p = mph_port(limited);
+    char *big = mpu_malloc(64 * 1024);
+    memset(big, 'x', 64 * 1024);
+    int holders[4];
+    for (int i = 0; i < 4; i++) {
+        holders[i] = connect_from("127.0.0.2", p);
+        send_all(holders[i], "POST /push/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             "Content-Length: 100000\r\n\r\n");
+        assert_int_equal(send(holders[i], big, 40000, MSG_NOSIGNAL), 40000);
+    }
+    /* Over max_body: answered 413 once its 40000 bytes are read. */
+    int fifth = connect_from("127.0.0.3", p);
+    send_all(fifth, "POST /push/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    "Content-Length: 40000\r\n\r\n");
+    ssize_t sent = send(fifth, big, 40000, MSG_NOSIGNAL | MSG_DONTWAIT);
+    assert_true(sent > 0);
+    char buf[256];
+    struct timeval tv = {0, 300 * 1000};
+    setsockopt(fifth, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_int_equal(recv(fifth, buf, sizeof(buf), 0), -1); /* waiting */
+    /* Small requests never wait. */
+    assert_int_equal(raw_status(p, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 200);
+
+    close(holders[0]);
+    if (sent < 40000)
+        assert_int_equal(send(fifth, big + sent, (size_t)(40000 - sent), MSG_NOSIGNAL),
+                         40000 - sent);
+    tv.tv_sec = WAIT_S;
+    setsockopt(fifth, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ssize_t n = recv(fifth, buf, sizeof(buf) - 1, 0);
+    assert_true(n > 12);
+    assert_true(strncmp(buf, "HTTP/1.1 413", 12) == 0);
+    close(fifth);
+    for (int i = 1; i < 4; i++)
+        close(holders[i]);
+    free(big);
+    run_on_loop(stop_limited, NULL);
+}
+
 static void test_log_rate_limit(void **state)
 {
     char path[160];
@@ -1574,6 +1625,7 @@ int main(void)
         cmocka_unit_test(test_metrics_public_and_allowed_hosts),
         cmocka_unit_test(test_deadlines),
         cmocka_unit_test(test_connection_caps),
+        cmocka_unit_test(test_large_request_slots),
         cmocka_unit_test(test_log_rate_limit),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
