@@ -18,5 +18,10 @@ fi
 if out=$(grep -rnE '#include[[:space:]]*[<"](\.\./)*(core/|config/|store/|daemon/|host/|sched/|http/|loader/|util/)' plugins sdk 2>/dev/null); then
   echo "drivers and the SDK may include only <mailpulse/*.h>:"; echo "$out"; status=1
 fi
+# The API's connection tracker needs evhttp's single close-callback slot;
+# everything else shares it through mph_conn_set_closecb().
+if out=$(grep -nE '\bevhttp_connection_set_closecb[[:space:]]*\(' $files | grep -v '^core/http/conn\.c:'); then
+  echo "use mph_conn_set_closecb (core/http/conn.c owns evhttp's close callback):"; echo "$out"; status=1
+fi
 [ $status -eq 0 ] && echo "source check: 1 passed, 0 failed" || echo "source check: 0 passed, 1 failed"
 exit $status

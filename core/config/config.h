@@ -130,6 +130,12 @@ typedef struct mp_settings {
         char *socket;     /* unix socket path, default "<state_dir>/mailpulsed.sock" */
         char *token_file; /* default NULL: generated "<state_dir>/api.token" */
         uint32_t max_body;  /* request body limit, default 1 MiB           */
+        uint32_t max_connections;            /* per listener, default 256   */
+        uint32_t max_connections_per_client; /* per TCP address, default 32 */
+        uint32_t request_timeout;  /* seconds, first byte to whole request, 20 */
+        uint32_t idle_timeout;     /* seconds waiting for a request, 10     */
+        int metrics_public;        /* /metrics without token on TCP, false  */
+        char **allowed_hosts;      /* NULL-terminated extra Host names, or NULL */
     } http;
     struct {
         uint32_t batch_size;        /* 100                                  */

@@ -26,6 +26,12 @@ static const char default_text[] =
     "  # socket = \"<state_dir>/mailpulsed.sock\";\n"
     "  # token_file = \"<state_dir>/api.token\";  (generated when absent)\n"
     "  max_body = 1048576;\n"
+    "  max_connections = 256;\n"
+    "  max_connections_per_client = 32;\n"
+    "  request_timeout = 20;\n"
+    "  idle_timeout = 10;\n"
+    "  metrics_public = false;\n"
+    "  # allowed_hosts = [ \"mail.example.org\" ];\n"
     "};\n"
     "sync = {\n"
     "  batch_size = 100;\n"
@@ -84,6 +90,13 @@ static const mp_config_key http_keys[] = {
     {"socket", MP_CFG_STRING, NULL, 0, "unix socket path"},
     {"token_file", MP_CFG_STRING, NULL, 0, "file holding the API bearer token"},
     {"max_body", MP_CFG_INT, "1048576", 0, "request body limit in bytes"},
+    {"max_connections", MP_CFG_INT, "256", 0, "open connections per listener"},
+    {"max_connections_per_client", MP_CFG_INT, "32", 0, "open TCP connections per address"},
+    {"request_timeout", MP_CFG_INT, "20", 0, "seconds for a whole request to arrive"},
+    {"idle_timeout", MP_CFG_INT, "10", 0, "seconds a connection may wait for a request"},
+    {"metrics_public", MP_CFG_BOOL, "false", 0, "serve /metrics on TCP without the token"},
+    {"allowed_hosts", MP_CFG_STRING_LIST, NULL, 0,
+     "Host names accepted on TCP besides IP addresses and localhost"},
     {0},
 };
 
@@ -171,6 +184,9 @@ void mp_settings_free(mp_settings **settings)
     free(s->http.listen);
     free(s->http.socket);
     free(s->http.token_file);
+    for (char **h = s->http.allowed_hosts; h != NULL && *h != NULL; h++)
+        free(*h);
+    free(s->http.allowed_hosts);
     mpc__webhooks_free(s);
     free(s);
     *settings = NULL;
@@ -277,6 +293,31 @@ static size_t fill_top(const mpc_node *root, mp_settings *s, mpc_errors *errs)
     return n;
 }
 
+/* http.allowed_hosts: host names (no port, no brackets) as a
+ * NULL-terminated copy; absent -> NULL. */
+static size_t get_hosts(const mpc_node *http, char ***hosts_r, mpc_errors *errs)
+{
+    const mpc_node *node = mpc_get(http, "allowed_hosts");
+    *hosts_r = NULL;
+    if (node == NULL)
+        return 0;
+    size_t n = 0;
+    char **hosts = mpu_calloc(node->n_items + 1, sizeof(*hosts));
+    for (size_t i = 0; i < node->n_items; i++) {
+        const char *h = node->items[i]->str != NULL ? node->items[i]->str : "";
+        if (h[0] == '\0' || strlen(h) > 253 || strpbrk(h, ":/[] \t") != NULL) {
+            mpc_error_add(errs, node->items[i]->file, node->items[i]->line,
+                          "\"http.allowed_hosts\" entries are host names without a "
+                          "port, not \"%s\"",
+                          h);
+            n++;
+        }
+        hosts[i] = mpu_strdup(h);
+    }
+    *hosts_r = hosts;
+    return n;
+}
+
 static size_t fill_http(const mpc_node *http, mp_settings *s, mpc_errors *errs)
 {
     size_t n = 0;
@@ -304,6 +345,13 @@ static size_t fill_http(const mpc_node *http, mp_settings *s, mpc_errors *errs)
         n++;
     }
     n += get_u32(http, "http", "max_body", 1, 1u << 30, &s->http.max_body, errs);
+    n += get_u32(http, "http", "max_connections", 1, 65536, &s->http.max_connections, errs);
+    n += get_u32(http, "http", "max_connections_per_client", 1, 65536,
+                 &s->http.max_connections_per_client, errs);
+    n += get_u32(http, "http", "request_timeout", 1, 3600, &s->http.request_timeout, errs);
+    n += get_u32(http, "http", "idle_timeout", 1, 3600, &s->http.idle_timeout, errs);
+    s->http.metrics_public = mpc_bool(http, "metrics_public");
+    n += get_hosts(http, &s->http.allowed_hosts, errs);
     return n;
 }
 

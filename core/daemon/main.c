@@ -335,8 +335,19 @@ static int run(const char *config_path)
     mpd_prefetch_start(d);
     d->webhooks = mpw_start(d, settings);
 
-    mph_config hc = {settings->http.listen, settings->http.socket, d->token,
-                     settings->http.max_body, 15000};
+    mph_config hc = {
+        .listen = settings->http.listen,
+        .socket = settings->http.socket,
+        .token = d->token,
+        .max_body = settings->http.max_body,
+        .sse_heartbeat_ms = 15000,
+        .limits = {settings->http.max_connections,
+                   settings->http.max_connections_per_client,
+                   settings->http.request_timeout * 1000u,
+                   settings->http.idle_timeout * 1000u},
+        .metrics_public = settings->http.metrics_public != 0,
+        .allowed_hosts = (const char *const *)settings->http.allowed_hosts,
+    };
     d->http = mph_start(d->base, &hc, d, &error);
     if (d->http == NULL) {
         mpu_error("http", "%s", error);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/http.h"
 #include "util/util.h"
 
 typedef struct textbuf {
@@ -76,6 +77,36 @@ static void cache_metrics(textbuf *b, mpd *d)
            "Queued bodies not fetched: already cached, deleted or gone.", pf.skipped);
 }
 
+static void listener_metric(textbuf *b, const char *name, const char *type,
+                            const char *help, unsigned long long tcp,
+                            unsigned long long local)
+{
+    put(b, "# HELP %s %s\n# TYPE %s %s\n%s{listener=\"tcp\"} %llu\n"
+           "%s{listener=\"unix\"} %llu\n",
+        name, help, name, type, name, tcp, name, local);
+}
+
+/* The API listeners' connection counters (core/http/conn.c), read on the
+ * loop thread, which serves /metrics. */
+static void http_metrics(textbuf *b, mpd *d)
+{
+    mph_stats st;
+    mph_get_stats(d->http, &st);
+    listener_metric(b, "mailpulse_http_connections", "gauge",
+                    "API connections open, per listener.", st.tcp.open, st.local.open);
+    listener_metric(b, "mailpulse_http_accepted_total", "counter",
+                    "API connections accepted.", st.tcp.accepted, st.local.accepted);
+    listener_metric(b, "mailpulse_http_evicted_total", "counter",
+                    "API connections closed to make room (connection caps, descriptors).",
+                    st.tcp.evicted, st.local.evicted);
+    listener_metric(b, "mailpulse_http_timed_out_total", "counter",
+                    "API connections closed by the request or idle deadline.",
+                    st.tcp.timed_out, st.local.timed_out);
+    listener_metric(b, "mailpulse_http_accept_errors_total", "counter",
+                    "accept() failures on the API listeners (each pauses accepting).",
+                    st.tcp.accept_errors, st.local.accept_errors);
+}
+
 char *mpd_metrics_text(mpd *d)
 {
     textbuf b = {0};
@@ -109,6 +140,7 @@ char *mpd_metrics_text(mpd *d)
     metric(&b, "mailpulse_fetch_errors_total", "counter", "On-demand fetches that failed.",
            atomic_load(&d->m_fetch_errors));
     cache_metrics(&b, d);
+    http_metrics(&b, d);
 
     mpj_stats st;
     mpj_stats_get(d->sched, &st);

@@ -9,7 +9,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#include <event2/bufferevent.h>
+#include <arpa/inet.h>
 
 #include "http/http_private.h"
 #include "util/util.h"
@@ -93,19 +93,6 @@ static bool route_match(const char *pattern, const char *path, span *params,
     return true;
 }
 
-static bool from_unix_socket(struct evhttp_request *req)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct bufferevent *bev =
-        evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-        return false;
-    return ss.ss_family == AF_UNIX;
-}
-
 static bool bearer_ok(const mph_server *server, struct evhttp_request *req)
 {
     const char *h =
@@ -122,9 +109,57 @@ static bool bearer_ok(const mph_server *server, struct evhttp_request *req)
     return mpu_secure_equal(h, len, server->token, strlen(server->token)) == 1;
 }
 
-static bool needs_token(const char *path)
+static bool needs_token(const mph_server *server, const char *path)
 {
+    if (strcmp(path, "/metrics") == 0)
+        return !server->metrics_public;
     return strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/');
+}
+
+/* The name part of a Host value: "name[:port]" or "[v6][:port]". */
+static bool host_split(const char *value, char *name, size_t size)
+{
+    const char *end;
+    if (value[0] == '[') {
+        end = strchr(value, ']');
+        if (end == NULL)
+            return false;
+        value++;
+    } else {
+        end = strchr(value, ':');
+        if (end == NULL)
+            end = value + strlen(value);
+    }
+    size_t len = (size_t)(end - value);
+    if (end[0] == ']')
+        end++;
+    if (len == 0 || len >= size ||
+        (end[0] == ':' &&
+         (end[1] == '\0' || strspn(end + 1, "0123456789") != strlen(end + 1))) ||
+        (end[0] != '\0' && end[0] != ':'))
+        return false;
+    memcpy(name, value, len);
+    name[len] = '\0';
+    return true;
+}
+
+/* Against DNS rebinding: a browser tricked into sending our answers to
+ * another site's page still sends that site's name as Host. IP literals
+ * and "localhost" cannot be rebound; other names must be listed. */
+static bool host_allowed(const mph_server *server, struct evhttp_request *req)
+{
+    const char *value = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
+    char name[256];
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (value == NULL || !host_split(value, name, sizeof(name)))
+        return false;
+    if (inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1 ||
+        strcasecmp(name, "localhost") == 0)
+        return true;
+    for (char **h = server->allowed_hosts; h != NULL && *h != NULL; h++)
+        if (strcasecmp(name, *h) == 0)
+            return true;
+    return false;
 }
 
 static void reply_not_allowed(struct evhttp_request *req, const char *allow)
@@ -175,16 +210,26 @@ static int decode_params(const span *raw, size_t count, char **decoded)
 
 void mph_dispatch(struct evhttp_request *req, void *arg)
 {
-    mph_server *server = arg;
+    mph_listener *l = arg;
+    mph_server *server = l->server;
+    mph_conn_dispatched(l, req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
     if (path == NULL || path[0] != '/') {
         mph_reply_error(req, 400, "invalid request target");
         return;
     }
-    if (needs_token(path) && !from_unix_socket(req) && !bearer_ok(server, req)) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-                          "Bearer");
+    if (!l->is_unix && !host_allowed(server, req)) {
+        mph_reply_error(req, 421,
+                        "Host not accepted (an IP address, localhost or a "
+                        "name in http.allowed_hosts)");
+        return;
+    }
+    if (!l->is_unix && needs_token(server, path) && !bearer_ok(server, req)) {
+        struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+        evhttp_add_header(out, "WWW-Authenticate", "Bearer");
+        /* A client without the token gets one answer per connection. */
+        evhttp_add_header(out, "Connection", "close");
         mph_reply_error(req, 401, "missing or invalid bearer token");
         return;
     }

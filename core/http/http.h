@@ -2,7 +2,8 @@
  * The HTTP API server: one libevent evhttp serving a TCP address and/or a
  * unix socket. Routes (see README "HTTP API"):
  *   GET  /healthz                       no auth
- *   GET  /metrics                       no auth (Prometheus text)
+ *   GET  /metrics                       Prometheus text (token on TCP unless
+ *                                       metrics_public)
  *   GET  /v1/status
  *   GET  /v1/accounts
  *   GET  /v1/accounts/{id}
@@ -20,18 +21,41 @@
  *   POST /v1/webhooks/{name}/replay[?from=SEQ]   deliver dead letters again
  *   POST /v1/debug/clock                (debug.clock_control only)
  *   POST /push/{instance}[/...]         routed to the driver's verifier
- * Requests to /v1 over TCP need "Authorization: Bearer <token>" (compared
- * in constant time); over the unix socket file permissions decide (0660).
- * Bodies over max_body get 413. Errors are JSON: {"error":"..."}.
+ * Requests to /v1 (and /metrics unless metrics_public) over TCP need
+ * "Authorization: Bearer <token>" (compared in constant time); over the
+ * unix socket file permissions decide (0660). A 401 answer closes the
+ * connection. TCP requests must carry a Host that is an IP literal,
+ * "localhost" or one of allowed_hosts (421 otherwise: DNS rebinding).
+ * Bodies over max_body get 413; headers over 16 KiB are refused. Errors
+ * are JSON: {"error":"..."}. Connection limits: see mph_limits.
  */
 #ifndef MP_HTTP_HTTP_H
 #define MP_HTTP_HTTP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct event_base;
 typedef struct mpd mpd;
 typedef struct mph_server mph_server;
+
+/* Connection limits, per listener (TCP and the unix socket each have
+ * their own budget). 0 in any field means its default. */
+typedef struct mph_limits {
+    uint32_t max_connections;   /* open connections; default 256. At the cap
+                                   the oldest connection not busy with a
+                                   request is closed; when every one is busy
+                                   accepting pauses until one closes       */
+    uint32_t max_per_client;    /* per peer address on TCP; default 32 (the
+                                   client's oldest idle connection makes way) */
+    uint32_t request_timeout_ms; /* first byte to complete request (headers
+                                   and body), default 20000                */
+    uint32_t idle_timeout_ms;   /* a connection waiting for a request,
+                                   default 10000                           */
+} mph_limits;
+/* Beyond these: a request still being read past 32 KiB needs one of 4
+ * slots per listener, others pause reading until one frees; headers are
+ * limited to 16 KiB. */
 
 typedef struct mph_config {
     const char *listen;     /* "host:port" or NULL/"" for none            */
@@ -39,12 +63,32 @@ typedef struct mph_config {
     const char *token;      /* bearer token for TCP /v1 (required if TCP)  */
     uint32_t max_body;      /* bytes                                       */
     uint32_t sse_heartbeat_ms; /* comment line interval, default 15000     */
+    mph_limits limits;
+    bool metrics_public;    /* /metrics without the token on TCP           */
+    /* Host header names accepted on TCP besides IP literals and
+     * "localhost" (DNS-rebinding guard); NULL-terminated, may be NULL.    */
+    const char *const *allowed_hosts;
 } mph_config;
+
+/* Counters of one listener, for /metrics. */
+typedef struct mph_stats_listener {
+    uint32_t open;              /* connections open now                   */
+    uint64_t accepted;          /* connections accepted                   */
+    uint64_t evicted;           /* closed to make room (caps, descriptors) */
+    uint64_t timed_out;         /* closed by the idle or request deadline  */
+    uint64_t accept_errors;     /* accept() failures (each pauses accepting) */
+} mph_stats_listener;
+
+typedef struct mph_stats {
+    mph_stats_listener tcp, local;
+} mph_stats;
 
 /* Bind and start serving. Returns NULL with *error_r set (allocated) when
  * an address cannot be bound. */
 mph_server *mph_start(struct event_base *base, const mph_config *config, mpd *d,
                       char **error_r);
+/* Counters of both listeners (zero for one not listening). Loop thread. */
+void mph_get_stats(mph_server *server, mph_stats *stats_r);
 /* The TCP port actually bound (useful with port 0), or 0. */
 int mph_port(mph_server *server);
 /* Close listeners and every SSE stream. Accepts NULL, clears *server. */

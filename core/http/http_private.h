@@ -6,6 +6,7 @@
 #ifndef MP_HTTP_PRIVATE_H
 #define MP_HTTP_PRIVATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,15 +20,42 @@
 
 typedef struct mph_raw_ctx mph_raw_ctx;
 typedef struct mph_sse_client mph_sse_client;
+typedef struct mph_conn mph_conn;
+
+/* One listening socket with its own evhttp (so the connection hooks know
+ * which listener a connection came from) and its own connection budget:
+ * a TCP flood never locks the unix socket out. */
+typedef struct mph_listener {
+    mph_server *server;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    const char *name; /* "tcp" or "unix", for logs and metrics */
+    bool is_unix;
+    uint32_t open;              /* accepted and not yet closed */
+    uint32_t large_active;      /* requests holding a large-request slot */
+    mph_conn *oldest, *newest;  /* attached connections, in accept order */
+    struct bufferevent **fresh; /* accepted, not attached yet (see conn.c) */
+    size_t n_fresh, fresh_cap;
+    struct event *attach_ev;
+    struct event *resume_ev;
+    bool paused;          /* accepting stopped */
+    bool error_paused;    /* ... after an accept() failure */
+    bool evict_on_attach; /* out of descriptors with nothing attached yet */
+    bool stopping;
+    mph_stats_listener stats;
+    struct mph_listener *next_all; /* conn.c's registry of live listeners */
+} mph_listener;
 
 struct mph_server {
     struct event_base *base;
-    struct evhttp *http;
     mpd *d;
     char *token;
     uint32_t heartbeat_ms;
-    struct evhttp_bound_socket *tcp;
-    struct evhttp_bound_socket *unix_listener;
+    mph_limits limits;
+    bool metrics_public;
+    char **allowed_hosts;    /* NULL-terminated; may be NULL */
+    mph_listener tcp;        /* .http NULL when not listening */
+    mph_listener local;      /* the unix socket */
     char *unix_path;         /* unlinked by mph_stop when we created it */
     mph_raw_ctx *raws;       /* raw fetches waiting for their callback */
     mph_sse_client *clients; /* open event streams */
@@ -49,8 +77,23 @@ typedef struct mph_request {
 
 typedef void (*mph_handler)(mph_request *r);
 
-/* dispatch.c: the evhttp generic callback (arg: mph_server). */
+/* dispatch.c: the evhttp generic callback (arg: mph_listener). */
 void mph_dispatch(struct evhttp_request *req, void *arg);
+
+/* conn.c: the connection tracker (caps, deadlines, accept failures).
+ * mph_conn_listen() hooks a listener whose evhttp and bound socket exist;
+ * mph_conn_unlisten() is called after its evhttp was freed. */
+int mph_conn_listen(mph_listener *l);
+void mph_conn_unlisten(mph_listener *l);
+/* A request was handed to the router: its connection's deadline stops
+ * until the answer is sent. */
+void mph_conn_dispatched(mph_listener *l, struct evhttp_request *req);
+/* evhttp keeps one close callback per connection and the tracker needs
+ * it to count closes: every other user in core/http (raw.c, sse.c) goes
+ * through mph_conn_set_closecb(), which keeps theirs and calls it first;
+ * only conn.c calls evhttp_connection_set_closecb() itself. */
+void mph_conn_set_closecb(struct evhttp_connection *evcon,
+                          void (*cb)(struct evhttp_connection *, void *), void *arg);
 
 /* reply.c. mph_reply_json steals `body` (NULL answers 500). */
 void mph_reply_json(struct evhttp_request *req, int status, json_t *body);

@@ -48,7 +48,7 @@ static void raw_done(int status, const uint8_t *data, size_t len, const char *er
         struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
         /* The connection may serve further requests after this one. */
         if (evcon != NULL)
-            evhttp_connection_set_closecb(evcon, NULL, NULL);
+            mph_conn_set_closecb(evcon, NULL, NULL);
         if (status == 200)
             mph_reply_bytes(c->req, 200, "message/rfc822", data, len);
         else
@@ -67,7 +67,7 @@ void mph_h_message_raw(mph_request *r)
     if (c->next != NULL)
         c->next->prev = c;
     r->server->raws = c;
-    evhttp_connection_set_closecb(evhttp_request_get_connection(r->req), raw_closed, c);
+    mph_conn_set_closecb(evhttp_request_get_connection(r->req), raw_closed, c);
     /* May complete (and free c) before returning. */
     mpd_api_message_raw(r->server->d, r->params[0], raw_done, c);
 }
@@ -79,7 +79,7 @@ void mph_raw_abandon_all(mph_server *server)
         if (c->req != NULL) {
             struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
             if (evcon != NULL)
-                evhttp_connection_set_closecb(evcon, NULL, NULL);
+                mph_conn_set_closecb(evcon, NULL, NULL);
             /* evhttp_free() frees the request with its connection. */
             c->req = NULL;
         }

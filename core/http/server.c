@@ -13,9 +13,14 @@
 #include "http/http_private.h"
 #include "util/util.h"
 
-#define MPH_MAX_HEADERS (64u * 1024u)
+/* Request line and headers together. What a client legitimately sends
+ * (a bearer token, a provider's signature headers) is far below this, and
+ * it bounds what a client without a token can make us hold. */
+#define MPH_MAX_HEADERS (16u * 1024u)
 #define MPH_DEFAULT_MAX_BODY (1024u * 1024u)
-/* Idle keep-alive connections and slow senders are dropped after this. */
+/* evhttp's inactivity timeout (reads and writes, restarted by every
+ * byte): it ends stalled writes. Requests have their own total deadline
+ * and idle connections their own limit (conn.c). */
 #define MPH_TIMEOUT_S 60
 
 /* "host:port" or "[v6]:port" -> allocated host, port. */
@@ -49,9 +54,9 @@ static int listen_tcp(mph_server *server, const char *listen, char **error_r)
     if (parse_listen(listen, &host, &port, error_r) < 0)
         return -1;
     errno = 0;
-    server->tcp = evhttp_bind_socket_with_handle(server->http, host, port);
+    server->tcp.bound = evhttp_bind_socket_with_handle(server->tcp.http, host, port);
     free(host);
-    if (server->tcp == NULL) {
+    if (server->tcp.bound == NULL) {
         *error_r = mpu_asprintf("http listen \"%s\": %s", listen,
                                 errno != 0 ? strerror(errno) : "cannot bind");
         return -1;
@@ -118,13 +123,66 @@ static int listen_unix(mph_server *server, const char *path, char **error_r)
         close(fd);
         return -1;
     }
-    server->unix_listener = evhttp_accept_socket_with_handle(server->http, fd);
-    if (server->unix_listener == NULL) {
+    server->local.bound = evhttp_accept_socket_with_handle(server->local.http, fd);
+    if (server->local.bound == NULL) {
         *error_r = mpu_asprintf("%s: cannot accept on socket", path);
         close(fd);
         return -1;
     }
     return 0;
+}
+
+/* One evhttp per listener: evhttp's connection hooks carry no listener,
+ * and each listener gets its own connection budget. */
+static int listener_init(mph_server *server, mph_listener *l, const char *name,
+                         bool is_unix, uint32_t max_body)
+{
+    l->server = server;
+    l->name = name;
+    l->is_unix = is_unix;
+    l->http = evhttp_new(server->base);
+    if (l->http == NULL)
+        return -1;
+    /* 0 would refuse every body; it means "not configured". */
+    evhttp_set_max_body_size(l->http, max_body > 0 ? max_body : MPH_DEFAULT_MAX_BODY);
+    evhttp_set_max_headers_size(l->http, MPH_MAX_HEADERS);
+    evhttp_set_timeout(l->http, MPH_TIMEOUT_S);
+    /* Read an oversized body to its end before answering 413, so the
+     * client sees the answer instead of a reset (the bytes are discarded
+     * as they come, and the request deadline bounds the time). */
+    evhttp_set_flags(l->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    evhttp_set_default_content_type(l->http, "application/json");
+    /* Methods evhttp rejects itself get a 501 page; everything a client
+     * may plausibly send reaches the router and gets a JSON 405. */
+    evhttp_set_allowed_methods(
+        l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                     EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(l->http, mph_dispatch, l);
+    return 0;
+}
+
+static void listener_free(mph_listener *l)
+{
+    l->stopping = true;
+    /* Closes the listener and every connection, freeing their requests. */
+    if (l->http != NULL)
+        evhttp_free(l->http);
+    l->http = NULL;
+    l->bound = NULL;
+    mph_conn_unlisten(l);
+}
+
+static char **copy_hosts(const char *const *hosts)
+{
+    size_t n = 0;
+    while (hosts != NULL && hosts[n] != NULL)
+        n++;
+    if (n == 0)
+        return NULL;
+    char **copy = mpu_calloc(n + 1, sizeof(*copy));
+    for (size_t i = 0; i < n; i++)
+        copy[i] = mpu_strdup(hosts[i]);
+    return copy;
 }
 
 mph_server *mph_start(struct event_base *base, const mph_config *config, mpd *d,
@@ -142,30 +200,25 @@ mph_server *mph_start(struct event_base *base, const mph_config *config, mpd *d,
     server->token = mpu_strdup(config->token);
     server->heartbeat_ms =
         config->sse_heartbeat_ms > 0 ? config->sse_heartbeat_ms : 15000;
-    server->http = evhttp_new(base);
-    if (server->http == NULL) {
+    server->limits = config->limits;
+    server->metrics_public = config->metrics_public;
+    server->allowed_hosts = copy_hosts(config->allowed_hosts);
+    if ((listen[0] != '\0' &&
+         listener_init(server, &server->tcp, "tcp", false, config->max_body) < 0) ||
+        (path[0] != '\0' &&
+         listener_init(server, &server->local, "unix", true, config->max_body) < 0)) {
         *error_r = mpu_strdup("http: cannot create server");
         mph_stop(&server);
         return NULL;
     }
-    /* 0 would refuse every body; it means "not configured". */
-    evhttp_set_max_body_size(server->http, config->max_body > 0 ? config->max_body
-                                                                : MPH_DEFAULT_MAX_BODY);
-    evhttp_set_max_headers_size(server->http, MPH_MAX_HEADERS);
-    evhttp_set_timeout(server->http, MPH_TIMEOUT_S);
-    /* Read an oversized body to its end before answering 413, so the
-     * client sees the answer instead of a reset. */
-    evhttp_set_flags(server->http, EVHTTP_SERVER_LINGERING_CLOSE);
-    evhttp_set_default_content_type(server->http, "application/json");
-    /* Methods evhttp rejects itself get a 501 page; everything a client
-     * may plausibly send reaches the router and gets a JSON 405. */
-    evhttp_set_allowed_methods(server->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-                                                 EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                                 EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                                                 EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(server->http, mph_dispatch, server);
     if ((listen[0] != '\0' && listen_tcp(server, listen, error_r) < 0) ||
         (path[0] != '\0' && listen_unix(server, path, error_r) < 0)) {
+        mph_stop(&server);
+        return NULL;
+    }
+    if ((listen[0] != '\0' && mph_conn_listen(&server->tcp) < 0) ||
+        (path[0] != '\0' && mph_conn_listen(&server->local) < 0)) {
+        *error_r = mpu_strdup("http: cannot create server");
         mph_stop(&server);
         return NULL;
     }
@@ -174,11 +227,11 @@ mph_server *mph_start(struct event_base *base, const mph_config *config, mpd *d,
 
 int mph_port(mph_server *server)
 {
-    if (server == NULL || server->tcp == NULL)
+    if (server == NULL || server->tcp.bound == NULL)
         return 0;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    evutil_socket_t fd = evhttp_bound_socket_get_fd(server->tcp);
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(server->tcp.bound);
     if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
         return 0;
     if (ss.ss_family == AF_INET)
@@ -186,6 +239,21 @@ int mph_port(mph_server *server)
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return 0;
+}
+
+static void listener_stats(const mph_listener *l, mph_stats_listener *stats_r)
+{
+    *stats_r = l->stats;
+    stats_r->open = l->open;
+}
+
+void mph_get_stats(mph_server *server, mph_stats *stats_r)
+{
+    memset(stats_r, 0, sizeof(*stats_r));
+    if (server == NULL)
+        return;
+    listener_stats(&server->tcp, &stats_r->tcp);
+    listener_stats(&server->local, &stats_r->local);
 }
 
 void mph_stop(mph_server **serverp)
@@ -196,9 +264,13 @@ void mph_stop(mph_server **serverp)
     *serverp = NULL;
     mph_sse_stop_all(server);
     mph_raw_abandon_all(server);
-    /* Closes the listeners and every connection, freeing their requests. */
-    if (server->http != NULL)
-        evhttp_free(server->http);
+    listener_free(&server->tcp);
+    listener_free(&server->local);
+    if (server->allowed_hosts != NULL) {
+        for (char **h = server->allowed_hosts; *h != NULL; h++)
+            free(*h);
+        free(server->allowed_hosts);
+    }
     if (server->unix_path != NULL)
         unlink(server->unix_path);
     free(server->unix_path);

@@ -111,7 +111,7 @@ static void client_free(mph_sse_client *c)
 /* Ends the reply; the request is freed by evhttp once written. */
 static void client_finish(mph_sse_client *c)
 {
-    evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+    mph_conn_set_closecb(c->evcon, NULL, NULL);
     evhttp_send_reply_end(c->req);
     client_free(c);
 }
@@ -369,7 +369,7 @@ void mph_h_events(mph_request *r)
     evhttp_add_header(out, "Cache-Control", "no-cache");
     evhttp_add_header(out, "X-Accel-Buffering", "no");
     evhttp_send_reply_start(r->req, 200, NULL);
-    evhttp_connection_set_closecb(c->evcon, sse_closed, c);
+    mph_conn_set_closecb(c->evcon, sse_closed, c);
     struct timeval write_tv = {.tv_sec = MPH_SSE_WRITE_TIMEOUT_S};
     bufferevent_set_timeouts(evhttp_connection_get_bufferevent(c->evcon), NULL,
                              &write_tv);

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,4 +77,66 @@ void mpu_log(mp_log_level level, const char *scope, const char *fmt, ...)
     va_start(ap, fmt);
     mpu_logv(level, scope, fmt, ap);
     va_end(ap);
+}
+
+/* Rate limiting keeps a repeating failure (an accept loop out of
+ * descriptors, a peer failing every second) from flooding the journal
+ * while still saying how much was dropped. The window state has its own
+ * lock: the decision and the counters change together. */
+static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Returns true when a line may be logged now; *summary_r gets the count
+ * suppressed in the window that just ended (to be reported first). */
+static bool limit_admit(mpu_log_limit *limit, int64_t now, unsigned long long *summary_r)
+{
+    bool admit;
+    pthread_mutex_lock(&limit_lock);
+    *summary_r = 0;
+    if (limit->logged == 0 || now - limit->window_ms >= (int64_t)limit->interval_ms) {
+        *summary_r = limit->suppressed;
+        limit->suppressed = 0;
+        limit->window_ms = now;
+        limit->logged = 0;
+    }
+    admit = limit->logged < limit->burst;
+    if (admit)
+        limit->logged++;
+    else
+        limit->suppressed++;
+    pthread_mutex_unlock(&limit_lock);
+    return admit;
+}
+
+void mpu_log_limited(mpu_log_limit *limit, mp_log_level level, const char *scope,
+                     const char *fmt, ...)
+{
+    if (level > log_level)
+        return;
+    unsigned long long summary = 0;
+    bool admit = limit_admit(limit, monotonic_ms(), &summary);
+    if (summary > 0)
+        mpu_log(level, scope, "suppressed %llu similar messages", summary);
+    if (!admit)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    mpu_logv(level, scope, fmt, ap);
+    va_end(ap);
+}
+
+void mpu_log_limit_flush(mpu_log_limit *limit, mp_log_level level, const char *scope)
+{
+    pthread_mutex_lock(&limit_lock);
+    unsigned long long summary = limit->suppressed;
+    limit->suppressed = 0;
+    pthread_mutex_unlock(&limit_lock);
+    if (summary > 0)
+        mpu_log(level, scope, "suppressed %llu similar messages", summary);
 }

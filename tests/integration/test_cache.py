@@ -32,7 +32,7 @@ def expected_raw(account, msg_id, date, subject):
 
 
 def metrics(d):
-    status, _, body = d.request("GET", "/metrics", auth=False)
+    status, _, body = d.request("GET", "/metrics")
     assert status == 200, status
     out = {}
     for line in body.decode().splitlines():

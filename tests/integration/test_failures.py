@@ -30,7 +30,7 @@ class Failures(unittest.TestCase):
                               message="%s idle" % a)
 
     def metrics(self):
-        return self.d.request("GET", "/metrics", auth=False)[2].decode()
+        return self.d.request("GET", "/metrics")[2].decode()
 
     def test_retry_recovers(self):
         d, acct = self.d, "f-retry"

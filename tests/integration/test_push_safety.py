@@ -21,7 +21,7 @@ def wall_ms():
 
 
 def metrics(d):
-    _, _, data = d.request("GET", "/metrics", auth=False)
+    _, _, data = d.request("GET", "/metrics")
     out = {}
     for line in data.decode().splitlines():
         m = re.match(r"^([a-z_]+)(\{[^}]*\})? (\d+)$", line)

@@ -50,7 +50,7 @@ class Webhook(unittest.TestCase):
     def snapshot(self):
         d = self.d
         acct = d.account(ACCOUNT)
-        _, _, metrics = d.request("GET", "/metrics", auth=False)
+        _, _, metrics = d.request("GET", "/metrics")
         text = metrics.decode()
         return {"last_seq": d.last_seq(),
                 "triggers": acct["sync"].get("triggers"),

@@ -281,7 +281,7 @@ class Webhooks(unittest.TestCase):
         detail = d.get("/v1/webhooks/dead")
         self.assertEqual([x["seq"] for x in detail["dead"]], [e["seq"] for e in bob_new])
         self.assertTrue(all(x["attempts"] == 3 for x in detail["dead"]))
-        _, _, text = d.request("GET", "/metrics", auth=False)
+        _, _, text = d.request("GET", "/metrics")
         text = text.decode()
         self.assertEqual(metric(text, "mailpulse_webhook_dead_letters", "dead"), 2)
         self.assertEqual(metric(text, "mailpulse_webhook_failures_total", "dead"), 6)

@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -33,6 +34,7 @@
 
 #include "daemon/api.h"
 #include "http/http.h"
+#include "util/log.h"
 #include "util/util.h"
 
 #define TOKEN "s3cret-token"
@@ -650,10 +652,19 @@ static void test_open_endpoints(void **state)
     json_decref(j);
     response_free(&r);
 
+    /* /metrics lists account ids: the token on TCP, none on the socket. */
     r = get("/metrics", NULL);
+    assert_json_error(&r, 401);
+    response_free(&r);
+
+    r = get("/metrics", BEARER);
     assert_int_equal(r.status, 200);
     assert_true(strncmp(r.content_type, "text/plain", 10) == 0);
     assert_non_null(strstr(r.body, "mp_up 1"));
+    response_free(&r);
+
+    r = http((request){.method = "GET", .path = "/metrics", .over_unix = true});
+    assert_int_equal(r.status, 200);
     response_free(&r);
 
     r = http((request){.method = "GET", .path = "/healthz", .over_unix = true});
@@ -935,7 +946,7 @@ static void send_all(int fd, const char *text)
 static void test_raw_client_gone(void **state)
 {
     int fd = connect_tcp();
-    send_all(fd, "GET /v1/messages/slow/raw HTTP/1.1\r\nHost: x\r\n"
+    send_all(fd, "GET /v1/messages/slow/raw HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                  "Authorization: " BEARER "\r\n\r\n");
     wait_raw_pending();
     close(fd);
@@ -975,7 +986,7 @@ static void test_raw_after_stop(void **state)
     assert_int_not_equal(port, 0);
     int fd = connect_tcp();
     port = saved;
-    send_all(fd, "GET /v1/messages/slow/raw HTTP/1.1\r\nHost: x\r\n"
+    send_all(fd, "GET /v1/messages/slow/raw HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                  "Authorization: " BEARER "\r\n\r\n");
     wait_raw_pending();
     run_on_loop(stop_second, NULL);
@@ -1399,6 +1410,315 @@ static void test_start_errors(void **state)
     event_base_free(b);
 }
 
+/* ---- hardening: Host, /metrics, connection limits, log rate ----------- */
+
+/* Raw bytes on a fresh connection to `to_port` from `src` (127.0.0.x);
+ * returns the answer's status (0 when closed without one). */
+static int raw_status(int to_port, const char *text)
+{
+    int saved = port;
+    port = to_port;
+    int fd = connect_tcp();
+    port = saved;
+    send_all(fd, text);
+    char buf[512];
+    struct timeval tv = {WAIT_S, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    return strncmp(buf, "HTTP/1.", 7) == 0 ? (int)strtol(buf + 9, NULL, 10) : -1;
+}
+
+static void test_host_header(void **state)
+{
+    static const struct {
+        const char *host; /* NULL: no Host header */
+        int status;
+    } cases[] = {
+        {"127.0.0.1", 200},     {"127.0.0.1:8025", 200}, {"[::1]:8025", 200},
+        {"[::1]", 200},         {"LocalHost:1", 200},    {"evil.example", 421},
+        {"localhost.evil", 421}, {"127.0.0.1:", 421},     {"[::1", 421},
+        {"1.2.3.4:80x", 421},   {NULL, 421},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[256];
+        if (cases[i].host != NULL)
+            snprintf(text, sizeof(text), "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n",
+                     cases[i].host);
+        else
+            snprintf(text, sizeof(text), "GET /healthz HTTP/1.0\r\n\r\n");
+        if (raw_status(port, text) != cases[i].status)
+            fail_msg("Host %s: expected %d", cases[i].host ? cases[i].host : "(none)",
+                     cases[i].status);
+    }
+    /* The unix socket is not reachable by a browser: no Host rule. */
+    response r = http((request){.method = "GET",
+                                .path = "/v1/status",
+                                .over_unix = true,
+                                .header = "Host: evil.example"});
+    assert_int_equal(r.status, 200);
+    response_free(&r);
+    /* An error answer is JSON like the others. */
+    r = http((request){.method = "GET", .path = "/healthz", .header = "Host: evil.example"});
+    assert_json_error(&r, 421);
+    response_free(&r);
+}
+
+static mph_server *limited;
+
+static const mph_limits short_deadlines = {.max_connections = 4,
+                                           .max_per_client = 2,
+                                           .request_timeout_ms = 600,
+                                           .idle_timeout_ms = 400};
+static const mph_limits long_deadlines = {.max_connections = 4,
+                                          .max_per_client = 2,
+                                          .request_timeout_ms = 30000,
+                                          .idle_timeout_ms = 30000};
+
+static const mph_limits roomy = {.max_connections = 16,
+                                 .max_per_client = 16,
+                                 .request_timeout_ms = 30000,
+                                 .idle_timeout_ms = 30000};
+
+/* arg: the mph_limits to use. */
+static void start_limited(void *arg)
+{
+    static const char *const hosts[] = {"mail.example.org", NULL};
+    mph_config config = {.listen = "127.0.0.1:0",
+                         .token = TOKEN,
+                         .max_body = MAX_BODY,
+                         .sse_heartbeat_ms = 100,
+                         .limits = *(const mph_limits *)arg,
+                         .metrics_public = true,
+                         .allowed_hosts = hosts};
+    char *error = NULL;
+    limited = mph_start(base, &config, fake_d, &error);
+    free(error);
+}
+
+static void stop_limited(void *arg)
+{
+    mph_stop(&limited);
+}
+
+static void get_stats(void *arg)
+{
+    mph_get_stats(limited, arg);
+}
+
+static int connect_from(const char *src, int to_port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, src, &sa.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    sa.sin_port = htons((uint16_t)to_port);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Milliseconds until the server closes fd (EOF or reset), -1 if it is
+ * still open after `max_ms`. */
+static long closed_after(int fd, long max_ms)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct timeval tv = {max_ms / 1000, (max_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[256];
+    ssize_t n;
+    do {
+        n = recv(fd, buf, sizeof(buf), 0);
+    } while (n > 0);
+    bool closed = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    return closed ? ms : -1;
+}
+
+static void test_metrics_public_and_allowed_hosts(void **state)
+{
+    run_on_loop(start_limited, (void *)&long_deadlines);
+    assert_non_null(limited);
+    int p = mph_port(limited);
+    assert_int_equal(raw_status(p, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 200);
+    assert_int_equal(raw_status(p, "GET /healthz HTTP/1.1\r\nHost: Mail.Example.org:443\r\n\r\n"),
+                     200);
+    assert_int_equal(raw_status(p, "GET /healthz HTTP/1.1\r\nHost: example.org\r\n\r\n"), 421);
+    run_on_loop(stop_limited, NULL);
+}
+
+/* A request must be complete within request_timeout of its first byte,
+ * however the bytes trickle in; a silent connection goes after
+ * idle_timeout; a dispatched request has no deadline. */
+static void test_deadlines(void **state)
+{
+    run_on_loop(start_limited, (void *)&short_deadlines);
+    assert_non_null(limited);
+    int p = mph_port(limited);
+    int silent = connect_from("127.0.0.2", p);
+    int slow = connect_from("127.0.0.3", p);
+    static const char partial[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    long waited = 0;
+    for (size_t i = 0; i < 3; i++) { /* a byte every 150 ms: never idle */
+        assert_int_equal(send(slow, partial + i, 1, MSG_NOSIGNAL), 1);
+        assert_int_equal(closed_after(slow, 150), -1);
+        waited += 150;
+    }
+    long ms = closed_after(slow, 2000);
+    assert_true(ms >= 0 && waited + ms >= 500 && waited + ms < 1200);
+    assert_true(closed_after(silent, 2000) >= 0);
+    close(slow);
+    close(silent);
+
+    /* A pending raw fetch outlives both deadlines. */
+    int fd = connect_from("127.0.0.4", p);
+    send_all(fd, "GET /v1/messages/slow/raw HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 "Authorization: " BEARER "\r\n\r\n");
+    wait_raw_pending();
+    assert_int_equal(closed_after(fd, 1000), -1);
+    run_on_loop(fire_pending, NULL);
+    char buf[256];
+    assert_true(recv(fd, buf, sizeof(buf), 0) > 0);
+    assert_true(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+    /* Then it is an idle keep-alive connection. */
+    assert_true(closed_after(fd, 2000) >= 0);
+    close(fd);
+
+    mph_stats st;
+    run_on_loop(get_stats, &st);
+    assert_int_equal(st.tcp.timed_out, 3);
+    run_on_loop(stop_limited, NULL);
+}
+
+/* At a cap the oldest connection without a dispatched request makes way:
+ * per client first, then for the listener. */
+static void test_connection_caps(void **state)
+{
+    run_on_loop(start_limited, (void *)&long_deadlines);
+    assert_non_null(limited);
+    int p = mph_port(limited);
+    int a1 = connect_from("127.0.0.2", p);
+    int a2 = connect_from("127.0.0.2", p);
+    assert_int_equal(closed_after(a1, 100), -1);
+    int a3 = connect_from("127.0.0.2", p); /* third from one client */
+    assert_true(closed_after(a1, 1000) >= 0);
+    assert_int_equal(closed_after(a2, 50), -1);
+    assert_int_equal(closed_after(a3, 50), -1);
+
+    int b1 = connect_from("127.0.0.3", p);
+    assert_int_equal(closed_after(a2, 100), -1);
+    int b2 = connect_from("127.0.0.4", p); /* the listener is full now: */
+    assert_true(closed_after(a2, 1000) >= 0); /* the oldest went */
+    assert_int_equal(closed_after(a3, 50), -1);
+    assert_int_equal(closed_after(b1, 50), -1);
+
+    /* A prompt client still gets its answer. */
+    assert_int_equal(raw_status(p, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 200);
+
+    mph_stats st;
+    run_on_loop(get_stats, &st);
+    assert_true(st.tcp.evicted >= 2);
+    assert_true(st.tcp.open <= 4);
+    close(a1);
+    close(a2);
+    close(a3);
+    close(b1);
+    close(b2);
+    run_on_loop(stop_limited, NULL);
+}
+
+/* Past 32 KiB a request being read needs one of 4 slots per listener;
+ * the others wait (reading paused) until a slot frees, so unfinished
+ * large requests cannot pile up in memory. */
+static void test_large_request_slots(void **state)
+{
+    run_on_loop(start_limited, (void *)&roomy);
+    assert_non_null(limited);
+    int p = mph_port(limited);
+    char *big = mpu_malloc(64 * 1024);
+    memset(big, 'x', 64 * 1024);
+    int holders[4];
+    for (int i = 0; i < 4; i++) {
+        holders[i] = connect_from("127.0.0.2", p);
+        send_all(holders[i], "POST /push/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             "Content-Length: 100000\r\n\r\n");
+        assert_int_equal(send(holders[i], big, 40000, MSG_NOSIGNAL), 40000);
+    }
+    /* Over max_body: answered 413 once its 40000 bytes are read. */
+    int fifth = connect_from("127.0.0.3", p);
+    send_all(fifth, "POST /push/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    "Content-Length: 40000\r\n\r\n");
+    ssize_t sent = send(fifth, big, 40000, MSG_NOSIGNAL | MSG_DONTWAIT);
+    assert_true(sent > 0);
+    char buf[256];
+    struct timeval tv = {0, 300 * 1000};
+    setsockopt(fifth, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_int_equal(recv(fifth, buf, sizeof(buf), 0), -1); /* waiting */
+    /* Small requests never wait. */
+    assert_int_equal(raw_status(p, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 200);
+
+    close(holders[0]);
+    if (sent < 40000)
+        assert_int_equal(send(fifth, big + sent, (size_t)(40000 - sent), MSG_NOSIGNAL),
+                         40000 - sent);
+    tv.tv_sec = WAIT_S;
+    setsockopt(fifth, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ssize_t n = recv(fifth, buf, sizeof(buf) - 1, 0);
+    assert_true(n > 12);
+    assert_true(strncmp(buf, "HTTP/1.1 413", 12) == 0);
+    close(fifth);
+    for (int i = 1; i < 4; i++)
+        close(holders[i]);
+    free(big);
+    run_on_loop(stop_limited, NULL);
+}
+
+static void test_log_rate_limit(void **state)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/log", tmpdir);
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 2);
+    close(fd);
+    mpu_log_limit limit = MPU_LOG_LIMIT_INIT(3, 200);
+    for (int i = 0; i < 10; i++)
+        mpu_log_limited(&limit, MP_LOG_WARNING, "t", "repeated %d", i);
+    struct timespec pause = {0, 250 * 1000000L};
+    nanosleep(&pause, NULL);
+    mpu_log_limited(&limit, MP_LOG_WARNING, "t", "repeated %d", 10);
+    mpu_log_limited(&limit, MP_LOG_WARNING, "t", "repeated %d", 11);
+    mpu_log_limited(&limit, MP_LOG_WARNING, "t", "repeated %d", 12);
+    mpu_log_limited(&limit, MP_LOG_WARNING, "t", "repeated %d", 13);
+    mpu_log_limit_flush(&limit, MP_LOG_WARNING, "t");
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+
+    FILE *f = fopen(path, "r");
+    char text[2048] = "";
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    unlink(path);
+    int lines = 0;
+    for (char *c = text; *c != '\0'; c++)
+        lines += *c == '\n';
+    /* 3 + summary + 3 + summary */
+    assert_int_equal(lines, 8);
+    assert_non_null(strstr(text, "repeated 2\n"));
+    assert_null(strstr(text, "repeated 3\n"));
+    assert_non_null(strstr(text, "suppressed 7 similar messages"));
+    assert_non_null(strstr(text, "repeated 12\n"));
+    assert_non_null(strstr(text, "suppressed 1 similar messages"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1419,6 +1739,12 @@ int main(void)
         cmocka_unit_test(test_sse_backpressure),
         cmocka_unit_test(test_stop_with_streams),
         cmocka_unit_test(test_start_errors),
+        cmocka_unit_test(test_host_header),
+        cmocka_unit_test(test_metrics_public_and_allowed_hosts),
+        cmocka_unit_test(test_deadlines),
+        cmocka_unit_test(test_connection_caps),
+        cmocka_unit_test(test_large_request_slots),
+        cmocka_unit_test(test_log_rate_limit),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
