@@ -91,7 +91,7 @@ void mph_conn_dispatched(mph_listener *l, struct evhttp_request *req);
 /* evhttp keeps one close callback per connection and the tracker needs
  * it to count closes: every other user in core/http (raw.c, sse.c) goes
  * through mph_conn_set_closecb(), which keeps theirs and calls it first;
- * only conn.c calls evhttp_connection_set_closecb() itself. */
+ * only conn.c sets the library slot itself. */
 void mph_conn_set_closecb(struct evhttp_connection *evcon,
                           void (*cb)(struct evhttp_connection *, void *), void *arg);
 

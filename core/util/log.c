@@ -117,7 +117,7 @@ static bool limit_admit(mpu_log_limit *limit, int64_t now, unsigned long long *s
 void mpu_log_limited(mpu_log_limit *limit, mp_log_level level, const char *scope,
                      const char *fmt, ...)
 {
-    if (level > log_level)
+    if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed))
         return;
     unsigned long long summary = 0;
     bool admit = limit_admit(limit, monotonic_ms(), &summary);
