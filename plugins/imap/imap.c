@@ -129,6 +129,17 @@ static mp_status parse_modes(imap_account *a, const mp_config *cfg, mp_error *er
         return mp_fail(err, MP_FATAL, "max_connections: %lld is out of range 1..50",
                        (long long)maxc);
     a->max_connections = (uint32_t)maxc;
+
+    int64_t deadline = h->config_int(cfg, "command_timeout");
+    if (deadline < 5 || deadline > 3600)
+        return mp_fail(err, MP_FATAL, "command_timeout: %lld is out of range 5..3600 (seconds)",
+                       (long long)deadline);
+    a->deadline_ms = (uint32_t)deadline * 1000u;
+    int64_t mem = h->config_int(cfg, "max_memory_mb");
+    if (mem < 8 || mem > 4096)
+        return mp_fail(err, MP_FATAL, "max_memory_mb: %lld is out of range 8..4096",
+                       (long long)mem);
+    a->max_memory = (size_t)mem << 20;
     return MP_OK;
 }
 
@@ -209,6 +220,16 @@ static const mp_config_key imap_account_keys[] = {
      .type = MP_CFG_INT,
      .default_value = "3",
      .help = "push connections per account (IDLE on several folders)"},
+    {.name = "command_timeout",
+     .type = MP_CFG_INT,
+     .default_value = "120",
+     .help = "seconds any IMAP command (connect, TLS, login included) may take, however "
+             "steadily the server trickles; then the sync is retried"},
+    {.name = "max_memory_mb",
+     .type = MP_CFG_INT,
+     .default_value = "64",
+     .help = "memory budget per IMAP connection and command (MiB): a response or result "
+             "set beyond it fails the command (retried), never the daemon"},
     {0},
 };
 

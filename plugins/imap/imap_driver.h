@@ -47,6 +47,8 @@ typedef struct imap_account {
     size_t n_folders;
     imap_push_mode push_mode;
     uint32_t max_connections;  /* push connections budget, default 3        */
+    uint32_t deadline_ms;      /* `command_timeout`: per IMAP command       */
+    size_t max_memory;         /* `max_memory_mb`: budget per connection    */
 
     /* Capability profile, shared by worker and loop threads. */
     pthread_mutex_t lock;

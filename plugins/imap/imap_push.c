@@ -25,6 +25,7 @@
  * (RTLD_NODELETE), as GModule does for modules that start threads.
  */
 #include "imap_driver.h"
+#include "imap_sync.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -134,6 +135,8 @@ typedef struct push_job {
     char *secret; /* wiped as soon as the connection is open */
     size_t secret_len;
     imap_auth_mech auth;
+    uint32_t deadline_ms;
+    size_t max_memory;
     int do_list;
     job_action action;
     char *folder;      /* JOB_EXAMINE */
@@ -306,16 +309,18 @@ static void job_run(push_job *j)
              * unaffected but for VANISHED replacing EXPUNGE. */
             .enable = 1,
             .client_id = "mailpulse",
+            .deadline_ms = j->deadline_ms,
+            .max_memory = j->max_memory,
         };
-        int auth_failed = 0;
-        int rc = imap_conn_open(&o, &j->conn, &auth_failed, &error);
+        imap_auth_answer answer;
+        int rc = imap_conn_open(&o, &j->conn, &answer, &error);
         explicit_bzero(j->secret, j->secret_len);
         if (rc < 0) {
             j->failed = 1;
             /* Dovecot answers LOGIN with NO [LIMIT] over its limit: not
              * a credentials problem. */
             j->refused = is_limit_text(error);
-            j->auth_failed = auth_failed && !j->refused;
+            j->auth_failed = imap_sync_auth_is_reauth(&answer) && !j->refused;
             j->error = error != NULL ? error : push_strdup("cannot connect");
             imap_conn_abort(&j->conn);
             return;
@@ -649,6 +654,8 @@ static push_job *job_new(struct imap_push *p, int stream, imap_conn *conn, mp_er
     j->ca_file = push_strdup(a->ca_file);
     j->username = push_strdup(a->username);
     j->auth = a->auth;
+    j->deadline_ms = a->deadline_ms;
+    j->max_memory = a->max_memory;
     return j;
 }
 

@@ -11,6 +11,7 @@ typedef struct list_ctx {
     size_t found;
     size_t skipped;
     uint64_t sig; /* of the synced folders listed (imap_folder_sig) */
+    imap_budget budget; /* what the host's folder list will hold */
 } list_ctx;
 
 /* "* LIST (\HasNoChildren \Sent) "/" Sent": attributes, delimiter, name. */
@@ -53,6 +54,10 @@ static int list_untagged(const imap_response *r, void *arg)
         cx->skipped++;
         imap_sync_log(cx->a, MP_LOG_WARNING,
                       "LIST: skipping folder with invalid name \"%s\"", name->str);
+    } else if (imap_budget_take(&cx->budget, strlen(decoded) + 64) < 0) {
+        free(decoded);
+        free(text);
+        return 1;
     } else {
         imap_host->folder_add(cx->sink, decoded, imap_folder_role(text, decoded));
         cx->found++;
@@ -85,12 +90,16 @@ mp_status imap_list_folders(mp_account *acct, mp_folder_sink *sink, mp_error *er
         mp_status st = imap_sync_connect(a, &a->sync_conn, err);
         if (st != MP_OK)
             return st;
-        list_ctx cx = {.a = a, .sink = sink};
+        list_ctx cx = {.a = a, .sink = sink, .budget = {.limit = a->max_memory}};
         imap_status status = IMAP_NONE;
         char *error = NULL;
         char *text = NULL;
         if (run_list(a->sync_conn, &cx, &status, &text, &error) < 0) {
             free(text);
+            if (cx.budget.over) {
+                free(error);
+                return imap_sync_over_budget(a, &a->sync_conn, "LIST", err);
+            }
             if (reused && attempt == 0 && cx.found == 0) {
                 imap_conn_abort(&a->sync_conn);
                 free(error);

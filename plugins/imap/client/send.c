@@ -64,7 +64,13 @@ int imapc_wait_continuation(imap_conn *c, const char *tag, int *got_cont_r, imap
             free(text);
             return 0;
         }
-        /* Someone else's data: replay it to the next imap_wait in order. */
+        /* Someone else's data: replay it to the next imap_wait in order.
+         * What a server makes us hold this way is part of the budget. */
+        if (raw_len > c->max_memory - c->held.len) {
+            char detail[128];
+            snprintf(detail, sizeof detail, "more than that held while waiting for %s", what);
+            return imapc_fail_budget(c, detail, error_r);
+        }
         imapc_buf_append(&c->held, raw, raw_len);
     }
 }
@@ -143,6 +149,7 @@ int imapc_vsend(imap_conn *c, char *tag_r, char **error_r, const char *fmt, va_l
         return imapc_fail(error_r, c->bye != NULL ? "server closed the connection (BYE)"
                                                   : "connection is closed");
     snprintf(tag_r, 16, "A%u", c->next_tag++);
+    imapc_deadline_arm(c);
     imapc_buf line = {0};
     char num[32];
     int ret = 0;
@@ -227,6 +234,7 @@ int imap_wait(imap_conn *conn, const char *tag, imap_untagged_cb cb, void *arg,
     }
     char what[64];
     snprintf(what, sizeof what, "the response to %s", tag);
+    imapc_deadline_arm(c);
     for (;;) {
         imap_response r;
         char *raw;
