@@ -125,9 +125,14 @@ int64_t imap_parse_internaldate(const char *s);
 int64_t imap_parse_rfc5322_date(const char *s);
 
 /* Mailbox names: modified UTF-7 (RFC 3501 5.1.3) <-> UTF-8. Allocated.
- * NULL on invalid input. */
+ * NULL on invalid input. Decoding is strict, so distinct names never
+ * decode alike: it refuses NUL and control characters (C0, DEL, C1),
+ * printable ASCII in base64, non-zero or partial leftover bits, adjacent
+ * runs and unpaired surrogates; imap_mutf7_decode_why also says which
+ * (*why_r static text, NULL on success). */
 char *imap_mutf7_encode(const char *utf8);
 char *imap_mutf7_decode(const char *mutf7);
+char *imap_mutf7_decode_why(const char *mutf7, const char **why_r);
 
 /* UID sets: "1:5,7,9:12" <-> sorted arrays. Allocated. */
 int imap_uidset_parse(const char *s, uint32_t **uids_r, size_t *n_r);

@@ -154,6 +154,7 @@ typedef struct push_job {
     char **names; /* LIST: UTF-8 names of selectable mailboxes */
     mp_folder_role *roles;
     size_t n_names, cap_names;
+    size_t names_bytes;
 } push_job;
 
 struct push_shared {
@@ -270,8 +271,17 @@ static int list_cb(const imap_response *r, void *arg)
         else if (imap_token_is(t, "\\Junk"))
             role = MP_ROLE_JUNK;
     }
+    /* Names the sync side refuses (imap_mutf7_decode) are not watched
+     * either; what a LIST may make us hold is bounded like the sync's. */
     char *utf8 = imap_mutf7_decode(name->str);
-    job_add_name(j, utf8 != NULL ? utf8 : name->str, role);
+    if (utf8 == NULL)
+        return 0;
+    j->names_bytes += strlen(utf8) + 64;
+    if (j->names_bytes > j->max_memory) {
+        free(utf8);
+        return 1;
+    }
+    job_add_name(j, utf8, role);
     free(utf8);
     return 0;
 }

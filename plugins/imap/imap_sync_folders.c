@@ -48,12 +48,23 @@ static int list_untagged(const imap_response *r, void *arg)
         return 0;
     }
     /* INBOX is case-insensitive and never encoded. */
-    char *decoded = strcasecmp(name->str, "INBOX") == 0 ? imap_xstrdup("INBOX")
-                                                        : imap_mutf7_decode(name->str);
+    const char *why = NULL;
+    char *decoded = strcasecmp(name->str, "INBOX") == 0
+                        ? imap_xstrdup("INBOX")
+                        : imap_mutf7_decode_why(name->str, &why);
     if (decoded == NULL) {
+        /* The name as printable ASCII only, so it cannot forge log lines. */
+        char shown[201];
+        size_t k = 0;
+        for (; k + 1 < sizeof shown && name->str[k] != '\0'; k++) {
+            unsigned char ch = (unsigned char)name->str[k];
+            shown[k] = ch >= 0x20 && ch < 0x7f && ch != '"' ? (char)ch : '?';
+        }
+        shown[k] = '\0';
         cx->skipped++;
         imap_sync_log(cx->a, MP_LOG_WARNING,
-                      "LIST: skipping folder with invalid name \"%s\"", name->str);
+                      "LIST: skipping folder \"%s\": its modified UTF-7 name holds %s", shown,
+                      why != NULL ? why : "an invalid sequence");
     } else if (imap_budget_take(&cx->budget, strlen(decoded) + 64) < 0) {
         free(decoded);
         free(text);

@@ -447,6 +447,46 @@ static void test_mutf7(void **state)
     assert_null(imap_mutf7_decode("raw \xc3\xbc"));
     assert_null(imap_mutf7_decode("&U=BTFw-"));
     assert_null(imap_mutf7_decode(NULL));
+
+    /* Names that would merge with another folder or hide characters:
+     * "Foo&AAA-bar" decoded to "Foo" (NUL), "&AEE-" to "A". */
+    static const struct {
+        const char *name;
+        const char *why;
+    } refused[] = {
+        {"Foo&AAA-bar", "a NUL character"},
+        {"&AAE-", "a control character"},
+        {"a&AAoA,A-", "a control character"},
+        {"&AH8-", "a control character"},
+        {"&AIA-", "a control character"},
+        {"&AJ8-", "a control character"},
+        {"&AEE-", "an ASCII character in base64"},
+        {"&ACY-", "an ASCII character in base64"},
+        {"&APw-&APw-", "two adjacent base64 runs"},
+        {"&APx-", "a bad base64 run"},
+        {"&APwA-", "a bad base64 run"},
+        {"&2D0-", "an unpaired surrogate"},
+        {"&3gA-", "an unpaired surrogate"},
+        {"tab\there", "a control character"},
+        {"&APw", "an unterminated base64 run"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        const char *why = NULL;
+        char *d = imap_mutf7_decode_why(refused[i].name, &why);
+        if (d != NULL || why == NULL || strcmp(why, refused[i].why) != 0)
+            print_error("%s: %s (%s)\n", refused[i].name, d != NULL ? d : "NULL",
+                        why != NULL ? why : "no reason");
+        assert_null(d);
+        assert_string_equal(why, refused[i].why);
+    }
+    /* What they would have collided with still decodes. */
+    mutf7_roundtrip("\xc3\xbc\xc3\xbc", "&APwA,A-");
+    mutf7_roundtrip("\xc2\xa0nbsp", "&AKA-nbsp");
+    const char *why = "x";
+    char *d = imap_mutf7_decode_why("A &- B", &why);
+    assert_string_equal(d, "A & B");
+    assert_null(why);
+    free(d);
 }
 
 static void test_uidset(void **state)
