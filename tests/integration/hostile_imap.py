@@ -17,6 +17,10 @@ the command it attacks, then turns hostile:
   stall_handshake    the greeting trickled a byte a second, never complete
   bye_mid_fetch      "* BYE" in the middle of a FETCH answer, then close
 
+Two more, outside the cycle: "auth_unavailable" answers the login with
+Dovecot's "NO [UNAVAILABLE] Temporary authentication failure" (its passdb
+could not be read), "normal" never strikes (an empty INBOX).
+
 Usage from a test:
     srv = hostile_imap.HostileServer(cases=hostile_imap.CASES)
     ... srv.port, srv.seen (a Record per connection, in order) ...
@@ -191,6 +195,10 @@ class _Session:
                 else:
                     self.send("* CAPABILITY %s\r\n" % CAPS)
                 self.send("%s OK done\r\n" % tag)
+            elif cmd in ("AUTHENTICATE", "LOGIN") and self.case == "auth_unavailable":
+                self.record.struck = time.monotonic()
+                self.send("%s NO [UNAVAILABLE] Temporary authentication failure. "
+                          "[hostile:2026-12-06 23:00:00]\r\n" % tag)
             elif cmd in ("AUTHENTICATE", "LOGIN"):
                 self.send("%s OK [CAPABILITY %s] logged in\r\n" % (tag, CAPS))
             elif cmd in ("ID", "ENABLE", "NOOP", "CHECK"):
@@ -229,8 +237,12 @@ class _Session:
 
 
 class HostileServer:
-    def __init__(self, cases=CASES, port=0, esearch_lines=150, dense_capability=False):
+    def __init__(self, cases=CASES, port=0, esearch_lines=150, dense_capability=False,
+                 repeat_last=False):
+        """cases are played in turn, from the start again after the last
+        one, or (repeat_last) the last one for every later connection."""
         self.cases = tuple(cases)
+        self.repeat_last = repeat_last
         self.esearch_lines = esearch_lines
         self.dense_capability = dense_capability
         self.seen = []     # Records, in order of connection
@@ -262,7 +274,10 @@ class HostileServer:
             except OSError:
                 return
             with self.lock:
-                rec = Record(self.cases[len(self.seen) % len(self.cases)])
+                k = len(self.seen)
+                if self.repeat_last:
+                    k = min(k, len(self.cases) - 1)
+                rec = Record(self.cases[k % len(self.cases)])
                 self.seen.append(rec)
             t = threading.Thread(target=self._serve, args=(sock, rec), daemon=True)
             t.start()

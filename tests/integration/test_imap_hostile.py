@@ -41,6 +41,8 @@ class HostileImap(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.hostile = hostile_imap.HostileServer()
+        cls.flaky = hostile_imap.HostileServer(cases=("auth_unavailable", "normal"),
+                                               repeat_last=True)
         cls.server = dovecot.Dovecot(profile="full", name="dovecot-hostile")
         cls.server.generate("INBOX", 10)
         cls.d = d = mptest.Daemon(name="imap-hostile", driver_dir=dovecot.imap_driver_dir(),
@@ -51,8 +53,9 @@ class HostileImap(unittest.TestCase):
         bad = {"id": "hostile", "host": "127.0.0.1", "port": cls.hostile.port, "tls": "none",
                "username": "mallory", "password_file": secret, "push": "off",
                "command_timeout": COMMAND_TIMEOUT_S, "poll_interval": 5}
+        flaky = dict(bad, id="flaky", port=cls.flaky.port)
         good = dovecot.imap_account(d, cls.server, "dove")
-        dovecot.add_imap_instance(d, "mail", [bad, good])
+        dovecot.add_imap_instance(d, "mail", [bad, flaky, good])
         cls.server.uidvalidity("INBOX")  # index before the daemon's first EXAMINE
         d.start()
 
@@ -60,7 +63,22 @@ class HostileImap(unittest.TestCase):
     def tearDownClass(cls):
         cls.d.stop()
         cls.hostile.stop()
+        cls.flaky.stop()
         cls.server.stop()
+
+    def test_temporary_auth_failure_retries(self):
+        """Dovecot's answer when its passdb cannot be read must never park
+        the account in reauth: it retries (after 30 s) and recovers."""
+        d = self.d
+        a = mptest.wait_until(lambda: d.account("flaky")["last_error"] and d.account("flaky"),
+                              30, message="the refused login")
+        self.assertEqual(a["status"], "error", a)
+        self.assertIn("UNAVAILABLE", a["last_error"])
+        self.assertIn("will retry", a["last_error"])
+        a = mptest.wait_until(lambda: d.account("flaky")["status"] == "ok" and
+                              d.account("flaky"), 60, message="flaky account recovers")
+        self.assertNotEqual(a["status"], "reauth")
+        self.assertEqual([r.case for r in self.flaky.seen[:2]], ["auth_unavailable", "normal"])
 
     def test_attack(self):
         d, srv = self.d, self.hostile
