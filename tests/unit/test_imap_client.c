@@ -972,6 +972,45 @@ static void test_conn_memory_budget(void **state)
     imap_conn_close(&c);
     server_join(&s);
     free(ok_big);
+
+    /* Completions read before their wait keep 4 KiB of text; tags never
+     * sent are not kept at all. */
+    char *long_ok = repeat("S:A3 OK ", "w", 200000, "");
+    char *invented = repeat("S:A77 OK ", "v", 200000, "");
+    const char *const s5[] = {LOGIN_OK, "C:A2 NOOP", "C:A3 NOOP", long_ok, invented,
+                              "S:Z1 OK stray", "S:A2 OK done", NULL};
+    memset(&s, 0, sizeof s);
+    server_start(&s, s5);
+    o = plain_opts(&s);
+    o.max_memory = (size_t)1 << 20;
+    assert_int_equal(imap_conn_open(&o, &c, NULL, &err), 0);
+    char t2[16], t3[16];
+    assert_int_equal(imap_send(c, t2, &err, "NOOP"), 0);
+    assert_int_equal(imap_send(c, t3, &err, "NOOP"), 0);
+    assert_int_equal(imap_wait(c, t2, NULL, NULL, &st, NULL, &err), 0);
+    char *text = NULL;
+    assert_int_equal(imap_wait(c, t3, NULL, NULL, &st, &text, &err), 0);
+    assert_int_equal(strlen(text), 4096);
+    free(text);
+    imap_conn_close(&c);
+    server_join(&s);
+    free(long_ok);
+    free(invented);
+
+    /* A long capability list: 16 KiB of it kept for the profile, every
+     * atom still counted for the capability bits. */
+    char *caps = repeat("S:* CAPABILITY IMAP4rev1", " XXXXXXXXX", 5000, " MOVE");
+    const char *const s6[] = {LOGIN_OK, "C:A2 CAPABILITY", caps, "S:A2 OK done", NULL};
+    memset(&s, 0, sizeof s);
+    server_start(&s, s6);
+    o = plain_opts(&s);
+    assert_int_equal(imap_conn_open(&o, &c, NULL, &err), 0);
+    assert_int_equal(imap_run(c, NULL, NULL, &st, &err, "CAPABILITY"), 0);
+    assert_true(imap_conn_caps(c)->bits & IMAP_CAP_MOVE);
+    assert_true(strlen(imap_conn_caps(c)->raw) < 16 * 1024);
+    imap_conn_close(&c);
+    server_join(&s);
+    free(caps);
 }
 
 static void test_conn_deadline(void **state)

@@ -34,6 +34,10 @@
  * (64 MiB buys 256 s), while a trickle buys nothing. */
 #define IMAPC_DEADLINE_BYTES_PER_MS 256u
 #define IMAPC_MAX_PENDING_TAGS 64
+/* Text kept of a completion read before its wait. */
+#define IMAPC_MAX_DONE_TEXT 4096
+/* Capability list kept (atoms beyond it still set capability bits). */
+#define IMAPC_MAX_CAPS_TEXT ((size_t)16 * 1024)
 
 void *imapc_malloc(size_t size);
 void *imapc_calloc(size_t n, size_t size);

@@ -12,6 +12,13 @@
 
 void imapc_done_add(imap_conn *c, const char *tag, imap_status st, const char *text)
 {
+    /* Only completions of commands we sent are kept, each with at most
+     * IMAPC_MAX_DONE_TEXT of its text: a server inventing tags cannot make
+     * us hold 64 lines of 16 MiB. */
+    char *end = NULL;
+    unsigned long n = tag[0] == 'A' ? strtoul(tag + 1, &end, 10) : 0;
+    if (n == 0 || end == NULL || *end != '\0' || n >= c->next_tag)
+        return;
     if (c->n_done == IMAPC_MAX_PENDING_TAGS) {
         /* Nobody waited for the oldest one for 64 commands: drop it. */
         free(c->done[0].text);
@@ -21,7 +28,7 @@ void imapc_done_add(imap_conn *c, const char *tag, imap_status st, const char *t
     imapc_done_tag *d = &c->done[c->n_done++];
     snprintf(d->tag, sizeof d->tag, "%s", tag);
     d->status = st;
-    d->text = imapc_strdup(text);
+    d->text = imapc_strndup(text, strnlen(text, IMAPC_MAX_DONE_TEXT));
 }
 
 static int done_take(imap_conn *c, const char *tag, imap_status *st_r, char **text_r)
