@@ -49,12 +49,12 @@ void imapc_caps_set(imap_conn *c, const imap_token *atoms, size_t n)
         if (t->type != IMAP_T_ATOM)
             continue;
         /* What is kept goes into the stored profile: bounded. */
-        if (raw.len + t->len < IMAPC_MAX_CAPS_TEXT) {
+        if (raw.len + 1 + t->len < IMAPC_MAX_CAPS_TEXT) {
             if (raw.len > 0)
                 imapc_buf_append(&raw, " ", 1);
             imapc_buf_append(&raw, t->str, t->len);
         }
-        if (strncasecmp(t->str, "AUTH=", 5) == 0 && mechs.len + t->len < IMAPC_MAX_CAPS_TEXT) {
+        if (strncasecmp(t->str, "AUTH=", 5) == 0 && mechs.len + 1 + t->len < IMAPC_MAX_CAPS_TEXT) {
             if (mechs.len > 0)
                 imapc_buf_append(&mechs, " ", 1);
             imapc_buf_append(&mechs, t->str + 5, t->len - 5);
