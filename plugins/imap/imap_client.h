@@ -234,6 +234,9 @@ const imap_caps *imap_conn_caps(const imap_conn *conn);
 int imap_conn_fd(const imap_conn *conn);
 /* Which of QRESYNC/CONDSTORE the server confirmed with ENABLED. */
 uint32_t imap_conn_enabled(const imap_conn *conn);
+/* Nonzero once a wait on the connection ended by the idle timeout or the
+ * command deadline (a slow server, not a stale connection). */
+int imap_conn_timed_out(const imap_conn *conn);
 
 /* Untagged responses seen while waiting; return nonzero to fail the wait. */
 typedef int (*imap_untagged_cb)(const imap_response *resp, void *arg);

@@ -479,8 +479,10 @@ mp_status imap_sync_examine(imap_account *a, imap_conn **connp, const char *fold
                 return imap_sync_over_budget(a, connp, "EXAMINE", err);
             }
             /* The server may have dropped a connection kept since the last
-             * sync (idle timeout): one fresh attempt before giving up. */
-            if (reused && attempt == 0) {
+             * sync (idle timeout): one fresh attempt before giving up. Not
+             * after a timeout: a server that stalls would hold the worker
+             * for a second deadline. */
+            if (reused && attempt == 0 && !imap_conn_timed_out(*connp)) {
                 imap_conn_abort(connp);
                 free(error);
                 continue;

@@ -111,7 +111,8 @@ mp_status imap_list_folders(mp_account *acct, mp_folder_sink *sink, mp_error *er
                 free(error);
                 return imap_sync_over_budget(a, &a->sync_conn, "LIST", err);
             }
-            if (reused && attempt == 0 && cx.found == 0) {
+            if (reused && attempt == 0 && cx.found == 0 &&
+                !imap_conn_timed_out(a->sync_conn)) {
                 imap_conn_abort(&a->sync_conn);
                 free(error);
                 continue;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "../../plugins/imap/imap_strategy.c"
 #include "../../plugins/imap/imap_sync.c"
@@ -275,6 +276,46 @@ static void test_collectors_budget(void **state)
     free(lines);
 }
 
+/* ---- deadline ---- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void test_stall_not_retried(void **state)
+{
+    (void)state;
+    /* An EXAMINE trickled a byte every 100 ms: it fails at the deadline,
+     * without the silent second attempt meant for stale connections (which
+     * would wait on a connection nobody accepts for a second deadline). */
+    const char *script[64] = {LOGIN, "C:A2 EXAMINE INBOX (CONDSTORE)"};
+    size_t k = 4;
+    for (int i = 0; i < 20; i++) {
+        script[k++] = "R:*";
+        script[k++] = "P:100";
+    }
+    script[k] = NULL;
+    server s = {0};
+    server_start(&s, script);
+    imap_account *a = account_for(&s, (size_t)1 << 20);
+    a->deadline_ms = 600;
+    mp_error err = {0};
+    assert_int_equal(imap_sync_connect(a, &a->sync_conn, &err), MP_OK);
+    imap_box box;
+    int64_t t0 = mono_ms();
+    mp_status st = imap_sync_examine(a, &a->sync_conn, "INBOX", IMAP_EXAMINE_CONDSTORE, NULL,
+                                     &box, &err);
+    int64_t took = mono_ms() - t0;
+    assert_int_equal(st, MP_RETRY);
+    assert_non_null(strstr(err.text, "deadline"));
+    assert_true(took < 1100);
+    account_done(&a);
+    server_join(&s);
+}
+
 /* ---- login answers ---- */
 
 static void test_login_answers(void **state)
@@ -326,6 +367,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_esearch_budget),
         cmocka_unit_test(test_collectors_budget),
+        cmocka_unit_test(test_stall_not_retried),
         cmocka_unit_test(test_login_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -390,3 +390,8 @@ uint32_t imap_conn_enabled(const imap_conn *conn)
 {
     return conn->enabled;
 }
+
+int imap_conn_timed_out(const imap_conn *conn)
+{
+    return conn != NULL && conn->timed_out;
+}

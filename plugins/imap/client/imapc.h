@@ -89,6 +89,7 @@ struct imap_conn {
     int nonblocking;
     int ssl_want_write; /* a TLS read/handshake step waits for POLLOUT      */
     int closed;         /* peer closed or BYE seen                          */
+    int timed_out;      /* a wait ended by the idle timeout or the deadline */
     char *bye;          /* text of a BYE received                           */
     imap_caps caps;
     int have_caps;

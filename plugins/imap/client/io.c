@@ -57,6 +57,8 @@ int imapc_wait_fd(imap_conn *c, short events, const char *what, char **error_r)
             continue;
         if (r < 0)
             return imapc_fail(error_r, "poll failed waiting for %s: %s", what, strerror(errno));
+        if (r == 0)
+            c->timed_out = 1;
         if (r == 0 && by_deadline)
             return imapc_fail(error_r,
                               "no complete answer within the %u s deadline waiting for %s "
