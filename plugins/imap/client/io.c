@@ -61,9 +61,10 @@ int imapc_wait_fd(imap_conn *c, short events, const char *what, char **error_r)
             c->timed_out = 1;
         if (r == 0 && by_deadline)
             return imapc_fail(error_r,
-                              "no complete answer within the %u s deadline waiting for %s "
+                              "no complete answer within the %u %s deadline waiting for %s "
                               "(server stalling or too slow)",
-                              c->deadline_ms / 1000, what);
+                              c->deadline_ms % 1000 != 0 ? c->deadline_ms : c->deadline_ms / 1000,
+                              c->deadline_ms % 1000 != 0 ? "ms" : "s", what);
         if (r == 0)
             return imapc_fail(error_r, "timed out after %u ms waiting for %s", c->timeout_ms,
                               what);
