@@ -180,13 +180,43 @@ static const char *host_cursor_get(mp_account *acct, const char *folder)
     return arena_keep(cursor);
 }
 
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h ^ (h >> 32);
+}
+
+/* The slot of `name` in the index: the one holding it, or the empty one
+ * where it goes. */
+static size_t name_slot(const mp_folder_sink *sink, const char *name)
+{
+    size_t mask = sink->n_slots - 1;
+    size_t i = (size_t)name_hash(name) & mask;
+    while (sink->slots[i] != 0 && strcmp(sink->names[sink->slots[i] - 1], name) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+static void index_grow(mp_folder_sink *sink)
+{
+    free(sink->slots);
+    sink->n_slots = sink->n_slots != 0 ? sink->n_slots * 2 : 64;
+    sink->slots = mpu_calloc(sink->n_slots, sizeof *sink->slots);
+    for (size_t k = 0; k < sink->n; k++)
+        sink->slots[name_slot(sink, sink->names[k])] = k + 1;
+}
+
 static void host_folder_add(mp_folder_sink *sink, const char *name, mp_folder_role role)
 {
     if (name == NULL || *name == '\0')
         return;
-    for (size_t i = 0; i < sink->n; i++)
-        if (strcmp(sink->names[i], name) == 0)
-            return;
+    if ((sink->n + 1) * 2 > sink->n_slots)
+        index_grow(sink);
+    size_t slot = name_slot(sink, name);
+    if (sink->slots[slot] != 0)
+        return;
     if (sink->n == sink->cap) {
         sink->cap = sink->cap ? sink->cap * 2 : 16;
         sink->names = mpu_realloc(sink->names, sink->cap * sizeof *sink->names);
@@ -195,6 +225,7 @@ static void host_folder_add(mp_folder_sink *sink, const char *name, mp_folder_ro
     sink->names[sink->n] = mpu_strdup(name);
     sink->roles[sink->n] = (int)role;
     sink->n++;
+    sink->slots[slot] = sink->n;
 }
 
 void mphost_folder_sink_clear(struct mp_folder_sink *sink)
@@ -203,6 +234,7 @@ void mphost_folder_sink_clear(struct mp_folder_sink *sink)
         free(sink->names[i]);
     free(sink->names);
     free(sink->roles);
+    free(sink->slots);
     memset(sink, 0, sizeof *sink);
 }
 

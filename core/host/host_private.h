@@ -36,6 +36,10 @@ struct mp_folder_sink {
     char **names;
     int *roles;
     size_t n, cap;
+    /* Open-addressing hash index of names (slot: index + 1, 0 empty), so
+     * a LIST of many folders is de-duplicated in linear time. */
+    size_t *slots;
+    size_t n_slots; /* a power of two, at least twice n */
 };
 
 struct mp_push_reply {

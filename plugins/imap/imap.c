@@ -65,6 +65,17 @@ static int keyword(const char *v, const char *const *words, size_t n)
     return -1;
 }
 
+/* An integer key bounded to lo..hi; the error names the key and range. */
+static mp_status int_in_range(const mp_config *cfg, const char *key, int64_t lo, int64_t hi,
+                              int64_t *value_r, mp_error *err)
+{
+    *value_r = imap_host->config_int(cfg, key);
+    if (*value_r < lo || *value_r > hi)
+        return mp_fail(err, MP_FATAL, "%s: %lld is out of range %lld..%lld", key,
+                       (long long)*value_r, (long long)lo, (long long)hi);
+    return MP_OK;
+}
+
 static mp_status parse_modes(imap_account *a, const mp_config *cfg, mp_error *err)
 {
     const mp_host *h = imap_host;
@@ -124,23 +135,19 @@ static mp_status parse_modes(imap_account *a, const mp_config *cfg, mp_error *er
                        push);
     a->push_mode = push_modes[k];
 
-    int64_t maxc = h->config_int(cfg, "max_connections");
-    if (maxc < 1 || maxc > 50)
-        return mp_fail(err, MP_FATAL, "max_connections: %lld is out of range 1..50",
-                       (long long)maxc);
+    int64_t maxc, check, maxm, deadline, mem;
+    if (int_in_range(cfg, "max_connections", 1, 50, &maxc, err) != MP_OK ||
+        int_in_range(cfg, "push_check_interval", 5, 1500, &check, err) != MP_OK ||
+        int_in_range(cfg, "max_message_size", 1024, IMAP_MAX_MESSAGE_SIZE, &maxm, err) !=
+            MP_OK ||
+        int_in_range(cfg, "command_timeout", 5, 3600, &deadline, err) != MP_OK ||
+        int_in_range(cfg, "max_memory_mb", 8, 4096, &mem, err) != MP_OK)
+        return MP_FATAL;
     a->max_connections = (uint32_t)maxc;
-
-    int64_t check = h->config_int(cfg, "push_check_interval");
-    if (check < 5 || check > 1500)
-        return mp_fail(err, MP_FATAL, "push_check_interval: %lld is out of range 5..1500",
-                       (long long)check);
     a->push_check_ms = (uint32_t)check * 1000u;
-
-    int64_t maxm = h->config_int(cfg, "max_message_size");
-    if (maxm < 1024 || (uint64_t)maxm > IMAP_MAX_MESSAGE_SIZE)
-        return mp_fail(err, MP_FATAL, "max_message_size: %lld is out of range 1024..%llu",
-                       (long long)maxm, (unsigned long long)IMAP_MAX_MESSAGE_SIZE);
     a->max_message = (uint64_t)maxm;
+    a->deadline_ms = (uint32_t)deadline * 1000u;
+    a->max_memory = (size_t)mem << 20;
     return MP_OK;
 }
 
@@ -230,6 +237,16 @@ static const mp_config_key imap_account_keys[] = {
      .type = MP_CFG_INT,
      .default_value = "67108864",
      .help = "bytes; larger messages are indexed without their body (at most 64 MiB)"},
+    {.name = "command_timeout",
+     .type = MP_CFG_INT,
+     .default_value = "120",
+     .help = "seconds any IMAP command (connect, TLS, login included) may take, however "
+             "steadily the server trickles; then the sync is retried"},
+    {.name = "max_memory_mb",
+     .type = MP_CFG_INT,
+     .default_value = "64",
+     .help = "memory budget per IMAP connection and command (MiB): a response or result "
+             "set beyond it fails the command (retried), never the daemon"},
     {0},
 };
 

@@ -9,6 +9,7 @@
 
 #include "imap_driver.h"
 #include "imap_strategy.h"
+#include "imap_sync.h"
 
 static int same_text(const char *a, const char *b)
 {
@@ -94,24 +95,25 @@ mp_status imap_account_connect(imap_account *a, imap_conn **conn_r, mp_error *er
         .timeout_ms = 60000,
         .enable = 1,
         .client_id = "mailpulse",
+        .deadline_ms = a->deadline_ms,
+        .max_memory = a->max_memory,
     };
-    int auth_failed = 0;
+    imap_auth_answer answer;
     char *error = NULL;
     imap_conn *conn = NULL;
-    int rc = imap_conn_open(&opts, &conn, &auth_failed, &error);
+    int rc = imap_conn_open(&opts, &conn, &answer, &error);
     h->free_secret(&secret);
     if (rc < 0) {
         const char *why = error != NULL ? error : "unknown error";
-        if (auth_failed)
-            st = mp_fail(err, MP_REAUTH, "%s@%s: credentials rejected: %s", a->username,
-                         a->host, why);
+        if (answer.refused)
+            st = imap_sync_login_fail(a, &answer, why, err);
         else if (looks_like_tls_verify(why))
             st = mp_fail(err, MP_RETRY,
                          "%s:%u: TLS certificate verification failed (check the server's "
                          "certificate or ca_file): %s",
                          a->host, (unsigned)a->port, why);
         else
-            st = mp_fail(err, MP_RETRY, "%s:%u: %s", a->host, (unsigned)a->port, why);
+            st = imap_sync_login_fail(a, NULL, why, err);
         free(error);
         imap_conn_abort(&conn);
         return st;

@@ -125,9 +125,14 @@ int64_t imap_parse_internaldate(const char *s);
 int64_t imap_parse_rfc5322_date(const char *s);
 
 /* Mailbox names: modified UTF-7 (RFC 3501 5.1.3) <-> UTF-8. Allocated.
- * NULL on invalid input. */
+ * NULL on invalid input. Decoding is strict, so distinct names never
+ * decode alike: it refuses NUL and control characters (C0, DEL, C1),
+ * printable ASCII in base64, non-zero or partial leftover bits, adjacent
+ * runs and unpaired surrogates; imap_mutf7_decode_why also says which
+ * (*why_r static text, NULL on success). */
 char *imap_mutf7_encode(const char *utf8);
 char *imap_mutf7_decode(const char *mutf7);
+char *imap_mutf7_decode_why(const char *mutf7, const char **why_r);
 
 /* UID sets: "1:5,7,9:12" <-> sorted arrays. Allocated. */
 int imap_uidset_parse(const char *s, uint32_t **uids_r, size_t *n_r);
@@ -189,16 +194,36 @@ typedef struct imap_conn_opts {
     uint32_t timeout_ms;    /* per blocking read/write, 0: 60000            */
     int enable;             /* send ENABLE QRESYNC / CONDSTORE when offered */
     const char *client_id;  /* sent with ID when offered, e.g. "mailpulse"  */
+    /* Deadline of each step: connect, TLS handshake, greeting, login and
+     * every command from its send (or wait) to its tagged answer, however
+     * steadily the server trickles bytes; 0: 120000. A received body
+     * extends it by 1 ms per 256 bytes. */
+    uint32_t deadline_ms;
+    /* Memory budget of the connection, 0: 64 MiB. A response whose text
+     * outside literals exceeds a quarter of it, whose parsed form (tokens
+     * and strings, literals included) exceeds it, or responses held while
+     * waiting for a continuation that exceed it fail the wait: -1, the
+     * connection closed, the error says "server response exceeds N MiB". */
+    size_t max_memory;
 } imap_conn_opts;
+
+/* How the server answered the authentication (LOGIN or AUTHENTICATE) when
+ * it refused it; whether that means bad credentials or a passing problem
+ * is the caller's mapping to make (RFC 5530 codes). */
+typedef struct imap_auth_answer {
+    int refused;         /* 1: a tagged NO or BAD to the authentication     */
+    imap_status status;  /* IMAP_NO or IMAP_BAD                              */
+    char code[32];       /* its response code ("UNAVAILABLE"), "" without   */
+} imap_auth_answer;
 
 typedef struct imap_conn imap_conn;
 
 /* Connect, verify the certificate (chain and host name; always on), read
  * the greeting, STARTTLS when asked, authenticate, refresh capabilities,
  * send ID and ENABLE as configured. Blocking. On failure *error_r says
- * what failed; *auth_failed_r (may be NULL) is set to 1 when the server
- * rejected the credentials (so the caller can report MP_REAUTH). */
-int imap_conn_open(const imap_conn_opts *opts, imap_conn **conn_r, int *auth_failed_r,
+ * what failed; *auth_r (may be NULL; always cleared first) tells how the
+ * server answered the authentication when it refused it. */
+int imap_conn_open(const imap_conn_opts *opts, imap_conn **conn_r, imap_auth_answer *auth_r,
                    char **error_r);
 /* LOGOUT (best effort, bounded wait) and free. Accepts NULL; clears. */
 void imap_conn_close(imap_conn **conn);
@@ -209,6 +234,9 @@ const imap_caps *imap_conn_caps(const imap_conn *conn);
 int imap_conn_fd(const imap_conn *conn);
 /* Which of QRESYNC/CONDSTORE the server confirmed with ENABLED. */
 uint32_t imap_conn_enabled(const imap_conn *conn);
+/* Nonzero once a wait on the connection ended by the idle timeout or the
+ * command deadline (a slow server, not a stale connection). */
+int imap_conn_timed_out(const imap_conn *conn);
 
 /* Untagged responses seen while waiting; return nonzero to fail the wait. */
 typedef int (*imap_untagged_cb)(const imap_response *resp, void *arg);

@@ -52,6 +52,8 @@ typedef struct imap_account {
                                   that silently died is noticed             */
     uint64_t max_message;      /* `max_message_size`: larger bodies are not
                                   fetched (summary only; fetch says why)     */
+    uint32_t deadline_ms;      /* `command_timeout`: per IMAP command       */
+    size_t max_memory;         /* `max_memory_mb`: budget per connection    */
 
     /* Capability profile, shared by worker and loop threads. */
     pthread_mutex_t lock;

@@ -25,6 +25,7 @@
  * (RTLD_NODELETE), as GModule does for modules that start threads.
  */
 #include "imap_driver.h"
+#include "imap_sync.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -134,6 +135,8 @@ typedef struct push_job {
     char *secret; /* wiped as soon as the connection is open */
     size_t secret_len;
     imap_auth_mech auth;
+    uint32_t deadline_ms;
+    size_t max_memory;
     int do_list;
     job_action action;
     char *folder;      /* JOB_EXAMINE */
@@ -151,6 +154,7 @@ typedef struct push_job {
     char **names; /* LIST: UTF-8 names of selectable mailboxes */
     mp_folder_role *roles;
     size_t n_names, cap_names;
+    size_t names_bytes;
 } push_job;
 
 struct push_shared {
@@ -267,8 +271,17 @@ static int list_cb(const imap_response *r, void *arg)
         else if (imap_token_is(t, "\\Junk"))
             role = MP_ROLE_JUNK;
     }
+    /* Names the sync side refuses (imap_mutf7_decode) are not watched
+     * either; what a LIST may make us hold is bounded like the sync's. */
     char *utf8 = imap_mutf7_decode(name->str);
-    job_add_name(j, utf8 != NULL ? utf8 : name->str, role);
+    if (utf8 == NULL)
+        return 0;
+    j->names_bytes += strlen(utf8) + 64;
+    if (j->names_bytes > j->max_memory) {
+        free(utf8);
+        return 1;
+    }
+    job_add_name(j, utf8, role);
     free(utf8);
     return 0;
 }
@@ -306,16 +319,18 @@ static void job_run(push_job *j)
              * unaffected but for VANISHED replacing EXPUNGE. */
             .enable = 1,
             .client_id = "mailpulse",
+            .deadline_ms = j->deadline_ms,
+            .max_memory = j->max_memory,
         };
-        int auth_failed = 0;
-        int rc = imap_conn_open(&o, &j->conn, &auth_failed, &error);
+        imap_auth_answer answer;
+        int rc = imap_conn_open(&o, &j->conn, &answer, &error);
         explicit_bzero(j->secret, j->secret_len);
         if (rc < 0) {
             j->failed = 1;
             /* Dovecot answers LOGIN with NO [LIMIT] over its limit: not
              * a credentials problem. */
             j->refused = is_limit_text(error);
-            j->auth_failed = auth_failed && !j->refused;
+            j->auth_failed = imap_sync_auth_is_reauth(&answer) && !j->refused;
             j->error = error != NULL ? error : push_strdup("cannot connect");
             imap_conn_abort(&j->conn);
             return;
@@ -649,6 +664,8 @@ static push_job *job_new(struct imap_push *p, int stream, imap_conn *conn, mp_er
     j->ca_file = push_strdup(a->ca_file);
     j->username = push_strdup(a->username);
     j->auth = a->auth;
+    j->deadline_ms = a->deadline_ms;
+    j->max_memory = a->max_memory;
     return j;
 }
 

@@ -47,6 +47,67 @@ static void response_code(const char *text, char *code, size_t size)
     code[i] = '\0';
 }
 
+/* What an RFC 5530 response code asks of us, whatever the command. */
+typedef enum code_class {
+    CODE_OTHER = 0,
+    CODE_CREDENTIALS, /* AUTHENTICATIONFAILED, AUTHORIZATIONFAILED, EXPIRED,
+                         CONTACTADMIN: a person has to act                */
+    CODE_BUSY,        /* UNAVAILABLE, SERVERBUG, INUSE, LIMIT: passing     */
+    CODE_NO_FOLDER,   /* TRYCREATE, NONEXISTENT                             */
+} code_class;
+
+static code_class classify(const char *code)
+{
+    static const struct {
+        const char *code;
+        code_class cls;
+    } codes[] = {
+        {"AUTHENTICATIONFAILED", CODE_CREDENTIALS},
+        {"AUTHORIZATIONFAILED", CODE_CREDENTIALS},
+        {"EXPIRED", CODE_CREDENTIALS},
+        {"CONTACTADMIN", CODE_CREDENTIALS},
+        {"UNAVAILABLE", CODE_BUSY},
+        {"SERVERBUG", CODE_BUSY},
+        {"INUSE", CODE_BUSY},
+        {"LIMIT", CODE_BUSY},
+        {"TRYCREATE", CODE_NO_FOLDER},
+        {"NONEXISTENT", CODE_NO_FOLDER},
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (strcasecmp(code, codes[i].code) == 0)
+            return codes[i].cls;
+    return CODE_OTHER;
+}
+
+int imap_sync_auth_is_reauth(const imap_auth_answer *answer)
+{
+    /* A bare NO (no code, or one of no meaning here) to LOGIN or
+     * AUTHENTICATE is what RFC 3501 servers without RFC 5530 say for wrong
+     * credentials, so it stays a credentials failure; a BAD is a protocol
+     * problem, retried. Only the codes of a passing problem (Dovecot's
+     * "NO [UNAVAILABLE] Temporary authentication failure" when its passdb
+     * cannot be read) keep the account retrying. */
+    if (answer == NULL || !answer->refused || answer->status != IMAP_NO)
+        return 0;
+    return classify(answer->code) != CODE_BUSY;
+}
+
+mp_status imap_sync_login_fail(imap_account *a, const imap_auth_answer *answer,
+                               const char *error, mp_error *err)
+{
+    const char *why = error != NULL ? error : "unknown error";
+    if (imap_sync_auth_is_reauth(answer))
+        return mp_fail(err, MP_REAUTH, "%s@%s: credentials rejected: %s", a->username,
+                       a->host, why);
+    if (answer != NULL && answer->refused && classify(answer->code) == CODE_BUSY) {
+        mp_status st = mp_fail(err, MP_RETRY, "%s@%s: login refused for now, will retry: %s",
+                               a->username, a->host, why);
+        err->retry_after_ms = 30000;
+        return st;
+    }
+    return mp_fail(err, MP_RETRY, "%s:%u: %s", a->host, (unsigned)a->port, why);
+}
+
 mp_status imap_sync_answer_fail(imap_account *a, imap_conn **connp, const char *what,
                                 const char *folder, imap_status status, const char *text,
                                 mp_error *err)
@@ -56,21 +117,18 @@ mp_status imap_sync_answer_fail(imap_account *a, imap_conn **connp, const char *
     response_code(t, code, sizeof code);
     const char *f = folder != NULL ? folder : "";
     const char *sep = folder != NULL ? " " : "";
+    code_class cls = classify(code);
     mp_status st;
     if (status == IMAP_BAD) {
         /* The server says our command is malformed: a bug on one side that
          * retrying will not fix. */
         st = mp_fail(err, MP_FATAL, "%s%s\"%s\": server rejected the command (BAD): %s",
                      what, sep, f, t);
-    } else if (strcasecmp(code, "TRYCREATE") == 0 ||
-               strcasecmp(code, "NONEXISTENT") == 0) {
+    } else if (cls == CODE_NO_FOLDER) {
         st = mp_fail(err, MP_SKIP, "%s%s\"%s\": no such folder: %s", what, sep, f, t);
-    } else if (strcasecmp(code, "AUTHENTICATIONFAILED") == 0 ||
-               strcasecmp(code, "AUTHORIZATIONFAILED") == 0 ||
-               strcasecmp(code, "EXPIRED") == 0) {
+    } else if (cls == CODE_CREDENTIALS) {
         st = mp_fail(err, MP_REAUTH, "%s: %s", what, t);
-    } else if (strcasecmp(code, "LIMIT") == 0 || strcasecmp(code, "UNAVAILABLE") == 0 ||
-               strcasecmp(code, "INUSE") == 0 || strcasecmp(code, "SERVERBUG") == 0) {
+    } else if (cls == CODE_BUSY) {
         st = mp_fail(err, MP_RETRY, "%s%s\"%s\": server busy: %s", what, sep, f, t);
         err->retry_after_ms = 30000;
     } else {
@@ -93,6 +151,48 @@ mp_status imap_sync_io_fail(imap_account *a, imap_conn **connp, const char *what
     imap_conn_abort(connp);
     (void)a;
     return st;
+}
+
+int imap_budget_take(imap_budget *b, size_t bytes)
+{
+    if (b->over || bytes > b->limit - b->used) {
+        b->over = 1;
+        return -1;
+    }
+    b->used += bytes;
+    return 0;
+}
+
+int imap_budget_reserve(imap_budget *b, void **arr, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    if (b->over)
+        return -1;
+    size_t room = (b->limit - b->used) / size; /* more elements we can pay for */
+    size_t want = *cap != 0 ? *cap * 2 : 256;
+    if (want < need)
+        want = need;
+    if (want - *cap > room)
+        want = *cap + room;
+    if (want < need) {
+        b->over = 1;
+        return -1;
+    }
+    b->used += (want - *cap) * size;
+    *arr = imap_xrealloc(*arr, want, size);
+    *cap = want;
+    return 0;
+}
+
+mp_status imap_sync_over_budget(imap_account *a, imap_conn **connp, const char *what,
+                                mp_error *err)
+{
+    imap_conn_abort(connp);
+    return mp_fail(err, MP_RETRY,
+                   "%s: server response exceeds %zu MiB (the connection's memory budget, "
+                   "max_memory_mb): too many results; retrying later",
+                   what, a->max_memory >> 20);
 }
 
 int imap_sync_finish(imap_conn *conn, int sent, const char *tag, imap_untagged_cb cb,
@@ -210,17 +310,20 @@ void imap_flag_changes_free(imap_flag_change **list, size_t n)
     *list = NULL;
 }
 
-static void flag_change_add(imap_flag_change **list, size_t *n, size_t *cap, uint32_t uid,
-                            char *flags)
+/* 0, or -1 over the budget (flags freed). */
+static int flag_change_add(imap_budget *b, imap_flag_change **list, size_t *n, size_t *cap,
+                           uint32_t uid, char *flags)
 {
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 64;
-        *list = imap_xrealloc(*list, *cap, sizeof **list);
+    if (imap_budget_reserve(b, (void **)list, cap, *n + 1, sizeof **list) < 0 ||
+        imap_budget_take(b, strlen(flags) + 1) < 0) {
+        free(flags);
+        return -1;
     }
     (*list)[*n].uid = uid;
     (*list)[*n].order = (uint32_t)*n;
     (*list)[*n].flags = flags;
     (*n)++;
+    return 0;
 }
 
 static int cmp_flag_change(const void *a, const void *b)
@@ -254,7 +357,7 @@ static size_t flag_changes_sort(imap_flag_change *list, size_t n)
 typedef struct examine_ctx {
     imap_box *box;
     size_t cap_changed;
-    size_t cap_vanished;
+    imap_budget budget;
 } examine_ctx;
 
 static int code_u64(const imap_response *r, uint64_t *v_r)
@@ -262,17 +365,22 @@ static int code_u64(const imap_response *r, uint64_t *v_r)
     return r->n_code_args > 0 ? imap_token_u64(&r->code_args[0], v_r) : -1;
 }
 
-static void vanished_add(examine_ctx *cx, const char *set)
+static int vanished_add(examine_ctx *cx, const char *set)
 {
     imap_range *r = NULL;
     size_t n = 0;
     if (imap_ranges_parse(set, UINT32_MAX, &r, &n) < 0)
-        return;
+        return 0;
+    if (imap_budget_take(&cx->budget, n * sizeof *r) < 0) {
+        free(r);
+        return -1;
+    }
     imap_box *b = cx->box;
     b->vanished = imap_xrealloc(b->vanished, b->n_vanished + n, sizeof *b->vanished);
     memcpy(b->vanished + b->n_vanished, r, n * sizeof *r);
     b->n_vanished += n;
     free(r);
+    return 0;
 }
 
 static int examine_untagged(const imap_response *r, void *arg)
@@ -301,15 +409,16 @@ static int examine_untagged(const imap_response *r, void *arg)
         b->exists = r->number;
     } else if (strcasecmp(r->keyword, "VANISHED") == 0) {
         for (size_t i = 0; i < r->n_args; i++)
-            if (r->args[i].type == IMAP_T_ATOM && r->args[i].str != NULL)
-                vanished_add(cx, r->args[i].str);
+            if (r->args[i].type == IMAP_T_ATOM && r->args[i].str != NULL &&
+                vanished_add(cx, r->args[i].str) < 0)
+                return 1;
     } else if (is_fetch(r)) {
         uint32_t uid = 0;
         char *flags = NULL;
         if (fetch_uid_flags(r, &uid, &flags) == 0 && flags != NULL)
-            flag_change_add(&b->changed, &b->n_changed, &cx->cap_changed, uid, flags);
-        else
-            free(flags);
+            return flag_change_add(&cx->budget, &b->changed, &b->n_changed,
+                                   &cx->cap_changed, uid, flags) < 0;
+        free(flags);
     }
     return 0;
 }
@@ -366,16 +475,22 @@ mp_status imap_sync_examine(imap_account *a, imap_conn **connp, const char *fold
         mp_status st = imap_sync_connect(a, connp, err);
         if (st != MP_OK)
             return st;
-        examine_ctx cx = {.box = box_r};
+        examine_ctx cx = {.box = box_r, .budget = {.limit = a->max_memory}};
         imap_status status = IMAP_NONE;
         char *text = NULL;
         char *error = NULL;
         if (run_examine(*connp, folder, mode, since, &cx, &status, &text, &error) < 0) {
             imap_box_clear(box_r);
             free(text);
+            if (cx.budget.over) {
+                free(error);
+                return imap_sync_over_budget(a, connp, "EXAMINE", err);
+            }
             /* The server may have dropped a connection kept since the last
-             * sync (idle timeout): one fresh attempt before giving up. */
-            if (reused && attempt == 0) {
+             * sync (idle timeout): one fresh attempt before giving up. Not
+             * after a timeout: a server that stalls would hold the worker
+             * for a second deadline. */
+            if (reused && attempt == 0 && !imap_conn_timed_out(*connp)) {
                 imap_conn_abort(connp);
                 free(error);
                 continue;
@@ -412,17 +527,47 @@ typedef struct uids_ctx {
     size_t n, cap;
     uint32_t lo, hi;
     int bad;
+    imap_budget budget;
 } uids_ctx;
 
-static void uids_add(uids_ctx *cx, uint32_t uid)
+/* 0, or -1 over the budget. */
+static int uids_add(uids_ctx *cx, uint32_t uid)
 {
     if (uid < cx->lo || (cx->hi != 0 && uid > cx->hi))
-        return;
-    if (cx->n == cx->cap) {
-        cx->cap = cx->cap ? cx->cap * 2 : 256;
-        cx->uids = imap_xrealloc(cx->uids, cx->cap, sizeof *cx->uids);
-    }
+        return 0;
+    if (imap_budget_reserve(&cx->budget, (void **)&cx->uids, &cx->cap, cx->n + 1,
+                            sizeof *cx->uids) < 0)
+        return -1;
     cx->uids[cx->n++] = uid;
+    return 0;
+}
+
+/* The UIDs of ranges (sorted, merged) within [lo, hi]: sized and paid
+ * for before a single one is expanded, so "1:4000000000" costs nothing
+ * beyond a refusal. 0, or -1 over the budget. */
+static int uids_add_ranges(uids_ctx *cx, const imap_range *rg, size_t n)
+{
+    uint64_t count = 0;
+    uint32_t top = cx->hi != 0 ? cx->hi : UINT32_MAX;
+    for (size_t k = 0; k < n; k++) {
+        uint32_t lo = rg[k].lo > cx->lo ? rg[k].lo : cx->lo;
+        uint32_t hi = rg[k].hi < top ? rg[k].hi : top;
+        if (lo <= hi)
+            count += (uint64_t)(hi - lo) + 1;
+    }
+    if (count > SIZE_MAX / sizeof *cx->uids ||
+        imap_budget_reserve(&cx->budget, (void **)&cx->uids, &cx->cap, cx->n + (size_t)count,
+                            sizeof *cx->uids) < 0) {
+        cx->budget.over = 1;
+        return -1;
+    }
+    for (size_t k = 0; k < n; k++) {
+        uint32_t lo = rg[k].lo > cx->lo ? rg[k].lo : cx->lo;
+        uint32_t hi = rg[k].hi < top ? rg[k].hi : top;
+        for (uint64_t u = lo; lo <= hi && u <= hi; u++)
+            cx->uids[cx->n++] = (uint32_t)u;
+    }
+    return 0;
 }
 
 static int uids_untagged(const imap_response *r, void *arg)
@@ -433,8 +578,9 @@ static int uids_untagged(const imap_response *r, void *arg)
     if (strcasecmp(r->keyword, "SEARCH") == 0) {
         for (size_t i = 0; i < r->n_args; i++) {
             uint64_t v = 0;
-            if (imap_token_u64(&r->args[i], &v) == 0 && v > 0 && v <= UINT32_MAX)
-                uids_add(cx, (uint32_t)v);
+            if (imap_token_u64(&r->args[i], &v) == 0 && v > 0 && v <= UINT32_MAX &&
+                uids_add(cx, (uint32_t)v) < 0)
+                return 1;
         }
     } else if (strcasecmp(r->keyword, "ESEARCH") == 0) {
         for (size_t i = 0; i + 1 < r->n_args; i++) {
@@ -446,20 +592,15 @@ static int uids_untagged(const imap_response *r, void *arg)
                 cx->bad = 1;
                 continue;
             }
-            /* A hostile range must not make us allocate billions. */
-            if (imap_ranges_count(rg, n) > 10000000) {
-                cx->bad = 1;
-            } else {
-                for (size_t k = 0; k < n; k++)
-                    for (uint64_t u = rg[k].lo; u <= rg[k].hi; u++)
-                        uids_add(cx, (uint32_t)u);
-            }
+            int over = uids_add_ranges(cx, rg, n) < 0;
             free(rg);
+            if (over)
+                return 1;
         }
     } else if (is_fetch(r)) {
         uint32_t uid = 0;
-        if (fetch_uid_flags(r, &uid, NULL) == 0)
-            uids_add(cx, uid);
+        if (fetch_uid_flags(r, &uid, NULL) == 0 && uids_add(cx, uid) < 0)
+            return 1;
     }
     return 0;
 }
@@ -495,7 +636,7 @@ static mp_status search_uids(imap_account *a, imap_conn **connp, uint32_t lo, ui
     char range[32];
     if (uid_range(&lo, hi, range, sizeof range) < 0)
         return MP_OK;
-    uids_ctx cx = {.lo = lo, .hi = hi};
+    uids_ctx cx = {.lo = lo, .hi = hi, .budget = {.limit = a->max_memory}};
     imap_status status = IMAP_NONE;
     char *error = NULL;
     int esearch = (imap_conn_caps(*connp)->bits & IMAP_CAP_ESEARCH) != 0;
@@ -516,7 +657,8 @@ static mp_status search_uids(imap_account *a, imap_conn **connp, uint32_t lo, ui
         imap_sync_finish(*connp, sent, tag, uids_untagged, &cx, &status, &text, &error);
     if (rc < 0) {
         free(cx.uids);
-        st = imap_sync_io_fail(a, connp, "UID SEARCH", error, err);
+        st = cx.budget.over ? imap_sync_over_budget(a, connp, "UID SEARCH", err)
+                            : imap_sync_io_fail(a, connp, "UID SEARCH", error, err);
         free(error);
         return st;
     }
@@ -565,6 +707,7 @@ typedef struct flags_ctx {
     imap_flag_change *list;
     size_t n, cap;
     uint32_t lo, hi;
+    imap_budget budget;
 } flags_ctx;
 
 static int flags_untagged(const imap_response *r, void *arg)
@@ -579,8 +722,7 @@ static int flags_untagged(const imap_response *r, void *arg)
         free(flags);
         return 0;
     }
-    flag_change_add(&cx->list, &cx->n, &cx->cap, uid, flags);
-    return 0;
+    return flag_change_add(&cx->budget, &cx->list, &cx->n, &cx->cap, uid, flags) < 0;
 }
 
 mp_status imap_sync_flags(imap_account *a, imap_conn **connp, uint32_t lo, uint32_t hi,
@@ -595,7 +737,7 @@ mp_status imap_sync_flags(imap_account *a, imap_conn **connp, uint32_t lo, uint3
     char range[32];
     if (uid_range(&lo, hi, range, sizeof range) < 0)
         return MP_OK;
-    flags_ctx cx = {.lo = lo, .hi = hi};
+    flags_ctx cx = {.lo = lo, .hi = hi, .budget = {.limit = a->max_memory}};
     imap_status status = IMAP_NONE;
     char *error = NULL;
     char tag[16];
@@ -609,7 +751,8 @@ mp_status imap_sync_flags(imap_account *a, imap_conn **connp, uint32_t lo, uint3
         imap_sync_finish(*connp, sent, tag, flags_untagged, &cx, &status, &text, &error);
     if (rc < 0 || status != IMAP_OK) {
         imap_flag_changes_free(&cx.list, cx.n);
-        st = rc < 0 ? imap_sync_io_fail(a, connp, "UID FETCH FLAGS", error, err)
+        st = cx.budget.over ? imap_sync_over_budget(a, connp, "UID FETCH FLAGS", err)
+             : rc < 0       ? imap_sync_io_fail(a, connp, "UID FETCH FLAGS", error, err)
                     : imap_sync_answer_fail(a, NULL, "UID FETCH FLAGS", NULL, status,
                                             text, err);
         free(text);

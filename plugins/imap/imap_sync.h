@@ -39,6 +39,17 @@ void imap_sync_log(const imap_account *a, mp_log_level level, const char *fmt, .
 /* The reused connection *connp, or a new one. */
 mp_status imap_sync_connect(imap_account *a, imap_conn **connp, mp_error *err);
 
+/* Map a refused login (LOGIN/AUTHENTICATE answered NO or BAD, or any
+ * other failure to open, answer->refused 0) to a status: MP_REAUTH for
+ * bad credentials (AUTHENTICATIONFAILED, AUTHORIZATIONFAILED, EXPIRED,
+ * CONTACTADMIN, or a NO without a code), MP_RETRY with a 30 s delay for a
+ * passing problem (UNAVAILABLE, SERVERBUG, INUSE, LIMIT), else MP_RETRY. */
+mp_status imap_sync_login_fail(imap_account *a, const imap_auth_answer *answer,
+                               const char *error, mp_error *err);
+/* The same decision for push streams: nonzero when the answer means bad
+ * credentials. */
+int imap_sync_auth_is_reauth(const imap_auth_answer *answer);
+
 /* Map a tagged NO/BAD answer to a status (see imap_sync.c). `what` names
  * the command, `folder` may be NULL. With connp the connection is
  * dropped (commands may still be in flight). */
@@ -56,6 +67,25 @@ int imap_sync_finish(imap_conn *conn, int sent, const char *tag, imap_untagged_c
 /* A failed imap_send/imap_wait: the connection is dropped; MP_RETRY. */
 mp_status imap_sync_io_fail(imap_account *a, imap_conn **connp, const char *what,
                             const char *error, mp_error *err);
+
+/* What one command may collect from the server's answers (UID lists,
+ * flag changes, VANISHED ranges, folder names), against the account's
+ * max_memory_mb: counted in bytes allocated, so a hostile answer
+ * ("* ESEARCH ... ALL 1:4000000000") fails the command instead of the
+ * process. */
+typedef struct imap_budget {
+    size_t limit;
+    size_t used;
+    int over;
+} imap_budget;
+/* Charge `bytes`; -1 (and over set) when that passes the limit. */
+int imap_budget_take(imap_budget *b, size_t bytes);
+/* Make room for `need` elements of `size` bytes in *arr (capacity *cap),
+ * growing geometrically within the budget. 0 or -1 (over). */
+int imap_budget_reserve(imap_budget *b, void **arr, size_t *cap, size_t need, size_t size);
+/* The command over its budget: the connection is dropped; MP_RETRY. */
+mp_status imap_sync_over_budget(imap_account *a, imap_conn **connp, const char *what,
+                                mp_error *err);
 
 /* Cheap per-folder bookkeeping kept in memory (not across restarts): when
  * the last full comparison ran, and EXISTS as of the last delta (-1 when

@@ -55,6 +55,7 @@ typedef struct seq_ctx {
     uint32_t *uids;
     size_t n, cap;
     uint32_t below;
+    imap_budget budget;
 } seq_ctx;
 
 static int seq_untagged(const imap_response *r, void *arg)
@@ -70,10 +71,9 @@ static int seq_untagged(const imap_response *r, void *arg)
     /* Mail that arrived after the EXAMINE belongs to delta (as new). */
     if (cx->below != 0 && uid >= cx->below)
         return 0;
-    if (cx->n == cx->cap) {
-        cx->cap = cx->cap ? cx->cap * 2 : 256;
-        cx->uids = imap_xrealloc(cx->uids, cx->cap, sizeof *cx->uids);
-    }
+    if (imap_budget_reserve(&cx->budget, (void **)&cx->uids, &cx->cap, cx->n + 1,
+                            sizeof *cx->uids) < 0)
+        return 1;
     cx->uids[cx->n++] = (uint32_t)uid;
     return 0;
 }
@@ -82,7 +82,7 @@ static mp_status newest_uids(imap_account *a, imap_conn **connp, const imap_box 
                              uint32_t max, uint32_t **uids_r, size_t *n_r, mp_error *err)
 {
     uint32_t lo = box->exists > max ? box->exists - max + 1 : 1;
-    seq_ctx cx = {.below = box->uidnext};
+    seq_ctx cx = {.below = box->uidnext, .budget = {.limit = a->max_memory}};
     imap_status status = IMAP_NONE;
     char *error = NULL;
     char tag[16];
@@ -91,7 +91,9 @@ static mp_status newest_uids(imap_account *a, imap_conn **connp, const imap_box 
         imap_sync_finish(*connp, imap_send(*connp, tag, &error, "FETCH %u:* (UID)", lo),
                          tag, seq_untagged, &cx, &status, &text, &error);
     mp_status st = MP_OK;
-    if (rc < 0)
+    if (rc < 0 && cx.budget.over)
+        st = imap_sync_over_budget(a, connp, "FETCH UID", err);
+    else if (rc < 0)
         st = imap_sync_io_fail(a, connp, "FETCH UID", error, err);
     else if (status != IMAP_OK)
         st = imap_sync_answer_fail(a, NULL, "FETCH UID", NULL, status, text, err);

@@ -11,6 +11,7 @@ typedef struct list_ctx {
     size_t found;
     size_t skipped;
     uint64_t sig; /* of the synced folders listed (imap_folder_sig) */
+    imap_budget budget; /* what the host's folder list will hold */
 } list_ctx;
 
 /* "* LIST (\HasNoChildren \Sent) "/" Sent": attributes, delimiter, name. */
@@ -47,12 +48,27 @@ static int list_untagged(const imap_response *r, void *arg)
         return 0;
     }
     /* INBOX is case-insensitive and never encoded. */
-    char *decoded = strcasecmp(name->str, "INBOX") == 0 ? imap_xstrdup("INBOX")
-                                                        : imap_mutf7_decode(name->str);
+    const char *why = NULL;
+    char *decoded = strcasecmp(name->str, "INBOX") == 0
+                        ? imap_xstrdup("INBOX")
+                        : imap_mutf7_decode_why(name->str, &why);
     if (decoded == NULL) {
+        /* The name as printable ASCII only, so it cannot forge log lines. */
+        char shown[201];
+        size_t k = 0;
+        for (; k + 1 < sizeof shown && name->str[k] != '\0'; k++) {
+            unsigned char ch = (unsigned char)name->str[k];
+            shown[k] = ch >= 0x20 && ch < 0x7f && ch != '"' ? (char)ch : '?';
+        }
+        shown[k] = '\0';
         cx->skipped++;
         imap_sync_log(cx->a, MP_LOG_WARNING,
-                      "LIST: skipping folder with invalid name \"%s\"", name->str);
+                      "LIST: skipping folder \"%s\": its modified UTF-7 name holds %s", shown,
+                      why != NULL ? why : "an invalid sequence");
+    } else if (imap_budget_take(&cx->budget, strlen(decoded) + 64) < 0) {
+        free(decoded);
+        free(text);
+        return 1;
     } else {
         imap_host->folder_add(cx->sink, decoded, imap_folder_role(text, decoded));
         cx->found++;
@@ -85,13 +101,18 @@ mp_status imap_list_folders(mp_account *acct, mp_folder_sink *sink, mp_error *er
         mp_status st = imap_sync_connect(a, &a->sync_conn, err);
         if (st != MP_OK)
             return st;
-        list_ctx cx = {.a = a, .sink = sink};
+        list_ctx cx = {.a = a, .sink = sink, .budget = {.limit = a->max_memory}};
         imap_status status = IMAP_NONE;
         char *error = NULL;
         char *text = NULL;
         if (run_list(a->sync_conn, &cx, &status, &text, &error) < 0) {
             free(text);
-            if (reused && attempt == 0 && cx.found == 0) {
+            if (cx.budget.over) {
+                free(error);
+                return imap_sync_over_budget(a, &a->sync_conn, "LIST", err);
+            }
+            if (reused && attempt == 0 && cx.found == 0 &&
+                !imap_conn_timed_out(a->sync_conn)) {
                 imap_conn_abort(&a->sync_conn);
                 free(error);
                 continue;

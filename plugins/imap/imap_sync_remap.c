@@ -21,6 +21,7 @@ typedef struct remap_ctx {
     size_t n, cap;
     uint32_t below; /* 0: no bound */
     imap_arena *arena;
+    imap_budget budget;
 } remap_ctx;
 
 static int remap_untagged(const imap_response *r, void *arg)
@@ -38,10 +39,10 @@ static int remap_untagged(const imap_response *r, void *arg)
     imap_envelope env;
     if (imap_envelope_parse(e, cx->arena, &env) < 0)
         memset(&env, 0, sizeof env);
-    if (cx->n == cx->cap) {
-        cx->cap = cx->cap ? cx->cap * 2 : 256;
-        cx->list = imap_xrealloc(cx->list, cx->cap, sizeof *cx->list);
-    }
+    if (imap_budget_reserve(&cx->budget, (void **)&cx->list, &cx->cap, cx->n + 1,
+                            sizeof *cx->list) < 0 ||
+        imap_budget_take(&cx->budget, env.message_id != NULL ? strlen(env.message_id) : 0) < 0)
+        return 1;
     server_msg *m = &cx->list[cx->n++];
     memset(m, 0, sizeof *m);
     m->uid = (uint32_t)uid;
@@ -107,7 +108,9 @@ mp_status imap_sync_remap(imap_account *a, imap_conn **connp, const char *folder
     if (st != MP_OK)
         return st;
 
-    remap_ctx cx = {.below = box->uidnext, .arena = imap_arena_new()};
+    remap_ctx cx = {.below = box->uidnext,
+                    .arena = imap_arena_new(),
+                    .budget = {.limit = a->max_memory}};
     if (box->exists > 0) {
         imap_status status = IMAP_NONE;
         char *error = NULL;
@@ -118,7 +121,9 @@ mp_status imap_sync_remap(imap_account *a, imap_conn **connp, const char *folder
             imap_send(*connp, tag, &error,
                       "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)"),
             tag, remap_untagged, &cx, &status, &text, &error);
-        if (rc < 0)
+        if (rc < 0 && cx.budget.over)
+            st = imap_sync_over_budget(a, connp, "UID FETCH", err);
+        else if (rc < 0)
             st = imap_sync_io_fail(a, connp, "UID FETCH", error, err);
         else if (status != IMAP_OK)
             st = imap_sync_answer_fail(a, NULL, "UID FETCH", folder, status, text, err);

@@ -231,7 +231,12 @@ def _capabilities_of(conn):
 
 class Dovecot:
     def __init__(self, profile="full", cert_host="localhost", users=None, name="dovecot",
-                 ca=None, start=True, folders=FULL_FOLDERS, directory=None):
+                 ca=None, start=True, folders=FULL_FOLDERS, directory=None, auth_gate=False):
+        """auth_gate: a first passdb (checkpassword) that fails with a
+        temporary error while set_auth_unavailable(True), as Dovecot does
+        when its password file cannot be read: logins then get "NO
+        [UNAVAILABLE] Temporary authentication failure"."""
+        self.auth_gate = auth_gate
         if profile not in ("full", "poll"):
             raise ValueError("profile must be full or poll")
         if not os.path.exists(DOVECOT):
@@ -254,6 +259,8 @@ class Dovecot:
         self.state_dir = os.path.join(self.tmp, "state")
         self.mail_root = os.path.join(self.tmp, "mail")
         self.passwd = os.path.join(self.tmp, "passwd")
+        self.auth_flag = os.path.join(self.tmp, "passdb-unavailable")
+        self.auth_gate_script = os.path.join(self.tmp, "passdb-gate")
         for d in (self.base_dir, self.state_dir, self.mail_root):
             os.makedirs(d, mode=0o755)
         self.cert, self.key = self.ca.issue(cert_host, self.tmp)
@@ -380,8 +387,27 @@ service stats {
             "mail_root": self.mail_root, "passwd": self.passwd, "mailboxes": mailboxes,
             "capability": capability, "imap_port": self.imap_port,
             "imaps_port": self.imaps_port}
+        if self.auth_gate:
+            with open(self.auth_gate_script, "w") as f:
+                f.write("#!/bin/sh\n# exit 111: temporary failure; 1: go on to passwd-file\n"
+                        "[ -e %s ] && exit 111\nexit 1\n" % self.auth_flag)
+            os.chmod(self.auth_gate_script, 0o755)
+            text = text.replace(
+                "passdb {\n  driver = passwd-file",
+                "passdb {\n  driver = checkpassword\n  args = %s\n"
+                "  result_internalfail = return-fail\n}\npassdb {\n  driver = passwd-file"
+                % self.auth_gate_script, 1)
         with open(self.conf, "w") as f:
             f.write(text)
+
+    def set_auth_unavailable(self, unavailable):
+        """With auth_gate: make every login fail temporarily, or not."""
+        if not self.auth_gate:
+            raise RuntimeError("Dovecot started without auth_gate")
+        if unavailable:
+            open(self.auth_flag, "w").close()
+        elif os.path.exists(self.auth_flag):
+            os.unlink(self.auth_flag)
 
     def home(self, user):
         return os.path.join(self.mail_root, user)

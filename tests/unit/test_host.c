@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -387,6 +388,24 @@ static void test_folder_sink_dedups(void **state)
     assert_int_equal(sink.n, 2);
     assert_string_equal(sink.names[1], "Sent");
     assert_int_equal(sink.roles[1], MP_ROLE_SENT);
+    mphost_folder_sink_clear(&sink);
+
+    /* A hostile LIST of 100,000 folders, each sent twice: linear time (the
+     * pairwise check took minutes), order and first roles kept. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char name[32];
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 100000; i++) {
+            snprintf(name, sizeof name, "folder/%d", i);
+            f->host->folder_add(&sink, name, round == 0 ? MP_ROLE_NONE : MP_ROLE_SENT);
+        }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_int_equal(sink.n, 100000);
+    assert_string_equal(sink.names[99999], "folder/99999");
+    assert_int_equal(sink.roles[5], MP_ROLE_NONE);
+    assert_true(took < 3.0);
     mphost_folder_sink_clear(&sink);
 }
 

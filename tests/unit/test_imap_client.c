@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -446,6 +447,46 @@ static void test_mutf7(void **state)
     assert_null(imap_mutf7_decode("raw \xc3\xbc"));
     assert_null(imap_mutf7_decode("&U=BTFw-"));
     assert_null(imap_mutf7_decode(NULL));
+
+    /* Names that would merge with another folder or hide characters:
+     * "Foo&AAA-bar" decoded to "Foo" (NUL), "&AEE-" to "A". */
+    static const struct {
+        const char *name;
+        const char *why;
+    } refused[] = {
+        {"Foo&AAA-bar", "a NUL character"},
+        {"&AAE-", "a control character"},
+        {"a&AAoA,A-", "a control character"},
+        {"&AH8-", "a control character"},
+        {"&AIA-", "a control character"},
+        {"&AJ8-", "a control character"},
+        {"&AEE-", "an ASCII character in base64"},
+        {"&ACY-", "an ASCII character in base64"},
+        {"&APw-&APw-", "two adjacent base64 runs"},
+        {"&APx-", "a bad base64 run"},
+        {"&APwA-", "a bad base64 run"},
+        {"&2D0-", "an unpaired surrogate"},
+        {"&3gA-", "an unpaired surrogate"},
+        {"tab\there", "a control character"},
+        {"&APw", "an unterminated base64 run"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        const char *why = NULL;
+        char *d = imap_mutf7_decode_why(refused[i].name, &why);
+        if (d != NULL || why == NULL || strcmp(why, refused[i].why) != 0)
+            print_error("%s: %s (%s)\n", refused[i].name, d != NULL ? d : "NULL",
+                        why != NULL ? why : "no reason");
+        assert_null(d);
+        assert_string_equal(why, refused[i].why);
+    }
+    /* What they would have collided with still decodes. */
+    mutf7_roundtrip("\xc3\xbc\xc3\xbc", "&APwA,A-");
+    mutf7_roundtrip("\xc2\xa0nbsp", "&AKA-nbsp");
+    const char *why = "x";
+    char *d = imap_mutf7_decode_why("A &- B", &why);
+    assert_string_equal(d, "A & B");
+    assert_null(why);
+    free(d);
 }
 
 static void test_uidset(void **state)
@@ -482,162 +523,7 @@ static void test_uidset(void **state)
 
 /* ---- scripted server ---- */
 
-typedef struct server {
-    int lfd;
-    uint16_t port;
-    const char *const *script;
-    SSL_CTX *tls_ctx;  /* implicit TLS when set and !starttls_only */
-    int implicit_tls;
-    pthread_t thread;
-    char error[2400];
-} server;
-
-typedef struct sconn {
-    int fd;
-    SSL *ssl;
-} sconn;
-
-static long s_read(sconn *c, void *buf, size_t len)
-{
-    if (c->ssl != NULL) {
-        int n = SSL_read(c->ssl, buf, (int)len);
-        return n > 0 ? n : 0;
-    }
-    ssize_t n;
-    do {
-        n = recv(c->fd, buf, len, 0);
-    } while (n < 0 && errno == EINTR);
-    return n > 0 ? (long)n : 0;
-}
-
-static void s_write(sconn *c, const char *data, size_t len)
-{
-    if (c->ssl != NULL) {
-        (void)SSL_write(c->ssl, data, (int)len);
-        return;
-    }
-    (void)send(c->fd, data, len, MSG_NOSIGNAL);
-}
-
-static int s_line(sconn *c, char *buf, size_t size)
-{
-    size_t n = 0;
-    while (n + 1 < size) {
-        char ch;
-        if (s_read(c, &ch, 1) != 1)
-            return -1;
-        if (ch == '\n')
-            break;
-        buf[n++] = ch;
-    }
-    if (n > 0 && buf[n - 1] == '\r')
-        n--;
-    buf[n] = '\0';
-    return 0;
-}
-
-static int s_tls_accept(server *s, sconn *c)
-{
-    c->ssl = SSL_new(s->tls_ctx);
-    SSL_set_fd(c->ssl, c->fd);
-    if (SSL_accept(c->ssl) != 1) {
-        snprintf(s->error, sizeof s->error, "server: TLS accept failed");
-        return -1;
-    }
-    return 0;
-}
-
-static void *server_main(void *arg)
-{
-    server *s = arg;
-    sconn c = {.fd = accept(s->lfd, NULL, NULL)};
-    if (c.fd < 0) {
-        snprintf(s->error, sizeof s->error, "accept failed");
-        return NULL;
-    }
-    if (s->implicit_tls && s_tls_accept(s, &c) < 0)
-        goto out;
-    for (const char *const *st = s->script; *st != NULL; st++) {
-        const char *line = *st;
-        const char *arg1 = line + 2;
-        if (strncmp(line, "S:", 2) == 0) {
-            s_write(&c, arg1, strlen(arg1));
-            s_write(&c, "\r\n", 2);
-        } else if (strncmp(line, "R:", 2) == 0) {
-            s_write(&c, arg1, strlen(arg1));
-        } else if (strncmp(line, "P:", 2) == 0) {
-            usleep((useconds_t)strtol(arg1, NULL, 10) * 1000);
-        } else if (strcmp(line, "T") == 0) {
-            if (s_tls_accept(s, &c) < 0)
-                goto out;
-        } else if (strcmp(line, "E") == 0) {
-            char tmp[256];
-            if (s_read(&c, tmp, sizeof tmp) != 0)
-                snprintf(s->error, sizeof s->error, "expected EOF, got data");
-            goto out;
-        } else if (strncmp(line, "C:", 2) == 0) {
-            char got[1024];
-            if (s_line(&c, got, sizeof got) < 0) {
-                snprintf(s->error, sizeof s->error, "expected \"%s\", got EOF", arg1);
-                goto out;
-            }
-            size_t n = strlen(arg1);
-            int ok = n > 0 && arg1[n - 1] == '*' ? strncmp(got, arg1, n - 1) == 0
-                                                 : strcmp(got, arg1) == 0;
-            if (!ok) {
-                snprintf(s->error, sizeof s->error, "expected \"%s\", got \"%s\"", arg1, got);
-                goto out;
-            }
-        }
-    }
-out:
-    /* Half-close, then drain, so the client reads everything we sent. */
-    shutdown(c.fd, SHUT_WR);
-    {
-        char tmp[256];
-        struct pollfd pfd = {.fd = c.fd, .events = POLLIN};
-        while (poll(&pfd, 1, 5000) > 0 && recv(c.fd, tmp, sizeof tmp, 0) > 0)
-            ;
-    }
-    if (c.ssl != NULL)
-        SSL_free(c.ssl);
-    close(c.fd);
-    return NULL;
-}
-
-static void server_start(server *s, const char *const *script)
-{
-    s->script = script;
-    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(s->lfd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(s->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(s->lfd, 4), 0);
-    socklen_t sl = sizeof sa;
-    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&sa, &sl), 0);
-    s->port = ntohs(sa.sin_port);
-    assert_int_equal(pthread_create(&s->thread, NULL, server_main, s), 0);
-}
-
-static void server_join(server *s)
-{
-    pthread_join(s->thread, NULL);
-    close(s->lfd);
-}
-
-static imap_conn_opts plain_opts(const server *s)
-{
-    imap_conn_opts o = {
-        .host = "127.0.0.1",
-        .port = s->port,
-        .tls = IMAP_TLS_NONE,
-        .username = "user",
-        .secret = "secret",
-        .auth = IMAP_AUTH_PLAIN,
-        .timeout_ms = 5000,
-    };
-    return o;
-}
+#include "imap_script_server.h"
 
 typedef struct seen {
     int exists;
@@ -703,13 +589,13 @@ static void test_conn_sasl_ir_pipelining(void **state)
     o.enable = 1;
     imap_conn *c = NULL;
     char *err = NULL;
-    int auth_failed = -1;
-    int open_r = imap_conn_open(&o, &c, &auth_failed, &err);
+    imap_auth_answer auth;
+    int open_r = imap_conn_open(&o, &c, &auth, &err);
     if (open_r != 0)
         print_error("open: %s (server: %s)\n", err, s.error);
     assert_int_equal(open_r, 0);
     assert_null(err);
-    assert_int_equal(auth_failed, 0);
+    assert_int_equal(auth.refused, 0);
     const imap_caps *caps = imap_conn_caps(c);
     assert_string_equal(caps->greeting, "Dovecot ready.");
     assert_string_equal(caps->auth_mechs, "PLAIN XOAUTH2");
@@ -805,10 +691,10 @@ static void test_conn_auth_failures(void **state)
     imap_conn_opts o = plain_opts(&s);
     imap_conn *c = NULL;
     char *err = NULL;
-    int auth_failed = 0;
-    assert_int_equal(imap_conn_open(&o, &c, &auth_failed, &err), -1);
+    imap_auth_answer auth;
+    assert_int_equal(imap_conn_open(&o, &c, &auth, &err), -1);
     assert_null(c);
-    assert_int_equal(auth_failed, 1);
+    assert_int_equal(auth.refused, 1);
     assert_non_null(strstr(err, "AUTHENTICATIONFAILED"));
     assert_null(strstr(err, "secret"));
     free(err);
@@ -831,9 +717,8 @@ static void test_conn_auth_failures(void **state)
     server_start(&s, xo_script);
     o = plain_opts(&s);
     o.auth = IMAP_AUTH_XOAUTH2;
-    auth_failed = 0;
-    assert_int_equal(imap_conn_open(&o, &c, &auth_failed, &err), -1);
-    assert_int_equal(auth_failed, 1);
+    assert_int_equal(imap_conn_open(&o, &c, &auth, &err), -1);
+    assert_int_equal(auth.refused, 1);
     assert_null(strstr(err, "secret"));
     free(err);
     err = NULL;
@@ -850,9 +735,8 @@ static void test_conn_auth_failures(void **state)
     server_start(&s, ld_script);
     o = plain_opts(&s);
     o.auth = IMAP_AUTH_LOGIN;
-    auth_failed = 0;
-    assert_int_equal(imap_conn_open(&o, &c, &auth_failed, &err), -1);
-    assert_int_equal(auth_failed, 0);
+    assert_int_equal(imap_conn_open(&o, &c, &auth, &err), -1);
+    assert_int_equal(auth.refused, 0);
     assert_non_null(strstr(err, "LOGINDISABLED"));
     free(err);
     err = NULL;
@@ -872,9 +756,8 @@ static void test_conn_auth_failures(void **state)
     server_start(&s, ob_script);
     o = plain_opts(&s);
     o.auth = IMAP_AUTH_OAUTHBEARER;
-    auth_failed = 0;
-    assert_int_equal(imap_conn_open(&o, &c, &auth_failed, &err), -1);
-    assert_int_equal(auth_failed, 1);
+    assert_int_equal(imap_conn_open(&o, &c, &auth, &err), -1);
+    assert_int_equal(auth.refused, 1);
     free(err);
     err = NULL;
     server_join(&s);
@@ -885,7 +768,7 @@ static void test_conn_auth_failures(void **state)
     memset(&s, 0, sizeof s);
     server_start(&s, bye_script);
     o = plain_opts(&s);
-    assert_int_equal(imap_conn_open(&o, &c, &auth_failed, &err), -1);
+    assert_int_equal(imap_conn_open(&o, &c, &auth, &err), -1);
     assert_non_null(strstr(err, "Too many connections"));
     free(err);
     server_join(&s);
@@ -994,6 +877,245 @@ static void test_conn_nonblocking_pump(void **state)
     imap_conn_close(&c);
     server_join(&s);
     assert_string_equal(s.error, "");
+}
+
+/* ---- limits against hostile servers ---- */
+
+/* "<prefix><unit x n><suffix>" allocated. */
+static char *repeat(const char *prefix, const char *unit, size_t n, const char *suffix)
+{
+    size_t pl = strlen(prefix), ul = strlen(unit), sl = strlen(suffix);
+    char *s = malloc(pl + ul * n + sl + 1);
+    memcpy(s, prefix, pl);
+    for (size_t i = 0; i < n; i++)
+        memcpy(s + pl + i * ul, unit, ul);
+    memcpy(s + pl + ul * n, suffix, sl + 1);
+    return s;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Log in, send `cmd` (as the format of imap_send) and wait for it: the
+ * wait must fail with `expect` in the error. */
+static void budget_case(const char *const *script, const char *cmd, const char *expect)
+{
+    server s = {0};
+    server_start(&s, script);
+    imap_conn_opts o = plain_opts(&s);
+    o.max_memory = (size_t)1 << 20;
+    imap_conn *c = NULL;
+    char *err = NULL;
+    assert_int_equal(imap_conn_open(&o, &c, NULL, &err), 0);
+    char tag[16];
+    imap_status st;
+    int r = imap_send(c, tag, &err, cmd, "caf\xc3\xa9");
+    if (r == 0)
+        r = imap_wait(c, tag, NULL, NULL, &st, NULL, &err);
+    if (r != -1 || err == NULL || strstr(err, expect) == NULL)
+        print_error("%s: r=%d err=%s\n", cmd, r, err != NULL ? err : "(none)");
+    assert_int_equal(r, -1);
+    assert_non_null(strstr(err, expect));
+    free(err);
+    imap_conn_abort(&c);
+    server_join(&s);
+}
+
+static void test_conn_memory_budget(void **state)
+{
+    (void)state;
+    /* A line that never ends: refused once its text passes a quarter of
+     * the budget (256 KiB here), not at 65 MB. */
+    char *endless = repeat("R:* CAPABILITY ", "X", 300000, "");
+    const char *const s1[] = {LOGIN_OK, "C:A2 CAPABILITY", endless, "P:2000", NULL};
+    budget_case(s1, "CAPABILITY", "server response exceeds 1 MiB");
+    budget_case(s1, "CAPABILITY", "text outside literals");
+    free(endless);
+
+    /* 120 KB of two-byte atoms: a short line, but 60,000 parsed items
+     * (about 3.5 MB) are more than the budget. */
+    char *items = repeat("S:* CAPABILITY", " A", 60000, "");
+    const char *const s2[] = {LOGIN_OK, "C:A2 CAPABILITY", items, "S:A2 OK done", NULL};
+    budget_case(s2, "CAPABILITY", "server response exceeds 1 MiB");
+    free(items);
+
+    /* Responses read ahead while waiting for a continuation are held:
+     * 30 x 40 KB is more than the budget. */
+    char *big = repeat("S:* OK ", "y", 40000, "");
+    const char *s3[40] = {LOGIN_OK, "C:A2 SEARCH SUBJECT {5}"};
+    size_t k = 4;
+    for (int i = 0; i < 30; i++)
+        s3[k++] = big;
+    s3[k++] = "P:2000";
+    s3[k] = NULL;
+    budget_case(s3, "SEARCH SUBJECT %s", "held while waiting for a continuation");
+    free(big);
+
+    /* The same amount in separate responses is fine: nothing is held. */
+    server s = {0};
+    char *ok_big = repeat("S:* OK ", "z", 200000, "");
+    const char *const s4[] = {LOGIN_OK, "C:A2 NOOP", ok_big, ok_big, ok_big, ok_big, ok_big,
+                              ok_big, "S:A2 OK done", NULL};
+    server_start(&s, s4);
+    imap_conn_opts o = plain_opts(&s);
+    o.max_memory = (size_t)1 << 20;
+    imap_conn *c = NULL;
+    char *err = NULL;
+    assert_int_equal(imap_conn_open(&o, &c, NULL, &err), 0);
+    imap_status st;
+    assert_int_equal(imap_run(c, NULL, NULL, &st, &err, "NOOP"), 0);
+    assert_int_equal(st, IMAP_OK);
+    imap_conn_close(&c);
+    server_join(&s);
+    free(ok_big);
+
+    /* Completions read before their wait keep 4 KiB of text; tags never
+     * sent are not kept at all. */
+    char *long_ok = repeat("S:A3 OK ", "w", 200000, "");
+    char *invented = repeat("S:A77 OK ", "v", 200000, "");
+    const char *const s5[] = {LOGIN_OK, "C:A2 NOOP", "C:A3 NOOP", long_ok, invented,
+                              "S:Z1 OK stray", "S:A2 OK done", NULL};
+    memset(&s, 0, sizeof s);
+    server_start(&s, s5);
+    o = plain_opts(&s);
+    o.max_memory = (size_t)1 << 20;
+    assert_int_equal(imap_conn_open(&o, &c, NULL, &err), 0);
+    char t2[16], t3[16];
+    assert_int_equal(imap_send(c, t2, &err, "NOOP"), 0);
+    assert_int_equal(imap_send(c, t3, &err, "NOOP"), 0);
+    assert_int_equal(imap_wait(c, t2, NULL, NULL, &st, NULL, &err), 0);
+    char *text = NULL;
+    assert_int_equal(imap_wait(c, t3, NULL, NULL, &st, &text, &err), 0);
+    assert_int_equal(strlen(text), 4096);
+    free(text);
+    imap_conn_close(&c);
+    server_join(&s);
+    free(long_ok);
+    free(invented);
+
+    /* A long capability list: 16 KiB of it kept for the profile, every
+     * atom still counted for the capability bits. */
+    char *caps = repeat("S:* CAPABILITY IMAP4rev1", " XXXXXXXXX", 5000, " MOVE");
+    const char *const s6[] = {LOGIN_OK, "C:A2 CAPABILITY", caps, "S:A2 OK done", NULL};
+    memset(&s, 0, sizeof s);
+    server_start(&s, s6);
+    o = plain_opts(&s);
+    assert_int_equal(imap_conn_open(&o, &c, NULL, &err), 0);
+    assert_int_equal(imap_run(c, NULL, NULL, &st, &err, "CAPABILITY"), 0);
+    assert_true(imap_conn_caps(c)->bits & IMAP_CAP_MOVE);
+    assert_true(strlen(imap_conn_caps(c)->raw) < 16 * 1024);
+    imap_conn_close(&c);
+    server_join(&s);
+    free(caps);
+}
+
+static void test_conn_deadline(void **state)
+{
+    (void)state;
+    /* One byte every 100 ms keeps the idle timeout (2 s) happy forever;
+     * the deadline (600 ms) ends it. */
+    const char *trickle[64] = {LOGIN_OK, "C:A2 NOOP"};
+    size_t k = 4;
+    for (int i = 0; i < 25; i++) {
+        trickle[k++] = "R:*";
+        trickle[k++] = "P:100";
+    }
+    trickle[k] = NULL;
+    server s = {0};
+    server_start(&s, trickle);
+    imap_conn_opts o = plain_opts(&s);
+    o.timeout_ms = 2000;
+    o.deadline_ms = 600;
+    imap_conn *c = NULL;
+    char *err = NULL;
+    assert_int_equal(imap_conn_open(&o, &c, NULL, &err), 0);
+    imap_status st;
+    int64_t t0 = mono_ms();
+    assert_int_equal(imap_run(c, NULL, NULL, &st, &err, "NOOP"), -1);
+    int64_t took = mono_ms() - t0;
+    assert_non_null(strstr(err, "deadline waiting for the response to A2"));
+    assert_true(took >= 500 && took < 1500);
+    free(err);
+    err = NULL;
+    imap_conn_abort(&c);
+    server_join(&s);
+
+    /* A greeting trickled the same way. */
+    const char *greet[64];
+    k = 0;
+    for (int i = 0; i < 25; i++) {
+        greet[k++] = "R:*";
+        greet[k++] = "P:100";
+    }
+    greet[k] = NULL;
+    memset(&s, 0, sizeof s);
+    server_start(&s, greet);
+    o = plain_opts(&s);
+    o.timeout_ms = 2000;
+    o.deadline_ms = 600;
+    t0 = mono_ms();
+    assert_int_equal(imap_conn_open(&o, &c, NULL, &err), -1);
+    assert_true(mono_ms() - t0 < 1500);
+    assert_non_null(strstr(err, "deadline waiting for the server greeting"));
+    free(err);
+    err = NULL;
+    server_join(&s);
+
+    /* A TLS handshake the server never answers. */
+    static const char *const mute[] = {"P:2500", NULL};
+    memset(&s, 0, sizeof s);
+    server_start(&s, mute);
+    o = plain_opts(&s);
+    o.tls = IMAP_TLS_IMPLICIT;
+    o.timeout_ms = 2000;
+    o.deadline_ms = 400;
+    t0 = mono_ms();
+    assert_int_equal(imap_conn_open(&o, &c, NULL, &err), -1);
+    assert_true(mono_ms() - t0 < 1500);
+    assert_non_null(strstr(err, "deadline waiting for the TLS handshake"));
+    free(err);
+    server_join(&s);
+}
+
+static void test_conn_auth_answer_codes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *answer;
+        imap_status status;
+        const char *code;
+    } cases[] = {
+        {"S:A1 NO [UNAVAILABLE] Temporary authentication failure. [host:2026-12-06]", IMAP_NO,
+         "UNAVAILABLE"},
+        {"S:A1 NO [AUTHENTICATIONFAILED] Authentication failed.", IMAP_NO,
+         "AUTHENTICATIONFAILED"},
+        {"S:A1 NO Login failed", IMAP_NO, ""},
+        {"S:A1 BAD [SERVERBUG] oops", IMAP_BAD, "SERVERBUG"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *const script[] = {
+            "S:* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready",
+            "C:A1 AUTHENTICATE PLAIN AHVzZXIAc2VjcmV0",
+            cases[i].answer,
+            NULL,
+        };
+        server s = {0};
+        server_start(&s, script);
+        imap_conn_opts o = plain_opts(&s);
+        imap_conn *c = NULL;
+        char *err = NULL;
+        imap_auth_answer auth;
+        assert_int_equal(imap_conn_open(&o, &c, &auth, &err), -1);
+        assert_int_equal(auth.refused, 1);
+        assert_int_equal(auth.status, cases[i].status);
+        assert_string_equal(auth.code, cases[i].code);
+        free(err);
+        server_join(&s);
+    }
 }
 
 /* ---- TLS ---- */
@@ -1242,6 +1364,9 @@ int main(void)
         cmocka_unit_test(test_conn_auth_failures),
         cmocka_unit_test(test_conn_bye_and_timeout),
         cmocka_unit_test(test_conn_nonblocking_pump),
+        cmocka_unit_test(test_conn_memory_budget),
+        cmocka_unit_test(test_conn_deadline),
+        cmocka_unit_test(test_conn_auth_answer_codes),
         cmocka_unit_test_setup_teardown(test_tls_implicit, tls_setup, tls_teardown),
         cmocka_unit_test_setup_teardown(test_tls_starttls, tls_setup, tls_teardown),
         cmocka_unit_test_setup_teardown(test_tls_context_follows_ca_file, tls_setup,

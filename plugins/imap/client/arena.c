@@ -16,7 +16,13 @@ typedef struct arena_chunk {
 
 struct imap_arena {
     arena_chunk *chunks; /* newest first */
+    size_t bytes;        /* chunk payload bytes held, for the budget */
 };
+
+size_t imapc_arena_size(const imap_arena *a)
+{
+    return a != NULL ? a->bytes : 0;
+}
 
 imap_arena *imap_arena_new(void)
 {
@@ -43,6 +49,7 @@ void imap_arena_reset(imap_arena *a)
         ch = next;
     }
     a->chunks = keep;
+    a->bytes = keep != NULL ? ARENA_CHUNK : 0;
 }
 
 void imap_arena_free(imap_arena **a)
@@ -71,6 +78,7 @@ void *imapc_arena_alloc(imap_arena *a, size_t size)
         arena_chunk *n = imapc_malloc(sizeof(arena_chunk) + csize);
         n->size = csize;
         n->used = 0;
+        a->bytes += csize;
         if (ch != NULL && csize > ARENA_CHUNK) {
             /* Oversized chunk goes behind the current one so the current
              * chunk's free space stays usable. */

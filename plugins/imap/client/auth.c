@@ -57,7 +57,18 @@ static char *initial_response(const imap_conn *c, const imap_conn_opts *opts, si
     return s;
 }
 
-static int finish(imap_conn *c, const char *tag, int *auth_failed_r, char **error_r)
+/* The response code at the start of a resp-text ("[UNAVAILABLE] ..."). */
+static void answer_code(const char *text, char *code, size_t size)
+{
+    size_t i = 0;
+    if (text != NULL && text[0] == '[')
+        for (const char *p = text + 1;
+             *p != '\0' && *p != ']' && *p != ' ' && i + 1 < size; p++)
+            code[i++] = *p;
+    code[i] = '\0';
+}
+
+static int finish(imap_conn *c, const char *tag, imap_auth_answer *auth_r, char **error_r)
 {
     imap_status st;
     char *text = NULL;
@@ -67,15 +78,18 @@ static int finish(imap_conn *c, const char *tag, int *auth_failed_r, char **erro
         free(text);
         return 0;
     }
-    if (st == IMAP_NO && auth_failed_r != NULL)
-        *auth_failed_r = 1;
+    if (auth_r != NULL) {
+        auth_r->refused = 1;
+        auth_r->status = st;
+        answer_code(text, auth_r->code, sizeof auth_r->code);
+    }
     imapc_fail(error_r, "authentication failed: %s %s", st == IMAP_NO ? "NO" : "BAD",
                text != NULL ? text : "");
     free(text);
     return -1;
 }
 
-static int auth_login(imap_conn *c, const imap_conn_opts *opts, int *auth_failed_r,
+static int auth_login(imap_conn *c, const imap_conn_opts *opts, imap_auth_answer *auth_r,
                       char **error_r)
 {
     char tag[16];
@@ -83,11 +97,11 @@ static int auth_login(imap_conn *c, const imap_conn_opts *opts, int *auth_failed
         return imapc_fail(error_r, "%s disables LOGIN (LOGINDISABLED)", c->host);
     if (imap_send(c, tag, error_r, "LOGIN %s %s", opts->username, opts->secret) < 0)
         return -1;
-    return finish(c, tag, auth_failed_r, error_r);
+    return finish(c, tag, auth_r, error_r);
 }
 
 static int auth_sasl(imap_conn *c, const imap_conn_opts *opts, const char *mech,
-                     int *auth_failed_r, char **error_r)
+                     imap_auth_answer *auth_r, char **error_r)
 {
     if (!mech_offered(c, mech))
         return imapc_fail(error_r, "%s does not offer AUTH=%s", c->host, mech);
@@ -133,27 +147,27 @@ static int auth_sasl(imap_conn *c, const imap_conn_opts *opts, const char *mech,
         if (imapc_write_all(c, answer, strlen(answer), "the AUTHENTICATE response", error_r) < 0)
             goto out;
     }
-    ret = finish(c, tag, auth_failed_r, error_r);
+    ret = finish(c, tag, auth_r, error_r);
 out:
     OPENSSL_cleanse(b64, b64_len);
     free(b64);
     return ret;
 }
 
-int imapc_authenticate(imap_conn *c, const imap_conn_opts *opts, int *auth_failed_r,
+int imapc_authenticate(imap_conn *c, const imap_conn_opts *opts, imap_auth_answer *auth_r,
                        char **error_r)
 {
     if (opts->username == NULL || opts->secret == NULL)
         return imapc_fail(error_r, "no username or secret for %s", c->host);
     switch (opts->auth) {
     case IMAP_AUTH_PLAIN:
-        return auth_sasl(c, opts, "PLAIN", auth_failed_r, error_r);
+        return auth_sasl(c, opts, "PLAIN", auth_r, error_r);
     case IMAP_AUTH_LOGIN:
-        return auth_login(c, opts, auth_failed_r, error_r);
+        return auth_login(c, opts, auth_r, error_r);
     case IMAP_AUTH_XOAUTH2:
-        return auth_sasl(c, opts, "XOAUTH2", auth_failed_r, error_r);
+        return auth_sasl(c, opts, "XOAUTH2", auth_r, error_r);
     case IMAP_AUTH_OAUTHBEARER:
-        return auth_sasl(c, opts, "OAUTHBEARER", auth_failed_r, error_r);
+        return auth_sasl(c, opts, "OAUTHBEARER", auth_r, error_r);
     }
     return imapc_fail(error_r, "unknown authentication mechanism");
 }

@@ -48,10 +48,13 @@ void imapc_caps_set(imap_conn *c, const imap_token *atoms, size_t n)
         const imap_token *t = &atoms[i];
         if (t->type != IMAP_T_ATOM)
             continue;
-        if (raw.len > 0)
-            imapc_buf_append(&raw, " ", 1);
-        imapc_buf_append(&raw, t->str, t->len);
-        if (strncasecmp(t->str, "AUTH=", 5) == 0) {
+        /* What is kept goes into the stored profile: bounded. */
+        if (raw.len + 1 + t->len < IMAPC_MAX_CAPS_TEXT) {
+            if (raw.len > 0)
+                imapc_buf_append(&raw, " ", 1);
+            imapc_buf_append(&raw, t->str, t->len);
+        }
+        if (strncasecmp(t->str, "AUTH=", 5) == 0 && mechs.len + 1 + t->len < IMAPC_MAX_CAPS_TEXT) {
             if (mechs.len > 0)
                 imapc_buf_append(&mechs, " ", 1);
             imapc_buf_append(&mechs, t->str + 5, t->len - 5);
@@ -159,18 +162,19 @@ static int connect_tcp(imap_conn *c, char **error_r)
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
             err = errno;
             if (err == EINPROGRESS) {
-                struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-                int pr;
-                do {
-                    pr = poll(&pfd, 1, (int)c->timeout_ms);
-                } while (pr < 0 && errno == EINTR);
-                if (pr == 0) {
-                    imapc_fail(&last, "timed out after %u ms waiting for connect", c->timeout_ms);
+                /* Each address gets the idle timeout, all of them together
+                 * the deadline. */
+                c->fd = fd;
+                int pr = imapc_wait_fd(c, POLLOUT, "connect", &last);
+                c->fd = -1;
+                if (pr < 0) {
                     close(fd);
+                    if (imapc_deadline_left(c) == 0)
+                        break;
                     continue;
                 }
                 socklen_t sl = sizeof err;
-                if (pr < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0)
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0)
                     err = errno;
             }
         }
@@ -240,6 +244,7 @@ static int start_tls(imap_conn *c, const imap_conn_opts *opts, int preauth, char
         return imapc_fail(error_r, "unexpected data after STARTTLS from %s", c->host);
     imapc_buf_consume(&c->rbuf, c->pend_rbuf);
     c->pend_rbuf = 0;
+    imapc_deadline_arm(c);
     if (imapc_tls_start(c, opts->ca_file, error_r) < 0)
         return -1;
     /* Capabilities before TLS are not trustworthy. */
@@ -271,12 +276,12 @@ static void send_id_enable(imap_conn *c, const imap_conn_opts *opts, int *failed
     }
 }
 
-int imap_conn_open(const imap_conn_opts *opts, imap_conn **conn_r, int *auth_failed_r,
+int imap_conn_open(const imap_conn_opts *opts, imap_conn **conn_r, imap_auth_answer *auth_r,
                    char **error_r)
 {
     *conn_r = NULL;
-    if (auth_failed_r != NULL)
-        *auth_failed_r = 0;
+    if (auth_r != NULL)
+        memset(auth_r, 0, sizeof *auth_r);
     if (opts == NULL || opts->host == NULL || opts->host[0] == '\0')
         return imapc_fail(error_r, "no IMAP host given");
     imap_conn *c = imapc_calloc(1, sizeof *c);
@@ -284,13 +289,19 @@ int imap_conn_open(const imap_conn_opts *opts, imap_conn **conn_r, int *auth_fai
     c->host = imapc_strdup(opts->host);
     c->port = opts->port != 0 ? opts->port : opts->tls == IMAP_TLS_IMPLICIT ? 993 : 143;
     c->timeout_ms = opts->timeout_ms != 0 ? opts->timeout_ms : IMAPC_DEFAULT_TIMEOUT_MS;
+    c->deadline_ms = opts->deadline_ms != 0 ? opts->deadline_ms : IMAPC_DEFAULT_DEADLINE_MS;
+    c->max_memory = opts->max_memory != 0 ? opts->max_memory : IMAPC_DEFAULT_MAX_MEMORY;
     c->arena = imap_arena_new();
     c->next_tag = 1;
     int preauth = 0, failed = 0;
+    /* Every step of opening has its own deadline; commands arm theirs. */
+    imapc_deadline_arm(c);
     if (connect_tcp(c, error_r) < 0)
         goto fail;
+    imapc_deadline_arm(c);
     if (opts->tls == IMAP_TLS_IMPLICIT && imapc_tls_start(c, opts->ca_file, error_r) < 0)
         goto fail;
+    imapc_deadline_arm(c);
     if (read_greeting(c, &preauth, error_r) < 0)
         goto fail;
     if (opts->tls == IMAP_TLS_STARTTLS && start_tls(c, opts, preauth, error_r) < 0)
@@ -299,7 +310,7 @@ int imap_conn_open(const imap_conn_opts *opts, imap_conn **conn_r, int *auth_fai
         if (!c->have_caps && run_capability(c, error_r) < 0)
             goto fail;
         c->have_caps = 0;
-        if (imapc_authenticate(c, opts, auth_failed_r, error_r) < 0)
+        if (imapc_authenticate(c, opts, auth_r, error_r) < 0)
             goto fail;
     }
     if (!c->have_caps && run_capability(c, error_r) < 0)
@@ -350,6 +361,7 @@ void imap_conn_close(imap_conn **conn)
         char *err = NULL;
         imap_status st;
         c->timeout_ms = c->timeout_ms < 2000 ? c->timeout_ms : 2000;
+        c->deadline_ms = c->deadline_ms < 2000 ? c->deadline_ms : 2000;
         int nb = c->nonblocking;
         c->nonblocking = 0;
         if ((c->wbuf.len == 0 ||
@@ -377,4 +389,9 @@ int imap_conn_fd(const imap_conn *conn)
 uint32_t imap_conn_enabled(const imap_conn *conn)
 {
     return conn->enabled;
+}
+
+int imap_conn_timed_out(const imap_conn *conn)
+{
+    return conn != NULL && conn->timed_out;
 }

@@ -26,7 +26,18 @@
 /* Upper bound on the number of UIDs a set may expand to. */
 #define IMAPC_UIDSET_MAX ((size_t)4 * 1024 * 1024)
 #define IMAPC_DEFAULT_TIMEOUT_MS 60000u
+/* Defaults of the per-connection limits (imap_conn_opts). */
+#define IMAPC_DEFAULT_DEADLINE_MS 120000u
+#define IMAPC_DEFAULT_MAX_MEMORY ((size_t)64 * 1024 * 1024)
+/* A command's deadline moves on by 1 ms for every this many bytes
+ * received, so a large body on a slow but honest link completes
+ * (64 MiB buys 256 s), while a trickle buys nothing. */
+#define IMAPC_DEADLINE_BYTES_PER_MS 256u
 #define IMAPC_MAX_PENDING_TAGS 64
+/* Text kept of a completion read before its wait. */
+#define IMAPC_MAX_DONE_TEXT 4096
+/* Capability list kept (atoms beyond it still set capability bits). */
+#define IMAPC_MAX_CAPS_TEXT ((size_t)16 * 1024)
 
 void *imapc_malloc(size_t size);
 void *imapc_calloc(size_t n, size_t size);
@@ -69,10 +80,16 @@ struct imap_conn {
     SSL *ssl;
     char *host;
     uint16_t port;
-    uint32_t timeout_ms;
+    uint32_t timeout_ms;  /* idle: longest wait for any byte                 */
+    uint32_t deadline_ms; /* longest a command (or a step of opening) takes  */
+    int64_t deadline_at;  /* CLOCK_MONOTONIC ms when the current one ends;
+                             0: none armed                                   */
+    size_t max_memory;    /* budget: a response's text (max_memory / 4), its
+                             parse, the held buffer                          */
     int nonblocking;
     int ssl_want_write; /* a TLS read/handshake step waits for POLLOUT      */
     int closed;         /* peer closed or BYE seen                          */
+    int timed_out;      /* a wait ended by the idle timeout or the deadline */
     char *bye;          /* text of a BYE received                           */
     imap_caps caps;
     int have_caps;
@@ -89,6 +106,29 @@ struct imap_conn {
     imapc_done_tag done[IMAPC_MAX_PENDING_TAGS];
     size_t n_done;
 };
+
+/* io.c: the command deadline. Arming starts a new deadline_ms window
+ * (what = the step, for the error); imapc_deadline_left is the ms left
+ * (0 when passed), or -1 without a deadline armed. */
+void imapc_deadline_arm(imap_conn *c);
+int64_t imapc_deadline_left(const imap_conn *c);
+int64_t imapc_now_ms(void);
+/* The error for a response over the budget (detail says which bound);
+ * closes the connection, returns -1. */
+int imapc_fail_budget(imap_conn *c, const char *detail, char **error_r);
+/* poll() for events within the idle timeout and the deadline. */
+int imapc_wait_fd(imap_conn *c, short events, const char *what, char **error_r);
+
+/* parse.c: imap_parse_response with its arena use (including token
+ * vectors) bounded by max_memory; over it, -1 and *over_r set. */
+int imapc_parse_limited(const char *buf, size_t len, imap_arena *arena, size_t max_memory,
+                        int *over_r, imap_response *resp_r, char **error_r);
+/* imap_response_length with the text outside literals bounded by
+ * max_text and the whole response by max_total. */
+long imapc_response_length(const char *buf, size_t len, size_t max_text, size_t max_total);
+
+/* arena.c: bytes the arena holds. */
+size_t imapc_arena_size(const imap_arena *a);
 
 /* io.c: blocking I/O on the (always O_NONBLOCK) socket, bounded by
  * timeout_ms per wait. `what` names the awaited thing in errors. */
@@ -141,7 +181,7 @@ int imapc_vsend(imap_conn *c, char *tag_r, char **error_r, const char *fmt, va_l
 void imapc_done_add(imap_conn *c, const char *tag, imap_status st, const char *text);
 
 /* auth.c */
-int imapc_authenticate(imap_conn *c, const imap_conn_opts *opts, int *auth_failed_r,
+int imapc_authenticate(imap_conn *c, const imap_conn_opts *opts, imap_auth_answer *auth_r,
                        char **error_r);
 
 #endif

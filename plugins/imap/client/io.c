@@ -1,24 +1,70 @@
 /* Blocking reads and writes on the connection's socket, which is always
  * O_NONBLOCK: every wait is a poll bounded by the connection timeout, so a
- * silent server cannot hang a worker. */
+ * silent server cannot hang a worker, and by the deadline of the command
+ * under way, so a server trickling a byte now and then cannot either.
+ * Received responses are held to the connection's memory budget. */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <openssl/err.h>
 
 #include "imapc.h"
 
-static int wait_fd(imap_conn *c, short events, const char *what, char **error_r)
+int64_t imapc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void imapc_deadline_arm(imap_conn *c)
+{
+    c->deadline_at = imapc_now_ms() + (int64_t)c->deadline_ms;
+}
+
+int64_t imapc_deadline_left(const imap_conn *c)
+{
+    if (c->deadline_at == 0)
+        return -1;
+    int64_t left = c->deadline_at - imapc_now_ms();
+    return left > 0 ? left : 0;
+}
+
+int imapc_fail_budget(imap_conn *c, const char *detail, char **error_r)
+{
+    c->closed = 1;
+    return imapc_fail(error_r,
+                      "server response exceeds %zu MiB (the connection's memory budget, "
+                      "max_memory_mb): %s",
+                      c->max_memory >> 20, detail);
+}
+
+/* Poll for `events` within both the idle timeout and the deadline. */
+int imapc_wait_fd(imap_conn *c, short events, const char *what, char **error_r)
 {
     struct pollfd pfd = {.fd = c->fd, .events = events};
     for (;;) {
-        int r = poll(&pfd, 1, (int)c->timeout_ms);
+        int64_t left = imapc_deadline_left(c);
+        int by_deadline = left >= 0 && left < (int64_t)c->timeout_ms;
+        int timeout = by_deadline ? (int)left : (int)c->timeout_ms;
+        int r = timeout > 0 ? poll(&pfd, 1, timeout) : 0;
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
             return imapc_fail(error_r, "poll failed waiting for %s: %s", what, strerror(errno));
+        if (r == 0)
+            c->timed_out = 1;
+        if (r == 0 && by_deadline)
+            return imapc_fail(error_r,
+                              "no complete answer within the %u %s deadline waiting for %s "
+                              "(server stalling or too slow)",
+                              c->deadline_ms % 1000 != 0 ? c->deadline_ms : c->deadline_ms / 1000,
+                              c->deadline_ms % 1000 != 0 ? "ms" : "s", what);
         if (r == 0)
             return imapc_fail(error_r, "timed out after %u ms waiting for %s", c->timeout_ms,
                               what);
@@ -48,7 +94,7 @@ int imapc_write_all(imap_conn *c, const void *data, size_t len, const char *what
             }
             int e = SSL_get_error(c->ssl, n);
             if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-                if (wait_fd(c, e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, what, error_r) < 0)
+                if (imapc_wait_fd(c, e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, what, error_r) < 0)
                     return -1;
                 continue;
             }
@@ -65,7 +111,7 @@ int imapc_write_all(imap_conn *c, const void *data, size_t len, const char *what
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (wait_fd(c, POLLOUT, what, error_r) < 0)
+            if (imapc_wait_fd(c, POLLOUT, what, error_r) < 0)
                 return -1;
             continue;
         }
@@ -131,13 +177,20 @@ int imapc_next_buffered(imap_conn *c, int skip_held, imap_response *resp_r, char
     }
     imapc_buf *src = NULL;
     long n = 0;
+    size_t max_text = c->max_memory / 4;
     if (!skip_held && c->held.len > 0) {
-        n = imap_response_length(c->held.data, c->held.len, IMAPC_MAX_RESPONSE);
+        n = imapc_response_length(c->held.data, c->held.len, max_text, IMAPC_MAX_RESPONSE);
         if (n > 0)
             src = &c->held;
     }
     if (src == NULL && c->rbuf.len > 0) {
-        n = imap_response_length(c->rbuf.data, c->rbuf.len, IMAPC_MAX_RESPONSE);
+        n = imapc_response_length(c->rbuf.data, c->rbuf.len, max_text, IMAPC_MAX_RESPONSE);
+        if (n == -2) {
+            char detail[96];
+            snprintf(detail, sizeof detail, "its text outside literals passes %zu MiB",
+                     max_text >> 20);
+            return imapc_fail_budget(c, detail, error_r);
+        }
         if (n < 0) {
             c->closed = 1;
             return imapc_fail(error_r, "malformed IMAP response: line or literal too long");
@@ -153,9 +206,14 @@ int imapc_next_buffered(imap_conn *c, int skip_held, imap_response *resp_r, char
         c->pend_rbuf = (size_t)n;
     imap_arena_reset(c->arena);
     char *perr = NULL;
-    if (imap_parse_response(src->data, (size_t)n, c->arena, resp_r, &perr) < 0) {
+    int over = 0;
+    if (imapc_parse_limited(src->data, (size_t)n, c->arena, c->max_memory, &over, resp_r,
+                            &perr) < 0) {
         c->closed = 1;
-        imapc_fail(error_r, "%s", perr);
+        if (over)
+            imapc_fail_budget(c, perr, error_r);
+        else
+            imapc_fail(error_r, "%s", perr);
         free(perr);
         return -1;
     }
@@ -177,8 +235,11 @@ int imapc_read_response(imap_conn *c, const char *what, int skip_held, imap_resp
         if (c->fd < 0)
             return imapc_fail(error_r, "connection is closed");
         long n = imapc_read_some(c, error_r);
-        if (n > 0)
+        if (n > 0) {
+            if (c->deadline_at != 0)
+                c->deadline_at += n / IMAPC_DEADLINE_BYTES_PER_MS;
             continue;
+        }
         if (n == 0) {
             c->closed = 1;
             if (c->bye != NULL)
@@ -189,7 +250,7 @@ int imapc_read_response(imap_conn *c, const char *what, int skip_held, imap_resp
             c->closed = 1;
             return -1;
         }
-        if (wait_fd(c, c->ssl_want_write ? POLLOUT : POLLIN, what, error_r) < 0)
+        if (imapc_wait_fd(c, c->ssl_want_write ? POLLOUT : POLLIN, what, error_r) < 0)
             return -1;
     }
 }

@@ -124,78 +124,136 @@ char *imap_mutf7_encode(const char *utf8)
     return out.data != NULL ? out.data : imapc_strdup("");
 }
 
-static int decode_run(imapc_buf *out, const char *s, size_t n)
+static int b64_value(char ch)
 {
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    if (ch == '+')
+        return 62;
+    if (ch == ',')
+        return 63;
+    return -1;
+}
+
+/*
+ * One base64 run, strictly: a name has exactly one encoding, so two
+ * different server names can never decode to the same folder. Refused:
+ * characters outside the alphabet, bits left over that are not zero or
+ * make a partial UTF-16 unit, unpaired surrogates, printable ASCII (which
+ * must stand for itself), and NUL or control characters (C0, DEL, C1),
+ * which would cut or disguise a name. *why_r says which.
+ */
+static int decode_run(imapc_buf *out, const char *s, size_t n, const char **why_r)
+{
+    *why_r = "a bad base64 run";
+    for (size_t i = 0; i < n; i++)
+        if (b64_value(s[i]) < 0)
+            return -1;
+    size_t bits = n * 6;
+    size_t len = bits / 8;
+    unsigned leftover = (unsigned)(bits % 8);
+    if (len == 0 || len % 2 != 0 || leftover >= 6 ||
+        ((unsigned)b64_value(s[n - 1]) & ((1u << leftover) - 1)) != 0)
+        return -1;
     char *tmp = imapc_strndup(s, n);
-    for (size_t i = 0; i < n; i++) {
-        char ch = tmp[i];
-        if (ch == ',')
+    for (size_t i = 0; i < n; i++)
+        if (tmp[i] == ',')
             tmp[i] = '/';
-        else if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-                   (ch >= '0' && ch <= '9') || ch == '+'))
-            goto fail;
-    }
-    size_t len;
-    unsigned char *u = imapc_b64_decode(tmp, n, &len);
+    size_t got;
+    unsigned char *u = imapc_b64_decode(tmp, n, &got);
     free(tmp);
-    tmp = NULL;
-    if (u == NULL || len == 0 || len % 2 != 0) {
+    if (u == NULL || got != len) {
         free(u);
         return -1;
     }
+    int ret = -1;
     for (size_t i = 0; i < len; i += 2) {
         uint32_t w = (uint32_t)u[i] << 8 | u[i + 1];
         if (w >= 0xd800 && w <= 0xdbff) {
-            if (i + 3 >= len) {
-                free(u);
-                return -1;
-            }
-            uint32_t lo = (uint32_t)u[i + 2] << 8 | u[i + 3];
+            uint32_t lo = i + 3 < len ? (uint32_t)u[i + 2] << 8 | u[i + 3] : 0;
             if (lo < 0xdc00 || lo > 0xdfff) {
-                free(u);
-                return -1;
+                *why_r = "an unpaired surrogate";
+                goto out;
             }
             w = 0x10000 + ((w - 0xd800) << 10) + (lo - 0xdc00);
             i += 2;
         } else if (w >= 0xdc00 && w <= 0xdfff) {
-            free(u);
-            return -1;
+            *why_r = "an unpaired surrogate";
+            goto out;
+        } else if (w == 0) {
+            *why_r = "a NUL character";
+            goto out;
+        } else if (w < 0x20 || (w >= 0x7f && w <= 0x9f)) {
+            *why_r = "a control character";
+            goto out;
+        } else if (w < 0x7f) {
+            *why_r = "an ASCII character in base64";
+            goto out;
         }
         utf8_put(out, w);
     }
+    ret = 0;
+out:
     free(u);
-    return 0;
-fail:
-    free(tmp);
-    return -1;
+    return ret;
 }
 
 char *imap_mutf7_decode(const char *mutf7)
 {
+    return imap_mutf7_decode_why(mutf7, NULL);
+}
+
+char *imap_mutf7_decode_why(const char *mutf7, const char **why_r)
+{
+    const char *why = "no name";
     if (mutf7 == NULL)
-        return NULL;
+        goto fail_nobuf;
     imapc_buf out = {0};
     const char *p = mutf7;
+    int after_run = 0;
     while (*p != '\0') {
         unsigned char ch = (unsigned char)*p;
-        if (ch < 0x20 || ch > 0x7e)
+        if (ch < 0x20 || ch > 0x7e) {
+            why = ch < 0x20 || ch == 0x7f ? "a control character" : "a raw 8-bit byte";
             goto fail;
+        }
         if (ch != '&') {
             imapc_buf_append(&out, p, 1);
             p++;
+            after_run = 0;
             continue;
         }
         const char *e = strchr(p + 1, '-');
-        if (e == NULL)
+        if (e == NULL) {
+            why = "an unterminated base64 run";
             goto fail;
-        if (e == p + 1)
+        }
+        if (e == p + 1) {
             imapc_buf_append(&out, "&", 1);
-        else if (decode_run(&out, p + 1, (size_t)(e - p - 1)) < 0)
-            goto fail;
+            after_run = 0;
+        } else {
+            /* Two runs in a row spell what one run would: refused. */
+            if (after_run) {
+                why = "two adjacent base64 runs";
+                goto fail;
+            }
+            if (decode_run(&out, p + 1, (size_t)(e - p - 1), &why) < 0)
+                goto fail;
+            after_run = 1;
+        }
         p = e + 1;
     }
+    if (why_r != NULL)
+        *why_r = NULL;
     return out.data != NULL ? out.data : imapc_strdup("");
 fail:
     imapc_buf_free(&out);
+fail_nobuf:
+    if (why_r != NULL)
+        *why_r = why;
     return NULL;
 }

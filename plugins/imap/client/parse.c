@@ -3,7 +3,10 @@
  * client needs). Lists are parsed with an explicit stack of bounded depth,
  * so hostile nesting cannot exhaust the C stack; every read is checked
  * against the end of the buffer, and literal sizes against the bytes that
- * are really there.
+ * are really there. A parsed item costs about ten times its text (a
+ * 56-byte token plus its string, and the vector it was collected in), so
+ * the memory a parse takes is counted and bounded: an 8 MB capability
+ * line of a million atoms would otherwise take 600 MB.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -23,11 +26,26 @@ typedef struct parser {
     const char *end;
     imap_arena *a;
     char **error_r;
+    size_t limit;     /* bytes the arena and token vectors may hold        */
+    size_t vec_bytes; /* bytes of the token vectors now                     */
+    int over;         /* the limit was hit (not a syntax error)            */
 } parser;
 
 static int perr(parser *ps, const char *what)
 {
     return imapc_fail(ps->error_r, "malformed IMAP response: %s", what);
+}
+
+/* -1 (and ps->over) once the parse holds more than its limit, counting
+ * `more` bytes about to be allocated. */
+static int charge(parser *ps, size_t more)
+{
+    size_t used = imapc_arena_size(ps->a) + ps->vec_bytes;
+    if (used <= ps->limit && more <= ps->limit - used)
+        return 0;
+    ps->over = 1;
+    return imapc_fail(ps->error_r, "parsed response would exceed %zu MiB",
+                      ps->limit >> 20);
 }
 
 /* Length of the line ending at p ("\r\n" or a bare "\n"), 0 if none. */
@@ -45,10 +63,14 @@ static int is_ctl(unsigned char c)
     return c < 0x20 || c == 0x7f;
 }
 
-static imap_token *vec_push(tok_vec *v)
+static imap_token *vec_push(parser *ps, tok_vec *v)
 {
     if (v->n == v->cap) {
-        v->cap = v->cap == 0 ? 8 : v->cap * 2;
+        size_t cap = v->cap == 0 ? 8 : v->cap * 2;
+        if (charge(ps, (cap - v->cap) * sizeof(imap_token)) < 0)
+            return NULL;
+        ps->vec_bytes += (cap - v->cap) * sizeof(imap_token);
+        v->cap = cap;
         v->v = imapc_realloc(v->v, v->cap * sizeof(imap_token));
     }
     imap_token *t = &v->v[v->n++];
@@ -80,6 +102,8 @@ static int parse_quoted(parser *ps, imap_token *t)
         out++;
         q++;
     }
+    if (charge(ps, out + 1) < 0)
+        return -1;
     char *s = imapc_arena_alloc(ps->a, out + 1);
     size_t i = 0;
     for (const char *r = p; r < q; r++) {
@@ -122,6 +146,8 @@ static int parse_literal(parser *ps, imap_token *t)
     p += el;
     if ((uint64_t)(ps->end - p) < n)
         return perr(ps, "literal longer than the data");
+    if (charge(ps, (size_t)n + 1) < 0)
+        return -1;
     t->type = IMAP_T_STRING;
     t->str = imapc_arena_strndup(ps->a, p, (size_t)n);
     t->len = (size_t)n;
@@ -173,6 +199,8 @@ static int scan_section(parser *ps, const char *start, const char *bracket, imap
             return perr(ps, "bad section origin");
         q++;
     }
+    if (charge(ps, (size_t)(q - start) + 1) < 0)
+        return -1;
     t->type = IMAP_T_SECTION;
     t->str = imapc_arena_strndup(ps->a, start, (size_t)(q - start));
     t->len = (size_t)(q - start);
@@ -202,6 +230,8 @@ static int parse_atom(parser *ps, int code_mode, imap_token *t)
         t->str = "NIL";
         t->len = 3;
     } else {
+        if (charge(ps, n + 1) < 0)
+            return -1;
         t->type = IMAP_T_ATOM;
         t->str = imapc_arena_strndup(ps->a, start, n);
         t->len = n;
@@ -254,7 +284,9 @@ static int parse_tokens(parser *ps, int code_mode, imap_token **items_r, size_t 
             }
             tok_vec *v = &stack[depth];
             depth--;
-            imap_token *t = vec_push(&stack[depth]);
+            imap_token *t = vec_push(ps, &stack[depth]);
+            if (t == NULL || charge(ps, v->n * sizeof(imap_token)) < 0)
+                goto out;
             t->type = IMAP_T_LIST;
             t->n_items = v->n;
             if (v->n > 0) {
@@ -266,7 +298,9 @@ static int parse_tokens(parser *ps, int code_mode, imap_token **items_r, size_t 
             ps->p++;
             continue;
         }
-        imap_token *t = vec_push(&stack[depth]);
+        imap_token *t = vec_push(ps, &stack[depth]);
+        if (t == NULL)
+            goto out;
         int r;
         if (c == '"')
             r = parse_quoted(ps, t);
@@ -279,14 +313,18 @@ static int parse_tokens(parser *ps, int code_mode, imap_token **items_r, size_t 
     }
     *n_r = stack[0].n;
     *items_r = NULL;
+    if (charge(ps, stack[0].n * sizeof(imap_token)) < 0)
+        goto out;
     if (stack[0].n > 0) {
         *items_r = imapc_arena_alloc(ps->a, stack[0].n * sizeof(imap_token));
         memcpy(*items_r, stack[0].v, stack[0].n * sizeof(imap_token));
     }
     ret = 0;
 out:
-    for (size_t i = 0; i <= IMAPC_MAX_DEPTH; i++)
+    for (size_t i = 0; i <= IMAPC_MAX_DEPTH; i++) {
+        ps->vec_bytes -= stack[i].cap * sizeof(imap_token);
         free(stack[i].v);
+    }
     return ret;
 }
 
@@ -354,6 +392,11 @@ static int parse_resp_text(parser *ps, imap_response *r)
             ps->error_r = &ignored;
             ok = parse_tokens(ps, 1, &args, &n) == 0;
             ps->error_r = saved_err;
+            if (ps->over) {
+                imapc_fail(ps->error_r, "%s", ignored);
+                free(ignored);
+                return -1;
+            }
             free(ignored);
         }
         if (ok && ps->p < ps->end && *ps->p == ']') {
@@ -371,21 +414,33 @@ static int parse_resp_text(parser *ps, imap_response *r)
     return read_text(ps, &r->text);
 }
 
-int imap_parse_response(const char *buf, size_t len, imap_arena *arena, imap_response *resp_r,
-                        char **error_r)
+/* A failed parse: the error (unless already set, what == NULL) and the
+ * over-limit flag go back to the caller's parser. */
+static int pfail(parser *out, parser *ps, const char *what)
 {
-    parser ps = {buf, buf + len, arena, error_r};
+    if (what != NULL)
+        perr(ps, what);
+    out->over = ps->over;
+    return -1;
+}
+
+static int parse_response(parser *pps, imap_response *resp_r)
+{
+    parser ps = *pps;
+    const char *buf = ps.p;
+    size_t len = (size_t)(ps.end - ps.p);
+    imap_arena *arena = ps.a;
     imap_response *r = resp_r;
     memset(r, 0, sizeof *r);
     if (len == 0)
-        return perr(&ps, "empty");
+        return pfail(pps, &ps, "empty");
     if (buf[0] == '+') {
         r->kind = IMAP_R_CONTINUATION;
         ps.p++;
         if (ps.p < ps.end && *ps.p == ' ')
             ps.p++;
         if (read_text(&ps, &r->text) < 0)
-            return -1;
+            return pfail(pps, &ps, NULL);
     } else if (len >= 2 && buf[0] == '*' && buf[1] == ' ') {
         r->kind = IMAP_R_UNTAGGED;
         ps.p += 2;
@@ -394,25 +449,25 @@ int imap_parse_response(const char *buf, size_t len, imap_arena *arena, imap_res
             while (ps.p < ps.end && *ps.p >= '0' && *ps.p <= '9') {
                 n = n * 10 + (uint64_t)(*ps.p - '0');
                 if (n > UINT32_MAX)
-                    return perr(&ps, "number too large");
+                    return pfail(pps, &ps, "number too large");
                 ps.p++;
             }
             if (ps.p >= ps.end || *ps.p != ' ')
-                return perr(&ps, "number without keyword");
+                return pfail(pps, &ps, "number without keyword");
             ps.p++;
             r->has_number = 1;
             r->number = (uint32_t)n;
         }
         r->keyword = read_word(&ps);
         if (r->keyword == NULL)
-            return perr(&ps, "missing keyword");
+            return pfail(pps, &ps, "missing keyword");
         r->status = r->has_number ? IMAP_NONE : status_of(r->keyword);
         if (r->status != IMAP_NONE) {
             if (parse_resp_text(&ps, r) < 0)
-                return -1;
+                return pfail(pps, &ps, NULL);
         } else {
             if (parse_tokens(&ps, 0, &r->args, &r->n_args) < 0)
-                return -1;
+                return pfail(pps, &ps, NULL);
             ps.p += eol_len(ps.p, ps.end);
         }
     } else {
@@ -422,32 +477,63 @@ int imap_parse_response(const char *buf, size_t len, imap_arena *arena, imap_res
                *ps.p != '(' && *ps.p != ')' && *ps.p != '{' && *ps.p != '"' && *ps.p != '+')
             ps.p++;
         if (ps.p == start || ps.p >= ps.end || *ps.p != ' ')
-            return perr(&ps, "bad tag");
+            return pfail(pps, &ps, "bad tag");
         r->tag = imapc_arena_strndup(arena, start, (size_t)(ps.p - start));
         ps.p++;
         r->keyword = read_word(&ps);
         if (r->keyword == NULL)
-            return perr(&ps, "missing status");
+            return pfail(pps, &ps, "missing status");
         r->status = status_of(r->keyword);
         if (r->status != IMAP_OK && r->status != IMAP_NO && r->status != IMAP_BAD)
-            return perr(&ps, "bad status in tagged response");
+            return pfail(pps, &ps, "bad status in tagged response");
         if (parse_resp_text(&ps, r) < 0)
-            return -1;
+            return pfail(pps, &ps, NULL);
     }
     if (ps.p != ps.end)
-        return perr(&ps, "trailing data after response");
+        return pfail(pps, &ps, "trailing data after response");
     return 0;
+}
+
+int imap_parse_response(const char *buf, size_t len, imap_arena *arena, imap_response *resp_r,
+                        char **error_r)
+{
+    int over = 0;
+    return imapc_parse_limited(buf, len, arena, SIZE_MAX, &over, resp_r, error_r);
+}
+
+int imapc_parse_limited(const char *buf, size_t len, imap_arena *arena, size_t max_memory,
+                        int *over_r, imap_response *resp_r, char **error_r)
+{
+    parser ps = {buf, buf + len, arena, error_r, max_memory, 0, 0};
+    int r = parse_response(&ps, resp_r);
+    *over_r = ps.over;
+    return r;
 }
 
 long imap_response_length(const char *buf, size_t len, size_t max)
 {
+    long n = imapc_response_length(buf, len, max, max);
+    return n < 0 ? -1 : n;
+}
+
+/* -2 when the text outside literals passes max_text (the budget), -1 for
+ * a literal or the whole response passing max_total or IMAPC_MAX_LITERAL. */
+long imapc_response_length(const char *buf, size_t len, size_t max_text, size_t max_total)
+{
     size_t line_start = 0;
+    size_t text = 0; /* bytes of the lines before line_start */
     for (;;) {
         const char *nl = memchr(buf + line_start, '\n', len - line_start);
-        if (nl == NULL)
-            return len > max ? -1 : 0;
+        if (nl == NULL) {
+            if (text + (len - line_start) > max_text)
+                return -2;
+            return len > max_total ? -1 : 0;
+        }
         size_t end = (size_t)(nl - buf);
-        if (end + 1 > max)
+        text += end + 1 - line_start;
+        if (text > max_text)
+            return -2;
+        if (end + 1 > max_total)
             return -1;
         size_t e = end;
         if (e > line_start && buf[e - 1] == '\r')
@@ -463,7 +549,7 @@ long imap_response_length(const char *buf, size_t len, size_t max)
                 uint64_t n = 0;
                 for (size_t i = d; i < q; i++)
                     n = n * 10 + (uint64_t)(buf[i] - '0');
-                if (n > IMAPC_MAX_LITERAL || n > max || end + 1 + n > max)
+                if (n > IMAPC_MAX_LITERAL || n > max_total || end + 1 + n > max_total)
                     return -1;
                 size_t next = end + 1 + (size_t)n;
                 if (next > len)

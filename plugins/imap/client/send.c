@@ -12,6 +12,13 @@
 
 void imapc_done_add(imap_conn *c, const char *tag, imap_status st, const char *text)
 {
+    /* Only completions of commands we sent are kept, each with at most
+     * IMAPC_MAX_DONE_TEXT of its text: a server inventing tags cannot make
+     * us hold 64 lines of 16 MiB. */
+    char *end = NULL;
+    unsigned long n = tag[0] == 'A' ? strtoul(tag + 1, &end, 10) : 0;
+    if (n == 0 || end == NULL || *end != '\0' || n >= c->next_tag)
+        return;
     if (c->n_done == IMAPC_MAX_PENDING_TAGS) {
         /* Nobody waited for the oldest one for 64 commands: drop it. */
         free(c->done[0].text);
@@ -21,7 +28,7 @@ void imapc_done_add(imap_conn *c, const char *tag, imap_status st, const char *t
     imapc_done_tag *d = &c->done[c->n_done++];
     snprintf(d->tag, sizeof d->tag, "%s", tag);
     d->status = st;
-    d->text = imapc_strdup(text);
+    d->text = imapc_strndup(text, strnlen(text, IMAPC_MAX_DONE_TEXT));
 }
 
 static int done_take(imap_conn *c, const char *tag, imap_status *st_r, char **text_r)
@@ -64,7 +71,13 @@ int imapc_wait_continuation(imap_conn *c, const char *tag, int *got_cont_r, imap
             free(text);
             return 0;
         }
-        /* Someone else's data: replay it to the next imap_wait in order. */
+        /* Someone else's data: replay it to the next imap_wait in order.
+         * What a server makes us hold this way is part of the budget. */
+        if (raw_len > c->max_memory - c->held.len) {
+            char detail[128];
+            snprintf(detail, sizeof detail, "more than that held while waiting for %s", what);
+            return imapc_fail_budget(c, detail, error_r);
+        }
         imapc_buf_append(&c->held, raw, raw_len);
     }
 }
@@ -143,6 +156,7 @@ int imapc_vsend(imap_conn *c, char *tag_r, char **error_r, const char *fmt, va_l
         return imapc_fail(error_r, c->bye != NULL ? "server closed the connection (BYE)"
                                                   : "connection is closed");
     snprintf(tag_r, 16, "A%u", c->next_tag++);
+    imapc_deadline_arm(c);
     imapc_buf line = {0};
     char num[32];
     int ret = 0;
@@ -227,6 +241,7 @@ int imap_wait(imap_conn *conn, const char *tag, imap_untagged_cb cb, void *arg,
     }
     char what[64];
     snprintf(what, sizeof what, "the response to %s", tag);
+    imapc_deadline_arm(c);
     for (;;) {
         imap_response r;
         char *raw;

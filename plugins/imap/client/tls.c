@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -163,16 +164,10 @@ int imapc_tls_start(imap_conn *c, const char *ca_file, char **error_r)
             return 0;
         int e = SSL_get_error(c->ssl, r);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            struct pollfd pfd = {.fd = c->fd, .events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
-            int pr;
-            do {
-                pr = poll(&pfd, 1, (int)c->timeout_ms);
-            } while (pr < 0 && errno == EINTR);
-            if (pr == 0)
-                return imapc_fail(error_r, "timed out after %u ms waiting for the TLS handshake with %s",
-                                  c->timeout_ms, c->host);
-            if (pr < 0)
-                return imapc_fail(error_r, "poll failed during TLS handshake: %s", strerror(errno));
+            char what[300];
+            snprintf(what, sizeof what, "the TLS handshake with %s", c->host);
+            if (imapc_wait_fd(c, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, what, error_r) < 0)
+                return -1;
             continue;
         }
         long vr = SSL_get_verify_result(c->ssl);
