@@ -72,15 +72,28 @@ static int begin_locked(mps_store *s, int64_t *epoch_r, int *unclean_r, char **e
     return read_int(s, "SELECT MAX(epoch) FROM epochs", epoch_r, error_r) == 0 ? 0 : -1;
 }
 
-int mps_epoch_begin(mps_store *s, int64_t *epoch_r, int *unclean_r, char **error_r)
+typedef struct durable_step {
+    int64_t *epoch_r;  /* begin: the epoch now current */
+    int *unclean_r;    /* begin: the last stop was not clean */
+    int clean;         /* end: the marker to write */
+} durable_step;
+
+static int durable_body(mps_store *s, const durable_step *step, char **error_r)
 {
-    int unclean = 0;
-    *epoch_r = 0;
+    if (step->epoch_r != NULL)
+        return begin_locked(s, step->epoch_r, step->unclean_r, error_r);
+    return write_marker(s, step->clean, error_r);
+}
+
+/* One transaction committed with synchronous=FULL, which fsyncs the WAL:
+ * it and every commit before it are on disk when this returns 0. */
+static int durable_txn(mps_store *s, const durable_step *step, char **error_r)
+{
     if (set_sync(s, 1, error_r) < 0)
         return -1;
     int rc = mps__begin(s, error_r);
     if (rc == 0) {
-        rc = begin_locked(s, epoch_r, &unclean, error_r);
+        rc = durable_body(s, step, error_r);
         if (rc < 0)
             mps__rollback(s);
         else
@@ -90,6 +103,15 @@ int mps_epoch_begin(mps_store *s, int64_t *epoch_r, int *unclean_r, char **error
     if (set_sync(s, 0, rc < 0 ? &err2 : error_r) < 0 && rc == 0)
         rc = -1;
     free(err2);
+    return rc;
+}
+
+int mps_epoch_begin(mps_store *s, int64_t *epoch_r, int *unclean_r, char **error_r)
+{
+    int unclean = 0;
+    *epoch_r = 0;
+    durable_step step = {.epoch_r = epoch_r, .unclean_r = &unclean};
+    int rc = durable_txn(s, &step, error_r);
     if (unclean_r != NULL)
         *unclean_r = rc == 0 && unclean;
     return rc;
@@ -97,21 +119,8 @@ int mps_epoch_begin(mps_store *s, int64_t *epoch_r, int *unclean_r, char **error
 
 int mps_epoch_end(mps_store *s, char **error_r)
 {
-    if (set_sync(s, 1, error_r) < 0)
-        return -1;
-    int rc = mps__begin(s, error_r);
-    if (rc == 0) {
-        rc = write_marker(s, 1, error_r);
-        if (rc < 0)
-            mps__rollback(s);
-        else
-            rc = mps__commit(s, error_r);
-    }
-    char *err2 = NULL;
-    if (set_sync(s, 0, rc < 0 ? &err2 : error_r) < 0 && rc == 0)
-        rc = -1;
-    free(err2);
-    return rc;
+    durable_step step = {.clean = 1};
+    return durable_txn(s, &step, error_r);
 }
 
 int64_t mps_epoch_current(mps_store *s)
