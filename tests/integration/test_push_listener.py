@@ -194,6 +194,10 @@ class PushListener(unittest.TestCase):
         self.assertEqual(self.push_request("127.0.1.6", "GET", "/healthz")[0], 200)
         time.sleep(int(retry) + 0.2)
         self.assertEqual(self.push_request(src, "GET", "/healthz")[0], 200)
+        _, _, text = self.d.request("GET", "/metrics")
+        m = re.search(rb"^mailpulse_push_rate_limited_total (\d+)$", text, re.M)
+        self.assertIsNotNone(m)
+        self.assertEqual(int(m.group(1)), statuses.count(429))
 
     def test_plaintext_client_on_tls_port(self):
         src = "127.0.1.7"
