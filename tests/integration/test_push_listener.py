@@ -74,9 +74,14 @@ class PushListener(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        # A clean stop, so a sanitizer build checks the TLS contexts and
+        # connections for leaks on the way out.
+        rc = cls.d.stop()
         cls.d.cleanup()
         cls.ca.cleanup()
         shutil.rmtree(cls.certs, ignore_errors=True)
+        if rc != 0:
+            raise AssertionError("mailpulsed exited with status %s" % rc)
 
     # ---- clients ----
 
