@@ -21,6 +21,8 @@
  *   POST /v1/webhooks/{name}/replay[?from=SEQ]   deliver dead letters again
  *   POST /v1/debug/clock                (debug.clock_control only)
  *   POST /push/{instance}[/...]         routed to the driver's verifier
+ *                                       (also, with /healthz alone, on the
+ *                                       push listener: mph_push_config)
  * Requests to /v1 (and /metrics unless metrics_public) over TCP need
  * "Authorization: Bearer <token>" (compared in constant time); over the
  * unix socket file permissions decide (0660). A 401 answer closes the

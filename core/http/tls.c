@@ -49,16 +49,16 @@ static int use_key(SSL_CTX *ctx, const char *key_file, char **error_r)
     mpu_secret_free(&data);
     if (key == NULL) {
         ssl_error_text(why, sizeof(why));
-        *error_r = mpu_asprintf("push.tls_key_file %s: no PEM private key (%s)", key_file,
-                                why);
+        *error_r =
+            mpu_asprintf("push.tls_key_file %s: no PEM private key (%s)", key_file, why);
         return -1;
     }
     int ok = SSL_CTX_use_PrivateKey(ctx, key) == 1 && SSL_CTX_check_private_key(ctx) == 1;
     EVP_PKEY_free(key);
     if (!ok) {
         ssl_error_text(why, sizeof(why));
-        *error_r = mpu_asprintf("push.tls_key_file %s: does not match the certificate (%s)",
-                                key_file, why);
+        *error_r = mpu_asprintf(
+            "push.tls_key_file %s: does not match the certificate (%s)", key_file, why);
         return -1;
     }
     return 0;
@@ -81,9 +81,10 @@ SSL_CTX *mph_tls_load(const char *cert_file, const char *key_file, char **error_
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
         ssl_error_text(why, sizeof(why));
-        *error_r = mpu_asprintf("push.tls_cert_file %s: cannot load the certificate chain "
-                                "(%s)",
-                                cert_file, why);
+        *error_r =
+            mpu_asprintf("push.tls_cert_file %s: cannot load the certificate chain "
+                         "(%s)",
+                         cert_file, why);
         SSL_CTX_free(ctx);
         return NULL;
     }
