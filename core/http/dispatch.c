@@ -296,6 +296,7 @@ void mph_dispatch(struct evhttp_request *req, void *arg)
     const char *query = evhttp_uri_get_query(uri);
     mph_request r = {
         .server = server,
+        .listener = l,
         .req = req,
         .param_count = count,
         .rest = rest,

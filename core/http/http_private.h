@@ -72,6 +72,7 @@ struct mph_server {
  * handlers that answer later copy what they need. */
 typedef struct mph_request {
     mph_server *server;
+    const mph_listener *listener; /* the one the request came in on */
     struct evhttp_request *req;
     const char *params[MPH_MAX_PARAMS]; /* decoded "*" segments, in order */
     size_t param_count;
