@@ -177,6 +177,20 @@ typedef struct mp_settings {
         uint32_t push_silence_hours;   /* 6: no push for this long on a push
                                           account: flag it, resync (0: off) */
     } schedule;
+    struct {                        /* optional group: absent, no listener  */
+        int enabled;                /* the group is present                 */
+        char *listen;               /* "host:port", required                */
+        int tls;                    /* true; false: plaintext for a TLS proxy */
+        int plaintext_public;       /* false: tls = false needs a loopback
+                                       listen address                       */
+        char *tls_cert_file;        /* PEM chain, leaf first; required with tls */
+        char *tls_key_file;         /* PEM key, owner-only; required with tls */
+        char *where;                /* "file:line" of tls_cert_file (or of the
+                                       group), for certificate errors       */
+        uint32_t max_body;          /* 262144 bytes                         */
+        uint32_t rate;              /* 20 requests/s per client address     */
+        uint32_t rate_total;        /* 200 requests/s in total              */
+    } push;
     mp_webhook_conf *webhooks;      /* outbound webhooks, in config order   */
     size_t n_webhooks;
 } mp_settings;

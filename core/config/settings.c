@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util/log.h"
 #include "util/util.h"
@@ -33,6 +34,16 @@ static const char default_text[] =
     "  metrics_public = false;\n"
     "  # allowed_hosts = [ \"mail.example.org\" ];\n"
     "};\n"
+    "# push = {                   (optional: public listener for provider push)\n"
+    "#   listen = \"0.0.0.0:8443\";\n"
+    "#   tls = true;\n"
+    "#   tls_cert_file = \"/etc/mailpulse/push.pem\";\n"
+    "#   tls_key_file = \"/etc/mailpulse/push.key\";\n"
+    "#   plaintext_public = false;\n"
+    "#   max_body = 262144;\n"
+    "#   rate = 20;\n"
+    "#   rate_total = 200;\n"
+    "# };\n"
     "sync = {\n"
     "  batch_size = 100;\n"
     "  ingest_batch_size = 500;\n"
@@ -100,6 +111,21 @@ static const mp_config_key http_keys[] = {
     {0},
 };
 
+/* The optional push group: validated only when present (its absence
+ * means no public listener, so no defaults are filled into the tree). */
+static const mp_config_key push_keys[] = {
+    {"listen", MP_CFG_STRING, NULL, 1, "\"host:port\" of the public push listener"},
+    {"tls", MP_CFG_BOOL, "true", 0, "TLS on the listener; false only behind a TLS proxy"},
+    {"plaintext_public", MP_CFG_BOOL, "false", 0,
+     "allow tls = false on an address other than loopback"},
+    {"tls_cert_file", MP_CFG_STRING, NULL, 0, "PEM certificate chain, leaf first"},
+    {"tls_key_file", MP_CFG_STRING, NULL, 0, "PEM private key (owner-only)"},
+    {"max_body", MP_CFG_INT, "262144", 0, "push request body limit in bytes"},
+    {"rate", MP_CFG_INT, "20", 0, "requests per second per client address"},
+    {"rate_total", MP_CFG_INT, "200", 0, "requests per second over all clients"},
+    {0},
+};
+
 static const mp_config_key sync_keys[] = {
     {"batch_size", MP_CFG_INT, "100", 0, "changes per committed batch"},
     {"ingest_batch_size", MP_CFG_INT, "500", 0, "messages per store transaction"},
@@ -162,9 +188,9 @@ static const struct {
 };
 #define N_GROUPS (sizeof groups / sizeof groups[0])
 
-static const char *const group_names[] = {"http",  "sync",     "cache",  "backfill",
+static const char *const group_names[] = {"http",     "sync",  "cache",    "backfill",
                                           "schedule", "debug", "webhooks", "outbox",
-                                          NULL};
+                                          "push",     NULL};
 
 const char *mp_settings_default_text(void)
 {
@@ -187,6 +213,10 @@ void mp_settings_free(mp_settings **settings)
     for (char **h = s->http.allowed_hosts; h != NULL && *h != NULL; h++)
         free(*h);
     free(s->http.allowed_hosts);
+    free(s->push.listen);
+    free(s->push.tls_cert_file);
+    free(s->push.tls_key_file);
+    free(s->push.where);
     mpc__webhooks_free(s);
     free(s);
     *settings = NULL;
@@ -212,6 +242,15 @@ static size_t validate_tree(mpc_node *root, mpc_errors *errs)
             continue;
         }
         n += mpc_validate(group, groups[g].keys, NULL, errs);
+    }
+    mpc_node *push = (mpc_node *)mpc_get(root, "push");
+    if (push != NULL && push->type != MPC_MAP) {
+        mpc_error_add(errs, push->file, push->line,
+                      "\"push\" must be a group ({ ... }), not %s",
+                      mpc_type_name(push->type));
+        n++;
+    } else if (push != NULL) {
+        n += mpc_validate(push, push_keys, NULL, errs);
     }
     return n;
 }
@@ -355,6 +394,71 @@ static size_t fill_http(const mpc_node *http, mp_settings *s, mpc_errors *errs)
     return n;
 }
 
+/* The name part of a listen address is a loopback address or
+ * "localhost" (the shape was checked by listen_valid). */
+static int listen_is_loopback(const char *listen)
+{
+    const char *colon = strrchr(listen, ':');
+    size_t len = colon != NULL ? (size_t)(colon - listen) : strlen(listen);
+    return (len == 5 && memcmp(listen, "[::1]", 5) == 0) ||
+           (len == 9 && strncasecmp(listen, "localhost", 9) == 0) ||
+           (len > 4 && memcmp(listen, "127.", 4) == 0 &&
+            strspn(listen, "0123456789.") == len);
+}
+
+static size_t get_push_file(const mpc_node *push, const char *key, char **value_r,
+                            mpc_errors *errs)
+{
+    const mpc_node *node = mpc_get(push, key);
+    if (node == NULL || node->str == NULL || node->str[0] == '\0') {
+        mpc_error_add(errs, push->file, node != NULL ? node->line : push->line,
+                      "\"push.%s\" is required with push.tls = true (or set "
+                      "tls = false behind a TLS-terminating proxy)",
+                      key);
+        return 1;
+    }
+    *value_r = mpu_strdup(node->str);
+    return 0;
+}
+
+/* push { ... }: a public listener. TLS is the default and needs both
+ * files; plaintext is meant for a reverse proxy on the same host, so a
+ * plaintext listener off loopback needs plaintext_public = true. */
+static size_t fill_push(const mpc_node *push, mp_settings *s, mpc_errors *errs)
+{
+    size_t n = 0;
+    s->push.enabled = 1;
+    const mpc_node *addr = mpc_get(push, "listen");
+    if (addr->str[0] == '\0' || !listen_valid(addr->str)) {
+        mpc_error_add(errs, addr->file, addr->line,
+                      "\"push.listen\" must be \"host:port\", not \"%s\"", addr->str);
+        n++;
+    }
+    s->push.listen = mpu_strdup(addr->str);
+    s->push.tls = mpc_bool(push, "tls");
+    s->push.plaintext_public = mpc_bool(push, "plaintext_public");
+    const mpc_node *where = mpc_get(push, "tls_cert_file");
+    where = where != NULL && where->line > 0 ? where : push;
+    s->push.where = mpu_asprintf("%s:%d", where->file, where->line);
+    if (s->push.tls) {
+        n += get_push_file(push, "tls_cert_file", &s->push.tls_cert_file, errs);
+        n += get_push_file(push, "tls_key_file", &s->push.tls_key_file, errs);
+    } else if (!s->push.plaintext_public && n == 0 && !listen_is_loopback(addr->str)) {
+        const mpc_node *tls = mpc_get(push, "tls");
+        mpc_error_add(errs, tls->file, tls->line > 0 ? tls->line : addr->line,
+                      "\"push.tls = false\" on \"%s\", which is not a loopback "
+                      "address: push notifications would cross the network in clear "
+                      "text (listen on 127.0.0.1 behind a TLS proxy, or set "
+                      "plaintext_public = true if something else encrypts the path)",
+                      addr->str);
+        n++;
+    }
+    n += get_u32(push, "push", "max_body", 1, 1u << 30, &s->push.max_body, errs);
+    n += get_u32(push, "push", "rate", 1, 1000000, &s->push.rate, errs);
+    n += get_u32(push, "push", "rate_total", 1, 1000000, &s->push.rate_total, errs);
+    return n;
+}
+
 static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs)
 {
     const mpc_node *sync = mpc_get(root, "sync");
@@ -364,6 +468,8 @@ static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs
     const uint32_t big = UINT32_MAX;
     const uint32_t sched_max = MP_SCHEDULE_MAX_S;
     size_t n = fill_http(mpc_get(root, "http"), s, errs);
+    if (mpc_get(root, "push") != NULL)
+        n += fill_push(mpc_get(root, "push"), s, errs);
 
     n += get_u32(sync, "sync", "batch_size", 1, 100000, &s->sync.batch_size, errs);
     n += get_u32(sync, "sync", "ingest_batch_size", 1, 100000, &s->sync.ingest_batch_size,

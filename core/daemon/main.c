@@ -68,6 +68,24 @@ static void validate_drivers(const char *driver_dir, mpc_instance_conf **list, s
     }
 }
 
+/* The push listener's TLS context as the settings describe it: *ctx_r
+ * stays NULL without a push group or with tls = false. Errors name the
+ * setting's file:line. Returns the number of errors added. */
+static size_t push_tls_load(const mp_settings *s, struct ssl_ctx_st **ctx_r,
+                            mpc_errors *errs)
+{
+    *ctx_r = NULL;
+    if (!s->push.enabled || !s->push.tls)
+        return 0;
+    char *error = NULL;
+    *ctx_r = mph_tls_load(s->push.tls_cert_file, s->push.tls_key_file, &error);
+    if (*ctx_r != NULL)
+        return 0;
+    mpc_error_add(errs, s->push.where, 0, "%s", error);
+    free(error);
+    return 1;
+}
+
 /* Settings + plugins.d + each enabled driver's declared keys. */
 static int check_config(const char *path)
 {
@@ -79,6 +97,9 @@ static int check_config(const char *path)
         return 1;
     }
     mpc_webhooks_read_secrets(s, &errs);
+    struct ssl_ctx_st *tls = NULL;
+    push_tls_load(s, &tls, &errs);
+    mph_tls_free(&tls);
     mpc_instance_conf **list = NULL;
     size_t n = 0, accounts = 0;
     mpc_plugins_load(s->plugins_dir, &list, &n, &errs);
@@ -210,11 +231,19 @@ int mpd_reload(mpd *d)
     mp_settings *s = NULL;
     mpc_instance_conf **list = NULL;
     size_t n = 0;
+    struct ssl_ctx_st *tls = NULL;
     mpu_info("core", "reloading configuration");
+    /* The certificate is re-read only for a running TLS push listener; a
+     * file that does not load refuses the reload like any other error,
+     * and the listener keeps its current certificate. */
+    bool push_tls = d->settings->push.enabled && d->settings->push.tls;
     if (mp_settings_load(d->config_path, &s, &errs) == 0 &&
-        mpc_webhooks_read_secrets(s, &errs) == 0 && load_plugins(s, &list, &n, &errs) == 0)
+        mpc_webhooks_read_secrets(s, &errs) == 0 &&
+        (!push_tls || push_tls_load(s, &tls, &errs) == 0) &&
+        load_plugins(s, &list, &n, &errs) == 0)
         validate_drivers(d->settings->driver_dir, list, n, &errs); /* driver_dir is kept */
     if (s == NULL || errs.n > 0) {
+        mph_tls_free(&tls);
         for (size_t i = 0; i < errs.n; i++)
             mpu_error("config", "%s", errs.msgs[i]);
         mpu_error("core", "reload refused (%zu errors); keeping the running configuration",
@@ -241,7 +270,24 @@ int mpd_reload(mpd *d)
     KEEP(http.listen);
     KEEP(http.socket);
     KEEP(http.token_file);
+    KEEP(push.listen);
 #undef KEEP
+    if (s->push.enabled != old->push.enabled || s->push.tls != old->push.tls ||
+        s->push.max_body != old->push.max_body || s->push.rate != old->push.rate ||
+        s->push.rate_total != old->push.rate_total)
+        mpu_warn("core", "push listener settings changed: take effect after a restart "
+                         "(only its certificate files are re-read now)");
+    s->push.enabled = old->push.enabled;
+    s->push.tls = old->push.tls;
+    s->push.max_body = old->push.max_body;
+    s->push.rate = old->push.rate;
+    s->push.rate_total = old->push.rate_total;
+    if (tls != NULL) {
+        mph_push_set_tls(d->http, tls);
+        mph_tls_free(&tls);
+        mpu_info("http", "push listener: certificate re-read from %s",
+                 s->push.tls_cert_file);
+    }
     if (s->workers != old->workers || s->workers_per_account != old->workers_per_account ||
         s->workers_per_kind != old->workers_per_kind) {
         mpu_warn("core", "workers changed: takes effect after a restart");
@@ -335,6 +381,12 @@ static int run(const char *config_path)
     mpd_prefetch_start(d);
     d->webhooks = mpw_start(d, settings);
 
+    struct ssl_ctx_st *push_tls = NULL;
+    if (push_tls_load(settings, &push_tls, &errs) > 0) {
+        print_errors(&errs);
+        mpc_errors_free(&errs);
+        goto out;
+    }
     mph_config hc = {
         .listen = settings->http.listen,
         .socket = settings->http.socket,
@@ -347,8 +399,14 @@ static int run(const char *config_path)
                    settings->http.idle_timeout * 1000u},
         .metrics_public = settings->http.metrics_public != 0,
         .allowed_hosts = (const char *const *)settings->http.allowed_hosts,
+        .push = {.listen = settings->push.enabled ? settings->push.listen : NULL,
+                 .tls = push_tls,
+                 .max_body = settings->push.max_body,
+                 .rate = settings->push.rate,
+                 .rate_total = settings->push.rate_total},
     };
     d->http = mph_start(d->base, &hc, d, &error);
+    mph_tls_free(&push_tls);
     if (d->http == NULL) {
         mpu_error("http", "%s", error);
         free(error);
@@ -361,6 +419,9 @@ static int run(const char *config_path)
     }
     if (settings->http.socket != NULL && *settings->http.socket != '\0')
         mpu_info("http", "listening on unix socket %s", settings->http.socket);
+    if (settings->push.enabled)
+        mpu_info("http", "push listener on %s (port %d, %s)", settings->push.listen,
+                 mph_push_port(d->http), settings->push.tls ? "TLS" : "plaintext");
 
     mpc_instance_conf **list = NULL;
     size_t n = 0;

@@ -79,32 +79,36 @@ static void cache_metrics(textbuf *b, mpd *d)
 
 static void listener_metric(textbuf *b, const char *name, const char *type,
                             const char *help, unsigned long long tcp,
-                            unsigned long long local)
+                            unsigned long long local, unsigned long long push)
 {
     put(b, "# HELP %s %s\n# TYPE %s %s\n%s{listener=\"tcp\"} %llu\n"
-           "%s{listener=\"unix\"} %llu\n",
-        name, help, name, type, name, tcp, name, local);
+           "%s{listener=\"unix\"} %llu\n%s{listener=\"push\"} %llu\n",
+        name, help, name, type, name, tcp, name, local, name, push);
 }
 
-/* The API listeners' connection counters (core/http/conn.c), read on the
- * loop thread, which serves /metrics. */
+/* The API and push listeners' connection counters (core/http/conn.c),
+ * read on the loop thread, which serves /metrics. */
 static void http_metrics(textbuf *b, mpd *d)
 {
     mph_stats st;
     mph_get_stats(d->http, &st);
     listener_metric(b, "mailpulse_http_connections", "gauge",
-                    "API connections open, per listener.", st.tcp.open, st.local.open);
+                    "HTTP connections open, per listener.", st.tcp.open, st.local.open,
+                    st.push.open);
     listener_metric(b, "mailpulse_http_accepted_total", "counter",
-                    "API connections accepted.", st.tcp.accepted, st.local.accepted);
+                    "HTTP connections accepted.", st.tcp.accepted, st.local.accepted,
+                    st.push.accepted);
     listener_metric(b, "mailpulse_http_evicted_total", "counter",
-                    "API connections closed to make room (connection caps, descriptors).",
-                    st.tcp.evicted, st.local.evicted);
+                    "HTTP connections closed to make room (connection caps, descriptors).",
+                    st.tcp.evicted, st.local.evicted, st.push.evicted);
     listener_metric(b, "mailpulse_http_timed_out_total", "counter",
-                    "API connections closed by the request or idle deadline.",
-                    st.tcp.timed_out, st.local.timed_out);
+                    "HTTP connections closed by the request or idle deadline.",
+                    st.tcp.timed_out, st.local.timed_out, st.push.timed_out);
     listener_metric(b, "mailpulse_http_accept_errors_total", "counter",
-                    "accept() failures on the API listeners (each pauses accepting).",
-                    st.tcp.accept_errors, st.local.accept_errors);
+                    "accept() failures on the HTTP listeners (each pauses accepting).",
+                    st.tcp.accept_errors, st.local.accept_errors, st.push.accept_errors);
+    metric(b, "mailpulse_push_rate_limited_total", "counter",
+           "Requests the push listener answered 429 (rate limit).", st.push.rate_limited);
 }
 
 char *mpd_metrics_text(mpd *d)

@@ -10,6 +10,10 @@
  *  - evhttp_set_bevcb() runs once per accepted connection, before evhttp
  *    builds its connection object. It counts the connection and, at the
  *    cap, disables the listener: its accept loop stops after this one.
+ *    It is also where a TLS listener (the push listener) makes an OpenSSL
+ *    bufferevent instead of a plain one: evhttp then reads and writes
+ *    cleartext through it, and everything below works unchanged (the
+ *    input buffer watched is the decrypted one).
  *  - The evhttp connection exists only when the accept callback returns.
  *    The new bufferevent is held (one reference) and attached from an
  *    active event, which runs in the same loop iteration, before anything
@@ -47,8 +51,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
@@ -386,14 +393,40 @@ static void attach_all(evutil_socket_t fd, short what, void *arg)
     listener_update(l);
 }
 
+/* A server-side OpenSSL bufferevent; evhttp sets the socket later, and
+ * the handshake starts then. A failed handshake (a plaintext client, a
+ * scanner) is a bufferevent error: evhttp closes the connection and its
+ * close callback counts it like any other. */
+static struct bufferevent *tls_bev(mph_listener *l, struct event_base *base)
+{
+    SSL *ssl = SSL_new(l->tls);
+    if (ssl == NULL)
+        return NULL;
+    /* CLOSE_ON_FREE frees the SSL with the bufferevent; evhttp then
+     * leaves closing the socket to it. */
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* Clients that close without close_notify are the norm for HTTP. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
 /* evhttp's bevcb: one call per accepted connection. */
 static struct bufferevent *conn_new_bev(struct event_base *base, void *arg)
 {
     mph_listener *l = arg;
-    /* Options as evhttp's own default (it closes the socket itself). */
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+    struct bufferevent *bev = l->tls != NULL ? tls_bev(l, base)
+                                             : /* as evhttp's own default (it
+                                                  closes the socket itself) */
+                                  bufferevent_socket_new(base, -1, 0);
     if (bev == NULL)
-        return NULL; /* evhttp tries its own; that one goes untracked */
+        return NULL; /* evhttp tries its own; that one goes untracked (on a
+                        TLS listener it is plaintext: dispatch.c refuses
+                        its requests) */
     if (l->n_fresh == l->fresh_cap) {
         l->fresh_cap = l->fresh_cap > 0 ? l->fresh_cap * 2 : 16;
         l->fresh = mpu_realloc(l->fresh, l->fresh_cap * sizeof(*l->fresh));

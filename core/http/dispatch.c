@@ -1,6 +1,10 @@
 /*
  * Routing: the route table, path matching on raw segments, token check
  * and query parsing, then one handler call per request.
+ *
+ * The push listener sees only the routes flagged ROUTE_PUSH: /v1 and
+ * /metrics are absent from its table, so they answer 404 there whatever
+ * the request carries (a token included).
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -11,11 +15,15 @@
 
 #include <arpa/inet.h>
 
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+
 #include "http/http_private.h"
 #include "util/util.h"
 
 enum {
     ROUTE_QUERY = 1 << 0, /* parse the query string; malformed -> 400 */
+    ROUTE_PUSH = 1 << 1,  /* also served on the public push listener */
 };
 
 typedef struct route {
@@ -29,7 +37,7 @@ typedef struct route {
 } route;
 
 static const route routes[] = {
-    {EVHTTP_REQ_GET, "GET", "/healthz", 0, mph_h_health},
+    {EVHTTP_REQ_GET, "GET", "/healthz", ROUTE_PUSH, mph_h_health},
     {EVHTTP_REQ_GET, "GET", "/metrics", 0, mph_h_metrics},
     {EVHTTP_REQ_GET, "GET", "/v1/status", 0, mph_h_status},
     {EVHTTP_REQ_GET, "GET", "/v1/accounts", 0, mph_h_accounts},
@@ -47,7 +55,7 @@ static const route routes[] = {
     {EVHTTP_REQ_POST, "POST", "/v1/debug/clock", 0, mph_h_debug_clock},
     /* The push verifier gets the raw query: providers' validation
      * handshakes need not follow form encoding. */
-    {EVHTTP_REQ_POST, "POST", "/push/*/**", 0, mph_h_push},
+    {EVHTTP_REQ_POST, "POST", "/push/*/**", ROUTE_PUSH, mph_h_push},
 };
 
 typedef struct span {
@@ -170,13 +178,16 @@ static void reply_not_allowed(struct evhttp_request *req, const char *allow)
 
 /* Finds the route for (method, path). Returns NULL after answering 404 or
  * 405 itself. */
-static const route *route_find(struct evhttp_request *req, const char *path, span *params,
-                               size_t *count_r, const char **rest_r)
+static const route *route_find(const mph_listener *l, struct evhttp_request *req,
+                               const char *path, span *params, size_t *count_r,
+                               const char **rest_r)
 {
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     char allow[64] = "";
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const route *rt = &routes[i];
+        if (l->is_push && (rt->flags & ROUTE_PUSH) == 0)
+            continue;
         if (!route_match(rt->pattern, path, params, count_r, rest_r))
             continue;
         if (rt->method == method)
@@ -208,6 +219,36 @@ static int decode_params(const span *raw, size_t count, char **decoded)
     return 0;
 }
 
+/* The push listener's gate, before routing: TLS when configured, then
+ * one token from the client's bucket and the listener's. Answers itself
+ * and returns false when the request goes no further. */
+static bool push_admit(mph_listener *l, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    /* Only when evhttp had to make its own bufferevent (ours failed):
+     * such a connection is plaintext and gets no service. */
+    if (l->tls != NULL &&
+        bufferevent_openssl_get_ssl(evhttp_connection_get_bufferevent(evcon)) == NULL) {
+        evhttp_add_header(out, "Connection", "close");
+        mph_reply_error(req, 400, "TLS required");
+        return false;
+    }
+    char *address = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(evcon, &address, &port);
+    uint64_t wait_ms =
+        mph_rate_take(l->rate, address != NULL ? address : "?", mpu_mono_ms());
+    if (wait_ms == 0)
+        return true;
+    l->stats.rate_limited++;
+    char seconds[24];
+    snprintf(seconds, sizeof(seconds), "%llu", (unsigned long long)((wait_ms + 999) / 1000));
+    evhttp_add_header(out, "Retry-After", seconds);
+    mph_reply_error(req, 429, "too many requests");
+    return false;
+}
+
 void mph_dispatch(struct evhttp_request *req, void *arg)
 {
     mph_listener *l = arg;
@@ -219,13 +260,21 @@ void mph_dispatch(struct evhttp_request *req, void *arg)
         mph_reply_error(req, 400, "invalid request target");
         return;
     }
-    if (!l->is_unix && !host_allowed(server, req)) {
+    if (l->is_push && !push_admit(l, req))
+        return;
+    /* No Host check on the push listener: providers address it by its
+     * public name, which we need not know, and DNS rebinding has nothing
+     * to gain there (it serves no data, only accepts notifications that
+     * the driver's verifier authenticates). Nor a token: no route behind
+     * one is in its table. */
+    if (!l->is_push && !l->is_unix && !host_allowed(server, req)) {
         mph_reply_error(req, 421,
                         "Host not accepted (an IP address, localhost or a "
                         "name in http.allowed_hosts)");
         return;
     }
-    if (!l->is_unix && needs_token(server, path) && !bearer_ok(server, req)) {
+    if (!l->is_push && !l->is_unix && needs_token(server, path) &&
+        !bearer_ok(server, req)) {
         struct evkeyvalq *out = evhttp_request_get_output_headers(req);
         evhttp_add_header(out, "WWW-Authenticate", "Bearer");
         /* A client without the token gets one answer per connection. */
@@ -237,7 +286,7 @@ void mph_dispatch(struct evhttp_request *req, void *arg)
     span raw[MPH_MAX_PARAMS];
     size_t count = 0;
     const char *rest = "";
-    const route *rt = route_find(req, path, raw, &count, &rest);
+    const route *rt = route_find(l, req, path, raw, &count, &rest);
     if (rt == NULL)
         return;
 
@@ -247,6 +296,7 @@ void mph_dispatch(struct evhttp_request *req, void *arg)
     const char *query = evhttp_uri_get_query(uri);
     mph_request r = {
         .server = server,
+        .listener = l,
         .req = req,
         .param_count = count,
         .rest = rest,

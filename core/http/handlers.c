@@ -24,7 +24,11 @@ static void reply_result(struct evhttp_request *req, json_t *result, int status,
 
 void mph_h_health(mph_request *r)
 {
-    mph_reply_json(r->req, 200, mpd_api_health(r->server->d));
+    /* The internet learns only that we answer, not the version. */
+    if (r->listener->is_push)
+        mph_reply_json(r->req, 200, json_pack("{s:s}", "status", "ok"));
+    else
+        mph_reply_json(r->req, 200, mpd_api_health(r->server->d));
 }
 
 void mph_h_metrics(mph_request *r)

@@ -21,6 +21,7 @@
 typedef struct mph_raw_ctx mph_raw_ctx;
 typedef struct mph_sse_client mph_sse_client;
 typedef struct mph_conn mph_conn;
+typedef struct mph_rate mph_rate;
 
 /* One listening socket with its own evhttp (so the connection hooks know
  * which listener a connection came from) and its own connection budget:
@@ -29,8 +30,11 @@ typedef struct mph_listener {
     mph_server *server;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
-    const char *name; /* "tcp" or "unix", for logs and metrics */
+    const char *name; /* "tcp", "unix" or "push", for logs and metrics */
     bool is_unix;
+    bool is_push;     /* serves the push routes only (dispatch.c) */
+    struct ssl_ctx_st *tls; /* TLS context for new connections, or NULL */
+    mph_rate *rate;   /* push listener: its request buckets */
     uint32_t open;              /* accepted and not yet closed */
     uint32_t large_active;      /* requests holding a large-request slot */
     mph_conn *oldest, *newest;  /* attached connections, in accept order */
@@ -56,6 +60,7 @@ struct mph_server {
     char **allowed_hosts;    /* NULL-terminated; may be NULL */
     mph_listener tcp;        /* .http NULL when not listening */
     mph_listener local;      /* the unix socket */
+    mph_listener push;       /* the public push listener */
     char *unix_path;         /* unlinked by mph_stop when we created it */
     mph_raw_ctx *raws;       /* raw fetches waiting for their callback */
     mph_sse_client *clients; /* open event streams */
@@ -67,6 +72,7 @@ struct mph_server {
  * handlers that answer later copy what they need. */
 typedef struct mph_request {
     mph_server *server;
+    const mph_listener *listener; /* the one the request came in on */
     struct evhttp_request *req;
     const char *params[MPH_MAX_PARAMS]; /* decoded "*" segments, in order */
     size_t param_count;
@@ -94,6 +100,17 @@ void mph_conn_dispatched(mph_listener *l, struct evhttp_request *req);
  * only conn.c sets the library slot itself. */
 void mph_conn_set_closecb(struct evhttp_connection *evcon,
                           void (*cb)(struct evhttp_connection *, void *), void *arg);
+
+/* rate.c: token buckets, one per client address (a fixed table: a client
+ * whose slot another address takes over starts with a full bucket) and
+ * one for the listener. Each bucket holds `per second` requests and
+ * refills at that rate. */
+mph_rate *mph_rate_new(uint32_t per_client, uint32_t total);
+/* Takes one request for addr at now_ms (monotonic). Returns 0 when
+ * allowed, else the milliseconds until a request would be (nothing is
+ * taken then). */
+uint64_t mph_rate_take(mph_rate *rate, const char *addr, int64_t now_ms);
+void mph_rate_free(mph_rate **rate);
 
 /* reply.c. mph_reply_json steals `body` (NULL answers 500). */
 void mph_reply_json(struct evhttp_request *req, int status, json_t *body);

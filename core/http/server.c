@@ -1,4 +1,5 @@
-/* Server lifetime: evhttp setup, the TCP and unix-socket listeners, stop. */
+/* Server lifetime: evhttp setup, the TCP, unix-socket and push listeners,
+ * stop. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -7,6 +8,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <openssl/ssl.h>
 
 #include <event2/event.h>
 
@@ -18,6 +21,11 @@
  * it bounds what a client without a token can make us hold. */
 #define MPH_MAX_HEADERS (16u * 1024u)
 #define MPH_DEFAULT_MAX_BODY (1024u * 1024u)
+/* Provider notifications are small: a Pub/Sub envelope or a batch of
+ * Graph change notifications is a few KiB. */
+#define MPH_DEFAULT_PUSH_MAX_BODY (256u * 1024u)
+#define MPH_DEFAULT_PUSH_RATE 20
+#define MPH_DEFAULT_PUSH_RATE_TOTAL 200
 /* evhttp's inactivity timeout (reads and writes, restarted by every
  * byte): it ends stalled writes. Requests have their own total deadline
  * and idle connections their own limit (conn.c). */
@@ -47,18 +55,18 @@ static int parse_listen(const char *text, char **host_r, uint16_t *port_r, char 
     return 0;
 }
 
-static int listen_tcp(mph_server *server, const char *listen, char **error_r)
+static int listen_tcp(mph_listener *l, const char *listen, char **error_r)
 {
     char *host = NULL;
     uint16_t port = 0;
     if (parse_listen(listen, &host, &port, error_r) < 0)
         return -1;
     errno = 0;
-    server->tcp.bound = evhttp_bind_socket_with_handle(server->tcp.http, host, port);
+    l->bound = evhttp_bind_socket_with_handle(l->http, host, port);
     free(host);
-    if (server->tcp.bound == NULL) {
-        *error_r = mpu_asprintf("http listen \"%s\": %s", listen,
-                                errno != 0 ? strerror(errno) : "cannot bind");
+    if (l->bound == NULL) {
+        *error_r = mpu_asprintf("%s listen \"%s\": %s", l->is_push ? "push" : "http",
+                                listen, errno != 0 ? strerror(errno) : "cannot bind");
         return -1;
     }
     return 0;
@@ -170,6 +178,36 @@ static void listener_free(mph_listener *l)
     l->http = NULL;
     l->bound = NULL;
     mph_conn_unlisten(l);
+    mph_rate_free(&l->rate);
+    SSL_CTX_free(l->tls);
+    l->tls = NULL;
+}
+
+/* The push listener: its own evhttp (so its own route table, body limit
+ * and connection budget), optionally TLS. */
+static int start_push(mph_server *server, const mph_push_config *pc, char **error_r)
+{
+    mph_listener *l = &server->push;
+    l->is_push = true;
+    if (listener_init(server, l, "push", false,
+                      pc->max_body > 0 ? pc->max_body : MPH_DEFAULT_PUSH_MAX_BODY) < 0) {
+        *error_r = mpu_strdup("push: cannot create server");
+        return -1;
+    }
+    if (pc->tls != NULL) {
+        SSL_CTX_up_ref(pc->tls);
+        l->tls = pc->tls;
+    }
+    l->rate = mph_rate_new(pc->rate > 0 ? pc->rate : MPH_DEFAULT_PUSH_RATE,
+                           pc->rate_total > 0 ? pc->rate_total
+                                              : MPH_DEFAULT_PUSH_RATE_TOTAL);
+    if (listen_tcp(l, pc->listen, error_r) < 0)
+        return -1;
+    if (mph_conn_listen(l) < 0) {
+        *error_r = mpu_strdup("push: cannot create server");
+        return -1;
+    }
+    return 0;
 }
 
 static char **copy_hosts(const char *const *hosts)
@@ -211,7 +249,7 @@ mph_server *mph_start(struct event_base *base, const mph_config *config, mpd *d,
         mph_stop(&server);
         return NULL;
     }
-    if ((listen[0] != '\0' && listen_tcp(server, listen, error_r) < 0) ||
+    if ((listen[0] != '\0' && listen_tcp(&server->tcp, listen, error_r) < 0) ||
         (path[0] != '\0' && listen_unix(server, path, error_r) < 0)) {
         mph_stop(&server);
         return NULL;
@@ -222,16 +260,21 @@ mph_server *mph_start(struct event_base *base, const mph_config *config, mpd *d,
         mph_stop(&server);
         return NULL;
     }
+    if (config->push.listen != NULL && config->push.listen[0] != '\0' &&
+        start_push(server, &config->push, error_r) < 0) {
+        mph_stop(&server);
+        return NULL;
+    }
     return server;
 }
 
-int mph_port(mph_server *server)
+static int bound_port(const mph_listener *l)
 {
-    if (server == NULL || server->tcp.bound == NULL)
+    if (l->bound == NULL)
         return 0;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    evutil_socket_t fd = evhttp_bound_socket_get_fd(server->tcp.bound);
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(l->bound);
     if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
         return 0;
     if (ss.ss_family == AF_INET)
@@ -239,6 +282,16 @@ int mph_port(mph_server *server)
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return 0;
+}
+
+int mph_port(mph_server *server)
+{
+    return server != NULL ? bound_port(&server->tcp) : 0;
+}
+
+int mph_push_port(mph_server *server)
+{
+    return server != NULL ? bound_port(&server->push) : 0;
 }
 
 static void listener_stats(const mph_listener *l, mph_stats_listener *stats_r)
@@ -254,6 +307,7 @@ void mph_get_stats(mph_server *server, mph_stats *stats_r)
         return;
     listener_stats(&server->tcp, &stats_r->tcp);
     listener_stats(&server->local, &stats_r->local);
+    listener_stats(&server->push, &stats_r->push);
 }
 
 void mph_stop(mph_server **serverp)
@@ -266,6 +320,7 @@ void mph_stop(mph_server **serverp)
     mph_raw_abandon_all(server);
     listener_free(&server->tcp);
     listener_free(&server->local);
+    listener_free(&server->push);
     if (server->allowed_hosts != NULL) {
         for (char **h = server->allowed_hosts; *h != NULL; h++)
             free(*h);

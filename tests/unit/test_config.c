@@ -566,6 +566,19 @@ static void test_settings_errors(void **state)
          "1: \"cache.fetch_timeout\" must be between 1 and 3600"},
         {"cache = { fetch_queue_max = 0; };\n",
          "1: \"cache.fetch_queue_max\" must be between 1 and 10000"},
+        {"push = 5;\n", "1: \"push\" must be a group ({ ... }), not an integer"},
+        {"push = {\n  listen = \"0.0.0.0:8443\";\n  tls = false;\n};\n",
+         "3: \"push.tls = false\" on \"0.0.0.0:8443\", which is not a loopback address: "
+         "push notifications would cross the network in clear text (listen on 127.0.0.1 "
+         "behind a TLS proxy, or set plaintext_public = true if something else encrypts "
+         "the path)"},
+        {"push = {\n  listen = \"127.0.0.1:8443\";\n  tls_key_file = \"/k\";\n};\n",
+         "1: \"push.tls_cert_file\" is required with push.tls = true (or set tls = false "
+         "behind a TLS-terminating proxy)"},
+        {"push = { listen = \"x\"; tls = false; };\n",
+         "1: \"push.listen\" must be \"host:port\", not \"x\""},
+        {"push = { listen = \"127.0.0.1:1\"; tls = false; rate = 0; };\n",
+         "1: \"push.rate\" must be between 1 and 1000000"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *dir, *path;
@@ -578,6 +591,65 @@ static void test_settings_errors(void **state)
         free(path);
         remove_dir(&dir);
     }
+}
+
+/* push: absent means no listener; present, TLS by default with both
+ * files, and the documented limits; plaintext allowed on loopback. */
+static void test_settings_push(void **state)
+{
+    (void)state;
+    char *dir, *path;
+    mpc_errors errs = {0};
+    mp_settings *s = NULL;
+    assert_int_equal(load_settings_text("workers = 2;\n", &dir, &path, &s, &errs), 0);
+    assert_false(s->push.enabled);
+    assert_null(s->push.listen);
+    mp_settings_free(&s);
+    free(path);
+    remove_dir(&dir);
+
+    assert_int_equal(load_settings_text("push = {\n  listen = \"0.0.0.0:8443\";\n"
+                                        "  tls_cert_file = \"/c.pem\";\n"
+                                        "  tls_key_file = \"/k.pem\";\n};\n",
+                                        &dir, &path, &s, &errs),
+                     0);
+    assert_true(s->push.enabled);
+    assert_true(s->push.tls);
+    assert_string_equal(s->push.listen, "0.0.0.0:8443");
+    assert_string_equal(s->push.tls_cert_file, "/c.pem");
+    assert_string_equal(s->push.tls_key_file, "/k.pem");
+    assert_int_equal(s->push.max_body, 262144);
+    assert_int_equal(s->push.rate, 20);
+    assert_int_equal(s->push.rate_total, 200);
+    char *where = mpu_asprintf("%s:3", path);
+    assert_string_equal(s->push.where, where);
+    free(where);
+    mp_settings_free(&s);
+    free(path);
+    remove_dir(&dir);
+
+    static const char *const plain_ok[] = {
+        "push = { listen = \"127.0.0.1:8026\"; tls = false; };\n",
+        "push = { listen = \"127.1.2.3:8026\"; tls = false; };\n",
+        "push = { listen = \"[::1]:8026\"; tls = false; };\n",
+        "push = { listen = \"localhost:8026\"; tls = false; };\n",
+        "push = { listen = \"0.0.0.0:8026\"; tls = false; plaintext_public = true; };\n",
+    };
+    for (size_t i = 0; i < sizeof plain_ok / sizeof plain_ok[0]; i++) {
+        assert_int_equal(load_settings_text(plain_ok[i], &dir, &path, &s, &errs), 0);
+        assert_false(s->push.tls);
+        assert_null(s->push.tls_cert_file);
+        mp_settings_free(&s);
+        free(path);
+        remove_dir(&dir);
+    }
+    assert_int_equal(load_settings_text(
+                         "push = { listen = \"127.0.0.1.evil:8026\"; tls = false; };\n",
+                         &dir, &path, &s, &errs),
+                     -1);
+    mpc_errors_free(&errs);
+    free(path);
+    remove_dir(&dir);
 }
 
 static void test_settings_ipv6_listen(void **state)
@@ -839,6 +911,7 @@ int main(void)
         cmocka_unit_test(test_settings_defaults_filled),
         cmocka_unit_test(test_settings_errors),
         cmocka_unit_test(test_settings_ipv6_listen),
+        cmocka_unit_test(test_settings_push),
         cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_plugins_two_files_sorted),
         cmocka_unit_test(test_plugins_duplicate_account),

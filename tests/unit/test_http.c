@@ -34,6 +34,7 @@
 
 #include "daemon/api.h"
 #include "http/http.h"
+#include "http/http_private.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -1678,6 +1679,110 @@ static void test_large_request_slots(void **state)
     run_on_loop(stop_limited, NULL);
 }
 
+/* Token buckets: a burst of `rate`, refilled at `rate` a second, per
+ * client address and for the listener; a refusal takes nothing and says
+ * how long until a request would pass. */
+static void test_rate_buckets(void **state)
+{
+    mph_rate *rate = mph_rate_new(2, 3);
+    int64_t t = 1000;
+    assert_int_equal(mph_rate_take(rate, "10.0.0.1", t), 0);
+    assert_int_equal(mph_rate_take(rate, "10.0.0.1", t), 0);
+    /* 2 a second: the next whole request is 500 ms away. */
+    assert_int_equal(mph_rate_take(rate, "10.0.0.1", t), 500);
+    assert_int_equal(mph_rate_take(rate, "10.0.0.1", t + 250), 250);
+    /* Another client has its own bucket... */
+    assert_int_equal(mph_rate_take(rate, "10.0.0.2", t + 250), 0);
+    /* ...but the listener's 3 are spent (0.75 refilled in 250 ms). */
+    assert_int_equal(mph_rate_take(rate, "10.0.0.3", t + 250), 84);
+    assert_int_equal(mph_rate_take(rate, "10.0.0.3", t + 334), 0);
+    /* Refused requests took nothing: the first client passes at 500 ms. */
+    assert_int_not_equal(mph_rate_take(rate, "10.0.0.1", t + 499), 0);
+    assert_int_equal(mph_rate_take(rate, "10.0.0.1", t + 700), 0);
+    /* Buckets never hold more than one second's worth. */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(mph_rate_take(rate, "10.0.0.4", t + 100000), 0);
+    assert_int_not_equal(mph_rate_take(rate, "10.0.0.4", t + 100000), 0);
+    mph_rate_free(&rate);
+    assert_null(rate);
+}
+
+static mph_server *pushsrv;
+
+static void start_push_only(void *arg)
+{
+    mph_config config = {.token = TOKEN,
+                         .max_body = MAX_BODY,
+                         .push = {.listen = "127.0.0.1:0",
+                                  .max_body = 1024,
+                                  .rate = 1000,
+                                  .rate_total = 1000}};
+    char *error = NULL;
+    pushsrv = mph_start(base, &config, fake_d, &error);
+    free(error);
+}
+
+static void stop_push_only(void *arg)
+{
+    mph_stop(&pushsrv);
+}
+
+/* The push listener's route table: the push routes and /healthz, nothing
+ * of the API whatever the request carries; no Host check, no token; its
+ * own body limit. */
+static void test_push_listener_routes(void **state)
+{
+    run_on_loop(start_push_only, NULL);
+    assert_non_null(pushsrv);
+    assert_int_equal(mph_port(pushsrv), 0); /* no API listener */
+    int saved = port;
+    port = mph_push_port(pushsrv);
+    assert_int_not_equal(port, 0);
+    static const struct {
+        const char *method, *path, *auth;
+        long status;
+    } cases[] = {
+        {"GET", "/v1/status", BEARER, 404},    {"GET", "/v1/status", NULL, 404},
+        {"POST", "/v1/status", BEARER, 404},   {"GET", "/v1/accounts", BEARER, 404},
+        {"POST", "/v1/accounts/a1/sync", BEARER, 404},
+        {"GET", "/v1/events?once=1", BEARER, 404},
+        {"GET", "/v1", BEARER, 404},           {"GET", "/metrics", BEARER, 404},
+        {"GET", "/metrics", NULL, 404},        {"GET", "/healthz", NULL, 200},
+        {"GET", "/push/echo", NULL, 405},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        response r = http((request){.method = cases[i].method,
+                                    .path = cases[i].path,
+                                    .auth = cases[i].auth,
+                                    .header = "Host: push.example.org"});
+        if (r.status != cases[i].status)
+            fail_msg("%s %s: %ld, expected %ld", cases[i].method, cases[i].path, r.status,
+                     cases[i].status);
+        response_free(&r);
+    }
+    response r = http((request){.method = "POST",
+                                .path = "/push/echo/x",
+                                .body = "{}",
+                                .body_len = 2,
+                                .header = "Host: push.example.org"});
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "echo|/x||-|{}");
+    response_free(&r);
+    char big[1025];
+    memset(big, 'a', sizeof(big));
+    r = http((request){.method = "POST", .path = "/push/echo", .body = big,
+                       .body_len = sizeof(big)});
+    assert_int_equal(r.status, 413);
+    response_free(&r);
+    r = http((request){.method = "POST", .path = "/push/echo", .body = big,
+                       .body_len = sizeof(big) - 1});
+    assert_int_equal(r.status, 200);
+    response_free(&r);
+    port = saved;
+    run_on_loop(stop_push_only, NULL);
+    assert_null(pushsrv);
+}
+
 static void test_log_rate_limit(void **state)
 {
     char path[160];
@@ -1745,6 +1850,8 @@ int main(void)
         cmocka_unit_test(test_connection_caps),
         cmocka_unit_test(test_large_request_slots),
         cmocka_unit_test(test_log_rate_limit),
+        cmocka_unit_test(test_rate_buckets),
+        cmocka_unit_test(test_push_listener_routes),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
