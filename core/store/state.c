@@ -6,7 +6,7 @@
 
 #include "util/util.h"
 
-int mps__state_check(const char *key, const char *value, char **error_r)
+int mps_state_check(const char *key, const char *value, char **error_r)
 {
     if (key == NULL || *key == '\0' || strlen(key) > MPS_STATE_KEY_MAX)
         return mps__error(error_r, "store: state key must be 1 to %d bytes",
@@ -20,7 +20,7 @@ int mps__state_check(const char *key, const char *value, char **error_r)
 int mps__state_write(mps_store *s, const char *account, const char *key,
                      const char *value, char **error_r)
 {
-    if (mps__state_check(key, value, error_r) < 0)
+    if (mps_state_check(key, value, error_r) < 0)
         return -1;
     sqlite3_stmt *st;
     if (mps__prepare(s,
@@ -115,7 +115,7 @@ int mps_account_cursor_set(mps_store *s, const char *account, const char *cursor
 int mps_state_put(mps_store *s, const char *account, const char *key, const char *value,
                   char **error_r)
 {
-    if (mps__state_check(key, value, error_r) < 0)
+    if (mps_state_check(key, value, error_r) < 0)
         return -1;
     if (mps__begin(s, error_r) < 0)
         return -1;

@@ -111,8 +111,6 @@ int mps__step_done(mps_store *s, sqlite3_stmt *st, char **error_r, const char *w
 #define MPS__MESSAGE_NCOLS 17
 void mps__message_read(sqlite3_stmt *st, mps_message *m_r);
 
-/* Key and value bounds of driver state records (state.c). */
-int mps__state_check(const char *key, const char *value, char **error_r);
 /* Write (value NULL: delete) a state record / set the account cursor,
  * inside the caller's transaction. */
 int mps__state_write(mps_store *s, const char *account, const char *key,

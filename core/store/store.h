@@ -253,6 +253,8 @@ int mps_state_get(mps_store *s, const char *account, const char *key, char **val
                   char **error_r); /* 1 = none */
 int mps_state_put(mps_store *s, const char *account, const char *key, const char *value,
                   char **error_r); /* NULL deletes */
+/* -1 with a reason when a key or value (NULL: a deletion) is out of bounds. */
+int mps_state_check(const char *key, const char *value, char **error_r);
 
 /* ---- messages ---- */
 
