@@ -20,7 +20,7 @@ static char **copy_names(const char *const *names, size_t n)
         return NULL;
     char **out = mpu_malloc(n * sizeof *out);
     for (size_t i = 0; i < n; i++)
-        out[i] = mpu_strdup(names[i] != NULL ? names[i] : "");
+        out[i] = mpu_strdup(names[i] != NULL ? names[i] : ""); /* "": skipped */
     return out;
 }
 

@@ -611,6 +611,8 @@ static void target_folders(commit_ctx *cx, const mp_change *c, const struct mps_
         for (size_t i = 0; i < mem->n_removed; i++)
             fset_del(t_r, mem->removed[i]);
     }
+    /* A missing name (staged as "") is no folder. */
+    fset_del(t_r, "");
     /* UIDs: the change's in the batch's folder, the stored ones elsewhere. */
     for (size_t i = 0; i < t_r->n; i++) {
         uint32_t uid = fset_uid(cur, t_r->names[i]);
