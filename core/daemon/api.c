@@ -317,6 +317,14 @@ static json_t *message_json(const mps_message *m)
     if (o == NULL)
         o = json_pack("{s:s, s:s, s:s, s:n, s:b}", "id", m->id, "account", m->account,
                       "folder", m->folder ? m->folder : "", "subject", "cached", m->has_body);
+    /* Every folder it is in (labels), primary first; only a single message
+     * read carries them. */
+    if (o != NULL && m->folders != NULL) {
+        json_t *folders = json_array();
+        for (size_t i = 0; i < m->n_folders; i++)
+            json_array_append_new(folders, mpu_json_str(m->folders[i]));
+        json_object_set_new(o, "folders", folders);
+    }
     return o;
 }
 

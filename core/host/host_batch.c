@@ -28,6 +28,12 @@ static void watch_new_mail(mp_batch *batch)
 
 mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error *err)
 {
+    return mphost_batch_change_in(batch, change, NULL, err);
+}
+
+mp_status mphost_batch_change_in(mp_batch *batch, const mp_change *change,
+                                 const mps_membership *mem, mp_error *err)
+{
     if (change == NULL || change->id == NULL || *change->id == '\0')
         return mp_fail(err, MP_FATAL, "change without an id");
     if (change->kind < MP_CHANGE_NEW || change->kind > MP_CHANGE_DELETED)
@@ -43,7 +49,7 @@ mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error
         copy.raw = NULL;
         copy.raw_len = 0;
     }
-    mps_batch_add(batch->staged, &copy);
+    mps_batch_add_in(batch->staged, &copy, mem);
     batch->changes++;
     /* Bound each store transaction (and the memory a batch holds): commit
      * what is staged without moving the cursor, on a helper thread while
@@ -86,6 +92,25 @@ mp_status mphost_batch_commit(mp_batch *batch, const char *cursor, const char *b
     atomic_fetch_add(&batch->d->m_changes, result.applied);
     if (result.last_seq > 0)
         mpd_events_committed(batch->d, result.last_seq);
+    return MP_OK;
+}
+
+void mphost_batch_account_cursor(mp_batch *batch, const char *cursor)
+{
+    mps_batch_account_cursor(batch->staged, cursor);
+}
+
+mp_status mphost_batch_state(mp_batch *batch, const char *key, const char *value,
+                             mp_error *err)
+{
+    /* Refused here, where the driver can be told, not at the commit. */
+    char *error = NULL;
+    if (mps_state_check(key, value, &error) < 0) {
+        mp_fail(err, MP_FATAL, "%s", error);
+        free(error);
+        return MP_FATAL;
+    }
+    mps_batch_state(batch->staged, key, value);
     return MP_OK;
 }
 

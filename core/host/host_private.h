@@ -71,6 +71,17 @@ mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error
 mp_status mphost_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
                            int backfill_done, mp_error *err);
 void mphost_batch_reset(mp_batch *batch, const char *reason);
+/* For the ABI 1.1 slots (not in the host table yet). A change with its
+ * folder memberships (mps_batch_add_in), checked and bounded as
+ * batch_change is (history is never new mail). The account-level cursor
+ * and driver state records staged for the batch's next commit by the
+ * driver (never by a write-behind commit: they wait for the driver's own,
+ * like a folder cursor); a record out of bounds is MP_FATAL at once. */
+mp_status mphost_batch_change_in(mp_batch *batch, const mp_change *change,
+                                 const mps_membership *mem, mp_error *err);
+void mphost_batch_account_cursor(mp_batch *batch, const char *cursor);
+mp_status mphost_batch_state(mp_batch *batch, const char *key, const char *value,
+                             mp_error *err);
 
 /* Write-behind (host_writeback.c). When a batch reaches the ingest bound,
  * mphost_writeback_start() hands its staged changes to a helper thread

@@ -122,10 +122,12 @@ mp_status mphost_writeback_start(mp_batch *batch, mp_error *err)
     }
     struct mph_writeback *wb = batch->writeback;
     pthread_mutex_lock(&wb->lock);
-    wb->job = batch->staged;
+    /* The staged account cursor and driver state stay for the commit that
+     * ends the step: like a folder cursor, they must not get ahead of the
+     * changes still to come. */
+    wb->job = mps_batch_split(batch->staged);
     pthread_cond_broadcast(&wb->cond);
     pthread_mutex_unlock(&wb->lock);
-    batch->staged = mps_batch_new(batch->acct->id, batch->folder);
     return MP_OK;
 }
 

@@ -33,14 +33,15 @@ int mps__body_store(mps_store *s, const char *id, const uint8_t *data, size_t le
     return rc;
 }
 
-/* A body row new to a live message counts in its folder's body_count. */
+/* A body row new to a live message counts in the body_count of each
+ * folder it is in (only live messages have memberships). */
 static int count_new_body(mps_store *s, const char *id, char **error_r)
 {
     sqlite3_stmt *st;
     if (mps__prepare(s,
                      "UPDATE folders SET body_count = body_count + 1"
-                     " WHERE (account, name) IN (SELECT account, folder FROM messages"
-                     "   WHERE id = :id AND deleted = 0)",
+                     " WHERE (account, name) IN (SELECT account, folder FROM memberships"
+                     "   WHERE message = :id)",
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":id", id);
@@ -111,11 +112,11 @@ int mps_body_cleanup(mps_store *s, int64_t now_ms, int64_t *removed_r, char **er
     sqlite3_stmt *st;
     if (mps__prepare(s,
                      "UPDATE folders SET body_count = body_count - x.n FROM"
-                     " (SELECT m.account AS account, m.folder AS folder, COUNT(*) AS n"
+                     " (SELECT ms.account AS account, ms.folder AS folder, COUNT(*) AS n"
                      "  FROM bodies b INDEXED BY bodies_by_expiry"
-                     "  JOIN messages m ON m.id = b.message_id"
-                     "  WHERE b.expires_ms BETWEEN 1 AND :now AND m.deleted = 0"
-                     "  GROUP BY m.account, m.folder) AS x"
+                     "  JOIN memberships ms ON ms.message = b.message_id"
+                     "  WHERE b.expires_ms BETWEEN 1 AND :now"
+                     "  GROUP BY ms.account, ms.folder) AS x"
                      " WHERE folders.account = x.account AND folders.name = x.folder",
                      &st, error_r) < 0) {
         mps__rollback(s);

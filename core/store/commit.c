@@ -45,6 +45,83 @@ typedef struct stored {
     int body_row;  /* a bodies row exists, expired or not */
 } stored;
 
+/* A set of folder names, sorted, without duplicates; uids[i] is the UID of
+ * the membership in names[i] (0: none). */
+typedef struct fset {
+    char **names;
+    uint32_t *uids;
+    size_t n;
+} fset;
+
+static size_t fset_find(const fset *f, const char *name, int *found_r)
+{
+    size_t lo = 0, hi = f->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(f->names[mid], name);
+        if (c == 0) {
+            *found_r = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found_r = 0;
+    return lo;
+}
+
+static int fset_has(const fset *f, const char *name)
+{
+    int found;
+    (void)fset_find(f, name, &found);
+    return found;
+}
+
+static uint32_t fset_uid(const fset *f, const char *name)
+{
+    int found;
+    size_t i = fset_find(f, name, &found);
+    return found ? f->uids[i] : 0;
+}
+
+static void fset_add(fset *f, const char *name, uint32_t uid)
+{
+    int found;
+    size_t i = fset_find(f, name, &found);
+    if (found)
+        return;
+    f->names = mpu_realloc(f->names, (f->n + 1) * sizeof *f->names);
+    f->uids = mpu_realloc(f->uids, (f->n + 1) * sizeof *f->uids);
+    memmove(f->names + i + 1, f->names + i, (f->n - i) * sizeof *f->names);
+    memmove(f->uids + i + 1, f->uids + i, (f->n - i) * sizeof *f->uids);
+    f->names[i] = mpu_strdup(name);
+    f->uids[i] = uid;
+    f->n++;
+}
+
+static void fset_del(fset *f, const char *name)
+{
+    int found;
+    size_t i = fset_find(f, name, &found);
+    if (!found)
+        return;
+    free(f->names[i]);
+    memmove(f->names + i, f->names + i + 1, (f->n - i - 1) * sizeof *f->names);
+    memmove(f->uids + i, f->uids + i + 1, (f->n - i - 1) * sizeof *f->uids);
+    f->n--;
+}
+
+static void fset_clear(fset *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        free(f->names[i]);
+    free(f->names);
+    free(f->uids);
+    memset(f, 0, sizeof *f);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -183,8 +260,26 @@ static json_t *flags_array(const char *flags)
     return arr;
 }
 
+/* Membership fields of an event: which folders were entered and left,
+ * and where the message is now (primary first). Any may be NULL. */
+typedef struct mem_note {
+    const fset *added, *removed, *now;
+} mem_note;
+
+static json_t *names_array(const fset *f, const char *first)
+{
+    json_t *arr = json_array();
+    if (first != NULL && fset_has(f, first))
+        json_array_append_new(arr, mps__json_string(first, 0));
+    for (size_t i = 0; i < f->n; i++) {
+        if (first == NULL || strcmp(f->names[i], first) != 0)
+            json_array_append_new(arr, mps__json_string(f->names[i], 0));
+    }
+    return arr;
+}
+
 static int message_event(commit_ctx *cx, const char *type, const stored *r,
-                         char **error_r)
+                         const mem_note *mn, char **error_r)
 {
     json_t *data = json_object();
     if (r->m.uid != 0)
@@ -193,9 +288,16 @@ static int message_event(commit_ctx *cx, const char *type, const stored *r,
         if (r->m.subject != NULL)
             json_object_set_new(data, "subject",
                                 mps__json_string(r->m.subject, EVENT_SUBJECT_MAX));
-    } else if (strcmp(type, "message.updated") == 0) {
-        json_object_set_new(data, "flags", flags_array(r->m.flags));
     }
+    if (strcmp(type, "message.updated") == 0 ||
+        (strcmp(type, "message.new") == 0 && mn != NULL && mn->added != NULL))
+        json_object_set_new(data, "flags", flags_array(r->m.flags));
+    if (mn != NULL && mn->added != NULL)
+        json_object_set_new(data, "folders_added", names_array(mn->added, NULL));
+    if (mn != NULL && mn->removed != NULL)
+        json_object_set_new(data, "folders_removed", names_array(mn->removed, NULL));
+    if (mn != NULL && mn->now != NULL)
+        json_object_set_new(data, "folders", names_array(mn->now, r->m.folder));
     char *data_json = mps__json_take(data);
     char *key =
         mpu_asprintf("%s/%s/%lld", r->m.account, r->m.provider_id, (long long)r->version);
@@ -286,8 +388,9 @@ static void fill_from_change(commit_ctx *cx, stored *r, const mp_change *c, char
 }
 
 /* Fold a change into a live stored message. `full` (NEW/SYNCED): the
- * change describes the whole message; only flags and folder are visible
- * changes then, the rest is a silent refresh. Takes `flags`. */
+ * change describes the whole message; only flags are a visible change
+ * then, the rest is a silent refresh. Folders and UIDs are memberships
+ * (apply_change). Takes `flags`. */
 static int merge(commit_ctx *cx, stored *r, const mp_change *c, char *flags, int full)
 {
     mps_message *m = &r->m;
@@ -296,8 +399,6 @@ static int merge(commit_ctx *cx, stored *r, const mp_change *c, char *flags, int
     if (set_str(&m->flags, flags))
         ch |= CH_VISIBLE;
     free(flags);
-    if (full && set_str(&m->folder, cx->b->folder))
-        ch |= CH_VISIBLE;
     if (set_str(&m->subject, c->subject))
         ch |= text;
     if (set_str(&m->from, c->from))
@@ -311,10 +412,6 @@ static int merge(commit_ctx *cx, stored *r, const mp_change *c, char *flags, int
     if (c->date != 0 && c->date != m->date) {
         m->date = c->date;
         ch |= text;
-    }
-    if (c->uid != 0 && c->uid != m->uid) {
-        m->uid = c->uid;
-        ch |= CH_SILENT;
     }
     if (c->size > 0 && c->size != m->size) {
         m->size = c->size;
@@ -393,7 +490,151 @@ static int drop_body(commit_ctx *cx, const char *id, char **error_r)
     return rc;
 }
 
-static int apply_change(commit_ctx *cx, const mp_change *c, char **error_r)
+/* The stored memberships of a message. */
+static int load_members(commit_ctx *cx, const char *id, fset *f_r, char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(cx->s,
+                     "SELECT folder, uid FROM memberships WHERE message = :id",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":id", id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        fset_add(f_r, (const char *)sqlite3_column_text(st, 0),
+                 (uint32_t)sqlite3_column_int64(st, 1));
+    mps__finish(cx->s, st);
+    if (rc != SQLITE_DONE)
+        return mps__fail(cx->s, error_r, "store: read memberships");
+    return 0;
+}
+
+static int member_sql(commit_ctx *cx, const char *sql, const stored *r, const char *folder,
+                      uint32_t uid, char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(cx->s, sql, &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":account", r->m.account);
+    mps__bind_text(st, ":folder", folder);
+    mps__bind_text(st, ":id", r->m.id);
+    mps__bind_int(st, ":uid", uid);
+    mps__bind_int(st, ":date", r->m.date);
+    mps__bind_int(st, ":now", cx->now);
+    int rc = mps__step_done(cx->s, st, error_r, "store: write membership");
+    mps__finish(cx->s, st);
+    return rc;
+}
+
+/* Make the stored memberships `cur` into `target` (with its UIDs), and
+ * give every one the message's date. */
+static int write_members(commit_ctx *cx, const stored *r, const fset *cur,
+                         const fset *target, int date_changed, char **error_r)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < cur->n; i++) {
+        if (!fset_has(target, cur->names[i]))
+            rc = member_sql(cx,
+                            "DELETE FROM memberships WHERE account = :account"
+                            " AND folder = :folder AND message = :id",
+                            r, cur->names[i], 0, error_r);
+    }
+    for (size_t i = 0; rc == 0 && i < target->n; i++) {
+        int found;
+        size_t j = fset_find(cur, target->names[i], &found);
+        if (!found)
+            rc = member_sql(cx,
+                            "INSERT INTO memberships (account, folder, message, uid,"
+                            " date, added_ms) VALUES (:account, :folder, :id, :uid,"
+                            " :date, :now)",
+                            r, target->names[i], target->uids[i], error_r);
+        else if (cur->uids[j] != target->uids[i])
+            rc = member_sql(cx,
+                            "UPDATE memberships SET uid = :uid WHERE account = :account"
+                            " AND folder = :folder AND message = :id",
+                            r, target->names[i], target->uids[i], error_r);
+    }
+    if (rc == 0 && date_changed)
+        rc = member_sql(cx,
+                        "UPDATE memberships SET date = :date WHERE message = :id"
+                        " AND date != :date",
+                        r, NULL, 0, error_r);
+    return rc;
+}
+
+/* Whether one of `added` is the account's INBOX (by role). */
+static int enters_inbox(commit_ctx *cx, const fset *added, int *yes_r, char **error_r)
+{
+    *yes_r = 0;
+    for (size_t i = 0; i < added->n && !*yes_r; i++) {
+        sqlite3_stmt *st;
+        if (mps__prepare(cx->s,
+                         "SELECT 1 FROM folders WHERE account = :account"
+                         " AND name = :name AND role = :role",
+                         &st, error_r) < 0)
+            return -1;
+        mps__bind_text(st, ":account", cx->b->account);
+        mps__bind_text(st, ":name", added->names[i]);
+        mps__bind_int(st, ":role", MP_ROLE_INBOX);
+        int rc = mps__step_row(cx->s, st, error_r, "store: folder role");
+        mps__finish(cx->s, st);
+        if (rc < 0)
+            return -1;
+        *yes_r = rc == 0;
+    }
+    return 0;
+}
+
+/* The folders a change leaves the message in (see store.h). `cur` holds
+ * the stored memberships of a live message (empty otherwise). */
+static void target_folders(commit_ctx *cx, const mp_change *c, const struct mps__mem *mem,
+                           int live, const fset *cur, fset *t_r)
+{
+    const char *here = cx->b->folder;
+    if (c->kind == MP_CHANGE_DELETED)
+        return;
+    if (mem != NULL && mem->has_set) {
+        for (size_t i = 0; i < mem->n_folders; i++)
+            fset_add(t_r, mem->folders[i], 0);
+    } else if ((c->kind == MP_CHANGE_NEW || c->kind == MP_CHANGE_SYNCED) &&
+               (!live || mem == NULL)) {
+        fset_add(t_r, here, 0);
+    } else {
+        for (size_t i = 0; i < cur->n; i++)
+            fset_add(t_r, cur->names[i], 0);
+        if (c->kind != MP_CHANGE_UPDATED)
+            fset_add(t_r, here, 0);
+    }
+    if (mem != NULL) {
+        for (size_t i = 0; i < mem->n_added; i++)
+            fset_add(t_r, mem->added[i], 0);
+        for (size_t i = 0; i < mem->n_removed; i++)
+            fset_del(t_r, mem->removed[i]);
+    }
+    /* A missing name (staged as "") is no folder. */
+    fset_del(t_r, "");
+    /* UIDs: the change's in the batch's folder, the stored ones elsewhere. */
+    for (size_t i = 0; i < t_r->n; i++) {
+        uint32_t uid = fset_uid(cur, t_r->names[i]);
+        if (c->uid != 0 && strcmp(t_r->names[i], here) == 0)
+            uid = c->uid;
+        t_r->uids[i] = uid;
+    }
+}
+
+/* The primary folder after a change: the one it had if still there, else
+ * the batch's folder if in it, else the first by name. */
+static const char *primary_of(commit_ctx *cx, const char *was, const fset *target)
+{
+    if (was != NULL && fset_has(target, was))
+        return was;
+    if (fset_has(target, cx->b->folder))
+        return cx->b->folder;
+    return target->n > 0 ? target->names[0] : was;
+}
+
+static int apply_change(commit_ctx *cx, const mp_change *c, const struct mps__mem *mem,
+                        char **error_r)
 {
     if (c->id == NULL)
         return 0;
@@ -407,88 +648,129 @@ static int apply_change(commit_ctx *cx, const mp_change *c, char **error_r)
     if (found < 0)
         return -1;
     int live = found == 0 && !r.m.deleted;
-    /* The message's share of its folder's counts before the change. */
+    /* The message's share of its folders' counts before the change. */
     int exists = found == 0;
     int body_row = exists && r.body_row;
     int was_body = body_row;
-    char *was_folder = live ? mpu_strdup(r.m.folder) : NULL;
+    fset cur = {0}, target = {0}, added = {0}, removed = {0};
     int rc = 0;
-    switch (c->kind) {
-    case MP_CHANGE_NEW:
-    case MP_CHANGE_SYNCED: {
-        char *flags = normalize_flags(c->flags);
-        const char *type = c->kind == MP_CHANGE_NEW ? "message.new" : "message.synced";
-        if (!live) {
-            fill_from_change(cx, &r, c, flags);
+    if (live)
+        rc = load_members(cx, r.m.id, &cur, error_r);
+    if (rc == 0)
+        target_folders(cx, c, mem, live, &cur, &target);
+    for (size_t i = 0; i < target.n; i++)
+        if (!fset_has(&cur, target.names[i]))
+            fset_add(&added, target.names[i], 0);
+    for (size_t i = 0; i < cur.n; i++)
+        if (!fset_has(&target, cur.names[i]))
+            fset_add(&removed, cur.names[i], 0);
+    /* Changes given with memberships say where the message is now. */
+    mem_note note = {NULL, NULL, mem != NULL ? &target : NULL};
+    int kind = c->kind;
+    if (rc == 0 && kind != MP_CHANGE_DELETED && target.n == 0)
+        kind = live ? MP_CHANGE_DELETED : -1; /* left its last folder / nowhere to go */
+    if (rc < 0)
+        kind = -1;
+    int full = kind == MP_CHANGE_NEW || kind == MP_CHANGE_SYNCED;
+    if (full && !live) {
+        const char *type = kind == MP_CHANGE_NEW ? "message.new" : "message.synced";
+        fill_from_change(cx, &r, c, normalize_flags(c->flags));
+        free(r.m.folder);
+        r.m.folder = mpu_strdup(primary_of(cx, NULL, &target));
+        r.m.uid = fset_uid(&target, r.m.folder);
+        r.version++;
+        rc = write_row(cx, &r, error_r);
+        exists = 1;
+        if (rc == 0)
+            rc = write_members(cx, &r, &cur, &target, 0, error_r);
+        mem_note born = {NULL, NULL, mem != NULL ? &target : NULL};
+        if (rc == 0)
+            rc = message_event(cx, type, &r, &born, error_r);
+        if (rc == 0 && kind == MP_CHANGE_NEW && c->raw == NULL)
+            note_new(cx, r.m.id);
+        if (kind == MP_CHANGE_SYNCED)
+            cx->synced_added++;
+        applied = 1;
+    } else if ((full || kind == MP_CHANGE_UPDATED) && live) {
+        int64_t was_date = r.m.date;
+        int ch = merge(cx, &r, c, normalize_flags(c->flags), full);
+        int moved = added.n > 0 || removed.n > 0;
+        if (moved) {
+            ch |= CH_VISIBLE;
+            /* Membership changes always say so, whoever staged them. */
+            note.added = &added;
+            note.removed = &removed;
+            note.now = &target;
+        }
+        const char *primary = primary_of(cx, r.m.folder, &target);
+        if (!same_str(primary, r.m.folder)) {
+            char *p = mpu_strdup(primary);
+            free(r.m.folder);
+            r.m.folder = p;
+        }
+        uint32_t uid = fset_uid(&target, r.m.folder);
+        if (uid != r.m.uid) {
+            r.m.uid = uid;
+            ch |= CH_SILENT;
+        }
+        for (size_t i = 0; i < target.n; i++)
+            if (target.uids[i] != fset_uid(&cur, target.names[i]))
+                ch |= CH_SILENT;
+        if (ch & CH_VISIBLE)
             r.version++;
+        if (ch != 0) {
             rc = write_row(cx, &r, error_r);
-            exists = 1;
             if (rc == 0)
-                rc = message_event(cx, type, &r, error_r);
-            if (rc == 0 && c->kind == MP_CHANGE_NEW && c->raw == NULL)
-                note_new(cx, r.m.id);
-            if (c->kind == MP_CHANGE_SYNCED)
-                cx->synced_added++;
+                rc = write_members(cx, &r, &cur, &target, r.m.date != was_date, error_r);
             applied = 1;
-            break;
         }
-        int ch = merge(cx, &r, c, flags, 1);
-        if (ch & CH_VISIBLE)
-            r.version++;
-        if (ch != 0) {
-            rc = write_row(cx, &r, error_r);
-            applied = 1;
+        const char *type = "message.updated";
+        if (rc == 0 && moved && kind == MP_CHANGE_NEW) {
+            int inbox = 0;
+            rc = enters_inbox(cx, &added, &inbox, error_r);
+            if (inbox) {
+                type = "message.new";
+                if (!body_row)
+                    note_new(cx, r.m.id);
+            }
         }
         if (rc == 0 && (ch & CH_VISIBLE))
-            rc = message_event(cx, "message.updated", &r, error_r);
-        break;
-    }
-    case MP_CHANGE_UPDATED: {
-        if (!live)
-            break;
-        int ch = merge(cx, &r, c, normalize_flags(c->flags), 0);
-        if (ch & CH_VISIBLE)
-            r.version++;
-        if (ch != 0) {
-            rc = write_row(cx, &r, error_r);
-            applied = 1;
-        }
-        if (rc == 0 && (ch & CH_VISIBLE))
-            rc = message_event(cx, "message.updated", &r, error_r);
-        break;
-    }
-    case MP_CHANGE_DELETED:
-        if (!live)
-            break;
+            rc = message_event(cx, type, &r, &note, error_r);
+    } else if (kind == MP_CHANGE_DELETED && live) {
         r.m.deleted = 1;
         r.version++;
         rc = write_row(cx, &r, error_r);
+        fset none = {0};
+        if (rc == 0)
+            rc = write_members(cx, &r, &cur, &none, 0, error_r);
         if (rc == 0)
             rc = drop_body(cx, r.m.id, error_r);
         body_row = 0;
+        mem_note gone = {NULL, mem != NULL ? &removed : NULL, NULL};
         if (rc == 0)
-            rc = message_event(cx, "message.deleted", &r, error_r);
+            rc = message_event(cx, "message.deleted", &r, &gone, error_r);
         applied = 1;
-        break;
-    default:
-        break;
     }
-    if (rc == 0 && c->kind != MP_CHANGE_DELETED && c->raw != NULL && c->raw_len > 0 &&
-        r.m.id != NULL && !r.m.deleted) {
+    if (rc == 0 && kind != MP_CHANGE_DELETED && kind >= 0 && c->raw != NULL &&
+        c->raw_len > 0 && r.m.id != NULL && !r.m.deleted && exists) {
         int64_t expires = cx->retention_ms > 0 ? cx->now + cx->retention_ms : 0;
         rc = mps__body_store(cx->s, r.m.id, c->raw, c->raw_len, expires, error_r);
         body_row = 1;
         applied = 1;
     }
-    /* Its share after: taken from the old folder, given to the new one
-     * (the same one, mostly, which nets out). */
+    /* Its share after: taken from the folders it was in, given to those
+     * it is in now (the same ones, mostly, which nets out). */
     if (rc == 0) {
-        if (was_folder != NULL)
-            count_delta(cx, was_folder, -1, -was_body);
+        for (size_t i = 0; i < cur.n; i++)
+            count_delta(cx, cur.names[i], -1, -was_body);
         if (exists && !r.m.deleted)
-            count_delta(cx, r.m.folder, 1, body_row);
+            for (size_t i = 0; i < target.n; i++)
+                count_delta(cx, target.names[i], 1, body_row);
     }
-    free(was_folder);
+    fset_clear(&cur);
+    fset_clear(&target);
+    fset_clear(&added);
+    fset_clear(&removed);
     mps_message_clear(&r.m);
     if (rc == 0 && applied)
         cx->res.applied++;
@@ -601,7 +883,11 @@ int mps_batch_commit(mps_store *s, mps_batch *b, const char *cursor,
     if (rc == 0 && b->reset)
         rc = reset_event(&cx, error_r);
     for (size_t i = 0; rc == 0 && i < b->n; i++)
-        rc = apply_change(&cx, &b->changes[i], error_r);
+        rc = apply_change(&cx, &b->changes[i], b->mems[i], error_r);
+    if (rc == 0 && b->has_account_cursor)
+        rc = mps__account_cursor_write(s, b->account, b->account_cursor, error_r);
+    for (size_t i = 0; rc == 0 && i < b->n_state; i++)
+        rc = mps__state_write(s, b->account, b->state[i].key, b->state[i].value, error_r);
     if (rc == 0)
         rc = write_deltas(&cx, error_r);
     free_deltas(&cx);

@@ -31,9 +31,9 @@ int mps_folder_ensure(mps_store *s, const char *account, const char *folder, int
     "SELECT f.account, f.name, f.role, f.cursor, f.backfill_pos, f.bootstrapped,"        \
     " f.backfill_done, f.backfill_requested, f.live_count,"                              \
     " f.body_count - (SELECT COUNT(*) FROM bodies b INDEXED BY bodies_by_expiry"         \
-    "   JOIN messages m ON m.id = b.message_id"                                          \
-    "   WHERE b.expires_ms BETWEEN 1 AND :now AND m.account = f.account"                 \
-    "   AND m.folder = f.name AND m.deleted = 0),"                                       \
+    "   JOIN memberships ms ON ms.message = b.message_id"                                \
+    "   WHERE b.expires_ms BETWEEN 1 AND :now AND ms.account = f.account"                \
+    "   AND ms.folder = f.name),"                                                        \
     " f.synced_count, f.resets, f.last_sync_ms, f.last_error FROM folders f"
 
 static void read_folder(sqlite3_stmt *st, mps_folder *f)

@@ -41,6 +41,34 @@ void mps__message_read(sqlite3_stmt *st, mps_message *m)
     m->deleted = sqlite3_column_int(st, 14);
     m->has_body = sqlite3_column_int(st, 15);
     m->indexed_ms = sqlite3_column_int64(st, 16);
+    m->folders = NULL;
+    m->n_folders = 0;
+}
+
+/* All memberships of a message, primary first, then by name. */
+static int read_folders(mps_store *s, mps_message *m, char **error_r)
+{
+    sqlite3_stmt *st;
+    if (mps__prepare(s,
+                     "SELECT folder FROM memberships WHERE message = :id"
+                     " ORDER BY folder IS NOT :primary, folder",
+                     &st, error_r) < 0)
+        return -1;
+    mps__bind_text(st, ":id", m->id);
+    mps__bind_text(st, ":primary", m->folder);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (m->n_folders == cap) {
+            cap = cap ? cap * 2 : 4;
+            m->folders = mpu_realloc(m->folders, cap * sizeof *m->folders);
+        }
+        m->folders[m->n_folders++] = mps__col_text(st, 0);
+    }
+    mps__finish(s, st);
+    if (rc != SQLITE_DONE)
+        return mps__fail(s, error_r, "store: read memberships");
+    return 0;
 }
 
 int mps_message_get(mps_store *s, const char *id, mps_message *msg_r, char **error_r)
@@ -57,6 +85,10 @@ int mps_message_get(mps_store *s, const char *id, mps_message *msg_r, char **err
         mps__message_read(st, msg_r);
     }
     mps__finish(s, st);
+    if (rc == 0 && read_folders(s, msg_r, error_r) < 0) {
+        mps_message_clear(msg_r);
+        return -1;
+    }
     return rc;
 }
 
@@ -92,13 +124,25 @@ int mps_messages_list(mps_store *s, const char *account, const char *folder,
     int64_t before_date = 0;
     if (before != NULL && page_anchor(s, account, before, &before_date, error_r) < 0)
         return -1;
-    char *sql = mpu_asprintf(
-        "SELECT " MPS__MESSAGE_COLS " FROM messages m"
-        " WHERE m.account = :account AND m.deleted = 0%s%s"
-        " ORDER BY m.date DESC, m.id DESC LIMIT :limit",
-        folder != NULL ? " AND m.folder = :folder" : "",
-        before != NULL ? " AND (m.date < :bdate OR (m.date = :bdate AND m.id < :bid))"
-                       : "");
+    /* A folder is listed through its memberships' (date, id) index, which
+     * holds only live messages. */
+    char *sql =
+        folder != NULL
+            ? mpu_asprintf(
+                  "SELECT " MPS__MESSAGE_COLS " FROM memberships ms"
+                  " JOIN messages m ON m.id = ms.message"
+                  " WHERE ms.account = :account AND ms.folder = :folder%s"
+                  " ORDER BY ms.date DESC, ms.message DESC LIMIT :limit",
+                  before != NULL ? " AND (ms.date < :bdate OR (ms.date = :bdate AND"
+                                   " ms.message < :bid))"
+                                 : "")
+            : mpu_asprintf(
+                  "SELECT " MPS__MESSAGE_COLS " FROM messages m"
+                  " WHERE m.account = :account AND m.deleted = 0%s"
+                  " ORDER BY m.date DESC, m.id DESC LIMIT :limit",
+                  before != NULL
+                      ? " AND (m.date < :bdate OR (m.date = :bdate AND m.id < :bid))"
+                      : "");
     sqlite3_stmt *st;
     int rc = mps__prepare(s, sql, &st, error_r);
     free(sql);
@@ -137,9 +181,10 @@ int mps_messages_each(mps_store *s, const char *account, const char *folder,
 {
     sqlite3_stmt *st;
     if (mps__prepare(s,
-                     "SELECT " MPS__MESSAGE_COLS " FROM messages m"
-                     " WHERE m.account = :account AND m.folder = :folder AND m.deleted = 0"
-                     " ORDER BY m.uid, m.provider_id",
+                     "SELECT " MPS__MESSAGE_COLS ", ms.uid FROM memberships ms"
+                     " JOIN messages m ON m.id = ms.message"
+                     " WHERE ms.account = :account AND ms.folder = :folder"
+                     " ORDER BY ms.uid, m.provider_id",
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":account", account);
@@ -149,6 +194,10 @@ int mps_messages_each(mps_store *s, const char *account, const char *folder,
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         mps_message m;
         mps__message_read(st, &m);
+        /* Its folder and UID here, not those of its primary folder. */
+        m.uid = (uint32_t)sqlite3_column_int64(st, MPS__MESSAGE_NCOLS);
+        free(m.folder);
+        m.folder = mpu_strdup(folder);
         int stop = cb(&m, arg);
         mps_message_clear(&m);
         if (stop) {
@@ -180,6 +229,9 @@ void mps_message_clear(mps_message *m)
     free(m->to);
     free(m->thread_id);
     free(m->flags);
+    for (size_t i = 0; i < m->n_folders; i++)
+        free(m->folders[i]);
+    free(m->folders);
     memset(m, 0, sizeof *m);
 }
 

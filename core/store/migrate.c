@@ -170,6 +170,62 @@ static const char *const migrations[] = {
     ");"
     "INSERT INTO epochs (epoch, first_seq, started_ms) VALUES (1, 1,"
     "  CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));",
+
+    /* 7: a message may be in several folders (Gmail labels; Graph moves
+     * under an unchanged id): one membership row per (message, folder)
+     * while the message is live, with the UID it has there and a copy of
+     * its date for the folder's newest-first index. messages.folder and
+     * messages.uid stay as the primary membership (what `folder` in the
+     * API and fetch use). The folder counts are counted over memberships
+     * from now on; today's one-folder messages become one membership each.
+     * Account-level cursors and the drivers' per-account key/value state
+     * come with it. */
+    "CREATE TABLE memberships ("
+    "  account TEXT NOT NULL,"
+    "  folder TEXT NOT NULL,"
+    "  message TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    "  uid INTEGER NOT NULL DEFAULT 0,"
+    "  date INTEGER NOT NULL DEFAULT 0,"
+    "  added_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (account, folder, message)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX memberships_by_message ON memberships (message, folder);"
+    "CREATE INDEX memberships_by_date ON memberships"
+    "  (account, folder, date DESC, message DESC);"
+    "CREATE INDEX memberships_by_uid ON memberships (account, folder, uid);"
+    "INSERT INTO memberships (account, folder, message, uid, date, added_ms)"
+    "  SELECT account, folder, id, uid, date, indexed_ms FROM messages"
+    "  WHERE deleted = 0;"
+    "DROP INDEX messages_by_folder;"
+    "DROP INDEX messages_by_uid;"
+    "DROP TRIGGER folders_added;"
+    "UPDATE folders SET"
+    "  live_count = (SELECT COUNT(*) FROM memberships ms"
+    "    WHERE ms.account = folders.account AND ms.folder = folders.name),"
+    "  body_count = (SELECT COUNT(*) FROM memberships ms JOIN bodies b"
+    "    ON b.message_id = ms.message"
+    "    WHERE ms.account = folders.account AND ms.folder = folders.name);"
+    "CREATE TRIGGER folders_added AFTER INSERT ON folders BEGIN"
+    "  UPDATE folders SET"
+    "    live_count = (SELECT COUNT(*) FROM memberships ms"
+    "      WHERE ms.account = NEW.account AND ms.folder = NEW.name),"
+    "    body_count = (SELECT COUNT(*) FROM memberships ms JOIN bodies b"
+    "      ON b.message_id = ms.message"
+    "      WHERE ms.account = NEW.account AND ms.folder = NEW.name)"
+    "  WHERE account = NEW.account AND name = NEW.name;"
+    "END;"
+    "CREATE TABLE account_cursors ("
+    "  account TEXT PRIMARY KEY NOT NULL,"
+    "  cursor TEXT NOT NULL,"
+    "  updated_ms INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE driver_state ("
+    "  account TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (account, key)"
+    ") WITHOUT ROWID;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

@@ -27,20 +27,45 @@ struct mps_store {
     void *checkpoint_arg;
 };
 
+/* The membership part of a staged change (mps_membership, copied). */
+struct mps__mem {
+    int has_set;
+    char **folders;
+    size_t n_folders;
+    char **added;
+    size_t n_added;
+    char **removed;
+    size_t n_removed;
+};
+
+/* A driver state record staged with a batch; value NULL deletes. */
+struct mps__state_rec {
+    char *key;
+    char *value;
+};
+
 /* A sync batch: copies of the staged changes (every string and the raw
- * bytes owned by the batch) and a pending folder.reset. */
+ * bytes owned by the batch), their memberships (mems[i] NULL: none given),
+ * a pending folder.reset, and the account cursor and driver state records
+ * the next commit writes. */
 struct mps_batch {
     char *account;
     char *folder;
     mp_change *changes;
+    struct mps__mem **mems;
     size_t n, cap;
+    int has_account_cursor;
+    char *account_cursor;
+    struct mps__state_rec *state;
+    size_t n_state;
     size_t raw_bytes; /* of the staged changes */
     int reset;
     char *reset_reason;
     mps_new_message_cb on_new; /* kept across commits */
     void *on_new_arg;
 };
-/* Drop the staged changes and the pending reset. */
+/* Drop the staged changes, the pending reset, the account cursor and the
+ * state records. */
 void mps__batch_clear(mps_batch *b);
 
 /* Set *error_r to "<what>: <sqlite message>" and return -1. */
@@ -85,6 +110,13 @@ int mps__step_done(mps_store *s, sqlite3_stmt *st, char **error_r, const char *w
     "(b.expires_ms = 0 OR b.expires_ms > :now)), m.indexed_ms"
 #define MPS__MESSAGE_NCOLS 17
 void mps__message_read(sqlite3_stmt *st, mps_message *m_r);
+
+/* Write (value NULL: delete) a state record / set the account cursor,
+ * inside the caller's transaction. */
+int mps__state_write(mps_store *s, const char *account, const char *key,
+                     const char *value, char **error_r);
+int mps__account_cursor_write(mps_store *s, const char *account, const char *cursor,
+                              char **error_r);
 
 /* Upsert a body row (no transaction of its own). */
 int mps__body_store(mps_store *s, const char *id, const uint8_t *data, size_t len,

@@ -136,6 +136,64 @@ typedef struct mps_batch mps_batch;
 mps_batch *mps_batch_new(const char *account, const char *folder);
 /* Copy a change into the batch (all strings and raw bytes copied). */
 void mps_batch_add(mps_batch *b, const mp_change *change);
+/*
+ * Folder memberships (labels, moves). A message is stored once per account
+ * (one public id, one cached body) and is in one or more folders while it
+ * is live; the last membership removed deletes it. A change staged with
+ * mps_batch_add (what ABI 1.0 drivers give) keeps today's one-folder rule:
+ * NEW/SYNCED puts the message in exactly the batch's folder (a stored
+ * message elsewhere moves there), UPDATED leaves its folders alone, DELETED
+ * removes it from all. mps_batch_add_in gives the memberships with the
+ * change, for providers whose ids are stable across folders:
+ *  - `folders` not NULL: the message is now in exactly these n_folders
+ *    folders (Gmail's label list: "X is in {A,B}");
+ *  - else NEW/SYNCED add the batch's folder to the stored ones (a message
+ *    listed in a second label is not moved out of the first), UPDATED and
+ *    DELETED start from the stored ones;
+ *  - then `added` are entered and `removed` left ("entered A / left B").
+ * mem NULL is mps_batch_add. The folder's UID (change->uid) belongs to the
+ * membership in the batch's folder. Unknown ids are ignored by UPDATED as
+ * always; a NEW/SYNCED of an unknown id is inserted into its folders.
+ * Events (derived from stored state, so replays add nothing):
+ *  - leaving the last folder (or DELETED) is one message.deleted;
+ *  - entering or leaving folders is one message.updated whose data has
+ *    "folders_added", "folders_removed" (arrays, sorted) and "folders"
+ *    (all memberships now, primary first) beside "uid" and "flags";
+ *  - it is message.new instead when the change is NEW (new mail, never
+ *    history) and one of the folders entered has the INBOX role: mail that
+ *    arrives in the inbox of a message already stored (Gmail's copy sent
+ *    to oneself, first stored under SENT);
+ *  - message.new/message.synced of a change given with memberships carry
+ *    "folders" too (ABI 1.0 events keep their fields).
+ * The event's folder is the message's primary folder: the one it had if it
+ * is still there, else the batch's folder if it is in it, else the first
+ * by name. Every folder's live_count/body_count counts its memberships.
+ */
+typedef struct mps_membership {
+    const char *const *folders; /* the whole set, or NULL */
+    size_t n_folders;
+    const char *const *added;
+    size_t n_added;
+    const char *const *removed;
+    size_t n_removed;
+} mps_membership;
+void mps_batch_add_in(mps_batch *b, const mp_change *change, const mps_membership *mem);
+/* A move under an unchanged provider id: leave `from`, enter `to`, in one
+ * change (one message.updated; a stored message only). */
+void mps_batch_move(mps_batch *b, const char *provider_id, const char *from,
+                    const char *to);
+/* Account-level cursor (a change log over the whole mailbox: Gmail's
+ * historyId) and driver state records written by the next commit of this
+ * batch, in its transaction. cursor NULL clears the account cursor; value
+ * NULL deletes the record. Bounds: see MPS_STATE_*; a record out of bounds
+ * fails the commit. A later call for the same key replaces the staged one. */
+void mps_batch_account_cursor(mps_batch *b, const char *cursor);
+void mps_batch_state(mps_batch *b, const char *key, const char *value);
+/* Move the staged changes and the pending reset into a new batch for the
+ * same account and folder with the same on_new callback (a write-behind
+ * commit that moves no cursor), leaving the staged account cursor and
+ * state records in b for the commit that ends the step. */
+mps_batch *mps_batch_split(mps_batch *b);
 /* Number of staged changes, and the bytes of raw message they hold. */
 size_t mps_batch_pending(const mps_batch *b);
 size_t mps_batch_pending_bytes(const mps_batch *b);
@@ -161,14 +219,15 @@ typedef struct mps_commit_result {
  * `cursor` is not NULL, and clear the staged list. Rules:
  *  - NEW/SYNCED of an unknown (or tombstoned) id inserts the message and
  *    appends message.new / message.synced;
- *  - NEW/SYNCED of a stored id updates flags/folder and appends
- *    message.updated only when something changed;
+ *  - NEW/SYNCED of a stored id updates flags and folders (memberships
+ *    above) and appends message.updated only when something changed;
  *  - UPDATED of a stored id changes the given fields and appends
  *    message.updated when something changed; unknown ids are ignored;
  *  - DELETED tombstones a stored message and appends message.deleted;
  *  - old_id re-keys a stored message to id keeping its public id, silently;
  *  - raw bytes are stored in the body cache with expiry
- *    now + retention_ms (retention_ms 0: no expiry).
+ *    now + retention_ms (retention_ms 0: no expiry);
+ *  - the staged account cursor and driver state records are written.
  * Each event's idempotency key is "<account>/<provider id>/<version>"
  * (message events), "<account>/<folder>/reset/<n>" or
  * "<account>/status/<n>", and is UNIQUE. */
@@ -178,12 +237,31 @@ int mps_batch_commit(mps_store *s, mps_batch *b, const char *cursor,
                      char **error_r);
 void mps_batch_free(mps_batch **b);
 
+/* ---- account cursors and driver state (state.c) ----
+ *
+ * Per account, beside the folders' cursors: one account-level cursor and
+ * small key/value records a driver keeps across restarts (a rotated token,
+ * a watch's id). Outside a batch each call is its own transaction; with a
+ * batch see mps_batch_account_cursor/mps_batch_state. Values are text. */
+#define MPS_STATE_KEY_MAX 128
+#define MPS_STATE_VALUE_MAX 65536
+int mps_account_cursor_get(mps_store *s, const char *account, char **cursor_r,
+                           char **error_r); /* 1 = none */
+int mps_account_cursor_set(mps_store *s, const char *account, const char *cursor,
+                           char **error_r); /* NULL clears */
+int mps_state_get(mps_store *s, const char *account, const char *key, char **value_r,
+                  char **error_r); /* 1 = none */
+int mps_state_put(mps_store *s, const char *account, const char *key, const char *value,
+                  char **error_r); /* NULL deletes */
+/* -1 with a reason when a key or value (NULL: a deletion) is out of bounds. */
+int mps_state_check(const char *key, const char *value, char **error_r);
+
 /* ---- messages ---- */
 
 typedef struct mps_message {
     char *id;            /* public id: "m" + 24 hex of SHA-256(account NUL provider id) */
     char *account;
-    char *folder;
+    char *folder;        /* primary folder (the first it was stored in) */
     char *provider_id;
     char *ref;           /* NULL: provider_id */
     uint32_t uid;
@@ -198,19 +276,24 @@ typedef struct mps_message {
     int deleted;
     int has_body;
     int64_t indexed_ms;
+    char **folders;      /* mps_message_get only: all memberships, primary
+                            first then by name; NULL elsewhere */
+    size_t n_folders;
 } mps_message;
 
 int mps_message_get(mps_store *s, const char *id, mps_message *msg_r,
                     char **error_r); /* 1 = not found */
 /* Newest first (date desc, then id). `before`: a public id to page from
  * (exclusive), NULL for the first page. Deleted messages are left out.
- * folder NULL: all folders. */
+ * folder NULL: all folders; else the messages that are in `folder`
+ * (whatever their primary folder). */
 int mps_messages_list(mps_store *s, const char *account, const char *folder,
                       const char *before, size_t limit, mps_message **list_r,
                       size_t *n_r, char **error_r);
 /* Call cb for each stored, non-deleted message of a folder in ascending
  * UID order, then provider id; cb returns nonzero to stop. The message is
- * valid during the callback only. */
+ * valid during the callback only; its folder and uid are those of its
+ * membership in `folder`. */
 typedef int (*mps_message_cb)(const mps_message *msg, void *arg);
 int mps_messages_each(mps_store *s, const char *account, const char *folder,
                       mps_message_cb cb, void *arg, char **error_r);

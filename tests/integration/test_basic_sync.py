@@ -117,6 +117,7 @@ class BasicSync(unittest.TestCase):
             self.assertEqual(msg["id"], mid)
             self.assertEqual(msg["account"], ACCOUNT)
             self.assertEqual(msg["folder"], folder)
+            self.assertEqual(msg["folders"], [folder])
             self.assertEqual(msg["subject"], subject)
             self.assertEqual(msg["message_id"].strip("<>"), pid + "@fixture.test")
             self.assertEqual(msg["from"], "Fixture <fixture@fixture.test>")

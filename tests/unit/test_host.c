@@ -232,6 +232,47 @@ static void test_ingest_batches_commit_without_cursor(void **state)
     mps_batch_free(&b.staged);
 }
 
+/* The 1.1 staging helpers: memberships keep the history rule, and the
+ * account cursor and driver state wait for the driver's own commit, not a
+ * write-behind one. */
+static void test_memberships_and_account_state(void **state)
+{
+    fixture *f = *state;
+    mpd_knobs k = knobs(2);
+    mp_batch b;
+    batch_open(f, &b, &k, 1);
+    static const char *const labels[] = {"INBOX", "Work"};
+    mps_membership mem = {.folders = labels, .n_folders = 2};
+    mp_change c = {.kind = MP_CHANGE_NEW, .id = "L1", .subject = "s", .size = 10};
+    mp_error err = {0, ""};
+    mphost_batch_account_cursor(&b, "h7");
+    assert_int_equal(mphost_batch_state(&b, "watch", "w1", &err), MP_OK);
+    assert_int_equal(mphost_batch_state(&b, "", "w1", &err), MP_FATAL);
+    assert_int_equal(mphost_batch_change_in(&b, &c, &mem, &err), MP_OK);
+    add(f, &b, MP_CHANGE_NEW, "L2"); /* the second change: a write-behind commit */
+    assert_int_equal(mphost_writeback_wait(&b, &err), MP_OK);
+    assert_int_equal(count_events(f, "message.synced"), 2);
+    assert_int_equal(count_events(f, "message.new"), 0);
+    char *v = NULL;
+    assert_int_equal(mps_account_cursor_get(f->d.store, "alice", &v, NULL), 1);
+    assert_int_equal(mps_state_get(f->d.store, "alice", "watch", &v, NULL), 1);
+    assert_int_equal(f->host->batch_commit(&b, "c1", NULL, 0, &err), MP_OK);
+    assert_int_equal(mps_account_cursor_get(f->d.store, "alice", &v, NULL), 0);
+    assert_string_equal(v, "h7");
+    free(v);
+    assert_int_equal(mps_state_get(f->d.store, "alice", "watch", &v, NULL), 0);
+    assert_string_equal(v, "w1");
+    free(v);
+    mps_folder folder;
+    assert_int_equal(mps_folder_get(f->d.store, "alice", "Work", &folder, NULL), 1);
+    assert_int_equal(mps_folder_ensure(f->d.store, "alice", "Work", 0, NULL), 0);
+    assert_int_equal(mps_folder_get(f->d.store, "alice", "Work", &folder, NULL), 0);
+    assert_int_equal(folder.messages, 1);
+    mps_folder_clear(&folder);
+    mphost_writeback_end(&b);
+    mps_batch_free(&b.staged);
+}
+
 /* Large bodies force a commit before the message count does: 5 MB each,
  * the 4th reaches 16 MB staged. */
 static void test_ingest_batches_bounded_by_bytes(void **state)
@@ -570,6 +611,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_is_never_new, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_batches_bounded_by_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memberships_and_account_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writeback_failure_keeps_cursor_back, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ingest_batches_commit_without_cursor, setup,

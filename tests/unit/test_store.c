@@ -130,6 +130,25 @@ static void exec_raw(const char *path, const char *sql)
     sqlite3_close(db);
 }
 
+/* Take a store back to schema 6 (one folder per message, before
+ * memberships), the shape of a store from before migration 7. */
+static const char schema6_sql[] =
+    "DROP TABLE memberships; DROP TABLE account_cursors; DROP TABLE driver_state;"
+    "DROP TRIGGER folders_added;"
+    "CREATE INDEX messages_by_folder ON messages"
+    "  (account, folder, deleted, date DESC, id DESC);"
+    "CREATE INDEX messages_by_uid ON messages (account, folder, uid);"
+    "CREATE TRIGGER folders_added AFTER INSERT ON folders BEGIN"
+    "  UPDATE folders SET"
+    "    live_count = (SELECT COUNT(*) FROM messages m WHERE m.account = NEW.account"
+    "      AND m.folder = NEW.name AND m.deleted = 0),"
+    "    body_count = (SELECT COUNT(*) FROM messages m JOIN bodies b"
+    "      ON b.message_id = m.id WHERE m.account = NEW.account AND m.folder = NEW.name"
+    "      AND m.deleted = 0)"
+    "  WHERE account = NEW.account AND name = NEW.name;"
+    "END;"
+    "PRAGMA user_version = 6;";
+
 /* ---- tests ---- */
 
 static void test_public_id(void **state)
@@ -986,12 +1005,21 @@ static void counted(const char *path, const char *folder, int64_t now, int64_t *
     sqlite3_stmt *st = NULL;
     assert_int_equal(
         sqlite3_prepare_v2(db,
-                           "SELECT (SELECT COUNT(*) FROM messages WHERE account = 'alice'"
-                           "  AND folder = ?1 AND deleted = 0),"
-                           " (SELECT COUNT(*) FROM messages m JOIN bodies b"
+                           "SELECT (SELECT COUNT(*) FROM messages m JOIN memberships ms"
+                           "  ON ms.message = m.id WHERE m.account = 'alice'"
+                           "  AND ms.folder = ?1 AND m.deleted = 0),"
+                           " (SELECT COUNT(*) FROM messages m JOIN memberships ms"
+                           "  ON ms.message = m.id JOIN bodies b"
                            "  ON b.message_id = m.id WHERE m.account = 'alice'"
-                           "  AND m.folder = ?1 AND m.deleted = 0"
-                           "  AND (b.expires_ms = 0 OR b.expires_ms > ?2))",
+                           "  AND ms.folder = ?1 AND m.deleted = 0"
+                           "  AND (b.expires_ms = 0 OR b.expires_ms > ?2)),"
+                           /* Only live messages have memberships, and a live
+                            * message's primary folder is one of them. */
+                           " (SELECT COUNT(*) FROM memberships ms JOIN messages m"
+                           "  ON m.id = ms.message WHERE m.deleted != 0)"
+                           " + (SELECT COUNT(*) FROM messages m WHERE m.deleted = 0"
+                           "  AND NOT EXISTS (SELECT 1 FROM memberships ms"
+                           "  WHERE ms.message = m.id AND ms.folder = m.folder))",
                            -1, &st, NULL),
         SQLITE_OK);
     sqlite3_bind_text(st, 1, folder, -1, SQLITE_STATIC);
@@ -999,6 +1027,7 @@ static void counted(const char *path, const char *folder, int64_t now, int64_t *
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     *live_r = sqlite3_column_int64(st, 0);
     *bodies_r = sqlite3_column_int64(st, 1);
+    assert_int_equal(sqlite3_column_int64(st, 2), 0);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -1006,8 +1035,8 @@ static void counted(const char *path, const char *folder, int64_t now, int64_t *
 /* Every folder's counts equal the rows; INBOX holds `live` and `bodies`. */
 static void check_counts(fixture *fx, int64_t live, int64_t bodies)
 {
-    static const char *const folders[] = {"INBOX", "Archive", "Ghost"};
-    for (size_t i = 0; i < 3; i++) {
+    static const char *const folders[] = {"INBOX", "Archive", "Ghost", "Work", "Sent"};
+    for (size_t i = 0; i < 5; i++) {
         int64_t want_live, want_bodies;
         counted(fx->path, folders[i], mpu_now_ms(), &want_live, &want_bodies);
         mps_folder f;
@@ -1111,7 +1140,9 @@ static void test_folder_counts(void **state)
 
     /* A folder row made after its messages counts them. */
     exec_raw(fx->path, "INSERT INTO messages (id, account, provider_id, folder, indexed_ms)"
-                       " VALUES ('mghost', 'alice', 'ghost-1', 'Ghost', 0)");
+                       " VALUES ('mghost', 'alice', 'ghost-1', 'Ghost', 0);"
+                       "INSERT INTO memberships (account, folder, message, added_ms)"
+                       " VALUES ('alice', 'Ghost', 'mghost', 0)");
     assert_int_equal(mps_folder_ensure(fx->s, "alice", "Ghost", 0, NULL), 0);
     mps_folder f;
     assert_int_equal(mps_folder_get(fx->s, "alice", "Ghost", &f, NULL), 0);
@@ -1136,13 +1167,14 @@ static void test_counts_migration(void **state)
     c[0].raw_len = c[1].raw_len = sizeof raw - 1;
     commit_changes(fx->s, "INBOX", c, 3, 0);
     mps_close(&fx->s);
+    exec_raw(fx->path, schema6_sql);
     exec_raw(fx->path, "DROP TABLE store_meta; DROP TABLE epochs;"
                        "DROP TRIGGER folders_added;"
                        "ALTER TABLE folders DROP COLUMN live_count;"
                        "ALTER TABLE folders DROP COLUMN body_count;"
                        "PRAGMA user_version = 4;");
     assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
-    assert_int_equal(mps_schema_version(fx->s), 6);
+    assert_int_equal(mps_schema_version(fx->s), 7);
     mps_folder f;
     assert_int_equal(mps_folder_get(fx->s, "alice", "INBOX", &f, NULL), 0);
     assert_int_equal(f.messages, 3);
@@ -1457,6 +1489,7 @@ static void test_epoch_migration(void **state)
     fixture *fx = *state;
     /* A store of schema 5 with events: upgraded to epoch 1, clean. */
     mps_close(&fx->s);
+    exec_raw(fx->path, schema6_sql);
     exec_raw(fx->path, "DROP TABLE store_meta; DROP TABLE epochs; PRAGMA user_version=5;");
     assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
     int64_t epoch = 0, horizon = -1;
@@ -1466,6 +1499,419 @@ static void test_epoch_migration(void **state)
     assert_int_equal(unclean, 0);
     assert_int_equal(mps_outbox_horizon(fx->s, &horizon, NULL), 0);
     assert_int_equal(horizon, 0);
+}
+
+/* ---- memberships (labels, moves) ---- */
+
+static void commit_in(mps_store *s, const char *folder, const mp_change *c,
+                      const mps_membership *mem)
+{
+    mps_batch *b = mps_batch_new("alice", folder);
+    mps_batch_add_in(b, c, mem);
+    mps_commit_result res;
+    char *err = NULL;
+    int rc = mps_batch_commit(s, b, NULL, NULL, -1, 0, &res, &err);
+    if (rc != 0)
+        fprintf(stderr, "commit: %s\n", err);
+    assert_int_equal(rc, 0);
+    mps_batch_free(&b);
+}
+
+/* The one event after `after`, of `type`, for provider id `pid`. */
+static json_t *only_event(mps_store *s, int64_t after, const char *type, const char *pid,
+                          const char *folder)
+{
+    mps_event *ev = NULL;
+    size_t n = events(s, after, &ev);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].type, type);
+    char *id = public_id(pid);
+    assert_string_equal(ev[0].message, id);
+    free(id);
+    assert_string_equal(ev[0].folder, folder);
+    json_t *data = event_data(&ev[0]);
+    mps_events_free(&ev, n);
+    return data;
+}
+
+/* A JSON array of strings equals the NULL-terminated list. */
+static void assert_names(json_t *arr, const char *const *want)
+{
+    assert_true(json_is_array(arr));
+    size_t n = 0;
+    while (want[n] != NULL)
+        n++;
+    assert_int_equal(json_array_size(arr), n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(json_string_value(json_array_get(arr, i)), want[i]);
+}
+
+static void assert_folders(mps_store *s, const char *pid, const char *const *want)
+{
+    char *id = public_id(pid);
+    mps_message m;
+    assert_int_equal(mps_message_get(s, id, &m, NULL), 0);
+    size_t n = 0;
+    while (want[n] != NULL)
+        n++;
+    assert_int_equal(m.n_folders, n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(m.folders[i], want[i]);
+    if (n > 0)
+        assert_string_equal(m.folder, want[0]);
+    mps_message_clear(&m);
+    free(id);
+}
+
+static size_t listed(mps_store *s, const char *folder, const char *pid)
+{
+    mps_message *list;
+    size_t n, hits = 0;
+    assert_int_equal(mps_messages_list(s, "alice", folder, NULL, 100, &list, &n, NULL), 0);
+    for (size_t i = 0; i < n; i++)
+        hits += strcmp(list[i].provider_id, pid) == 0;
+    mps_messages_free(&list, n);
+    return hits;
+}
+
+/* Labels added and removed, a move under an unchanged id, and the last
+ * label removed: one event each, never a delete plus a new, counts equal
+ * to the rows throughout, one public id and one body all along. */
+static void test_labels_and_moves(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    static const uint8_t raw[] = "Subject: x\r\n\r\nbody";
+    for (size_t i = 0; i < 2; i++)
+        assert_int_equal(mps_folder_ensure(s, "alice", i ? "Archive" : "Work", 0, NULL), 0);
+    assert_int_equal(mps_folder_ensure(s, "alice", "Sent", MP_ROLE_SENT, NULL), 0);
+
+    /* New mail with two labels: one message.new, in both folders. */
+    static const char *const in_two[] = {"Work", "INBOX"};
+    mps_membership two = {.folders = in_two, .n_folders = 2};
+    mp_change c = change(MP_CHANGE_NEW, "g1", "hello", "\\Seen", 100);
+    c.raw = raw;
+    c.raw_len = sizeof raw - 1;
+    int64_t seq = mps_events_last_seq(s);
+    commit_in(s, "INBOX", &c, &two);
+    json_t *d = only_event(s, seq, "message.new", "g1", "INBOX");
+    assert_names(json_object_get(d, "folders"), (const char *const[]){"INBOX", "Work", NULL});
+    json_decref(d);
+    assert_folders(s, "g1", (const char *const[]){"INBOX", "Work", NULL});
+    assert_int_equal(listed(s, "INBOX", "g1"), 1);
+    assert_int_equal(listed(s, "Work", "g1"), 1);
+    assert_int_equal(listed(s, NULL, "g1"), 1);
+    check_counts(fx, 1, 1);
+    /* The same again: nothing. */
+    seq = mps_events_last_seq(s);
+    commit_in(s, "INBOX", &c, &two);
+    assert_int_equal(mps_events_last_seq(s), seq);
+
+    /* A label added. */
+    static const char *const archive[] = {"Archive"};
+    mp_change u = {.kind = MP_CHANGE_UPDATED, .id = "g1", .size = -1};
+    mps_membership add = {.added = archive, .n_added = 1};
+    commit_in(s, "INBOX", &u, &add);
+    d = only_event(s, seq, "message.updated", "g1", "INBOX");
+    assert_names(json_object_get(d, "folders_added"), (const char *const[]){"Archive", NULL});
+    assert_names(json_object_get(d, "folders_removed"), (const char *const[]){NULL});
+    assert_names(json_object_get(d, "folders"),
+                 (const char *const[]){"INBOX", "Archive", "Work", NULL});
+    assert_names(json_object_get(d, "flags"), (const char *const[]){"\\Seen", NULL});
+    json_decref(d);
+    check_counts(fx, 1, 1);
+
+    /* A label removed: the primary folder moves on (first by name). */
+    static const char *const inbox[] = {"INBOX"};
+    mps_membership rm = {.removed = inbox, .n_removed = 1};
+    seq = mps_events_last_seq(s);
+    commit_in(s, "INBOX", &u, &rm);
+    d = only_event(s, seq, "message.updated", "g1", "Archive");
+    assert_names(json_object_get(d, "folders_added"), (const char *const[]){NULL});
+    assert_names(json_object_get(d, "folders_removed"), (const char *const[]){"INBOX", NULL});
+    assert_names(json_object_get(d, "folders"), (const char *const[]){"Archive", "Work", NULL});
+    json_decref(d);
+    assert_int_equal(listed(s, "INBOX", "g1"), 0);
+    check_counts(fx, 0, 0);
+    seq = mps_events_last_seq(s);
+    commit_in(s, "INBOX", &u, &rm); /* replayed: nothing */
+    assert_int_equal(mps_events_last_seq(s), seq);
+
+    /* A move under the same provider id: one message.updated; the public
+     * id and the cached body stay. */
+    mps_batch *b = mps_batch_new("alice", "Work");
+    mps_batch_move(b, "g1", "Work", "Sent");
+    assert_int_equal(mps_batch_commit(s, b, NULL, NULL, -1, 0, NULL, NULL), 0);
+    mps_batch_free(&b);
+    d = only_event(s, seq, "message.updated", "g1", "Archive");
+    assert_names(json_object_get(d, "folders_added"), (const char *const[]){"Sent", NULL});
+    assert_names(json_object_get(d, "folders_removed"), (const char *const[]){"Work", NULL});
+    json_decref(d);
+    assert_folders(s, "g1", (const char *const[]){"Archive", "Sent", NULL});
+    char *id1 = public_id("g1");
+    uint8_t *data;
+    size_t len;
+    assert_int_equal(mps_body_get(s, id1, &data, &len, NULL), 0);
+    assert_int_equal(len, sizeof raw - 1);
+    free(data);
+    check_counts(fx, 0, 0);
+    mps_folder f;
+    assert_int_equal(mps_folder_get(s, "alice", "Sent", &f, NULL), 0);
+    assert_int_equal(f.messages, 1);
+    assert_int_equal(f.bodies, 1);
+    mps_folder_clear(&f);
+
+    /* Mail arriving in the INBOX of a message stored under Sent (a copy
+     * sent to oneself) is message.new; an UPDATED into the INBOX is not. */
+    static const char *const sent[] = {"Sent"};
+    mps_membership in_sent = {.folders = sent, .n_folders = 1};
+    mp_change g2 = change(MP_CHANGE_SYNCED, "g2", "to me", "", 200);
+    mp_change g3 = change(MP_CHANGE_SYNCED, "g3", "to me too", "", 300);
+    commit_in(s, "Sent", &g2, &in_sent);
+    commit_in(s, "Sent", &g3, &in_sent);
+    seq = mps_events_last_seq(s);
+    mps_membership none = {0};
+    mp_change arrive = change(MP_CHANGE_NEW, "g2", "to me", "", 200);
+    commit_in(s, "INBOX", &arrive, &none); /* NEW adds the batch's folder */
+    d = only_event(s, seq, "message.new", "g2", "Sent");
+    assert_names(json_object_get(d, "folders_added"), (const char *const[]){"INBOX", NULL});
+    assert_names(json_object_get(d, "folders"), (const char *const[]){"Sent", "INBOX", NULL});
+    json_decref(d);
+    seq = mps_events_last_seq(s);
+    mp_change g3u = {.kind = MP_CHANGE_UPDATED, .id = "g3", .size = -1};
+    mps_membership to_inbox = {.added = inbox, .n_added = 1};
+    commit_in(s, "Sent", &g3u, &to_inbox);
+    d = only_event(s, seq, "message.updated", "g3", "Sent");
+    json_decref(d);
+    check_counts(fx, 2, 0);
+
+    /* The last label removed: message.deleted, out of every listing, the
+     * body dropped. */
+    static const char *const last[] = {"Archive", "Sent"};
+    mps_membership rm_all = {.removed = last, .n_removed = 2};
+    seq = mps_events_last_seq(s);
+    commit_in(s, "Sent", &u, &rm_all);
+    d = only_event(s, seq, "message.deleted", "g1", "Archive");
+    assert_names(json_object_get(d, "folders_removed"),
+                 (const char *const[]){"Archive", "Sent", NULL});
+    json_decref(d);
+    assert_int_equal(listed(s, NULL, "g1"), 0);
+    assert_int_equal(listed(s, "Sent", "g1"), 0);
+    assert_int_equal(mps_body_get(s, id1, &data, &len, NULL), 1);
+    check_counts(fx, 2, 0);
+    /* ... and an empty set is the same as leaving the last folder. */
+    mps_membership nowhere = {.folders = sent, .n_folders = 0};
+    seq = mps_events_last_seq(s);
+    commit_in(s, "Sent", &g3u, &nowhere);
+    json_decref(only_event(s, seq, "message.deleted", "g3", "Sent"));
+    check_counts(fx, 1, 0);
+    free(id1);
+}
+
+/* IMAP (ABI 1.0, ids per folder and UID): a copy in a second folder is a
+ * second message; events keep their fields; a NEW of a stored id in
+ * another folder's batch moves it, as it always did, now saying so. */
+static void test_one_folder_changes(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    assert_int_equal(mps_folder_ensure(s, "alice", "Archive", 0, NULL), 0);
+    mp_change a = change(MP_CHANGE_NEW, "INBOX:1:7", "copy", "", 100);
+    a.uid = 7;
+    mp_change b = change(MP_CHANGE_NEW, "Archive:1:3", "copy", "", 100);
+    b.uid = 3;
+    int64_t seq = mps_events_last_seq(s);
+    commit_one(s, "INBOX", &a, NULL);
+    commit_one(s, "Archive", &b, NULL);
+    mps_event *ev = NULL;
+    size_t n = events(s, seq, &ev);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(ev[i].type, "message.new");
+        json_t *d = event_data(&ev[i]);
+        assert_int_equal(json_object_size(d), 2); /* uid and subject, as before */
+        assert_null(json_object_get(d, "folders"));
+        json_decref(d);
+    }
+    mps_events_free(&ev, n);
+    assert_folders(s, "INBOX:1:7", (const char *const[]){"INBOX", NULL});
+    assert_folders(s, "Archive:1:3", (const char *const[]){"Archive", NULL});
+
+    /* Walking a folder gives each message with its UID there. */
+    mp_change up = {.kind = MP_CHANGE_UPDATED, .id = "INBOX:1:7", .uid = 9, .size = -1};
+    seq = mps_events_last_seq(s);
+    commit_one(s, "INBOX", &up, NULL); /* a UID change is silent */
+    assert_int_equal(mps_events_last_seq(s), seq);
+    char *id = public_id("INBOX:1:7");
+    mps_message m;
+    assert_int_equal(mps_message_get(s, id, &m, NULL), 0);
+    assert_int_equal(m.uid, 9);
+    mps_message_clear(&m);
+    free(id);
+
+    /* A provider id seen in another folder's batch (1.0): a move. */
+    mp_change moved = change(MP_CHANGE_SYNCED, "INBOX:1:7", "copy", "", 100);
+    commit_one(s, "Archive", &moved, NULL);
+    json_t *d = only_event(s, seq, "message.updated", "INBOX:1:7", "Archive");
+    assert_names(json_object_get(d, "folders_added"), (const char *const[]){"Archive", NULL});
+    assert_names(json_object_get(d, "folders_removed"), (const char *const[]){"INBOX", NULL});
+    json_decref(d);
+    check_counts(fx, 0, 0);
+    mps_folder f;
+    assert_int_equal(mps_folder_get(s, "alice", "Archive", &f, NULL), 0);
+    assert_int_equal(f.messages, 2);
+    mps_folder_clear(&f);
+}
+
+/* A store of schema 6 (one folder per message) with messages, bodies,
+ * a tombstone, counts and events becomes memberships, keeps its events
+ * and ids, and takes labels afterwards. */
+static void test_membership_migration(void **state)
+{
+    fixture *fx = *state;
+    static const uint8_t raw[] = "Subject: x\r\n\r\nbody";
+    assert_int_equal(mps_folder_ensure(fx->s, "alice", "Archive", 0, NULL), 0);
+    mp_change c[4] = {change(MP_CHANGE_SYNCED, "m0", "s", "", 1),
+                      change(MP_CHANGE_SYNCED, "m1", "s", "", 2),
+                      change(MP_CHANGE_NEW, "m2", "s", "", 3),
+                      change(MP_CHANGE_DELETED, "m1", NULL, NULL, 0)};
+    c[0].raw = c[2].raw = raw;
+    c[0].raw_len = c[2].raw_len = sizeof raw - 1;
+    commit_changes(fx->s, "INBOX", c, 4, 0);
+    mp_change a = change(MP_CHANGE_SYNCED, "a0", "s", "", 4);
+    a.raw = raw;
+    a.raw_len = sizeof raw - 1;
+    a.uid = 12;
+    commit_changes(fx->s, "Archive", &a, 1, 0);
+    int64_t last = mps_events_last_seq(fx->s);
+    mps_close(&fx->s);
+    exec_raw(fx->path, schema6_sql);
+
+    assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
+    assert_int_equal(mps_schema_version(fx->s), 7);
+    assert_int_equal(mps_events_last_seq(fx->s), last);
+    check_counts(fx, 2, 2);
+    mps_folder f;
+    assert_int_equal(mps_folder_get(fx->s, "alice", "Archive", &f, NULL), 0);
+    assert_int_equal(f.messages, 1);
+    assert_int_equal(f.bodies, 1);
+    mps_folder_clear(&f);
+    assert_folders(fx->s, "m0", (const char *const[]){"INBOX", NULL});
+    assert_folders(fx->s, "a0", (const char *const[]){"Archive", NULL});
+    assert_folders(fx->s, "m1", (const char *const[]){NULL});
+    assert_int_equal(listed(fx->s, "INBOX", "m1"), 0);
+    assert_int_equal(listed(fx->s, "INBOX", "m2"), 1);
+    assert_int_equal(listed(fx->s, "Archive", "a0"), 1);
+
+    /* The UID moved to the membership: a walk of Archive sees it. */
+    mps_message *list;
+    size_t n;
+    assert_int_equal(mps_messages_list(fx->s, "alice", "Archive", NULL, 10, &list, &n, NULL),
+                     0);
+    assert_int_equal(n, 1);
+    assert_int_equal(list[0].uid, 12);
+    mps_messages_free(&list, n);
+
+    /* A label on a migrated message. */
+    static const char *const archive[] = {"Archive"};
+    mps_membership add = {.added = archive, .n_added = 1};
+    mp_change u = {.kind = MP_CHANGE_UPDATED, .id = "m0", .size = -1};
+    commit_in(fx->s, "INBOX", &u, &add);
+    json_decref(only_event(fx->s, last, "message.updated", "m0", "INBOX"));
+    check_counts(fx, 2, 2);
+    assert_int_equal(mps_folder_get(fx->s, "alice", "Archive", &f, NULL), 0);
+    assert_int_equal(f.messages, 2);
+    assert_int_equal(f.bodies, 2);
+    mps_folder_clear(&f);
+}
+
+static int stored_uid(const mps_message *m, void *arg)
+{
+    *(uint32_t *)arg = m->uid;
+    return 0;
+}
+
+/* Account cursor and driver state: alone, and with a batch in its one
+ * transaction (a failed commit writes neither; a write-behind split
+ * leaves them for the commit that ends the step). */
+static void test_account_cursor_and_state(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    char *v = NULL, *err = NULL;
+    assert_int_equal(mps_account_cursor_get(s, "alice", &v, NULL), 1);
+    assert_null(v);
+    assert_int_equal(mps_account_cursor_set(s, "alice", "h100", NULL), 0);
+    assert_int_equal(mps_account_cursor_get(s, "alice", &v, NULL), 0);
+    assert_string_equal(v, "h100");
+    free(v);
+    assert_int_equal(mps_state_get(s, "alice", "watch", &v, NULL), 1);
+    assert_int_equal(mps_state_put(s, "alice", "watch", "w1", NULL), 0);
+    assert_int_equal(mps_state_put(s, "alice", "watch", "w2", NULL), 0);
+    assert_int_equal(mps_state_get(s, "alice", "watch", &v, NULL), 0);
+    assert_string_equal(v, "w2");
+    free(v);
+    assert_int_equal(mps_state_get(s, "bob", "watch", &v, NULL), 1);
+    assert_int_equal(mps_state_put(s, "alice", "", "x", &err), -1);
+    free(err);
+    err = NULL;
+
+    /* With a batch: the change, the cursor and the records together. */
+    mps_batch *b = mps_batch_new("alice", "INBOX");
+    mp_change c = change(MP_CHANGE_NEW, "k1", "s", "", 1);
+    mps_batch_add(b, &c);
+    mps_batch_account_cursor(b, "h200");
+    mps_batch_state(b, "watch", "w3");
+    mps_batch_state(b, "token", "t1");
+    mps_batch_state(b, "token", NULL); /* replaced: deleted */
+    /* Split off for a write-behind commit: the change goes, the rest stays. */
+    mps_batch *part = mps_batch_split(b);
+    assert_int_equal(mps_batch_pending(part), 1);
+    assert_int_equal(mps_batch_pending(b), 0);
+    assert_int_equal(mps_batch_commit(s, part, NULL, NULL, -1, 0, NULL, NULL), 0);
+    mps_batch_free(&part);
+    assert_int_equal(mps_account_cursor_get(s, "alice", &v, NULL), 0);
+    assert_string_equal(v, "h100");
+    free(v);
+    uint32_t uid = 1;
+    assert_int_equal(mps_messages_each(s, "alice", "INBOX", stored_uid, &uid, NULL), 0);
+    assert_int_equal(uid, 0);
+
+    /* A record out of bounds fails the whole commit. */
+    char *big = mpu_calloc(1, MPS_STATE_VALUE_MAX + 2);
+    memset(big, 'x', MPS_STATE_VALUE_MAX + 1);
+    mp_change c2 = change(MP_CHANGE_NEW, "k2", "s", "", 2);
+    mps_batch_add(b, &c2);
+    mps_batch_state(b, "big", big);
+    assert_int_equal(mps_batch_commit(s, b, "cur", NULL, -1, 0, NULL, &err), -1);
+    assert_non_null(strstr(err, "big"));
+    free(err);
+    assert_int_equal(listed(s, "INBOX", "k2"), 0);
+    assert_int_equal(mps_account_cursor_get(s, "alice", &v, NULL), 0);
+    assert_string_equal(v, "h100");
+    free(v);
+    mps_batch_state(b, "big", NULL);
+    assert_int_equal(mps_batch_commit(s, b, "cur", NULL, -1, 0, NULL, NULL), 0);
+    mps_batch_free(&b);
+    free(big);
+    assert_int_equal(listed(s, "INBOX", "k2"), 1);
+    assert_int_equal(mps_account_cursor_get(s, "alice", &v, NULL), 0);
+    assert_string_equal(v, "h200");
+    free(v);
+    assert_int_equal(mps_state_get(s, "alice", "watch", &v, NULL), 0);
+    assert_string_equal(v, "w3");
+    free(v);
+    assert_int_equal(mps_state_get(s, "alice", "token", &v, NULL), 1);
+    assert_int_equal(mps_state_get(s, "alice", "big", &v, NULL), 1);
+
+    /* A commit without them leaves them alone; NULL clears the cursor. */
+    commit_one(s, "INBOX", NULL, NULL);
+    assert_int_equal(mps_account_cursor_get(s, "alice", &v, NULL), 0);
+    free(v);
+    assert_int_equal(mps_account_cursor_set(s, "alice", NULL, NULL), 0);
+    assert_int_equal(mps_account_cursor_get(s, "alice", &v, NULL), 1);
+    assert_int_equal(mps_state_put(s, "alice", "watch", NULL, NULL), 0);
+    assert_int_equal(mps_state_get(s, "alice", "watch", &v, NULL), 1);
 }
 
 int main(void)
@@ -1491,6 +1937,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_epochs_power_loss, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_epoch_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_labels_and_moves, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_folder_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_membership_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_cursor_and_state, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
