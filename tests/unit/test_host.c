@@ -22,6 +22,7 @@
 
 #include "daemon/daemon.h"
 #include "host/host_private.h"
+#include "net/net.h"
 #include "util/util.h"
 
 typedef struct fixture {
@@ -54,7 +55,7 @@ static int setup(void **state)
     assert_int_equal(mps_folder_ensure(f->d.store, "alice", "INBOX", MP_ROLE_INBOX, &error), 0);
     mpd_host_set_daemon(&f->d);
     mphost_loop_set_daemon(&f->d);
-    mphost_http_global_init();
+    mpn_global_init();
     f->host = mpd_host_table();
     *state = f;
     return 0;
@@ -67,7 +68,7 @@ static int teardown(void **state)
     mpd_host_release_loop_objs(&f->d.global_objs);
     mps_close(&f->d.store);
     event_base_free(f->d.base);
-    mphost_http_thread_cleanup();
+    mpn_thread_cleanup();
     char *cmd = mpu_asprintf("rm -rf '%s'", f->dir);
     assert_int_equal(system(cmd), 0);
     free(cmd);
@@ -557,7 +558,7 @@ static void test_url_redact(void **state)
         {"not a url", "(unparsable URL)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *got = mphost_url_redact(cases[i].in);
+        char *got = mpn_url_redact(cases[i].in);
         assert_string_equal(got, cases[i].out);
         free(got);
     }
