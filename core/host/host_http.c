@@ -10,8 +10,8 @@
 
 #include "net/net.h"
 
-mp_status mphost_http(mp_account *acct, const mp_http_request *req,
-                      mp_http_response *resp_r, mp_error *err)
+mp_status mphost_http_run(const char *limit_key, const char *ca_file,
+                          const mp_http_request *req, mp_http_response *resp_r, mp_error *err)
 {
     memset(resp_r, 0, sizeof *resp_r);
     if (req == NULL || req->url == NULL)
@@ -23,7 +23,8 @@ mp_status mphost_http(mp_account *acct, const mp_http_request *req,
         .body = req->body,
         .body_len = req->body_len,
         .timeout_ms = req->timeout_ms,
-        .limit_key = acct != NULL ? acct->id : NULL,
+        .ca_file = ca_file,
+        .limit_key = limit_key,
     };
     mpn_result res;
     if (mpn_perform(&r, &res) < 0) {
@@ -37,6 +38,12 @@ mp_status mphost_http(mp_account *acct, const mp_http_request *req,
     resp_r->headers = res.headers;
     resp_r->retry_after_ms = res.retry_after_ms;
     return MP_OK;
+}
+
+mp_status mphost_http(mp_account *acct, const mp_http_request *req,
+                      mp_http_response *resp_r, mp_error *err)
+{
+    return mphost_http_run(acct != NULL ? acct->id : NULL, NULL, req, resp_r, err);
 }
 
 void mphost_http_free(mp_http_response *resp)

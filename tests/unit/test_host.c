@@ -543,27 +543,6 @@ static void test_http(void **state)
     assert_int_equal(f->host->http(&f->acct, &file, &resp, &err), MP_RETRY);
 }
 
-static void test_url_redact(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *in, *out;
-    } cases[] = {
-        {"https://graph.example.com/v1.0/me/messages?$skiptoken=abc&access_token=t",
-         "https://graph.example.com/v1.0/me/messages"},
-        {"https://user:secret@host.example/a/b#frag", "https://host.example/a/b"},
-        {"http://127.0.0.1:8080/x?sig=1", "http://127.0.0.1:8080/x"},
-        {"https://host.example", "https://host.example/"},
-        {"https://[::1]:99/p?q", "https://[::1]:99/p"},
-        {"not a url", "(unparsable URL)"},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *got = mpn_url_redact(cases[i].in);
-        assert_string_equal(got, cases[i].out);
-        free(got);
-    }
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -582,7 +561,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_push_reply_and_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http, setup, teardown),
-        cmocka_unit_test(test_url_redact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
