@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <event2/event.h>
 
 #include "daemon/api.h"
@@ -583,21 +582,13 @@ static json_t *strv_json(char *const *v)
     return arr;
 }
 
-/* Credentials in the URL stay out of status output. */
+/* Credentials and tokens in the URL (userinfo, query) stay out of status
+ * output, as they stay out of errors. */
 static json_t *url_public(const char *url)
 {
-    CURLU *u = curl_url();
-    char *out = NULL;
-    json_t *j;
-    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_set(u, CURLUPART_USER, NULL, 0) == CURLUE_OK &&
-        curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_URL, &out, 0) == CURLUE_OK)
-        j = json_string(out);
-    else
-        j = json_string("?");
-    curl_free(out);
-    curl_url_cleanup(u);
+    char *shown = mpn_url_redact(url);
+    json_t *j = json_string(shown);
+    free(shown);
     return j;
 }
 
