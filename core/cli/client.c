@@ -100,20 +100,10 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     default:
         break;
     }
-    if (t->len + n + 1 > MAX_BODY) {
+    if (mpu_grow_append(&t->body, &t->len, &t->cap, ptr, n, MAX_BODY) < 0) {
         t->too_large = 1;
         return 0;
     }
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 4096;
-        while (t->len + n + 1 > cap)
-            cap *= 2;
-        t->body = mpu_realloc(t->body, cap);
-        t->cap = cap;
-    }
-    memcpy(t->body + t->len, ptr, n);
-    t->len += n;
-    t->body[t->len] = '\0';
     return n;
 }
 

@@ -17,6 +17,7 @@
 #include "daemon/daemon.h"
 #include "daemon/prefetch.h"
 #include "host/host_private.h"
+#include "net/net.h"
 #include "http/http.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -365,7 +366,7 @@ static int run(const char *config_path)
 
     evthread_use_pthreads();
     d->base = event_base_new();
-    mphost_http_global_init();
+    mpn_global_init();
     mpd_host_set_daemon(d);
     mphost_loop_set_daemon(d);
     mpd_events_init(d);

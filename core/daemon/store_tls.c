@@ -5,7 +5,7 @@
 
 #include <stdlib.h>
 
-#include "host/host_private.h"
+#include "net/net.h"
 #include "util/log.h"
 
 static pthread_key_t store_key;
@@ -15,7 +15,7 @@ static void thread_exit(void *p)
 {
     mps_store *s = p;
     mps_close(&s);
-    mphost_http_thread_cleanup();
+    mpn_thread_cleanup();
 }
 
 static void make_key(void)
@@ -50,5 +50,5 @@ void mpd_store_thread_cleanup(void)
         pthread_setspecific(store_key, NULL);
         mps_close(&s);
     }
-    mphost_http_thread_cleanup();
+    mpn_thread_cleanup();
 }

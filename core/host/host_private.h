@@ -12,6 +12,7 @@
 #include <mailpulse/driver.h>
 
 #include "daemon/daemon.h"
+#include "host/host_http.h"
 #include "store/store.h"
 
 /* One poll-slot call's batch. */
@@ -62,10 +63,6 @@ void mphost_call_arena_free(void);
 
 void mphost_folder_sink_clear(struct mp_folder_sink *sink);
 
-/* libcurl global init/cleanup and per-thread handle cleanup. */
-void mphost_http_global_init(void);
-void mphost_http_thread_cleanup(void);
-
 /* Host table slots defined across host_*.c. */
 mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error *err);
 mp_status mphost_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
@@ -96,13 +93,9 @@ mp_status mphost_writeback_start(mp_batch *batch, mp_error *err);
 mp_status mphost_writeback_wait(mp_batch *batch, mp_error *err);
 void mphost_writeback_end(mp_batch *batch);
 int64_t mphost_batch_deadline_ms(mp_batch *batch);
+/* The `http` slot; the account id is its limit key (host_http.h). */
 mp_status mphost_http(mp_account *acct, const mp_http_request *req,
-                   mp_http_response *resp_r, mp_error *err);
-void mphost_http_free(mp_http_response *resp);
-/* "scheme://host[:port]/path" of url (no userinfo, query or fragment),
- * for error texts; "(unparsable URL)" when libcurl cannot parse it.
- * Allocated (free()). Any thread. */
-char *mphost_url_redact(const char *url);
+                      mp_http_response *resp_r, mp_error *err);
 mp_timer *mphost_timer_add(mp_account *acct, uint32_t after_ms, mp_timer_cb cb, void *arg);
 void mphost_timer_cancel(mp_timer **timer);
 mp_watch *mphost_watch_fd(mp_account *acct, int fd, unsigned events, mp_watch_cb cb,

@@ -132,6 +132,24 @@ void mpu_freep(void *pp)
     *p = NULL;
 }
 
+int mpu_grow_append(char **data, size_t *len, size_t *cap, const void *p, size_t n,
+                    size_t max)
+{
+    if (n > max || *len + n + 1 > max)
+        return -1;
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap : 4096;
+        while (c < *len + n + 1)
+            c *= 2;
+        *data = mpu_realloc(*data, c);
+        *cap = c;
+    }
+    memcpy(*data + *len, p, n);
+    *len += n;
+    (*data)[*len] = '\0';
+    return 0;
+}
+
 int mpu_strlcpy(char *dst, const char *src, size_t size)
 {
     if (size == 0)

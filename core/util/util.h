@@ -36,6 +36,11 @@ void mpu_freep(void *pp);
 
 /* Bounded copy: always NUL-terminates; returns 0, or -1 when truncated. */
 int mpu_strlcpy(char *dst, const char *src, size_t size);
+/* Append n bytes to a growing buffer (*data, *len used, *cap allocated),
+ * keeping a NUL after them. Returns -1, appending nothing, when *len + n + 1
+ * would exceed max. */
+int mpu_grow_append(char **data, size_t *len, size_t *cap, const void *p, size_t n,
+                    size_t max);
 /* Checked integer parse of the whole string; returns 0 or -1. */
 int mpu_parse_i64(const char *s, int64_t *value_r);
 int mpu_parse_u32(const char *s, uint32_t *value_r);

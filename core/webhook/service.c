@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <event2/event.h>
 
 #include "daemon/api.h"
@@ -16,7 +15,7 @@
 #include "util/log.h"
 #include "util/json.h"
 #include "util/util.h"
-#include "webhook/webhook_private.h"
+#include "net/net.h"
 
 #define PAGE 100
 #define MAX_PAGES_PER_PUMP 20  /* then yield to the loop and continue   */
@@ -38,7 +37,7 @@ typedef struct endpoint {
     size_t body_len;
     uint32_t attempts;        /* failed attempts of the current event        */
     int64_t next_retry_ms;    /* 0 when none is waiting                      */
-    mpw_transfer *transfer;
+    mpn_transfer *transfer;
     /* health */
     uint32_t streak;          /* failed attempts since the last success      */
     int dead_since_success;
@@ -49,7 +48,7 @@ typedef struct endpoint {
 
 struct mpw_service {
     mpd *d;
-    mpw_curl *curl;
+    mpn_multi *net;
     endpoint *endpoints;
     void *watch;
     struct event *check;
@@ -116,7 +115,7 @@ static void conf_clear(mp_webhook_conf *c)
 
 static void current_clear(endpoint *ep)
 {
-    mpw_cancel(ep->svc->curl, &ep->transfer);
+    mpn_cancel(ep->svc->net, &ep->transfer);
     free(ep->msg_id);
     free(ep->body);
     ep->msg_id = NULL;
@@ -280,26 +279,22 @@ static int next_new(endpoint *ep)
 
 /* ---- delivery ---- */
 
-static void on_done(void *arg, long status, uint32_t retry_after_s, const char *error);
+static void on_done(void *arg, const mpn_result *res);
 
-static struct curl_slist *headers_for(endpoint *ep, int64_t now_s, const char *signature)
+enum { N_HEADERS = 6 };
+
+/* Fills lines[0..N_HEADERS-1] (allocated) and a NULL terminator. */
+static void headers_for(endpoint *ep, int64_t now_s, const char *signature,
+                        char *lines[N_HEADERS + 1])
 {
-    struct curl_slist *h = NULL;
-    char *line;
-    line = mpu_asprintf("webhook-id: %s", ep->msg_id);
-    h = curl_slist_append(h, line);
-    free(line);
-    line = mpu_asprintf("webhook-timestamp: %lld", (long long)now_s);
-    h = curl_slist_append(h, line);
-    free(line);
-    line = mpu_asprintf("webhook-signature: %s", signature);
-    h = curl_slist_append(h, line);
-    free(line);
-    h = curl_slist_append(h, "content-type: application/json");
-    h = curl_slist_append(h, "user-agent: mailpulse/" MP_VERSION);
+    lines[0] = mpu_asprintf("webhook-id: %s", ep->msg_id);
+    lines[1] = mpu_asprintf("webhook-timestamp: %lld", (long long)now_s);
+    lines[2] = mpu_asprintf("webhook-signature: %s", signature);
+    lines[3] = mpu_strdup("content-type: application/json");
+    lines[4] = mpu_strdup("user-agent: mailpulse/" MP_VERSION);
     /* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
-    h = curl_slist_append(h, "Expect:");
-    return h;
+    lines[5] = mpu_strdup("Expect:");
+    lines[N_HEADERS] = NULL;
 }
 
 static void attempt_failed(endpoint *ep, const char *error, uint32_t retry_after_s);
@@ -316,9 +311,22 @@ static void send_current(endpoint *ep)
         return;
     }
     ep->next_retry_ms = 0;
-    ep->transfer = mpw_post(ep->svc->curl, ep->conf.url, headers_for(ep, now_s, signature),
-                            ep->body, ep->body_len, ep->conf.timeout * 1000u, on_done, ep,
-                            &error);
+    char *lines[N_HEADERS + 1];
+    headers_for(ep, now_s, signature, lines);
+    /* The receiver's answer body is never read: no bound needed, and a
+     * redirect (resending a signed body elsewhere) is never followed. */
+    mpn_request req = {
+        .method = "POST",
+        .url = ep->conf.url,
+        .headers = (const char *const *)lines,
+        .body = ep->body,
+        .body_len = ep->body_len,
+        .timeout_ms = ep->conf.timeout * 1000u,
+        .discard_body = 1,
+    };
+    ep->transfer = mpn_start(ep->svc->net, &req, on_done, ep, &error);
+    for (size_t i = 0; i < N_HEADERS; i++)
+        free(lines[i]);
     if (ep->transfer == NULL) {
         attempt_failed(ep, error, 0);
         free(error);
@@ -391,16 +399,17 @@ static void delivered(endpoint *ep)
     schedule(ep, 0);
 }
 
-static void on_done(void *arg, long status, uint32_t retry_after_s, const char *error)
+static void on_done(void *arg, const mpn_result *res)
 {
     endpoint *ep = arg;
     ep->transfer = NULL;
-    if (status >= 200 && status <= 299) {
+    if (res->kind == MPN_OK && res->status >= 200 && res->status <= 299) {
         delivered(ep);
         return;
     }
-    char *why = status > 0 ? mpu_asprintf("HTTP %ld", status) : mpu_strdup(error);
-    attempt_failed(ep, why, status > 0 ? retry_after_s : 0);
+    char *why = res->kind == MPN_OK ? mpu_asprintf("HTTP %ld", res->status)
+                                    : mpu_strdup(res->error);
+    attempt_failed(ep, why, (res->retry_after_ms + 999u) / 1000u);
     free(why);
 }
 
@@ -490,7 +499,7 @@ mpw_service *mpw_start(mpd *d, const mp_settings *s)
 {
     mpw_service *w = mpu_calloc(1, sizeof *w);
     w->d = d;
-    w->curl = mpw_curl_new(d->base);
+    w->net = mpn_multi_new(d->base);
     w->watch = mpd_events_watch(d, on_events, w);
     w->check = event_new(d->base, -1, EV_PERSIST, on_check, w);
     struct timeval tv = {CHECK_INTERVAL_MS / 1000, 0};
@@ -553,7 +562,7 @@ void mpw_stop(mpw_service **wp)
         w->endpoints = ep->next;
         endpoint_free(ep);
     }
-    mpw_curl_free(&w->curl);
+    mpn_multi_free(&w->net);
     if (w->watch != NULL)
         mpd_events_unwatch(w->d, w->watch);
     event_free(w->check);
@@ -573,21 +582,13 @@ static json_t *strv_json(char *const *v)
     return arr;
 }
 
-/* Credentials in the URL stay out of status output. */
+/* Credentials and tokens in the URL (userinfo, query) stay out of status
+ * output, as they stay out of errors. */
 static json_t *url_public(const char *url)
 {
-    CURLU *u = curl_url();
-    char *out = NULL;
-    json_t *j;
-    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_set(u, CURLUPART_USER, NULL, 0) == CURLUE_OK &&
-        curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_URL, &out, 0) == CURLUE_OK)
-        j = json_string(out);
-    else
-        j = json_string("?");
-    curl_free(out);
-    curl_url_cleanup(u);
+    char *shown = mpn_url_redact(url);
+    json_t *j = json_string(shown);
+    free(shown);
     return j;
 }
 

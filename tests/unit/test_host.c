@@ -21,7 +21,9 @@
 #include <sqlite3.h>
 
 #include "daemon/daemon.h"
+#include "http_script_server.h"
 #include "host/host_private.h"
+#include "net/net.h"
 #include "util/util.h"
 
 typedef struct fixture {
@@ -54,7 +56,7 @@ static int setup(void **state)
     assert_int_equal(mps_folder_ensure(f->d.store, "alice", "INBOX", MP_ROLE_INBOX, &error), 0);
     mpd_host_set_daemon(&f->d);
     mphost_loop_set_daemon(&f->d);
-    mphost_http_global_init();
+    mpn_global_init();
     f->host = mpd_host_table();
     *state = f;
     return 0;
@@ -67,7 +69,7 @@ static int teardown(void **state)
     mpd_host_release_loop_objs(&f->d.global_objs);
     mps_close(&f->d.store);
     event_base_free(f->d.base);
-    mphost_http_thread_cleanup();
+    mpn_thread_cleanup();
     char *cmd = mpu_asprintf("rm -rf '%s'", f->dir);
     assert_int_equal(system(cmd), 0);
     free(cmd);
@@ -583,25 +585,50 @@ static void test_http(void **state)
     assert_int_equal(f->host->http(&f->acct, &file, &resp, &err), MP_RETRY);
 }
 
-static void test_url_redact(void **state)
+/* The http slot counts requests against the account's limit: with the
+ * only slot of "alice" taken, her request waits and reaches the server
+ * only once the slot is free. */
+typedef struct slot_call {
+    fixture *f;
+    const char *url;
+    mp_status st;
+    long status;
+} slot_call;
+
+static void *slot_call_run(void *arg)
 {
-    (void)state;
-    static const struct {
-        const char *in, *out;
-    } cases[] = {
-        {"https://graph.example.com/v1.0/me/messages?$skiptoken=abc&access_token=t",
-         "https://graph.example.com/v1.0/me/messages"},
-        {"https://user:secret@host.example/a/b#frag", "https://host.example/a/b"},
-        {"http://127.0.0.1:8080/x?sig=1", "http://127.0.0.1:8080/x"},
-        {"https://host.example", "https://host.example/"},
-        {"https://[::1]:99/p?q", "https://[::1]:99/p"},
-        {"not a url", "(unparsable URL)"},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *got = mphost_url_redact(cases[i].in);
-        assert_string_equal(got, cases[i].out);
-        free(got);
-    }
+    slot_call *c = arg;
+    mp_http_request req = {"GET", c->url, NULL, NULL, 0, 5000};
+    mp_http_response resp;
+    mp_error err = {0, ""};
+    c->st = c->f->host->http(&c->f->acct, &req, &resp, &err);
+    c->status = resp.status;
+    c->f->host->http_free(&resp);
+    mpn_thread_cleanup();
+    return NULL;
+}
+
+static void test_http_account_limit(void **state)
+{
+    fixture *f = *state;
+    static const mpt_http_step steps[] = {{.path = "/limited", .status = 204}};
+    mpt_http_server *s = mpt_http_server_start(steps, 1, NULL);
+    char *url = mpt_http_server_url(s, "/limited");
+    mpn_limit_set("alice", 1);
+    assert_int_equal(mpn_limit_acquire("alice", 0), 0);
+    slot_call c = {f, url, MP_FATAL, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, slot_call_run, &c);
+    assert_int_equal(mpt_http_server_expect_quiet(s, 300), 0);
+    mpn_limit_release("alice");
+    pthread_join(t, NULL);
+    assert_int_equal(c.st, MP_OK);
+    assert_int_equal(c.status, 204);
+    assert_int_equal(mpt_http_server_count(s), 1);
+    assert_int_equal(mpt_http_server_mismatches(s), 0);
+    mpn_limit_set("alice", 0);
+    free(url);
+    mpt_http_server_stop(&s);
 }
 
 int main(void)
@@ -623,7 +650,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_push_reply_and_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http, setup, teardown),
-        cmocka_unit_test(test_url_redact),
+        cmocka_unit_test_setup_teardown(test_http_account_limit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

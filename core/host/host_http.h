@@ -1,0 +1,20 @@
+/*
+ * The host `http` slot over core/net, without the rest of the host (the
+ * test kit's mock host uses it without a daemon). Any thread.
+ */
+#ifndef MP_HOST_HTTP_H
+#define MP_HOST_HTTP_H
+
+#include <mailpulse/driver.h>
+
+/* A driver's request through the core client: counted against the limit
+ * of `limit_key` (NULL: none), verified against `ca_file` (NULL: the
+ * system store). MP_OK when a response (any status) arrived, MP_RETRY with
+ * err set (URL redacted) when none did, MP_FATAL without a URL. The
+ * daemon's slot passes the account id and the system store. */
+mp_status mphost_http_run(const char *limit_key, const char *ca_file,
+                          const mp_http_request *req, mp_http_response *resp_r, mp_error *err);
+/* The `http_free` slot. Accepts NULL. */
+void mphost_http_free(mp_http_response *resp);
+
+#endif

@@ -1,0 +1,220 @@
+/* Unit tests of the driver test kit's mock host, used the way a driver
+ * test uses it: a small HTTP/JSON "driver" written against mp_host only
+ * runs a delta against the scripted HTTP server. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_script_server.h"
+#include "mock_host.h"
+#include "net/net.h"
+
+/* ---- a tiny driver, as a provider driver would be written ---- */
+
+static const mp_host *host;
+
+static const mp_config_key demo_keys[] = {
+    {"base_url", MP_CFG_STRING, NULL, 1, "API root"},
+    {"page_size", MP_CFG_INT, "50", 0, "messages per page"},
+    {"token_file", MP_CFG_SECRET_FILE, NULL, 1, "bearer token"},
+    {NULL, MP_CFG_END, NULL, 0, NULL},
+};
+
+/* GET <base_url>/changes?since=<cursor>; each body line "id subject" is a
+ * new message; the answer's X-Cursor header is the next cursor. */
+static mp_status demo_delta(mp_account *acct, const mp_config *cfg, mp_batch *batch,
+                            mp_error *err)
+{
+    char *token = NULL;
+    size_t token_len = 0;
+    mp_status st = host->read_secret(cfg, "token_file", &token, &token_len, err);
+    if (st != MP_OK)
+        return st;
+    const char *since = host->cursor_get(acct, "INBOX");
+    char url[256], auth[128];
+    snprintf(url, sizeof url, "%s/changes?since=%s&top=%lld",
+             host->config_string(cfg, "base_url"), since ? since : "0",
+             (long long)host->config_int(cfg, "page_size"));
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    host->free_secret(&token);
+    const char *headers[] = {auth, NULL};
+    mp_http_request req = {"GET", url, headers, NULL, 0, 5000};
+    mp_http_response resp;
+    st = host->http(acct, &req, &resp, err);
+    if (st != MP_OK)
+        return st;
+    if (resp.status == 429) {
+        err->retry_after_ms = resp.retry_after_ms;
+        host->http_free(&resp);
+        return mp_fail(err, MP_RETRY, "throttled");
+    }
+    char *next = NULL;
+    const char *h = strstr(resp.headers, "X-Cursor: ");
+    if (h != NULL)
+        next = strndup(h + 10, strcspn(h + 10, "\r\n"));
+    for (char *line = (char *)resp.body; line != NULL && *line != '\0';) {
+        char *end = strchr(line, '\n');
+        if (end != NULL)
+            *end = '\0';
+        char *space = strchr(line, ' ');
+        if (space != NULL) {
+            *space = '\0';
+            mp_change c = {.kind = MP_CHANGE_NEW, .id = line, .subject = space + 1,
+                           .size = -1};
+            host->batch_change(batch, &c, err);
+        }
+        line = end != NULL ? end + 1 : NULL;
+    }
+    host->log(NULL, acct, MP_LOG_INFO, "delta done, cursor %s", next ? next : "(same)");
+    host->http_free(&resp);
+    st = host->batch_commit(batch, next, NULL, 0, err);
+    free(next);
+    return st;
+}
+
+static int count_stored(const mp_stored_message *msg, void *arg)
+{
+    (void)msg;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static void on_timer(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* ---- tests ---- */
+
+static void test_driver_delta(void **state)
+{
+    (void)state;
+    static const mpt_http_step steps[] = {
+        {.method = "GET", .path = "/api/changes", .query = "since=0&top=50",
+         .header = "Authorization: Bearer tok-1", .headers = "X-Cursor: 17\r\n",
+         .body = "m1 Hello\nm2 World\n"},
+        {.path = "/api/changes", .query = "since=17&top=50", .status = 429,
+         .headers = "Retry-After: 3\r\n"},
+    };
+    mpn_global_init();
+    mpt_http_server *s = mpt_http_server_start(steps, 2, NULL);
+    char *base = mpt_http_server_url(s, "/api");
+    mpt_mock *m = mpt_mock_new();
+    host = mpt_mock_host(m);
+    mpt_mock_declare(m, demo_keys);
+    mpt_mock_config_set(m, "base_url", base);
+    mpt_mock_secret_set(m, "token_file", "tok-1");
+    mp_account *acct = mpt_mock_account(m, "alice");
+    mp_batch *batch = mpt_mock_batch(m, acct, "INBOX");
+    mp_error err = {0, ""};
+
+    assert_int_equal(demo_delta(acct, mpt_mock_config(m), batch, &err), MP_OK);
+    assert_int_equal(mpt_mock_change_count(m), 2);
+    const mpt_mock_change *c = mpt_mock_change_at(m, 1);
+    assert_string_equal(c->id, "m2");
+    assert_string_equal(c->subject, "World");
+    assert_string_equal(c->folder, "INBOX");
+    assert_int_equal(c->kind, MP_CHANGE_NEW);
+    assert_true(c->committed);
+    assert_string_equal(mpt_mock_cursor(m, acct, "INBOX"), "17");
+    assert_true(mpt_mock_log_contains(m, "info alice: delta done, cursor 17"));
+    int stored = 0;
+    assert_int_equal(host->stored_messages(acct, "INBOX", count_stored, &stored, &err), MP_OK);
+    assert_int_equal(stored, 2);
+
+    /* Throttled: the driver passes the parsed Retry-After on. */
+    assert_int_equal(demo_delta(acct, mpt_mock_config(m), batch, &err), MP_RETRY);
+    assert_int_equal(err.retry_after_ms, 3000);
+    assert_string_equal(mpt_mock_cursor(m, acct, "INBOX"), "17");
+    assert_int_equal(mpt_mock_http_count(m), 2);
+    assert_int_equal(mpt_http_server_mismatches(s), 0);
+
+    /* No secret: the driver sees what a missing file would give. */
+    mpt_mock *m2 = mpt_mock_new();
+    host = mpt_mock_host(m2);
+    mp_account *bob = mpt_mock_account(m2, "bob");
+    assert_int_equal(demo_delta(bob, mpt_mock_config(m2), mpt_mock_batch(m2, bob, "INBOX"),
+                                &err),
+                     MP_FATAL);
+    mpt_mock_free(&m2);
+    mpt_mock_free(&m);
+    assert_null(m);
+    free(base);
+    mpt_http_server_stop(&s);
+    mpn_thread_cleanup();
+}
+
+static void test_config_and_records(void **state)
+{
+    (void)state;
+    mpt_mock *m = mpt_mock_new();
+    const mp_host *h = mpt_mock_host(m);
+    mpt_mock_declare(m, demo_keys);
+    const mp_config *cfg = mpt_mock_config(m);
+    assert_int_equal(h->config_int(cfg, "page_size"), 50);
+    mpt_mock_config_set(m, "page_size", "10");
+    assert_int_equal(h->config_int(cfg, "page_size"), 10);
+    assert_null(h->config_string(cfg, "base_url"));
+    mpt_mock_config_set(m, "flag", "true");
+    assert_true(h->config_bool(cfg, "flag"));
+    mpt_mock_config_list_add(m, "folders", "INBOX");
+    mpt_mock_config_list_add(m, "folders", "Sent");
+    assert_int_equal(h->config_list_len(cfg, "folders"), 2);
+    assert_string_equal(h->config_list_string(cfg, "folders", 1), "Sent");
+    assert_int_equal(h->core_setting("sync.batch_size"), -1);
+    mpt_mock_setting_set(m, "sync.batch_size", 200);
+    assert_int_equal(h->core_setting("sync.batch_size"), 200);
+
+    mp_account *a = mpt_mock_account(m, "alice");
+    assert_ptr_equal(h->account_find(mpt_mock_instance(m), "alice"), a);
+    assert_string_equal(h->account_id(a), "alice");
+    int st = 7;
+    mpt_mock_set_account_state(a, &st);
+    assert_ptr_equal(h->account_state(a), &st);
+    h->folder_add(mpt_mock_folder_sink(m), "INBOX", MP_ROLE_INBOX);
+    mp_folder_role role;
+    assert_string_equal(mpt_mock_folder_at(m, 0, &role), "INBOX");
+    assert_int_equal(role, MP_ROLE_INBOX);
+    h->push_state(a, "live: test");
+    assert_string_equal(mpt_mock_push_state(m, a), "live: test");
+    mp_error err = {0, ""};
+    assert_int_equal(h->push_hint(a, "INBOX", "h42", &err), MP_OK);
+    assert_string_equal(mpt_mock_last_hint(m), "h42");
+    assert_int_equal(mpt_mock_sync_now_count(m), 1);
+
+    const char *hdrs[] = {"X-Goog-Channel-Token: abc", NULL};
+    mp_push_request preq = {"", "", NULL, 0, hdrs};
+    assert_string_equal(h->request_header(&preq, "x-goog-channel-token"), "abc");
+    assert_null(h->request_header(&preq, "Other"));
+    h->push_reply(mpt_mock_push_reply(m), 202, "text/plain", "ok", 2);
+    assert_int_equal(mpt_mock_reply_status(m), 202);
+    assert_string_equal(mpt_mock_reply_body(m), "ok");
+
+    mpt_mock_set_now(m, 1000);
+    assert_int_equal(h->now_ms(), 1000);
+    int fired = 0;
+    mp_timer *t1 = h->timer_add(a, 10, on_timer, &fired);
+    mp_timer *t2 = h->timer_add(a, 10, on_timer, &fired);
+    h->timer_cancel(&t2);
+    assert_null(t2);
+    assert_int_equal(mpt_mock_run_timers(m), 1);
+    assert_int_equal(mpt_mock_run_timers(m), 0);
+    assert_int_equal(fired, 1);
+    (void)t1;
+    mpt_mock_free(&m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_driver_delta),
+        cmocka_unit_test(test_config_and_records),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
