@@ -179,20 +179,23 @@ static const char *const migrations[] = {
      * API and fetch use). The folder counts are counted over memberships
      * from now on; today's one-folder messages become one membership each.
      * Account-level cursors and the drivers' per-account key/value state
-     * come with it. */
+     * come with it. Keyed by message (a message id is unique across
+     * accounts), with one folder-side index (newest first, for listings):
+     * a sync writes two trees per membership. The walk in UID order
+     * (mps_messages_each, a rare full compare) sorts instead of keeping a
+     * third. No foreign key: commit.c writes memberships with their
+     * message, and a key check per row costs the bulk sync time. */
     "CREATE TABLE memberships ("
     "  account TEXT NOT NULL,"
     "  folder TEXT NOT NULL,"
-    "  message TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    "  message TEXT NOT NULL,"
     "  uid INTEGER NOT NULL DEFAULT 0,"
     "  date INTEGER NOT NULL DEFAULT 0,"
     "  added_ms INTEGER NOT NULL,"
-    "  PRIMARY KEY (account, folder, message)"
+    "  PRIMARY KEY (message, folder)"
     ") WITHOUT ROWID;"
-    "CREATE INDEX memberships_by_message ON memberships (message, folder);"
     "CREATE INDEX memberships_by_date ON memberships"
     "  (account, folder, date DESC, message DESC);"
-    "CREATE INDEX memberships_by_uid ON memberships (account, folder, uid);"
     "INSERT INTO memberships (account, folder, message, uid, date, added_ms)"
     "  SELECT account, folder, id, uid, date, indexed_ms FROM messages"
     "  WHERE deleted = 0;"
