@@ -148,6 +148,9 @@ static char *cursor_key(const struct mp_account *a, const char *folder)
 static const char *level_names[] = {"error", "warning", "info", "debug"};
 
 static void m_log(mp_instance *inst, mp_account *acct, mp_log_level level, const char *fmt,
+                  ...) MP_PRINTF(4, 5);
+
+static void m_log(mp_instance *inst, mp_account *acct, mp_log_level level, const char *fmt,
                   ...)
 {
     mpt_mock *m = inst != NULL ? inst->m : acct != NULL ? acct->m : current;
