@@ -114,8 +114,8 @@ static int is_reauth_error(const char *e)
            strcmp(e, "unauthorized_client") == 0;
 }
 
-static void map_answer(const mpn_result *res, const char *url_r, const char *const *secrets,
-                       size_t n_secrets, mpo_answer *ans)
+static void map_answer(const mpn_result *res, const char *url_r,
+                       const char *const *secrets, size_t n_secrets, mpo_answer *ans)
 {
     json_t *j = res->body_len ? json_loadb(res->body, res->body_len, 0, NULL) : NULL;
     long st = res->status;
@@ -123,7 +123,8 @@ static void map_answer(const mpn_result *res, const char *url_r, const char *con
         const char *tok = json_string_value(json_object_get(j, "access_token"));
         if (!tok || !*tok) {
             ans->status = MPO_RETRY;
-            ans->error = mpu_asprintf("%s: answer %ld without an access_token", url_r, st);
+            ans->error =
+                mpu_asprintf("%s: answer %ld without an access_token", url_r, st);
         } else {
             ans->status = MPO_OK;
             ans->access_token = mpu_strdup(tok);
@@ -131,7 +132,8 @@ static void map_answer(const mpn_result *res, const char *url_r, const char *con
             int64_t secs = 0;
             if (json_is_integer(ei))
                 secs = json_integer_value(ei);
-            else if (json_is_string(ei) && mpu_parse_i64(json_string_value(ei), &secs) < 0)
+            else if (json_is_string(ei) &&
+                     mpu_parse_i64(json_string_value(ei), &secs) < 0)
                 secs = 0;
             ans->lifetime_ms = secs > 0 ? secs * 1000 : 0;
             const char *rt = json_string_value(json_object_get(j, "refresh_token"));
@@ -165,7 +167,8 @@ void mpo_grant_post(const char *url, const char *ca_file, uint32_t timeout_ms,
                     mpo_answer *ans)
 {
     static const char *const headers[] = {
-        "Content-Type: application/x-www-form-urlencoded", "Accept: application/json", NULL};
+        "Content-Type: application/x-www-form-urlencoded", "Accept: application/json",
+        NULL};
     memset(ans, 0, sizeof *ans);
     mpn_request req = {
         .method = "POST",

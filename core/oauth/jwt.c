@@ -56,9 +56,11 @@ static char *rs256(const char *pem, const char *input, char **error_r)
     size_t sig_len = 0;
     unsigned char *sig = NULL;
     if (ctx && EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, pkey) == 1 &&
-        EVP_DigestSign(ctx, NULL, &sig_len, (const unsigned char *)input, strlen(input)) == 1) {
+        EVP_DigestSign(ctx, NULL, &sig_len, (const unsigned char *)input,
+                       strlen(input)) == 1) {
         sig = mpu_malloc(sig_len);
-        if (EVP_DigestSign(ctx, sig, &sig_len, (const unsigned char *)input, strlen(input)) == 1)
+        if (EVP_DigestSign(ctx, sig, &sig_len, (const unsigned char *)input,
+                           strlen(input)) == 1)
             sig_b64 = mpo_base64url(sig, sig_len);
     }
     free(sig);
@@ -86,7 +88,8 @@ int mpo_jwt_assertion(const char *key_json, const char *scope, const char *sub,
     json_t *key = json_loads(key_json, 0, &jerr);
     if (!json_is_object(key)) {
         /* jerr.text may quote the key; say only where it broke. */
-        *error_r = mpu_asprintf("service-account key: not a JSON object (line %d)", jerr.line);
+        *error_r =
+            mpu_asprintf("service-account key: not a JSON object (line %d)", jerr.line);
         json_decref(key);
         return -1;
     }
@@ -96,8 +99,9 @@ int mpo_jwt_assertion(const char *key_json, const char *scope, const char *sub,
     const char *aud = audience ? audience : token_uri;
     int rc = -1;
     if (!email || !pem || !aud) {
-        *error_r = mpu_strdup("service-account key: client_email, private_key or token_uri "
-                              "missing");
+        *error_r =
+            mpu_strdup("service-account key: client_email, private_key or token_uri "
+                       "missing");
         goto out;
     }
     json_t *header = json_pack("{s:s, s:s}", "alg", "RS256", "typ", "JWT");

@@ -25,6 +25,9 @@
  *     when absent); timeouts, transport errors and unparsable answers:
  *     MPO_RETRY with exponential backoff. Until the delay has passed no
  *     request goes to the token URL; callers get the cached failure.
+ *   - While a refresh runs or fails with MPO_RETRY, a cached token that has
+ *     not expired yet is still handed out (up to min(5 s, margin/2) before
+ *     its expiry), so a slow or failing token URL does not stop callers.
  *
  * Secrets (client secret, refresh and access tokens, private key) are read
  * from owner-only files (mpu_read_file with secret=1), wiped after use and
@@ -51,9 +54,9 @@ struct mps_store;
 
 /* Never renumbered. */
 typedef enum mpo_grant {
-    MPO_GRANT_REFRESH_TOKEN = 1,     /* client_id, [client_secret], refresh token */
+    MPO_GRANT_REFRESH_TOKEN = 1,      /* client_id, [client_secret], refresh token */
     MPO_GRANT_CLIENT_CREDENTIALS = 2, /* client_id, client_secret, [scope]        */
-    MPO_GRANT_JWT_BEARER = 3,        /* service-account key JSON, scope, [sub]     */
+    MPO_GRANT_JWT_BEARER = 3,         /* service-account key JSON, scope, [sub]     */
 } mpo_grant;
 
 /* What the caller (scheduler, driver) should do. Never renumbered. */
@@ -81,8 +84,8 @@ typedef struct mpo_credential {
 
 /* Persist a rotated refresh token (NULL: forget the stored one). Returns
  * 0, or -1 with *error_r. Called without the service's lock held. */
-typedef int (*mpo_persist_fn)(void *arg, const char *account_key, const char *refresh_token,
-                              char **error_r);
+typedef int (*mpo_persist_fn)(void *arg, const char *account_key,
+                              const char *refresh_token, char **error_r);
 /* Stored refresh token into *token_r (mpu_secret_free): 0, 1 when none,
  * -1 with *error_r. */
 typedef int (*mpo_load_fn)(void *arg, const char *account_key, char **token_r,

@@ -7,11 +7,11 @@
 /* The outcome of one token request. Secrets: mpu_secret_free. */
 typedef struct mpo_answer {
     mpo_status status;
-    char *access_token;     /* MPO_OK                                   */
-    int64_t lifetime_ms;    /* MPO_OK: expires_in (0 when absent)      */
-    char *refresh_token;    /* MPO_OK: a rotated one, NULL when absent */
-    uint32_t retry_ms;      /* MPO_RETRY: Retry-After, 0 = use backoff  */
-    char *error;            /* otherwise: why (no secret)              */
+    char *access_token;  /* MPO_OK                                   */
+    int64_t lifetime_ms; /* MPO_OK: expires_in (0 when absent)      */
+    char *refresh_token; /* MPO_OK: a rotated one, NULL when absent */
+    uint32_t retry_ms;   /* MPO_RETRY: Retry-After, 0 = use backoff  */
+    char *error;         /* otherwise: why (no secret)              */
 } mpo_answer;
 
 void mpo_answer_clear(mpo_answer *a);

@@ -30,11 +30,12 @@ typedef struct account {
     uint64_t gen;
     /* cache */
     char *token;
-    int64_t valid_until_mono; /* handed out before this */
+    int64_t valid_until_mono;  /* handed out before this */
+    int64_t usable_until_mono; /* while a refresh fails or runs: before this */
     int64_t expires_wall;
     /* refresh token in use: from load, a rotation or the file */
     char *refresh_token;
-    int loaded;      /* load callback consulted */
+    int loaded; /* load callback consulted */
     /* failure */
     mpo_status fail_status; /* MPO_OK: none */
     char *fail_error;
@@ -102,6 +103,7 @@ static void reset_state(account *a)
 {
     mpu_secret_free(&a->token);
     a->valid_until_mono = 0;
+    a->usable_until_mono = 0;
     a->fail_status = MPO_OK;
     mpu_freep(&a->fail_error);
     a->not_before_mono = 0;
@@ -145,12 +147,16 @@ static int check_cred(const mpo_credential *c, char **error_r)
     const char *missing = NULL;
     switch (c->grant) {
     case MPO_GRANT_REFRESH_TOKEN:
-        missing = !c->token_url ? "token_url" : !c->client_id ? "client_id"
-                  : !c->refresh_token_file ? "refresh_token_file" : NULL;
+        missing = !c->token_url            ? "token_url"
+                  : !c->client_id          ? "client_id"
+                  : !c->refresh_token_file ? "refresh_token_file"
+                                           : NULL;
         break;
     case MPO_GRANT_CLIENT_CREDENTIALS:
-        missing = !c->token_url ? "token_url" : !c->client_id ? "client_id"
-                  : !c->client_secret_file ? "client_secret_file" : NULL;
+        missing = !c->token_url            ? "token_url"
+                  : !c->client_id          ? "client_id"
+                  : !c->client_secret_file ? "client_secret_file"
+                                           : NULL;
         break;
     case MPO_GRANT_JWT_BEARER:
         missing = !c->key_file ? "key_file" : !c->scope ? "scope" : NULL;
@@ -325,28 +331,44 @@ static void do_request(const mpo_options *opt, const mpo_credential *c, const se
     memset(ans, 0, sizeof *ans);
     switch (c->grant) {
     case MPO_GRANT_REFRESH_TOKEN: {
-        const char *pairs[] = {"grant_type", "refresh_token", "client_id", c->client_id,
-                               "client_secret", s->client_secret, "refresh_token",
-                               refresh_token, "scope", c->scope, NULL};
+        const char *pairs[] = {"grant_type",
+                               "refresh_token",
+                               "client_id",
+                               c->client_id,
+                               "client_secret",
+                               s->client_secret,
+                               "refresh_token",
+                               refresh_token,
+                               "scope",
+                               c->scope,
+                               NULL};
         form = mpo_form(pairs);
         break;
     }
     case MPO_GRANT_CLIENT_CREDENTIALS: {
-        const char *pairs[] = {"grant_type", "client_credentials", "client_id", c->client_id,
-                               "client_secret", s->client_secret, "scope", c->scope, NULL};
+        const char *pairs[] = {"grant_type",
+                               "client_credentials",
+                               "client_id",
+                               c->client_id,
+                               "client_secret",
+                               s->client_secret,
+                               "scope",
+                               c->scope,
+                               NULL};
         form = mpo_form(pairs);
         break;
     }
     case MPO_GRANT_JWT_BEARER: {
-        if (mpo_jwt_assertion(s->key_json, c->scope, c->sub, c->audience ? c->audience
-                              : c->token_url, mpu_now_ms() / 1000, &assertion, &token_uri,
-                              &ans->error) < 0) {
+        if (mpo_jwt_assertion(
+                s->key_json, c->scope, c->sub, c->audience ? c->audience : c->token_url,
+                mpu_now_ms() / 1000, &assertion, &token_uri, &ans->error) < 0) {
             ans->status = MPO_CONFIG;
             return;
         }
         if (!url)
             url = token_uri;
-        const char *pairs[] = {"grant_type", MPO_JWT_BEARER, "assertion", assertion, NULL};
+        const char *pairs[] = {"grant_type", MPO_JWT_BEARER, "assertion", assertion,
+                               NULL};
         form = mpo_form(pairs);
         sec[3] = assertion;
         break;
@@ -375,7 +397,8 @@ static void refresh(mpo_service *svc, account *a)
     mpo_credential cred;
     cred_copy(&cred, &a->cred);
     char *rt = a->refresh_token ? mpu_strdup(a->refresh_token) : NULL;
-    int need_load = !a->loaded && !rt && svc->opt.load && cred.grant == MPO_GRANT_REFRESH_TOKEN;
+    int need_load =
+        !a->loaded && !rt && svc->opt.load && cred.grant == MPO_GRANT_REFRESH_TOKEN;
     char *key = mpu_strdup(a->key);
     pthread_mutex_unlock(&svc->lock);
 
@@ -425,6 +448,9 @@ static void refresh(mpo_service *svc, account *a)
             if (margin > life / 2)
                 margin = life / 2;
             a->valid_until_mono = now + life - margin;
+            /* Still handed out, a little before it expires, while the
+             * token URL fails or answers slowly. */
+            a->usable_until_mono = now + life - (margin / 2 < 5000 ? margin / 2 : 5000);
             a->expires_wall = mpu_now_ms() + life;
             if (ans.refresh_token) {
                 mpu_secret_free(&a->refresh_token);
@@ -441,10 +467,12 @@ static void refresh(mpo_service *svc, account *a)
             free(a->fail_error);
             a->fail_error = ans.error;
             ans.error = NULL;
-            mpu_secret_free(&a->token);
+            if (ans.status != MPO_RETRY)
+                mpu_secret_free(&a->token);
             if (ans.status == MPO_RETRY) {
                 a->failures++;
-                uint32_t d = ans.retry_ms ? ans.retry_ms : backoff_ms(&svc->opt, a->failures);
+                uint32_t d =
+                    ans.retry_ms ? ans.retry_ms : backoff_ms(&svc->opt, a->failures);
                 a->not_before_mono = now + d;
             } else {
                 memcpy(a->fingerprint, fp, sizeof fp);
@@ -482,7 +510,9 @@ int mpo_token(mpo_service *svc, const char *key, char **token_r, int64_t *expire
             return -1;
         }
         int64_t now = mpu_mono_ms();
-        if (a->token && now < a->valid_until_mono) {
+        if (a->token && (now < a->valid_until_mono ||
+                         (now < a->usable_until_mono &&
+                          (a->in_flight || a->fail_status == MPO_RETRY)))) {
             *token_r = mpu_strdup(a->token);
             *expires_ms_r = a->expires_wall;
             *status_r = MPO_OK;

@@ -23,6 +23,7 @@
 #include "http_script_server.h"
 #include "net/net.h"
 #include "oauth/oauth.h"
+#include "store/store.h"
 #include "util/util.h"
 
 #define CLIENT_SECRET "s3cr3t-client-value"
@@ -92,8 +93,8 @@ static int load_cb(void *arg, const char *key, char **rt_r, char **error_r)
     return 0;
 }
 
-static void fx_start(fixture *f, const mpt_http_step *steps, size_t n, const mpo_options *opt,
-                     mpo_grant grant)
+static void fx_start(fixture *f, const mpt_http_step *steps, size_t n,
+                     const mpo_options *opt, mpo_grant grant)
 {
     memset(f, 0, sizeof *f);
     f->srv = mpt_http_server_start(steps, n, NULL);
@@ -108,8 +109,9 @@ static void fx_start(fixture *f, const mpt_http_step *steps, size_t n, const mpo
         .client_id = "cid",
         .client_secret_file = f->secret,
         .refresh_token_file = grant == MPO_GRANT_REFRESH_TOKEN ? f->refresh : NULL,
-        .scope = grant == MPO_GRANT_CLIENT_CREDENTIALS ? "https://graph.microsoft.com/.default"
-                                                       : NULL,
+        .scope = grant == MPO_GRANT_CLIENT_CREDENTIALS
+                     ? "https://graph.microsoft.com/.default"
+                     : NULL,
     };
     char *err = NULL;
     assert_int_equal(mpo_account_set(f->svc, "acct", &c, &err), 0);
@@ -178,8 +180,11 @@ static void test_refresh_and_cache(void **state)
 {
     (void)state;
     static const mpt_http_step steps[] = {
-        {.method = "POST", .path = "/token", .header = "Content-Type: application/x-www-form-urlencoded",
-         .body = "{\"access_token\":\"at-1\",\"expires_in\":3600,\"token_type\":\"Bearer\"}"},
+        {.method = "POST",
+         .path = "/token",
+         .header = "Content-Type: application/x-www-form-urlencoded",
+         .body =
+             "{\"access_token\":\"at-1\",\"expires_in\":3600,\"token_type\":\"Bearer\"}"},
     };
     fixture f;
     fx_start(&f, steps, 1, NULL, MPO_GRANT_REFRESH_TOKEN);
@@ -187,8 +192,9 @@ static void test_refresh_and_cache(void **state)
     assert_token(&f, "at-1");
     assert_int_equal(mpt_http_server_count(f.srv), 1);
     char *b = seen_body(&f, 0);
-    assert_string_equal(b, "grant_type=refresh_token&client_id=cid&client_secret=" CLIENT_SECRET
-                           "&refresh_token=" REFRESH_TOKEN);
+    assert_string_equal(
+        b, "grant_type=refresh_token&client_id=cid&client_secret=" CLIENT_SECRET
+           "&refresh_token=" REFRESH_TOKEN);
     free(b);
     fx_stop(&f);
 }
@@ -235,7 +241,8 @@ static void test_single_flight(void **state)
 {
     (void)state;
     static const mpt_http_step steps[] = {
-        {.path = "/token", .delay_ms = 300,
+        {.path = "/token",
+         .delay_ms = 300,
          .body = "{\"access_token\":\"at-shared\",\"expires_in\":3600}"},
     };
     fixture f;
@@ -262,12 +269,16 @@ static void test_rotation_persisted(void **state)
 {
     (void)state;
     static const mpt_http_step steps[] = {
-        {.path = "/token", .body_contains = "refresh_token=" REFRESH_TOKEN,
-         .body = "{\"access_token\":\"at-1\",\"expires_in\":1,\"refresh_token\":\"rt-two\"}"},
-        {.path = "/token", .body_contains = "refresh_token=rt-two",
+        {.path = "/token",
+         .body_contains = "refresh_token=" REFRESH_TOKEN,
+         .body =
+             "{\"access_token\":\"at-1\",\"expires_in\":1,\"refresh_token\":\"rt-two\"}"},
+        {.path = "/token",
+         .body_contains = "refresh_token=rt-two",
          .body = "{\"access_token\":\"at-2\",\"expires_in\":3600}"},
         /* A new service (restart) loads the stored token. */
-        {.path = "/token", .body_contains = "refresh_token=rt-two",
+        {.path = "/token",
+         .body_contains = "refresh_token=rt-two",
          .body = "{\"access_token\":\"at-3\",\"expires_in\":3600}"},
     };
     persisted[0] = '\0';
@@ -283,8 +294,10 @@ static void test_rotation_persisted(void **state)
     assert_int_equal(persist_calls, 1); /* not rotated again */
 
     mpo_service *again = mpo_service_new(&opt);
-    mpo_credential c = {.grant = MPO_GRANT_REFRESH_TOKEN, .token_url = f.url,
-                        .client_id = "cid", .refresh_token_file = f.refresh};
+    mpo_credential c = {.grant = MPO_GRANT_REFRESH_TOKEN,
+                        .token_url = f.url,
+                        .client_id = "cid",
+                        .refresh_token_file = f.refresh};
     char *err = NULL, *tok = NULL;
     assert_int_equal(mpo_account_set(again, "acct", &c, &err), 0);
     int64_t exp;
@@ -303,11 +316,14 @@ static void test_invalid_grant_reauth(void **state)
 {
     (void)state;
     static const mpt_http_step steps[] = {
-        {.path = "/token", .status = 400,
-         .body = "{\"error\":\"invalid_grant\",\"error_description\":\"Token has been expired "
+        {.path = "/token",
+         .status = 400,
+         .body = "{\"error\":\"invalid_grant\",\"error_description\":\"Token has been "
+                 "expired "
                  "or revoked for " CLIENT_SECRET "\\u0007\"}"},
         {.path = "/token", .status = 401, .body = "{\"error\":\"invalid_client\"}"},
-        {.path = "/token", .body_contains = "refresh_token=rt-new",
+        {.path = "/token",
+         .body_contains = "refresh_token=rt-new",
          .body = "{\"access_token\":\"at-ok\",\"expires_in\":3600}"},
     };
     persisted[0] = '\0';
@@ -373,6 +389,50 @@ static void test_retry_after(void **state)
     fx_stop(&f);
 }
 
+static void test_stale_token_while_failing(void **state)
+{
+    (void)state;
+    static const mpt_http_step steps[] = {
+        {.path = "/token", .body = "{\"access_token\":\"at-1\",\"expires_in\":2}"},
+        {.path = "/token", .status = 503, .headers = "Retry-After: 5\r\n"},
+    };
+    /* 2 s lifetime, 1 s margin: refreshed after 1 s, usable for 1.5 s. */
+    mpo_options opt = {.margin_ms = 1000};
+    fixture f;
+    fx_start(&f, steps, 2, &opt, MPO_GRANT_REFRESH_TOKEN);
+    assert_token(&f, "at-1");
+    usleep(1100 * 1000);
+    assert_token(&f, "at-1"); /* the refresh failed: the old token */
+    assert_int_equal(mpt_http_server_count(f.srv), 2);
+    assert_token(&f, "at-1"); /* inside Retry-After: no request */
+    assert_int_equal(mpt_http_server_count(f.srv), 2);
+    usleep(500 * 1000);
+    uint32_t retry = 0;
+    assert_int_equal(get(&f, NULL, &retry, NULL), MPO_RETRY);
+    assert_true(retry > 3000);
+    assert_int_equal(mpt_http_server_count(f.srv), 2);
+    fx_stop(&f);
+}
+
+/* Rotated refresh tokens through the store's per-account state. */
+static void test_store_persistence(void **state)
+{
+    (void)state;
+    char *path = mpu_asprintf("%s/store.db", dir);
+    mps_store *st = NULL;
+    char *err = NULL, *rt = NULL;
+    assert_int_equal(mps_open(path, &st, &err), 0);
+    assert_int_equal(mpo_store_load(st, "acct", &rt, &err), 1);
+    assert_int_equal(mpo_store_persist(st, "acct", "rt-stored", &err), 0);
+    assert_int_equal(mpo_store_load(st, "acct", &rt, &err), 0);
+    assert_string_equal(rt, "rt-stored");
+    mpu_secret_free(&rt);
+    assert_int_equal(mpo_store_persist(st, "acct", NULL, &err), 0);
+    assert_int_equal(mpo_store_load(st, "acct", &rt, &err), 1);
+    mps_close(&st);
+    free(path);
+}
+
 static void test_transport_error(void **state)
 {
     (void)state;
@@ -394,8 +454,10 @@ static void test_missing_secret_file(void **state)
     (void)state;
     mpo_service *svc = mpo_service_new(NULL);
     char *missing = mpu_asprintf("%s/absent", dir);
-    mpo_credential c = {.grant = MPO_GRANT_CLIENT_CREDENTIALS, .token_url = "http://127.0.0.1:1/t",
-                        .client_id = "cid", .client_secret_file = missing};
+    mpo_credential c = {.grant = MPO_GRANT_CLIENT_CREDENTIALS,
+                        .token_url = "http://127.0.0.1:1/t",
+                        .client_id = "cid",
+                        .client_secret_file = missing};
     char *err = NULL, *tok = NULL;
     assert_int_equal(mpo_account_set(svc, "acct", &c, &err), 0);
     int64_t exp;
@@ -420,15 +482,17 @@ static void test_client_credentials(void **state)
 {
     (void)state;
     static const mpt_http_step steps[] = {
-        {.method = "POST", .path = "/token",
+        {.method = "POST",
+         .path = "/token",
          .body = "{\"access_token\":\"app-token\",\"expires_in\":3599}"},
     };
     fixture f;
     fx_start(&f, steps, 1, NULL, MPO_GRANT_CLIENT_CREDENTIALS);
     assert_token(&f, "app-token");
     char *b = seen_body(&f, 0);
-    assert_string_equal(b, "grant_type=client_credentials&client_id=cid&client_secret="
-                           CLIENT_SECRET "&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default");
+    assert_string_equal(
+        b, "grant_type=client_credentials&client_id=cid&client_secret=" CLIENT_SECRET
+           "&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default");
     free(b);
     fx_stop(&f);
 }
@@ -469,9 +533,9 @@ static char *make_key_json(EVP_PKEY **pkey_r, const char *token_uri)
     assert_int_equal(PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL), 1);
     char *pem = NULL;
     long n = BIO_get_mem_data(bio, &pem);
-    json_t *j = json_pack("{s:s, s:s, s:s%, s:s}", "type", "service_account", "client_email",
-                          "sync@proj.iam.gserviceaccount.com", "private_key", pem, (size_t)n,
-                          "token_uri", token_uri);
+    json_t *j = json_pack("{s:s, s:s, s:s%, s:s}", "type", "service_account",
+                          "client_email", "sync@proj.iam.gserviceaccount.com",
+                          "private_key", pem, (size_t)n, "token_uri", token_uri);
     BIO_free(bio);
     char *text = json_dumps(j, 0);
     json_decref(j);
@@ -485,8 +549,10 @@ static void test_jwt_assertion(void **state)
     EVP_PKEY *pkey;
     char *key = make_key_json(&pkey, "https://oauth2.googleapis.com/token");
     char *a = NULL, *uri = NULL, *err = NULL;
-    assert_int_equal(mpo_jwt_assertion(key, "https://mail.google.com/", "user@example.com",
-                                       NULL, 1795341600, &a, &uri, &err), 0);
+    assert_int_equal(mpo_jwt_assertion(key, "https://mail.google.com/",
+                                       "user@example.com", NULL, 1795341600, &a, &uri,
+                                       &err),
+                     0);
     assert_string_equal(uri, "https://oauth2.googleapis.com/token");
     assert_null(strchr(a, '='));
     assert_null(strchr(a, '+'));
@@ -503,7 +569,8 @@ static void test_jwt_assertion(void **state)
     json_t *c = decode_json(d1 + 1, (size_t)(d2 - d1 - 1));
     assert_string_equal(json_string_value(json_object_get(c, "iss")),
                         "sync@proj.iam.gserviceaccount.com");
-    assert_string_equal(json_string_value(json_object_get(c, "scope")), "https://mail.google.com/");
+    assert_string_equal(json_string_value(json_object_get(c, "scope")),
+                        "https://mail.google.com/");
     assert_string_equal(json_string_value(json_object_get(c, "aud")),
                         "https://oauth2.googleapis.com/token");
     assert_string_equal(json_string_value(json_object_get(c, "sub")), "user@example.com");
@@ -516,14 +583,16 @@ static void test_jwt_assertion(void **state)
     assert_int_equal(sig_len, 256);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     assert_int_equal(EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, pkey), 1);
-    assert_int_equal(EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)a,
-                                      (size_t)(d2 - a)), 1);
+    assert_int_equal(
+        EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)a, (size_t)(d2 - a)),
+        1);
     /* A flipped claim byte fails verification. */
     a[d1 - a + 3] ^= 1;
     EVP_MD_CTX_reset(ctx);
     assert_int_equal(EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, pkey), 1);
-    assert_int_not_equal(EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)a,
-                                          (size_t)(d2 - a)), 1);
+    assert_int_not_equal(
+        EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)a, (size_t)(d2 - a)),
+        1);
     EVP_MD_CTX_free(ctx);
     free(sig);
     free(a);
@@ -538,9 +607,11 @@ static void test_jwt_assertion(void **state)
     assert_string_equal(json_string_value(json_object_get(c, "aud")), "aud-x");
     json_decref(c);
     free(a);
-    assert_int_equal(mpo_jwt_assertion("{\"client_email\":\"x\",\"private_key\":\"PRIVATEBITS\","
-                                       "\"token_uri\":\"u\"}", "s", NULL, NULL, 1, &a, NULL,
-                                       &err), -1);
+    assert_int_equal(
+        mpo_jwt_assertion("{\"client_email\":\"x\",\"private_key\":\"PRIVATEBITS\","
+                          "\"token_uri\":\"u\"}",
+                          "s", NULL, NULL, 1, &a, NULL, &err),
+        -1);
     assert_null(strstr(err, "PRIVATEBITS"));
     free(err);
     free(key);
@@ -551,9 +622,11 @@ static void test_jwt_bearer_grant(void **state)
 {
     (void)state;
     static const mpt_http_step steps[] = {
-        {.method = "POST", .path = "/sa-token",
-         .body_contains = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
-                          "&assertion=eyJ",
+        {.method = "POST",
+         .path = "/sa-token",
+         .body_contains =
+             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
+             "&assertion=eyJ",
          .body = "{\"access_token\":\"ya29.sa\",\"expires_in\":3600}"},
     };
     mpt_http_server *srv = mpt_http_server_start(steps, 1, NULL);
@@ -563,8 +636,10 @@ static void test_jwt_bearer_grant(void **state)
     char *json = make_key_json(&pkey, uri);
     char *keyfile = secret_file("sa.json", json);
     mpo_service *svc = mpo_service_new(NULL);
-    mpo_credential c = {.grant = MPO_GRANT_JWT_BEARER, .key_file = keyfile,
-                        .scope = "https://mail.google.com/", .sub = "user@example.com"};
+    mpo_credential c = {.grant = MPO_GRANT_JWT_BEARER,
+                        .key_file = keyfile,
+                        .scope = "https://mail.google.com/",
+                        .sub = "user@example.com"};
     char *err = NULL, *tok = NULL;
     assert_int_equal(mpo_account_set(svc, "acct", &c, &err), 0);
     int64_t exp;
@@ -590,6 +665,8 @@ int main(void)
         cmocka_unit_test(test_rotation_persisted),
         cmocka_unit_test(test_invalid_grant_reauth),
         cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_stale_token_while_failing),
+        cmocka_unit_test(test_store_persistence),
         cmocka_unit_test(test_transport_error),
         cmocka_unit_test(test_missing_secret_file),
         cmocka_unit_test(test_client_credentials),
