@@ -35,7 +35,8 @@ typedef struct account {
     int64_t expires_wall;
     /* refresh token in use: from load, a rotation or the file */
     char *refresh_token;
-    int loaded; /* load callback consulted */
+    int loaded;          /* load callback consulted */
+    int persist_pending; /* the last rotated token could not be persisted */
     /* failure */
     mpo_status fail_status; /* MPO_OK: none */
     char *fail_error;
@@ -108,6 +109,7 @@ static void reset_state(account *a)
     mpu_freep(&a->fail_error);
     a->not_before_mono = 0;
     a->failures = 0;
+    a->persist_pending = 0;
     a->gen++;
 }
 
@@ -399,6 +401,7 @@ static void refresh(mpo_service *svc, account *a)
     char *rt = a->refresh_token ? mpu_strdup(a->refresh_token) : NULL;
     int need_load =
         !a->loaded && !rt && svc->opt.load && cred.grant == MPO_GRANT_REFRESH_TOKEN;
+    int pending = a->persist_pending;
     char *key = mpu_strdup(a->key);
     pthread_mutex_unlock(&svc->lock);
 
@@ -406,7 +409,7 @@ static void refresh(mpo_service *svc, account *a)
     memset(&ans, 0, sizeof ans);
     secrets s;
     char fp[65] = "";
-    int persisted_fail = 0;
+    int persist_failed = 0;
     if (read_secrets(&cred, &s, &ans.error) < 0) {
         ans.status = MPO_CONFIG;
         fingerprint_files(&cred, fp);
@@ -422,17 +425,20 @@ static void refresh(mpo_service *svc, account *a)
         if (cred.grant == MPO_GRANT_REFRESH_TOKEN && !rt)
             rt = mpu_strdup(s.refresh_file);
         do_request(&svc->opt, &cred, &s, rt, &ans);
-        if (ans.status == MPO_OK && ans.refresh_token && rt &&
-            strcmp(ans.refresh_token, rt) != 0 && svc->opt.persist) {
+        /* A rotated token is persisted before it is used; one that could
+         * not be persisted is tried again with the next answer. */
+        const char *keep = ans.refresh_token ? ans.refresh_token : rt;
+        if (ans.status == MPO_OK && svc->opt.persist && keep &&
+            ((ans.refresh_token && rt && strcmp(ans.refresh_token, rt) != 0) ||
+             pending)) {
             char *err = NULL;
-            if (svc->opt.persist(svc->opt.arg, key, ans.refresh_token, &err) < 0) {
+            if (svc->opt.persist(svc->opt.arg, key, keep, &err) < 0) {
                 free(err);
-                persisted_fail = 1;
+                persist_failed = 1;
             }
         }
         secrets_clear(&s);
     }
-    (void)persisted_fail; /* kept in memory; persisted again on the next rotation */
 
     pthread_mutex_lock(&svc->lock);
     a->in_flight = 0;
@@ -462,6 +468,7 @@ static void refresh(mpo_service *svc, account *a)
             a->fail_status = MPO_OK;
             mpu_freep(&a->fail_error);
             a->failures = 0;
+            a->persist_pending = persist_failed;
         } else {
             a->fail_status = ans.status;
             free(a->fail_error);

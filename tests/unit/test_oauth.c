@@ -72,12 +72,18 @@ typedef struct fixture {
 static char persisted[256];
 static int persist_calls;
 
+static int persist_fail_next;
+
 static int persist_cb(void *arg, const char *key, const char *rt, char **error_r)
 {
     (void)arg;
-    (void)error_r;
     assert_string_equal(key, "acct");
     persist_calls++;
+    if (persist_fail_next) {
+        persist_fail_next = 0;
+        *error_r = mpu_strdup("disk full");
+        return -1;
+    }
     mpu_strlcpy(persisted, rt ? rt : "", sizeof persisted);
     return 0;
 }
@@ -307,6 +313,33 @@ static void test_rotation_persisted(void **state)
     mpu_secret_free(&tok);
     mpo_service_free(&again);
     assert_int_equal(mpt_http_server_count(f.srv), 3);
+    fx_stop(&f);
+}
+
+static void test_rotation_persist_retried(void **state)
+{
+    (void)state;
+    static const mpt_http_step steps[] = {
+        {.path = "/token",
+         .body =
+             "{\"access_token\":\"at-1\",\"expires_in\":1,\"refresh_token\":\"rt-two\"}"},
+        {.path = "/token",
+         .body_contains = "refresh_token=rt-two",
+         .body = "{\"access_token\":\"at-2\",\"expires_in\":3600}"},
+    };
+    persisted[0] = '\0';
+    persist_calls = 0;
+    persist_fail_next = 1;
+    mpo_options opt = {.persist = persist_cb, .load = load_cb};
+    fixture f;
+    fx_start(&f, steps, 2, &opt, MPO_GRANT_REFRESH_TOKEN);
+    assert_token(&f, "at-1"); /* persisting failed: used from memory */
+    assert_int_equal(persist_calls, 1);
+    assert_string_equal(persisted, "");
+    usleep(600 * 1000);
+    assert_token(&f, "at-2"); /* and persisted with the next answer */
+    assert_int_equal(persist_calls, 2);
+    assert_string_equal(persisted, "rt-two");
     fx_stop(&f);
 }
 
@@ -663,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_expiry_margin),
         cmocka_unit_test(test_single_flight),
         cmocka_unit_test(test_rotation_persisted),
+        cmocka_unit_test(test_rotation_persist_retried),
         cmocka_unit_test(test_invalid_grant_reauth),
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_stale_token_while_failing),
