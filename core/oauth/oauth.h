@@ -13,7 +13,9 @@
  *   - A refresh token the provider rotates (a new refresh_token in the
  *     answer) goes to the `persist` callback before it is used; `load`
  *     provides it again after a restart (mpo_store_persist/mpo_store_load
- *     keep it in the store's per-account state, key MPO_STATE_KEY).
+ *     keep it in the store's per-account state, key MPO_STATE_KEY). The
+ *     record names the refresh token file content it descends from: a new
+ *     file (a fresh authorization) outranks it, a reload keeps it.
  *   - invalid_grant, invalid_client, unauthorized_client: MPO_REAUTH after
  *     that one request, with the provider's error_description (sanitized)
  *     in the reason. Other 4xx answers (invalid_scope, invalid_request...)
@@ -82,13 +84,15 @@ typedef struct mpo_credential {
     const char *ca_file;            /* NULL: system CA store                 */
 } mpo_credential;
 
-/* Persist a rotated refresh token (NULL: forget the stored one). Returns
- * 0, or -1 with *error_r. Called without the service's lock held. */
-typedef int (*mpo_persist_fn)(void *arg, const char *account_key,
-                              const char *refresh_token, char **error_r);
-/* Stored refresh token into *token_r (mpu_secret_free): 0, 1 when none,
- * -1 with *error_r. */
-typedef int (*mpo_load_fn)(void *arg, const char *account_key, char **token_r,
+/* Persist an account's refresh token record (an opaque secret string:
+ * the rotated token and where it descends from). Returns 0, or -1 with
+ * *error_r; the service then keeps it in memory and tries again with the
+ * next token answer. Called without the service's lock held. */
+typedef int (*mpo_persist_fn)(void *arg, const char *account_key, const char *record,
+                              char **error_r);
+/* The record last persisted into *record_r (mpu_secret_free): 0, 1 when
+ * none, -1 with *error_r (the refresh token file is used then). */
+typedef int (*mpo_load_fn)(void *arg, const char *account_key, char **record_r,
                            char **error_r);
 
 typedef struct mpo_options {
@@ -114,9 +118,10 @@ void mpo_service_free(mpo_service **svc);
 int mpo_account_set(mpo_service *svc, const char *key, const mpo_credential *cred,
                     char **error_r);
 void mpo_account_remove(mpo_service *svc, const char *key);
-/* Credentials changed outside (SIGHUP): drop the cached token, the failure
- * state and the stored rotated refresh token of `key` (NULL: every
- * account), so the next mpo_token reads the files again. */
+/* Credentials changed outside (SIGHUP): drop the cached token and the
+ * failure state of `key` (NULL: every account), so the next mpo_token
+ * reads the files again and may make one request. A rotated refresh token
+ * is kept unless the refresh token file now holds something else. */
 void mpo_credentials_changed(mpo_service *svc, const char *key);
 
 /* An access token for account `key`: the cached one or a new one.
@@ -128,9 +133,9 @@ int mpo_token(mpo_service *svc, const char *key, char **token_r, int64_t *expire
               mpo_status *status_r, uint32_t *retry_ms_r, char **error_r);
 
 /* Persistence in the store (arg: the mps_store *), key MPO_STATE_KEY. */
-int mpo_store_persist(void *store, const char *account_key, const char *refresh_token,
+int mpo_store_persist(void *store, const char *account_key, const char *record,
                       char **error_r);
-int mpo_store_load(void *store, const char *account_key, char **token_r, char **error_r);
+int mpo_store_load(void *store, const char *account_key, char **record_r, char **error_r);
 
 /* ---- pieces, exposed for tests ---- */
 

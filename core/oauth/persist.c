@@ -6,13 +6,13 @@
 #include "oauth/oauth.h"
 #include "store/store.h"
 
-int mpo_store_persist(void *store, const char *account_key, const char *refresh_token,
+int mpo_store_persist(void *store, const char *account_key, const char *record,
                       char **error_r)
 {
-    return mps_state_put(store, account_key, MPO_STATE_KEY, refresh_token, error_r);
+    return mps_state_put(store, account_key, MPO_STATE_KEY, record, error_r);
 }
 
-int mpo_store_load(void *store, const char *account_key, char **token_r, char **error_r)
+int mpo_store_load(void *store, const char *account_key, char **record_r, char **error_r)
 {
-    return mps_state_get(store, account_key, MPO_STATE_KEY, token_r, error_r);
+    return mps_state_get(store, account_key, MPO_STATE_KEY, record_r, error_r);
 }

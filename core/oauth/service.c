@@ -37,6 +37,7 @@ typedef struct account {
     char *refresh_token;
     int loaded;          /* load callback consulted */
     int persist_pending; /* the last rotated token could not be persisted */
+    char rt_source[65];  /* hash of the refresh token file it descends from */
     /* failure */
     mpo_status fail_status; /* MPO_OK: none */
     char *fail_error;
@@ -174,13 +175,6 @@ static int check_cred(const mpo_credential *c, char **error_r)
     return 0;
 }
 
-static void forget_stored(mpo_service *svc, const char *key)
-{
-    char *err = NULL;
-    if (svc->opt.persist && svc->opt.persist(svc->opt.arg, key, NULL, &err) < 0)
-        free(err); /* a stale stored token is dropped again on the next change */
-}
-
 int mpo_account_set(mpo_service *svc, const char *key, const mpo_credential *cred,
                     char **error_r)
 {
@@ -188,7 +182,6 @@ int mpo_account_set(mpo_service *svc, const char *key, const mpo_credential *cre
         return -1;
     pthread_mutex_lock(&svc->lock);
     account *a = find(svc, key);
-    int replaced = a != NULL;
     if (!a) {
         a = mpu_calloc(1, sizeof *a);
         a->key = mpu_strdup(key);
@@ -198,13 +191,9 @@ int mpo_account_set(mpo_service *svc, const char *key, const mpo_credential *cre
     } else {
         cred_free(&a->cred);
         reset_state(a);
-        mpu_secret_free(&a->refresh_token);
-        a->loaded = 1; /* the files are authoritative again */
     }
     cred_copy(&a->cred, cred);
     pthread_mutex_unlock(&svc->lock);
-    if (replaced)
-        forget_stored(svc, key);
     return 0;
 }
 
@@ -228,35 +217,33 @@ void mpo_account_remove(mpo_service *svc, const char *key)
     pthread_mutex_unlock(&svc->lock);
 }
 
-static void changed_locked(mpo_service *svc, account *a)
-{
-    (void)svc;
-    reset_state(a);
-    mpu_secret_free(&a->refresh_token);
-    a->loaded = 1;
-}
-
 void mpo_credentials_changed(mpo_service *svc, const char *key)
 {
     pthread_mutex_lock(&svc->lock);
-    size_t n = 0, cap = 0;
-    char **keys = NULL;
-    for (account *a = svc->accounts; a; a = a->next) {
-        if (key && strcmp(a->key, key) != 0)
-            continue;
-        changed_locked(svc, a);
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            keys = mpu_realloc(keys, cap * sizeof *keys);
-        }
-        keys[n++] = mpu_strdup(a->key);
-    }
+    for (account *a = svc->accounts; a; a = a->next)
+        if (!key || strcmp(a->key, key) == 0)
+            reset_state(a);
     pthread_mutex_unlock(&svc->lock);
-    for (size_t i = 0; i < n; i++) {
-        forget_stored(svc, keys[i]);
-        free(keys[i]);
-    }
-    free(keys);
+}
+
+/* The persisted record: "v1 <source> <refresh token>", the source being
+ * the hash of the refresh token file the rotated token descends from. A
+ * new file (a fresh authorization) thereby outranks a stored token without
+ * any reset having to delete it, and a plain reload (SIGHUP) keeps it. */
+static char *record_make(const char *source, const char *token)
+{
+    return mpu_asprintf("v1 %s %s", source, token);
+}
+
+/* The token of `record` (mpu_secret_free) when its source is `source`,
+ * else NULL. */
+static char *record_token(const char *record, const char *source)
+{
+    size_t n = strlen(source);
+    if (strncmp(record, "v1 ", 3) != 0 || strncmp(record + 3, source, n) != 0 ||
+        record[3 + n] != ' ' || !record[4 + n])
+        return NULL;
+    return mpu_strdup(record + 4 + n);
 }
 
 /* ---- one token request, lock released ---- */
@@ -402,6 +389,8 @@ static void refresh(mpo_service *svc, account *a)
     int need_load =
         !a->loaded && !rt && svc->opt.load && cred.grant == MPO_GRANT_REFRESH_TOKEN;
     int pending = a->persist_pending;
+    char source[65];
+    memcpy(source, a->rt_source, sizeof source);
     char *key = mpu_strdup(a->key);
     pthread_mutex_unlock(&svc->lock);
 
@@ -409,21 +398,29 @@ static void refresh(mpo_service *svc, account *a)
     memset(&ans, 0, sizeof ans);
     secrets s;
     char fp[65] = "";
-    int persist_failed = 0;
+    int persist_failed = 0, did_load = 0;
     if (read_secrets(&cred, &s, &ans.error) < 0) {
         ans.status = MPO_CONFIG;
         fingerprint_files(&cred, fp);
     } else {
         fingerprint(&s, fp);
-        if (need_load) {
-            char *err = NULL;
-            if (svc->opt.load(svc->opt.arg, key, &rt, &err) < 0) {
-                rt = NULL;
-                free(err); /* fall back to the file */
+        if (cred.grant == MPO_GRANT_REFRESH_TOKEN) {
+            char file_fp[65];
+            mpu_sha256_hex(s.refresh_file, strlen(s.refresh_file), 32, file_fp);
+            if (rt && strcmp(source, file_fp) != 0)
+                mpu_secret_free(&rt); /* a new file: a new authorization */
+            if (need_load) {
+                char *record = NULL, *err = NULL;
+                if (svc->opt.load(svc->opt.arg, key, &record, &err) == 0 && record)
+                    rt = record_token(record, file_fp);
+                mpu_secret_free(&record);
+                free(err); /* none or unreadable: the file's token */
+                did_load = 1;
             }
+            if (!rt)
+                rt = mpu_strdup(s.refresh_file);
+            memcpy(source, file_fp, sizeof source);
         }
-        if (cred.grant == MPO_GRANT_REFRESH_TOKEN && !rt)
-            rt = mpu_strdup(s.refresh_file);
         do_request(&svc->opt, &cred, &s, rt, &ans);
         /* A rotated token is persisted before it is used; one that could
          * not be persisted is tried again with the next answer. */
@@ -431,11 +428,12 @@ static void refresh(mpo_service *svc, account *a)
         if (ans.status == MPO_OK && svc->opt.persist && keep &&
             ((ans.refresh_token && rt && strcmp(ans.refresh_token, rt) != 0) ||
              pending)) {
-            char *err = NULL;
-            if (svc->opt.persist(svc->opt.arg, key, keep, &err) < 0) {
+            char *err = NULL, *record = record_make(source, keep);
+            if (svc->opt.persist(svc->opt.arg, key, record, &err) < 0) {
                 free(err);
                 persist_failed = 1;
             }
+            mpu_secret_free(&record);
         }
         secrets_clear(&s);
     }
@@ -443,7 +441,8 @@ static void refresh(mpo_service *svc, account *a)
     pthread_mutex_lock(&svc->lock);
     a->in_flight = 0;
     if (a->gen == gen && !a->removed) {
-        a->loaded = 1;
+        if (did_load)
+            a->loaded = 1;
         int64_t now = mpu_mono_ms();
         if (ans.status == MPO_OK) {
             mpu_secret_free(&a->token);
@@ -458,12 +457,11 @@ static void refresh(mpo_service *svc, account *a)
              * token URL fails or answers slowly. */
             a->usable_until_mono = now + life - (margin / 2 < 5000 ? margin / 2 : 5000);
             a->expires_wall = mpu_now_ms() + life;
-            if (ans.refresh_token) {
+            if (rt) {
                 mpu_secret_free(&a->refresh_token);
-                a->refresh_token = ans.refresh_token;
+                a->refresh_token = ans.refresh_token ? ans.refresh_token : mpu_strdup(rt);
                 ans.refresh_token = NULL;
-            } else if (rt && !a->refresh_token) {
-                a->refresh_token = mpu_strdup(rt);
+                memcpy(a->rt_source, source, sizeof source);
             }
             a->fail_status = MPO_OK;
             mpu_freep(&a->fail_error);
@@ -544,10 +542,7 @@ int mpo_token(mpo_service *svc, const char *key, char **token_r, int64_t *expire
             if (!a || a->gen != gen || a->in_flight)
                 continue;
             if (a->fail_status != MPO_OK && strcmp(fp, a->fingerprint) != 0) {
-                changed_locked(svc, a);
-                pthread_mutex_unlock(&svc->lock);
-                forget_stored(svc, key);
-                pthread_mutex_lock(&svc->lock);
+                reset_state(a);
                 continue;
             }
             if (a->fail_status == MPO_OK)

@@ -88,6 +88,18 @@ static int persist_cb(void *arg, const char *key, const char *rt, char **error_r
     return 0;
 }
 
+/* The token in the persisted record "v1 <source> <token>" ("" when none). */
+static const char *persisted_token(void)
+{
+    if (!persisted[0])
+        return "";
+    assert_memory_equal(persisted, "v1 ", 3);
+    const char *sp = strchr(persisted + 3, ' ');
+    assert_non_null(sp);
+    assert_int_equal(sp - persisted - 3, 64);
+    return sp + 1;
+}
+
 static int load_cb(void *arg, const char *key, char **rt_r, char **error_r)
 {
     (void)arg;
@@ -286,14 +298,25 @@ static void test_rotation_persisted(void **state)
         {.path = "/token",
          .body_contains = "refresh_token=rt-two",
          .body = "{\"access_token\":\"at-3\",\"expires_in\":3600}"},
+        /* A reload keeps it. */
+        {.path = "/token",
+         .body_contains = "refresh_token=rt-two",
+         .body = "{\"access_token\":\"at-4\",\"expires_in\":3600}"},
+        /* A new refresh token file outranks it, also after a restart. */
+        {.path = "/token",
+         .body_contains = "refresh_token=rt-fresh",
+         .body = "{\"access_token\":\"at-5\",\"expires_in\":3600}"},
+        {.path = "/token",
+         .body_contains = "refresh_token=rt-fresh",
+         .body = "{\"access_token\":\"at-6\",\"expires_in\":3600}"},
     };
     persisted[0] = '\0';
     persist_calls = 0;
     mpo_options opt = {.persist = persist_cb, .load = load_cb};
     fixture f;
-    fx_start(&f, steps, 3, &opt, MPO_GRANT_REFRESH_TOKEN);
+    fx_start(&f, steps, 6, &opt, MPO_GRANT_REFRESH_TOKEN);
     assert_token(&f, "at-1");
-    assert_string_equal(persisted, "rt-two");
+    assert_string_equal(persisted_token(), "rt-two");
     assert_int_equal(persist_calls, 1);
     usleep(600 * 1000); /* 1 s lifetime: handed out for 0.5 s */
     assert_token(&f, "at-2");
@@ -311,8 +334,23 @@ static void test_rotation_persisted(void **state)
     assert_int_equal(mpo_token(again, "acct", &tok, &exp, &st, NULL, &err), 0);
     assert_string_equal(tok, "at-3");
     mpu_secret_free(&tok);
+    mpo_credentials_changed(again, NULL);
+    assert_int_equal(mpo_token(again, "acct", &tok, &exp, &st, NULL, &err), 0);
+    assert_string_equal(tok, "at-4");
+    mpu_secret_free(&tok);
+    free(secret_file("refresh_token", "rt-fresh\n"));
+    mpo_credentials_changed(again, "acct");
+    assert_int_equal(mpo_token(again, "acct", &tok, &exp, &st, NULL, &err), 0);
+    assert_string_equal(tok, "at-5");
+    mpu_secret_free(&tok);
     mpo_service_free(&again);
-    assert_int_equal(mpt_http_server_count(f.srv), 3);
+    again = mpo_service_new(&opt);
+    assert_int_equal(mpo_account_set(again, "acct", &c, &err), 0);
+    assert_int_equal(mpo_token(again, "acct", &tok, &exp, &st, NULL, &err), 0);
+    assert_string_equal(tok, "at-6");
+    mpu_secret_free(&tok);
+    mpo_service_free(&again);
+    assert_int_equal(mpt_http_server_count(f.srv), 6);
     fx_stop(&f);
 }
 
@@ -335,11 +373,11 @@ static void test_rotation_persist_retried(void **state)
     fx_start(&f, steps, 2, &opt, MPO_GRANT_REFRESH_TOKEN);
     assert_token(&f, "at-1"); /* persisting failed: used from memory */
     assert_int_equal(persist_calls, 1);
-    assert_string_equal(persisted, "");
+    assert_string_equal(persisted_token(), "");
     usleep(600 * 1000);
     assert_token(&f, "at-2"); /* and persisted with the next answer */
     assert_int_equal(persist_calls, 2);
-    assert_string_equal(persisted, "rt-two");
+    assert_string_equal(persisted_token(), "rt-two");
     fx_stop(&f);
 }
 
