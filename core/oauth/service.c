@@ -440,6 +440,14 @@ static void refresh(mpo_service *svc, account *a)
 
     pthread_mutex_lock(&svc->lock);
     a->in_flight = 0;
+    /* The refresh token in use is kept even when the outcome is discarded
+     * below: a provider that rotated it has invalidated the old one. */
+    if (ans.status == MPO_OK && rt && !a->removed) {
+        mpu_secret_free(&a->refresh_token);
+        a->refresh_token = ans.refresh_token ? ans.refresh_token : mpu_strdup(rt);
+        ans.refresh_token = NULL;
+        memcpy(a->rt_source, source, sizeof source);
+    }
     if (a->gen == gen && !a->removed) {
         if (did_load)
             a->loaded = 1;
@@ -457,12 +465,6 @@ static void refresh(mpo_service *svc, account *a)
              * token URL fails or answers slowly. */
             a->usable_until_mono = now + life - (margin / 2 < 5000 ? margin / 2 : 5000);
             a->expires_wall = mpu_now_ms() + life;
-            if (rt) {
-                mpu_secret_free(&a->refresh_token);
-                a->refresh_token = ans.refresh_token ? ans.refresh_token : mpu_strdup(rt);
-                ans.refresh_token = NULL;
-                memcpy(a->rt_source, source, sizeof source);
-            }
             a->fail_status = MPO_OK;
             mpu_freep(&a->fail_error);
             a->failures = 0;
