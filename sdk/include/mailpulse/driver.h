@@ -16,6 +16,9 @@
  *        stream push slots, optional probe; host table with log, config,
  *        secrets, cursors, change emission, sync-now, HTTP, timers and fd
  *        watches, stored-message iteration and core settings.
+ *   1.1  host table only grows (the descriptor is unchanged): slots listed
+ *        below, each marked "added in ABI 1.1". Drivers built for 1.0 load
+ *        and run unchanged (tests/drivers/abi10 keeps a frozen 1.0 build).
  *
  * The loader refuses a driver whose ABI major differs from the host's, whose
  * minor is newer than the host's, whose struct_size is smaller than the 1.0
@@ -67,7 +70,7 @@ extern "C" {
 #endif
 
 #define MP_ABI_MAJOR 1
-#define MP_ABI_MINOR 0
+#define MP_ABI_MINOR 1
 
 /* The one symbol a driver exports. */
 #define MP_DRIVER_SYMBOL "mailpulse_driver"
