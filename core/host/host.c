@@ -2,6 +2,7 @@
  * account accessors, cursors, push hints. Batches are in host_batch.c,
  * timers and fd watches in host_loop.c, HTTP in host_http.c. */
 #include "host/host_private.h"
+#include "host/host_push_status.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -262,6 +263,15 @@ static void host_push_state(mp_account *acct, const char *state)
     mpd_account_set_push_live(acct, live);
 }
 
+static void host_push_status(mp_account *acct, mp_push_state state, const char *text)
+{
+    int live = 0;
+    char *t = mphost_push_status_text(state, text, &live);
+    mpd_set_push_state(acct->d, acct->id, t);
+    mpd_account_set_push_live(acct, live);
+    free(t);
+}
+
 static void host_set_profile(mp_account *acct, const char *json)
 {
     mps_store *s = mpd_store(acct->d);
@@ -475,6 +485,7 @@ static const mp_host host_table = {
     .batch_change_folders = mphost_batch_change_folders,
     .http_limit = mphost_http_limit,
     .http_ex = mphost_http_ex,
+    .push_status = host_push_status,
 };
 
 const mp_host *mpd_host_table(void)

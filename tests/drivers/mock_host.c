@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "host/host_http.h"
+#include "host/host_push_status.h"
 #include "util/util.h"
 
 typedef struct kv {
@@ -543,6 +544,14 @@ static void m_push_state(mp_account *acct, const char *state)
     replace(acct->m, &acct->push_state, state);
 }
 
+static void m_push_status(mp_account *acct, mp_push_state state, const char *text)
+{
+    int live = 0;
+    char *t = mphost_push_status_text(state, text, &live);
+    m_push_state(acct, t);
+    free(t);
+}
+
 static void m_set_profile(mp_account *acct, const char *json)
 {
     replace(acct->m, &acct->profile, json);
@@ -734,6 +743,7 @@ static const mp_host mock_table = {
     .batch_change_folders = m_batch_change_folders,
     .http_limit = m_http_limit,
     .http_ex = m_http_ex,
+    .push_status = m_push_status,
 };
 
 /* ---- the mock itself ---- */

@@ -23,6 +23,7 @@
 #include "daemon/daemon.h"
 #include "http_script_server.h"
 #include "host/host_private.h"
+#include "host/host_push_status.h"
 #include "net/net.h"
 #include "util/util.h"
 
@@ -333,6 +334,23 @@ static void test_abi11_slots(void **state)
     mps_folder_clear(&folder);
     mps_batch_free(&b.staged);
     mphost_call_arena_free();
+
+    /* push_status: stored as "<state>: <text>"; liveness from the enum,
+     * not from the text. */
+    mps_account_row row;
+    h->push_status(&f->acct, MP_PUSH_STATE_RECONNECTING, "timeout");
+    assert_int_equal(mps_account_get(f->d.store, "alice", &row, NULL), 0);
+    assert_string_equal(row.push_state, "reconnecting: timeout");
+    mps_account_row_clear(&row);
+    int live = -1;
+    char *t = mphost_push_status_text(MP_PUSH_STATE_FAILED, "live forever", &live);
+    assert_string_equal(t, "failed: live forever");
+    assert_int_equal(live, 0);
+    free(t);
+    t = mphost_push_status_text(MP_PUSH_STATE_LIVE, NULL, &live);
+    assert_string_equal(t, "live");
+    assert_int_equal(live, 1);
+    free(t);
 }
 
 /* Large bodies force a commit before the message count does: 5 MB each,

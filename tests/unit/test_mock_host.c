@@ -305,6 +305,21 @@ static void test_change_folders(void **state)
     mpt_mock_free(&m);
 }
 
+static void test_push_status(void **state)
+{
+    (void)state;
+    mpt_mock *m = mpt_mock_new();
+    const mp_host *h = mpt_mock_host(m);
+    mp_account *acct = mpt_mock_account(m, "alice");
+    h->push_status(acct, MP_PUSH_STATE_LIVE, NULL);
+    assert_string_equal(mpt_mock_push_state(m, acct), "live");
+    h->push_status(acct, MP_PUSH_STATE_RECONNECTING, "timeout");
+    assert_string_equal(mpt_mock_push_state(m, acct), "reconnecting: timeout");
+    h->push_status(acct, (mp_push_state)42, "x");
+    assert_string_equal(mpt_mock_push_state(m, acct), "unknown: x");
+    mpt_mock_free(&m);
+}
+
 typedef struct http_arg {
     const mp_host *h;
     mp_account *acct;
@@ -387,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_host_has),
         cmocka_unit_test(test_state_and_account_cursor),
         cmocka_unit_test(test_change_folders),
+        cmocka_unit_test(test_push_status),
         cmocka_unit_test(test_http_limit_and_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

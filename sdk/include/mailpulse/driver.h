@@ -21,7 +21,8 @@
  *        batch_state); account-level cursors (account_cursor,
  *        batch_account_cursor); changes with folder memberships
  *        (mp_folders, batch_change_folders); per-account HTTP limits and
- *        options (http_limit, mp_http_options, http_ex). Each is marked
+ *        options (http_limit, mp_http_options, http_ex); push state as
+ *        an enum plus text (mp_push_state, push_status). Each is marked
  *        "added in ABI 1.1". Drivers built for 1.0 load and run unchanged
  *        (tests/drivers/abi10 keeps a frozen 1.0 build of the fixture).
  *
@@ -336,6 +337,16 @@ typedef struct mp_folders {
     size_t n_removed;
 } mp_folders;
 
+/* Push state for host->push_status (added in ABI 1.1). Never renumbered. */
+typedef enum mp_push_state {
+    MP_PUSH_STATE_STARTING = 0,     /* connecting / enrolling               */
+    MP_PUSH_STATE_LIVE = 1,         /* delivering: the host polls only at
+                                       the reconciliation cadence           */
+    MP_PUSH_STATE_RECONNECTING = 2, /* lost, trying again                   */
+    MP_PUSH_STATE_OFF = 3,          /* not used (disabled, unsupported)     */
+    MP_PUSH_STATE_FAILED = 4,       /* gave up until the config changes     */
+} mp_push_state;
+
 typedef void (*mp_timer_cb)(void *arg);
 typedef void (*mp_watch_cb)(int fd, unsigned events, void *arg);
 
@@ -510,6 +521,12 @@ typedef struct mp_host {
     mp_status (*http_ex)(mp_account *acct, const mp_http_request *req,
                          const mp_http_options *opt, mp_http_response *resp_r,
                          mp_error *err);
+
+    /* push_state as an enum plus text (NULL: none; no secrets): only
+     * MP_PUSH_STATE_LIVE means push is delivering, whatever the text says.
+     * Shown in status as "<state>: <text>" (e.g. "reconnecting: timeout").
+     * Any thread. On a 1.0 host use push_state with the same words. */
+    void (*push_status)(mp_account *acct, mp_push_state state, const char *text);
 } mp_host;
 
 /*
