@@ -2,6 +2,7 @@
  * account accessors, cursors, push hints. Batches are in host_batch.c,
  * timers and fd watches in host_loop.c, HTTP in host_http.c. */
 #include "host/host_private.h"
+#include "host/host_push_status.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -262,6 +263,15 @@ static void host_push_state(mp_account *acct, const char *state)
     mpd_account_set_push_live(acct, live);
 }
 
+static void host_push_status(mp_account *acct, mp_push_state state, const char *text)
+{
+    int live = 0;
+    char *t = mphost_push_status_text(state, text, &live);
+    mpd_set_push_state(acct->d, acct->id, t);
+    mpd_account_set_push_live(acct, live);
+    free(t);
+}
+
 static void host_set_profile(mp_account *acct, const char *json)
 {
     mps_store *s = mpd_store(acct->d);
@@ -368,6 +378,63 @@ static int64_t host_core_setting(const char *name)
     return -1;
 }
 
+/* ---- ABI 1.1: driver state and the account cursor ---- */
+
+static mp_status host_state_get(mp_account *acct, const char *key, char **value_r,
+                                mp_error *err)
+{
+    mps_store *s = mpd_store(acct->d);
+    char *error = NULL;
+    *value_r = NULL;
+    if (mps_state_check(key, NULL, &error) < 0) {
+        mp_fail(err, MP_FATAL, "%s", error);
+        free(error);
+        return MP_FATAL;
+    }
+    if (s == NULL)
+        return mp_fail(err, MP_RETRY, "store unavailable");
+    int rc = mps_state_get(s, acct->id, key, value_r, &error);
+    if (rc < 0) {
+        mp_fail(err, MP_RETRY, "cannot read driver state: %s", error);
+        free(error);
+        return MP_RETRY;
+    }
+    return rc == 1 ? MP_SKIP : MP_OK;
+}
+
+static mp_status host_state_put(mp_account *acct, const char *key, const char *value,
+                                mp_error *err)
+{
+    mps_store *s = mpd_store(acct->d);
+    char *error = NULL;
+    if (mps_state_check(key, value, &error) < 0) {
+        mp_fail(err, MP_FATAL, "%s", error);
+        free(error);
+        return MP_FATAL;
+    }
+    if (s == NULL)
+        return mp_fail(err, MP_RETRY, "store unavailable");
+    if (mps_state_put(s, acct->id, key, value, &error) < 0) {
+        mp_fail(err, MP_RETRY, "cannot write driver state: %s", error);
+        free(error);
+        return MP_RETRY;
+    }
+    return MP_OK;
+}
+
+static const char *host_account_cursor(mp_account *acct)
+{
+    mps_store *s = mpd_store(acct->d);
+    char *cursor = NULL, *error = NULL;
+    if (s == NULL)
+        return NULL;
+    if (mps_account_cursor_get(s, acct->id, &cursor, &error) != 0) {
+        free(error);
+        return NULL;
+    }
+    return arena_keep(cursor);
+}
+
 static const mp_host host_table = {
     .abi_major = MP_ABI_MAJOR,
     .abi_minor = MP_ABI_MINOR,
@@ -409,6 +476,16 @@ static const mp_host host_table = {
     .now_ms = host_now_ms,
     .stored_messages = host_stored_messages,
     .core_setting = host_core_setting,
+    /* added in ABI 1.1 */
+    .state_get = host_state_get,
+    .state_put = host_state_put,
+    .batch_state = mphost_batch_state,
+    .account_cursor = host_account_cursor,
+    .batch_account_cursor = mphost_batch_account_cursor,
+    .batch_change_folders = mphost_batch_change_folders,
+    .http_limit = mphost_http_limit,
+    .http_ex = mphost_http_ex,
+    .push_status = host_push_status,
 };
 
 const mp_host *mpd_host_table(void)

@@ -114,6 +114,22 @@ mp_status mphost_batch_state(mp_batch *batch, const char *key, const char *value
     return MP_OK;
 }
 
+mp_status mphost_batch_change_folders(mp_batch *batch, const mp_change *change,
+                                      const mp_folders *folders, mp_error *err)
+{
+    if (folders == NULL)
+        return mphost_batch_change_in(batch, change, NULL, err);
+    mps_membership mem = {
+        .folders = folders->now_in,
+        .n_folders = folders->now_in != NULL ? folders->n_now_in : 0,
+        .added = folders->added,
+        .n_added = folders->added != NULL ? folders->n_added : 0,
+        .removed = folders->removed,
+        .n_removed = folders->removed != NULL ? folders->n_removed : 0,
+    };
+    return mphost_batch_change_in(batch, change, &mem, err);
+}
+
 void mphost_batch_reset(mp_batch *batch, const char *reason)
 {
     mps_batch_reset(batch->staged, reason != NULL ? reason : "reset at provider");

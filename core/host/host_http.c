@@ -13,6 +13,31 @@
 mp_status mphost_http_run(const char *limit_key, const char *ca_file,
                           const mp_http_request *req, mp_http_response *resp_r, mp_error *err)
 {
+    return mphost_http_run_ex(limit_key, ca_file, req, NULL, resp_r, err);
+}
+
+/* The options a driver built for any 1.x minor passed, zero-extended. */
+static void options_read(const mp_http_options *opt, mp_http_options *out)
+{
+    memset(out, 0, sizeof *out);
+    if (opt == NULL || opt->struct_size < sizeof(uint32_t))
+        return;
+    size_t n = opt->struct_size < sizeof *out ? opt->struct_size : sizeof *out;
+    memcpy(out, opt, n);
+}
+
+void mphost_http_limit_run(const char *limit_key, unsigned max)
+{
+    if (limit_key != NULL)
+        mpn_limit_set(limit_key, max);
+}
+
+mp_status mphost_http_run_ex(const char *limit_key, const char *ca_file,
+                             const mp_http_request *req, const mp_http_options *opt,
+                             mp_http_response *resp_r, mp_error *err)
+{
+    mp_http_options o;
+    options_read(opt, &o);
     memset(resp_r, 0, sizeof *resp_r);
     if (req == NULL || req->url == NULL)
         return mp_fail(err, MP_FATAL, "HTTP request without URL");
@@ -25,6 +50,8 @@ mp_status mphost_http_run(const char *limit_key, const char *ca_file,
         .timeout_ms = req->timeout_ms,
         .ca_file = ca_file,
         .limit_key = limit_key,
+        .max_redirects = o.max_redirects,
+        .max_response = o.max_response,
     };
     mpn_result res;
     if (mpn_perform(&r, &res) < 0) {
@@ -44,6 +71,19 @@ mp_status mphost_http(mp_account *acct, const mp_http_request *req,
                       mp_http_response *resp_r, mp_error *err)
 {
     return mphost_http_run(acct != NULL ? acct->id : NULL, NULL, req, resp_r, err);
+}
+
+void mphost_http_limit(mp_account *acct, unsigned max)
+{
+    if (acct != NULL)
+        mphost_http_limit_run(acct->id, max);
+}
+
+mp_status mphost_http_ex(mp_account *acct, const mp_http_request *req,
+                         const mp_http_options *opt, mp_http_response *resp_r,
+                         mp_error *err)
+{
+    return mphost_http_run_ex(acct != NULL ? acct->id : NULL, NULL, req, opt, resp_r, err);
 }
 
 void mphost_http_free(mp_http_response *resp)

@@ -68,7 +68,7 @@ mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error
 mp_status mphost_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
                            int backfill_done, mp_error *err);
 void mphost_batch_reset(mp_batch *batch, const char *reason);
-/* For the ABI 1.1 slots (not in the host table yet). A change with its
+/* For the ABI 1.1 slots. A change with its
  * folder memberships (mps_batch_add_in), checked and bounded as
  * batch_change is (history is never new mail). The account-level cursor
  * and driver state records staged for the batch's next commit by the
@@ -79,6 +79,9 @@ mp_status mphost_batch_change_in(mp_batch *batch, const mp_change *change,
 void mphost_batch_account_cursor(mp_batch *batch, const char *cursor);
 mp_status mphost_batch_state(mp_batch *batch, const char *key, const char *value,
                              mp_error *err);
+/* The batch_change_folders slot: mp_folders mapped to mps_membership. */
+mp_status mphost_batch_change_folders(mp_batch *batch, const mp_change *change,
+                                      const mp_folders *folders, mp_error *err);
 
 /* Write-behind (host_writeback.c). When a batch reaches the ingest bound,
  * mphost_writeback_start() hands its staged changes to a helper thread
@@ -96,6 +99,12 @@ int64_t mphost_batch_deadline_ms(mp_batch *batch);
 /* The `http` slot; the account id is its limit key (host_http.h). */
 mp_status mphost_http(mp_account *acct, const mp_http_request *req,
                       mp_http_response *resp_r, mp_error *err);
+/* The ABI 1.1 http slots (host_http.c): the limit keyed by account id,
+ * and http with options. */
+void mphost_http_limit(mp_account *acct, unsigned max);
+mp_status mphost_http_ex(mp_account *acct, const mp_http_request *req,
+                         const mp_http_options *opt, mp_http_response *resp_r,
+                         mp_error *err);
 mp_timer *mphost_timer_add(mp_account *acct, uint32_t after_ms, mp_timer_cb cb, void *arg);
 void mphost_timer_cancel(mp_timer **timer);
 mp_watch *mphost_watch_fd(mp_account *acct, int fd, unsigned events, mp_watch_cb cb,

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "host/host_http.h"
+#include "host/host_push_status.h"
 #include "util/util.h"
 
 typedef struct kv {
@@ -43,12 +44,16 @@ struct mp_account {
     void *state;
     char *push_state;
     char *profile;
+    unsigned http_limit;
 };
 
 struct mp_batch {
     struct mp_batch *next;
     struct mp_account *acct;
     char *folder;
+    kv *staged_state;  /* value NULL: a deletion                          */
+    int acursor_staged;
+    char *acursor;     /* staged account cursor (NULL: clear)            */
 };
 
 struct mp_folder_sink {
@@ -78,6 +83,8 @@ struct mpt_mock {
     const mp_config_key *declared[8];
     size_t n_declared;
     kv *config, *secrets, *cursors, *settings;
+    kv *state;    /* "<account>\n<key>" -> committed driver state         */
+    kv *acursors; /* account id -> committed account cursor             */
     struct mp_account *accounts;
     struct mp_batch *batches;
     mpt_mock_change *changes;
@@ -142,6 +149,9 @@ static char *cursor_key(const struct mp_account *a, const char *folder)
 {
     return mpu_asprintf("%s\n%s", a->id, folder != NULL ? folder : "");
 }
+
+static void state_set_in(kv **list, const char *key, const char *value);
+static void state_set_locked(mpt_mock *m, const char *key, const char *value);
 
 /* ---- slots ---- */
 
@@ -279,7 +289,39 @@ static const char *m_cursor_get(mp_account *acct, const char *folder)
     return mpt_mock_cursor(acct->m, acct, folder);
 }
 
+static mp_status m_batch_change_folders_impl(mp_batch *batch, const mp_change *c,
+                                             const mp_folders *folders, mp_error *err);
+
+static char *folders_text(const mp_folders *f)
+{
+    char *out = mpu_strdup("");
+    const struct {
+        const char *tag;
+        const char *const *names;
+        size_t n;
+    } parts[] = {{"=", f->now_in, f->n_now_in}, {"+", f->added, f->n_added},
+                 {"-", f->removed, f->n_removed}};
+    for (size_t p = 0; p < 3; p++) {
+        if (parts[p].names == NULL || (p > 0 && parts[p].n == 0))
+            continue;
+        for (size_t i = 0; i == 0 || i < parts[p].n; i++) {
+            const char *name = i < parts[p].n ? parts[p].names[i] : "";
+            char *next = mpu_asprintf("%s%s%s%s", out, *out != '\0' ? " " : "",
+                                      parts[p].tag, name);
+            free(out);
+            out = next;
+        }
+    }
+    return out;
+}
+
 static mp_status m_batch_change(mp_batch *batch, const mp_change *c, mp_error *err)
+{
+    return m_batch_change_folders_impl(batch, c, NULL, err);
+}
+
+static mp_status m_batch_change_folders_impl(mp_batch *batch, const mp_change *c,
+                                             const mp_folders *folders, mp_error *err)
 {
     mpt_mock *m = batch->acct->m;
     if (c == NULL || c->id == NULL)
@@ -294,8 +336,15 @@ static mp_status m_batch_change(mp_batch *batch, const mp_change *c, mp_error *e
     r->id = mpu_strdup(c->id);
     r->subject = mpu_strdup(c->subject);
     r->flags = mpu_strdup(c->flags);
+    r->folders = folders != NULL ? folders_text(folders) : NULL;
     pthread_mutex_unlock(&m->lock);
     return MP_OK;
+}
+
+static mp_status m_batch_change_folders(mp_batch *batch, const mp_change *c,
+                                        const mp_folders *folders, mp_error *err)
+{
+    return m_batch_change_folders_impl(batch, c, folders, err);
 }
 
 static mp_status m_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
@@ -311,10 +360,144 @@ static mp_status m_batch_commit(mp_batch *batch, const char *cursor, const char 
             strcmp(m->changes[i].folder, batch->folder) == 0)
             m->changes[i].committed = 1;
     m->commits++;
+    /* Staged account cursor and state records land with the commit. */
+    while (batch->staged_state != NULL) {
+        kv *e = batch->staged_state;
+        batch->staged_state = e->next;
+        char *k = mpu_asprintf("%s\n%s", batch->acct->id, e->key);
+        state_set_locked(m, k, e->value);
+        free(k);
+        free(e->key);
+        free(e->value);
+        free(e);
+    }
+    if (batch->acursor_staged) {
+        state_set_in(&m->acursors, batch->acct->id, batch->acursor);
+        free(batch->acursor);
+        batch->acursor = NULL;
+        batch->acursor_staged = 0;
+    }
     pthread_mutex_unlock(&m->lock);
     if (cursor != NULL)
         mpt_mock_cursor_set(m, batch->acct, batch->folder, cursor);
     return MP_OK;
+}
+
+/* ---- ABI 1.1 slots ---- */
+
+/* Put (value not NULL) or remove a key of `list`. */
+static void state_set_in(kv **list, const char *key, const char *value)
+{
+    if (value != NULL) {
+        kv_put(list, key, value, 0);
+        return;
+    }
+    for (kv **p = list; *p != NULL; p = &(*p)->next) {
+        if (strcmp((*p)->key, key) == 0) {
+            kv *e = *p;
+            *p = e->next;
+            free(e->key);
+            free(e->value);
+            free(e);
+            return;
+        }
+    }
+}
+
+static void state_set_locked(mpt_mock *m, const char *key, const char *value)
+{
+    state_set_in(&m->state, key, value);
+}
+
+/* The daemon's bounds (core/store/store.h MPS_STATE_*). */
+static int state_bad(const char *key, const char *value, mp_error *err)
+{
+    if (key == NULL || *key == '\0' || strlen(key) > 128) {
+        mp_fail(err, MP_FATAL, "driver state key must be 1 to 128 bytes");
+        return 1;
+    }
+    if (value != NULL && strlen(value) > 65536) {
+        mp_fail(err, MP_FATAL, "driver state value over 65536 bytes");
+        return 1;
+    }
+    return 0;
+}
+
+static mp_status m_state_get(mp_account *acct, const char *key, char **value_r, mp_error *err)
+{
+    *value_r = NULL;
+    if (state_bad(key, NULL, err))
+        return MP_FATAL;
+    const char *v = mpt_mock_state(acct->m, acct, key);
+    if (v == NULL)
+        return MP_SKIP;
+    *value_r = mpu_strdup(v);
+    return MP_OK;
+}
+
+static mp_status m_state_put(mp_account *acct, const char *key, const char *value,
+                             mp_error *err)
+{
+    if (state_bad(key, value, err))
+        return MP_FATAL;
+    mpt_mock_state_set(acct->m, acct, key, value);
+    return MP_OK;
+}
+
+static mp_status m_batch_state(mp_batch *batch, const char *key, const char *value,
+                               mp_error *err)
+{
+    mpt_mock *m = batch->acct->m;
+    if (state_bad(key, value, err))
+        return MP_FATAL;
+    pthread_mutex_lock(&m->lock);
+    kv *e = kv_find(batch->staged_state, key);
+    if (e == NULL) {
+        e = mpu_calloc(1, sizeof *e);
+        e->key = mpu_strdup(key);
+        e->next = batch->staged_state;
+        batch->staged_state = e;
+    }
+    free(e->value);
+    e->value = mpu_strdup(value);
+    pthread_mutex_unlock(&m->lock);
+    return MP_OK;
+}
+
+static const char *m_account_cursor(mp_account *acct)
+{
+    return mpt_mock_account_cursor(acct->m, acct);
+}
+
+static void m_batch_account_cursor(mp_batch *batch, const char *cursor)
+{
+    mpt_mock *m = batch->acct->m;
+    pthread_mutex_lock(&m->lock);
+    free(batch->acursor);
+    batch->acursor = mpu_strdup(cursor);
+    batch->acursor_staged = 1;
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void m_http_limit(mp_account *acct, unsigned max)
+{
+    mpt_mock *m = acct->m;
+    pthread_mutex_lock(&m->lock);
+    acct->http_limit = max;
+    pthread_mutex_unlock(&m->lock);
+    mphost_http_limit_run(acct->id, max);
+}
+
+static mp_status m_http_ex(mp_account *acct, const mp_http_request *req,
+                           const mp_http_options *opt, mp_http_response *resp_r,
+                           mp_error *err)
+{
+    mpt_mock *m = acct != NULL ? acct->m : current;
+    pthread_mutex_lock(&m->lock);
+    m->http_calls++;
+    pthread_mutex_unlock(&m->lock);
+    return mphost_http_run_ex(acct != NULL ? acct->id : NULL, m->ca_file, req, opt, resp_r,
+                              err);
 }
 
 static void m_batch_reset(mp_batch *batch, const char *reason)
@@ -359,6 +542,14 @@ static void replace(mpt_mock *m, char **slot, const char *value)
 static void m_push_state(mp_account *acct, const char *state)
 {
     replace(acct->m, &acct->push_state, state);
+}
+
+static void m_push_status(mp_account *acct, mp_push_state state, const char *text)
+{
+    int live = 0;
+    char *t = mphost_push_status_text(state, text, &live);
+    m_push_state(acct, t);
+    free(t);
 }
 
 static void m_set_profile(mp_account *acct, const char *json)
@@ -543,6 +734,16 @@ static const mp_host mock_table = {
     .now_ms = m_now_ms,
     .stored_messages = m_stored_messages,
     .core_setting = m_core_setting,
+    /* added in ABI 1.1 */
+    .state_get = m_state_get,
+    .state_put = m_state_put,
+    .batch_state = m_batch_state,
+    .account_cursor = m_account_cursor,
+    .batch_account_cursor = m_batch_account_cursor,
+    .batch_change_folders = m_batch_change_folders,
+    .http_limit = m_http_limit,
+    .http_ex = m_http_ex,
+    .push_status = m_push_status,
 };
 
 /* ---- the mock itself ---- */
@@ -568,6 +769,8 @@ void mpt_mock_free(mpt_mock **mp)
     kv_free(&m->secrets);
     kv_free(&m->cursors);
     kv_free(&m->settings);
+    kv_free(&m->state);
+    kv_free(&m->acursors);
     while (m->accounts != NULL) {
         struct mp_account *a = m->accounts;
         m->accounts = a->next;
@@ -580,6 +783,8 @@ void mpt_mock_free(mpt_mock **mp)
         struct mp_batch *b = m->batches;
         m->batches = b->next;
         free(b->folder);
+        kv_free(&b->staged_state);
+        free(b->acursor);
         free(b);
     }
     for (size_t i = 0; i < m->n_changes; i++) {
@@ -589,6 +794,7 @@ void mpt_mock_free(mpt_mock **mp)
         free(c->id);
         free(c->subject);
         free(c->flags);
+        free(c->folders);
     }
     free(m->changes);
     while (m->logs != NULL) {
@@ -739,6 +945,38 @@ const char *mpt_mock_cursor(mpt_mock *m, mp_account *acct, const char *folder)
     pthread_mutex_unlock(&m->lock);
     free(k);
     return e != NULL ? e->value : NULL;
+}
+
+const char *mpt_mock_state(mpt_mock *m, mp_account *acct, const char *key)
+{
+    char *k = mpu_asprintf("%s\n%s", acct->id, key);
+    pthread_mutex_lock(&m->lock);
+    kv *e = kv_find(m->state, k);
+    pthread_mutex_unlock(&m->lock);
+    free(k);
+    return e != NULL ? e->value : NULL;
+}
+
+void mpt_mock_state_set(mpt_mock *m, mp_account *acct, const char *key, const char *value)
+{
+    char *k = mpu_asprintf("%s\n%s", acct->id, key);
+    pthread_mutex_lock(&m->lock);
+    state_set_locked(m, k, value);
+    pthread_mutex_unlock(&m->lock);
+    free(k);
+}
+
+const char *mpt_mock_account_cursor(mpt_mock *m, mp_account *acct)
+{
+    pthread_mutex_lock(&m->lock);
+    kv *e = kv_find(m->acursors, acct->id);
+    pthread_mutex_unlock(&m->lock);
+    return e != NULL ? e->value : NULL;
+}
+
+unsigned mpt_mock_http_limit(mp_account *acct)
+{
+    return acct->http_limit;
 }
 
 size_t mpt_mock_commit_count(mpt_mock *m)

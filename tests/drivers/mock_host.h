@@ -25,6 +25,12 @@
  *     watch_fd is recorded but never fires.
  *   - stored_messages iterates the committed, not deleted changes of a
  *     folder.
+ *   - ABI 1.1: state_get/state_put serve a table (mpt_mock_state); batch_state
+ *     and batch_account_cursor are staged per batch and land at its
+ *     batch_commit; batch_change_folders records the change with its
+ *     memberships (mpt_mock_change.folders); http_limit records the limit
+ *     and sets it in core/net; http_ex goes through the core client with
+ *     the options.
  *
  * One mock serves one driver instance and any number of accounts. Slots
  * are safe from any thread; the mpt_mock_* inspection functions are meant
@@ -45,6 +51,8 @@ typedef struct mpt_mock_change {
     char *id;
     char *subject;
     char *flags;
+    char *folders;  /* batch_change_folders: "=A =B +C -D" (now_in, added,
+                       removed; "=" alone: an empty now_in), else NULL */
     int committed;
 } mpt_mock_change;
 
@@ -81,6 +89,13 @@ const mpt_mock_change *mpt_mock_change_at(mpt_mock *m, size_t i);
 /* Last committed cursor of acct/folder, or NULL. */
 const char *mpt_mock_cursor(mpt_mock *m, mp_account *acct, const char *folder);
 size_t mpt_mock_commit_count(mpt_mock *m);
+/* ABI 1.1: committed driver state record (NULL: none), preset one (value
+ * NULL deletes), committed account cursor (NULL: none), and the last
+ * http_limit of the account (0: none set). */
+const char *mpt_mock_state(mpt_mock *m, mp_account *acct, const char *key);
+void mpt_mock_state_set(mpt_mock *m, mp_account *acct, const char *key, const char *value);
+const char *mpt_mock_account_cursor(mpt_mock *m, mp_account *acct);
+unsigned mpt_mock_http_limit(mp_account *acct);
 /* Log lines as "<level> <account|->: <text>" (level error/warning/info/debug). */
 size_t mpt_mock_log_count(mpt_mock *m);
 const char *mpt_mock_log_at(mpt_mock *m, size_t i);

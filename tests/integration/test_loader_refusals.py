@@ -11,7 +11,7 @@ import mptest
 
 REFUSED = ["abi_major", "abi_minor", "short_struct", "missing_slot", "wrong_name",
            "no_symbol"]
-HOST_ABI = "1.0"
+HOST_ABI = "1.1"
 
 
 def refused_dir():

@@ -23,6 +23,7 @@
 #include "daemon/daemon.h"
 #include "http_script_server.h"
 #include "host/host_private.h"
+#include "host/host_push_status.h"
 #include "net/net.h"
 #include "util/util.h"
 
@@ -273,6 +274,83 @@ static void test_memberships_and_account_state(void **state)
     mps_folder_clear(&folder);
     mphost_writeback_end(&b);
     mps_batch_free(&b.staged);
+}
+
+/* The ABI 1.1 slots through the daemon's host table: driver state outside
+ * a batch, the account cursor and state records with a commit, and a
+ * Graph-style move under the same id as one message.updated. */
+static void test_abi11_slots(void **state)
+{
+    fixture *f = *state;
+    const mp_host *h = f->host;
+    mpd_knobs k = knobs(0);
+    mp_batch b;
+    mp_error err = {0, ""};
+    char *v = NULL;
+
+    assert_true(MP_HOST_HAS(h, state_get));
+    assert_true(MP_HOST_HAS(h, http_ex));
+    assert_int_equal(h->state_get(&f->acct, "refresh", &v, &err), MP_SKIP);
+    assert_int_equal(h->state_put(&f->acct, "refresh", "r-2", &err), MP_OK);
+    assert_int_equal(h->state_get(&f->acct, "refresh", &v, &err), MP_OK);
+    assert_string_equal(v, "r-2");
+    h->free(v);
+    assert_int_equal(h->state_put(&f->acct, "refresh", NULL, &err), MP_OK);
+    assert_int_equal(h->state_get(&f->acct, "refresh", &v, &err), MP_SKIP);
+    char *long_key = mpu_calloc(1, 200);
+    memset(long_key, 'k', 199);
+    assert_int_equal(h->state_put(&f->acct, long_key, "x", &err), MP_FATAL);
+    assert_int_equal(h->state_get(&f->acct, long_key, &v, &err), MP_FATAL);
+    free(long_key);
+
+    assert_int_equal(mps_folder_ensure(f->d.store, "alice", "Archive", MP_ROLE_ARCHIVE, NULL), 0);
+    batch_open(f, &b, &k, 0);
+    add(f, &b, MP_CHANGE_NEW, "M1");
+    h->batch_account_cursor(&b, "h-50");
+    assert_int_equal(h->batch_state(&b, "sub", "client-1", &err), MP_OK);
+    assert_null(h->account_cursor(&f->acct));
+    assert_int_equal(h->batch_commit(&b, "c1", NULL, 0, &err), MP_OK);
+    assert_string_equal(h->account_cursor(&f->acct), "h-50");
+    assert_int_equal(h->state_get(&f->acct, "sub", &v, &err), MP_OK);
+    assert_string_equal(v, "client-1");
+    h->free(v);
+    mps_batch_free(&b.staged);
+
+    batch_open(f, &b, &k, 0);
+    static const char *const to[] = {"Archive"}, *const from[] = {"INBOX"};
+    mp_folders move = {.added = to, .n_added = 1, .removed = from, .n_removed = 1};
+    mp_change c = {.kind = MP_CHANGE_UPDATED, .id = "M1"};
+    assert_int_equal(h->batch_change_folders(&b, &c, &move, &err), MP_OK);
+    assert_int_equal(h->batch_commit(&b, "c2", NULL, 0, &err), MP_OK);
+    assert_int_equal(count_events(f, "message.new"), 1);
+    assert_int_equal(count_events(f, "message.updated"), 1);
+    assert_int_equal(count_events(f, "message.deleted"), 0);
+    mps_folder folder;
+    assert_int_equal(mps_folder_get(f->d.store, "alice", "Archive", &folder, NULL), 0);
+    assert_int_equal(folder.messages, 1);
+    mps_folder_clear(&folder);
+    assert_int_equal(mps_folder_get(f->d.store, "alice", "INBOX", &folder, NULL), 0);
+    assert_int_equal(folder.messages, 0);
+    mps_folder_clear(&folder);
+    mps_batch_free(&b.staged);
+    mphost_call_arena_free();
+
+    /* push_status: stored as "<state>: <text>"; liveness from the enum,
+     * not from the text. */
+    mps_account_row row;
+    h->push_status(&f->acct, MP_PUSH_STATE_RECONNECTING, "timeout");
+    assert_int_equal(mps_account_get(f->d.store, "alice", &row, NULL), 0);
+    assert_string_equal(row.push_state, "reconnecting: timeout");
+    mps_account_row_clear(&row);
+    int live = -1;
+    char *t = mphost_push_status_text(MP_PUSH_STATE_FAILED, "live forever", &live);
+    assert_string_equal(t, "failed: live forever");
+    assert_int_equal(live, 0);
+    free(t);
+    t = mphost_push_status_text(MP_PUSH_STATE_LIVE, NULL, &live);
+    assert_string_equal(t, "live");
+    assert_int_equal(live, 1);
+    free(t);
 }
 
 /* Large bodies force a commit before the message count does: 5 MB each,
@@ -639,6 +717,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_history_is_never_new, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_batches_bounded_by_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memberships_and_account_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abi11_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writeback_failure_keeps_cursor_back, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ingest_batches_commit_without_cursor, setup,

@@ -84,6 +84,13 @@ static int setup_group(void **state)
         free(dst);
     }
     free(copy_hello(tmp_root, 0755));
+    {
+        char *src = mpu_asprintf("%s/fixture10.so", MP_TEST_DRIVER_DIR);
+        char *dst = mpu_asprintf("%s/fixture10.so", tmp_root);
+        copy_file(src, dst, 0755);
+        free(src);
+        free(dst);
+    }
     return 0;
 }
 
@@ -606,6 +613,26 @@ static void test_descriptor_push_slots(void **state)
     expect_desc_refused(&d, "mem.so: unknown push_kind 7");
 }
 
+/* A driver built against the frozen ABI 1.0 header (tests/drivers/abi10)
+ * loads on this 1.1 host: its descriptor is the 1.0 size, and the slots it
+ * does not know read as zero. */
+static void test_loads_abi10_driver(void **state)
+{
+    char *error = NULL;
+    mpl_driver *drv = mpl_load(tmp_root, "fixture10", &error);
+
+    if (drv == NULL)
+        fail_msg("fixture10 refused: %s", error);
+    assert_int_equal(drv->desc.abi_major, 1);
+    assert_int_equal(drv->desc.abi_minor, 0);
+    assert_true(MP_ABI_MINOR >= 1);
+    assert_true(drv->desc.struct_size >= ABI_1_0_SIZE);
+    assert_true(drv->desc.struct_size <= sizeof(mp_driver));
+    assert_string_equal(drv->desc.name, "fixture10");
+    assert_non_null(drv->desc.push_verify);
+    mpl_unload(&drv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -616,6 +643,7 @@ int main(void)
         cmocka_unit_test(test_refuses_wrong_name),
         cmocka_unit_test(test_refuses_no_symbol),
         cmocka_unit_test(test_loads_good_driver),
+        cmocka_unit_test(test_loads_abi10_driver),
         cmocka_unit_test(test_refuses_writable_file),
         cmocka_unit_test(test_refuses_writable_dir),
         cmocka_unit_test(test_symlinks),

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,11 +211,199 @@ static void test_config_and_records(void **state)
     mpt_mock_free(&m);
 }
 
+/* ---- ABI 1.1 slots ---- */
+
+/* MP_HOST_HAS: every slot of a full table; on a table cut to the 1.0 size
+ * (as a 1.0 host hands out) the 1.1 slots are absent and never read. */
+static void test_host_has(void **state)
+{
+    (void)state;
+    mpt_mock *m = mpt_mock_new();
+    const mp_host *h = mpt_mock_host(m);
+    assert_true(MP_HOST_HAS(h, log));
+    assert_true(MP_HOST_HAS(h, core_setting));
+    assert_true(MP_HOST_HAS(h, state_get));
+    assert_true(MP_HOST_HAS(h, http_ex));
+
+    mp_host old = *h;
+    old.abi_minor = 0;
+    old.struct_size = (uint32_t)(offsetof(mp_host, core_setting) + sizeof old.core_setting);
+    assert_true(MP_HOST_HAS(&old, core_setting));
+    assert_false(MP_HOST_HAS(&old, state_get));
+    assert_false(MP_HOST_HAS(&old, batch_change_folders));
+    assert_false(MP_HOST_HAS(&old, http_ex));
+    /* Inside the table but not filled: absent too. */
+    old.struct_size = (uint32_t)sizeof old;
+    old.state_put = NULL;
+    assert_false(MP_HOST_HAS(&old, state_put));
+    assert_true(MP_HOST_HAS(&old, state_get));
+    assert_false(MP_HOST_HAS((const mp_host *)NULL, log));
+    mpt_mock_free(&m);
+}
+
+static void test_state_and_account_cursor(void **state)
+{
+    (void)state;
+    mpt_mock *m = mpt_mock_new();
+    const mp_host *h = mpt_mock_host(m);
+    mp_account *acct = mpt_mock_account(m, "alice");
+    mp_batch *batch = mpt_mock_batch(m, acct, "INBOX");
+    mp_error err = {0, ""};
+    char *v = NULL;
+
+    /* Outside a batch: durable at once. */
+    assert_int_equal(h->state_get(acct, "watch", &v, &err), MP_SKIP);
+    assert_null(v);
+    assert_int_equal(h->state_put(acct, "watch", "w-1", &err), MP_OK);
+    assert_int_equal(h->state_get(acct, "watch", &v, &err), MP_OK);
+    assert_string_equal(v, "w-1");
+    h->free(v);
+    assert_int_equal(h->state_put(acct, "watch", NULL, &err), MP_OK);
+    assert_null(mpt_mock_state(m, acct, "watch"));
+    assert_int_equal(h->state_put(acct, "", "x", &err), MP_FATAL);
+
+    /* With a batch: staged, written by the commit. */
+    assert_null(h->account_cursor(acct));
+    h->batch_account_cursor(batch, "h-100");
+    assert_int_equal(h->batch_state(batch, "sub", "s-1", &err), MP_OK);
+    assert_int_equal(h->batch_state(batch, "sub", "s-2", &err), MP_OK);
+    assert_null(h->account_cursor(acct));
+    assert_null(mpt_mock_state(m, acct, "sub"));
+    assert_int_equal(h->batch_commit(batch, NULL, NULL, 0, &err), MP_OK);
+    assert_string_equal(h->account_cursor(acct), "h-100");
+    assert_string_equal(mpt_mock_state(m, acct, "sub"), "s-2");
+    /* Clearing: NULL stages a removal. */
+    h->batch_account_cursor(batch, NULL);
+    assert_int_equal(h->batch_state(batch, "sub", NULL, &err), MP_OK);
+    assert_int_equal(h->batch_commit(batch, NULL, NULL, 0, &err), MP_OK);
+    assert_null(h->account_cursor(acct));
+    assert_null(mpt_mock_state(m, acct, "sub"));
+    mpt_mock_free(&m);
+}
+
+static void test_change_folders(void **state)
+{
+    (void)state;
+    mpt_mock *m = mpt_mock_new();
+    const mp_host *h = mpt_mock_host(m);
+    mp_account *acct = mpt_mock_account(m, "alice");
+    mp_batch *batch = mpt_mock_batch(m, acct, "INBOX");
+    mp_error err = {0, ""};
+    const char *labels[] = {"INBOX", "Work"};
+    const char *to[] = {"Archive"}, *from[] = {"INBOX"};
+    mp_change c = {.kind = MP_CHANGE_UPDATED, .id = "g1"};
+    mp_folders now = {.now_in = labels, .n_now_in = 2};
+    mp_folders move = {.added = to, .n_added = 1, .removed = from, .n_removed = 1};
+
+    assert_int_equal(h->batch_change_folders(batch, &c, &now, &err), MP_OK);
+    assert_int_equal(h->batch_change_folders(batch, &c, &move, &err), MP_OK);
+    assert_int_equal(h->batch_change_folders(batch, &c, NULL, &err), MP_OK);
+    assert_int_equal(mpt_mock_change_count(m), 3);
+    assert_string_equal(mpt_mock_change_at(m, 0)->folders, "=INBOX =Work");
+    assert_string_equal(mpt_mock_change_at(m, 1)->folders, "+Archive -INBOX");
+    assert_null(mpt_mock_change_at(m, 2)->folders);
+    mpt_mock_free(&m);
+}
+
+static void test_push_status(void **state)
+{
+    (void)state;
+    mpt_mock *m = mpt_mock_new();
+    const mp_host *h = mpt_mock_host(m);
+    mp_account *acct = mpt_mock_account(m, "alice");
+    h->push_status(acct, MP_PUSH_STATE_LIVE, NULL);
+    assert_string_equal(mpt_mock_push_state(m, acct), "live");
+    h->push_status(acct, MP_PUSH_STATE_RECONNECTING, "timeout");
+    assert_string_equal(mpt_mock_push_state(m, acct), "reconnecting: timeout");
+    h->push_status(acct, (mp_push_state)42, "x");
+    assert_string_equal(mpt_mock_push_state(m, acct), "unknown: x");
+    mpt_mock_free(&m);
+}
+
+typedef struct http_arg {
+    const mp_host *h;
+    mp_account *acct;
+    const char *url;
+    mp_status st;
+    long status;
+} http_arg;
+
+static void *http_thread(void *p)
+{
+    http_arg *a = p;
+    mp_http_request req = {.method = "GET", .url = a->url};
+    mp_http_options opt = {.struct_size = sizeof opt};
+    mp_http_response resp;
+    mp_error err = {0, ""};
+    a->st = a->h->http_ex(a->acct, &req, &opt, &resp, &err);
+    a->status = resp.status;
+    a->h->http_free(&resp);
+    mpn_thread_cleanup();
+    return NULL;
+}
+
+/* http_limit bounds the account's requests in flight; http_ex applies
+ * max_response. */
+static void test_http_limit_and_options(void **state)
+{
+    (void)state;
+    static const mpt_http_step steps[] = {
+        {.path = "/slow", .body = "a", .delay_ms = 300},
+        {.path = "/slow", .body = "b", .delay_ms = 300},
+        {.path = "/big", .body_fill = 4096},
+        {.path = "/big", .body_fill = 4096},
+    };
+    mpn_global_init();
+    mpt_http_server *s = mpt_http_server_start(steps, 4, NULL);
+    char *slow = mpt_http_server_url(s, "/slow"), *big = mpt_http_server_url(s, "/big");
+    mpt_mock *m = mpt_mock_new();
+    const mp_host *h = mpt_mock_host(m);
+    mp_account *acct = mpt_mock_account(m, "graph-user");
+
+    h->http_limit(acct, 1);
+    assert_int_equal(mpt_mock_http_limit(acct), 1);
+    http_arg a[2] = {{h, acct, slow, MP_FATAL, 0}, {h, acct, slow, MP_FATAL, 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, http_thread, &a[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(a[i].st, MP_OK);
+        assert_int_equal(a[i].status, 200);
+    }
+    assert_int_equal(mpt_http_server_max_in_flight(s), 1);
+    h->http_limit(acct, 0);
+
+    mp_http_request req = {.method = "GET", .url = big};
+    mp_http_options opt = {.struct_size = sizeof opt, .max_response = 100};
+    mp_http_response resp;
+    mp_error err = {0, ""};
+    assert_int_equal(h->http_ex(acct, &req, &opt, &resp, &err), MP_RETRY);
+    assert_non_null(strstr(err.text, "/big"));
+    /* NULL options: the default bound, the whole body. */
+    assert_int_equal(h->http_ex(acct, &req, NULL, &resp, &err), MP_OK);
+    assert_int_equal(resp.body_len, 4096);
+    h->http_free(&resp);
+    assert_int_equal(mpt_mock_http_count(m), 4);
+    assert_int_equal(mpt_http_server_mismatches(s), 0);
+    mpt_mock_free(&m);
+    free(slow);
+    free(big);
+    mpt_http_server_stop(&s);
+    mpn_thread_cleanup();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_driver_delta),
         cmocka_unit_test(test_config_and_records),
+        cmocka_unit_test(test_host_has),
+        cmocka_unit_test(test_state_and_account_cursor),
+        cmocka_unit_test(test_change_folders),
+        cmocka_unit_test(test_push_status),
+        cmocka_unit_test(test_http_limit_and_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

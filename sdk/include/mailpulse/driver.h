@@ -16,6 +16,15 @@
  *        stream push slots, optional probe; host table with log, config,
  *        secrets, cursors, change emission, sync-now, HTTP, timers and fd
  *        watches, stored-message iteration and core settings.
+ *   1.1  host table only grows (the descriptor is unchanged): MP_HOST_HAS
+ *        slot test; durable driver state (state_get, state_put,
+ *        batch_state); account-level cursors (account_cursor,
+ *        batch_account_cursor); changes with folder memberships
+ *        (mp_folders, batch_change_folders); per-account HTTP limits and
+ *        options (http_limit, mp_http_options, http_ex); push state as
+ *        an enum plus text (mp_push_state, push_status). Each is marked
+ *        "added in ABI 1.1". Drivers built for 1.0 load and run unchanged
+ *        (tests/drivers/abi10 keeps a frozen 1.0 build of the fixture).
  *
  * The loader refuses a driver whose ABI major differs from the host's, whose
  * minor is newer than the host's, whose struct_size is smaller than the 1.0
@@ -67,7 +76,7 @@ extern "C" {
 #endif
 
 #define MP_ABI_MAJOR 1
-#define MP_ABI_MINOR 0
+#define MP_ABI_MINOR 1
 
 /* The one symbol a driver exports. */
 #define MP_DRIVER_SYMBOL "mailpulse_driver"
@@ -292,6 +301,52 @@ typedef struct mp_http_response {
     uint32_t retry_after_ms;     /* parsed Retry-After, 0 if absent        */
 } mp_http_response;
 
+/* Options of host->http_ex beyond mp_http_request (added in ABI 1.1).
+ * Set struct_size = sizeof(mp_http_options); fields appended by later
+ * minors lie beyond an older driver's struct_size and read as zero. */
+typedef struct mp_http_options {
+    uint32_t struct_size;
+    uint32_t max_redirects;      /* 0: never follow; else at most this many,
+                                    https to https only                    */
+    size_t max_response;         /* body bound in bytes; 0: the host's
+                                    default (64 MiB). Larger: MP_RETRY     */
+} mp_http_options;
+
+/* A message's folder memberships, for batch_change_folders (added in ABI
+ * 1.1), for providers whose message ids are stable across folders. A
+ * message is stored once per account and may be in several folders:
+ *  - `now_in` not NULL: the message is now in exactly these n_now_in
+ *    folders (Gmail's labelIds);
+ *  - now_in NULL: NEW/SYNCED add the batch's folder to the folders already
+ *    stored (a second label does not move it out of the first); UPDATED
+ *    and DELETED start from the stored ones;
+ *  - then `added` are entered and `removed` left (a Graph move under the
+ *    same immutable id: removed = {old}, added = {new}).
+ * Names are folder names as given to folder_add. Leaving the last folder
+ * (or DELETED) is one message.deleted; entering or leaving folders is one
+ * message.updated with "folders_added", "folders_removed" and "folders"
+ * (message.new instead when a NEW change enters the INBOX), never a delete
+ * plus a new. The change's uid belongs to its membership in the batch's
+ * folder. */
+typedef struct mp_folders {
+    const char *const *now_in;
+    size_t n_now_in;
+    const char *const *added;
+    size_t n_added;
+    const char *const *removed;
+    size_t n_removed;
+} mp_folders;
+
+/* Push state for host->push_status (added in ABI 1.1). Never renumbered. */
+typedef enum mp_push_state {
+    MP_PUSH_STATE_STARTING = 0,     /* connecting / enrolling               */
+    MP_PUSH_STATE_LIVE = 1,         /* delivering: the host polls only at
+                                       the reconciliation cadence           */
+    MP_PUSH_STATE_RECONNECTING = 2, /* lost, trying again                   */
+    MP_PUSH_STATE_OFF = 3,          /* not used (disabled, unsupported)     */
+    MP_PUSH_STATE_FAILED = 4,       /* gave up until the config changes     */
+} mp_push_state;
+
 typedef void (*mp_timer_cb)(void *arg);
 typedef void (*mp_watch_cb)(int fd, unsigned events, void *arg);
 
@@ -420,7 +475,79 @@ typedef struct mp_host {
      * in mailpulsed.conf: "sync.batch_size", "sync.fetch_bodies" (0/1),
      * "backfill.batch_size", "cache.retention_days". Unknown names: -1. */
     int64_t (*core_setting)(const char *name);
+
+    /* ---- added in ABI 1.1 (test each with MP_HOST_HAS first) ---- */
+
+    /* Durable driver state: small per-account text records kept across
+     * restarts (a rotated token, a watch's id, a subscription's
+     * clientState). Keys are 1..128 bytes, values at most 64 KiB.
+     * state_get: *value_r is host memory released with host->free; MP_SKIP
+     * when there is no record. state_put: value NULL deletes; durable when
+     * it returns (its own transaction). Out-of-bounds key or value:
+     * MP_FATAL; store failure: MP_RETRY. Any thread, but each is a store
+     * round trip: prefer worker threads. */
+    mp_status (*state_get)(mp_account *acct, const char *key, char **value_r,
+                           mp_error *err);
+    mp_status (*state_put)(mp_account *acct, const char *key, const char *value,
+                           mp_error *err);
+    /* The same records, written by the batch's next batch_commit in its
+     * transaction (poll slots): a Gmail historyId that belongs to the
+     * changes just emitted. MP_FATAL at once when out of bounds. A later
+     * call for the same key before the commit replaces the staged value. */
+    mp_status (*batch_state)(mp_batch *batch, const char *key, const char *value,
+                             mp_error *err);
+
+    /* Account-level cursor, beside the per-folder ones, for providers whose
+     * change log covers the whole mailbox (Gmail's historyId).
+     * account_cursor: as last committed, or NULL; host memory valid until
+     * the calling slot returns (like cursor_get). batch_account_cursor:
+     * stage it (NULL: clear it) for the batch's next batch_commit, in the
+     * same transaction as the changes. */
+    const char *(*account_cursor)(mp_account *acct);
+    void (*batch_account_cursor)(mp_batch *batch, const char *cursor);
+
+    /* batch_change with the message's folder memberships (mp_folders);
+     * the change's kind, id and fields mean what they mean for
+     * batch_change. folders NULL: batch_change. Poll slots only. */
+    mp_status (*batch_change_folders)(mp_batch *batch, const mp_change *change,
+                                      const mp_folders *folders, mp_error *err);
+
+    /* At most `max` concurrent http/http_ex requests of this account (0:
+     * no limit; Graph allows 4 per mailbox). Requests beyond it wait for a
+     * free slot (MP_RETRY after 30 s). Takes effect for the next request.
+     * Any thread; usually called once from account_open. */
+    void (*http_limit)(mp_account *acct, unsigned max);
+    /* http with options (opt NULL: as http). Same ownership and threads. */
+    mp_status (*http_ex)(mp_account *acct, const mp_http_request *req,
+                         const mp_http_options *opt, mp_http_response *resp_r,
+                         mp_error *err);
+
+    /* push_state as an enum plus text (NULL: none; no secrets): only
+     * MP_PUSH_STATE_LIVE means push is delivering, whatever the text says.
+     * Shown in status as "<state>: <text>" (e.g. "reconnecting: timeout").
+     * Any thread. On a 1.0 host use push_state with the same words. */
+    void (*push_status)(mp_account *acct, mp_push_state state, const char *text);
 } mp_host;
+
+/*
+ * Whether `host` offers `slot` (added in ABI 1.1), in the spirit of Redis's
+ * RMAPI_FUNC_SUPPORTED: a host built for an older minor has a shorter
+ * table, so a slot beyond its struct_size does not exist and is never
+ * read; a slot inside it may still be NULL. A driver built for 1.1 tests
+ * before calling a 1.1 slot and degrades on a 1.0 host:
+ *
+ *     if (MP_HOST_HAS(host, state_put))
+ *         host->state_put(acct, "watch", id, err);
+ *     else
+ *         ... keep it in memory, re-enroll after a restart ...
+ *
+ * Works against every host of major 1, including 1.0 hosts.
+ */
+#define MP_HOST_HAS(host, slot)                                                \
+    ((host) != NULL &&                                                         \
+     (size_t)(host)->struct_size >=                                            \
+         offsetof(mp_host, slot) + sizeof(((const mp_host *)0)->slot) &&       \
+     (host)->slot != NULL)
 
 /* ------------------------------------------------------------------------ */
 /* The driver descriptor.                                                    */
