@@ -208,25 +208,35 @@ int mps_outbox_horizon(mps_store *s, int64_t *horizon_r, char **error_r)
     return rc < 0 ? -1 : 0;
 }
 
+/* Prepares head + a condition that holds for rows of the listed webhook
+ * endpoints ("0" when none is listed) + tail, with the names bound. */
+static int prepare_for_endpoints(mps_store *s, const char *head, const char *tail,
+                                 const char *const *endpoints, sqlite3_stmt **st_r,
+                                 char **error_r)
+{
+    int any = endpoints != NULL && endpoints[0] != NULL;
+    char *in = any ? in_clause("endpoint", "e", endpoints) : NULL;
+    char *sql = mpu_asprintf("%s%s%s%s", head, any ? "1" : "0", in != NULL ? in : "", tail);
+    free(in);
+    int rc = mps__prepare(s, sql, st_r, error_r);
+    free(sql);
+    if (rc == 0 && any)
+        bind_list(*st_r, "e", endpoints);
+    return rc;
+}
+
 /* The highest seq retention may reach: below the newest event and at or
  * below every listed endpoint's cursor. */
 static int prune_bound(mps_store *s, const char *const *endpoints, int64_t *bound_r,
                        char **error_r)
 {
-    int by_endpoint = endpoints != NULL && endpoints[0] != NULL;
-    char *in = by_endpoint ? in_clause("endpoint", "e", endpoints) : NULL;
-    char *sql = mpu_asprintf("SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) - 1,"
-                             " (SELECT MIN(cursor) FROM webhook_cursors WHERE %s%s)",
-                             by_endpoint ? "1" : "0", in != NULL ? in : "");
-    free(in);
     sqlite3_stmt *st;
-    int rc = mps__prepare(s, sql, &st, error_r);
-    free(sql);
-    if (rc < 0)
+    if (prepare_for_endpoints(s,
+                              "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) - 1,"
+                              " (SELECT MIN(cursor) FROM webhook_cursors WHERE ",
+                              ")", endpoints, &st, error_r) < 0)
         return -1;
-    if (by_endpoint)
-        bind_list(st, "e", endpoints);
-    rc = mps__step_row(s, st, error_r, "store: read webhook cursors");
+    int rc = mps__step_row(s, st, error_r, "store: read webhook cursors");
     if (rc == 0) {
         *bound_r = sqlite3_column_int64(st, 0);
         if (sqlite3_column_type(st, 1) != SQLITE_NULL &&
@@ -296,23 +306,15 @@ int mps_outbox_prune_apply(mps_store *s, int64_t upto, const char *const *endpoi
         mps__rollback(s);
         return 0;
     }
-    int by_endpoint = endpoints != NULL && endpoints[0] != NULL;
-    char *in = by_endpoint ? in_clause("endpoint", "e", endpoints) : NULL;
-    char *sql = mpu_asprintf("DELETE FROM events WHERE seq > :from AND seq <= :upto"
-                             " AND seq NOT IN (SELECT seq FROM webhook_dead_letters"
-                             " WHERE %s%s)",
-                             by_endpoint ? "1" : "0", in != NULL ? in : "");
-    free(in);
     sqlite3_stmt *st;
-    int rc = mps__prepare(s, sql, &st, error_r);
-    free(sql);
-    if (rc < 0)
+    if (prepare_for_endpoints(s,
+                              "DELETE FROM events WHERE seq > :from AND seq <= :upto"
+                              " AND seq NOT IN (SELECT seq FROM webhook_dead_letters WHERE ",
+                              ")", endpoints, &st, error_r) < 0)
         goto fail;
     mps__bind_int(st, ":from", horizon);
     mps__bind_int(st, ":upto", upto);
-    if (by_endpoint)
-        bind_list(st, "e", endpoints);
-    rc = mps__step_done(s, st, error_r, "store: prune events");
+    int rc = mps__step_done(s, st, error_r, "store: prune events");
     mps__finish(s, st);
     if (rc < 0)
         goto fail;
