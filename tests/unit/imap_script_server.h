@@ -160,6 +160,19 @@ static inline void server_start(server *s, const char *const *script)
     assert_int_equal(pthread_create(&s->thread, NULL, server_main, s), 0);
 }
 
+/* Appends to `script` (a NULL-terminated array of `cap` entries whose
+ * first `k` are used) `bytes` steps that each send one byte of "*" and
+ * pause 100 ms: a server that never stalls long enough for the idle
+ * timeout yet never finishes an answer. */
+static inline void script_trickle(const char **script, size_t cap, size_t k, int bytes)
+{
+    for (int i = 0; i < bytes && k + 2 < cap; i++) {
+        script[k++] = "R:*";
+        script[k++] = "P:100";
+    }
+    script[k] = NULL;
+}
+
 static inline void server_join(server *s)
 {
     pthread_join(s->thread, NULL);

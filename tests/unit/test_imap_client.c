@@ -1019,12 +1019,7 @@ static void test_conn_deadline(void **state)
     /* One byte every 100 ms keeps the idle timeout (2 s) happy forever;
      * the deadline (600 ms) ends it. */
     const char *trickle[64] = {LOGIN_OK, "C:A2 NOOP"};
-    size_t k = 4;
-    for (int i = 0; i < 25; i++) {
-        trickle[k++] = "R:*";
-        trickle[k++] = "P:100";
-    }
-    trickle[k] = NULL;
+    script_trickle(trickle, 64, 4, 25);
     server s = {0};
     server_start(&s, trickle);
     imap_conn_opts o = plain_opts(&s);
@@ -1046,12 +1041,7 @@ static void test_conn_deadline(void **state)
 
     /* A greeting trickled the same way. */
     const char *greet[64];
-    k = 0;
-    for (int i = 0; i < 25; i++) {
-        greet[k++] = "R:*";
-        greet[k++] = "P:100";
-    }
-    greet[k] = NULL;
+    script_trickle(greet, 64, 0, 25);
     memset(&s, 0, sizeof s);
     server_start(&s, greet);
     o = plain_opts(&s);

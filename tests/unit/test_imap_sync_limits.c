@@ -292,12 +292,7 @@ static void test_stall_not_retried(void **state)
      * without the silent second attempt meant for stale connections (which
      * would wait on a connection nobody accepts for a second deadline). */
     const char *script[64] = {LOGIN, "C:A2 EXAMINE INBOX (CONDSTORE)"};
-    size_t k = 4;
-    for (int i = 0; i < 20; i++) {
-        script[k++] = "R:*";
-        script[k++] = "P:100";
-    }
-    script[k] = NULL;
+    script_trickle(script, 64, 4, 20);
     server s = {0};
     server_start(&s, script);
     imap_account *a = account_for(&s, (size_t)1 << 20);
