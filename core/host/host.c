@@ -486,6 +486,9 @@ static const mp_host host_table = {
     .http_limit = mphost_http_limit,
     .http_ex = mphost_http_ex,
     .push_status = host_push_status,
+    /* OAuth2 (host_oauth.c): oauth_setup, oauth_token, oauth_reject */
+    /* push hints (host_push.c): sync_hint */
+    /* subscriptions (host_subscription.c): subscription_get, subscription_lookup */
 };
 
 const mp_host *mpd_host_table(void)

@@ -25,6 +25,15 @@
  *        an enum plus text (mp_push_state, push_status). Each is marked
  *        "added in ABI 1.1". Drivers built for 1.0 load and run unchanged
  *        (tests/drivers/abi10 keeps a frozen 1.0 build of the fixture).
+ *        Also in 1.1: OAuth2 access tokens as a host service (mp_oauth_params,
+ *        oauth_setup, oauth_token, oauth_reject); the push hints a sync run
+ *        took over (sync_hint); the stored subscription for push_verify
+ *        (subscription_get, subscription_lookup) and its verification
+ *        secret (mp_subscription.secret, appended: the host allocates the
+ *        struct, so a 1.0 driver never sees it); and one descriptor slot,
+ *        account_delta, for change logs that cover the whole mailbox (the
+ *        loader reads it only from a descriptor whose struct_size covers
+ *        it; a 1.0 descriptor has it NULL).
  *
  * The loader refuses a driver whose ABI major differs from the host's, whose
  * minor is newer than the host's, whose struct_size is smaller than the 1.0
@@ -255,6 +264,12 @@ typedef struct mp_subscription {
     const char *provider_id;  /* Graph subscription id, Gmail topic, ...    */
     int64_t expires_at;       /* Unix seconds; 0 = never                    */
     const char *cursor_hint;  /* e.g. Gmail historyId returned by watch     */
+    /* Added in ABI 1.1 (the host always allocates and zeroes this struct,
+     * so a 1.0 driver leaves it NULL): a secret the provider echoes in
+     * every notification (Graph's clientState), kept owner-only in the
+     * store, never logged and never in an API answer; NULL: none. Compare
+     * it in constant time (CRYPTO_memcmp). */
+    const char *secret;
 } mp_subscription;
 
 /* An incoming webhook request (POST /push/<instance>). Header lookup via
@@ -346,6 +361,35 @@ typedef enum mp_push_state {
     MP_PUSH_STATE_OFF = 3,          /* not used (disabled, unsupported)     */
     MP_PUSH_STATE_FAILED = 4,       /* gave up until the config changes     */
 } mp_push_state;
+
+/* OAuth2 grants for oauth_setup (added in ABI 1.1). Never renumbered. */
+typedef enum mp_oauth_grant {
+    MP_OAUTH_REFRESH_TOKEN = 1,      /* client_id, [client_secret_file],
+                                        refresh_token_file                  */
+    MP_OAUTH_CLIENT_CREDENTIALS = 2, /* client_id, client_secret_file,
+                                        [scope]: app-only (Microsoft 365)   */
+    MP_OAUTH_JWT_BEARER = 3,         /* key_file (Google service-account
+                                        JSON), scope, [subject] for
+                                        domain-wide delegation              */
+} mp_oauth_grant;
+
+/* An account's OAuth2 credentials (added in ABI 1.1). Set struct_size =
+ * sizeof(mp_oauth_params); fields appended later read as zero beyond an
+ * older driver's struct_size. Secrets are named by file (owner-only, read
+ * by the host at each token request, so a replaced file takes effect);
+ * the driver never sees them. Strings are copied by oauth_setup. */
+typedef struct mp_oauth_params {
+    uint32_t struct_size;
+    mp_oauth_grant grant;
+    const char *token_url;          /* JWT bearer: NULL = the key's token_uri */
+    const char *client_id;
+    const char *client_secret_file; /* NULL: public client (refresh grant)   */
+    const char *refresh_token_file;
+    const char *key_file;
+    const char *scope;              /* space-separated; NULL: not sent       */
+    const char *subject;            /* JWT bearer: user to impersonate       */
+    const char *audience;           /* JWT bearer: NULL = the token URL      */
+} mp_oauth_params;
 
 typedef void (*mp_timer_cb)(void *arg);
 typedef void (*mp_watch_cb)(int fd, unsigned events, void *arg);
@@ -527,6 +571,45 @@ typedef struct mp_host {
      * Shown in status as "<state>: <text>" (e.g. "reconnecting: timeout").
      * Any thread. On a 1.0 host use push_state with the same words. */
     void (*push_status)(mp_account *acct, mp_push_state state, const char *text);
+
+    /* OAuth2 access tokens. oauth_setup (any thread; usually account_open)
+     * describes the account's credentials, replacing earlier ones; MP_FATAL
+     * when incomplete for the grant. oauth_token (worker threads) returns
+     * a valid access token in *token_r (release with free_secret): cached
+     * until shortly before it expires, one token request per account in
+     * flight, a refresh token the provider rotates persisted owner-only.
+     * MP_REAUTH when the provider refused the grant (invalid_grant, revoked
+     * client): after that ONE request the host marks the account
+     * needs-reauth with the reason (an account.status event) and asks the
+     * token URL nothing more until the secret files change (SIGHUP).
+     * MP_RETRY with retry_after_ms (429/5xx honour Retry-After; no request
+     * inside the window); MP_FATAL for unusable credential files.
+     * oauth_reject: the provider answered 401 to `token`; the host drops it
+     * from its cache so the next oauth_token asks for a new one. */
+    mp_status (*oauth_setup)(mp_account *acct, const mp_oauth_params *params,
+                             mp_error *err);
+    mp_status (*oauth_token)(mp_account *acct, char **token_r, mp_error *err);
+    void (*oauth_reject)(mp_account *acct, const char *token);
+
+    /* The cursor hint of the newest push this sync run took over for
+     * `folder` (NULL: hints pushed for the whole account, e.g. a Gmail
+     * historyId), or NULL when the run was not started by such a push.
+     * Hints stay stored until the run that took them commits, so a crash
+     * or failure never loses one. Poll slots (worker threads); host
+     * memory valid until the slot returns. */
+    const char *(*sync_hint)(mp_account *acct, const char *folder);
+
+    /* The account's stored subscription (from push_enroll/push_renew), for
+     * push_verify (loop thread; answers from memory). subscription_get:
+     * MP_OK and *sub_r filled, or MP_SKIP when the account has none.
+     * subscription_lookup: the account of this instance whose subscription
+     * has `provider_id` (Graph's subscriptionId), MP_SKIP when none. Strings
+     * in *sub_r are host memory valid until push_verify returns. */
+    mp_status (*subscription_get)(mp_account *acct, mp_subscription *sub_r,
+                                  mp_error *err);
+    mp_status (*subscription_lookup)(mp_instance *inst, const char *provider_id,
+                                     mp_account **acct_r, mp_subscription *sub_r,
+                                     mp_error *err);
 } mp_host;
 
 /*
@@ -667,6 +750,23 @@ typedef struct mp_driver {
      * calls it when an admin asks (POST /v1/accounts/{id}/probe), before
      * the next sync of that account. */
     mp_status (*probe)(mp_account *acct, mp_error *err);
+
+    /* ---- added in ABI 1.1 ---- */
+
+    /* Optional (worker thread): for providers whose change log covers the
+     * whole mailbox (Gmail's history). When set, a sync run calls it ONCE
+     * per account with the account-level cursor (account_cursor; NULL
+     * before the first one was committed) instead of `delta` per folder
+     * (bootstrap still runs per folder; the folder cursor it commits then
+     * only marks the folder connected, and `delta` is never called). The
+     * batch belongs to no folder: emit changes with batch_change_folders
+     * (now_in, or added/removed), DELETED removes the message from every
+     * folder, and commit the new account cursor with batch_account_cursor
+     * before batch_commit (its cursor argument must be NULL). MP_RESYNC:
+     * the account cursor is gone at the provider; the host clears it and
+     * bootstraps every folder again (one folder.reset each). */
+    mp_status (*account_delta)(mp_account *acct, const char *cursor, mp_batch *batch,
+                               mp_error *err);
 } mp_driver;
 
 #ifdef __cplusplus
