@@ -245,7 +245,7 @@ static void subscription_upkeep(job_state *j)
         st = j->desc->push_enroll(j->a, &next, &err);
     } else if (cur.expires_at != 0 && cur.expires_at * 1000 - now < RENEW_BEFORE_MS) {
         what = "renew";
-        mp_subscription c = {cur.provider_id, cur.expires_at, cur.cursor_hint};
+        mp_subscription c = {cur.provider_id, cur.expires_at, cur.cursor_hint, NULL};
         st = j->desc->push_renew(j->a, &c, &next, &err);
     } else {
         mps_subscription_clear(&cur);
