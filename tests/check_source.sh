@@ -1,7 +1,7 @@
 #!/bin/sh
 # Source rules no compiler flag enforces (see ../shared/STYLE.md): banned
-# unbounded or unchecked libc calls, C++ comments, and drivers that reach
-# into core headers. Prints offending lines; exits 1 if any.
+# unbounded or unchecked libc calls, C++ comments, drivers that reach
+# into core headers, and core/webhook reaching into core/daemon. Prints offending lines; exits 1 if any.
 set -u
 top=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$top" || exit 2
@@ -17,6 +17,12 @@ if out=$(grep -nE '^[[:space:]]*//|[;{)][[:space:]]*//' $files | grep -v 'http:/
 fi
 if out=$(grep -rnE '#include[[:space:]]*[<"](\.\./)*(core/|config/|store/|daemon/|host/|sched/|http/|loader/|util/)' plugins sdk 2>/dev/null); then
   echo "drivers and the SDK may include only <mailpulse/*.h>:"; echo "$out"; status=1
+fi
+# Outbound webhooks get what they use passed in by the daemon (mpw_start);
+# the daemon depends on them, never the other way round.
+if out=$(grep -rnE '#include[[:space:]]*[<"](\.\./)*(core/)?daemon/' core/webhook 2>/dev/null); then
+  echo "core/webhook may not include core/daemon headers (pass what it needs to mpw_start):"
+  echo "$out"; status=1
 fi
 # The API's connection tracker needs evhttp's single close-callback slot;
 # everything else shares it through mph_conn_set_closecb().

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "daemon/daemon.h"
+#include "events/events.h"
 #include "webhook/webhook.h"
 #include "daemon/prefetch.h"
 #include "host/host_private.h"
@@ -109,7 +110,7 @@ json_t *mpd_api_status(mpd *d)
         "accounts", (json_int_t)accounts, "scheduler", sched, "events", "last_seq",
         (json_int_t)mpd_api_last_seq(d));
     json_t *ev = json_object_get(o, "events");
-    json_object_set_new(ev, "epoch", json_integer(d->epoch));
+    json_object_set_new(ev, "epoch", json_integer(mpd_api_epoch(d)));
     json_object_set_new(ev, "retained_after", json_integer(mpd_api_events_horizon(d)));
     json_object_set_new(o, "cache", cache_json(d));
     return o;
@@ -543,19 +544,25 @@ json_t *mpd_api_events(mpd *d, int64_t after, size_t limit, const char *const *t
         return NULL;
     }
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, mpd_api_event_json(&list[i]));
+        json_array_append_new(arr, mpe_event_json(&list[i]));
     mps_events_free(&list, n);
     return arr;
+}
+
+int64_t mpd_api_last_seq(mpd *d)
+{
+    return mpe_last_seq(d->events);
+}
+
+int64_t mpd_api_epoch(mpd *d)
+{
+    return mpe_epoch(d->events);
 }
 
 int mpd_api_events_resume(mpd *d, int64_t epoch, int64_t seq, int64_t *after_r)
 {
     char *error = NULL;
-    if (epoch == 0 || epoch == d->epoch) {
-        *after_r = seq;
-        return 0;
-    }
-    if (mps_epoch_resume(d->store, epoch, seq, after_r, &error) < 0) {
+    if (mpe_resume(d->events, d->store, epoch, seq, after_r, &error) < 0) {
         mpu_error("events", "cannot read the epochs: %s", error);
         free(error);
         return -1;
@@ -563,25 +570,21 @@ int mpd_api_events_resume(mpd *d, int64_t epoch, int64_t seq, int64_t *after_r)
     return 0;
 }
 
-json_t *mpd_api_event_json(const mps_event *e)
+int64_t mpd_api_events_horizon(mpd *d)
 {
-    json_t *o = NULL;
-    if (e->data_json != NULL)
-        o = json_loads(e->data_json, 0, NULL);
-    if (o == NULL || !json_is_object(o)) {
-        json_decref(o);
-        o = json_object();
-    }
-    char t[40];
-    mpu_time_rfc3339(e->time_ms, t, sizeof t);
-    json_object_set_new(o, "seq", json_integer(e->seq));
-    json_object_set_new(o, "type", json_string(e->type));
-    json_object_set_new(o, "account", json_string(e->account));
-    json_object_set_new(o, "folder", mpu_json_str(e->folder));
-    json_object_set_new(o, "message", mpu_json_str(e->message));
-    json_object_set_new(o, "time", json_string(t));
-    json_object_set_new(o, "idempotency_key", json_string(e->idem_key));
-    return o;
+    return mpe_horizon(d->events);
+}
+
+/* The API's callback type is the module's: the HTTP layer sees only
+ * daemon/api.h. */
+void *mpd_events_watch(mpd *d, mpd_events_cb cb, void *arg)
+{
+    return mpe_watch_add(d->events, cb, arg);
+}
+
+void mpd_events_unwatch(mpd *d, void *handle)
+{
+    mpe_unwatch(d->events, handle);
 }
 
 char *mpd_api_metrics(mpd *d)

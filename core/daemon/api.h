@@ -71,31 +71,32 @@ void mpd_api_push(mpd *d, const char *instance, const char *subpath,
                   const uint8_t *body, size_t len, int *status_r,
                   char **content_type_r, char **body_r, size_t *body_len_r);
 
-/* Events with seq > after (ascending, at most limit) as JSON objects:
- * {"seq","type","account","folder","message","time","idempotency_key",
- *  ...data fields}. types/accounts: NULL-terminated filters or NULL.
+/* ---- events: the HTTP layer's view of core/events (d->events) ---- */
+
+/* Events with seq > after (ascending, at most limit) as JSON objects, each
+ * shaped by mpe_event_json (core/events/events.h):
+ * {...data fields,"seq","type","account","folder","message","time",
+ *  "idempotency_key"}. types/accounts: NULL-terminated filters or NULL.
  * NULL when the outbox could not be read (logged): nothing may be taken
  * as read then. */
 json_t *mpd_api_events(mpd *d, int64_t after, size_t limit,
                        const char *const *types, const char *const *accounts);
+/* mpe_last_seq. */
 int64_t mpd_api_last_seq(mpd *d);
-/* The store's current epoch; event positions are "<epoch>:<seq>" (see
- * core/store/store.h, "store generations"). */
+/* mpe_epoch: event positions are "<epoch>:<seq>" (see core/store/store.h,
+ * "store generations"). */
 int64_t mpd_api_epoch(mpd *d);
-/* Where a client that last saw (epoch, seq) resumes: *after_r is the seq
- * after which to send. epoch 0 stands for the current one (a plain seq).
+/* mpe_resume through the loop thread's store: where a client that last saw
+ * (epoch, seq) resumes. epoch 0 stands for the current one (a plain seq).
  * -1 on a store error (logged). */
 int mpd_api_events_resume(mpd *d, int64_t epoch, int64_t seq, int64_t *after_r);
-/* Outbox retention: events up to this seq may be gone (0: none pruned).
- * Read it after reading events: a reader whose position is below it has
- * missed events. */
+/* mpe_horizon: events up to this seq may be gone (0: none pruned). Read it
+ * after reading events: a reader whose position is below it has missed
+ * events. */
 int64_t mpd_api_events_horizon(mpd *d);
-/* One outbox event as mpd_api_events() shows it (any thread). */
-struct mps_event;
-json_t *mpd_api_event_json(const struct mps_event *e);
 
-/* Called on the loop thread whenever events were committed, with the
- * highest seq known. Returns a handle for mpd_events_unwatch. */
+/* mpe_watch_add / mpe_unwatch: `cb` is called on the loop thread whenever
+ * events were committed, with the highest seq known. */
 typedef void (*mpd_events_cb)(int64_t last_seq, void *arg);
 void *mpd_events_watch(mpd *d, mpd_events_cb cb, void *arg);
 void mpd_events_unwatch(mpd *d, void *handle);

@@ -4,8 +4,10 @@
  *
  * Objects and lifetimes:
  *   mpd          one per process; owns settings, the loop, the scheduler, the
- *                HTTP server, the loop thread's store connection and the
- *                registry of driver instances.
+ *                HTTP server, the loop thread's store connection, the event
+ *                stream (core/events) and the registry of driver instances;
+ *                it creates the services (webhooks, HTTP) and hands them
+ *                what they need.
  *   mp_instance  one per plugins.d file; holds the loaded driver (or why it
  *                was refused) and its accounts. Reference-counted: the
  *                registry and each of its accounts hold one.
@@ -32,6 +34,7 @@
 #include <mailpulse/driver.h>
 
 #include "config/config.h"
+#include "events/events.h"
 #include "loader/loader.h"
 #include "sched/sched.h"
 #include "store/store.h"
@@ -130,15 +133,10 @@ struct mpd {
     mp_instance **instances;
     size_t n_instances;
 
-    /* Event notification from any thread to the loop's watchers. */
-    struct event *events_ev;
-    _Atomic int64_t last_seq;
-    struct mpd_watcher *watchers;
-    int64_t epoch;            /* store generation (events.c), set at start     */
-    /* Highest seq pruned by outbox retention; raised before the prune
-     * commits, so a reader that finds it at or below its position after a
-     * read missed nothing. */
-    _Atomic int64_t outbox_horizon;
+    /* The event stream (core/events): the committed-seq wake-up, its
+     * watchers, the epoch and the retention horizon. Opened after the loop
+     * thread's store, closed once nothing writes events (main.c). */
+    struct mpe_events *events;
     struct event *outbox_timer; /* retention runs (maintenance.c)            */
     int outbox_running;         /* a retention run is on a worker           */
     struct mp_hostobj *global_objs; /* timers/watches without an account     */
@@ -200,11 +198,15 @@ void mpd_job_done(const mpj_job *job, const mpj_result *result, void *arg);
 mpd_knobs mpd_knobs_get(mpd *d);
 void mpd_knobs_from_settings(const mp_settings *s, mpd_knobs *knobs_r);
 
-/* ---- events.c ---- */
-void mpd_events_init(mpd *d);
-void mpd_events_free(mpd *d);
-/* Any thread: events up to `seq` were committed. */
-void mpd_events_committed(mpd *d, int64_t seq);
+/* ---- events (core/events owns them) ---- */
+/* Any thread: events up to `seq` were committed. The daemon's writers
+ * (status.c, the host services) call this; it forwards to d->events and
+ * does nothing before it is opened or after it is closed. */
+static inline void mpd_events_committed(mpd *d, int64_t seq)
+{
+    if (d->events != NULL)
+        mpe_committed(d->events, seq);
+}
 
 /* ---- status helpers (status.c) ---- */
 /* The status (and error) the store could not record for `a`, as copies

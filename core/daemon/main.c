@@ -322,6 +322,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(d->base, NULL);
 }
 
+/* core/webhook's way to the store (mpw_store_fn): the calling thread's
+ * connection, asked for each time. */
+static mps_store *webhook_store(void *arg)
+{
+    return mpd_store(arg);
+}
+
 static int run(const char *config_path)
 {
     mpc_errors errs = {0};
@@ -369,7 +376,7 @@ static int run(const char *config_path)
     mpn_global_init();
     mpd_host_set_daemon(d);
     mphost_loop_set_daemon(d);
-    mpd_events_init(d);
+    d->events = mpe_open(d->base, d->store);
     mpj_config jc = {.workers = settings->workers,
                      .max_backoff_ms = (uint64_t)settings->schedule.max_backoff * 1000u,
                      .run = mpd_run_job,
@@ -380,7 +387,7 @@ static int run(const char *config_path)
     d->sched = mpj_new(d->base, &jc);
     mpd_maintenance_start(d);
     mpd_prefetch_start(d);
-    d->webhooks = mpw_start(d, settings);
+    d->webhooks = mpw_start(d->base, d->events, webhook_store, d, settings);
 
     struct ssl_ctx_st *push_tls = NULL;
     if (push_tls_load(settings, &push_tls, &errs) > 0) {
@@ -472,7 +479,7 @@ out:
         mpd_registry_clear(d);
         event_base_loop(d->base, EVLOOP_NONBLOCK);
         mpd_host_release_loop_objs(&d->global_objs);
-        mpd_events_free(d);
+        mpe_close(&d->events, d->store);
         if (d->sig_hup != NULL) {
             event_free(d->sig_hup);
             event_free(d->sig_term);

@@ -149,12 +149,10 @@ static void prune_work(void *arg)
             r->failed = 1;
             return;
         }
-        if (upto <= atomic_load(&r->d->outbox_horizon))
+        if (upto <= mpe_horizon(r->d->events))
             return;
-        /* Raised before the delete commits: see daemon.h. */
-        int64_t cur = atomic_load(&r->d->outbox_horizon);
-        while (upto > cur && !atomic_compare_exchange_weak(&r->d->outbox_horizon, &cur, upto))
-            ;
+        /* Raised before the delete commits: see core/events/events.h. */
+        mpe_horizon_raise(r->d->events, upto);
         if (mps_outbox_prune_apply(s, upto, eps, &removed, &error) < 0) {
             mpu_error("outbox", "retention failed: %s", error);
             free(error);
@@ -164,7 +162,7 @@ static void prune_work(void *arg)
              * it was not told about. */
             int64_t stored = 0;
             if (mps_outbox_horizon(s, &stored, NULL) == 0)
-                atomic_store(&r->d->outbox_horizon, stored);
+                mpe_horizon_set(r->d->events, stored);
             return;
         }
         r->removed += removed;
@@ -178,7 +176,7 @@ static void prune_done(void *arg)
     prune_run *r = arg;
     if (r->removed > 0)
         mpu_info("outbox", "retention removed %lld events (horizon %lld)",
-                 (long long)r->removed, (long long)atomic_load(&r->d->outbox_horizon));
+                 (long long)r->removed, (long long)mpe_horizon(r->d->events));
     r->d->outbox_running = 0;
     for (char **p = r->endpoints; *p != NULL; p++)
         free(*p);

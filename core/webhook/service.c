@@ -10,8 +10,7 @@
 
 #include <event2/event.h>
 
-#include "daemon/api.h"
-#include "daemon/daemon.h"
+#include "events/events.h"
 #include "util/log.h"
 #include "util/json.h"
 #include "util/util.h"
@@ -47,10 +46,13 @@ typedef struct endpoint {
 } endpoint;
 
 struct mpw_service {
-    mpd *d;
+    struct event_base *base;  /* borrowed                                    */
+    mpe_events *events;       /* borrowed: watched, last seq, event JSON     */
+    mpw_store_fn store;       /* the calling (loop) thread's connection      */
+    void *store_arg;
     mpn_multi *net;
     endpoint *endpoints;
-    void *watch;
+    mpe_watch *watch;
     struct event *check;
 };
 
@@ -129,7 +131,7 @@ static void current_clear(endpoint *ep)
 
 static void current_set(endpoint *ep, const mps_event *e, int replaying)
 {
-    json_t *o = mpd_api_event_json(e);
+    json_t *o = mpe_event_json(e);
     char id[256];
     mpw_message_id(e->idem_key, e->seq, id, sizeof id);
     ep->seq = e->seq;
@@ -155,9 +157,10 @@ static void schedule(endpoint *ep, uint32_t delay_ms)
 
 /* ---- store ---- */
 
+/* Asked each time, never kept: the connection belongs to its owner. */
 static mps_store *store(endpoint *ep)
 {
-    return ep->svc->d->store;
+    return ep->svc->store(ep->svc->store_arg);
 }
 
 static int load_cursor(endpoint *ep)
@@ -167,7 +170,7 @@ static int load_cursor(endpoint *ep)
     int rc = mps_webhook_cursor_get(store(ep), ep->conf.name, &cursor, &error);
     if (rc == 1) {
         /* A new endpoint gets what happens from now on, not the history. */
-        cursor = mpd_api_last_seq(ep->svc->d);
+        cursor = mpe_last_seq(ep->svc->events);
         rc = mps_webhook_cursor_set(store(ep), ep->conf.name, cursor, &error);
         if (rc == 0)
             mpu_info(scope, "endpoint \"%s\" starts after event %lld", ep->conf.name,
@@ -237,11 +240,10 @@ static int next_replay(endpoint *ep)
  * pages to scan later, -1: store error. */
 static int next_new(endpoint *ep)
 {
-    mpd *d = ep->svc->d;
     for (int page = 0; page < MAX_PAGES_PER_PUMP; page++) {
         /* Every event up to `known` is committed, so a short page below
          * proves there is nothing else up to it. */
-        int64_t known = mpd_api_last_seq(d);
+        int64_t known = mpe_last_seq(ep->svc->events);
         mps_event *list = NULL;
         size_t n = 0;
         char *error = NULL;
@@ -470,7 +472,7 @@ static endpoint *endpoint_new(mpw_service *w, const mp_webhook_conf *conf)
     ep->svc = w;
     conf_copy(&ep->conf, conf);
     ep->cursor = -1;
-    ep->timer = evtimer_new(w->d->base, on_timer, ep);
+    ep->timer = evtimer_new(w->base, on_timer, ep);
     /* Now, not at the first pump: "from now on" means from this moment,
      * before any account starts syncing. A failure is retried by pump. */
     load_cursor(ep);
@@ -495,13 +497,17 @@ static endpoint *find(mpw_service *w, const char *name)
     return NULL;
 }
 
-mpw_service *mpw_start(mpd *d, const mp_settings *s)
+mpw_service *mpw_start(struct event_base *base, mpe_events *events, mpw_store_fn store_fn,
+                       void *store_arg, const mp_settings *s)
 {
     mpw_service *w = mpu_calloc(1, sizeof *w);
-    w->d = d;
-    w->net = mpn_multi_new(d->base);
-    w->watch = mpd_events_watch(d, on_events, w);
-    w->check = event_new(d->base, -1, EV_PERSIST, on_check, w);
+    w->base = base;
+    w->events = events;
+    w->store = store_fn;
+    w->store_arg = store_arg;
+    w->net = mpn_multi_new(base);
+    w->watch = mpe_watch_add(events, on_events, w);
+    w->check = event_new(base, -1, EV_PERSIST, on_check, w);
     struct timeval tv = {CHECK_INTERVAL_MS / 1000, 0};
     event_add(w->check, &tv);
     mpw_apply(w, s);
@@ -563,8 +569,7 @@ void mpw_stop(mpw_service **wp)
         endpoint_free(ep);
     }
     mpn_multi_free(&w->net);
-    if (w->watch != NULL)
-        mpd_events_unwatch(w->d, w->watch);
+    mpe_unwatch(w->events, w->watch);
     event_free(w->check);
     free(w);
     *wp = NULL;
@@ -607,7 +612,7 @@ static json_t *endpoint_json(endpoint *ep)
     char *error = NULL;
     if (mps_webhook_dead_count(store(ep), ep->conf.name, &dead, &queued, &error) < 0)
         free(error);
-    int64_t last = mpd_api_last_seq(ep->svc->d);
+    int64_t last = mpe_last_seq(ep->svc->events);
     int64_t cursor = ep->cursor < 0 ? 0 : ep->cursor;
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(ep->conf.name));
@@ -701,7 +706,7 @@ char *mpw_metrics_text(mpw_service *w)
     char *text = mpu_strdup("");
     if (w == NULL || w->endpoints == NULL)
         return text;
-    int64_t last = mpd_api_last_seq(w->d);
+    int64_t last = mpe_last_seq(w->events);
     for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
         char *next = mpu_asprintf("%s# HELP %s %s\n# TYPE %s %s\n", text, fam[f].name,
                                   fam[f].help, fam[f].name, fam[f].type);

@@ -30,6 +30,13 @@
  *
  * Threading: mpw_start .. mpw_stop and everything in between run on the
  * daemon's loop thread. The pure helpers are thread-safe.
+ *
+ * Ownership: the daemon starts the service and passes in all it uses (the
+ * event base, the event stream of core/events, a way to reach the loop
+ * thread's store connection, the settings); this module includes nothing
+ * of core/daemon (tests/check_source.sh enforces it). It owns its
+ * endpoints, their timers and the libcurl multi handle; the event JSON it
+ * signs is core/events' (mpe_event_json).
  */
 #ifndef MP_WEBHOOK_WEBHOOK_H
 #define MP_WEBHOOK_WEBHOOK_H
@@ -40,8 +47,10 @@
 #include <jansson.h>
 
 #include "config/config.h"
+#include "events/events.h"
+#include "store/store.h"
 
-typedef struct mpd mpd;
+struct event_base;
 typedef struct mpw_service mpw_service;
 
 /* ---- pure helpers (sign.c, policy.c) ---- */
@@ -74,9 +83,18 @@ uint32_t mpw_backoff_ms(const mp_webhook_conf *w, uint32_t failures,
 
 /* ---- the delivery service (service.c) ---- */
 
+/* The store connection of the calling thread. The service calls it on the
+ * loop thread only, each time it reads or writes, and never keeps the
+ * result; it must not be NULL there while the service runs. */
+typedef mps_store *(*mpw_store_fn)(void *arg);
+
 /* Start delivering for s->webhooks (their keys must be read). Never fails:
- * store errors are logged and retried on the next check. */
-mpw_service *mpw_start(mpd *d, const mp_settings *s);
+ * store errors are logged and retried on the next check. `base` and
+ * `events` are borrowed and must outlive the service (mpw_stop it before
+ * closing them); it watches `events` for new commits. `s` is read during
+ * the call only. */
+mpw_service *mpw_start(struct event_base *base, mpe_events *events, mpw_store_fn store_fn,
+                       void *store_arg, const mp_settings *s);
 /* Apply a reloaded list: endpoints are matched by name; removed ones stop
  * (a transfer in flight is abandoned and the event is sent again if the
  * endpoint comes back), changed ones use their new settings from the next
