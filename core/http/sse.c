@@ -20,7 +20,11 @@
  * filtered out. Sending always continues from the cursor, a page at a
  * time, so a client that backs up (output over MPH_SSE_HIGH_WATER) is
  * paused until its buffer drains and then resumes where it stopped: events
- * are never skipped. One daemon watch serves all clients.
+ * are never skipped. One watch on the event stream serves all clients.
+ *
+ * The stream state (last seq, epoch, horizon, the watch) and each event's
+ * JSON belong to core/events; this file reaches them only through the
+ * daemon's API facade (daemon/api.h), like everything else in core/http.
  */
 #include <inttypes.h>
 #include <stdbool.h>

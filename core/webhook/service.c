@@ -47,7 +47,7 @@ typedef struct endpoint {
 
 struct mpw_service {
     struct event_base *base;  /* borrowed                                    */
-    mpe_events *events;       /* borrowed: watched, last seq, event JSON     */
+    mpe_events *events;       /* borrowed: watched; its last seq            */
     mpw_store_fn store;       /* the calling (loop) thread's connection      */
     void *store_arg;
     mpn_multi *net;
