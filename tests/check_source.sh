@@ -29,5 +29,13 @@ fi
 if out=$(grep -nE '\bevhttp_connection_set_closecb[[:space:]]*\(' $files | grep -v '^core/http/conn\.c:'); then
   echo "use mph_conn_set_closecb (core/http/conn.c owns evhttp's close callback):"; echo "$out"; status=1
 fi
+# core/host is a layer the daemon calls through host/host.h: its internals
+# stay inside it, and it includes nothing from the daemon above it.
+if out=$(grep -nE '#include[[:space:]]*"host/host_private\.h"' $files | grep -vE '^(core/host/|tests/unit/)'); then
+  echo "host/host_private.h is internal to core/host (use host/host.h):"; echo "$out"; status=1
+fi
+if out=$(grep -nE '#include[[:space:]]*"daemon/' core/host/*.[ch] 2>/dev/null); then
+  echo "core/host must not include daemon headers (it gets an mphost_env):"; echo "$out"; status=1
+fi
 [ $status -eq 0 ] && echo "source check: 1 passed, 0 failed" || echo "source check: 0 passed, 1 failed"
 exit $status

@@ -9,7 +9,6 @@
 #include "events/events.h"
 #include "webhook/webhook.h"
 #include "daemon/prefetch.h"
-#include "host/host_private.h"
 #include "util/log.h"
 #include "util/json.h"
 #include "util/util.h"
@@ -469,63 +468,19 @@ int mpd_api_probe(mpd *d, const char *account, char **error_r)
 
 /* ---- webhooks ---- */
 
-static void push_answer(int status, const char *msg, int *status_r, char **ctype_r,
-                        char **body_r, size_t *len_r)
-{
-    json_t *o = json_pack("{s:s}", "error", msg);
-    *status_r = status;
-    *ctype_r = mpu_strdup("application/json");
-    *body_r = json_dumps(o, JSON_COMPACT);
-    *len_r = *body_r ? strlen(*body_r) : 0;
-    json_decref(o);
-}
-
 void mpd_api_push(mpd *d, const char *instance, const char *subpath, const char *query,
                   mpd_header_fn header, void *header_ctx, const uint8_t *body, size_t len,
                   int *status_r, char **content_type_r, char **body_r, size_t *body_len_r)
 {
-    *content_type_r = NULL;
-    *body_r = NULL;
-    *body_len_r = 0;
     mp_instance *inst = mpd_instance_peek(d, instance);
-    if (inst == NULL || inst->desc == NULL || !inst->initialized ||
-        inst->desc->push_kind != MP_PUSH_WEBHOOK) {
-        atomic_fetch_add(&d->m_push_rejected, 1);
-        push_answer(404, "no webhook receiver here", status_r, content_type_r, body_r,
-                    body_len_r);
-        return;
-    }
-    mphost_push_private priv = {header, header_ctx};
-    mp_push_request req = {subpath ? subpath : "", query ? query : "", body, len, &priv};
-    struct mp_push_reply reply;
-    memset(&reply, 0, sizeof reply);
-    mp_error err;
-    memset(&err, 0, sizeof err);
-    mp_status st = inst->desc->push_verify(inst, &req, &reply, &err);
-    mphost_call_arena_free();
-    if (st == MP_OK || st == MP_SKIP)
-        atomic_fetch_add(&d->m_push_accepted, 1);
-    else
-        atomic_fetch_add(&d->m_push_rejected, 1);
-    if (st != MP_OK && st != MP_SKIP)
-        mpu_info(inst->name, "webhook rejected: %s", err.text[0] ? err.text : "no reason");
-    if (reply.set && (st == MP_OK || st == MP_SKIP || reply.status >= 400)) {
-        *status_r = reply.status;
-        *content_type_r = reply.content_type;
-        *body_r = reply.body;
-        *body_len_r = reply.len;
-        return;
-    }
-    free(reply.content_type);
-    free(reply.body);
-    if (st == MP_OK || st == MP_SKIP) {
-        *status_r = 204;
-        return;
-    }
-    /* A verifier that refused without choosing an answer gets a 400; a
-     * transient failure (could not persist the hint) asks for redelivery. */
-    push_answer(st == MP_RETRY ? 503 : 400, err.text[0] ? err.text : "rejected", status_r,
-                content_type_r, body_r, body_len_r);
+    if (inst == NULL)
+        atomic_fetch_add(&d->m_push_rejected, 1); /* the host counts the rest */
+    mphost_push_answer a;
+    mphost_push_deliver(inst, subpath, query, header, header_ctx, body, len, &a);
+    *status_r = a.status;
+    *content_type_r = a.content_type;
+    *body_r = a.body;
+    *body_len_r = a.len;
 }
 
 /* ---- events ---- */

@@ -35,6 +35,8 @@
 
 #include "config/config.h"
 #include "events/events.h"
+#include "host/host.h"
+#include "host/host_objects.h"
 #include "loader/loader.h"
 #include "sched/sched.h"
 #include "store/store.h"
@@ -62,58 +64,6 @@ typedef struct mpd_knobs {
     uint32_t push_silence_hours;
 } mpd_knobs;
 
-struct mp_instance {
-    atomic_int refs;
-    mpd *d;
-    char *name;               /* file stem                                    */
-    char *file;
-    char *driver_name;
-    char *content_hash;       /* to tell a changed file on reload              */
-    mpc_instance_conf *conf;  /* owned                                         */
-    mpl_driver *drv;          /* NULL when refused or disabled                 */
-    const mp_driver *desc;    /* &drv->desc or NULL                            */
-    char *status;             /* "loaded", "refused", "disabled", "init-failed" */
-    char *error;              /* why, or NULL                                  */
-    void *state;              /* driver instance state                         */
-    int initialized;
-    uint32_t poll_interval_s; /* instance-level override or driver default     */
-    struct mp_account **accounts;
-    size_t n_accounts;
-};
-
-struct mp_account {
-    atomic_int refs;
-    mpd *d;
-    char *id;
-    mp_instance *inst;        /* holds a reference                             */
-    const mpc_node *cfg;      /* borrowed from inst->conf                      */
-    int enabled;
-    atomic_int open;          /* account_open succeeded (set on the loop thread,
-                                 read by workers)                              */
-    void *state;              /* driver account state                          */
-    char **folders_allowed;   /* NULL: all folders                             */
-    size_t n_folders_allowed;
-    uint32_t poll_interval_s;
-    atomic_int push_live;     /* push reported working: poll = reconcile      */
-    _Atomic int64_t push_live_since_ms; /* when push last became live       */
-    _Atomic int64_t last_push_ms;  /* last push notification (any kind)    */
-    atomic_int push_silent;   /* flagged: no push for push_silence_hours      */
-    _Atomic int64_t push_silent_since_ms;
-    int push_started;         /* stream push started (loop thread)             */
-    atomic_int stopped;       /* REAUTH / FATAL: parked until reload or API sync */
-    atomic_int removed;       /* dropped from the registry                     */
-    atomic_int backfill_wanted; /* set by a sync job, read by mpd_job_done    */
-    atomic_int probe_wanted;  /* an admin asked for a re-probe               */
-    pthread_mutex_t fetch_lock; /* one fetch at a time per account            */
-    pthread_mutex_t lock;     /* the fields below                              */
-    int64_t last_folder_list_ms;
-    /* A status the store could not record (disk full, I/O error): the API
-     * shows it instead of the stale stored one until a status is recorded. */
-    char *unrecorded_status;
-    char *unrecorded_error;
-    struct mp_hostobj *loop_objs; /* timers and watches, loop thread only     */
-};
-
 struct mpd {
     mp_settings *settings;    /* loop thread; swapped on reload                */
     pthread_mutex_t knobs_lock;
@@ -139,7 +89,7 @@ struct mpd {
     struct mpe_events *events;
     struct event *outbox_timer; /* retention runs (maintenance.c)            */
     int outbox_running;         /* a retention run is on a worker           */
-    struct mp_hostobj *global_objs; /* timers/watches without an account     */
+    mphost_env host_env;        /* lent to the host layer (host_env.c)   */
     struct mpd_prefetch *prefetch;  /* body-cache warming (prefetch.h)       */
     struct mpd_fetchq *fetchq;      /* fetches on demand per account (fetch.c) */
     struct mpd_checkpointer *checkpointer; /* store checkpoints (checkpointer.c) */
@@ -224,10 +174,10 @@ void mpd_maintenance_stop(mpd *d);
 /* ---- metrics.c ---- */
 char *mpd_metrics_text(mpd *d);
 
-/* ---- host table (core/host) ---- */
-const mp_host *mpd_host_table(void);
-void mpd_host_set_daemon(mpd *d);
-/* Free all timers and watches of an account (account NULL: global ones). */
-void mpd_host_release_loop_objs(struct mp_hostobj **list);
+/* ---- the host layer's view of the daemon (host_env.c) ---- */
+/* Fill d->host_env (after d->base exists); every instance points at it. */
+void mpd_host_env_init(mpd *d);
+/* Publish the core settings drivers read through core_setting. */
+void mpd_host_publish_knobs(const mpd_knobs *k);
 
 #endif

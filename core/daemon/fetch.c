@@ -12,7 +12,6 @@
 
 
 #include "daemon/daemon.h"
-#include "host/host_private.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -40,7 +39,7 @@ int mpd_fetch_body(mpd *d, const mps_message *msg, mp_raw *raw_r, int wait,
         pthread_mutex_lock(&a->fetch_lock);
     mp_status st = a->inst->desc->fetch(a, &ref, raw_r, &err);
     pthread_mutex_unlock(&a->fetch_lock);
-    mphost_call_arena_free();
+    mphost_call_end();
     int status;
     if (st == MP_OK && raw_r->data != NULL) {
         status = 200;

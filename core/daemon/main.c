@@ -16,7 +16,6 @@
 #include "daemon/api.h"
 #include "daemon/daemon.h"
 #include "daemon/prefetch.h"
-#include "host/host_private.h"
 #include "net/net.h"
 #include "http/http.h"
 #include "util/log.h"
@@ -301,6 +300,7 @@ int mpd_reload(mpd *d)
     apply_log_level(s, log_override);
     pthread_mutex_lock(&d->knobs_lock);
     mpd_knobs_from_settings(s, &d->knobs);
+    mpd_host_publish_knobs(&d->knobs);
     pthread_mutex_unlock(&d->knobs_lock);
     mpd_registry_apply(d, list, n);
     free(list);
@@ -357,6 +357,7 @@ static int run(const char *config_path)
     pthread_mutex_init(&d->knobs_lock, NULL);
     pthread_rwlock_init(&d->registry_lock, NULL);
     mpd_knobs_from_settings(settings, &d->knobs);
+    mpd_host_publish_knobs(&d->knobs);
     int rc = 1;
 
     char *error = NULL;
@@ -374,8 +375,7 @@ static int run(const char *config_path)
     evthread_use_pthreads();
     d->base = event_base_new();
     mpn_global_init();
-    mpd_host_set_daemon(d);
-    mphost_loop_set_daemon(d);
+    mpd_host_env_init(d);
     d->events = mpe_open(d->base, d->store);
     mpj_config jc = {.workers = settings->workers,
                      .max_backoff_ms = (uint64_t)settings->schedule.max_backoff * 1000u,
@@ -478,7 +478,7 @@ out:
         event_base_loop(d->base, EVLOOP_NONBLOCK);
         mpd_registry_clear(d);
         event_base_loop(d->base, EVLOOP_NONBLOCK);
-        mpd_host_release_loop_objs(&d->global_objs);
+        mphost_release_global_objs();
         mpe_close(&d->events, d->store);
         if (d->sig_hup != NULL) {
             event_free(d->sig_hup);

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/host_private.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -21,7 +20,7 @@ static void account_close_now(struct mp_account *a)
     if (a->push_started && a->inst->desc != NULL && a->inst->desc->push_stop != NULL)
         a->inst->desc->push_stop(a);
     a->push_started = 0;
-    mpd_host_release_loop_objs(&a->loop_objs);
+    mphost_release_loop_objs(&a->loop_objs);
     if (a->open && a->inst->desc != NULL)
         a->inst->desc->account_close(a, &a->state);
     a->open = 0;
@@ -251,7 +250,7 @@ static void account_start(mpd *d, struct mp_account *a, unsigned index)
     mp_error err;
     memset(&err, 0, sizeof err);
     mp_status st = inst->desc->account_open(a, a->cfg, &a->state, &err);
-    mphost_call_arena_free();
+    mphost_call_end();
     if (st != MP_OK) {
         mpd_set_account_status(d, a->id, st == MP_REAUTH ? "reauth" : "fatal",
                                err.text[0] ? err.text : "account_open failed");
@@ -297,6 +296,7 @@ static mp_instance *instance_new(mpd *d, mpc_instance_conf *conf)
     mp_instance *inst = mpu_calloc(1, sizeof *inst);
     atomic_init(&inst->refs, 1);
     inst->d = d;
+    inst->env = &d->host_env;
     inst->conf = conf;
     inst->name = mpu_strdup(conf->name);
     inst->file = mpu_strdup(conf->file);
@@ -333,8 +333,8 @@ static mp_instance *instance_new(mpd *d, mpc_instance_conf *conf)
     }
     mp_error err;
     memset(&err, 0, sizeof err);
-    mp_status st = inst->desc->init(mpd_host_table(), inst, conf->root, &inst->state, &err);
-    mphost_call_arena_free();
+    mp_status st = inst->desc->init(mphost_table(), inst, conf->root, &inst->state, &err);
+    mphost_call_end();
     if (st != MP_OK) {
         inst->status = mpu_strdup("init-failed");
         inst->error = mpu_asprintf("%s: init failed: %s", conf->file, err.text);

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/host_private.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -110,36 +109,19 @@ static int note_status(job_state *j, const char *folder, mp_status st, const mp_
     }
 }
 
-static void batch_init(job_state *j, mp_batch *b, const char *folder, int history)
+static mp_batch *batch_begin(job_state *j, const char *folder, int history,
+                             int64_t deadline_ms)
 {
-    memset(b, 0, sizeof *b);
-    b->d = j->d;
-    b->acct = j->a;
-    b->folder = folder;
-    b->staged = mps_batch_new(j->a->id, folder);
-    b->store = j->s;
-    b->knobs = &j->k;
-    b->history = history;
-}
-
-/* After the slot returned: commit what an OK slot staged but left
- * uncommitted (without moving the cursor: replaying it is harmless), drop
- * it otherwise. */
-static mp_status batch_finish(job_state *j, mp_batch *b, mp_status st, mp_error *err)
-{
-    if (st == MP_OK) {
-        st = mphost_writeback_wait(b, err);
-    } else {
-        mp_error ignored; /* the slot's own error is the one to report */
-        memset(&ignored, 0, sizeof ignored);
-        (void)mphost_writeback_wait(b, &ignored);
-    }
-    if (st == MP_OK && mps_batch_pending(b->staged) > 0)
-        st = mphost_batch_commit(b, NULL, NULL, 0, err);
-    mphost_writeback_end(b);
-    mps_batch_free(&b->staged);
-    mphost_call_arena_free();
-    return st;
+    mphost_batch_params p = {
+        .folder = folder,
+        .history = history,
+        .deadline_ms = deadline_ms,
+        .store = j->s,
+        .fetch_bodies = j->k.fetch_bodies,
+        .ingest_batch_size = j->k.ingest_batch_size,
+        .retention_ms = j->k.retention_ms,
+    };
+    return mphost_batch_begin(j->a, &p);
 }
 
 static mp_status run_bootstrap(job_state *j, const char *folder, const char *reset_reason,
@@ -150,27 +132,26 @@ static mp_status run_bootstrap(job_state *j, const char *folder, const char *res
         max = 0;
     if (j->k.max_per_folder > 0 && max > j->k.max_per_folder)
         max = j->k.max_per_folder;
-    mp_batch b;
-    batch_init(j, &b, folder, 1);
+    mp_batch *b = batch_begin(j, folder, 1, 0);
+    mphost_batch_stats stats;
     if (reset_reason != NULL)
-        mphost_batch_reset(&b, reset_reason);
-    mp_status st = j->desc->bootstrap(j->a, folder, max, &b, err);
-    st = batch_finish(j, &b, st, err);
-    if (st == MP_OK && !b.cursor_committed)
+        mphost_batch_note_reset(b, reset_reason);
+    mp_status st = j->desc->bootstrap(j->a, folder, max, b, err);
+    st = mphost_batch_end(&b, st, err, &stats);
+    if (st == MP_OK && !stats.cursor_committed)
         return mp_fail(err, MP_RETRY, "driver bug: bootstrap of %s committed no cursor",
                        folder);
     if (st == MP_OK)
-        mpu_info(j->a->id, "%s: bootstrapped (%zu changes, %zu events)", folder, b.changes,
-                 b.events);
+        mpu_info(j->a->id, "%s: bootstrapped (%zu changes, %zu events)", folder,
+                 stats.changes, stats.events);
     return st;
 }
 
 static mp_status run_delta(job_state *j, const mps_folder *f, mp_error *err)
 {
-    mp_batch b;
-    batch_init(j, &b, f->name, 0);
-    mp_status st = j->desc->delta(j->a, f->name, f->cursor, &b, err);
-    st = batch_finish(j, &b, st, err);
+    mp_batch *b = batch_begin(j, f->name, 0, 0);
+    mp_status st = j->desc->delta(j->a, f->name, f->cursor, b, err);
+    st = mphost_batch_end(&b, st, err, NULL);
     if (st != MP_RESYNC)
         return st;
     /* The provider no longer knows our cursor: bootstrap the folder again.
@@ -197,18 +178,19 @@ static void refresh_folders(job_state *j)
     pthread_mutex_unlock(&j->a->lock);
     if (last != 0 && now - last < (int64_t)j->k.folder_list_interval_s * 1000)
         return;
-    struct mp_folder_sink sink;
-    memset(&sink, 0, sizeof sink);
+    mp_folder_sink *sink = mphost_sink_new();
     mp_error err;
     memset(&err, 0, sizeof err);
-    mp_status st = j->desc->list_folders(j->a, &sink, &err);
-    mphost_call_arena_free();
+    mp_status st = j->desc->list_folders(j->a, sink, &err);
+    mphost_call_end();
     if (st == MP_OK) {
-        for (size_t i = 0; i < sink.n; i++) {
+        for (size_t i = 0; i < mphost_sink_count(sink); i++) {
             char *error = NULL;
-            if (!folder_allowed(j->a, sink.names[i]))
+            const char *name = mphost_sink_name(sink, i);
+            if (!folder_allowed(j->a, name))
                 continue;
-            if (mps_folder_ensure(j->s, j->a->id, sink.names[i], sink.roles[i], &error) < 0) {
+            if (mps_folder_ensure(j->s, j->a->id, name, (int)mphost_sink_role(sink, i),
+                                  &error) < 0) {
                 mpu_error(j->a->id, "cannot record folder: %s", error);
                 free(error);
             }
@@ -219,7 +201,7 @@ static void refresh_folders(job_state *j)
     } else {
         note_status(j, NULL, st, &err);
     }
-    mphost_folder_sink_clear(&sink);
+    mphost_sink_free(&sink);
 }
 
 static void subscription_upkeep(job_state *j)
@@ -269,7 +251,7 @@ static void subscription_upkeep(job_state *j)
         if (st == MP_REAUTH || st == MP_FATAL)
             note_status(j, NULL, st, &err);
     }
-    mphost_call_arena_free();
+    mphost_call_end();
     if (have == 0)
         mps_subscription_clear(&cur);
 }
@@ -325,7 +307,7 @@ static void run_sync(job_state *j, const mpj_job *job)
         mp_error err;
         memset(&err, 0, sizeof err);
         mp_status st = j->desc->probe(j->a, &err);
-        mphost_call_arena_free();
+        mphost_call_end();
         if (st != MP_OK && note_status(j, NULL, st, &err))
             return;
     }
@@ -404,22 +386,20 @@ static void run_backfill(job_state *j, const mpj_job *job)
                 max = 0;
             else if (capped && (int64_t)max > (int64_t)j->k.max_per_folder - cur.messages)
                 max = (uint32_t)(j->k.max_per_folder - cur.messages);
-            mp_batch b;
-            batch_init(j, &b, f->name, 1);
-            b.deadline_ms = deadline;
+            mp_batch *b = batch_begin(j, f->name, 1, deadline);
+            mphost_batch_stats stats;
             mp_error err;
             memset(&err, 0, sizeof err);
             mp_status st;
             if (max == 0 || j->desc->backfill == NULL) {
                 /* Nothing more to load: the cap is reached or the driver
                  * loads all history at bootstrap. */
-                st = mphost_batch_commit(&b, NULL, cur.backfill_pos ? cur.backfill_pos : "",
-                                      1, &err);
-                b.backfill_done_seen = 1;
+                st = mphost_batch_commit_now(b, cur.backfill_pos ? cur.backfill_pos : "", 1,
+                                             &err);
             } else {
-                st = j->desc->backfill(j->a, f->name, cur.backfill_pos, max, &b, &err);
+                st = j->desc->backfill(j->a, f->name, cur.backfill_pos, max, b, &err);
             }
-            st = batch_finish(j, &b, st, &err);
+            st = mphost_batch_end(&b, st, &err, &stats);
             if (st != MP_OK) {
                 note_status(j, f->name, st, &err);
                 break;
@@ -427,7 +407,7 @@ static void run_backfill(job_state *j, const mpj_job *job)
             mps_folder next;
             if (mps_folder_get(j->s, j->a->id, f->name, &next, NULL) != 0)
                 break;
-            int progressed = b.changes > 0 ||
+            int progressed = stats.changes > 0 ||
                              (next.backfill_pos != NULL) != (cur.backfill_pos != NULL) ||
                              (next.backfill_pos != NULL &&
                               strcmp(next.backfill_pos, cur.backfill_pos) != 0);
@@ -435,7 +415,7 @@ static void run_backfill(job_state *j, const mpj_job *job)
                 mps_folder_clear(&cur);
             cur = next;
             own = 1;
-            if (b.backfill_done_seen || cur.backfill_done || !progressed)
+            if (stats.backfill_done_seen || cur.backfill_done || !progressed)
                 break;
         }
         if (own)

@@ -4,6 +4,7 @@
 #include "host/host_private.h"
 #include "host/host_push_status.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +15,15 @@
 #include "util/log.h"
 #include "util/util.h"
 
-static mpd *host_daemon;
+/* core_setting has no context: it reads what the owner published. */
+static pthread_mutex_t settings_lock = PTHREAD_MUTEX_INITIALIZER;
+static mphost_settings settings;
 
-void mpd_host_set_daemon(mpd *d)
+void mphost_publish_settings(const mphost_settings *s)
 {
-    host_daemon = d;
+    pthread_mutex_lock(&settings_lock);
+    settings = *s;
+    pthread_mutex_unlock(&settings_lock);
 }
 
 /* ---- per-call arena ---- */
@@ -26,7 +31,7 @@ void mpd_host_set_daemon(mpd *d)
 static __thread char **arena;
 static __thread size_t arena_n, arena_cap;
 
-static const char *arena_keep(char *s)
+const char *mphost_arena_keep(char *s)
 {
     if (s == NULL)
         return NULL;
@@ -38,7 +43,7 @@ static const char *arena_keep(char *s)
     return s;
 }
 
-void mphost_call_arena_free(void)
+void mphost_call_end(void)
 {
     for (size_t i = 0; i < arena_n; i++)
         free(arena[i]);
@@ -169,7 +174,7 @@ static mp_account *host_account_find(mp_instance *inst, const char *account_id)
 
 static const char *host_cursor_get(mp_account *acct, const char *folder)
 {
-    mps_store *s = mpd_store(acct->d);
+    mps_store *s = mphost_store(acct);
     if (s == NULL)
         return NULL;
     mps_folder f;
@@ -178,7 +183,7 @@ static const char *host_cursor_get(mp_account *acct, const char *folder)
     char *cursor = f.cursor;
     f.cursor = NULL;
     mps_folder_clear(&f);
-    return arena_keep(cursor);
+    return mphost_arena_keep(cursor);
 }
 
 static uint64_t name_hash(const char *s)
@@ -229,52 +234,74 @@ static void host_folder_add(mp_folder_sink *sink, const char *name, mp_folder_ro
     sink->slots[slot] = sink->n;
 }
 
-void mphost_folder_sink_clear(struct mp_folder_sink *sink)
+mp_folder_sink *mphost_sink_new(void)
 {
-    for (size_t i = 0; i < sink->n; i++)
-        free(sink->names[i]);
-    free(sink->names);
-    free(sink->roles);
-    free(sink->slots);
-    memset(sink, 0, sizeof *sink);
+    return mpu_calloc(1, sizeof(mp_folder_sink));
+}
+
+size_t mphost_sink_count(const mp_folder_sink *sink)
+{
+    return sink->n;
+}
+
+const char *mphost_sink_name(const mp_folder_sink *sink, size_t i)
+{
+    return i < sink->n ? sink->names[i] : NULL;
+}
+
+mp_folder_role mphost_sink_role(const mp_folder_sink *sink, size_t i)
+{
+    return i < sink->n ? (mp_folder_role)sink->roles[i] : MP_ROLE_NONE;
+}
+
+void mphost_sink_free(mp_folder_sink **sink)
+{
+    if (sink == NULL || *sink == NULL)
+        return;
+    mp_folder_sink *k = *sink;
+    for (size_t i = 0; i < k->n; i++)
+        free(k->names[i]);
+    free(k->names);
+    free(k->roles);
+    free(k->slots);
+    free(k);
+    *sink = NULL;
 }
 
 static void host_sync_now(mp_account *acct, const char *folder, const char *reason)
 {
     (void)folder; /* a delta sync covers every folder; cheap when idle */
-    if (acct->d->sched == NULL)
-        return;
+    const mphost_env *env = mphost_env_of(acct);
     /* A stream driver's sync_now is its push notification. */
     if (acct->inst->desc->push_kind == MP_PUSH_STREAM)
-        mpd_account_note_push(acct);
-    mpj_trigger_async(acct->d->sched, acct->id, MPJ_SYNC, NULL,
-                      reason != NULL ? reason : "driver");
+        env->push_noted(env->owner, acct);
+    env->sync(env->owner, acct, NULL, reason != NULL ? reason : "driver");
 }
 
 static void host_push_state(mp_account *acct, const char *state)
 {
     if (state == NULL)
         return;
-    mpd_set_push_state(acct->d, acct->id, state);
     /* Documented in driver.h: "watching", "idle..." and "live..." mean push
      * is delivering, so the poller drops to the reconciliation cadence. */
     int live = strcmp(state, "watching") == 0 || strncmp(state, "idle", 4) == 0 ||
                strncmp(state, "live", 4) == 0;
-    mpd_account_set_push_live(acct, live);
+    const mphost_env *env = mphost_env_of(acct);
+    env->push_state(env->owner, acct, state, live);
 }
 
 static void host_push_status(mp_account *acct, mp_push_state state, const char *text)
 {
     int live = 0;
     char *t = mphost_push_status_text(state, text, &live);
-    mpd_set_push_state(acct->d, acct->id, t);
-    mpd_account_set_push_live(acct, live);
+    const mphost_env *env = mphost_env_of(acct);
+    env->push_state(env->owner, acct, t, live);
     free(t);
 }
 
 static void host_set_profile(mp_account *acct, const char *json)
 {
-    mps_store *s = mpd_store(acct->d);
+    mps_store *s = mphost_store(acct);
     char *error = NULL;
     if (s != NULL && mps_account_set_profile(s, acct->id, json, &error) < 0) {
         mpu_warn(acct->id, "cannot store profile: %s", error);
@@ -295,7 +322,7 @@ static const char *host_request_header(const mp_push_request *req, const char *n
 static mp_status host_push_hint(mp_account *acct, const char *folder,
                                 const char *cursor_hint, mp_error *err)
 {
-    mps_store *s = mpd_store(acct->d);
+    mps_store *s = mphost_store(acct);
     char *error = NULL;
     if (s == NULL)
         return mp_fail(err, MP_RETRY, "store unavailable");
@@ -304,9 +331,9 @@ static mp_status host_push_hint(mp_account *acct, const char *folder,
         free(error);
         return MP_RETRY;
     }
-    mpd_account_note_push(acct);
-    if (acct->d->sched != NULL)
-        mpj_trigger_async(acct->d->sched, acct->id, MPJ_SYNC, NULL, "push");
+    const mphost_env *env = mphost_env_of(acct);
+    env->push_noted(env->owner, acct);
+    env->sync(env->owner, acct, NULL, "push");
     return MP_OK;
 }
 
@@ -349,7 +376,7 @@ static int stored_one(const mps_message *m, void *arg)
 static mp_status host_stored_messages(mp_account *acct, const char *folder, mp_stored_cb cb,
                                       void *arg, mp_error *err)
 {
-    mps_store *s = mpd_store(acct->d);
+    mps_store *s = mphost_store(acct);
     char *error = NULL;
     stored_iter it = {cb, arg};
     if (s == NULL)
@@ -364,9 +391,11 @@ static mp_status host_stored_messages(mp_account *acct, const char *folder, mp_s
 
 static int64_t host_core_setting(const char *name)
 {
-    mpd_knobs k = mpd_knobs_get(host_daemon);
     if (name == NULL)
         return -1;
+    pthread_mutex_lock(&settings_lock);
+    mphost_settings k = settings;
+    pthread_mutex_unlock(&settings_lock);
     if (strcmp(name, "sync.batch_size") == 0)
         return k.sync_batch_size;
     if (strcmp(name, "sync.fetch_bodies") == 0)
@@ -374,7 +403,7 @@ static int64_t host_core_setting(const char *name)
     if (strcmp(name, "backfill.batch_size") == 0)
         return k.backfill_batch_size;
     if (strcmp(name, "cache.retention_days") == 0)
-        return k.retention_ms / 86400000;
+        return k.retention_days;
     return -1;
 }
 
@@ -383,7 +412,7 @@ static int64_t host_core_setting(const char *name)
 static mp_status host_state_get(mp_account *acct, const char *key, char **value_r,
                                 mp_error *err)
 {
-    mps_store *s = mpd_store(acct->d);
+    mps_store *s = mphost_store(acct);
     char *error = NULL;
     *value_r = NULL;
     if (mps_state_check(key, NULL, &error) < 0) {
@@ -405,7 +434,7 @@ static mp_status host_state_get(mp_account *acct, const char *key, char **value_
 static mp_status host_state_put(mp_account *acct, const char *key, const char *value,
                                 mp_error *err)
 {
-    mps_store *s = mpd_store(acct->d);
+    mps_store *s = mphost_store(acct);
     char *error = NULL;
     if (mps_state_check(key, value, &error) < 0) {
         mp_fail(err, MP_FATAL, "%s", error);
@@ -424,7 +453,7 @@ static mp_status host_state_put(mp_account *acct, const char *key, const char *v
 
 static const char *host_account_cursor(mp_account *acct)
 {
-    mps_store *s = mpd_store(acct->d);
+    mps_store *s = mphost_store(acct);
     char *cursor = NULL, *error = NULL;
     if (s == NULL)
         return NULL;
@@ -432,7 +461,7 @@ static const char *host_account_cursor(mp_account *acct)
         free(error);
         return NULL;
     }
-    return arena_keep(cursor);
+    return mphost_arena_keep(cursor);
 }
 
 static const mp_host host_table = {
@@ -491,7 +520,7 @@ static const mp_host host_table = {
     /* subscriptions (host_subscription.c): subscription_get, subscription_lookup */
 };
 
-const mp_host *mpd_host_table(void)
+const mp_host *mphost_table(void)
 {
     return &host_table;
 }

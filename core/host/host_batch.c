@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/prefetch.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -16,14 +15,59 @@
 
 static void new_mail(const char *account, const char *id, void *arg)
 {
-    mpd_prefetch_new_mail(arg, account, id);
+    const mphost_env *env = arg;
+    env->new_mail(env->owner, account, id);
 }
 
 /* New mail is warmed into the body cache as soon as it is stored. */
 static void watch_new_mail(mp_batch *batch)
 {
-    if (!batch->history)
-        mps_batch_on_new(batch->staged, new_mail, batch->d);
+    if (!batch->p.history)
+        mps_batch_on_new(batch->staged, new_mail, (void *)batch->env);
+}
+
+mp_batch *mphost_batch_begin(mp_account *acct, const mphost_batch_params *p)
+{
+    mp_batch *b = mpu_calloc(1, sizeof *b);
+    b->acct = acct;
+    b->env = mphost_env_of(acct);
+    b->p = *p;
+    b->staged = mps_batch_new(acct->id, p->folder);
+    return b;
+}
+
+void mphost_batch_note_reset(mp_batch *batch, const char *reason)
+{
+    mphost_batch_reset(batch, reason);
+}
+
+mp_status mphost_batch_commit_now(mp_batch *batch, const char *backfill_pos,
+                                  int backfill_done, mp_error *err)
+{
+    return mphost_batch_commit(batch, NULL, backfill_pos, backfill_done, err);
+}
+
+mp_status mphost_batch_end(mp_batch **batchp, mp_status st, mp_error *err,
+                           mphost_batch_stats *stats_r)
+{
+    mp_batch *b = *batchp;
+    if (st == MP_OK) {
+        st = mphost_writeback_wait(b, err);
+    } else {
+        mp_error ignored; /* the slot's own error is the one to report */
+        memset(&ignored, 0, sizeof ignored);
+        (void)mphost_writeback_wait(b, &ignored);
+    }
+    if (st == MP_OK && mps_batch_pending(b->staged) > 0)
+        st = mphost_batch_commit(b, NULL, NULL, 0, err);
+    mphost_writeback_end(b);
+    mps_batch_free(&b->staged);
+    mphost_call_end();
+    if (stats_r != NULL)
+        *stats_r = b->stats;
+    free(b);
+    *batchp = NULL;
+    return st;
 }
 
 mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error *err)
@@ -41,23 +85,23 @@ mp_status mphost_batch_change_in(mp_batch *batch, const mp_change *change,
     mp_change copy = *change;
     /* History loaded by bootstrap or backfill is never "new" mail, whatever
      * the driver says: consumers must not be flooded on first connect. */
-    if (batch->history && copy.kind == MP_CHANGE_NEW)
+    if (batch->p.history && copy.kind == MP_CHANGE_NEW)
         copy.kind = MP_CHANGE_SYNCED;
     /* Keep bodies only when the admin asked for it or when the change is
      * small enough to be worth caching for the reader. */
-    if (copy.raw != NULL && !batch->knobs->fetch_bodies && copy.raw_len > 256 * 1024) {
+    if (copy.raw != NULL && !batch->p.fetch_bodies && copy.raw_len > 256 * 1024) {
         copy.raw = NULL;
         copy.raw_len = 0;
     }
     mps_batch_add_in(batch->staged, &copy, mem);
-    batch->changes++;
+    batch->stats.changes++;
     /* Bound each store transaction (and the memory a batch holds): commit
      * what is staged without moving the cursor, on a helper thread while
      * the driver goes on (host_writeback.c). Should the daemon die before
      * the driver's own commit, the changes are delivered again from the old
      * cursor and fold into what is stored, so no event repeats. */
-    if ((batch->knobs->ingest_batch_size > 0 &&
-         mps_batch_pending(batch->staged) >= batch->knobs->ingest_batch_size) ||
+    if ((batch->p.ingest_batch_size > 0 &&
+         mps_batch_pending(batch->staged) >= batch->p.ingest_batch_size) ||
         mps_batch_pending_bytes(batch->staged) >= MPH_INGEST_MAX_BYTES) {
         watch_new_mail(batch);
         return mphost_writeback_start(batch, err);
@@ -76,22 +120,20 @@ mp_status mphost_batch_commit(mp_batch *batch, const char *cursor, const char *b
     char *error = NULL;
     memset(&result, 0, sizeof result);
     watch_new_mail(batch);
-    if (mps_batch_commit(batch->store, batch->staged, cursor, backfill_pos,
+    if (mps_batch_commit(batch->p.store, batch->staged, cursor, backfill_pos,
                          backfill_done ? 1 : (backfill_pos != NULL ? 0 : -1),
-                         batch->knobs->retention_ms, &result, &error) < 0) {
+                         batch->p.retention_ms, &result, &error) < 0) {
         mp_fail(err, MP_RETRY, "store commit failed: %s", error);
         free(error);
         return MP_RETRY;
     }
     if (cursor != NULL)
-        batch->cursor_committed = 1;
+        batch->stats.cursor_committed = 1;
     if (backfill_done)
-        batch->backfill_done_seen = 1;
-    batch->events += result.events;
-    batch->new_messages += result.new_messages;
-    atomic_fetch_add(&batch->d->m_changes, result.applied);
-    if (result.last_seq > 0)
-        mpd_events_committed(batch->d, result.last_seq);
+        batch->stats.backfill_done_seen = 1;
+    batch->stats.events += result.events;
+    batch->stats.new_messages += result.new_messages;
+    batch->env->committed(batch->env->owner, (uint64_t)result.applied, result.last_seq);
     return MP_OK;
 }
 
@@ -133,10 +175,10 @@ mp_status mphost_batch_change_folders(mp_batch *batch, const mp_change *change,
 void mphost_batch_reset(mp_batch *batch, const char *reason)
 {
     mps_batch_reset(batch->staged, reason != NULL ? reason : "reset at provider");
-    atomic_fetch_add(&batch->d->m_folder_resets, 1);
+    batch->env->folder_reset(batch->env->owner);
 }
 
 int64_t mphost_batch_deadline_ms(mp_batch *batch)
 {
-    return batch->deadline_ms;
+    return batch->p.deadline_ms;
 }

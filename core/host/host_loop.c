@@ -1,5 +1,5 @@
 /* Timers and fd watches for push streams. Every object is linked into its
- * account's list (or the daemon's global list) so closing an account frees
+ * account's list (or the host's global list) so closing an account frees
  * whatever its driver left armed: a driver bug must not leave a callback
  * pointing into an unloaded .so. */
 #include "host/host_private.h"
@@ -46,13 +46,31 @@ static void unlink_free(struct mp_hostobj *o)
     free(o);
 }
 
-void mpd_host_release_loop_objs(struct mp_hostobj **list)
+void mphost_release_loop_objs(struct mp_hostobj **list)
 {
     while (*list != NULL)
         unlink_free(*list);
 }
 
-static mpd *daemon_of(mp_account *acct);
+/* Timers and watches without an account (instance-level): the timer_add
+ * and watch_fd slots carry no instance, so these hang off the host. */
+static struct event_base *global_base;
+static struct mp_hostobj *global_objs;
+
+void mphost_set_global_base(struct event_base *base)
+{
+    global_base = base;
+}
+
+void mphost_release_global_objs(void)
+{
+    mphost_release_loop_objs(&global_objs);
+}
+
+static struct event_base *base_of(mp_account *acct)
+{
+    return acct != NULL ? mphost_env_of(acct)->base : global_base;
+}
 
 static void timer_fired(evutil_socket_t fd, short what, void *arg)
 {
@@ -64,16 +82,15 @@ static void timer_fired(evutil_socket_t fd, short what, void *arg)
 
 mp_timer *mphost_timer_add(mp_account *acct, uint32_t after_ms, mp_timer_cb cb, void *arg)
 {
-    mpd *d = daemon_of(acct);
     struct mp_hostobj *o = mpu_calloc(1, sizeof *o);
     o->is_timer = 1;
     o->timer_cb = cb;
     o->arg = arg;
-    o->ev = evtimer_new(d->base, timer_fired, o);
+    o->ev = evtimer_new(base_of(acct), timer_fired, o);
     struct timeval tv = {after_ms / 1000, (after_ms % 1000) * 1000};
     evtimer_add(o->ev, &tv);
     struct mp_hostobj **head = objs_of(acct);
-    link_obj(head != NULL ? head : &d->global_objs, o);
+    link_obj(head != NULL ? head : &global_objs, o);
     return (mp_timer *)o;
 }
 
@@ -109,16 +126,15 @@ static short ev_flags(unsigned events)
 mp_watch *mphost_watch_fd(mp_account *acct, int fd, unsigned events, mp_watch_cb cb,
                        void *arg)
 {
-    mpd *d = daemon_of(acct);
     struct mp_hostobj *o = mpu_calloc(1, sizeof *o);
     o->watch_cb = cb;
     o->arg = arg;
     o->fd = fd;
-    o->ev = event_new(d->base, fd, ev_flags(events), watch_fired, o);
+    o->ev = event_new(base_of(acct), fd, ev_flags(events), watch_fired, o);
     if (events != 0)
         event_add(o->ev, NULL);
     struct mp_hostobj **head = objs_of(acct);
-    link_obj(head != NULL ? head : &d->global_objs, o);
+    link_obj(head != NULL ? head : &global_objs, o);
     return (mp_watch *)o;
 }
 
@@ -140,17 +156,4 @@ void mphost_watch_cancel(mp_watch **watch)
         return;
     unlink_free((struct mp_hostobj *)*watch);
     *watch = NULL;
-}
-
-/* Timers without an account (instance-level) hang off the daemon. */
-static mpd *global_daemon;
-
-void mphost_loop_set_daemon(mpd *d)
-{
-    global_daemon = d;
-}
-
-static mpd *daemon_of(mp_account *acct)
-{
-    return acct != NULL ? acct->d : global_daemon;
 }

@@ -1,7 +1,7 @@
 /*
- * Definitions behind the SDK's opaque host objects. Shared by the host
- * table (host.c, host_loop.c, host_http.c) and the daemon code that creates
- * these objects for driver calls (sync_job.c, api.c).
+ * Inside the host layer only (tests/check_source.sh keeps it so): the
+ * definitions behind the SDK's opaque host objects and the host table's
+ * slots, shared by host*.c. The daemon uses host.h.
  */
 #ifndef MP_HOST_PRIVATE_H
 #define MP_HOST_PRIVATE_H
@@ -11,25 +11,31 @@
 
 #include <mailpulse/driver.h>
 
-#include "daemon/daemon.h"
+#include "host/host.h"
 #include "host/host_http.h"
+#include "host/host_objects.h"
 #include "store/store.h"
+
+/* The owner's services for an account or instance. */
+static inline const mphost_env *mphost_env_of(const mp_account *acct)
+{
+    return acct->inst->env;
+}
+
+/* The calling thread's store connection for `acct`'s owner, or NULL. */
+static inline mps_store *mphost_store(const mp_account *acct)
+{
+    const mphost_env *env = mphost_env_of(acct);
+    return env->store(env->owner);
+}
 
 /* One poll-slot call's batch. */
 struct mp_batch {
-    mpd *d;
     struct mp_account *acct;
-    const char *folder;
+    const mphost_env *env;
+    mphost_batch_params p;    /* as begun                                     */
     mps_batch *staged;
-    mps_store *store;
-    const mpd_knobs *knobs;
-    int64_t deadline_ms;      /* 0: none                                      */
-    int history;              /* bootstrap/backfill: NEW is stored as SYNCED  */
-    size_t changes;           /* changes handed over by the driver            */
-    size_t events;            /* events committed                             */
-    size_t new_messages;
-    int cursor_committed;     /* a commit carried a cursor                    */
-    int backfill_done_seen;
+    mphost_batch_stats stats;
     struct mph_writeback *writeback; /* host_writeback.c; NULL until used     */
 };
 
@@ -57,11 +63,9 @@ typedef struct mphost_push_private {
     void *ctx;
 } mphost_push_private;
 
-/* Strings returned by host functions "valid until the slot returns" live
- * in a per-thread list freed by this after each driver call. */
-void mphost_call_arena_free(void);
+/* Keep `s` (malloc'd, may be NULL) until mphost_call_end; returns it. */
+const char *mphost_arena_keep(char *s);
 
-void mphost_folder_sink_clear(struct mp_folder_sink *sink);
 
 /* Host table slots defined across host_*.c. */
 mp_status mphost_batch_change(mp_batch *batch, const mp_change *change, mp_error *err);
@@ -111,6 +115,5 @@ mp_watch *mphost_watch_fd(mp_account *acct, int fd, unsigned events, mp_watch_cb
                        void *arg);
 void mphost_watch_update(mp_watch *watch, unsigned events);
 void mphost_watch_cancel(mp_watch **watch);
-void mphost_loop_set_daemon(mpd *d);
 
 #endif

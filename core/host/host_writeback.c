@@ -24,7 +24,7 @@ struct mph_writeback {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    mpd *d;
+    const mphost_env *env;
     int64_t retention_ms;
     mps_batch *job; /* handed over, being written; NULL when idle */
     int stop;
@@ -49,7 +49,7 @@ static void *writer_main(void *arg)
         mps_commit_result res;
         memset(&res, 0, sizeof res);
         char *error = NULL;
-        mps_store *s = mpd_store(wb->d);
+        mps_store *s = wb->env->store(wb->env->owner);
         if (s == NULL)
             error = mpu_strdup("cannot open the store on the write-behind thread");
         else
@@ -57,11 +57,8 @@ static void *writer_main(void *arg)
         /* A failed commit wrote nothing; the job fails with MP_RETRY at the
          * next wait and fetches these changes again from its cursor. */
         mps_batch_free(&b);
-        if (error == NULL) {
-            atomic_fetch_add(&wb->d->m_changes, res.applied);
-            if (res.last_seq > 0)
-                mpd_events_committed(wb->d, res.last_seq);
-        }
+        if (error == NULL)
+            wb->env->committed(wb->env->owner, (uint64_t)res.applied, res.last_seq);
 
         pthread_mutex_lock(&wb->lock);
         wb->job = NULL;
@@ -72,7 +69,7 @@ static void *writer_main(void *arg)
         pthread_cond_broadcast(&wb->cond);
     }
     pthread_mutex_unlock(&wb->lock);
-    mpd_store_thread_cleanup();
+    wb->env->thread_exit(wb->env->owner);
     return NULL;
 }
 
@@ -92,8 +89,8 @@ mp_status mphost_writeback_wait(mp_batch *batch, mp_error *err)
             free(wb->error);
             wb->error = NULL;
         } else {
-            batch->events += wb->result.events;
-            batch->new_messages += wb->result.new_messages;
+            batch->stats.events += wb->result.events;
+            batch->stats.new_messages += wb->result.new_messages;
         }
     }
     pthread_mutex_unlock(&wb->lock);
@@ -109,8 +106,8 @@ mp_status mphost_writeback_start(mp_batch *batch, mp_error *err)
         struct mph_writeback *wb = mpu_calloc(1, sizeof *wb);
         pthread_mutex_init(&wb->lock, NULL);
         pthread_cond_init(&wb->cond, NULL);
-        wb->d = batch->d;
-        wb->retention_ms = batch->knobs->retention_ms;
+        wb->env = batch->env;
+        wb->retention_ms = batch->p.retention_ms;
         if (pthread_create(&wb->thread, NULL, writer_main, wb) != 0) {
             pthread_mutex_destroy(&wb->lock);
             pthread_cond_destroy(&wb->cond);

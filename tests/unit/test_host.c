@@ -20,45 +20,138 @@
 #include <event2/thread.h>
 #include <sqlite3.h>
 
-#include "daemon/daemon.h"
 #include "http_script_server.h"
 #include "host/host_private.h"
 #include "host/host_push_status.h"
 #include "net/net.h"
 #include "util/util.h"
 
+static pthread_t mp_test_main_thread;
+
+/* The host's owner, as the tests play it: per-thread store connections
+ * on one database file, a loop, and what the host reported. */
+typedef struct test_owner {
+    char *db_path;
+    mps_store *store;          /* the test thread's connection              */
+    struct event_base *base;
+    char push_text[128];
+    int push_live;
+    int syncs;
+    int resets;
+} test_owner;
+
 typedef struct fixture {
     char dir[64];
-    mpd d;
+    test_owner d;
+    mphost_env env;
     mp_instance inst;
     struct mp_account acct;
     const mp_host *host;
 } fixture;
 
+static fixture *the_fixture;
+static __thread mps_store *thread_store;
+
+static mps_store *owner_store(void *owner)
+{
+    test_owner *o = owner;
+    if (pthread_equal(pthread_self(), mp_test_main_thread))
+        return o->store;
+    if (thread_store == NULL) {
+        char *error = NULL;
+        if (mps_open(o->db_path, &thread_store, &error) < 0)
+            free(error);
+    }
+    return thread_store;
+}
+
+static void owner_thread_exit(void *owner)
+{
+    (void)owner;
+    mps_close(&thread_store);
+}
+
+static void owner_committed(void *owner, uint64_t applied, int64_t last_seq)
+{
+    (void)owner;
+    (void)applied;
+    (void)last_seq;
+}
+
+static void owner_new_mail(void *owner, const char *account, const char *id)
+{
+    (void)owner;
+    (void)account;
+    (void)id;
+}
+
+static void owner_sync(void *owner, mp_account *acct, const char *folder, const char *reason)
+{
+    (void)acct;
+    (void)folder;
+    (void)reason;
+    ((test_owner *)owner)->syncs++;
+}
+
+static void owner_push_noted(void *owner, mp_account *acct)
+{
+    (void)owner;
+    (void)acct;
+}
+
+static void owner_push_state(void *owner, mp_account *acct, const char *text, int live)
+{
+    test_owner *o = owner;
+    (void)acct;
+    snprintf(o->push_text, sizeof o->push_text, "%s", text);
+    o->push_live = live;
+}
+
+static void owner_folder_reset(void *owner)
+{
+    ((test_owner *)owner)->resets++;
+}
+
+static void owner_push_counted(void *owner, int accepted)
+{
+    (void)owner;
+    (void)accepted;
+}
+
 static int setup(void **state)
 {
     fixture *f = mpu_calloc(1, sizeof *f);
+    mp_test_main_thread = pthread_self();
     snprintf(f->dir, sizeof f->dir, "/tmp/mp-host-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     f->d.db_path = mpu_asprintf("%s/db", f->dir);
     char *error = NULL;
     assert_int_equal(mps_open(f->d.db_path, &f->d.store, &error), 0);
-    f->d.loop_thread = pthread_self();
     evthread_use_pthreads();
     f->d.base = event_base_new();
-    pthread_mutex_init(&f->d.knobs_lock, NULL);
-    pthread_rwlock_init(&f->d.registry_lock, NULL);
+    f->env = (mphost_env){
+        .owner = &f->d,
+        .base = f->d.base,
+        .store = owner_store,
+        .thread_exit = owner_thread_exit,
+        .committed = owner_committed,
+        .new_mail = owner_new_mail,
+        .sync = owner_sync,
+        .push_noted = owner_push_noted,
+        .push_state = owner_push_state,
+        .folder_reset = owner_folder_reset,
+        .push_counted = owner_push_counted,
+    };
     f->inst.name = "inst";
-    f->inst.d = &f->d;
+    f->inst.env = &f->env;
     f->acct.id = "alice";
-    f->acct.d = &f->d;
     f->acct.inst = &f->inst;
     assert_int_equal(mps_account_ensure(f->d.store, "alice", "inst", &error), 0);
     assert_int_equal(mps_folder_ensure(f->d.store, "alice", "INBOX", MP_ROLE_INBOX, &error), 0);
-    mpd_host_set_daemon(&f->d);
-    mphost_loop_set_daemon(&f->d);
+    mphost_set_global_base(f->d.base);
     mpn_global_init();
-    f->host = mpd_host_table();
+    f->host = mphost_table();
+    the_fixture = f;
     *state = f;
     return 0;
 }
@@ -66,8 +159,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    mpd_host_release_loop_objs(&f->acct.loop_objs);
-    mpd_host_release_loop_objs(&f->d.global_objs);
+    mphost_release_loop_objs(&f->acct.loop_objs);
+    mphost_release_global_objs();
     mps_close(&f->d.store);
     event_base_free(f->d.base);
     mpn_thread_cleanup();
@@ -135,24 +228,37 @@ static void test_read_secret(void **state)
     free(path);
 }
 
-static mpd_knobs knobs(uint32_t ingest)
+/* What a job would take from its settings for a batch. */
+typedef struct tknobs {
+    uint32_t ingest_batch_size;
+    int fetch_bodies;
+} tknobs;
+
+static tknobs knobs(uint32_t ingest)
 {
-    mpd_knobs k;
-    memset(&k, 0, sizeof k);
-    k.ingest_batch_size = ingest;
+    tknobs k = {ingest, 0};
     return k;
 }
 
-static void batch_open(fixture *f, mp_batch *b, const mpd_knobs *k, int history)
+static mp_batch *batch_open(fixture *f, const tknobs *k, int history)
 {
-    memset(b, 0, sizeof *b);
-    b->d = &f->d;
-    b->acct = &f->acct;
-    b->folder = "INBOX";
-    b->staged = mps_batch_new("alice", "INBOX");
-    b->store = f->d.store;
-    b->knobs = k;
-    b->history = history;
+    mphost_batch_params p = {
+        .folder = "INBOX",
+        .history = history,
+        .store = f->d.store,
+        .fetch_bodies = k->fetch_bodies,
+        .ingest_batch_size = k->ingest_batch_size,
+    };
+    return mphost_batch_begin(&f->acct, &p);
+}
+
+/* Drop what is still staged (a test's batch is not ended by a job). */
+static void batch_close(mp_batch **b)
+{
+    mphost_writeback_end(*b);
+    mps_batch_free(&(*b)->staged);
+    free(*b);
+    *b = NULL;
 }
 
 static size_t count_events(fixture *f, const char *type)
@@ -182,23 +288,23 @@ static void add(fixture *f, mp_batch *b, mp_change_kind kind, const char *id)
 static void test_history_is_never_new(void **state)
 {
     fixture *f = *state;
-    mpd_knobs k = knobs(0);
-    mp_batch b;
-    batch_open(f, &b, &k, 1);
-    add(f, &b, MP_CHANGE_NEW, "h1");
-    add(f, &b, MP_CHANGE_SYNCED, "h2");
+    tknobs k = knobs(0);
+    mp_batch *b = NULL;
+    b = batch_open(f, &k, 1);
+    add(f, b, MP_CHANGE_NEW, "h1");
+    add(f, b, MP_CHANGE_SYNCED, "h2");
     mp_error err = {0, ""};
-    assert_int_equal(f->host->batch_commit(&b, "c1", NULL, 0, &err), MP_OK);
-    assert_int_equal(b.cursor_committed, 1);
+    assert_int_equal(f->host->batch_commit(b, "c1", NULL, 0, &err), MP_OK);
+    assert_int_equal(b->stats.cursor_committed, 1);
     assert_int_equal(count_events(f, "message.new"), 0);
     assert_int_equal(count_events(f, "message.synced"), 2);
-    mps_batch_free(&b.staged);
+    batch_close(&b);
 
-    batch_open(f, &b, &k, 0);
-    add(f, &b, MP_CHANGE_NEW, "n1");
-    assert_int_equal(f->host->batch_commit(&b, "c2", NULL, 0, &err), MP_OK);
+    b = batch_open(f, &k, 0);
+    add(f, b, MP_CHANGE_NEW, "n1");
+    assert_int_equal(f->host->batch_commit(b, "c2", NULL, 0, &err), MP_OK);
     assert_int_equal(count_events(f, "message.new"), 1);
-    mps_batch_free(&b.staged);
+    batch_close(&b);
 }
 
 /* ingest_batch_size bounds transactions: staged changes are committed in
@@ -206,33 +312,33 @@ static void test_history_is_never_new(void **state)
 static void test_ingest_batches_commit_without_cursor(void **state)
 {
     fixture *f = *state;
-    mpd_knobs k = knobs(3);
-    mp_batch b;
-    batch_open(f, &b, &k, 0);
+    tknobs k = knobs(3);
+    mp_batch *b = NULL;
+    b = batch_open(f, &k, 0);
     char id[16];
     for (int i = 0; i < 7; i++) {
         snprintf(id, sizeof id, "i%d", i);
-        add(f, &b, MP_CHANGE_NEW, id);
+        add(f, b, MP_CHANGE_NEW, id);
     }
     /* Two steps of 3 are in the store once the write-behind commit in
      * flight is done; the 7th is staged; no cursor. */
     mp_error werr = {0, ""};
-    assert_int_equal(mphost_writeback_wait(&b, &werr), MP_OK);
+    assert_int_equal(mphost_writeback_wait(b, &werr), MP_OK);
     assert_int_equal(count_events(f, "message.new"), 6);
-    assert_int_equal(mps_batch_pending(b.staged), 1);
+    assert_int_equal(mps_batch_pending(b->staged), 1);
     mps_folder folder;
     assert_int_equal(mps_folder_get(f->d.store, "alice", "INBOX", &folder, NULL), 0);
     assert_null(folder.cursor);
     mps_folder_clear(&folder);
     mp_error err = {0, ""};
-    assert_int_equal(f->host->batch_commit(&b, "c7", NULL, 0, &err), MP_OK);
+    assert_int_equal(f->host->batch_commit(b, "c7", NULL, 0, &err), MP_OK);
     assert_int_equal(count_events(f, "message.new"), 7);
-    assert_int_equal(b.events, 7); /* the write-behind commits' events counted */
+    assert_int_equal(b->stats.events, 7); /* the write-behind commits' events counted */
     assert_int_equal(mps_folder_get(f->d.store, "alice", "INBOX", &folder, NULL), 0);
     assert_string_equal(folder.cursor, "c7");
     mps_folder_clear(&folder);
-    mphost_writeback_end(&b);
-    mps_batch_free(&b.staged);
+    mphost_writeback_end(b);
+    batch_close(&b);
 }
 
 /* The 1.1 staging helpers: memberships keep the history rule, and the
@@ -241,25 +347,25 @@ static void test_ingest_batches_commit_without_cursor(void **state)
 static void test_memberships_and_account_state(void **state)
 {
     fixture *f = *state;
-    mpd_knobs k = knobs(2);
-    mp_batch b;
-    batch_open(f, &b, &k, 1);
+    tknobs k = knobs(2);
+    mp_batch *b = NULL;
+    b = batch_open(f, &k, 1);
     static const char *const labels[] = {"INBOX", "Work"};
     mps_membership mem = {.folders = labels, .n_folders = 2};
     mp_change c = {.kind = MP_CHANGE_NEW, .id = "L1", .subject = "s", .size = 10};
     mp_error err = {0, ""};
-    mphost_batch_account_cursor(&b, "h7");
-    assert_int_equal(mphost_batch_state(&b, "watch", "w1", &err), MP_OK);
-    assert_int_equal(mphost_batch_state(&b, "", "w1", &err), MP_FATAL);
-    assert_int_equal(mphost_batch_change_in(&b, &c, &mem, &err), MP_OK);
-    add(f, &b, MP_CHANGE_NEW, "L2"); /* the second change: a write-behind commit */
-    assert_int_equal(mphost_writeback_wait(&b, &err), MP_OK);
+    mphost_batch_account_cursor(b, "h7");
+    assert_int_equal(mphost_batch_state(b, "watch", "w1", &err), MP_OK);
+    assert_int_equal(mphost_batch_state(b, "", "w1", &err), MP_FATAL);
+    assert_int_equal(mphost_batch_change_in(b, &c, &mem, &err), MP_OK);
+    add(f, b, MP_CHANGE_NEW, "L2"); /* the second change: a write-behind commit */
+    assert_int_equal(mphost_writeback_wait(b, &err), MP_OK);
     assert_int_equal(count_events(f, "message.synced"), 2);
     assert_int_equal(count_events(f, "message.new"), 0);
     char *v = NULL;
     assert_int_equal(mps_account_cursor_get(f->d.store, "alice", &v, NULL), 1);
     assert_int_equal(mps_state_get(f->d.store, "alice", "watch", &v, NULL), 1);
-    assert_int_equal(f->host->batch_commit(&b, "c1", NULL, 0, &err), MP_OK);
+    assert_int_equal(f->host->batch_commit(b, "c1", NULL, 0, &err), MP_OK);
     assert_int_equal(mps_account_cursor_get(f->d.store, "alice", &v, NULL), 0);
     assert_string_equal(v, "h7");
     free(v);
@@ -272,8 +378,8 @@ static void test_memberships_and_account_state(void **state)
     assert_int_equal(mps_folder_get(f->d.store, "alice", "Work", &folder, NULL), 0);
     assert_int_equal(folder.messages, 1);
     mps_folder_clear(&folder);
-    mphost_writeback_end(&b);
-    mps_batch_free(&b.staged);
+    mphost_writeback_end(b);
+    batch_close(&b);
 }
 
 /* The ABI 1.1 slots through the daemon's host table: driver state outside
@@ -283,8 +389,8 @@ static void test_abi11_slots(void **state)
 {
     fixture *f = *state;
     const mp_host *h = f->host;
-    mpd_knobs k = knobs(0);
-    mp_batch b;
+    tknobs k = knobs(0);
+    mp_batch *b = NULL;
     mp_error err = {0, ""};
     char *v = NULL;
 
@@ -304,24 +410,24 @@ static void test_abi11_slots(void **state)
     free(long_key);
 
     assert_int_equal(mps_folder_ensure(f->d.store, "alice", "Archive", MP_ROLE_ARCHIVE, NULL), 0);
-    batch_open(f, &b, &k, 0);
-    add(f, &b, MP_CHANGE_NEW, "M1");
-    h->batch_account_cursor(&b, "h-50");
-    assert_int_equal(h->batch_state(&b, "sub", "client-1", &err), MP_OK);
+    b = batch_open(f, &k, 0);
+    add(f, b, MP_CHANGE_NEW, "M1");
+    h->batch_account_cursor(b, "h-50");
+    assert_int_equal(h->batch_state(b, "sub", "client-1", &err), MP_OK);
     assert_null(h->account_cursor(&f->acct));
-    assert_int_equal(h->batch_commit(&b, "c1", NULL, 0, &err), MP_OK);
+    assert_int_equal(h->batch_commit(b, "c1", NULL, 0, &err), MP_OK);
     assert_string_equal(h->account_cursor(&f->acct), "h-50");
     assert_int_equal(h->state_get(&f->acct, "sub", &v, &err), MP_OK);
     assert_string_equal(v, "client-1");
     h->free(v);
-    mps_batch_free(&b.staged);
+    batch_close(&b);
 
-    batch_open(f, &b, &k, 0);
+    b = batch_open(f, &k, 0);
     static const char *const to[] = {"Archive"}, *const from[] = {"INBOX"};
     mp_folders move = {.added = to, .n_added = 1, .removed = from, .n_removed = 1};
     mp_change c = {.kind = MP_CHANGE_UPDATED, .id = "M1"};
-    assert_int_equal(h->batch_change_folders(&b, &c, &move, &err), MP_OK);
-    assert_int_equal(h->batch_commit(&b, "c2", NULL, 0, &err), MP_OK);
+    assert_int_equal(h->batch_change_folders(b, &c, &move, &err), MP_OK);
+    assert_int_equal(h->batch_commit(b, "c2", NULL, 0, &err), MP_OK);
     assert_int_equal(count_events(f, "message.new"), 1);
     assert_int_equal(count_events(f, "message.updated"), 1);
     assert_int_equal(count_events(f, "message.deleted"), 0);
@@ -332,16 +438,19 @@ static void test_abi11_slots(void **state)
     assert_int_equal(mps_folder_get(f->d.store, "alice", "INBOX", &folder, NULL), 0);
     assert_int_equal(folder.messages, 0);
     mps_folder_clear(&folder);
-    mps_batch_free(&b.staged);
-    mphost_call_arena_free();
+    batch_close(&b);
+    mphost_call_end();
 
     /* push_status: stored as "<state>: <text>"; liveness from the enum,
      * not from the text. */
-    mps_account_row row;
     h->push_status(&f->acct, MP_PUSH_STATE_RECONNECTING, "timeout");
-    assert_int_equal(mps_account_get(f->d.store, "alice", &row, NULL), 0);
-    assert_string_equal(row.push_state, "reconnecting: timeout");
-    mps_account_row_clear(&row);
+    assert_string_equal(f->d.push_text, "reconnecting: timeout");
+    assert_int_equal(f->d.push_live, 0);
+    h->push_status(&f->acct, MP_PUSH_STATE_LIVE, "idle on 3 folders");
+    assert_string_equal(f->d.push_text, "live: idle on 3 folders");
+    assert_int_equal(f->d.push_live, 1);
+    h->push_state(&f->acct, "reconnecting: live soon");
+    assert_int_equal(f->d.push_live, 0);
     int live = -1;
     char *t = mphost_push_status_text(MP_PUSH_STATE_FAILED, "live forever", &live);
     assert_string_equal(t, "failed: live forever");
@@ -358,10 +467,10 @@ static void test_abi11_slots(void **state)
 static void test_ingest_batches_bounded_by_bytes(void **state)
 {
     fixture *f = *state;
-    mpd_knobs k = knobs(500);
+    tknobs k = knobs(500);
     k.fetch_bodies = 1;
-    mp_batch b;
-    batch_open(f, &b, &k, 1);
+    mp_batch *b = NULL;
+    b = batch_open(f, &k, 1);
     size_t big = (size_t)5 * 1024 * 1024;
     uint8_t *raw = calloc(1, big);
     assert_non_null(raw);
@@ -375,18 +484,18 @@ static void test_ingest_batches_bounded_by_bytes(void **state)
         c.id = id;
         c.raw = raw;
         c.raw_len = big;
-        assert_int_equal(f->host->batch_change(&b, &c, &err), MP_OK);
+        assert_int_equal(f->host->batch_change(b, &c, &err), MP_OK);
     }
     free(raw);
-    assert_int_equal(mphost_writeback_wait(&b, &err), MP_OK);
+    assert_int_equal(mphost_writeback_wait(b, &err), MP_OK);
     assert_int_equal(count_events(f, "message.synced"), 4);
-    assert_int_equal(mps_batch_pending(b.staged), 1);
-    assert_int_equal(mps_batch_pending_bytes(b.staged), big);
-    assert_int_equal(f->host->batch_commit(&b, "c", NULL, 0, &err), MP_OK);
-    assert_int_equal(mps_batch_pending_bytes(b.staged), 0);
+    assert_int_equal(mps_batch_pending(b->staged), 1);
+    assert_int_equal(mps_batch_pending_bytes(b->staged), big);
+    assert_int_equal(f->host->batch_commit(b, "c", NULL, 0, &err), MP_OK);
+    assert_int_equal(mps_batch_pending_bytes(b->staged), 0);
     assert_int_equal(count_events(f, "message.synced"), 5);
-    mphost_writeback_end(&b);
-    mps_batch_free(&b.staged);
+    mphost_writeback_end(b);
+    batch_close(&b);
 }
 
 /* A write-behind commit that fails is reported by the next commit, which
@@ -404,24 +513,24 @@ static void test_writeback_failure_keeps_cursor_back(void **state)
                      SQLITE_OK);
     sqlite3_close(db);
 
-    mpd_knobs k = knobs(2);
-    mp_batch b;
-    batch_open(f, &b, &k, 0);
-    add(f, &b, MP_CHANGE_NEW, "ok1");
-    add(f, &b, MP_CHANGE_NEW, "ok2");  /* handed to the write-behind thread */
-    add(f, &b, MP_CHANGE_NEW, "boom");
-    add(f, &b, MP_CHANGE_NEW, "after"); /* waits for ok1+ok2, hands these over */
-    add(f, &b, MP_CHANGE_NEW, "last");
+    tknobs k = knobs(2);
+    mp_batch *b = NULL;
+    b = batch_open(f, &k, 0);
+    add(f, b, MP_CHANGE_NEW, "ok1");
+    add(f, b, MP_CHANGE_NEW, "ok2");  /* handed to the write-behind thread */
+    add(f, b, MP_CHANGE_NEW, "boom");
+    add(f, b, MP_CHANGE_NEW, "after"); /* waits for ok1+ok2, hands these over */
+    add(f, b, MP_CHANGE_NEW, "last");
     mp_error err = {0, ""};
-    assert_int_equal(f->host->batch_commit(&b, "cursor", NULL, 0, &err), MP_RETRY);
+    assert_int_equal(f->host->batch_commit(b, "cursor", NULL, 0, &err), MP_RETRY);
     assert_non_null(strstr(err.text, "refused by the test"));
     assert_int_equal(count_events(f, "message.new"), 2);
     mps_folder folder;
     assert_int_equal(mps_folder_get(f->d.store, "alice", "INBOX", &folder, NULL), 0);
     assert_null(folder.cursor);
     mps_folder_clear(&folder);
-    mphost_writeback_end(&b);
-    mps_batch_free(&b.staged);
+    mphost_writeback_end(b);
+    batch_close(&b);
 }
 
 static int collect_uid(const mp_stored_message *m, void *arg)
@@ -437,9 +546,9 @@ static int collect_uid(const mp_stored_message *m, void *arg)
 static void test_stored_messages(void **state)
 {
     fixture *f = *state;
-    mpd_knobs k = knobs(0);
-    mp_batch b;
-    batch_open(f, &b, &k, 0);
+    tknobs k = knobs(0);
+    mp_batch *b = NULL;
+    b = batch_open(f, &k, 0);
     const char *ids[] = {"u9", "u3", "u5", "u1"};
     const uint32_t uids[] = {9, 3, 5, 1};
     mp_error err = {0, ""};
@@ -449,15 +558,15 @@ static void test_stored_messages(void **state)
         c.kind = MP_CHANGE_NEW;
         c.id = ids[i];
         c.uid = uids[i];
-        assert_int_equal(f->host->batch_change(&b, &c, &err), MP_OK);
+        assert_int_equal(f->host->batch_change(b, &c, &err), MP_OK);
     }
     mp_change del;
     memset(&del, 0, sizeof del);
     del.kind = MP_CHANGE_DELETED;
     del.id = "u1";
-    assert_int_equal(f->host->batch_change(&b, &del, &err), MP_OK);
-    assert_int_equal(f->host->batch_commit(&b, "c", NULL, 0, &err), MP_OK);
-    mps_batch_free(&b.staged);
+    assert_int_equal(f->host->batch_change(b, &del, &err), MP_OK);
+    assert_int_equal(f->host->batch_commit(b, "c", NULL, 0, &err), MP_OK);
+    batch_close(&b);
 
     char out[256] = "";
     assert_int_equal(f->host->stored_messages(&f->acct, "INBOX", collect_uid, out, &err), MP_OK);
@@ -470,9 +579,9 @@ static void test_stored_messages(void **state)
 static void test_core_settings(void **state)
 {
     fixture *f = *state;
-    f->d.knobs.fetch_bodies = 1;
-    f->d.knobs.sync_batch_size = 77;
-    f->d.knobs.retention_ms = 30LL * 86400000;
+    (void)f;
+    mphost_settings s = {.fetch_bodies = 1, .sync_batch_size = 77, .retention_days = 30};
+    mphost_publish_settings(&s);
     assert_int_equal(f->host->core_setting("sync.fetch_bodies"), 1);
     assert_int_equal(f->host->core_setting("sync.batch_size"), 77);
     assert_int_equal(f->host->core_setting("cache.retention_days"), 30);
@@ -482,52 +591,53 @@ static void test_core_settings(void **state)
 static void test_bad_changes_refused(void **state)
 {
     fixture *f = *state;
-    mpd_knobs k = knobs(0);
-    mp_batch b;
-    batch_open(f, &b, &k, 0);
+    tknobs k = knobs(0);
+    mp_batch *b = NULL;
+    b = batch_open(f, &k, 0);
     mp_change c;
     memset(&c, 0, sizeof c);
     c.kind = MP_CHANGE_NEW;
     mp_error err = {0, ""};
-    assert_int_equal(f->host->batch_change(&b, &c, &err), MP_FATAL);
+    assert_int_equal(f->host->batch_change(b, &c, &err), MP_FATAL);
     c.id = "x";
     c.kind = (mp_change_kind)9;
-    assert_int_equal(f->host->batch_change(&b, &c, &err), MP_FATAL);
-    assert_int_equal(mps_batch_pending(b.staged), 0);
-    mps_batch_free(&b.staged);
+    assert_int_equal(f->host->batch_change(b, &c, &err), MP_FATAL);
+    assert_int_equal(mps_batch_pending(b->staged), 0);
+    batch_close(&b);
 }
 
 static void test_folder_sink_dedups(void **state)
 {
     fixture *f = *state;
-    struct mp_folder_sink sink;
-    memset(&sink, 0, sizeof sink);
-    f->host->folder_add(&sink, "INBOX", MP_ROLE_INBOX);
-    f->host->folder_add(&sink, "Sent", MP_ROLE_SENT);
-    f->host->folder_add(&sink, "INBOX", MP_ROLE_INBOX);
-    f->host->folder_add(&sink, "", MP_ROLE_NONE);
-    assert_int_equal(sink.n, 2);
-    assert_string_equal(sink.names[1], "Sent");
-    assert_int_equal(sink.roles[1], MP_ROLE_SENT);
-    mphost_folder_sink_clear(&sink);
+    mp_folder_sink *sink = mphost_sink_new();
+    f->host->folder_add(sink, "INBOX", MP_ROLE_INBOX);
+    f->host->folder_add(sink, "Sent", MP_ROLE_SENT);
+    f->host->folder_add(sink, "INBOX", MP_ROLE_INBOX);
+    f->host->folder_add(sink, "", MP_ROLE_NONE);
+    assert_int_equal(mphost_sink_count(sink), 2);
+    assert_string_equal(mphost_sink_name(sink, 1), "Sent");
+    assert_int_equal(mphost_sink_role(sink, 1), MP_ROLE_SENT);
+    mphost_sink_free(&sink);
+    assert_null(sink);
 
     /* A hostile LIST of 100,000 folders, each sent twice: linear time (the
      * pairwise check took minutes), order and first roles kept. */
+    sink = mphost_sink_new();
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     char name[32];
     for (int round = 0; round < 2; round++)
         for (int i = 0; i < 100000; i++) {
             snprintf(name, sizeof name, "folder/%d", i);
-            f->host->folder_add(&sink, name, round == 0 ? MP_ROLE_NONE : MP_ROLE_SENT);
+            f->host->folder_add(sink, name, round == 0 ? MP_ROLE_NONE : MP_ROLE_SENT);
         }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    assert_int_equal(sink.n, 100000);
-    assert_string_equal(sink.names[99999], "folder/99999");
-    assert_int_equal(sink.roles[5], MP_ROLE_NONE);
+    assert_int_equal(mphost_sink_count(sink), 100000);
+    assert_string_equal(mphost_sink_name(sink, 99999), "folder/99999");
+    assert_int_equal(mphost_sink_role(sink, 5), MP_ROLE_NONE);
     assert_true(took < 3.0);
-    mphost_folder_sink_clear(&sink);
+    mphost_sink_free(&sink);
 }
 
 static void test_push_reply_and_headers(void **state)
@@ -567,7 +677,7 @@ static void test_timers(void **state)
     (void)t;
     mp_timer *left = f->host->timer_add(&f->acct, 60000, on_timer, NULL);
     (void)left;
-    mpd_host_release_loop_objs(&f->acct.loop_objs);
+    mphost_release_loop_objs(&f->acct.loop_objs);
     assert_null(f->acct.loop_objs);
 }
 

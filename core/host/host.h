@@ -1,0 +1,150 @@
+/*
+ * core/host: the layer between the daemon and its drivers. It implements
+ * the SDK's host table (mp_host, handed to every driver's init) and gives
+ * the daemon what it needs to call drivers: batches for the poll slots, the
+ * folder sink of list_folders, webhook ingress (push_verify), the per-call
+ * arena, the loop objects an account leaves behind.
+ *
+ * The host calls nothing above it. What it needs from its owner (the
+ * calling thread's store connection, "events were committed", scheduling a
+ * sync, push bookkeeping, new-mail warming) comes in an mphost_env the
+ * owner fills once and points every instance at (mp_instance.env). Core
+ * settings that a host slot without context reads (core_setting) are
+ * published to the host by the owner, on start and on every reload.
+ *
+ * Threads: as stated per function; the env's functions must be callable
+ * from any thread unless noted.
+ */
+#ifndef MP_HOST_HOST_H
+#define MP_HOST_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include <mailpulse/driver.h>
+
+#include "store/store.h"
+
+struct mp_hostobj;
+
+/* What the host needs from its owner. Every function receives `owner`. */
+typedef struct mphost_env {
+    void *owner;
+    /* The loop that runs timers and fd watches (loop thread). */
+    struct event_base *base;
+    /* The calling thread's store connection, NULL when the store cannot be
+     * opened (logged by the owner). */
+    mps_store *(*store)(void *owner);
+    /* A thread the host started is about to exit: release what store()
+     * opened for it. */
+    void (*thread_exit)(void *owner);
+    /* A commit applied `applied` changes and its events reach `last_seq`
+     * (0: no event). */
+    void (*committed)(void *owner, uint64_t applied, int64_t last_seq);
+    /* Message `id` (provider id) of `account` arrived as new mail and is
+     * stored: warm its body. */
+    void (*new_mail)(void *owner, const char *account, const char *id);
+    /* Run the account's sync soon (folder NULL: every folder). */
+    void (*sync)(void *owner, mp_account *acct, const char *folder, const char *reason);
+    /* A push notification (webhook hint or stream event) arrived. */
+    void (*push_noted)(void *owner, mp_account *acct);
+    /* The driver reported its push state: `text` for status, `live` when
+     * push is delivering (the poller drops to the reconciliation cadence). */
+    void (*push_state)(void *owner, mp_account *acct, const char *text, int live);
+    /* A folder was reset at the provider (counted for /metrics). */
+    void (*folder_reset)(void *owner);
+    /* A webhook request was accepted (accepted != 0) or rejected. */
+    void (*push_counted)(void *owner, int accepted);
+} mphost_env;
+
+/* The host table handed to drivers' init. */
+const mp_host *mphost_table(void);
+
+/* Core settings a driver may read through core_setting. Any thread. */
+typedef struct mphost_settings {
+    uint32_t sync_batch_size;
+    int fetch_bodies;
+    uint32_t backfill_batch_size;
+    uint32_t retention_days;
+} mphost_settings;
+void mphost_publish_settings(const mphost_settings *s);
+
+/* Timers and watches a driver creates without an account run on `base`
+ * and belong to the host until mphost_release_global_objs (loop thread,
+ * at start and at stop). */
+void mphost_set_global_base(struct event_base *base);
+void mphost_release_global_objs(void);
+/* Free an account's timers and watches (loop thread). */
+void mphost_release_loop_objs(struct mp_hostobj **list);
+
+/* Strings the host returns "valid until the slot returns" live in a
+ * per-thread arena: call this after every driver call. */
+void mphost_call_end(void);
+
+/* ---- batches for the poll slots (host_batch.c) ---- */
+
+typedef struct mphost_batch_params {
+    const char *folder;          /* borrowed for the batch's life            */
+    int history;                 /* bootstrap/backfill: NEW is stored as SYNCED */
+    int64_t deadline_ms;         /* 0: none                                  */
+    mps_store *store;            /* the calling worker's connection          */
+    int fetch_bodies;            /* keep large bodies the driver hands over  */
+    uint32_t ingest_batch_size;  /* write-behind bound; 0: none              */
+    int64_t retention_ms;        /* body cache retention                     */
+} mphost_batch_params;
+
+/* What a batch did, read after mphost_batch_end. */
+typedef struct mphost_batch_stats {
+    size_t changes;              /* changes handed over by the driver        */
+    size_t events;               /* events committed                         */
+    size_t new_messages;
+    int cursor_committed;        /* a commit carried a cursor                */
+    int backfill_done_seen;
+} mphost_batch_stats;
+
+/* A batch for one poll-slot call on `acct`. Worker thread. */
+mp_batch *mphost_batch_begin(mp_account *acct, const mphost_batch_params *p);
+/* Record a provider-side reset (one folder.reset at the next commit). */
+void mphost_batch_note_reset(mp_batch *batch, const char *reason);
+/* Commit on the host's own behalf (a backfill with nothing left to load). */
+mp_status mphost_batch_commit_now(mp_batch *batch, const char *backfill_pos,
+                                  int backfill_done, mp_error *err);
+/* After the slot returned `st`: an OK slot's staged but uncommitted
+ * changes are committed (without a cursor: replaying them is harmless),
+ * otherwise dropped; the write-behind thread is waited for and stopped;
+ * the arena is freed. Returns the outcome (st, or the commit's failure)
+ * and fills *stats_r (may be NULL); frees the batch and clears *batch. */
+mp_status mphost_batch_end(mp_batch **batch, mp_status st, mp_error *err,
+                           mphost_batch_stats *stats_r);
+
+/* ---- list_folders output ---- */
+
+mp_folder_sink *mphost_sink_new(void);
+size_t mphost_sink_count(const mp_folder_sink *sink);
+const char *mphost_sink_name(const mp_folder_sink *sink, size_t i);
+mp_folder_role mphost_sink_role(const mp_folder_sink *sink, size_t i);
+void mphost_sink_free(mp_folder_sink **sink);
+
+/* ---- webhook ingress (host_ingress.c) ---- */
+
+/* Header lookup of the HTTP request being delivered. */
+typedef const char *(*mphost_header_fn)(void *ctx, const char *name);
+
+typedef struct mphost_push_answer {
+    int status;
+    char *content_type;          /* NULL: none; free                         */
+    char *body;                  /* NULL: empty; free                        */
+    size_t len;
+} mphost_push_answer;
+
+/* Deliver a POST /push/<instance> to `inst` (NULL or not a webhook
+ * driver: 404): the driver verifies it before anything is parsed and
+ * records hints; the answer is what it chose, else 204 when accepted,
+ * 400 when rejected, 503 when it could not persist. Loop thread. */
+void mphost_push_deliver(mp_instance *inst, const char *subpath, const char *query,
+                         mphost_header_fn header, void *header_ctx, const uint8_t *body,
+                         size_t len, mphost_push_answer *answer_r);
+
+#endif
