@@ -343,8 +343,10 @@ class Mailbox:
 
 
 class Subscription:
-    def __init__(self, name, topic, ack_deadline, push_endpoint, audience, service_account):
+    def __init__(self, name, topic, ack_deadline, push_endpoint, audience, service_account,
+                 dead_letter):
         self.name = name
+        self.dead_letter = dead_letter      # deliveryAttempt is only set with a policy
         self.topic = topic
         self.ack_deadline = ack_deadline
         self.push_endpoint = push_endpoint
@@ -361,7 +363,8 @@ class FakeGmail:
     """The fake service. All public methods are thread-safe."""
 
     def __init__(self, host="127.0.0.1", port=0, history_step=3, access_token_lifetime=3599,
-                 jwks_max_age=21600, pull_max_wait=5.0, quota_per_minute=QUOTA_PER_MINUTE):
+                 jwks_max_age=21600, pull_max_wait=5.0, quota_per_minute=QUOTA_PER_MINUTE,
+                 signing_key=None):
         self.host = host
         self.port = port
         self.lock = threading.RLock()
@@ -373,6 +376,17 @@ class FakeGmail:
         self.quota_per_minute = quota_per_minute
         self.rotate_refresh_tokens = False
         self.raw_padding = True
+        # Gmail's push guide sample decodes to a string historyId; many
+        # integrations see a number (P§2.1): both can be produced.
+        self.numeric_history_id = False
+        # Per-user quota answer (P§2 "Quota" names userRateLimitExceeded for
+        # the per-user limit; 429 rateLimitExceeded is what clients report).
+        self.quota_status = 429
+        self.quota_reason = "rateLimitExceeded"
+        self.delays = {}             # endpoint -> seconds to sleep before answering
+        self.paused = set()          # endpoints whose calls wait for resume()
+        self.inflight = collections.Counter()      # (endpoint, user) -> now
+        self.max_inflight = collections.Counter()  # (endpoint, user) -> highest seen
         self.clock_offset = 0.0
         self.clients = {}            # client_id -> secret
         self.refresh_tokens = {}     # token -> {"client", "email", "scopes"}
@@ -381,7 +395,7 @@ class FakeGmail:
         self.users = {}              # email -> Mailbox
         self.topics = {}             # name -> {"gmail_can_publish": bool}
         self.subscriptions = {}      # name -> Subscription
-        self.signing_keys = [RsaKey()]   # [0] signs pushes; all are published
+        self.signing_keys = [signing_key or RsaKey()]   # [0] signs pushes; all published
         self.push_service_account = "push@fake-project.iam.gserviceaccount.com"
         self.failures = []           # injected: dict(endpoint, user, status, ...)
         self.quota_log = collections.defaultdict(collections.deque)  # email -> (t, units)
@@ -598,8 +612,10 @@ class FakeGmail:
             else:
                 match = bool(touched & watched)
             if match:
-                self.publish(watch["topic"], {"emailAddress": box.email,
-                                              "historyId": box.history_id})
+                hid = box.history_id
+                self.publish(watch["topic"], {
+                    "emailAddress": box.email,
+                    "historyId": hid if self.numeric_history_id else str(hid)})
 
     # ---- Pub/Sub control
     def create_topic(self, name, gmail_can_publish=True):
@@ -607,13 +623,17 @@ class FakeGmail:
             self.topics[name] = {"gmail_can_publish": gmail_can_publish}
 
     def create_subscription(self, name, topic, ack_deadline=10, push_endpoint=None,
-                            audience=None, service_account=None):
+                            audience=None, service_account=None, dead_letter=False):
+        """A pull subscription, or a push one when push_endpoint is set
+        (audience defaults to the endpoint URL, as in PushConfig.OidcToken).
+        With dead_letter, pulled messages carry deliveryAttempt (Pub/Sub
+        sets it only when the subscription has a dead-letter policy)."""
         with self.lock:
             if topic not in self.topics:
                 self.create_topic(topic)
             self.subscriptions[name] = Subscription(
                 name, topic, ack_deadline, push_endpoint, audience or push_endpoint,
-                service_account or self.push_service_account)
+                service_account or self.push_service_account, dead_letter)
 
     def publish(self, topic, payload, attributes=None):
         """Publish a message (payload dict is JSON-encoded then base64) to
@@ -756,6 +776,8 @@ class FakeGmail:
         """The next `count` calls (None: all until clear_failures) of
         `endpoint` (see ENDPOINTS; "*" for any) by `user` (None: any) answer
         `status`. On "token", oauth_error names the OAuth error code."""
+        if endpoint not in ENDPOINTS and endpoint != "*":
+            raise ValueError("unknown endpoint %r (one of %s)" % (endpoint, ENDPOINTS))
         with self.lock:
             self.failures.append({"endpoint": endpoint, "status": status, "count": count,
                                   "retry_after": retry_after, "reason": reason,
@@ -776,6 +798,34 @@ class FakeGmail:
             return [dict(e) for e in self.log
                     if (endpoint is None or e["endpoint"] == endpoint) and
                     (user is None or e["user"] == user)]
+
+    def set_delay(self, endpoint, seconds):
+        """Answer the Gmail `endpoint` only after `seconds` (0 removes): makes
+        concurrent calls observable and models a slow Google."""
+        with self.lock:
+            self.delays[endpoint] = seconds
+
+    def pause(self, endpoint):
+        """Calls of the Gmail `endpoint` wait (in flight) until resume()."""
+        with self.cond:
+            self.paused.add(endpoint)
+
+    def resume(self, endpoint):
+        with self.cond:
+            self.paused.discard(endpoint)
+            self.cond.notify_all()
+
+    def in_flight(self, endpoint, user=None):
+        """Calls of `endpoint` (by `user`) being served right now."""
+        with self.lock:
+            return sum(n for (ep, u), n in self.inflight.items()
+                       if ep == endpoint and (user is None or u == user))
+
+    def max_concurrent(self, endpoint, user=None):
+        """The most calls of `endpoint` (by `user`) ever served at once."""
+        with self.lock:
+            return max([n for (ep, u), n in self.max_inflight.items()
+                        if ep == endpoint and (user is None or u == user)] or [0])
 
     def reset_counts(self):
         with self.lock:
@@ -823,8 +873,8 @@ class FakeGmail:
             used = sum(u for _, u in log)
             if used + units > self.quota_per_minute:
                 wait = max(1, int(log[0][0] + 60 - now) + 1)
-                raise ApiError(429, "User-rate limit exceeded.  Retry after %s"
-                               % _rfc3339(now + wait), "rateLimitExceeded",
+                raise ApiError(self.quota_status, "User-rate limit exceeded.  Retry after %s"
+                               % _rfc3339(now + wait), self.quota_reason,
                                {"Retry-After": str(wait)})
             log.append((now, units))
 
@@ -861,7 +911,7 @@ class FakeGmail:
             elif endpoint.startswith("pubsub."):
                 result = self._pubsub(endpoint, path, body)
             else:
-                result = self._gmail(endpoint, user, method, path, query, headers, body)
+                result = self._serve_gmail(endpoint, user, method, path, query, headers, body)
         except ApiError as err:
             self._count(endpoint or "unknown", user, err.code)
             hdrs = {"Content-Type": "application/json; charset=UTF-8"}
@@ -875,6 +925,23 @@ class FakeGmail:
             return 204, {}, b""
         return 200, {"Content-Type": "application/json; charset=UTF-8"}, \
             json.dumps(result, indent=2).encode()
+
+    def _serve_gmail(self, endpoint, user, method, path, query, headers, body):
+        """A Gmail call, tracked for concurrency and optionally delayed."""
+        key = (endpoint, user)
+        with self.cond:
+            self.inflight[key] += 1
+            self.max_inflight[key] = max(self.max_inflight[key], self.inflight[key])
+            delay = self.delays.get(endpoint, 0)
+            while endpoint in self.paused and self._server is not None:
+                self.cond.wait(0.5)
+        try:
+            if delay:
+                time.sleep(delay)
+            return self._gmail(endpoint, user, method, path, query, headers, body)
+        finally:
+            with self.lock:
+                self.inflight[key] -= 1
 
     def _authenticate(self, headers, endpoint):
         auth = _header(headers, "Authorization")
@@ -1239,6 +1306,10 @@ class FakeGmail:
                 if not isinstance(ids, list) or not ids:
                     raise ApiError(400, "No ack ids specified.", "badRequest")
                 for ack in ids:
+                    if not isinstance(ack, str) or not ack.startswith("ack-"):
+                        raise ApiError(400, "You have passed an invalid ack ID to the service "
+                                       "(ack_id=%s)." % ack, "badRequest")
+                for ack in ids:
                     sub.outstanding.pop(ack, None)  # expired ids are ignored, as Pub/Sub does
                 return {}
             max_msgs = doc.get("maxMessages")
@@ -1256,8 +1327,12 @@ class FakeGmail:
                 msg, attempts = sub.backlog.popleft()
                 ack = "ack-" + secrets.token_urlsafe(24)
                 sub.outstanding[ack] = (msg, attempts + 1, self.now() + sub.ack_deadline)
-                received.append({"ackId": ack, "message": dict(msg),
-                                 "deliveryAttempt": attempts + 1})
+                # proto3 JSON: an empty map is left out.
+                shown = {k: v for k, v in msg.items() if k != "attributes" or v}
+                item = {"ackId": ack, "message": shown}
+                if sub.dead_letter:
+                    item["deliveryAttempt"] = attempts + 1
+                received.append(item)
             return {"receivedMessages": received} if received else {}
 
     def _redeliver(self, sub):
@@ -1460,8 +1535,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def _serve(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
         try:
             status, headers, payload = self.owner.handle(self.command, self.path,
                                                          dict(self.headers.items()), body)
@@ -1475,6 +1553,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _read_chunked(self):
+        body = b""
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return body
+            body += self.rfile.read(size)
+            self.rfile.readline()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 

@@ -131,9 +131,12 @@ class Receiver:
         self.server.server_close()
 
 
+SIGNING_KEY = fake_gmail.RsaKey()   # one key generation for the whole file
+
+
 class FakeGmailTest(unittest.TestCase):
     def setUp(self):
-        self.fake = FakeGmail(pull_max_wait=0.5).start()
+        self.fake = FakeGmail(pull_max_wait=0.5, signing_key=SIGNING_KEY).start()
         self.fake.add_client(CLIENT, SECRET)
         self.fake.add_user(USER)
         self.refresh = self.fake.add_refresh_token(CLIENT, USER, SCOPES)
@@ -457,7 +460,7 @@ class FakeGmailTest(unittest.TestCase):
     # ---- watch, Pub/Sub pull/ack
     def test_watch_pull_ack_redelivery(self):
         self.fake.create_topic(TOPIC)
-        self.fake.create_subscription(PULL_SUB, TOPIC, ack_deadline=10)
+        self.fake.create_subscription(PULL_SUB, TOPIC, ack_deadline=10, dead_letter=True)
         status, _, data = self.get("/watch", "POST", body={"topicName": "bad"})
         self.assert_google_error(status, data, 400, "invalidArgument")
         status, _, data = self.get("/watch", "POST", body={"topicName": "projects/p/topics/x"})
@@ -482,7 +485,8 @@ class FakeGmailTest(unittest.TestCase):
         got = data["receivedMessages"][0]
         note = json.loads(base64.b64decode(got["message"]["data"]))
         self.assertEqual(note, {"emailAddress": USER,
-                                "historyId": self.fake.history_id(USER)})
+                                "historyId": str(self.fake.history_id(USER))})
+        self.assertNotIn("attributes", got["message"])   # empty map left out
         self.assertIsInstance(got["message"]["messageId"], str)
         self.assertTrue(got["message"]["publishTime"].endswith("Z"))
         # Not acked: after the ack deadline it comes again, with a new ackId.
@@ -503,6 +507,17 @@ class FakeGmailTest(unittest.TestCase):
         self.assertEqual(self.fake.pending(PULL_SUB), (0, 0))
         status, _, data = call(ack, "POST", token=self.token, body={"ackIds": []})
         self.assertEqual(status, 400)
+        status, _, data = call(ack, "POST", token=self.token, body={"ackIds": ["forged"]})
+        self.assertEqual(status, 400)
+        # Numeric historyId in the notification, when asked for.
+        self.fake.numeric_history_id = True
+        self.fake.add_message(USER, raw_message(9), ["INBOX"])
+        _, _, data = call(pull, "POST", token=self.token,
+                          body={"returnImmediately": True, "maxMessages": 10})
+        note = json.loads(base64.b64decode(data["receivedMessages"][0]["message"]["data"]))
+        self.assertEqual(note["historyId"], self.fake.history_id(USER))
+        call(ack, "POST", token=self.token,
+             body={"ackIds": [data["receivedMessages"][0]["ackId"]]})
         nopubsub = self.fake.issue_access_token(USER, (fake_gmail.SCOPE_READONLY,))
         status, _, data = call(pull, "POST", token=nopubsub, body={"maxMessages": 1})
         self.assert_google_error(status, data, 403, "insufficientPermissions")
@@ -589,6 +604,42 @@ class FakeGmailTest(unittest.TestCase):
         self.assertEqual(json.loads(body)["subscription"], "projects/proj/subscriptions/push")
         verify_push_jwt(headers["Authorization"][7:], self.fake.jwks(), "my-audience",
                         self.fake.push_service_account)
+
+    def test_concurrency_is_observable(self):
+        self.fake.pause("history.list")
+        url = self.api + "/history?startHistoryId=%d" % self.fake.history_id(USER)
+        threads = [threading.Thread(target=call, args=(url,), kwargs={"token": self.token})
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while self.fake.in_flight("history.list", USER) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.fake.calls("history.list"), 0)   # counted when answered
+        self.fake.resume("history.list")
+        for t in threads:
+            t.join()
+        self.assertEqual(self.fake.calls("history.list", USER), 3)
+        self.assertEqual(self.fake.max_concurrent("history.list", USER), 3)
+        self.assertEqual(self.fake.in_flight("history.list"), 0)
+        self.assertEqual(self.fake.max_concurrent("profile", USER), 0)
+        self.fake.set_delay("profile", 0.01)
+        self.assertEqual(self.get("/profile")[0], 200)
+        with self.assertRaises(ValueError):
+            self.fake.fail_next("history.lst", 500)
+
+    def test_chunked_request_body(self):
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.fake.port, timeout=10)
+        body = json.dumps({"raw": b64e(raw_message(5))}).encode()
+        conn.request("POST", "/gmail/v1/users/me/messages", body=iter([body[:10], body[10:]]),
+                     headers={"Authorization": "Bearer " + self.token,
+                              "Content-Type": "application/json"}, encode_chunked=True)
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        self.assertIn(json.loads(resp.read())["id"], [m["id"] for m in self.get(
+            "/messages")[2]["messages"]])
+        conn.close()
 
     # ---- quota, error injection, counters
     def test_quota_budget(self):
