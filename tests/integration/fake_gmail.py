@@ -384,6 +384,8 @@ class FakeGmail:
         self.quota_status = 429
         self.quota_reason = "rateLimitExceeded"
         self.delays = {}             # endpoint -> seconds to sleep before answering
+        self.push_attempts = 1       # deliveries of one message to a push endpoint
+        self.push_retry_delay = 1.0
         self.paused = set()          # endpoints whose calls wait for resume()
         self.inflight = collections.Counter()      # (endpoint, user) -> now
         self.max_inflight = collections.Counter()  # (endpoint, user) -> highest seen
@@ -657,11 +659,25 @@ class FakeGmail:
         return msg["messageId"]
 
     def _auto_push(self, sub, msg):
-        try:
-            self.push(sub.push_endpoint, message=msg, subscription=sub.name,
-                      audience=sub.audience, service_account=sub.service_account)
-        except OSError:
-            pass  # Pub/Sub would retry later; the safety net must cover it
+        """Deliver like a push subscription: a non-ack answer (anything but
+        102/200/201/202/204, P§2.3) or a connection failure is retried up to
+        push_attempts times, push_retry_delay s apart (real Pub/Sub backs
+        off from 10 s; the default here is one attempt, no redelivery)."""
+        for attempt in range(max(1, self.push_attempts)):
+            if attempt:
+                time.sleep(self.push_retry_delay)
+            try:
+                status, _, _ = self.push(sub.push_endpoint, message=msg,
+                                         subscription=sub.name, audience=sub.audience,
+                                         service_account=sub.service_account)
+            except OSError as exc:
+                with self.lock:
+                    self.push_log.append({"url": sub.push_endpoint, "status": None,
+                                          "forge": None, "message_id": msg["messageId"],
+                                          "t": time.time(), "error": str(exc)})
+                continue
+            if status in (102, 200, 201, 202, 204):
+                return
 
     def pending(self, subscription):
         """(backlog, outstanding) counts of a pull subscription."""
@@ -1084,7 +1100,8 @@ class FakeGmail:
         with self.cond:
             box = self.users.get(user)
             if box is None:
-                raise ApiError(400, "Mail service not enabled", "failedPrecondition")
+                # What Gmail answers a service account used without `sub`.
+                raise ApiError(400, "Precondition check failed.", "failedPrecondition")
             scopes = self._token_scopes(headers)
             self._charge(user, endpoint)
             if endpoint == "profile":
@@ -1133,13 +1150,16 @@ class FakeGmail:
             if q and not _query_match(box, m, q):
                 continue
             out.append(m)
-        start = _page_offset(query)
-        page = out[start:start + max_results]
+        # The token is a cursor (the last key served), so messages that
+        # arrive while a client pages do not shift the pages.
+        cursor = _page_cursor(query)
+        rest = [m for m in out if cursor is None or [m.internal_date, m.id] < cursor]
+        page = rest[:max_results]
         answer = {}
         if page:
             answer["messages"] = [m.ref() for m in page]
-        if start + max_results < len(out):
-            answer["nextPageToken"] = _page_token(start + max_results)
+        if len(rest) > max_results:
+            answer["nextPageToken"] = _page_token([page[-1].internal_date, page[-1].id])
         answer["resultSizeEstimate"] = len(out)
         return answer
 
@@ -1209,13 +1229,14 @@ class FakeGmail:
                     kept[field] = json.loads(json.dumps(rec[field]))
             if len(kept) > 2:
                 recs.append(kept)
-        offset = _page_offset(query)
-        page = recs[offset:offset + max_results]
+        cursor = _page_cursor(query)
+        rest = [r for r in recs if cursor is None or int(r["id"]) > cursor[0]]
+        page = rest[:max_results]
         answer = {}
         if page:
             answer["history"] = page
-        if offset + max_results < len(recs):
-            answer["nextPageToken"] = _page_token(offset + max_results)
+        if len(rest) > max_results:
+            answer["nextPageToken"] = _page_token([int(page[-1]["id"])])
         # While history is held the visible id lags behind the mailbox's.
         answer["historyId"] = str(box.hold_at if box.hold else box.history_id)
         return answer
@@ -1366,17 +1387,21 @@ def _int_param(query, name, default, low, high):
     return max(low, min(high, int(value)))
 
 
-def _page_token(offset):
-    return "%020d" % offset
+def _page_token(key):
+    return b64url(json.dumps(key).encode())
 
 
-def _page_offset(query):
+def _page_cursor(query):
     token = query.get("pageToken", [""])[0]
     if not token:
-        return 0
-    if not token.isdigit() or len(token) != 20:
+        return None
+    try:
+        key = json.loads(b64url_decode(token))
+    except (ValueError, UnicodeDecodeError):
+        key = None
+    if not isinstance(key, list) or not key or not isinstance(key[0], int):
         raise ApiError(400, "Invalid pageToken", "invalidArgument")
-    return int(token)
+    return key
 
 
 def _query_match(box, msg, q):

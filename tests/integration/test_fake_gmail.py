@@ -73,6 +73,16 @@ def call(url, method="GET", body=None, headers=None, token=None, form=None):
     return status, hdrs, data
 
 
+def wait_for(predicate, timeout=30.0):
+    """Poll until predicate() is true (no timing is asserted: the bound
+    only keeps a broken fake from hanging the suite)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in %.0f s" % timeout)
+        time.sleep(0.02)
+
+
 def verify_push_jwt(token, jwks, audience, service_account):
     """What the driver must do (P§2.2); raises ValueError on refusal."""
     head_b64, claims_b64, sig_b64 = token.split(".")
@@ -310,6 +320,12 @@ class FakeGmailTest(unittest.TestCase):
         self.assertEqual([m["id"] for m in data["messages"]], [spam])
         _, _, data = self.get("/messages?labelIds=TRASH")
         self.assertEqual(data, {"resultSizeEstimate": 0})
+        # A message arriving between pages does not shift the next page.
+        _, _, first = self.get("/messages?labelIds=INBOX&maxResults=3")
+        self.fake.add_message(USER, raw_message(77), ["INBOX"])
+        _, _, second = self.get("/messages?labelIds=INBOX&maxResults=3&pageToken="
+                                + first["nextPageToken"])
+        self.assertEqual([m["id"] for m in second["messages"]], list(reversed(ids))[3:6])
         status, _, data = self.get("/messages?pageToken=garbage")
         self.assert_google_error(status, data, 400, "invalidArgument")
 
@@ -601,6 +617,8 @@ class FakeGmailTest(unittest.TestCase):
         self.fake.add_message(USER, raw_message(1), ["INBOX"])
         self.assertTrue(recv.event.wait(10))
         headers, body = recv.requests[0]
+        wait_for(lambda: self.fake.push_log)   # logged once the answer is read
+        self.assertEqual([e["status"] for e in self.fake.push_log], [204])
         self.assertEqual(json.loads(body)["subscription"], "projects/proj/subscriptions/push")
         verify_push_jwt(headers["Authorization"][7:], self.fake.jwks(), "my-audience",
                         self.fake.push_service_account)
@@ -612,9 +630,7 @@ class FakeGmailTest(unittest.TestCase):
                    for _ in range(3)]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 30
-        while self.fake.in_flight("history.list", USER) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: self.fake.in_flight("history.list", USER) == 3)
         self.assertEqual(self.fake.calls("history.list"), 0)   # counted when answered
         self.fake.resume("history.list")
         for t in threads:
@@ -640,6 +656,16 @@ class FakeGmailTest(unittest.TestCase):
         self.assertIn(json.loads(resp.read())["id"], [m["id"] for m in self.get(
             "/messages")[2]["messages"]])
         conn.close()
+
+    def test_push_subscription_redelivers_nack(self):
+        self.fake.push_attempts, self.fake.push_retry_delay = 3, 0.05
+        self.fake.create_topic(TOPIC)
+        self.fake.create_subscription("projects/proj/subscriptions/push", TOPIC,
+                                      push_endpoint=self.fake.url + "/nowhere")
+        self.fake.publish(TOPIC, {"emailAddress": USER, "historyId": "1"})
+        wait_for(lambda: len(self.fake.push_log) >= 3)
+        self.assertEqual([e["status"] for e in self.fake.push_log], [404, 404, 404])
+        self.assertEqual(len({e["message_id"] for e in self.fake.push_log}), 1)
 
     # ---- quota, error injection, counters
     def test_quota_budget(self):
