@@ -58,13 +58,49 @@ What it serves (all on one 127.0.0.1 port; point the driver's `api_url`,
   `create_subscription(..., push_endpoint=URL)` is delivered automatically.
 - Every request is counted per endpoint and per user, with a timestamped
   log (`calls()`, `call_log()`), so tests can assert "no request inside the
-  Retry-After window" or "one history.list per sync".
+  Retry-After window" or "one history.list per sync"; `max_concurrent()`
+  and `in_flight()` show whether two syncs of one account overlapped.
 
-What it does not do: threads.*, drafts, attachments, messages.modify/send/
-import (the driver is read-only), the full Gmail search grammar (q knows
-in:/label:, is:unread/starred, from:, to:, subject:, after:, before:,
-rfc822msgid:), gzip, ETags, Pub/Sub ordering keys, exactly-once delivery,
-dead-letter topics, push backoff (a push is sent when asked, once), the
+Control surface (all thread-safe; endpoint names are in ENDPOINTS):
+- mailbox: add_user, add_label, add_message, modify_labels,
+  delete_message, hold_history (push outran history), expire_history
+  (history 404), history_id, watch_state; FakeGmail(history_step=) sets
+  how far apart history ids are (they are not contiguous at Google);
+- credentials: add_client, add_refresh_token, revoke_refresh_token
+  (-> invalid_grant), rotate_refresh_tokens, add_service_account (returns
+  the JSON key file), issue_access_token, expire_access_tokens;
+- failures: fail_next(endpoint, status, count, retry_after, reason, user,
+  oauth_error), clear_failures; quota_per_minute, quota_status,
+  quota_reason; set_delay (slow Google), pause/resume (hold calls in
+  flight);
+- clock: now(), advance(seconds) moves access-token expiry, watch
+  expiration, ack deadlines, internalDate/publishTime and the quota window;
+  JWT iat/exp (push tokens signed here, service-account assertions checked
+  here) stay on the real clock because the other side checks them with its
+  own;
+- Pub/Sub: create_topic(gmail_can_publish=), create_subscription(
+  push_endpoint=, audience=, ack_deadline=, dead_letter=), publish,
+  pending, push_attempts/push_retry_delay, numeric_history_id (the
+  notification's historyId as a JSON number instead of the guide's string);
+- push: push(url, email, history_id, forge=, message_id=,
+  numeric_history_id=, snake_case=, camel_case=, body=), make_push_token,
+  rotate_signing_key, jwks, push_log;
+- counters: calls, call_log, max_concurrent, in_flight, reset_counts.
+
+Scopes are enforced as Google does: reading needs a gmail scope,
+`format=raw|full` and `q` are refused with only gmail.metadata, insert needs
+gmail.insert/modify/mail.google.com, Pub/Sub needs pubsub or cloud-platform.
+Where sources disagree the fake has a knob: `raw_padding` (base64url `raw`
+with or without `=`), `numeric_history_id`, the envelope's spellings.
+
+What it does not do: TLS (plain http on 127.0.0.1; the driver's URL keys
+must accept http for tests), threads.*, drafts, attachments,
+messages.modify/send/import (the driver is read-only), the full Gmail
+search grammar (q knows in:/label:, is:unread/starred/important, from:,
+to:, subject:, after:, before:, rfc822msgid:, and refuses other terms with
+400), gzip, ETags, Pub/Sub ordering keys, exactly-once delivery,
+dead-letter topics (only deliveryAttempt), modifyAckDeadline, real push
+backoff (`push_attempts` retries at a fixed `push_retry_delay`), the
 per-project quota, and the 1 notification/s per-user push rate. The
 `format=full` payload is a plain MIME walk without attachment ids.
 
@@ -121,7 +157,8 @@ READ_SCOPES = {SCOPE_READONLY, SCOPE_METADATA, SCOPE_MODIFY, SCOPE_FULL}
 INSERT_SCOPES = {SCOPE_INSERT, SCOPE_MODIFY, SCOPE_FULL}
 PUBSUB_SCOPES = {SCOPE_PUBSUB, SCOPE_CLOUD}
 
-# Units per method, P§2 "Quota" (watch/stop are marked UNCONFIRMED there).
+# Units per method, P§2 "Quota" (watch/stop are marked UNCONFIRMED there;
+# messages.insert, not in P§2, is 25 in Google's usage-limits table).
 QUOTA_UNITS = {"messages.get": 5, "messages.list": 5, "messages.insert": 25,
                "history.list": 2, "labels.list": 1, "profile": 1,
                "watch": 100, "stop": 50}
@@ -704,7 +741,7 @@ class FakeGmail:
         bad_signature, wrong_aud, wrong_iss, wrong_email, unverified_email,
         expired."""
         key = self.signing_keys[0]
-        now = int(self.now())
+        now = int(time.time())  # checked by the driver against its real clock
         sa = service_account or self.push_service_account
         claims = {"aud": audience, "azp": "1" + "0" * 20, "email": sa,
                   "email_verified": True, "exp": now + 3600, "iat": now,
@@ -1058,7 +1095,7 @@ class FakeGmail:
                 raise OAuthError(400, "invalid_grant",
                                  "Invalid JWT: Failed audience check. The right audience is "
                                  + GOOGLE_TOKEN_URL)
-            now = self.now()
+            now = time.time()  # signed by the driver with its real clock
             iat, exp = claims.get("iat"), claims.get("exp")
             if not isinstance(iat, int) or not isinstance(exp, int) or exp - iat > 3600 \
                     or exp <= now or iat > now + 300:
