@@ -439,7 +439,7 @@ class FakeGmail:
         self.failures = []           # injected: dict(endpoint, user, status, ...)
         self.quota_log = collections.defaultdict(collections.deque)  # email -> (t, units)
         self.counts = collections.Counter()   # (endpoint, user) -> n
-        self.log = []                # dicts: t, endpoint, user, status
+        self.log = []                # dicts: t (arrival, time.time()), endpoint, user, status
         self.push_log = []           # dicts: url, status, message_id, forge
         self._forger = None
         self._server = None
@@ -885,10 +885,10 @@ class FakeGmail:
             self.counts.clear()
             self.log = []
 
-    def _count(self, endpoint, user, status):
+    def _count(self, endpoint, user, status, arrived):
         with self.lock:
             self.counts[(endpoint, user)] += 1
-            self.log.append({"t": time.time(), "endpoint": endpoint, "user": user,
+            self.log.append({"t": arrived, "endpoint": endpoint, "user": user,
                              "status": status})
 
     def _injected(self, endpoint, user):
@@ -938,6 +938,7 @@ class FakeGmail:
         path = parsed.path
         query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
         endpoint, user = _classify(method, path), None
+        arrived = time.time()   # the log keeps arrival times (Retry-After checks)
         try:
             if endpoint is None:
                 raise ApiError(404, "Not Found", "notFound")
@@ -953,27 +954,28 @@ class FakeGmail:
             if endpoint == "token":
                 result = self._token(headers, body)
             elif endpoint == "certs":
-                self._count(endpoint, user, 200)
+                self._count(endpoint, user, 200, arrived)
                 return 200, {"Content-Type": "application/json; charset=UTF-8",
                              "Cache-Control": "public, max-age=%d, must-revalidate, "
                                               "no-transform" % self.jwks_max_age}, \
                     json.dumps(self.jwks()).encode()
             elif endpoint == "batch":
-                self._count(endpoint, user, 200)
-                return self._batch(headers, body)
+                answer = self._batch(headers, body)
+                self._count(endpoint, user, answer[0], arrived)
+                return answer
             elif endpoint.startswith("pubsub."):
                 result = self._pubsub(endpoint, path, body)
             else:
                 result = self._serve_gmail(endpoint, user, method, path, query, headers, body)
         except ApiError as err:
-            self._count(endpoint or "unknown", user, err.code)
+            self._count(endpoint or "unknown", user, err.code, arrived)
             hdrs = {"Content-Type": "application/json; charset=UTF-8"}
             hdrs.update(err.headers)
             if err.code == 401 and not isinstance(err, OAuthError):
                 hdrs["WWW-Authenticate"] = ('Bearer realm="https://accounts.google.com/", '
                                             'error="invalid_token"')
             return err.code, hdrs, json.dumps(err.json(), indent=2).encode()
-        self._count(endpoint, user, 204 if result is None else 200)
+        self._count(endpoint, user, 204 if result is None else 200, arrived)
         if result is None:
             return 204, {}, b""
         return 200, {"Content-Type": "application/json; charset=UTF-8"}, \

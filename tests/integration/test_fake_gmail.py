@@ -686,6 +686,9 @@ class FakeGmailTest(unittest.TestCase):
         status, hdrs, data = self.get("/history?startHistoryId=1")
         self.assert_google_error(status, data, 429, "rateLimitExceeded")
         self.assertEqual(hdrs["Retry-After"], "7")
+        entry, = self.fake.call_log("history.list", USER)
+        self.assertEqual((entry["status"], entry["user"]), (429, USER))
+        self.assertIsInstance(entry["t"], float)
         self.assertEqual(self.get("/history?startHistoryId=%d"
                                   % self.fake.history_id(USER))[0], 200)
         self.fake.fail_next("profile", 503, count=2)
