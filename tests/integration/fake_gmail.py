@@ -114,7 +114,9 @@ Library use:
     ...
     fake.stop()
 
-`python3 fake_gmail.py --dir DIR` runs a demo instance (see `main`).
+`python3 fake_gmail.py --dir DIR [--push-url URL] [--pull] [--every N]`
+runs a demo instance and prints one JSON line with the driver's config
+values and credential files (see `main`).
 Only the standard library plus python3-cryptography (Debian) is used.
 """
 
@@ -130,6 +132,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socketserver
 import sys
 import threading
@@ -1640,44 +1643,62 @@ DEMO_MESSAGE = (b"From: Alice <alice@example.org>\r\nTo: demo@example.com\r\n"
                 b"Date: Mon, 07 Dec 2026 01:00:00 +0000\r\n\r\nHello from the fake Gmail.\r\n")
 
 
+def write_secret(path, text):
+    """Write a credential file the way the driver expects them: mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
 def main(argv=None):
-    """Run a demo instance: one user, a few messages, credentials written
-    to --dir, and optionally a push subscription to --push-url; with
-    --every N a new message arrives every N seconds."""
+    """Run a demo instance: one user with a few messages, a user OAuth client
+    and a domain-wide-delegation service account whose credential files are
+    written to --dir, a Gmail topic, optionally a push subscription to
+    --push-url and a pull subscription; with --every N a new INBOX message
+    arrives every N seconds. Prints one JSON line with the config values."""
     ap = argparse.ArgumentParser(description="Local stand-in for Gmail API + Pub/Sub "
                                  "(not Google; for tests and demos)")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--dir", required=True, help="where credential files are written")
     ap.add_argument("--email", default="demo@example.com")
     ap.add_argument("--push-url", help="Pub/Sub push endpoint (e.g. .../push/gmail)")
+    ap.add_argument("--push-audience", help="OIDC audience (default: the push URL)")
     ap.add_argument("--pull", action="store_true", help="create a pull subscription")
     ap.add_argument("--every", type=float, default=0, help="deliver a message every N s")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    client_id, secret = "demo-client.apps.googleusercontent.com", "demo-secret"
+    scopes = (SCOPE_READONLY, SCOPE_INSERT, SCOPE_PUBSUB)
     fake = FakeGmail(port=args.port).start()
-    fake.add_client("demo-client.apps.googleusercontent.com", "demo-secret")
+    fake.add_client(client_id, secret)
     fake.add_user(args.email)
-    token = fake.add_refresh_token("demo-client.apps.googleusercontent.com", args.email,
-                                   (SCOPE_READONLY, SCOPE_INSERT, SCOPE_PUBSUB))
+    token = fake.add_refresh_token(client_id, args.email, scopes)
+    sa_key = fake.add_service_account("sync@fake-project.iam.gserviceaccount.com", scopes)
     topic = "projects/fake-project/topics/gmail"
     fake.create_topic(topic)
+    info = {"note": "LOCAL FAKE, not Google", "api_url": fake.url,
+            "token_url": fake.token_url, "pubsub_url": fake.url,
+            "certs_url": fake.certs_url, "email": args.email, "client_id": client_id,
+            "topic": topic, "push_service_account": fake.push_service_account}
     if args.push_url:
-        fake.create_subscription("projects/fake-project/subscriptions/gmail-push", topic,
-                                 push_endpoint=args.push_url)
+        info["push_subscription"] = "projects/fake-project/subscriptions/gmail-push"
+        info["push_audience"] = args.push_audience or args.push_url
+        fake.create_subscription(info["push_subscription"], topic,
+                                 push_endpoint=args.push_url, audience=info["push_audience"])
     if args.pull:
-        fake.create_subscription("projects/fake-project/subscriptions/gmail-pull", topic)
+        info["subscription"] = "projects/fake-project/subscriptions/gmail-pull"
+        fake.create_subscription(info["subscription"], topic)
     for i in range(3):
         fake.add_message(args.email, DEMO_MESSAGE % (b"demo %d" % i, b"demo%d" % i))
     os.makedirs(args.dir, exist_ok=True)
-    for name, text in (("refresh_token", token), ("client_secret", "demo-secret")):
-        path = os.path.join(args.dir, name)
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-            f.write(text + "\n")
-    print(json.dumps({"note": "LOCAL FAKE, not Google", "api_url": fake.url,
-                      "token_url": fake.token_url, "pubsub_url": fake.url,
-                      "certs_url": fake.certs_url, "email": args.email,
-                      "client_id": "demo-client.apps.googleusercontent.com",
-                      "topic": topic, "push_service_account": fake.push_service_account,
-                      "dir": args.dir}, indent=2), flush=True)
+    info["refresh_token_file"] = write_secret(os.path.join(args.dir, "refresh_token"),
+                                              token + "\n")
+    info["client_secret_file"] = write_secret(os.path.join(args.dir, "client_secret"),
+                                              secret + "\n")
+    info["service_account_file"] = write_secret(
+        os.path.join(args.dir, "service_account.json"), json.dumps(sa_key, indent=2))
+    print(json.dumps(info), flush=True)
     n = 3
     try:
         while True:
@@ -1685,7 +1706,9 @@ def main(argv=None):
             if args.every:
                 fake.add_message(args.email, DEMO_MESSAGE % (b"demo %d" % n, b"demo%d" % n))
                 n += 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
         fake.stop()
     return 0
 

@@ -13,6 +13,7 @@ import email.policy
 import http.server
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -666,6 +667,36 @@ class FakeGmailTest(unittest.TestCase):
         wait_for(lambda: len(self.fake.push_log) >= 3)
         self.assertEqual([e["status"] for e in self.fake.push_log], [404, 404, 404])
         self.assertEqual(len({e["message_id"] for e in self.fake.push_log}), 1)
+
+    def test_demo_process(self):
+        """`python3 fake_gmail.py` serves real credentials it wrote itself."""
+        import subprocess
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="fake-gmail-demo-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        proc = subprocess.Popen([sys.executable, fake_gmail.__file__, "--dir", tmp, "--pull"],
+                                stdout=subprocess.PIPE, text=True)
+        self.addCleanup(proc.wait, 30)
+        self.addCleanup(proc.terminate)
+        info = json.loads(proc.stdout.readline())
+        self.assertEqual(info["note"], "LOCAL FAKE, not Google")
+        self.assertEqual(os.stat(info["refresh_token_file"]).st_mode & 0o777, 0o600)
+        with open(info["refresh_token_file"]) as f:
+            refresh = f.read().strip()
+        with open(info["client_secret_file"]) as f:
+            secret = f.read().strip()
+        status, _, tok = call(info["token_url"], "POST", form={
+            "grant_type": "refresh_token", "client_id": info["client_id"],
+            "client_secret": secret, "refresh_token": refresh})
+        self.assertEqual(status, 200)
+        status, _, prof = call(info["api_url"] + "/gmail/v1/users/me/profile",
+                               token=tok["access_token"])
+        self.assertEqual((status, prof["messagesTotal"]), (200, 3))
+        with open(info["service_account_file"]) as f:
+            self.assertEqual(json.load(f)["type"], "service_account")
+        proc.terminate()
+        self.assertEqual(proc.wait(30), 0)
+        proc.stdout.close()
 
     # ---- quota, error injection, counters
     def test_quota_budget(self):
