@@ -51,7 +51,8 @@ What it serves (all on one 127.0.0.1 port; point the driver's `api_url`,
   camelCase and snake_case id/time fields) with `Authorization: Bearer` an
   RS256 OIDC JWT (iss, aud, azp, email, email_verified, sub, iat, exp), and
   `forge=` knobs: alg none, HS256, missing/unknown kid, bad signature, wrong
-  aud/iss/email, unverified email, expired, no Authorization. Duplicates and
+  aud/iss/email, unverified email, expired, iat in the future, no
+  Authorization. Duplicates and
   out-of-order pushes are just repeated/reordered calls; `hold_history()`
   makes a change visible in profile/push before `history.list` returns it
   ("push outran history", P§1 item 8). A push subscription registered with
@@ -742,7 +743,7 @@ class FakeGmail:
         """The OIDC JWT Pub/Sub puts in Authorization (P§2.2), or a forged
         one: forge is one of alg_none, hs256, no_kid, unknown_kid,
         bad_signature, wrong_aud, wrong_iss, wrong_email, unverified_email,
-        expired."""
+        expired, future_iat."""
         key = self.signing_keys[0]
         now = int(time.time())  # checked by the driver against its real clock
         sa = service_account or self.push_service_account
@@ -760,6 +761,8 @@ class FakeGmail:
             claims["email_verified"] = False
         elif forge == "expired":
             claims["iat"], claims["exp"] = now - 7200, now - 3600
+        elif forge == "future_iat":
+            claims["iat"], claims["exp"] = now + 3600, now + 7200
         elif forge == "no_kid":
             del header["kid"]
         elif forge == "unknown_kid":
@@ -1495,8 +1498,8 @@ def message_resource(msg, fmt, metadata_headers=(), raw_padding=True):
         wanted = {h.lower() for h in metadata_headers}
         hdrs = [{"name": k, "value": v} for k, v in msg.headers()
                 if not wanted or k.lower() in wanted]
-        out["payload"] = {"partId": "", "mimeType": msg.parsed.get_content_type(),
-                          "filename": "", "headers": hdrs, "body": {"size": 0}}
+        # Only what every capture shows; a driver must not need more.
+        out["payload"] = {"mimeType": msg.parsed.get_content_type(), "headers": hdrs}
     elif fmt == "full":
         out["payload"] = _mime_part(msg.parsed, "")
     return out

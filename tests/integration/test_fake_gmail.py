@@ -576,7 +576,8 @@ class FakeGmailTest(unittest.TestCase):
 
         forged = {"alg_none": "alg", "hs256": "alg", "no_kid": "kid", "unknown_kid": "kid",
                   "bad_signature": "signature", "wrong_aud": "aud", "wrong_iss": "iss",
-                  "wrong_email": "email", "unverified_email": "email", "expired": "time"}
+                  "wrong_email": "email", "unverified_email": "email", "expired": "time",
+                  "future_iat": "time"}
         for forge, why in forged.items():
             self.fake.push(recv.url, USER, forge=forge)
             token = recv.requests[-1][0]["Authorization"][len("Bearer "):]
