@@ -1379,6 +1379,8 @@ class FakeGmail:
                     sub.outstanding.pop(ack, None)  # expired ids are ignored, as Pub/Sub does
                 return {}
             max_msgs = doc.get("maxMessages")
+            if isinstance(max_msgs, str) and max_msgs.isdigit():
+                max_msgs = int(max_msgs)   # proto3 JSON accepts int32 as a string too
             if not isinstance(max_msgs, int) or max_msgs <= 0:
                 raise ApiError(400, "maxMessages must be positive.", "badRequest")
             deadline = time.monotonic() + (0 if doc.get("returnImmediately")
