@@ -12,7 +12,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 #include "store/store.h"
 #include "util/util.h"
 
