@@ -72,7 +72,7 @@ static void *writer_main(void *arg)
         pthread_cond_broadcast(&wb->cond);
     }
     pthread_mutex_unlock(&wb->lock);
-    mpd_store_thread_cleanup();
+    mpd_store_thread_cleanup(wb->d);
     return NULL;
 }
 

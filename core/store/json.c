@@ -1,5 +1,5 @@
 /* Small JSON helpers for event data (see store-private.h). */
-#include "store/sqlite/store-private.h"
+#include "store/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -42,7 +42,8 @@ static int setup(void **state)
     assert_non_null(mkdtemp(f->dir));
     f->d.db_path = mpu_asprintf("%s/db", f->dir);
     char *error = NULL;
-    assert_int_equal(mps_open(f->d.db_path, &f->d.store, &error), 0);
+    assert_int_equal(mps_pool_open(f->d.db_path, NULL, &f->d.pool, &error), 0);
+    f->d.store = mpd_store(&f->d);
     f->d.loop_thread = pthread_self();
     evthread_use_pthreads();
     f->d.base = event_base_new();
@@ -68,7 +69,8 @@ static int teardown(void **state)
     fixture *f = *state;
     mpd_host_release_loop_objs(&f->acct.loop_objs);
     mpd_host_release_loop_objs(&f->d.global_objs);
-    mps_close(&f->d.store);
+    f->d.store = NULL;
+    mps_pool_close(&f->d.pool);
     event_base_free(f->d.base);
     mpn_thread_cleanup();
     char *cmd = mpu_asprintf("rm -rf '%s'", f->dir);

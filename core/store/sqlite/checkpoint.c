@@ -1,4 +1,4 @@
-/* Checkpoints handed to another thread (see store.h). */
+/* Checkpoints handed to another thread (see store-private.h). */
 #include "store/sqlite/store-private.h"
 
 /* Replaces SQLite's own auto-checkpoint hook on this connection (a
