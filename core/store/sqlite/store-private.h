@@ -8,7 +8,7 @@
 
 #include <sqlite3.h>
 
-#include "store/store-private.h"
+#include "store/store-shared.h"
 
 /* Prepared statements kept for reuse, keyed by their SQL text; busy while
  * handed out between mps__prepare and mps__finish. */

@@ -4,8 +4,8 @@
  * outside core/store includes this; a backend's own private header
  * (sqlite/store-private.h) includes it.
  */
-#ifndef MP_STORE_STORE_PRIVATE_H
-#define MP_STORE_STORE_PRIVATE_H
+#ifndef MP_STORE_STORE_SHARED_H
+#define MP_STORE_STORE_SHARED_H
 
 #include <jansson.h>
 
