@@ -13,8 +13,7 @@ static mps_store *env_store(void *owner)
 
 static void env_thread_exit(void *owner)
 {
-    (void)owner;
-    mpd_store_thread_cleanup();
+    mpd_store_thread_cleanup(owner);
 }
 
 static void env_committed(void *owner, uint64_t applied, int64_t last_seq)

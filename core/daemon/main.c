@@ -361,13 +361,12 @@ static int run(const char *config_path)
     int rc = 1;
 
     char *error = NULL;
-    if (mps_open(d->db_path, &d->store, &error) < 0) {
+    if (mps_pool_open(d->db_path, mpn_thread_cleanup, &d->pool, &error) < 0) {
         mpu_error("store", "cannot open %s: %s", d->db_path, error);
         free(error);
         goto out;
     }
-    mpd_checkpointer_start(d);
-    mpd_checkpointer_adopt(d, d->store);
+    d->store = mpd_store(d);
     d->token = load_token(settings);
     if (d->token == NULL)
         goto out;
@@ -487,10 +486,8 @@ out:
         }
         event_base_free(d->base);
     }
-    mpd_checkpointer_stop(d);
-    mps_close(&d->store);
-    mpd_store_thread_cleanup();
-    mpd_checkpointer_free(d);
+    d->store = NULL;
+    mps_pool_close(&d->pool);
     mpu_secret_free(&d->token);
     mp_settings_free(&d->settings);
     pthread_rwlock_destroy(&d->registry_lock);

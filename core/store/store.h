@@ -1,6 +1,10 @@
 /*
- * The store: one SQLite database (WAL) holding accounts, folders, messages,
- * the body cache, push subscriptions and hints, and the event outbox.
+ * The store: accounts, folders, messages, the body cache, push
+ * subscriptions and hints, driver state and the event outbox, behind an
+ * API that names no database. The one backend today is SQLite
+ * (core/store/sqlite/, the only code that includes <sqlite3.h>); callers
+ * use this header and pool.h only, so another backend can be added beside
+ * it without changing them (backend.h says what else a backend provides).
  *
  * INVARIANT: a sync batch's message changes, the outbox events they cause
  * and the folder's cursor/backfill advance are written in ONE transaction
@@ -8,9 +12,10 @@
  * duplicates no event (every event has a deterministic idempotency key with
  * a UNIQUE constraint) and never leaves a cursor ahead of what is stored.
  *
- * Threading: an mps_store is one SQLite connection used by one thread at a
- * time. Each worker thread and the loop thread open their own. Writers
- * serialize through SQLite's lock (busy timeout 10 s).
+ * Threading: an mps_store is one connection used by one thread at a time.
+ * Each thread opens its own (pool.h does that for a process). Writes from
+ * several connections serialize in the backend: a writer waits for another
+ * one's transaction (up to 10 s) before its call fails.
  *
  * Errors: functions return 0 on success, -1 on failure with an allocated
  * message in *error_r (when error_r is not NULL); "not found" is 1 where
@@ -26,34 +31,14 @@
 
 typedef struct mps_store mps_store;
 
-/* Open (create) the database and apply pending migrations (versioned,
- * each in its own transaction, recorded in PRAGMA user_version). */
-int mps_open(const char *path, mps_store **store_r, char **error_r);
+/* Open a connection to the store at `location`, creating the store and
+ * applying pending schema migrations (versioned, each in its own
+ * transaction) when needed. Today a location is a file path: an SQLite
+ * database. */
+int mps_open(const char *location, mps_store **store_r, char **error_r);
 void mps_close(mps_store **store);
 /* Schema version after migrations. */
 int mps_schema_version(mps_store *store);
-
-/*
- * Checkpoints. A checkpoint copies the WAL into the database file and, with
- * synchronous=NORMAL, is where the fsyncs happen. By default SQLite runs it
- * on the connection whose commit pushed the WAL past 1,000 pages, which puts
- * those fsyncs on that thread: a sync job would wait on the disk several
- * times a second during a bulk download.
- *
- * A process that checkpoints on a thread of its own hands the job over per
- * connection with mps_checkpoint_elsewhere(): after a commit that leaves at
- * least MPS_CHECKPOINT_PAGES in the WAL, `wanted(arg)` is called (on the
- * committing thread, inside the commit: it must only signal). Should the
- * checkpointing thread fall behind, a commit past MPS_CHECKPOINT_BACKSTOP
- * pages still checkpoints on its own connection, so the WAL stays bounded.
- * mps_checkpoint() runs a passive checkpoint (it never blocks readers or
- * writers) and reports the WAL's frames and how many of them are now in the
- * database file (either may be NULL).
- */
-#define MPS_CHECKPOINT_PAGES 1000
-#define MPS_CHECKPOINT_BACKSTOP 16000
-void mps_checkpoint_elsewhere(mps_store *store, void (*wanted)(void *arg), void *arg);
-int mps_checkpoint(mps_store *store, int *wal_frames_r, int *checkpointed_r, char **error_r);
 
 /* ---- accounts ---- */
 
@@ -371,8 +356,9 @@ int mps_event_append(mps_store *s, const char *type, const char *account,
 
 /* ---- store generations (epochs.c) ----
  *
- * WAL with synchronous=NORMAL may lose the last commits on a power cut, and
- * the seq values of lost events are then given to new ones. An epoch names
+ * A backend may lose the last commits on a power cut (SQLite's WAL with
+ * synchronous=NORMAL does: see sqlite/store.c), and the seq values of lost
+ * events are then given to new ones. An epoch names
  * one run of seq values that no power loss can have cut short: a clean stop
  * writes a marker durably (mps_epoch_end), the next start clears it durably
  * (mps_epoch_begin); a start that finds no marker cannot know what was lost

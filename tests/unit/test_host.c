@@ -24,14 +24,15 @@
 #include "host/host_private.h"
 #include "host/host_push_status.h"
 #include "net/net.h"
+#include "store/pool.h"
 #include "util/util.h"
 
-static pthread_t mp_test_main_thread;
 
 /* The host's owner, as the tests play it: per-thread store connections
  * on one database file, a loop, and what the host reported. */
 typedef struct test_owner {
     char *db_path;
+    mps_pool *pool;            /* per-thread connections                    */
     mps_store *store;          /* the test thread's connection              */
     struct event_base *base;
     char push_text[128];
@@ -50,25 +51,14 @@ typedef struct fixture {
 } fixture;
 
 static fixture *the_fixture;
-static __thread mps_store *thread_store;
-
 static mps_store *owner_store(void *owner)
 {
-    test_owner *o = owner;
-    if (pthread_equal(pthread_self(), mp_test_main_thread))
-        return o->store;
-    if (thread_store == NULL) {
-        char *error = NULL;
-        if (mps_open(o->db_path, &thread_store, &error) < 0)
-            free(error);
-    }
-    return thread_store;
+    return mps_pool_thread(((test_owner *)owner)->pool);
 }
 
 static void owner_thread_exit(void *owner)
 {
-    (void)owner;
-    mps_close(&thread_store);
+    mps_pool_thread_done(((test_owner *)owner)->pool);
 }
 
 static void owner_committed(void *owner, uint64_t applied, int64_t last_seq)
@@ -121,12 +111,12 @@ static void owner_push_counted(void *owner, int accepted)
 static int setup(void **state)
 {
     fixture *f = mpu_calloc(1, sizeof *f);
-    mp_test_main_thread = pthread_self();
     snprintf(f->dir, sizeof f->dir, "/tmp/mp-host-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     f->d.db_path = mpu_asprintf("%s/db", f->dir);
     char *error = NULL;
-    assert_int_equal(mps_open(f->d.db_path, &f->d.store, &error), 0);
+    assert_int_equal(mps_pool_open(f->d.db_path, NULL, &f->d.pool, &error), 0);
+    f->d.store = mps_pool_thread(f->d.pool);
     evthread_use_pthreads();
     f->d.base = event_base_new();
     f->env = (mphost_env){
@@ -161,7 +151,8 @@ static int teardown(void **state)
     fixture *f = *state;
     mphost_release_loop_objs(&f->acct.loop_objs);
     mphost_release_global_objs();
-    mps_close(&f->d.store);
+    f->d.store = NULL;
+    mps_pool_close(&f->d.pool);
     event_base_free(f->d.base);
     mpn_thread_cleanup();
     char *cmd = mpu_asprintf("rm -rf '%s'", f->dir);

@@ -6,13 +6,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 #include <sqlite3.h>
 
-#include "store/store-private.h"
+#include "store/pool.h"
+#include "store/sqlite/store-private.h"
 #include "store/store.h"
 #include "util/util.h"
 
@@ -1239,6 +1244,109 @@ static void test_checkpoint_elsewhere(void **state)
     assert_int_equal(done, frames);
 }
 
+/* ---- the pool (pool.h) ---- */
+
+static atomic_int pool_threads_done;
+
+static void count_thread_done(void)
+{
+    atomic_fetch_add(&pool_threads_done, 1);
+}
+
+struct pool_worker {
+    mps_pool *pool;
+    int call_done;     /* leave with mps_pool_thread_done, not by exiting */
+    mps_store *first, *second;
+    int wrote;
+};
+
+static void *pool_worker_main(void *arg)
+{
+    struct pool_worker *w = arg;
+    w->first = mps_pool_thread(w->pool);
+    w->second = mps_pool_thread(w->pool);
+    w->wrote = mps_state_put(w->first, "alice", "from-worker", "yes", NULL) == 0;
+    if (w->call_done)
+        mps_pool_thread_done(w->pool);
+    return NULL;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* Each thread gets a connection of its own, kept across calls; the owner's
+ * is the one opened with the pool; a worker's is closed (thread_done run)
+ * when it exits or says it is done; every connection is handed to the
+ * checkpointer. */
+static void test_pool_threads(void **state)
+{
+    fixture *fx = *state;
+    atomic_store(&pool_threads_done, 0);
+    mps_pool *pool = NULL;
+    char *err = NULL;
+    assert_int_equal(mps_pool_open(fx->path, count_thread_done, &pool, &err), 0);
+    mps_store *owner = mps_pool_thread(pool);
+    assert_non_null(owner);
+    assert_ptr_equal(mps_pool_thread(pool), owner);
+    assert_non_null(owner->checkpoint_wanted);
+
+    for (int call_done = 0; call_done <= 1; call_done++) {
+        struct pool_worker w = {.pool = pool, .call_done = call_done};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, pool_worker_main, &w), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_non_null(w.first);
+        assert_ptr_not_equal(w.first, owner);
+        assert_ptr_equal(w.second, w.first);
+        assert_true(w.wrote);
+        assert_int_equal(atomic_load(&pool_threads_done), call_done + 1);
+    }
+    char *v = NULL;
+    assert_int_equal(mps_state_get(owner, "alice", "from-worker", &v, NULL), 0);
+    assert_string_equal(v, "yes");
+    free(v);
+
+    mps_pool_close(&pool);
+    assert_null(pool);
+    assert_int_equal(atomic_load(&pool_threads_done), 3); /* the owner's */
+    mps_pool_close(&pool);
+    mps_pool_close(NULL);
+}
+
+/* Closing the pool checkpoints a last time: commits below the threshold
+ * stay in the WAL while the pool runs and are in the database file once
+ * it is closed (the fixture's connection stays open, so SQLite's own
+ * checkpoint at the last close cannot be what moved them). */
+static void test_pool_last_checkpoint(void **state)
+{
+    fixture *fx = *state;
+    mps_pool *pool = NULL;
+    assert_int_equal(mps_pool_open(fx->path, NULL, &pool, NULL), 0);
+    assert_int_equal(mps_checkpoint(fx->s, NULL, NULL, NULL), 0);
+    off_t before = file_size(fx->path);
+    int next_id = 0;
+    commit_megabytes(mps_pool_thread(pool), &next_id, 1); /* ~260 pages */
+    assert_true(file_size(fx->path) == before);
+    mps_pool_close(&pool);
+    assert_true(file_size(fx->path) >= before + 1000000);
+}
+
+/* A pool cannot open what the store cannot. */
+static void test_pool_open_fails(void **state)
+{
+    (void)state;
+    mps_pool *pool = NULL;
+    char *err = NULL;
+    assert_int_equal(mps_pool_open("/nonexistent-dir/x/mailpulse.db", NULL, &pool, &err), -1);
+    assert_null(pool);
+    assert_non_null(strstr(err, "cannot open"));
+    free(err);
+}
+
 static void test_bad_utf8_in_events(void **state)
 {
     fixture *fx = *state;
@@ -1941,6 +2049,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_folder_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_membership_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_cursor_and_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_last_checkpoint, setup, teardown),
+        cmocka_unit_test(test_pool_open_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

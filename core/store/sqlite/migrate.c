@@ -5,7 +5,7 @@
  * the schema at a whole version. Released migrations are never edited:
  * a schema change is a new entry appended at the end.
  */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <stdio.h>
 #include <stdlib.h>

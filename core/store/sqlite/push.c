@@ -1,5 +1,5 @@
 /* Webhook subscriptions and durable push hints. */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * and each event-producing change bumps the message's version, which makes
  * the idempotency key "<account>/<provider id>/<version>" unique.
  */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* Opening the store and the SQLite helpers shared by its files. */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
