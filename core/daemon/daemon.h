@@ -145,6 +145,7 @@ struct mpd {
     struct mpd_prefetch *prefetch;  /* body-cache warming (prefetch.h)       */
     struct mpd_fetchq *fetchq;      /* fetches on demand per account (fetch.c) */
     struct mpd_checkpointer *checkpointer; /* store checkpoints (checkpointer.c) */
+    struct mphost_subs *subs;       /* subscription index (host_subscription.h) */
 
     struct event *sig_hup, *sig_term, *sig_int;
 

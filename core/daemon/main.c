@@ -17,6 +17,7 @@
 #include "daemon/daemon.h"
 #include "daemon/prefetch.h"
 #include "host/host_private.h"
+#include "host/host_subscription.h"
 #include "net/net.h"
 #include "http/http.h"
 #include "util/log.h"
@@ -485,6 +486,7 @@ out:
     mpd_store_thread_cleanup();
     mpd_checkpointer_free(d);
     mpu_secret_free(&d->token);
+    mphost_subs_free(d);
     mp_settings_free(&d->settings);
     pthread_rwlock_destroy(&d->registry_lock);
     pthread_mutex_destroy(&d->knobs_lock);

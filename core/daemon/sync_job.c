@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "host/host_private.h"
+#include "host/host_subscription.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -245,7 +246,10 @@ static void subscription_upkeep(job_state *j)
         st = j->desc->push_enroll(j->a, &next, &err);
     } else if (cur.expires_at != 0 && cur.expires_at * 1000 - now < RENEW_BEFORE_MS) {
         what = "renew";
-        mp_subscription c = {cur.provider_id, cur.expires_at, cur.cursor_hint, NULL};
+        /* The driver gets the secret it chose at enrolment back (it may
+         * have to present it to the provider), and may hand out a new one
+         * (NULL: keep it). */
+        mp_subscription c = {cur.provider_id, cur.expires_at, cur.cursor_hint, cur.secret};
         st = j->desc->push_renew(j->a, &c, &next, &err);
     } else {
         mps_subscription_clear(&cur);
@@ -253,10 +257,14 @@ static void subscription_upkeep(job_state *j)
     }
     if (st == MP_OK) {
         if (mps_subscription_put(j->s, j->a->id, next.provider_id, next.expires_at,
-                                 next.cursor_hint, &error) < 0) {
+                                 next.cursor_hint, next.secret, &error) < 0) {
             mpu_error(j->a->id, "cannot store subscription: %s", error);
             free(error);
         } else {
+            /* Stored first, then indexed: push_verify never trusts a
+             * subscription a restart would not know. */
+            mphost_subs_put(j->a, next.provider_id, next.expires_at, next.cursor_hint,
+                            next.secret);
             mpu_info(j->a->id, "push subscription %sed", what);
             mpd_set_push_state(j->d, j->a->id, "watching");
             mpd_account_set_push_live(j->a, 1);

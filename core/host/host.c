@@ -3,6 +3,7 @@
  * timers and fd watches in host_loop.c, HTTP in host_http.c. */
 #include "host/host_private.h"
 #include "host/host_push_status.h"
+#include "host/host_subscription.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -38,10 +39,16 @@ static const char *arena_keep(char *s)
     return s;
 }
 
+const char *mphost_call_arena_keep(char *s)
+{
+    return arena_keep(s);
+}
+
 void mphost_call_arena_free(void)
 {
+    /* Wiped first: the arena also carries secrets (subscription_get). */
     for (size_t i = 0; i < arena_n; i++)
-        free(arena[i]);
+        mpu_secret_free(&arena[i]);
     /* The array goes too: worker threads exit without a hook into this file,
      * and a few bytes reallocated per driver call cost nothing. */
     free(arena);
@@ -489,6 +496,8 @@ static const mp_host host_table = {
     /* OAuth2 (host_oauth.c): oauth_setup, oauth_token, oauth_reject */
     /* push hints (host_push.c): sync_hint */
     /* subscriptions (host_subscription.c): subscription_get, subscription_lookup */
+    .subscription_get = mphost_subscription_get,
+    .subscription_lookup = mphost_subscription_lookup,
 };
 
 const mp_host *mpd_host_table(void)

@@ -60,6 +60,9 @@ typedef struct mphost_push_private {
 /* Strings returned by host functions "valid until the slot returns" live
  * in a per-thread list freed by this after each driver call. */
 void mphost_call_arena_free(void);
+/* Put a malloc'ed string on that list (it is wiped before it is freed, so
+ * secrets may go there too); returns it. */
+const char *mphost_call_arena_keep(char *s);
 
 void mphost_folder_sink_clear(struct mp_folder_sink *sink);
 
