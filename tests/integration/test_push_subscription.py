@@ -30,6 +30,7 @@ class PushSubscription(unittest.TestCase):
     def setUpClass(cls):
         cls.d = d = mptest.Daemon(name="pushsub", settings={
             "backfill": {"mode": "full"},
+            "debug": {"clock_control": True},
         })
         cls.sub_file = d.path("data", ACCOUNT + ".sub")
         cls.neighbour_file = d.path("data", NEIGHBOUR + ".sub")
@@ -225,6 +226,39 @@ class PushSubscription(unittest.TestCase):
         d.sync_and_wait(ACCOUNT)
         self.assert_accepted_and_synced("after-restart-renew-1", 5)
         self.assertNotIn(self.secret, d.log_text())
+
+    def test_7_lapsed_subscription_enrolled_again(self):
+        d = self.d
+        self.idle()
+        # Two hours on, the hour-long subscription has lapsed: cancelled
+        # (with its secret: the fixture refuses a cancel without it),
+        # forgotten, and enrolled anew with a new id and secret.
+        d.post("/v1/debug/clock", {"offset_ms": 2 * 3600 * 1000}, expect=(200,))
+        try:
+            d.sync_and_wait(ACCOUNT)
+            new_id, new_secret = mptest.wait_until(
+                lambda: (lambda s: s if s[0] != self.sub_id else None)(
+                    self.issued(self.sub_file)), 60, message="enrolled again")
+            with open(self.trace) as f:
+                trace = f.read()
+            self.assertIn("push_cancel", trace)
+            self.assertNotIn("cancel failed", d.log_text())
+            self.assertIn("lapsed", d.log_text())
+            acct = d.account(ACCOUNT)
+            self.assertEqual(acct["subscription"]["provider_id"], new_id)
+            self.assertEqual(acct["push_state"], "watching")
+            self.idle()
+            before = self.snapshot()
+            # The old subscription is forgotten, its secret with it.
+            status, data = self.push(self.sub_id, self.secret)
+            self.assert_refused(status, data, before)
+            status, data = self.push(new_id, self.secret)
+            self.assert_refused(status, data, before)
+            type(self).sub_id, type(self).secret = new_id, new_secret
+            self.assert_accepted_and_synced("after-lapse-1", 6)
+            self.assertNotIn(new_secret, d.log_text())
+        finally:
+            d.post("/v1/debug/clock", {"offset_ms": 0}, expect=(200,))
 
 
 if __name__ == "__main__":
