@@ -61,6 +61,7 @@ static void instance_unref(mp_instance *inst)
     if (inst->initialized && inst->desc->deinit != NULL)
         inst->desc->deinit(inst, &inst->state);
     mpl_unload(&inst->drv);
+    mphost_subs_free(inst);
     if (inst->conf != NULL) {
         mpc_instance_conf **one = mpu_malloc(sizeof *one);
         one[0] = inst->conf;
@@ -280,6 +281,8 @@ static void account_start(mpd *d, struct mp_account *a, unsigned index)
         int live = 0;
         if (mps_subscription_get(d->store, a->id, &sub, &error) == 0) {
             live = sub.expires_at == 0 || sub.expires_at * 1000 > mpu_now_ms();
+            /* push_verify finds it from memory (host.h). */
+            mphost_subs_put(a, sub.provider_id, sub.expires_at, sub.cursor_hint, sub.secret);
             mps_subscription_clear(&sub);
         } else {
             free(error);
@@ -368,6 +371,7 @@ static void instance_retire(mpd *d, mp_instance *inst)
     for (size_t j = 0; j < inst->n_accounts; j++) {
         struct mp_account *a = inst->accounts[j];
         a->removed = 1;
+        mphost_subs_forget(inst, a->id);
         if (d->sched != NULL) /* NULL during shutdown, after the pool stopped */
             mpj_account_remove(d->sched, a->id);
         if (a->push_started && inst->desc->push_stop != NULL)

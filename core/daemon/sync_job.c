@@ -204,6 +204,41 @@ static void refresh_folders(job_state *j)
     mphost_sink_free(&sink);
 }
 
+/* The stored subscription as the driver's `current` (push_renew,
+ * push_cancel): with the secret it chose at enrolment, which it may have
+ * to present to the provider. */
+static mp_subscription current_of(const mps_subscription *cur)
+{
+    mp_subscription c = {cur->provider_id, cur->expires_at, cur->cursor_hint, cur->secret};
+    return c;
+}
+
+/* A subscription past its expiry is gone at the provider: there is
+ * nothing to renew (Graph answers 404). The driver may clean up what it
+ * kept (push_cancel; its failure only logged), then the row and its index
+ * entry go, so the caller enrols anew. Returns -1 when the row could not
+ * be deleted (try again next run). */
+static int drop_lapsed(job_state *j, const mps_subscription *cur)
+{
+    mp_subscription c = current_of(cur);
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_status st = j->desc->push_cancel(j->a, &c, &err);
+    mphost_call_end();
+    if (st != MP_OK)
+        mpu_warn(j->a->id, "lapsed push subscription: cancel failed: %s",
+                 err.text[0] ? err.text : "no reason given");
+    char *error = NULL;
+    if (mps_subscription_delete(j->s, j->a->id, &error) < 0) {
+        mpu_error(j->a->id, "cannot delete the lapsed subscription: %s", error);
+        free(error);
+        return -1;
+    }
+    mphost_subs_forget(j->a->inst, j->a->id);
+    mpu_info(j->a->id, "push subscription lapsed; enrolling again");
+    return 0;
+}
+
 static void subscription_upkeep(job_state *j)
 {
     if (j->desc->push_kind != MP_PUSH_WEBHOOK)
@@ -216,6 +251,13 @@ static void subscription_upkeep(job_state *j)
         return;
     }
     int64_t now = mpu_now_ms();
+    if (have == 0 && cur.expires_at != 0 && cur.expires_at * 1000 <= now) {
+        int rc = drop_lapsed(j, &cur);
+        mps_subscription_clear(&cur);
+        if (rc < 0)
+            return;
+        have = 1;
+    }
     mp_subscription next;
     memset(&next, 0, sizeof next);
     mp_error err;
@@ -227,7 +269,8 @@ static void subscription_upkeep(job_state *j)
         st = j->desc->push_enroll(j->a, &next, &err);
     } else if (cur.expires_at != 0 && cur.expires_at * 1000 - now < RENEW_BEFORE_MS) {
         what = "renew";
-        mp_subscription c = {cur.provider_id, cur.expires_at, cur.cursor_hint, NULL};
+        /* The driver may hand out a new secret (NULL: keep the stored one). */
+        mp_subscription c = current_of(&cur);
         st = j->desc->push_renew(j->a, &c, &next, &err);
     } else {
         mps_subscription_clear(&cur);
@@ -235,10 +278,14 @@ static void subscription_upkeep(job_state *j)
     }
     if (st == MP_OK) {
         if (mps_subscription_put(j->s, j->a->id, next.provider_id, next.expires_at,
-                                 next.cursor_hint, &error) < 0) {
+                                 next.cursor_hint, next.secret, &error) < 0) {
             mpu_error(j->a->id, "cannot store subscription: %s", error);
             free(error);
         } else {
+            /* Stored first, then indexed: push_verify never trusts a
+             * subscription a restart would not know. */
+            mphost_subs_put(j->a, next.provider_id, next.expires_at, next.cursor_hint,
+                            next.secret);
             mpu_info(j->a->id, "push subscription %sed", what);
             mpd_set_push_state(j->d, j->a->id, "watching");
             mpd_account_set_push_live(j->a, 1);

@@ -45,8 +45,9 @@ const char *mphost_arena_keep(char *s)
 
 void mphost_call_end(void)
 {
+    /* Wiped first: the arena also carries secrets (subscription_get). */
     for (size_t i = 0; i < arena_n; i++)
-        free(arena[i]);
+        mpu_secret_free(&arena[i]);
     /* The array goes too: worker threads exit without a hook into this file,
      * and a few bytes reallocated per driver call cost nothing. */
     free(arena);
@@ -518,6 +519,8 @@ static const mp_host host_table = {
     /* OAuth2 (host_oauth.c): oauth_setup, oauth_token, oauth_reject */
     /* push hints (host_push.c): sync_hint */
     /* subscriptions (host_subscription.c): subscription_get, subscription_lookup */
+    .subscription_get = mphost_subscription_get,
+    .subscription_lookup = mphost_subscription_lookup,
 };
 
 const mp_host *mphost_table(void)

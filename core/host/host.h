@@ -127,6 +127,21 @@ const char *mphost_sink_name(const mp_folder_sink *sink, size_t i);
 mp_folder_role mphost_sink_role(const mp_folder_sink *sink, size_t i);
 void mphost_sink_free(mp_folder_sink **sink);
 
+/* ---- stored webhook subscriptions (host_subscription.c) ----
+ * Each instance keeps an in-memory index of its accounts' stored
+ * subscriptions behind the subscription_get/subscription_lookup slots:
+ * push_verify runs on the loop thread and must answer within
+ * milliseconds, so it never asks the store. The store stays the truth;
+ * the owner mirrors it here: put when it opens a webhook account with a
+ * stored subscription and after upkeep stored one (any thread), forget
+ * when upkeep deleted it or the account retires, free with the instance.
+ * put's secret NULL keeps the secret indexed before (as the store does);
+ * a put for an account already marked removed is dropped. */
+void mphost_subs_put(mp_account *acct, const char *provider_id, int64_t expires_at,
+                     const char *cursor_hint, const char *secret);
+void mphost_subs_forget(mp_instance *inst, const char *account_id);
+void mphost_subs_free(mp_instance *inst);
+
 /* ---- webhook ingress (host_ingress.c) ---- */
 
 /* Header lookup of the HTTP request being delivered. */

@@ -307,13 +307,19 @@ typedef struct mps_subscription {
     char *cursor_hint;
     int64_t renewed_ms;
     int64_t last_notification_ms;
+    /* The verification secret the driver chose (Graph's clientState), or
+     * NULL. Never logged, never in an API answer; wiped by _clear. */
+    char *secret;
 } mps_subscription;
 
 int mps_subscription_get(mps_store *s, const char *account,
                          mps_subscription *sub_r, char **error_r); /* 1 = none */
+/* Store the account's subscription (insert or replace). secret NULL keeps
+ * the stored one (a renewal that did not rotate it); a new row gets none. */
 int mps_subscription_put(mps_store *s, const char *account,
                          const char *provider_id, int64_t expires_at,
-                         const char *cursor_hint, char **error_r);
+                         const char *cursor_hint, const char *secret,
+                         char **error_r);
 int mps_subscription_delete(mps_store *s, const char *account, char **error_r);
 void mps_subscription_clear(mps_subscription *sub);
 /* Durably record a push hint (and the account's last_push_ms). */

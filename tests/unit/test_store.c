@@ -136,8 +136,10 @@ static void exec_raw(const char *path, const char *sql)
 }
 
 /* Take a store back to schema 6 (one folder per message, before
- * memberships), the shape of a store from before migration 7. */
+ * memberships, no subscription secrets), the shape of a store from before
+ * migration 7. */
 static const char schema6_sql[] =
+    "ALTER TABLE subscriptions DROP COLUMN secret;"
     "DROP TABLE memberships; DROP TABLE account_cursors; DROP TABLE driver_state;"
     "DROP TRIGGER folders_added;"
     "CREATE INDEX messages_by_folder ON messages"
@@ -793,13 +795,14 @@ static void test_push(void **state)
     mps_store *s = fx->s;
     mps_subscription sub;
     assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 1);
-    assert_int_equal(mps_subscription_put(s, "alice", "sub-1", 1700000000, "h1", NULL),
+    assert_int_equal(mps_subscription_put(s, "alice", "sub-1", 1700000000, "h1", "cs-1", NULL),
                      0);
     assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 0);
     assert_string_equal(sub.account, "alice");
     assert_string_equal(sub.provider_id, "sub-1");
     assert_int_equal(sub.expires_at, 1700000000);
     assert_string_equal(sub.cursor_hint, "h1");
+    assert_string_equal(sub.secret, "cs-1");
     assert_true(sub.renewed_ms > 0);
     assert_int_equal(sub.last_notification_ms, 0);
     mps_subscription_clear(&sub);
@@ -810,10 +813,12 @@ static void test_push(void **state)
     assert_int_equal(mps_push_hint_add(s, "bob", NULL, NULL, 7000, NULL), 0);
 
     /* Renewal keeps the notification time. */
-    assert_int_equal(mps_subscription_put(s, "alice", "sub-2", 0, NULL, NULL), 0);
+    assert_int_equal(mps_subscription_put(s, "alice", "sub-2", 0, NULL, NULL, NULL), 0);
     assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 0);
     assert_string_equal(sub.provider_id, "sub-2");
     assert_null(sub.cursor_hint);
+    /* A renewal without a new secret keeps the stored one... */
+    assert_string_equal(sub.secret, "cs-1");
     assert_int_equal(sub.last_notification_ms, 6000);
     mps_subscription_clear(&sub);
     mps_account_row row;
@@ -846,8 +851,63 @@ static void test_push(void **state)
     free(accounts[0]);
     free(accounts);
 
+    /* ...and one with a new secret replaces it; it survives reopening. */
+    assert_int_equal(mps_subscription_put(s, "alice", "sub-2", 0, NULL, "cs-2", NULL), 0);
+    mps_close(&fx->s);
+    assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
+    s = fx->s;
+    assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 0);
+    assert_string_equal(sub.secret, "cs-2");
+    mps_subscription_clear(&sub);
+    assert_null(sub.secret);
+
     assert_int_equal(mps_subscription_delete(s, "alice", NULL), 0);
     assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 1);
+    /* A new row after a delete starts without a secret. */
+    assert_int_equal(mps_subscription_put(s, "alice", "sub-3", 0, NULL, NULL, NULL), 0);
+    assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 0);
+    assert_null(sub.secret);
+    mps_subscription_clear(&sub);
+}
+
+/* A store of schema 7 with a subscription (no secret column) upgrades to
+ * 8: the row is kept, without a secret, and takes one afterwards. */
+static void test_subscription_secret_migration(void **state)
+{
+    fixture *fx = *state;
+    assert_int_equal(mps_subscription_put(fx->s, "alice", "graph-sub-1", 1800000000, "h7",
+                                          "cs-new", NULL),
+                     0);
+    mps_close(&fx->s);
+    exec_raw(fx->path, "DROP TABLE subscriptions;"
+                       "CREATE TABLE subscriptions ("
+                       "  account TEXT PRIMARY KEY NOT NULL,"
+                       "  provider_id TEXT,"
+                       "  expires_at INTEGER NOT NULL DEFAULT 0,"
+                       "  cursor_hint TEXT,"
+                       "  renewed_ms INTEGER NOT NULL DEFAULT 0,"
+                       "  last_notification_ms INTEGER NOT NULL DEFAULT 0);"
+                       "INSERT INTO subscriptions VALUES"
+                       "  ('alice', 'graph-sub-1', 1800000000, 'h7', 1234, 5678);"
+                       "PRAGMA user_version = 7;");
+    assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
+    assert_int_equal(mps_schema_version(fx->s), 8);
+    mps_subscription sub;
+    assert_int_equal(mps_subscription_get(fx->s, "alice", &sub, NULL), 0);
+    assert_string_equal(sub.provider_id, "graph-sub-1");
+    assert_int_equal(sub.expires_at, 1800000000);
+    assert_string_equal(sub.cursor_hint, "h7");
+    assert_int_equal(sub.renewed_ms, 1234);
+    assert_int_equal(sub.last_notification_ms, 5678);
+    assert_null(sub.secret);
+    mps_subscription_clear(&sub);
+    assert_int_equal(mps_subscription_put(fx->s, "alice", "graph-sub-1", 1900000000, "h8",
+                                          "cs-8", NULL),
+                     0);
+    assert_int_equal(mps_subscription_get(fx->s, "alice", &sub, NULL), 0);
+    assert_string_equal(sub.secret, "cs-8");
+    assert_int_equal(sub.last_notification_ms, 5678);
+    mps_subscription_clear(&sub);
 }
 
 static void test_listing(void **state)
@@ -1179,7 +1239,7 @@ static void test_counts_migration(void **state)
                        "ALTER TABLE folders DROP COLUMN body_count;"
                        "PRAGMA user_version = 4;");
     assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
-    assert_int_equal(mps_schema_version(fx->s), 7);
+    assert_int_equal(mps_schema_version(fx->s), 8);
     mps_folder f;
     assert_int_equal(mps_folder_get(fx->s, "alice", "INBOX", &f, NULL), 0);
     assert_int_equal(f.messages, 3);
@@ -1896,7 +1956,7 @@ static void test_membership_migration(void **state)
     exec_raw(fx->path, schema6_sql);
 
     assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
-    assert_int_equal(mps_schema_version(fx->s), 7);
+    assert_int_equal(mps_schema_version(fx->s), 8);
     assert_int_equal(mps_events_last_seq(fx->s), last);
     check_counts(fx, 2, 2);
     mps_folder f;
@@ -2048,6 +2108,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_labels_and_moves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_folder_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_membership_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subscription_secret_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_cursor_and_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_last_checkpoint, setup, teardown),

@@ -229,6 +229,12 @@ static const char *const migrations[] = {
     "  updated_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (account, key)"
     ") WITHOUT ROWID;",
+
+    /* 8: a webhook subscription's verification secret (Graph's
+     * clientState), as push_enroll/push_renew returned it, so push_verify
+     * can check notifications after a restart. NULL: the driver chose
+     * none. Never read by the API. */
+    "ALTER TABLE subscriptions ADD COLUMN secret TEXT;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

@@ -6,49 +6,63 @@
 
 #include "util/util.h"
 
+#define SUBSCRIPTION_COLUMNS                                                   \
+    "account, provider_id, expires_at, cursor_hint, renewed_ms,"               \
+    " last_notification_ms, secret"
+
+static void subscription_row(sqlite3_stmt *st, mps_subscription *sub_r)
+{
+    sub_r->account = mps__col_text(st, 0);
+    sub_r->provider_id = mps__col_text(st, 1);
+    sub_r->expires_at = sqlite3_column_int64(st, 2);
+    sub_r->cursor_hint = mps__col_text(st, 3);
+    sub_r->renewed_ms = sqlite3_column_int64(st, 4);
+    sub_r->last_notification_ms = sqlite3_column_int64(st, 5);
+    sub_r->secret = mps__col_text(st, 6);
+}
+
 int mps_subscription_get(mps_store *s, const char *account, mps_subscription *sub_r,
                          char **error_r)
 {
     memset(sub_r, 0, sizeof *sub_r);
     sqlite3_stmt *st;
     if (mps__prepare(s,
-                     "SELECT account, provider_id, expires_at, cursor_hint, renewed_ms,"
-                     " last_notification_ms FROM subscriptions WHERE account = :account",
+                     "SELECT " SUBSCRIPTION_COLUMNS
+                     " FROM subscriptions WHERE account = :account",
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":account", account);
     int rc = mps__step_row(s, st, error_r, "store: read subscription");
-    if (rc == 0) {
-        sub_r->account = mps__col_text(st, 0);
-        sub_r->provider_id = mps__col_text(st, 1);
-        sub_r->expires_at = sqlite3_column_int64(st, 2);
-        sub_r->cursor_hint = mps__col_text(st, 3);
-        sub_r->renewed_ms = sqlite3_column_int64(st, 4);
-        sub_r->last_notification_ms = sqlite3_column_int64(st, 5);
-    }
+    if (rc == 0)
+        subscription_row(st, sub_r);
     mps__finish(s, st);
     return rc;
 }
 
 int mps_subscription_put(mps_store *s, const char *account, const char *provider_id,
-                         int64_t expires_at, const char *cursor_hint, char **error_r)
+                         int64_t expires_at, const char *cursor_hint, const char *secret,
+                         char **error_r)
 {
     sqlite3_stmt *st;
-    /* A renewal keeps the time of the last notification. */
+    /* A renewal keeps the time of the last notification, and the secret
+     * when the driver did not hand out a new one (Graph keeps clientState
+     * across a PATCH). */
     if (mps__prepare(s,
                      "INSERT INTO subscriptions (account, provider_id, expires_at,"
-                     " cursor_hint, renewed_ms) VALUES (:account, :pid, :expires,"
-                     " :hint, :now) ON CONFLICT (account) DO UPDATE SET"
+                     " cursor_hint, renewed_ms, secret) VALUES (:account, :pid, :expires,"
+                     " :hint, :now, :secret) ON CONFLICT (account) DO UPDATE SET"
                      " provider_id = excluded.provider_id,"
                      " expires_at = excluded.expires_at,"
                      " cursor_hint = excluded.cursor_hint,"
-                     " renewed_ms = excluded.renewed_ms",
+                     " renewed_ms = excluded.renewed_ms,"
+                     " secret = COALESCE(excluded.secret, subscriptions.secret)",
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":account", account);
     mps__bind_text(st, ":pid", provider_id);
     mps__bind_int(st, ":expires", expires_at);
     mps__bind_text(st, ":hint", cursor_hint);
+    mps__bind_text(st, ":secret", secret);
     mps__bind_int(st, ":now", mpu_now_ms());
     int rc = mps__step_done(s, st, error_r, "store: save subscription");
     mps__finish(s, st);
@@ -74,6 +88,7 @@ void mps_subscription_clear(mps_subscription *sub)
     free(sub->account);
     free(sub->provider_id);
     free(sub->cursor_hint);
+    mpu_secret_free(&sub->secret);
     memset(sub, 0, sizeof *sub);
 }
 
