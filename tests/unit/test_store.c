@@ -236,6 +236,39 @@ static void test_open_failure(void **state)
     mps_close(NULL);
 }
 
+/* The store holds secrets: owner-only whatever the umask, and a file an
+ * admin left readable is tightened at open; -wal and -shm follow. */
+static void test_owner_only(void **state)
+{
+    fixture *fx = *state;
+    struct stat st;
+    assert_int_equal(stat(fx->path, &st), 0);
+    assert_int_equal(st.st_mode & 077, 0);
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", fx->path);
+    assert_int_equal(stat(wal, &st), 0);
+    assert_int_equal(st.st_mode & 077, 0);
+
+    char other[160];
+    snprintf(other, sizeof other, "%s/loose.db", fx->dir);
+    FILE *fp = fopen(other, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(chmod(other, 0644), 0);
+    mps_store *s = NULL;
+    char *err = NULL;
+    assert_int_equal(mps_open(other, &s, &err), 0);
+    assert_int_equal(stat(other, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    mps_close(&s);
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[200];
+        snprintf(p, sizeof p, "%s%s", other, suffixes[i]);
+        unlink(p);
+    }
+}
+
 static void test_batch_rules(void **state)
 {
     fixture *fx = *state;
@@ -2089,6 +2122,7 @@ int main(void)
         cmocka_unit_test(test_open_failure),
         cmocka_unit_test_setup_teardown(test_migrations_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_statement_cache_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owner_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursor_only_at_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_commit, setup, teardown),
