@@ -226,6 +226,24 @@ void mpo_credentials_changed(mpo_service *svc, const char *key)
     pthread_mutex_unlock(&svc->lock);
 }
 
+void mpo_token_reject(mpo_service *svc, const char *key, const char *token)
+{
+    if (!token)
+        return;
+    size_t n = strlen(token);
+    pthread_mutex_lock(&svc->lock);
+    account *a = find(svc, key);
+    /* The length is not secret (a token's is fixed by its provider); the
+     * bytes are compared in constant time. Only the cache goes: a request
+     * in flight will bring a new token anyway. */
+    if (a && a->token && strlen(a->token) == n && CRYPTO_memcmp(a->token, token, n) == 0) {
+        mpu_secret_free(&a->token);
+        a->valid_until_mono = 0;
+        a->usable_until_mono = 0;
+    }
+    pthread_mutex_unlock(&svc->lock);
+}
+
 /* The persisted record: "v1 <source> <refresh token>", the source being
  * the hash of the refresh token file the rotated token descends from. A
  * new file (a fresh authorization) thereby outranks a stored token without

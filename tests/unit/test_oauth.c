@@ -381,6 +381,35 @@ static void test_rotation_persist_retried(void **state)
     fx_stop(&f);
 }
 
+/* A 401 from the provider: only the cached token it names is dropped. */
+static void test_token_reject(void **state)
+{
+    (void)state;
+    static const mpt_http_step steps[] = {
+        {.path = "/token", .body = "{\"access_token\":\"at-1\",\"expires_in\":3600}"},
+        {.path = "/token", .body = "{\"access_token\":\"at-2\",\"expires_in\":3600}"},
+    };
+    fixture f;
+    fx_start(&f, steps, 2, NULL, MPO_GRANT_REFRESH_TOKEN);
+    assert_token(&f, "at-1");
+    /* Other tokens (same length, a prefix, longer, none) change nothing. */
+    mpo_token_reject(f.svc, "acct", "at-9");
+    mpo_token_reject(f.svc, "acct", "at-");
+    mpo_token_reject(f.svc, "acct", "at-1x");
+    mpo_token_reject(f.svc, "acct", NULL);
+    mpo_token_reject(f.svc, "unknown", "at-1");
+    assert_token(&f, "at-1");
+    assert_int_equal(mpt_http_server_count(f.srv), 1);
+    mpo_token_reject(f.svc, "acct", "at-1");
+    assert_token(&f, "at-2");
+    assert_int_equal(mpt_http_server_count(f.srv), 2);
+    /* A late reject of the old token does not drop its successor. */
+    mpo_token_reject(f.svc, "acct", "at-1");
+    assert_token(&f, "at-2");
+    assert_int_equal(mpt_http_server_count(f.srv), 2);
+    fx_stop(&f);
+}
+
 /* ---- failures ---- */
 
 static void test_invalid_grant_reauth(void **state)
@@ -735,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_single_flight),
         cmocka_unit_test(test_rotation_persisted),
         cmocka_unit_test(test_rotation_persist_retried),
+        cmocka_unit_test(test_token_reject),
         cmocka_unit_test(test_invalid_grant_reauth),
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_stale_token_while_failing),
