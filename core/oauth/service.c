@@ -204,6 +204,7 @@ void mpo_account_remove(mpo_service *svc, const char *key)
         account *a = *pp;
         if (strcmp(a->key, key) != 0)
             continue;
+        *pp = a->next; /* unlinked before it may be freed */
         if (a->in_flight) {
             /* The request's thread frees it when it comes back. */
             a->removed = 1;
@@ -211,7 +212,6 @@ void mpo_account_remove(mpo_service *svc, const char *key)
         } else {
             account_free(a);
         }
-        *pp = a->next;
         break;
     }
     pthread_mutex_unlock(&svc->lock);
