@@ -45,6 +45,7 @@
 typedef struct mpd mpd;
 struct mph_server;
 struct mpw_service;
+struct mpo_service;
 struct mp_hostobj;
 
 /* Settings a job needs, copied at job start so a reload never changes them
@@ -78,6 +79,7 @@ struct mpd {
     mpj_sched *sched;
     struct mph_server *http;
     struct mpw_service *webhooks; /* outbound webhook delivery (core/webhook) */
+    struct mpo_service *oauth;    /* OAuth2 tokens for drivers (core/oauth)   */
     char *token;
     int64_t started_ms;
 
@@ -112,6 +114,10 @@ int mpd_reload(mpd *d);
  * (reload). Errors in files are logged; the daemon keeps running. */
 void mpd_registry_apply(mpd *d, mpc_instance_conf **confs, size_t n);
 void mpd_registry_clear(mpd *d);
+/* Reload: every open account parked by REAUTH or FATAL (`stopped`) is
+ * unparked and gets one sync, so replaced credentials take effect; one
+ * still failing parks again (its status unchanged, no new event). */
+void mpd_registry_resume_stopped(mpd *d);
 /* Find by id and take a reference (any thread). NULL if unknown. */
 struct mp_account *mpd_account_get(mpd *d, const char *id);
 void mpd_account_unref(struct mp_account *acct);

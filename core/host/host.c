@@ -2,6 +2,7 @@
  * account accessors, cursors, push hints. Batches are in host_batch.c,
  * timers and fd watches in host_loop.c, HTTP in host_http.c. */
 #include "host/host_private.h"
+#include "host/host_oauth.h"
 #include "host/host_push_status.h"
 
 #include <pthread.h>
@@ -516,7 +517,9 @@ static const mp_host host_table = {
     .http_limit = mphost_http_limit,
     .http_ex = mphost_http_ex,
     .push_status = host_push_status,
-    /* OAuth2 (host_oauth.c): oauth_setup, oauth_token, oauth_reject */
+    .oauth_setup = mphost_oauth_setup,
+    .oauth_token = mphost_oauth_token,
+    .oauth_reject = mphost_oauth_reject,
     /* push hints (host_push.c): sync_hint */
     /* subscriptions (host_subscription.c): subscription_get, subscription_lookup */
     .subscription_get = mphost_subscription_get,

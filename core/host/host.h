@@ -28,6 +28,7 @@
 #include "store/store.h"
 
 struct mp_hostobj;
+struct mpo_service;
 
 /* What the host needs from its owner. Every function receives `owner`. */
 typedef struct mphost_env {
@@ -57,6 +58,10 @@ typedef struct mphost_env {
     void (*folder_reset)(void *owner);
     /* A webhook request was accepted (accepted != 0) or rejected. */
     void (*push_counted)(void *owner, int accepted);
+    /* The OAuth2 token service behind the oauth_* slots (keyed by account
+     * id), NULL: none (the slots answer MP_FATAL). Set before the first
+     * account opens; the owner frees it after the last one is gone. */
+    struct mpo_service *oauth;
 } mphost_env;
 
 /* The host table handed to drivers' init. */

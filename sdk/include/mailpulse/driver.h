@@ -579,13 +579,17 @@ typedef struct mp_host {
      * until shortly before it expires, one token request per account in
      * flight, a refresh token the provider rotates persisted owner-only.
      * MP_REAUTH when the provider refused the grant (invalid_grant, revoked
-     * client): after that ONE request the host marks the account
-     * needs-reauth with the reason (an account.status event) and asks the
-     * token URL nothing more until the secret files change (SIGHUP).
+     * client), err "needs re-authorization: <provider's reason>": after
+     * that ONE request the token URL is asked nothing more until a secret
+     * file changes; the driver returns the status from its slot and the
+     * host marks the account reauth with the reason (one account.status
+     * event) and parks it until a reload (SIGHUP) or an API sync.
      * MP_RETRY with retry_after_ms (429/5xx honour Retry-After; no request
-     * inside the window); MP_FATAL for unusable credential files.
+     * inside the window); MP_FATAL for unusable credential files or other
+     * refusals (invalid_scope...). Errors never contain a secret.
      * oauth_reject: the provider answered 401 to `token`; the host drops it
-     * from its cache so the next oauth_token asks for a new one. */
+     * from its cache (if still cached) so the next oauth_token asks for a
+     * new one. */
     mp_status (*oauth_setup)(mp_account *acct, const mp_oauth_params *params,
                              mp_error *err);
     mp_status (*oauth_token)(mp_account *acct, char **token_r, mp_error *err);
