@@ -241,13 +241,14 @@ void mphost_folder_sink_clear(struct mp_folder_sink *sink)
 
 static void host_sync_now(mp_account *acct, const char *folder, const char *reason)
 {
-    (void)folder; /* a delta sync covers every folder; cheap when idle */
+    /* Only that folder (NULL: all); the periodic sync still covers every
+     * folder. */
     if (acct->d->sched == NULL)
         return;
     /* A stream driver's sync_now is its push notification. */
     if (acct->inst->desc->push_kind == MP_PUSH_STREAM)
         mpd_account_note_push(acct);
-    mpj_trigger_async(acct->d->sched, acct->id, MPJ_SYNC, NULL,
+    mpj_trigger_async(acct->d->sched, acct->id, MPJ_SYNC, folder,
                       reason != NULL ? reason : "driver");
 }
 
@@ -306,7 +307,7 @@ static mp_status host_push_hint(mp_account *acct, const char *folder,
     }
     mpd_account_note_push(acct);
     if (acct->d->sched != NULL)
-        mpj_trigger_async(acct->d->sched, acct->id, MPJ_SYNC, NULL, "push");
+        mpj_trigger_async(acct->d->sched, acct->id, MPJ_SYNC, folder, "push");
     return MP_OK;
 }
 
@@ -488,6 +489,7 @@ static const mp_host host_table = {
     .push_status = host_push_status,
     /* OAuth2 (host_oauth.c): oauth_setup, oauth_token, oauth_reject */
     /* push hints (host_push.c): sync_hint */
+    .sync_hint = mphost_sync_hint,
     /* subscriptions (host_subscription.c): subscription_get, subscription_lookup */
 };
 

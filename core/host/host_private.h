@@ -113,4 +113,12 @@ void mphost_watch_update(mp_watch *watch, unsigned events);
 void mphost_watch_cancel(mp_watch **watch);
 void mphost_loop_set_daemon(mpd *d);
 
+/* Push hints of a sync run (host_push.c). lend: the hints `take` are the
+ * ones the run of `acct` on this worker thread took over, until return;
+ * take stays the caller's. mphost_sync_hint is the sync_hint slot: the
+ * newest hint's cursor for `folder` (NULL: account-wide), or NULL. */
+void mphost_hints_lend(const struct mp_account *acct, const mps_push_take *take);
+void mphost_hints_return(void);
+const char *mphost_sync_hint(mp_account *acct, const char *folder);
+
 #endif

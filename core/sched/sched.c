@@ -120,11 +120,36 @@ void mpj_sched_rearm(mpj_sched *s)
     evtimer_add(s->timer, &tv);
 }
 
+static void folders_clear(mpj_job *job)
+{
+    for (unsigned i = 0; i < job->n_folders; i++)
+        free(job->folders[i]);
+    mpu_freep(&job->folders);
+    job->n_folders = 0;
+}
+
 static void job_clear(mpj_job *job)
 {
     mpu_freep(&job->folder);
     mpu_freep(&job->reason);
+    folders_clear(job);
     job->triggers = 0;
+}
+
+/* SYNC: add `folder` to the run's set; NULL, or one folder beyond the
+ * bound, makes it a run for every folder (the empty set). */
+static void folders_add(mpj_job *job, const char *folder)
+{
+    if (folder == NULL || job->n_folders >= MPJ_MAX_SYNC_FOLDERS) {
+        folders_clear(job);
+        return;
+    }
+    for (unsigned i = 0; i < job->n_folders; i++)
+        if (strcmp(job->folders[i], folder) == 0)
+            return;
+    if (job->folders == NULL)
+        job->folders = mpu_calloc(MPJ_MAX_SYNC_FOLDERS, sizeof *job->folders);
+    job->folders[job->n_folders++] = mpu_strdup(folder);
 }
 
 /* A fresh run. folder NULL = all folders. */
@@ -132,17 +157,27 @@ static void job_start(mpj_job *job, const char *folder, const char *reason,
                       unsigned triggers)
 {
     job_clear(job);
-    job->folder = mpu_strdup(folder);
+    if (job->kind == MPJ_SYNC)
+        folders_add(job, folder);
+    else
+        job->folder = mpu_strdup(folder);
     job->reason = mpu_strdup(reason);
     job->triggers = triggers;
 }
 
-/* One more trigger folded into a run: different folders widen it to all
- * folders, and a trigger's reason beats the timer's. */
+/* One more trigger folded into a run: BACKFILL runs for different folders
+ * widen to all folders; SYNC runs take the union of their folder sets,
+ * where "all folders" absorbs every set. A trigger's reason beats the
+ * timer's. */
 static void job_merge(mpj_job *job, const char *folder, const char *reason)
 {
-    if (job->folder && (!folder || strcmp(job->folder, folder) != 0))
+    if (job->kind == MPJ_SYNC) {
+        /* The empty set is "all folders" already: nothing to add. */
+        if (job->n_folders > 0)
+            folders_add(job, folder);
+    } else if (job->folder && (!folder || strcmp(job->folder, folder) != 0)) {
         mpu_freep(&job->folder);
+    }
     if (job->triggers == 0) {
         free(job->reason);
         job->reason = mpu_strdup(reason);
@@ -325,6 +360,8 @@ static void kind_complete(mpj_pool_item *item)
     mpj_job fin = k->job;
     mpj_result res = k->result;
     k->job.folder = k->job.reason = NULL;
+    k->job.folders = NULL;
+    k->job.n_folders = 0;
     k->job.triggers = 0;
     k->phase = K_PARKED;
     k->next_due = 0;
