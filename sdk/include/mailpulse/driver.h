@@ -460,8 +460,11 @@ typedef struct mp_host {
     void (*folder_add)(mp_folder_sink *sink, const char *name,
                        mp_folder_role role);
 
-    /* Ask the scheduler to run the account's delta sync now (folder NULL:
-     * all folders). Coalesced with any running or queued sync. Any thread. */
+    /* Ask the scheduler to run the account's delta sync now for `folder`
+     * only (NULL: all folders; an account_delta driver gets its one
+     * account_delta call either way). Coalesced with any running or queued
+     * sync: the folders merge, all folders absorbing a folder, and a run
+     * asked for more than a few folders covers all of them. Any thread. */
     void (*sync_now)(mp_account *acct, const char *folder, const char *reason);
 
     /* Report push state for status/metrics/events. A state beginning with
@@ -475,8 +478,10 @@ typedef struct mp_host {
 
     /* Webhook support for push_verify (loop thread only). */
     const char *(*request_header)(const mp_push_request *req, const char *name);
-    /* Persist a hint for `acct` (any folder if NULL) and trigger its sync.
-     * The hint is durable when this returns. */
+    /* Persist a hint for `acct` (any folder if NULL) and trigger a sync
+     * of that folder (as sync_now). The hint is durable when this returns;
+     * the run it starts reads it back through sync_hint (only the newest
+     * hint per folder is kept). */
     mp_status (*push_hint)(mp_account *acct, const char *folder,
                            const char *cursor_hint, mp_error *err);
     /* Set the HTTP answer (default: 204, empty body). */
