@@ -38,6 +38,10 @@ struct kstate {
     const char *due_reason; /* static string used when the timer fires */
     int64_t next_due;
     int64_t hint_due; /* mpj_schedule_in while dispatched; 0 = none       */
+    /* SYNC: when the all-folder run was due that a run for some folders
+     * (a push) took the place of; it stays due then, so frequent pushes
+     * to one folder never postpone the sweep of the others. 0 = none. */
+    int64_t sweep_due;
     int64_t interval;
     /* Triggers that arrived while running, for the one re-run. */
     int rerun;
@@ -291,14 +295,18 @@ static void account_maybe_drop(mpj_sched *s, struct account *a)
 
 /* Next run after a completed one. The kind is PARKED on entry. */
 static void kind_reschedule(mpj_sched *s, struct kstate *k, const mpj_result *res,
-                            int64_t now)
+                            int64_t now, int restricted)
 {
     int64_t due = 0;
     const char *reason = "schedule";
+    if (!restricted)
+        k->sweep_due = 0;
     switch (res->outcome) {
     case MPJ_DONE:
         k->failures = 0;
-        if (k->interval)
+        if (restricted && k->sweep_due)
+            due = k->sweep_due > now ? k->sweep_due : now;
+        else if (k->interval)
             due = now + jitter(s, k->interval);
         break;
     case MPJ_MORE:
@@ -376,7 +384,7 @@ static void kind_complete(mpj_pool_item *item)
         k->hint_due = 0;
         job_clear(&k->rerun_job);
     } else {
-        kind_reschedule(s, k, &res, now);
+        kind_reschedule(s, k, &res, now, fin.kind == MPJ_SYNC && fin.n_folders > 0);
     }
 
     a->in_done++;
@@ -610,6 +618,9 @@ int mpj_trigger(mpj_sched *s, const char *account, mpj_kind kind, const char *fo
         break;
     case K_PARKED:
     case K_SCHEDULED:
+        if (kind == MPJ_SYNC && k->phase == K_SCHEDULED && folder != NULL &&
+            (!k->sweep_due || k->next_due < k->sweep_due))
+            k->sweep_due = k->next_due;
         mpj_heap_remove(&s->heap, &k->due.node);
         job_start(&k->job, folder, reason, 1);
         k->phase = K_WAITING;

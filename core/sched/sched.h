@@ -81,7 +81,9 @@ typedef struct mpj_job {
     /* SYNC: the folders this run is for (a push or sync_now naming one),
      * n_folders 0: every folder. Triggers merge as a union; a trigger for
      * all folders (the timer, a push without folder) absorbs the set, and
-     * a union beyond MPJ_MAX_SYNC_FOLDERS becomes all folders. */
+     * a union beyond MPJ_MAX_SYNC_FOLDERS becomes all folders. A run for
+     * some folders that took the place of a scheduled one leaves that
+     * all-folder run due at its time (pushes never postpone the sweep). */
     char **folders;
     unsigned n_folders;
     char *reason;    /* why it runs: "schedule", "push", "api", ...         */

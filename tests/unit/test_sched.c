@@ -408,6 +408,29 @@ static void test_sync_folder_rerun(void **state)
     t_free(t);
 }
 
+/* A push for one folder takes the place of the due all-folder run but
+ * does not postpone it: after the push's run the sweep is due at its old
+ * time, not an interval later, and covers every folder. */
+static void test_sync_folder_keeps_sweep(void **state)
+{
+    tstate *t = t_new(1, 0);
+    mpj_account_add(t->s, "a", HOUR_MS, 0, 2000);
+    int64_t sweep = info_of(t, "a", MPJ_SYNC).next_due_ms;
+    mpj_trigger(t->s, "a", MPJ_SYNC, "INBOX", "push");
+    wait_runs(t, 1);
+    pump_for(t, 50);
+    assert_string_equal(t->recs[0].folders, "INBOX");
+    mpj_kind_info info = info_of(t, "a", MPJ_SYNC);
+    assert_true(info.next_due_ms > 0);
+    assert_true(info.next_due_ms <= sweep);
+    wait_runs(t, 2);
+    assert_int_equal(t->recs[1].n_folders, 0);
+    /* After the sweep: the interval again. */
+    pump_for(t, 50);
+    assert_true(info_of(t, "a", MPJ_SYNC).next_due_ms > mpu_now_ms() + HOUR_MS / 2);
+    t_free(t);
+}
+
 /* ---- concurrency and priorities ------------------------------------ */
 
 static void test_accounts_run_concurrently(void **state)
@@ -1056,6 +1079,7 @@ int main(void)
         cmocka_unit_test(test_trigger_merge_queued),
         cmocka_unit_test(test_sync_folder_sets),
         cmocka_unit_test(test_sync_folder_rerun),
+        cmocka_unit_test(test_sync_folder_keeps_sweep),
         cmocka_unit_test(test_accounts_run_concurrently),
         cmocka_unit_test(test_sync_priority),
         cmocka_unit_test(test_backfill_cap),
