@@ -763,13 +763,17 @@ typedef struct mp_driver {
      * per account with the account-level cursor (account_cursor; NULL
      * before the first one was committed) instead of `delta` per folder
      * (bootstrap still runs per folder; the folder cursor it commits then
-     * only marks the folder connected, and `delta` is never called). The
-     * batch belongs to no folder: emit changes with batch_change_folders
-     * (now_in, or added/removed), DELETED removes the message from every
-     * folder, and commit the new account cursor with batch_account_cursor
-     * before batch_commit (its cursor argument must be NULL). MP_RESYNC:
-     * the account cursor is gone at the provider; the host clears it and
-     * bootstraps every folder again (one folder.reset each). */
+     * only marks the folder connected, and `delta` is never called; a
+     * run for some folders, started by a push naming one, calls it once
+     * too). The batch belongs to no folder: emit changes with
+     * batch_change_folders (now_in, or added/removed; batch_change of
+     * anything but DELETED is MP_FATAL), DELETED removes the message from
+     * every folder, and commit the new account cursor with
+     * batch_account_cursor before batch_commit (its cursor and backfill
+     * arguments must be NULL/0, else MP_FATAL). MP_RESYNC: the account
+     * cursor is gone at the provider; the host clears it and every
+     * folder's cursor and bootstraps each folder again (one folder.reset
+     * each, stored messages fold in without message.new). */
     mp_status (*account_delta)(mp_account *acct, const char *cursor, mp_batch *batch,
                                mp_error *err);
 } mp_driver;
