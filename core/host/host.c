@@ -272,12 +272,13 @@ void mphost_sink_free(mp_folder_sink **sink)
 
 static void host_sync_now(mp_account *acct, const char *folder, const char *reason)
 {
-    (void)folder; /* a delta sync covers every folder; cheap when idle */
+    /* Only that folder (NULL: all); the periodic sync still covers every
+     * folder. */
     const mphost_env *env = mphost_env_of(acct);
     /* A stream driver's sync_now is its push notification. */
     if (acct->inst->desc->push_kind == MP_PUSH_STREAM)
         env->push_noted(env->owner, acct);
-    env->sync(env->owner, acct, NULL, reason != NULL ? reason : "driver");
+    env->sync(env->owner, acct, folder, reason != NULL ? reason : "driver");
 }
 
 static void host_push_state(mp_account *acct, const char *state)
@@ -335,7 +336,7 @@ static mp_status host_push_hint(mp_account *acct, const char *folder,
     }
     const mphost_env *env = mphost_env_of(acct);
     env->push_noted(env->owner, acct);
-    env->sync(env->owner, acct, NULL, "push");
+    env->sync(env->owner, acct, folder, "push");
     return MP_OK;
 }
 
@@ -521,6 +522,7 @@ static const mp_host host_table = {
     .oauth_token = mphost_oauth_token,
     .oauth_reject = mphost_oauth_reject,
     /* push hints (host_push.c): sync_hint */
+    .sync_hint = mphost_sync_hint,
     /* subscriptions (host_subscription.c): subscription_get, subscription_lookup */
     .subscription_get = mphost_subscription_get,
     .subscription_lookup = mphost_subscription_lookup,

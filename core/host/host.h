@@ -124,6 +124,13 @@ mp_status mphost_batch_commit_now(mp_batch *batch, const char *backfill_pos,
 mp_status mphost_batch_end(mp_batch **batch, mp_status st, mp_error *err,
                            mphost_batch_stats *stats_r);
 
+/* ---- push hints of a sync run (host_push.c) ----
+ * lend: the hints `take` are the ones the run of `acct` on this worker
+ * thread took over, until return (sync_hint answers from them); take stays
+ * the caller's. */
+void mphost_hints_lend(const mp_account *acct, const mps_push_take *take);
+void mphost_hints_return(void);
+
 /* ---- list_folders output ---- */
 
 mp_folder_sink *mphost_sink_new(void);

@@ -122,4 +122,8 @@ mp_watch *mphost_watch_fd(mp_account *acct, int fd, unsigned events, mp_watch_cb
 void mphost_watch_update(mp_watch *watch, unsigned events);
 void mphost_watch_cancel(mp_watch **watch);
 
+/* The sync_hint slot (host_push.c): the newest lent hint's cursor for
+ * `folder` (NULL: account-wide), or NULL. */
+const char *mphost_sync_hint(mp_account *acct, const char *folder);
+
 #endif

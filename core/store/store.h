@@ -117,7 +117,10 @@ int mps_folder_reset(mps_store *s, const char *account, const char *folder,
 
 typedef struct mps_batch mps_batch;
 
-/* Start staging changes for one folder. Nothing is written until commit. */
+/* Start staging changes for one folder. Nothing is written until commit.
+ * folder NULL: a batch of no folder (a change log over the whole mailbox):
+ * every NEW/SYNCED must name its folders (mps_batch_add_in), and its
+ * commits take no folder cursor, backfill position or reset (-1). */
 mps_batch *mps_batch_new(const char *account, const char *folder);
 /* Copy a change into the batch (all strings and raw bytes copied). */
 void mps_batch_add(mps_batch *b, const mp_change *change);
@@ -322,12 +325,40 @@ int mps_subscription_put(mps_store *s, const char *account,
                          char **error_r);
 int mps_subscription_delete(mps_store *s, const char *account, char **error_r);
 void mps_subscription_clear(mps_subscription *sub);
-/* Durably record a push hint (and the account's last_push_ms). */
+/* Durably record a push hint (and the account's last_push_ms). Older
+ * hints of the same account and folder (NULL: account-wide) are dropped in
+ * the same transaction: only the newest counts, so a flood of pushes keeps
+ * one row per folder. A run that took one of the dropped rows deletes
+ * nothing more by it; the new row waits for the next run. */
 int mps_push_hint_add(mps_store *s, const char *account, const char *folder,
                       const char *cursor_hint, int64_t when_ms, char **error_r);
-/* Remove and count the hints recorded for an account up to now. */
-int mps_push_hints_take(mps_store *s, const char *account, int64_t *count_r,
-                        char **error_r);
+
+/* The hints a sync run took over: read when it starts, deleted only after
+ * it succeeded (mps_push_hints_delete), so a failed or crashed run leaves
+ * them for the next one. One entry per folder (the newest hint), in the
+ * order received; rowids are every row taken. */
+typedef struct mps_push_hint {
+    char *folder;      /* NULL: account-wide                                */
+    char *cursor_hint; /* or NULL                                           */
+    int64_t received_ms;
+} mps_push_hint;
+typedef struct mps_push_take {
+    mps_push_hint *hints;
+    size_t n;
+    int64_t *rowids;
+    size_t n_rows;
+    int more; /* rows matching were left because of max_rows             */
+} mps_push_take;
+/* Read (not delete) at most max_rows hints of `account`, oldest first:
+ * those whose folder is one of folders[0..n_folders) when n_folders > 0,
+ * plus the account-wide ones when `account_wide`; every hint when
+ * n_folders is 0. */
+int mps_push_hints_read(mps_store *s, const char *account, const char *const *folders,
+                        size_t n_folders, int account_wide, size_t max_rows,
+                        mps_push_take *take_r, char **error_r);
+/* Delete exactly the rows of `take` (one transaction). */
+int mps_push_hints_delete(mps_store *s, const mps_push_take *take, char **error_r);
+void mps_push_take_clear(mps_push_take *take);
 /* Accounts with pending hints (after a restart, sync them first). The
  * array is NULL-terminated; free each string, then the array. */
 int mps_push_hints_accounts(mps_store *s, char ***accounts_r, size_t *n_r,

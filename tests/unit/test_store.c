@@ -869,15 +869,34 @@ static void test_push(void **state)
         free(accounts[i]);
     free(accounts);
 
-    /* Hints survive reopening (durable), then are taken once. */
+    /* Hints survive reopening (durable); reading takes them over without
+     * deleting them (a failed run leaves them), deleting removes exactly
+     * the rows read. */
     mps_close(&fx->s);
     assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
     s = fx->s;
-    int64_t count = -1;
-    assert_int_equal(mps_push_hints_take(s, "alice", &count, NULL), 0);
-    assert_int_equal(count, 2);
-    assert_int_equal(mps_push_hints_take(s, "alice", &count, NULL), 0);
-    assert_int_equal(count, 0);
+    mps_push_take take;
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n, 2);
+    assert_int_equal(take.n_rows, 2);
+    assert_string_equal(take.hints[0].folder, "INBOX");
+    assert_string_equal(take.hints[0].cursor_hint, "h2");
+    assert_null(take.hints[1].folder);
+    mps_push_take_clear(&take);
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n_rows, 2);
+    /* A hint arriving during the run is not deleted with the taken ones. */
+    assert_int_equal(mps_push_hint_add(s, "alice", "Sent", "h3", 6500, NULL), 0);
+    assert_int_equal(mps_push_hints_delete(s, &take, NULL), 0);
+    mps_push_take_clear(&take);
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n, 1);
+    assert_string_equal(take.hints[0].folder, "Sent");
+    assert_int_equal(mps_push_hints_delete(s, &take, NULL), 0);
+    mps_push_take_clear(&take);
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n_rows, 0);
+    mps_push_take_clear(&take);
     assert_int_equal(mps_push_hints_accounts(s, &accounts, &n, NULL), 0);
     assert_int_equal(n, 1);
     assert_string_equal(accounts[0], "bob");
@@ -2032,6 +2051,118 @@ static int stored_uid(const mps_message *m, void *arg)
     return 0;
 }
 
+/* Hints coalesce per folder (newest kept), a run for some folders takes
+ * only theirs (plus account-wide ones when asked), and a run takes at
+ * most max_rows, saying that more wait. */
+static void test_push_hints_take(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    for (int i = 0; i < 50; i++) {
+        char hint[16];
+        snprintf(hint, sizeof hint, "h%d", i);
+        assert_int_equal(mps_push_hint_add(s, "alice", "INBOX", hint, 1000 + i, NULL), 0);
+    }
+    assert_int_equal(mps_push_hint_add(s, "alice", "Sent", "s1", 2000, NULL), 0);
+    assert_int_equal(mps_push_hint_add(s, "alice", NULL, "acct-7", 2001, NULL), 0);
+    assert_int_equal(mps_push_hint_add(s, "bob", "INBOX", "b1", 2002, NULL), 0);
+
+    mps_push_take take;
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n_rows, 3); /* one row per folder survives */
+    assert_int_equal(take.n, 3);
+    assert_string_equal(take.hints[0].folder, "INBOX");
+    assert_string_equal(take.hints[0].cursor_hint, "h49");
+    assert_int_equal(take.hints[0].received_ms, 1049);
+    assert_false(take.more);
+    mps_push_take_clear(&take);
+
+    static const char *const sent[] = {"Sent"};
+    assert_int_equal(mps_push_hints_read(s, "alice", sent, 1, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n, 1);
+    assert_string_equal(take.hints[0].cursor_hint, "s1");
+    mps_push_take_clear(&take);
+    assert_int_equal(mps_push_hints_read(s, "alice", sent, 1, 1, 100, &take, NULL), 0);
+    assert_int_equal(take.n, 2);
+    assert_null(take.hints[1].folder);
+    assert_string_equal(take.hints[1].cursor_hint, "acct-7");
+    /* Deleting what the Sent run took leaves INBOX's hint and bob's. */
+    assert_int_equal(mps_push_hints_delete(s, &take, NULL), 0);
+    mps_push_take_clear(&take);
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n, 1);
+    assert_string_equal(take.hints[0].folder, "INBOX");
+    mps_push_take_clear(&take);
+
+    /* The cap. */
+    assert_int_equal(mps_push_hint_add(s, "alice", "Work", "w1", 3000, NULL), 0);
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 1, &take, NULL), 0);
+    assert_int_equal(take.n_rows, 1);
+    assert_true(take.more);
+    assert_string_equal(take.hints[0].folder, "INBOX"); /* oldest first */
+    mps_push_take_clear(&take);
+    assert_int_equal(mps_push_hints_read(s, "bob", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n, 1);
+    mps_push_take_clear(&take);
+}
+
+/* A batch of no folder (account_delta): changes name their folders,
+ * DELETED leaves all of them, folder counts follow, and a folder cursor
+ * or a NEW without folders goes nowhere. */
+static void test_folderless_batch(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    assert_int_equal(mps_folder_ensure(s, "alice", "INBOX", MP_ROLE_INBOX, NULL), 0);
+    assert_int_equal(mps_folder_ensure(s, "alice", "Work", 0, NULL), 0);
+    static const char *const both[] = {"INBOX", "Work"};
+    mps_membership in_both = {.folders = both, .n_folders = 2};
+    mp_change c = change(MP_CHANGE_NEW, "a1", "hi", "", 100);
+    int64_t seq = mps_events_last_seq(s);
+    commit_in(s, NULL, &c, &in_both);
+    json_t *d = only_event(s, seq, "message.new", "a1", "INBOX");
+    assert_names(json_object_get(d, "folders"), (const char *const[]){"INBOX", "Work", NULL});
+    json_decref(d);
+    check_counts(fx, 1, 0);
+
+    /* Without folders a NEW of an unknown id has nowhere to go. */
+    mp_change lost = change(MP_CHANGE_NEW, "a2", "lost", "", 100);
+    seq = mps_events_last_seq(s);
+    commit_in(s, NULL, &lost, NULL);
+    assert_int_equal(mps_events_last_seq(s), seq);
+
+    static const char *const work[] = {"Work"};
+    mp_change u = {.kind = MP_CHANGE_UPDATED, .id = "a1", .size = -1};
+    mps_membership rm = {.removed = work, .n_removed = 1};
+    commit_in(s, NULL, &u, &rm);
+    d = only_event(s, seq, "message.updated", "a1", "INBOX");
+    assert_names(json_object_get(d, "folders_removed"), (const char *const[]){"Work", NULL});
+    json_decref(d);
+
+    mp_change del = {.kind = MP_CHANGE_DELETED, .id = "a1", .size = -1};
+    seq = mps_events_last_seq(s);
+    commit_in(s, NULL, &del, NULL);
+    mps_event *ev = NULL;
+    size_t n = events(s, seq, &ev);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].type, "message.deleted");
+    mps_events_free(&ev, n);
+    check_counts(fx, 0, 0);
+
+    mps_batch *b = mps_batch_new("alice", NULL);
+    char *err = NULL;
+    assert_int_equal(mps_batch_commit(s, b, "5", NULL, -1, 0, NULL, &err), -1);
+    assert_non_null(err);
+    free(err);
+    mps_batch_account_cursor(b, "acct-9");
+    assert_int_equal(mps_batch_commit(s, b, NULL, NULL, -1, 0, NULL, NULL), 0);
+    mps_batch_free(&b);
+    char *cursor = NULL;
+    assert_int_equal(mps_account_cursor_get(s, "alice", &cursor, NULL), 0);
+    assert_string_equal(cursor, "acct-9");
+    free(cursor);
+}
+
 /* Account cursor and driver state: alone, and with a batch in its one
  * transaction (a failed commit writes neither; a write-behind split
  * leaves them for the commit that ends the step). */
@@ -2147,6 +2278,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pool_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_last_checkpoint, setup, teardown),
         cmocka_unit_test(test_pool_open_fails),
+        cmocka_unit_test_setup_teardown(test_push_hints_take, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_folderless_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

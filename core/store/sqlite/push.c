@@ -113,6 +113,9 @@ int mps_push_hint_add(mps_store *s, const char *account, const char *folder,
     if (mps__begin(s, error_r) < 0)
         return -1;
     if (run_bound(s,
+                  "DELETE FROM push_hints WHERE account = :account AND folder IS :folder",
+                  account, when_ms, folder, NULL, error_r) < 0 ||
+        run_bound(s,
                   "INSERT INTO push_hints (account, folder, cursor_hint, received_ms)"
                   " VALUES (:account, :folder, :hint, :when)",
                   account, when_ms, folder, cursor_hint, error_r) < 0 ||
@@ -128,21 +131,113 @@ int mps_push_hint_add(mps_store *s, const char *account, const char *folder,
     return mps__commit(s, error_r);
 }
 
-int mps_push_hints_take(mps_store *s, const char *account, int64_t *count_r,
-                        char **error_r)
+static int wanted(const char *folder, const char *const *folders, size_t n_folders,
+                  int account_wide)
 {
-    if (count_r != NULL)
-        *count_r = 0;
+    if (n_folders == 0)
+        return 1;
+    if (folder == NULL)
+        return account_wide;
+    for (size_t i = 0; i < n_folders; i++)
+        if (strcmp(folders[i], folder) == 0)
+            return 1;
+    return 0;
+}
+
+static int same_folder(const char *a, const char *b)
+{
+    return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+/* A later row of the same folder replaces the entry (rows come oldest
+ * first). */
+static void take_add(mps_push_take *t, int64_t rowid, char *folder, char *hint,
+                     int64_t received_ms)
+{
+    t->rowids = mpu_realloc(t->rowids, (t->n_rows + 1) * sizeof *t->rowids);
+    t->rowids[t->n_rows++] = rowid;
+    for (size_t i = 0; i < t->n; i++) {
+        if (same_folder(t->hints[i].folder, folder)) {
+            free(folder);
+            free(t->hints[i].cursor_hint);
+            t->hints[i].cursor_hint = hint;
+            t->hints[i].received_ms = received_ms;
+            return;
+        }
+    }
+    t->hints = mpu_realloc(t->hints, (t->n + 1) * sizeof *t->hints);
+    t->hints[t->n++] = (mps_push_hint){folder, hint, received_ms};
+}
+
+int mps_push_hints_read(mps_store *s, const char *account, const char *const *folders,
+                        size_t n_folders, int account_wide, size_t max_rows,
+                        mps_push_take *take_r, char **error_r)
+{
+    memset(take_r, 0, sizeof *take_r);
     sqlite3_stmt *st;
-    if (mps__prepare(s, "DELETE FROM push_hints WHERE account = :account", &st, error_r) <
-        0)
+    if (mps__prepare(s,
+                     "SELECT rowid, folder, cursor_hint, received_ms FROM push_hints"
+                     " WHERE account = :account ORDER BY rowid",
+                     &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":account", account);
-    int rc = mps__step_done(s, st, error_r, "store: take push hints");
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *folder = (const char *)sqlite3_column_text(st, 1);
+        if (!wanted(folder, folders, n_folders, account_wide))
+            continue;
+        if (take_r->n_rows >= max_rows) {
+            take_r->more = 1;
+            continue;
+        }
+        take_add(take_r, sqlite3_column_int64(st, 0), mps__col_text(st, 1),
+                 mps__col_text(st, 2), sqlite3_column_int64(st, 3));
+    }
+    if (rc != SQLITE_DONE) {
+        mps__fail(s, error_r, "store: read push hints");
+        mps__finish(s, st);
+        mps_push_take_clear(take_r);
+        return -1;
+    }
     mps__finish(s, st);
-    if (rc == 0 && count_r != NULL)
-        *count_r = sqlite3_changes(s->db);
-    return rc;
+    return 0;
+}
+
+int mps_push_hints_delete(mps_store *s, const mps_push_take *take, char **error_r)
+{
+    if (take->n_rows == 0)
+        return 0;
+    if (mps__begin(s, error_r) < 0)
+        return -1;
+    for (size_t i = 0; i < take->n_rows; i++) {
+        sqlite3_stmt *st;
+        if (mps__prepare(s, "DELETE FROM push_hints WHERE rowid = :rowid", &st, error_r) <
+            0) {
+            mps__rollback(s);
+            return -1;
+        }
+        mps__bind_int(st, ":rowid", take->rowids[i]);
+        int rc = mps__step_done(s, st, error_r, "store: delete push hint");
+        mps__finish(s, st);
+        if (rc < 0) {
+            mps__rollback(s);
+            return -1;
+        }
+    }
+    return mps__commit(s, error_r);
+}
+
+void mps_push_take_clear(mps_push_take *take)
+{
+    if (take == NULL)
+        return;
+    for (size_t i = 0; i < take->n; i++) {
+        free(take->hints[i].folder);
+        free(take->hints[i].cursor_hint);
+    }
+    free(take->hints);
+    free(take->rowids);
+    memset(take, 0, sizeof *take);
 }
 
 int mps_push_hints_accounts(mps_store *s, char ***accounts_r, size_t *n_r, char **error_r)

@@ -460,8 +460,11 @@ typedef struct mp_host {
     void (*folder_add)(mp_folder_sink *sink, const char *name,
                        mp_folder_role role);
 
-    /* Ask the scheduler to run the account's delta sync now (folder NULL:
-     * all folders). Coalesced with any running or queued sync. Any thread. */
+    /* Ask the scheduler to run the account's delta sync now for `folder`
+     * only (NULL: all folders; an account_delta driver gets its one
+     * account_delta call either way). Coalesced with any running or queued
+     * sync: the folders merge, all folders absorbing a folder, and a run
+     * asked for more than a few folders covers all of them. Any thread. */
     void (*sync_now)(mp_account *acct, const char *folder, const char *reason);
 
     /* Report push state for status/metrics/events. A state beginning with
@@ -475,8 +478,10 @@ typedef struct mp_host {
 
     /* Webhook support for push_verify (loop thread only). */
     const char *(*request_header)(const mp_push_request *req, const char *name);
-    /* Persist a hint for `acct` (any folder if NULL) and trigger its sync.
-     * The hint is durable when this returns. */
+    /* Persist a hint for `acct` (any folder if NULL) and trigger a sync
+     * of that folder (as sync_now). The hint is durable when this returns;
+     * the run it starts reads it back through sync_hint (only the newest
+     * hint per folder is kept). */
     mp_status (*push_hint)(mp_account *acct, const char *folder,
                            const char *cursor_hint, mp_error *err);
     /* Set the HTTP answer (default: 204, empty body). */
@@ -762,13 +767,17 @@ typedef struct mp_driver {
      * per account with the account-level cursor (account_cursor; NULL
      * before the first one was committed) instead of `delta` per folder
      * (bootstrap still runs per folder; the folder cursor it commits then
-     * only marks the folder connected, and `delta` is never called). The
-     * batch belongs to no folder: emit changes with batch_change_folders
-     * (now_in, or added/removed), DELETED removes the message from every
-     * folder, and commit the new account cursor with batch_account_cursor
-     * before batch_commit (its cursor argument must be NULL). MP_RESYNC:
-     * the account cursor is gone at the provider; the host clears it and
-     * bootstraps every folder again (one folder.reset each). */
+     * only marks the folder connected, and `delta` is never called; a
+     * run for some folders, started by a push naming one, calls it once
+     * too). The batch belongs to no folder: emit changes with
+     * batch_change_folders (now_in, or added/removed; batch_change of
+     * anything but DELETED is MP_FATAL), DELETED removes the message from
+     * every folder, and commit the new account cursor with
+     * batch_account_cursor before batch_commit (its cursor and backfill
+     * arguments must be NULL/0, else MP_FATAL). MP_RESYNC: the account
+     * cursor is gone at the provider; the host clears it and every
+     * folder's cursor and bootstraps each folder again (one folder.reset
+     * each, stored messages fold in without message.new). */
     mp_status (*account_delta)(mp_account *acct, const char *cursor, mp_batch *batch,
                                mp_error *err);
 } mp_driver;
