@@ -16,24 +16,25 @@
  *        stream push slots, optional probe; host table with log, config,
  *        secrets, cursors, change emission, sync-now, HTTP, timers and fd
  *        watches, stored-message iteration and core settings.
- *   1.1  host table only grows (the descriptor is unchanged): MP_HOST_HAS
- *        slot test; durable driver state (state_get, state_put,
- *        batch_state); account-level cursors (account_cursor,
- *        batch_account_cursor); changes with folder memberships
- *        (mp_folders, batch_change_folders); per-account HTTP limits and
- *        options (http_limit, mp_http_options, http_ex); push state as
- *        an enum plus text (mp_push_state, push_status). Each is marked
- *        "added in ABI 1.1". Drivers built for 1.0 load and run unchanged
- *        (tests/drivers/abi10 keeps a frozen 1.0 build of the fixture).
- *        Also in 1.1: OAuth2 access tokens as a host service (mp_oauth_params,
- *        oauth_setup, oauth_token, oauth_reject); the push hints a sync run
- *        took over (sync_hint); the stored subscription for push_verify
+ *   1.1  the host table grows, and the descriptor gains one optional slot:
+ *        MP_HOST_HAS slot test; durable driver state (state_get,
+ *        state_put, batch_state); account-level cursors (account_cursor,
+ *        batch_account_cursor) and the descriptor slot account_delta for
+ *        change logs that cover the whole mailbox (the loader reads it only
+ *        from a descriptor whose struct_size covers it; a 1.0 descriptor
+ *        has it NULL); changes with folder memberships (mp_folders,
+ *        batch_change_folders); per-account HTTP limits and options
+ *        (http_limit, mp_http_options, http_ex); push state as an enum plus
+ *        text (mp_push_state, push_status); the push hints a sync run took
+ *        over (sync_hint; push_hint and sync_now now sync just their
+ *        folder); the stored subscription for push_verify
  *        (subscription_get, subscription_lookup) and its verification
  *        secret (mp_subscription.secret, appended: the host allocates the
- *        struct, so a 1.0 driver never sees it); and one descriptor slot,
- *        account_delta, for change logs that cover the whole mailbox (the
- *        loader reads it only from a descriptor whose struct_size covers
- *        it; a 1.0 descriptor has it NULL).
+ *        struct, so a 1.0 driver never sees it); OAuth2 access tokens as a
+ *        host service (mp_oauth_grant, mp_oauth_params, oauth_setup,
+ *        oauth_token, oauth_reject). Each is marked "added in ABI 1.1".
+ *        Drivers built for 1.0 load and run unchanged (tests/drivers/abi10
+ *        keeps a frozen 1.0 build of the fixture).
  *
  * The loader refuses a driver whose ABI major differs from the host's, whose
  * minor is newer than the host's, whose struct_size is smaller than the 1.0
