@@ -35,7 +35,9 @@ typedef struct {
     EVP_PKEY *pkey;
 } jwks_key;
 
-typedef struct {
+/* The loan type is the set itself. */
+typedef struct gmail_jwks_loan {
+    size_t refs; /* the cache's own (while current) plus loans; under the lock */
     size_t count;
     int64_t expires_at;
     jwks_key keys[GMAIL_JWKS_KEYS_MAX];
@@ -282,8 +284,11 @@ int gmail_jwks_update(gmail_jwks *jwks, const char *doc, size_t len,
     if (!s)
         return -1;
     s->expires_at = now + ttl_from(cache_control);
+    s->refs = 1;
     pthread_mutex_lock(&jwks->lock);
     jwks_set *old = jwks->set;
+    if (old && --old->refs > 0)
+        old = NULL; /* still on loan: the last release frees it */
     jwks->set = s;
     jwks->refetch_wanted = false;
     jwks->paced = true;
@@ -294,9 +299,10 @@ int gmail_jwks_update(gmail_jwks *jwks, const char *doc, size_t len,
 }
 
 gmail_jwks_lookup_result gmail_jwks_lookup(gmail_jwks *jwks, const char *kid, int64_t now,
-                                           EVP_PKEY **key_r)
+                                           EVP_PKEY **key_r, gmail_jwks_loan **loan_r)
 {
     *key_r = NULL;
+    *loan_r = NULL;
     gmail_jwks_lookup_result r;
     pthread_mutex_lock(&jwks->lock);
     jwks_set *s = jwks->set;
@@ -305,8 +311,10 @@ gmail_jwks_lookup_result gmail_jwks_lookup(gmail_jwks *jwks, const char *kid, in
         goto out;
     }
     for (size_t i = 0; kid && i < s->count; i++) {
-        if (strcmp(s->keys[i].kid, kid) == 0 && EVP_PKEY_up_ref(s->keys[i].pkey) == 1) {
+        if (strcmp(s->keys[i].kid, kid) == 0) {
+            s->refs++;
             *key_r = s->keys[i].pkey;
+            *loan_r = s;
             r = GMAIL_JWKS_FOUND;
             goto out;
         }
@@ -323,6 +331,19 @@ gmail_jwks_lookup_result gmail_jwks_lookup(gmail_jwks *jwks, const char *kid, in
 out:
     pthread_mutex_unlock(&jwks->lock);
     return r;
+}
+
+void gmail_jwks_release(gmail_jwks *jwks, gmail_jwks_loan **loan_p)
+{
+    if (!loan_p || !*loan_p)
+        return;
+    jwks_set *s = *loan_p;
+    *loan_p = NULL;
+    pthread_mutex_lock(&jwks->lock);
+    bool last = --s->refs == 0;
+    pthread_mutex_unlock(&jwks->lock);
+    if (last)
+        set_free(s);
 }
 
 bool gmail_jwks_refresh_due(gmail_jwks *jwks, int64_t now)

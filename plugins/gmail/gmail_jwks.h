@@ -12,9 +12,14 @@
  * parsing a document or checking a signature). Typical use: lookups on the
  * loop thread (through gmail_oidc_verify), updates on a worker.
  *
- * Ownership: the cache owns its keys. gmail_jwks_lookup() hands out a new
- * reference (EVP_PKEY_up_ref), so an update may replace the set while a
- * verification still uses a key from the previous one.
+ * Ownership: the cache owns its keys. gmail_jwks_lookup() lends a key
+ * together with a loan on the whole set it belongs to; the set is freed
+ * when the cache has replaced it and the last loan is returned with
+ * gmail_jwks_release(). So an update may replace the set while a
+ * verification still uses a key from the previous one. (The loan count
+ * lives under the cache's mutex rather than in EVP_PKEY_up_ref: the
+ * hand-over of a key between threads is then visible to ThreadSanitizer,
+ * which cannot see the atomics inside an uninstrumented libcrypto.)
  *
  * Time: every `now` is Unix seconds from the caller's clock, so tests (and
  * the daemon's debug clock) control expiry and rate limits.
@@ -29,6 +34,8 @@
 #include <openssl/evp.h>
 
 typedef struct gmail_jwks gmail_jwks;
+/* A loan on one key set; see gmail_jwks_lookup. */
+typedef struct gmail_jwks_loan gmail_jwks_loan;
 
 /* Limits on what a document may hold; larger ones are refused whole. */
 #define GMAIL_JWKS_DOC_MAX (64 * 1024)
@@ -50,7 +57,7 @@ typedef struct gmail_jwks gmail_jwks;
 #define GMAIL_JWKS_REFRESH_AHEAD 60
 
 typedef enum {
-    GMAIL_JWKS_FOUND = 0,   /* *key_r holds a new reference */
+    GMAIL_JWKS_FOUND = 0,   /* *key_r is lent until gmail_jwks_release */
     GMAIL_JWKS_UNKNOWN,     /* no such kid; a refetch was asked less than a minute ago */
     GMAIL_JWKS_UNKNOWN_REFETCH, /* no such kid; a refetch is now wanted */
     GMAIL_JWKS_STALE        /* no usable set: never loaded, or past its expiry */
@@ -59,7 +66,7 @@ typedef enum {
 /* A new, empty cache (refresh due at once). NULL only on allocation failure. */
 gmail_jwks *gmail_jwks_new(void);
 /* Frees the cache and its keys; accepts NULL and *jwks_p == NULL; clears *jwks_p.
- * No other thread may use the cache any more. */
+ * No other thread may use the cache any more, and no loan may be out. */
 void gmail_jwks_free(gmail_jwks **jwks_p);
 
 /*
@@ -91,8 +98,10 @@ int gmail_jwks_update(gmail_jwks *jwks, const char *doc, size_t len,
                       const char *cache_control, int64_t now, char *err, size_t err_len);
 
 /*
- * Look up the RS256 key for `kid`. On GMAIL_JWKS_FOUND *key_r is a new
- * reference the caller frees with EVP_PKEY_free; otherwise *key_r is NULL.
+ * Look up the RS256 key for `kid`. On GMAIL_JWKS_FOUND *key_r is the key
+ * and *loan_r a loan the caller must return with gmail_jwks_release() once
+ * done with the key (the caller must not free the key or keep it beyond
+ * the release); otherwise both are NULL.
  * An unknown kid raises the refetch request if none was raised (nor a set
  * loaded) in the last GMAIL_JWKS_REFETCH_INTERVAL seconds: Google rotates
  * keys and publishes the new one before using it, so a kid we lack usually
@@ -100,7 +109,12 @@ int gmail_jwks_update(gmail_jwks *jwks, const char *doc, size_t len,
  * us hammer the endpoint.
  */
 gmail_jwks_lookup_result gmail_jwks_lookup(gmail_jwks *jwks, const char *kid, int64_t now,
-                                           EVP_PKEY **key_r);
+                                           EVP_PKEY **key_r, gmail_jwks_loan **loan_r);
+
+/* Return a loan from gmail_jwks_lookup (NULL and *loan_p == NULL are
+ * fine); clears *loan_p. Frees the set if the cache no longer holds it and
+ * this was its last loan. Any thread. */
+void gmail_jwks_release(gmail_jwks *jwks, gmail_jwks_loan **loan_p);
 
 /*
  * True when the driver should fetch the JWKS now: nothing loaded yet, the

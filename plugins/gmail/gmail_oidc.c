@@ -204,7 +204,8 @@ gmail_oidc_status gmail_oidc_verify(gmail_jwks *cache, const char *token,
 
     /* 3. The key, only from Google's set. */
     EVP_PKEY *pkey = NULL;
-    switch (gmail_jwks_lookup(cache, claims.kid, now, &pkey)) {
+    gmail_jwks_loan *loan = NULL;
+    switch (gmail_jwks_lookup(cache, claims.kid, now, &pkey, &loan)) {
     case GMAIL_JWKS_FOUND:
         break;
     case GMAIL_JWKS_UNKNOWN_REFETCH:
@@ -225,7 +226,7 @@ gmail_oidc_status gmail_oidc_verify(gmail_jwks *cache, const char *token,
     bool sig_ok = gmail_b64_decode(sigpart, sig_len_b64, GMAIL_B64_URL, sig, sizeof(sig),
                                    &sig_len) &&
                   rs256_verify(pkey, token, (size_t)(d2 - token), sig, sig_len);
-    EVP_PKEY_free(pkey);
+    gmail_jwks_release(cache, &loan);
     if (!sig_ok)
         return fail(GMAIL_OIDC_BAD_SIGNATURE, err, err_len, "RS256 signature does not verify");
 

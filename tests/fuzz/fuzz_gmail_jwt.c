@@ -164,9 +164,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             int64_t exp = gmail_jwks_expires_at(j);
             FUZZ_ASSERT(exp >= NOW + GMAIL_JWKS_MIN_TTL && exp <= NOW + GMAIL_JWKS_MAX_TTL);
             EVP_PKEY *k = NULL;
-            gmail_jwks_lookup_result r = gmail_jwks_lookup(j, KID, NOW, &k);
-            FUZZ_ASSERT((r == GMAIL_JWKS_FOUND) == (k != NULL));
-            EVP_PKEY_free(k);
+            gmail_jwks_loan *loan = NULL;
+            gmail_jwks_lookup_result r = gmail_jwks_lookup(j, KID, NOW, &k, &loan);
+            FUZZ_ASSERT((r == GMAIL_JWKS_FOUND) == (k != NULL && loan != NULL));
+            gmail_jwks_release(j, &loan);
         } else {
             FUZZ_ASSERT(err[0] != '\0' && gmail_jwks_count(j) == 0);
         }

@@ -619,12 +619,21 @@ static void test_jwks_documents(void **state)
     assert_int_equal(gmail_jwks_update(c, text, strlen(text), NULL, NOW, err, sizeof(err)), 0);
     assert_int_equal(gmail_jwks_count(c), 1);
     EVP_PKEY *k = NULL;
-    assert_int_equal(gmail_jwks_lookup(c, KID1, NOW, &k), GMAIL_JWKS_FOUND);
+    gmail_jwks_loan *loan = NULL;
+    assert_int_equal(gmail_jwks_lookup(c, KID1, NOW, &k, &loan), GMAIL_JWKS_FOUND);
     assert_int_equal(EVP_PKEY_eq(k, key1), 1); /* the first entry for a kid wins */
-    EVP_PKEY_free(k);
-    /* Just loaded, so no refetch request for the skipped kid. */
-    assert_int_equal(gmail_jwks_lookup(c, "small", NOW, &k), GMAIL_JWKS_UNKNOWN);
+    assert_non_null(loan);
+    /* A key on loan survives its set being replaced (ASan checks the use). */
+    assert_int_equal(load(c, NOW + 1, NULL, 1, key2, KID2), 0);
+    assert_int_equal(EVP_PKEY_get_bits(k), 2048);
+    assert_int_equal(EVP_PKEY_eq(k, key1), 1);
+    gmail_jwks_release(c, &loan);
+    assert_null(loan);
+    gmail_jwks_release(c, &loan); /* NULL-safe */
+    /* Just loaded, so no refetch request for an unknown kid. */
+    assert_int_equal(gmail_jwks_lookup(c, "small", NOW + 1, &k, &loan), GMAIL_JWKS_UNKNOWN);
     assert_null(k);
+    assert_null(loan);
     free(text);
     json_decref(doc);
     gmail_jwks_free(&c);
