@@ -13,8 +13,10 @@
 
 /* Which alphabets a decode accepts. */
 typedef enum {
-    GMAIL_B64_URL,  /* RFC 4648 §5 ("-_"), no padding: JWS compact parts (RFC 7515 §2) */
-    GMAIL_B64_EITHER /* "+/" or "-_" (not mixed), padding optional: Pub/Sub bytes fields */
+    /* RFC 4648 §5 ("-_"), no padding: JWS compact parts (RFC 7515 §2). */
+    GMAIL_B64_URL,
+    /* "+/" or "-_" (not mixed), padding optional: Pub/Sub bytes fields. */
+    GMAIL_B64_EITHER
 } gmail_b64_alphabet;
 
 /* Largest output gmail_b64_decode can produce for `len` input bytes. */

@@ -112,12 +112,14 @@ static int parse_data(json_t *datav, gmail_envelope *env, char *err, size_t err_
         rc = fail(env, err, err_len, "message.data is not a JSON object");
     else if (copy_string(d, "emailAddress", env->email, sizeof(env->email)) != 1 ||
              !env->email[0])
-        rc = fail(env, err, err_len, "data.emailAddress missing, not a string or too long");
+        rc = fail(env, err, err_len,
+                  "data.emailAddress missing, not a string or too long");
     else if (!strchr(env->email, '@'))
         rc = fail(env, err, err_len, "data.emailAddress is not an address");
     else if (!history_id(json_object_get(d, "historyId"), env))
-        rc = fail(env, err, err_len,
-                  "data.historyId missing or not a non-negative integer of at most 20 digits");
+        rc = fail(
+            env, err, err_len,
+            "data.historyId missing or not a non-negative integer of at most 20 digits");
     json_decref(d);
     return rc;
 }

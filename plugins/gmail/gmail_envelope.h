@@ -29,18 +29,24 @@
 
 /* Bounds: a Gmail notification is a few hundred bytes. */
 #define GMAIL_ENV_BODY_MAX (64 * 1024)
-#define GMAIL_ENV_DATA_MAX 8192    /* base64 text of message.data */
-#define GMAIL_ENV_ID_MAX 128       /* Pub/Sub messageId (decimal, ~16 digits today) */
-#define GMAIL_ENV_EMAIL_MAX 320    /* RFC 5321 §4.5.3.1 */
+#define GMAIL_ENV_DATA_MAX 8192     /* base64 text of message.data */
+#define GMAIL_ENV_ID_MAX 128        /* Pub/Sub messageId (decimal, ~16 digits today) */
+#define GMAIL_ENV_EMAIL_MAX 320     /* RFC 5321 §4.5.3.1 */
 #define GMAIL_ENV_HISTORY_ID_MAX 20 /* digits in 2^64-1 */
 
 typedef struct {
-    char message_id[GMAIL_ENV_ID_MAX + 1];  /* non-empty; use it only for dedupe */
-    char publish_time[64];                  /* as sent (RFC 3339), "" if absent */
-    char subscription[512];                 /* "projects/P/subscriptions/S", "" if absent */
-    char email[GMAIL_ENV_EMAIL_MAX + 1];    /* emailAddress, non-empty, as sent */
-    char history_id[GMAIL_ENV_HISTORY_ID_MAX + 1]; /* canonical decimal, no leading zeros */
-    uint64_t history_id_num;                /* the same, for numeric comparison */
+    /* Pub/Sub messageId, non-empty; use it only for dedupe. */
+    char message_id[GMAIL_ENV_ID_MAX + 1];
+    /* publishTime as sent (RFC 3339), "" if absent. */
+    char publish_time[64];
+    /* "projects/P/subscriptions/S", "" if absent. */
+    char subscription[512];
+    /* data.emailAddress, non-empty, as sent. */
+    char email[GMAIL_ENV_EMAIL_MAX + 1];
+    /* data.historyId in canonical decimal (no sign, no leading zeros)... */
+    char history_id[GMAIL_ENV_HISTORY_ID_MAX + 1];
+    /* ...and the same value for numeric comparison. */
+    uint64_t history_id_num;
 } gmail_envelope;
 
 /*

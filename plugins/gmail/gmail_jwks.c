@@ -45,10 +45,10 @@ typedef struct gmail_jwks_loan {
 
 struct gmail_jwks {
     pthread_mutex_t lock;
-    jwks_set *set;         /* NULL until the first successful update */
-    bool refetch_wanted;   /* an unknown kid asked for a fetch */
-    bool paced;            /* last_refetch is meaningful */
-    int64_t last_refetch;  /* last request raised or set loaded */
+    jwks_set *set;        /* NULL until the first successful update */
+    bool refetch_wanted;  /* an unknown kid asked for a fetch */
+    bool paced;           /* last_refetch is meaningful */
+    int64_t last_refetch; /* last request raised or set loaded */
 };
 
 static void set_free(jwks_set *s)
@@ -238,7 +238,8 @@ static jwks_set *parse_set(const char *doc, size_t len, char *err, size_t err_le
         if (!json_is_object(jwk) || !kty || strcmp(kty, "RSA") != 0 || !kid || !*kid ||
             json_string_length(kidv) > GMAIL_JWKS_KID_MAX ||
             strlen(kid) != json_string_length(kidv) ||
-            !member_absent_or(jwk, "alg", "RS256") || !member_absent_or(jwk, "use", "sig"))
+            !member_absent_or(jwk, "alg", "RS256") ||
+            !member_absent_or(jwk, "use", "sig"))
             continue;
         bool dup = false;
         for (size_t k = 0; k < s->count; k++)

@@ -57,10 +57,14 @@ typedef struct gmail_jwks_loan gmail_jwks_loan;
 #define GMAIL_JWKS_REFRESH_AHEAD 60
 
 typedef enum {
-    GMAIL_JWKS_FOUND = 0,   /* *key_r is lent until gmail_jwks_release */
-    GMAIL_JWKS_UNKNOWN,     /* no such kid; a refetch was asked less than a minute ago */
-    GMAIL_JWKS_UNKNOWN_REFETCH, /* no such kid; a refetch is now wanted */
-    GMAIL_JWKS_STALE        /* no usable set: never loaded, or past its expiry */
+    /* *key_r is lent until gmail_jwks_release. */
+    GMAIL_JWKS_FOUND = 0,
+    /* No such kid; a refetch was asked (or a set loaded) under a minute ago. */
+    GMAIL_JWKS_UNKNOWN,
+    /* No such kid; a refetch is now wanted. */
+    GMAIL_JWKS_UNKNOWN_REFETCH,
+    /* No usable set: never loaded, or past its expiry. */
+    GMAIL_JWKS_STALE
 } gmail_jwks_lookup_result;
 
 /* A new, empty cache (refresh due at once). NULL only on allocation failure. */

@@ -74,10 +74,10 @@ static bool rs256_verify(EVP_PKEY *pkey, const char *input, size_t input_len,
         return false;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pctx = NULL;
-    bool ok = md && EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, pkey) == 1 &&
-              EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1 &&
-              EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)input, input_len) ==
-                  1;
+    bool ok =
+        md && EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, pkey) == 1 &&
+        EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1 &&
+        EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)input, input_len) == 1;
     EVP_MD_CTX_free(md);
     return ok;
 }
@@ -100,8 +100,9 @@ static bool audience_matches(json_t *aud, const char *expected)
 }
 
 static gmail_oidc_status check_claims(json_t *c, const char *expected_audience,
-                                      const char *expected_email, int64_t now, int64_t skew,
-                                      gmail_oidc_claims *out, char *err, size_t err_len)
+                                      const char *expected_email, int64_t now,
+                                      int64_t skew, gmail_oidc_claims *out, char *err,
+                                      size_t err_len)
 {
     const char *iss = json_string_value(json_object_get(c, "iss"));
     bool iss_ok = false;
@@ -112,7 +113,8 @@ static gmail_oidc_status check_claims(json_t *c, const char *expected_audience,
 
     json_t *exp = json_object_get(c, "exp"), *iat = json_object_get(c, "iat");
     if (!json_is_integer(exp) || !json_is_integer(iat))
-        return fail(GMAIL_OIDC_MALFORMED, err, err_len, "exp or iat missing or not an integer");
+        return fail(GMAIL_OIDC_MALFORMED, err, err_len,
+                    "exp or iat missing or not an integer");
     if (json_integer_value(exp) <= now - skew)
         return fail(GMAIL_OIDC_EXPIRED, err, err_len, "token expired");
     if (json_integer_value(iat) > now + skew)
@@ -125,10 +127,12 @@ static gmail_oidc_status check_claims(json_t *c, const char *expected_audience,
     json_t *emailv = json_object_get(c, "email");
     const char *email = bounded_string(c, "email", sizeof(out->email));
     if (emailv && !email)
-        return fail(GMAIL_OIDC_MALFORMED, err, err_len, "email is not a string or too long");
+        return fail(GMAIL_OIDC_MALFORMED, err, err_len,
+                    "email is not a string or too long");
     /* Addresses compare case-insensitively in practice (Google lower-cases
      * service accounts; an admin may not). */
-    if (!email || !expected_email || !*expected_email || strcasecmp(email, expected_email) != 0)
+    if (!email || !expected_email || !*expected_email ||
+        strcasecmp(email, expected_email) != 0)
         return fail(GMAIL_OIDC_WRONG_EMAIL, err, err_len,
                     "email is not the configured push_service_account");
     if (!json_is_true(json_object_get(c, "email_verified")))
@@ -137,7 +141,8 @@ static gmail_oidc_status check_claims(json_t *c, const char *expected_audience,
     json_t *subv = json_object_get(c, "sub");
     const char *sub = bounded_string(c, "sub", sizeof(out->sub));
     if (subv && !sub)
-        return fail(GMAIL_OIDC_MALFORMED, err, err_len, "sub is not a string or too long");
+        return fail(GMAIL_OIDC_MALFORMED, err, err_len,
+                    "sub is not a string or too long");
 
     snprintf(out->iss, sizeof(out->iss), "%s", iss);
     snprintf(out->email, sizeof(out->email), "%s", email);
@@ -148,9 +153,10 @@ static gmail_oidc_status check_claims(json_t *c, const char *expected_audience,
 }
 
 gmail_oidc_status gmail_oidc_verify(gmail_jwks *cache, const char *token,
-                                    const char *expected_audience, const char *expected_email,
-                                    int64_t now, int64_t skew, gmail_oidc_claims *claims_r,
-                                    bool *refetch_r, char *err, size_t err_len)
+                                    const char *expected_audience,
+                                    const char *expected_email, int64_t now, int64_t skew,
+                                    gmail_oidc_claims *claims_r, bool *refetch_r,
+                                    char *err, size_t err_len)
 {
     gmail_oidc_claims claims;
     memset(&claims, 0, sizeof(claims));
@@ -171,7 +177,8 @@ gmail_oidc_status gmail_oidc_verify(gmail_jwks *cache, const char *token,
     const char *d1 = memchr(token, '.', len);
     const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
     if (!d1 || !d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)))
-        return fail(GMAIL_OIDC_MALFORMED, err, err_len, "token is not three dot-separated parts");
+        return fail(GMAIL_OIDC_MALFORMED, err, err_len,
+                    "token is not three dot-separated parts");
     const char *payload = d1 + 1, *sigpart = d2 + 1;
     size_t header_len = (size_t)(d1 - token), payload_len = (size_t)(d2 - payload);
     size_t sig_len_b64 = len - (size_t)(sigpart - token);
@@ -228,7 +235,8 @@ gmail_oidc_status gmail_oidc_verify(gmail_jwks *cache, const char *token,
                   rs256_verify(pkey, token, (size_t)(d2 - token), sig, sig_len);
     gmail_jwks_release(cache, &loan);
     if (!sig_ok)
-        return fail(GMAIL_OIDC_BAD_SIGNATURE, err, err_len, "RS256 signature does not verify");
+        return fail(GMAIL_OIDC_BAD_SIGNATURE, err, err_len,
+                    "RS256 signature does not verify");
 
     /* 5. Claims, now that Google vouches for them. */
     json_t *c = part_json(payload, payload_len);

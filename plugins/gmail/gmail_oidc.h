@@ -38,20 +38,34 @@
 /* Skew the driver should pass unless configured otherwise, in seconds. */
 #define GMAIL_OIDC_DEFAULT_SKEW 60
 
+/* Results, with the HTTP status gmail_oidc_http_status() maps them to. */
 typedef enum {
     GMAIL_OIDC_OK = 0,
-    GMAIL_OIDC_MISSING,        /* no token (NULL or empty)                       -> 401 */
-    GMAIL_OIDC_MALFORMED,      /* too long, not 3 parts, bad base64/JSON, bad claim types -> 401 */
-    GMAIL_OIDC_BAD_ALG,        /* alg is not RS256 (none, HS256, ...), or crit    -> 401 */
-    GMAIL_OIDC_NO_KID,         /* header without a kid                            -> 401 */
-    GMAIL_OIDC_UNKNOWN_KID,    /* kid not in the cache; see *refetch_r           -> 401 */
-    GMAIL_OIDC_NO_KEYS,        /* cache empty or expired: cannot judge           -> 503 */
-    GMAIL_OIDC_BAD_SIGNATURE,  /* signature does not verify                      -> 401 */
-    GMAIL_OIDC_BAD_ISSUER,     /* signed, but iss is not Google's                -> 401 */
-    GMAIL_OIDC_EXPIRED,        /* exp <= now - skew                              -> 401 */
-    GMAIL_OIDC_NOT_YET_VALID,  /* iat > now + skew                               -> 401 */
-    GMAIL_OIDC_WRONG_AUDIENCE, /* valid Google token for another audience        -> 403 */
-    GMAIL_OIDC_WRONG_EMAIL     /* valid token from another or unverified account -> 403 */
+    /* 401: no token (NULL or empty). */
+    GMAIL_OIDC_MISSING,
+    /* 401: too long, not three parts, bad base64 or JSON, a claim of the
+     * wrong type. */
+    GMAIL_OIDC_MALFORMED,
+    /* 401: alg is not RS256 (none, HS256, ...), or a crit header. */
+    GMAIL_OIDC_BAD_ALG,
+    /* 401: the header has no kid. */
+    GMAIL_OIDC_NO_KID,
+    /* 401: kid not in the cache; see refetch_r. */
+    GMAIL_OIDC_UNKNOWN_KID,
+    /* 503: the cache is empty or expired, the token cannot be judged. */
+    GMAIL_OIDC_NO_KEYS,
+    /* 401: the signature does not verify. */
+    GMAIL_OIDC_BAD_SIGNATURE,
+    /* 401: signed, but iss is not one of Google's. */
+    GMAIL_OIDC_BAD_ISSUER,
+    /* 401: exp <= now - skew. */
+    GMAIL_OIDC_EXPIRED,
+    /* 401: iat > now + skew. */
+    GMAIL_OIDC_NOT_YET_VALID,
+    /* 403: a valid Google token for another audience. */
+    GMAIL_OIDC_WRONG_AUDIENCE,
+    /* 403: a valid token from another account, or email_verified not true. */
+    GMAIL_OIDC_WRONG_EMAIL
 } gmail_oidc_status;
 
 /* What a verified token says, copied out (NUL-terminated, truncated never:
@@ -79,9 +93,10 @@ typedef struct {
  * err (may be NULL) receives one line saying why a token was refused.
  */
 gmail_oidc_status gmail_oidc_verify(gmail_jwks *cache, const char *token,
-                                    const char *expected_audience, const char *expected_email,
-                                    int64_t now, int64_t skew, gmail_oidc_claims *claims_r,
-                                    bool *refetch_r, char *err, size_t err_len);
+                                    const char *expected_audience,
+                                    const char *expected_email, int64_t now, int64_t skew,
+                                    gmail_oidc_claims *claims_r, bool *refetch_r,
+                                    char *err, size_t err_len);
 
 /* The HTTP status a push endpoint answers for a result: 200 for OK (the
  * caller goes on), 401, 403, or 503 for NO_KEYS (P§2.3: any non-2xx makes

@@ -53,14 +53,15 @@ static void setup(void)
     cache = gmail_jwks_new();
     char *n = bn_b64(OSSL_PKEY_PARAM_RSA_N), *e = bn_b64(OSSL_PKEY_PARAM_RSA_E);
     char doc[2048];
-    snprintf(doc, sizeof(doc),
-             "{\"keys\":[{\"kty\":\"RSA\",\"alg\":\"RS256\",\"use\":\"sig\",\"kid\":\"" KID
-             "\",\"n\":\"%s\",\"e\":\"%s\"}]}",
-             n, e);
+    snprintf(
+        doc, sizeof(doc),
+        "{\"keys\":[{\"kty\":\"RSA\",\"alg\":\"RS256\",\"use\":\"sig\",\"kid\":\"" KID
+        "\",\"n\":\"%s\",\"e\":\"%s\"}]}",
+        n, e);
     free(n);
     free(e);
-    FUZZ_ASSERT(gmail_jwks_update(cache, doc, strlen(doc), "max-age=86400", NOW, NULL, 0) ==
-                0);
+    FUZZ_ASSERT(
+        gmail_jwks_update(cache, doc, strlen(doc), "max-age=86400", NOW, NULL, 0) == 0);
 }
 
 /* b64url(header) "." b64url(claims) "." RS256 signature. */
@@ -92,8 +93,8 @@ static gmail_oidc_status verify(const char *tok, gmail_oidc_claims *cl)
 {
     char err[256];
     bool refetch = false;
-    gmail_oidc_status st = gmail_oidc_verify(cache, tok, AUD, SA, NOW, 60, cl, &refetch, err,
-                                             sizeof(err));
+    gmail_oidc_status st =
+        gmail_oidc_verify(cache, tok, AUD, SA, NOW, 60, cl, &refetch, err, sizeof(err));
     FUZZ_ASSERT(!refetch || st == GMAIL_OIDC_UNKNOWN_KID);
     FUZZ_ASSERT(st == GMAIL_OIDC_OK || err[0] != '\0');
     int http = gmail_oidc_http_status(st);
@@ -119,7 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     case 1: {
-        static const char header[] = "{\"alg\":\"RS256\",\"kid\":\"" KID "\",\"typ\":\"JWT\"}";
+        static const char header[] =
+            "{\"alg\":\"RS256\",\"kid\":\"" KID "\",\"typ\":\"JWT\"}";
         char *tok = sign(header, strlen(header), text, len);
         if (verify(tok, &cl) == GMAIL_OIDC_OK) {
             FUZZ_ASSERT(strcasecmp(cl.email, SA) == 0);
@@ -134,13 +136,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2: {
         static const char claims[] =
             "{\"aud\":\"" AUD "\",\"email\":\"" SA "\",\"email_verified\":true,"
-            "\"iss\":\"https://accounts.google.com\",\"iat\":1700000000,\"exp\":1700003600}";
+            "\"iss\":\"https://"
+            "accounts.google.com\",\"iat\":1700000000,\"exp\":1700003600}";
         char *tok = sign(text, len, claims, strlen(claims));
         if (verify(tok, &cl) == GMAIL_OIDC_OK) {
             json_error_t jerr;
             json_t *h = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
             FUZZ_ASSERT(h != NULL);
-            FUZZ_ASSERT(strcmp(json_string_value(json_object_get(h, "alg")), "RS256") == 0);
+            FUZZ_ASSERT(strcmp(json_string_value(json_object_get(h, "alg")), "RS256") ==
+                        0);
             FUZZ_ASSERT(strcmp(json_string_value(json_object_get(h, "kid")), KID) == 0);
             json_decref(h);
         }
@@ -159,10 +163,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)gmail_jwks_max_age(cc);
         gmail_jwks *j = gmail_jwks_new();
         char err[256];
-        if (gmail_jwks_update(j, text, len, cc[0] ? cc : NULL, NOW, err, sizeof(err)) == 0) {
-            FUZZ_ASSERT(gmail_jwks_count(j) > 0 && gmail_jwks_count(j) <= GMAIL_JWKS_KEYS_MAX);
+        if (gmail_jwks_update(j, text, len, cc[0] ? cc : NULL, NOW, err, sizeof(err)) ==
+            0) {
+            FUZZ_ASSERT(gmail_jwks_count(j) > 0 &&
+                        gmail_jwks_count(j) <= GMAIL_JWKS_KEYS_MAX);
             int64_t exp = gmail_jwks_expires_at(j);
-            FUZZ_ASSERT(exp >= NOW + GMAIL_JWKS_MIN_TTL && exp <= NOW + GMAIL_JWKS_MAX_TTL);
+            FUZZ_ASSERT(exp >= NOW + GMAIL_JWKS_MIN_TTL &&
+                        exp <= NOW + GMAIL_JWKS_MAX_TTL);
             EVP_PKEY *k = NULL;
             gmail_jwks_loan *loan = NULL;
             gmail_jwks_lookup_result r = gmail_jwks_lookup(j, KID, NOW, &k, &loan);

@@ -49,16 +49,21 @@ static void test_guide_sample(void **state)
     (void)state;
     /* The Gmail push guide's envelope (P§2.1), data = its sample payload. */
     const char *body =
-        "{\"message\":{\"data\":\"eyJlbWFpbEFkZHJlc3MiOiAidXNlckBleGFtcGxlLmNvbSIsICJoaXN0b3J5SWQiOiAiMTIzNDU2Nzg5MCJ9\","
+        "{\"message\":{\"data\":"
+        "\"eyJlbWFpbEFkZHJlc3MiOiAidXNlckBleGFtcGxlLmNvbSIsICJoaXN0b3J5SWQiOiAiMTIzNDU2Nz"
+        "g5MCJ9\","
         "\"messageId\":\"2070443601311540\",\"message_id\":\"2070443601311540\","
-        "\"publishTime\":\"2021-02-26T19:13:55.749Z\",\"publish_time\":\"2021-02-26T19:13:55.749Z\","
-        "\"attributes\":{}},\"subscription\":\"projects/myproject/subscriptions/mysubscription\"}";
+        "\"publishTime\":\"2021-02-26T19:13:55.749Z\",\"publish_time\":\"2021-02-26T19:"
+        "13:55.749Z\","
+        "\"attributes\":{}},\"subscription\":\"projects/myproject/subscriptions/"
+        "mysubscription\"}";
     gmail_envelope env;
     char err[200] = "";
     assert_int_equal(parse(body, &env, err, sizeof(err)), 0);
     assert_string_equal(env.message_id, "2070443601311540");
     assert_string_equal(env.publish_time, "2021-02-26T19:13:55.749Z");
-    assert_string_equal(env.subscription, "projects/myproject/subscriptions/mysubscription");
+    assert_string_equal(env.subscription,
+                        "projects/myproject/subscriptions/mysubscription");
     assert_string_equal(env.email, "user@example.com");
     assert_string_equal(env.history_id, "1234567890");
     assert_true(env.history_id_num == 1234567890u);
@@ -78,74 +83,81 @@ typedef struct {
 
 static const env_case cases[] = {
     /* Spellings. */
-    {"camelCase only", GOOD_DATA, ",\"messageId\":\"7\",\"publishTime\":\"T\"", "", "7", "42",
-     "T"},
-    {"snake_case only", GOOD_DATA, ",\"message_id\":\"8\",\"publish_time\":\"T2\"", "", "8",
-     "42", "T2"},
-    {"both, agreeing", GOOD_DATA, ",\"messageId\":\"9\",\"message_id\":\"9\"", "", "9", "42",
-     ""},
-    {"both, disagreeing", GOOD_DATA, ",\"messageId\":\"9\",\"message_id\":\"10\"", "", NULL,
-     NULL, NULL},
+    {"camelCase only", GOOD_DATA, ",\"messageId\":\"7\",\"publishTime\":\"T\"", "", "7",
+     "42", "T"},
+    {"snake_case only", GOOD_DATA, ",\"message_id\":\"8\",\"publish_time\":\"T2\"", "",
+     "8", "42", "T2"},
+    {"both, agreeing", GOOD_DATA, ",\"messageId\":\"9\",\"message_id\":\"9\"", "", "9",
+     "42", ""},
+    {"both, disagreeing", GOOD_DATA, ",\"messageId\":\"9\",\"message_id\":\"10\"", "",
+     NULL, NULL, NULL},
     {"publishTime disagreeing", GOOD_DATA,
-     ",\"messageId\":\"9\",\"publishTime\":\"a\",\"publish_time\":\"b\"", "", NULL, NULL, NULL},
+     ",\"messageId\":\"9\",\"publishTime\":\"a\",\"publish_time\":\"b\"", "", NULL, NULL,
+     NULL},
     {"no messageId", GOOD_DATA, ",\"publishTime\":\"T\"", "", NULL, NULL, NULL},
     {"empty messageId", GOOD_DATA, ",\"messageId\":\"\"", "", NULL, NULL, NULL},
     {"messageId a number", GOOD_DATA, ",\"messageId\":7", "", NULL, NULL, NULL},
-    {"messageId with a control byte", GOOD_DATA, ",\"messageId\":\"7\\n\"", "", NULL, NULL,
-     NULL},
+    {"messageId with a control byte", GOOD_DATA, ",\"messageId\":\"7\\n\"", "", NULL,
+     NULL, NULL},
     {"messageId 129 bytes", GOOD_DATA,
-     ",\"messageId\":\"123456789012345678901234567890123456789012345678901234567890123456789"
+     ",\"messageId\":"
+     "\"123456789012345678901234567890123456789012345678901234567890123456789"
      "012345678901234567890123456789012345678901234567890123456789\"",
      "", NULL, NULL, NULL},
     /* historyId forms. */
-    {"historyId number", "{\"emailAddress\":\"u@example.com\",\"historyId\":1234567890123}",
+    {"historyId number",
+     "{\"emailAddress\":\"u@example.com\",\"historyId\":1234567890123}",
      ",\"messageId\":\"1\"", "", "1", "1234567890123", ""},
-    {"historyId leading zeros", "{\"emailAddress\":\"u@example.com\",\"historyId\":\"0042\"}",
+    {"historyId leading zeros",
+     "{\"emailAddress\":\"u@example.com\",\"historyId\":\"0042\"}",
      ",\"messageId\":\"1\"", "", "1", "42", ""},
     {"historyId 2^64-1",
      "{\"emailAddress\":\"u@example.com\",\"historyId\":\"18446744073709551615\"}",
      ",\"messageId\":\"1\"", "", "1", "18446744073709551615", ""},
-    {"historyId 2^64", "{\"emailAddress\":\"u@example.com\",\"historyId\":\"18446744073709551616\"}",
+    {"historyId 2^64",
+     "{\"emailAddress\":\"u@example.com\",\"historyId\":\"18446744073709551616\"}",
      ",\"messageId\":\"1\"", "", NULL, NULL, NULL},
     {"historyId 21 digits",
      "{\"emailAddress\":\"u@example.com\",\"historyId\":\"000000000000000000001\"}",
      ",\"messageId\":\"1\"", "", NULL, NULL, NULL},
     {"historyId negative number", "{\"emailAddress\":\"u@example.com\",\"historyId\":-5}",
      ",\"messageId\":\"1\"", "", NULL, NULL, NULL},
-    {"historyId negative string", "{\"emailAddress\":\"u@example.com\",\"historyId\":\"-5\"}",
-     ",\"messageId\":\"1\"", "", NULL, NULL, NULL},
+    {"historyId negative string",
+     "{\"emailAddress\":\"u@example.com\",\"historyId\":\"-5\"}", ",\"messageId\":\"1\"",
+     "", NULL, NULL, NULL},
     {"historyId real", "{\"emailAddress\":\"u@example.com\",\"historyId\":12.5}",
      ",\"messageId\":\"1\"", "", NULL, NULL, NULL},
     {"historyId exponent", "{\"emailAddress\":\"u@example.com\",\"historyId\":1e5}",
      ",\"messageId\":\"1\"", "", NULL, NULL, NULL},
-    {"historyId string with space", "{\"emailAddress\":\"u@example.com\",\"historyId\":\"4 2\"}",
-     ",\"messageId\":\"1\"", "", NULL, NULL, NULL},
+    {"historyId string with space",
+     "{\"emailAddress\":\"u@example.com\",\"historyId\":\"4 2\"}", ",\"messageId\":\"1\"",
+     "", NULL, NULL, NULL},
     {"historyId empty", "{\"emailAddress\":\"u@example.com\",\"historyId\":\"\"}",
      ",\"messageId\":\"1\"", "", NULL, NULL, NULL},
-    {"historyId missing", "{\"emailAddress\":\"u@example.com\"}", ",\"messageId\":\"1\"", "",
-     NULL, NULL, NULL},
+    {"historyId missing", "{\"emailAddress\":\"u@example.com\"}", ",\"messageId\":\"1\"",
+     "", NULL, NULL, NULL},
     {"historyId bool", "{\"emailAddress\":\"u@example.com\",\"historyId\":true}",
      ",\"messageId\":\"1\"", "", NULL, NULL, NULL},
     /* emailAddress. */
-    {"emailAddress missing", "{\"historyId\":\"1\"}", ",\"messageId\":\"1\"", "", NULL, NULL,
-     NULL},
+    {"emailAddress missing", "{\"historyId\":\"1\"}", ",\"messageId\":\"1\"", "", NULL,
+     NULL, NULL},
     {"emailAddress not an address", "{\"emailAddress\":\"nobody\",\"historyId\":\"1\"}",
      ",\"messageId\":\"1\"", "", NULL, NULL, NULL},
-    {"emailAddress number", "{\"emailAddress\":5,\"historyId\":\"1\"}", ",\"messageId\":\"1\"",
-     "", NULL, NULL, NULL},
+    {"emailAddress number", "{\"emailAddress\":5,\"historyId\":\"1\"}",
+     ",\"messageId\":\"1\"", "", NULL, NULL, NULL},
     {"data not an object", "[1,2]", ",\"messageId\":\"1\"", "", NULL, NULL, NULL},
-    {"data not JSON", "emailAddress=u@example.com", ",\"messageId\":\"1\"", "", NULL, NULL,
-     NULL},
+    {"data not JSON", "emailAddress=u@example.com", ",\"messageId\":\"1\"", "", NULL,
+     NULL, NULL},
     {"data duplicate members",
      "{\"emailAddress\":\"u@example.com\",\"historyId\":\"1\",\"historyId\":\"2\"}",
      ",\"messageId\":\"1\"", "", NULL, NULL, NULL},
     /* Other members. */
-    {"attributes with values", GOOD_DATA, ",\"messageId\":\"1\",\"attributes\":{\"a\":\"b\"}",
-     "", "1", "42", ""},
+    {"attributes with values", GOOD_DATA,
+     ",\"messageId\":\"1\",\"attributes\":{\"a\":\"b\"}", "", "1", "42", ""},
     {"attributes not an object", GOOD_DATA, ",\"messageId\":\"1\",\"attributes\":[]", "",
      NULL, NULL, NULL},
-    {"subscription not a string", GOOD_DATA, ",\"messageId\":\"1\"", ",\"subscription\":3",
-     NULL, NULL, NULL},
+    {"subscription not a string", GOOD_DATA, ",\"messageId\":\"1\"",
+     ",\"subscription\":3", NULL, NULL, NULL},
     {"extra root members ignored", GOOD_DATA, ",\"messageId\":\"1\"",
      ",\"deliveryAttempt\":2", "1", "42", ""},
 };
@@ -195,8 +207,8 @@ static void test_base64_forms(void **state)
     const char *forms[] = {std, url, unpadded};
     for (size_t i = 0; i < 3; i++) {
         char body[1024];
-        snprintf(body, sizeof(body), "{\"message\":{\"data\":\"%s\",\"messageId\":\"1\"}}",
-                 forms[i]);
+        snprintf(body, sizeof(body),
+                 "{\"message\":{\"data\":\"%s\",\"messageId\":\"1\"}}", forms[i]);
         gmail_envelope env;
         char err[200] = "";
         if (parse(body, &env, err, sizeof(err)) != 0)
@@ -212,8 +224,8 @@ static void test_base64_forms(void **state)
     *first = *first == '+' ? '-' : '_';
     {
         char body[1024];
-        snprintf(body, sizeof(body), "{\"message\":{\"data\":\"%s\",\"messageId\":\"1\"}}",
-                 mixed);
+        snprintf(body, sizeof(body),
+                 "{\"message\":{\"data\":\"%s\",\"messageId\":\"1\"}}", mixed);
         gmail_envelope env;
         char err[200] = "";
         assert_int_equal(parse(body, &env, err, sizeof(err)), -1);
@@ -223,8 +235,8 @@ static void test_base64_forms(void **state)
     const char *bad_data[] = {"eyJh!", "eyJhIjo=x", "e", "====", "eyJhIjoxfQ===", ""};
     for (size_t i = 0; i < sizeof(bad_data) / sizeof(bad_data[0]); i++) {
         char body[1024];
-        snprintf(body, sizeof(body), "{\"message\":{\"data\":\"%s\",\"messageId\":\"1\"}}",
-                 bad_data[i]);
+        snprintf(body, sizeof(body),
+                 "{\"message\":{\"data\":\"%s\",\"messageId\":\"1\"}}", bad_data[i]);
         gmail_envelope env;
         char err[200] = "";
         if (parse(body, &env, err, sizeof(err)) != -1)
@@ -271,8 +283,8 @@ static void test_malformed_bodies(void **state)
     assert_int_equal(strlen(big), GMAIL_ENV_BODY_MAX + 1);
     assert_int_equal(gmail_envelope_parse(big, strlen(big), &env, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "too large"));
-    assert_int_equal(gmail_envelope_parse(big + 1, strlen(big) - 1, &env, err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        gmail_envelope_parse(big + 1, strlen(big) - 1, &env, err, sizeof(err)), 0);
     /* Not NUL-terminated: only `len` bytes are read. */
     char *copy = strdup(good);
     size_t n = strlen(copy);
@@ -346,9 +358,9 @@ static void test_dedupe_window(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_guide_sample),   cmocka_unit_test(test_cases),
-        cmocka_unit_test(test_base64_forms),   cmocka_unit_test(test_malformed_bodies),
-        cmocka_unit_test(test_dedupe),         cmocka_unit_test(test_dedupe_window),
+        cmocka_unit_test(test_guide_sample), cmocka_unit_test(test_cases),
+        cmocka_unit_test(test_base64_forms), cmocka_unit_test(test_malformed_bodies),
+        cmocka_unit_test(test_dedupe),       cmocka_unit_test(test_dedupe_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

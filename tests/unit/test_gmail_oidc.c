@@ -66,7 +66,8 @@ static char *bn_b64(EVP_PKEY *k, const char *param)
 static json_t *jwk(EVP_PKEY *k, const char *kid, const char *alg, const char *use)
 {
     char *n = bn_b64(k, OSSL_PKEY_PARAM_RSA_N), *e = bn_b64(k, OSSL_PKEY_PARAM_RSA_E);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "kty", "RSA", "kid", kid, "n", n, "e", e);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s}", "kty", "RSA", "kid", kid, "n", n, "e", e);
     if (alg)
         json_object_set_new(o, "alg", json_string(alg));
     if (use)
@@ -130,7 +131,8 @@ static char *make_token(json_t *header, json_t *claims, sign_mode mode, EVP_PKEY
         EVP_MD_CTX *md = EVP_MD_CTX_new();
         sig_len = sizeof(sig);
         assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k), 1);
-        assert_int_equal(EVP_DigestSign(md, sig, &sig_len, (unsigned char *)input, in_len), 1);
+        assert_int_equal(
+            EVP_DigestSign(md, sig, &sig_len, (unsigned char *)input, in_len), 1);
         EVP_MD_CTX_free(md);
     } else if (mode == SIGN_HS256_PUBKEY) {
         /* The classic confusion: the verifier's public key as HMAC secret. */
@@ -138,9 +140,9 @@ static char *make_token(json_t *header, json_t *claims, sign_mode mode, EVP_PKEY
         assert_int_equal(PEM_write_bio_PUBKEY(bio, k), 1);
         char *pem = NULL;
         long pem_len = BIO_get_mem_data(bio, &pem);
-        assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, pem, (size_t)pem_len,
-                                  (unsigned char *)input, in_len, sig, sizeof(sig),
-                                  &sig_len));
+        assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, pem,
+                                  (size_t)pem_len, (unsigned char *)input, in_len, sig,
+                                  sizeof(sig), &sig_len));
         BIO_free(bio);
     }
     char *s = sig_len ? mpo_base64url(sig, sig_len) : strdup("");
@@ -222,13 +224,14 @@ typedef struct {
 static const token_case token_cases[] = {
     {"alg none", "{\"alg\":\"none\",\"kid\":\"" KID1 "\",\"typ\":\"JWT\"}", NULL, NULL,
      SIGN_NONE, 0, GMAIL_OIDC_BAD_ALG, 401},
-    {"alg None (case)", "{\"alg\":\"None\",\"kid\":\"" KID1 "\"}", NULL, NULL, SIGN_NONE, 0,
-     GMAIL_OIDC_BAD_ALG, 401},
+    {"alg None (case)", "{\"alg\":\"None\",\"kid\":\"" KID1 "\"}", NULL, NULL, SIGN_NONE,
+     0, GMAIL_OIDC_BAD_ALG, 401},
     {"HS256 keyed with the public key", "{\"alg\":\"HS256\",\"kid\":\"" KID1 "\"}", NULL,
      NULL, SIGN_HS256_PUBKEY, 0, GMAIL_OIDC_BAD_ALG, 401},
     {"RS512", "{\"alg\":\"RS512\",\"kid\":\"" KID1 "\"}", NULL, NULL, SIGN_RS256, 0,
      GMAIL_OIDC_BAD_ALG, 401},
-    {"no alg", "{\"kid\":\"" KID1 "\"}", NULL, NULL, SIGN_RS256, 0, GMAIL_OIDC_BAD_ALG, 401},
+    {"no alg", "{\"kid\":\"" KID1 "\"}", NULL, NULL, SIGN_RS256, 0, GMAIL_OIDC_BAD_ALG,
+     401},
     {"crit header", "{\"alg\":\"RS256\",\"kid\":\"" KID1 "\",\"crit\":[\"b64\"]}", NULL,
      NULL, SIGN_RS256, 0, GMAIL_OIDC_BAD_ALG, 401},
     {"duplicate alg", "{\"alg\":\"none\",\"alg\":\"RS256\",\"kid\":\"" KID1 "\"}", NULL,
@@ -243,8 +246,8 @@ static const token_case token_cases[] = {
     {"signed by another key", NULL, NULL, NULL, SIGN_RS256, 1, GMAIL_OIDC_BAD_SIGNATURE,
      401},
     {"no signature", NULL, NULL, NULL, SIGN_NONE, 0, GMAIL_OIDC_BAD_SIGNATURE, 401},
-    {"wrong aud", NULL, "{\"aud\":\"https://evil.example.com/push\"}", NULL, SIGN_RS256, 0,
-     GMAIL_OIDC_WRONG_AUDIENCE, 403},
+    {"wrong aud", NULL, "{\"aud\":\"https://evil.example.com/push\"}", NULL, SIGN_RS256,
+     0, GMAIL_OIDC_WRONG_AUDIENCE, 403},
     {"no aud", NULL, NULL, "aud", SIGN_RS256, 0, GMAIL_OIDC_WRONG_AUDIENCE, 403},
     {"aud array with ours", NULL, "{\"aud\":[\"x\",\"" AUD "\"]}", NULL, SIGN_RS256, 0,
      GMAIL_OIDC_OK, 200},
@@ -260,8 +263,8 @@ static const token_case token_cases[] = {
      NULL, SIGN_RS256, 0, GMAIL_OIDC_OK, 200},
     {"email_verified false", NULL, "{\"email_verified\":false}", NULL, SIGN_RS256, 0,
      GMAIL_OIDC_WRONG_EMAIL, 403},
-    {"email_verified as string", NULL, "{\"email_verified\":\"true\"}", NULL, SIGN_RS256, 0,
-     GMAIL_OIDC_WRONG_EMAIL, 403},
+    {"email_verified as string", NULL, "{\"email_verified\":\"true\"}", NULL, SIGN_RS256,
+     0, GMAIL_OIDC_WRONG_EMAIL, 403},
     {"no email_verified", NULL, NULL, "email_verified", SIGN_RS256, 0,
      GMAIL_OIDC_WRONG_EMAIL, 403},
     {"expired (exp = now - skew)", NULL, "{\"exp\":1699999940}", NULL, SIGN_RS256, 0,
@@ -447,7 +450,8 @@ static void test_unknown_kid_refetch_rate_limited(void **state)
     assert_int_equal(verify_at(c, tok, NOW + 61, NULL, &refetch), GMAIL_OIDC_UNKNOWN_KID);
     assert_false(refetch);
     /* Still pending a minute later (the fetch has not happened). */
-    assert_int_equal(verify_at(c, tok, NOW + 200, NULL, &refetch), GMAIL_OIDC_UNKNOWN_KID);
+    assert_int_equal(verify_at(c, tok, NOW + 200, NULL, &refetch),
+                     GMAIL_OIDC_UNKNOWN_KID);
     assert_false(refetch);
     assert_true(gmail_jwks_refresh_due(c, NOW + 200));
 
@@ -455,9 +459,11 @@ static void test_unknown_kid_refetch_rate_limited(void **state)
     assert_int_equal(load(c, NOW + 201, "max-age=21600", 1, key1, KID1), 0);
     assert_false(gmail_jwks_refresh_due(c, NOW + 201));
     /* ...and the next request waits a minute from that load. */
-    assert_int_equal(verify_at(c, tok, NOW + 230, NULL, &refetch), GMAIL_OIDC_UNKNOWN_KID);
+    assert_int_equal(verify_at(c, tok, NOW + 230, NULL, &refetch),
+                     GMAIL_OIDC_UNKNOWN_KID);
     assert_false(refetch);
-    assert_int_equal(verify_at(c, tok, NOW + 261, NULL, &refetch), GMAIL_OIDC_UNKNOWN_KID);
+    assert_int_equal(verify_at(c, tok, NOW + 261, NULL, &refetch),
+                     GMAIL_OIDC_UNKNOWN_KID);
     assert_true(refetch);
     assert_int_equal(gmail_oidc_http_status(GMAIL_OIDC_UNKNOWN_KID), 401);
 
@@ -478,7 +484,8 @@ static void test_key_rotation(void **state)
     char *tok2 = make_token(h2, cl, SIGN_RS256, key2);
     bool refetch = false;
 
-    assert_int_equal(verify_at(c, tok2, NOW + 100, NULL, &refetch), GMAIL_OIDC_UNKNOWN_KID);
+    assert_int_equal(verify_at(c, tok2, NOW + 100, NULL, &refetch),
+                     GMAIL_OIDC_UNKNOWN_KID);
     assert_true(refetch);
     assert_int_equal(load(c, NOW + 101, "max-age=21600", 2, key1, KID1, key2, KID2), 0);
     assert_int_equal(gmail_jwks_count(c), 2);
@@ -560,10 +567,8 @@ static void test_jwks_expiry(void **state)
         const char *cc;
         int64_t ttl;
     } clamps[] = {
-        {"max-age=5", GMAIL_JWKS_MIN_TTL},
-        {"no-store", GMAIL_JWKS_MIN_TTL},
-        {NULL, GMAIL_JWKS_DEFAULT_TTL},
-        {"max-age=999999999", GMAIL_JWKS_MAX_TTL},
+        {"max-age=5", GMAIL_JWKS_MIN_TTL}, {"no-store", GMAIL_JWKS_MIN_TTL},
+        {NULL, GMAIL_JWKS_DEFAULT_TTL},    {"max-age=999999999", GMAIL_JWKS_MAX_TTL},
         {"max-age=21600", 21600},
     };
     for (size_t i = 0; i < sizeof(clamps) / sizeof(clamps[0]); i++) {
@@ -589,7 +594,8 @@ static void test_jwks_documents(void **state)
         "[]",
         "{\"keys\":{}}",
         "{\"keys\":[]}",
-        "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"e\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}]}",
+        "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"e\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":"
+        "\"AA\"}]}",
         "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"x\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}",
         "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"x\",\"n\":\"!!!!\",\"e\":\"AQAB\"}]}",
         "{\"keys\":[],\"keys\":[]}",
@@ -616,7 +622,8 @@ static void test_jwks_documents(void **state)
     json_array_append_new(keys, jwk(key2, KID1, "RS256", "sig"));
     json_t *doc = json_pack("{s:o}", "keys", keys);
     char *text = json_dumps(doc, JSON_COMPACT);
-    assert_int_equal(gmail_jwks_update(c, text, strlen(text), NULL, NOW, err, sizeof(err)), 0);
+    assert_int_equal(
+        gmail_jwks_update(c, text, strlen(text), NULL, NOW, err, sizeof(err)), 0);
     assert_int_equal(gmail_jwks_count(c), 1);
     EVP_PKEY *k = NULL;
     gmail_jwks_loan *loan = NULL;
@@ -631,7 +638,8 @@ static void test_jwks_documents(void **state)
     assert_null(loan);
     gmail_jwks_release(c, &loan); /* NULL-safe */
     /* Just loaded, so no refetch request for an unknown kid. */
-    assert_int_equal(gmail_jwks_lookup(c, "small", NOW + 1, &k, &loan), GMAIL_JWKS_UNKNOWN);
+    assert_int_equal(gmail_jwks_lookup(c, "small", NOW + 1, &k, &loan),
+                     GMAIL_JWKS_UNKNOWN);
     assert_null(k);
     assert_null(loan);
     free(text);
