@@ -126,17 +126,17 @@ int64_t gmail_jwks_max_age(const char *cc)
         if ((name_len == 8 && strncasecmp(name, "no-store", 8) == 0) ||
             (name_len == 8 && strncasecmp(name, "no-cache", 8) == 0))
             return 0; /* RFC 9111 §5.2.2.4/.5: may not be reused without revalidation */
-        if (name_len == 7 && strncasecmp(name, "max-age", 7) == 0 && val && val_len > 0 &&
-            val_len <= 10) {
+        if (name_len == 7 && strncasecmp(name, "max-age", 7) == 0 && val && val_len > 0) {
             int64_t v = 0;
             bool ok = true;
-            for (size_t i = 0; i < val_len; i++) {
-                if (val[i] < '0' || val[i] > '9') {
-                    ok = false;
-                    break;
-                }
-                v = v * 10 + (val[i] - '0');
+            for (size_t i = 0; i < val_len && ok; i++) {
+                ok = val[i] >= '0' && val[i] <= '9';
+                /* RFC 9111 §1.2.2: a value too large to represent is 2^31. */
+                if (ok && v < INT64_C(2147483648))
+                    v = v * 10 + (val[i] - '0');
             }
+            if (v > INT64_C(2147483648))
+                v = INT64_C(2147483648);
             if (ok && result < 0)
                 result = v; /* RFC 9111 §4.2.1: the first occurrence counts */
         }
