@@ -5,7 +5,7 @@
  *
  * What is checked, in this order (the first failure decides the result):
  *   1. size (at most GMAIL_OIDC_TOKEN_MAX bytes) and shape: exactly three
- *      non-empty-header/payload base64url parts (JWS compact, RFC 7515 §7.1);
+ *      dot-separated base64url parts (JWS compact form, RFC 7515 §7.1);
  *   2. the header: JSON object, "alg" exactly "RS256" (so "none", HS256 and
  *      every other algorithm are refused before any key is touched), no
  *      "crit" (RFC 7515 §4.1.11: we understand no extension), a "kid";
@@ -20,9 +20,11 @@
  *      case-insensitive) and email_verified is JSON true.
  *
  * Threads: reentrant; may run on the event loop (no I/O, no blocking
- * beyond the cache's short mutex). Ownership: the caller keeps every
- * argument; results are copied into the caller's structures. Error texts
- * never contain the token or claim values (they come from the network).
+ * beyond the cache's short mutex; one RSA-2048 verification costs tens of
+ * microseconds). Concurrent calls may share a cache: keys are only read.
+ * Ownership: the caller keeps every argument; results are copied into
+ * the caller's structures. Error texts never contain the token or claim
+ * values (they come from the network).
  */
 #ifndef GMAIL_OIDC_H
 #define GMAIL_OIDC_H
