@@ -13,14 +13,14 @@
  */
 #include "gmail_b64.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 
-/* Large enough for any input this library decodes: tokens are capped at
- * 8 KiB and envelope data at 8 KiB by their callers. */
-#define B64_STACK_MAX 16384
+/* Input is decoded in blocks of this many characters (a multiple of 4),
+ * so any length works with small stack buffers: the driver can use the
+ * same function for format=raw messages of many megabytes. */
+#define BLOCK 4096
 
 static int classify(unsigned char c)
 {
@@ -37,6 +37,8 @@ bool gmail_b64_decode(const char *in, size_t len, gmail_b64_alphabet alphabet,
                       unsigned char *out, size_t cap, size_t *out_len_r)
 {
     *out_len_r = 0;
+    if (!in)
+        return false;
     size_t body = len;
     if (alphabet == GMAIL_B64_EITHER) {
         /* Padding only at the end and only as much as completes a quantum. */
@@ -45,7 +47,7 @@ bool gmail_b64_decode(const char *in, size_t len, gmail_b64_alphabet alphabet,
         if (body != len && len % 4 != 0)
             return false;
     }
-    if (body == 0 || body % 4 == 1 || body + 3 > B64_STACK_MAX)
+    if (body == 0 || body % 4 == 1)
         return false;
     int seen = 0;
     for (size_t i = 0; i < body; i++) {
@@ -63,17 +65,31 @@ bool gmail_b64_decode(const char *in, size_t len, gmail_b64_alphabet alphabet,
     if (decoded > cap)
         return false;
 
-    unsigned char text[B64_STACK_MAX];
-    for (size_t i = 0; i < body; i++) {
-        char c = in[i];
-        text[i] = (unsigned char)(c == '-' ? '+' : c == '_' ? '/' : c);
+    unsigned char text[BLOCK];
+    unsigned char bin[3 * BLOCK / 4];
+    size_t done_in = 0, done_out = 0;
+    while (done_in < body) {
+        size_t chunk = body - done_in < BLOCK ? body - done_in : BLOCK;
+        bool last = done_in + chunk == body;
+        for (size_t i = 0; i < chunk; i++) {
+            char c = in[done_in + i];
+            text[i] = (unsigned char)(c == '-' ? '+' : c == '_' ? '/' : c);
+        }
+        size_t text_len = chunk;
+        if (last) {
+            /* chunk + pad <= BLOCK: a full block is a multiple of 4 (no pad). */
+            memset(text + chunk, '=', pad);
+            text_len += pad;
+        }
+        int n = EVP_DecodeBlock(bin, text, (int)text_len);
+        if (n < 0 || (size_t)n != 3 * text_len / 4)
+            return false;
+        /* EVP_DecodeBlock counts the zero bytes the padding stands for. */
+        size_t useful = (size_t)n - (last ? pad : 0);
+        memcpy(out + done_out, bin, useful);
+        done_out += useful;
+        done_in += chunk;
     }
-    memset(text + body, '=', pad);
-    unsigned char buf[GMAIL_B64_DECODED_MAX(B64_STACK_MAX)];
-    int n = EVP_DecodeBlock(buf, text, (int)(body + pad));
-    if (n < 0 || (size_t)n != decoded + pad)
-        return false;
-    memcpy(out, buf, decoded);
-    *out_len_r = decoded;
+    *out_len_r = done_out;
     return true;
 }

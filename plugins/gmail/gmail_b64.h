@@ -3,7 +3,7 @@
  * the Pub/Sub envelope's data), on top of OpenSSL's EVP_DecodeBlock.
  *
  * Contract: pure functions, no allocation, no global state; safe from any
- * thread. Input need not be NUL-terminated.
+ * thread. Input of any length, need not be NUL-terminated.
  */
 #ifndef GMAIL_B64_H
 #define GMAIL_B64_H
