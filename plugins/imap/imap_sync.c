@@ -2,6 +2,7 @@
  * statuses (in one place, like isync's transform_box_response), EXAMINE,
  * UID listings and the stored-message snapshot. */
 #include "imap_sync.h"
+#include "imap_strategy.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -457,6 +458,18 @@ static int run_examine(imap_conn *conn, const char *folder, imap_examine_mode mo
     return imap_wait(conn, tag, examine_untagged, cx, status_r, text_r, error_r);
 }
 
+/* Whether `conn` offers what EXAMINE `mode` asks for. */
+static int mode_offered(const imap_conn *conn, imap_examine_mode mode)
+{
+    imap_strategy have =
+        imap_strategy_choose(imap_conn_caps(conn)->bits, imap_conn_enabled(conn));
+    if (mode == IMAP_EXAMINE_QRESYNC)
+        return have == IMAP_STRATEGY_QRESYNC;
+    if (mode == IMAP_EXAMINE_CONDSTORE)
+        return have != IMAP_STRATEGY_PLAIN;
+    return 1;
+}
+
 mp_status imap_sync_examine(imap_account *a, imap_conn **connp, const char *folder,
                             imap_examine_mode mode, const imap_cursor *since,
                             imap_box *box_r, mp_error *err)
@@ -475,6 +488,13 @@ mp_status imap_sync_examine(imap_account *a, imap_conn **connp, const char *fold
         mp_status st = imap_sync_connect(a, connp, err);
         if (st != MP_OK)
             return st;
+        /* The caller chose `mode` from the connection it had. A server
+         * restarted in between may offer less now (an admin turned
+         * QRESYNC off): asking for it would be refused as a protocol
+         * error. Sync again soon, choosing from what this server offers. */
+        if (attempt > 0 && !mode_offered(*connp, mode))
+            return mp_fail(err, MP_RETRY, "\"%s\": server capabilities changed on reconnect; "
+                           "syncing again", folder);
         examine_ctx cx = {.box = box_r, .budget = {.limit = a->max_memory}};
         imap_status status = IMAP_NONE;
         char *text = NULL;

@@ -311,6 +311,39 @@ static void test_stall_not_retried(void **state)
     server_join(&s);
 }
 
+/* ---- reconnect ---- */
+
+static void test_reconnect_to_fewer_capabilities(void **state)
+{
+    (void)state;
+    /* The kept connection offered CONDSTORE; the server restarted without
+     * it (an admin changed its configuration). The EXAMINE the caller
+     * chose from the old connection is not sent to the new one, which
+     * would refuse it as a protocol error (and park the account): the
+     * sync is retried, choosing again from what the server offers now. */
+    const char *old_server[] = {LOGIN, "C:A2 EXAMINE INBOX (CONDSTORE)", NULL};
+    const char *new_server[] = {"S:* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready",
+                                "C:A1 AUTHENTICATE PLAIN AHVzZXIAc2VjcmV0",
+                                "S:A1 OK [CAPABILITY IMAP4rev1] Logged in", "E", NULL};
+    server s1 = {0}, s2 = {0};
+    server_start(&s1, old_server);
+    server_start(&s2, new_server);
+    imap_account *a = account_for(&s1, (size_t)1 << 20);
+    mp_error err = {0};
+    assert_int_equal(imap_sync_connect(a, &a->sync_conn, &err), MP_OK);
+    a->port = s2.port; /* where the restarted server answers */
+    imap_box box;
+    mp_status st = imap_sync_examine(a, &a->sync_conn, "INBOX", IMAP_EXAMINE_CONDSTORE, NULL,
+                                     &box, &err);
+    assert_int_equal(st, MP_RETRY);
+    assert_non_null(strstr(err.text, "capabilities changed"));
+    account_done(&a);
+    server_join(&s1);
+    server_join(&s2);
+    assert_string_equal(s1.error, "");
+    assert_string_equal(s2.error, "");
+}
+
 /* ---- login answers ---- */
 
 static void test_login_answers(void **state)
@@ -363,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_esearch_budget),
         cmocka_unit_test(test_collectors_budget),
         cmocka_unit_test(test_stall_not_retried),
+        cmocka_unit_test(test_reconnect_to_fewer_capabilities),
         cmocka_unit_test(test_login_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
