@@ -56,6 +56,15 @@ static const char *find(const char *p, const char *end, const char *needle, size
  * to the byte after it. NULL when there is none. */
 static const char *head_end(const char *p, const char *end, const char **body_r)
 {
+    /* No headers at all: the block starts with the empty line. */
+    if (end - p >= 2 && memcmp(p, "\r\n", 2) == 0) {
+        *body_r = p + 2;
+        return p;
+    }
+    if (end - p >= 1 && p[0] == '\n') {
+        *body_r = p + 1;
+        return p;
+    }
     for (const char *q = p; q < end; q++) {
         if (q + 1 < end && q[0] == '\n' && q[1] == '\n') {
             *body_r = q + 2;
@@ -65,10 +74,6 @@ static const char *head_end(const char *p, const char *end, const char **body_r)
             *body_r = q + 4;
             return q + 2;
         }
-    }
-    if (p == end || (end - p >= 2 && memcmp(p, "\r\n", 2) == 0)) {
-        *body_r = p + (p == end ? 0 : 2);
-        return p;
     }
     return NULL;
 }
