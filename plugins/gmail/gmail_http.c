@@ -30,11 +30,11 @@ static void sleep_ms(int64_t ms)
         ;
 }
 
-/* Admit `units`, waiting up to the deadline. */
+/* Admit `units`, waiting once (up to the deadline) when that is enough. */
 static mp_status admit(gmail_account *a, uint32_t units, int64_t deadline, const char *what,
                        mp_error *err)
 {
-    for (;;) {
+    for (int slept = 0;; slept = 1) {
         int64_t now = gmail_host->now_ms();
         pthread_mutex_lock(&a->lock);
         int64_t wait = gmail_quota_take(&a->quota, now, units);
@@ -42,7 +42,7 @@ static mp_status admit(gmail_account *a, uint32_t units, int64_t deadline, const
         if (wait == 0)
             return MP_OK;
         int64_t limit = deadline > 0 ? deadline : now + QUOTA_WAIT_MAX_MS;
-        if (now + wait > limit || wait > QUOTA_WAIT_MAX_MS) {
+        if (slept || now + wait > limit || wait > QUOTA_WAIT_MAX_MS) {
             err->retry_after_ms = (uint32_t)(wait > 0 ? wait : 1);
             return mp_fail(err, MP_RETRY, "%s: Gmail quota budget spent; next free unit in"
                            " %lld ms", what, (long long)wait);
