@@ -37,5 +37,14 @@ fi
 if out=$(grep -nE '#include[[:space:]]*"daemon/' core/host/*.[ch] 2>/dev/null); then
   echo "core/host must not include daemon headers (it gets an mphost_env):"; echo "$out"; status=1
 fi
+# The store's API (store.h, pool.h) names no database: SQLite is the
+# backend in core/store/sqlite/ and nothing else in the daemon, its tools or
+# the drivers reaches it (tests and the fault-injection shim may).
+if out=$(grep -rnE '#include[[:space:]]*[<"]sqlite3\.h[>"]' core plugins sdk 2>/dev/null | grep -v '^core/store/sqlite/'); then
+  echo "only core/store/sqlite/ includes <sqlite3.h> (use store/store.h, store/pool.h):"; echo "$out"; status=1
+fi
+if out=$(grep -rnE '#include[[:space:]]*"store/(sqlite/|store-shared\.h|backend\.h)' core plugins sdk 2>/dev/null | grep -v '^core/store/'); then
+  echo "the store's private headers are for core/store only:"; echo "$out"; status=1
+fi
 [ $status -eq 0 ] && echo "source check: 1 passed, 0 failed" || echo "source check: 0 passed, 1 failed"
 exit $status

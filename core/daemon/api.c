@@ -233,6 +233,9 @@ json_t *mpd_api_account(mpd *d, const char *id, int *status_r, char **error_r)
                         "expires_at", (json_int_t)s.expires_at, "cursor_hint",
                         mpu_json_str(s.cursor_hint), "renewed", mpu_json_time(s.renewed_ms),
                         "last_notification", mpu_json_time(s.last_notification_ms));
+        /* Whether notifications are checked against a stored secret; the
+         * secret itself never leaves the store and the host's index. */
+        json_object_set_new(sub, "has_secret", json_boolean(s.secret != NULL));
         mps_subscription_clear(&s);
     } else {
         free(error);

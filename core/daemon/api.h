@@ -31,7 +31,9 @@ json_t *mpd_api_status(mpd *d);
 json_t *mpd_api_accounts(mpd *d);
 /* {"id","instance","driver","status","last_error","push_state","profile",
  *  "poll_interval_s","sync":{sched info},"backfill":{sched info},
- *  "subscription":{...}|null,
+ *  "subscription":{"provider_id","expires_at","cursor_hint","renewed",
+ *                  "last_notification","has_secret":bool}|null (the
+ *                  secret itself is never answered),
  *  "folders":[{"name","role","messages","bodies","bootstrapped","cursor",
  *              "backfill":{"status","loaded","target","position"},
  *              "resets","last_sync","last_error"}]} */

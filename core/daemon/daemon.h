@@ -4,7 +4,7 @@
  *
  * Objects and lifetimes:
  *   mpd          one per process; owns settings, the loop, the scheduler, the
- *                HTTP server, the loop thread's store connection, the event
+ *                HTTP server, the store's connection pool, the event
  *                stream (core/events) and the registry of driver instances;
  *                it creates the services (webhooks, HTTP) and hands them
  *                what they need.
@@ -39,11 +39,13 @@
 #include "host/host_objects.h"
 #include "loader/loader.h"
 #include "sched/sched.h"
+#include "store/pool.h"
 #include "store/store.h"
 
 typedef struct mpd mpd;
 struct mph_server;
 struct mpw_service;
+struct mpo_service;
 struct mp_hostobj;
 
 /* Settings a job needs, copied at job start so a reload never changes them
@@ -72,10 +74,12 @@ struct mpd {
     char *db_path;
     struct event_base *base;
     pthread_t loop_thread;
-    mps_store *store;         /* the loop thread's connection                  */
+    mps_pool *pool;           /* the store's connections, opened on the loop thread */
+    mps_store *store;         /* the loop thread's connection (= mpd_store(d) there) */
     mpj_sched *sched;
     struct mph_server *http;
     struct mpw_service *webhooks; /* outbound webhook delivery (core/webhook) */
+    struct mpo_service *oauth;    /* OAuth2 tokens for drivers (core/oauth)   */
     char *token;
     int64_t started_ms;
 
@@ -92,7 +96,6 @@ struct mpd {
     mphost_env host_env;        /* lent to the host layer (host_env.c)   */
     struct mpd_prefetch *prefetch;  /* body-cache warming (prefetch.h)       */
     struct mpd_fetchq *fetchq;      /* fetches on demand per account (fetch.c) */
-    struct mpd_checkpointer *checkpointer; /* store checkpoints (checkpointer.c) */
 
     struct event *sig_hup, *sig_term, *sig_int;
 
@@ -111,6 +114,10 @@ int mpd_reload(mpd *d);
  * (reload). Errors in files are logged; the daemon keeps running. */
 void mpd_registry_apply(mpd *d, mpc_instance_conf **confs, size_t n);
 void mpd_registry_clear(mpd *d);
+/* Reload: every open account parked by REAUTH or FATAL (`stopped`) is
+ * unparked and gets one sync, so replaced credentials take effect; one
+ * still failing parks again (its status unchanged, no new event). */
+void mpd_registry_resume_stopped(mpd *d);
 /* Find by id and take a reference (any thread). NULL if unknown. */
 struct mp_account *mpd_account_get(mpd *d, const char *id);
 void mpd_account_unref(struct mp_account *acct);
@@ -122,25 +129,20 @@ void mpd_account_apply_intervals(struct mp_account *acct);
 /* A push notification (webhook hint or stream event) arrived: any thread. */
 void mpd_account_note_push(struct mp_account *acct);
 
-/* ---- store access (store_tls.c) ---- */
+/* ---- store access (core/store/pool.h) ---- */
 
 /* The store connection of the calling thread (loop or worker), opened on
  * first use. NULL when the database cannot be opened (logged). */
-mps_store *mpd_store(mpd *d);
-void mpd_store_thread_cleanup(void);
-
-/* ---- store checkpoints (checkpointer.c) ---- */
-
-/* One thread with its own connection runs the store's checkpoints, so that
- * their fsyncs never stall the loop or a sync job. Start before any other
- * connection is adopted; adopt every connection that writes (store_tls.c
- * does); stop once the writers are gone (a last checkpoint runs then); free
- * after the last adopted connection is closed. Without the thread (it could
- * not start: logged) connections keep checkpointing themselves. */
-void mpd_checkpointer_start(mpd *d);
-void mpd_checkpointer_adopt(mpd *d, mps_store *s);
-void mpd_checkpointer_stop(mpd *d);
-void mpd_checkpointer_free(mpd *d);
+static inline mps_store *mpd_store(mpd *d)
+{
+    return mps_pool_thread(d->pool);
+}
+/* A thread that leaves before it exits (a write-behind thread) closes its
+ * connection and its libcurl handle; at exit that happens by itself. */
+static inline void mpd_store_thread_cleanup(mpd *d)
+{
+    mps_pool_thread_done(d->pool);
+}
 
 /* ---- jobs (sync_job.c) ---- */
 void mpd_run_job(const mpj_job *job, mpj_result *result, void *arg);

@@ -13,8 +13,7 @@ static mps_store *env_store(void *owner)
 
 static void env_thread_exit(void *owner)
 {
-    (void)owner;
-    mpd_store_thread_cleanup();
+    mpd_store_thread_cleanup(owner);
 }
 
 static void env_committed(void *owner, uint64_t applied, int64_t last_seq)
@@ -33,9 +32,8 @@ static void env_new_mail(void *owner, const char *account, const char *id)
 static void env_sync(void *owner, mp_account *acct, const char *folder, const char *reason)
 {
     mpd *d = owner;
-    (void)folder;
     if (d->sched != NULL)
-        mpj_trigger_async(d->sched, acct->id, MPJ_SYNC, NULL, reason);
+        mpj_trigger_async(d->sched, acct->id, MPJ_SYNC, folder, reason);
 }
 
 static void env_push_noted(void *owner, mp_account *acct)

@@ -18,6 +18,7 @@
 #include "daemon/prefetch.h"
 #include "net/net.h"
 #include "http/http.h"
+#include "oauth/oauth.h"
 #include "util/log.h"
 #include "util/util.h"
 #include "webhook/webhook.h"
@@ -223,6 +224,29 @@ static void apply_log_level(const mp_settings *s, const char *override)
 
 static const char *log_override;
 
+/* The OAuth2 service keeps a rotated refresh token in the store. Its
+ * callbacks run on the thread that asked for a token (a worker), so they
+ * go through that thread's own connection. */
+static int oauth_persist(void *arg, const char *account, const char *record, char **error_r)
+{
+    mps_store *s = mpd_store(arg);
+    if (s == NULL) {
+        *error_r = mpu_strdup("store unavailable");
+        return -1;
+    }
+    return mpo_store_persist(s, account, record, error_r);
+}
+
+static int oauth_load(void *arg, const char *account, char **record_r, char **error_r)
+{
+    mps_store *s = mpd_store(arg);
+    if (s == NULL) {
+        *error_r = mpu_strdup("store unavailable");
+        return -1;
+    }
+    return mpo_store_load(s, account, record_r, error_r);
+}
+
 /* SIGHUP: everything or nothing. A reload with any error keeps the running
  * configuration, so a typo never stops accounts that were working. */
 int mpd_reload(mpd *d)
@@ -302,8 +326,14 @@ int mpd_reload(mpd *d)
     mpd_knobs_from_settings(s, &d->knobs);
     mpd_host_publish_knobs(&d->knobs);
     pthread_mutex_unlock(&d->knobs_lock);
+    /* Secret files may have been replaced (a fresh authorization): cached
+     * tokens and parked failures go, then accounts parked in reauth or
+     * fatal get one sync to find out. */
+    if (d->oauth != NULL)
+        mpo_credentials_changed(d->oauth, NULL);
     mpd_registry_apply(d, list, n);
     free(list);
+    mpd_registry_resume_stopped(d);
     if (d->webhooks != NULL)
         mpw_apply(d->webhooks, s);
     mpu_info("core", "configuration reloaded");
@@ -361,13 +391,12 @@ static int run(const char *config_path)
     int rc = 1;
 
     char *error = NULL;
-    if (mps_open(d->db_path, &d->store, &error) < 0) {
+    if (mps_pool_open(d->db_path, mpn_thread_cleanup, &d->pool, &error) < 0) {
         mpu_error("store", "cannot open %s: %s", d->db_path, error);
         free(error);
         goto out;
     }
-    mpd_checkpointer_start(d);
-    mpd_checkpointer_adopt(d, d->store);
+    d->store = mpd_store(d);
     d->token = load_token(settings);
     if (d->token == NULL)
         goto out;
@@ -388,6 +417,9 @@ static int run(const char *config_path)
     mpd_maintenance_start(d);
     mpd_prefetch_start(d);
     d->webhooks = mpw_start(d->base, d->events, webhook_store, d, settings);
+    mpo_options oauth_opt = {.persist = oauth_persist, .load = oauth_load, .arg = d};
+    d->oauth = mpo_service_new(&oauth_opt);
+    d->host_env.oauth = d->oauth;
 
     struct ssl_ctx_st *push_tls = NULL;
     if (push_tls_load(settings, &push_tls, &errs) > 0) {
@@ -487,10 +519,11 @@ out:
         }
         event_base_free(d->base);
     }
-    mpd_checkpointer_stop(d);
-    mps_close(&d->store);
-    mpd_store_thread_cleanup();
-    mpd_checkpointer_free(d);
+    /* After the workers (mpj_free) and the accounts (registry) are gone. */
+    d->host_env.oauth = NULL;
+    mpo_service_free(&d->oauth);
+    d->store = NULL;
+    mps_pool_close(&d->pool);
     mpu_secret_free(&d->token);
     mp_settings_free(&d->settings);
     pthread_rwlock_destroy(&d->registry_lock);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oauth/oauth.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -61,6 +62,7 @@ static void instance_unref(mp_instance *inst)
     if (inst->initialized && inst->desc->deinit != NULL)
         inst->desc->deinit(inst, &inst->state);
     mpl_unload(&inst->drv);
+    mphost_subs_free(inst);
     if (inst->conf != NULL) {
         mpc_instance_conf **one = mpu_malloc(sizeof *one);
         one[0] = inst->conf;
@@ -280,6 +282,8 @@ static void account_start(mpd *d, struct mp_account *a, unsigned index)
         int live = 0;
         if (mps_subscription_get(d->store, a->id, &sub, &error) == 0) {
             live = sub.expires_at == 0 || sub.expires_at * 1000 > mpu_now_ms();
+            /* push_verify finds it from memory (host.h). */
+            mphost_subs_put(a, sub.provider_id, sub.expires_at, sub.cursor_hint, sub.secret);
             mps_subscription_clear(&sub);
         } else {
             free(error);
@@ -368,6 +372,11 @@ static void instance_retire(mpd *d, mp_instance *inst)
     for (size_t j = 0; j < inst->n_accounts; j++) {
         struct mp_account *a = inst->accounts[j];
         a->removed = 1;
+        mphost_subs_forget(inst, a->id);
+        /* Now, not at the last unref: an account re-created under the same
+         * id sets its credentials up right after this. */
+        if (d->oauth != NULL)
+            mpo_account_remove(d->oauth, a->id);
         if (d->sched != NULL) /* NULL during shutdown, after the pool stopped */
             mpj_account_remove(d->sched, a->id);
         if (a->push_started && inst->desc->push_stop != NULL)
@@ -438,6 +447,20 @@ void mpd_registry_apply(mpd *d, mpc_instance_conf **confs, size_t n)
         pthread_rwlock_unlock(&d->registry_lock);
         for (size_t j = 0; j < inst->n_accounts; j++)
             account_start(d, inst->accounts[j], index++);
+    }
+}
+
+void mpd_registry_resume_stopped(mpd *d)
+{
+    for (size_t i = 0; i < d->n_instances; i++) {
+        mp_instance *inst = d->instances[i];
+        for (size_t j = 0; j < inst->n_accounts; j++) {
+            struct mp_account *a = inst->accounts[j];
+            if (!a->open || !atomic_exchange(&a->stopped, 0))
+                continue;
+            mpu_info(a->id, "configuration reloaded: trying the parked account again");
+            mpj_trigger(d->sched, a->id, MPJ_SYNC, NULL, "reload");
+        }
     }
 }
 

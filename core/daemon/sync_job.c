@@ -18,6 +18,9 @@
 #include "util/util.h"
 
 #define RENEW_BEFORE_MS (24LL * 3600 * 1000)
+/* Push hint rows one sync run takes over at most; the rest wait for the
+ * next run, which follows at once (MPJ_MORE). */
+#define HINTS_PER_RUN 256
 #define BACKFILL_FIRST_DELAY_MS 10000u
 
 typedef struct job_state {
@@ -31,6 +34,7 @@ typedef struct job_state {
     int stop;              /* REAUTH / FATAL                            */
     char first_error[512];
     int ok_folders;
+    int more;              /* work left (hints beyond HINTS_PER_RUN)    */
 } job_state;
 
 mpd_knobs mpd_knobs_get(mpd *d)
@@ -204,6 +208,41 @@ static void refresh_folders(job_state *j)
     mphost_sink_free(&sink);
 }
 
+/* The stored subscription as the driver's `current` (push_renew,
+ * push_cancel): with the secret it chose at enrolment, which it may have
+ * to present to the provider. */
+static mp_subscription current_of(const mps_subscription *cur)
+{
+    mp_subscription c = {cur->provider_id, cur->expires_at, cur->cursor_hint, cur->secret};
+    return c;
+}
+
+/* A subscription past its expiry is gone at the provider: there is
+ * nothing to renew (Graph answers 404). The driver may clean up what it
+ * kept (push_cancel; its failure only logged), then the row and its index
+ * entry go, so the caller enrols anew. Returns -1 when the row could not
+ * be deleted (try again next run). */
+static int drop_lapsed(job_state *j, const mps_subscription *cur)
+{
+    mp_subscription c = current_of(cur);
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_status st = j->desc->push_cancel(j->a, &c, &err);
+    mphost_call_end();
+    if (st != MP_OK)
+        mpu_warn(j->a->id, "lapsed push subscription: cancel failed: %s",
+                 err.text[0] ? err.text : "no reason given");
+    char *error = NULL;
+    if (mps_subscription_delete(j->s, j->a->id, &error) < 0) {
+        mpu_error(j->a->id, "cannot delete the lapsed subscription: %s", error);
+        free(error);
+        return -1;
+    }
+    mphost_subs_forget(j->a->inst, j->a->id);
+    mpu_info(j->a->id, "push subscription lapsed; enrolling again");
+    return 0;
+}
+
 static void subscription_upkeep(job_state *j)
 {
     if (j->desc->push_kind != MP_PUSH_WEBHOOK)
@@ -216,6 +255,13 @@ static void subscription_upkeep(job_state *j)
         return;
     }
     int64_t now = mpu_now_ms();
+    if (have == 0 && cur.expires_at != 0 && cur.expires_at * 1000 <= now) {
+        int rc = drop_lapsed(j, &cur);
+        mps_subscription_clear(&cur);
+        if (rc < 0)
+            return;
+        have = 1;
+    }
     mp_subscription next;
     memset(&next, 0, sizeof next);
     mp_error err;
@@ -227,7 +273,8 @@ static void subscription_upkeep(job_state *j)
         st = j->desc->push_enroll(j->a, &next, &err);
     } else if (cur.expires_at != 0 && cur.expires_at * 1000 - now < RENEW_BEFORE_MS) {
         what = "renew";
-        mp_subscription c = {cur.provider_id, cur.expires_at, cur.cursor_hint, NULL};
+        /* The driver may hand out a new secret (NULL: keep the stored one). */
+        mp_subscription c = current_of(&cur);
         st = j->desc->push_renew(j->a, &c, &next, &err);
     } else {
         mps_subscription_clear(&cur);
@@ -235,10 +282,14 @@ static void subscription_upkeep(job_state *j)
     }
     if (st == MP_OK) {
         if (mps_subscription_put(j->s, j->a->id, next.provider_id, next.expires_at,
-                                 next.cursor_hint, &error) < 0) {
+                                 next.cursor_hint, next.secret, &error) < 0) {
             mpu_error(j->a->id, "cannot store subscription: %s", error);
             free(error);
         } else {
+            /* Stored first, then indexed: push_verify never trusts a
+             * subscription a restart would not know. */
+            mphost_subs_put(j->a, next.provider_id, next.expires_at, next.cursor_hint,
+                            next.secret);
             mpu_info(j->a->id, "push subscription %sed", what);
             mpd_set_push_state(j->d, j->a->id, "watching");
             mpd_account_set_push_live(j->a, 1);
@@ -292,17 +343,91 @@ static void check_push_silence(job_state *j)
     pthread_mutex_unlock(&a->lock);
 }
 
+/* Whether a SYNC run is for `folder`: its folder set, or every folder
+ * when the set is empty (the timer, a push without folder). */
+static int in_job(const mpj_job *job, const char *folder)
+{
+    if (job->n_folders == 0)
+        return 1;
+    for (unsigned i = 0; i < job->n_folders; i++)
+        if (strcmp(job->folders[i], folder) == 0)
+            return 1;
+    return 0;
+}
+
+/* The provider no longer knows the account cursor: clear it, then reset
+ * and bootstrap every folder again (one folder.reset each; stored
+ * messages fold in silently, so no message.new flood). */
+static void account_resync(job_state *j, const char *why)
+{
+    char *error = NULL;
+    mpu_warn(j->a->id, "account cursor invalid at the provider (%s); resyncing", why);
+    if (mps_account_cursor_set(j->s, j->a->id, NULL, &error) < 0) {
+        mp_error err = {0, ""};
+        snprintf(err.text, sizeof err.text, "cannot clear account cursor: %s", error);
+        free(error);
+        note_status(j, NULL, MP_RETRY, &err);
+        return;
+    }
+    mps_folder *folders = NULL;
+    size_t n = 0;
+    if (mps_folders_list(j->s, j->a->id, &folders, &n, &error) < 0) {
+        mp_error err = {0, ""};
+        snprintf(err.text, sizeof err.text, "cannot list folders: %s", error);
+        free(error);
+        note_status(j, NULL, MP_RETRY, &err);
+        return;
+    }
+    char reason[600];
+    snprintf(reason, sizeof reason, "cursor invalid: %s", why);
+    for (size_t i = 0; i < n && !j->stop; i++) {
+        mp_error err;
+        memset(&err, 0, sizeof err);
+        if (!folder_allowed(j->a, folders[i].name))
+            continue;
+        mp_status st;
+        if (mps_folder_reset(j->s, j->a->id, folders[i].name, &error) < 0) {
+            st = mp_fail(&err, MP_RETRY, "cannot reset folder: %s", error);
+            free(error);
+            error = NULL;
+        } else {
+            st = run_bootstrap(j, folders[i].name, reason, &err);
+        }
+        if (st != MP_OK)
+            note_status(j, folders[i].name, st, &err);
+    }
+    mps_folders_free(&folders, n);
+}
+
+/* One account_delta call: the whole mailbox's changes since the account
+ * cursor, in a batch of no folder. */
+static void run_account_delta(job_state *j)
+{
+    char *cursor = NULL, *error = NULL;
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    if (mps_account_cursor_get(j->s, j->a->id, &cursor, &error) < 0) {
+        mp_fail(&err, MP_RETRY, "cannot read account cursor: %s", error);
+        free(error);
+        note_status(j, NULL, MP_RETRY, &err);
+        return;
+    }
+    mp_batch *b = batch_begin(j, NULL, 0, 0);
+    mp_status st = j->desc->account_delta(j->a, cursor, b, &err);
+    st = mphost_batch_end(&b, st, &err, NULL);
+    free(cursor);
+    if (st == MP_RESYNC)
+        account_resync(j, err.text[0] ? err.text : "no reason given");
+    else if (st != MP_OK)
+        note_status(j, NULL, st, &err);
+}
+
 static void run_sync(job_state *j, const mpj_job *job)
 {
     char *error = NULL;
-    int64_t hints = 0;
     if (job->reason != NULL && strcmp(job->reason, "schedule") == 0 && j->a->push_live)
         atomic_fetch_add(&j->d->m_reconcile_runs, 1);
     check_push_silence(j);
-    if (mps_push_hints_take(j->s, j->a->id, &hints, &error) < 0) {
-        free(error);
-        error = NULL;
-    }
     if (atomic_exchange(&j->a->probe_wanted, 0) && j->desc->probe != NULL) {
         mp_error err;
         memset(&err, 0, sizeof err);
@@ -328,18 +453,22 @@ static void run_sync(job_state *j, const mpj_job *job)
         return;
     }
     int backfill_pending = 0;
+    int whole = j->desc->account_delta != NULL;
     for (size_t i = 0; i < n && !j->stop; i++) {
         mps_folder *f = &folders[i];
-        if (!folder_allowed(j->a, f->name))
+        if (!folder_allowed(j->a, f->name) || !in_job(job, f->name))
             continue;
         mp_error err;
         memset(&err, 0, sizeof err);
-        mp_status st = f->bootstrapped ? run_delta(j, f, &err)
-                                       : run_bootstrap(j, f->name, NULL, &err);
+        mp_status st = MP_OK;
+        if (!f->bootstrapped)
+            st = run_bootstrap(j, f->name, NULL, &err);
+        else if (!whole)
+            st = run_delta(j, f, &err);
         if (st == MP_OK) {
             j->ok_folders++;
-            if (f->last_error != NULL && mps_folder_set_error(j->s, j->a->id, f->name, NULL,
-                                                              &error) < 0) {
+            if (!whole && f->last_error != NULL &&
+                mps_folder_set_error(j->s, j->a->id, f->name, NULL, &error) < 0) {
                 free(error);
                 error = NULL;
             }
@@ -353,9 +482,43 @@ static void run_sync(job_state *j, const mpj_job *job)
         }
     }
     mps_folders_free(&folders, n);
-    (void)job;
+    /* The change log covers every folder: one call, whatever folders the
+     * run was for. */
+    if (whole && !j->stop)
+        run_account_delta(j);
     if (backfill_pending)
         atomic_store(&j->a->backfill_wanted, 1);
+}
+
+/* The push hints present when the run starts are lent to the driver
+ * (sync_hint) and deleted only after the run succeeded: a failed or
+ * crashed run leaves them, and main.c re-triggers accounts with pending
+ * hints at start-up. A run for some folders takes those folders' hints
+ * (and the account-wide ones when the driver reads the whole mailbox's
+ * log); hints of other folders wait for their own run. */
+static void run_sync_with_hints(job_state *j, const mpj_job *job)
+{
+    char *error = NULL;
+    mps_push_take take;
+    int wide = job->n_folders == 0 || j->desc->account_delta != NULL;
+    if (mps_push_hints_read(j->s, j->a->id, (const char *const *)job->folders,
+                            job->n_folders, wide, HINTS_PER_RUN, &take, &error) < 0) {
+        mpu_warn(j->a->id, "cannot read push hints: %s", error);
+        free(error);
+        error = NULL;
+        memset(&take, 0, sizeof take);
+    }
+    mphost_hints_lend(j->a, &take);
+    run_sync(j, job);
+    mphost_hints_return();
+    if (!j->failed && !j->stop && mps_push_hints_delete(j->s, &take, &error) < 0) {
+        /* Kept: the next run takes them again, harmlessly. */
+        mpu_warn(j->a->id, "cannot delete push hints: %s", error);
+        free(error);
+    }
+    if (take.more)
+        j->more = 1;
+    mps_push_take_clear(&take);
 }
 
 static void run_backfill(job_state *j, const mpj_job *job)
@@ -473,7 +636,7 @@ void mpd_run_job(const mpj_job *job, mpj_result *result, void *arg)
     int64_t started = mpu_mono_ms();
     if (job->kind == MPJ_SYNC) {
         atomic_fetch_add(&d->m_sync_runs, 1);
-        run_sync(&j, job);
+        run_sync_with_hints(&j, job);
     } else {
         atomic_fetch_add(&d->m_backfill_runs, 1);
         run_backfill(&j, job);
@@ -495,6 +658,8 @@ void mpd_run_job(const mpj_job *job, mpj_result *result, void *arg)
         mpd_set_account_status(d, a->id, "ok", NULL);
         if (job->kind == MPJ_BACKFILL && !backfill_remaining(&j))
             result->outcome = MPJ_STOP;
+        else if (j.more)
+            result->outcome = MPJ_MORE;
     }
     mpu_debug(a->id, "%s run took %lld ms", job->kind == MPJ_SYNC ? "sync" : "backfill",
               (long long)(mpu_mono_ms() - started));

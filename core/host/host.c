@@ -2,6 +2,7 @@
  * account accessors, cursors, push hints. Batches are in host_batch.c,
  * timers and fd watches in host_loop.c, HTTP in host_http.c. */
 #include "host/host_private.h"
+#include "host/host_oauth.h"
 #include "host/host_push_status.h"
 
 #include <pthread.h>
@@ -45,8 +46,9 @@ const char *mphost_arena_keep(char *s)
 
 void mphost_call_end(void)
 {
+    /* Wiped first: the arena also carries secrets (subscription_get). */
     for (size_t i = 0; i < arena_n; i++)
-        free(arena[i]);
+        mpu_secret_free(&arena[i]);
     /* The array goes too: worker threads exit without a hook into this file,
      * and a few bytes reallocated per driver call cost nothing. */
     free(arena);
@@ -270,12 +272,13 @@ void mphost_sink_free(mp_folder_sink **sink)
 
 static void host_sync_now(mp_account *acct, const char *folder, const char *reason)
 {
-    (void)folder; /* a delta sync covers every folder; cheap when idle */
+    /* Only that folder (NULL: all); the periodic sync still covers every
+     * folder. */
     const mphost_env *env = mphost_env_of(acct);
     /* A stream driver's sync_now is its push notification. */
     if (acct->inst->desc->push_kind == MP_PUSH_STREAM)
         env->push_noted(env->owner, acct);
-    env->sync(env->owner, acct, NULL, reason != NULL ? reason : "driver");
+    env->sync(env->owner, acct, folder, reason != NULL ? reason : "driver");
 }
 
 static void host_push_state(mp_account *acct, const char *state)
@@ -333,7 +336,7 @@ static mp_status host_push_hint(mp_account *acct, const char *folder,
     }
     const mphost_env *env = mphost_env_of(acct);
     env->push_noted(env->owner, acct);
-    env->sync(env->owner, acct, NULL, "push");
+    env->sync(env->owner, acct, folder, "push");
     return MP_OK;
 }
 
@@ -515,9 +518,14 @@ static const mp_host host_table = {
     .http_limit = mphost_http_limit,
     .http_ex = mphost_http_ex,
     .push_status = host_push_status,
-    /* OAuth2 (host_oauth.c): oauth_setup, oauth_token, oauth_reject */
+    .oauth_setup = mphost_oauth_setup,
+    .oauth_token = mphost_oauth_token,
+    .oauth_reject = mphost_oauth_reject,
     /* push hints (host_push.c): sync_hint */
+    .sync_hint = mphost_sync_hint,
     /* subscriptions (host_subscription.c): subscription_get, subscription_lookup */
+    .subscription_get = mphost_subscription_get,
+    .subscription_lookup = mphost_subscription_lookup,
 };
 
 const mp_host *mphost_table(void)

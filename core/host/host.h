@@ -28,6 +28,7 @@
 #include "store/store.h"
 
 struct mp_hostobj;
+struct mpo_service;
 
 /* What the host needs from its owner. Every function receives `owner`. */
 typedef struct mphost_env {
@@ -57,6 +58,10 @@ typedef struct mphost_env {
     void (*folder_reset)(void *owner);
     /* A webhook request was accepted (accepted != 0) or rejected. */
     void (*push_counted)(void *owner, int accepted);
+    /* The OAuth2 token service behind the oauth_* slots (keyed by account
+     * id), NULL: none (the slots answer MP_FATAL). Set before the first
+     * account opens; the owner frees it after the last one is gone. */
+    struct mpo_service *oauth;
 } mphost_env;
 
 /* The host table handed to drivers' init. */
@@ -119,6 +124,13 @@ mp_status mphost_batch_commit_now(mp_batch *batch, const char *backfill_pos,
 mp_status mphost_batch_end(mp_batch **batch, mp_status st, mp_error *err,
                            mphost_batch_stats *stats_r);
 
+/* ---- push hints of a sync run (host_push.c) ----
+ * lend: the hints `take` are the ones the run of `acct` on this worker
+ * thread took over, until return (sync_hint answers from them); take stays
+ * the caller's. */
+void mphost_hints_lend(const mp_account *acct, const mps_push_take *take);
+void mphost_hints_return(void);
+
 /* ---- list_folders output ---- */
 
 mp_folder_sink *mphost_sink_new(void);
@@ -126,6 +138,21 @@ size_t mphost_sink_count(const mp_folder_sink *sink);
 const char *mphost_sink_name(const mp_folder_sink *sink, size_t i);
 mp_folder_role mphost_sink_role(const mp_folder_sink *sink, size_t i);
 void mphost_sink_free(mp_folder_sink **sink);
+
+/* ---- stored webhook subscriptions (host_subscription.c) ----
+ * Each instance keeps an in-memory index of its accounts' stored
+ * subscriptions behind the subscription_get/subscription_lookup slots:
+ * push_verify runs on the loop thread and must answer within
+ * milliseconds, so it never asks the store. The store stays the truth;
+ * the owner mirrors it here: put when it opens a webhook account with a
+ * stored subscription and after upkeep stored one (any thread), forget
+ * when upkeep deleted it or the account retires, free with the instance.
+ * put's secret NULL keeps the secret indexed before (as the store does);
+ * a put for an account already marked removed is dropped. */
+void mphost_subs_put(mp_account *acct, const char *provider_id, int64_t expires_at,
+                     const char *cursor_hint, const char *secret);
+void mphost_subs_forget(mp_instance *inst, const char *account_id);
+void mphost_subs_free(mp_instance *inst);
 
 /* ---- webhook ingress (host_ingress.c) ---- */
 

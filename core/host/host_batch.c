@@ -82,6 +82,13 @@ mp_status mphost_batch_change_in(mp_batch *batch, const mp_change *change,
         return mp_fail(err, MP_FATAL, "change without an id");
     if (change->kind < MP_CHANGE_NEW || change->kind > MP_CHANGE_DELETED)
         return mp_fail(err, MP_FATAL, "change of unknown kind %d", (int)change->kind);
+    /* An account_delta batch belongs to no folder: only the change can say
+     * where the message is (DELETED needs nothing: it leaves them all). */
+    if (batch->p.folder == NULL && mem == NULL && change->kind != MP_CHANGE_DELETED)
+        return mp_fail(err, MP_FATAL,
+                       "driver bug: change of %s in an account_delta batch without"
+                       " folders (use batch_change_folders)",
+                       change->id);
     mp_change copy = *change;
     /* History loaded by bootstrap or backfill is never "new" mail, whatever
      * the driver says: consumers must not be flooded on first connect. */
@@ -112,6 +119,11 @@ mp_status mphost_batch_change_in(mp_batch *batch, const mp_change *change,
 mp_status mphost_batch_commit(mp_batch *batch, const char *cursor, const char *backfill_pos,
                            int backfill_done, mp_error *err)
 {
+    if (batch->p.folder == NULL && (cursor != NULL || backfill_pos != NULL || backfill_done))
+        return mp_fail(err, MP_FATAL,
+                       "driver bug: batch_commit of an account_delta batch with a folder"
+                       " cursor or backfill position (commit the account cursor with"
+                       " batch_account_cursor and pass NULL)");
     /* What a write-behind commit still holds comes first. */
     mp_status st = mphost_writeback_wait(batch, err);
     if (st != MP_OK)
@@ -174,6 +186,12 @@ mp_status mphost_batch_change_folders(mp_batch *batch, const mp_change *change,
 
 void mphost_batch_reset(mp_batch *batch, const char *reason)
 {
+    if (batch->p.folder == NULL) {
+        /* No folder to reset: the driver returns MP_RESYNC instead. */
+        mpu_warn(batch->acct->id, "driver bug: batch_reset in an account_delta batch"
+                                  " ignored (return MP_RESYNC)");
+        return;
+    }
     mps_batch_reset(batch->staged, reason != NULL ? reason : "reset at provider");
     batch->env->folder_reset(batch->env->owner);
 }

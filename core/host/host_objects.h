@@ -21,6 +21,7 @@
 struct mpd;
 struct mphost_env;
 struct mp_hostobj;
+struct mphost_subs;
 
 struct mp_instance {
     atomic_int refs;
@@ -37,6 +38,7 @@ struct mp_instance {
     char *status;             /* "loaded", "refused", "disabled", "init-failed" */
     char *error;              /* why, or NULL                                  */
     void *state;              /* driver instance state                         */
+    struct mphost_subs *subs; /* stored subscriptions' index (host.h)        */
     int initialized;
     uint32_t poll_interval_s; /* instance-level override or driver default     */
     struct mp_account **accounts;

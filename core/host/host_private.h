@@ -63,8 +63,14 @@ typedef struct mphost_push_private {
     void *ctx;
 } mphost_push_private;
 
-/* Keep `s` (malloc'd, may be NULL) until mphost_call_end; returns it. */
+/* Keep `s` (malloc'd, may be NULL) until mphost_call_end, which wipes
+ * it before freeing it (secrets may go there too); returns it. */
 const char *mphost_arena_keep(char *s);
+/* The ABI 1.1 subscription slots (host_subscription.c). */
+mp_status mphost_subscription_get(mp_account *acct, mp_subscription *sub_r, mp_error *err);
+mp_status mphost_subscription_lookup(mp_instance *inst, const char *provider_id,
+                                     mp_account **acct_r, mp_subscription *sub_r,
+                                     mp_error *err);
 
 
 /* Host table slots defined across host_*.c. */
@@ -115,5 +121,9 @@ mp_watch *mphost_watch_fd(mp_account *acct, int fd, unsigned events, mp_watch_cb
                        void *arg);
 void mphost_watch_update(mp_watch *watch, unsigned events);
 void mphost_watch_cancel(mp_watch **watch);
+
+/* The sync_hint slot (host_push.c): the newest lent hint's cursor for
+ * `folder` (NULL: account-wide), or NULL. */
+const char *mphost_sync_hint(mp_account *acct, const char *folder);
 
 #endif

@@ -124,6 +124,13 @@ void mpo_account_remove(mpo_service *svc, const char *key);
  * is kept unless the refresh token file now holds something else. */
 void mpo_credentials_changed(mpo_service *svc, const char *key);
 
+/* The provider refused `token` (HTTP 401): when it is the token cached
+ * for `key` (compared in constant time), drop it, so the next mpo_token
+ * makes a new request. A token that is not the cached one (already
+ * replaced, or never handed out) changes nothing. The failure state
+ * (a Retry-After window, a reauth block) is kept. */
+void mpo_token_reject(mpo_service *svc, const char *key, const char *token);
+
 /* An access token for account `key`: the cached one or a new one.
  * Returns 0 with *status_r MPO_OK, *token_r (mpu_secret_free) and
  * *expires_ms_r (ms since the epoch); otherwise -1 with *status_r,

@@ -204,6 +204,7 @@ void mpo_account_remove(mpo_service *svc, const char *key)
         account *a = *pp;
         if (strcmp(a->key, key) != 0)
             continue;
+        *pp = a->next; /* unlinked before it may be freed */
         if (a->in_flight) {
             /* The request's thread frees it when it comes back. */
             a->removed = 1;
@@ -211,7 +212,6 @@ void mpo_account_remove(mpo_service *svc, const char *key)
         } else {
             account_free(a);
         }
-        *pp = a->next;
         break;
     }
     pthread_mutex_unlock(&svc->lock);
@@ -223,6 +223,24 @@ void mpo_credentials_changed(mpo_service *svc, const char *key)
     for (account *a = svc->accounts; a; a = a->next)
         if (!key || strcmp(a->key, key) == 0)
             reset_state(a);
+    pthread_mutex_unlock(&svc->lock);
+}
+
+void mpo_token_reject(mpo_service *svc, const char *key, const char *token)
+{
+    if (!token)
+        return;
+    size_t n = strlen(token);
+    pthread_mutex_lock(&svc->lock);
+    account *a = find(svc, key);
+    /* The length is not secret (a token's is fixed by its provider); the
+     * bytes are compared in constant time. Only the cache goes: a request
+     * in flight will bring a new token anyway. */
+    if (a && a->token && strlen(a->token) == n && CRYPTO_memcmp(a->token, token, n) == 0) {
+        mpu_secret_free(&a->token);
+        a->valid_until_mono = 0;
+        a->usable_until_mono = 0;
+    }
     pthread_mutex_unlock(&svc->lock);
 }
 

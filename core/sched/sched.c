@@ -38,6 +38,10 @@ struct kstate {
     const char *due_reason; /* static string used when the timer fires */
     int64_t next_due;
     int64_t hint_due; /* mpj_schedule_in while dispatched; 0 = none       */
+    /* SYNC: when the all-folder run was due that a run for some folders
+     * (a push) took the place of; it stays due then, so frequent pushes
+     * to one folder never postpone the sweep of the others. 0 = none. */
+    int64_t sweep_due;
     int64_t interval;
     /* Triggers that arrived while running, for the one re-run. */
     int rerun;
@@ -120,11 +124,36 @@ void mpj_sched_rearm(mpj_sched *s)
     evtimer_add(s->timer, &tv);
 }
 
+static void folders_clear(mpj_job *job)
+{
+    for (unsigned i = 0; i < job->n_folders; i++)
+        free(job->folders[i]);
+    mpu_freep(&job->folders);
+    job->n_folders = 0;
+}
+
 static void job_clear(mpj_job *job)
 {
     mpu_freep(&job->folder);
     mpu_freep(&job->reason);
+    folders_clear(job);
     job->triggers = 0;
+}
+
+/* SYNC: add `folder` to the run's set; NULL, or one folder beyond the
+ * bound, makes it a run for every folder (the empty set). */
+static void folders_add(mpj_job *job, const char *folder)
+{
+    if (folder == NULL || job->n_folders >= MPJ_MAX_SYNC_FOLDERS) {
+        folders_clear(job);
+        return;
+    }
+    for (unsigned i = 0; i < job->n_folders; i++)
+        if (strcmp(job->folders[i], folder) == 0)
+            return;
+    if (job->folders == NULL)
+        job->folders = mpu_calloc(MPJ_MAX_SYNC_FOLDERS, sizeof *job->folders);
+    job->folders[job->n_folders++] = mpu_strdup(folder);
 }
 
 /* A fresh run. folder NULL = all folders. */
@@ -132,17 +161,27 @@ static void job_start(mpj_job *job, const char *folder, const char *reason,
                       unsigned triggers)
 {
     job_clear(job);
-    job->folder = mpu_strdup(folder);
+    if (job->kind == MPJ_SYNC)
+        folders_add(job, folder);
+    else
+        job->folder = mpu_strdup(folder);
     job->reason = mpu_strdup(reason);
     job->triggers = triggers;
 }
 
-/* One more trigger folded into a run: different folders widen it to all
- * folders, and a trigger's reason beats the timer's. */
+/* One more trigger folded into a run: BACKFILL runs for different folders
+ * widen to all folders; SYNC runs take the union of their folder sets,
+ * where "all folders" absorbs every set. A trigger's reason beats the
+ * timer's. */
 static void job_merge(mpj_job *job, const char *folder, const char *reason)
 {
-    if (job->folder && (!folder || strcmp(job->folder, folder) != 0))
+    if (job->kind == MPJ_SYNC) {
+        /* The empty set is "all folders" already: nothing to add. */
+        if (job->n_folders > 0)
+            folders_add(job, folder);
+    } else if (job->folder && (!folder || strcmp(job->folder, folder) != 0)) {
         mpu_freep(&job->folder);
+    }
     if (job->triggers == 0) {
         free(job->reason);
         job->reason = mpu_strdup(reason);
@@ -256,14 +295,18 @@ static void account_maybe_drop(mpj_sched *s, struct account *a)
 
 /* Next run after a completed one. The kind is PARKED on entry. */
 static void kind_reschedule(mpj_sched *s, struct kstate *k, const mpj_result *res,
-                            int64_t now)
+                            int64_t now, int restricted)
 {
     int64_t due = 0;
     const char *reason = "schedule";
+    if (!restricted)
+        k->sweep_due = 0;
     switch (res->outcome) {
     case MPJ_DONE:
         k->failures = 0;
-        if (k->interval)
+        if (restricted && k->sweep_due)
+            due = k->sweep_due > now ? k->sweep_due : now;
+        else if (k->interval)
             due = now + jitter(s, k->interval);
         break;
     case MPJ_MORE:
@@ -325,6 +368,8 @@ static void kind_complete(mpj_pool_item *item)
     mpj_job fin = k->job;
     mpj_result res = k->result;
     k->job.folder = k->job.reason = NULL;
+    k->job.folders = NULL;
+    k->job.n_folders = 0;
     k->job.triggers = 0;
     k->phase = K_PARKED;
     k->next_due = 0;
@@ -339,7 +384,7 @@ static void kind_complete(mpj_pool_item *item)
         k->hint_due = 0;
         job_clear(&k->rerun_job);
     } else {
-        kind_reschedule(s, k, &res, now);
+        kind_reschedule(s, k, &res, now, fin.kind == MPJ_SYNC && fin.n_folders > 0);
     }
 
     a->in_done++;
@@ -573,6 +618,9 @@ int mpj_trigger(mpj_sched *s, const char *account, mpj_kind kind, const char *fo
         break;
     case K_PARKED:
     case K_SCHEDULED:
+        if (kind == MPJ_SYNC && k->phase == K_SCHEDULED && folder != NULL &&
+            (!k->sweep_due || k->next_due < k->sweep_due))
+            k->sweep_due = k->next_due;
         mpj_heap_remove(&s->heap, &k->due.node);
         job_start(&k->job, folder, reason, 1);
         k->phase = K_WAITING;

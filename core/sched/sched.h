@@ -71,10 +71,21 @@ typedef enum mpj_class {
     MPJ_CLASSES = 5,
 } mpj_class;
 
+/* A SYNC run restricted to more folders than this covers all of them. */
+#define MPJ_MAX_SYNC_FOLDERS 8
+
 typedef struct mpj_job {
     char *account;
     mpj_kind kind;
     char *folder;    /* BACKFILL on demand: that folder; else NULL          */
+    /* SYNC: the folders this run is for (a push or sync_now naming one),
+     * n_folders 0: every folder. Triggers merge as a union; a trigger for
+     * all folders (the timer, a push without folder) absorbs the set, and
+     * a union beyond MPJ_MAX_SYNC_FOLDERS becomes all folders. A run for
+     * some folders that took the place of a scheduled one leaves that
+     * all-folder run due at its time (pushes never postpone the sweep). */
+    char **folders;
+    unsigned n_folders;
     char *reason;    /* why it runs: "schedule", "push", "api", ...         */
     unsigned triggers; /* how many triggers were merged into this run      */
 } mpj_job;
@@ -117,9 +128,10 @@ void mpj_account_set_intervals(mpj_sched *s, const char *account,
                                uint64_t sync_interval_ms,
                                uint64_t backfill_interval_ms);
 
-/* Make a kind due now (coalesced as described above). folder: for BACKFILL
- * on demand (merged runs keep the union as "all folders" = NULL). Returns
- * -1 for an unknown account. */
+/* Make a kind due now (coalesced as described above). folder NULL: all
+ * folders. BACKFILL on demand: merged runs for different folders become
+ * "all folders" (job.folder NULL). SYNC: the run's folder set (job.folders)
+ * as described at mpj_job. Returns -1 for an unknown account. */
 int mpj_trigger(mpj_sched *s, const char *account, mpj_kind kind,
                 const char *folder, const char *reason);
 /* Same, from any thread (handed to the loop thread). */

@@ -1,5 +1,5 @@
 /* Staging of sync batches; commit.c writes them. */
-#include "store/store-private.h"
+#include "store/store-shared.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
-/* Small JSON helpers for event data (see store-private.h). */
-#include "store/store-private.h"
+/* Small JSON helpers for event data (see store-shared.h). */
+#include "store/store-shared.h"
 
 #include <stdlib.h>
 #include <string.h>

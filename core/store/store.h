@@ -1,6 +1,10 @@
 /*
- * The store: one SQLite database (WAL) holding accounts, folders, messages,
- * the body cache, push subscriptions and hints, and the event outbox.
+ * The store: accounts, folders, messages, the body cache, push
+ * subscriptions and hints, driver state and the event outbox, behind an
+ * API that names no database. The one backend today is SQLite
+ * (core/store/sqlite/, the only code that includes <sqlite3.h>); callers
+ * use this header and pool.h only, so another backend can be added beside
+ * it without changing them (backend.h says what else a backend provides).
  *
  * INVARIANT: a sync batch's message changes, the outbox events they cause
  * and the folder's cursor/backfill advance are written in ONE transaction
@@ -8,9 +12,10 @@
  * duplicates no event (every event has a deterministic idempotency key with
  * a UNIQUE constraint) and never leaves a cursor ahead of what is stored.
  *
- * Threading: an mps_store is one SQLite connection used by one thread at a
- * time. Each worker thread and the loop thread open their own. Writers
- * serialize through SQLite's lock (busy timeout 10 s).
+ * Threading: an mps_store is one connection used by one thread at a time.
+ * Each thread opens its own (pool.h does that for a process). Writes from
+ * several connections serialize in the backend: a writer waits for another
+ * one's transaction (up to 10 s) before its call fails.
  *
  * Errors: functions return 0 on success, -1 on failure with an allocated
  * message in *error_r (when error_r is not NULL); "not found" is 1 where
@@ -26,34 +31,14 @@
 
 typedef struct mps_store mps_store;
 
-/* Open (create) the database and apply pending migrations (versioned,
- * each in its own transaction, recorded in PRAGMA user_version). */
-int mps_open(const char *path, mps_store **store_r, char **error_r);
+/* Open a connection to the store at `location`, creating the store and
+ * applying pending schema migrations (versioned, each in its own
+ * transaction) when needed. Today a location is a file path: an SQLite
+ * database. */
+int mps_open(const char *location, mps_store **store_r, char **error_r);
 void mps_close(mps_store **store);
 /* Schema version after migrations. */
 int mps_schema_version(mps_store *store);
-
-/*
- * Checkpoints. A checkpoint copies the WAL into the database file and, with
- * synchronous=NORMAL, is where the fsyncs happen. By default SQLite runs it
- * on the connection whose commit pushed the WAL past 1,000 pages, which puts
- * those fsyncs on that thread: a sync job would wait on the disk several
- * times a second during a bulk download.
- *
- * A process that checkpoints on a thread of its own hands the job over per
- * connection with mps_checkpoint_elsewhere(): after a commit that leaves at
- * least MPS_CHECKPOINT_PAGES in the WAL, `wanted(arg)` is called (on the
- * committing thread, inside the commit: it must only signal). Should the
- * checkpointing thread fall behind, a commit past MPS_CHECKPOINT_BACKSTOP
- * pages still checkpoints on its own connection, so the WAL stays bounded.
- * mps_checkpoint() runs a passive checkpoint (it never blocks readers or
- * writers) and reports the WAL's frames and how many of them are now in the
- * database file (either may be NULL).
- */
-#define MPS_CHECKPOINT_PAGES 1000
-#define MPS_CHECKPOINT_BACKSTOP 16000
-void mps_checkpoint_elsewhere(mps_store *store, void (*wanted)(void *arg), void *arg);
-int mps_checkpoint(mps_store *store, int *wal_frames_r, int *checkpointed_r, char **error_r);
 
 /* ---- accounts ---- */
 
@@ -132,7 +117,10 @@ int mps_folder_reset(mps_store *s, const char *account, const char *folder,
 
 typedef struct mps_batch mps_batch;
 
-/* Start staging changes for one folder. Nothing is written until commit. */
+/* Start staging changes for one folder. Nothing is written until commit.
+ * folder NULL: a batch of no folder (a change log over the whole mailbox):
+ * every NEW/SYNCED must name its folders (mps_batch_add_in), and its
+ * commits take no folder cursor, backfill position or reset (-1). */
 mps_batch *mps_batch_new(const char *account, const char *folder);
 /* Copy a change into the batch (all strings and raw bytes copied). */
 void mps_batch_add(mps_batch *b, const mp_change *change);
@@ -322,21 +310,55 @@ typedef struct mps_subscription {
     char *cursor_hint;
     int64_t renewed_ms;
     int64_t last_notification_ms;
+    /* The verification secret the driver chose (Graph's clientState), or
+     * NULL. Never logged, never in an API answer; wiped by _clear. */
+    char *secret;
 } mps_subscription;
 
 int mps_subscription_get(mps_store *s, const char *account,
                          mps_subscription *sub_r, char **error_r); /* 1 = none */
+/* Store the account's subscription (insert or replace). secret NULL keeps
+ * the stored one (a renewal that did not rotate it); a new row gets none. */
 int mps_subscription_put(mps_store *s, const char *account,
                          const char *provider_id, int64_t expires_at,
-                         const char *cursor_hint, char **error_r);
+                         const char *cursor_hint, const char *secret,
+                         char **error_r);
 int mps_subscription_delete(mps_store *s, const char *account, char **error_r);
 void mps_subscription_clear(mps_subscription *sub);
-/* Durably record a push hint (and the account's last_push_ms). */
+/* Durably record a push hint (and the account's last_push_ms). Older
+ * hints of the same account and folder (NULL: account-wide) are dropped in
+ * the same transaction: only the newest counts, so a flood of pushes keeps
+ * one row per folder. A run that took one of the dropped rows deletes
+ * nothing more by it; the new row waits for the next run. */
 int mps_push_hint_add(mps_store *s, const char *account, const char *folder,
                       const char *cursor_hint, int64_t when_ms, char **error_r);
-/* Remove and count the hints recorded for an account up to now. */
-int mps_push_hints_take(mps_store *s, const char *account, int64_t *count_r,
-                        char **error_r);
+
+/* The hints a sync run took over: read when it starts, deleted only after
+ * it succeeded (mps_push_hints_delete), so a failed or crashed run leaves
+ * them for the next one. One entry per folder (the newest hint), in the
+ * order received; rowids are every row taken. */
+typedef struct mps_push_hint {
+    char *folder;      /* NULL: account-wide                                */
+    char *cursor_hint; /* or NULL                                           */
+    int64_t received_ms;
+} mps_push_hint;
+typedef struct mps_push_take {
+    mps_push_hint *hints;
+    size_t n;
+    int64_t *rowids;
+    size_t n_rows;
+    int more; /* rows matching were left because of max_rows             */
+} mps_push_take;
+/* Read (not delete) at most max_rows hints of `account`, oldest first:
+ * those whose folder is one of folders[0..n_folders) when n_folders > 0,
+ * plus the account-wide ones when `account_wide`; every hint when
+ * n_folders is 0. */
+int mps_push_hints_read(mps_store *s, const char *account, const char *const *folders,
+                        size_t n_folders, int account_wide, size_t max_rows,
+                        mps_push_take *take_r, char **error_r);
+/* Delete exactly the rows of `take` (one transaction). */
+int mps_push_hints_delete(mps_store *s, const mps_push_take *take, char **error_r);
+void mps_push_take_clear(mps_push_take *take);
 /* Accounts with pending hints (after a restart, sync them first). The
  * array is NULL-terminated; free each string, then the array. */
 int mps_push_hints_accounts(mps_store *s, char ***accounts_r, size_t *n_r,
@@ -371,8 +393,9 @@ int mps_event_append(mps_store *s, const char *type, const char *account,
 
 /* ---- store generations (epochs.c) ----
  *
- * WAL with synchronous=NORMAL may lose the last commits on a power cut, and
- * the seq values of lost events are then given to new ones. An epoch names
+ * A backend may lose the last commits on a power cut (SQLite's WAL with
+ * synchronous=NORMAL does: see sqlite/store.c), and the seq values of lost
+ * events are then given to new ones. An epoch names
  * one run of seq values that no power loss can have cut short: a clean stop
  * writes a marker durably (mps_epoch_end), the next start clears it durably
  * (mps_epoch_begin); a start that finds no marker cannot know what was lost

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "host/host_http.h"
+#include "host/host_oauth.h"
 #include "host/host_push_status.h"
 #include "util/util.h"
 
@@ -101,6 +102,8 @@ struct mpt_mock {
     int64_t now_ms;
     struct mp_timer **timers;
     size_t n_timers;
+    mpo_service *oauth; /* the real token service; rotations go to `state` */
+    unsigned oauth_tokens, oauth_rejects;
 };
 
 /* One mock per process at a time carries the slots that get no context
@@ -500,6 +503,59 @@ static mp_status m_http_ex(mp_account *acct, const mp_http_request *req,
                               err);
 }
 
+/* OAuth2: the real service and the daemon's mapping (host_oauth.c); a
+ * rotated refresh token lands in the mock's driver state under
+ * MPO_STATE_KEY, as the daemon keeps it in the store's. */
+static int m_oauth_persist(void *arg, const char *account, const char *record,
+                           char **error_r)
+{
+    (void)error_r;
+    mpt_mock *m = arg;
+    char *k = mpu_asprintf("%s\n%s", account, MPO_STATE_KEY);
+    pthread_mutex_lock(&m->lock);
+    state_set_locked(m, k, record);
+    pthread_mutex_unlock(&m->lock);
+    free(k);
+    return 0;
+}
+
+static int m_oauth_load(void *arg, const char *account, char **record_r, char **error_r)
+{
+    (void)error_r;
+    mpt_mock *m = arg;
+    char *k = mpu_asprintf("%s\n%s", account, MPO_STATE_KEY);
+    pthread_mutex_lock(&m->lock);
+    kv *e = kv_find(m->state, k);
+    *record_r = e != NULL ? mpu_strdup(e->value) : NULL;
+    pthread_mutex_unlock(&m->lock);
+    free(k);
+    return *record_r != NULL ? 0 : 1;
+}
+
+static mp_status m_oauth_setup(mp_account *acct, const mp_oauth_params *params,
+                               mp_error *err)
+{
+    return mphost_oauth_setup_run(acct->m->oauth, acct->id, params, acct->m->ca_file, err);
+}
+
+static mp_status m_oauth_token(mp_account *acct, char **token_r, mp_error *err)
+{
+    mpt_mock *m = acct->m;
+    pthread_mutex_lock(&m->lock);
+    m->oauth_tokens++;
+    pthread_mutex_unlock(&m->lock);
+    return mphost_oauth_token_run(m->oauth, acct->id, token_r, err);
+}
+
+static void m_oauth_reject(mp_account *acct, const char *token)
+{
+    mpt_mock *m = acct->m;
+    pthread_mutex_lock(&m->lock);
+    m->oauth_rejects++;
+    pthread_mutex_unlock(&m->lock);
+    mphost_oauth_reject_run(m->oauth, acct->id, token);
+}
+
 static void m_batch_reset(mp_batch *batch, const char *reason)
 {
     m_log(NULL, batch->acct, MP_LOG_INFO, "folder reset: %s", reason);
@@ -744,6 +800,9 @@ static const mp_host mock_table = {
     .http_limit = m_http_limit,
     .http_ex = m_http_ex,
     .push_status = m_push_status,
+    .oauth_setup = m_oauth_setup,
+    .oauth_token = m_oauth_token,
+    .oauth_reject = m_oauth_reject,
 };
 
 /* ---- the mock itself ---- */
@@ -756,6 +815,8 @@ mpt_mock *mpt_mock_new(void)
     m->cfg.m = m;
     m->sink.m = m;
     m->logs_tail = &m->logs;
+    mpo_options opt = {.persist = m_oauth_persist, .load = m_oauth_load, .arg = m};
+    m->oauth = mpo_service_new(&opt);
     current = m;
     return m;
 }
@@ -765,6 +826,7 @@ void mpt_mock_free(mpt_mock **mp)
     if (mp == NULL || *mp == NULL)
         return;
     mpt_mock *m = *mp;
+    mpo_service_free(&m->oauth);
     kv_free(&m->config);
     kv_free(&m->secrets);
     kv_free(&m->cursors);
@@ -1039,6 +1101,27 @@ const char *mpt_mock_profile(mpt_mock *m, mp_account *acct)
 unsigned mpt_mock_http_count(mpt_mock *m)
 {
     return m->http_calls;
+}
+
+struct mpo_service *mpt_mock_oauth(mpt_mock *m)
+{
+    return m->oauth;
+}
+
+unsigned mpt_mock_oauth_token_count(mpt_mock *m)
+{
+    pthread_mutex_lock(&m->lock);
+    unsigned n = m->oauth_tokens;
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
+unsigned mpt_mock_oauth_reject_count(mpt_mock *m)
+{
+    pthread_mutex_lock(&m->lock);
+    unsigned n = m->oauth_rejects;
+    pthread_mutex_unlock(&m->lock);
+    return n;
 }
 
 const char *mpt_mock_last_hint(mpt_mock *m)

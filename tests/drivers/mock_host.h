@@ -31,6 +31,12 @@
  *     memberships (mpt_mock_change.folders); http_limit records the limit
  *     and sets it in core/net; http_ex goes through the core client with
  *     the options.
+ *   - ABI 1.1 OAuth2: oauth_setup, oauth_token and oauth_reject go through
+ *     a real core/oauth service (the daemon's mapping, host_oauth.c) with
+ *     the mock's CA file, so a driver test points the token URL at the
+ *     scripted HTTP server. A rotated refresh token is kept in the mock's
+ *     driver state under MPO_STATE_KEY (mpt_mock_state); mpt_mock_oauth
+ *     hands out the service, e.g. for mpo_credentials_changed (SIGHUP).
  *
  * One mock serves one driver instance and any number of accounts. Slots
  * are safe from any thread; the mpt_mock_* inspection functions are meant
@@ -42,6 +48,7 @@
 #include <mailpulse/driver.h>
 
 typedef struct mpt_mock mpt_mock;
+struct mpo_service;
 
 /* One recorded change (copies). */
 typedef struct mpt_mock_change {
@@ -96,6 +103,11 @@ const char *mpt_mock_state(mpt_mock *m, mp_account *acct, const char *key);
 void mpt_mock_state_set(mpt_mock *m, mp_account *acct, const char *key, const char *value);
 const char *mpt_mock_account_cursor(mpt_mock *m, mp_account *acct);
 unsigned mpt_mock_http_limit(mp_account *acct);
+/* OAuth2: the mock's token service (core/oauth/oauth.h), and how many
+ * oauth_token and oauth_reject calls the driver made. */
+struct mpo_service *mpt_mock_oauth(mpt_mock *m);
+unsigned mpt_mock_oauth_token_count(mpt_mock *m);
+unsigned mpt_mock_oauth_reject_count(mpt_mock *m);
 /* Log lines as "<level> <account|->: <text>" (level error/warning/info/debug). */
 size_t mpt_mock_log_count(mpt_mock *m);
 const char *mpt_mock_log_at(mpt_mock *m, size_t i);

@@ -71,6 +71,9 @@ class IdleNewFolder(unittest.TestCase):
 
         # No poll is due for an hour: only the new stream can report this.
         time.sleep(1.0)
+        mptest.wait_until(lambda: not d.account(ACCOUNT)["sync"]["running"], 60,
+                          message="no sync running")
+        inbox_synced = d.folder(ACCOUNT, "INBOX")["last_sync"]
         after = d.last_seq()
         msg = dovecot.make_message(900, int(time.time()), tag="idle-new",
                                    subject="Mail in a folder created later")
@@ -83,6 +86,10 @@ class IdleNewFolder(unittest.TestCase):
         events = mptest.wait_until(arrived, 30, message="message.new in %s" % NEW_FOLDER)
         self.assertEqual(len(events), 1, events)
         self.assertEqual(events[0]["json"].get("subject"), msg.subject)
+        # The push named its folder: the sync it started ran there only.
+        mptest.wait_until(lambda: not d.account(ACCOUNT)["sync"]["running"], 60,
+                          message="the pushed sync finished")
+        self.assertEqual(d.folder(ACCOUNT, "INBOX")["last_sync"], inbox_synced)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "http_script_server.h"
 #include "mock_host.h"
 #include "net/net.h"
+#include "oauth/oauth.h"
 
 /* ---- a tiny driver, as a provider driver would be written ---- */
 
@@ -394,6 +397,162 @@ static void test_http_limit_and_options(void **state)
     mpn_thread_cleanup();
 }
 
+/* ---- OAuth2 through the mock: a driver calling an API with a bearer ---- */
+
+/* GET <api>/me with the account's access token; a 401 hands the token
+ * back (oauth_reject) and asks for a retry, as a provider driver does. */
+static mp_status demo_me(mp_account *acct, const char *api, mp_error *err)
+{
+    char *token = NULL;
+    mp_status st = host->oauth_token(acct, &token, err);
+    if (st != MP_OK)
+        return st;
+    char auth[256];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    const char *headers[] = {auth, NULL};
+    mp_http_request req = {"GET", api, headers, NULL, 0, 5000};
+    mp_http_response resp;
+    st = host->http(acct, &req, &resp, err);
+    if (st == MP_OK) {
+        if (resp.status == 401) {
+            host->oauth_reject(acct, token);
+            st = mp_fail(err, MP_RETRY, "access token refused");
+        }
+        host->http_free(&resp);
+    }
+    host->free_secret(&token);
+    return st;
+}
+
+static char *write_secret(const char *dir, const char *name, const char *content)
+{
+    char *path = NULL;
+    assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(chmod(path, 0600), 0);
+    fputs(content, f);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+static void test_oauth(void **state)
+{
+    (void)state;
+    static const mpt_http_step steps[] = {
+        {.method = "POST", .path = "/token",
+         .body_contains = "grant_type=refresh_token&client_id=cid&refresh_token=rt-1",
+         .body = "{\"access_token\":\"at-1\",\"expires_in\":3600,\"refresh_token\":\"rt-2\"}"},
+        {.method = "GET", .path = "/api/me", .header = "Authorization: Bearer at-1"},
+        {.method = "GET", .path = "/api/me", .header = "Authorization: Bearer at-1",
+         .status = 401},
+        {.method = "POST", .path = "/token", .body_contains = "refresh_token=rt-2",
+         .body = "{\"access_token\":\"at-2\",\"expires_in\":3600}"},
+        {.method = "GET", .path = "/api/me", .header = "Authorization: Bearer at-2"},
+        {.method = "POST", .path = "/token", .status = 400,
+         .body = "{\"error\":\"invalid_grant\",\"error_description\":\"Token has been "
+                 "expired or revoked.\"}"},
+        {.method = "POST", .path = "/token",
+         .body_contains = "grant_type=client_credentials", .status = 429,
+         .headers = "Retry-After: 30\r\n"},
+    };
+    char dir[] = "/tmp/mp-mock-oauth-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *rt_file = write_secret(dir, "refresh", "rt-1\n");
+    char *secret_file = write_secret(dir, "client_secret", "app-secret\n");
+    mpn_global_init();
+    mpt_http_server *s = mpt_http_server_start(steps, sizeof steps / sizeof steps[0], NULL);
+    assert_non_null(s);
+    char *token_url = mpt_http_server_url(s, "/token");
+    char *api = mpt_http_server_url(s, "/api/me");
+    mpt_mock *m = mpt_mock_new();
+    host = mpt_mock_host(m);
+    assert_true(MP_HOST_HAS(host, oauth_setup));
+    assert_true(MP_HOST_HAS(host, oauth_reject));
+    mp_account *alice = mpt_mock_account(m, "alice");
+    mp_error err = {0, ""};
+
+    mp_oauth_params p = {.struct_size = sizeof p,
+                         .grant = MP_OAUTH_REFRESH_TOKEN,
+                         .token_url = token_url,
+                         .client_id = "cid",
+                         .refresh_token_file = rt_file};
+    assert_int_equal(host->oauth_setup(alice, &p, &err), MP_OK);
+    assert_int_equal(demo_me(alice, api, &err), MP_OK);
+    /* The provider revoked at-1: rejected, then a new one; the rotated
+     * refresh token was kept and is the one used. */
+    assert_int_equal(demo_me(alice, api, &err), MP_RETRY);
+    assert_int_equal(mpt_http_server_count(s), 3);
+    const char *record = mpt_mock_state(m, alice, MPO_STATE_KEY);
+    assert_non_null(record);
+    assert_non_null(strstr(record, " rt-2"));
+    assert_int_equal(demo_me(alice, api, &err), MP_OK);
+    assert_int_equal(mpt_http_server_count(s), 5);
+    assert_int_equal(mpt_mock_oauth_reject_count(m), 1);
+
+    /* SIGHUP-like reset, then the grant is refused: one request, reauth
+     * with the reason, and the next call asks nothing. */
+    mpo_credentials_changed(mpt_mock_oauth(m), NULL);
+    char *token = NULL;
+    assert_int_equal(host->oauth_token(alice, &token, &err), MP_REAUTH);
+    assert_null(token);
+    assert_memory_equal(err.text, "needs re-authorization: ", 24);
+    assert_non_null(strstr(err.text, "invalid_grant"));
+    assert_non_null(strstr(err.text, "expired or revoked"));
+    assert_null(strstr(err.text, "rt-"));
+    assert_int_equal(host->oauth_token(alice, &token, &err), MP_REAUTH);
+    assert_int_equal(mpt_http_server_count(s), 6);
+
+    /* Client credentials throttled: the window comes back as
+     * retry_after_ms and nothing is asked inside it. */
+    mp_account *app = mpt_mock_account(m, "app");
+    mp_oauth_params cc = {.struct_size = sizeof cc,
+                          .grant = MP_OAUTH_CLIENT_CREDENTIALS,
+                          .token_url = token_url,
+                          .client_id = "app",
+                          .client_secret_file = secret_file,
+                          .scope = "https://graph.microsoft.com/.default"};
+    assert_int_equal(host->oauth_setup(app, &cc, &err), MP_OK);
+    memset(&err, 0, sizeof err);
+    assert_int_equal(host->oauth_token(app, &token, &err), MP_RETRY);
+    assert_true(err.retry_after_ms > 29000 && err.retry_after_ms <= 30000);
+    assert_null(strstr(err.text, "app-secret"));
+    assert_int_equal(host->oauth_token(app, &token, &err), MP_RETRY);
+    assert_int_equal(mpt_http_server_count(s), 7);
+    assert_int_equal(mpt_mock_oauth_token_count(m), 7);
+
+    /* Bad descriptions are MP_FATAL at setup. A short struct_size (an
+     * older driver) reads the fields beyond it as zero. */
+    mp_account *bad = mpt_mock_account(m, "bad");
+    assert_int_equal(host->oauth_setup(bad, NULL, &err), MP_FATAL);
+    mp_oauth_params small = p;
+    small.struct_size = 4;
+    assert_int_equal(host->oauth_setup(bad, &small, &err), MP_FATAL);
+    assert_non_null(strstr(err.text, "struct_size"));
+    small.struct_size = (uint32_t)offsetof(mp_oauth_params, refresh_token_file);
+    assert_int_equal(host->oauth_setup(bad, &small, &err), MP_FATAL);
+    assert_non_null(strstr(err.text, "refresh_token_file missing"));
+    mp_oauth_params unknown = p;
+    unknown.grant = (mp_oauth_grant)9;
+    assert_int_equal(host->oauth_setup(bad, &unknown, &err), MP_FATAL);
+    assert_non_null(strstr(err.text, "unknown grant"));
+    /* No credentials set up: unusable, not a retry loop. */
+    assert_int_equal(host->oauth_token(bad, &token, &err), MP_FATAL);
+    assert_int_equal(mpt_http_server_count(s), 7);
+    assert_int_equal(mpt_http_server_mismatches(s), 0);
+
+    mpt_mock_free(&m);
+    mpt_http_server_stop(&s);
+    free(token_url);
+    free(api);
+    unlink(rt_file);
+    unlink(secret_file);
+    rmdir(dir);
+    free(rt_file);
+    free(secret_file);
+    mpn_thread_cleanup();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -404,6 +563,7 @@ int main(void)
         cmocka_unit_test(test_change_folders),
         cmocka_unit_test(test_push_status),
         cmocka_unit_test(test_http_limit_and_options),
+        cmocka_unit_test(test_oauth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

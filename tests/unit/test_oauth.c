@@ -255,6 +255,17 @@ static void *race(void *p)
     return NULL;
 }
 
+static void *race_last(void *p)
+{
+    racer *r = p;
+    char *err = NULL;
+    int64_t exp;
+    mpo_token(r->f->svc, "last", &r->tok, &exp, &r->st, NULL, &err);
+    free(err);
+    mpn_thread_cleanup();
+    return NULL;
+}
+
 static void test_single_flight(void **state)
 {
     (void)state;
@@ -378,6 +389,83 @@ static void test_rotation_persist_retried(void **state)
     assert_token(&f, "at-2"); /* and persisted with the next answer */
     assert_int_equal(persist_calls, 2);
     assert_string_equal(persisted_token(), "rt-two");
+    fx_stop(&f);
+}
+
+/* A 401 from the provider: only the cached token it names is dropped. */
+static void test_token_reject(void **state)
+{
+    (void)state;
+    static const mpt_http_step steps[] = {
+        {.path = "/token", .body = "{\"access_token\":\"at-1\",\"expires_in\":3600}"},
+        {.path = "/token", .body = "{\"access_token\":\"at-2\",\"expires_in\":3600}"},
+    };
+    fixture f;
+    fx_start(&f, steps, 2, NULL, MPO_GRANT_REFRESH_TOKEN);
+    assert_token(&f, "at-1");
+    /* Other tokens (same length, a prefix, longer, none) change nothing. */
+    mpo_token_reject(f.svc, "acct", "at-9");
+    mpo_token_reject(f.svc, "acct", "at-");
+    mpo_token_reject(f.svc, "acct", "at-1x");
+    mpo_token_reject(f.svc, "acct", NULL);
+    mpo_token_reject(f.svc, "unknown", "at-1");
+    assert_token(&f, "at-1");
+    assert_int_equal(mpt_http_server_count(f.srv), 1);
+    mpo_token_reject(f.svc, "acct", "at-1");
+    assert_token(&f, "at-2");
+    assert_int_equal(mpt_http_server_count(f.srv), 2);
+    /* A late reject of the old token does not drop its successor. */
+    mpo_token_reject(f.svc, "acct", "at-1");
+    assert_token(&f, "at-2");
+    assert_int_equal(mpt_http_server_count(f.srv), 2);
+    fx_stop(&f);
+}
+
+/* Removing an account: gone for the next caller, the others untouched,
+ * and a request in flight finishes without its account. */
+static void test_account_remove(void **state)
+{
+    (void)state;
+    static const mpt_http_step steps[] = {
+        {.path = "/token", .body = "{\"access_token\":\"at-1\",\"expires_in\":3600}"},
+        {.path = "/token",
+         .delay_ms = 300,
+         .body = "{\"access_token\":\"at-late\",\"expires_in\":3600}"},
+    };
+    fixture f;
+    fx_start(&f, steps, 2, NULL, MPO_GRANT_REFRESH_TOKEN);
+    mpo_credential c = {.grant = MPO_GRANT_REFRESH_TOKEN,
+                        .token_url = f.url,
+                        .client_id = "cid",
+                        .refresh_token_file = f.refresh};
+    char *err = NULL;
+    /* "acct" ends up between two others in the service's list. */
+    assert_int_equal(mpo_account_set(f.svc, "first", &c, &err), 0);
+    assert_int_equal(mpo_account_set(f.svc, "last", &c, &err), 0);
+    mpo_account_remove(f.svc, "acct");
+    mpo_account_remove(f.svc, "never-set");
+    assert_int_equal(get(&f, NULL, NULL, NULL), MPO_CONFIG);
+    char *tok = NULL;
+    int64_t exp;
+    mpo_status st;
+    assert_int_equal(mpo_token(f.svc, "first", &tok, &exp, &st, NULL, &err), 0);
+    assert_string_equal(tok, "at-1");
+    mpu_secret_free(&tok);
+
+    /* "last" is removed while its request is on the wire. */
+    racer r = {.f = &f};
+    pthread_t th;
+    mpo_account_remove(f.svc, "first");
+    assert_int_equal(pthread_create(&th, NULL, race_last, &r), 0);
+    assert_int_equal(mpt_http_server_wait_count(f.srv, 2, 5000), 0);
+    mpo_account_remove(f.svc, "last");
+    pthread_join(th, NULL);
+    assert_int_equal(r.st, MPO_CONFIG);
+    assert_null(r.tok);
+    assert_int_equal(mpo_token(f.svc, "last", &tok, &exp, &st, NULL, &err), -1);
+    assert_int_equal(st, MPO_CONFIG);
+    free(err);
+    assert_int_equal(mpt_http_server_count(f.srv), 2);
     fx_stop(&f);
 }
 
@@ -735,6 +823,8 @@ int main(void)
         cmocka_unit_test(test_single_flight),
         cmocka_unit_test(test_rotation_persisted),
         cmocka_unit_test(test_rotation_persist_retried),
+        cmocka_unit_test(test_token_reject),
+        cmocka_unit_test(test_account_remove),
         cmocka_unit_test(test_invalid_grant_reauth),
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_stale_token_while_failing),

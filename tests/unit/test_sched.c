@@ -31,6 +31,8 @@ typedef struct rec {
     mpj_kind kind;
     char folder[32];
     int has_folder;
+    char folders[160]; /* SYNC: the folder set joined with ',', "" = all */
+    unsigned n_folders;
     unsigned triggers;
     char reason[32];
 } rec;
@@ -106,6 +108,13 @@ static void t_run(const mpj_job *job, mpj_result *res, void *arg)
         r->kind = job->kind;
         r->has_folder = job->folder != NULL;
         mpu_strlcpy(r->folder, job->folder ? job->folder : "", sizeof r->folder);
+        r->folders[0] = '\0';
+        r->n_folders = job->n_folders;
+        for (unsigned i = 0; i < job->n_folders; i++) {
+            if (i > 0)
+                strncat(r->folders, ",", sizeof r->folders - strlen(r->folders) - 1);
+            strncat(r->folders, job->folders[i], sizeof r->folders - strlen(r->folders) - 1);
+        }
         r->triggers = job->triggers;
         mpu_strlcpy(r->reason, job->reason ? job->reason : "", sizeof r->reason);
     }
@@ -321,6 +330,104 @@ static void test_trigger_merge_queued(void **state)
     mpj_stats st;
     mpj_stats_get(t->s, &st);
     assert_int_equal(st.triggers_coalesced, 3);
+    t_free(t);
+}
+
+/* SYNC triggers merged while queued: folder sets merge as a union, a
+ * trigger for all folders absorbs them, and a union beyond the bound
+ * becomes all folders. */
+static void test_sync_folder_sets(void **state)
+{
+    tstate *t = t_new(1, 0);
+    t->gate_first = 1;
+    mpj_account_add(t->s, "blocker", HOUR_MS, 0, HOUR_MS);
+    const char *names[] = {"w", "x", "y", "z"};
+    for (int i = 0; i < 4; i++)
+        mpj_account_add(t->s, names[i], HOUR_MS, 0, HOUR_MS);
+    mpj_trigger(t->s, "blocker", MPJ_SYNC, NULL, "api");
+    assert_true(pump_until(t, cond_started1));
+    mpj_trigger(t->s, "w", MPJ_SYNC, "INBOX", "push");
+    mpj_trigger(t->s, "x", MPJ_SYNC, "INBOX", "push");
+    mpj_trigger(t->s, "x", MPJ_SYNC, "Sent", "push");
+    mpj_trigger(t->s, "x", MPJ_SYNC, "INBOX", "push");
+    mpj_trigger(t->s, "y", MPJ_SYNC, "INBOX", "push");
+    mpj_trigger(t->s, "y", MPJ_SYNC, NULL, "api");
+    mpj_trigger(t->s, "y", MPJ_SYNC, "Sent", "push");
+    for (int i = 0; i <= MPJ_MAX_SYNC_FOLDERS; i++) {
+        char f[16];
+        snprintf(f, sizeof f, "F%d", i);
+        mpj_trigger(t->s, "z", MPJ_SYNC, f, "push");
+    }
+    atomic_store(&t->gate_open, 1);
+    wait_runs(t, 5);
+    pump_for(t, 100);
+    assert_int_equal(t->nrecs, 5);
+    for (int i = 1; i < 5; i++) {
+        const rec *r = &t->recs[i];
+        assert_false(r->has_folder); /* BACKFILL's field stays unused */
+        if (strcmp(r->account, "w") == 0) {
+            assert_string_equal(r->folders, "INBOX");
+        } else if (strcmp(r->account, "x") == 0) {
+            assert_string_equal(r->folders, "INBOX,Sent");
+            assert_int_equal(r->triggers, 3);
+        } else if (strcmp(r->account, "y") == 0) {
+            assert_int_equal(r->n_folders, 0);
+            assert_int_equal(r->triggers, 3);
+        } else {
+            assert_string_equal(r->account, "z");
+            assert_int_equal(r->n_folders, 0);
+        }
+    }
+    t_free(t);
+}
+
+/* Triggers during a run: the one re-run covers the union of their folders,
+ * and the run after a timer start covers every folder. */
+static void test_sync_folder_rerun(void **state)
+{
+    tstate *t = t_new(1, 0);
+    t->gate_first = 1;
+    mpj_account_add(t->s, "a", HOUR_MS, 0, HOUR_MS);
+    mpj_trigger(t->s, "a", MPJ_SYNC, "INBOX", "push");
+    assert_true(pump_until(t, cond_started1));
+    mpj_trigger(t->s, "a", MPJ_SYNC, "Work", "push");
+    mpj_trigger(t->s, "a", MPJ_SYNC, "Sent", "push");
+    assert_int_equal(info_of(t, "a", MPJ_SYNC).rerun, 1);
+    atomic_store(&t->gate_open, 1);
+    wait_runs(t, 2);
+    pump_for(t, 100);
+    assert_int_equal(t->nrecs, 2);
+    assert_string_equal(t->recs[0].folders, "INBOX");
+    assert_string_equal(t->recs[1].folders, "Work,Sent");
+    assert_int_equal(t->recs[1].triggers, 2);
+    /* The periodic run: every folder. */
+    mpj_schedule_in(t->s, "a", MPJ_SYNC, 0);
+    wait_runs(t, 3);
+    assert_int_equal(t->recs[2].n_folders, 0);
+    assert_string_equal(t->recs[2].reason, "schedule");
+    t_free(t);
+}
+
+/* A push for one folder takes the place of the due all-folder run but
+ * does not postpone it: after the push's run the sweep is due at its old
+ * time, not an interval later, and covers every folder. */
+static void test_sync_folder_keeps_sweep(void **state)
+{
+    tstate *t = t_new(1, 0);
+    mpj_account_add(t->s, "a", HOUR_MS, 0, 2000);
+    int64_t sweep = info_of(t, "a", MPJ_SYNC).next_due_ms;
+    mpj_trigger(t->s, "a", MPJ_SYNC, "INBOX", "push");
+    wait_runs(t, 1);
+    pump_for(t, 50);
+    assert_string_equal(t->recs[0].folders, "INBOX");
+    mpj_kind_info info = info_of(t, "a", MPJ_SYNC);
+    assert_true(info.next_due_ms > 0);
+    assert_true(info.next_due_ms <= sweep);
+    wait_runs(t, 2);
+    assert_int_equal(t->recs[1].n_folders, 0);
+    /* After the sweep: the interval again. */
+    pump_for(t, 50);
+    assert_true(info_of(t, "a", MPJ_SYNC).next_due_ms > mpu_now_ms() + HOUR_MS / 2);
     t_free(t);
 }
 
@@ -970,6 +1077,9 @@ int main(void)
         cmocka_unit_test(test_heap_random_ops),
         cmocka_unit_test(test_triggers_coalesce),
         cmocka_unit_test(test_trigger_merge_queued),
+        cmocka_unit_test(test_sync_folder_sets),
+        cmocka_unit_test(test_sync_folder_rerun),
+        cmocka_unit_test(test_sync_folder_keeps_sweep),
         cmocka_unit_test(test_accounts_run_concurrently),
         cmocka_unit_test(test_sync_priority),
         cmocka_unit_test(test_backfill_cap),

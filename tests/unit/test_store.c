@@ -6,13 +6,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 #include <sqlite3.h>
 
-#include "store/store-private.h"
+#include "store/pool.h"
+#include "store/sqlite/store-private.h"
 #include "store/store.h"
 #include "util/util.h"
 
@@ -131,8 +136,10 @@ static void exec_raw(const char *path, const char *sql)
 }
 
 /* Take a store back to schema 6 (one folder per message, before
- * memberships), the shape of a store from before migration 7. */
+ * memberships, no subscription secrets), the shape of a store from before
+ * migration 7. */
 static const char schema6_sql[] =
+    "ALTER TABLE subscriptions DROP COLUMN secret;"
     "DROP TABLE memberships; DROP TABLE account_cursors; DROP TABLE driver_state;"
     "DROP TRIGGER folders_added;"
     "CREATE INDEX messages_by_folder ON messages"
@@ -227,6 +234,39 @@ static void test_open_failure(void **state)
     free(err);
     mps_close(&s);
     mps_close(NULL);
+}
+
+/* The store holds secrets: owner-only whatever the umask, and a file an
+ * admin left readable is tightened at open; -wal and -shm follow. */
+static void test_owner_only(void **state)
+{
+    fixture *fx = *state;
+    struct stat st;
+    assert_int_equal(stat(fx->path, &st), 0);
+    assert_int_equal(st.st_mode & 077, 0);
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", fx->path);
+    assert_int_equal(stat(wal, &st), 0);
+    assert_int_equal(st.st_mode & 077, 0);
+
+    char other[160];
+    snprintf(other, sizeof other, "%s/loose.db", fx->dir);
+    FILE *fp = fopen(other, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(chmod(other, 0644), 0);
+    mps_store *s = NULL;
+    char *err = NULL;
+    assert_int_equal(mps_open(other, &s, &err), 0);
+    assert_int_equal(stat(other, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    mps_close(&s);
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[200];
+        snprintf(p, sizeof p, "%s%s", other, suffixes[i]);
+        unlink(p);
+    }
 }
 
 static void test_batch_rules(void **state)
@@ -788,13 +828,14 @@ static void test_push(void **state)
     mps_store *s = fx->s;
     mps_subscription sub;
     assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 1);
-    assert_int_equal(mps_subscription_put(s, "alice", "sub-1", 1700000000, "h1", NULL),
+    assert_int_equal(mps_subscription_put(s, "alice", "sub-1", 1700000000, "h1", "cs-1", NULL),
                      0);
     assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 0);
     assert_string_equal(sub.account, "alice");
     assert_string_equal(sub.provider_id, "sub-1");
     assert_int_equal(sub.expires_at, 1700000000);
     assert_string_equal(sub.cursor_hint, "h1");
+    assert_string_equal(sub.secret, "cs-1");
     assert_true(sub.renewed_ms > 0);
     assert_int_equal(sub.last_notification_ms, 0);
     mps_subscription_clear(&sub);
@@ -805,10 +846,12 @@ static void test_push(void **state)
     assert_int_equal(mps_push_hint_add(s, "bob", NULL, NULL, 7000, NULL), 0);
 
     /* Renewal keeps the notification time. */
-    assert_int_equal(mps_subscription_put(s, "alice", "sub-2", 0, NULL, NULL), 0);
+    assert_int_equal(mps_subscription_put(s, "alice", "sub-2", 0, NULL, NULL, NULL), 0);
     assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 0);
     assert_string_equal(sub.provider_id, "sub-2");
     assert_null(sub.cursor_hint);
+    /* A renewal without a new secret keeps the stored one... */
+    assert_string_equal(sub.secret, "cs-1");
     assert_int_equal(sub.last_notification_ms, 6000);
     mps_subscription_clear(&sub);
     mps_account_row row;
@@ -826,23 +869,97 @@ static void test_push(void **state)
         free(accounts[i]);
     free(accounts);
 
-    /* Hints survive reopening (durable), then are taken once. */
+    /* Hints survive reopening (durable); reading takes them over without
+     * deleting them (a failed run leaves them), deleting removes exactly
+     * the rows read. */
     mps_close(&fx->s);
     assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
     s = fx->s;
-    int64_t count = -1;
-    assert_int_equal(mps_push_hints_take(s, "alice", &count, NULL), 0);
-    assert_int_equal(count, 2);
-    assert_int_equal(mps_push_hints_take(s, "alice", &count, NULL), 0);
-    assert_int_equal(count, 0);
+    mps_push_take take;
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n, 2);
+    assert_int_equal(take.n_rows, 2);
+    assert_string_equal(take.hints[0].folder, "INBOX");
+    assert_string_equal(take.hints[0].cursor_hint, "h2");
+    assert_null(take.hints[1].folder);
+    mps_push_take_clear(&take);
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n_rows, 2);
+    /* A hint arriving during the run is not deleted with the taken ones. */
+    assert_int_equal(mps_push_hint_add(s, "alice", "Sent", "h3", 6500, NULL), 0);
+    assert_int_equal(mps_push_hints_delete(s, &take, NULL), 0);
+    mps_push_take_clear(&take);
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n, 1);
+    assert_string_equal(take.hints[0].folder, "Sent");
+    assert_int_equal(mps_push_hints_delete(s, &take, NULL), 0);
+    mps_push_take_clear(&take);
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n_rows, 0);
+    mps_push_take_clear(&take);
     assert_int_equal(mps_push_hints_accounts(s, &accounts, &n, NULL), 0);
     assert_int_equal(n, 1);
     assert_string_equal(accounts[0], "bob");
     free(accounts[0]);
     free(accounts);
 
+    /* ...and one with a new secret replaces it; it survives reopening. */
+    assert_int_equal(mps_subscription_put(s, "alice", "sub-2", 0, NULL, "cs-2", NULL), 0);
+    mps_close(&fx->s);
+    assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
+    s = fx->s;
+    assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 0);
+    assert_string_equal(sub.secret, "cs-2");
+    mps_subscription_clear(&sub);
+    assert_null(sub.secret);
+
     assert_int_equal(mps_subscription_delete(s, "alice", NULL), 0);
     assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 1);
+    /* A new row after a delete starts without a secret. */
+    assert_int_equal(mps_subscription_put(s, "alice", "sub-3", 0, NULL, NULL, NULL), 0);
+    assert_int_equal(mps_subscription_get(s, "alice", &sub, NULL), 0);
+    assert_null(sub.secret);
+    mps_subscription_clear(&sub);
+}
+
+/* A store of schema 7 with a subscription (no secret column) upgrades to
+ * 8: the row is kept, without a secret, and takes one afterwards. */
+static void test_subscription_secret_migration(void **state)
+{
+    fixture *fx = *state;
+    assert_int_equal(mps_subscription_put(fx->s, "alice", "graph-sub-1", 1800000000, "h7",
+                                          "cs-new", NULL),
+                     0);
+    mps_close(&fx->s);
+    exec_raw(fx->path, "DROP TABLE subscriptions;"
+                       "CREATE TABLE subscriptions ("
+                       "  account TEXT PRIMARY KEY NOT NULL,"
+                       "  provider_id TEXT,"
+                       "  expires_at INTEGER NOT NULL DEFAULT 0,"
+                       "  cursor_hint TEXT,"
+                       "  renewed_ms INTEGER NOT NULL DEFAULT 0,"
+                       "  last_notification_ms INTEGER NOT NULL DEFAULT 0);"
+                       "INSERT INTO subscriptions VALUES"
+                       "  ('alice', 'graph-sub-1', 1800000000, 'h7', 1234, 5678);"
+                       "PRAGMA user_version = 7;");
+    assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
+    assert_int_equal(mps_schema_version(fx->s), 8);
+    mps_subscription sub;
+    assert_int_equal(mps_subscription_get(fx->s, "alice", &sub, NULL), 0);
+    assert_string_equal(sub.provider_id, "graph-sub-1");
+    assert_int_equal(sub.expires_at, 1800000000);
+    assert_string_equal(sub.cursor_hint, "h7");
+    assert_int_equal(sub.renewed_ms, 1234);
+    assert_int_equal(sub.last_notification_ms, 5678);
+    assert_null(sub.secret);
+    mps_subscription_clear(&sub);
+    assert_int_equal(mps_subscription_put(fx->s, "alice", "graph-sub-1", 1900000000, "h8",
+                                          "cs-8", NULL),
+                     0);
+    assert_int_equal(mps_subscription_get(fx->s, "alice", &sub, NULL), 0);
+    assert_string_equal(sub.secret, "cs-8");
+    assert_int_equal(sub.last_notification_ms, 5678);
+    mps_subscription_clear(&sub);
 }
 
 static void test_listing(void **state)
@@ -1174,7 +1291,7 @@ static void test_counts_migration(void **state)
                        "ALTER TABLE folders DROP COLUMN body_count;"
                        "PRAGMA user_version = 4;");
     assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
-    assert_int_equal(mps_schema_version(fx->s), 7);
+    assert_int_equal(mps_schema_version(fx->s), 8);
     mps_folder f;
     assert_int_equal(mps_folder_get(fx->s, "alice", "INBOX", &f, NULL), 0);
     assert_int_equal(f.messages, 3);
@@ -1237,6 +1354,109 @@ static void test_checkpoint_elsewhere(void **state)
     assert_int_equal(mps_checkpoint(fx->s, &frames, &done, NULL), 0);
     assert_true(frames < MPS_CHECKPOINT_PAGES);
     assert_int_equal(done, frames);
+}
+
+/* ---- the pool (pool.h) ---- */
+
+static atomic_int pool_threads_done;
+
+static void count_thread_done(void)
+{
+    atomic_fetch_add(&pool_threads_done, 1);
+}
+
+struct pool_worker {
+    mps_pool *pool;
+    int call_done;     /* leave with mps_pool_thread_done, not by exiting */
+    mps_store *first, *second;
+    int wrote;
+};
+
+static void *pool_worker_main(void *arg)
+{
+    struct pool_worker *w = arg;
+    w->first = mps_pool_thread(w->pool);
+    w->second = mps_pool_thread(w->pool);
+    w->wrote = mps_state_put(w->first, "alice", "from-worker", "yes", NULL) == 0;
+    if (w->call_done)
+        mps_pool_thread_done(w->pool);
+    return NULL;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* Each thread gets a connection of its own, kept across calls; the owner's
+ * is the one opened with the pool; a worker's is closed (thread_done run)
+ * when it exits or says it is done; every connection is handed to the
+ * checkpointer. */
+static void test_pool_threads(void **state)
+{
+    fixture *fx = *state;
+    atomic_store(&pool_threads_done, 0);
+    mps_pool *pool = NULL;
+    char *err = NULL;
+    assert_int_equal(mps_pool_open(fx->path, count_thread_done, &pool, &err), 0);
+    mps_store *owner = mps_pool_thread(pool);
+    assert_non_null(owner);
+    assert_ptr_equal(mps_pool_thread(pool), owner);
+    assert_non_null(owner->checkpoint_wanted);
+
+    for (int call_done = 0; call_done <= 1; call_done++) {
+        struct pool_worker w = {.pool = pool, .call_done = call_done};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, pool_worker_main, &w), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_non_null(w.first);
+        assert_ptr_not_equal(w.first, owner);
+        assert_ptr_equal(w.second, w.first);
+        assert_true(w.wrote);
+        assert_int_equal(atomic_load(&pool_threads_done), call_done + 1);
+    }
+    char *v = NULL;
+    assert_int_equal(mps_state_get(owner, "alice", "from-worker", &v, NULL), 0);
+    assert_string_equal(v, "yes");
+    free(v);
+
+    mps_pool_close(&pool);
+    assert_null(pool);
+    assert_int_equal(atomic_load(&pool_threads_done), 3); /* the owner's */
+    mps_pool_close(&pool);
+    mps_pool_close(NULL);
+}
+
+/* Closing the pool checkpoints a last time: commits below the threshold
+ * stay in the WAL while the pool runs and are in the database file once
+ * it is closed (the fixture's connection stays open, so SQLite's own
+ * checkpoint at the last close cannot be what moved them). */
+static void test_pool_last_checkpoint(void **state)
+{
+    fixture *fx = *state;
+    mps_pool *pool = NULL;
+    assert_int_equal(mps_pool_open(fx->path, NULL, &pool, NULL), 0);
+    assert_int_equal(mps_checkpoint(fx->s, NULL, NULL, NULL), 0);
+    off_t before = file_size(fx->path);
+    int next_id = 0;
+    commit_megabytes(mps_pool_thread(pool), &next_id, 1); /* ~260 pages */
+    assert_true(file_size(fx->path) == before);
+    mps_pool_close(&pool);
+    assert_true(file_size(fx->path) >= before + 1000000);
+}
+
+/* A pool cannot open what the store cannot. */
+static void test_pool_open_fails(void **state)
+{
+    (void)state;
+    mps_pool *pool = NULL;
+    char *err = NULL;
+    assert_int_equal(mps_pool_open("/nonexistent-dir/x/mailpulse.db", NULL, &pool, &err), -1);
+    assert_null(pool);
+    assert_non_null(strstr(err, "cannot open"));
+    free(err);
 }
 
 static void test_bad_utf8_in_events(void **state)
@@ -1788,7 +2008,7 @@ static void test_membership_migration(void **state)
     exec_raw(fx->path, schema6_sql);
 
     assert_int_equal(mps_open(fx->path, &fx->s, NULL), 0);
-    assert_int_equal(mps_schema_version(fx->s), 7);
+    assert_int_equal(mps_schema_version(fx->s), 8);
     assert_int_equal(mps_events_last_seq(fx->s), last);
     check_counts(fx, 2, 2);
     mps_folder f;
@@ -1829,6 +2049,118 @@ static int stored_uid(const mps_message *m, void *arg)
 {
     *(uint32_t *)arg = m->uid;
     return 0;
+}
+
+/* Hints coalesce per folder (newest kept), a run for some folders takes
+ * only theirs (plus account-wide ones when asked), and a run takes at
+ * most max_rows, saying that more wait. */
+static void test_push_hints_take(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    for (int i = 0; i < 50; i++) {
+        char hint[16];
+        snprintf(hint, sizeof hint, "h%d", i);
+        assert_int_equal(mps_push_hint_add(s, "alice", "INBOX", hint, 1000 + i, NULL), 0);
+    }
+    assert_int_equal(mps_push_hint_add(s, "alice", "Sent", "s1", 2000, NULL), 0);
+    assert_int_equal(mps_push_hint_add(s, "alice", NULL, "acct-7", 2001, NULL), 0);
+    assert_int_equal(mps_push_hint_add(s, "bob", "INBOX", "b1", 2002, NULL), 0);
+
+    mps_push_take take;
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n_rows, 3); /* one row per folder survives */
+    assert_int_equal(take.n, 3);
+    assert_string_equal(take.hints[0].folder, "INBOX");
+    assert_string_equal(take.hints[0].cursor_hint, "h49");
+    assert_int_equal(take.hints[0].received_ms, 1049);
+    assert_false(take.more);
+    mps_push_take_clear(&take);
+
+    static const char *const sent[] = {"Sent"};
+    assert_int_equal(mps_push_hints_read(s, "alice", sent, 1, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n, 1);
+    assert_string_equal(take.hints[0].cursor_hint, "s1");
+    mps_push_take_clear(&take);
+    assert_int_equal(mps_push_hints_read(s, "alice", sent, 1, 1, 100, &take, NULL), 0);
+    assert_int_equal(take.n, 2);
+    assert_null(take.hints[1].folder);
+    assert_string_equal(take.hints[1].cursor_hint, "acct-7");
+    /* Deleting what the Sent run took leaves INBOX's hint and bob's. */
+    assert_int_equal(mps_push_hints_delete(s, &take, NULL), 0);
+    mps_push_take_clear(&take);
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n, 1);
+    assert_string_equal(take.hints[0].folder, "INBOX");
+    mps_push_take_clear(&take);
+
+    /* The cap. */
+    assert_int_equal(mps_push_hint_add(s, "alice", "Work", "w1", 3000, NULL), 0);
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 0, 1, &take, NULL), 0);
+    assert_int_equal(take.n_rows, 1);
+    assert_true(take.more);
+    assert_string_equal(take.hints[0].folder, "INBOX"); /* oldest first */
+    mps_push_take_clear(&take);
+    assert_int_equal(mps_push_hints_read(s, "bob", NULL, 0, 0, 100, &take, NULL), 0);
+    assert_int_equal(take.n, 1);
+    mps_push_take_clear(&take);
+}
+
+/* A batch of no folder (account_delta): changes name their folders,
+ * DELETED leaves all of them, folder counts follow, and a folder cursor
+ * or a NEW without folders goes nowhere. */
+static void test_folderless_batch(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    assert_int_equal(mps_folder_ensure(s, "alice", "INBOX", MP_ROLE_INBOX, NULL), 0);
+    assert_int_equal(mps_folder_ensure(s, "alice", "Work", 0, NULL), 0);
+    static const char *const both[] = {"INBOX", "Work"};
+    mps_membership in_both = {.folders = both, .n_folders = 2};
+    mp_change c = change(MP_CHANGE_NEW, "a1", "hi", "", 100);
+    int64_t seq = mps_events_last_seq(s);
+    commit_in(s, NULL, &c, &in_both);
+    json_t *d = only_event(s, seq, "message.new", "a1", "INBOX");
+    assert_names(json_object_get(d, "folders"), (const char *const[]){"INBOX", "Work", NULL});
+    json_decref(d);
+    check_counts(fx, 1, 0);
+
+    /* Without folders a NEW of an unknown id has nowhere to go. */
+    mp_change lost = change(MP_CHANGE_NEW, "a2", "lost", "", 100);
+    seq = mps_events_last_seq(s);
+    commit_in(s, NULL, &lost, NULL);
+    assert_int_equal(mps_events_last_seq(s), seq);
+
+    static const char *const work[] = {"Work"};
+    mp_change u = {.kind = MP_CHANGE_UPDATED, .id = "a1", .size = -1};
+    mps_membership rm = {.removed = work, .n_removed = 1};
+    commit_in(s, NULL, &u, &rm);
+    d = only_event(s, seq, "message.updated", "a1", "INBOX");
+    assert_names(json_object_get(d, "folders_removed"), (const char *const[]){"Work", NULL});
+    json_decref(d);
+
+    mp_change del = {.kind = MP_CHANGE_DELETED, .id = "a1", .size = -1};
+    seq = mps_events_last_seq(s);
+    commit_in(s, NULL, &del, NULL);
+    mps_event *ev = NULL;
+    size_t n = events(s, seq, &ev);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].type, "message.deleted");
+    mps_events_free(&ev, n);
+    check_counts(fx, 0, 0);
+
+    mps_batch *b = mps_batch_new("alice", NULL);
+    char *err = NULL;
+    assert_int_equal(mps_batch_commit(s, b, "5", NULL, -1, 0, NULL, &err), -1);
+    assert_non_null(err);
+    free(err);
+    mps_batch_account_cursor(b, "acct-9");
+    assert_int_equal(mps_batch_commit(s, b, NULL, NULL, -1, 0, NULL, NULL), 0);
+    mps_batch_free(&b);
+    char *cursor = NULL;
+    assert_int_equal(mps_account_cursor_get(s, "alice", &cursor, NULL), 0);
+    assert_string_equal(cursor, "acct-9");
+    free(cursor);
 }
 
 /* Account cursor and driver state: alone, and with a batch in its one
@@ -1921,6 +2253,7 @@ int main(void)
         cmocka_unit_test(test_open_failure),
         cmocka_unit_test_setup_teardown(test_migrations_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_statement_cache_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owner_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursor_only_at_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_commit, setup, teardown),
@@ -1940,7 +2273,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_labels_and_moves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_folder_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_membership_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subscription_secret_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_cursor_and_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_last_checkpoint, setup, teardown),
+        cmocka_unit_test(test_pool_open_fails),
+        cmocka_unit_test_setup_teardown(test_push_hints_take, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_folderless_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,24 +16,25 @@
  *        stream push slots, optional probe; host table with log, config,
  *        secrets, cursors, change emission, sync-now, HTTP, timers and fd
  *        watches, stored-message iteration and core settings.
- *   1.1  host table only grows (the descriptor is unchanged): MP_HOST_HAS
- *        slot test; durable driver state (state_get, state_put,
- *        batch_state); account-level cursors (account_cursor,
- *        batch_account_cursor); changes with folder memberships
- *        (mp_folders, batch_change_folders); per-account HTTP limits and
- *        options (http_limit, mp_http_options, http_ex); push state as
- *        an enum plus text (mp_push_state, push_status). Each is marked
- *        "added in ABI 1.1". Drivers built for 1.0 load and run unchanged
- *        (tests/drivers/abi10 keeps a frozen 1.0 build of the fixture).
- *        Also in 1.1: OAuth2 access tokens as a host service (mp_oauth_params,
- *        oauth_setup, oauth_token, oauth_reject); the push hints a sync run
- *        took over (sync_hint); the stored subscription for push_verify
+ *   1.1  the host table grows, and the descriptor gains one optional slot:
+ *        MP_HOST_HAS slot test; durable driver state (state_get,
+ *        state_put, batch_state); account-level cursors (account_cursor,
+ *        batch_account_cursor) and the descriptor slot account_delta for
+ *        change logs that cover the whole mailbox (the loader reads it only
+ *        from a descriptor whose struct_size covers it; a 1.0 descriptor
+ *        has it NULL); changes with folder memberships (mp_folders,
+ *        batch_change_folders); per-account HTTP limits and options
+ *        (http_limit, mp_http_options, http_ex); push state as an enum plus
+ *        text (mp_push_state, push_status); the push hints a sync run took
+ *        over (sync_hint; push_hint and sync_now now sync just their
+ *        folder); the stored subscription for push_verify
  *        (subscription_get, subscription_lookup) and its verification
  *        secret (mp_subscription.secret, appended: the host allocates the
- *        struct, so a 1.0 driver never sees it); and one descriptor slot,
- *        account_delta, for change logs that cover the whole mailbox (the
- *        loader reads it only from a descriptor whose struct_size covers
- *        it; a 1.0 descriptor has it NULL).
+ *        struct, so a 1.0 driver never sees it); OAuth2 access tokens as a
+ *        host service (mp_oauth_grant, mp_oauth_params, oauth_setup,
+ *        oauth_token, oauth_reject). Each is marked "added in ABI 1.1".
+ *        Drivers built for 1.0 load and run unchanged (tests/drivers/abi10
+ *        keeps a frozen 1.0 build of the fixture).
  *
  * The loader refuses a driver whose ABI major differs from the host's, whose
  * minor is newer than the host's, whose struct_size is smaller than the 1.0
@@ -460,8 +461,11 @@ typedef struct mp_host {
     void (*folder_add)(mp_folder_sink *sink, const char *name,
                        mp_folder_role role);
 
-    /* Ask the scheduler to run the account's delta sync now (folder NULL:
-     * all folders). Coalesced with any running or queued sync. Any thread. */
+    /* Ask the scheduler to run the account's delta sync now for `folder`
+     * only (NULL: all folders; an account_delta driver gets its one
+     * account_delta call either way). Coalesced with any running or queued
+     * sync: the folders merge, all folders absorbing a folder, and a run
+     * asked for more than a few folders covers all of them. Any thread. */
     void (*sync_now)(mp_account *acct, const char *folder, const char *reason);
 
     /* Report push state for status/metrics/events. A state beginning with
@@ -475,8 +479,10 @@ typedef struct mp_host {
 
     /* Webhook support for push_verify (loop thread only). */
     const char *(*request_header)(const mp_push_request *req, const char *name);
-    /* Persist a hint for `acct` (any folder if NULL) and trigger its sync.
-     * The hint is durable when this returns. */
+    /* Persist a hint for `acct` (any folder if NULL) and trigger a sync
+     * of that folder (as sync_now). The hint is durable when this returns;
+     * the run it starts reads it back through sync_hint (only the newest
+     * hint per folder is kept). */
     mp_status (*push_hint)(mp_account *acct, const char *folder,
                            const char *cursor_hint, mp_error *err);
     /* Set the HTTP answer (default: 204, empty body). */
@@ -579,13 +585,17 @@ typedef struct mp_host {
      * until shortly before it expires, one token request per account in
      * flight, a refresh token the provider rotates persisted owner-only.
      * MP_REAUTH when the provider refused the grant (invalid_grant, revoked
-     * client): after that ONE request the host marks the account
-     * needs-reauth with the reason (an account.status event) and asks the
-     * token URL nothing more until the secret files change (SIGHUP).
+     * client), err "needs re-authorization: <provider's reason>": after
+     * that ONE request the token URL is asked nothing more until a secret
+     * file changes; the driver returns the status from its slot and the
+     * host marks the account reauth with the reason (one account.status
+     * event) and parks it until a reload (SIGHUP) or an API sync.
      * MP_RETRY with retry_after_ms (429/5xx honour Retry-After; no request
-     * inside the window); MP_FATAL for unusable credential files.
+     * inside the window); MP_FATAL for unusable credential files or other
+     * refusals (invalid_scope...). Errors never contain a secret.
      * oauth_reject: the provider answered 401 to `token`; the host drops it
-     * from its cache so the next oauth_token asks for a new one. */
+     * from its cache (if still cached) so the next oauth_token asks for a
+     * new one. */
     mp_status (*oauth_setup)(mp_account *acct, const mp_oauth_params *params,
                              mp_error *err);
     mp_status (*oauth_token)(mp_account *acct, char **token_r, mp_error *err);
@@ -758,13 +768,17 @@ typedef struct mp_driver {
      * per account with the account-level cursor (account_cursor; NULL
      * before the first one was committed) instead of `delta` per folder
      * (bootstrap still runs per folder; the folder cursor it commits then
-     * only marks the folder connected, and `delta` is never called). The
-     * batch belongs to no folder: emit changes with batch_change_folders
-     * (now_in, or added/removed), DELETED removes the message from every
-     * folder, and commit the new account cursor with batch_account_cursor
-     * before batch_commit (its cursor argument must be NULL). MP_RESYNC:
-     * the account cursor is gone at the provider; the host clears it and
-     * bootstraps every folder again (one folder.reset each). */
+     * only marks the folder connected, and `delta` is never called; a
+     * run for some folders, started by a push naming one, calls it once
+     * too). The batch belongs to no folder: emit changes with
+     * batch_change_folders (now_in, or added/removed; batch_change of
+     * anything but DELETED is MP_FATAL), DELETED removes the message from
+     * every folder, and commit the new account cursor with
+     * batch_account_cursor before batch_commit (its cursor and backfill
+     * arguments must be NULL/0, else MP_FATAL). MP_RESYNC: the account
+     * cursor is gone at the provider; the host clears it and every
+     * folder's cursor and bootstraps each folder again (one folder.reset
+     * each, stored messages fold in without message.new). */
     mp_status (*account_delta)(mp_account *acct, const char *cursor, mp_batch *batch,
                                mp_error *err);
 } mp_driver;

@@ -1,5 +1,5 @@
 /* The event outbox: append (idempotent by key) and read in seq order. */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,9 +1,13 @@
 /* Opening the store and the SQLite helpers shared by its files. */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "util/util.h"
 
@@ -193,9 +197,31 @@ static int set_pragmas(mps_store *s, char **error_r)
                      error_r);
 }
 
+/* The store holds secrets (a driver's rotated refresh token, a push
+ * subscription's secret): the database is owner-only whatever the umask,
+ * and so are its -wal and -shm files, which SQLite creates with the
+ * database file's mode. */
+static int owner_only(const char *path, char **error_r)
+{
+    if (path[0] == ':' || strncmp(path, "file:", 5) == 0)
+        return 0; /* in memory, or a URI: not a plain file of ours */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return mps__error(error_r, "store: cannot open \"%s\": %s", path, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0 && fchmod(fd, st.st_mode & 0700) < 0)
+        rc = mps__error(error_r, "store: cannot make \"%s\" owner-only: %s", path,
+                        strerror(errno));
+    close(fd);
+    return rc;
+}
+
 int mps_open(const char *path, mps_store **store_r, char **error_r)
 {
     *store_r = NULL;
+    if (owner_only(path, error_r) < 0)
+        return -1;
     mps_store *s = mpu_calloc(1, sizeof *s);
     int rc =
         sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);

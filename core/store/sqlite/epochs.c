@@ -6,7 +6,7 @@
  * events committed after it, and a new epoch row is on disk before the
  * first event of that epoch is streamed.
  */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <stdlib.h>
 

@@ -1,5 +1,5 @@
-/* Checkpoints handed to another thread (see store.h). */
-#include "store/store-private.h"
+/* Checkpoints handed to another thread (see store-private.h). */
+#include "store/sqlite/store-private.h"
 
 /* Replaces SQLite's own auto-checkpoint hook on this connection (a
  * connection has one WAL hook), keeping its behaviour as the backstop. */

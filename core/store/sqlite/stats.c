@@ -1,5 +1,5 @@
 /* Store-wide counters for /metrics. */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <string.h>
 

@@ -1,5 +1,6 @@
 /*
- * The store's checkpoints on a thread of their own (store.h, "Checkpoints").
+ * The SQLite backend's housekeeping (backend.h): the store's checkpoints on
+ * a thread of their own (store-private.h, "Checkpoints").
  *
  * Why: with synchronous=NORMAL the only fsyncs of the store are the
  * checkpoint's, and SQLite runs a checkpoint on the connection whose commit
@@ -9,7 +10,8 @@
  * (passively: writers and readers go on) when a commit asks for it, and
  * the sync path only writes to the WAL.
  */
-#include "daemon/daemon.h"
+#include "store/backend.h"
+#include "store/sqlite/store-private.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -20,7 +22,7 @@
 /* A checkpoint slower than this is worth a line in the log. */
 #define SLOW_CHECKPOINT_MS 1000
 
-struct mpd_checkpointer {
+struct mps__housekeeper {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -32,7 +34,7 @@ struct mpd_checkpointer {
 
 static void *checkpoint_thread(void *arg)
 {
-    struct mpd_checkpointer *c = arg;
+    struct mps__housekeeper *c = arg;
     pthread_mutex_lock(&c->lock);
     for (;;) {
         while (!c->wanted && !c->stop)
@@ -63,20 +65,20 @@ static void *checkpoint_thread(void *arg)
 
 static void wanted(void *arg)
 {
-    struct mpd_checkpointer *c = arg;
+    struct mps__housekeeper *c = arg;
     pthread_mutex_lock(&c->lock);
     c->wanted = 1;
     pthread_cond_signal(&c->cond);
     pthread_mutex_unlock(&c->lock);
 }
 
-void mpd_checkpointer_start(mpd *d)
+mps__housekeeper *mps__housekeeper_start(const char *location)
 {
-    struct mpd_checkpointer *c = mpu_calloc(1, sizeof *c);
+    struct mps__housekeeper *c = mpu_calloc(1, sizeof *c);
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
     char *error = NULL;
-    if (mps_open(d->db_path, &c->store, &error) < 0) {
+    if (mps_open(location, &c->store, &error) < 0) {
         mpu_warn("store", "checkpoints stay with the writers: %s", error);
         free(error);
     } else if (pthread_create(&c->thread, NULL, checkpoint_thread, c) != 0) {
@@ -85,18 +87,17 @@ void mpd_checkpointer_start(mpd *d)
     } else {
         c->running = 1;
     }
-    d->checkpointer = c;
+    return c;
 }
 
-void mpd_checkpointer_adopt(mpd *d, mps_store *s)
+void mps__housekeeper_adopt(mps__housekeeper *c, mps_store *s)
 {
-    if (d->checkpointer != NULL && d->checkpointer->running)
-        mps_checkpoint_elsewhere(s, wanted, d->checkpointer);
+    if (c != NULL && c->running)
+        mps_checkpoint_elsewhere(s, wanted, c);
 }
 
-void mpd_checkpointer_stop(mpd *d)
+void mps__housekeeper_stop(mps__housekeeper *c)
 {
-    struct mpd_checkpointer *c = d->checkpointer;
     if (c == NULL || !c->running)
         return;
     pthread_mutex_lock(&c->lock);
@@ -108,14 +109,12 @@ void mpd_checkpointer_stop(mpd *d)
     mps_close(&c->store);
 }
 
-void mpd_checkpointer_free(mpd *d)
+void mps__housekeeper_free(mps__housekeeper *c)
 {
-    struct mpd_checkpointer *c = d->checkpointer;
     if (c == NULL)
         return;
-    mpd_checkpointer_stop(d);
+    mps__housekeeper_stop(c);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
     free(c);
-    d->checkpointer = NULL;
 }

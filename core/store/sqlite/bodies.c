@@ -1,5 +1,5 @@
 /* The raw message cache with expiry. */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <limits.h>
 #include <stdlib.h>

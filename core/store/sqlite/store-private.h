@@ -1,14 +1,14 @@
 /*
- * Private to core/store: the connection struct and the SQLite helpers the
- * store's files share. Nothing outside core/store includes this.
+ * Private to the SQLite backend (core/store/sqlite): the connection struct,
+ * the SQLite helpers its files share and its checkpoints. Nothing outside
+ * core/store/sqlite includes this but the store's unit test.
  */
-#ifndef MP_STORE_STORE_PRIVATE_H
-#define MP_STORE_STORE_PRIVATE_H
+#ifndef MP_STORE_SQLITE_STORE_PRIVATE_H
+#define MP_STORE_SQLITE_STORE_PRIVATE_H
 
 #include <sqlite3.h>
-#include <jansson.h>
 
-#include "store/store.h"
+#include "store/store-shared.h"
 
 /* Prepared statements kept for reuse, keyed by their SQL text; busy while
  * handed out between mps__prepare and mps__finish. */
@@ -26,47 +26,6 @@ struct mps_store {
     void (*checkpoint_wanted)(void *arg); /* see mps_checkpoint_elsewhere */
     void *checkpoint_arg;
 };
-
-/* The membership part of a staged change (mps_membership, copied). */
-struct mps__mem {
-    int has_set;
-    char **folders;
-    size_t n_folders;
-    char **added;
-    size_t n_added;
-    char **removed;
-    size_t n_removed;
-};
-
-/* A driver state record staged with a batch; value NULL deletes. */
-struct mps__state_rec {
-    char *key;
-    char *value;
-};
-
-/* A sync batch: copies of the staged changes (every string and the raw
- * bytes owned by the batch), their memberships (mems[i] NULL: none given),
- * a pending folder.reset, and the account cursor and driver state records
- * the next commit writes. */
-struct mps_batch {
-    char *account;
-    char *folder;
-    mp_change *changes;
-    struct mps__mem **mems;
-    size_t n, cap;
-    int has_account_cursor;
-    char *account_cursor;
-    struct mps__state_rec *state;
-    size_t n_state;
-    size_t raw_bytes; /* of the staged changes */
-    int reset;
-    char *reset_reason;
-    mps_new_message_cb on_new; /* kept across commits */
-    void *on_new_arg;
-};
-/* Drop the staged changes, the pending reset, the account cursor and the
- * state records. */
-void mps__batch_clear(mps_batch *b);
 
 /* Set *error_r to "<what>: <sqlite message>" and return -1. */
 int mps__fail(mps_store *s, char **error_r, const char *what);
@@ -129,14 +88,29 @@ int mps__event_add(mps_store *s, const char *type, const char *account,
                    const char *folder, const char *message, const char *idem_key,
                    const char *data_json, int64_t *seq_r, char **error_r);
 
-/* JSON helpers for event data. mps__json_string never fails on bad
- * UTF-8 (non-ASCII bytes become '?') and cuts at `max` bytes on a character
- * boundary (0: no cut). mps__json_take serializes compactly and releases
- * the object; an empty object gives NULL. */
-json_t *mps__json_string(const char *s, size_t max);
-char *mps__json_take(json_t *obj);
-
 /* Apply pending migrations; see migrate.c. */
 int mps__migrate(mps_store *s, char **error_r);
+
+/*
+ * Checkpoints (checkpoint.c). A checkpoint copies the WAL into the database
+ * file and, with synchronous=NORMAL, is where the fsyncs happen. By default
+ * SQLite runs it on the connection whose commit pushed the WAL past 1,000
+ * pages, which puts those fsyncs on that thread: a sync job would wait on
+ * the disk several times a second during a bulk download.
+ *
+ * The pool checkpoints on a thread of its own (checkpointer.c) and hands
+ * the job over per connection with mps_checkpoint_elsewhere(): after a
+ * commit that leaves at least MPS_CHECKPOINT_PAGES in the WAL, `wanted(arg)`
+ * is called (on the committing thread, inside the commit: it must only
+ * signal). Should the checkpointing thread fall behind, a commit past
+ * MPS_CHECKPOINT_BACKSTOP pages still checkpoints on its own connection, so
+ * the WAL stays bounded. mps_checkpoint() runs a passive checkpoint (it
+ * never blocks readers or writers) and reports the WAL's frames and how
+ * many of them are now in the database file (either may be NULL).
+ */
+#define MPS_CHECKPOINT_PAGES 1000
+#define MPS_CHECKPOINT_BACKSTOP 16000
+void mps_checkpoint_elsewhere(mps_store *s, void (*wanted)(void *arg), void *arg);
+int mps_checkpoint(mps_store *s, int *wal_frames_r, int *checkpointed_r, char **error_r);
 
 #endif

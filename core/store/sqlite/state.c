@@ -1,5 +1,5 @@
 /* Account-level cursors and drivers' per-account key/value state. */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * and each event-producing change bumps the message's version, which makes
  * the idempotency key "<account>/<provider id>/<version>" unique.
  */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -598,11 +598,12 @@ static void target_folders(commit_ctx *cx, const mp_change *c, const struct mps_
             fset_add(t_r, mem->folders[i], 0);
     } else if ((c->kind == MP_CHANGE_NEW || c->kind == MP_CHANGE_SYNCED) &&
                (!live || mem == NULL)) {
-        fset_add(t_r, here, 0);
+        if (here != NULL)
+            fset_add(t_r, here, 0);
     } else {
         for (size_t i = 0; i < cur->n; i++)
             fset_add(t_r, cur->names[i], 0);
-        if (c->kind != MP_CHANGE_UPDATED)
+        if (c->kind != MP_CHANGE_UPDATED && here != NULL)
             fset_add(t_r, here, 0);
     }
     if (mem != NULL) {
@@ -616,7 +617,7 @@ static void target_folders(commit_ctx *cx, const mp_change *c, const struct mps_
     /* UIDs: the change's in the batch's folder, the stored ones elsewhere. */
     for (size_t i = 0; i < t_r->n; i++) {
         uint32_t uid = fset_uid(cur, t_r->names[i]);
-        if (c->uid != 0 && strcmp(t_r->names[i], here) == 0)
+        if (c->uid != 0 && here != NULL && strcmp(t_r->names[i], here) == 0)
             uid = c->uid;
         t_r->uids[i] = uid;
     }
@@ -628,7 +629,7 @@ static const char *primary_of(commit_ctx *cx, const char *was, const fset *targe
 {
     if (was != NULL && fset_has(target, was))
         return was;
-    if (fset_has(target, cx->b->folder))
+    if (cx->b->folder != NULL && fset_has(target, cx->b->folder))
         return cx->b->folder;
     return target->n > 0 ? target->names[0] : was;
 }
@@ -877,9 +878,19 @@ int mps_batch_commit(mps_store *s, mps_batch *b, const char *cursor,
         .now = mpu_now_ms(),
         .retention_ms = retention_ms,
     };
+    /* A batch of no folder (account_delta: a change log over the whole
+     * mailbox) names its folders change by change; it has no folder row
+     * to create, reset or advance, and no folder cursor. */
+    int account_wide = b->folder == NULL;
+    if (account_wide && (cursor != NULL || backfill_pos != NULL || b->reset)) {
+        if (error_r != NULL)
+            *error_r = mpu_strdup("store: a batch of no folder has no folder cursor,"
+                                  " backfill position or reset");
+        return -1;
+    }
     if (mps__begin(s, error_r) < 0)
         return -1;
-    int rc = ensure_folder(&cx, error_r);
+    int rc = account_wide ? 0 : ensure_folder(&cx, error_r);
     if (rc == 0 && b->reset)
         rc = reset_event(&cx, error_r);
     for (size_t i = 0; rc == 0 && i < b->n; i++)
@@ -891,7 +902,7 @@ int mps_batch_commit(mps_store *s, mps_batch *b, const char *cursor,
     if (rc == 0)
         rc = write_deltas(&cx, error_r);
     free_deltas(&cx);
-    if (rc == 0)
+    if (rc == 0 && !account_wide)
         rc = advance_folder(&cx, cursor, backfill_pos, backfill_done, error_r);
     if (rc < 0) {
         /* The staged changes stay: nothing of them was written. */

@@ -1,5 +1,5 @@
 /* Outbound webhook delivery state: per-endpoint cursors and dead letters. */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>

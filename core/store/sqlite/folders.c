@@ -1,5 +1,5 @@
 /* Folder rows: sync position, backfill state and per-folder counters. */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>

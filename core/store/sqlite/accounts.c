@@ -1,5 +1,5 @@
 /* Account rows: status, push state and profile, with account.status events. */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* Message summaries: public ids, lookup and newest-first listing. */
-#include "store/store-private.h"
+#include "store/sqlite/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>

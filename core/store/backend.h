@@ -1,0 +1,26 @@
+/*
+ * Private to core/store: what a backend provides beside the functions of
+ * store.h, for the pool (pool.h). Today there is one backend, SQLite
+ * (core/store/sqlite/), linked in directly; a second one would add its
+ * directory beside sqlite/ and a choice by location in mps_open and here,
+ * and store.h's and pool.h's callers would not change.
+ */
+#ifndef MP_STORE_BACKEND_H
+#define MP_STORE_BACKEND_H
+
+#include "store/store.h"
+
+/* Housekeeping the backend runs on a thread of its own beside the
+ * connections (SQLite: WAL checkpoints, so their fsyncs stall no writer).
+ * start opens what it needs at `location` and never fails: without its
+ * thread (logged) connections do the work themselves. adopt hands it a
+ * connection that writes; stop runs it a last time and ends its thread;
+ * free follows once every adopted connection is closed. adopt, stop and
+ * free accept what start returned, whatever happened there. */
+typedef struct mps__housekeeper mps__housekeeper;
+mps__housekeeper *mps__housekeeper_start(const char *location);
+void mps__housekeeper_adopt(mps__housekeeper *h, mps_store *s);
+void mps__housekeeper_stop(mps__housekeeper *h);
+void mps__housekeeper_free(mps__housekeeper *h);
+
+#endif
