@@ -7,6 +7,7 @@ historyId resets each folder once without a message.new flood;
 invalid_grant parks the account after one token request; a 429 storm gets
 no request inside Retry-After."""
 
+import json
 import os
 import sys
 import time
@@ -273,6 +274,31 @@ class GmailFailures(unittest.TestCase):
         for hit in limited:
             inside = [e for e in log if hit["t"] < e["t"] < hit["t"] + retry_after - 0.05]
             self.assertEqual(inside, [], "request inside Retry-After of a 429: %r" % inside)
+
+
+    def test_service_account_impersonates_the_mailbox(self):
+        d = self.d
+        fake = new_fake()
+        self.addCleanup(fake.stop)
+        email = "worker@corp.example"
+        fake.add_user(email)
+        key = fake.add_service_account("sync@fake-project.iam.gserviceaccount.com")
+        key_file = d.write_secret("sa.json", json.dumps(key).encode())
+        fake.add_message(email, raw("delegated"), ["INBOX"])
+        gmail_instance(d, "gm_sa", fake, [{"id": "sa", "email": email,
+                                            "service_account_file": key_file,
+                                            "poll_interval": 3600}])
+        if d.proc is None:
+            d.start()
+        else:
+            d.reload()
+        d.wait_bootstrapped("sa", ["INBOX"])
+        listed = d.all_messages("sa", folder="INBOX")
+        self.assertEqual([m["subject"] for m in listed], ["delegated"])
+        mptest.wait_until(lambda: d.account("sa")["status"] == "ok", 30, message="sa ok")
+        # One JWT-bearer grant for the mailbox, no user refresh token.
+        self.assertGreaterEqual(fake.calls("token"), 1)
+        self.assertEqual(fake.calls("token", user=email), fake.calls("token"))
 
 
 class GmailCrash(unittest.TestCase):
