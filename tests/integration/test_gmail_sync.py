@@ -187,6 +187,20 @@ class GmailSync(unittest.TestCase):
         self.assertEqual([e for e in events if e["type"].startswith("message.")], [])
         self.assertEqual(history_calls, 1)
 
+    def test_4b_archive_and_back(self):
+        fake, E = self.fake, self.EMAIL
+        fake.modify_labels(E, self.ids["in2"], remove=["INBOX"])  # archived
+        events, _ = self.sync()
+        self.assertEqual([(e["type"], e["json"]["message"]) for e in events
+                          if e["type"].startswith("message.")],
+                         [("message.deleted", self.pid("in2"))])
+        fake.modify_labels(E, self.ids["in2"], add=["INBOX"])     # back in the inbox
+        events, _ = self.sync()
+        self.assertEqual([(e["type"], e["json"]["message"]) for e in events
+                          if e["type"].startswith("message.")],
+                         [("message.synced", self.pid("in2"))])
+        self.assertEqual(self.message("in2")["folders"], ["INBOX"])
+
     def test_5_history_404_resets_each_folder_once(self):
         fake, E = self.fake, self.EMAIL
         quiet = fake.add_message(E, raw("during-gap"), ["INBOX"])
