@@ -284,7 +284,9 @@ mp_status gmail_account_delta(mp_account *acct, const char *cursor, mp_batch *ba
     if (st != MP_OK)
         return st;
     char *start = NULL;
-    if (cursor == NULL || to_u64(cursor) == 0) {
+    if (cursor != NULL && to_u64(cursor) == 0)
+        return mp_fail(err, MP_RESYNC, "stored historyId \"%.40s\" is not a number", cursor);
+    if (cursor == NULL) {
         /* No folder bootstrapped yet (all excluded?): start from now. */
         st = gmail_get_profile(a, &start, err);
         if (st != MP_OK)
