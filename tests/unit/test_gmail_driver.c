@@ -414,6 +414,43 @@ static void test_push_outran_history(void **state)
     teardown_fx(&f);
 }
 
+static const mpt_http_step backfill_steps[] = {
+    {.path = "/gmail/v1/users/me/labels", .body = LABELS},
+    {.path = "/gmail/v1/users/me/messages", .query = "labelIds=Label_7&maxResults=2&pageToken=P%2F2",
+     .body = "{\"messages\":[{\"id\":\"m4\"}]}"},
+    {.method = "POST", .path = "/batch/gmail/v1", .headers = BATCH_TYPE,
+     .body = PART(0, MSG("m4", "[\"Label_7\"]", "four")) "--zz--\r\n"},
+    /* a stale position: walk again from the newest, not a fatal error */
+    {.path = "/gmail/v1/users/me/messages", .query = "labelIds=Label_7&maxResults=2&pageToken=OLD",
+     .status = 400, .body = "{\"error\":{\"code\":400,\"message\":\"Invalid pageToken\"}}"},
+    {.path = "/gmail/v1/users/me/messages", .query = "labelIds=Label_7&maxResults=2",
+     .body = "{\"messages\":[{\"id\":\"m5\"}],\"nextPageToken\":\"Q\"}"},
+    {.method = "POST", .path = "/batch/gmail/v1", .headers = BATCH_TYPE,
+     .body = PART(0, MSG("m5", "[\"Label_7\"]", "five")) "--zz--\r\n"},
+    {.path = "/gmail/v1/users/me/messages", .query = "labelIds=Label_7&maxResults=1&pageToken=Q",
+     .body = "{\"messages\":[]}"},
+};
+
+static void test_backfill(void **state)
+{
+    (void)state;
+    fx f;
+    setup_with(&f, backfill_steps, sizeof backfill_steps / sizeof backfill_steps[0]);
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_batch *b = mpt_mock_batch(f.m, f.acct, "Work");
+    assert_int_equal(f.drv->backfill(f.acct, "Work", "P/2", 2, b, &err), MP_OK);
+    assert_int_equal(mpt_mock_change_count(f.m), 1);
+    assert_int_equal(mpt_mock_change_at(f.m, 0)->kind, MP_CHANGE_SYNCED);
+    assert_string_equal(mpt_mock_change_at(f.m, 0)->folders, "=Work");
+    memset(&err, 0, sizeof err);
+    assert_int_equal(f.drv->backfill(f.acct, "Work", "OLD", 2, b, &err), MP_OK);
+    assert_int_equal(mpt_mock_change_count(f.m), 2);
+    assert_string_equal(mpt_mock_change_at(f.m, 1)->id, "m5");
+    assert_true(mpt_mock_log_contains(f.m, "starts again from the newest"));
+    teardown_fx(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_http_layer),
         cmocka_unit_test(test_config_refusals),
         cmocka_unit_test(test_push_outran_history),
+        cmocka_unit_test(test_backfill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
