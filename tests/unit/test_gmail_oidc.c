@@ -595,8 +595,8 @@ static void test_jwks_documents(void **state)
         "[]",
         "{\"keys\":{}}",
         "{\"keys\":[]}",
-        "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"e\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":"
-        "\"AA\"}]}",
+        ("{\"keys\":[{\"kty\":\"EC\",\"kid\":\"e\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":"
+         "\"AA\"}]}"),
         "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"x\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}",
         "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"x\",\"n\":\"!!!!\",\"e\":\"AQAB\"}]}",
         "{\"keys\":[],\"keys\":[]}",
