@@ -74,11 +74,13 @@ static char *auth_header(gmail_push_rt *rt, char *why, size_t why_len)
 }
 
 static mp_status post(gmail_push_rt *rt, const char *auth, const char *verb, json_t *doc,
-                      uint32_t timeout_ms, mp_http_response *resp, char *why, size_t why_len)
+                      uint32_t timeout_ms, mp_http_response *resp, char *why,
+                      size_t why_len)
 {
     const mp_host *h = gmail_host;
     char url[1600];
-    snprintf(url, sizeof url, "%s/v1/%s:%s", rt->gi->pubsub_url, rt->gi->subscription, verb);
+    snprintf(url, sizeof url, "%s/v1/%s:%s", rt->gi->pubsub_url, rt->gi->subscription,
+             verb);
     char *body = json_dumps(doc, JSON_COMPACT);
     if (body == NULL)
         abort();
@@ -122,8 +124,8 @@ static int take(gmail_push_rt *rt, json_t *message)
     int rc = gmail_envelope_parse(text, strlen(text), &env, why, sizeof why);
     free(text);
     if (rc < 0) {
-        h->log(rt->inst, NULL, MP_LOG_WARNING, "pull: unreadable notification dropped: %s",
-               why);
+        h->log(rt->inst, NULL, MP_LOG_WARNING,
+               "pull: unreadable notification dropped: %s", why);
         return 1;
     }
     int ack = 1;

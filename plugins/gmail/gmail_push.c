@@ -176,8 +176,8 @@ mp_status gmail_push_verify(mp_instance *inst, const mp_push_request *req,
     bool refetch = false;
     int64_t now = h->now_ms() / 1000;
     gmail_oidc_status os =
-        gmail_oidc_verify(rt->jwks, token, gi->push_audience, gi->push_service_account, now,
-                          GMAIL_OIDC_DEFAULT_SKEW, NULL, &refetch, why, sizeof why);
+        gmail_oidc_verify(rt->jwks, token, gi->push_audience, gi->push_service_account,
+                          now, GMAIL_OIDC_DEFAULT_SKEW, NULL, &refetch, why, sizeof why);
     if (os != GMAIL_OIDC_OK) {
         int status = gmail_oidc_http_status(os);
         /* An unknown kid may be a key Google rotated in after our copy:
@@ -190,14 +190,14 @@ mp_status gmail_push_verify(mp_instance *inst, const mp_push_request *req,
                 wake_refresher(rt);
         }
         reply_json(reply, status, gmail_oidc_status_name(os));
-        return mp_fail(err, status == 503 ? MP_RETRY : MP_FATAL, "push token refused: %s (%s)",
-                       gmail_oidc_status_name(os), why);
+        return mp_fail(err, status == 503 ? MP_RETRY : MP_FATAL,
+                       "push token refused: %s (%s)", gmail_oidc_status_name(os), why);
     }
 
     /* 2. The envelope. */
     gmail_envelope env;
-    if (gmail_envelope_parse((const char *)req->body, req->body_len, &env, why, sizeof why) <
-        0) {
+    if (gmail_envelope_parse((const char *)req->body, req->body_len, &env, why,
+                             sizeof why) < 0) {
         reply_json(reply, 400, "malformed Pub/Sub envelope");
         return mp_fail(err, MP_FATAL, "push envelope refused: %s", why);
     }

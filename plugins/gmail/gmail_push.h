@@ -43,8 +43,8 @@ typedef struct gmail_push_rt {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     int stopping;
-    int refetch;               /* push_verify met an unknown kid or no keys */
-    gmail_account **accts;     /* open accounts, in opening order */
+    int refetch;           /* push_verify met an unknown kid or no keys */
+    gmail_account **accts; /* open accounts, in opening order */
     size_t n_accts, cap_accts;
 
     /* Held by the pull thread while it uses an account (token, hint). */

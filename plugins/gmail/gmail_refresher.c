@@ -45,12 +45,11 @@ static int fetch_once(gmail_push_rt *rt)
         /* Google sends "public, max-age=N, must-revalidate, no-transform". */
         char cc[512];
         int have_cc = resp.headers != NULL &&
-                      gmail_header_value(resp.headers, strlen(resp.headers), "Cache-Control",
-                                         cc, sizeof cc) == 0;
+                      gmail_header_value(resp.headers, strlen(resp.headers),
+                                         "Cache-Control", cc, sizeof cc) == 0;
         char why[200] = "";
         rc = gmail_jwks_update(rt->jwks, (const char *)resp.body, resp.body_len,
-                               have_cc ? cc : NULL,
-                               h->now_ms() / 1000, why, sizeof why);
+                               have_cc ? cc : NULL, h->now_ms() / 1000, why, sizeof why);
         if (rc < 0)
             h->log(rt->inst, NULL, MP_LOG_WARNING, "push: JWKS refused: %s", why);
         else

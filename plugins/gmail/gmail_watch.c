@@ -56,7 +56,8 @@ static int int_of(json_t *v, int64_t *out)
     return n > 0 ? 0 : -1;
 }
 
-int gmail_watch_parse(const char *body, size_t len, char **history_r, int64_t *expiration_ms_r)
+int gmail_watch_parse(const char *body, size_t len, char **history_r,
+                      int64_t *expiration_ms_r)
 {
     *history_r = NULL;
     json_t *root = json_loadb(body, len, 0, NULL);
@@ -94,7 +95,8 @@ static mp_status watch(mp_account *acct, mp_subscription *sub_r, mp_error *err)
         /* The descriptor's push kind is static (WEBHOOK for every gmail
          * instance); an instance with push off says so and stores nothing. */
         if (MP_HOST_HAS(h, push_status))
-            h->push_status(acct, MP_PUSH_STATE_OFF, "push off: history every poll interval");
+            h->push_status(acct, MP_PUSH_STATE_OFF,
+                           "push off: history every poll interval");
         return mp_fail(err, MP_SKIP, "push is off for this instance");
     }
     /* watch_labels are label names (INBOX, SENT, user labels): Gmail wants
@@ -135,16 +137,19 @@ static mp_status watch(mp_account *acct, mp_subscription *sub_r, mp_error *err)
     }
     char *history = NULL;
     int64_t exp_ms = 0;
-    int prc = gmail_watch_parse((const char *)resp.body, resp.body_len, &history, &exp_ms);
+    int prc =
+        gmail_watch_parse((const char *)resp.body, resp.body_len, &history, &exp_ms);
     h->http_free(&resp);
     if (prc < 0)
-        return mp_fail(err, MP_RETRY, "watch: Gmail's answer has no historyId/expiration");
+        return mp_fail(err, MP_RETRY,
+                       "watch: Gmail's answer has no historyId/expiration");
     char exp_text[32];
     snprintf(exp_text, sizeof exp_text, "%" PRId64, exp_ms);
     mp_error serr = {0, ""};
     if (MP_HOST_HAS(h, state_put) &&
         h->state_put(acct, "watch_expiration", exp_text, &serr) != MP_OK)
-        h->log(h->account_instance(acct), acct, MP_LOG_WARNING, "watch: cannot keep its expiry: %s", serr.text);
+        h->log(h->account_instance(acct), acct, MP_LOG_WARNING,
+               "watch: cannot keep its expiry: %s", serr.text);
     char when[48], status[128];
     utc_text(exp_ms / 1000, when, sizeof when);
     snprintf(status, sizeof status, "watch until %s (%s)", when,
@@ -179,7 +184,8 @@ mp_status gmail_push_renew(mp_account *acct, const mp_subscription *current,
     return watch(acct, sub_r, err);
 }
 
-mp_status gmail_push_cancel(mp_account *acct, const mp_subscription *current, mp_error *err)
+mp_status gmail_push_cancel(mp_account *acct, const mp_subscription *current,
+                            mp_error *err)
 {
     (void)current;
     const mp_host *h = gmail_host;
