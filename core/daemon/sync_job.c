@@ -113,6 +113,16 @@ static int note_status(job_state *j, const char *folder, mp_status st, const mp_
     }
 }
 
+/* A store call of the job failed: retry the job later, with `what` and
+ * the store's reason (freed here) as its error. */
+static void note_store_failure(job_state *j, const char *what, char *error)
+{
+    mp_error err = {0, ""};
+    snprintf(err.text, sizeof err.text, "%s: %s", what, error != NULL ? error : "?");
+    free(error);
+    note_status(j, NULL, MP_RETRY, &err);
+}
+
 static mp_batch *batch_begin(job_state *j, const char *folder, int history,
                              int64_t deadline_ms)
 {
@@ -367,19 +377,13 @@ static void account_resync(job_state *j, const char *why)
     char *error = NULL;
     mpu_warn(j->a->id, "account cursor invalid at the provider (%s); resyncing", why);
     if (mps_account_cursor_set(j->s, j->a->id, NULL, &error) < 0) {
-        mp_error err = {0, ""};
-        snprintf(err.text, sizeof err.text, "cannot clear account cursor: %s", error);
-        free(error);
-        note_status(j, NULL, MP_RETRY, &err);
+        note_store_failure(j, "cannot clear account cursor", error);
         return;
     }
     mps_folder *folders = NULL;
     size_t n = 0;
     if (mps_folders_list(j->s, j->a->id, &folders, &n, &error) < 0) {
-        mp_error err = {0, ""};
-        snprintf(err.text, sizeof err.text, "cannot list folders: %s", error);
-        free(error);
-        note_status(j, NULL, MP_RETRY, &err);
+        note_store_failure(j, "cannot list folders", error);
         return;
     }
     char reason[600];
@@ -450,10 +454,7 @@ static void run_sync(job_state *j, const mpj_job *job)
     mps_folder *folders = NULL;
     size_t n = 0;
     if (mps_folders_list(j->s, j->a->id, &folders, &n, &error) < 0) {
-        mp_error err = {0, ""};
-        snprintf(err.text, sizeof err.text, "cannot list folders: %s", error);
-        free(error);
-        note_status(j, NULL, MP_RETRY, &err);
+        note_store_failure(j, "cannot list folders", error);
         return;
     }
     int backfill_pending = 0;
@@ -532,10 +533,7 @@ static void run_backfill(job_state *j, const mpj_job *job)
     size_t n = 0;
     int64_t deadline = mpu_now_ms() + (int64_t)j->k.job_budget_s * 1000;
     if (mps_folders_list(j->s, j->a->id, &folders, &n, &error) < 0) {
-        mp_error err = {0, ""};
-        snprintf(err.text, sizeof err.text, "cannot list folders: %s", error);
-        free(error);
-        note_status(j, NULL, MP_RETRY, &err);
+        note_store_failure(j, "cannot list folders", error);
         return;
     }
     for (size_t i = 0; i < n && !j->stop && mpu_now_ms() < deadline; i++) {

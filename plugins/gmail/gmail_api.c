@@ -167,10 +167,13 @@ mp_status gmail_list_messages(gmail_account *a, const char *label_id, const char
     char *url = gmail_api_url(a, rest);
     free(rest);
     gmail_call c = {.method = "GET", .url = url, .units = GMAIL_UNITS_MESSAGES_LIST,
-                    .max_response = LIST_MAX_RESPONSE};
+                    .max_response = LIST_MAX_RESPONSE, .skip_on_400 = page_token != NULL};
     mp_http_response resp;
     mp_status st = gmail_http_call(a, &c, "messages.list", &resp, err);
     free(url);
+    if (st == MP_SKIP && page_token != NULL)
+        return mp_fail(err, MP_SKIP, "messages.list: page token of label %s no longer valid",
+                       label_id);
     if (st == MP_SKIP)
         return mp_fail(err, MP_RETRY, "messages.list: label %s not found (deleted?)", label_id);
     if (st != MP_OK)

@@ -74,7 +74,7 @@ static mp_status load(gmail_account *a, mp_batch *batch, const char *label, cons
         abort();
     uint32_t left = max;
     int64_t deadline = use_deadline ? gmail_host->batch_deadline_ms(batch) : 0;
-    int first = 1;
+    int first = 1, restarted = 0;
     while (left > 0 && (first || *next_r != NULL)) {
         if (!first && deadline > 0 && gmail_host->now_ms() >= deadline)
             break;
@@ -82,6 +82,17 @@ static mp_status load(gmail_account *a, mp_batch *batch, const char *label, cons
         size_t n = 0;
         uint32_t want = left < LIST_PAGE_MAX ? left : LIST_PAGE_MAX;
         mp_status st = gmail_list_messages(a, label, *next_r, want, &ids, &n, &next, err);
+        if (st == MP_SKIP && *next_r != NULL && !restarted) {
+            /* A stale position: walk again from the newest; what is stored
+             * already folds in without events, and the walk goes on past it. */
+            gmail_host->log(gmail_host->account_instance(a->acct), a->acct, MP_LOG_WARNING,
+                            "%s; backfill starts again from the newest", err->text);
+            memset(err, 0, sizeof *err);
+            free(*next_r);
+            *next_r = NULL;
+            restarted = first = 1;
+            continue;
+        }
         if (st != MP_OK)
             return st;
         st = load_page(a, batch, ids, n, err);

@@ -7,9 +7,11 @@
  *
  * Per message (gmail_history.c nets a page): added -> its metadata through
  * the batch endpoint, emitted NEW with all its folder labels; deleted ->
- * DELETED; labels added or removed -> UPDATED with the folders it entered
- * and left and its flags, so a move is one message.updated, never a delete
- * plus a new. Each page is committed with the id of its last record (a
+ * DELETED; labels removed or flag labels changed -> UPDATED with the folders
+ * it left and its flags; a folder label added -> its metadata again, emitted
+ * SYNCED with all its folders (a stored message folds it into one
+ * message.updated with folders_added/removed; one archived or never loaded
+ * is stored). A move is one message.updated, never a delete plus a new. Each page is committed with the id of its last record (a
  * valid startHistoryId), the last one with the answer's historyId.
  *
  * A push can outrun history (providers.md §1 item 8): when the run carries
@@ -150,6 +152,19 @@ static int unknown_labels(const gmail_account *a, const gmail_hop *hop)
     return 0;
 }
 
+/* Whether a label change puts the message into a folder. Such a message may
+ * not be stored (archived earlier, or older than what was loaded), so it is
+ * fetched and emitted whole: stored, it folds into one message.updated. */
+static int enters_folder(const gmail_account *a, const gmail_hop *hop)
+{
+    for (size_t i = 0; i < hop->plus.n; i++) {
+        const gmail_label *l = gmail_labels_find(&a->labels, hop->plus.v[i]);
+        if (l != NULL && l->kind == GMAIL_LABEL_FOLDER)
+            return 1;
+    }
+    return 0;
+}
+
 /* Emit the changes of one folded page. */
 static mp_status apply(gmail_account *a, mp_batch *batch, const gmail_history *h,
                        mp_error *err)
@@ -173,7 +188,8 @@ static mp_status apply(gmail_account *a, mp_batch *batch, const gmail_history *h
                 goto out;
             refreshed = 1;
         }
-        if (hop->added || (!hop->has_labels && (hop->plus.n > 0 || hop->minus.n > 0))) {
+        if (hop->added || enters_folder(a, hop) ||
+            (!hop->has_labels && (hop->plus.n > 0 || hop->minus.n > 0))) {
             which[n] = i;
             ids[n++] = hop->id;
         }
@@ -197,9 +213,11 @@ static mp_status apply(gmail_account *a, mp_batch *batch, const gmail_history *h
         const gmail_hop *hop = &h->v[i];
         if (k < n && which[k] == i) {
             /* Gone meanwhile: its messageDeleted is in a later record. */
+            mp_change_kind kind = hop->added           ? MP_CHANGE_NEW
+                                  : enters_folder(a, hop) ? MP_CHANGE_SYNCED
+                                                          : MP_CHANGE_UPDATED;
             if (!gone[k])
-                st = gmail_emit_message(a, batch, hop->added ? MP_CHANGE_NEW : MP_CHANGE_UPDATED,
-                                        &msgs[k], err);
+                st = gmail_emit_message(a, batch, kind, &msgs[k], err);
             k++;
         } else if (hop->deleted) {
             mp_change ch = {.kind = MP_CHANGE_DELETED, .id = hop->id, .size = -1};
@@ -266,7 +284,9 @@ mp_status gmail_account_delta(mp_account *acct, const char *cursor, mp_batch *ba
     if (st != MP_OK)
         return st;
     char *start = NULL;
-    if (cursor == NULL || to_u64(cursor) == 0) {
+    if (cursor != NULL && to_u64(cursor) == 0)
+        return mp_fail(err, MP_RESYNC, "stored historyId \"%.40s\" is not a number", cursor);
+    if (cursor == NULL) {
         /* No folder bootstrapped yet (all excluded?): start from now. */
         st = gmail_get_profile(a, &start, err);
         if (st != MP_OK)

@@ -64,6 +64,7 @@ typedef struct gmail_call {
     uint32_t units;           /* quota units this call costs               */
     size_t max_response;      /* 0: the host's default bound                */
     int64_t deadline_ms;      /* wait for quota at most until then (0: 5 s) */
+    int skip_on_400;          /* 400 is MP_SKIP (a stale page token), not fatal */
 } gmail_call;
 
 /* One authorized call: quota admitted, a token from oauth_token, a 401
@@ -99,7 +100,8 @@ mp_status gmail_labels_ready(gmail_account *a, int refresh, mp_error *err);
 
 /* messages.list of label `label_id`, at most `max` ids (<= 500) from
  * `page_token` (NULL: the newest). *ids_r is a malloc'd array of malloc'd
- * ids; *next_r the next page token or NULL. */
+ * ids; *next_r the next page token or NULL. MP_SKIP when Gmail refuses
+ * `page_token` (a stale backfill position). */
 mp_status gmail_list_messages(gmail_account *a, const char *label_id, const char *page_token,
                               uint32_t max, char ***ids_r, size_t *n_r, char **next_r,
                               mp_error *err);

@@ -1,7 +1,8 @@
 /*
- * fetch: messages.get?format=raw, the base64url `raw` decoded with OpenSSL.
+ * fetch: messages.get?format=raw, the base64url `raw` decoded by gmail_b64.
  * Reading a message this way has no side effect at Gmail (UNREAD stays).
  */
+#include "gmail_b64.h"
 #include "gmail_driver.h"
 
 #include <stdio.h>
@@ -46,15 +47,25 @@ mp_status gmail_fetch(mp_account *acct, const mp_message_ref *msg, mp_raw *raw_r
         json_decref(root);
         return mp_fail(err, MP_RETRY, "messages.get raw: no \"raw\" in Gmail's answer");
     }
-    char *error = NULL;
-    uint8_t *data = NULL;
-    size_t len = 0;
-    if (gmail_b64url_decode(json_string_value(raw), json_string_length(raw), RAW_MAX_BYTES,
-                            gmail_host->alloc, gmail_host->free, &data, &len, &error) < 0) {
+    /* base64url, with or without padding (Google sends it padded; tolerate
+     * both), decoded by gmail_b64 (OpenSSL underneath). */
+    size_t text_len = json_string_length(raw);
+    size_t cap = GMAIL_B64_DECODED_MAX(text_len);
+    if (cap > RAW_MAX_BYTES + 3) {
         json_decref(root);
-        mp_fail(err, MP_SKIP, "message %s: %s", id, error);
-        free(error);
-        return MP_SKIP;
+        return mp_fail(err, MP_SKIP, "message %s: larger than %zu bytes", id, RAW_MAX_BYTES);
+    }
+    uint8_t *data = gmail_host->alloc(cap + 1);
+    size_t len = 0;
+    if (data == NULL) {
+        json_decref(root);
+        return mp_fail(err, MP_RETRY, "message %s: out of memory", id);
+    }
+    if (text_len == 0 || !gmail_b64_decode(json_string_value(raw), text_len, GMAIL_B64_EITHER,
+                                           data, cap, &len)) {
+        gmail_host->free(data);
+        json_decref(root);
+        return mp_fail(err, MP_SKIP, "message %s: \"raw\" is not base64url", id);
     }
     json_decref(root);
     raw_r->data = data;

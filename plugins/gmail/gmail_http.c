@@ -190,6 +190,10 @@ mp_status gmail_http_call(gmail_account *a, const gmail_call *c, const char *wha
             continue;
         }
         gmail_host->free_secret(&token);
+        if (resp.status == 400 && c->skip_on_400) {
+            gmail_host->http_free(&resp);
+            return mp_fail(err, MP_SKIP, "%s: Gmail refused the request (400)", what);
+        }
         st = gmail_http_status(a, resp.status, (const char *)resp.body, resp.body_len,
                                resp.retry_after_ms, what, err);
         if (st == MP_OK) {

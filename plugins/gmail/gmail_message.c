@@ -10,7 +10,8 @@
 #include <strings.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
+
+#include "gmail_b64.h"
 
 static char *xstrdup(const char *s)
 {
@@ -58,23 +59,17 @@ static int hexval(int c)
     return c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-/* Standard base64 bytes (already in the +/ alphabet, padded) with OpenSSL. */
-static unsigned char *b64_std(const char *text, size_t n, size_t *len_r)
+/* The B encoding's bytes (gmail_b64: OpenSSL underneath). */
+static unsigned char *b64_word(const char *text, size_t n, size_t *len_r)
 {
-    if (n % 4 != 0)
-        return NULL;
-    unsigned char *out = malloc(n / 4 * 3 + 1);
+    unsigned char *out = malloc(GMAIL_B64_DECODED_MAX(n) + 1);
     if (out == NULL)
         abort();
-    int r = n > 0 ? EVP_DecodeBlock(out, (const unsigned char *)text, (int)n) : 0;
-    if (r < 0) {
+    if (n == 0 || !gmail_b64_decode(text, n, GMAIL_B64_EITHER, out, GMAIL_B64_DECODED_MAX(n),
+                                    len_r)) {
         free(out);
         return NULL;
     }
-    size_t pad = 0;
-    while (pad < 2 && n > pad && text[n - 1 - pad] == '=')
-        pad++;
-    *len_r = (size_t)r - pad;
     return out;
 }
 
@@ -131,7 +126,7 @@ static int decode_word(buf *out, const char *p, const char **end_r)
     unsigned char *bytes;
     size_t n = 0;
     if (enc == 'B') {
-        bytes = b64_std(text, (size_t)(e - text), &n);
+        bytes = b64_word(text, (size_t)(e - text), &n);
         if (bytes == NULL)
             return -1;
     } else {
@@ -301,61 +296,4 @@ void gmail_msg_clear(gmail_msg *m)
         free(m->label_ids[i]);
     free(m->label_ids);
     memset(m, 0, sizeof *m);
-}
-
-/* ---- base64url --------------------------------------------------------- */
-
-int gmail_b64url_decode(const char *text, size_t text_len, size_t max_len,
-                        void *(*alloc)(size_t), void (*release)(void *), uint8_t **data_r,
-                        size_t *len_r, char **error_r)
-{
-    /* Map the URL alphabet to the standard one and pad to a multiple of 4:
-     * Google may send `raw` with or without '='. */
-    char *std = malloc(text_len + 4);
-    if (std == NULL)
-        abort();
-    size_t n = 0;
-    for (size_t i = 0; i < text_len; i++) {
-        char c = text[i];
-        if (c == '\r' || c == '\n')
-            continue;
-        if (c == '-')
-            c = '+';
-        else if (c == '_')
-            c = '/';
-        else if (c == '=')
-            break;
-        else if (!isalnum((unsigned char)c)) {
-            free(std);
-            return fail(error_r, "raw: not base64url");
-        }
-        std[n++] = c;
-    }
-    if (n % 4 == 1) {
-        free(std);
-        return fail(error_r, "raw: truncated base64url");
-    }
-    while (n % 4 != 0)
-        std[n++] = '=';
-    size_t pad = n > 0 && std[n - 1] == '=' ? (n > 1 && std[n - 2] == '=' ? 2 : 1) : 0;
-    size_t out_len = n / 4 * 3 - pad;
-    if (out_len > max_len) {
-        free(std);
-        return fail(error_r, "raw: message larger than the size bound");
-    }
-    /* EVP_DecodeBlock writes whole 3-byte groups. */
-    uint8_t *out = alloc(n / 4 * 3 + 1);
-    if (out == NULL) {
-        free(std);
-        return fail(error_r, "raw: out of memory");
-    }
-    int r = n > 0 ? EVP_DecodeBlock(out, (const unsigned char *)std, (int)n) : 0;
-    free(std);
-    if (r < 0) {
-        release(out);
-        return fail(error_r, "raw: not base64url");
-    }
-    *data_r = out;
-    *len_r = out_len;
-    return 0;
 }

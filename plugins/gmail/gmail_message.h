@@ -1,7 +1,6 @@
 /*
  * gmail_message: a Gmail Message resource (format=metadata or minimal) as
- * the summary fields of a change, and the base64url `raw` of format=raw as
- * RFC 822 bytes. Pure: no host.
+ * the summary fields of a change. Pure: no host.
  */
 #ifndef GMAIL_MESSAGE_H
 #define GMAIL_MESSAGE_H
@@ -30,14 +29,6 @@ typedef struct gmail_msg {
 /* Parse a Message resource. Returns 0, or -1 with *error_r (malloc'd). */
 int gmail_msg_parse(gmail_msg *m, const char *json, size_t len, char **error_r);
 void gmail_msg_clear(gmail_msg *m);
-
-/* Decode base64url text (with or without '=' padding) with OpenSSL into a
- * buffer from `alloc` (so the host can own it). Returns 0 and sets
- * *data_r and *len_r, or -1 with *error_r (malloc'd) on bad input, or when the
- * decoded size would exceed `max_len`. */
-int gmail_b64url_decode(const char *text, size_t text_len, size_t max_len,
-                        void *(*alloc)(size_t), void (*release)(void *), uint8_t **data_r,
-                        size_t *len_r, char **error_r);
 
 /* RFC 2047 encoded-words in `s` decoded to UTF-8 (malloc'd); text that is
  * not a valid encoded-word stays as it is. */

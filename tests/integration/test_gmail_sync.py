@@ -7,6 +7,7 @@ historyId resets each folder once without a message.new flood;
 invalid_grant parks the account after one token request; a 429 storm gets
 no request inside Retry-After."""
 
+import json
 import os
 import sys
 import time
@@ -186,6 +187,20 @@ class GmailSync(unittest.TestCase):
         self.assertEqual([e for e in events if e["type"].startswith("message.")], [])
         self.assertEqual(history_calls, 1)
 
+    def test_4b_archive_and_back(self):
+        fake, E = self.fake, self.EMAIL
+        fake.modify_labels(E, self.ids["in2"], remove=["INBOX"])  # archived
+        events, _ = self.sync()
+        self.assertEqual([(e["type"], e["json"]["message"]) for e in events
+                          if e["type"].startswith("message.")],
+                         [("message.deleted", self.pid("in2"))])
+        fake.modify_labels(E, self.ids["in2"], add=["INBOX"])     # back in the inbox
+        events, _ = self.sync()
+        self.assertEqual([(e["type"], e["json"]["message"]) for e in events
+                          if e["type"].startswith("message.")],
+                         [("message.synced", self.pid("in2"))])
+        self.assertEqual(self.message("in2")["folders"], ["INBOX"])
+
     def test_5_history_404_resets_each_folder_once(self):
         fake, E = self.fake, self.EMAIL
         quiet = fake.add_message(E, raw("during-gap"), ["INBOX"])
@@ -273,6 +288,31 @@ class GmailFailures(unittest.TestCase):
         for hit in limited:
             inside = [e for e in log if hit["t"] < e["t"] < hit["t"] + retry_after - 0.05]
             self.assertEqual(inside, [], "request inside Retry-After of a 429: %r" % inside)
+
+
+    def test_service_account_impersonates_the_mailbox(self):
+        d = self.d
+        fake = new_fake()
+        self.addCleanup(fake.stop)
+        email = "worker@corp.example"
+        fake.add_user(email)
+        key = fake.add_service_account("sync@fake-project.iam.gserviceaccount.com")
+        key_file = d.write_secret("sa.json", json.dumps(key).encode())
+        fake.add_message(email, raw("delegated"), ["INBOX"])
+        gmail_instance(d, "gm_sa", fake, [{"id": "sa", "email": email,
+                                            "service_account_file": key_file,
+                                            "poll_interval": 3600}])
+        if d.proc is None:
+            d.start()
+        else:
+            d.reload()
+        d.wait_bootstrapped("sa", ["INBOX"])
+        listed = d.all_messages("sa", folder="INBOX")
+        self.assertEqual([m["subject"] for m in listed], ["delegated"])
+        mptest.wait_until(lambda: d.account("sa")["status"] == "ok", 30, message="sa ok")
+        # One JWT-bearer grant for the mailbox, no user refresh token.
+        self.assertGreaterEqual(fake.calls("token"), 1)
+        self.assertEqual(fake.calls("token", user=email), fake.calls("token"))
 
 
 class GmailCrash(unittest.TestCase):

@@ -47,6 +47,14 @@ static void t_free_secret(char **s)
     *s = NULL;
 }
 
+static const char *hint;
+
+static const char *t_sync_hint(mp_account *acct, const char *folder)
+{
+    (void)acct;
+    return folder == NULL ? hint : NULL;
+}
+
 static void t_oauth_reject(mp_account *acct, const char *token)
 {
     (void)acct;
@@ -77,6 +85,8 @@ static void setup_with(fx *f, const mpt_http_step *steps, size_t n)
     host.oauth_token = t_oauth_token;
     host.oauth_reject = t_oauth_reject;
     host.free_secret = t_free_secret;
+    host.sync_hint = t_sync_hint;
+    hint = NULL;
     f->dl = dlopen(MP_TEST_BUILD_DIR "/drivers/gmail.so", RTLD_NOW | RTLD_LOCAL);
     assert_non_null(f->dl);
     f->drv = dlsym(f->dl, MP_DRIVER_SYMBOL);
@@ -360,12 +370,95 @@ static void test_config_refusals(void **state)
     teardown_fx(&f);
 }
 
+#define EMPTY_HISTORY(id) "{\"historyId\":\"" id "\"}"
+static const mpt_http_step hint_steps[] = {
+    {.path = "/gmail/v1/users/me/labels", .body = LABELS},
+    /* pushed 300, history still at 200: asked again after a second */
+    {.path = "/gmail/v1/users/me/history", .query = NULL, .body = EMPTY_HISTORY("200")},
+    {.path = "/gmail/v1/users/me/history", .body = EMPTY_HISTORY("300")},
+    /* a push equal to the cursor is a plain sync: one walk */
+    {.path = "/gmail/v1/users/me/history", .body = EMPTY_HISTORY("300")},
+    /* history never catches up: a bounded number of walks, then retry */
+    {.path = "/gmail/v1/users/me/history", .body = EMPTY_HISTORY("300")},
+    {.path = "/gmail/v1/users/me/history", .body = EMPTY_HISTORY("300")},
+    {.path = "/gmail/v1/users/me/history", .body = EMPTY_HISTORY("300")},
+    {.path = "/gmail/v1/users/me/history", .body = EMPTY_HISTORY("300")},
+};
+
+static void test_push_outran_history(void **state)
+{
+    (void)state;
+    fx f;
+    setup_with(&f, hint_steps, sizeof hint_steps / sizeof hint_steps[0]);
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_batch *ab = mpt_mock_batch(f.m, f.acct, "");
+    hint = "300";
+    assert_int_equal(f.drv->account_delta(f.acct, "200", ab, &err), MP_OK);
+    assert_int_equal(mpt_http_server_count(f.srv), 3);
+    assert_string_equal(mpt_mock_account_cursor(f.m, f.acct), "300");
+    char buf[256];
+    assert_non_null(strstr(uri(&f, 2, buf, sizeof buf), "startHistoryId=200"));
+
+    /* Equal to the cursor: not stale, synced once. */
+    assert_int_equal(f.drv->account_delta(f.acct, "300", ab, &err), MP_OK);
+    assert_int_equal(mpt_http_server_count(f.srv), 4);
+
+    /* Far ahead and never reached: MP_RETRY (the hint stays with the host)
+     * after a bounded number of walks. */
+    hint = "900";
+    memset(&err, 0, sizeof err);
+    assert_int_equal(f.drv->account_delta(f.acct, "300", ab, &err), MP_RETRY);
+    assert_true(err.retry_after_ms > 0);
+    assert_int_equal(mpt_http_server_count(f.srv), 8);
+    teardown_fx(&f);
+}
+
+static const mpt_http_step backfill_steps[] = {
+    {.path = "/gmail/v1/users/me/labels", .body = LABELS},
+    {.path = "/gmail/v1/users/me/messages", .query = "labelIds=Label_7&maxResults=2&pageToken=P%2F2",
+     .body = "{\"messages\":[{\"id\":\"m4\"}]}"},
+    {.method = "POST", .path = "/batch/gmail/v1", .headers = BATCH_TYPE,
+     .body = PART(0, MSG("m4", "[\"Label_7\"]", "four")) "--zz--\r\n"},
+    /* a stale position: walk again from the newest, not a fatal error */
+    {.path = "/gmail/v1/users/me/messages", .query = "labelIds=Label_7&maxResults=2&pageToken=OLD",
+     .status = 400, .body = "{\"error\":{\"code\":400,\"message\":\"Invalid pageToken\"}}"},
+    {.path = "/gmail/v1/users/me/messages", .query = "labelIds=Label_7&maxResults=2",
+     .body = "{\"messages\":[{\"id\":\"m5\"}],\"nextPageToken\":\"Q\"}"},
+    {.method = "POST", .path = "/batch/gmail/v1", .headers = BATCH_TYPE,
+     .body = PART(0, MSG("m5", "[\"Label_7\"]", "five")) "--zz--\r\n"},
+    {.path = "/gmail/v1/users/me/messages", .query = "labelIds=Label_7&maxResults=1&pageToken=Q",
+     .body = "{\"messages\":[]}"},
+};
+
+static void test_backfill(void **state)
+{
+    (void)state;
+    fx f;
+    setup_with(&f, backfill_steps, sizeof backfill_steps / sizeof backfill_steps[0]);
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_batch *b = mpt_mock_batch(f.m, f.acct, "Work");
+    assert_int_equal(f.drv->backfill(f.acct, "Work", "P/2", 2, b, &err), MP_OK);
+    assert_int_equal(mpt_mock_change_count(f.m), 1);
+    assert_int_equal(mpt_mock_change_at(f.m, 0)->kind, MP_CHANGE_SYNCED);
+    assert_string_equal(mpt_mock_change_at(f.m, 0)->folders, "=Work");
+    memset(&err, 0, sizeof err);
+    assert_int_equal(f.drv->backfill(f.acct, "Work", "OLD", 2, b, &err), MP_OK);
+    assert_int_equal(mpt_mock_change_count(f.m), 2);
+    assert_string_equal(mpt_mock_change_at(f.m, 1)->id, "m5");
+    assert_true(mpt_mock_log_contains(f.m, "starts again from the newest"));
+    teardown_fx(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bootstrap_and_delta),
         cmocka_unit_test(test_http_layer),
         cmocka_unit_test(test_config_refusals),
+        cmocka_unit_test(test_push_outran_history),
+        cmocka_unit_test(test_backfill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

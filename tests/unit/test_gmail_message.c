@@ -1,5 +1,5 @@
-/* gmail.so: Message resources, base64url bodies, RFC 2047 words, config
- * checks (gmail_message.c, gmail_config.c). */
+/* gmail.so: Message resources, RFC 2047 words, config checks
+ * (gmail_message.c, gmail_config.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -76,54 +76,6 @@ static void test_decode_words(void **state)
     }
 }
 
-static void test_b64url(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *in;
-        const char *out;
-        size_t len;
-    } cases[] = {
-        {"", "", 0},
-        {"YQ", "a", 1},
-        {"YQ==", "a", 1},
-        {"YWI", "ab", 2},
-        {"YWJj", "abc", 3},
-        {"-_8", "\xfb\xff", 2}, /* the URL alphabet */
-        {"U3ViamVjdDogaGkNCg0KYm9keQ", "Subject: hi\r\n\r\nbody", 19},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        uint8_t *data = NULL;
-        size_t len = 99;
-        char *error = NULL;
-        assert_int_equal(gmail_b64url_decode(cases[i].in, strlen(cases[i].in), 1024, malloc,
-                                             free, &data, &len, &error),
-                         0);
-        assert_int_equal(len, cases[i].len);
-        assert_memory_equal(data, cases[i].out, len);
-        free(data);
-    }
-    static const char *const bad[] = {"Y", "YQ+a", "a b", "YWJj$"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        uint8_t *data = NULL;
-        size_t len = 0;
-        char *error = NULL;
-        assert_int_equal(gmail_b64url_decode(bad[i], strlen(bad[i]), 1024, malloc, free, &data,
-                                             &len, &error),
-                         -1);
-        assert_null(data);
-        free(error);
-    }
-    /* The size bound holds before anything is allocated. */
-    uint8_t *data = NULL;
-    size_t len = 0;
-    char *error = NULL;
-    assert_int_equal(gmail_b64url_decode("YWJjZGVm", 8, 5, malloc, free, &data, &len, &error),
-                     -1);
-    assert_non_null(strstr(error, "size"));
-    free(error);
-}
-
 static void test_config(void **state)
 {
     (void)state;
@@ -178,7 +130,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_msg_parse),
         cmocka_unit_test(test_decode_words),
-        cmocka_unit_test(test_b64url),
         cmocka_unit_test(test_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

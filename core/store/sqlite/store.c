@@ -2,12 +2,10 @@
 #include "store/sqlite/store-private.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "util/util.h"
 
@@ -200,28 +198,27 @@ static int set_pragmas(mps_store *s, char **error_r)
 /* The store holds secrets (a driver's rotated refresh token, a push
  * subscription's secret): the database is owner-only whatever the umask,
  * and so are its -wal and -shm files, which SQLite creates with the
- * database file's mode. */
+ * database file's mode. By path only, never by opening the file: closing
+ * any descriptor of a database drops every POSIX lock this process holds
+ * on it, the other connections' included. Called after SQLite opened (and
+ * so created) the file; an empty new file is readable by the group for an
+ * instant at most. */
 static int owner_only(const char *path, char **error_r)
 {
     if (path[0] == ':' || strncmp(path, "file:", 5) == 0)
         return 0; /* in memory, or a URI: not a plain file of ours */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return mps__error(error_r, "store: cannot open \"%s\": %s", path, strerror(errno));
     struct stat st;
-    int rc = 0;
-    if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0 && fchmod(fd, st.st_mode & 0700) < 0)
-        rc = mps__error(error_r, "store: cannot make \"%s\" owner-only: %s", path,
-                        strerror(errno));
-    close(fd);
-    return rc;
+    if (stat(path, &st) < 0 || (st.st_mode & 077) == 0)
+        return 0;
+    if (chmod(path, st.st_mode & 0700) < 0)
+        return mps__error(error_r, "store: cannot make \"%s\" owner-only: %s", path,
+                          strerror(errno));
+    return 0;
 }
 
 int mps_open(const char *path, mps_store **store_r, char **error_r)
 {
     *store_r = NULL;
-    if (owner_only(path, error_r) < 0)
-        return -1;
     mps_store *s = mpu_calloc(1, sizeof *s);
     int rc =
         sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
@@ -237,7 +234,7 @@ int mps_open(const char *path, mps_store **store_r, char **error_r)
     }
     sqlite3_extended_result_codes(s->db, 1);
     char *err = NULL;
-    if (set_pragmas(s, &err) < 0 || mps__migrate(s, &err) < 0) {
+    if (owner_only(path, &err) < 0 || set_pragmas(s, &err) < 0 || mps__migrate(s, &err) < 0) {
         mps__error(error_r, "\"%s\": %s", path, err);
         free(err);
         mps_close(&s);
