@@ -198,6 +198,7 @@ void *gmail_pull_main(void *arg)
     gmail_push_rt *rt = arg;
     const mp_host *h = gmail_host;
     int64_t backoff = 0;
+    unsigned fails = 0;
     char last_why[300] = "";
     pthread_mutex_lock(&rt->lock);
     while (!rt->stopping) {
@@ -216,11 +217,14 @@ void *gmail_pull_main(void *arg)
         pthread_mutex_lock(&rt->lock);
         if (st == MP_OK) {
             backoff = 0;
+            fails = 0;
             last_why[0] = '\0';
             continue;
         }
-        if (strcmp(why, last_why) != 0) {
-            /* One line per distinct failure, not one per retry. */
+        /* A long poll that times out, or the instance starting before its
+         * accounts are open, is ordinary once: log a failure that repeats
+         * (three rounds in a row), once per distinct reason. */
+        if (++fails >= 3 && strcmp(why, last_why) != 0) {
             h->log(rt->inst, NULL, MP_LOG_WARNING, "pull: %s (retrying)", why);
             snprintf(last_why, sizeof last_why, "%s", why);
         }
