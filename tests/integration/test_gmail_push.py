@@ -6,7 +6,8 @@ refused with 401/403 (an unknown kid with 503, so Pub/Sub redelivers once
 the keys are refetched) with no hint and no sync; a malformed envelope is
 400; a mailbox no account has is acknowledged (2xx) without a sync; a
 duplicate Pub/Sub messageId gives one sync and one event; the watch is
-renewed about daily (debug clock)."""
+renewed about daily, and a lapsed one is stopped (users.stop) and made
+again (debug clock)."""
 
 import os
 import re
@@ -206,7 +207,7 @@ class GmailPubsubPush(unittest.TestCase):
         self.idle()
         self.assertEqual(self.fake.calls("certs"), certs)
 
-    def test_9_watch_renewed_daily(self):
+    def test_8_watch_renewed_daily(self):
         self.idle()
         watches = self.fake.calls("watch")
         # A day later (daemon clock), the host finds the reported expiry
@@ -215,6 +216,18 @@ class GmailPubsubPush(unittest.TestCase):
         mptest.wait_until(lambda: self.fake.calls("watch") > watches, 60,
                           message="watch renewed after a day")
         self.assertTrue(self.d.account(self.A)["push_live"])
+
+    def test_9_lapsed_watch_stopped_and_made_again(self):
+        self.idle()
+        watches, stops = self.fake.calls("watch"), self.fake.calls("stop")
+        # Past the reported expiry of the renewed watch (~47 h after it): the
+        # host drops the lapsed subscription through push_cancel (users.stop)
+        # and enrols again (users.watch).
+        self.d.post("/v1/debug/clock", {"offset_ms": 72 * HOUR_MS}, expect=(200,))
+        mptest.wait_until(lambda: self.fake.calls("stop") > stops and
+                          self.fake.calls("watch") > watches, 60,
+                          message="lapsed watch stopped and made again")
+        self.assertIsNotNone(self.fake.watch_state(self.EMAIL))
 
 
 if __name__ == "__main__":
