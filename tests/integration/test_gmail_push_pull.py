@@ -32,6 +32,8 @@ def raw(subject):
 class GmailPubsubPull(unittest.TestCase):
     A = "gp"
     EMAIL = "pull@example.com"
+    OFF = "go"
+    OFF_EMAIL = "off@example.com"
 
     @classmethod
     def setUpClass(cls):
@@ -63,6 +65,15 @@ class GmailPubsubPull(unittest.TestCase):
             client_id=CLIENT, client_secret_file=secret, api_url=fake.url,
             token_url=fake.token_url, pubsub_url=fake.url, certs_url=fake.certs_url,
             push="pubsub-pull", topic=TOPIC, subscription=SUB))
+        # A second instance with push off: polls, never watches.
+        fake.add_user(cls.OFF_EMAIL)
+        token = fake.add_refresh_token(CLIENT, cls.OFF_EMAIL)
+        rt = d.write_secret("go.rt", token.encode() + b"\n")
+        d.write_instance("gmailoff", mptest.render_instance(
+            "gmail", [{"id": cls.OFF, "email": cls.OFF_EMAIL, "refresh_token_file": rt,
+                       "poll_interval": 3600}],
+            client_id=CLIENT, client_secret_file=secret, api_url=fake.url,
+            token_url=fake.token_url, pubsub_url=fake.url, certs_url=fake.certs_url))
         d.start()
         d.wait_bootstrapped(cls.A, ["INBOX", "SENT"])
         mptest.wait_until(lambda: fake.watch_state(cls.EMAIL) is not None, 60,
@@ -123,6 +134,21 @@ class GmailPubsubPull(unittest.TestCase):
                                 0])
             fake.cond.notify_all()
         mptest.wait_until(lambda: fake.pending(SUB) == (0, 0), 30, message="dropped")
+
+    def test_5_pull_instance_takes_no_webhook(self):
+        status, _, _ = self.d.request("POST", "/push/gmailpull", body=b"{}", auth=False,
+                                      headers={"Content-Type": "application/json"})
+        self.assertEqual(status, 404)
+
+    def test_6_push_off_polls_without_watch(self):
+        d = self.d
+        d.wait_bootstrapped(self.OFF, ["INBOX", "SENT"])
+        mptest.wait_until(lambda: d.account(self.OFF)["push_state"].startswith("off"), 60,
+                          message="push state off")
+        acct = d.account(self.OFF)
+        self.assertFalse(acct["push_live"])
+        self.assertIsNone(self.fake.watch_state(self.OFF_EMAIL))
+        self.assertEqual(self.fake.calls("watch", user=self.OFF_EMAIL), 0)
 
     def test_4_no_ack_until_the_hint_is_stored(self):
         fake = self.fake
