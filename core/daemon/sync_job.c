@@ -304,6 +304,10 @@ static void subscription_upkeep(job_state *j)
             mpd_set_push_state(j->d, j->a->id, "watching");
             mpd_account_set_push_live(j->a, 1);
         }
+    } else if (st == MP_SKIP && have == 1) {
+        /* The driver has no push for this account (a gmail instance with
+         * push: off under a static WEBHOOK kind): it reported its own
+         * push state; nothing stored, nothing failed. */
     } else {
         char *state = mpu_asprintf("failed: %s: %s", what, err.text);
         mpd_set_push_state(j->d, j->a->id, state);

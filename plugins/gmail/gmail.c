@@ -12,6 +12,7 @@
  */
 #include "gmail_driver.h"
 #include "gmail_multipart.h"
+#include "gmail_push.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -145,11 +146,13 @@ static mp_status gmail_init(const mp_host *host, mp_instance *inst, const mp_con
         instance_free(gi);
         return st;
     }
-    if (gi->push != GMAIL_PUSH_OFF)
-        host->log(inst, NULL, MP_LOG_WARNING,
-                  "push: %s is configured, but this gmail.so syncs by polling only"
-                  " (Pub/Sub push is not in this build)",
-                  push);
+    if (gi->push != GMAIL_PUSH_OFF) {
+        st = gmail_push_start(gi, inst, err);
+        if (st != MP_OK) {
+            instance_free(gi);
+            return st;
+        }
+    }
     *state_r = gi;
     return MP_OK;
 }
@@ -157,6 +160,7 @@ static mp_status gmail_init(const mp_host *host, mp_instance *inst, const mp_con
 static void gmail_deinit(mp_instance *inst, void **state)
 {
     (void)inst;
+    gmail_push_stop(*state);
     instance_free(*state);
     *state = NULL;
 }
@@ -166,6 +170,7 @@ static void account_free(gmail_account *a)
     if (a == NULL)
         return;
     free(a->email);
+    free(a->watch_history);
     gmail_labels_clear(&a->labels);
     pthread_mutex_destroy(&a->lock);
     free(a);
@@ -198,7 +203,9 @@ static mp_status gmail_account_open(mp_account *acct, const mp_config *cfg, void
         .client_secret_file = has_rt ? gi->client_secret_file : NULL,
         .refresh_token_file = has_rt ? rt : NULL,
         .key_file = has_sa ? sa : NULL,
-        .scope = GMAIL_SCOPE,
+        /* Pull mode pulls with the accounts' tokens (gmail_pull.c). */
+        .scope = gi->push == GMAIL_PUSH_PUBSUB_PULL ? GMAIL_SCOPE " " GMAIL_PUBSUB_SCOPE
+                                                    : GMAIL_SCOPE,
         .subject = has_sa ? email : NULL,
     };
     mp_status st = h->oauth_setup(acct, &p, err);
@@ -215,8 +222,13 @@ static mp_status gmail_account_open(mp_account *acct, const mp_config *cfg, void
     a->batch_size = GMAIL_BATCH_MAX;
     if (MP_HOST_HAS(h, http_limit))
         h->http_limit(acct, GMAIL_HTTP_LIMIT);
-    if (MP_HOST_HAS(h, push_status))
-        h->push_status(acct, MP_PUSH_STATE_OFF, "polling (history every poll interval)");
+    if (MP_HOST_HAS(h, push_status)) {
+        if (gi->push == GMAIL_PUSH_OFF)
+            h->push_status(acct, MP_PUSH_STATE_OFF, "push off: history every poll interval");
+        else
+            h->push_status(acct, MP_PUSH_STATE_STARTING, "watch pending");
+    }
+    gmail_push_account_add(a);
     *state_r = a;
     return MP_OK;
 }
@@ -224,8 +236,9 @@ static mp_status gmail_account_open(mp_account *acct, const mp_config *cfg, void
 static void gmail_account_close(mp_account *acct, void **state)
 {
     (void)acct;
-    if (state == NULL)
+    if (state == NULL || *state == NULL)
         return;
+    gmail_push_account_remove(*state);
     account_free(*state);
     *state = NULL;
 }
@@ -240,7 +253,8 @@ static const mp_config_key gmail_instance_keys[] = {
     {.name = "push",
      .type = MP_CFG_STRING,
      .default_value = "off",
-     .help = "pubsub-push | pubsub-pull | off (this build polls in every mode)"},
+     .help = "pubsub-push (verified POSTs to /push/<instance>) | pubsub-pull (long-poll"
+             " subscription) | off (poll only)"},
     {.name = "topic", .type = MP_CFG_STRING, .help = "Pub/Sub topic projects/P/topics/T"},
     {.name = "subscription",
      .type = MP_CFG_STRING,
@@ -293,7 +307,7 @@ MP_DRIVER_EXPORT const mp_driver mailpulse_driver = {
     .instance_keys = gmail_instance_keys,
     .account_keys = gmail_account_keys,
     .poll_interval_s = 120,
-    .push_kind = MP_PUSH_NONE,
+    .push_kind = MP_PUSH_WEBHOOK, /* static: push_enroll says "off" per instance */
     .init = gmail_init,
     .deinit = gmail_deinit,
     .account_open = gmail_account_open,
@@ -304,4 +318,8 @@ MP_DRIVER_EXPORT const mp_driver mailpulse_driver = {
     .backfill = gmail_backfill,
     .fetch = gmail_fetch,
     .account_delta = gmail_account_delta,
+    .push_enroll = gmail_push_enroll,
+    .push_renew = gmail_push_renew,
+    .push_cancel = gmail_push_cancel,
+    .push_verify = gmail_push_verify,
 };

@@ -31,6 +31,8 @@ typedef struct gmail_instance {
     char *topic, *subscription, *push_audience, *push_service_account;
     char **watch_labels;
     size_t n_watch_labels;
+    /* Push runtime (gmail_push.h); NULL when push is off. */
+    struct gmail_push_rt *rt;
 } gmail_instance;
 
 typedef struct gmail_account {
@@ -45,6 +47,10 @@ typedef struct gmail_account {
     /* The label table, touched only by poll slots (one at a time). */
     gmail_labels labels;
     int labels_loaded;
+    /* The last watch (gmail_watch.c), under lock: its historyId (lent to
+     * the host as the subscription's cursor hint) and real expiry. */
+    char *watch_history;
+    int64_t watch_expiration_ms;
 } gmail_account;
 
 /* ---- HTTP layer (gmail_http.c) ---- */
