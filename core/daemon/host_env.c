@@ -44,6 +44,7 @@ static void env_push_noted(void *owner, mp_account *acct)
 
 static void env_push_state(void *owner, mp_account *acct, const char *text, int live)
 {
+    atomic_fetch_add(&acct->push_reports, 1);
     mpd_set_push_state(owner, acct->id, text);
     mpd_account_set_push_live(acct, live);
 }

@@ -278,6 +278,10 @@ static void subscription_upkeep(job_state *j)
     memset(&err, 0, sizeof err);
     mp_status st;
     const char *what;
+    /* A driver that reports its push state while it enrols (Gmail's
+     * "watch until ...") keeps it; the host's word is for those that
+     * don't. */
+    unsigned reports = atomic_load(&j->a->push_reports);
     if (have == 1) {
         what = "enroll";
         st = j->desc->push_enroll(j->a, &next, &err);
@@ -301,8 +305,10 @@ static void subscription_upkeep(job_state *j)
             mphost_subs_put(j->a, next.provider_id, next.expires_at, next.cursor_hint,
                             next.secret);
             mpu_info(j->a->id, "push subscription %sed", what);
-            mpd_set_push_state(j->d, j->a->id, "watching");
-            mpd_account_set_push_live(j->a, 1);
+            if (atomic_load(&j->a->push_reports) == reports) {
+                mpd_set_push_state(j->d, j->a->id, "watching");
+                mpd_account_set_push_live(j->a, 1);
+            }
         }
     } else if (st == MP_SKIP && have == 1) {
         /* The driver has no push for this account (a gmail instance with

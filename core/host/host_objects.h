@@ -59,6 +59,7 @@ struct mp_account {
     size_t n_folders_allowed;
     uint32_t poll_interval_s;
     atomic_int push_live;     /* push reported working: poll = reconcile      */
+    atomic_uint push_reports; /* push states the driver reported (counted)    */
     _Atomic int64_t push_live_since_ms; /* when push last became live       */
     _Atomic int64_t last_push_ms;  /* last push notification (any kind)    */
     atomic_int push_silent;   /* flagged: no push for push_silence_hours      */
