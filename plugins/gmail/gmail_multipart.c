@@ -164,7 +164,11 @@ static void parse_part(const char *p, const char *end, gmail_part *parts, size_t
     const char *sp = memchr(inner, ' ', (size_t)(sl_end - inner));
     if (sp == NULL)
         return;
-    long status = strtol(sp + 1, NULL, 10);
+    /* Three digits inside the status line: the buffer is not a C string,
+     * so no strtol on it. */
+    long status = 0;
+    for (const char *d = sp + 1; d < sl_end && d < sp + 4 && *d >= '0' && *d <= '9'; d++)
+        status = status * 10 + (*d - '0');
     const char *hstart = sl_end + 1, *body = NULL;
     const char *ihe = head_end(hstart, end, &body);
     if (ihe == NULL) {
