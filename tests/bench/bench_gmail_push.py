@@ -333,6 +333,14 @@ def send_push(host, port, body, token):
         conn.close()
 
 
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
 def line(name, values):
     if not values:
         return "    %-28s no samples" % name
@@ -385,6 +393,7 @@ def run(args):
         sse = SSEReader(d)
         sse.start()
         floor_client = FloorClient(fake, info["url"])
+        log("    sampling; load average %s" % loadavg())
         rng = random.Random(args.seed)
         acks, events, floors, diffs = [], [], [], []
         statuses, lost = {}, 0
@@ -415,6 +424,7 @@ def run(args):
         sse.stream.close()
         floor_client.close()
 
+        log("    load average at the end %s" % loadavg())
         log("    answers: %s" % ", ".join("%d x%d" % kv for kv in sorted(statuses.items())))
         log(line("(a) push -> ack", acks))
         log(line("(b) push -> message.new", events))
