@@ -40,6 +40,7 @@ import json
 import multiprocessing
 import os
 import random
+import socket
 import sys
 import threading
 import time
@@ -379,11 +380,12 @@ def run(args):
             api_url=info["url"], token_url=info["token_url"], pubsub_url=info["url"],
             certs_url=info["certs_url"], push="pubsub-push", topic=TOPIC,
             push_audience=AUDIENCE, push_service_account=info["push_service_account"]))
-        log("    fake ready with %d mailboxes in %.1f s" % (args.accounts, time.monotonic() - t0))
+        log("    fake ready with %d mailbox(es) in %.1f s"
+            % (args.accounts, time.monotonic() - t0))
         t0 = time.monotonic()
         d.start(timeout=120)
         wait_ready(d, fake, emails, ids, args.setup_timeout)
-        log("    all %d accounts bootstrapped, watched and push live %.1f s after the"
+        log("    all %d account(s) bootstrapped, watched and push live %.1f s after the"
             " daemon's start" % (args.accounts, time.monotonic() - t0))
         log("    (fake calls during setup: %s)" % ", ".join(
             "%s %d" % (k, fake.call("calls", k)) for k in
@@ -421,6 +423,13 @@ def run(args):
                 log("    %d/%d" % (i + 1, args.samples))
             time.sleep(args.gap_ms / 1000.0)
         sse.stop = True
+        # Wake the reader (blocked in a read that holds the response's
+        # lock until the next heartbeat) before closing the stream.
+        try:
+            sse.stream.conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sse.join(5)
         sse.stream.close()
         floor_client.close()
 
