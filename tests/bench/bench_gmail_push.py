@@ -398,6 +398,7 @@ def run(args):
         log("    sampling; load average %s" % loadavg())
         rng = random.Random(args.seed)
         acks, events, floors, diffs = [], [], [], []
+        rows = []   # (ack ms, event ms or None, floor ms, wall time, sample, account)
         statuses, lost = {}, 0
         next_pubsub = 5070443601311540
         for i in range(args.samples):
@@ -407,6 +408,7 @@ def run(args):
             next_pubsub += 1 + rng.randrange(1000)
             body, token = fake.call("envelope", email, hid, str(next_pubsub))
             public = mptest.public_id(acct_id, mid)
+            wall = time.time()
             status, t_sent, ack = send_push(d.host, d.port, body, token)
             statuses[status] = statuses.get(status, 0) + 1
             acks.append(ack * 1000)
@@ -419,6 +421,8 @@ def run(args):
             floors.append(floor)
             if t_event is not None:
                 diffs.append(events[-1] - floor)
+            rows.append((ack * 1000, events[-1] if t_event is not None else None, floor, wall,
+                         i, acct_id))
             if (i + 1) % 50 == 0 or i + 1 == args.samples:
                 log("    %d/%d" % (i + 1, args.samples))
             time.sleep(args.gap_ms / 1000.0)
@@ -442,6 +446,15 @@ def run(args):
         if lost:
             log("    %d message.new events did not arrive within %.0f s"
                 % (lost, args.event_timeout))
+        # The slowest samples, with their time of day (UTC, as in the
+        # daemon's log: --keep keeps it) to look for what was going on.
+        worst = sorted(rows, key=lambda r: max(r[0], r[1] if r[1] is not None else 1e9),
+                       reverse=True)[:args.show_slowest]
+        for ack_ms, ev_ms, fl_ms, wall, i, acct_id in worst:
+            log("    slow: #%d %s at %s.%03d  ack %.2f ms  event %s  floor %.2f ms"
+                % (i, acct_id, time.strftime("%H:%M:%S", time.gmtime(wall)),
+                   int(wall * 1000) % 1000, ack_ms,
+                   "lost" if ev_ms is None else "%.2f ms" % ev_ms, fl_ms))
         ack99 = pct(acks, 99)
         log("    goal ack p99 <= 10 ms: %.2f ms  %s"
             % (ack99, "PASS" if ack99 <= 10 and statuses.get(204) == args.samples else "MISS"))
@@ -480,6 +493,8 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--event-timeout", type=float, default=10.0)
     p.add_argument("--setup-timeout", type=float, default=1800.0)
+    p.add_argument("--show-slowest", type=int, default=3,
+                   help="print the N slowest samples with their time of day")
     p.add_argument("--keep", action="store_true", help="keep the daemon's directory (log)")
     args = p.parse_args()
     if args.quick:
