@@ -155,10 +155,17 @@ class GmailPubsubPush(unittest.TestCase):
         self.idle()
         runs = self.d.account(self.A)["sync"]["runs"]
         history = self.fake.calls("history.list")
+        before = metrics(self.d)
         status, _ = self.push(email_addr="stranger@example.com", history_id=99)
         self.assertIn(status, (200, 204))
         self.assertEqual(self.d.account(self.A)["sync"]["runs"], runs)
         self.assertEqual(self.fake.calls("history.list"), history)
+        # Answered like an accepted push, counted apart from both.
+        after = metrics(self.d)
+        self.assertEqual(after["mailpulse_push_ignored_total"],
+                         before.get("mailpulse_push_ignored_total", 0) + 1)
+        for name in ("mailpulse_push_accepted_total", "mailpulse_push_rejected_total"):
+            self.assertEqual(after.get(name, 0), before.get(name, 0), name)
 
     def test_6_duplicate_message_id_one_sync_one_event(self):
         self.idle()
