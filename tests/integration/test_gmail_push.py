@@ -9,6 +9,7 @@ duplicate Pub/Sub messageId gives one sync and one event; the watch is
 renewed about daily, and a lapsed one is stopped (users.stop) and made
 again (debug clock)."""
 
+import json
 import os
 import re
 import sys
@@ -107,6 +108,33 @@ class GmailPubsubPush(unittest.TestCase):
         self.assertEqual(w["behavior"], "include")
         acct = self.d.account(self.A)
         self.assertTrue(acct["push_live"], acct.get("push_state"))
+
+    def test_1b_ctl_gmail_status(self):
+        # The "Manage" view: the watch the host stores, in words.
+        acct = self.d.account(self.A)
+        out = self.d.ctl("gmail-status", self.A)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = dict((l.split(":", 1)[0], l.split(":", 1)[1].strip())
+                     for l in out.stdout.splitlines() if ":" in l)
+        self.assertEqual(lines["account"], self.A)
+        self.assertEqual(lines["topic"], TOPIC)
+        self.assertTrue(lines["mode"].startswith(acct["push_state"]), lines["mode"])
+        self.assertIn("push delivering", lines["mode"])
+        # expires_at (Unix seconds) as a date, not a number.
+        self.assertRegex(lines["watch expires"], r"^\d{4}-\d\d-\d\dT")
+        for key in ("last push", "last notification", "last error", "watch renewed"):
+            self.assertIn(key, lines)
+        # --json: the account object itself.
+        out = self.d.ctl("--json", "gmail-status", self.A)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        obj = json.loads(out.stdout)
+        self.assertEqual(obj["id"], self.A)
+        self.assertEqual(obj["driver"], "gmail")
+        self.assertEqual(obj["subscription"]["provider_id"], TOPIC)
+        # An unknown account is the daemon's 404.
+        out = self.d.ctl("gmail-status", "nobody")
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("404", out.stderr)
 
     def test_2_signed_push_syncs(self):
         self.idle()

@@ -75,6 +75,13 @@ class PushCancelRemoved(unittest.TestCase):
             conn.close()
         return row[0] if row else None
 
+    def test_0_ctl_gmail_status_refuses_other_drivers(self):
+        for args in (("gmail-status", KEPT), ("--json", "gmail-status", KEPT)):
+            out = self.d.ctl(*args)
+            self.assertEqual(out.returncode, 1, out.stdout)
+            self.assertEqual(out.stdout, "")
+            self.assertIn("uses driver 'fixture', not gmail", out.stderr)
+
     def test_1_restart_cancels_nothing(self):
         d = self.d
         d.restart()
