@@ -462,14 +462,16 @@ static int account_configured(mpd *d, mpc_instance_conf **confs, size_t n, const
     return 0;
 }
 
-/* confs NULL: shutdown, every account is only closed. Otherwise an open
- * webhook account that is no longer configured has its subscription
- * cancelled before it closes (account_close_now). */
-static void instance_retire(mpd *d, mp_instance *inst, mpc_instance_conf **confs, size_t n)
+/* At a shutdown (reload 0) every account is only closed. On a reload an
+ * open webhook account that is not in the new configuration (`confs`, n
+ * of them, possibly none) has its subscription cancelled before it
+ * closes (account_close_now). */
+static void instance_retire(mpd *d, mp_instance *inst, int reload, mpc_instance_conf **confs,
+                            size_t n)
 {
     for (size_t j = 0; j < inst->n_accounts; j++) {
         struct mp_account *a = inst->accounts[j];
-        int cancel = confs != NULL && a->open && inst->desc != NULL &&
+        int cancel = reload && a->open && inst->desc != NULL &&
                      inst->desc->push_kind == MP_PUSH_WEBHOOK &&
                      inst->desc->push_cancel != NULL &&
                      !account_configured(d, confs, n, a->id);
@@ -529,7 +531,7 @@ void mpd_registry_apply(mpd *d, mpc_instance_conf **confs, size_t n)
     for (size_t j = 0; j < old_n; j++) {
         if (!kept[j]) {
             mpu_info(old_list[j]->name, "instance removed or changed; retiring it");
-            instance_retire(d, old_list[j], confs, n);
+            instance_retire(d, old_list[j], 1, confs, n);
         } else {
             /* Kept accounts pick up changed global intervals. */
             for (size_t k = 0; k < old_list[j]->n_accounts; k++)
@@ -578,6 +580,6 @@ void mpd_registry_clear(mpd *d)
     d->n_instances = 0;
     pthread_rwlock_unlock(&d->registry_lock);
     for (size_t i = 0; i < n; i++)
-        instance_retire(d, list[i], NULL, 0);
+        instance_retire(d, list[i], 0, NULL, 0);
     free(list);
 }

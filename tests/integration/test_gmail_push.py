@@ -12,6 +12,7 @@ again (debug clock)."""
 import json
 import os
 import re
+import sqlite3
 import sys
 import threading
 import unittest
@@ -263,6 +264,30 @@ class GmailPubsubPush(unittest.TestCase):
                           self.fake.calls("watch") > watches, 60,
                           message="lapsed watch stopped and made again")
         self.assertIsNotNone(self.fake.watch_state(self.EMAIL))
+
+    def test_z_removed_account_watch_stopped(self):
+        # Last: the configuration loses the instance and its account. The
+        # watch is stopped at Gmail (users.stop, with the account's OAuth
+        # token, kept for it), once, and the stored subscription deleted.
+        self.idle()
+        stops = self.fake.calls("stop")
+        self.assertIsNotNone(self.fake.watch_state(self.EMAIL))
+        self.d.remove_instance(INSTANCE)
+        self.d.reload()
+        mptest.wait_until(lambda: self.fake.watch_state(self.EMAIL) is None, 60,
+                          message="watch stopped for the removed account")
+        self.assertEqual(self.fake.calls("stop"), stops + 1)
+        db = os.path.join(self.d.state_dir, "mailpulse.db")
+
+        def stored():
+            conn = sqlite3.connect(db, timeout=30)
+            try:
+                return conn.execute("SELECT COUNT(*) FROM subscriptions WHERE account = ?",
+                                    (self.A,)).fetchone()[0]
+            finally:
+                conn.close()
+        mptest.wait_until(lambda: stored() == 0, 60, message="subscription row deleted")
+        self.assertNotIn("cancel failed", self.d.log_text())
 
 
 if __name__ == "__main__":
