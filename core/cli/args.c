@@ -63,6 +63,7 @@ static const struct command_spec commands[] = {
     {"events", MPCTL_CMD_EVENTS, 0, 0, ":hf", events_opts},
     {"check-config", MPCTL_CMD_CHECK_CONFIG, 0, 1, ":h", plain_opts},
     {"webhooks", MPCTL_CMD_WEBHOOKS, 0, 2, ":h", webhooks_opts},
+    {"gmail-status", MPCTL_CMD_GMAIL_STATUS, 1, 1, ":h", plain_opts},
 };
 
 static const struct option global_opts[] = {
@@ -96,6 +97,8 @@ const char *mpctl_usage(void)
            "  webhooks                      outbound webhook endpoints and their delivery\n"
            "  webhooks replay NAME [--from SEQ]\n"
            "                                deliver NAME's dead letters again\n"
+           "  gmail-status ACCOUNT          a Gmail account's push: watch, topic, expiry,\n"
+           "                                last push and notification, errors, profile\n"
            "  check-config [FILE]           validate a daemon configuration\n"
            "  help                          this text\n"
            "\n"

@@ -37,6 +37,7 @@ typedef enum mpctl_command {
     MPCTL_CMD_CHECK_CONFIG,
     MPCTL_CMD_PROBE,
     MPCTL_CMD_WEBHOOKS,
+    MPCTL_CMD_GMAIL_STATUS,
 } mpctl_command;
 
 /* The parsed command line. Strings point into argv (borrowed). */

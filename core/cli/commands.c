@@ -567,6 +567,8 @@ int mpctl_cmd_run(const mpctl_args *args, const mpctl_conn *conn)
         return mpctl_cmd_events(args, conn);
     case MPCTL_CMD_WEBHOOKS:
         return mpctl_cmd_webhooks(args, conn);
+    case MPCTL_CMD_GMAIL_STATUS:
+        return mpctl_cmd_gmail_status(args, conn);
     default:
         fputs(mpctl_usage(), stderr);
         return MPCTL_EXIT_USAGE;

@@ -27,6 +27,9 @@ int mpctl_cmd_run(const mpctl_args *args, const mpctl_conn *conn);
 /* webhooks [replay NAME [--from SEQ]] (webhooks.c). */
 int mpctl_cmd_webhooks(const mpctl_args *args, const mpctl_conn *conn);
 
+/* gmail-status ACCOUNT (gmail_status.c): refuses a non-Gmail account. */
+int mpctl_cmd_gmail_status(const mpctl_args *args, const mpctl_conn *conn);
+
 /* events (events.c). */
 int mpctl_cmd_events(const mpctl_args *args, const mpctl_conn *conn);
 

@@ -101,7 +101,7 @@ struct mpd {
 
     /* Counters for /metrics. */
     atomic_ullong m_sync_runs, m_sync_failures, m_backfill_runs, m_changes,
-        m_push_accepted, m_push_rejected, m_fetch_hits, m_fetch_misses,
+        m_push_accepted, m_push_rejected, m_push_ignored, m_fetch_hits, m_fetch_misses,
         m_fetch_errors, m_folder_resets, m_reconcile_runs, m_push_silences;
 };
 

@@ -55,10 +55,13 @@ static void env_folder_reset(void *owner)
     atomic_fetch_add(&d->m_folder_resets, 1);
 }
 
-static void env_push_counted(void *owner, int accepted)
+static void env_push_counted(void *owner, mphost_push_outcome outcome)
 {
     mpd *d = owner;
-    atomic_fetch_add(accepted ? &d->m_push_accepted : &d->m_push_rejected, 1);
+    atomic_ullong *c = outcome == MPHOST_PUSH_ACCEPTED  ? &d->m_push_accepted
+                       : outcome == MPHOST_PUSH_IGNORED ? &d->m_push_ignored
+                                                        : &d->m_push_rejected;
+    atomic_fetch_add(c, 1);
 }
 
 void mpd_host_env_init(mpd *d)

@@ -137,6 +137,9 @@ char *mpd_metrics_text(mpd *d)
            atomic_load(&d->m_push_accepted));
     metric(&b, "mailpulse_push_rejected_total", "counter", "Webhook requests rejected.",
            atomic_load(&d->m_push_rejected));
+    metric(&b, "mailpulse_push_ignored_total", "counter",
+           "Webhook requests well-formed but for no account here (answered 2xx).",
+           atomic_load(&d->m_push_ignored));
     metric(&b, "mailpulse_body_cache_hits_total", "counter", "Raw reads served from cache.",
            atomic_load(&d->m_fetch_hits));
     metric(&b, "mailpulse_body_cache_misses_total", "counter",

@@ -16,8 +16,87 @@
 
 static void instance_unref(mp_instance *inst);
 
+static void account_close_now(struct mp_account *a);
+
+/* ---- cancelling the subscription of a removed account ----
+ *
+ * A reload that drops an account from the configuration also ends its
+ * webhook subscription at the provider (a Gmail watch, a Graph
+ * subscription), which would otherwise go on notifying a daemon that no
+ * longer knows it. That happens at the last reference, so no job of the
+ * account runs alongside push_cancel, and before account_close: on a
+ * worker (push_cancel may block), then back on the loop thread to close.
+ * A shutdown never cancels: the subscription survives a restart. */
+
+typedef struct cancel_work {
+    struct mp_account *a;
+} cancel_work;
+
+static void push_cancel_work(void *arg)
+{
+    struct mp_account *a = ((cancel_work *)arg)->a;
+    mps_store *s = mpd_store(a->d);
+    mps_subscription cur;
+    char *error = NULL;
+    if (s == NULL)
+        return;
+    int have = mps_subscription_get(s, a->id, &cur, &error);
+    if (have != 0) {
+        if (have < 0) {
+            mpu_error(a->id, "removed account: cannot read its push subscription: %s",
+                      error);
+            free(error);
+        }
+        return;
+    }
+    mp_subscription c = {cur.provider_id, cur.expires_at, cur.cursor_hint, cur.secret};
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_status st = a->inst->desc->push_cancel(a, &c, &err);
+    mphost_call_end();
+    if (st != MP_OK)
+        mpu_warn(a->id, "removed account: push subscription cancel failed: %s",
+                 err.text[0] ? err.text : "no reason given");
+    else
+        mpu_info(a->id, "removed account: push subscription cancelled");
+    /* The account is gone either way. Only the row just cancelled: an
+     * account re-created under this id meanwhile may have enrolled anew. */
+    mps_subscription now;
+    if (mps_subscription_get(s, a->id, &now, &error) == 0) {
+        if (now.provider_id != NULL && cur.provider_id != NULL &&
+            strcmp(now.provider_id, cur.provider_id) == 0 &&
+            mps_subscription_delete(s, a->id, &error) < 0) {
+            mpu_error(a->id, "cannot delete the removed account's subscription: %s", error);
+            free(error);
+        }
+        mps_subscription_clear(&now);
+    } else {
+        free(error);
+    }
+    mps_subscription_clear(&cur);
+}
+
+static void push_cancel_done(void *arg)
+{
+    cancel_work *w = arg;
+    struct mp_account *a = w->a;
+    free(w);
+    /* Its credentials were kept for push_cancel (instance_retire). */
+    if (a->d->oauth != NULL && mpd_account_peek(a->d, a->id) == NULL)
+        mpo_account_remove(a->d->oauth, a->id);
+    atomic_store(&a->push_cancel, 0);
+    account_close_now(a);
+}
+
 static void account_close_now(struct mp_account *a)
 {
+    if (atomic_load(&a->push_cancel) == 1 && a->open && a->d->sched != NULL) {
+        atomic_store(&a->push_cancel, 2);
+        cancel_work *w = mpu_calloc(1, sizeof *w);
+        w->a = a;
+        mpj_submit(a->d->sched, 0, push_cancel_work, push_cancel_done, w);
+        return;
+    }
     if (a->push_started && a->inst->desc != NULL && a->inst->desc->push_stop != NULL)
         a->inst->desc->push_stop(a);
     a->push_started = 0;
@@ -367,15 +446,43 @@ static void instance_add_accounts(mpd *d, mp_instance *inst)
 
 /* ---- retirement ---- */
 
-static void instance_retire(mpd *d, mp_instance *inst)
+/* Is account `id` in the configuration being applied? The kept instances
+ * are d->instances by now; the others are still in `confs`. */
+static int account_configured(mpd *d, mpc_instance_conf **confs, size_t n, const char *id)
+{
+    if (mpd_account_peek(d, id) != NULL)
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        if (confs[i] == NULL)
+            continue;
+        for (size_t k = 0; k < confs[i]->n_accounts; k++)
+            if (strcmp(mpc_string(confs[i]->accounts[k], "id"), id) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+/* At a shutdown (reload 0) every account is only closed. On a reload an
+ * open webhook account that is not in the new configuration (`confs`, n
+ * of them, possibly none) has its subscription cancelled before it
+ * closes (account_close_now). */
+static void instance_retire(mpd *d, mp_instance *inst, int reload, mpc_instance_conf **confs,
+                            size_t n)
 {
     for (size_t j = 0; j < inst->n_accounts; j++) {
         struct mp_account *a = inst->accounts[j];
+        int cancel = reload && a->open && inst->desc != NULL &&
+                     inst->desc->push_kind == MP_PUSH_WEBHOOK &&
+                     inst->desc->push_cancel != NULL &&
+                     !account_configured(d, confs, n, a->id);
+        if (cancel)
+            atomic_store(&a->push_cancel, 1);
         a->removed = 1;
         mphost_subs_forget(inst, a->id);
         /* Now, not at the last unref: an account re-created under the same
-         * id sets its credentials up right after this. */
-        if (d->oauth != NULL)
+         * id sets its credentials up right after this. One that is gone
+         * keeps them for push_cancel (push_cancel_done drops them). */
+        if (d->oauth != NULL && !cancel)
             mpo_account_remove(d->oauth, a->id);
         if (d->sched != NULL) /* NULL during shutdown, after the pool stopped */
             mpj_account_remove(d->sched, a->id);
@@ -424,7 +531,7 @@ void mpd_registry_apply(mpd *d, mpc_instance_conf **confs, size_t n)
     for (size_t j = 0; j < old_n; j++) {
         if (!kept[j]) {
             mpu_info(old_list[j]->name, "instance removed or changed; retiring it");
-            instance_retire(d, old_list[j]);
+            instance_retire(d, old_list[j], 1, confs, n);
         } else {
             /* Kept accounts pick up changed global intervals. */
             for (size_t k = 0; k < old_list[j]->n_accounts; k++)
@@ -473,6 +580,6 @@ void mpd_registry_clear(mpd *d)
     d->n_instances = 0;
     pthread_rwlock_unlock(&d->registry_lock);
     for (size_t i = 0; i < n; i++)
-        instance_retire(d, list[i]);
+        instance_retire(d, list[i], 0, NULL, 0);
     free(list);
 }

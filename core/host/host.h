@@ -31,6 +31,15 @@ struct mp_hostobj;
 struct mpo_service;
 
 /* What the host needs from its owner. Every function receives `owner`. */
+/* What the ingress made of a webhook request: push_verify's MP_OK,
+ * its MP_SKIP (well-formed but for no account of ours: answered 2xx,
+ * nothing recorded) and everything refused (4xx/5xx, or no receiver). */
+typedef enum mphost_push_outcome {
+    MPHOST_PUSH_REJECTED = 0,
+    MPHOST_PUSH_ACCEPTED = 1,
+    MPHOST_PUSH_IGNORED = 2,
+} mphost_push_outcome;
+
 typedef struct mphost_env {
     void *owner;
     /* The loop that runs timers and fd watches (loop thread). */
@@ -56,8 +65,8 @@ typedef struct mphost_env {
     void (*push_state)(void *owner, mp_account *acct, const char *text, int live);
     /* A folder was reset at the provider (counted for /metrics). */
     void (*folder_reset)(void *owner);
-    /* A webhook request was accepted (accepted != 0) or rejected. */
-    void (*push_counted)(void *owner, int accepted);
+    /* A webhook request was judged (counted for /metrics). */
+    void (*push_counted)(void *owner, mphost_push_outcome outcome);
     /* The OAuth2 token service behind the oauth_* slots (keyed by account
      * id), NULL: none (the slots answer MP_FATAL). Set before the first
      * account opens; the owner frees it after the last one is gone. */

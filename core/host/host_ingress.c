@@ -31,7 +31,7 @@ void mphost_push_deliver(mp_instance *inst, const char *subpath, const char *que
     if (inst == NULL || inst->desc == NULL || !inst->initialized ||
         inst->desc->push_kind != MP_PUSH_WEBHOOK || inst->desc->push_verify == NULL) {
         if (inst != NULL && inst->env != NULL)
-            inst->env->push_counted(inst->env->owner, 0);
+            inst->env->push_counted(inst->env->owner, MPHOST_PUSH_REJECTED);
         answer_error(404, "no webhook receiver here", answer_r);
         return;
     }
@@ -43,8 +43,12 @@ void mphost_push_deliver(mp_instance *inst, const char *subpath, const char *que
     memset(&err, 0, sizeof err);
     mp_status st = inst->desc->push_verify(inst, &req, &reply, &err);
     mphost_call_end();
+    /* A request for no account of ours is answered like an accepted one
+     * (the sender must not redeliver it forever) but counted apart. */
     int accepted = st == MP_OK || st == MP_SKIP;
-    inst->env->push_counted(inst->env->owner, accepted);
+    inst->env->push_counted(inst->env->owner, st == MP_OK    ? MPHOST_PUSH_ACCEPTED
+                                              : st == MP_SKIP ? MPHOST_PUSH_IGNORED
+                                                              : MPHOST_PUSH_REJECTED);
     if (!accepted)
         mpu_info(inst->name, "webhook rejected: %s", err.text[0] ? err.text : "no reason");
     if (reply.set && (accepted || reply.status >= 400)) {

@@ -129,8 +129,9 @@ mp_status mphost_oauth_token(mp_account *acct, char **token_r, mp_error *err)
 {
     *token_r = NULL;
     /* A job still running for an account that a reload removed: its
-     * credentials are gone, which is no reason to mark it fatal. */
-    if (acct->removed)
+     * credentials are gone, which is no reason to mark it fatal. One
+     * whose subscription is being cancelled keeps them until then. */
+    if (acct->removed && !atomic_load(&acct->push_cancel))
         return mp_fail(err, MP_RETRY, "account removed or reconfigured");
     mpo_service *svc = mphost_env_of(acct)->oauth;
     if (svc == NULL)

@@ -67,6 +67,10 @@ struct mp_account {
     int push_started;         /* stream push started (loop thread)             */
     atomic_int stopped;       /* REAUTH / FATAL: parked until reload or API sync */
     atomic_int removed;       /* dropped from the registry                     */
+    /* A reload dropped the account from the configuration: its webhook
+     * subscription is cancelled (push_cancel, on a worker) before it closes
+     * (registry.c). 1: due, 2: running. */
+    atomic_int push_cancel;
     atomic_int backfill_wanted; /* set by a sync job, read by mpd_job_done    */
     atomic_int probe_wanted;  /* an admin asked for a re-probe               */
     pthread_mutex_t fetch_lock; /* one fetch at a time per account            */

@@ -9,8 +9,10 @@ duplicate Pub/Sub messageId gives one sync and one event; the watch is
 renewed about daily, and a lapsed one is stopped (users.stop) and made
 again (debug clock)."""
 
+import json
 import os
 import re
+import sqlite3
 import sys
 import threading
 import unittest
@@ -108,6 +110,33 @@ class GmailPubsubPush(unittest.TestCase):
         acct = self.d.account(self.A)
         self.assertTrue(acct["push_live"], acct.get("push_state"))
 
+    def test_1b_ctl_gmail_status(self):
+        # The "Manage" view: the watch the host stores, in words.
+        acct = self.d.account(self.A)
+        out = self.d.ctl("gmail-status", self.A)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = dict((l.split(":", 1)[0], l.split(":", 1)[1].strip())
+                     for l in out.stdout.splitlines() if ":" in l)
+        self.assertEqual(lines["account"], self.A)
+        self.assertEqual(lines["topic"], TOPIC)
+        self.assertTrue(lines["mode"].startswith(acct["push_state"]), lines["mode"])
+        self.assertIn("push delivering", lines["mode"])
+        # expires_at (Unix seconds) as a date, not a number.
+        self.assertRegex(lines["watch expires"], r"^\d{4}-\d\d-\d\dT")
+        for key in ("last push", "last notification", "last error", "watch renewed"):
+            self.assertIn(key, lines)
+        # --json: the account object itself.
+        out = self.d.ctl("--json", "gmail-status", self.A)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        obj = json.loads(out.stdout)
+        self.assertEqual(obj["id"], self.A)
+        self.assertEqual(obj["driver"], "gmail")
+        self.assertEqual(obj["subscription"]["provider_id"], TOPIC)
+        # An unknown account is the daemon's 404.
+        out = self.d.ctl("gmail-status", "nobody")
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("404", out.stderr)
+
     def test_2_signed_push_syncs(self):
         self.idle()
         seq = self.d.last_seq()
@@ -155,10 +184,17 @@ class GmailPubsubPush(unittest.TestCase):
         self.idle()
         runs = self.d.account(self.A)["sync"]["runs"]
         history = self.fake.calls("history.list")
+        before = metrics(self.d)
         status, _ = self.push(email_addr="stranger@example.com", history_id=99)
         self.assertIn(status, (200, 204))
         self.assertEqual(self.d.account(self.A)["sync"]["runs"], runs)
         self.assertEqual(self.fake.calls("history.list"), history)
+        # Answered like an accepted push, counted apart from both.
+        after = metrics(self.d)
+        self.assertEqual(after["mailpulse_push_ignored_total"],
+                         before.get("mailpulse_push_ignored_total", 0) + 1)
+        for name in ("mailpulse_push_accepted_total", "mailpulse_push_rejected_total"):
+            self.assertEqual(after.get(name, 0), before.get(name, 0), name)
 
     def test_6_duplicate_message_id_one_sync_one_event(self):
         self.idle()
@@ -228,6 +264,30 @@ class GmailPubsubPush(unittest.TestCase):
                           self.fake.calls("watch") > watches, 60,
                           message="lapsed watch stopped and made again")
         self.assertIsNotNone(self.fake.watch_state(self.EMAIL))
+
+    def test_z_removed_account_watch_stopped(self):
+        # Last: the configuration loses the instance and its account. The
+        # watch is stopped at Gmail (users.stop, with the account's OAuth
+        # token, kept for it), once, and the stored subscription deleted.
+        self.idle()
+        stops = self.fake.calls("stop")
+        self.assertIsNotNone(self.fake.watch_state(self.EMAIL))
+        self.d.remove_instance(INSTANCE)
+        self.d.reload()
+        mptest.wait_until(lambda: self.fake.watch_state(self.EMAIL) is None, 60,
+                          message="watch stopped for the removed account")
+        self.assertEqual(self.fake.calls("stop"), stops + 1)
+        db = os.path.join(self.d.state_dir, "mailpulse.db")
+
+        def stored():
+            conn = sqlite3.connect(db, timeout=30)
+            try:
+                return conn.execute("SELECT COUNT(*) FROM subscriptions WHERE account = ?",
+                                    (self.A,)).fetchone()[0]
+            finally:
+                conn.close()
+        mptest.wait_until(lambda: stored() == 0, 60, message="subscription row deleted")
+        self.assertNotIn("cancel failed", self.d.log_text())
 
 
 if __name__ == "__main__":

@@ -178,6 +178,26 @@ static void expect_usage_error(int argc, char **argv, const char *fragment)
     free(error);
 }
 
+/* gmail-status takes exactly one account; --json on either side. */
+static void test_args_gmail_status(void **state)
+{
+    (void)state;
+    char x[] = "x", cmd[] = "gmail-status", acct[] = "gm", json[] = "--json", more[] = "b";
+    char *v1[] = {x, cmd, acct, json, NULL};
+    mpctl_args a;
+    char *error = NULL;
+    assert_int_equal(parse(4, v1, &a, &error), 0);
+    assert_int_equal(a.command, MPCTL_CMD_GMAIL_STATUS);
+    assert_int_equal(a.n_pos, 1);
+    assert_string_equal(a.pos[0], "gm");
+    assert_true(a.json);
+    char *v2[] = {x, cmd, NULL};
+    expect_usage_error(2, v2, "missing argument");
+    char *v3[] = {x, cmd, acct, more, NULL};
+    expect_usage_error(4, v3, "unexpected argument 'b'");
+    assert_non_null(strstr(mpctl_usage(), "gmail-status ACCOUNT"));
+}
+
 static void test_args_errors(void **state)
 {
     char x[] = "x";
@@ -603,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_args_after_event_id),
         cmocka_unit_test(test_args_defaults),
         cmocka_unit_test(test_args_backfill_and_check_config),
+        cmocka_unit_test(test_args_gmail_status),
         cmocka_unit_test(test_args_help),
         cmocka_unit_test(test_args_errors),
         cmocka_unit_test(test_width),

@@ -102,10 +102,13 @@ static void owner_folder_reset(void *owner)
     ((test_owner *)owner)->resets++;
 }
 
-static void owner_push_counted(void *owner, int accepted)
+static int push_counts[3]; /* by mphost_push_outcome */
+
+static void owner_push_counted(void *owner, mphost_push_outcome outcome)
 {
     (void)owner;
-    (void)accepted;
+    assert_true(outcome >= MPHOST_PUSH_REJECTED && outcome <= MPHOST_PUSH_IGNORED);
+    push_counts[outcome]++;
 }
 
 static int setup(void **state)
@@ -704,6 +707,69 @@ static void test_push_reply_and_headers(void **state)
     free(reply.content_type);
 }
 
+/* ---- webhook ingress: push_verify's verdict, answered and counted ---- */
+
+static mp_status verdict;
+
+static mp_status verify_as_told(mp_instance *inst, const mp_push_request *req,
+                                struct mp_push_reply *reply, mp_error *err)
+{
+    (void)inst;
+    (void)req;
+    (void)reply;
+    if (verdict != MP_OK && verdict != MP_SKIP)
+        return mp_fail(err, verdict, "refused by the test");
+    return verdict;
+}
+
+static const char *no_header(void *ctx, const char *name)
+{
+    (void)ctx;
+    (void)name;
+    return NULL;
+}
+
+static int deliver(fixture *f, mp_status st)
+{
+    verdict = st;
+    mphost_push_answer a;
+    mphost_push_deliver(&f->inst, "", "", no_header, NULL, (const uint8_t *)"{}", 2, &a);
+    free(a.content_type);
+    free(a.body);
+    return a.status;
+}
+
+/* OK is accepted, SKIP (well-formed, for no account here) is answered the
+ * same but counted apart, FATAL and RETRY are rejected; no receiver at
+ * all is rejected too. */
+static void test_push_ingress_outcomes(void **state)
+{
+    fixture *f = *state;
+    mp_driver desc;
+    memset(&desc, 0, sizeof desc);
+    desc.push_kind = MP_PUSH_WEBHOOK;
+    desc.push_verify = verify_as_told;
+    f->inst.desc = &desc;
+    f->inst.initialized = 1;
+    memset(push_counts, 0, sizeof push_counts);
+
+    assert_int_equal(deliver(f, MP_OK), 204);
+    assert_int_equal(push_counts[MPHOST_PUSH_ACCEPTED], 1);
+    assert_int_equal(deliver(f, MP_SKIP), 204);
+    assert_int_equal(push_counts[MPHOST_PUSH_IGNORED], 1);
+    assert_int_equal(push_counts[MPHOST_PUSH_ACCEPTED], 1);
+    assert_int_equal(deliver(f, MP_FATAL), 400);
+    assert_int_equal(deliver(f, MP_RETRY), 503);
+    assert_int_equal(push_counts[MPHOST_PUSH_REJECTED], 2);
+    desc.push_kind = MP_PUSH_NONE;
+    assert_int_equal(deliver(f, MP_OK), 404);
+    assert_int_equal(push_counts[MPHOST_PUSH_REJECTED], 3);
+    assert_int_equal(push_counts[MPHOST_PUSH_ACCEPTED], 1);
+    assert_int_equal(push_counts[MPHOST_PUSH_IGNORED], 1);
+    f->inst.desc = NULL;
+    f->inst.initialized = 0;
+}
+
 static int fired;
 static void on_timer(void *arg)
 {
@@ -887,6 +953,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_core_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder_sink_dedups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_reply_and_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_ingress_outcomes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_account_limit, setup, teardown),
