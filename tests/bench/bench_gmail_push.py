@@ -107,14 +107,9 @@ def _fake_main(conn, nodelay):
     """Child process: owns a FakeGmail; answers (name, args) requests with
     ("ok", value) or ("error", text)."""
     import fake_gmail
-    if nodelay:
-        # The fake's handler writes the status line and headers, then the
-        # body, in two send()s; with Nagle on, the body waits for the ACK
-        # of the headers, which the client delays by up to 40 ms (Linux
-        # delayed ACK): a stall of the fake's socket setup, not of Gmail
-        # nor of the driver. socketserver's switch turns Nagle off for the
-        # connections the fake accepts.
-        fake_gmail._Handler.disable_nagle_algorithm = True
+    # The fake turns Nagle off (see its _Handler); --fake-nagle turns it
+    # back on to show what it costs.
+    fake_gmail._Handler.disable_nagle_algorithm = nodelay
     fake = fake_gmail.FakeGmail(history_step=3).start()
 
     def setup(n):

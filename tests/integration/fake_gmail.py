@@ -1602,6 +1602,10 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 class _Handler(http.server.BaseHTTPRequestHandler):
     owner = None
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two send()s: with Nagle on, the body waits
+    # for the client's delayed ACK (up to 40 ms on Linux) on every answer,
+    # a stall of the fake, not of Gmail nor of the driver.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):  # quiet; the owner keeps a call log
         pass
