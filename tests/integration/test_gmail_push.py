@@ -5,7 +5,10 @@ stored and a sync run (message.new on /v1/events); every forged token is
 refused with 401/403 (an unknown kid with 503, so Pub/Sub redelivers once
 the keys are refetched) with no hint and no sync; a malformed envelope is
 400; a mailbox no account has is acknowledged (2xx) without a sync; a
-duplicate Pub/Sub messageId gives one sync and one event; the watch is
+duplicate Pub/Sub messageId gives one sync and one event; pushes arriving
+while a sync runs never start a second walk of the account's history at
+the same time; a push that outran history is walked again until history
+has the message; the watch is
 renewed about daily, and a lapsed one is stopped (users.stop) and made
 again (debug clock)."""
 
@@ -264,6 +267,58 @@ class GmailPubsubPush(unittest.TestCase):
                           self.fake.calls("watch") > watches, 60,
                           message="lapsed watch stopped and made again")
         self.assertIsNotNone(self.fake.watch_state(self.EMAIL))
+
+    def test_6b_concurrent_pushes_never_two_syncs_at_once(self):
+        # Pushes that arrive while a sync of the account is running (held
+        # in history.list) coalesce into one more run: never two walks of
+        # one account's history at the same time, one event per message.
+        self.idle()
+        seq = self.d.last_seq()
+        mid = self.fake.add_message(self.EMAIL, raw("busy"), ["INBOX"])
+        self.fake.pause("history.list")
+        try:
+            self.assertEqual(self.push()[0], 204)
+            mptest.wait_until(lambda: self.fake.in_flight("history.list", self.EMAIL) == 1,
+                              30, message="a sync walking history")
+            answers = []
+
+            def send():
+                answers.append(self.push()[0])
+            threads = [threading.Thread(target=send) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(answers, [204] * 6)
+        finally:
+            self.fake.resume("history.list")
+        mptest.wait_until(lambda: self.new_events(seq, mid), 30, message="event")
+        self.idle()
+        self.assertEqual(len(self.new_events(seq, mid)), 1)
+        self.assertEqual(self.fake.max_concurrent("history.list", self.EMAIL), 1)
+
+    def test_6c_push_outran_history(self):
+        # The push names a historyId that history.list does not return yet:
+        # the run walks history again a few times instead of settling for
+        # nothing, and the message arrives once history has it.
+        self.idle()
+        seq = self.d.last_seq()
+        walks = self.fake.calls("history.list")
+        self.fake.hold_history(self.EMAIL)
+        mid = self.fake.add_message(self.EMAIL, raw("early push"), ["INBOX"])
+        release = threading.Timer(1.5, self.fake.hold_history, (self.EMAIL, False))
+        release.start()
+        try:
+            self.assertEqual(self.push()[0], 204)
+            mptest.wait_until(lambda: self.new_events(seq, mid), 60,
+                              message="message.new once history caught up")
+        finally:
+            release.cancel()
+            self.fake.hold_history(self.EMAIL, False)
+        self.idle()
+        self.assertEqual(len(self.new_events(seq, mid)), 1)
+        self.assertGreaterEqual(self.fake.calls("history.list") - walks, 2,
+                                "history walked again after the push outran it")
 
     def test_z_removed_account_watch_stopped(self):
         # Last: the configuration loses the instance and its account. The
