@@ -1,5 +1,5 @@
 """A driver built against the frozen ABI 1.0 header (fixture10.so, from
-tests/drivers/abi10) still loads on the ABI 1.1 host and syncs: bootstrap,
+tests/drivers/abi10) still loads on the current (1.x) host and syncs: bootstrap,
 then a delta with a new, an updated and a deleted message."""
 
 import time

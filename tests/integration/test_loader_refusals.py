@@ -11,7 +11,20 @@ import mptest
 
 REFUSED = ["abi_major", "abi_minor", "short_struct", "missing_slot", "wrong_name",
            "no_symbol"]
-HOST_ABI = "1.1"
+
+
+def host_abi():
+    """The host's ABI "major.minor", read from the SDK header it was built with."""
+    header = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "sdk",
+                          "include", "mailpulse", "driver.h")
+    with open(header) as f:
+        text = f.read()
+    major = re.search(r"#define MP_ABI_MAJOR (\d+)", text).group(1)
+    minor = re.search(r"#define MP_ABI_MINOR (\d+)", text).group(1)
+    return "%s.%s" % (major, minor)
+
+
+HOST_ABI = host_abi()
 
 
 def refused_dir():

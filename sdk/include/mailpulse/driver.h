@@ -35,6 +35,9 @@
  *        oauth_token, oauth_reject). Each is marked "added in ABI 1.1".
  *        Drivers built for 1.0 load and run unchanged (tests/drivers/abi10
  *        keeps a frozen 1.0 build of the fixture).
+ *   1.2  an admin's preflight: the descriptor slot `check` and the host
+ *        slot check_report (mp_check, mp_check_outcome, MP_CHECK_LIVE),
+ *        run on POST /v1/accounts/{id}/check. Marked "added in ABI 1.2".
  *
  * The loader refuses a driver whose ABI major differs from the host's, whose
  * minor is newer than the host's, whose struct_size is smaller than the 1.0
@@ -86,7 +89,7 @@ extern "C" {
 #endif
 
 #define MP_ABI_MAJOR 1
-#define MP_ABI_MINOR 1
+#define MP_ABI_MINOR 2
 
 /* The one symbol a driver exports. */
 #define MP_DRIVER_SYMBOL "mailpulse_driver"
@@ -153,6 +156,7 @@ typedef struct mp_folder_sink mp_folder_sink; /* collects list_folders     */
 typedef struct mp_push_reply mp_push_reply;   /* answer to a webhook POST   */
 typedef struct mp_timer mp_timer;
 typedef struct mp_watch mp_watch;
+typedef struct mp_check mp_check;       /* collects one preflight's results */
 
 /* ------------------------------------------------------------------------ */
 /* Configuration keys a driver declares; the core validates, fills defaults
@@ -392,6 +396,18 @@ typedef struct mp_oauth_params {
     const char *audience;           /* JWT bearer: NULL = the token URL      */
 } mp_oauth_params;
 
+/* Outcome of one preflight check for host->check_report (added in ABI
+ * 1.2). Never renumbered. */
+typedef enum mp_check_outcome {
+    MP_CHECK_OK = 0,   /* verified                                          */
+    MP_CHECK_WARN = 1, /* works, but not as intended (say what to change)    */
+    MP_CHECK_FAIL = 2, /* broken: the detail says what to do                 */
+    MP_CHECK_SKIP = 3, /* not applicable or not verifiable (say why)         */
+} mp_check_outcome;
+
+/* Flags of the check slot (added in ABI 1.2). */
+#define MP_CHECK_LIVE 0x1u /* the admin asked for a live test message      */
+
 typedef void (*mp_timer_cb)(void *arg);
 typedef void (*mp_watch_cb)(int fd, unsigned events, void *arg);
 
@@ -620,6 +636,16 @@ typedef struct mp_host {
     mp_status (*subscription_lookup)(mp_instance *inst, const char *provider_id,
                                      mp_account **acct_r, mp_subscription *sub_r,
                                      mp_error *err);
+
+    /* ---- added in ABI 1.2 ---- */
+
+    /* Report one result of the `check` slot (worker thread, during the
+     * slot only). `name` is a short stable key ("credentials", "scopes",
+     * "topic", "live_test"); `detail` is one line for the admin: what was
+     * verified, or what is wrong and what to do. A name reported twice
+     * replaces the earlier result. Never put a secret in either. */
+    void (*check_report)(mp_check *chk, const char *name, mp_check_outcome outcome,
+                         const char *detail);
 } mp_host;
 
 /*
@@ -781,6 +807,25 @@ typedef struct mp_driver {
      * each, stored messages fold in without message.new). */
     mp_status (*account_delta)(mp_account *acct, const char *cursor, mp_batch *batch,
                                mp_error *err);
+
+    /* ---- added in ABI 1.2 ---- */
+
+    /* Optional (worker thread): an admin's preflight, run when asked
+     * (POST /v1/accounts/{id}/check; `mailpulsectl check`), never with a
+     * sync of the same account at once. Verify what only the provider can
+     * tell with this account's credentials (the token, the profile, the
+     * granted scopes, the push resources the provider needs) and report
+     * each result with host->check_report. Return MP_OK when the checks
+     * ran, whatever they found (a broken setup is reported, not
+     * returned); another status only when checking itself failed.
+     * MP_CHECK_LIVE in `flags`: the admin also asked for a live test. If
+     * the credentials allow it, create ONE test message in the account's
+     * inbox through the provider (the only time a driver writes to a
+     * mailbox) and report "live_test" OK with its provider id as the
+     * detail's first word; otherwise report "live_test" SKIP saying that
+     * a message must be sent by hand. The loader reads this slot only
+     * from a descriptor whose struct_size covers it. */
+    mp_status (*check)(mp_account *acct, unsigned flags, mp_check *chk, mp_error *err);
 } mp_driver;
 
 #ifdef __cplusplus
