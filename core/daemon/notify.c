@@ -70,8 +70,8 @@ static char *status_line(const mpd_notify *n)
             }
         }
     }
-    return mpu_asprintf("%zu accounts: %zu open, %zu parked (reauth/fatal), %zu not open, "
-                        "%zu disabled; push live on %zu (%zu silent)%s",
+    return mpu_asprintf("accounts: %zu (open %zu, parked %zu, not open %zu, disabled %zu); "
+                        "push: live %zu, silent %zu%s",
                         total, open, parked, closed, disabled, live, silent,
                         n->reload_refused ? "; last reload refused, see the journal" : "");
 }

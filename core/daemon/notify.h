@@ -10,9 +10,14 @@
  *   READY=1       mpd_notify_reloaded, once the reload was applied or
  *                 refused (the running configuration stays either way).
  *   STOPPING=1    mpd_notify_stopping, when a stop begins.
- *   STATUS=...    accounts (open, parked, not open) and push health (live,
- *                 silent), checked every few seconds and sent only when the
- *                 line changed; also says when the last reload was refused.
+ *   STATUS=...    accounts and push health, checked every few seconds and
+ *                 sent only when the line changed:
+ *                   "accounts: 3 (open 2, parked 1, not open 0, disabled 0);
+ *                    push: live 2, silent 0"
+ *                 parked = stopped by REAUTH/FATAL; not open = refused driver
+ *                 or account_open failed; silent = live push flagged by
+ *                 schedule.push_silence_hours. "; last reload refused, see
+ *                 the journal" is appended after a refused reload.
  *   WATCHDOG=1    when $WATCHDOG_USEC is set (sd_watchdog_enabled), every
  *                 half period from a persistent timer of the event loop, so
  *                 a hung loop stops the pings and systemd restarts the
