@@ -177,8 +177,14 @@ json_t *mpd_api_check_start(mpd *d, const char *account, const uint8_t *body, si
                          mphost_check_state_name(state));
     }
 
+    struct mp_account *ref = mpd_account_get(d, a->id); /* the same one, held */
+    if (ref == NULL) {
+        *status_r = 404;
+        *error_r = mpu_asprintf("no account '%s'", account);
+        return NULL;
+    }
     check_job *job = mpu_calloc(1, sizeof *job);
-    job->a = mpd_account_get(d, a->id); /* the same account: a reference */
+    job->a = ref;
     /* Recorded before it is handed over: the worker reads the flags. Only
      * the loop thread leaves NONE/DONE/ERROR, so nothing raced us since
      * the look above. */
