@@ -11,7 +11,15 @@
 #include "cli.h"
 #include "util/util.h"
 
-enum { OPT_JSON = 256, OPT_AFTER, OPT_TYPES, OPT_ACCOUNTS, OPT_FROM, OPT_LIVE, OPT_TIMEOUT };
+enum {
+    OPT_JSON = 256,
+    OPT_AFTER,
+    OPT_TYPES,
+    OPT_ACCOUNTS,
+    OPT_FROM,
+    OPT_LIVE,
+    OPT_TIMEOUT,
+};
 
 struct command_spec {
     const char *name;
