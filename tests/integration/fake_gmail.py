@@ -63,7 +63,7 @@ What it serves (all on one 127.0.0.1 port; point the driver's `api_url`,
   and `in_flight()` show whether two syncs of one account overlapped.
 
 Control surface (all thread-safe; endpoint names are in ENDPOINTS):
-- mailbox: add_user, add_label, add_message, modify_labels,
+- mailbox: add_user, add_label, delete_label, add_message, modify_labels,
   delete_message, hold_history (push outran history), expire_history
   (history 404), history_id, watch_state; FakeGmail(history_step=) sets
   how far apart history ids are (they are not contiguous at Google);
@@ -592,6 +592,26 @@ class FakeGmail:
             msg = box.messages.pop(mid)
             box.next_history_id()
             self._record(box, "messageDeleted", msg, msg.labels)
+
+    def delete_label(self, email_addr, label_id, history=False):
+        """users.labels.delete: the user label goes and is removed from
+        every message that had it (Google: "removes it from any messages and
+        threads that it is applied to"). Google documents no history record
+        for that, so by default there is none (the mailbox's historyId
+        moves); history=True records one labelRemoved per message instead,
+        for a driver that must cope with either."""
+        with self.cond:
+            box = self.users[email_addr]
+            if box.labels.get(label_id, {}).get("type") != "user":
+                raise KeyError("no user label %r" % label_id)
+            del box.labels[label_id]
+            box.next_history_id()
+            for msg in box.messages.values():
+                if label_id in msg.labels:
+                    msg.labels = [lab for lab in msg.labels if lab != label_id]
+                    if history:
+                        msg.history_id = box.next_history_id()
+                        self._record(box, "labelRemoved", msg, [label_id])
 
     def hold_history(self, email_addr, hold=True):
         """While held, changes move the mailbox historyId (profile, watch,

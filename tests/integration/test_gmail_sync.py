@@ -66,7 +66,9 @@ class GmailSync(unittest.TestCase):
         cls.d = d = mptest.Daemon(
             name="gmail_sync", driver_dir=mptest.env("MP_BUILD_DRIVER_DIR"),
             settings={"backfill": {"mode": "progressive", "bootstrap_max": 3,
-                                   "batch_size": 2}})
+                                   "batch_size": 2},
+                      # every sync lists the labels (test_7: a deleted label)
+                      "schedule": {"folder_list_interval": 1}})
         cls.fake = fake = new_fake()
         acct = user_account(d, fake, cls.A, cls.EMAIL)
         cls.work = fake.add_label(cls.EMAIL, "Work")
@@ -224,6 +226,58 @@ class GmailSync(unittest.TestCase):
         writes = [e for e in self.fake.call_log()
                   if e["endpoint"] in ("messages.insert", "watch", "stop")]
         self.assertEqual(writes, [])
+
+
+    def test_7_deleted_label_leaves_as_a_folder(self):
+        """labels.delete: the label's folder goes with its memberships; a
+        message also in another label stays (one message.updated leaving the
+        folder), one only in that label is deleted, whether or not Gmail's
+        history records the removal."""
+        fake, E, d = self.fake, self.EMAIL, self.d
+        quiet = fake.add_label(E, "Temp")       # deleted without history records
+        noisy = fake.add_label(E, "Temp/Old")   # deleted with labelRemoved records
+        for key, labels in (("both", ["INBOX", quiet]), ("only", [quiet]),
+                            ("both2", ["INBOX", noisy]), ("only2", [noisy])):
+            self.ids[key] = fake.add_message(E, raw(key), labels)
+
+        def count(name):
+            return (d.folder(self.A, name) or {}).get("messages")
+
+        # A listing is due once a second: sync until it ran.
+        mptest.wait_until(lambda: self.sync() and count("Temp") == 2 and
+                          count("Temp/Old") == 2, 60,
+                          message="the two labels loaded as folders")
+        self.assertEqual(sorted(self.message("both")["folders"]), ["INBOX", "Temp"])
+        inbox = count("INBOX")
+        seq = d.last_seq()
+        fake.delete_label(E, quiet)
+        fake.delete_label(E, noisy, history=True)
+        mptest.wait_until(lambda: self.sync() and count("Temp") is None and
+                          count("Temp/Old") is None, 60, message="the labels' folders gone")
+        events = d.events(accounts=[self.A], after=seq)
+        folders = [f["name"] for f in d.account(self.A)["folders"]]
+        self.assertNotIn("Temp", folders)
+        self.assertNotIn("Temp/Old", folders)
+        self.assertEqual(sorted(folders), sorted(FOLDERS))
+        kinds = {}
+        for e in events:
+            if e["type"].startswith("message."):
+                kinds.setdefault(e["json"]["message"], []).append(e)
+        touched = {self.pid(k) for k in ("both", "only", "both2", "only2")}
+        self.assertEqual(set(kinds), touched, events)
+        for key, label in (("both", "Temp"), ("both2", "Temp/Old")):
+            evs = kinds[self.pid(key)]
+            self.assertEqual([e["type"] for e in evs], ["message.updated"], evs)
+            self.assertEqual(data(evs[0]).get("folders_removed"), [label])
+            self.assertEqual(data(evs[0]).get("folders"), ["INBOX"])
+            self.assertEqual(self.message(key)["folders"], ["INBOX"])
+        for key in ("only", "only2"):
+            self.assertEqual([e["type"] for e in kinds[self.pid(key)]], ["message.deleted"])
+        # Stored once: the INBOX copies are the same messages, untouched.
+        self.assertEqual(d.folder(self.A, "INBOX")["messages"], inbox)
+        # Nothing left to do: the next sync is quiet.
+        events, _ = self.sync()
+        self.assertEqual([e for e in events if e["type"].startswith("message.")], [])
 
 
 class GmailFailures(unittest.TestCase):
