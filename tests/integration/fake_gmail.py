@@ -58,7 +58,8 @@ What it serves (all on one 127.0.0.1 port; point the driver's `api_url`,
   ("push outran history", P§1 item 8). A push subscription registered with
   `create_subscription(..., push_endpoint=URL)` is delivered automatically.
 - Every request is counted per endpoint and per user, with a timestamped
-  log (`calls()`, `call_log()`), so tests can assert "no request inside the
+  log (`calls()`, `call_log()`; a messages.get entry names its `format`),
+  so tests can assert "no request inside the
   Retry-After window" or "one history.list per sync"; `max_concurrent()`
   and `in_flight()` show whether two syncs of one account overlapped.
 
@@ -911,11 +912,13 @@ class FakeGmail:
             self.counts.clear()
             self.log = []
 
-    def _count(self, endpoint, user, status, arrived):
+    def _count(self, endpoint, user, status, arrived, fmt=None):
         with self.lock:
             self.counts[(endpoint, user)] += 1
-            self.log.append({"t": arrived, "endpoint": endpoint, "user": user,
-                             "status": status})
+            entry = {"t": arrived, "endpoint": endpoint, "user": user, "status": status}
+            if fmt is not None:
+                entry["format"] = fmt   # messages.get: minimal | metadata | raw | full
+            self.log.append(entry)
 
     def _injected(self, endpoint, user):
         with self.lock:
@@ -1001,7 +1004,8 @@ class FakeGmail:
                 hdrs["WWW-Authenticate"] = ('Bearer realm="https://accounts.google.com/", '
                                             'error="invalid_token"')
             return err.code, hdrs, json.dumps(err.json(), indent=2).encode()
-        self._count(endpoint, user, 204 if result is None else 200, arrived)
+        self._count(endpoint, user, 204 if result is None else 200, arrived,
+                    query.get("format", ["full"])[0] if endpoint == "messages.get" else None)
         if result is None:
             return 204, {}, b""
         return 200, {"Content-Type": "application/json; charset=UTF-8"}, \

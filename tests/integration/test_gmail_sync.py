@@ -3,7 +3,9 @@ daemon: labels as folders (a message in two labels stored once, with one
 body), bootstrap and progressive backfill, ONE history.list per sync with
 new mail, label changes, moves (message.updated with folders_added /
 folders_removed, never a delete plus a new) and deletes; an expired
-historyId resets each folder once without a message.new flood;
+historyId resets each folder once without a message.new flood; a deleted
+label leaves as a folder with its memberships; with sync.fetch_bodies the
+bodies are cached with the metadata;
 invalid_grant parks the account after one token request; a 429 storm gets
 no request inside Retry-After."""
 
@@ -278,6 +280,62 @@ class GmailSync(unittest.TestCase):
         # Nothing left to do: the next sync is quiet.
         events, _ = self.sync()
         self.assertEqual([e for e in events if e["type"].startswith("message.")], [])
+
+
+class GmailFetchBodies(unittest.TestCase):
+    """sync.fetch_bodies: the raw message comes with the metadata (a
+    format=raw batch, charged as messages.get), at bootstrap and for new
+    mail, so the cache has the body before any reader asks."""
+    A = "gb"
+    EMAIL = "bodies@example.com"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = d = mptest.Daemon(name="gmail_bodies",
+                                  driver_dir=mptest.env("MP_BUILD_DRIVER_DIR"),
+                                  settings={"sync": {"fetch_bodies": True}})
+        cls.fake = fake = new_fake()
+        acct = user_account(d, fake, cls.A, cls.EMAIL)
+        cls.old = fake.add_message(cls.EMAIL, raw("old-with-body"), ["INBOX"])
+        gmail_instance(d, "gmail", fake, [acct])
+        d.start()
+        d.wait_bootstrapped(cls.A, ["INBOX"])
+        mptest.wait_until(lambda: not d.account(cls.A)["sync"]["running"], 60,
+                          message="first sync finished")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        cls.fake.stop()
+
+    def raw_gets(self):
+        return [e for e in self.fake.call_log("messages.get") if e.get("format") == "raw"]
+
+    def test_bodies_cached_with_the_metadata(self):
+        d, fake = self.d, self.fake
+        inbox = d.folder(self.A, "INBOX")
+        self.assertEqual((inbox["messages"], inbox["bodies"]), (1, 1))
+        self.assertEqual(len(self.raw_gets()), 1, "the bootstrap fetched the one body")
+        seq = d.last_seq()
+        new = fake.add_message(self.EMAIL, raw("new-with-body"), ["INBOX", "UNREAD"])
+        d.sync_and_wait(self.A)
+        pid = mptest.public_id(self.A, new)
+        self.assertEqual([e["json"]["message"] for e in
+                          d.events(accounts=[self.A], types=["message.new"], after=seq)], [pid])
+        inbox = d.folder(self.A, "INBOX")
+        self.assertEqual((inbox["messages"], inbox["bodies"]), (2, 2))
+        self.assertEqual(len(self.raw_gets()), 2, "new mail came with its body")
+        # A relabel is not new mail: no body fetched for it.
+        fake.modify_labels(self.EMAIL, new, remove=["UNREAD"])
+        d.sync_and_wait(self.A)
+        self.assertEqual(len(self.raw_gets()), 2)
+        # The reader gets the cached bytes: Gmail is not asked again.
+        gets = len(fake.call_log("messages.get"))
+        for mid, subject in ((new, "new-with-body"), (self.old, "old-with-body")):
+            status, _, body = d.request("GET", "/v1/messages/%s/raw"
+                                        % mptest.public_id(self.A, mid))
+            self.assertEqual((status, body), (200, raw(subject)))
+        self.assertEqual(len(fake.call_log("messages.get")), gets)
 
 
 class GmailFailures(unittest.TestCase):
