@@ -289,6 +289,14 @@ static void refresh_folders(job_state *j)
         char *error = NULL;
         if (mps_folders_list(j->s, j->a->id, &stored, &n, &error) < 0)
             free(error);
+        /* An empty listing is a server glitch, not every folder deleted
+         * (an IMAP server always has INBOX, Gmail its system labels). */
+        if (n > 0 && mphost_sink_count(sink) == 0) {
+            mpu_warn(j->a->id, "the provider listed no folders at all; keeping the %zu"
+                               " stored ones", n);
+            mps_folders_free(&stored, n);
+            n = 0;
+        }
         for (size_t i = 0; i < n && !j->stop; i++)
             if (!sink_has(sink, stored[i].name))
                 drop_vanished_folder(j, stored[i].name);

@@ -723,8 +723,8 @@ typedef struct mp_driver {
      * A listing that returns MP_OK is complete: a stored folder missing
      * from it was deleted at the provider, and the host takes its messages
      * out of it (message.updated with folders_removed, or message.deleted
-     * where it was their only folder) and forgets it. A partial listing
-     * must fail instead. */
+     * where it was their only folder) and forgets it (an empty listing
+     * removes nothing). A partial listing must fail instead. */
     mp_status (*list_folders)(mp_account *acct, mp_folder_sink *sink,
                               mp_error *err);
 
