@@ -721,7 +721,12 @@ typedef struct mp_driver {
     /* ---- poll (worker threads) ---- */
 
     /* Mandatory. Report the account's folders through host->folder_add.
-     * The host keeps only folders allowed by the account's `folders` list. */
+     * The host keeps only folders allowed by the account's `folders` list.
+     * A listing that returns MP_OK is complete: a stored folder missing
+     * from it was deleted at the provider, and the host takes its messages
+     * out of it (message.updated with folders_removed, or message.deleted
+     * where it was their only folder) and forgets it (an empty listing
+     * removes nothing). A partial listing must fail instead. */
     mp_status (*list_folders)(mp_account *acct, mp_folder_sink *sink,
                               mp_error *err);
 
