@@ -13,19 +13,25 @@
  *
  * That cursor sees changes to messages received since X only. Older mail
  * the backfill stores needs more: each backfill call also walks a few pages
- * of the folder's UNFILTERED id-only delta (its initial round lists every
- * id, ~200 per page, so a 100,000-message folder takes ~500 small requests
- * spread over the backfill); once it reaches its deltaLink the delta slot
+ * of the folder's UNFILTERED delta, ids and flags only (its initial round
+ * lists every message, ~200 per page, so a 100,000-message folder takes
+ * ~500 small requests spread over the backfill). Each page's flags are
+ * applied to what is stored (a flag changed on old mail before the walk got
+ * to it is caught there). Once it reaches its deltaLink the delta slot
  * switches the folder's cursor over to it (graph_delta.c), and from then on
  * flag changes, moves and deletes of old mail arrive like any other. The
  * folder's backfill is done only when both the listing and the walk are.
+ * A move of old mail out of the folder during the walk is caught by the
+ * folder it went to (synced: it takes the message); a hard delete of old
+ * mail during the walk is not (see README, "Graph: what is caught when").
  *
  * Backfill lists older mail page by page with
  *   $filter=receivedDateTime lt <position + 1 s>&$orderby=receivedDateTime desc
  * The position is the oldest receivedDateTime loaded plus the ids loaded at
  * exactly that second (Graph gives seconds), so mail sharing the boundary
  * second is neither lost nor loaded twice. It is JSON:
- *   {"before":<unix s>,"seen":["id",...]} or {"listed":true}.
+ *   {"before":<unix s>,"seen":["id",...]} or {"listed":true,"walked":<pages>}
+ * (the walk's page count makes each call's progress visible to the host).
  */
 #include "graph_driver.h"
 
@@ -40,6 +46,11 @@
 /* Walk pages per backfill call (without a deadline from the host). */
 #define WALK_PAGES 10u
 #define SEEN_MAX 100u
+/* Margins for Exchange's clock against ours (see graph_bootstrap). */
+#define BASELINE_SLACK_S 86400
+#define NEW_SLACK_MS 300000
+/* What the coverage walk asks for: ids, and the flags (small). */
+#define WALK_SELECT "id,isRead,isDraft,flag"
 
 typedef struct idset {
     char **v;
@@ -80,13 +91,15 @@ typedef struct position {
     int64_t before; /* 0: nothing loaded yet                             */
     idset seen;
     int listed;     /* nothing older is left to list                     */
+    int64_t walked; /* coverage pages read so far (progress the host sees) */
+    int64_t newest; /* newest receivedDateTime loaded (not stored)         */
 } position;
 
 static char *position_dump(const position *p)
 {
     json_t *root;
     if (p->listed) {
-        root = json_pack("{s:b}", "listed", 1);
+        root = json_pack("{s:b, s:I}", "listed", 1, "walked", (json_int_t)p->walked);
     } else {
         json_t *seen = json_array();
         for (size_t i = 0; i < p->seen.n && i < SEEN_MAX; i++)
@@ -111,6 +124,7 @@ static int position_parse(const char *text, position *p)
     }
     if (json_is_true(json_object_get(root, "listed"))) {
         p->listed = 1;
+        p->walked = json_integer_value(json_object_get(root, "walked"));
     } else {
         json_t *b = json_object_get(root, "before");
         if (!json_is_integer(b) || json_integer_value(b) <= 0) {
@@ -135,6 +149,8 @@ static void position_note(position *p, const graph_msg *m)
 {
     if (m->received <= 0)
         return; /* a sparse summary: the next one places the boundary */
+    if (m->received > p->newest)
+        p->newest = m->received;
     if (p->before == 0 || m->received < p->before) {
         p->before = m->received;
         idset_clear(&p->seen);
@@ -224,7 +240,7 @@ static mp_status list_load(graph_account *a, mp_batch *batch, const graph_folder
  * ids it lists that `loaded` lacks are read and emitted. */
 static mp_status baseline(graph_account *a, mp_batch *batch, const graph_folder *f,
                           graph_fstate *fs, int64_t since_s, const idset *loaded,
-                          char **link_r, mp_error *err)
+                          int store_extra, int64_t *newest_r, char **link_r, mp_error *err)
 {
     *link_r = NULL;
     char when[32], tail[128];
@@ -274,7 +290,7 @@ static mp_status baseline(graph_account *a, mp_batch *batch, const graph_folder 
             abort();
     }
     free(url);
-    if (st == MP_OK && extra.n > 0) {
+    if (st == MP_OK && extra.n > 0 && store_extra) {
         graph_msg *msgs = calloc(extra.n, sizeof *msgs);
         int *gone = calloc(extra.n, sizeof *gone);
         if (msgs == NULL || gone == NULL)
@@ -282,8 +298,11 @@ static mp_status baseline(graph_account *a, mp_batch *batch, const graph_folder 
         st = graph_read_messages(a, (const char *const *)extra.v, extra.n, msgs, gone, err);
         for (size_t i = 0; i < extra.n && st == MP_OK; i++) {
             const graph_folder *in = graph_folder_by_id(a, msgs[i].parent_id);
-            if (!gone[i] && (in == NULL || in == f))
+            if (!gone[i] && (in == NULL || in == f)) {
                 st = graph_emit(a, batch, MP_CHANGE_SYNCED, f->path, &msgs[i], fs, err);
+                if (msgs[i].received > *newest_r)
+                    *newest_r = msgs[i].received;
+            }
         }
         for (size_t i = 0; i < extra.n; i++)
             graph_msg_clear(&msgs[i]);
@@ -310,7 +329,6 @@ mp_status graph_bootstrap(mp_account *acct, const char *folder, uint32_t max, mp
     graph_fstate fs;
     memset(&fs, 0, sizeof fs);
     int64_t now_ms = graph_host->now_ms();
-    fs.since_ms = now_ms;
     position pos;
     memset(&pos, 0, sizeof pos);
     idset loaded = {0};
@@ -326,11 +344,18 @@ mp_status graph_bootstrap(mp_account *acct, const char *folder, uint32_t max, mp
     }
     char *link = NULL;
     if (st == MP_OK) {
-        /* From the oldest loaded; from now when nothing was (an empty folder,
-         * or from-now-on mode). */
-        int64_t since_s = pos.before > 0 ? pos.before : now_ms / 1000;
-        st = baseline(a, batch, f, &fs, since_s, &loaded, &link, err);
+        /* From the oldest loaded. When nothing was (an empty folder, or
+         * from-now-on mode), from a day ago: receivedDateTime is Exchange's
+         * clock, and a filter from our "now" would miss mail arriving while
+         * ours runs ahead. In from-now-on mode that day is not stored. */
+        int64_t since_s = pos.before > 0 ? pos.before : now_ms / 1000 - BASELINE_SLACK_S;
+        st = baseline(a, batch, f, &fs, since_s, &loaded, max > 0, &pos.newest, &link, err);
     }
+    /* Mail received after what the bootstrap saw is new mail (message.new);
+     * older mail showing up later (flags changed, moved in) is history. The
+     * newest date loaded is Exchange's own clock, so skew does not matter;
+     * with nothing loaded, our clock with a margin. */
+    fs.since_ms = pos.newest > 0 ? pos.newest * 1000 : now_ms - NEW_SLACK_MS;
     if (st == MP_OK) {
         char *ps = NULL;
         int done = 0;
@@ -357,14 +382,16 @@ mp_status graph_bootstrap(mp_account *acct, const char *folder, uint32_t max, mp
     return st;
 }
 
-mp_status graph_walk(graph_account *a, const graph_folder *f, graph_fstate *fs,
-                     unsigned max_pages, int64_t deadline_ms, mp_error *err)
+mp_status graph_walk(graph_account *a, mp_batch *batch, const graph_folder *f,
+                     graph_fstate *fs, unsigned max_pages, int64_t deadline_ms,
+                     unsigned *pages_r, mp_error *err)
 {
+    *pages_r = 0;
     if (fs->cover >= GRAPH_COVER_WALKED)
         return MP_OK;
     char *url;
     if (fs->cover == GRAPH_COVER_RECENT || fs->walk == NULL) {
-        url = folder_url(a, f, "messages/delta?$select=id");
+        url = folder_url(a, f, "messages/delta?$select=" WALK_SELECT);
         fs->cover = GRAPH_COVER_WALKING;
     } else {
         url = strdup(fs->walk);
@@ -377,6 +404,8 @@ mp_status graph_walk(graph_account *a, const graph_folder *f, graph_fstate *fs,
             break;
         graph_page p;
         st = graph_get_page(a, url, DELTA_PAGE, "coverage delta", &p, err);
+        if (st == MP_OK)
+            (*pages_r)++;
         if (st == MP_RESYNC || st == MP_SKIP) {
             /* Its page state expired: walk again from the start later. */
             graph_log(a, MP_LOG_INFO, "folder \"%s\": %s; the coverage walk starts over",
@@ -392,6 +421,21 @@ mp_status graph_walk(graph_account *a, const graph_folder *f, graph_fstate *fs,
             break;
         free(url);
         url = NULL;
+        /* Flags as they are now: a change made to old mail before the walk
+         * got here is in no delta round the folder will see. */
+        for (size_t i = 0; i < p.n && st == MP_OK; i++) {
+            char *flags = p.v[i].removed ? NULL : graph_msg_flags(&p.v[i]);
+            if (flags == NULL)
+                continue;
+            mp_change ch = {.kind = MP_CHANGE_UPDATED, .id = p.v[i].id, .size = -1,
+                            .flags = flags};
+            st = graph_host->batch_change_folders(batch, &ch, NULL, err);
+            free(flags);
+        }
+        if (st != MP_OK) {
+            graph_page_clear(&p);
+            break;
+        }
         if (p.delta_link != NULL) {
             free(fs->full);
             fs->full = strdup(p.delta_link);
@@ -456,8 +500,11 @@ mp_status graph_backfill(mp_account *acct, const char *folder, const char *backf
             pos.listed = 1;
     }
     if (st == MP_OK && fs.cover < GRAPH_COVER_WALKED &&
-        (deadline == 0 || graph_host->now_ms() < deadline))
-        st = graph_walk(a, f, &fs, WALK_PAGES, deadline, err);
+        (deadline == 0 || graph_host->now_ms() < deadline)) {
+        unsigned pages = 0;
+        st = graph_walk(a, batch, f, &fs, WALK_PAGES, deadline, &pages, err);
+        pos.walked += pages;
+    }
     if (st == MP_OK) {
         int done = pos.listed && fs.cover >= GRAPH_COVER_WALKED;
         char *ps = done ? NULL : position_dump(&pos);

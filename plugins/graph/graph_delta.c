@@ -8,8 +8,8 @@
  * which also tells what happened to it:
  *  - it is in this folder: emitted with its summary and flags, as the
  *    message now in exactly this folder. NEW when received after the folder
- *    was connected, else SYNCED (a flag changed on old mail, or old mail
- *    moved in, is never message.new). A stored message folds into one
+ *    was connected (or of unknown date), else SYNCED (a flag changed on old
+ *    mail, or old mail moved in, is never message.new). A stored message folds into one
  *    message.updated (flags, or folders_added/removed for a move in).
  *  - it is in another folder (an "@removed" here, under an immutable id, is
  *    a move; providers.md §3): UPDATED leaving this folder and entering
@@ -36,9 +36,12 @@
 /* One sync's pages per round: 200 ids each; more waits for the next run. */
 #define ROUND_PAGES_MAX 500u
 
+/* New mail is mail received after the folder was connected. A summary
+ * without its date (Graph's sparse answers come mostly for mail that just
+ * arrived) counts as new: stored already, it folds into an update anyway. */
 static mp_change_kind arrival_kind(const graph_fstate *fs, const graph_msg *m)
 {
-    return m->received > 0 && m->received * 1000 >= fs->since_ms ? MP_CHANGE_NEW
+    return m->received <= 0 || m->received * 1000 >= fs->since_ms ? MP_CHANGE_NEW
                                                                    : MP_CHANGE_SYNCED;
 }
 

@@ -162,11 +162,14 @@ void graph_folders_clear(graph_account *a);
 
 /* ---- the coverage walk (graph_bootstrap.c) ---- */
 
-/* Advance the unfiltered id-only delta of `f` by pages until its deltaLink
- * (fs->cover becomes GRAPH_COVER_WALKED), `max_pages` pages, or the
- * deadline (0: none). */
-mp_status graph_walk(graph_account *a, const graph_folder *f, graph_fstate *fs,
-                     unsigned max_pages, int64_t deadline_ms, mp_error *err);
+/* Advance the unfiltered delta of `f` (ids and flags) by pages until its
+ * deltaLink (fs->cover becomes GRAPH_COVER_WALKED), `max_pages` pages, or
+ * the deadline (0: none), emitting each listed message's flags as UPDATED
+ * into `batch` (stored ones take them; others are ignored by the host);
+ * *pages_r counts the pages read. */
+mp_status graph_walk(graph_account *a, mp_batch *batch, const graph_folder *f,
+                     graph_fstate *fs, unsigned max_pages, int64_t deadline_ms,
+                     unsigned *pages_r, mp_error *err);
 
 /* ---- slots ---- */
 

@@ -3,8 +3,9 @@
  * one durable driver-state record (state_get / batch_state, so it commits
  * with the changes and the cursor it belongs to). Pure: no host.
  *
- *  - since_ms: when the folder was connected. A message the delta brings
- *    that was received before it is history (SYNCED), not new mail: a flag
+ *  - since_ms: where new mail starts: the newest receivedDateTime the
+ *    bootstrap loaded (Exchange's clock). A message the delta brings that
+ *    was received before it is history (SYNCED), not new mail: a flag
  *    changed on old mail never becomes message.new.
  *  - the coverage walk (see graph_bootstrap.c): the bootstrap's delta is
  *    filtered to receivedDateTime >= the oldest message loaded, so changes

@@ -393,7 +393,7 @@ static void test_folders_bootstrap_delta(void **state)
     teardown_fx(&f);
 }
 
-#define WALK_Q "$select=id"
+#define WALK_Q "$select=id,isRead,isDraft,flag"
 static const mpt_http_step backfill_steps[] = {
     {.path = U "/mailFolders/inbox", .body = "{\"id\":\"F-in\"}"},
     {.path = U "/mailFolders/sentitems", .status = 404},
@@ -414,7 +414,8 @@ static const mpt_http_step backfill_steps[] = {
      .body = "{\"value\":[" MSG("m6", "F-in", "2026-12-06T08:00:00Z", "false", "six") "]}"},
     /* the coverage walk: the unfiltered id-only delta, page by page */
     {.path = U "/mailFolders/F-in/messages/delta", .query = WALK_Q,
-     .body = "{\"value\":[{\"id\":\"m1\"},{\"id\":\"m6\"}],\"@odata.nextLink\":\"@BASE@/users/"
+     .body = "{\"value\":[{\"id\":\"m1\",\"isRead\":true,\"isDraft\":false,\"flag\":{"
+             "\"flagStatus\":\"flagged\"}},{\"id\":\"m6\"}],\"@odata.nextLink\":\"@BASE@/users/"
              "a%40x.org/mailFolders/F-in/messages/delta?$skiptoken=W1\"}"},
     {.path = U "/mailFolders/F-in/messages/delta", .query = "$skiptoken=W1",
      .body = "{\"value\":[{\"id\":\"m5\"}],\"@odata.deltaLink\":\"@BASE@/users/a%40x.org/"
@@ -449,10 +450,16 @@ static void test_backfill_and_coverage(void **state)
     if (st != MP_OK)
         fail_msg("backfill: %d %s (%s)", st, err.text, mpt_http_server_first_mismatch(f.srv));
     /* m2 not twice; m5 (same second) and m6 loaded */
-    assert_int_equal(mpt_mock_change_count(f.m), 2);
+    assert_int_equal(mpt_mock_change_count(f.m), 3);
     assert_string_equal(mpt_mock_change_at(f.m, 0)->id, "m5");
     assert_string_equal(mpt_mock_change_at(f.m, 1)->id, "m6");
     assert_int_equal(mpt_mock_change_at(f.m, 1)->kind, MP_CHANGE_SYNCED);
+    /* the walk applies the flags it lists to what is stored */
+    const mpt_mock_change *w = mpt_mock_change_at(f.m, 2);
+    assert_string_equal(w->id, "m1");
+    assert_int_equal(w->kind, MP_CHANGE_UPDATED);
+    assert_string_equal(w->flags, "\\Seen \\Flagged");
+    assert_null(w->folders);
     /* listed to the end and walked: done */
     assert_true(last_done);
     assert_null(last_pos);
@@ -467,8 +474,8 @@ static void test_backfill_and_coverage(void **state)
     snprintf(cursor, sizeof cursor,
              "%s/users/a%%40x.org/mailFolders/F-in/messages/delta?$deltatoken=FULL2", f.base);
     assert_string_equal(mpt_mock_cursor(f.m, f.acct, "Inbox"), cursor);
-    assert_int_equal(mpt_mock_change_count(f.m), 3);
-    const mpt_mock_change *c = mpt_mock_change_at(f.m, 2);
+    assert_int_equal(mpt_mock_change_count(f.m), 4);
+    const mpt_mock_change *c = mpt_mock_change_at(f.m, 3);
     assert_string_equal(c->id, "m6");
     assert_int_equal(c->kind, MP_CHANGE_SYNCED);
     assert_string_equal(c->flags, "\\Seen");
