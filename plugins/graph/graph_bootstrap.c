@@ -361,6 +361,7 @@ mp_status graph_bootstrap(mp_account *acct, const char *folder, uint32_t max, mp
         int done = 0;
         if (max == 0) {
             done = 1; /* from-now-on mode: no history is wanted */
+            fs.cover = GRAPH_COVER_ENOUGH;
         } else {
             if (ended) {
                 pos.listed = 1;

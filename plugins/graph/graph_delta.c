@@ -21,10 +21,12 @@
  * syncStateInvalid) is MP_RESYNC: the host bootstraps the folder again with
  * one folder.reset.
  *
- * After the cursor's round: when the coverage walk (graph_bootstrap.c) has
- * finished, the folder switches to the unfiltered deltaLink it produced
- * (its first round brings the changes made since the walk began; those
- * already seen fold into nothing). Then the repair list is served.
+ * After the cursor's round: while the coverage walk (graph_bootstrap.c) is
+ * not done, a few more of its pages (the backfill walks too, but may stop
+ * first at a max_per_folder cap); once it is, the folder switches to the
+ * unfiltered deltaLink it produced (its first round brings the changes
+ * made since the walk ended; those already seen fold into nothing). Then
+ * the repair list is served.
  */
 #include "graph_driver.h"
 
@@ -35,6 +37,9 @@
 #define DELTA_PAGE 200u
 /* One sync's pages per round: 200 ids each; more waits for the next run. */
 #define ROUND_PAGES_MAX 500u
+/* Coverage-walk pages a delta sync adds while the walk is not done (the
+ * backfill walks too, but may stop first: a max_per_folder cap). */
+#define DELTA_WALK_PAGES 5u
 
 /* New mail is mail received after the folder was connected. A summary
  * without its date (Graph's sparse answers come mostly for mail that just
@@ -187,6 +192,15 @@ mp_status graph_delta(mp_account *acct, const char *folder, const char *cursor,
     if (fid == NULL)
         abort();
     st = round_from(a, batch, fid, folder, &fs, cursor, err);
+    int walked = 0; /* the walk moved: its state needs a commit */
+    if (st == MP_OK && fs.cover < GRAPH_COVER_WALKED) {
+        const graph_folder *f2 = graph_folder_by_id(a, fid);
+        unsigned pages = 0;
+        if (f2 != NULL) {
+            st = graph_walk(a, batch, f2, &fs, DELTA_WALK_PAGES, 0, &pages, err);
+            walked = 1;
+        }
+    }
     if (st == MP_OK && fs.cover == GRAPH_COVER_WALKED && fs.full != NULL) {
         /* Switch to the unfiltered delta: its first commit moves the cursor. */
         char *full = fs.full;
@@ -197,8 +211,9 @@ mp_status graph_delta(mp_account *acct, const char *folder, const char *cursor,
             graph_log(a, MP_LOG_INFO, "folder \"%s\": delta now covers all of its mail",
                       folder);
         free(full);
+        walked = 0; /* committed with the switch */
     }
-    if (st == MP_OK && fs.n_repair > 0) {
+    if (st == MP_OK && (fs.n_repair > 0 || walked)) {
         st = graph_repair_run(a, batch, fid, folder, &fs, err);
         if (st == MP_OK)
             st = graph_fstate_stage(a, batch, folder, &fs, err);

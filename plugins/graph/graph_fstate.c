@@ -53,7 +53,7 @@ int graph_fstate_parse(const char *text, graph_fstate *f, char **error_r)
     }
     f->since_ms = json_integer_value(json_object_get(root, "since"));
     json_int_t cover = json_integer_value(json_object_get(root, "cover"));
-    f->cover = cover >= GRAPH_COVER_RECENT && cover <= GRAPH_COVER_ALL ? (graph_cover)cover
+    f->cover = cover >= GRAPH_COVER_RECENT && cover <= GRAPH_COVER_ENOUGH ? (graph_cover)cover
                                                                        : GRAPH_COVER_RECENT;
     const char *s = json_string_value(json_object_get(root, "walk"));
     f->walk = s != NULL ? xstrdup(s) : NULL;

@@ -38,6 +38,8 @@ typedef enum graph_cover {
     GRAPH_COVER_WALKING = 1, /* the walk runs (walk = its next URL)         */
     GRAPH_COVER_WALKED = 2,  /* the walk reached `full`; switch pending     */
     GRAPH_COVER_ALL = 3,     /* the cursor is an unfiltered deltaLink       */
+    GRAPH_COVER_ENOUGH = 4,  /* nothing older than the filter is ever stored
+                                (from-now-on mode): no walk                 */
 } graph_cover;
 
 typedef struct graph_repair_item {
