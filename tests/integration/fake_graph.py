@@ -194,7 +194,7 @@ Control surface (thread-safe):
   `sparse=("from","subject",...)` lacks those fields (omitted, or null with
   `sparse_style="null"`) in every rendering until it has been read
   `sparse_reads` times by messages.get, or until complete_sparse();
-- subscriptions: subscriptions(user=None), subscription(id),
+- subscriptions: subscriptions_of(user=None), subscription(id) (dict views),
   require_reauthorization(id, pause=True) (sends reauthorizationRequired;
   paused subscriptions drop changes until reauthorize/PATCH),
   remove_subscription(id) (sends subscriptionRemoved and deletes it),
@@ -202,6 +202,8 @@ Control surface (thread-safe):
   copies=), send_notifications(url, items, copies=), post_raw(url, body,
   content_type) (forged/malformed bodies), change_item / lifecycle_item
   (build items, with overrides), auto_notify, batch_window,
+  hold_notifications / release_notifications (what piles up meanwhile
+  leaves in one POST per URL: deterministic batching for tests),
   duplicate_notifications (extra copies of every automatic POST),
   inject_validation_timeout(count), validation_token (fixed token for the
   next validations), wait_notifications_idle();
@@ -731,6 +733,7 @@ class FakeGraph:
         self.push_log = []
         self._outbox = collections.OrderedDict()  # url -> [items]
         self._flush_timer = None
+        self._held = False
         self._sending = 0
         self.clock_offset = 0.0
         self._server = None
@@ -2074,14 +2077,452 @@ class FakeGraph:
                         "access_token": token, "refresh_token": new}
             raise AadError("unsupported_grant_type", grant=grant)
 
-    # ---- subscriptions (filled in by the push part below)
+    # ---- subscriptions (P§3 "Create subscription", "Renew")
     def _subscriptions(self, endpoint, route, req):
-        raise GraphError(501, "NotImplemented", "Subscriptions are not available yet.")
+        self._need(req, READ_PERMS)
+        if endpoint == "subscriptions.create":
+            return self._sub_create(req)
+        if endpoint == "subscriptions.list":
+            with self.lock:
+                subs = [s.json(self.tenant_id) for s in list(self.subscriptions.values())
+                        if self._visible(req, s) and self._live(s.id)]
+            for sub in subs:
+                del sub["@odata.context"]
+            return self._json(200, {"@odata.context": GRAPH + "/v1.0/$metadata#subscriptions",
+                                    "value": subs})
+        with self.lock:
+            sub = self._live(route["sid"])
+            if sub is None or not self._visible(req, sub):
+                raise GraphError(404, "ResourceNotFound",
+                                 "Subscription '%s' was not found." % route["sid"])
+            if endpoint == "subscriptions.get":
+                return self._json(200, sub.json(self.tenant_id))
+            if endpoint == "subscriptions.delete":
+                del self.subscriptions[sub.id]
+                return 204, {}, b""
+            if endpoint == "subscriptions.reauthorize":
+                sub.paused = False
+                sub.reauthorized += 1
+                return 204, {}, b""
+            spec = self._json_body(req)
+            if "lifecycleNotificationUrl" in spec:
+                raise GraphError(400, "InvalidRequest", "lifecycleNotificationUrl cannot be "
+                                 "added or changed by an update; delete and recreate the "
+                                 "subscription.")
+            unknown = set(spec) - {"expirationDateTime", "notificationUrl"}
+            if unknown:
+                raise GraphError(400, "InvalidRequest", "Only expirationDateTime and "
+                                 "notificationUrl can be updated (got %s)."
+                                 % ", ".join(sorted(unknown)))
+            if "expirationDateTime" not in spec:
+                raise GraphError(400, "InvalidRequest", "expirationDateTime is a required "
+                                 "property for subscription update.")
+            sub.expires = self._expiry(spec["expirationDateTime"])
+            if "notificationUrl" in spec:
+                sub.url = self._check_url(spec["notificationUrl"], "notificationUrl")
+            sub.paused = False   # renewing also reauthorizes
+            return self._json(200, sub.json(self.tenant_id))
+
+    def _visible(self, req, sub):
+        if sub.client_id != req.auth["client"]:
+            return False
+        return req.auth["app"] or sub.box.upn.lower() == req.auth["user"].lower()
+
+    def _live(self, sid):
+        """The subscription, or None when unknown or expired (Graph deletes
+        expired subscriptions)."""
+        sub = self.subscriptions.get(sid)
+        if sub is not None and sub.expires <= self.now():
+            del self.subscriptions[sid]
+            return None
+        return sub
+
+    @staticmethod
+    def _json_body(req):
+        try:
+            spec = json.loads(req.body or b"")
+        except ValueError:
+            spec = None
+        if not isinstance(spec, dict):
+            raise GraphError(400, "BadRequest", "Unable to read JSON request payload. Please "
+                             "ensure Content-Type header is set and payload is of valid JSON "
+                             "format.")
+        return spec
+
+    def _expiry(self, text):
+        try:
+            when = parse_datetime(str(text))
+        except ValueError:
+            raise GraphError(400, "InvalidRequest", "expirationDateTime '%s' is not a valid "
+                             "date-time." % text) from None
+        now = self.now()
+        if when <= now:
+            raise GraphError(400, "ExtensionError", "Subscription expiration must be in the "
+                             "future.")
+        if when > now + self.max_subscription_minutes * 60:
+            raise GraphError(400, "ExtensionError", "Subscription expiration can only be %d "
+                             "minutes in the future." % self.max_subscription_minutes)
+        return max(when, now + self.min_subscription_minutes * 60)
+
+    @staticmethod
+    def _check_url(url, name):
+        if not isinstance(url, str) or not re.match(r"https?://[^/\s]+", url):
+            raise GraphError(400, "InvalidRequest", "%s must be an absolute http(s) URL."
+                             % name)
+        return url
+
+    def _parse_resource(self, req, resource):
+        m = re.fullmatch(r"/?(?:(me)|users(?:\('([^']+)'\)|/([^/]+)))"
+                         r"(?:/mailfolders(?:\('([^']+)'\)|/([^/]+)))?/messages/?",
+                         resource or "", re.I)
+        if not m:
+            raise GraphError(400, "InvalidRequest", "Resource '%s' is not supported by the "
+                             "fake (mail messages of a user or of one of its folders)."
+                             % resource)
+        user_ref = "me" if m.group(1) else urllib.parse.unquote(m.group(2) or m.group(3))
+        self._resolve_user(req, {"user": user_ref})
+        folder_ref = m.group(4) or m.group(5)
+        folder = None
+        if folder_ref:
+            folder = req.box.folder(urllib.parse.unquote(folder_ref))
+            if folder is None:
+                raise GraphError(404, "ErrorItemNotFound", "The specified object was not "
+                                 "found in the store.")
+        return req.box, folder.id if folder else None
+
+    def _sub_create(self, req):
+        spec = self._json_body(req)
+        for key in ("changeType", "notificationUrl", "resource", "expirationDateTime"):
+            if not spec.get(key):
+                raise GraphError(400, "InvalidRequest", "%s is a required property for "
+                                 "subscription creation." % key)
+        kinds = [k.strip() for k in str(spec["changeType"]).split(",") if k.strip()]
+        if not kinds or any(k not in ("created", "updated", "deleted") for k in kinds):
+            raise GraphError(400, "InvalidRequest", "Invalid changeType '%s'."
+                             % spec["changeType"])
+        url = self._check_url(spec["notificationUrl"], "notificationUrl")
+        lifecycle = spec.get("lifecycleNotificationUrl")
+        if lifecycle is not None:
+            lifecycle = self._check_url(lifecycle, "lifecycleNotificationUrl")
+        state = spec.get("clientState")
+        if state is not None and (not isinstance(state, str) or
+                                  len(state) > self.max_client_state):
+            raise GraphError(400, "InvalidRequest", "clientState must be a string of at most "
+                             "%d characters." % self.max_client_state)
+        with self.lock:
+            box, folder_id = self._parse_resource(req, str(spec["resource"]))
+            expires = self._expiry(spec["expirationDateTime"])
+            live = [s for s in list(self.subscriptions.values())
+                    if s.box is box and self._live(s.id)]
+            if len(live) >= self.max_subscriptions_per_mailbox:
+                raise GraphError(403, "ExtensionError", "The mailbox has reached its limit "
+                                 "of %d subscriptions." % self.max_subscriptions_per_mailbox)
+        # The validation handshake, outside the lock: the endpoint may be
+        # slow, and nothing else waits for it.
+        for target in [url] + ([lifecycle] if lifecycle else []):
+            problem = self._validate(target)
+            if problem:
+                raise GraphError(400, "InvalidRequest", problem)
+        with self.lock:
+            sub = Subscription(_guid(), box, folder_id, str(spec["resource"]), kinds, url,
+                               lifecycle, expires, state, req.immutable, req.auth["client"],
+                               req.auth["user"] and self.users[req.auth["user"].lower()]
+                               .object_id or _guid())
+            self.subscriptions[sub.id] = sub
+            if req.immutable:
+                req.applied.append('IdType="ImmutableId"')
+            return self._json(201, sub.json(self.tenant_id))
+
+    def _validate(self, url):
+        """POST the validation request (P§3 "Validation handshake"); returns
+        None when the answer is right, else Graph's error message."""
+        with self.lock:
+            token = self.validation_token or (
+                "Validation: Testing client application reachability for subscription "
+                "Request-Id: " + _guid())
+            injected = self._validation_timeouts > 0
+            if injected:
+                self._validation_timeouts -= 1
+        target = url + ("&" if "?" in url else "?") + "validationToken=" + \
+            _dotnet_urlencode(token)
+        status, body, latency, error, ctype = self._post(
+            target, b"", "text/plain; charset=utf-8", self.validation_timeout)
+        problem = None
+        if injected or (error and "timed out" in error):
+            problem = "Subscription validation request timed out."
+        elif status != 200:
+            problem = ("Subscription validation request failed. Notification endpoint must "
+                       "respond with 200 OK to validation request.")
+        elif not ctype.lower().startswith("text/plain"):
+            problem = ("Subscription validation request failed. Response must be of type "
+                       "text/plain.")
+        elif body != token.encode("utf-8"):
+            problem = ("Subscription validation request failed. Response must exactly match "
+                       "validationToken query parameter.")
+        self._log_push(url, "validation", status, latency, 1, [], error,
+                       ok=problem is None, token=token)
+        return problem
+
+    def inject_validation_timeout(self, count=1):
+        """The next `count` validation requests are sent but treated as if
+        their answer came after the 10 s deadline."""
+        with self.lock:
+            self._validation_timeouts += count
+
+    # ---- notification sender (P§3 "Notification payload", "Lifecycle")
+    def _post(self, url, body, content_type, timeout):
+        """POST and read the answer: (status, body, latency s, error,
+        content type)."""
+        req = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": content_type})
+        start = time.monotonic()
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                answer = resp.read()
+                return resp.status, answer, time.monotonic() - start, None, \
+                    resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            answer = exc.read()
+            return exc.code, answer, time.monotonic() - start, None, \
+                exc.headers.get("Content-Type", "")
+        except (OSError, ValueError) as exc:
+            text = str(exc)
+            if "timed out" in text.lower() or isinstance(exc, TimeoutError):
+                text = "timed out: " + text
+            return None, b"", time.monotonic() - start, text, ""
+
+    def _log_push(self, url, kind, status, latency, count, sub_ids, error, **extra):
+        with self.lock:
+            entry = {"t": time.time(), "url": url, "kind": kind, "status": status,
+                     "latency": latency, "count": count, "subscriptions": sub_ids,
+                     "error": error}
+            entry.update(extra)
+            self.push_log.append(entry)
+
+    def _sub_or_raise(self, sid):
+        sub = self.subscriptions.get(sid)
+        if sub is None:
+            raise KeyError("unknown subscription %r" % sid)
+        return sub
+
+    def change_item(self, sid, message_id, change_type="created", **overrides):
+        """One change notification of subscription `sid` about `message_id`
+        (a message id as the subscriber sees it); overrides replace fields
+        (clientState=..., subscriptionId=... for forgeries)."""
+        with self.lock:
+            sub = self._sub_or_raise(sid)
+            etag = None
+            key = sub.box.ids.get(message_id)
+            if key is not None and key in sub.box.messages:
+                etag = sub.box.messages[key].etag()
+            return self._change_item(sub, message_id, change_type, etag, overrides)
+
+    def _change_item(self, sub, mid, change_type, etag, overrides=None):
+        path = "Users/%s/Messages/%s" % (sub.box.object_id, mid)
+        item = {"id": base64.b64encode(secrets.token_bytes(9)).decode().rstrip("="),
+                "subscriptionId": sub.id,
+                "subscriptionExpirationDateTime": _iso7(sub.expires)[:23] + "Z",
+                "changeType": change_type, "resource": path, "tenantId": self.tenant_id,
+                "resourceData": {"@odata.type": "#Microsoft.Graph.Message",
+                                 "@odata.id": path,
+                                 "@odata.etag": etag or 'W/"%s"' % _b64id("CQAAABYAAAA", 12),
+                                 "id": mid}}
+        if sub.client_state is not None:
+            item["clientState"] = sub.client_state
+        item.update(overrides or {})
+        return item
+
+    def lifecycle_item(self, sid, event, **overrides):
+        """One lifecycle notification (reauthorizationRequired,
+        subscriptionRemoved, missed) of subscription `sid`."""
+        with self.lock:
+            return self._lifecycle_item(self._sub_or_raise(sid), event, overrides)
+
+    def _lifecycle_item(self, sub, event, overrides=None):
+        item = {"subscriptionId": sub.id,
+                "subscriptionExpirationDateTime": _iso7(sub.expires),
+                "tenantId": self.tenant_id, "lifecycleEvent": event}
+        if sub.client_state is not None:
+            item["clientState"] = sub.client_state
+        item.update(overrides or {})
+        return item
+
+    def send_notifications(self, url, items, copies=1, kind="change"):
+        """POST `{"value": items}` to `url` `copies` times, now; returns the
+        (status, body, latency) of each POST."""
+        body = json.dumps({"value": items}).encode()
+        out = []
+        for _ in range(copies):
+            out.append(self._send_logged(url, body, kind, items))
+        return out
+
+    def _send_logged(self, url, body, kind, items):
+        status, answer, latency, error, _ = self._post(
+            url, body, "application/json; charset=utf-8", self.notification_timeout)
+        events = sorted({i.get("changeType") or i.get("lifecycleEvent") or "?"
+                         for i in items if isinstance(i, dict)})
+        self._log_push(url, kind, status, latency, len(items),
+                       sorted({i.get("subscriptionId") for i in items
+                               if isinstance(i, dict) and i.get("subscriptionId")}),
+                       error, events=events)
+        return status, answer, latency
+
+    def post_raw(self, url, body, content_type="application/json; charset=utf-8"):
+        """POST arbitrary bytes (malformed JSON, oversized bodies, forged
+        notifications); returns (status, body, latency)."""
+        status, answer, latency, error, _ = self._post(url, body, content_type,
+                                                       self.notification_timeout)
+        self._log_push(url, "raw", status, latency, 0, [], error)
+        return status, answer, latency
+
+    def notify_change(self, sid, message_id, change_type="created", copies=1, **overrides):
+        """Send one change notification of `sid` now (copies > 1: the same
+        notification again, as Graph's retries do)."""
+        item = self.change_item(sid, message_id, change_type, **overrides)
+        with self.lock:
+            url = self._sub_or_raise(sid).url
+        return self.send_notifications(url, [item], copies)
+
+    def send_lifecycle(self, sids, event, copies=1):
+        """Send lifecycle event `event` for subscriptions `sids` (one id or
+        a list), one POST per lifecycleNotificationUrl carrying all of its
+        items; subscriptions without that URL get nothing (as in Graph)."""
+        if isinstance(sids, str):
+            sids = [sids]
+        groups = collections.OrderedDict()
+        with self.lock:
+            for sid in sids:
+                sub = self._sub_or_raise(sid)
+                if sub.lifecycle_url:
+                    groups.setdefault(sub.lifecycle_url, []).append(
+                        self._lifecycle_item(sub, event))
+        out = []
+        for url, items in groups.items():
+            out.extend(self.send_notifications(url, items, copies, kind="lifecycle"))
+        return out
+
+    def require_reauthorization(self, sid, pause=True):
+        """Send reauthorizationRequired; with pause, changes to the
+        subscription are dropped (not delivered, counted) until the client
+        reauthorizes or renews it."""
+        with self.lock:
+            self._sub_or_raise(sid).paused = pause
+        return self.send_lifecycle(sid, "reauthorizationRequired")
+
+    def remove_subscription(self, sid, notify=True):
+        """Graph drops the subscription (and says subscriptionRemoved)."""
+        with self.lock:
+            sub = self._sub_or_raise(sid)
+            item = self._lifecycle_item(sub, "subscriptionRemoved")
+            del self.subscriptions[sid]
+        if notify and sub.lifecycle_url:
+            return self.send_notifications(sub.lifecycle_url, [item], kind="lifecycle")
+        return []
+
+    def subscriptions_of(self, user=None):
+        """Dict views of the live subscriptions (of one mailbox)."""
+        with self.lock:
+            box = self._box(user) if user else None
+            return [self._sub_view(s) for s in list(self.subscriptions.values())
+                    if (box is None or s.box is box) and self._live(s.id)]
+
+    def subscription(self, sid):
+        with self.lock:
+            sub = self._live(sid)
+            return self._sub_view(sub) if sub else None
+
+    @staticmethod
+    def _sub_view(sub):
+        return {"id": sub.id, "user": sub.box.upn, "folder_id": sub.folder_id,
+                "resource": sub.resource, "change_types": list(sub.change_types),
+                "url": sub.url, "lifecycle_url": sub.lifecycle_url, "expires": sub.expires,
+                "client_state": sub.client_state, "immutable": sub.immutable,
+                "paused": sub.paused, "dropped": sub.dropped,
+                "reauthorized": sub.reauthorized}
+
+    def hold_notifications(self):
+        """Queue automatic notifications until release_notifications():
+        what piles up meanwhile leaves batched, one POST per URL."""
+        with self.lock:
+            self._held = True
+
+    def release_notifications(self):
+        with self.lock:
+            self._held = False
+        self._flush()
+
+    def wait_notifications_idle(self, timeout=30.0):
+        """Block until queued automatic notifications have been delivered."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self._outbox and not self._held or self._flush_timer or self._sending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("notifications still pending")
+                self.cond.wait(min(left, 0.1))
 
     def _notify_change(self, box, msg, change_type, folder_id, ids=None, scope="both"):
-        """Queue change notifications for live subscriptions (see the push
-        part)."""
-        return None
+        """Queue change notifications for the live subscriptions covering
+        this change (called with the lock held)."""
+        if not self.auto_notify:
+            return
+        rest, imm = ids or (msg.rest_id, msg.immutable_id)
+        queued = False
+        for sub in list(self.subscriptions.values()):
+            if sub.box is not box or self._live(sub.id) is None:
+                continue
+            if sub.folder_id is None and scope == "folder":
+                continue
+            if sub.folder_id is not None and (scope == "mailbox" or
+                                              sub.folder_id != folder_id):
+                continue
+            if change_type not in sub.change_types:
+                continue
+            if sub.paused:
+                sub.dropped += 1
+                continue
+            item = self._change_item(sub, imm if sub.immutable else rest, change_type,
+                                     msg.etag())
+            self._outbox.setdefault(sub.url, []).append(item)
+            queued = True
+        if queued and not self._held and self._flush_timer is None:
+            self._flush_timer = threading.Timer(self.batch_window, self._flush)
+            self._flush_timer.daemon = True
+            self._flush_timer.start()
+
+    def _flush(self):
+        with self.cond:
+            self._flush_timer = None
+            if self._held or self._server is None:
+                self.cond.notify_all()
+                return
+            batches = []
+            for url, items in self._outbox.items():
+                step = max(1, self.max_notifications_per_post)
+                for i in range(0, len(items), step):
+                    batches.append((url, items[i:i + step]))
+            self._outbox = collections.OrderedDict()
+            self._sending += len(batches)
+        for url, items in batches:
+            threading.Thread(target=self._deliver, args=(url, items), daemon=True,
+                             name="fake-graph-notify").start()
+
+    def _deliver(self, url, items):
+        """Deliver one batch like Graph: duplicates on demand, retries of a
+        non-2xx answer or a failed connection."""
+        try:
+            body = json.dumps({"value": items}).encode()
+            for _ in range(1 + max(0, self.duplicate_notifications)):
+                for attempt in range(1 + max(0, self.notification_retries)):
+                    if attempt:
+                        time.sleep(self.notification_retry_delay)
+                    status, _, _ = self._send_logged(url, body, "change", items)
+                    if status is not None and 200 <= status < 300:
+                        break
+        finally:
+            with self.cond:
+                self._sending -= 1
+                self.cond.notify_all()
 
 
 def _no_segment(seg):
