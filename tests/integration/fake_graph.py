@@ -160,7 +160,9 @@ Endpoints (endpoint names, used by fail_next/set_delay/calls, in brackets):
   "subscriptionExpirationDateTime","tenantId","clientState",
   "lifecycleEvent"}]}` go to lifecycleNotificationUrl. Every POST (and
   validation request) is logged with its answer status and latency
-  (`push_log`). Graph's retries (4 h) are `notification_retries` attempts
+  (`push_log` dicts: t = send time (time.time()), url, kind = change |
+  lifecycle | validation | raw, status (None: no answer), latency (s),
+  count, subscriptions, events, messages (resourceData ids), error). Graph's retries (4 h) are `notification_retries` attempts
   `notification_retry_delay` s apart (default: none).
 - Throttling (P§3 "Throttling"): at most `mailbox_concurrency` (4) requests
   per mailbox in flight, beyond that 429 `ApplicationThrottled` "Application
@@ -543,9 +545,17 @@ class Message:
         self.categories = []
         self.sparse = set()
         self.sparse_reads = None
-        self.parsed = email.message_from_bytes(raw, policy=email.policy.compat32)
+        self._parsed = None
         self.conversation_id = _b64id("AAQkAD", 30) + "AAA="
         self.conversation_index = base64.b64encode(secrets.token_bytes(22)).decode()
+
+    @property
+    def parsed(self):
+        """The MIME tree, parsed on first use (big test mailboxes stay
+        cheap to fill)."""
+        if self._parsed is None:
+            self._parsed = email.message_from_bytes(self.raw, policy=email.policy.compat32)
+        return self._parsed
 
     def touch(self, now):
         self.modified = max(now, self.modified)
@@ -1909,8 +1919,9 @@ class FakeGraph:
         """Net changes to folder `fid` after change `since`: (key, kind,
         rest id, immutable id) with kind created|updated|deleted."""
         first = collections.OrderedDict()
-        for seq, folder, key, kind, rest, imm in box.changes:
-            if seq <= since or folder != fid:
+        # Change seq n is box.changes[n - 1]: start right after `since`.
+        for seq, folder, key, kind, rest, imm in box.changes[since:]:
+            if folder != fid:
                 continue
             first.setdefault(key, (kind, rest, imm))
             first.move_to_end(key)
@@ -2245,6 +2256,7 @@ class FakeGraph:
                 self._validation_timeouts -= 1
         target = url + ("&" if "?" in url else "?") + "validationToken=" + \
             _dotnet_urlencode(token)
+        sent = time.time()
         status, body, latency, error, ctype = self._post(
             target, b"", "text/plain; charset=utf-8", self.validation_timeout)
         problem = None
@@ -2259,7 +2271,7 @@ class FakeGraph:
         elif body != token.encode("utf-8"):
             problem = ("Subscription validation request failed. Response must exactly match "
                        "validationToken query parameter.")
-        self._log_push(url, "validation", status, latency, 1, [], error,
+        self._log_push(url, "validation", status, latency, 1, [], error, sent=sent,
                        ok=problem is None, token=token)
         return problem
 
@@ -2291,9 +2303,10 @@ class FakeGraph:
                 text = "timed out: " + text
             return None, b"", time.monotonic() - start, text, ""
 
-    def _log_push(self, url, kind, status, latency, count, sub_ids, error, **extra):
+    def _log_push(self, url, kind, status, latency, count, sub_ids, error, sent=None,
+                  **extra):
         with self.lock:
-            entry = {"t": time.time(), "url": url, "kind": kind, "status": status,
+            entry = {"t": sent or time.time(), "url": url, "kind": kind, "status": status,
                      "latency": latency, "count": count, "subscriptions": sub_ids,
                      "error": error}
             entry.update(extra)
@@ -2357,22 +2370,26 @@ class FakeGraph:
         return out
 
     def _send_logged(self, url, body, kind, items):
+        sent = time.time()
         status, answer, latency, error, _ = self._post(
             url, body, "application/json; charset=utf-8", self.notification_timeout)
-        events = sorted({i.get("changeType") or i.get("lifecycleEvent") or "?"
-                         for i in items if isinstance(i, dict)})
+        items = [i for i in items if isinstance(i, dict)]
+        events = sorted({i.get("changeType") or i.get("lifecycleEvent") or "?" for i in items})
+        messages = [(i.get("resourceData") or {}).get("id") for i in items
+                    if isinstance(i.get("resourceData"), dict)]
         self._log_push(url, kind, status, latency, len(items),
                        sorted({i.get("subscriptionId") for i in items
-                               if isinstance(i, dict) and i.get("subscriptionId")}),
-                       error, events=events)
+                               if i.get("subscriptionId")}),
+                       error, sent=sent, events=events, messages=messages)
         return status, answer, latency
 
     def post_raw(self, url, body, content_type="application/json; charset=utf-8"):
         """POST arbitrary bytes (malformed JSON, oversized bodies, forged
         notifications); returns (status, body, latency)."""
+        sent = time.time()
         status, answer, latency, error, _ = self._post(url, body, content_type,
                                                        self.notification_timeout)
-        self._log_push(url, "raw", status, latency, 0, [], error)
+        self._log_push(url, "raw", status, latency, 0, [], error, sent=sent)
         return status, answer, latency
 
     def notify_change(self, sid, message_id, change_type="created", copies=1, **overrides):

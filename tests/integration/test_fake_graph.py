@@ -1019,6 +1019,10 @@ class SubscriptionTest(GraphTestBase):
         log = [e for e in self.fake.push_log if e["kind"] == "change"]
         self.assertEqual(sorted(e["status"] for e in log), [202, 202])
         self.assertTrue(all(isinstance(e["latency"], float) for e in log))
+        entry = [e for e in log if e["url"].endswith("account=a1")][0]
+        self.assertEqual((entry["count"], entry["messages"]), (3, [a, b, a]))
+        self.assertEqual(entry["subscriptions"], sorted([inbox_sub["id"], arch_sub["id"]]))
+        self.assertEqual(entry["events"], ["created", "updated"])
         # A move: deleted in the source folder, created in the destination,
         # updated for the whole mailbox (with the new REST id).
         self.rx.posts.clear()
@@ -1125,6 +1129,47 @@ class SubscriptionTest(GraphTestBase):
         self.assertEqual([(i["changeType"], i["resourceData"]["id"])
                           for i in self.rx.items("/push/graph?")],
                          [("created", self.fake.message_id(USER, msg["id"]))])
+
+
+class DemoTest(unittest.TestCase):
+    def test_standalone_process(self):
+        import subprocess
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.Popen([sys.executable, fake_graph.__file__, "--dir", tmp],
+                                    stdout=subprocess.PIPE, text=True)
+            try:
+                info = json.loads(proc.stdout.readline())
+                self.assertEqual(info["note"], "LOCAL FAKE, not Microsoft")
+                self.assertEqual(os.stat(info["client_secret_file"]).st_mode & 0o777, 0o600)
+                with open(info["client_secret_file"]) as f:
+                    secret = f.read().strip()
+                status, _, tok = call("%s/%s/oauth2/v2.0/token" % (info["login_url"],
+                                                                  info["tenant"]), "POST",
+                                      form={"grant_type": "client_credentials",
+                                            "client_id": info["client_id"],
+                                            "client_secret": secret,
+                                            "scope": fake_graph.DEFAULT_SCOPE})
+                self.assertEqual(status, 200)
+                status, _, data = call("%s/users/%s/mailFolders/inbox/messages"
+                                       % (info["api_url"], info["user"]),
+                                       token=tok["access_token"])
+                self.assertEqual((status, len(data["value"])), (200, 3))
+                with open(info["refresh_token_file"]) as f:
+                    refresh = f.read().strip()
+                status, _, tok = call("%s/common/oauth2/v2.0/token" % info["login_url"],
+                                      "POST", form={"grant_type": "refresh_token",
+                                                    "client_id": info["client_id"],
+                                                    "client_secret": secret,
+                                                    "refresh_token": refresh})
+                self.assertEqual(status, 200)
+                status, _, kids = call(info["api_url"] + "/me/mailFolders/inbox/childFolders",
+                                       token=tok["access_token"])
+                self.assertEqual([k["displayName"] for k in kids["value"]], ["Projects"])
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+                proc.stdout.close()
 
 
 if __name__ == "__main__":
