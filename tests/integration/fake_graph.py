@@ -140,8 +140,9 @@ Endpoints (endpoint names, used by fail_next/set_delay/calls, in brackets):
     201 with the subscription object.
   * [subscriptions.list] `GET /subscriptions`, [subscriptions.get]
     `GET /subscriptions/{id}`, [subscriptions.update] `PATCH
-    /subscriptions/{id}` (expirationDateTime; also reauthorizes; adding a
-    lifecycleNotificationUrl is 400) -> 200, [subscriptions.delete] `DELETE`
+    /subscriptions/{id}` (expirationDateTime, notificationUrl - validated
+    again; also reauthorizes; adding a lifecycleNotificationUrl is 400) ->
+    200, [subscriptions.delete] `DELETE`
     -> 204, [subscriptions.reauthorize] `POST /subscriptions/{id}/
     reauthorize` -> 204. An unknown or expired id is 404 ResourceNotFound
     (message UNCONFIRMED).
@@ -208,7 +209,8 @@ Control surface (thread-safe):
   leaves in one POST per URL: deterministic batching for tests),
   duplicate_notifications (extra copies of every automatic POST),
   inject_validation_timeout(count), validation_token (fixed token for the
-  next validations), wait_notifications_idle();
+  next validations), check_validation(url, token) (one handshake, e.g. to
+  test the daemon's echo of odd tokens), wait_notifications_idle();
 - failures: fail_next(endpoint, status, count=1, retry_after=, code=,
   message=, user=, aad_error=), clear_failures, set_delay, pause/resume,
   mailbox_concurrency, mailbox_budget;
@@ -1056,7 +1058,8 @@ class FakeGraph:
             self.failures = []
 
     def set_delay(self, endpoint, seconds):
-        """Answer `endpoint` only after `seconds` (0 removes)."""
+        """Answer `endpoint` (any of ENDPOINTS) only after `seconds` (0
+        removes); a delayed mailbox call holds its concurrency slot."""
         with self.lock:
             self.delays[endpoint] = seconds
 
@@ -1086,6 +1089,9 @@ class FakeGraph:
                     (user is None or e["user"] == user)]
 
     def in_flight(self, user=None, endpoint=None):
+        """Requests for mailbox `user` (of `endpoint`; endpoints that are
+        not about one mailbox, like token or subscriptions.*, with
+        user=None) being served right now."""
         with self.lock:
             if endpoint is None:
                 return sum(n for u, n in self.inflight.items()
@@ -1161,7 +1167,7 @@ class FakeGraph:
         request_id = _guid()
         base = {"request-id": request_id, "client-request-id":
                 _header(headers, "client-request-id") or request_id}
-        endpoint, user, gate = None, None, False
+        endpoint, user = None, None
         try:
             endpoint, route = self._route(req)
             if endpoint == "token":
@@ -1169,14 +1175,22 @@ class FakeGraph:
                 injected = self._injected(endpoint, user)
                 if injected:
                     raise injected
-                result = self._token(req, route)
+                self._enter(None, endpoint)
+                try:
+                    result = self._token(req, route)
+                finally:
+                    self._leave(None, endpoint)
                 self._count(endpoint, user, 200, arrived, in_batch)
                 hdrs = dict(base, **{"Content-Type": "application/json; charset=utf-8",
                                      "Cache-Control": "no-store, no-cache"})
                 return 200, hdrs, json.dumps(result).encode()
             self._authenticate(req)
             if endpoint == "batch":
-                status, hdrs, payload = self._batch(req)
+                self._enter(None, endpoint)
+                try:
+                    status, hdrs, payload = self._batch(req)
+                finally:
+                    self._leave(None, endpoint)
                 self._count(endpoint, None, status, arrived, in_batch)
                 hdrs.update(base)
                 return status, hdrs, payload
@@ -1188,14 +1202,11 @@ class FakeGraph:
             injected = self._injected(endpoint, user)
             if injected:
                 raise injected
-            if endpoint in MAILBOX_ENDPOINTS:
-                gate = True
-                self._enter(req.box, endpoint)
+            self._enter(req.box, endpoint)
             try:
                 status, hdrs, payload = self._serve(endpoint, route, req)
             finally:
-                if gate:
-                    self._leave(req.box, endpoint)
+                self._leave(req.box, endpoint)
         except AadError as err:
             self._count(endpoint or "unknown", user, err.status, arrived, in_batch)
             hdrs = dict(base, **{"Content-Type": "application/json; charset=utf-8"})
@@ -1218,48 +1229,53 @@ class FakeGraph:
         return status, hdrs, payload
 
     def _enter(self, box, endpoint):
-        """Concurrency gate and request budget of one mailbox (P§3
-        "Throttling"); also applies set_delay and pause."""
-        key = box.upn.lower()
+        """Count a call in flight; for a mailbox (box not None) apply its
+        concurrency limit and request budget (P§3 "Throttling"); then
+        apply set_delay and pause."""
+        key = box.upn.lower() if box else None
         with self.cond:
-            self.inflight[key] += 1
             self.ep_inflight[(endpoint, key)] += 1
-            self.peak[key] = max(self.peak[key], self.inflight[key])
             self.ep_peak[(endpoint, key)] = max(self.ep_peak[(endpoint, key)],
                                                 self.ep_inflight[(endpoint, key)])
-            refused = None
-            if self.inflight[key] > self.mailbox_concurrency:
-                refused = GraphError(429, "ApplicationThrottled",
-                                     "Application is over its MailboxConcurrency limit.",
-                                     {"Retry-After": str(self.concurrency_retry_after)})
-            else:
-                now = self.now()
-                log = box.budget_log
-                while log and log[0] <= now - self.budget_window:
-                    log.popleft()
-                if len(log) >= self.mailbox_budget:
-                    wait = max(1, int(log[0] + self.budget_window - now) + 1)
-                    refused = GraphError(429, "ApplicationThrottled",
-                                         "Application is over its MailboxRate limit.",
-                                         {"Retry-After": str(wait)})
-                else:
-                    log.append(now)
-            if refused:
-                self.throttled_count[key] += 1
-                self.inflight[key] -= 1
-                self.ep_inflight[(endpoint, key)] -= 1
-                raise refused
+            if box is not None:
+                self.inflight[key] += 1
+                self.peak[key] = max(self.peak[key], self.inflight[key])
+                refused = self._limit(box, key)
+                if refused:
+                    self.throttled_count[key] += 1
+                    self.inflight[key] -= 1
+                    self.ep_inflight[(endpoint, key)] -= 1
+                    raise refused
             delay = self.delays.get(endpoint, 0)
             while endpoint in self.paused and self._server is not None:
                 self.cond.wait(0.5)
         if delay:
             time.sleep(delay)
 
+    def _limit(self, box, key):
+        """The 429 this arrival gets from the mailbox's limits, or None."""
+        if self.inflight[key] > self.mailbox_concurrency:
+            return GraphError(429, "ApplicationThrottled",
+                              "Application is over its MailboxConcurrency limit.",
+                              {"Retry-After": str(self.concurrency_retry_after)})
+        now = self.now()
+        log = box.budget_log
+        while log and log[0] <= now - self.budget_window:
+            log.popleft()
+        if len(log) >= self.mailbox_budget:
+            wait = max(1, int(log[0] + self.budget_window - now) + 1)
+            return GraphError(429, "ApplicationThrottled",
+                              "Application is over its MailboxRate limit.",
+                              {"Retry-After": str(wait)})
+        log.append(now)
+        return None
+
     def _leave(self, box, endpoint):
-        key = box.upn.lower()
-        with self.lock:
-            self.inflight[key] -= 1
+        key = box.upn.lower() if box else None
+        with self.cond:
             self.ep_inflight[(endpoint, key)] -= 1
+            if box is not None:
+                self.inflight[key] -= 1
 
     def _route(self, req):
         """(endpoint name, route dict) of a request; GraphError otherwise."""
@@ -2101,6 +2117,17 @@ class FakeGraph:
                 del sub["@odata.context"]
             return self._json(200, {"@odata.context": GRAPH + "/v1.0/$metadata#subscriptions",
                                     "value": subs})
+        spec = self._json_body(req) if endpoint == "subscriptions.update" else {}
+        if isinstance(spec.get("notificationUrl"), str):
+            # A new notificationUrl is validated like at creation.
+            with self.lock:
+                sub = self._live(route["sid"])
+                known = sub is not None and self._visible(req, sub)
+            if known:
+                problem = self._validate(self._check_url(spec["notificationUrl"],
+                                                         "notificationUrl"))
+                if problem:
+                    raise GraphError(400, "InvalidRequest", problem)
         with self.lock:
             sub = self._live(route["sid"])
             if sub is None or not self._visible(req, sub):
@@ -2115,7 +2142,6 @@ class FakeGraph:
                 sub.paused = False
                 sub.reauthorized += 1
                 return 204, {}, b""
-            spec = self._json_body(req)
             if "lifecycleNotificationUrl" in spec:
                 raise GraphError(400, "InvalidRequest", "lifecycleNotificationUrl cannot be "
                                  "added or changed by an update; delete and recreate the "
@@ -2244,11 +2270,18 @@ class FakeGraph:
                 req.applied.append('IdType="ImmutableId"')
             return self._json(201, sub.json(self.tenant_id))
 
-    def _validate(self, url):
+    def check_validation(self, url, token=None):
+        """Send one validation request to `url` as subscriptions.create does
+        (`token`, else validation_token, else Graph's form); returns None
+        when the answer is right, else the error message Graph would give.
+        Logged in push_log like the others."""
+        return self._validate(url, token)
+
+    def _validate(self, url, token=None):
         """POST the validation request (P§3 "Validation handshake"); returns
         None when the answer is right, else Graph's error message."""
         with self.lock:
-            token = self.validation_token or (
+            token = token or self.validation_token or (
                 "Validation: Testing client application reachability for subscription "
                 "Request-Id: " + _guid())
             injected = self._validation_timeouts > 0

@@ -812,6 +812,16 @@ class ThrottleTest(GraphTestBase):
             t.join()
         self.assertEqual(self.fake.max_concurrent(USER, "messages.list"), 2)
         self.assertEqual(self.fake.in_flight(USER), 0)
+        # Endpoints outside a mailbox can be held too (a slow login).
+        self.fake.pause("token")
+        t = threading.Thread(target=call, args=(self.fake.token_url(), "POST"), kwargs={
+            "form": {"grant_type": "client_credentials", "client_id": CLIENT,
+                     "client_secret": SECRET, "scope": fake_graph.DEFAULT_SCOPE}})
+        t.start()
+        wait_for(lambda: self.fake.in_flight(endpoint="token") == 1)
+        self.fake.resume("token")
+        t.join()
+        self.assertEqual(self.fake.call_log("token")[-1]["status"], 200)
 
 class SubscriptionTest(GraphTestBase):
     def setUp(self):
@@ -889,6 +899,22 @@ class SubscriptionTest(GraphTestBase):
         status, _, sub = self.create()      # the odd token echoed decoded is fine
         self.assertEqual(status, 201)
         self.assertEqual(self.rx.validations[-1][2], "odd & chars=%<b>é")
+        self.assertIsNone(self.fake.check_validation(self.rx.base + "/push/graph",
+                                                     token="a+b c%2F\u2603"))
+        self.assertEqual(self.rx.validations[-1][2], "a+b c%2F\u2603")
+        self.rx.validation = "encoded"
+        self.assertIn("exactly match", self.fake.check_validation(self.rx.base + "/x",
+                                                                  token="a b"))
+        self.rx.validation = "ok"
+        # A new notificationUrl given by PATCH is validated again.
+        self.rx.validation = "error"
+        status, _, data = self.sub_call(sub["id"], "PATCH", {
+            "expirationDateTime": self.expiry(100), "notificationUrl": self.rx.base + "/new"})
+        self.assert_graph_error(status, data, "InvalidRequest", 400)
+        self.rx.validation = "ok"
+        status, _, data = self.sub_call(sub["id"], "PATCH", {
+            "expirationDateTime": self.expiry(100), "notificationUrl": self.rx.base + "/new"})
+        self.assertEqual((status, data["notificationUrl"]), (200, self.rx.base + "/new"))
         self.fake.validation_token = None
         self.fake.inject_validation_timeout()
         status, _, data = self.create()
