@@ -142,10 +142,10 @@ Endpoints (endpoint names, used by fail_next/set_delay/calls, in brackets):
     `GET /subscriptions/{id}`, [subscriptions.update] `PATCH
     /subscriptions/{id}` (expirationDateTime, notificationUrl - validated
     again; also reauthorizes; adding a lifecycleNotificationUrl is 400) ->
-    200, [subscriptions.delete] `DELETE`
-    -> 204, [subscriptions.reauthorize] `POST /subscriptions/{id}/
-    reauthorize` -> 204. An unknown or expired id is 404 ResourceNotFound
-    (message UNCONFIRMED).
+    200, [subscriptions.delete] `DELETE` -> 204,
+    [subscriptions.reauthorize] `POST /subscriptions/{id}/reauthorize` ->
+    204. An unknown or expired id is 404 ResourceNotFound (message
+    UNCONFIRMED). An app sees only the subscriptions it created.
 - Notification sender (P§3 "Notification payload", "Lifecycle
   notifications"): change notifications are POSTed to notificationUrl (with
   its query string) as `{"value":[{"id","subscriptionId",
@@ -163,7 +163,8 @@ Endpoints (endpoint names, used by fail_next/set_delay/calls, in brackets):
   validation request) is logged with its answer status and latency
   (`push_log` dicts: t = send time (time.time()), url, kind = change |
   lifecycle | validation | raw, status (None: no answer), latency (s),
-  count, subscriptions, events, messages (resourceData ids), error). Graph's retries (4 h) are `notification_retries` attempts
+  count, subscriptions, events, messages (resourceData ids), error).
+  Graph's retries (4 h) are `notification_retries` attempts
   `notification_retry_delay` s apart (default: none).
 - Throttling (P§3 "Throttling"): at most `mailbox_concurrency` (4) requests
   per mailbox in flight, beyond that 429 `ApplicationThrottled` "Application
@@ -189,8 +190,9 @@ Control surface (thread-safe):
 - mailbox: add_user (default folders created), add_folder (child folders,
   hidden), folder_id(user, wellKnownName or displayName), add_message(user,
   raw MIME, folder="inbox", received=, is_read=, sparse=, sparse_reads=) ->
-  immutable id, message_id(user, immutable, immutable=False) (its current
-  REST id), message(user, id) (a dict view), move_message, update_message
+  immutable id, message_id(user, id, immutable=False) (its current REST
+  id, or its immutable id), message(user, id) (a dict view), move_message
+  (returns the new REST id), update_message
   (is_read, flag, categories), delete_message, complete_sparse, expire_delta
   (user, folder=None, code=);
 - sparse summaries ("sparse metadata repair"): a message added with
@@ -228,8 +230,10 @@ mailboxes, rich notifications (includeResourceData / encryption), Event Hubs
 delivery, notificationQueryOptions, automatic reauthorizationRequired timing
 (tests send it), the notification endpoint throttling (slow/drop) rules,
 per-app global limits, upload size limits, national clouds, JWT access
-tokens (they are opaque strings here), real AAD consent and conditional
-access, and `dependsOn` in batches.
+tokens (they are opaque strings here), public clients (no secret),
+certificate credentials, real AAD consent and conditional access,
+`dependsOn` in batches, and Recoverable Items (the fake's DELETE removes a
+message for good, which is what a client syncing the visible folders sees).
 
 Library use:
 
@@ -357,6 +361,11 @@ AAD_ERRORS = {
                         "'{param}'."),
     "tenant_not_found": (400, 90002, "Tenant '{tenant}' not found. Check to make sure you have "
                          "the correct tenant ID and are signing into the correct cloud."),
+    "not_multi_tenant": (400, 50194, "Application '{client}' is not configured as a "
+                         "multi-tenant application. Usage of the /common endpoint is not "
+                         "supported for such applications created after '10/15/2018'. Use a "
+                         "tenant-specific endpoint or configure the application to be "
+                         "multi-tenant."),
     "temporarily_unavailable": (503, 90033, "A transient error has occurred. Please try "
                                 "again."),
 }
@@ -500,7 +509,8 @@ class AadError(Exception):
         super().__init__(kind)
         self.error = {"invalid_grant_revoked": "invalid_grant",
                       "consent_required": "invalid_grant",
-                      "tenant_not_found": "invalid_request"}.get(kind, kind)
+                      "tenant_not_found": "invalid_request",
+                      "not_multi_tenant": "invalid_request"}.get(kind, kind)
         self.status = status or status_default
         self.number = number
         self.text = text.format(**collections.defaultdict(str, fmt))
@@ -2064,7 +2074,7 @@ class FakeGraph:
                 raise AadError("invalid_client", client=client_id)
             if grant == "client_credentials":
                 if tenant in ("common", "organizations"):
-                    raise AadError("tenant_not_found", tenant=route["tenant"])
+                    raise AadError("not_multi_tenant", client=client_id)
                 scope = form.get("scope", "")
                 if scope.split() != [DEFAULT_SCOPE]:
                     if not scope:
@@ -2601,9 +2611,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+        # Repeated headers are one list (RFC 9110 5.3): a client may send
+        # `Prefer: odata.maxpagesize=N` and `Prefer: IdType=..` apart.
+        merged, names = {}, {}
+        for key, value in self.headers.items():
+            name = names.setdefault(key.lower(), key)
+            merged[name] = merged[name] + ", " + value if name in merged else value
         try:
-            status, headers, payload = self.owner.handle(self.command, self.path,
-                                                         dict(self.headers.items()), body)
+            status, headers, payload = self.owner.handle(self.command, self.path, merged, body)
         except Exception as exc:  # a bug in the fake: say so, as a 500
             traceback.print_exc()
             status, headers = 500, {"Content-Type": "application/json"}

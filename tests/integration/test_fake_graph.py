@@ -215,7 +215,7 @@ class TokenTest(GraphTestBase):
         status, _, data = self.token_call(dict(form, scope=fake_graph.GRAPH + "/Mail.Read"))
         self.assert_aad_error(status, data, 400, "invalid_scope", 1002012)
         status, _, data = self.token_call(form, tenant="common")
-        self.assertEqual((status, data["error"]), (400, "invalid_request"))
+        self.assert_aad_error(status, data, 400, "invalid_request", 50194)
         status, _, data = self.token_call(form, tenant="unknown.example")
         self.assert_aad_error(status, data, 400, "invalid_request", 90002)
         status, _, data = self.token_call(dict(form, grant_type="password"))
@@ -480,6 +480,21 @@ class DeltaTest(GraphTestBase):
         self.assertEqual(sorted(i["id"] for i in items), sorted(ids))
         self.assertIn("/mailFolders('%s')/messages/delta?$deltatoken="
                       % self.fake.folder_id(USER, "inbox"), link)
+        # The two preferences may come as two Prefer headers.
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.fake.port, timeout=30)
+        conn.putrequest("GET", urllib.parse.urlsplit(link).path + "?" +
+                        urllib.parse.urlsplit(link).query)
+        conn.putheader("Authorization", "Bearer " + self.token)
+        conn.putheader("Prefer", "odata.maxpagesize=2")
+        conn.putheader("Prefer", 'IdType="ImmutableId"')
+        conn.endheaders()
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        self.assertIn('IdType="ImmutableId"', resp.headers["Preference-Applied"])
+        self.assertIn("odata.maxpagesize=2", resp.headers["Preference-Applied"])
+        resp.read()
+        conn.close()
         # Nothing changed: an empty round, a deltaLink again.
         items, link, _ = self.delta_all(link, pref)
         self.assertEqual(items, [])
