@@ -82,7 +82,8 @@ Endpoints (endpoint names, used by fail_next/set_delay/calls, in brackets):
     UNCONFIRMED).
   * [messages.get] `GET .../messages/{id}` (also folder-scoped): the message
     resource; `$select`. [messages.value] `GET .../messages/{id}/$value`:
-    the raw RFC 822 bytes (`Content-Type: text/plain`, UNCONFIRMED); reading
+    the raw RFC 822 bytes (`Content-Type: text/plain`, capture:
+    msgraph-sdk-php#187, msgraph-sdk-java#499); reading
     does not mark it read (P§3 "MIME").
   * [messages.create] `POST .../mailFolders/{id}/messages` and
     `POST /users/{u}/messages` (drafts): JSON message (subject, body,
@@ -113,10 +114,13 @@ Endpoints (endpoint names, used by fail_next/set_delay/calls, in brackets):
   "body"}]}`; more than 20 requests, a missing or duplicate id, or a body
   without Content-Type is 400 for the whole batch (messages UNCONFIRMED);
   parts inherit the batch's Authorization; a non-JSON part body ($value) is
-  answered as a base64 JSON string (capture: io-msgraph notes); parts run
-  in order, each counts as one call of its own endpoint (and against the
-  mailbox concurrency limit while it runs); `dependsOn` is ignored;
-  `batch_shuffle` answers in random order (Graph does not promise order).
+  answered as a base64 JSON string (capture: io-msgraph notes); up to
+  `batch_parallelism` (4) parts run at once, as Graph hands at most 4 parts
+  in parallel to Outlook (P§3), each counting as one call of its own
+  endpoint and against its mailbox's concurrency limit while it runs (so
+  a batch next to other requests for the mailbox gets 429 parts, capture:
+  microsoft-graph-docs#2886); `dependsOn` is ignored; answers are in
+  request order, or random with `batch_shuffle` (Graph promises none).
 - Subscriptions (P§3 "Create subscription", "Validation handshake",
   "Renew", "Lifecycle notifications"):
   * [subscriptions.create] `POST /v1.0/subscriptions`: changeType
@@ -144,8 +148,9 @@ Endpoints (endpoint names, used by fail_next/set_delay/calls, in brackets):
     again; also reauthorizes; adding a lifecycleNotificationUrl is 400) ->
     200, [subscriptions.delete] `DELETE` -> 204,
     [subscriptions.reauthorize] `POST /subscriptions/{id}/reauthorize` ->
-    204. An unknown or expired id is 404 ResourceNotFound (message
-    UNCONFIRMED). An app sees only the subscriptions it created.
+    204. An unknown or expired id is 404 ResourceNotFound "The object was
+    not found." (capture: msgraph-sdk-php#221). An app sees only the
+    subscriptions it created.
 - Notification sender (P§3 "Notification payload", "Lifecycle
   notifications"): change notifications are POSTed to notificationUrl (with
   its query string) as `{"value":[{"id","subscriptionId",
@@ -733,6 +738,7 @@ class FakeGraph:
         self.validation_token = None          # fixed token for validations (tests)
         self._validation_timeouts = 0
         self.batch_shuffle = False
+        self.batch_parallelism = 4
         self.sparse_style = "omit"
         self.auto_notify = True
         self.batch_window = 0.02
@@ -2001,37 +2007,59 @@ class FakeGraph:
                                           for k in (part.get("headers") or {})):
                 raise GraphError(400, "BadRequest", "Content-Type header must be specified "
                                  "for a request with a body.")
-        auth = _header(req.headers, "Authorization")
-        responses = []
         for part in requests:
-            url = part["url"]
-            if url.startswith(("http://", "https://")):
+            if part["url"].startswith(("http://", "https://")):
                 raise GraphError(400, "BadRequest", "Batch request url must be relative.")
-            target = "/v1.0/" + url.lstrip("/")
-            headers = {str(k): str(v) for k, v in (part.get("headers") or {}).items()}
-            headers["Authorization"] = auth
-            body = part.get("body")
-            if body is None:
-                data = b""
-            elif isinstance(body, str) and _header(headers, "Content-Type").lower().startswith(
-                    "text/plain"):
-                data = body.encode()
-            else:
-                data = json.dumps(body).encode()
-            status, hdrs, payload = self.handle(part["method"], target, headers, data,
-                                                in_batch=True)
-            out_headers = {k: v for k, v in hdrs.items()
-                           if k.lower() not in ("request-id", "client-request-id")}
-            entry = {"id": str(part["id"]), "status": status, "headers": out_headers}
-            if payload:
-                if out_headers.get("Content-Type", "").startswith("application/json"):
-                    entry["body"] = json.loads(payload)
-                else:
-                    entry["body"] = base64.b64encode(payload).decode()
-            responses.append(entry)
+        auth = _header(req.headers, "Authorization")
+        responses = [None] * len(requests)
+        order = iter(range(len(requests)))
+        take = threading.Lock()
+
+        def worker():
+            while True:
+                with take:
+                    i = next(order, None)
+                if i is None:
+                    return
+                responses[i] = self._batch_part(requests[i], auth)
+        # Graph hands at most 4 parts at once to Outlook (P§3): each is a
+        # request in flight for its mailbox, so a batch running next to
+        # other requests for the same mailbox can get 429 parts.
+        workers = [threading.Thread(target=worker, daemon=True)
+                   for _ in range(max(1, min(self.batch_parallelism, len(requests))))]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
         if self.batch_shuffle:
             random.shuffle(responses)
         return self._json(200, {"responses": responses})
+
+    def _batch_part(self, part, auth):
+        """One part of a batch -> its entry in "responses"."""
+        url = part["url"]
+        target = "/v1.0/" + url.lstrip("/")
+        headers = {str(k): str(v) for k, v in (part.get("headers") or {}).items()}
+        headers["Authorization"] = auth
+        body = part.get("body")
+        if body is None:
+            data = b""
+        elif isinstance(body, str) and _header(headers, "Content-Type").lower().startswith(
+                "text/plain"):
+            data = body.encode()
+        else:
+            data = json.dumps(body).encode()
+        status, hdrs, payload = self.handle(part["method"], target, headers, data,
+                                            in_batch=True)
+        out_headers = {k: v for k, v in hdrs.items()
+                       if k.lower() not in ("request-id", "client-request-id")}
+        entry = {"id": str(part["id"]), "status": status, "headers": out_headers}
+        if payload:
+            if out_headers.get("Content-Type", "").startswith("application/json"):
+                entry["body"] = json.loads(payload)
+            else:
+                entry["body"] = base64.b64encode(payload).decode()
+        return entry
 
     # ---- token endpoint (P§3 "OAuth refresh")
     def _token_user(self, req):
@@ -2141,8 +2169,7 @@ class FakeGraph:
         with self.lock:
             sub = self._live(route["sid"])
             if sub is None or not self._visible(req, sub):
-                raise GraphError(404, "ResourceNotFound",
-                                 "Subscription '%s' was not found." % route["sid"])
+                raise GraphError(404, "ResourceNotFound", "The object was not found.")
             if endpoint == "subscriptions.get":
                 return self._json(200, sub.json(self.tenant_id))
             if endpoint == "subscriptions.delete":
@@ -2161,10 +2188,12 @@ class FakeGraph:
                 raise GraphError(400, "InvalidRequest", "Only expirationDateTime and "
                                  "notificationUrl can be updated (got %s)."
                                  % ", ".join(sorted(unknown)))
-            if "expirationDateTime" not in spec:
-                raise GraphError(400, "InvalidRequest", "expirationDateTime is a required "
-                                 "property for subscription update.")
-            sub.expires = self._expiry(spec["expirationDateTime"])
+            if not spec.get("expirationDateTime") and not spec.get("notificationUrl"):
+                raise GraphError(400, "InvalidRequest", "Subscription must contain either "
+                                 "the 'expirationDateTime' or 'notificationUrl' property and "
+                                 "its value.")
+            if spec.get("expirationDateTime"):
+                sub.expires = self._expiry(spec["expirationDateTime"])
             if "notificationUrl" in spec:
                 sub.url = self._check_url(spec["notificationUrl"], "notificationUrl")
             sub.paused = False   # renewing also reauthorizes

@@ -724,14 +724,34 @@ class BatchTest(GraphTestBase):
         status, _, data = call(self.fake.api_url + "/$batch", "POST",
                                body={"requests": reqs[:2]}, token=self.token)
         self.assertEqual(status, 200)
-        self.assertEqual([r["status"] for r in data["responses"]], [429, 200])
-        self.assertEqual(data["responses"][0]["headers"]["Retry-After"], "5")
-        self.assertEqual(data["responses"][0]["body"]["error"]["code"], "ApplicationThrottled")
+        self.assertEqual(sorted(r["status"] for r in data["responses"]), [200, 429])
+        throttled = [r for r in data["responses"] if r["status"] == 429][0]
+        self.assertEqual(throttled["headers"]["Retry-After"], "5")
+        self.assertEqual(throttled["body"]["error"]["code"], "ApplicationThrottled")
         self.fake.batch_shuffle = True
         status, _, data = call(self.fake.api_url + "/$batch", "POST",
                                body={"requests": many[:20]}, token=self.token)
         self.assertEqual(sorted(r["id"] for r in data["responses"]),
                          sorted(str(n) for n in range(20)))
+
+    def test_batch_parts_count_against_the_mailbox_limit(self):
+        iids = [self.fake.add_message(USER, raw_message(i)) for i in range(6)]
+        reqs = [{"id": str(n), "method": "GET", "url": "/users/%s/messages/%s" % (USER, iid)}
+                for n, iid in enumerate(iids)]
+        self.fake.pause("messages.get")
+        out = []
+        t = threading.Thread(target=lambda: out.append(call(
+            self.fake.api_url + "/$batch", "POST", body={"requests": reqs}, token=self.token)))
+        t.start()
+        wait_for(lambda: self.fake.in_flight(USER) == 4)    # 4 parts at once, like Graph
+        status, _, data = self.get("/mailFolders/inbox")     # a 5th request for alice
+        self.assert_graph_error(status, data, "ApplicationThrottled", 429)
+        self.fake.resume("messages.get")
+        t.join()
+        status, _, data = out[0]
+        self.assertEqual([r["id"] for r in data["responses"]], [str(n) for n in range(6)])
+        self.assertEqual([r["status"] for r in data["responses"]], [200] * 6)
+        self.assertEqual(self.fake.max_concurrent(USER, "messages.get"), 4)
 
 
 class ThrottleTest(GraphTestBase):
@@ -995,6 +1015,9 @@ class SubscriptionTest(GraphTestBase):
         status, _, data = self.sub_call("00000000-0000-0000-0000-000000000000", "PATCH",
                                         {"expirationDateTime": self.expiry(100)})
         self.assert_graph_error(status, data, "ResourceNotFound", 404)
+        self.assertEqual(data["error"]["message"], "The object was not found.")
+        status, _, data = self.sub_call(sid, "PATCH", {})
+        self.assert_graph_error(status, data, "InvalidRequest", 400)
         self.fake.fail_next("subscriptions.update", 404, code="ResourceNotFound")
         status, _, data = self.sub_call(sid, "PATCH", {"expirationDateTime": self.expiry(100)})
         self.assertEqual(status, 404)
