@@ -219,8 +219,14 @@ Control surface (thread-safe):
   next validations), check_validation(url, token) (one handshake, e.g. to
   test the daemon's echo of odd tokens), wait_notifications_idle();
 - failures: fail_next(endpoint, status, count=1, retry_after=, code=,
-  message=, user=, aad_error=), clear_failures, set_delay, pause/resume,
-  mailbox_concurrency, mailbox_budget;
+  message=, user=, aad_error=), clear_failures, set_delay, pause/resume
+  (any endpoint; a held call stays in flight);
+- knobs (attributes): mailbox_concurrency (4), concurrency_retry_after,
+  mailbox_budget (10000) / budget_window (600 s), max_subscription_minutes
+  (10080), min_subscription_minutes (45), max_subscriptions_per_mailbox
+  (1000), max_client_state (128), validation_timeout (10 s),
+  batch_parallelism (4), batch_shuffle, sparse_style, strict_rotation,
+  access_token_lifetime (constructor), notification_timeout;
 - clock: now(), advance(seconds) moves access-token expiry, subscription
   expiry, receivedDateTime of new messages and the budget window;
 - counters: calls(endpoint, user), call_log, in_flight, max_concurrent,
