@@ -82,7 +82,8 @@ Endpoints (endpoint names, used by fail_next/set_delay/calls, in brackets):
     UNCONFIRMED).
   * [messages.get] `GET .../messages/{id}` (also folder-scoped): the message
     resource; `$select`. [messages.value] `GET .../messages/{id}/$value`:
-    the raw RFC 822 bytes (`Content-Type: text/plain`, UNCONFIRMED); reading
+    the raw RFC 822 bytes (`Content-Type: text/plain`, capture:
+    msgraph-sdk-php#187, msgraph-sdk-java#499); reading
     does not mark it read (P§3 "MIME").
   * [messages.create] `POST .../mailFolders/{id}/messages` and
     `POST /users/{u}/messages` (drafts): JSON message (subject, body,
@@ -113,10 +114,13 @@ Endpoints (endpoint names, used by fail_next/set_delay/calls, in brackets):
   "body"}]}`; more than 20 requests, a missing or duplicate id, or a body
   without Content-Type is 400 for the whole batch (messages UNCONFIRMED);
   parts inherit the batch's Authorization; a non-JSON part body ($value) is
-  answered as a base64 JSON string (capture: io-msgraph notes); parts run
-  in order, each counts as one call of its own endpoint (and against the
-  mailbox concurrency limit while it runs); `dependsOn` is ignored;
-  `batch_shuffle` answers in random order (Graph does not promise order).
+  answered as a base64 JSON string (capture: io-msgraph notes); up to
+  `batch_parallelism` (4) parts run at once, as Graph hands at most 4 parts
+  in parallel to Outlook (P§3), each counting as one call of its own
+  endpoint and against its mailbox's concurrency limit while it runs (so
+  a batch next to other requests for the mailbox gets 429 parts, capture:
+  microsoft-graph-docs#2886); `dependsOn` is ignored; answers are in
+  request order, or random with `batch_shuffle` (Graph promises none).
 - Subscriptions (P§3 "Create subscription", "Validation handshake",
   "Renew", "Lifecycle notifications"):
   * [subscriptions.create] `POST /v1.0/subscriptions`: changeType
@@ -140,11 +144,13 @@ Endpoints (endpoint names, used by fail_next/set_delay/calls, in brackets):
     201 with the subscription object.
   * [subscriptions.list] `GET /subscriptions`, [subscriptions.get]
     `GET /subscriptions/{id}`, [subscriptions.update] `PATCH
-    /subscriptions/{id}` (expirationDateTime; also reauthorizes; adding a
-    lifecycleNotificationUrl is 400) -> 200, [subscriptions.delete] `DELETE`
-    -> 204, [subscriptions.reauthorize] `POST /subscriptions/{id}/
-    reauthorize` -> 204. An unknown or expired id is 404 ResourceNotFound
-    (message UNCONFIRMED).
+    /subscriptions/{id}` (expirationDateTime, notificationUrl - validated
+    again; also reauthorizes; adding a lifecycleNotificationUrl is 400) ->
+    200, [subscriptions.delete] `DELETE` -> 204,
+    [subscriptions.reauthorize] `POST /subscriptions/{id}/reauthorize` ->
+    204. An unknown or expired id is 404 ResourceNotFound "The object was
+    not found." (capture: msgraph-sdk-php#221). An app sees only the
+    subscriptions it created.
 - Notification sender (P§3 "Notification payload", "Lifecycle
   notifications"): change notifications are POSTed to notificationUrl (with
   its query string) as `{"value":[{"id","subscriptionId",
@@ -160,7 +166,10 @@ Endpoints (endpoint names, used by fail_next/set_delay/calls, in brackets):
   "subscriptionExpirationDateTime","tenantId","clientState",
   "lifecycleEvent"}]}` go to lifecycleNotificationUrl. Every POST (and
   validation request) is logged with its answer status and latency
-  (`push_log`). Graph's retries (4 h) are `notification_retries` attempts
+  (`push_log` dicts: t = send time (time.time()), url, kind = change |
+  lifecycle | validation | raw, status (None: no answer), latency (s),
+  count, subscriptions, events, messages (resourceData ids), error).
+  Graph's retries (4 h) are `notification_retries` attempts
   `notification_retry_delay` s apart (default: none).
 - Throttling (P§3 "Throttling"): at most `mailbox_concurrency` (4) requests
   per mailbox in flight, beyond that 429 `ApplicationThrottled` "Application
@@ -186,15 +195,16 @@ Control surface (thread-safe):
 - mailbox: add_user (default folders created), add_folder (child folders,
   hidden), folder_id(user, wellKnownName or displayName), add_message(user,
   raw MIME, folder="inbox", received=, is_read=, sparse=, sparse_reads=) ->
-  immutable id, message_id(user, immutable, immutable=False) (its current
-  REST id), message(user, id) (a dict view), move_message, update_message
+  immutable id, message_id(user, id, immutable=False) (its current REST
+  id, or its immutable id), message(user, id) (a dict view), move_message
+  (returns the new REST id), update_message
   (is_read, flag, categories), delete_message, complete_sparse, expire_delta
   (user, folder=None, code=);
 - sparse summaries ("sparse metadata repair"): a message added with
   `sparse=("from","subject",...)` lacks those fields (omitted, or null with
   `sparse_style="null"`) in every rendering until it has been read
   `sparse_reads` times by messages.get, or until complete_sparse();
-- subscriptions: subscriptions(user=None), subscription(id),
+- subscriptions: subscriptions_of(user=None), subscription(id) (dict views),
   require_reauthorization(id, pause=True) (sends reauthorizationRequired;
   paused subscriptions drop changes until reauthorize/PATCH),
   remove_subscription(id) (sends subscriptionRemoved and deletes it),
@@ -202,12 +212,21 @@ Control surface (thread-safe):
   copies=), send_notifications(url, items, copies=), post_raw(url, body,
   content_type) (forged/malformed bodies), change_item / lifecycle_item
   (build items, with overrides), auto_notify, batch_window,
+  hold_notifications / release_notifications (what piles up meanwhile
+  leaves in one POST per URL: deterministic batching for tests),
   duplicate_notifications (extra copies of every automatic POST),
   inject_validation_timeout(count), validation_token (fixed token for the
-  next validations), wait_notifications_idle();
+  next validations), check_validation(url, token) (one handshake, e.g. to
+  test the daemon's echo of odd tokens), wait_notifications_idle();
 - failures: fail_next(endpoint, status, count=1, retry_after=, code=,
-  message=, user=, aad_error=), clear_failures, set_delay, pause/resume,
-  mailbox_concurrency, mailbox_budget;
+  message=, user=, aad_error=), clear_failures, set_delay, pause/resume
+  (any endpoint; a held call stays in flight);
+- knobs (attributes): mailbox_concurrency (4), concurrency_retry_after,
+  mailbox_budget (10000) / budget_window (600 s), max_subscription_minutes
+  (10080), min_subscription_minutes (45), max_subscriptions_per_mailbox
+  (1000), max_client_state (128), validation_timeout (10 s),
+  batch_parallelism (4), batch_shuffle, sparse_style, strict_rotation,
+  access_token_lifetime (constructor), notification_timeout;
 - clock: now(), advance(seconds) moves access-token expiry, subscription
   expiry, receivedDateTime of new messages and the budget window;
 - counters: calls(endpoint, user), call_log, in_flight, max_concurrent,
@@ -222,8 +241,10 @@ mailboxes, rich notifications (includeResourceData / encryption), Event Hubs
 delivery, notificationQueryOptions, automatic reauthorizationRequired timing
 (tests send it), the notification endpoint throttling (slow/drop) rules,
 per-app global limits, upload size limits, national clouds, JWT access
-tokens (they are opaque strings here), real AAD consent and conditional
-access, and `dependsOn` in batches.
+tokens (they are opaque strings here), public clients (no secret),
+certificate credentials, real AAD consent and conditional access,
+`dependsOn` in batches, and Recoverable Items (the fake's DELETE removes a
+message for good, which is what a client syncing the visible folders sees).
 
 Library use:
 
@@ -351,6 +372,11 @@ AAD_ERRORS = {
                         "'{param}'."),
     "tenant_not_found": (400, 90002, "Tenant '{tenant}' not found. Check to make sure you have "
                          "the correct tenant ID and are signing into the correct cloud."),
+    "not_multi_tenant": (400, 50194, "Application '{client}' is not configured as a "
+                         "multi-tenant application. Usage of the /common endpoint is not "
+                         "supported for such applications created after '10/15/2018'. Use a "
+                         "tenant-specific endpoint or configure the application to be "
+                         "multi-tenant."),
     "temporarily_unavailable": (503, 90033, "A transient error has occurred. Please try "
                                 "again."),
 }
@@ -494,7 +520,8 @@ class AadError(Exception):
         super().__init__(kind)
         self.error = {"invalid_grant_revoked": "invalid_grant",
                       "consent_required": "invalid_grant",
-                      "tenant_not_found": "invalid_request"}.get(kind, kind)
+                      "tenant_not_found": "invalid_request",
+                      "not_multi_tenant": "invalid_request"}.get(kind, kind)
         self.status = status or status_default
         self.number = number
         self.text = text.format(**collections.defaultdict(str, fmt))
@@ -541,9 +568,17 @@ class Message:
         self.categories = []
         self.sparse = set()
         self.sparse_reads = None
-        self.parsed = email.message_from_bytes(raw, policy=email.policy.compat32)
+        self._parsed = None
         self.conversation_id = _b64id("AAQkAD", 30) + "AAA="
         self.conversation_index = base64.b64encode(secrets.token_bytes(22)).decode()
+
+    @property
+    def parsed(self):
+        """The MIME tree, parsed on first use (big test mailboxes stay
+        cheap to fill)."""
+        if self._parsed is None:
+            self._parsed = email.message_from_bytes(self.raw, policy=email.policy.compat32)
+        return self._parsed
 
     def touch(self, now):
         self.modified = max(now, self.modified)
@@ -709,6 +744,7 @@ class FakeGraph:
         self.validation_token = None          # fixed token for validations (tests)
         self._validation_timeouts = 0
         self.batch_shuffle = False
+        self.batch_parallelism = 4
         self.sparse_style = "omit"
         self.auto_notify = True
         self.batch_window = 0.02
@@ -731,6 +767,7 @@ class FakeGraph:
         self.push_log = []
         self._outbox = collections.OrderedDict()  # url -> [items]
         self._flush_timer = None
+        self._held = False
         self._sending = 0
         self.clock_offset = 0.0
         self._server = None
@@ -1043,7 +1080,8 @@ class FakeGraph:
             self.failures = []
 
     def set_delay(self, endpoint, seconds):
-        """Answer `endpoint` only after `seconds` (0 removes)."""
+        """Answer `endpoint` (any of ENDPOINTS) only after `seconds` (0
+        removes); a delayed mailbox call holds its concurrency slot."""
         with self.lock:
             self.delays[endpoint] = seconds
 
@@ -1073,6 +1111,9 @@ class FakeGraph:
                     (user is None or e["user"] == user)]
 
     def in_flight(self, user=None, endpoint=None):
+        """Requests for mailbox `user` (of `endpoint`; endpoints that are
+        not about one mailbox, like token or subscriptions.*, with
+        user=None) being served right now."""
         with self.lock:
             if endpoint is None:
                 return sum(n for u, n in self.inflight.items()
@@ -1148,7 +1189,7 @@ class FakeGraph:
         request_id = _guid()
         base = {"request-id": request_id, "client-request-id":
                 _header(headers, "client-request-id") or request_id}
-        endpoint, user, gate = None, None, False
+        endpoint, user = None, None
         try:
             endpoint, route = self._route(req)
             if endpoint == "token":
@@ -1156,14 +1197,22 @@ class FakeGraph:
                 injected = self._injected(endpoint, user)
                 if injected:
                     raise injected
-                result = self._token(req, route)
+                self._enter(None, endpoint)
+                try:
+                    result = self._token(req, route)
+                finally:
+                    self._leave(None, endpoint)
                 self._count(endpoint, user, 200, arrived, in_batch)
                 hdrs = dict(base, **{"Content-Type": "application/json; charset=utf-8",
                                      "Cache-Control": "no-store, no-cache"})
                 return 200, hdrs, json.dumps(result).encode()
             self._authenticate(req)
             if endpoint == "batch":
-                status, hdrs, payload = self._batch(req)
+                self._enter(None, endpoint)
+                try:
+                    status, hdrs, payload = self._batch(req)
+                finally:
+                    self._leave(None, endpoint)
                 self._count(endpoint, None, status, arrived, in_batch)
                 hdrs.update(base)
                 return status, hdrs, payload
@@ -1175,14 +1224,11 @@ class FakeGraph:
             injected = self._injected(endpoint, user)
             if injected:
                 raise injected
-            if endpoint in MAILBOX_ENDPOINTS:
-                gate = True
-                self._enter(req.box, endpoint)
+            self._enter(req.box, endpoint)
             try:
                 status, hdrs, payload = self._serve(endpoint, route, req)
             finally:
-                if gate:
-                    self._leave(req.box, endpoint)
+                self._leave(req.box, endpoint)
         except AadError as err:
             self._count(endpoint or "unknown", user, err.status, arrived, in_batch)
             hdrs = dict(base, **{"Content-Type": "application/json; charset=utf-8"})
@@ -1205,48 +1251,53 @@ class FakeGraph:
         return status, hdrs, payload
 
     def _enter(self, box, endpoint):
-        """Concurrency gate and request budget of one mailbox (P§3
-        "Throttling"); also applies set_delay and pause."""
-        key = box.upn.lower()
+        """Count a call in flight; for a mailbox (box not None) apply its
+        concurrency limit and request budget (P§3 "Throttling"); then
+        apply set_delay and pause."""
+        key = box.upn.lower() if box else None
         with self.cond:
-            self.inflight[key] += 1
             self.ep_inflight[(endpoint, key)] += 1
-            self.peak[key] = max(self.peak[key], self.inflight[key])
             self.ep_peak[(endpoint, key)] = max(self.ep_peak[(endpoint, key)],
                                                 self.ep_inflight[(endpoint, key)])
-            refused = None
-            if self.inflight[key] > self.mailbox_concurrency:
-                refused = GraphError(429, "ApplicationThrottled",
-                                     "Application is over its MailboxConcurrency limit.",
-                                     {"Retry-After": str(self.concurrency_retry_after)})
-            else:
-                now = self.now()
-                log = box.budget_log
-                while log and log[0] <= now - self.budget_window:
-                    log.popleft()
-                if len(log) >= self.mailbox_budget:
-                    wait = max(1, int(log[0] + self.budget_window - now) + 1)
-                    refused = GraphError(429, "ApplicationThrottled",
-                                         "Application is over its MailboxRate limit.",
-                                         {"Retry-After": str(wait)})
-                else:
-                    log.append(now)
-            if refused:
-                self.throttled_count[key] += 1
-                self.inflight[key] -= 1
-                self.ep_inflight[(endpoint, key)] -= 1
-                raise refused
+            if box is not None:
+                self.inflight[key] += 1
+                self.peak[key] = max(self.peak[key], self.inflight[key])
+                refused = self._limit(box, key)
+                if refused:
+                    self.throttled_count[key] += 1
+                    self.inflight[key] -= 1
+                    self.ep_inflight[(endpoint, key)] -= 1
+                    raise refused
             delay = self.delays.get(endpoint, 0)
             while endpoint in self.paused and self._server is not None:
                 self.cond.wait(0.5)
         if delay:
             time.sleep(delay)
 
+    def _limit(self, box, key):
+        """The 429 this arrival gets from the mailbox's limits, or None."""
+        if self.inflight[key] > self.mailbox_concurrency:
+            return GraphError(429, "ApplicationThrottled",
+                              "Application is over its MailboxConcurrency limit.",
+                              {"Retry-After": str(self.concurrency_retry_after)})
+        now = self.now()
+        log = box.budget_log
+        while log and log[0] <= now - self.budget_window:
+            log.popleft()
+        if len(log) >= self.mailbox_budget:
+            wait = max(1, int(log[0] + self.budget_window - now) + 1)
+            return GraphError(429, "ApplicationThrottled",
+                              "Application is over its MailboxRate limit.",
+                              {"Retry-After": str(wait)})
+        log.append(now)
+        return None
+
     def _leave(self, box, endpoint):
-        key = box.upn.lower()
-        with self.lock:
-            self.inflight[key] -= 1
+        key = box.upn.lower() if box else None
+        with self.cond:
             self.ep_inflight[(endpoint, key)] -= 1
+            if box is not None:
+                self.inflight[key] -= 1
 
     def _route(self, req):
         """(endpoint name, route dict) of a request; GraphError otherwise."""
@@ -1906,8 +1957,9 @@ class FakeGraph:
         """Net changes to folder `fid` after change `since`: (key, kind,
         rest id, immutable id) with kind created|updated|deleted."""
         first = collections.OrderedDict()
-        for seq, folder, key, kind, rest, imm in box.changes:
-            if seq <= since or folder != fid:
+        # Change seq n is box.changes[n - 1]: start right after `since`.
+        for seq, folder, key, kind, rest, imm in box.changes[since:]:
+            if folder != fid:
                 continue
             first.setdefault(key, (kind, rest, imm))
             first.move_to_end(key)
@@ -1961,37 +2013,59 @@ class FakeGraph:
                                           for k in (part.get("headers") or {})):
                 raise GraphError(400, "BadRequest", "Content-Type header must be specified "
                                  "for a request with a body.")
-        auth = _header(req.headers, "Authorization")
-        responses = []
         for part in requests:
-            url = part["url"]
-            if url.startswith(("http://", "https://")):
+            if part["url"].startswith(("http://", "https://")):
                 raise GraphError(400, "BadRequest", "Batch request url must be relative.")
-            target = "/v1.0/" + url.lstrip("/")
-            headers = {str(k): str(v) for k, v in (part.get("headers") or {}).items()}
-            headers["Authorization"] = auth
-            body = part.get("body")
-            if body is None:
-                data = b""
-            elif isinstance(body, str) and _header(headers, "Content-Type").lower().startswith(
-                    "text/plain"):
-                data = body.encode()
-            else:
-                data = json.dumps(body).encode()
-            status, hdrs, payload = self.handle(part["method"], target, headers, data,
-                                                in_batch=True)
-            out_headers = {k: v for k, v in hdrs.items()
-                           if k.lower() not in ("request-id", "client-request-id")}
-            entry = {"id": str(part["id"]), "status": status, "headers": out_headers}
-            if payload:
-                if out_headers.get("Content-Type", "").startswith("application/json"):
-                    entry["body"] = json.loads(payload)
-                else:
-                    entry["body"] = base64.b64encode(payload).decode()
-            responses.append(entry)
+        auth = _header(req.headers, "Authorization")
+        responses = [None] * len(requests)
+        order = iter(range(len(requests)))
+        take = threading.Lock()
+
+        def worker():
+            while True:
+                with take:
+                    i = next(order, None)
+                if i is None:
+                    return
+                responses[i] = self._batch_part(requests[i], auth)
+        # Graph hands at most 4 parts at once to Outlook (P§3): each is a
+        # request in flight for its mailbox, so a batch running next to
+        # other requests for the same mailbox can get 429 parts.
+        workers = [threading.Thread(target=worker, daemon=True)
+                   for _ in range(max(1, min(self.batch_parallelism, len(requests))))]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
         if self.batch_shuffle:
             random.shuffle(responses)
         return self._json(200, {"responses": responses})
+
+    def _batch_part(self, part, auth):
+        """One part of a batch -> its entry in "responses"."""
+        url = part["url"]
+        target = "/v1.0/" + url.lstrip("/")
+        headers = {str(k): str(v) for k, v in (part.get("headers") or {}).items()}
+        headers["Authorization"] = auth
+        body = part.get("body")
+        if body is None:
+            data = b""
+        elif isinstance(body, str) and _header(headers, "Content-Type").lower().startswith(
+                "text/plain"):
+            data = body.encode()
+        else:
+            data = json.dumps(body).encode()
+        status, hdrs, payload = self.handle(part["method"], target, headers, data,
+                                            in_batch=True)
+        out_headers = {k: v for k, v in hdrs.items()
+                       if k.lower() not in ("request-id", "client-request-id")}
+        entry = {"id": str(part["id"]), "status": status, "headers": out_headers}
+        if payload:
+            if out_headers.get("Content-Type", "").startswith("application/json"):
+                entry["body"] = json.loads(payload)
+            else:
+                entry["body"] = base64.b64encode(payload).decode()
+        return entry
 
     # ---- token endpoint (P§3 "OAuth refresh")
     def _token_user(self, req):
@@ -2034,7 +2108,7 @@ class FakeGraph:
                 raise AadError("invalid_client", client=client_id)
             if grant == "client_credentials":
                 if tenant in ("common", "organizations"):
-                    raise AadError("tenant_not_found", tenant=route["tenant"])
+                    raise AadError("not_multi_tenant", client=client_id)
                 scope = form.get("scope", "")
                 if scope.split() != [DEFAULT_SCOPE]:
                     if not scope:
@@ -2074,14 +2148,476 @@ class FakeGraph:
                         "access_token": token, "refresh_token": new}
             raise AadError("unsupported_grant_type", grant=grant)
 
-    # ---- subscriptions (filled in by the push part below)
+    # ---- subscriptions (P§3 "Create subscription", "Renew")
     def _subscriptions(self, endpoint, route, req):
-        raise GraphError(501, "NotImplemented", "Subscriptions are not available yet.")
+        self._need(req, READ_PERMS)
+        if endpoint == "subscriptions.create":
+            return self._sub_create(req)
+        if endpoint == "subscriptions.list":
+            with self.lock:
+                subs = [s.json(self.tenant_id) for s in list(self.subscriptions.values())
+                        if self._visible(req, s) and self._live(s.id)]
+            for sub in subs:
+                del sub["@odata.context"]
+            return self._json(200, {"@odata.context": GRAPH + "/v1.0/$metadata#subscriptions",
+                                    "value": subs})
+        spec = self._json_body(req) if endpoint == "subscriptions.update" else {}
+        if isinstance(spec.get("notificationUrl"), str):
+            # A new notificationUrl is validated like at creation.
+            with self.lock:
+                sub = self._live(route["sid"])
+                known = sub is not None and self._visible(req, sub)
+            if known:
+                problem = self._validate(self._check_url(spec["notificationUrl"],
+                                                         "notificationUrl"))
+                if problem:
+                    raise GraphError(400, "InvalidRequest", problem)
+        with self.lock:
+            sub = self._live(route["sid"])
+            if sub is None or not self._visible(req, sub):
+                raise GraphError(404, "ResourceNotFound", "The object was not found.")
+            if endpoint == "subscriptions.get":
+                return self._json(200, sub.json(self.tenant_id))
+            if endpoint == "subscriptions.delete":
+                del self.subscriptions[sub.id]
+                return 204, {}, b""
+            if endpoint == "subscriptions.reauthorize":
+                sub.paused = False
+                sub.reauthorized += 1
+                return 204, {}, b""
+            if "lifecycleNotificationUrl" in spec:
+                raise GraphError(400, "InvalidRequest", "lifecycleNotificationUrl cannot be "
+                                 "added or changed by an update; delete and recreate the "
+                                 "subscription.")
+            unknown = set(spec) - {"expirationDateTime", "notificationUrl"}
+            if unknown:
+                raise GraphError(400, "InvalidRequest", "Only expirationDateTime and "
+                                 "notificationUrl can be updated (got %s)."
+                                 % ", ".join(sorted(unknown)))
+            if not spec.get("expirationDateTime") and not spec.get("notificationUrl"):
+                raise GraphError(400, "InvalidRequest", "Subscription must contain either "
+                                 "the 'expirationDateTime' or 'notificationUrl' property and "
+                                 "its value.")
+            if spec.get("expirationDateTime"):
+                sub.expires = self._expiry(spec["expirationDateTime"])
+            if "notificationUrl" in spec:
+                sub.url = self._check_url(spec["notificationUrl"], "notificationUrl")
+            sub.paused = False   # renewing also reauthorizes
+            return self._json(200, sub.json(self.tenant_id))
+
+    def _visible(self, req, sub):
+        if sub.client_id != req.auth["client"]:
+            return False
+        return req.auth["app"] or sub.box.upn.lower() == req.auth["user"].lower()
+
+    def _live(self, sid):
+        """The subscription, or None when unknown or expired (Graph deletes
+        expired subscriptions)."""
+        sub = self.subscriptions.get(sid)
+        if sub is not None and sub.expires <= self.now():
+            del self.subscriptions[sid]
+            return None
+        return sub
+
+    @staticmethod
+    def _json_body(req):
+        try:
+            spec = json.loads(req.body or b"")
+        except ValueError:
+            spec = None
+        if not isinstance(spec, dict):
+            raise GraphError(400, "BadRequest", "Unable to read JSON request payload. Please "
+                             "ensure Content-Type header is set and payload is of valid JSON "
+                             "format.")
+        return spec
+
+    def _expiry(self, text):
+        try:
+            when = parse_datetime(str(text))
+        except ValueError:
+            raise GraphError(400, "InvalidRequest", "expirationDateTime '%s' is not a valid "
+                             "date-time." % text) from None
+        now = self.now()
+        if when <= now:
+            raise GraphError(400, "ExtensionError", "Subscription expiration must be in the "
+                             "future.")
+        if when > now + self.max_subscription_minutes * 60:
+            raise GraphError(400, "ExtensionError", "Subscription expiration can only be %d "
+                             "minutes in the future." % self.max_subscription_minutes)
+        return max(when, now + self.min_subscription_minutes * 60)
+
+    @staticmethod
+    def _check_url(url, name):
+        if not isinstance(url, str) or not re.match(r"https?://[^/\s]+", url):
+            raise GraphError(400, "InvalidRequest", "%s must be an absolute http(s) URL."
+                             % name)
+        return url
+
+    def _parse_resource(self, req, resource):
+        m = re.fullmatch(r"/?(?:(me)|users(?:\('([^']+)'\)|/([^/]+)))"
+                         r"(?:/mailfolders(?:\('([^']+)'\)|/([^/]+)))?/messages/?",
+                         resource or "", re.I)
+        if not m:
+            raise GraphError(400, "InvalidRequest", "Resource '%s' is not supported by the "
+                             "fake (mail messages of a user or of one of its folders)."
+                             % resource)
+        user_ref = "me" if m.group(1) else urllib.parse.unquote(m.group(2) or m.group(3))
+        self._resolve_user(req, {"user": user_ref})
+        folder_ref = m.group(4) or m.group(5)
+        folder = None
+        if folder_ref:
+            folder = req.box.folder(urllib.parse.unquote(folder_ref))
+            if folder is None:
+                raise GraphError(404, "ErrorItemNotFound", "The specified object was not "
+                                 "found in the store.")
+        return req.box, folder.id if folder else None
+
+    def _sub_create(self, req):
+        spec = self._json_body(req)
+        for key in ("changeType", "notificationUrl", "resource", "expirationDateTime"):
+            if not spec.get(key):
+                raise GraphError(400, "InvalidRequest", "%s is a required property for "
+                                 "subscription creation." % key)
+        kinds = [k.strip() for k in str(spec["changeType"]).split(",") if k.strip()]
+        if not kinds or any(k not in ("created", "updated", "deleted") for k in kinds):
+            raise GraphError(400, "InvalidRequest", "Invalid changeType '%s'."
+                             % spec["changeType"])
+        url = self._check_url(spec["notificationUrl"], "notificationUrl")
+        lifecycle = spec.get("lifecycleNotificationUrl")
+        if lifecycle is not None:
+            lifecycle = self._check_url(lifecycle, "lifecycleNotificationUrl")
+        state = spec.get("clientState")
+        if state is not None and (not isinstance(state, str) or
+                                  len(state) > self.max_client_state):
+            raise GraphError(400, "InvalidRequest", "clientState must be a string of at most "
+                             "%d characters." % self.max_client_state)
+        with self.lock:
+            box, folder_id = self._parse_resource(req, str(spec["resource"]))
+            expires = self._expiry(spec["expirationDateTime"])
+            live = [s for s in list(self.subscriptions.values())
+                    if s.box is box and self._live(s.id)]
+            if len(live) >= self.max_subscriptions_per_mailbox:
+                raise GraphError(403, "ExtensionError", "The mailbox has reached its limit "
+                                 "of %d subscriptions." % self.max_subscriptions_per_mailbox)
+        # The validation handshake, outside the lock: the endpoint may be
+        # slow, and nothing else waits for it.
+        for target in [url] + ([lifecycle] if lifecycle else []):
+            problem = self._validate(target)
+            if problem:
+                raise GraphError(400, "InvalidRequest", problem)
+        with self.lock:
+            sub = Subscription(_guid(), box, folder_id, str(spec["resource"]), kinds, url,
+                               lifecycle, expires, state, req.immutable, req.auth["client"],
+                               req.auth["user"] and self.users[req.auth["user"].lower()]
+                               .object_id or _guid())
+            self.subscriptions[sub.id] = sub
+            if req.immutable:
+                req.applied.append('IdType="ImmutableId"')
+            return self._json(201, sub.json(self.tenant_id))
+
+    def check_validation(self, url, token=None):
+        """Send one validation request to `url` as subscriptions.create does
+        (`token`, else validation_token, else Graph's form); returns None
+        when the answer is right, else the error message Graph would give.
+        Logged in push_log like the others."""
+        return self._validate(url, token)
+
+    def _validate(self, url, token=None):
+        """POST the validation request (P§3 "Validation handshake"); returns
+        None when the answer is right, else Graph's error message."""
+        with self.lock:
+            token = token or self.validation_token or (
+                "Validation: Testing client application reachability for subscription "
+                "Request-Id: " + _guid())
+            injected = self._validation_timeouts > 0
+            if injected:
+                self._validation_timeouts -= 1
+        target = url + ("&" if "?" in url else "?") + "validationToken=" + \
+            _dotnet_urlencode(token)
+        sent = time.time()
+        status, body, latency, error, ctype = self._post(
+            target, b"", "text/plain; charset=utf-8", self.validation_timeout)
+        problem = None
+        if injected or (error and "timed out" in error):
+            problem = "Subscription validation request timed out."
+        elif status != 200:
+            problem = ("Subscription validation request failed. Notification endpoint must "
+                       "respond with 200 OK to validation request.")
+        elif not ctype.lower().startswith("text/plain"):
+            problem = ("Subscription validation request failed. Response must be of type "
+                       "text/plain.")
+        elif body != token.encode("utf-8"):
+            problem = ("Subscription validation request failed. Response must exactly match "
+                       "validationToken query parameter.")
+        self._log_push(url, "validation", status, latency, 1, [], error, sent=sent,
+                       ok=problem is None, token=token)
+        return problem
+
+    def inject_validation_timeout(self, count=1):
+        """The next `count` validation requests are sent but treated as if
+        their answer came after the 10 s deadline."""
+        with self.lock:
+            self._validation_timeouts += count
+
+    # ---- notification sender (P§3 "Notification payload", "Lifecycle")
+    def _post(self, url, body, content_type, timeout):
+        """POST and read the answer: (status, body, latency s, error,
+        content type)."""
+        req = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": content_type})
+        start = time.monotonic()
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                answer = resp.read()
+                return resp.status, answer, time.monotonic() - start, None, \
+                    resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            answer = exc.read()
+            return exc.code, answer, time.monotonic() - start, None, \
+                exc.headers.get("Content-Type", "")
+        except (OSError, ValueError) as exc:
+            text = str(exc)
+            if "timed out" in text.lower() or isinstance(exc, TimeoutError):
+                text = "timed out: " + text
+            return None, b"", time.monotonic() - start, text, ""
+
+    def _log_push(self, url, kind, status, latency, count, sub_ids, error, sent=None,
+                  **extra):
+        with self.lock:
+            entry = {"t": sent or time.time(), "url": url, "kind": kind, "status": status,
+                     "latency": latency, "count": count, "subscriptions": sub_ids,
+                     "error": error}
+            entry.update(extra)
+            self.push_log.append(entry)
+
+    def _sub_or_raise(self, sid):
+        sub = self.subscriptions.get(sid)
+        if sub is None:
+            raise KeyError("unknown subscription %r" % sid)
+        return sub
+
+    def change_item(self, sid, message_id, change_type="created", **overrides):
+        """One change notification of subscription `sid` about `message_id`
+        (a message id as the subscriber sees it); overrides replace fields
+        (clientState=..., subscriptionId=... for forgeries)."""
+        with self.lock:
+            sub = self._sub_or_raise(sid)
+            etag = None
+            key = sub.box.ids.get(message_id)
+            if key is not None and key in sub.box.messages:
+                etag = sub.box.messages[key].etag()
+            return self._change_item(sub, message_id, change_type, etag, overrides)
+
+    def _change_item(self, sub, mid, change_type, etag, overrides=None):
+        path = "Users/%s/Messages/%s" % (sub.box.object_id, mid)
+        item = {"id": base64.b64encode(secrets.token_bytes(9)).decode().rstrip("="),
+                "subscriptionId": sub.id,
+                "subscriptionExpirationDateTime": _iso7(sub.expires)[:23] + "Z",
+                "changeType": change_type, "resource": path, "tenantId": self.tenant_id,
+                "resourceData": {"@odata.type": "#Microsoft.Graph.Message",
+                                 "@odata.id": path,
+                                 "@odata.etag": etag or 'W/"%s"' % _b64id("CQAAABYAAAA", 12),
+                                 "id": mid}}
+        if sub.client_state is not None:
+            item["clientState"] = sub.client_state
+        item.update(overrides or {})
+        return item
+
+    def lifecycle_item(self, sid, event, **overrides):
+        """One lifecycle notification (reauthorizationRequired,
+        subscriptionRemoved, missed) of subscription `sid`."""
+        with self.lock:
+            return self._lifecycle_item(self._sub_or_raise(sid), event, overrides)
+
+    def _lifecycle_item(self, sub, event, overrides=None):
+        item = {"subscriptionId": sub.id,
+                "subscriptionExpirationDateTime": _iso7(sub.expires),
+                "tenantId": self.tenant_id, "lifecycleEvent": event}
+        if sub.client_state is not None:
+            item["clientState"] = sub.client_state
+        item.update(overrides or {})
+        return item
+
+    def send_notifications(self, url, items, copies=1, kind="change"):
+        """POST `{"value": items}` to `url` `copies` times, now; returns the
+        (status, body, latency) of each POST."""
+        body = json.dumps({"value": items}).encode()
+        out = []
+        for _ in range(copies):
+            out.append(self._send_logged(url, body, kind, items))
+        return out
+
+    def _send_logged(self, url, body, kind, items):
+        sent = time.time()
+        status, answer, latency, error, _ = self._post(
+            url, body, "application/json; charset=utf-8", self.notification_timeout)
+        items = [i for i in items if isinstance(i, dict)]
+        events = sorted({i.get("changeType") or i.get("lifecycleEvent") or "?" for i in items})
+        messages = [(i.get("resourceData") or {}).get("id") for i in items
+                    if isinstance(i.get("resourceData"), dict)]
+        self._log_push(url, kind, status, latency, len(items),
+                       sorted({i.get("subscriptionId") for i in items
+                               if i.get("subscriptionId")}),
+                       error, sent=sent, events=events, messages=messages)
+        return status, answer, latency
+
+    def post_raw(self, url, body, content_type="application/json; charset=utf-8"):
+        """POST arbitrary bytes (malformed JSON, oversized bodies, forged
+        notifications); returns (status, body, latency)."""
+        sent = time.time()
+        status, answer, latency, error, _ = self._post(url, body, content_type,
+                                                       self.notification_timeout)
+        self._log_push(url, "raw", status, latency, 0, [], error, sent=sent)
+        return status, answer, latency
+
+    def notify_change(self, sid, message_id, change_type="created", copies=1, **overrides):
+        """Send one change notification of `sid` now (copies > 1: the same
+        notification again, as Graph's retries do)."""
+        item = self.change_item(sid, message_id, change_type, **overrides)
+        with self.lock:
+            url = self._sub_or_raise(sid).url
+        return self.send_notifications(url, [item], copies)
+
+    def send_lifecycle(self, sids, event, copies=1):
+        """Send lifecycle event `event` for subscriptions `sids` (one id or
+        a list), one POST per lifecycleNotificationUrl carrying all of its
+        items; subscriptions without that URL get nothing (as in Graph)."""
+        if isinstance(sids, str):
+            sids = [sids]
+        groups = collections.OrderedDict()
+        with self.lock:
+            for sid in sids:
+                sub = self._sub_or_raise(sid)
+                if sub.lifecycle_url:
+                    groups.setdefault(sub.lifecycle_url, []).append(
+                        self._lifecycle_item(sub, event))
+        out = []
+        for url, items in groups.items():
+            out.extend(self.send_notifications(url, items, copies, kind="lifecycle"))
+        return out
+
+    def require_reauthorization(self, sid, pause=True):
+        """Send reauthorizationRequired; with pause, changes to the
+        subscription are dropped (not delivered, counted) until the client
+        reauthorizes or renews it."""
+        with self.lock:
+            self._sub_or_raise(sid).paused = pause
+        return self.send_lifecycle(sid, "reauthorizationRequired")
+
+    def remove_subscription(self, sid, notify=True):
+        """Graph drops the subscription (and says subscriptionRemoved)."""
+        with self.lock:
+            sub = self._sub_or_raise(sid)
+            item = self._lifecycle_item(sub, "subscriptionRemoved")
+            del self.subscriptions[sid]
+        if notify and sub.lifecycle_url:
+            return self.send_notifications(sub.lifecycle_url, [item], kind="lifecycle")
+        return []
+
+    def subscriptions_of(self, user=None):
+        """Dict views of the live subscriptions (of one mailbox)."""
+        with self.lock:
+            box = self._box(user) if user else None
+            return [self._sub_view(s) for s in list(self.subscriptions.values())
+                    if (box is None or s.box is box) and self._live(s.id)]
+
+    def subscription(self, sid):
+        with self.lock:
+            sub = self._live(sid)
+            return self._sub_view(sub) if sub else None
+
+    @staticmethod
+    def _sub_view(sub):
+        return {"id": sub.id, "user": sub.box.upn, "folder_id": sub.folder_id,
+                "resource": sub.resource, "change_types": list(sub.change_types),
+                "url": sub.url, "lifecycle_url": sub.lifecycle_url, "expires": sub.expires,
+                "client_state": sub.client_state, "immutable": sub.immutable,
+                "paused": sub.paused, "dropped": sub.dropped,
+                "reauthorized": sub.reauthorized}
+
+    def hold_notifications(self):
+        """Queue automatic notifications until release_notifications():
+        what piles up meanwhile leaves batched, one POST per URL."""
+        with self.lock:
+            self._held = True
+
+    def release_notifications(self):
+        with self.lock:
+            self._held = False
+        self._flush()
+
+    def wait_notifications_idle(self, timeout=30.0):
+        """Block until queued automatic notifications have been delivered."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self._outbox and not self._held or self._flush_timer or self._sending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("notifications still pending")
+                self.cond.wait(min(left, 0.1))
 
     def _notify_change(self, box, msg, change_type, folder_id, ids=None, scope="both"):
-        """Queue change notifications for live subscriptions (see the push
-        part)."""
-        return None
+        """Queue change notifications for the live subscriptions covering
+        this change (called with the lock held)."""
+        if not self.auto_notify:
+            return
+        rest, imm = ids or (msg.rest_id, msg.immutable_id)
+        queued = False
+        for sub in list(self.subscriptions.values()):
+            if sub.box is not box or self._live(sub.id) is None:
+                continue
+            if sub.folder_id is None and scope == "folder":
+                continue
+            if sub.folder_id is not None and (scope == "mailbox" or
+                                              sub.folder_id != folder_id):
+                continue
+            if change_type not in sub.change_types:
+                continue
+            if sub.paused:
+                sub.dropped += 1
+                continue
+            item = self._change_item(sub, imm if sub.immutable else rest, change_type,
+                                     msg.etag())
+            self._outbox.setdefault(sub.url, []).append(item)
+            queued = True
+        if queued and not self._held and self._flush_timer is None:
+            self._flush_timer = threading.Timer(self.batch_window, self._flush)
+            self._flush_timer.daemon = True
+            self._flush_timer.start()
+
+    def _flush(self):
+        with self.cond:
+            self._flush_timer = None
+            if self._held or self._server is None:
+                self.cond.notify_all()
+                return
+            batches = []
+            for url, items in self._outbox.items():
+                step = max(1, self.max_notifications_per_post)
+                for i in range(0, len(items), step):
+                    batches.append((url, items[i:i + step]))
+            self._outbox = collections.OrderedDict()
+            self._sending += len(batches)
+        for url, items in batches:
+            threading.Thread(target=self._deliver, args=(url, items), daemon=True,
+                             name="fake-graph-notify").start()
+
+    def _deliver(self, url, items):
+        """Deliver one batch like Graph: duplicates on demand, retries of a
+        non-2xx answer or a failed connection."""
+        try:
+            body = json.dumps({"value": items}).encode()
+            for _ in range(1 + max(0, self.duplicate_notifications)):
+                for attempt in range(1 + max(0, self.notification_retries)):
+                    if attempt:
+                        time.sleep(self.notification_retry_delay)
+                    status, _, _ = self._send_logged(url, body, "change", items)
+                    if status is not None and 200 <= status < 300:
+                        break
+        finally:
+            with self.cond:
+                self._sending -= 1
+                self.cond.notify_all()
 
 
 def _no_segment(seg):
@@ -2110,9 +2646,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+        # Repeated headers are one list (RFC 9110 5.3): a client may send
+        # `Prefer: odata.maxpagesize=N` and `Prefer: IdType=..` apart.
+        merged, names = {}, {}
+        for key, value in self.headers.items():
+            name = names.setdefault(key.lower(), key)
+            merged[name] = merged[name] + ", " + value if name in merged else value
         try:
-            status, headers, payload = self.owner.handle(self.command, self.path,
-                                                         dict(self.headers.items()), body)
+            status, headers, payload = self.owner.handle(self.command, self.path, merged, body)
         except Exception as exc:  # a bug in the fake: say so, as a 500
             traceback.print_exc()
             status, headers = 500, {"Content-Type": "application/json"}

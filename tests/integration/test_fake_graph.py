@@ -69,6 +69,78 @@ def wait_for(predicate, timeout=30.0):
         time.sleep(0.02)
 
 
+class Receiver:
+    """A notification endpoint: answers the validation handshake as the
+    docs require (200, text/plain, the decoded token) unless `validation`
+    says otherwise, records every notification POST and answers `status`."""
+
+    def __init__(self):
+        self.validations = []      # (path with query, headers, decoded token)
+        self.posts = []            # (path, headers, parsed JSON)
+        self.malformed = []        # bodies that were not JSON
+        self.validation = "ok"     # ok | encoded | html | error | slow
+        self.status = 202
+        owner = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                parsed = urllib.parse.urlsplit(self.path)
+                query = urllib.parse.parse_qs(parsed.query)
+                if "validationToken" in query:
+                    token = query["validationToken"][0]
+                    owner.validations.append((self.path, dict(self.headers.items()), token,
+                                              body))
+                    mode = owner.validation
+                    if mode == "slow":
+                        time.sleep(2)
+                    answer = token.encode()
+                    ctype = "text/plain; charset=utf-8"
+                    status = 200
+                    if mode == "encoded":
+                        answer = parsed.query.split("validationToken=", 1)[1].encode()
+                    elif mode == "html":
+                        ctype = "text/html"
+                    elif mode == "error":
+                        status = 500
+                    self.reply(status, answer, ctype)
+                    return
+                try:
+                    parsed_body = json.loads(body)
+                except ValueError:
+                    owner.malformed.append(body)
+                    self.reply(400, b"", "text/plain")
+                    return
+                owner.posts.append((self.path, dict(self.headers.items()), parsed_body))
+                self.reply(owner.status, b"", "text/plain")
+
+            def reply(self, status, body, ctype):
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass    # the fake gave up waiting (validation timeout)
+
+            def log_message(self, *args):
+                pass
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.base = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def items(self, path_prefix=""):
+        return [i for p, _, body in self.posts if p.startswith(path_prefix)
+                for i in body["value"]]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class GraphTestBase(unittest.TestCase):
     def setUp(self):
         self.fake = FakeGraph().start()
@@ -143,7 +215,7 @@ class TokenTest(GraphTestBase):
         status, _, data = self.token_call(dict(form, scope=fake_graph.GRAPH + "/Mail.Read"))
         self.assert_aad_error(status, data, 400, "invalid_scope", 1002012)
         status, _, data = self.token_call(form, tenant="common")
-        self.assertEqual((status, data["error"]), (400, "invalid_request"))
+        self.assert_aad_error(status, data, 400, "invalid_request", 50194)
         status, _, data = self.token_call(form, tenant="unknown.example")
         self.assert_aad_error(status, data, 400, "invalid_request", 90002)
         status, _, data = self.token_call(dict(form, grant_type="password"))
@@ -408,6 +480,21 @@ class DeltaTest(GraphTestBase):
         self.assertEqual(sorted(i["id"] for i in items), sorted(ids))
         self.assertIn("/mailFolders('%s')/messages/delta?$deltatoken="
                       % self.fake.folder_id(USER, "inbox"), link)
+        # The two preferences may come as two Prefer headers.
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.fake.port, timeout=30)
+        conn.putrequest("GET", urllib.parse.urlsplit(link).path + "?" +
+                        urllib.parse.urlsplit(link).query)
+        conn.putheader("Authorization", "Bearer " + self.token)
+        conn.putheader("Prefer", "odata.maxpagesize=2")
+        conn.putheader("Prefer", 'IdType="ImmutableId"')
+        conn.endheaders()
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        self.assertIn('IdType="ImmutableId"', resp.headers["Preference-Applied"])
+        self.assertIn("odata.maxpagesize=2", resp.headers["Preference-Applied"])
+        resp.read()
+        conn.close()
         # Nothing changed: an empty round, a deltaLink again.
         items, link, _ = self.delta_all(link, pref)
         self.assertEqual(items, [])
@@ -516,6 +603,74 @@ class DeltaTest(GraphTestBase):
                          [(back, True), (again, False)])
 
 
+class WriteTest(GraphTestBase):
+    def test_create_move_update_delete(self):
+        # createMessage in a folder (graph-setup's live test) from JSON.
+        status, hdrs, msg = self.get("/mailFolders/inbox/messages", "POST", body={
+            "subject": "Grüße live", "body": {"contentType": "html", "content": "<p>hi</p>"},
+            "toRecipients": [{"emailAddress": {"name": "Alice", "address": USER}}],
+            "from": {"emailAddress": {"address": "probe@contoso.onmicrosoft.com"}}},
+            headers=IMMUTABLE)
+        self.assertEqual(status, 201)
+        self.assertEqual(hdrs["Preference-Applied"], 'IdType="ImmutableId"')
+        self.assertEqual((msg["subject"], msg["isDraft"]), ("Grüße live", True))
+        self.assertEqual(msg["parentFolderId"], self.fake.folder_id(USER, "inbox"))
+        self.assertEqual(msg["toRecipients"][0]["emailAddress"]["address"], USER)
+        self.assertEqual(msg["from"]["emailAddress"]["address"],
+                         "probe@contoso.onmicrosoft.com")
+        status, _, raw = self.get("/messages/%s/$value" % msg["id"])
+        self.assertIn(b"Subject: =?utf-8?", raw)
+        self.assertIn(b"Message-ID: <", raw)
+        # From MIME (base64, text/plain) into Drafts.
+        mime = base64.b64encode(raw_message(7))
+        status, _, draft = self.get("/messages", "POST", body=mime,
+                                    headers={"Content-Type": "text/plain"})
+        self.assertEqual(status, 201)
+        self.assertEqual(draft["parentFolderId"], self.fake.folder_id(USER, "drafts"))
+        self.assertEqual(draft["subject"], "msg 7")
+        status, _, data = self.get("/messages", "POST", body=base64.b64encode(b"no headers"),
+                                   headers={"Content-Type": "text/plain"})
+        self.assertEqual(status, 400)
+        # move: 201 with the message; the REST id changes, the immutable not.
+        iid = self.fake.add_message(USER, raw_message(1))
+        rest = self.fake.message_id(USER, iid)
+        status, _, moved = self.get("/messages/%s/move" % rest, "POST",
+                                    body={"destinationId": "archive"})
+        self.assertEqual(status, 201)
+        self.assertNotEqual(moved["id"], rest)
+        self.assertEqual(moved["parentFolderId"], self.fake.folder_id(USER, "archive"))
+        self.assertEqual(self.get("/messages/" + rest)[0], 404)
+        junk = self.fake.folder_id(USER, "junkemail")
+        status, _, moved = self.get("/mailFolders/archive/messages/%s/move" % iid, "POST",
+                                    body={"destinationId": junk}, headers=IMMUTABLE)
+        self.assertEqual((status, moved["id"], moved["parentFolderId"]), (201, iid, junk))
+        status, _, data = self.get("/messages/%s/move" % iid, "POST", body={})
+        self.assertEqual(status, 400)
+        status, _, data = self.get("/messages/%s/move" % iid, "POST",
+                                   body={"destinationId": "AAMkADnosuchfolder000000000AAA="})
+        self.assert_graph_error(status, data, "ErrorItemNotFound", 404)
+        # PATCH isRead / flag / categories.
+        status, _, upd = self.get("/messages/" + iid, "PATCH", body={
+            "isRead": True, "flag": {"flagStatus": "flagged"}, "categories": ["Red"]},
+            headers=IMMUTABLE)
+        self.assertEqual(status, 200)
+        self.assertEqual((upd["isRead"], upd["flag"]["flagStatus"], upd["categories"]),
+                         (True, "flagged", ["Red"]))
+        self.assertNotEqual(upd["changeKey"], moved["changeKey"])
+        self.assertEqual(self.get("/messages/" + iid, "PATCH", body={"subject": "x"})[0], 400)
+        self.assertEqual(self.get("/messages/" + iid, "PATCH",
+                                  body={"flag": {"flagStatus": "bogus"}})[0], 400)
+        # DELETE.
+        self.assertEqual(self.get("/messages/" + iid, "DELETE")[0], 204)
+        status, _, data = self.get("/messages/" + iid)
+        self.assert_graph_error(status, data, "ErrorItemNotFound", 404)
+        self.assertEqual(self.fake.calls("messages.create", USER), 3)
+        self.assertEqual(self.fake.calls("messages.move", USER), 4)
+        # Unknown routes and verbs.
+        self.assertEqual(self.get("/calendar")[0], 400)
+        self.assertEqual(self.get("/mailFolders", "DELETE")[0], 405)
+
+
 class BatchTest(GraphTestBase):
     def test_batch(self):
         iids = [self.fake.add_message(USER, raw_message(i)) for i in range(3)]
@@ -564,6 +719,39 @@ class BatchTest(GraphTestBase):
         status, _, data = call(self.fake.api_url + "/$batch", "POST", body={"requests": []},
                                token=None)
         self.assertEqual(status, 401)
+        # Injected throttling hits parts: per-part 429 with Retry-After.
+        self.fake.fail_next("messages.get", 429, retry_after=5)
+        status, _, data = call(self.fake.api_url + "/$batch", "POST",
+                               body={"requests": reqs[:2]}, token=self.token)
+        self.assertEqual(status, 200)
+        self.assertEqual(sorted(r["status"] for r in data["responses"]), [200, 429])
+        throttled = [r for r in data["responses"] if r["status"] == 429][0]
+        self.assertEqual(throttled["headers"]["Retry-After"], "5")
+        self.assertEqual(throttled["body"]["error"]["code"], "ApplicationThrottled")
+        self.fake.batch_shuffle = True
+        status, _, data = call(self.fake.api_url + "/$batch", "POST",
+                               body={"requests": many[:20]}, token=self.token)
+        self.assertEqual(sorted(r["id"] for r in data["responses"]),
+                         sorted(str(n) for n in range(20)))
+
+    def test_batch_parts_count_against_the_mailbox_limit(self):
+        iids = [self.fake.add_message(USER, raw_message(i)) for i in range(6)]
+        reqs = [{"id": str(n), "method": "GET", "url": "/users/%s/messages/%s" % (USER, iid)}
+                for n, iid in enumerate(iids)]
+        self.fake.pause("messages.get")
+        out = []
+        t = threading.Thread(target=lambda: out.append(call(
+            self.fake.api_url + "/$batch", "POST", body={"requests": reqs}, token=self.token)))
+        t.start()
+        wait_for(lambda: self.fake.in_flight(USER) == 4)    # 4 parts at once, like Graph
+        status, _, data = self.get("/mailFolders/inbox")     # a 5th request for alice
+        self.assert_graph_error(status, data, "ApplicationThrottled", 429)
+        self.fake.resume("messages.get")
+        t.join()
+        status, _, data = out[0]
+        self.assertEqual([r["id"] for r in data["responses"]], [str(n) for n in range(6)])
+        self.assertEqual([r["status"] for r in data["responses"]], [200] * 6)
+        self.assertEqual(self.fake.max_concurrent(USER, "messages.get"), 4)
 
 
 class ThrottleTest(GraphTestBase):
@@ -659,6 +847,394 @@ class ThrottleTest(GraphTestBase):
             t.join()
         self.assertEqual(self.fake.max_concurrent(USER, "messages.list"), 2)
         self.assertEqual(self.fake.in_flight(USER), 0)
+        # Endpoints outside a mailbox can be held too (a slow login).
+        self.fake.pause("token")
+        t = threading.Thread(target=call, args=(self.fake.token_url(), "POST"), kwargs={
+            "form": {"grant_type": "client_credentials", "client_id": CLIENT,
+                     "client_secret": SECRET, "scope": fake_graph.DEFAULT_SCOPE}})
+        t.start()
+        wait_for(lambda: self.fake.in_flight(endpoint="token") == 1)
+        self.fake.resume("token")
+        t.join()
+        self.assertEqual(self.fake.call_log("token")[-1]["status"], 200)
+
+class SubscriptionTest(GraphTestBase):
+    def setUp(self):
+        super().setUp()
+        self.rx = Receiver()
+        self.addCleanup(self.rx.close)
+        self.fake.batch_window = 0.01
+
+    def expiry(self, minutes):
+        return fake_graph._iso7(self.fake.now() + minutes * 60)
+
+    def create(self, resource=None, change="created,updated,deleted", minutes=4000,
+               headers=None, path="/push/graph?account=a1", lifecycle="/push/graph/lc",
+               **extra):
+        spec = {"changeType": change, "notificationUrl": self.rx.base + path,
+                "resource": resource or "/users/%s/mailFolders('inbox')/messages" % USER,
+                "expirationDateTime": self.expiry(minutes),
+                "clientState": "s" * 40}
+        if lifecycle:
+            spec["lifecycleNotificationUrl"] = self.rx.base + lifecycle
+        spec.update(extra)
+        return call(self.fake.api_url + "/subscriptions", "POST", body=spec,
+                    token=self.token, headers=headers)
+
+    def sub_call(self, sid, method="GET", body=None):
+        return call(self.fake.api_url + "/subscriptions/" + sid, method, body=body,
+                    token=self.token)
+
+    def test_create_validates_both_urls(self):
+        status, hdrs, sub = self.create(headers=IMMUTABLE)
+        self.assertEqual(status, 201, sub)
+        for key in ("id", "resource", "changeType", "clientState", "notificationUrl",
+                    "lifecycleNotificationUrl", "expirationDateTime", "applicationId"):
+            self.assertIn(key, sub)
+        self.assertEqual(sub["changeType"], "created,updated,deleted")
+        self.assertEqual(sub["applicationId"], CLIENT)
+        self.assertEqual(sub["notificationUrl"], self.rx.base + "/push/graph?account=a1")
+        self.assertRegex(sub["expirationDateTime"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z$")
+        self.assertEqual(len(self.rx.validations), 2)
+        (p1, h1, t1, b1), (p2, _, t2, _) = self.rx.validations
+        self.assertTrue(p1.startswith("/push/graph?account=a1&validationToken="))
+        self.assertTrue(p2.startswith("/push/graph/lc?validationToken="))
+        self.assertTrue(h1["Content-Type"].startswith("text/plain"))
+        self.assertEqual(b1, b"")
+        self.assertTrue(t1.startswith("Validation: Testing client application reachability"))
+        self.assertIn("%3a+Testing+client", p1)      # form-encoded, lowercase hex
+        self.assertNotEqual(t1, t2)
+        views = self.fake.subscriptions_of(USER)
+        self.assertEqual(len(views), 1)
+        self.assertTrue(views[0]["immutable"])
+        self.assertEqual(views[0]["folder_id"], self.fake.folder_id(USER, "inbox"))
+        log = [e for e in self.fake.push_log if e["kind"] == "validation"]
+        self.assertEqual([(e["status"], e["ok"]) for e in log], [(200, True), (200, True)])
+        self.assertIsInstance(log[0]["latency"], float)
+        status, _, got = self.sub_call(sub["id"])
+        self.assertEqual((status, got["id"]), (200, sub["id"]))
+        status, _, listed = call(self.fake.api_url + "/subscriptions", token=self.token)
+        self.assertEqual([s["id"] for s in listed["value"]], [sub["id"]])
+        # Whole-mailbox and me-style resources are accepted too.
+        self.assertEqual(self.create(resource="users/%s/messages" % USER)[0], 201)
+        folder = self.fake.add_folder(USER, "Sub", parent="inbox")
+        status, _, sub = self.create(resource="/users/%s/mailFolders/%s/messages"
+                                     % (USER, folder))
+        self.assertEqual(self.fake.subscription(sub["id"])["folder_id"], folder)
+
+    def test_validation_failures(self):
+        for mode, text in (("encoded", "exactly match"), ("html", "text/plain"),
+                           ("error", "200 OK")):
+            self.rx.validation = mode
+            self.fake.validation_token = "odd & chars=%<b>é"
+            status, _, data = self.create()
+            self.assert_graph_error(status, data, "InvalidRequest", 400)
+            self.assertIn(text, data["error"]["message"])
+        self.rx.validation = "ok"
+        status, _, sub = self.create()      # the odd token echoed decoded is fine
+        self.assertEqual(status, 201)
+        self.assertEqual(self.rx.validations[-1][2], "odd & chars=%<b>é")
+        self.assertIsNone(self.fake.check_validation(self.rx.base + "/push/graph",
+                                                     token="a+b c%2F\u2603"))
+        self.assertEqual(self.rx.validations[-1][2], "a+b c%2F\u2603")
+        self.rx.validation = "encoded"
+        self.assertIn("exactly match", self.fake.check_validation(self.rx.base + "/x",
+                                                                  token="a b"))
+        self.rx.validation = "ok"
+        # A new notificationUrl given by PATCH is validated again.
+        self.rx.validation = "error"
+        status, _, data = self.sub_call(sub["id"], "PATCH", {
+            "expirationDateTime": self.expiry(100), "notificationUrl": self.rx.base + "/new"})
+        self.assert_graph_error(status, data, "InvalidRequest", 400)
+        self.rx.validation = "ok"
+        status, _, data = self.sub_call(sub["id"], "PATCH", {
+            "expirationDateTime": self.expiry(100), "notificationUrl": self.rx.base + "/new"})
+        self.assertEqual((status, data["notificationUrl"]), (200, self.rx.base + "/new"))
+        self.fake.validation_token = None
+        self.fake.inject_validation_timeout()
+        status, _, data = self.create()
+        self.assert_graph_error(status, data, "InvalidRequest", 400)
+        self.assertEqual(data["error"]["message"], "Subscription validation request timed out.")
+        self.rx.validation = "slow"
+        self.fake.validation_timeout = 0.3
+        status, _, data = self.create()
+        self.assertEqual(data["error"]["message"], "Subscription validation request timed out.")
+        self.rx.validation = "ok"
+        # A lifecycle URL that does not answer fails the creation too.
+        status, _, data = self.create(lifecycle=None,
+                                      lifecycleNotificationUrl="http://127.0.0.1:9/x")
+        self.assert_graph_error(status, data, "InvalidRequest", 400)
+        self.assertEqual(len(self.fake.subscriptions_of(USER)), 1)
+
+    def test_create_refusals_and_expiry_limits(self):
+        status, _, data = self.create(minutes=10081)
+        self.assert_graph_error(status, data, "ExtensionError", 400)
+        self.assertEqual(data["error"]["message"],
+                         "Subscription expiration can only be 10080 minutes in the future.")
+        status, _, sub = self.create(minutes=10079)
+        self.assertEqual(status, 201)
+        self.fake.max_subscription_minutes = 4230        # the pre-2024 limit
+        status, _, data = self.create(minutes=10079)
+        self.assertIn("4230 minutes", data["error"]["message"])
+        self.fake.max_subscription_minutes = 10080
+        status, _, sub = self.create(minutes=5)          # raised to 45 minutes
+        got = fake_graph.parse_datetime(sub["expirationDateTime"])
+        self.assertGreaterEqual(got, self.fake.now() + 44 * 60)
+        self.assertEqual(self.create(minutes=-5)[0], 400)
+        self.assertEqual(self.create(change="created,moved")[0], 400)
+        self.assertEqual(self.create(clientState="x" * 129)[0], 400)
+        self.assertEqual(self.create(resource="/users/%s/events" % USER)[0], 400)
+        self.assertEqual(self.create(resource="/users/%s/mailFolders/nope1234567890123456789"
+                                     "/messages" % USER)[0], 404)
+        status, _, data = call(self.fake.api_url + "/subscriptions", "POST", token=self.token,
+                               body={"changeType": "created"})
+        self.assert_graph_error(status, data, "InvalidRequest", 400)
+        self.fake.max_subscriptions_per_mailbox = 2
+        status, _, data = self.create()
+        self.assert_graph_error(status, data, "ExtensionError", 403)
+        self.assertEqual(self.create(resource="/users/%s/messages" % OTHER)[0], 201)
+        self.fake.add_client("none", "s", roles=())
+        status, _, data = call(self.fake.api_url + "/subscriptions", "POST", body={},
+                               token=self.fake.issue_access_token("none"))
+        self.assert_graph_error(status, data, "ErrorAccessDenied", 403)
+
+    def test_renew_delete_reauthorize(self):
+        status, _, sub = self.create(minutes=60)
+        sid = sub["id"]
+        status, _, renewed = self.sub_call(sid, "PATCH",
+                                           {"expirationDateTime": self.expiry(10000)})
+        self.assertEqual(status, 200)
+        self.assertGreater(fake_graph.parse_datetime(renewed["expirationDateTime"]),
+                           fake_graph.parse_datetime(sub["expirationDateTime"]))
+        status, _, data = self.sub_call(sid, "PATCH",
+                                        {"expirationDateTime": self.expiry(20000)})
+        self.assert_graph_error(status, data, "ExtensionError", 400)
+        status, _, data = self.sub_call(sid, "PATCH", {"expirationDateTime": self.expiry(100),
+                                                       "lifecycleNotificationUrl": "http://x/"})
+        self.assert_graph_error(status, data, "InvalidRequest", 400)
+        status, _, data = self.sub_call("00000000-0000-0000-0000-000000000000", "PATCH",
+                                        {"expirationDateTime": self.expiry(100)})
+        self.assert_graph_error(status, data, "ResourceNotFound", 404)
+        self.assertEqual(data["error"]["message"], "The object was not found.")
+        status, _, data = self.sub_call(sid, "PATCH", {})
+        self.assert_graph_error(status, data, "InvalidRequest", 400)
+        self.fake.fail_next("subscriptions.update", 404, code="ResourceNotFound")
+        status, _, data = self.sub_call(sid, "PATCH", {"expirationDateTime": self.expiry(100)})
+        self.assertEqual(status, 404)
+        status, _, _ = call(self.fake.api_url + "/subscriptions/%s/reauthorize" % sid, "POST",
+                            token=self.token)
+        self.assertEqual(status, 204)
+        self.assertEqual(self.fake.subscription(sid)["reauthorized"], 1)
+        self.assertEqual(self.sub_call(sid, "DELETE")[0], 204)
+        self.assertEqual(self.sub_call(sid, "DELETE")[0], 404)
+        status, _, data = call(self.fake.api_url + "/subscriptions/%s/reauthorize" % sid,
+                               "POST", token=self.token)
+        self.assertEqual(status, 404)
+        # The debug clock expires subscriptions: Graph then forgets them.
+        status, _, sub = self.create(minutes=60)
+        self.fake.advance(3601)
+        self.token = self.fake.issue_access_token(CLIENT)
+        status, _, data = self.sub_call(sub["id"], "PATCH",
+                                        {"expirationDateTime": self.expiry(100)})
+        self.assertEqual(status, 404)
+        self.assertIsNone(self.fake.subscription(sub["id"]))
+        # Another app does not see these subscriptions.
+        self.fake.add_client("other", "s", roles=("Mail.Read",))
+        status, _, sub = self.create()
+        status, _, _ = call(self.fake.api_url + "/subscriptions/" + sub["id"],
+                            token=self.fake.issue_access_token("other"))
+        self.assertEqual(status, 404)
+
+    def test_automatic_notifications_batched(self):
+        _, _, inbox_sub = self.create(headers=IMMUTABLE)
+        _, _, arch_sub = self.create(resource="/users/%s/mailFolders('archive')/messages"
+                                     % USER, headers=IMMUTABLE)
+        _, _, rest_sub = self.create(resource="/users/%s/messages" % USER, change="updated",
+                                     path="/push/graph/rest")
+        self.fake.hold_notifications()
+        a = self.fake.add_message(USER, raw_message(1))
+        b = self.fake.add_message(USER, raw_message(2), folder="archive")
+        self.fake.update_message(USER, a, is_read=True)
+        self.fake.add_message(OTHER, raw_message(3))     # nobody subscribed to bob
+        self.fake.release_notifications()
+        self.fake.wait_notifications_idle()
+        main = [p for p in self.rx.posts if p[0].startswith("/push/graph?account=a1")]
+        self.assertEqual(len(main), 1)                # one POST, two subscriptions
+        items = main[0][2]["value"]
+        self.assertEqual([(i["subscriptionId"], i["changeType"], i["resourceData"]["id"])
+                          for i in items],
+                         [(inbox_sub["id"], "created", a), (arch_sub["id"], "created", b),
+                          (inbox_sub["id"], "updated", a)])
+        obj = self.fake.users[USER.lower()].object_id
+        for item in items:
+            self.assertEqual(item["clientState"], "s" * 40)
+            self.assertEqual(item["tenantId"], self.fake.tenant_id)
+            self.assertEqual(item["resource"], "Users/%s/Messages/%s"
+                             % (obj, item["resourceData"]["id"]))
+            self.assertEqual(item["resourceData"]["@odata.type"], "#Microsoft.Graph.Message")
+            self.assertIn("subscriptionExpirationDateTime", item)
+            self.assertIn("id", item)
+        self.assertEqual(main[0][1]["Content-Type"], "application/json; charset=utf-8")
+        # The mailbox-wide subscription without the immutable header gets
+        # REST ids, and only updates.
+        rest_items = self.rx.items("/push/graph/rest")
+        self.assertEqual([(i["changeType"], i["resourceData"]["id"]) for i in rest_items],
+                         [("updated", self.fake.message_id(USER, a))])
+        log = [e for e in self.fake.push_log if e["kind"] == "change"]
+        self.assertEqual(sorted(e["status"] for e in log), [202, 202])
+        self.assertTrue(all(isinstance(e["latency"], float) for e in log))
+        entry = [e for e in log if e["url"].endswith("account=a1")][0]
+        self.assertEqual((entry["count"], entry["messages"]), (3, [a, b, a]))
+        self.assertEqual(entry["subscriptions"], sorted([inbox_sub["id"], arch_sub["id"]]))
+        self.assertEqual(entry["events"], ["created", "updated"])
+        # A move: deleted in the source folder, created in the destination,
+        # updated for the whole mailbox (with the new REST id).
+        self.rx.posts.clear()
+        new_rest = self.fake.move_message(USER, a, "archive")
+        self.fake.wait_notifications_idle()
+        got = sorted((i["subscriptionId"], i["changeType"], i["resourceData"]["id"])
+                     for i in self.rx.items())
+        self.assertEqual(got, sorted([(inbox_sub["id"], "deleted", a),
+                                      (arch_sub["id"], "created", a),
+                                      (rest_sub["id"], "updated", new_rest)]))
+        # Off switch, duplicates, retries.
+        self.rx.posts.clear()
+        self.fake.auto_notify = False
+        self.fake.add_message(USER, raw_message(4))
+        self.fake.wait_notifications_idle()
+        self.assertEqual(self.rx.posts, [])
+        self.fake.auto_notify = True
+        self.fake.duplicate_notifications = 1
+        self.fake.add_message(USER, raw_message(5))
+        self.fake.wait_notifications_idle()
+        self.assertEqual(len(self.rx.posts), 2)
+        self.assertEqual(self.rx.posts[0][2], self.rx.posts[1][2])
+        self.fake.duplicate_notifications = 0
+        self.rx.posts.clear()
+        self.rx.status = 500
+        self.fake.notification_retries = 2
+        self.fake.notification_retry_delay = 0.01
+        self.fake.add_message(USER, raw_message(6))
+        self.fake.wait_notifications_idle()
+        self.assertEqual(len(self.rx.posts), 3)
+        self.assertEqual([e["status"] for e in self.fake.push_log[-3:]], [500, 500, 500])
+
+    def test_lifecycle_events(self):
+        _, _, s1 = self.create()
+        _, _, s2 = self.create(resource="/users/%s/mailFolders('archive')/messages" % USER)
+        _, _, s3 = self.create(lifecycle=None, path="/push/graph/nolc")
+        self.rx.posts.clear()
+        self.fake.send_lifecycle([s1["id"], s2["id"], s3["id"]], "missed")
+        lc = [p for p in self.rx.posts if p[0] == "/push/graph/lc"]
+        self.assertEqual(len(lc), 1)            # batched; s3 has no lifecycle URL
+        self.assertEqual([i["subscriptionId"] for i in lc[0][2]["value"]],
+                         [s1["id"], s2["id"]])
+        item = lc[0][2]["value"][0]
+        self.assertEqual(set(item), {"subscriptionId", "subscriptionExpirationDateTime",
+                                     "tenantId", "clientState", "lifecycleEvent"})
+        self.assertEqual(item["lifecycleEvent"], "missed")
+        # reauthorizationRequired pauses delivery until reauthorize.
+        self.rx.posts.clear()
+        self.fake.require_reauthorization(s1["id"])
+        self.assertEqual(self.rx.items("/push/graph/lc")[0]["lifecycleEvent"],
+                         "reauthorizationRequired")
+        self.fake.add_message(USER, raw_message(1))
+        self.fake.wait_notifications_idle()
+        self.assertEqual(self.rx.items("/push/graph?"), [])
+        self.assertEqual(self.fake.subscription(s1["id"])["dropped"], 1)
+        call(self.fake.api_url + "/subscriptions/%s/reauthorize" % s1["id"], "POST",
+             token=self.token)
+        self.fake.add_message(USER, raw_message(2))
+        self.fake.wait_notifications_idle()
+        self.assertEqual(len(self.rx.items("/push/graph?")), 1)
+        # A renewal also reauthorizes.
+        self.fake.require_reauthorization(s1["id"])
+        self.sub_call(s1["id"], "PATCH", {"expirationDateTime": self.expiry(500)})
+        self.assertFalse(self.fake.subscription(s1["id"])["paused"])
+        # subscriptionRemoved: gone for good.
+        self.rx.posts.clear()
+        self.fake.remove_subscription(s2["id"])
+        self.assertEqual(self.rx.items("/push/graph/lc")[0]["lifecycleEvent"],
+                         "subscriptionRemoved")
+        status, _, data = self.sub_call(s2["id"], "PATCH",
+                                        {"expirationDateTime": self.expiry(100)})
+        self.assertEqual(status, 404)
+
+    def test_manual_and_forged_notifications(self):
+        _, _, sub = self.create()
+        iid = self.fake.add_message(USER, raw_message(1))
+        self.fake.wait_notifications_idle()
+        self.rx.posts.clear()
+        rest = self.fake.message_id(USER, iid)
+        results = self.fake.notify_change(sub["id"], rest, "updated", copies=2)
+        self.assertEqual([r[0] for r in results], [202, 202])
+        self.assertEqual(self.rx.posts[0][2], self.rx.posts[1][2])
+        item = self.rx.posts[0][2]["value"][0]
+        self.assertEqual(item["resourceData"]["@odata.etag"],
+                         'W/"%s"' % self.fake.message(USER, iid)["change_key"])
+        forged = self.fake.change_item(sub["id"], rest, clientState="wrong")
+        self.assertEqual(forged["clientState"], "wrong")
+        self.fake.send_notifications(sub["notificationUrl"], [
+            forged, self.fake.change_item(sub["id"], rest, subscriptionId=fake_graph._guid())])
+        self.assertEqual(len(self.rx.posts[-1][2]["value"]), 2)
+        self.rx.posts.clear()
+        status, _, _ = self.fake.post_raw(sub["notificationUrl"], b'{"value": [')
+        self.assertEqual((status, self.rx.malformed), (400, [b'{"value": [']))
+        self.assertEqual(self.fake.push_log[-1]["kind"], "raw")
+        self.assertEqual(self.fake.lifecycle_item(sub["id"], "missed")["lifecycleEvent"],
+                         "missed")
+        # The API drives notifications too: a message created with Graph.
+        self.rx.posts.clear()
+        status, _, msg = self.get("/mailFolders/inbox/messages", "POST", body={
+            "subject": "live test", "body": {"contentType": "text", "content": "hello"},
+            "toRecipients": [{"emailAddress": {"address": USER}}]}, headers=IMMUTABLE)
+        self.assertEqual(status, 201)
+        self.fake.wait_notifications_idle()
+        self.assertEqual([(i["changeType"], i["resourceData"]["id"])
+                          for i in self.rx.items("/push/graph?")],
+                         [("created", self.fake.message_id(USER, msg["id"]))])
+
+
+class DemoTest(unittest.TestCase):
+    def test_standalone_process(self):
+        import subprocess
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.Popen([sys.executable, fake_graph.__file__, "--dir", tmp],
+                                    stdout=subprocess.PIPE, text=True)
+            try:
+                info = json.loads(proc.stdout.readline())
+                self.assertEqual(info["note"], "LOCAL FAKE, not Microsoft")
+                self.assertEqual(os.stat(info["client_secret_file"]).st_mode & 0o777, 0o600)
+                with open(info["client_secret_file"]) as f:
+                    secret = f.read().strip()
+                status, _, tok = call("%s/%s/oauth2/v2.0/token" % (info["login_url"],
+                                                                  info["tenant"]), "POST",
+                                      form={"grant_type": "client_credentials",
+                                            "client_id": info["client_id"],
+                                            "client_secret": secret,
+                                            "scope": fake_graph.DEFAULT_SCOPE})
+                self.assertEqual(status, 200)
+                status, _, data = call("%s/users/%s/mailFolders/inbox/messages"
+                                       % (info["api_url"], info["user"]),
+                                       token=tok["access_token"])
+                self.assertEqual((status, len(data["value"])), (200, 3))
+                with open(info["refresh_token_file"]) as f:
+                    refresh = f.read().strip()
+                status, _, tok = call("%s/common/oauth2/v2.0/token" % info["login_url"],
+                                      "POST", form={"grant_type": "refresh_token",
+                                                    "client_id": info["client_id"],
+                                                    "client_secret": secret,
+                                                    "refresh_token": refresh})
+                self.assertEqual(status, 200)
+                status, _, kids = call(info["api_url"] + "/me/mailFolders/inbox/childFolders",
+                                       token=tok["access_token"])
+                self.assertEqual([k["displayName"] for k in kids["value"]], ["Projects"])
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+                proc.stdout.close()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
