@@ -141,6 +141,7 @@ static void account_free(graph_account *a)
     graph_folders_clear(a);
     for (size_t i = 0; i < GRAPH_N_WELLKNOWN; i++)
         free(a->wellknown_id[i]);
+    pthread_cond_destroy(&a->slot_free);
     pthread_mutex_destroy(&a->lock);
     free(a);
 }
@@ -185,6 +186,7 @@ static mp_status graph_account_open(mp_account *acct, const mp_config *cfg, void
     a->user = dup_nonempty(user);
     a->user_path = graph_escape(user);
     pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->slot_free, NULL);
     graph_budget_init(&a->budget, GRAPH_BUDGET_REQUESTS);
     if (MP_HOST_HAS(h, http_limit))
         h->http_limit(acct, GRAPH_HTTP_LIMIT);

@@ -127,7 +127,8 @@ static mp_status one_batch(graph_account *a, const char *const *ids, const size_
     snprintf(url, ul, "%s/$batch", a->inst->api_url);
     graph_call c = {.method = "POST", .url = url, .content_type = "application/json",
                     .body = (const uint8_t *)body, .body_len = strlen(body),
-                    .requests = (uint32_t)k + 1, .max_response = BATCH_MAX_RESPONSE};
+                    .requests = (uint32_t)k + 1, .weight = (unsigned)k,
+                    .max_response = BATCH_MAX_RESPONSE};
     mp_http_response resp;
     mp_status st = graph_http_call(a, &c, "$batch messages", &resp, err);
     free(url);

@@ -65,10 +65,14 @@ typedef struct graph_account {
     const graph_instance *inst;
     char *user;      /* as configured                                     */
     char *user_path; /* URL-escaped, for /users/{user}                    */
-    /* Guards budget and backoff_ms: fetch runs beside a sync. */
+    /* Guards budget, backoff_ms and slots: fetch runs beside a sync. */
     pthread_mutex_t lock;
+    pthread_cond_t slot_free;
     graph_budget budget;
     uint32_t backoff_ms; /* next wait after a 429/503 without Retry-After  */
+    /* Mailbox slots in use (GRAPH_HTTP_LIMIT): a request takes one, a
+     * $batch as many parts as Outlook runs at once (up to 4). */
+    unsigned slots;
     /* Folder table, touched only by poll slots (one at a time). */
     graph_folder *folders;
     size_t n_folders;
@@ -88,6 +92,8 @@ typedef struct graph_call {
     const uint8_t *body;
     size_t body_len;
     uint32_t requests;        /* budget charge (a $batch of n: n + 1)      */
+    unsigned weight;          /* mailbox slots it holds (0: 1; a $batch of
+                                 n parts: min(n, GRAPH_HTTP_LIMIT))         */
     uint32_t page_size;       /* nonzero: Prefer odata.maxpagesize=<n>     */
     size_t max_response;      /* 0: the host's default bound                */
     int64_t deadline_ms;      /* wait for the budget at most until then     */

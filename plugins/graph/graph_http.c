@@ -9,8 +9,15 @@
  * the host parses it into retry_after_ms. The budget is closed until then
  * (or our own doubling backoff without one), so neither the sync nor a
  * concurrent fetch sends anything to the mailbox inside that window; the
- * scheduler gets MP_RETRY with the wait. The host caps concurrency at
- * GRAPH_HTTP_LIMIT requests per mailbox (http_limit in account_open).
+ * scheduler gets MP_RETRY with the wait.
+ *
+ * Concurrency: Outlook allows 4 requests in flight per app and mailbox,
+ * and runs up to 4 parts of a JSON $batch at once, each counting against
+ * that limit. The host caps the account at GRAPH_HTTP_LIMIT requests
+ * (http_limit in account_open), which counts a $batch as one; so the driver
+ * also keeps its own weighted count: a request holds one slot, a $batch
+ * min(parts, 4), and a request waits for its slots (a reader's fetch waits
+ * for the sync's $batch, at most one batch's time) rather than draw a 429.
  */
 #include "graph_driver.h"
 
@@ -65,6 +72,24 @@ static mp_status admit(graph_account *a, uint32_t n, int64_t deadline, const cha
         }
         sleep_ms(wait);
     }
+}
+
+/* Wait for `w` mailbox slots (see the top of this file). */
+static void slots_take(graph_account *a, unsigned w)
+{
+    pthread_mutex_lock(&a->lock);
+    while (a->slots + w > GRAPH_HTTP_LIMIT && a->slots > 0)
+        pthread_cond_wait(&a->slot_free, &a->lock);
+    a->slots += w;
+    pthread_mutex_unlock(&a->lock);
+}
+
+static void slots_give(graph_account *a, unsigned w)
+{
+    pthread_mutex_lock(&a->lock);
+    a->slots -= w;
+    pthread_cond_broadcast(&a->slot_free);
+    pthread_mutex_unlock(&a->lock);
 }
 
 /* Close the budget for Retry-After, or for our own doubling backoff. */
@@ -180,7 +205,11 @@ mp_status graph_http_call(graph_account *a, const graph_call *c, const char *wha
         };
         mp_http_response resp;
         memset(&resp, 0, sizeof resp);
+        unsigned w = c->weight == 0 ? 1 : c->weight > GRAPH_HTTP_LIMIT ? GRAPH_HTTP_LIMIT
+                                                                        : c->weight;
+        slots_take(a, w);
         st = graph_host->http_ex(a->acct, &req, &opt, &resp, err);
+        slots_give(a, w);
         wipe_free(auth, hl);
         if (st != MP_OK) {
             graph_host->free_secret(&token);

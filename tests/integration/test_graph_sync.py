@@ -329,6 +329,7 @@ class GraphFailures(unittest.TestCase):
         self.assertLessEqual(fake.max_concurrent(user), 4)
 
 
+
 class GraphCrash(unittest.TestCase):
     def test_sigkill_during_sync_loses_and_duplicates_nothing(self):
         d = mptest.Daemon(name="graph_kill", driver_dir=mptest.env("MP_BUILD_DRIVER_DIR"))

@@ -10,6 +10,7 @@
  * service has its own tests): a token per call, a count of rejections, the
  * parameters the driver described. */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -642,12 +643,81 @@ static void test_config_refusals(void **state)
     }
 }
 
+static const mpt_http_step slot_steps[] = {
+    {.path = U "/mailFolders/inbox", .body = "{\"id\":\"F-in\"}"},
+    {.path = U "/mailFolders/sentitems", .status = 404},
+    {.path = U "/mailFolders/drafts", .status = 404},
+    {.path = U "/mailFolders/deleteditems", .status = 404},
+    {.path = U "/mailFolders/junkemail", .status = 404},
+    {.path = U "/mailFolders/archive", .status = 404},
+    {.path = U "/mailFolders", .body = "{\"value\":[{\"id\":\"F-in\",\"displayName\":\"Inbox\","
+                                       "\"childFolderCount\":0}]}"},
+    {.path = U "/mailFolders/F-in/messages/delta", .query = "$deltatoken=D1",
+     .body = "{\"value\":[{\"id\":\"m1\"},{\"id\":\"m2\"},{\"id\":\"m3\"},{\"id\":\"m4\"}],"
+             "\"@odata.deltaLink\":\"@BASE@/users/a%40x.org/mailFolders/F-in/messages/"
+             "delta?$deltatoken=D2\"}"},
+    /* a $batch of 4 parts: Outlook runs them at once, 4 of the mailbox's 4 */
+    {.method = "POST", .path = "/v1.0/$batch", .delay_ms = 400,
+     .body = "{\"responses\":[" PART(0, 404, "{}") "," PART(1, 404, "{}") "," PART(2, 404, "{}")
+             "," PART(3, 404, "{}") "]}"},
+    {.path = U "/messages/m7/$value", .body = "x"},
+};
+
+typedef struct reader_arg {
+    fx *f;
+    mp_status st;
+} reader_arg;
+
+/* A reader opening a message while the sync's $batch is in flight. */
+static void *reader(void *p)
+{
+    reader_arg *r = p;
+    assert_int_equal(mpt_http_server_wait_count(r->f->srv, 9, 10000), 0);
+    mp_raw raw = {0};
+    mp_message_ref ref = {.folder = "Inbox", .id = "m7"};
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    r->st = r->f->drv->fetch(r->f->acct, &ref, &raw, &err);
+    if (r->st == MP_OK)
+        host.free(raw.data);
+    return NULL;
+}
+
+static void test_batch_holds_the_mailbox(void **state)
+{
+    (void)state;
+    fx f;
+    setup_with(&f, slot_steps, sizeof slot_steps / sizeof slot_steps[0]);
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    assert_int_equal(f.drv->list_folders(f.acct, mpt_mock_folder_sink(f.m), &err), MP_OK);
+    char key[64];
+    graph_fstate_key("Inbox", key, sizeof key);
+    mpt_mock_state_set(f.m, f.acct, key, "{\"since\":1,\"cover\":4}");
+    char cursor[256];
+    snprintf(cursor, sizeof cursor,
+             "%s/users/a%%40x.org/mailFolders/F-in/messages/delta?$deltatoken=D1", f.base);
+    reader_arg r = {.f = &f, .st = MP_FATAL};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, reader, &r), 0);
+    mp_batch *b = mpt_mock_batch(f.m, f.acct, "Inbox");
+    assert_int_equal(f.drv->delta(f.acct, "Inbox", cursor, b, &err), MP_OK);
+    pthread_join(t, NULL);
+    assert_int_equal(r.st, MP_OK);
+    /* the fetch waited for the $batch: never a fifth request at Outlook */
+    assert_int_equal(mpt_http_server_max_in_flight(f.srv), 1);
+    assert_int_equal(mpt_mock_change_count(f.m), 4); /* all four gone */
+    assert_int_equal(mpt_mock_change_at(f.m, 0)->kind, MP_CHANGE_DELETED);
+    teardown_fx(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_folders_bootstrap_delta),
         cmocka_unit_test(test_backfill_and_coverage),
         cmocka_unit_test(test_http_layer),
+        cmocka_unit_test(test_batch_holds_the_mailbox),
         cmocka_unit_test(test_config_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
