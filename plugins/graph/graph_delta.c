@@ -133,8 +133,9 @@ static mp_status apply(graph_account *a, mp_batch *batch, const char *fid,
  * the link after it (and `fs`). */
 static mp_status round_from(graph_account *a, mp_batch *batch, const char *fid,
                             const char *folder, graph_fstate *fs, const char *link,
-                            mp_error *err)
+                            unsigned *committed_r, mp_error *err)
 {
+    *committed_r = 0;
     char *url = strdup(link);
     if (url == NULL)
         abort();
@@ -157,6 +158,8 @@ static mp_status round_from(graph_account *a, mp_batch *batch, const char *fid,
             st = graph_fstate_stage(a, batch, folder, fs, err);
         if (st == MP_OK)
             st = graph_host->batch_commit(batch, next, NULL, 0, err);
+        if (st == MP_OK)
+            (*committed_r)++;
         int end = p.delta_link != NULL;
         free(url);
         url = st == MP_OK && !end ? strdup(next) : NULL;
@@ -191,7 +194,8 @@ mp_status graph_delta(mp_account *acct, const char *folder, const char *cursor,
     char *fid = strdup(f->id);
     if (fid == NULL)
         abort();
-    st = round_from(a, batch, fid, folder, &fs, cursor, err);
+    unsigned committed = 0;
+    st = round_from(a, batch, fid, folder, &fs, cursor, &committed, err);
     int walked = 0; /* the walk moved: its state needs a commit */
     if (st == MP_OK && fs.cover < GRAPH_COVER_WALKED) {
         const graph_folder *f2 = graph_folder_by_id(a, fid);
@@ -206,12 +210,24 @@ mp_status graph_delta(mp_account *acct, const char *folder, const char *cursor,
         char *full = fs.full;
         fs.full = NULL;
         fs.cover = GRAPH_COVER_ALL;
-        st = round_from(a, batch, fid, folder, &fs, full, err);
+        st = round_from(a, batch, fid, folder, &fs, full, &committed, err);
         if (st == MP_OK)
             graph_log(a, MP_LOG_INFO, "folder \"%s\": delta now covers all of its mail",
                       folder);
         free(full);
         walked = 0; /* committed with the switch */
+        if (st == MP_RESYNC && committed == 0) {
+            /* The walk's deltaLink expired before it was used: the folder's
+             * own cursor is fine, so walk again rather than reset it. */
+            graph_log(a, MP_LOG_INFO, "folder \"%s\": %s; the coverage walk starts over",
+                      folder, err->text);
+            memset(err, 0, sizeof *err);
+            fs.cover = GRAPH_COVER_RECENT;
+            free(fs.walk);
+            fs.walk = NULL;
+            walked = 1;
+            st = MP_OK;
+        }
     }
     if (st == MP_OK && (fs.n_repair > 0 || walked)) {
         st = graph_repair_run(a, batch, fid, folder, &fs, err);

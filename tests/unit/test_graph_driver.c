@@ -424,11 +424,21 @@ static const mpt_http_step backfill_steps[] = {
     {.path = U "/mailFolders/F-in/messages/delta", .query = "$skiptoken=W1",
      .body = "{\"value\":[{\"id\":\"m5\"}],\"@odata.deltaLink\":\"@BASE@/users/a%40x.org/"
              "mailFolders/F-in/messages/delta?$deltatoken=FULL\"}"},
-    /* the next delta: the filtered round, then the switch */
+    /* the next delta: the filtered round, then the switch; the walk's link
+     * expired meanwhile: the walk starts over, the folder is not reset */
     {.path = U "/mailFolders/F-in/messages/delta", .query = "$deltatoken=D9",
      .body = "{\"value\":[],\"@odata.deltaLink\":\"@BASE@/users/a%40x.org/mailFolders/F-in/"
              "messages/delta?$deltatoken=D10\"}"},
-    {.path = U "/mailFolders/F-in/messages/delta", .query = "$deltatoken=FULL",
+    {.path = U "/mailFolders/F-in/messages/delta", .query = "$deltatoken=FULL", .status = 410,
+     .body = "{\"error\":{\"code\":\"resyncRequired\"}}"},
+    /* the delta after: its round, the walk again (one page), the switch */
+    {.path = U "/mailFolders/F-in/messages/delta", .query = "$deltatoken=D10",
+     .body = "{\"value\":[],\"@odata.deltaLink\":\"@BASE@/users/a%40x.org/mailFolders/F-in/"
+             "messages/delta?$deltatoken=D11\"}"},
+    {.path = U "/mailFolders/F-in/messages/delta", .query = WALK_Q,
+     .body = "{\"value\":[],\"@odata.deltaLink\":\"@BASE@/users/a%40x.org/mailFolders/F-in/"
+             "messages/delta?$deltatoken=FULL1\"}"},
+    {.path = U "/mailFolders/F-in/messages/delta", .query = "$deltatoken=FULL1",
      .body = "{\"value\":[{\"id\":\"m6\"}],\"@odata.deltaLink\":\"@BASE@/users/a%40x.org/"
              "mailFolders/F-in/messages/delta?$deltatoken=FULL2\"}"},
     /* an old message's flag changed: an update, not new mail */
@@ -474,6 +484,11 @@ static void test_backfill_and_coverage(void **state)
     char cursor[256];
     snprintf(cursor, sizeof cursor,
              "%s/users/a%%40x.org/mailFolders/F-in/messages/delta?$deltatoken=D9", f.base);
+    assert_int_equal(f.drv->delta(f.acct, "Inbox", cursor, b, &err), MP_OK);
+    snprintf(cursor, sizeof cursor,
+             "%s/users/a%%40x.org/mailFolders/F-in/messages/delta?$deltatoken=D10", f.base);
+    assert_string_equal(mpt_mock_cursor(f.m, f.acct, "Inbox"), cursor);
+    assert_non_null(strstr(mpt_mock_state(f.m, f.acct, key), "\"cover\":0"));
     assert_int_equal(f.drv->delta(f.acct, "Inbox", cursor, b, &err), MP_OK);
     snprintf(cursor, sizeof cursor,
              "%s/users/a%%40x.org/mailFolders/F-in/messages/delta?$deltatoken=FULL2", f.base);
