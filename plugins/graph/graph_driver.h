@@ -98,6 +98,7 @@ typedef struct graph_call {
     size_t max_response;      /* 0: the host's default bound                */
     int64_t deadline_ms;      /* wait for the budget at most until then     */
     int raw;                  /* the answer is not JSON (a message's MIME)  */
+    int skip_on_400;          /* 400 is MP_SKIP (this one item is unusable) */
 } graph_call;
 
 /* One authorized request: budget admitted, a token from oauth_token, the

@@ -522,6 +522,9 @@ static const mpt_http_step http_steps[] = {
     /* a missing permission */
     {.path = U "/messages/m6/$value", .status = 403,
      .body = "{\"error\":{\"code\":\"ErrorAccessDenied\",\"message\":\"Access is denied.\"}}"},
+    /* a malformed id: this message is skipped, the account goes on */
+    {.path = U "/messages/bad/$value", .status = 400,
+     .body = "{\"error\":{\"code\":\"ErrorInvalidIdMalformed\"}}"},
     /* refused twice: reauth */
     {.path = U "/messages/m5/$value", .status = 401},
     {.path = U "/messages/m5/$value", .status = 401},
@@ -572,6 +575,10 @@ static void test_http_layer(void **state)
     assert_int_equal(f.drv->fetch(f.acct, &ref, &raw, &err), MP_FATAL);
     assert_non_null(strstr(err.text, "Mail.Read"));
     assert_null(strstr(err.text, "tok-"));
+    ref.id = "bad";
+    memset(&err, 0, sizeof err);
+    assert_int_equal(f.drv->fetch(f.acct, &ref, &raw, &err), MP_SKIP);
+    assert_non_null(strstr(err.text, "ErrorInvalidIdMalformed"));
     ref.id = "m5";
     memset(&err, 0, sizeof err);
     assert_int_equal(f.drv->fetch(f.acct, &ref, &raw, &err), MP_REAUTH);
