@@ -23,7 +23,7 @@
  * folder's backfill is done only when both the listing and the walk are.
  * A move of old mail out of the folder during the walk is caught by the
  * folder it went to (synced: it takes the message); a hard delete of old
- * mail during the walk is not (see README, "Graph: what is caught when").
+ * mail during the walk by the check after the switch (graph_verify.c).
  *
  * Backfill lists older mail page by page with
  *   $filter=receivedDateTime lt <position + 1 s>&$orderby=receivedDateTime desc

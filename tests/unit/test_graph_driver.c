@@ -445,6 +445,11 @@ static const mpt_http_step backfill_steps[] = {
     {.method = "POST", .path = "/v1.0/$batch",
      .body = "{\"responses\":[" PART(0, 200, MSG("m6", "F-in", "2026-12-06T08:00:00Z", "true",
                                                  "six")) "]}"},
+    /* covered: the stored messages are checked once; m5 was hard-deleted
+     * while the walk ran, which no delta round reports */
+    {.method = "POST", .path = "/v1.0/$batch", .body_contains = "messages/m5?",
+     .body = "{\"responses\":[" PART(0, 404, "{\"error\":{\"code\":\"ErrorItemNotFound\"}}")
+             "," PART(1, 200, MSG("m6", "F-in", "2026-12-06T08:00:00Z", "true", "six")) "]}"},
 };
 
 static void test_backfill_and_coverage(void **state)
@@ -493,11 +498,15 @@ static void test_backfill_and_coverage(void **state)
     snprintf(cursor, sizeof cursor,
              "%s/users/a%%40x.org/mailFolders/F-in/messages/delta?$deltatoken=FULL2", f.base);
     assert_string_equal(mpt_mock_cursor(f.m, f.acct, "Inbox"), cursor);
-    assert_int_equal(mpt_mock_change_count(f.m), 4);
+    assert_int_equal(mpt_mock_change_count(f.m), 5);
     const mpt_mock_change *c = mpt_mock_change_at(f.m, 3);
     assert_string_equal(c->id, "m6");
     assert_int_equal(c->kind, MP_CHANGE_SYNCED);
     assert_string_equal(c->flags, "\\Seen");
+    c = mpt_mock_change_at(f.m, 4);
+    assert_string_equal(c->id, "m5");
+    assert_int_equal(c->kind, MP_CHANGE_DELETED);
+    assert_non_null(strstr(mpt_mock_state(f.m, f.acct, key), "\"checked\":true"));
     assert_non_null(strstr(mpt_mock_state(f.m, f.acct, key), "\"cover\":3"));
     assert_null(strstr(mpt_mock_state(f.m, f.acct, key), "FULL"));
     teardown_fx(&f);
