@@ -1,7 +1,7 @@
 #!/bin/sh
 # The package build's test (debian/rules, dh_auto_test), well under a
 # second: the built daemon reports the package's upstream version, and
-# accepts the shipped mailpulsed.conf and every shipped instance example
+# accepts the shipped mailpulsed.conf and each shipped instance example
 # (enabled) with the drivers just built, which loads each one through the
 # real loader. The full test suite runs in CI (tests/run-all.sh), and the
 # installed packages are tested there too.
@@ -34,17 +34,19 @@ for line in "state_dir = \"$scratch/state\";" "driver_dir = \"$drivers\";" \
 done
 "$daemon" -c "$conf" --check-config
 
-# The examples name secret files under /etc/mailpulse/secrets: point them
-# at owner-only files in the scratch directory.
+# Each example alone (they may use the same account ids). They name secret
+# files under /etc/mailpulse/secrets: point those at owner-only files in
+# the scratch directory.
 for example in config/plugins.d/*.yaml.example; do
   name=$(basename "$example" .yaml.example)
+  rm -f "$scratch"/plugins.d/*
   sed -e 's/^enabled: false/enabled: true/' \
       -e "s|/etc/mailpulse/secrets/|$scratch/secrets/|" \
       "$example" >"$scratch/plugins.d/$name.yaml"
+  for secret in $(sed -n "s|^[^#]*\($scratch/secrets/[^ ]*\).*|\1|p" "$scratch/plugins.d/$name.yaml"); do
+    echo '{"type": "service_account"}' >"$secret"
+    chmod 600 "$secret"
+  done
+  "$daemon" -c "$conf" --check-config
 done
-for secret in $(sed -n "s|.*\($scratch/secrets/[^ ]*\).*|\1|p" "$scratch"/plugins.d/*.yaml); do
-  echo '{"type": "service_account"}' >"$secret"
-  chmod 600 "$secret"
-done
-"$daemon" -c "$conf" --check-config
 echo "smoke-test: mailpulsed $version accepts its shipped configuration and examples"

@@ -236,6 +236,12 @@ def check_installed(packages, driverdir):
     wants = "/etc/systemd/system/multi-user.target.wants/mailpulsed.service"
     if not os.path.islink(wants):
         fail("%s missing: the unit was not enabled at install" % wants)
+    # The file trigger that restarts a running daemon when a driver package
+    # is installed or upgraded (its effect needs a booted systemd).
+    interest = "%s mailpulsed/noawait" % driverdir
+    with open("/var/lib/dpkg/triggers/File") as f:
+        if interest not in f.read().splitlines():
+            fail("dpkg has no file trigger %r" % interest)
     for so in ("imap.so", "gmail.so"):
         if not os.path.isfile(os.path.join(driverdir, so)):
             fail("%s not in %s" % (so, driverdir))
@@ -350,6 +356,14 @@ def main():
             run(["systemctl", "stop", "mailpulsed.service"])
         driverdir = run(["pkg-config", "--variable=driverdir", "mailpulse-driver"]).stdout.strip()
         check_installed(packages, driverdir)
+
+        # The installed unit as systemd reads it: ExecStart= binaries and
+        # Documentation= man pages resolve, and its exposure score.
+        unit = "/lib/systemd/system/mailpulsed.service"
+        run(["systemd-analyze", "verify", unit])
+        score = run(["systemd-analyze", "security", "--offline=true", "--no-pager",
+                     unit]).stdout.strip().splitlines()[-1]
+        say("systemd-analyze verify: ok; security: %s" % score.strip("→ "))
 
         p = run([DAEMON, "-c", CONF, "--check-config"], user=USER)
         say("mailpulsed --check-config on the shipped default: %s"
