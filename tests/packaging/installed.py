@@ -249,6 +249,63 @@ def check_installed(packages, driverdir):
         % (", ".join(packages), "mailpulsed", provides, USER, pw.pw_uid, STATE))
 
 
+def header_abi():
+    """MP_ABI_MAJOR and MP_ABI_MINOR of the installed SDK header."""
+    nums = {}
+    with open("/usr/include/mailpulse/driver.h") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "#define" and parts[1] in (
+                    "MP_ABI_MAJOR", "MP_ABI_MINOR"):
+                nums[parts[1]] = int(parts[2])
+    return nums["MP_ABI_MAJOR"], nums["MP_ABI_MINOR"]
+
+
+def fake_driver_deb(work, name, depends):
+    """A minimal driver package (no files) with the given Depends."""
+    root = os.path.join(work, name)
+    os.makedirs(os.path.join(root, "DEBIAN"))
+    with open(os.path.join(root, "DEBIAN", "control"), "w") as f:
+        f.write("Package: %s\nVersion: 1.0\nArchitecture: all\nMaintainer: test <t@t>\n"
+                "Depends: %s\nDescription: ABI test driver\n" % (name, depends))
+    deb = root + ".deb"
+    run(["dpkg-deb", "--root-owner-group", "-b", root, deb])
+    return deb
+
+
+def check_abi_relations(debs, packages):
+    """The versioned virtual package, from the header, and what apt makes
+    of it against the installed mailpulsed: a driver built for an older or
+    the same minor installs, one for a newer minor or another major
+    does not."""
+    major, minor = header_abi()
+    virtual = "mailpulse-driver-abi-%d" % major
+    provides = run(["dpkg-query", "-W", "-f", "${Provides}", "mailpulsed"]).stdout.strip()
+    if provides != "%s (= %d)" % (virtual, minor):
+        fail("mailpulsed provides %r, want '%s (= %d)' (driver.h)" % (provides, virtual, minor))
+    for deb, pkg in zip(debs, packages):
+        if pkg.startswith("mailpulse-driver-") and pkg not in ("mailpulse-driver-dev",) \
+                and not pkg.endswith("-dbgsym"):
+            depends = run(["dpkg-deb", "-f", deb, "Depends"]).stdout
+            if "%s (>= %d)" % (virtual, minor) not in depends:
+                fail("%s depends on %r: no '%s (>= %d)'" % (pkg, depends, virtual, minor))
+    cases = [("older minor", "%s (>= %d)" % (virtual, max(minor - 1, 0)), True),
+             ("same minor", "%s (>= %d)" % (virtual, minor), True),
+             ("newer minor", "%s (>= %d)" % (virtual, minor + 1), False),
+             ("next major", "mailpulse-driver-abi-%d (>= 0)" % (major + 1), False)]
+    with tempfile.TemporaryDirectory(prefix="pkgtest-abi-") as work:
+        for what, depends, ok in cases:
+            deb = fake_driver_deb(work, "mailpulse-driver-abitest", depends)
+            p = run(["apt-get", "install", "-s", "-q", deb], check=False)
+            if (p.returncode == 0) != ok:
+                fail("apt-get install -s of a driver for the %s (Depends: %s) %s:\n%s%s"
+                     % (what, depends, "failed" if ok else "succeeded", p.stdout, p.stderr))
+            os.unlink(deb)
+            shutil.rmtree(os.path.join(work, "mailpulse-driver-abitest"))
+    say("ABI %d.%d: mailpulsed provides %s; apt accepts drivers for minor <= %d, refuses "
+        "a newer minor and another major" % (major, minor, provides, minor))
+
+
 def configure_imap(admin, server):
     """An IMAP instance in plugins.d, as the administrator writes it."""
     ca = admin.write(ETC + "/pkgtest-ca.pem", open(server.ca.pem).read())
@@ -356,6 +413,7 @@ def main():
             run(["systemctl", "stop", "mailpulsed.service"])
         driverdir = run(["pkg-config", "--variable=driverdir", "mailpulse-driver"]).stdout.strip()
         check_installed(packages, driverdir)
+        check_abi_relations(debs, packages)
 
         # The installed unit as systemd reads it: ExecStart= binaries and
         # Documentation= man pages resolve, and its exposure score.
