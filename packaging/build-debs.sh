@@ -60,8 +60,8 @@ if [ "$(id -u)" -eq 0 ]; then
     if ! (cd "$src" && dpkg-checkbuilddeps) >/dev/null 2>&1 ||
        ! command -v lintian >/dev/null 2>&1; then
         apt-get update -qq
-        apt-get install -y -qq --no-install-recommends dpkg-dev lintian >/dev/null
-        apt-get build-dep -y -qq "$src" >/dev/null
+        apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends dpkg-dev lintian >/dev/null
+        apt-get build-dep -y -qq -o DPkg::Lock::Timeout=300 "$src" >/dev/null
     fi
 fi
 
@@ -90,6 +90,8 @@ status=0
 $as_user env HOME=/tmp lintian --fail-on error,warning --display-info --pedantic --show-overrides \
     --tag-display-limit 0 "$changes" >"$out/lintian.txt" 2>&1 || status=$?
 cat "$out/lintian.txt"
+count() { grep -c "^$1: " "$out/lintian.txt" || true; }
+echo "   lintian: $(count E) errors, $(count W) warnings, $(count I) info, $(count P) pedantic, $(count O) overridden"
 [ "$status" -eq 0 ] || die "lintian found errors or warnings (exit status $status)"
 echo "== packages in $out:"
 (cd "$out" && ls -1 ./*.deb)

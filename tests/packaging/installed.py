@@ -96,7 +96,9 @@ def run(args, user=None, check=True, text=True, **kw):
 
 def apt(*args):
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    return run(["apt-get", "-y", "-q", "--no-install-recommends"] + list(args), env=env)
+    # Waits for the dpkg lock: other jobs on the machine may be installing.
+    return run(["apt-get", "-y", "-q", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300"]
+               + list(args), env=env)
 
 
 def wait_until(what, predicate, timeout=TIMEOUT):
