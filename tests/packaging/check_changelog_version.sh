@@ -10,7 +10,7 @@ want=$2
 
 # The newest entry's header: "mailpulse (VERSION) DIST; urgency=U".
 head=$(sed -n '1p' "$changelog")
-got=$(printf '%s\n' "$head" | sed -n 's/^mailpulse (\([^)]*\)) [a-z-][a-z-]*; urgency=[a-z]*$/\1/p')
+got=$(printf '%s\n' "$head" | sed -n 's/^mailpulse (\([^)]*\)) [^;]*; urgency=[a-z]*$/\1/p')
 [ -n "$got" ] || { echo "FAIL: $changelog: first line is not an entry header: $head" >&2; exit 1; }
 if command -v dpkg-parsechangelog >/dev/null 2>&1; then
     # dpkg's own parser, where it exists, must agree (it also checks the
