@@ -81,9 +81,11 @@ echo "== lintian $(basename "$changes")"
 # --fail-on error,warning: any error or warning fails; info and pedantic
 # tags are shown too, and overridden tags with their reasons (the comment
 # above each override).
-# As root, lintian runs as nobody (it warns about root privileges).
+# As root, lintian runs as nobody (it warns about root privileges) when
+# nobody can read the packages (not so under a 0700 home directory).
 as_user=""
-if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then
+if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1 &&
+   runuser -u nobody -- sh -c 'for f; do [ -r "$f" ] || exit 1; done' sh "$out"/*.deb "$changes"; then
     as_user="runuser -u nobody --"
 fi
 status=0
