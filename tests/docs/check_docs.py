@@ -23,7 +23,9 @@ directory, loaded through the real loader. The documents checked:
   config/mailpulsed.conf   every setting as "name = default;" (commented
                            out where optional) in its group
   config/plugins.d/        README with the core keys, and
-                           <driver>.yaml.example with every driver key
+                           <driver>.yaml.example with every driver key; the
+                           example, enabled and with its commented keys on,
+                           passes `mailpulsed --check-config`
 
 The man pages are checked in their configured form (build tree), where the
 install paths are the ones this build compiles in.
@@ -161,6 +163,28 @@ def yaml_keys(text, min_indent=0, max_indent=99):
     return keys
 
 
+def example_checks(binary, driver_dir, path):
+    """`mailpulsed --check-config` on the example instance file, enabled and
+    with its commented-out keys switched on: its keys and value types must
+    be the ones the driver declares. Returns the errors printed, or ""."""
+    with open(path) as f:
+        text = f.read()
+    text = re.sub(r"^enabled: false", "enabled: true", text, flags=re.M)
+    text = re.sub(r"^(\s*)# ([a-z_]+: )", r"\1\2", text, flags=re.M)
+    with tempfile.TemporaryDirectory(prefix="mp-docs-") as tmp:
+        plugins = os.path.join(tmp, "plugins.d")
+        os.makedirs(plugins)
+        with open(os.path.join(plugins, "example.yaml"), "w") as f:
+            f.write(text)
+        conf = os.path.join(tmp, "mailpulsed.conf")
+        with open(conf, "w") as f:
+            f.write('driver_dir = "%s";\nplugins_dir = "%s";\nstate_dir = "%s";\n'
+                    % (driver_dir, plugins, os.path.join(tmp, "state")))
+        r = subprocess.run([binary, "-c", conf, "--check-config"], capture_output=True,
+                           text=True, timeout=60)
+    return "" if r.returncode == 0 else (r.stderr.strip() or "exit status %d" % r.returncode)
+
+
 def fenced(body):
     return "\n".join(re.findall(r"```[a-z]*\n(.*?)```", body, re.S))
 
@@ -250,6 +274,11 @@ def main():
         ex_keys = yaml_keys(read(ex_path)) if os.path.exists(ex_path) else None
         if ex_keys is None:
             problems.append("config/plugins.d/%s.yaml.example is missing" % d)
+        else:
+            errors = example_checks(binary, driver_dir, ex_path)
+            if errors:
+                problems.append("config/plugins.d/%s.yaml.example fails --check-config: %s"
+                                % (d, errors))
         for level in ("instance", "account"):
             body = find_section(man_h2, lambda n, h="%s: %s keys" % (d, level): n == h,
                                 "mailpulse-plugins.d(5) \"## %s: %s keys\"" % (d, level),

@@ -86,7 +86,7 @@ def main():
         if man_built:
             venv["MANPATH"] = os.path.join(staged_prefix, "share", "man")
         else:
-            print("man pages not built (no scdoc): verify runs with --man=no")
+            print("man pages not built (MP_MAN=OFF or no scdoc): verify runs with --man=no")
             cmd.append("--man=no")
         cmd.append(os.path.join(vdir, "mailpulsed.service"))
         rc, out = run(cmd, env=venv)
