@@ -6,11 +6,19 @@
 #   3. build-tsan/   ThreadSanitizer build: unit tests and the integration
 #                    tests that exercise threads; any report fails
 #   4. build-fuzz/   clang libFuzzer targets, each run for a bounded time
-# Usage: tests/run-all.sh [--quick]   (--quick: pass 1 only)
+#   5. build-debs/   Debian packages from a clean export, lintian, then (as
+#                    root) installed, run, built against and purged
+#                    (tests/packaging/pass.sh; skipped without dpkg/apt-get)
+# Usage: tests/run-all.sh [--quick | --packages]
+#   --quick: pass 1 only; --packages: pass 5 only
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 sh packaging/deps.sh test
+if [ "${1:-}" = "--packages" ]; then
+  echo "== pass 5: Debian packages"
+  exec sh tests/packaging/pass.sh "$top/build-debs"
+fi
 jobs=$(nproc 2>/dev/null || echo 2)
 export CTEST_OUTPUT_ON_FAILURE=1
 
@@ -54,4 +62,7 @@ echo "== pass 4: fuzz targets (bounded time each)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DMP_FUZZ=ON -DMP_WERROR=ON >/dev/null
 cmake --build build-fuzz -j "$jobs"
 ctest --test-dir build-fuzz -L fuzz --timeout 300
+
+echo "== pass 5: Debian packages (build, lintian, install, run, purge)"
+sh tests/packaging/pass.sh "$top/build-debs"
 echo "== all passes green"
