@@ -735,7 +735,7 @@ static void check_watch(check_ctx *c)
     char real[48], renew[48];
     utc_text(real_ms > 0 ? real_ms / 1000 : sub.expires_at, real, sizeof real);
     utc_text(sub.expires_at - 24 * 3600, renew, sizeof renew);
-    report(c, "watch", MP_CHECK_OK, "watch on %s until %s, renewed from %s",
+    report(c, "watch", MP_CHECK_OK, "watch on %s until %s, next renewal around %s",
            sub.provider_id != NULL ? sub.provider_id : a->inst->topic, real, renew);
 }
 
