@@ -126,10 +126,8 @@ static int load_account(setup *s)
         return SETUP_ERROR;
     const char *inst = json_string_value(json_object_get(a, "instance"));
     json_t *profile = json_object_get(a, "profile");
-    if (inst == NULL || !json_is_string(json_object_get(profile, "email"))) {
-        fprintf(stderr, "mailpulsectl: the daemon shows no setup parameters for '%s' (a "
-                        "gmail.so without the check slot?)\n",
-                s->account);
+    if (inst == NULL) {
+        fprintf(stderr, "mailpulsectl: the daemon names no instance for '%s'\n", s->account);
         json_decref(a);
         return SETUP_ERROR;
     }
@@ -174,8 +172,16 @@ static int preflight(setup *s)
             s->push_failed = 1;
     }
     json_decref(result);
-    /* The check may have found the push subscription's endpoint. */
-    return load_account(s);
+    /* The driver's check published the setup parameters (and the push
+     * subscription's endpoint when it found one). */
+    rc = load_account(s);
+    if (rc == SETUP_READY && prof(s, "email") == NULL) {
+        fprintf(stderr, "mailpulsectl: the daemon shows no setup parameters for '%s' "
+                        "after its check (a gmail.so without them?)\n",
+                s->account);
+        rc = SETUP_ERROR;
+    }
+    return rc;
 }
 
 /* ---- 2. the public URL ---- */

@@ -231,11 +231,6 @@ static mp_status gmail_account_open(mp_account *acct, const mp_config *cfg, void
             h->push_status(acct, MP_PUSH_STATE_STARTING, "watch pending");
     }
     gmail_push_account_add(a);
-    /* The setup parameters (no secrets), so `gmail-setup` can print the
-     * gcloud script without reading the daemon's files. */
-    char *profile = gmail_profile_json(a, NULL);
-    h->set_profile(acct, profile);
-    free(profile);
     *state_r = a;
     return MP_OK;
 }

@@ -24,8 +24,9 @@
  *
  * The driver cannot know its instance's name (the host table has no slot
  * for it), so a push endpoint counts when its path ends in /push/<name>;
- * the endpoint found goes into the profile (set_profile) and the CLI,
- * which knows the instance, compares the name.
+ * the endpoint found goes into the profile (set_profile, with the
+ * instance's setup parameters) and the CLI, which knows the instance,
+ * compares the name.
  *
  * The live test is the only write the driver ever makes to a mailbox, and
  * only when asked: messages.insert with internalDateSource=receivedTime
@@ -732,6 +733,13 @@ static void check_watch(check_ctx *c)
     pthread_mutex_lock(&a->lock);
     int64_t real_ms = a->watch_expiration_ms;
     pthread_mutex_unlock(&a->lock);
+    /* After a restart the real expiry is only in the driver's state. */
+    char *kept = NULL;
+    if (real_ms <= 0 && MP_HOST_HAS(h, state_get) &&
+        h->state_get(a->acct, "watch_expiration", &kept, &e) == MP_OK) {
+        real_ms = strtoll(kept, NULL, 10);
+        h->free(kept);
+    }
     char real[48], renew[48];
     utc_text(real_ms > 0 ? real_ms / 1000 : sub.expires_at, real, sizeof real);
     utc_text(sub.expires_at - 24 * 3600, renew, sizeof renew);
@@ -897,6 +905,9 @@ mp_status gmail_check(mp_account *acct, unsigned flags, mp_check *chk, mp_error 
         if (live)
             check_live(&c);
     }
+    /* The setup parameters (no secrets) for `gmail-setup`'s script, from
+     * here and not from account_open: set_profile is a store write, which
+     * the loop thread should not do once per account at startup. */
     char *profile = gmail_profile_json(a, c.push_endpoint);
     h->set_profile(acct, profile);
     free(profile);
