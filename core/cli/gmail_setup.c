@@ -82,6 +82,20 @@ static void verdict(const char *outcome, const char *name, const char *fmt, ...)
     free(clean);
 }
 
+/* A line with values from the daemon or the command line, sanitized. */
+static void say(const char *fmt, ...) MP_PRINTF(1, 2);
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *text = mpu_vasprintf(fmt, ap);
+    va_end(ap);
+    char *clean = mpctl_sanitize(text);
+    puts(clean);
+    free(clean);
+    free(text);
+}
+
 static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
@@ -153,7 +167,7 @@ static int is_push_check(const char *name)
 
 static int preflight(setup *s)
 {
-    printf("== preflight of %s ==\n", s->account);
+    say("== preflight of %s ==", s->account);
     json_t *result = NULL;
     int rc = mpctl_check_run(s->conn, s->account, 0, 0, 0, &result);
     if (rc != MPCTL_CHECK_PASSED && rc != MPCTL_CHECK_FAILED) {
@@ -272,7 +286,13 @@ static size_t discard(char *ptr, size_t size, size_t nmemb, void *userdata)
  * with `why` on a connection failure. */
 static long post_unsigned(const char *url, const char *email, char *why, size_t why_len)
 {
-    char *note = mpu_asprintf("{\"emailAddress\":\"%s\",\"historyId\":\"1\"}", email);
+    json_t *payload = json_pack("{s:s,s:s}", "emailAddress", email, "historyId", "1");
+    char *note = json_dumps(payload, JSON_COMPACT);
+    json_decref(payload);
+    if (note == NULL) {
+        snprintf(why, why_len, "cannot build the envelope");
+        return 0;
+    }
     char *data = base64(note);
     char now[40];
     mpu_time_rfc3339(mpu_now_ms(), now, sizeof now);
@@ -410,17 +430,18 @@ static void print_script(setup *s)
     const char *mode = prof(s, "push");
     const char *topic = prof(s, "topic");
     if (mode == NULL || strcmp(mode, "off") == 0 || topic == NULL) {
-        printf("push is off for instance '%s': nothing to set up in Google Cloud. For "
-               "realtime, set push: pubsub-push or pubsub-pull in its plugins.d file.\n",
-               s->instance);
+        say("push is off for instance '%s': nothing to set up in Google Cloud. For "
+            "realtime, set push: pubsub-push or pubsub-pull in its plugins.d file.",
+            s->instance);
         return;
     }
     char *project = project_of(topic);
     const char *member = "serviceAccount:" GMAIL_PUSH_ACCOUNT;
-    printf("\n== gcloud script (%s) ==\n", mode);
-    printf("# As a Pub/Sub admin of project %s; a step whose resource exists "
-           "already may fail harmlessly.\n",
-           project);
+    printf("\n");
+    say("== gcloud script (%s) ==", mode);
+    say("# As a Pub/Sub admin of project %s; a step whose resource exists already may "
+        "fail harmlessly.",
+        project);
     const char *v1[] = {topic};
     script_line("gcloud pubsub topics create %s", v1, 1);
     const char *v2[] = {topic, member};
@@ -436,9 +457,9 @@ static void print_script(setup *s)
                                       s->instance);
         const char *sa = prof(s, "push_service_account");
         const char *aud = prof(s, "push_audience");
-        printf("# %s signs the pushes: it must exist in %s, and you need "
-               "iam.serviceAccounts.actAs on it.\n",
-               sa != NULL ? sa : "push_service_account", project);
+        say("# %s signs the pushes: it must exist in %s, and you need "
+            "iam.serviceAccounts.actAs on it.",
+            sa != NULL ? sa : "push_service_account", project);
         if (s->public_url == NULL)
             printf("# Replace PUBLIC-HOST (or run gmail-setup with --public-url).\n");
         const char *v3[] = {sub, topic, endpoint, sa != NULL ? sa : "SERVICE_ACCOUNT",
@@ -640,8 +661,8 @@ static int live_test(setup *s)
         free(msg_id);
     } else if (outcome != NULL && strcmp(outcome, "skip") == 0) {
         verdict("SKIP", "live_test", "%s", detail != NULL ? detail : "no insert");
-        printf("Send a message to %s now; waiting up to %llds for its message.new.\n",
-               email != NULL ? email : "the mailbox", (long long)timeout_s);
+        say("Send a message to %s now; waiting up to %llds for its message.new.",
+            email != NULL ? email : "the mailbox", (long long)timeout_s);
         fflush(stdout);
     } else {
         verdict("FAIL", "live_test", "%s", detail != NULL ? detail : "the driver ran no "
@@ -698,6 +719,9 @@ int mpctl_cmd_gmail_setup(const mpctl_args *args, const mpctl_conn *conn)
             find_public_url(&s);
             if (s.public_url != NULL)
                 probe_public_url(&s);
+        } else if (args->public_url != NULL) {
+            say("(--public-url is only used in pubsub-push mode; this instance is %s)",
+                mode != NULL ? mode : "off");
         }
         print_script(&s);
         if (s.failed) {
