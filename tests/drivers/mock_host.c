@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "host/host.h"
 #include "host/host_http.h"
 #include "host/host_oauth.h"
 #include "host/host_push_status.h"
@@ -74,19 +75,6 @@ struct mp_watch {
     int fd;
 };
 
-/* ABI 1.2: what a check slot reported, one entry per name. */
-typedef struct check_item {
-    char *name;
-    mp_check_outcome outcome;
-    char *detail;
-} check_item;
-
-struct mp_check {
-    mpt_mock *m;
-    check_item *items;
-    size_t n;
-};
-
 struct mpt_mock {
     pthread_mutex_t lock;
     struct mp_instance inst;
@@ -117,7 +105,6 @@ struct mpt_mock {
     size_t n_timers;
     mpo_service *oauth; /* the real token service; rotations go to `state` */
     unsigned oauth_tokens, oauth_rejects;
-    struct mp_check check;
 };
 
 /* One mock per process at a time carries the slots that get no context
@@ -627,38 +614,6 @@ static void m_set_profile(mp_account *acct, const char *json)
     replace(acct->m, &acct->profile, json);
 }
 
-static void m_check_report(mp_check *chk, const char *name, mp_check_outcome outcome,
-                           const char *detail)
-{
-    mpt_mock *m = chk->m;
-    pthread_mutex_lock(&m->lock);
-    check_item *it = NULL;
-    for (size_t i = 0; i < chk->n; i++)
-        if (strcmp(chk->items[i].name, name) == 0)
-            it = &chk->items[i];
-    if (it == NULL) {
-        chk->items = mpu_realloc(chk->items, (chk->n + 1) * sizeof *chk->items);
-        it = &chk->items[chk->n++];
-        it->name = mpu_strdup(name);
-    } else {
-        free(it->detail);
-    }
-    it->outcome = outcome;
-    it->detail = mpu_strdup(detail != NULL ? detail : "");
-    pthread_mutex_unlock(&m->lock);
-}
-
-static void check_clear(struct mp_check *chk)
-{
-    for (size_t i = 0; i < chk->n; i++) {
-        free(chk->items[i].name);
-        free(chk->items[i].detail);
-    }
-    free(chk->items);
-    chk->items = NULL;
-    chk->n = 0;
-}
-
 static const char *m_request_header(const mp_push_request *req, const char *name)
 {
     const char *const *h = req->host_private;
@@ -849,8 +804,8 @@ static const mp_host mock_table = {
     .oauth_setup = m_oauth_setup,
     .oauth_token = m_oauth_token,
     .oauth_reject = m_oauth_reject,
-    /* added in ABI 1.2 */
-    .check_report = m_check_report,
+    /* added in ABI 1.2: the host's own collector */
+    .check_report = mphost_check_report,
 };
 
 /* ---- the mock itself ---- */
@@ -863,7 +818,6 @@ mpt_mock *mpt_mock_new(void)
     m->cfg.m = m;
     m->sink.m = m;
     m->logs_tail = &m->logs;
-    m->check.m = m;
     mpo_options opt = {.persist = m_oauth_persist, .load = m_oauth_load, .arg = m};
     m->oauth = mpo_service_new(&opt);
     current = m;
@@ -924,7 +878,6 @@ void mpt_mock_free(mpt_mock **mp)
     free(m->last_hint);
     free(m->ca_file);
     free(m->reply.body);
-    check_clear(&m->check);
     pthread_mutex_destroy(&m->lock);
     if (current == m)
         current = NULL;
@@ -1140,29 +1093,6 @@ const char *mpt_mock_push_state(mpt_mock *m, mp_account *acct)
 {
     (void)m;
     return acct->push_state;
-}
-
-mp_check *mpt_mock_check(mpt_mock *m)
-{
-    check_clear(&m->check);
-    return &m->check;
-}
-
-size_t mpt_mock_check_count(mpt_mock *m)
-{
-    return m->check.n;
-}
-
-const char *mpt_mock_check_result(mpt_mock *m, const char *name, mp_check_outcome *outcome_r)
-{
-    for (size_t i = 0; i < m->check.n; i++) {
-        if (strcmp(m->check.items[i].name, name) == 0) {
-            if (outcome_r != NULL)
-                *outcome_r = m->check.items[i].outcome;
-            return m->check.items[i].detail;
-        }
-    }
-    return NULL;
 }
 
 const char *mpt_mock_profile(mpt_mock *m, mp_account *acct)

@@ -37,9 +37,10 @@
  *     scripted HTTP server. A rotated refresh token is kept in the mock's
  *     driver state under MPO_STATE_KEY (mpt_mock_state); mpt_mock_oauth
  *     hands out the service, e.g. for mpo_credentials_changed (SIGHUP).
- *   - ABI 1.2: check_report records one result per name into the mock's
- *     check (mpt_mock_check hands it to a `check` slot, emptied), read back
- *     with mpt_mock_check_result.
+ *   - ABI 1.2: check_report is the daemon's own collector (host/host.h):
+ *     hand the check slot an mphost_check_new() and read the results with
+ *     mphost_check_count/mphost_check_at (bounded and sanitized as in the
+ *     daemon), then mphost_check_free.
  *
  * One mock serves one driver instance and any number of accounts. Slots
  * are safe from any thread; the mpt_mock_* inspection functions are meant
@@ -127,12 +128,6 @@ int mpt_mock_reply_status(mpt_mock *m);            /* last push_reply, 0 */
 const char *mpt_mock_reply_body(mpt_mock *m);      /* or NULL */
 /* The reply object to pass to push_verify. */
 mp_push_reply *mpt_mock_push_reply(mpt_mock *m);
-/* ABI 1.2: the mp_check to pass to a driver's check slot (its earlier
- * results dropped), how many names were reported, and the detail of
- * `name` with its outcome (NULL: never reported). */
-mp_check *mpt_mock_check(mpt_mock *m);
-size_t mpt_mock_check_count(mpt_mock *m);
-const char *mpt_mock_check_result(mpt_mock *m, const char *name, mp_check_outcome *outcome_r);
 /* Fire every pending timer once (in the order added); returns how many. */
 size_t mpt_mock_run_timers(mpt_mock *m);
 

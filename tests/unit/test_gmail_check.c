@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "host/host.h"
 #include "http_script_server.h"
 #include "mock_host.h"
 
@@ -71,6 +72,7 @@ typedef struct fx {
     mp_account *acct;
     void *inst_state, *acct_state;
     mpt_http_server *srv;
+    mp_check *chk; /* the daemon's collector, as the mock's check_report */
 } fx;
 
 static void setup_with(fx *f, const mpt_http_step *steps, size_t n, const char *push)
@@ -125,6 +127,7 @@ static void setup_with(fx *f, const mpt_http_step *steps, size_t n, const char *
 static void teardown_fx(fx *f)
 {
     assert_int_equal(mpt_http_server_mismatches(f->srv), 0);
+    mphost_check_free(&f->chk);
     f->drv->account_close(f->acct, &f->acct_state);
     f->drv->deinit(mpt_mock_instance(f->m), &f->inst_state);
     mpt_http_server_stop(&f->srv);
@@ -136,19 +139,30 @@ static void run_check(fx *f, unsigned flags)
 {
     mp_error err;
     memset(&err, 0, sizeof err);
-    assert_int_equal(f->drv->check(f->acct, flags, mpt_mock_check(f->m), &err), MP_OK);
+    mphost_check_free(&f->chk);
+    f->chk = mphost_check_new();
+    assert_int_equal(f->drv->check(f->acct, flags, f->chk, &err), MP_OK);
+}
+
+/* The result `name`, or NULL. */
+static const mphost_check_result *find(fx *f, const char *name)
+{
+    for (size_t i = 0; i < mphost_check_count(f->chk); i++)
+        if (strcmp(mphost_check_at(f->chk, i)->name, name) == 0)
+            return mphost_check_at(f->chk, i);
+    return NULL;
 }
 
 /* The detail of `name`, which must have been reported as `want`. */
 static const char *result(fx *f, const char *name, mp_check_outcome want)
 {
-    mp_check_outcome got = MP_CHECK_OK;
-    const char *detail = mpt_mock_check_result(f->m, name, &got);
-    if (detail == NULL)
+    const mphost_check_result *r = find(f, name);
+    if (r == NULL)
         fail_msg("check %s was not reported", name);
-    if (got != want)
-        fail_msg("check %s: outcome %d, want %d (%s)", name, (int)got, (int)want, detail);
-    return detail;
+    if (r->outcome != want)
+        fail_msg("check %s: outcome %d, want %d (%s)", name, (int)r->outcome, (int)want,
+                 r->detail);
+    return r->detail;
 }
 
 #define JSON "Content-Type: application/json\r\n"
@@ -221,7 +235,7 @@ static void test_complete_push_setup_with_live_insert(void **state)
     result(&f, "watch", MP_CHECK_OK);
     const char *live = result(&f, "live_test", MP_CHECK_OK);
     assert_true(strncmp(live, "18c0abc ", 8) == 0);
-    assert_null(mpt_mock_check_result(f.m, "pull_subscription", NULL));
+    assert_null(find(&f, "pull_subscription"));
     /* The token travelled in the form body, never in a URL. */
     mpt_http_seen seen;
     assert_int_equal(mpt_http_server_seen(f.srv, 1, &seen), 0);
@@ -285,7 +299,7 @@ static void test_refused_grant_asks_nothing_more(void **state)
     result(&f, "scopes", MP_CHECK_SKIP);
     result(&f, "live_test", MP_CHECK_SKIP);
     /* Push off: no Pub/Sub checks at all. */
-    assert_null(mpt_mock_check_result(f.m, "topic", NULL));
+    assert_null(find(&f, "topic"));
     assert_int_equal(mpt_http_server_count(f.srv), 0);
     teardown_fx(&f);
 }

@@ -12,7 +12,12 @@
 #include <string.h>
 
 #include "host/host.h"
+#include "loader/loader.h"
+#include "mock_host.h"
 #include "util/util.h"
+
+/* The SDK's hello example, built for the loader tests. */
+#define HELLO_DIR MP_TEST_BUILD_DIR "/tests/refused-drivers/good"
 
 static void test_table_slot(void **state)
 {
@@ -175,6 +180,43 @@ static void test_record_clear(void **state)
     mphost_check_record_clear(&rec); /* twice is harmless */
 }
 
+/* The SDK example's check through the real loader and the mock host,
+ * whose check_report is this collector. */
+static void test_hello_check(void **state)
+{
+    char *error = NULL;
+    mpl_driver *drv = mpl_load(HELLO_DIR, "hello", &error);
+    if (drv == NULL)
+        fail_msg("hello refused: %s", error);
+    assert_non_null(drv->desc.check);
+    mpt_mock *m = mpt_mock_new();
+    mpt_mock_declare(m, drv->desc.account_keys);
+    mpt_mock_config_set(m, "messages", "5");
+    void *inst_state = NULL, *acct_state = NULL;
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    assert_int_equal(drv->desc.init(mpt_mock_host(m), mpt_mock_instance(m), mpt_mock_config(m),
+                                    &inst_state, &err),
+                     MP_OK);
+    mp_account *acct = mpt_mock_account(m, "hi");
+    assert_int_equal(drv->desc.account_open(acct, mpt_mock_config(m), &acct_state, &err),
+                     MP_OK);
+    mpt_mock_set_account_state(acct, acct_state);
+    mp_check *chk = mphost_check_new();
+    assert_int_equal(drv->desc.check(acct, MP_CHECK_LIVE, chk, &err), MP_OK);
+    assert_int_equal(mphost_check_count(chk), 2);
+    assert_string_equal(mphost_check_at(chk, 0)->name, "mailbox");
+    assert_int_equal(mphost_check_at(chk, 0)->outcome, MP_CHECK_OK);
+    assert_string_equal(mphost_check_at(chk, 0)->detail, "INBOX holds 5 synthetic messages");
+    assert_string_equal(mphost_check_at(chk, 1)->name, "live_test");
+    assert_int_equal(mphost_check_at(chk, 1)->outcome, MP_CHECK_SKIP);
+    mphost_check_free(&chk);
+    drv->desc.account_close(acct, &acct_state);
+    assert_null(acct_state);
+    mpt_mock_free(&m);
+    mpl_unload(&drv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -182,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_bad_reports),  cmocka_unit_test(test_cap),
         cmocka_unit_test(test_lengths),      cmocka_unit_test(test_sanitize),
         cmocka_unit_test(test_names),        cmocka_unit_test(test_record_clear),
+        cmocka_unit_test(test_hello_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
