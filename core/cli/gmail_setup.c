@@ -673,8 +673,11 @@ static int live_test(setup *s)
     fflush(stdout);
     int found = follow(s, seq, &w, timeout_s);
     json_decref(result);
-    if (found < 0)
+    if (found < 0) {
+        if (mpctl_interrupted)
+            fprintf(stderr, "mailpulsectl: interrupted\n");
         return SETUP_ERROR;
+    }
     if (found > 0) {
         verdict("FAIL", "message.new",
                 "none for %s within %llds: see `mailpulsectl gmail-status %s` (watch, last "
