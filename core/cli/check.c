@@ -43,14 +43,16 @@ static int answer_json(const mpctl_conn *conn, int rc, mpctl_response *resp, cha
     json_t *root = json_loadb(resp->body, resp->len, 0, NULL);
     if (!json_is_object(root)) {
         json_decref(root);
-        fprintf(stderr, "mailpulsectl: %ld: invalid JSON from the daemon\n", resp->status);
+        fprintf(stderr, "mailpulsectl: %ld: invalid JSON from the daemon\n",
+                resp->status);
         return MPCTL_CHECK_ERROR;
     }
     *root_r = root;
     return MPCTL_CHECK_PASSED;
 }
 
-int mpctl_check_start(const mpctl_conn *conn, const char *account, int live, int64_t *id_r)
+int mpctl_check_start(const mpctl_conn *conn, const char *account, int live,
+                      int64_t *id_r)
 {
     char *path = check_path(account);
     mpctl_response resp;
@@ -159,8 +161,10 @@ int mpctl_check_verdict(const json_t *result)
     const json_t *results = json_object_get(result, "results");
     size_t i;
     const json_t *r;
-    json_array_foreach(results, i, r) {
-        if (outcome_index(json_string_value(json_object_get(r, "outcome"))) == OUTCOME_FAIL)
+    json_array_foreach(results, i, r)
+    {
+        if (outcome_index(json_string_value(json_object_get(r, "outcome"))) ==
+            OUTCOME_FAIL)
             return MPCTL_CHECK_FAILED;
     }
     return MPCTL_CHECK_PASSED;
@@ -175,7 +179,8 @@ void mpctl_check_print(const char *account, const json_t *result)
     mpctl_table_set_max(t, 1, 32);
     size_t i;
     const json_t *r;
-    json_array_foreach(results, i, r) {
+    json_array_foreach(results, i, r)
+    {
         const char *outcome = json_string_value(json_object_get(r, "outcome"));
         int k = outcome_index(outcome);
         const char *cells[3] = {k >= 0 ? outcome_labels[k] : outcome,

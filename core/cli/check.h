@@ -31,7 +31,8 @@ enum {
 /* Ask for a check of `account` ({"live": true} with `live`). On 202 sets
  * *id_r to the check's id (the running one's when one was under way) and
  * returns MPCTL_CHECK_PASSED. */
-int mpctl_check_start(const mpctl_conn *conn, const char *account, int live, int64_t *id_r);
+int mpctl_check_start(const mpctl_conn *conn, const char *account, int live,
+                      int64_t *id_r);
 
 /* Poll until check `id` of `account` is "done" or "error", for at most
  * `timeout_ms` (0: MPCTL_CHECK_TIMEOUT_MS). MPCTL_CHECK_PASSED with

@@ -81,7 +81,8 @@ static void check_work(void *arg)
     pthread_mutex_unlock(&a->check_lock);
 
     if (dropped > 0)
-        mpu_warn(a->id, "check %llu: the driver reported more than %d results; %zu dropped",
+        mpu_warn(a->id,
+                 "check %llu: the driver reported more than %d results; %zu dropped",
                  (unsigned long long)id, MPHOST_CHECK_MAX, dropped);
     if (st != MP_OK)
         mpu_warn(a->id, "check %llu could not run: %s", (unsigned long long)id,
@@ -127,7 +128,8 @@ static int parse_body(const uint8_t *body, size_t len, int *live_r, char **error
     }
     const char *key;
     json_t *v;
-    json_object_foreach(in, key, v) {
+    json_object_foreach(in, key, v)
+    {
         if (strcmp(key, "live") != 0 || !json_is_boolean(v)) {
             *error_r = strcmp(key, "live") != 0
                            ? mpu_strdup("unknown field in the body; expected "
@@ -177,8 +179,14 @@ json_t *mpd_api_check_start(mpd *d, const char *account, const uint8_t *body, si
                          mphost_check_state_name(state));
     }
 
+    struct mp_account *ref = mpd_account_get(d, a->id); /* the same one, held */
+    if (ref == NULL) {
+        *status_r = 404;
+        *error_r = mpu_asprintf("no account '%s'", account);
+        return NULL;
+    }
     check_job *job = mpu_calloc(1, sizeof *job);
-    job->a = mpd_account_get(d, a->id); /* the same account: a reference */
+    job->a = ref;
     /* Recorded before it is handed over: the worker reads the flags. Only
      * the loop thread leaves NONE/DONE/ERROR, so nothing raced us since
      * the look above. */
@@ -228,15 +236,14 @@ json_t *mpd_api_check_get(mpd *d, const char *account, int *status_r, char **err
                                mphost_check_outcome_name(c->results[i].outcome), "detail",
                                c->results[i].detail));
     }
-    json_t *o = json_pack("{s:o, s:s, s:b, s:o, s:o, s:o, s:o, s:o}", "id",
-                          c->state == MPHOST_CHECK_NONE ? json_null()
-                                                         : json_integer((json_int_t)c->id),
-                          "state", mphost_check_state_name(c->state), "live",
-                          (c->flags & MP_CHECK_LIVE) != 0, "requested_at",
-                          mpu_json_time(c->requested_at_ms), "started_at",
-                          mpu_json_time(c->started_at_ms), "finished_at",
-                          mpu_json_time(c->finished_at_ms), "results", results, "error",
-                          mpu_json_str(c->error));
+    json_t *o = json_pack(
+        "{s:o, s:s, s:b, s:o, s:o, s:o, s:o, s:o}", "id",
+        c->state == MPHOST_CHECK_NONE ? json_null() : json_integer((json_int_t)c->id),
+        "state", mphost_check_state_name(c->state), "live",
+        (c->flags & MP_CHECK_LIVE) != 0, "requested_at",
+        mpu_json_time(c->requested_at_ms), "started_at", mpu_json_time(c->started_at_ms),
+        "finished_at", mpu_json_time(c->finished_at_ms), "results", results, "error",
+        mpu_json_str(c->error));
     pthread_mutex_unlock(&a->check_lock);
     if (o == NULL) {
         *status_r = 500;

@@ -11,6 +11,9 @@
  * runs at a time, whatever its kind. A trigger for a job that is queued is
  * merged into it; a trigger for a job that is running sets a single re-run
  * flag, so any number of triggers during a run give exactly one more run.
+ * Work that must run alone for the account (an admin's preflight,
+ * mpj_account_alone) takes a turn between its jobs without changing
+ * their schedule.
  * SYNC jobs go to the high-priority queue, BACKFILL to the low one; workers
  * always take high first.
  *

@@ -18,8 +18,8 @@ the real mailpulsectl, with the fixture driver's scripted check
   fixture traces both);
 - a POST while one is pending/running answers the same id;
 - 404 unknown account, 400 bad body, 409 for a driver without check
-  (fixture10, built for ABI 1.0), 401 without the token, 404 on the
-  public push listener."""
+  (fixture10, built for ABI 1.0) and for an account that is not active,
+  401 without the token, 404 on the public push listener."""
 
 import http.client
 import json
@@ -59,6 +59,8 @@ class AccountCheck(unittest.TestCase):
              "check_results": ["ok first this one was reported before the failure"]},
             {"id": "live", "generate": 2, "poll_interval": 3600},
             {"id": "fresh", "generate": 1, "poll_interval": 3600},
+            # account_open refuses it: the account exists but is not active.
+            {"id": "unopened", "poll_interval": 3600, "check_status": "bogus"},
             {"id": "sleepy", "generate": 2, "poll_interval": 3600, "check_delay_ms": 4000},
             {"id": "parked", "poll_interval": 3600},
             {"id": "slow", "generate": 400, "poll_interval": 3600, "batch_delay_ms": 150,
@@ -170,6 +172,9 @@ class AccountCheck(unittest.TestCase):
                 status, _, data = self.d.request("POST", "/v1/accounts/clean/check",
                                                  body=body)
                 self.assertEqual(status, 400, data)
+        status, _, data = self.d.request("POST", "/v1/accounts/unopened/check")
+        self.assertEqual(status, 409, data)
+        self.assertIn("not active", json.loads(data)["error"])
         status, _, data = self.d.request("POST", "/v1/accounts/ancient/check")
         self.assertEqual(status, 409)
         self.assertIn("fixture10", json.loads(data)["error"])

@@ -23,7 +23,8 @@ static void test_table_slot(void **state)
 {
     const mp_host *h = mphost_table();
     assert_true(h->abi_minor >= 2);
-    assert_true(h->struct_size >= offsetof(mp_host, check_report) + sizeof h->check_report);
+    assert_true(h->struct_size >=
+                offsetof(mp_host, check_report) + sizeof h->check_report);
     assert_ptr_equal(h->check_report, mphost_check_report);
 }
 
@@ -100,7 +101,8 @@ static void test_lengths(void **state)
     /* 1023 ASCII bytes then a two-byte character: it does not fit whole. */
     char *detail = mpu_malloc(MPHOST_CHECK_DETAIL_MAX + 64);
     memset(detail, 'd', MPHOST_CHECK_DETAIL_MAX - 1);
-    memcpy(detail + MPHOST_CHECK_DETAIL_MAX - 1, "\xC3\xA9 and more", sizeof "\xC3\xA9 and more");
+    memcpy(detail + MPHOST_CHECK_DETAIL_MAX - 1, "\xC3\xA9 and more",
+           sizeof "\xC3\xA9 and more");
     mphost_check_report(chk, long_name, MP_CHECK_OK, detail);
     const mphost_check_result *r = mphost_check_at(chk, 0);
     assert_int_equal(strlen(r->name), MPHOST_CHECK_NAME_MAX);
@@ -123,12 +125,14 @@ static void test_sanitize(void **state)
         {"\x1b[31mred\x1b[0m", "?[31mred?[0m"},
         {"bell\x07 del\x7f", "bell? del?"},
         {"c1 \xC2\x85 next", "c1 ? next"},
-        {"caf\xC3\xA9 \xE2\x9C\x93 \xF0\x9F\x93\xA7", "caf\xC3\xA9 \xE2\x9C\x93 \xF0\x9F\x93\xA7"},
+        {"caf\xC3\xA9 \xE2\x9C\x93 \xF0\x9F\x93\xA7",
+         "caf\xC3\xA9 \xE2\x9C\x93 \xF0\x9F\x93\xA7"},
         {"bad \xFF byte", "bad \xEF\xBF\xBD byte"},
         {"overlong \xC0\xAF", "overlong \xEF\xBF\xBD\xEF\xBF\xBD"},
         {"surrogate \xED\xA0\x80", "surrogate \xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
         {"cut \xE2\x9C", "cut \xEF\xBF\xBD\xEF\xBF\xBD"},
-        {"too big \xF4\x90\x80\x80", "too big \xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+        {"too big \xF4\x90\x80\x80",
+         "too big \xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         mp_check *chk = mphost_check_new();
@@ -195,8 +199,8 @@ static void test_hello_check(void **state)
     void *inst_state = NULL, *acct_state = NULL;
     mp_error err;
     memset(&err, 0, sizeof err);
-    assert_int_equal(drv->desc.init(mpt_mock_host(m), mpt_mock_instance(m), mpt_mock_config(m),
-                                    &inst_state, &err),
+    assert_int_equal(drv->desc.init(mpt_mock_host(m), mpt_mock_instance(m),
+                                    mpt_mock_config(m), &inst_state, &err),
                      MP_OK);
     mp_account *acct = mpt_mock_account(m, "hi");
     assert_int_equal(drv->desc.account_open(acct, mpt_mock_config(m), &acct_state, &err),
@@ -207,7 +211,8 @@ static void test_hello_check(void **state)
     assert_int_equal(mphost_check_count(chk), 2);
     assert_string_equal(mphost_check_at(chk, 0)->name, "mailbox");
     assert_int_equal(mphost_check_at(chk, 0)->outcome, MP_CHECK_OK);
-    assert_string_equal(mphost_check_at(chk, 0)->detail, "INBOX holds 5 synthetic messages");
+    assert_string_equal(mphost_check_at(chk, 0)->detail,
+                        "INBOX holds 5 synthetic messages");
     assert_string_equal(mphost_check_at(chk, 1)->name, "live_test");
     assert_int_equal(mphost_check_at(chk, 1)->outcome, MP_CHECK_SKIP);
     mphost_check_free(&chk);
@@ -220,10 +225,10 @@ static void test_hello_check(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table_slot),   cmocka_unit_test(test_replace_by_name),
-        cmocka_unit_test(test_bad_reports),  cmocka_unit_test(test_cap),
-        cmocka_unit_test(test_lengths),      cmocka_unit_test(test_sanitize),
-        cmocka_unit_test(test_names),        cmocka_unit_test(test_record_clear),
+        cmocka_unit_test(test_table_slot),  cmocka_unit_test(test_replace_by_name),
+        cmocka_unit_test(test_bad_reports), cmocka_unit_test(test_cap),
+        cmocka_unit_test(test_lengths),     cmocka_unit_test(test_sanitize),
+        cmocka_unit_test(test_names),       cmocka_unit_test(test_record_clear),
         cmocka_unit_test(test_hello_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

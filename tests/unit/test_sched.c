@@ -722,7 +722,8 @@ static void test_alone_cancelled(void **state)
     t->sleep_ms = 300;
     mpj_trigger(t->s, "b", MPJ_SYNC, NULL, "api");
     expect_runs = 2;
-    assert_int_equal(mpj_account_alone(t->s, "b", alone_work_fn, alone_free_done, NULL), 0);
+    assert_int_equal(mpj_account_alone(t->s, "b", alone_work_fn, alone_free_done, NULL),
+                     0);
     t_free(t);
     assert_int_equal(alone_free_ndone, 1);
     assert_int_equal(alone_free_ran, 0);

@@ -276,18 +276,20 @@ static mp_status hello_fetch(mp_account *acct, const mp_message_ref *msg, mp_raw
  * resources); hello has nothing to ask, so it reports its configuration.
  * It cannot create a message anywhere, so a live test is a SKIP that says
  * what the admin can do instead. MP_OK: the checks ran. */
-static mp_status hello_check(mp_account *acct, unsigned flags, mp_check *chk, mp_error *err)
+static mp_status hello_check(mp_account *acct, unsigned flags, mp_check *chk,
+                             mp_error *err)
 {
     const hello_account *ha = hello_host->account_state(acct);
     char detail[128];
     (void)err;
-    snprintf(detail, sizeof detail, "%s holds %" PRIu32 " synthetic messages", HELLO_FOLDER,
-             ha->messages);
+    snprintf(detail, sizeof detail, "%s holds %" PRIu32 " synthetic messages",
+             HELLO_FOLDER, ha->messages);
     hello_host->check_report(chk, "mailbox", MP_CHECK_OK, detail);
     if (flags & MP_CHECK_LIVE)
-        hello_host->check_report(chk, "live_test", MP_CHECK_SKIP,
-                                 "hello has no provider to send to; its messages are fixed "
-                                 "(change `messages` and reload to see new mail)");
+        hello_host->check_report(
+            chk, "live_test", MP_CHECK_SKIP,
+            "hello has no provider to send to; its messages are fixed "
+            "(change `messages` and reload to see new mail)");
     return MP_OK;
 }
 
