@@ -136,7 +136,7 @@ const char *mpctl_usage(void)
            "                                test message created; exit 0 all passed,\n"
            "                                1 a check failed, 2 error or timeout\n"
            "  gmail-setup ACCOUNT [--public-url URL] [--no-live] [--timeout SECONDS]\n"
-           "                                guided Gmail push setup: preflight, the gcloud\n"
+           "                                guided Gmail push setup: preflight, gcloud\n"
            "                                script, a live test message and its latency\n"
            "                                (default wait 120 s); exit 0 ready, 1 setup\n"
            "                                incomplete, 2 error\n"

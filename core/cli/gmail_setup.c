@@ -55,10 +55,10 @@ typedef struct setup {
     const mpctl_conn *conn;
     const char *account;
     char *instance;
-    json_t *profile;   /* the driver's setup parameters                   */
-    char *public_url;  /* scheme://host[/prefix], no trailing '/'; or NULL */
-    int failed;        /* a check failed                                  */
-    int push_failed;   /* a Pub/Sub or push endpoint check failed         */
+    json_t *profile;  /* the driver's setup parameters                   */
+    char *public_url; /* scheme://host[/prefix], no trailing '/'; or NULL */
+    int failed;       /* a check failed                                  */
+    int push_failed;  /* a Pub/Sub or push endpoint check failed         */
 } setup;
 
 static const char *prof(const setup *s, const char *key)
@@ -141,7 +141,8 @@ static int load_account(setup *s)
     const char *inst = json_string_value(json_object_get(a, "instance"));
     json_t *profile = json_object_get(a, "profile");
     if (inst == NULL) {
-        fprintf(stderr, "mailpulsectl: the daemon names no instance for '%s'\n", s->account);
+        fprintf(stderr, "mailpulsectl: the daemon names no instance for '%s'\n",
+                s->account);
         json_decref(a);
         return SETUP_ERROR;
     }
@@ -190,8 +191,9 @@ static int preflight(setup *s)
      * subscription's endpoint when it found one). */
     rc = load_account(s);
     if (rc == SETUP_READY && prof(s, "email") == NULL) {
-        fprintf(stderr, "mailpulsectl: the daemon shows no setup parameters for '%s' "
-                        "after its check (a gmail.so without them?)\n",
+        fprintf(stderr,
+                "mailpulsectl: the daemon shows no setup parameters for '%s' "
+                "after its check (a gmail.so without them?)\n",
                 s->account);
         rc = SETUP_ERROR;
     }
@@ -215,7 +217,8 @@ static char *strip_push_path(const char *url, const char *instance)
 static char *origin_of(const char *url)
 {
     const char *p = strstr(url, "://");
-    if (p == NULL || (strncasecmp(url, "https://", 8) != 0 && strncasecmp(url, "http://", 7) != 0))
+    if (p == NULL ||
+        (strncasecmp(url, "https://", 8) != 0 && strncasecmp(url, "http://", 7) != 0))
         return NULL;
     size_t n = strcspn(p + 3, "/?#");
     return n == 0 ? NULL : mpu_strndup(url, (size_t)(p + 3 - url) + n);
@@ -259,10 +262,11 @@ static void find_public_url(setup *s)
     }
     if (s->public_url == NULL) {
         s->push_failed = s->failed = 1;
-        verdict("FAIL", "public_url",
-                "unknown: no push subscription endpoint and push_audience is not an https "
-                "URL; pass --public-url https://HOST (where /push/%s reaches mailpulsed)",
-                s->instance);
+        verdict(
+            "FAIL", "public_url",
+            "unknown: no push subscription endpoint and push_audience is not an https "
+            "URL; pass --public-url https://HOST (where /push/%s reaches mailpulsed)",
+            s->instance);
     }
 }
 
@@ -311,7 +315,8 @@ static long post_unsigned(const char *url, const char *email, char *why, size_t 
         return 0;
     }
     char errbuf[CURL_ERROR_SIZE] = "";
-    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    struct curl_slist *headers =
+        curl_slist_append(NULL, "Content-Type: application/json");
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
@@ -340,8 +345,8 @@ static void probe_public_url(setup *s)
     char why[CURL_ERROR_SIZE + 64] = "";
     long status = post_unsigned(url, prof(s, "email"), why, sizeof why);
     if (status == 401 || status == 403) {
-        verdict("OK", "push_endpoint", "%s is reachable and refuses unsigned pushes (%ld)",
-                url, status);
+        verdict("OK", "push_endpoint",
+                "%s is reachable and refuses unsigned pushes (%ld)", url, status);
         if (strncasecmp(url, "https://", 8) != 0)
             verdict("WARN", "push_endpoint",
                     "%s is not https: Pub/Sub pushes only to https with a CA-signed "
@@ -449,12 +454,11 @@ static void print_script(setup *s)
                 "    --member=%s --role=roles/pubsub.publisher",
                 v2, 2);
     if (strcmp(mode, "pubsub-push") == 0) {
-        char *sub = mpu_asprintf("projects/%s/subscriptions/mailpulse-%s", project,
-                                 s->instance);
-        char *endpoint = mpu_asprintf("%s/push/%s",
-                                      s->public_url != NULL ? s->public_url
-                                                            : "https://PUBLIC-HOST",
-                                      s->instance);
+        char *sub =
+            mpu_asprintf("projects/%s/subscriptions/mailpulse-%s", project, s->instance);
+        char *endpoint = mpu_asprintf(
+            "%s/push/%s", s->public_url != NULL ? s->public_url : "https://PUBLIC-HOST",
+            s->instance);
         const char *sa = prof(s, "push_service_account");
         const char *aud = prof(s, "push_audience");
         say("# %s signs the pushes: it must exist in %s, and you need "
@@ -521,7 +525,7 @@ static void install_signals(void)
 
 typedef struct waiter {
     const char *account;
-    const char *subject;  /* the test message's, or NULL: the first one     */
+    const char *subject; /* the test message's, or NULL: the first one     */
     int found;
     char message[128];
     char subject_seen[256];
@@ -586,8 +590,9 @@ static int follow(setup *s, int64_t seq, waiter *w, int64_t timeout_s)
         mpctl_response resp;
         char *error = NULL;
         mpctl_sse_reset(parser);
-        int res = mpctl_stream(s->conn, path, last != NULL && last[0] != '\0' ? last : NULL,
-                               parser, &resp, &error);
+        int res =
+            mpctl_stream(s->conn, path, last != NULL && last[0] != '\0' ? last : NULL,
+                         parser, &resp, &error);
         if (!w->found && !mpctl_interrupted && res == 0 && resp.status != 200) {
             mpctl_report_http_error(&resp);
             rc = -1;
@@ -656,8 +661,10 @@ static int live_test(setup *s)
             w.subject = subject;
         }
         char *msg_id = mpu_strndup(detail, strcspn(detail, " "));
-        verdict("OK", "live_test", "test message %s inserted; waiting up to %llds for its "
-                "message.new", msg_id, (long long)timeout_s);
+        verdict("OK", "live_test",
+                "test message %s inserted; waiting up to %llds for its "
+                "message.new",
+                msg_id, (long long)timeout_s);
         free(msg_id);
     } else if (outcome != NULL && strcmp(outcome, "skip") == 0) {
         verdict("SKIP", "live_test", "%s", detail != NULL ? detail : "no insert");
@@ -665,8 +672,10 @@ static int live_test(setup *s)
             email != NULL ? email : "the mailbox", (long long)timeout_s);
         fflush(stdout);
     } else {
-        verdict("FAIL", "live_test", "%s", detail != NULL ? detail : "the driver ran no "
-                                                                     "live test");
+        verdict("FAIL", "live_test", "%s",
+                detail != NULL ? detail
+                               : "the driver ran no "
+                                 "live test");
         json_decref(result);
         return SETUP_INCOMPLETE;
     }
@@ -679,10 +688,11 @@ static int live_test(setup *s)
         return SETUP_ERROR;
     }
     if (found > 0) {
-        verdict("FAIL", "message.new",
-                "none for %s within %llds: see `mailpulsectl gmail-status %s` (watch, last "
-                "push, last error)",
-                s->account, (long long)timeout_s, s->account);
+        verdict(
+            "FAIL", "message.new",
+            "none for %s within %llds: see `mailpulsectl gmail-status %s` (watch, last "
+            "push, last error)",
+            s->account, (long long)timeout_s, s->account);
         return SETUP_INCOMPLETE;
     }
     int64_t latency = w.time_ms > 0 ? w.time_ms - insert_ms : -1;

@@ -63,14 +63,14 @@
 typedef struct check_ctx {
     gmail_account *a;
     mp_check *chk;
-    int insert;           /* 1 yes, 0 no, -1 unknown (tokeninfo failed) */
-    char *push_endpoint;  /* the push subscription's endpoint, malloc'd  */
+    int insert;          /* 1 yes, 0 no, -1 unknown (tokeninfo failed) */
+    char *push_endpoint; /* the push subscription's endpoint, malloc'd  */
 } check_ctx;
 
-static void report(check_ctx *c, const char *name, mp_check_outcome outcome, const char *fmt,
-                   ...) MP_PRINTF(4, 5);
-static void report(check_ctx *c, const char *name, mp_check_outcome outcome, const char *fmt,
-                   ...)
+static void report(check_ctx *c, const char *name, mp_check_outcome outcome,
+                   const char *fmt, ...) MP_PRINTF(4, 5);
+static void report(check_ctx *c, const char *name, mp_check_outcome outcome,
+                   const char *fmt, ...)
 {
     char line[900];
     va_list ap;
@@ -107,9 +107,9 @@ char *gmail_profile_json(const gmail_account *a, const char *push_endpoint)
     json_t *o = json_object();
     json_object_set_new(o, "email", json_string(a->email));
     json_object_set_new(o, "push", json_string(modes[gi->push]));
-    json_object_set_new(o, "credentials", json_string(a->service_account
-                                                          ? "service_account"
-                                                          : "refresh_token"));
+    json_object_set_new(
+        o, "credentials",
+        json_string(a->service_account ? "service_account" : "refresh_token"));
     if (gi->topic != NULL)
         json_object_set_new(o, "topic", json_string(gi->topic));
     if (gi->subscription != NULL)
@@ -164,7 +164,8 @@ static int check_credentials(check_ctx *c)
                    e.text, c->a->email);
     } else if (st == MP_RETRY) {
         report(c, "credentials", MP_CHECK_FAIL,
-               "the token endpoint did not answer usefully (%s); run the check again", e.text);
+               "the token endpoint did not answer usefully (%s); run the check again",
+               e.text);
     } else {
         report(c, "credentials", MP_CHECK_FAIL, "%s; fix the credential files and reload",
                e.text);
@@ -188,8 +189,11 @@ static void check_profile(check_ctx *c)
 {
     gmail_account *a = c->a;
     char *url = gmail_api_url(a, "profile");
-    gmail_call call = {.method = "GET", .url = url, .units = GMAIL_UNITS_GET_PROFILE,
-                       .max_response = CHECK_MAX_RESPONSE, .any_status = 1};
+    gmail_call call = {.method = "GET",
+                       .url = url,
+                       .units = GMAIL_UNITS_GET_PROFILE,
+                       .max_response = CHECK_MAX_RESPONSE,
+                       .any_status = 1};
     mp_http_response resp;
     mp_error e = {0, ""};
     mp_status st = gmail_http_call(a, &call, "getProfile", &resp, &e);
@@ -202,10 +206,11 @@ static void check_profile(check_ctx *c)
     if (resp.status != 200) {
         answer_text(&resp, why, sizeof why);
         if (resp.status == 400 && a->service_account)
-            report(c, "profile", MP_CHECK_FAIL,
-                   "getProfile: Gmail answered %s; %s must be a Workspace user the service"
-                   " account may impersonate (domain-wide delegation)",
-                   why, a->email);
+            report(
+                c, "profile", MP_CHECK_FAIL,
+                "getProfile: Gmail answered %s; %s must be a Workspace user the service"
+                " account may impersonate (domain-wide delegation)",
+                why, a->email);
         else if (resp.status == 403)
             report(c, "profile", MP_CHECK_FAIL,
                    "getProfile: Gmail answered %s; enable the Gmail API in the OAuth"
@@ -223,7 +228,8 @@ static void check_profile(check_ctx *c)
     json_t *total = json_object_get(root, "messagesTotal");
     char hid_text[32];
     if (json_is_integer(hid))
-        snprintf(hid_text, sizeof hid_text, "%" JSON_INTEGER_FORMAT, json_integer_value(hid));
+        snprintf(hid_text, sizeof hid_text, "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(hid));
     else
         snprintf(hid_text, sizeof hid_text, "%s", str_or(hid, "?"));
     if (addr == NULL) {
@@ -235,8 +241,9 @@ static void check_profile(check_ctx *c)
                " (or correct email)",
                addr, a->email, a->email);
     } else {
-        report(c, "profile", MP_CHECK_OK, "%s: %" JSON_INTEGER_FORMAT " messages, historyId %s",
-               addr, json_is_integer(total) ? json_integer_value(total) : (json_int_t)0,
+        report(c, "profile", MP_CHECK_OK,
+               "%s: %" JSON_INTEGER_FORMAT " messages, historyId %s", addr,
+               json_is_integer(total) ? json_integer_value(total) : (json_int_t)0,
                hid_text);
     }
     json_decref(root);
@@ -294,8 +301,9 @@ static void judge_scopes(check_ctx *c, const char *scopes)
     if (i != NULL)
         snprintf(ins, sizeof ins, "can insert a live test message (%s)", i);
     else
-        snprintf(ins, sizeof ins,
-                 "no insert scope (gmail.insert): the live test needs a message sent by hand");
+        snprintf(
+            ins, sizeof ins,
+            "no insert scope (gmail.insert): the live test needs a message sent by hand");
     if (p != NULL)
         snprintf(ps, sizeof ps, "Pub/Sub: %s", p);
     else
@@ -334,8 +342,11 @@ static void check_scopes(check_ctx *c)
     char *url = tokeninfo_url(c->a->inst->token_url);
     const char *headers[] = {"Content-Type: application/x-www-form-urlencoded",
                              "Accept: application/json", NULL};
-    mp_http_request req = {.method = "POST", .url = url, .headers = headers,
-                           .body = (const uint8_t *)body, .body_len = strlen(body),
+    mp_http_request req = {.method = "POST",
+                           .url = url,
+                           .headers = headers,
+                           .body = (const uint8_t *)body,
+                           .body_len = strlen(body),
                            .timeout_ms = 30000};
     mp_http_options opt = {.struct_size = sizeof opt, .max_response = CHECK_MAX_RESPONSE};
     mp_http_response resp;
@@ -344,8 +355,10 @@ static void check_scopes(check_ctx *c)
     OPENSSL_cleanse(body, bl);
     free(body);
     if (st != MP_OK) {
-        report(c, "scopes", MP_CHECK_WARN, "tokeninfo at %s unreachable (%s): scopes not"
-               " verified", url, e.text);
+        report(c, "scopes", MP_CHECK_WARN,
+               "tokeninfo at %s unreachable (%s): scopes not"
+               " verified",
+               url, e.text);
         free(url);
         return;
     }
@@ -383,8 +396,11 @@ static ps_result pubsub_get(check_ctx *c, const char *path, json_t **doc_r, char
     if (url == NULL)
         abort();
     snprintf(url, n, "%s/v1/%s", c->a->inst->pubsub_url, path);
-    gmail_call call = {.method = "GET", .url = url, .units = 0,
-                       .max_response = CHECK_MAX_RESPONSE, .any_status = 1};
+    gmail_call call = {.method = "GET",
+                       .url = url,
+                       .units = 0,
+                       .max_response = CHECK_MAX_RESPONSE,
+                       .any_status = 1};
     mp_http_response resp;
     mp_error e = {0, ""};
     mp_status st = gmail_http_call(c->a, &call, "Pub/Sub", &resp, &e);
@@ -468,14 +484,14 @@ static int check_topic(check_ctx *c)
     }
     if (r == PS_GONE) {
         report(c, "topic", MP_CHECK_FAIL,
-               "topic %s does not exist: create it (gcloud pubsub topics create %s)", topic,
-               topic);
+               "topic %s does not exist: create it (gcloud pubsub topics create %s)",
+               topic, topic);
         report(c, "publisher", MP_CHECK_SKIP, "needs the topic");
         return -1;
     }
     if (r != PS_OK) {
-        report(c, "topic", MP_CHECK_WARN, "topic %s not verified (%s); run the check again",
-               topic, why);
+        report(c, "topic", MP_CHECK_WARN,
+               "topic %s not verified (%s); run the check again", topic, why);
         report(c, "publisher", MP_CHECK_SKIP, "needs the topic");
         return -1;
     }
@@ -495,11 +511,12 @@ static int check_topic(check_ctx *c)
             report(c, "publisher", MP_CHECK_OK, "%s may publish to %s (%s)",
                    GMAIL_PUSH_ACCOUNT, topic, role);
         else
-            report(c, "publisher", MP_CHECK_FAIL,
-                   "Gmail cannot publish: grant %s on %s to serviceAccount:%s (gcloud pubsub"
-                   " topics add-iam-policy-binding %s --member=serviceAccount:%s --role=%s)",
-                   PUBLISHER_ROLE, topic, GMAIL_PUSH_ACCOUNT, topic, GMAIL_PUSH_ACCOUNT,
-                   PUBLISHER_ROLE);
+            report(
+                c, "publisher", MP_CHECK_FAIL,
+                "Gmail cannot publish: grant %s on %s to serviceAccount:%s (gcloud pubsub"
+                " topics add-iam-policy-binding %s --member=serviceAccount:%s --role=%s)",
+                PUBLISHER_ROLE, topic, GMAIL_PUSH_ACCOUNT, topic, GMAIL_PUSH_ACCOUNT,
+                PUBLISHER_ROLE);
     }
     json_decref(doc);
     return 0;
@@ -644,8 +661,8 @@ static void check_push_subscription(check_ctx *c)
                    best.name, best.endpoint, fix);
         else if (strcmp(best.sa, gi->push_service_account) != 0)
             report(c, "push_subscription", MP_CHECK_FAIL,
-                   "%s signs as %s but push_service_account is %s: %s", best.name, best.sa,
-                   gi->push_service_account, fix);
+                   "%s signs as %s but push_service_account is %s: %s", best.name,
+                   best.sa, gi->push_service_account, fix);
         else
             report(c, "push_subscription", MP_CHECK_FAIL,
                    "%s uses OIDC audience %s but push_audience is %s: %s", best.name,
@@ -684,10 +701,11 @@ static void check_pull_subscription(check_ctx *c)
                    gi->subscription, topic != NULL ? topic : "no topic", gi->topic,
                    gi->topic, gi->topic);
         else if (endpoint != NULL && endpoint[0] != '\0')
-            report(c, "pull_subscription", MP_CHECK_FAIL,
-                   "subscription %s pushes to %s, so nothing is left to pull: gcloud pubsub"
-                   " subscriptions modify-push-config %s --push-endpoint=\"\"",
-                   gi->subscription, endpoint, gi->subscription);
+            report(
+                c, "pull_subscription", MP_CHECK_FAIL,
+                "subscription %s pushes to %s, so nothing is left to pull: gcloud pubsub"
+                " subscriptions modify-push-config %s --push-endpoint=\"\"",
+                gi->subscription, endpoint, gi->subscription);
         else
             report(c, "pull_subscription", MP_CHECK_OK,
                    "%s pulls from %s (ack deadline %" JSON_INTEGER_FORMAT " s)",
@@ -721,13 +739,15 @@ static void check_watch(check_ctx *c)
     mp_error e = {0, ""};
     mp_status st = h->subscription_get(a->acct, &sub, &e);
     if (st == MP_SKIP) {
-        report(c, "watch", MP_CHECK_WARN,
-               "no watch active yet: the daemon calls users.watch at its next sync once the"
-               " topic and its publisher grant are in place (see gmail-status)");
+        report(
+            c, "watch", MP_CHECK_WARN,
+            "no watch active yet: the daemon calls users.watch at its next sync once the"
+            " topic and its publisher grant are in place (see gmail-status)");
         return;
     }
     if (st != MP_OK) {
-        report(c, "watch", MP_CHECK_WARN, "the stored watch was not readable (%s)", e.text);
+        report(c, "watch", MP_CHECK_WARN, "the stored watch was not readable (%s)",
+               e.text);
         return;
     }
     pthread_mutex_lock(&a->lock);
@@ -772,10 +792,11 @@ static void check_live(check_ctx *c)
     const mp_host *h = gmail_host;
     gmail_account *a = c->a;
     if (c->insert == 0) {
-        report(c, "live_test", MP_CHECK_SKIP,
-               "the credentials cannot insert (no gmail.insert scope): send a message to %s"
-               " by hand",
-               a->email);
+        report(
+            c, "live_test", MP_CHECK_SKIP,
+            "the credentials cannot insert (no gmail.insert scope): send a message to %s"
+            " by hand",
+            a->email);
         return;
     }
     int64_t now = h->now_ms();
@@ -791,20 +812,21 @@ static void check_live(check_ctx *c)
     if (RAND_bytes(rnd, sizeof rnd) != 1)
         memset(rnd, 0, sizeof rnd);
     char msg[1024];
-    int len = snprintf(msg, sizeof msg,
-                       "From: mailpulse setup <%s>\r\n"
-                       "To: %s\r\n"
-                       "Subject: mailpulse live test %s\r\n"
-                       "Date: %s\r\n"
-                       "Message-ID: <mailpulse-live-%" PRId64 "-%02x%02x%02x%02x%02x%02x%02x"
-                       "%02x@mailpulse.invalid>\r\n"
-                       "MIME-Version: 1.0\r\n"
-                       "Content-Type: text/plain; charset=UTF-8\r\n"
-                       "\r\n"
-                       "mailpulse inserted this message to test push delivery"
-                       " (mailpulsectl gmail-setup). You may delete it.\r\n",
-                       a->email, a->email, stamp, date, now, rnd[0], rnd[1], rnd[2], rnd[3],
-                       rnd[4], rnd[5], rnd[6], rnd[7]);
+    int len =
+        snprintf(msg, sizeof msg,
+                 "From: mailpulse setup <%s>\r\n"
+                 "To: %s\r\n"
+                 "Subject: mailpulse live test %s\r\n"
+                 "Date: %s\r\n"
+                 "Message-ID: <mailpulse-live-%" PRId64 "-%02x%02x%02x%02x%02x%02x%02x"
+                 "%02x@mailpulse.invalid>\r\n"
+                 "MIME-Version: 1.0\r\n"
+                 "Content-Type: text/plain; charset=UTF-8\r\n"
+                 "\r\n"
+                 "mailpulse inserted this message to test push delivery"
+                 " (mailpulsectl gmail-setup). You may delete it.\r\n",
+                 a->email, a->email, stamp, date, now, rnd[0], rnd[1], rnd[2], rnd[3],
+                 rnd[4], rnd[5], rnd[6], rnd[7]);
     char *raw = b64url(msg, (size_t)len);
     json_t *doc = json_pack("{s:s, s:[s,s]}", "raw", raw, "labelIds", "INBOX", "UNREAD");
     free(raw);
@@ -813,9 +835,13 @@ static void check_live(check_ctx *c)
     if (body == NULL)
         abort();
     char *url = gmail_api_url(a, "messages?internalDateSource=receivedTime");
-    gmail_call call = {.method = "POST", .url = url, .content_type = "application/json",
-                       .body = (const uint8_t *)body, .body_len = strlen(body),
-                       .units = UNITS_INSERT, .max_response = CHECK_MAX_RESPONSE,
+    gmail_call call = {.method = "POST",
+                       .url = url,
+                       .content_type = "application/json",
+                       .body = (const uint8_t *)body,
+                       .body_len = strlen(body),
+                       .units = UNITS_INSERT,
+                       .max_response = CHECK_MAX_RESPONSE,
                        .any_status = 1};
     mp_http_response resp;
     mp_error e = {0, ""};
@@ -829,10 +855,11 @@ static void check_live(check_ctx *c)
     char why[420];
     if (resp.status == 403) {
         answer_text(&resp, why, sizeof why);
-        report(c, "live_test", MP_CHECK_SKIP,
-               "the credentials cannot insert (messages.insert answered %s): send a message"
-               " to %s by hand",
-               why, a->email);
+        report(
+            c, "live_test", MP_CHECK_SKIP,
+            "the credentials cannot insert (messages.insert answered %s): send a message"
+            " to %s by hand",
+            why, a->email);
     } else if (resp.status != 200) {
         answer_text(&resp, why, sizeof why);
         report(c, "live_test", MP_CHECK_FAIL, "messages.insert answered %s", why);
@@ -854,8 +881,8 @@ static void check_live(check_ctx *c)
 
 static void skip_rest(check_ctx *c, int live, const char *why)
 {
-    static const char *const names[] = {"profile", "scopes", "topic", "publisher", "watch",
-                                        NULL};
+    static const char *const names[] = {"profile",   "scopes", "topic",
+                                        "publisher", "watch",  NULL};
     const gmail_instance *gi = c->a->inst;
     for (const char *const *n = names; *n != NULL; n++) {
         int pubsub = strcmp(*n, "topic") == 0 || strcmp(*n, "publisher") == 0;

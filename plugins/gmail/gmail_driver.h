@@ -92,8 +92,8 @@ char *gmail_profile_json(const gmail_account *a, const char *push_endpoint);
 /* Google's error answer {"error":{"code","message","errors":[{"reason"}],
  * "status"}} (or OAuth's {"error":"..."}): its reason (or status) and
  * message into the buffers ("" when absent). */
-void gmail_google_error(const char *body, size_t len, char *reason, size_t rcap, char *msg,
-                        size_t mcap);
+void gmail_google_error(const char *body, size_t len, char *reason, size_t rcap,
+                        char *msg, size_t mcap);
 
 /* The same mapping for one part of a batch answer (status already known). */
 mp_status gmail_http_status(gmail_account *a, long status, const char *body, size_t len,

@@ -51,8 +51,8 @@ static mp_status admit(gmail_account *a, uint32_t units, int64_t deadline, const
     }
 }
 
-void gmail_google_error(const char *body, size_t len, char *reason, size_t rcap, char *msg,
-                         size_t mcap)
+void gmail_google_error(const char *body, size_t len, char *reason, size_t rcap,
+                        char *msg, size_t mcap)
 {
     reason[0] = msg[0] = '\0';
     if (body == NULL || len == 0)

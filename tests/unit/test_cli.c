@@ -253,8 +253,8 @@ static void test_args_gmail_setup(void **state)
 {
     (void)state;
     char x[] = "x", cmd[] = "gmail-setup", acct[] = "gm", url[] = "--public-url",
-         host[] = "https://mail.example.org", nolive[] = "--no-live", timeout[] = "--timeout",
-         ten[] = "10";
+         host[] = "https://mail.example.org", nolive[] = "--no-live",
+         timeout[] = "--timeout", ten[] = "10";
     char *v1[] = {x, cmd, url, host, acct, nolive, timeout, ten, NULL};
     mpctl_args a;
     char *error = NULL;

@@ -54,7 +54,8 @@ static void t_free_secret(char **s)
     *s = NULL;
 }
 
-static mp_status t_subscription_get(mp_account *acct, mp_subscription *sub_r, mp_error *err)
+static mp_status t_subscription_get(mp_account *acct, mp_subscription *sub_r,
+                                    mp_error *err)
 {
     (void)acct;
     memset(sub_r, 0, sizeof *sub_r);
@@ -119,8 +120,9 @@ static void setup_with(fx *f, const mpt_http_step *steps, size_t n, const char *
                      MP_OK);
     mpt_mock_set_instance_state(f->m, f->inst_state);
     f->acct = mpt_mock_account(f->m, "g");
-    assert_int_equal(f->drv->account_open(f->acct, mpt_mock_config(f->m), &f->acct_state, &err),
-                     MP_OK);
+    assert_int_equal(
+        f->drv->account_open(f->acct, mpt_mock_config(f->m), &f->acct_state, &err),
+        MP_OK);
     mpt_mock_set_account_state(f->acct, f->acct_state);
 }
 
@@ -166,51 +168,78 @@ static const char *result(fx *f, const char *name, mp_check_outcome want)
 }
 
 #define JSON "Content-Type: application/json\r\n"
-#define PROFILE(addr)                                                                   \
-    "{\"emailAddress\":\"" addr "\",\"messagesTotal\":12,\"threadsTotal\":9,"          \
+#define PROFILE(addr)                                                                    \
+    "{\"emailAddress\":\"" addr "\",\"messagesTotal\":12,\"threadsTotal\":9,"            \
     "\"historyId\":\"4711\"}"
-#define SCOPES(s) "{\"azp\":\"cid\",\"aud\":\"cid\",\"scope\":\"" s "\",\"expires_in\":\"3500\"}"
+#define SCOPES(s)                                                                        \
+    "{\"azp\":\"cid\",\"aud\":\"cid\",\"scope\":\"" s "\",\"expires_in\":\"3500\"}"
 #define RO "https://www.googleapis.com/auth/gmail.readonly"
 #define INS "https://www.googleapis.com/auth/gmail.insert"
 #define PS "https://www.googleapis.com/auth/pubsub"
-#define POLICY                                                                          \
+#define POLICY                                                                           \
     "{\"version\":1,\"etag\":\"x\",\"bindings\":[{\"role\":\"roles/pubsub.publisher\","  \
     "\"members\":[\"serviceAccount:gmail-api-push@system.gserviceaccount.com\"]}]}"
-#define DENIED                                                                          \
-    "{\"error\":{\"code\":403,\"message\":\"Request had insufficient authentication "   \
+#define DENIED                                                                           \
+    "{\"error\":{\"code\":403,\"message\":\"Request had insufficient authentication "    \
     "scopes.\",\"status\":\"PERMISSION_DENIED\"}}"
 
 static const mpt_http_step complete[] = {
-    {.method = "GET", .path = "/gmail/v1/users/me/profile", .headers = JSON,
-     .header = "Authorization: Bearer tok-1", .body = PROFILE("A@Example.com")},
-    {.method = "POST", .path = "/tokeninfo", .body_contains = "access_token=tok-1",
-     .headers = JSON, .body = SCOPES(RO " " INS " " PS)},
-    {.method = "GET", .path = "/v1/projects/p/topics/t", .headers = JSON,
+    {.method = "GET",
+     .path = "/gmail/v1/users/me/profile",
+     .headers = JSON,
+     .header = "Authorization: Bearer tok-1",
+     .body = PROFILE("A@Example.com")},
+    {.method = "POST",
+     .path = "/tokeninfo",
+     .body_contains = "access_token=tok-1",
+     .headers = JSON,
+     .body = SCOPES(RO " " INS " " PS)},
+    {.method = "GET",
+     .path = "/v1/projects/p/topics/t",
+     .headers = JSON,
      .body = "{\"name\":\"projects/p/topics/t\"}"},
-    {.method = "GET", .path = "/v1/projects/p/topics/t:getIamPolicy", .headers = JSON,
+    {.method = "GET",
+     .path = "/v1/projects/p/topics/t:getIamPolicy",
+     .headers = JSON,
      .body = POLICY},
-    {.method = "GET", .path = "/v1/projects/p/topics/t/subscriptions", .headers = JSON,
+    {.method = "GET",
+     .path = "/v1/projects/p/topics/t/subscriptions",
+     .headers = JSON,
      .body = "{\"subscriptions\":[\"projects/p/subscriptions/pull\","
              "\"projects/p/subscriptions/push\"],\"nextPageToken\":\"n2\"}"},
-    {.method = "GET", .path = "/v1/projects/p/subscriptions/pull", .headers = JSON,
-     .body = "{\"name\":\"projects/p/subscriptions/pull\",\"topic\":\"projects/p/topics/t\","
-             "\"pushConfig\":{}}"},
+    {.method = "GET",
+     .path = "/v1/projects/p/subscriptions/pull",
+     .headers = JSON,
+     .body =
+         "{\"name\":\"projects/p/subscriptions/pull\",\"topic\":\"projects/p/topics/t\","
+         "\"pushConfig\":{}}"},
     /* Pushes to /push/... without an audience: Pub/Sub signs for the URL,
      * which is not push_audience, so the search goes on. */
-    {.method = "GET", .path = "/v1/projects/p/subscriptions/push", .headers = JSON,
-     .body = "{\"name\":\"projects/p/subscriptions/push\",\"topic\":\"projects/p/topics/t\","
-             "\"pushConfig\":{\"pushEndpoint\":\"https://other.example/push/gmail\","
-             "\"oidcToken\":{\"serviceAccountEmail\":\"push@p.iam.gserviceaccount.com\"}}}"},
-    {.method = "GET", .path = "/v1/projects/p/topics/t/subscriptions", .query = "pageToken=n2",
-     .headers = JSON, .body = "{\"subscriptions\":[\"projects/p/subscriptions/good\"]}"},
-    {.method = "GET", .path = "/v1/projects/p/subscriptions/good", .headers = JSON,
-     .body = "{\"name\":\"projects/p/subscriptions/good\",\"topic\":\"projects/p/topics/t\","
-             "\"pushConfig\":{\"pushEndpoint\":\"https://mp.example/push/gmail\","
-             "\"oidcToken\":{\"serviceAccountEmail\":\"push@p.iam.gserviceaccount.com\","
-             "\"audience\":\"https://mp.example/push/gmail\"}}}"},
-    {.method = "POST", .path = "/gmail/v1/users/me/messages",
+    {.method = "GET",
+     .path = "/v1/projects/p/subscriptions/push",
+     .headers = JSON,
+     .body =
+         "{\"name\":\"projects/p/subscriptions/push\",\"topic\":\"projects/p/topics/t\","
+         "\"pushConfig\":{\"pushEndpoint\":\"https://other.example/push/gmail\","
+         "\"oidcToken\":{\"serviceAccountEmail\":\"push@p.iam.gserviceaccount.com\"}}}"},
+    {.method = "GET",
+     .path = "/v1/projects/p/topics/t/subscriptions",
+     .query = "pageToken=n2",
+     .headers = JSON,
+     .body = "{\"subscriptions\":[\"projects/p/subscriptions/good\"]}"},
+    {.method = "GET",
+     .path = "/v1/projects/p/subscriptions/good",
+     .headers = JSON,
+     .body =
+         "{\"name\":\"projects/p/subscriptions/good\",\"topic\":\"projects/p/topics/t\","
+         "\"pushConfig\":{\"pushEndpoint\":\"https://mp.example/push/gmail\","
+         "\"oidcToken\":{\"serviceAccountEmail\":\"push@p.iam.gserviceaccount.com\","
+         "\"audience\":\"https://mp.example/push/gmail\"}}}"},
+    {.method = "POST",
+     .path = "/gmail/v1/users/me/messages",
      .query = "internalDateSource=receivedTime",
-     .body_contains = "\"labelIds\":[\"INBOX\",\"UNREAD\"]", .headers = JSON,
+     .body_contains = "\"labelIds\":[\"INBOX\",\"UNREAD\"]",
+     .headers = JSON,
      .body = "{\"id\":\"18c0abc\",\"threadId\":\"18c0abc\",\"labelIds\":[\"INBOX\","
              "\"UNREAD\"]}"},
 };
@@ -229,7 +258,8 @@ static void test_complete_push_setup_with_live_insert(void **state)
     assert_non_null(strstr(s, "can insert"));
     assert_non_null(strstr(s, "gmail.insert"));
     result(&f, "topic", MP_CHECK_OK);
-    assert_non_null(strstr(result(&f, "publisher", MP_CHECK_OK), "roles/pubsub.publisher"));
+    assert_non_null(
+        strstr(result(&f, "publisher", MP_CHECK_OK), "roles/pubsub.publisher"));
     const char *ps = result(&f, "push_subscription", MP_CHECK_OK);
     assert_non_null(strstr(ps, "projects/p/subscriptions/good"));
     result(&f, "watch", MP_CHECK_OK);
@@ -248,18 +278,26 @@ static void test_complete_push_setup_with_live_insert(void **state)
     /* The profile carries the setup parameters and the endpoint found. */
     const char *profile = mpt_mock_profile(f.m, f.acct);
     assert_non_null(profile);
-    assert_non_null(strstr(profile, "\"push_endpoint\":\"https://mp.example/push/gmail\""));
+    assert_non_null(
+        strstr(profile, "\"push_endpoint\":\"https://mp.example/push/gmail\""));
     assert_non_null(strstr(profile, "\"push\":\"pubsub-push\""));
     assert_null(strstr(profile, "tok-1"));
     teardown_fx(&f);
 }
 
 static const mpt_http_step refused[] = {
-    {.method = "GET", .path = "/gmail/v1/users/me/profile", .headers = JSON,
+    {.method = "GET",
+     .path = "/gmail/v1/users/me/profile",
+     .headers = JSON,
      .body = PROFILE("someone.else@example.com")},
-    {.method = "POST", .path = "/tokeninfo", .headers = JSON,
+    {.method = "POST",
+     .path = "/tokeninfo",
+     .headers = JSON,
      .body = SCOPES("https://www.googleapis.com/auth/gmail.metadata")},
-    {.method = "GET", .path = "/v1/projects/p/topics/t", .status = 403, .headers = JSON,
+    {.method = "GET",
+     .path = "/v1/projects/p/topics/t",
+     .status = 403,
+     .headers = JSON,
      .body = DENIED},
 };
 
@@ -280,7 +318,7 @@ static void test_refusals_and_missing_scopes(void **state)
     assert_non_null(strstr(result(&f, "watch", MP_CHECK_WARN), "no watch active yet"));
     /* No insert scope: nothing written, the admin is asked to send one. */
     assert_non_null(strstr(result(&f, "live_test", MP_CHECK_SKIP), "send a message to "
-                                                                    "a@example.com"));
+                                                                   "a@example.com"));
     assert_int_equal(mpt_http_server_count(f.srv), 3);
     teardown_fx(&f);
 }
