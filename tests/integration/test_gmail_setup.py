@@ -3,7 +3,8 @@ mailpulsectl and the fake Gmail/Pub/Sub (fake_gmail.py), one gmail instance
 per situation an admin meets:
 
 - gpush: a complete pubsub-push setup passes, the unsigned probe of the
-  public URL is refused by the push listener (reachable), the driver
+  public URL is refused by the push listener (reachable; a --public-url
+  where nothing listens, or where another server answers, fails), the driver
   inserts a test message, the push reaches the daemon and the live test
   reports the latency from insert to message.new (exit 0);
 - gnogrant: the topic does not let gmail-api-push@ publish: the publisher
@@ -173,6 +174,21 @@ class GmailSetup(unittest.TestCase):
         profile = self.d.account("ok")["profile"]
         self.assertEqual(profile["push_endpoint"], self.endpoint("gpush"))
         self.assertEqual(profile["topic"], topic("gpush"))
+
+    def test_public_url_that_is_not_mailpulse(self):
+        # Nothing listens: a connection error, with the reason.
+        out = self.setup_run("ok", "--public-url", "http://127.0.0.1:1/", "--no-live")
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("http://127.0.0.1:1 (--public-url)", self.line(out, "OK", "public_url"))
+        self.assertIn("cannot reach http://127.0.0.1:1/push/gpush",
+                      self.line(out, "FAIL", "push_endpoint"))
+        self.assertIn("--push-endpoint=http://127.0.0.1:1/push/gpush", out.stdout)
+        self.assertIn("run the script above, then run gmail-setup again", out.stdout)
+        # Another HTTP server there (the fake answers 404 for /push/...).
+        out = self.setup_run("ok", "--public-url", self.fake.url + "/push/gpush", "--no-live")
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("answered 404: no push listener for instance 'gpush'",
+                      self.line(out, "FAIL", "push_endpoint"))
 
     def test_missing_publisher_grant(self):
         out = self.setup_run("ng")
