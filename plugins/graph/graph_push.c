@@ -453,8 +453,8 @@ static void set_replace(graph_account *a, const char *old_id, const graph_sub *s
 }
 
 /* Make the set cover exactly the synced folders: new ones subscribed, gone
- * ones deleted at Graph, renamed ones renamed. The first failure is
- * returned after the rest was tried; what succeeded is kept. */
+ * ones deleted at Graph, renamed ones renamed. The first failed create
+ * ends the pass and is returned; what succeeded is kept. */
 static mp_status reconcile(graph_account *a, mp_error *err)
 {
     graph_push_inst *pi = inst_of(a);
@@ -516,12 +516,13 @@ static mp_status reconcile(graph_account *a, mp_error *err)
         if (st == MP_OK) {
             set_replace(a, NULL, &s);
             graph_sub_clear(&s);
-        } else if (first == MP_OK) {
+        } else {
+            /* The others would fail alike (a validation timeout, a missing
+             * permission): stop here; the next push renewal continues. */
             first = st;
             *err = cerr;
-        }
-        if (st == MP_REAUTH)
             break;
+        }
     }
     persist(a);
     return first;
@@ -631,6 +632,14 @@ static mp_status host_record(graph_account *a, mp_subscription *sub_r, mp_error 
     return MP_OK;
 }
 
+/* Push trouble never parks the account: the host shows "failed: ..." and
+ * keeps polling, and the next renewal tries again. Only a refused grant
+ * (MP_REAUTH) is the account's business. */
+static mp_status push_failure(mp_status st)
+{
+    return st == MP_FATAL ? MP_RETRY : st;
+}
+
 static mp_status no_push(graph_account *a, mp_error *err)
 {
     graph_host->push_status(a->acct, MP_PUSH_STATE_OFF, "polling: no public_url");
@@ -649,7 +658,7 @@ mp_status graph_push_enroll(mp_account *acct, mp_subscription *sub_r, mp_error *
         st = reconcile(a, err);
     if (st != MP_OK) {
         publish(a, 0);
-        return st;
+        return push_failure(st);
     }
     st = host_record(a, sub_r, err);
     publish(a, st == MP_OK);
@@ -673,7 +682,7 @@ mp_status graph_push_renew(mp_account *acct, const mp_subscription *current,
     }
     if (st != MP_OK) {
         publish(a, 0);
-        return st;
+        return push_failure(st);
     }
     st = host_record(a, sub_r, err);
     publish(a, st == MP_OK);
