@@ -106,6 +106,10 @@ static mp_status graph_init(const mp_host *host, mp_instance *inst, const mp_con
     if (st == MP_OK && gi->auth == GRAPH_AUTH_APP && gi->client_secret_file == NULL)
         st = mp_fail(err, MP_FATAL, "client_secret_file: required with auth: app (client"
                                     " credentials)");
+    int64_t max_folders = host->config_int(cfg, "folder_subscriptions_max");
+    if (st == MP_OK && (max_folders < 0 || max_folders > 1000))
+        st = mp_fail(err, MP_FATAL, "folder_subscriptions_max: %lld is outside 0..1000",
+                     (long long)max_folders);
     if (st == MP_OK && (gi->subscription_minutes < 45 || gi->subscription_minutes > 10080))
         st = mp_fail(err, MP_FATAL, "subscription_minutes: %lld is outside 45..10080",
                      (long long)gi->subscription_minutes);
@@ -132,7 +136,8 @@ static mp_status graph_init(const mp_host *host, mp_instance *inst, const mp_con
     if (gi->token_url == NULL)
         abort();
     snprintf(gi->token_url, n, "%s/%s/oauth2/v2.0/token", gi->login_url, gi->tenant);
-    gi->push = graph_push_inst_new(gi->public_url, pname, gi->subscription_minutes);
+    gi->push = graph_push_inst_new(gi->public_url, pname, gi->subscription_minutes,
+                                   (size_t)max_folders);
     *state_r = gi;
     return MP_OK;
 }
@@ -250,6 +255,12 @@ static const mp_config_key graph_instance_keys[] = {
      .type = MP_CFG_INT,
      .default_value = "10080",
      .help = "lifetime asked for change-notification subscriptions (45..10080)"},
+    {.name = "folder_subscriptions_max",
+     .type = MP_CFG_INT,
+     .default_value = "200",
+     .help = "at most this many folder subscriptions per mailbox (Graph allows 1000 per"
+             " mailbox for all apps together); more synced folders: one mailbox-wide"
+             " subscription instead (0: always mailbox-wide)"},
     {.name = "api_url",
      .type = MP_CFG_STRING,
      .default_value = "https://graph.microsoft.com/v1.0",

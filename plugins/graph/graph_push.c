@@ -8,8 +8,9 @@
  * folder through its subscriptionId and push_verify can hint exactly that
  * folder without a Graph round trip on the loop thread. Graph allows 1000
  * subscriptions per mailbox for all apps together; past
- * GRAPH_SUB_MAX_FOLDERS synced folders one mailbox-wide subscription
- * (/users/{u}/messages, hints for every folder) replaces them.
+ * folder_subscriptions_max (200) synced folders one mailbox-wide
+ * subscription (/users/{u}/messages, hints for every folder) replaces
+ * them.
  *
  * Each create makes Graph run the validation handshake against both URLs
  * before it answers; that arrives on the loop thread (graph_webhook.c)
@@ -58,13 +59,14 @@ static char *join(const char *a, const char *b)
 }
 
 graph_push_inst *graph_push_inst_new(const char *public_url, const char *push_instance,
-                                     int64_t minutes)
+                                     int64_t minutes, size_t max_folders)
 {
     graph_push_inst *pi = calloc(1, sizeof *pi);
     if (pi == NULL)
         abort();
     pthread_mutex_init(&pi->lock, NULL);
     pi->minutes = minutes;
+    pi->max_folders = max_folders;
     if (public_url != NULL && push_instance != NULL) {
         char *name = graph_escape(push_instance);
         char *base = join(public_url, "/push/");
@@ -468,7 +470,7 @@ static mp_status reconcile(graph_account *a, mp_error *err)
     for (size_t i = 0; i < a->n_folders; i++)
         if (allowed(p, a->folders[i].path))
             nw++;
-    int wide = nw > GRAPH_SUB_MAX_FOLDERS;
+    int wide = nw > pi->max_folders;
     /* Deletions first: the slots they free count against Graph's limit. */
     for (;;) {
         char *gone = NULL;

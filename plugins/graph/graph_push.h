@@ -30,9 +30,10 @@ struct graph_instance;
 /* Graph's longest lifetime for mail subscriptions (10080 min) was once
  * 4230 min; a tenant refusing the former gets the latter. */
 #define GRAPH_SUB_FALLBACK_MINUTES 4230
-/* At most this many folder subscriptions per mailbox (Graph allows 1000
- * per mailbox for ALL apps together); more synced folders than this and
- * one mailbox-wide subscription replaces them. */
+/* Default of `folder_subscriptions_max`: at most this many folder
+ * subscriptions per mailbox (Graph allows 1000 per mailbox for ALL apps
+ * together); more synced folders than this and one mailbox-wide
+ * subscription replaces them. */
 #define GRAPH_SUB_MAX_FOLDERS 200
 #define GRAPH_SUBS_KEY "push:subs"
 
@@ -65,6 +66,7 @@ typedef struct graph_push_inst {
     struct graph_account **accounts; /* open accounts, for push_verify      */
     size_t n, cap;
     int64_t minutes;      /* lifetime asked; drops to the fallback once    */
+    size_t max_folders;   /* folder_subscriptions_max                       */
     char *notify_url;     /* <public_url>/push/<push_instance>             */
     char *lifecycle_url;  /* notify_url + "/lifecycle"                      */
 } graph_push_inst;
@@ -92,7 +94,7 @@ int graph_subs_parse(const char *text, graph_push_acct *p);
 
 /* Instance: builds the URLs (public_url NULL: no push). */
 graph_push_inst *graph_push_inst_new(const char *public_url, const char *push_instance,
-                                     int64_t minutes);
+                                     int64_t minutes, size_t max_folders);
 void graph_push_inst_free(graph_push_inst *pi);
 /* Account (loop thread): register for push_verify, restore the stored set
  * (state_get), read the allowlist. Close: unregister and free. */

@@ -423,6 +423,26 @@ class GraphPush(unittest.TestCase):
         self.assertEqual(len(self.fake.subscriptions_of(self.USER)), len(self.folders))
         self.idle_wait()
 
+    def test_b_folder_added_and_removed(self):
+        self.idle_wait()
+        temp = self.fake.add_folder(self.USER, "Temp")
+        # The folder list is refreshed hourly (folder_list_interval).
+        self.move_clock(3700)
+        self.d.sync(self.A)
+        mptest.wait_until(lambda: "Temp" in self.subs(), 60, message="Temp subscribed")
+        sid = self.subs()["Temp"]
+        self.assertEqual(self.fake.subscription(sid)["folder_id"], temp)
+        self.idle_wait()
+        # Gone from the mailbox: its subscription is deleted at Graph.
+        with self.fake.lock:
+            del self.fake._box(self.USER).folders[temp]
+        self.move_clock(3700)
+        self.d.sync(self.A)
+        mptest.wait_until(lambda: "Temp" not in self.subs(), 60, message="Temp unsubscribed")
+        self.assertIsNone(self.fake.subscription(sid))
+        self.assertEqual(len(self.fake.subscriptions_of(self.USER)), len(self.folders))
+        self.idle_wait()
+
     # ---- removal ----
 
     def test_z_account_removal_deletes_subscriptions(self):
@@ -434,6 +454,47 @@ class GraphPush(unittest.TestCase):
                           message="subscriptions deleted")
         self.assertGreaterEqual(self.fake.calls("subscriptions.delete") - deletes,
                                 len(self.folders))
+
+
+class GraphPushMailboxWide(unittest.TestCase):
+    """More synced folders than folder_subscriptions_max: one mailbox-wide
+    subscription; its notifications sync every folder."""
+    A = "mw"
+    USER = "cy@contoso.example"
+
+    def test_mailbox_wide(self):
+        port = free_port()
+        d = mptest.Daemon(name="graph_push_mw", driver_dir=mptest.env("MP_BUILD_DRIVER_DIR"),
+                          settings={"http": {"listen": "127.0.0.1:%d" % port}})
+        fake = fake_graph.FakeGraph()
+        fake.start()
+        try:
+            fake.add_client(CLIENT, SECRET, roles=("Mail.Read",))
+            fake.add_user(self.USER)
+            projects = fake.add_folder(self.USER, "Projects", parent="inbox")
+            graph_instance(d, fake, port, [{"id": self.A, "user": self.USER,
+                                            "poll_interval": 3600}],
+                           folder_subscriptions_max=2)
+            d.start()
+            d.wait_bootstrapped(self.A, ["Inbox", "Inbox/Projects"])
+            mptest.wait_until(lambda: d.account(self.A)["push_live"], 60, message="live")
+            subs = fake.subscriptions_of(self.USER)
+            self.assertEqual(len(subs), 1)
+            self.assertIsNone(subs[0]["folder_id"])
+            self.assertTrue(subs[0]["resource"].endswith("/messages"))
+            self.assertNotIn("mailFolders", subs[0]["resource"])
+            prof = d.account(self.A)["profile"]["subscriptions"]
+            self.assertEqual([(p["folder"], p["id"]) for p in prof], [("*", subs[0]["id"])])
+            seq = d.last_seq()
+            mid = fake.add_message(self.USER, raw("wide"), folder=projects)
+            pid = mptest.public_id(self.A, mid)
+            mptest.wait_until(lambda: [e for e in d.events(accounts=[self.A],
+                                                           types=["message.new"], after=seq)
+                                       if e["json"]["message"] == pid], 60,
+                              message="message.new through the mailbox-wide subscription")
+        finally:
+            d.stop()
+            fake.stop()
 
 
 class GraphPushValidationTimeout(unittest.TestCase):
