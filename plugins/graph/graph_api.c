@@ -287,3 +287,25 @@ mp_status graph_fstate_stage(graph_account *a, mp_batch *batch, const char *fold
     free(text);
     return st;
 }
+
+mp_status graph_emit_moved(graph_account *a, mp_batch *batch, const char *folder,
+                           const graph_folder *to, const graph_msg *m, mp_error *err)
+{
+    /* Entering a folder the host does not sync would store a membership it
+     * never shows: the message just leaves. */
+    if (to != NULL && graph_host->cursor_get(a->acct, to->path) == NULL)
+        to = NULL;
+    const char *removed[1] = {folder};
+    const char *added[1] = {to != NULL ? to->path : NULL};
+    char *flags = graph_msg_flags(m);
+    mp_change ch = {.kind = MP_CHANGE_UPDATED, .id = m->id, .size = -1, .flags = flags};
+    mp_folders fo = {
+        .added = to != NULL ? added : NULL,
+        .n_added = to != NULL ? 1 : 0,
+        .removed = removed,
+        .n_removed = 1,
+    };
+    mp_status st = graph_host->batch_change_folders(batch, &ch, &fo, err);
+    free(flags);
+    return st;
+}

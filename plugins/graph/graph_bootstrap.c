@@ -23,7 +23,7 @@
  * folder's backfill is done only when both the listing and the walk are.
  * A move of old mail out of the folder during the walk is caught by the
  * folder it went to (synced: it takes the message); a hard delete of old
- * mail during the walk is not (see README, "Graph: what is caught when").
+ * mail during the walk by the check after the switch (graph_verify.c).
  *
  * Backfill lists older mail page by page with
  *   $filter=receivedDateTime lt <position + 1 s>&$orderby=receivedDateTime desc
@@ -147,8 +147,13 @@ static int position_parse(const char *text, position *p)
 /* A message just loaded moves the position to it. */
 static void position_note(position *p, const graph_msg *m)
 {
-    if (m->received <= 0)
-        return; /* a sparse summary: the next one places the boundary */
+    if (m->received <= 0) {
+        /* A sparse summary places no boundary; remembered as seen, the next
+         * listing from the same position skips it instead of standing still. */
+        if (p->seen.n < SEEN_MAX && !idset_has(&p->seen, m->id))
+            idset_add(&p->seen, m->id);
+        return;
+    }
     if (m->received > p->newest)
         p->newest = m->received;
     if (p->before == 0 || m->received < p->before) {

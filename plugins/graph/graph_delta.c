@@ -25,8 +25,9 @@
  * not done, a few more of its pages (the backfill walks too, but may stop
  * first at a max_per_folder cap); once it is, the folder switches to the
  * unfiltered deltaLink it produced (its first round brings the changes
- * made since the walk ended; those already seen fold into nothing). Then
- * the repair list is served.
+ * made since the walk ended; those already seen fold into nothing), and
+ * the stored messages are checked once, a slice per sync
+ * (graph_verify.c). Then the repair list is served.
  */
 #include "graph_driver.h"
 
@@ -48,32 +49,6 @@ static mp_change_kind arrival_kind(const graph_fstate *fs, const graph_msg *m)
 {
     return m->received <= 0 || m->received * 1000 >= fs->since_ms ? MP_CHANGE_NEW
                                                                    : MP_CHANGE_SYNCED;
-}
-
-/* The message now lives in `to` (NULL: a folder we do not sync): it left
- * folder `folder`. */
-static mp_status emit_moved(mp_batch *batch, const char *folder, const graph_folder *to,
-                            const graph_msg *m, mp_error *err)
-{
-    const char *removed[1] = {folder};
-    const char *added[1] = {to != NULL ? to->path : NULL};
-    char *flags = graph_msg_flags(m);
-    mp_change ch = {.kind = MP_CHANGE_UPDATED, .id = m->id, .size = -1, .flags = flags};
-    mp_folders fo = {
-        .added = to != NULL ? added : NULL,
-        .n_added = to != NULL ? 1 : 0,
-        .removed = removed,
-        .n_removed = 1,
-    };
-    mp_status st = graph_host->batch_change_folders(batch, &ch, &fo, err);
-    free(flags);
-    return st;
-}
-
-/* Whether folder `g` is synced here (the host has its cursor). */
-static int synced(graph_account *a, const graph_folder *g)
-{
-    return graph_host->cursor_get(a->acct, g->path) != NULL;
 }
 
 /* Apply one page of folder `folder` (id `fid`): read its ids, emit what
@@ -119,7 +94,7 @@ static mp_status apply(graph_account *a, mp_batch *batch, const char *fid,
         if (m->parent_id == NULL || strcmp(m->parent_id, fid) == 0)
             st = graph_emit(a, batch, arrival_kind(fs, m), folder, m, fs, err);
         else
-            st = emit_moved(batch, folder, in != NULL && synced(a, in) ? in : NULL, m, err);
+            st = graph_emit_moved(a, batch, folder, in, m, err);
     }
     for (size_t i = 0; i < n; i++)
         graph_msg_clear(&msgs[i]);
@@ -231,7 +206,10 @@ mp_status graph_delta(mp_account *acct, const char *folder, const char *cursor,
             st = MP_OK;
         }
     }
-    if (st == MP_OK && (fs.n_repair > 0 || walked)) {
+    int check = st == MP_OK && fs.cover == GRAPH_COVER_ALL && !fs.checked;
+    if (check)
+        st = graph_verify_step(a, batch, fid, folder, &fs, err);
+    if (st == MP_OK && (fs.n_repair > 0 || walked || check)) {
         st = graph_repair_run(a, batch, fid, folder, &fs, err);
         if (st == MP_OK)
             st = graph_fstate_stage(a, batch, folder, &fs, err);

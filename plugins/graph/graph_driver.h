@@ -101,6 +101,7 @@ typedef struct graph_call {
     size_t max_response;      /* 0: the host's default bound                */
     int64_t deadline_ms;      /* wait for the budget at most until then     */
     int raw;                  /* the answer is not JSON (a message's MIME)  */
+    int skip_on_400;          /* 400 is MP_SKIP (this one item is unusable) */
 } graph_call;
 
 /* One authorized request: budget admitted, a token from oauth_token, the
@@ -148,6 +149,12 @@ mp_status graph_emit(graph_account *a, mp_batch *batch, mp_change_kind kind,
                      const char *folder, const graph_msg *m, graph_fstate *fs,
                      mp_error *err);
 
+/* Message `m` left folder `folder` (by name) for `to` (NULL: unknown):
+ * one UPDATED leaving it, entering `to` when the host syncs it (else just
+ * leaving: its last folder left is a delete). Never a delete plus a new. */
+mp_status graph_emit_moved(graph_account *a, mp_batch *batch, const char *folder,
+                           const graph_folder *to, const graph_msg *m, mp_error *err);
+
 /* The folder's record (fresh when none). */
 mp_status graph_fstate_load(graph_account *a, const char *folder, graph_fstate *f,
                             mp_error *err);
@@ -191,6 +198,11 @@ mp_status graph_delta(mp_account *acct, const char *folder, const char *cursor,
                       mp_batch *batch, mp_error *err);
 mp_status graph_fetch(mp_account *acct, const mp_message_ref *msg, mp_raw *raw_r,
                       mp_error *err);
+
+/* Check the next slice of the folder's stored messages against Graph
+ * once the delta covers all of its mail (graph_verify.c). */
+mp_status graph_verify_step(graph_account *a, mp_batch *batch, const char *fid,
+                            const char *folder, graph_fstate *fs, mp_error *err);
 
 /* Re-read the folder's due repairs and emit what became complete
  * (graph_repair.c). */

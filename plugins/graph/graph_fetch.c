@@ -28,7 +28,9 @@ mp_status graph_fetch(mp_account *acct, const mp_message_ref *msg, mp_raw *raw_r
     free(eid);
     char *url = graph_user_url(a, rest);
     free(rest);
-    graph_call c = {.method = "GET", .url = url, .max_response = RAW_MAX_RESPONSE, .raw = 1};
+    /* A 400 (a malformed id) concerns this message only, not the account. */
+    graph_call c = {.method = "GET", .url = url, .max_response = RAW_MAX_RESPONSE, .raw = 1,
+                    .skip_on_400 = 1};
     mp_http_response resp;
     mp_status st = graph_http_call(a, &c, "GET message $value", &resp, err);
     free(url);

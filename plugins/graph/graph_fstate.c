@@ -33,6 +33,7 @@ void graph_fstate_clear(graph_fstate *f)
         return;
     free(f->walk);
     free(f->full);
+    free(f->check);
     for (size_t i = 0; i < f->n_repair; i++)
         free(f->repair[i].id);
     free(f->repair);
@@ -59,6 +60,9 @@ int graph_fstate_parse(const char *text, graph_fstate *f, char **error_r)
     f->walk = s != NULL ? xstrdup(s) : NULL;
     s = json_string_value(json_object_get(root, "full"));
     f->full = s != NULL ? xstrdup(s) : NULL;
+    s = json_string_value(json_object_get(root, "check"));
+    f->check = s != NULL ? xstrdup(s) : NULL;
+    f->checked = json_is_true(json_object_get(root, "checked"));
     json_t *rep = json_object_get(root, "repair");
     size_t n = json_array_size(rep);
     if (n > GRAPH_REPAIR_MAX)
@@ -89,6 +93,10 @@ char *graph_fstate_dump(const graph_fstate *f)
         json_object_set_new(root, "walk", json_string(f->walk));
     if (f->full != NULL)
         json_object_set_new(root, "full", json_string(f->full));
+    if (f->check != NULL)
+        json_object_set_new(root, "check", json_string(f->check));
+    if (f->checked)
+        json_object_set_new(root, "checked", json_true());
     if (f->n_repair > 0) {
         json_t *rep = json_array();
         for (size_t i = 0; i < f->n_repair; i++) {

@@ -13,12 +13,14 @@
  *    initial round (ids only) is walked a few pages per backfill call:
  *    `walk` is its next URL while it runs, `full` its deltaLink once done,
  *    until the delta slot switches the folder's cursor over to it.
+ *  - the check after the switch: `check` is the last stored id verified
+ *    (graph_verify.c), `checked` set once every stored message was.
  *  - the repair list: messages stored with an incomplete summary, re-read
  *    at a slower cadence (15 min, doubling, at most GRAPH_REPAIR_TRIES
  *    reads) until complete. Bounded by GRAPH_REPAIR_MAX.
  *
  * Serialized as JSON:
- *   {"since":ms,"walk":"url","full":"url","cover":n,
+ *   {"since":ms,"walk":"url","full":"url","cover":n,"check":"id","checked":true,
  *    "repair":[{"id":"...","n":tries,"at":ms}]}
  */
 #ifndef GRAPH_FSTATE_H
@@ -53,6 +55,8 @@ typedef struct graph_fstate {
     graph_cover cover;
     char *walk;
     char *full;
+    char *check;
+    int checked;
     graph_repair_item *repair;
     size_t n_repair;
 } graph_fstate;

@@ -223,6 +223,13 @@ mp_status graph_http_call(graph_account *a, const graph_call *c, const char *wha
             continue;
         }
         graph_host->free_secret(&token);
+        if (resp.status == 400 && c->skip_on_400) {
+            char code[96], msg[256];
+            graph_error_parse((const char *)resp.body, resp.body_len, code, sizeof code, msg,
+                              sizeof msg);
+            graph_host->http_free(&resp);
+            return mp_fail(err, MP_SKIP, "%s: Graph refused it (400 %s)", what, code);
+        }
         st = graph_http_status(a, resp.status, (const char *)resp.body, resp.body_len,
                                resp.retry_after_ms, what, err);
         if (st == MP_OK) {

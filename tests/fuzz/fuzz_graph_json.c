@@ -85,7 +85,7 @@ static void record(const char *s, size_t n)
         char *text = graph_fstate_dump(&f);
         FUZZ_ASSERT(graph_fstate_parse(text, &g, &error) == 0);
         FUZZ_ASSERT(g.n_repair == f.n_repair && g.cover == f.cover &&
-                    g.since_ms == f.since_ms);
+                    g.since_ms == f.since_ms && g.checked == f.checked);
         free(text);
         graph_fstate_clear(&g);
         graph_fstate_clear(&f);

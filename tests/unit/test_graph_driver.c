@@ -445,6 +445,11 @@ static const mpt_http_step backfill_steps[] = {
     {.method = "POST", .path = "/v1.0/$batch",
      .body = "{\"responses\":[" PART(0, 200, MSG("m6", "F-in", "2026-12-06T08:00:00Z", "true",
                                                  "six")) "]}"},
+    /* covered: the stored messages are checked once; m5 was hard-deleted
+     * while the walk ran, which no delta round reports */
+    {.method = "POST", .path = "/v1.0/$batch", .body_contains = "messages/m5?",
+     .body = "{\"responses\":[" PART(0, 404, "{\"error\":{\"code\":\"ErrorItemNotFound\"}}")
+             "," PART(1, 200, MSG("m6", "F-in", "2026-12-06T08:00:00Z", "true", "six")) "]}"},
 };
 
 static void test_backfill_and_coverage(void **state)
@@ -493,11 +498,15 @@ static void test_backfill_and_coverage(void **state)
     snprintf(cursor, sizeof cursor,
              "%s/users/a%%40x.org/mailFolders/F-in/messages/delta?$deltatoken=FULL2", f.base);
     assert_string_equal(mpt_mock_cursor(f.m, f.acct, "Inbox"), cursor);
-    assert_int_equal(mpt_mock_change_count(f.m), 4);
+    assert_int_equal(mpt_mock_change_count(f.m), 5);
     const mpt_mock_change *c = mpt_mock_change_at(f.m, 3);
     assert_string_equal(c->id, "m6");
     assert_int_equal(c->kind, MP_CHANGE_SYNCED);
     assert_string_equal(c->flags, "\\Seen");
+    c = mpt_mock_change_at(f.m, 4);
+    assert_string_equal(c->id, "m5");
+    assert_int_equal(c->kind, MP_CHANGE_DELETED);
+    assert_non_null(strstr(mpt_mock_state(f.m, f.acct, key), "\"checked\":true"));
     assert_non_null(strstr(mpt_mock_state(f.m, f.acct, key), "\"cover\":3"));
     assert_null(strstr(mpt_mock_state(f.m, f.acct, key), "FULL"));
     teardown_fx(&f);
@@ -522,6 +531,9 @@ static const mpt_http_step http_steps[] = {
     /* a missing permission */
     {.path = U "/messages/m6/$value", .status = 403,
      .body = "{\"error\":{\"code\":\"ErrorAccessDenied\",\"message\":\"Access is denied.\"}}"},
+    /* a malformed id: this message is skipped, the account goes on */
+    {.path = U "/messages/bad/$value", .status = 400,
+     .body = "{\"error\":{\"code\":\"ErrorInvalidIdMalformed\"}}"},
     /* refused twice: reauth */
     {.path = U "/messages/m5/$value", .status = 401},
     {.path = U "/messages/m5/$value", .status = 401},
@@ -572,6 +584,10 @@ static void test_http_layer(void **state)
     assert_int_equal(f.drv->fetch(f.acct, &ref, &raw, &err), MP_FATAL);
     assert_non_null(strstr(err.text, "Mail.Read"));
     assert_null(strstr(err.text, "tok-"));
+    ref.id = "bad";
+    memset(&err, 0, sizeof err);
+    assert_int_equal(f.drv->fetch(f.acct, &ref, &raw, &err), MP_SKIP);
+    assert_non_null(strstr(err.text, "ErrorInvalidIdMalformed"));
     ref.id = "m5";
     memset(&err, 0, sizeof err);
     assert_int_equal(f.drv->fetch(f.acct, &ref, &raw, &err), MP_REAUTH);
