@@ -158,10 +158,11 @@ static void iso_in(int64_t minutes, char *buf, size_t cap)
 }
 
 /* A rejected lifetime: Graph's 400 says "Subscription expiration can only
- * be N minutes in the future" (ExtensionError). */
+ * be N minutes in the future" (ExtensionError; providers.md §3). Its "must
+ * be in the future" (a clock behind Graph's) is not one. */
 static int lifetime_refused(mp_status st, const mp_error *err)
 {
-    return st == MP_FATAL && strstr(err->text, "xpiration") != NULL;
+    return st == MP_FATAL && strstr(err->text, "xpiration can only be") != NULL;
 }
 
 /* Read id and expirationDateTime from a subscription object. */
@@ -192,21 +193,23 @@ static mp_status sub_create(graph_account *a, const char *folder_id, const char 
 {
     graph_push_inst *pi = inst_of(a);
     memset(out, 0, sizeof *out);
-    char *resource;
-    if (folder_id != NULL) {
-        char *fid = graph_escape(folder_id);
-        size_t n = strlen(a->user_path) + strlen(fid) + 48;
-        resource = malloc(n);
-        if (resource == NULL)
-            abort();
-        snprintf(resource, n, "/users/%s/mailFolders('%s')/messages", a->user_path, fid);
-        free(fid);
-    } else {
-        resource = join("/users/", a->user_path);
-        char *r = join(resource, "/messages");
-        free(resource);
-        resource = r;
-    }
+    /* The resource is an OData path inside JSON, as Graph's examples write
+     * it: the user (graph_user_check allows no '/', '?', '#', space) and
+     * the folder id as they are; an id with anything that would end the
+     * quoted literal or the segment is percent-escaped instead. */
+    const char *user = a->user != NULL ? a->user : "";
+    char *fid = folder_id == NULL                             ? NULL
+                : strpbrk(folder_id, "'/?#% ") != NULL ? graph_escape(folder_id)
+                                                        : strdup(folder_id);
+    size_t n = strlen(user) + (fid != NULL ? strlen(fid) : 0) + 48;
+    char *resource = malloc(n);
+    if (resource == NULL || (folder_id != NULL && fid == NULL))
+        abort();
+    if (fid != NULL)
+        snprintf(resource, n, "/users/%s/mailFolders('%s')/messages", user, fid);
+    else
+        snprintf(resource, n, "/users/%s/messages", user);
+    free(fid);
     char *secret = graph_client_state();
     if (secret == NULL) {
         free(resource);

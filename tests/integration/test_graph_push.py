@@ -164,6 +164,8 @@ class GraphPush(unittest.TestCase):
             self.assertEqual(s["url"], self.base)
             self.assertEqual(s["lifecycle_url"], self.base + "/lifecycle")
             self.assertIsNotNone(s["folder_id"])
+            self.assertEqual(s["resource"], "/users/%s/mailFolders('%s')/messages"
+                             % (self.USER, s["folder_id"]))
             self.assertTrue(s["immutable"])
             self.assertGreaterEqual(len(s["client_state"]), 43)
             folder_ids.add(s["folder_id"])
