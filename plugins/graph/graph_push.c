@@ -613,6 +613,16 @@ static mp_status renew_due(graph_account *a, int force, mp_error *err)
     return first;
 }
 
+/* While a pass failed, the account is not reported live, so the host
+ * keeps polling; the next successful pass clears it. */
+static void set_failing(graph_account *a, int failing)
+{
+    graph_push_inst *pi = inst_of(a);
+    pthread_mutex_lock(&pi->lock);
+    acct_of(a)->failing = failing;
+    pthread_mutex_unlock(&pi->lock);
+}
+
 /* The host's record of the set (push.h): the inbox subscription's id and
  * secret (else the first one's) and the earliest expiry. */
 static mp_status host_record(graph_account *a, mp_subscription *sub_r, mp_error *err)
@@ -639,6 +649,7 @@ static mp_status host_record(graph_account *a, mp_subscription *sub_r, mp_error 
     snprintf(id, sizeof id, "%s", p->subs[pick].id);
     snprintf(secret, sizeof secret, "%s", p->subs[pick].secret);
     p->enrolled = 1;
+    p->failing = 0;
     pthread_mutex_unlock(&pi->lock);
     sub_r->provider_id = id;
     sub_r->expires_at = first;
@@ -672,6 +683,7 @@ mp_status graph_push_enroll(mp_account *acct, mp_subscription *sub_r, mp_error *
     if (st == MP_OK || st == MP_RETRY)
         st = reconcile(a, err);
     if (st != MP_OK) {
+        set_failing(a, 1);
         publish(a, 0);
         return push_failure(st);
     }
@@ -696,6 +708,7 @@ mp_status graph_push_renew(mp_account *acct, const mp_subscription *current,
         *err = rerr;
     }
     if (st != MP_OK) {
+        set_failing(a, 1);
         publish(a, 0);
         return push_failure(st);
     }
@@ -815,7 +828,7 @@ void graph_push_service(graph_account *a)
     free(rc);
     pthread_mutex_lock(&pi->lock);
     int dirty = p->profile_dirty;
-    int live = p->enrolled;
+    int live = p->enrolled && !p->failing;
     pthread_mutex_unlock(&pi->lock);
     if (changed || dirty)
         publish(a, live);
@@ -834,8 +847,22 @@ void graph_push_folders_changed(graph_account *a)
         return; /* push_enroll subscribes when the host asks */
     mp_error err;
     memset(&err, 0, sizeof err);
-    if (reconcile(a, &err) != MP_OK)
-        graph_log(a, MP_LOG_WARNING, "push: %s (the next push renewal tries again)",
+    if (reconcile(a, &err) != MP_OK) {
+        /* A folder without its subscription: not live (the host polls)
+         * until the next folder refresh or renewal subscribes it. */
+        graph_log(a, MP_LOG_WARNING, "push: %s (tried again at the next folder refresh)",
                   err.text);
-    publish(a, 1);
+        set_failing(a, 1);
+        publish(a, 0);
+        char text[sizeof err.text + 64];
+        snprintf(text, sizeof text, "a folder could not be subscribed (%s); polling",
+                 err.text);
+        graph_host->push_status(a->acct, MP_PUSH_STATE_RECONNECTING, text);
+        return;
+    }
+    pthread_mutex_lock(&pi->lock);
+    int live = p->n > 0;
+    p->failing = 0;
+    pthread_mutex_unlock(&pi->lock);
+    publish(a, live);
 }

@@ -57,6 +57,7 @@ typedef struct graph_push_acct {
     uint64_t events[GRAPH_NOTE_LIFECYCLE_N];
     int profile_dirty;
     int enrolled;   /* push_enroll succeeded (or a set was restored) */
+    int failing;    /* the last subscribe/renew pass failed: not live */
     char **allowed; /* the account's `folders` allowlist, NULL: all */
     size_t n_allowed;
 } graph_push_acct;

@@ -471,10 +471,23 @@ class GraphPush(unittest.TestCase):
     def test_b_folder_added_and_removed(self):
         self.idle_wait()
         temp = self.fake.add_folder(self.USER, "Temp")
-        # The folder list is refreshed hourly (folder_list_interval).
+        # The folder list is refreshed hourly (folder_list_interval). The
+        # first attempt to subscribe the new folder fails its validation:
+        # the account is not live (it polls) until the next refresh.
+        self.fake.inject_validation_timeout(1)
+        self.move_clock(3700)
+        self.d.sync(self.A)
+        acct = mptest.wait_until(
+            lambda: (lambda a: a["push_state"].startswith("reconnecting") and a)(
+                self.d.account(self.A)), 60, message="not live while Temp is unsubscribed")
+        self.assertIn("timed out", acct["push_state"])
+        self.assertFalse(acct["push_live"])
+        self.assertNotIn("Temp", self.subs())
+        self.idle_wait()
         self.move_clock(3700)
         self.d.sync(self.A)
         mptest.wait_until(lambda: "Temp" in self.subs(), 60, message="Temp subscribed")
+        mptest.wait_until(lambda: self.d.account(self.A)["push_live"], 60, message="live again")
         sid = self.subs()["Temp"]
         self.assertEqual(self.fake.subscription(sid)["folder_id"], temp)
         self.idle_wait()
