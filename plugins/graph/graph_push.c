@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #define DAY_S (24 * 3600)
 
@@ -119,6 +120,7 @@ void graph_push_open(graph_account *a, const mp_config *cfg)
                       "push: the stored subscription set is unreadable;"
                       " subscribing again");
         p->enrolled = p->n > 0;
+        OPENSSL_cleanse(text, strlen(text)); /* it holds the clientStates */
         graph_host->free(text);
     }
     pthread_mutex_lock(&pi->lock);
@@ -241,6 +243,7 @@ static mp_status sub_create(graph_account *a, const char *folder_id, const char 
                         .body_len = strlen(text)};
         mp_http_response resp;
         st = graph_http_call(a, &c, "create subscription", &resp, err);
+        OPENSSL_cleanse(text, strlen(text)); /* it holds the clientState */
         free(text);
         if (st == MP_OK) {
             st = read_sub(&resp, &out->id, &out->expires_at, "create subscription", err);
@@ -370,6 +373,8 @@ static void persist(graph_account *a)
     if (graph_host->state_put(a->acct, GRAPH_SUBS_KEY, text, &err) != MP_OK)
         graph_log(a, MP_LOG_WARNING, "push: cannot store the subscription set: %s",
                   err.text);
+    if (text != NULL)
+        OPENSSL_cleanse(text, strlen(text)); /* it holds the clientStates */
     free(text);
 }
 
