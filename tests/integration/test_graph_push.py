@@ -180,9 +180,11 @@ class GraphPush(unittest.TestCase):
         text = json.dumps(acct)
         out = self.d.ctl("account", self.A)
         self.assertEqual(out.returncode, 0, out.stderr)
+        log = self.d.log_text()  # at log_level debug
         for st in states:
             self.assertNotIn(st, text)
             self.assertNotIn(st, out.stdout)
+            self.assertNotIn(st, log)
         self.assertTrue(acct["push_live"], acct["push_state"])
         self.assertIn("%d subscriptions" % len(self.folders), acct["push_state"])
         # mailpulsectl account: each subscription with its expiry.
