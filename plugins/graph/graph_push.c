@@ -68,6 +68,7 @@ graph_push_inst *graph_push_inst_new(const char *public_url, const char *push_in
     pthread_mutex_init(&pi->lock, NULL);
     pi->minutes = minutes;
     pi->max_folders = max_folders;
+    atomic_init(&pi->validations, 0);
     if (public_url != NULL && push_instance != NULL) {
         char *name = graph_escape(push_instance);
         char *base = join(public_url, "/push/");
@@ -190,6 +191,8 @@ static mp_status read_sub(const mp_http_response *resp, char **id_r, int64_t *ex
     return MP_OK;
 }
 
+static mp_status sub_delete(graph_account *a, const char *id, mp_error *err);
+
 /* POST /subscriptions for `folder_id` (NULL: the whole mailbox). Fills
  * *out (owned by the caller). */
 static mp_status sub_create(graph_account *a, const char *folder_id, const char *folder,
@@ -221,6 +224,7 @@ static mp_status sub_create(graph_account *a, const char *folder_id, const char 
     }
     char *url = join(a->inst->api_url, "/subscriptions");
     mp_status st = MP_OK;
+    unsigned long seen = atomic_load(&pi->validations);
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_mutex_lock(&pi->lock);
         int64_t minutes = pi->minutes;
@@ -265,6 +269,22 @@ static mp_status sub_create(graph_account *a, const char *folder_id, const char 
     }
     free(url);
     free(resource);
+    if (st == MP_OK && atomic_load(&pi->validations) == seen) {
+        /* Graph validated the URL before it answered, but not here: the
+         * URL leads to another receiver (another instance, another
+         * daemon). Its notifications would never be ours. */
+        mp_error derr;
+        memset(&derr, 0, sizeof derr);
+        (void)sub_delete(a, out->id, &derr);
+        free(out->id);
+        out->id = NULL;
+        st = mp_fail(
+            err, MP_FATAL,
+            "create subscription: Graph validated %s but this instance received"
+            " no validation request: public_url or push_instance (this file's name)"
+            " leads elsewhere",
+            pi->notify_url);
+    }
     if (st != MP_OK) {
         free(secret);
         return st;
