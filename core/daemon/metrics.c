@@ -111,6 +111,48 @@ static void http_metrics(textbuf *b, mpd *d)
            "Requests the push listener answered 429 (rate limit).", st.push.rate_limited);
 }
 
+/* Push events a driver counts itself (Graph's lifecycle notifications),
+ * published in its account profile as {"push_events": {"<event>": n}}:
+ * one counter per account and event. Only integer members count. */
+static void push_event_counts(mpd *d, textbuf *b)
+{
+    int head = 0;
+    char *error = NULL;
+    for (size_t i = 0; i < d->n_instances; i++) {
+        for (size_t j = 0; j < d->instances[i]->n_accounts; j++) {
+            struct mp_account *a = d->instances[i]->accounts[j];
+            mps_account_row row;
+            if (mps_account_get(d->store, a->id, &row, &error) != 0) {
+                free(error);
+                error = NULL;
+                continue;
+            }
+            json_t *prof = row.profile_json != NULL ? json_loads(row.profile_json, 0, NULL)
+                                                    : NULL;
+            mps_account_row_clear(&row);
+            json_t *events = json_object_get(prof, "push_events");
+            const char *name;
+            json_t *v;
+            char id[200], ev[200];
+            label_escape(a->id, id, sizeof id);
+            json_object_foreach(events, name, v) {
+                if (!json_is_integer(v))
+                    continue;
+                if (!head) {
+                    put(b, "# HELP mailpulse_account_push_events_total Push events a driver"
+                           " counted (e.g. Graph lifecycle notifications).\n"
+                           "# TYPE mailpulse_account_push_events_total counter\n");
+                    head = 1;
+                }
+                label_escape(name, ev, sizeof ev);
+                put(b, "mailpulse_account_push_events_total{account=\"%s\",event=\"%s\"} %lld\n",
+                    id, ev, (long long)json_integer_value(v));
+            }
+            json_decref(prof);
+        }
+    }
+}
+
 char *mpd_metrics_text(mpd *d)
 {
     textbuf b = {0};
@@ -210,5 +252,6 @@ char *mpd_metrics_text(mpd *d)
                 a->push_live ? (a->push_silent ? 2 : 1) : 0);
         }
     }
+    push_event_counts(d, &b);
     return b.data;
 }

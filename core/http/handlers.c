@@ -169,6 +169,10 @@ void mph_h_push(mph_request *r)
     size_t out_len = 0;
     mpd_api_push(r->server->d, r->params[0], r->rest, r->query, push_header, r->req, body,
                  len, &status, &content_type, &out, &out_len);
+    /* A verifier may echo sender data (Graph's validationToken) as
+     * text/plain: no browser may sniff it into HTML. */
+    evhttp_add_header(evhttp_request_get_output_headers(r->req), "X-Content-Type-Options",
+                      "nosniff");
     if (status < 100 || status > 599) {
         mph_reply_error(r->req, 500, "push handler failed");
     } else if (status >= 400 && out == NULL) {

@@ -13,12 +13,13 @@
  * by the host) and asks oauth_token at each request; it never reads a
  * secret itself. Read-only: Mail.Read is all it needs.
  *
- * Push (change-notification subscriptions and lifecycle events) is a
- * later step; `public_url` and `subscription_minutes` are read and kept
- * for it (graph_instance), and without public_url the push state says
+ * Push: change-notification subscriptions, one per synced folder, their
+ * renewal and lifecycle events (graph_push.c, graph_subs.c) and the
+ * webhook (graph_webhook.c); without public_url the push state says
  * "polling: no public_url".
  */
 #include "graph_driver.h"
+#include "graph_push.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ static void instance_free(graph_instance *gi)
     free(gi->api_url);
     free(gi->login_url);
     free(gi->token_url);
+    graph_push_inst_free(gi->push);
     free(gi);
 }
 
@@ -70,6 +72,7 @@ static mp_status graph_init(const mp_host *host, mp_instance *inst, const mp_con
                        (unsigned)host->abi_major, (unsigned)host->abi_minor, MP_ABI_MAJOR,
                        MP_ABI_MINOR);
     if (!MP_HOST_HAS(host, oauth_setup) || !MP_HOST_HAS(host, oauth_token) ||
+        !MP_HOST_HAS(host, push_status) ||
         !MP_HOST_HAS(host, oauth_reject) || !MP_HOST_HAS(host, http_ex) ||
         !MP_HOST_HAS(host, batch_change_folders) || !MP_HOST_HAS(host, state_get) ||
         !MP_HOST_HAS(host, state_put) || !MP_HOST_HAS(host, batch_state))
@@ -103,6 +106,10 @@ static mp_status graph_init(const mp_host *host, mp_instance *inst, const mp_con
     if (st == MP_OK && gi->auth == GRAPH_AUTH_APP && gi->client_secret_file == NULL)
         st = mp_fail(err, MP_FATAL, "client_secret_file: required with auth: app (client"
                                     " credentials)");
+    int64_t max_folders = host->config_int(cfg, "folder_subscriptions_max");
+    if (st == MP_OK && (max_folders < 0 || max_folders > 1000))
+        st = mp_fail(err, MP_FATAL, "folder_subscriptions_max: %lld is outside 0..1000",
+                     (long long)max_folders);
     if (st == MP_OK && (gi->subscription_minutes < 45 || gi->subscription_minutes > 10080))
         st = mp_fail(err, MP_FATAL, "subscription_minutes: %lld is outside 45..10080",
                      (long long)gi->subscription_minutes);
@@ -112,6 +119,14 @@ static mp_status graph_init(const mp_host *host, mp_instance *inst, const mp_con
         st = url_key(cfg, "login_url", 0, &gi->login_url, err);
     if (st == MP_OK)
         st = url_key(cfg, "public_url", 1, &gi->public_url, err);
+    /* ABI 1.2 tells a driver nothing of its instance's name (the file
+     * stem), which the notification URL needs: the config repeats it. */
+    const char *pname = host->config_string(cfg, "push_instance");
+    if (st == MP_OK && gi->public_url != NULL && (pname == NULL || pname[0] == '\0'))
+        st = mp_fail(err, MP_FATAL, "push_instance: required with public_url: this instance's"
+                                    " name (its plugins.d file name without .yaml)");
+    if (st == MP_OK && pname != NULL && strpbrk(pname, "/?#% ") != NULL)
+        st = mp_fail(err, MP_FATAL, "push_instance: \"%s\" is not a file stem", pname);
     if (st != MP_OK) {
         instance_free(gi);
         return st;
@@ -121,6 +136,8 @@ static mp_status graph_init(const mp_host *host, mp_instance *inst, const mp_con
     if (gi->token_url == NULL)
         abort();
     snprintf(gi->token_url, n, "%s/%s/oauth2/v2.0/token", gi->login_url, gi->tenant);
+    gi->push = graph_push_inst_new(gi->public_url, pname, gi->subscription_minutes,
+                                   (size_t)max_folders);
     *state_r = gi;
     return MP_OK;
 }
@@ -136,6 +153,7 @@ static void account_free(graph_account *a)
 {
     if (a == NULL)
         return;
+    graph_push_close(a);
     free(a->user);
     free(a->user_path);
     graph_folders_clear(a);
@@ -190,11 +208,9 @@ static mp_status graph_account_open(mp_account *acct, const mp_config *cfg, void
     graph_budget_init(&a->budget, GRAPH_BUDGET_REQUESTS);
     if (MP_HOST_HAS(h, http_limit))
         h->http_limit(acct, GRAPH_HTTP_LIMIT);
-    if (MP_HOST_HAS(h, push_status))
-        h->push_status(acct, MP_PUSH_STATE_OFF,
-                       gi->public_url == NULL ? "polling: no public_url"
-                                              : "polling: change notifications not enabled"
-                                                " in this graph.so");
+    graph_push_open(a, cfg);
+    if (gi->public_url == NULL)
+        h->push_status(acct, MP_PUSH_STATE_OFF, "polling: no public_url");
     *state_r = a;
     return MP_OK;
 }
@@ -231,10 +247,20 @@ static const mp_config_key graph_instance_keys[] = {
      .type = MP_CFG_STRING,
      .help = "base URL Graph can reach for change notifications (<public_url>/push/"
              "<instance>); absent: polling only"},
+    {.name = "push_instance",
+     .type = MP_CFG_STRING,
+     .help = "this instance's name (its plugins.d file name without .yaml), required with"
+             " public_url: notifications go to <public_url>/push/<push_instance>"},
     {.name = "subscription_minutes",
      .type = MP_CFG_INT,
      .default_value = "10080",
      .help = "lifetime asked for change-notification subscriptions (45..10080)"},
+    {.name = "folder_subscriptions_max",
+     .type = MP_CFG_INT,
+     .default_value = "200",
+     .help = "at most this many folder subscriptions per mailbox (Graph allows 1000 per"
+             " mailbox for all apps together); more synced folders: one mailbox-wide"
+             " subscription instead (0: always mailbox-wide)"},
     {.name = "api_url",
      .type = MP_CFG_STRING,
      .default_value = "https://graph.microsoft.com/v1.0",
@@ -262,12 +288,13 @@ MP_DRIVER_EXPORT const mp_driver mailpulse_driver = {
     MP_DRIVER_HEAD("graph"),
     .version = "1.0",
     .description = "Microsoft Graph (Outlook, Microsoft 365): delta per folder, immutable"
-                   " ids, read-only",
+                   " ids, change notifications per folder, read-only",
     .instance_keys = graph_instance_keys,
     .account_keys = graph_account_keys,
     .poll_interval_s = 180,
-    /* Webhook push arrives with the push step (push_enroll, push_verify...). */
-    .push_kind = MP_PUSH_NONE,
+    /* Change notifications (graph_push.c, graph_webhook.c); an instance
+     * without public_url answers push_enroll with MP_SKIP and polls. */
+    .push_kind = MP_PUSH_WEBHOOK,
     .init = graph_init,
     .deinit = graph_deinit,
     .account_open = graph_account_open,
@@ -277,4 +304,8 @@ MP_DRIVER_EXPORT const mp_driver mailpulse_driver = {
     .delta = graph_delta,
     .backfill = graph_backfill,
     .fetch = graph_fetch,
+    .push_enroll = graph_push_enroll,
+    .push_renew = graph_push_renew,
+    .push_cancel = graph_push_cancel,
+    .push_verify = graph_push_verify,
 };

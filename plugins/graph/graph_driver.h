@@ -23,6 +23,7 @@
 #include "graph_config.h"
 #include "graph_fstate.h"
 #include "graph_json.h"
+#include "graph_push.h"
 
 /* The host table, set by init (the same for every instance). */
 extern const mp_host *graph_host;
@@ -42,8 +43,9 @@ typedef struct graph_instance {
     char *api_url;            /* without trailing '/'                     */
     char *login_url;
     char *token_url;          /* <login_url>/<tenant>/oauth2/v2.0/token    */
-    /* Reserved for push (subscriptions, lifecycle), a later step. */
-    void *push;
+    /* Push: the URLs, the lifetime and the index of open accounts for
+     * push_verify (graph_push_inst, graph_push.h). */
+    graph_push_inst *push;
 } graph_instance;
 
 /* The well-known folders and their roles. */
@@ -79,8 +81,9 @@ typedef struct graph_account {
     int folders_loaded;
     char *wellknown_id[GRAPH_N_WELLKNOWN]; /* "" when the mailbox has none */
     int wellknown_loaded;
-    /* Reserved for push: the account's subscription runtime. */
-    void *push;
+    /* Push: the subscription set and lifecycle queue (graph_push.h),
+     * guarded by the instance's push lock; NULL once closed. */
+    graph_push_acct *push;
 } graph_account;
 
 /* ---- HTTP layer (graph_http.c) ---- */

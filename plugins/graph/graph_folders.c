@@ -264,5 +264,7 @@ mp_status graph_list_folders(mp_account *acct, mp_folder_sink *sink, mp_error *e
         graph_host->folder_add(sink, a->folders[i].path, a->folders[i].role);
     if (a->inst->public_url == NULL && MP_HOST_HAS(graph_host, push_status))
         graph_host->push_status(acct, MP_PUSH_STATE_OFF, "polling: no public_url");
+    /* Subscriptions follow the folders (new ones, gone ones). */
+    graph_push_folders_changed(a);
     return MP_OK;
 }
