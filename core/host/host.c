@@ -312,6 +312,11 @@ static void host_set_profile(mp_account *acct, const char *json)
     }
 }
 
+static const char *host_instance_name(mp_instance *inst)
+{
+    return inst != NULL ? inst->name : NULL;
+}
+
 /* ---- webhook support ---- */
 
 static const char *host_request_header(const mp_push_request *req, const char *name)
@@ -528,6 +533,7 @@ static const mp_host host_table = {
     .subscription_lookup = mphost_subscription_lookup,
     /* added in ABI 1.2: the check slot's collector (host_check.c) */
     .check_report = mphost_check_report,
+    .instance_name = host_instance_name,
 };
 
 const mp_host *mphost_table(void)

@@ -712,6 +712,13 @@ static void m_watch_cancel(mp_watch **watch)
     *watch = NULL;
 }
 
+/* The mock has one instance; drivers see it under this name. */
+static const char *m_instance_name(mp_instance *inst)
+{
+    (void)inst;
+    return "mock";
+}
+
 static int64_t m_now_ms(void)
 {
     return current != NULL && current->now_ms != 0 ? current->now_ms : mpu_now_ms();
@@ -806,6 +813,7 @@ static const mp_host mock_table = {
     .oauth_reject = m_oauth_reject,
     /* added in ABI 1.2: the host's own collector */
     .check_report = mphost_check_report,
+    .instance_name = m_instance_name,
 };
 
 /* ---- the mock itself ---- */

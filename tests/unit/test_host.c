@@ -179,6 +179,15 @@ static void test_table_head(void **state)
         assert_non_null(*slot);
 }
 
+/* A webhook driver learns the <instance> of its /push/<instance> URL
+ * (added in ABI 1.2). */
+static void test_instance_name(void **state)
+{
+    fixture *f = *state;
+    assert_true(MP_HOST_HAS(f->host, instance_name));
+    assert_string_equal(f->host->instance_name(&f->inst), "inst");
+}
+
 static mpc_node *config_with_secret(const char *path)
 {
     char *text = mpu_asprintf("password_file: %s\n", path);
@@ -939,6 +948,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_table_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_instance_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_is_never_new, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_batches_bounded_by_bytes, setup, teardown),

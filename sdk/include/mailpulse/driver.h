@@ -37,7 +37,8 @@
  *        keeps a frozen 1.0 build of the fixture).
  *   1.2  an admin's preflight: the descriptor slot `check` and the host
  *        slot check_report (mp_check, mp_check_outcome, MP_CHECK_LIVE),
- *        run on POST /v1/accounts/{id}/check. Marked "added in ABI 1.2".
+ *        run on POST /v1/accounts/{id}/check; the host slot instance_name
+ *        (the <instance> of /push/<instance>). Marked "added in ABI 1.2".
  *
  * The loader refuses a driver whose ABI major differs from the host's, whose
  * minor is newer than the host's, whose struct_size is smaller than the 1.0
@@ -648,6 +649,12 @@ typedef struct mp_host {
      * replaces the earlier result. Never put a secret in either. */
     void (*check_report)(mp_check *chk, const char *name, mp_check_outcome outcome,
                          const char *detail);
+
+    /* The instance's name: its plugins.d file name without ".yaml", the
+     * <instance> of its push URL /push/<instance> (a webhook driver tells
+     * the provider where to post, or checks that it does). Any thread;
+     * valid for the instance's lifetime. */
+    const char *(*instance_name)(mp_instance *inst);
 } mp_host;
 
 /*
