@@ -22,11 +22,10 @@
  * with the path /tokeninfo (Google: oauth2.googleapis.com/tokeninfo); the
  * token goes in a form body, never in a URL a proxy could log.
  *
- * The driver cannot know its instance's name (the host table has no slot
- * for it), so a push endpoint counts when its path ends in /push/<name>;
- * the endpoint found goes into the profile (set_profile, with the
- * instance's setup parameters) and the CLI, which knows the instance,
- * compares the name.
+ * A push endpoint counts when its path ends in /push/<instance> (the host
+ * names the instance: instance_name, ABI 1.2); the endpoint found goes
+ * into the profile (set_profile, with the instance's setup parameters)
+ * for the CLI's reachability test.
  *
  * The live test is the only write the driver ever makes to a mailbox, and
  * only when asked: messages.insert with internalDateSource=receivedTime
@@ -522,8 +521,9 @@ static int check_topic(check_ctx *c)
     return 0;
 }
 
-/* Nonzero when the endpoint's path ends in "/push/<one segment>". */
-static int push_path(const char *endpoint)
+/* Nonzero when the endpoint's path ends in "/push/<instance>" (any one
+ * segment when the host cannot name the instance: ABI 1.1). */
+static int push_path(const char *endpoint, const char *instance)
 {
     const char *scheme = strstr(endpoint, "://");
     const char *path = scheme != NULL ? strchr(scheme + 3, '/') : NULL;
@@ -536,7 +536,18 @@ static int push_path(const char *endpoint)
             last = p;
     if (last == NULL || last + 1 >= path + len || last - path < 5)
         return 0;
-    return strncmp(last - 5, "/push", 5) == 0;
+    if (strncmp(last - 5, "/push", 5) != 0)
+        return 0;
+    size_t seg = (size_t)(path + len - (last + 1));
+    return instance == NULL || (strlen(instance) == seg && strncmp(last + 1, instance, seg) == 0);
+}
+
+/* This account's instance name, or NULL on a host without the slot. */
+static const char *instance_of(const check_ctx *c)
+{
+    if (!MP_HOST_HAS(gmail_host, instance_name))
+        return NULL;
+    return gmail_host->instance_name(gmail_host->account_instance(c->a->acct));
 }
 
 typedef struct push_candidate {
@@ -559,7 +570,7 @@ static int judge_push(check_ctx *c, const json_t *sub, push_candidate *near)
     const gmail_instance *gi = c->a->inst;
     const json_t *pc = json_object_get(sub, "pushConfig");
     const char *endpoint = json_string_value(json_object_get(pc, "pushEndpoint"));
-    if (endpoint == NULL || endpoint[0] == '\0' || !push_path(endpoint))
+    if (endpoint == NULL || endpoint[0] == '\0' || !push_path(endpoint, instance_of(c)))
         return -1;
     const json_t *oidc = json_object_get(pc, "oidcToken");
     const char *sa = json_string_value(json_object_get(oidc, "serviceAccountEmail"));

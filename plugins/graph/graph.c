@@ -66,7 +66,6 @@ static mp_status url_key(const mp_config *cfg, const char *key, int optional, ch
 static mp_status graph_init(const mp_host *host, mp_instance *inst, const mp_config *cfg,
                             void **state_r, mp_error *err)
 {
-    (void)inst;
     if (host->abi_major != MP_ABI_MAJOR)
         return mp_fail(err, MP_FATAL, "host ABI %u.%u, graph built for %d.%d",
                        (unsigned)host->abi_major, (unsigned)host->abi_minor, MP_ABI_MAJOR,
@@ -119,14 +118,12 @@ static mp_status graph_init(const mp_host *host, mp_instance *inst, const mp_con
         st = url_key(cfg, "login_url", 0, &gi->login_url, err);
     if (st == MP_OK)
         st = url_key(cfg, "public_url", 1, &gi->public_url, err);
-    /* ABI 1.2 tells a driver nothing of its instance's name (the file
-     * stem), which the notification URL needs: the config repeats it. */
-    const char *pname = host->config_string(cfg, "push_instance");
+    /* The notification URL names this instance: /push/<instance>. */
+    const char *pname = MP_HOST_HAS(host, instance_name) ? host->instance_name(inst) : NULL;
     if (st == MP_OK && gi->public_url != NULL && (pname == NULL || pname[0] == '\0'))
-        st = mp_fail(err, MP_FATAL, "push_instance: required with public_url: this instance's"
-                                    " name (its plugins.d file name without .yaml)");
-    if (st == MP_OK && pname != NULL && strpbrk(pname, "/?#% ") != NULL)
-        st = mp_fail(err, MP_FATAL, "push_instance: \"%s\" is not a file stem", pname);
+        st = mp_fail(err, MP_FATAL, "public_url: change notifications need a host that names"
+                                    " the instance (ABI 1.2); this mailpulsed is ABI %u.%u",
+                     (unsigned)host->abi_major, (unsigned)host->abi_minor);
     if (st != MP_OK) {
         instance_free(gi);
         return st;
@@ -247,10 +244,6 @@ static const mp_config_key graph_instance_keys[] = {
      .type = MP_CFG_STRING,
      .help = "base URL Graph can reach for change notifications (<public_url>/push/"
              "<instance>); absent: polling only"},
-    {.name = "push_instance",
-     .type = MP_CFG_STRING,
-     .help = "this instance's name (its plugins.d file name without .yaml), required with"
-             " public_url: notifications go to <public_url>/push/<push_instance>"},
     {.name = "subscription_minutes",
      .type = MP_CFG_INT,
      .default_value = "10080",

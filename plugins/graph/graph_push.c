@@ -59,7 +59,7 @@ static char *join(const char *a, const char *b)
     return s;
 }
 
-graph_push_inst *graph_push_inst_new(const char *public_url, const char *push_instance,
+graph_push_inst *graph_push_inst_new(const char *public_url, const char *instance,
                                      int64_t minutes, size_t max_folders)
 {
     graph_push_inst *pi = calloc(1, sizeof *pi);
@@ -69,8 +69,8 @@ graph_push_inst *graph_push_inst_new(const char *public_url, const char *push_in
     pi->minutes = minutes;
     pi->max_folders = max_folders;
     atomic_init(&pi->validations, 0);
-    if (public_url != NULL && push_instance != NULL) {
-        char *name = graph_escape(push_instance);
+    if (public_url != NULL && instance != NULL) {
+        char *name = graph_escape(instance);
         char *base = join(public_url, "/push/");
         pi->notify_url = join(base, name);
         pi->lifecycle_url = join(pi->notify_url, "/lifecycle");
@@ -281,8 +281,8 @@ static mp_status sub_create(graph_account *a, const char *folder_id, const char 
         st = mp_fail(
             err, MP_FATAL,
             "create subscription: Graph validated %s but this instance received"
-            " no validation request: public_url or push_instance (this file's name)"
-            " leads elsewhere",
+            " no validation request: public_url leads elsewhere (another instance or"
+            " receiver)",
             pi->notify_url);
     }
     if (st != MP_OK) {

@@ -69,7 +69,7 @@ typedef struct graph_push_inst {
     size_t n, cap;
     int64_t minutes;     /* lifetime asked; drops to the fallback once */
     size_t max_folders;  /* folder_subscriptions_max */
-    char *notify_url;    /* <public_url>/push/<push_instance> */
+    char *notify_url;    /* <public_url>/push/<instance> */
     char *lifecycle_url; /* notify_url + "/lifecycle" */
     /* Validation requests this instance answered: a create that Graph
      * validated without one reached another receiver (graph_push.c). */
@@ -98,7 +98,7 @@ int graph_subs_parse(const char *text, graph_push_acct *p);
 /* ---- instance and account lifecycle (graph_push.c) ---- */
 
 /* Instance: builds the URLs (public_url NULL: no push). */
-graph_push_inst *graph_push_inst_new(const char *public_url, const char *push_instance,
+graph_push_inst *graph_push_inst_new(const char *public_url, const char *instance,
                                      int64_t minutes, size_t max_folders);
 void graph_push_inst_free(graph_push_inst *pi);
 /* Account (loop thread): register for push_verify, restore the stored set

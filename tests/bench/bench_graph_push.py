@@ -376,7 +376,7 @@ def run(args):
         d.write_instance(INSTANCE, mptest.render_instance(
             "graph", accounts, tenant=info["tenant"], client_id=CLIENT,
             client_secret_file=secret, api_url=info["api_url"], login_url=info["login_url"],
-            public_url="http://127.0.0.1:%d" % port, push_instance=INSTANCE))
+            public_url="http://127.0.0.1:%d" % port))
         log("    fake ready with %d mailbox(es) in %.1f s"
             % (args.accounts, time.monotonic() - t0))
         t0 = time.monotonic()

@@ -33,6 +33,7 @@ typedef struct mock_timer {
 
 struct mp_instance {
     mpt_mock *m;
+    char name[64]; /* instance_name; "mock" unless a test sets one */
 };
 
 struct mp_config {
@@ -712,11 +713,9 @@ static void m_watch_cancel(mp_watch **watch)
     *watch = NULL;
 }
 
-/* The mock has one instance; drivers see it under this name. */
 static const char *m_instance_name(mp_instance *inst)
 {
-    (void)inst;
-    return "mock";
+    return inst->name[0] != '\0' ? inst->name : "mock";
 }
 
 static int64_t m_now_ms(void)
@@ -902,6 +901,11 @@ const mp_host *mpt_mock_host(mpt_mock *m)
 mp_instance *mpt_mock_instance(mpt_mock *m)
 {
     return &m->inst;
+}
+
+void mpt_mock_set_instance_name(mpt_mock *m, const char *name)
+{
+    snprintf(m->inst.name, sizeof m->inst.name, "%s", name);
 }
 
 mp_account *mpt_mock_account(mpt_mock *m, const char *id)

@@ -72,6 +72,8 @@ void mpt_mock_free(mpt_mock **m);
 
 const mp_host *mpt_mock_host(mpt_mock *m);
 mp_instance *mpt_mock_instance(mpt_mock *m);
+/* What host->instance_name answers (default "mock"). */
+void mpt_mock_set_instance_name(mpt_mock *m, const char *name);
 /* The account `id`, created on first use. */
 mp_account *mpt_mock_account(mpt_mock *m, const char *id);
 /* The config node handed to init and account_open. */

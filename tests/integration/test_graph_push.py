@@ -70,8 +70,7 @@ def http_post(url, body=b"", ctype="text/plain"):
 
 def graph_instance(d, fake, port, accounts, **extra):
     keys = {"tenant": fake.tenant_id, "client_id": CLIENT, "api_url": fake.api_url,
-            "login_url": fake.login_url, "public_url": "http://127.0.0.1:%d" % port,
-            "push_instance": INSTANCE}
+            "login_url": fake.login_url, "public_url": "http://127.0.0.1:%d" % port}
     keys.update(extra)
     keys["client_secret_file"] = d.write_secret(INSTANCE + ".client_secret",
                                                 SECRET.encode() + b"\n")
@@ -558,47 +557,80 @@ class GraphPushMailboxWide(unittest.TestCase):
             fake.stop()
 
 
+class EchoValidation:
+    """A receiver that is not mailpulse but answers every validation
+    request correctly (what a misrouted proxy could lead to)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        import urllib.parse
+        outer = self
+        self.validations = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                token = query.get("validationToken", [None])[0]
+                body = (token or "").encode()
+                if token is not None:
+                    outer.validations += 1
+                self.send_response(200 if token is not None else 202)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/elsewhere" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class GraphPushWrongInstance(unittest.TestCase):
-    """push_instance names another instance of the daemon: Graph's
-    validation is answered there, never here; the driver notices, deletes
-    the subscription and says what to fix."""
+    """public_url leads to another receiver that answers Graph's
+    validation (a proxy routing to something else that echoes tokens):
+    Graph validates, this instance never saw the request; the driver
+    notices, deletes the subscription and says what to fix."""
     A = "wi"
     USER = "dee@contoso.example"
 
-    def test_wrong_push_instance(self):
+    def test_public_url_leading_elsewhere(self):
         port = free_port()
         d = mptest.Daemon(name="graph_push_wi", driver_dir=mptest.env("MP_BUILD_DRIVER_DIR"),
                           settings={"http": {"listen": "127.0.0.1:%d" % port}})
         fake = fake_graph.FakeGraph()
         fake.start()
+        echo = EchoValidation()
         try:
             fake.add_client(CLIENT, SECRET, roles=("Mail.Read",))
             fake.add_user(self.USER)
-            fake.add_user("other@contoso.example")
             graph_instance(d, fake, port, [{"id": self.A, "user": self.USER,
                                             "poll_interval": 3600, "folders": ["Inbox"]}],
-                           push_instance="other")
-            # The instance the URL really leads to (polling, no public_url).
-            keys = {"tenant": fake.tenant_id, "client_id": CLIENT, "api_url": fake.api_url,
-                    "login_url": fake.login_url,
-                    "client_secret_file": d.write_secret("other.client_secret",
-                                                         SECRET.encode() + b"\n")}
-            d.write_instance("other", mptest.render_instance(
-                "graph", [{"id": "oth", "user": "other@contoso.example",
-                           "poll_interval": 3600, "folders": ["Inbox"]}], **keys))
+                           public_url=echo.url)
             d.start()
             d.wait_bootstrapped(self.A, ["Inbox"])
             acct = mptest.wait_until(
                 lambda: (lambda a: "leads elsewhere" in (a["push_state"] or "") and a)(
                     d.account(self.A)), 60, message="push state names the wrong URL")
-            self.assertIn("push_instance", acct["push_state"])
+            self.assertIn("public_url", acct["push_state"])
             self.assertFalse(acct["push_live"])
+            self.assertGreaterEqual(echo.validations, 1)
             self.assertGreaterEqual(fake.calls("subscriptions.create"), 1)
             self.assertEqual(fake.subscriptions_of(self.USER), [])
             self.assertGreaterEqual(fake.calls("subscriptions.delete"), 1)
         finally:
             d.stop()
             fake.stop()
+            echo.stop()
 
 
 class GraphPushValidationTimeout(unittest.TestCase):

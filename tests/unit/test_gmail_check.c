@@ -109,6 +109,7 @@ static void setup_with(fx *f, const mpt_http_step *steps, size_t n, const char *
     mpt_mock_config_set(f->m, "topic", "projects/p/topics/t");
     mpt_mock_config_set(f->m, "push_audience", "https://mp.example/push/gmail");
     mpt_mock_config_set(f->m, "push_service_account", "push@p.iam.gserviceaccount.com");
+    mpt_mock_set_instance_name(f->m, "gmail");
     mpt_mock_config_set(f->m, "email", "a@example.com");
     mpt_mock_config_set(f->m, "refresh_token_file", "/nonexistent/rt");
     free(token_url);
@@ -207,12 +208,16 @@ static const mpt_http_step complete[] = {
      .headers = JSON,
      .body = "{\"subscriptions\":[\"projects/p/subscriptions/pull\","
              "\"projects/p/subscriptions/push\"],\"nextPageToken\":\"n2\"}"},
+    /* A push with the right OIDC identity to another instance's URL
+     * (/push/other): not ours (the host names the instance: gmail). */
     {.method = "GET",
      .path = "/v1/projects/p/subscriptions/pull",
      .headers = JSON,
      .body =
          "{\"name\":\"projects/p/subscriptions/pull\",\"topic\":\"projects/p/topics/t\","
-         "\"pushConfig\":{}}"},
+         "\"pushConfig\":{\"pushEndpoint\":\"https://mp.example/push/other\","
+         "\"oidcToken\":{\"serviceAccountEmail\":\"push@p.iam.gserviceaccount.com\","
+         "\"audience\":\"https://mp.example/push/gmail\"}}}"},
     /* Pushes to /push/... without an audience: Pub/Sub signs for the URL,
      * which is not push_audience, so the search goes on. */
     {.method = "GET",
