@@ -523,5 +523,191 @@ class FakeEmailEngineTest(unittest.TestCase):
         self.assertEqual((self.fake.calls(), self.fake.call_log()), (0, []))
 
 
+    # ---- (b) webhooks
+    def receiver(self, status=200):
+        rx = Receiver(status)
+        self.addCleanup(rx.close)
+        return rx
+
+    def check_delivery(self, headers, body):
+        """Every header P§5 lists, and a signature that verifies."""
+        h = {k.lower(): v for k, v in headers.items()}
+        self.assertEqual(h["content-type"], "application/json")
+        self.assertEqual(h["user-agent"], "emailengine-app/2.79.2 (+https://emailengine.app/)")
+        self.assertRegex(h["x-ee-wh-id"], r"^\d+$")
+        self.assertRegex(h["x-ee-wh-attempts-made"], r"^\d+$")
+        self.assertRegex(h["x-ee-wh-queued-time"], r"^\d+s$")
+        self.assertRegex(h["x-ee-wh-event-id"],
+                         r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+        self.assertEqual(int(h["content-length"]), len(body))
+        self.assertTrue(verify_signature(SECRET, body, h["x-ee-wh-signature"]))
+        payload = json.loads(body)
+        self.assertNotIn("eventId", payload)
+        self.assertEqual(list(payload)[:3], ["serviceUrl", "account", "date"])
+        self.assertRegex(payload["date"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        return h, payload
+
+    def test_webhooks_follow_changes(self):
+        rx = self.receiver()
+        self.fake.configure_webhooks(rx.url)
+        mid = self.fake.add_message(ACC, "INBOX", raw_message(1))
+        self.fake.set_flags(ACC, mid, ["\\Seen", "\\Flagged"])
+        self.fake.set_flags(ACC, mid, ["\\Flagged"])
+        self.fake.delete_message(ACC, mid)
+        self.fake.add_mailbox(ACC, "Projects/New", special_use="\\Junk")
+        self.fake.delete_mailbox(ACC, "Projects/New")
+        self.fake.add_message(ACC, "Sent", raw_message(2))
+        old_uv = self.fake.uid_validity(ACC, "Sent")
+        new_uv = self.fake.reset_uidvalidity(ACC, "Sent")
+        self.fake.flush_webhooks()
+        events = [json.loads(b)["event"] for _, b in rx.got]
+        self.assertEqual(events, ["messageNew", "messageUpdated", "messageUpdated",
+                                  "messageDeleted", "mailboxNew", "mailboxDeleted",
+                                  "messageNew", "mailboxReset"])
+        payloads = [self.check_delivery(h, b)[1] for h, b in rx.got]
+        new = payloads[0]
+        self.assertEqual((new["account"], new["path"], new["specialUse"], new["serviceUrl"]),
+                         (ACC, "INBOX", "\\Inbox", self.fake.url))
+        self.assertEqual((new["data"]["id"], new["data"]["uid"], new["data"]["path"],
+                          new["data"]["subject"], new["data"]["messageSpecialUse"]),
+                         (mid, 1, "INBOX", "msg 1", "\\Inbox"))
+        self.assertIs(new["data"]["unseen"], True)
+        self.assertEqual(payloads[1]["data"], {"id": mid, "uid": 1, "changes": {"flags": {
+            "added": ["\\Seen", "\\Flagged"], "value": ["\\Seen", "\\Flagged"]}}})
+        self.assertEqual(payloads[2]["data"]["changes"]["flags"],
+                         {"deleted": ["\\Seen"], "value": ["\\Flagged"]})
+        self.assertEqual(payloads[3]["data"], {"id": mid, "uid": 1})
+        self.assertEqual(payloads[4]["data"]["path"], "Projects/New")
+        self.assertEqual(payloads[4]["data"]["name"], "New")
+        self.assertEqual(payloads[4]["data"]["specialUse"], "\\Junk")
+        self.assertIsInstance(payloads[4]["data"]["uidValidity"], str)
+        self.assertEqual(payloads[5]["data"], {"path": "Projects/New", "name": "New",
+                                               "specialUse": "\\Junk"})
+        self.assertEqual(payloads[6]["specialUse"], "\\Sent")
+        self.assertEqual(payloads[7]["data"], {
+            "path": "Sent", "name": "Sent", "specialUse": "\\Sent",
+            "uidValidity": str(new_uv), "reason": "uidValidityChange",
+            "prevUidValidity": str(old_uv)})
+        # A folder without special use: no top-level specialUse.
+        self.fake.add_message(ACC, "Zeta", raw_message(3))
+        self.fake.flush_webhooks()
+        last = json.loads(rx.got[-1][1])
+        self.assertEqual(last["path"], "Zeta")
+        self.assertNotIn("specialUse", last)
+        self.assertNotIn("messageSpecialUse", last["data"])
+        # The log: answers, latencies, the signed bytes.
+        log = self.fake.webhook_log()
+        self.assertEqual(len(log), 9)
+        self.assertEqual({(e["status"], e["answer"], e["attempt"]) for e in log},
+                         {(200, b"ok", 0)})
+        for entry, (headers, body) in zip(log, rx.got):
+            self.assertEqual(entry["body"], body)
+            self.assertEqual(entry["event_id"], headers["X-EE-Wh-Event-Id"])
+            self.assertGreaterEqual(entry["latency"], 0)
+        self.assertEqual(len({e["event_id"] for e in log}), 9)
+        self.assertEqual([e["job_id"] for e in log], sorted(e["job_id"] for e in log))
+        self.assertEqual(len(self.fake.webhook_log("messageNew", ACC)), 3)
+
+    def test_webhook_settings(self):
+        rx = self.receiver()
+        self.fake.configure_webhooks(rx.url, events=None)      # unset allowlist: nothing
+        self.fake.add_message(ACC, "INBOX", raw_message(1))
+        self.fake.configure_webhooks(rx.url, events=["messageDeleted"])
+        mid = self.fake.add_message(ACC, "INBOX", raw_message(2))
+        self.fake.delete_message(ACC, mid)
+        self.fake.configure_webhooks(rx.url, enabled=False)
+        self.fake.add_message(ACC, "INBOX", raw_message(3))
+        self.fake.flush_webhooks()
+        self.assertEqual([json.loads(b)["event"] for _, b in rx.got], ["messageDeleted"])
+        # auto_webhooks off: the sync still runs, nothing is queued or replayed.
+        self.fake.configure_webhooks(rx.url)
+        self.fake.auto_webhooks = False
+        quiet = self.fake.add_message(ACC, "INBOX", raw_message(4))
+        self.fake.auto_webhooks = True
+        self.fake.set_flags(ACC, quiet, ["\\Seen"])
+        self.fake.flush_webhooks()
+        self.assertEqual([json.loads(b)["event"] for _, b in rx.got][1:], ["messageUpdated"])
+        # POST /v1/settings, custom headers, Basic auth from the URL.
+        other = self.receiver()
+        parts = urllib.parse.urlsplit(other.url)
+        url = "http://us%%40er:p%%3Ass@%s%s" % (parts.netloc, parts.path)
+        status, _, data = self.get("/v1/settings", method="POST", body={
+            "webhooks": url, "webhookEvents": ["*"], "webhooksEnabled": True,
+            "webhooksCustomHeaders": [{"key": "X-Tenant", "value": "t1"}],
+            "serviceSecret": "new-secret"})
+        self.assertEqual((status, data["updated"]),
+                         (200, ["webhooks", "webhookEvents", "webhooksEnabled",
+                                "webhooksCustomHeaders", "serviceSecret"]))
+        self.assertEqual(self.fake.service_secret, "new-secret")
+        self.assertEqual(self.get("/v1/settings", method="POST", body={"bogus": 1})[0], 400)
+        self.fake.add_message(ACC, "INBOX", raw_message(5))
+        self.fake.flush_webhooks()
+        headers, body = other.got[-1]
+        self.assertEqual(headers["X-Tenant"], "t1")
+        self.assertEqual(base64.b64decode(headers["Authorization"].split()[1]), b"us@er:p:ss")
+        self.assertTrue(verify_signature("new-secret", body, headers["X-EE-Wh-Signature"]))
+        self.assertFalse(verify_signature(SECRET, body, headers["X-EE-Wh-Signature"]))
+        # An account's own URL replaces the global one, its headers come last.
+        own = self.receiver()
+        self.fake.add_account("acc2", webhooks=own.url, custom_headers={"X-Tenant": "t2"})
+        self.fake.add_mailbox("acc2", "INBOX")
+        self.fake.add_message("acc2", "INBOX", raw_message(6))
+        self.fake.flush_webhooks()
+        self.assertEqual([json.loads(b)["event"] for _, b in own.got],
+                         ["accountInitialized", "mailboxNew", "messageNew"])
+        self.assertEqual(own.got[0][0]["X-Tenant"], "t2")
+        self.assertEqual(json.loads(own.got[0][1])["data"], {"initialized": True})
+        self.assertEqual(len(other.got), 1)
+
+    def test_account_state_webhooks(self):
+        rx = self.receiver()
+        self.fake.configure_webhooks(rx.url)
+        self.fake.set_account_state(ACC, "authenticationError")
+        self.fake.set_account_state(ACC, "authenticationError")      # same error: once
+        self.fake.set_account_state(ACC, "authenticationError",
+                                    {"response": "Token revoked",
+                                     "serverResponseCode": "OAUTH"})
+        self.fake.set_account_state(ACC, "connectError")
+        # Changes while not connected are found by the reconnect sync.
+        mid = self.fake.add_message(ACC, "INBOX", raw_message(1))
+        self.fake.flush_webhooks()
+        self.assertEqual([json.loads(b)["event"] for _, b in rx.got],
+                         ["authenticationError", "authenticationError", "connectError"])
+        first = json.loads(rx.got[0][1])
+        self.assertEqual(first["data"], {"response": "Authentication failed",
+                                         "serverResponseCode": "AUTHENTICATIONFAILED"})
+        self.assertNotIn("path", first)
+        self.fake.set_account_state(ACC, "connected")
+        self.fake.flush_webhooks()
+        self.assertEqual(json.loads(rx.got[-1][1])["event"], "messageNew")
+        self.assertEqual(json.loads(rx.got[-1][1])["data"]["id"], mid)
+        self.fake.set_account_state(ACC, "authenticationError")       # cleared on connect
+        self.fake.flush_webhooks()
+        self.assertEqual(json.loads(rx.got[-1][1])["event"], "authenticationError")
+
+    def test_webhook_retries(self):
+        rx = self.receiver(status=503)
+        self.fake.configure_webhooks(rx.url)
+        self.fake.webhook_attempts = 3
+        self.fake.webhook_retry_delay = 0.01
+        self.fake.add_message(ACC, "INBOX", raw_message(1))
+        self.fake.flush_webhooks()
+        self.assertEqual(len(rx.got), 3)
+        self.assertEqual({h["X-EE-Wh-Event-Id"] for h, _ in rx.got}, {rx.got[0][0]["X-EE-Wh-Event-Id"]})
+        self.assertEqual({h["X-EE-Wh-Id"] for h, _ in rx.got}, {rx.got[0][0]["X-EE-Wh-Id"]})
+        self.assertEqual([h["X-EE-Wh-Attempts-Made"] for h, _ in rx.got], ["0", "1", "2"])
+        self.assertEqual([e["status"] for e in self.fake.webhook_log()], [503] * 3)
+        rx.status = 302                                # a 3xx is final
+        self.fake.add_message(ACC, "INBOX", raw_message(2))
+        self.fake.flush_webhooks()
+        self.assertEqual(len(rx.got), 4)
+        rx.close()                                     # nobody listening: logged errors
+        self.fake.add_message(ACC, "INBOX", raw_message(3))
+        self.fake.flush_webhooks()
+        last = self.fake.webhook_log()[-1]
+        self.assertIsNone(last["status"])
+        self.assertTrue(last["error"])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
