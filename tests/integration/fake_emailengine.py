@@ -114,12 +114,15 @@ the sync but queues nothing (so a test can prove a reconciliation sweep
 finds what no webhook announced).
 
 Control surface (thread-safe; endpoint names are in ENDPOINTS):
-- accounts: add_account(account, state=, email=, name=, webhooks=,
-  object_id=), set_account_state(account, state, error=), account_state;
-- mailboxes: add_mailbox(account, path, special_use=, delimiter=,
-  subscribed=), delete_mailbox, rename_mailbox, reset_uidvalidity(account,
-  path) -> new UIDVALIDITY (UIDs renumbered from 1, as a server that
-  recreated the folder), uid_validity;
+- accounts: add_account(account, state="connected", email_addr=, name=,
+  webhooks= (the account's own URL), object_id= (False: a server without
+  OBJECTID, so no emailId/threadId), error=, custom_headers={name: value}),
+  set_account_state(account, state, error={response, serverResponseCode}),
+  account_state;
+- mailboxes: add_mailbox(account, path, special_use=, delimiter="/",
+  subscribed=, uid_validity=), delete_mailbox, rename_mailbox(account, path,
+  new_path), reset_uidvalidity(account, path) -> new UIDVALIDITY (UIDs
+  renumbered from 1, as a server that recreated the folder), uid_validity;
 - messages: add_message(account, path, raw, flags=(), date=, email_id=,
   thread_id=) -> EmailEngine id, set_flags(account, id, flags),
   delete_message(account, id), message_ids(account, path) (newest first),
