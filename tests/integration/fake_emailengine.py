@@ -159,7 +159,10 @@ computed from the raw bytes the way a server would count them, but a real
 server's BODYSTRUCTURE may differ by line-ending normalisation.
 UNCONFIRMED in EmailEngine's source and chosen here: 401 texts come from
 the bearer library; whether /source is chunked (here: Content-Length); the
-404 for an unknown route (EmailEngine renders an HTML page; here JSON).
+404 for an unknown route (EmailEngine renders an HTML page; here JSON);
+`mailboxes?counters=true` on an account that is not connected (here 503
+WorkerNotAvailable); that a folder created while connected is indexed
+without messageNew for the messages it already holds.
 
 Library use:
 
@@ -1508,7 +1511,14 @@ class FakeEmailEngine:
     def _ep_mailboxes(self, params, query, body):
         acc = self._account(params)
         counters = _bool_param(query, "counters")
-        if acc.state != "connected" and not counters:
+        if acc.state != "connected" and counters:
+            # EmailEngine asks the IMAP worker for a live LIST + STATUS here
+            # (account.js getMailboxListing); with no connection that call
+            # fails. The exact answer is UNCONFIRMED: the worker's "no active
+            # handler" 503 is used.
+            raise EEError(503, "No active handler for requested account. Try again later.",
+                          "WorkerNotAvailable")
+        if acc.state != "connected":
             if acc.state == "unset":
                 raise EEError(503, STATE_ERRORS["unset"][1], "NotSyncing", state=acc.state)
             if acc.state == "init" or not acc.has_listing:

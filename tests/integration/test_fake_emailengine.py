@@ -268,6 +268,8 @@ class FakeEmailEngineTest(unittest.TestCase):
         self.fake.add_message(ACC, "INBOX", raw_message(3))
         status, _, data = self.get("/v1/account/%s/mailboxes" % ACC)
         self.assertEqual((status, data["mailboxes"][0]["messages"]), (200, 2))
+        status, _, data = self.get("/v1/account/%s/mailboxes?counters=true" % ACC)
+        self.assert_boom(status, data, 503, code="WorkerNotAvailable")
         self.fake.set_account_state(ACC, "connected")
         _, _, data = self.get("/v1/account/%s/mailboxes" % ACC)
         self.assertEqual(data["mailboxes"][0]["messages"], 3)
