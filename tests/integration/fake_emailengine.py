@@ -44,7 +44,8 @@ What it serves (all on one 127.0.0.1 port; point the driver's `url` at
   and uidNext come from the last sync (number or false), `status{messages,
   unseen}` only with counters=true; no uidValidity. Order: special-use in
   FLAG_SORT_ORDER, then path. Not connected: the stored listing, or 503
-  NotYetConnected (state init, or never connected), 503 NotSyncing (unset).
+  NotYetConnected (state init, or never connected), 503 NotSyncing (unset);
+  with counters=true 503 WorkerNotAvailable (see UNCONFIRMED below).
 - `GET /v1/account/{account}/messages?path=&page=&pageSize=&cursor=`
   ("messages", E§4): live, paged by sequence number newest first, each
   page sorted by uid descending; `{total,page,pages,nextPageCursor,
@@ -134,7 +135,8 @@ Control surface (thread-safe; endpoint names are in ENDPOINTS):
   any account, a chosen event id), redeliver(event_id) (the same event
   again: what a retry after a lost answer looks like), forge_next_webhooks
   (bad_signature, wrong_secret, no_signature, padded_signature,
-  tampered_body, no_event_id, duplicate), sign(body), webhook_attempts /
+  tampered_body, no_event_id, duplicate), sign(body) (the signature the
+  fake would send), pending_webhooks, webhook_attempts /
   webhook_retry_delay / webhook_timeout, auto_webhooks;
 - failures: fail_next(endpoint, status, count=, code=, message=, account=,
   state=, ttl=, headers=), clear_failures; set_delay (slow EmailEngine),
@@ -1021,6 +1023,10 @@ class FakeEmailEngine:
                 self.settings["webhooksCustomHeaders"] = list(custom_headers)
             if service_secret is not None:
                 self.settings["serviceSecret"] = service_secret
+
+    def sign(self, body):
+        """The X-EE-Wh-Signature the fake sends for `body` (bytes)."""
+        return sign(self.service_secret, body)
 
     def forge_next_webhooks(self, kind, count=1):
         """The next `count` queued deliveries are forged: bad_signature (a

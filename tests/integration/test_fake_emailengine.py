@@ -617,6 +617,7 @@ class FakeEmailEngineTest(unittest.TestCase):
         rx = self.receiver()
         self.fake.configure_webhooks(rx.url, events=None)      # unset allowlist: nothing
         self.fake.add_message(ACC, "INBOX", raw_message(1))
+        self.assertEqual(self.fake.pending_webhooks(), [])
         self.fake.configure_webhooks(rx.url, events=["messageDeleted"])
         mid = self.fake.add_message(ACC, "INBOX", raw_message(2))
         self.fake.delete_message(ACC, mid)
@@ -743,6 +744,7 @@ class FakeEmailEngineTest(unittest.TestCase):
         self.fake.flush_webhooks()
         self.assertTrue(verify_signature(SECRET, rx.got[-1][1],
                                          rx.got[-1][0]["X-EE-Wh-Signature"]))
+        self.assertEqual(self.fake.sign(rx.got[-1][1]), rx.got[-1][0]["X-EE-Wh-Signature"])
         with self.assertRaises(ValueError):
             self.fake.forge_next_webhooks("nonsense")
 
