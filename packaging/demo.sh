@@ -8,6 +8,14 @@
 # new message is APPENDed to the INBOX every few seconds and pushed back
 # (IMAP IDLE/NOTIFY) as message.new.
 #
+# In the same daemon, gmail.so runs against a LOCAL STAND-IN for Google
+# (tests/integration/fake_gmail.py on 127.0.0.1: Gmail API, OAuth, JWKS and
+# Pub/Sub; no Google account, nothing leaves the machine): a watch, a Pub/Sub
+# push subscription POSTing OIDC-signed notifications to the daemon's push
+# listener on loopback (plaintext there), and a new Gmail message every few
+# seconds that arrives as message.new. Its credentials are files under
+# ./mailpulse-demo/gmail (mode 0600).
+#
 # Usage: packaging/demo.sh                    (Ctrl-C stops it)
 #        DEMO_SECONDS=30 packaging/demo.sh    (stops by itself)
 set -eu
@@ -17,7 +25,7 @@ sh packaging/deps.sh build
 jobs=$(nproc 2>/dev/null || echo 2)
 echo "building (build/) ..."
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$jobs" --target mailpulsed mailpulsectl imap >/dev/null
+cmake --build build -j "$jobs" --target mailpulsed mailpulsectl imap gmail >/dev/null
 
 demo=${MAILPULSE_DEMO_DIR:-$top/mailpulse-demo}
 rm -rf "$demo"
@@ -32,11 +40,17 @@ export DEMO_DV="$dv"
 dovecot_pid=""
 daemon_pid=""
 follow_pid=""
+fake_pid=""
 cleanup() {
   trap - EXIT INT TERM
   [ -n "$follow_pid" ] && kill "$follow_pid" 2>/dev/null || true
   [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
   [ -n "$daemon_pid" ] && wait "$daemon_pid" 2>/dev/null || true
+  if [ -n "$fake_pid" ]; then
+    kill "$fake_pid" 2>/dev/null || true
+    wait "$fake_pid" 2>/dev/null || true
+    echo "Local Gmail stand-in stopped."
+  fi
   if [ -n "$dovecot_pid" ]; then
     kill "$dovecot_pid" 2>/dev/null || true
     wait "$dovecot_pid" 2>/dev/null || true
@@ -85,12 +99,57 @@ done
 echo "   Dovecot (pid $dovecot_pid) on localhost:$imaps_port (IMAPS, test CA $(info ca))"
 echo
 
+# Gmail: the stand-in needs the push URL before it starts (its Pub/Sub push
+# subscription), so the push listener's loopback port is chosen first.
+echo "== starting a LOCAL STAND-IN for Google (NOT Google: fake Gmail API, OAuth, JWKS, Pub/Sub)"
+push_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+push_url="http://127.0.0.1:$push_port/push/gmail"
+mkdir -p "$demo/gmail"
+chmod 700 "$demo/gmail"
+python3 "$top/tests/integration/fake_gmail.py" --dir "$demo/gmail" --push-url "$push_url" \
+  --every 5 >"$dv/fake_gmail.json" 2>"$dv/fake_gmail.stderr" &
+fake_pid=$!
+i=0
+until [ -s "$dv/fake_gmail.json" ]; do
+  i=$((i + 1))
+  if [ $i -gt 300 ] || ! kill -0 "$fake_pid" 2>/dev/null; then
+    echo "the local Gmail stand-in did not start:" >&2
+    cat "$dv/fake_gmail.stderr" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+# One python3 run turns the stand-in's JSON line into the instance file
+# (JSON strings are YAML scalars): every URL points at it instead of Google.
+python3 - "$dv/fake_gmail.json" "$demo/plugins.d/gmail.yaml" <<'PY'
+import json, sys
+info = json.loads(open(sys.argv[1]).readline())
+q = json.dumps
+instance = ["driver: gmail"]
+for key in ("client_id", "client_secret_file", "topic", "push_audience",
+            "push_service_account", "api_url", "token_url", "pubsub_url", "certs_url"):
+    instance.append("%s: %s" % (key, q(info[key])))
+instance += ["push: pubsub-push", "accounts:", "  - id: gmail-demo",
+             "    email: %s" % q(info["email"]),
+             "    refresh_token_file: %s" % q(info["refresh_token_file"])]
+with open(sys.argv[2], "w") as f:
+    f.write("# gmail.so against the LOCAL STAND-IN for Google (fake_gmail.py)\n")
+    f.write("\n".join(instance) + "\n")
+print("   fake_gmail.py on %s (%s): 3 messages in %s's INBOX, one more every 5 s;"
+      % (info["api_url"], info["note"], info["email"]))
+PY
+echo "   Pub/Sub pushes to $push_url with an OIDC token it signs"
+echo "   credentials (mode 0600): $demo/gmail/"
+echo
+
 (umask 077 && printf 'demo-password' >"$demo/alice.password")
 cat >"$demo/mailpulsed.conf" <<CONF
 state_dir = "$demo/state";
 driver_dir = "$top/build/drivers";
 plugins_dir = "$demo/plugins.d";
 http = { listen = "127.0.0.1:0"; };
+# Gmail's Pub/Sub pushes (from the local stand-in): plaintext on loopback.
+push = { listen = "127.0.0.1:$push_port"; tls = false; };
 backfill = { bootstrap_max = 100; batch_size = 50; };
 schedule = { backfill_interval = 4; };
 CONF
@@ -128,6 +187,27 @@ echo
 
 # The folder table of `mailpulsectl account` (the full view once).
 folders() { $ctl account demo | awk '/^NAME/ { p = 1 } p' || true; }
+# The Gmail account in two lines: what the bootstrap loaded and what push
+# brought since (events), messages per folder now, push state and the watch
+# (mailpulsectl gmail-status: the real expiry at Gmail is in its mode text,
+# the host's renewal date is "watch expires").
+gmail_summary() {
+  loaded=$($ctl events --after 0 --types message.synced --accounts gmail-demo 2>/dev/null | wc -l)
+  pushed=$($ctl events --after 0 --types message.new --accounts gmail-demo 2>/dev/null | wc -l)
+  counts=$($ctl account gmail-demo 2>/dev/null |
+    awk '/^NAME/ { p = 1; next } p && NF >= 3 { printf "%s%s %s", s, $1, $3; s = ", " }')
+  st=$($ctl gmail-status gmail-demo 2>/dev/null || true)
+  mode=$(printf '%s\n' "$st" | sed -n 's/^mode: *//p')
+  renew=$(printf '%s\n' "$st" | sed -n 's/^watch expires: *//p')
+  watch_end=$(printf '%s\n' "$mode" | sed -n 's/.*watch until \(.*UTC\).*/\1/p')
+  case "$mode" in
+    *"push delivering"*) live="push LIVE (pubsub-push, OIDC-verified)" ;;
+    *) live="push not live: $mode" ;;
+  esac
+  echo "   gmail-demo [local stand-in, not Google]: bootstrap loaded $loaded, $pushed new since by push;" \
+    "stored: ${counts:-no folders yet}"
+  echo "   $live; watch until ${watch_end:--} at Gmail, re-watched before ${renew:--}"
+}
 
 echo "== bootstrap: the newest 100 messages of each folder at once, history in the background"
 sleep 2
@@ -139,8 +219,12 @@ for round in 1 2 3; do
   folders
 done
 echo
+echo "== Gmail against the local stand-in: bootstrap, watch, Pub/Sub push"
+gmail_summary
+echo
 
-echo "== live events (new mail is APPENDed over IMAP; IDLE/NOTIFY pushes it to mailpulsed)"
+echo "== live events (new mail is APPENDed over IMAP; IDLE/NOTIFY pushes it to mailpulsed;"
+echo "   the Gmail stand-in adds a message every 5 s and Pub/Sub-pushes it: account gmail-demo)"
 $ctl events --follow --types message.new,message.updated,message.deleted,folder.reset,account.status &
 follow_pid=$!
 
@@ -165,9 +249,14 @@ PY
   now=$(date +%s)
   if [ -n "${DEMO_SECONDS:-}" ] && [ $((now - start)) -ge "$DEMO_SECONDS" ]; then
     sleep 2
+    # The live view ends here, so the final state is not interleaved with it.
+    kill "$follow_pid" 2>/dev/null || true
+    wait "$follow_pid" 2>/dev/null || true
+    follow_pid=""
     echo
     echo "-- $(date +%H:%M:%S) final state"
     folders
+    gmail_summary
     break
   fi
 done

@@ -2,15 +2,17 @@
 # Install the Debian 12 packages mailpulse needs to build, test and demo.
 # Idempotent: installs only what is missing. Needs root (or sudo).
 # Usage: packaging/deps.sh [build|test]
-#   build: compilers and libraries, plus Dovecot and openssl for the demo's
-#          private IMAP server; test adds isync (mbsync), clang, sqlite3,
-#          python3-cryptography (RS256 keys of tests/integration/fake_gmail.py)
+#   build: compilers and libraries (libsystemd-dev: sd_notify and the
+#          watchdog; scdoc: the man pages), plus what the demo's local
+#          servers need: Dovecot and openssl (private IMAP server),
+#          python3-cryptography (RS256 keys of tests/integration/fake_gmail.py,
+#          the stand-in for Google); test adds isync (mbsync), clang, sqlite3
 set -eu
 build_pkgs="build-essential cmake pkg-config libevent-dev libcurl4-openssl-dev
   libssl-dev libconfig-dev libyaml-dev libsqlite3-dev libjansson-dev
-  libcmocka-dev python3 ca-certificates dovecot-imapd openssl"
-test_pkgs="$build_pkgs clang libclang-rt-14-dev llvm binutils isync sqlite3
+  libcmocka-dev libsystemd-dev scdoc python3 ca-certificates dovecot-imapd openssl
   python3-cryptography"
+test_pkgs="$build_pkgs clang libclang-rt-14-dev llvm binutils isync sqlite3"
 case "${1:-build}" in
   build) want=$build_pkgs ;;
   test) want=$test_pkgs ;;

@@ -11,7 +11,15 @@
 #include "cli.h"
 #include "util/util.h"
 
-enum { OPT_JSON = 256, OPT_AFTER, OPT_TYPES, OPT_ACCOUNTS, OPT_FROM };
+enum {
+    OPT_JSON = 256,
+    OPT_AFTER,
+    OPT_TYPES,
+    OPT_ACCOUNTS,
+    OPT_FROM,
+    OPT_LIVE,
+    OPT_TIMEOUT,
+};
 
 struct command_spec {
     const char *name;
@@ -50,6 +58,17 @@ static const struct option webhooks_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+static const struct option check_opts[] = {
+    {"live", no_argument, NULL, OPT_LIVE},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* A check waits at most this long (--timeout). */
+#define CHECK_TIMEOUT_MAX_S 3600
+
 static const struct command_spec commands[] = {
     {"help", MPCTL_CMD_HELP, 0, 1, ":h", plain_opts},
     {"status", MPCTL_CMD_STATUS, 0, 0, ":h", plain_opts},
@@ -64,6 +83,7 @@ static const struct command_spec commands[] = {
     {"check-config", MPCTL_CMD_CHECK_CONFIG, 0, 1, ":h", plain_opts},
     {"webhooks", MPCTL_CMD_WEBHOOKS, 0, 2, ":h", webhooks_opts},
     {"gmail-status", MPCTL_CMD_GMAIL_STATUS, 1, 1, ":h", plain_opts},
+    {"check", MPCTL_CMD_CHECK, 1, 1, ":h", check_opts},
 };
 
 static const struct option global_opts[] = {
@@ -99,6 +119,11 @@ const char *mpctl_usage(void)
            "                                deliver NAME's dead letters again\n"
            "  gmail-status ACCOUNT          a Gmail account's push: watch, topic, expiry,\n"
            "                                last push and notification, errors, profile\n"
+           "  check ACCOUNT [--live] [--timeout SECONDS]\n"
+           "                                run the driver's preflight checks and wait\n"
+           "                                for them (default 60 s); --live also has a\n"
+           "                                test message created; exit 0 all passed,\n"
+           "                                1 a check failed, 2 error or timeout\n"
            "  check-config [FILE]           validate a daemon configuration\n"
            "  help                          this text\n"
            "\n"
@@ -189,6 +214,18 @@ static int parse_command(const struct command_spec *spec, int argc, char **argv,
             if (parse_number("--from", optarg, 0, &a->from, error_r) < 0)
                 return -1;
             break;
+        case OPT_LIVE:
+            a->live = 1;
+            break;
+        case OPT_TIMEOUT:
+            if (parse_number("--timeout", optarg, 1, &a->timeout_s, error_r) < 0)
+                return -1;
+            if (a->timeout_s > CHECK_TIMEOUT_MAX_S) {
+                *error_r = mpu_asprintf("--timeout: at most %d seconds, got '%s'",
+                                        CHECK_TIMEOUT_MAX_S, optarg);
+                return -1;
+            }
+            break;
         default:
             *error_r = option_error(c, argv);
             return -1;
@@ -226,7 +263,7 @@ static int parse_command(const struct command_spec *spec, int argc, char **argv,
 
 int mpctl_args_parse(int argc, char **argv, mpctl_args *args_r, char **error_r)
 {
-    mpctl_args a = {.limit = -1, .after = -1, .from = -1};
+    mpctl_args a = {.limit = -1, .after = -1, .from = -1, .timeout_s = -1};
     *error_r = NULL;
     optind = 0;
     opterr = 0;

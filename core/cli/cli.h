@@ -38,6 +38,7 @@ typedef enum mpctl_command {
     MPCTL_CMD_PROBE,
     MPCTL_CMD_WEBHOOKS,
     MPCTL_CMD_GMAIL_STATUS,
+    MPCTL_CMD_CHECK,
 } mpctl_command;
 
 /* The parsed command line. Strings point into argv (borrowed). */
@@ -63,6 +64,9 @@ typedef struct mpctl_args {
     const char *accounts;
     /* webhooks replay */
     int64_t from; /* -1 when not given                           */
+    /* check */
+    int live;          /* --live                                        */
+    int64_t timeout_s; /* --timeout; -1 when not given                  */
 } mpctl_args;
 
 /* Parse argv (argv[0] is the program name). `-h`, `--help` and `help`

@@ -28,6 +28,7 @@ struct transfer {
     int too_large;
     int parser_stopped;
     int sink_failed;
+    const char *post_body; /* POST: the JSON body, NULL: empty           */
 };
 
 void mpctl_conn_clear(mpctl_conn *conn)
@@ -166,6 +167,8 @@ static CURLcode perform(const mpctl_conn *conn, const char *method, const char *
     }
     if (t->parser != NULL)
         headers = add_header(headers, "Accept: text/event-stream");
+    if (t->post_body != NULL)
+        headers = add_header(headers, "Content-Type: application/json");
 
     errbuf[0] = '\0';
     curl_easy_setopt(curl, CURLOPT_URL, url);
@@ -179,8 +182,9 @@ static CURLcode perform(const mpctl_conn *conn, const char *method, const char *
     if (headers != NULL)
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     if (strcmp(method, "POST") == 0) {
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 0L);
+        const char *body = t->post_body != NULL ? t->post_body : "";
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     }
     if (t->parser != NULL) {
         /* The daemon sends heartbeats; a stream silent for this long is
@@ -220,6 +224,15 @@ int mpctl_request(const mpctl_conn *conn, const char *method, const char *path,
     memset(resp_r, 0, sizeof(*resp_r));
     *error_r = NULL;
     return perform(conn, method, path, NULL, &t, resp_r, error_r) == CURLE_OK ? 0 : -1;
+}
+
+int mpctl_post_json(const mpctl_conn *conn, const char *path, const char *json_body,
+                    mpctl_response *resp_r, char **error_r)
+{
+    struct transfer t = {.post_body = json_body};
+    memset(resp_r, 0, sizeof(*resp_r));
+    *error_r = NULL;
+    return perform(conn, "POST", path, NULL, &t, resp_r, error_r) == CURLE_OK ? 0 : -1;
 }
 
 int mpctl_stream(const mpctl_conn *conn, const char *path, const char *last_event_id,

@@ -44,6 +44,11 @@ void mpctl_client_cleanup(void);
 int mpctl_request(const mpctl_conn *conn, const char *method, const char *path,
                   FILE *sink, mpctl_response *resp_r, char **error_r);
 
+/* POST `json_body` (Content-Type: application/json; NULL: an empty body)
+ * to `path`; otherwise as mpctl_request without a sink. */
+int mpctl_post_json(const mpctl_conn *conn, const char *path, const char *json_body,
+                    mpctl_response *resp_r, char **error_r);
+
 /* GET an event stream: a 200 text/event-stream body is fed to `parser`
  * until the server closes it, the parser's callback stops it or
  * mpctl_interrupted is set; other answers are buffered in *resp_r.

@@ -569,6 +569,8 @@ int mpctl_cmd_run(const mpctl_args *args, const mpctl_conn *conn)
         return mpctl_cmd_webhooks(args, conn);
     case MPCTL_CMD_GMAIL_STATUS:
         return mpctl_cmd_gmail_status(args, conn);
+    case MPCTL_CMD_CHECK:
+        return mpctl_cmd_check(args, conn);
     default:
         fputs(mpctl_usage(), stderr);
         return MPCTL_EXIT_USAGE;

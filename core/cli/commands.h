@@ -30,6 +30,9 @@ int mpctl_cmd_webhooks(const mpctl_args *args, const mpctl_conn *conn);
 /* gmail-status ACCOUNT (gmail_status.c): refuses a non-Gmail account. */
 int mpctl_cmd_gmail_status(const mpctl_args *args, const mpctl_conn *conn);
 
+/* check ACCOUNT [--live] [--timeout S] (check.c; helpers in check.h). */
+int mpctl_cmd_check(const mpctl_args *args, const mpctl_conn *conn);
+
 /* events (events.c). */
 int mpctl_cmd_events(const mpctl_args *args, const mpctl_conn *conn);
 

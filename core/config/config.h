@@ -202,6 +202,14 @@ void mp_settings_free(mp_settings **settings);
 /* The embedded default configuration text (documented defaults). */
 const char *mp_settings_default_text(void);
 
+/* The setting tables, for documentation (mailpulsed --print-keys): table
+ * `i` (0, 1, ... until NULL) with its group name in *group_r (NULL: the top
+ * level). `webhooks` names the keys of each entry of that list. */
+const mp_config_key *mp_settings_keys(size_t i, const char **group_r);
+/* The plugins.d keys the core handles itself (NULL-terminated names):
+ * `account` 0 for the top level of an instance file, 1 for an account. */
+const char *const *mpc_plugins_core_keys(int account);
+
 /* ---- outbound webhooks (webhooks.c) ---- */
 
 /* Event types a webhook `events` filter may name (NULL-terminated). */

@@ -32,6 +32,8 @@ int mpc_name_in(const char *name, const char *const *list);
  * returned); free it. */
 size_t mpc__webhooks_fill(const mpc_node *root, mp_settings *s, mpc_errors *errs);
 void mpc__webhooks_free(mp_settings *s);
+/* webhooks.c: the keys of one `webhooks` entry. */
+const mp_config_key *mpc__webhook_keys(void);
 
 /* Adds "file:line: message" (the "line" part left out when line <= 0, the
  * whole prefix when file is NULL). */

@@ -13,6 +13,11 @@ static const char *const core_instance_keys[] = {"driver", "enabled", "poll_inte
 static const char *const core_account_keys[] = {"id", "enabled", "folders",
                                                 "poll_interval", NULL};
 
+const char *const *mpc_plugins_core_keys(int account)
+{
+    return account ? core_account_keys : core_instance_keys;
+}
+
 /* An account id seen in an accepted file (or earlier in the current one). */
 typedef struct seen_id {
     char *id;

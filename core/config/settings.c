@@ -197,6 +197,30 @@ const char *mp_settings_default_text(void)
     return default_text;
 }
 
+const mp_config_key *mp_settings_keys(size_t i, const char **group_r)
+{
+    /* The order of mailpulsed.conf(5): top level, the groups, push, then
+     * the webhooks list. */
+    if (i == 0) {
+        *group_r = NULL;
+        return top_keys;
+    }
+    if (i - 1 < N_GROUPS) {
+        *group_r = groups[i - 1].name;
+        return groups[i - 1].keys;
+    }
+    if (i - 1 == N_GROUPS) {
+        *group_r = "push";
+        return push_keys;
+    }
+    if (i - 1 == N_GROUPS + 1) {
+        *group_r = "webhooks";
+        return mpc__webhook_keys();
+    }
+    *group_r = NULL;
+    return NULL;
+}
+
 void mp_settings_free(mp_settings **settings)
 {
     if (settings == NULL || *settings == NULL)

@@ -32,6 +32,11 @@ static const mp_config_key webhook_keys[] = {
     {0},
 };
 
+const mp_config_key *mpc__webhook_keys(void)
+{
+    return webhook_keys;
+}
+
 static void strv_free(char **v)
 {
     for (size_t i = 0; v != NULL && v[i] != NULL; i++)

@@ -65,6 +65,22 @@ int mpd_api_backfill(mpd *d, const char *account, const char *folder,
  * the driver has no probe slot). */
 int mpd_api_probe(mpd *d, const char *account, char **error_r);
 
+/* An admin's preflight (check.c): run the account driver's `check` slot
+ * (ABI 1.2) as the account's alone work, never alongside its syncs, even
+ * while they are parked (reauth, back-off), which they stay.
+ * POST: body empty or {"live": bool} (400 otherwise); 404 unknown account;
+ * 409 account not active or its driver has no check slot; 503 when the
+ * scheduler refuses. 202 {"id": N, "state": "pending"|"running"}: a
+ * request while one is pending or running answers that one (no queue).
+ * GET: {"id": N|null (null: never asked), "state": "none"|"pending"|
+ *  "running"|"done"|"error", "live": bool, "requested_at", "started_at",
+ *  "finished_at": RFC3339|null, "results": [{"name", "outcome":
+ *  "ok"|"warn"|"fail"|"skip", "detail"}], "error": string|null (state
+ *  error: why the check itself could not run)}; 404 unknown account. */
+json_t *mpd_api_check_start(mpd *d, const char *account, const uint8_t *body, size_t len,
+                            int *status_r, char **error_r);
+json_t *mpd_api_check_get(mpd *d, const char *account, int *status_r, char **error_r);
+
 /* Webhook POST /push/<instance><subpath>. header(ctx, name) looks up a
  * request header. Fills the answer; every out string is allocated. */
 typedef const char *(*mpd_header_fn)(void *ctx, const char *name);

@@ -96,6 +96,7 @@ struct mpd {
     mphost_env host_env;        /* lent to the host layer (host_env.c)   */
     struct mpd_prefetch *prefetch;  /* body-cache warming (prefetch.h)       */
     struct mpd_fetchq *fetchq;      /* fetches on demand per account (fetch.c) */
+    uint64_t check_seq;             /* last check id given out (check.c, loop thread) */
 
     struct event *sig_hup, *sig_term, *sig_int;
 

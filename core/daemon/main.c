@@ -15,6 +15,8 @@
 
 #include "daemon/api.h"
 #include "daemon/daemon.h"
+#include "daemon/notify.h"
+#include "daemon/print_keys.h"
 #include "daemon/prefetch.h"
 #include "net/net.h"
 #include "http/http.h"
@@ -26,10 +28,11 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: mailpulsed [-c FILE] [--check-config] [--log-level LEVEL]\n"
+            "usage: mailpulsed [-c FILE] [--check-config | --print-keys] [--log-level LEVEL]\n"
             "  -c, --config FILE    daemon settings (libconfig); default: embedded defaults\n"
             "      --check-config   validate settings, plugins.d files and drivers, then exit\n"
             "                       (status 1 and one 'file:line: message' per problem)\n"
+            "      --print-keys     print every setting and each driver's keys as JSON\n"
             "      --log-level L    error | warning | info | debug (overrides log_level)\n"
             "  -V, --version        print the version and driver ABI\n"
             "  -h, --help           this text\n");
@@ -223,6 +226,8 @@ static void apply_log_level(const mp_settings *s, const char *override)
 }
 
 static const char *log_override;
+/* systemd's view of the daemon (notify.h); NULL when not under systemd. */
+static mpd_notify *notifier;
 
 /* The OAuth2 service keeps a rotated refresh token in the store. Its
  * callbacks run on the thread that asked for a token (a worker), so they
@@ -345,10 +350,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     mpd *d = arg;
     if (sig == SIGHUP) {
-        mpd_reload(d);
+        mpd_notify_reloading(notifier);
+        mpd_notify_reloaded(notifier, mpd_reload(d) == 0);
         return;
     }
     mpu_info("core", "signal %d: shutting down", (int)sig);
+    mpd_notify_stopping(notifier);
     event_base_loopexit(d->base, NULL);
 }
 
@@ -494,10 +501,14 @@ static int run(const char *config_path)
     evsignal_add(d->sig_int, NULL);
     mpu_info("core", "mailpulsed %s running (state %s, %u workers, driver ABI %d.%d)",
              MP_VERSION, settings->state_dir, settings->workers, MP_ABI_MAJOR, MP_ABI_MINOR);
+    /* The store is open, the listeners are bound, the instances are in
+     * the registry: a client that systemd lets go now finds the API. */
+    notifier = mpd_notify_ready(d);
     event_base_dispatch(d->base);
     rc = 0;
 
 out:
+    mpd_notify_free(&notifier);
     mpd_prefetch_stop(d);
     mph_stop(&d->http);
     mpw_stop(&d->webhooks);
@@ -539,13 +550,14 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", no_argument, NULL, 'k'},
+        {"print-keys", no_argument, NULL, 'p'},
         {"log-level", required_argument, NULL, 'l'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL;
-    int check = 0, c;
+    int check = 0, print_keys = 0, c;
     while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -553,6 +565,9 @@ int main(int argc, char **argv)
             break;
         case 'k':
             check = 1;
+            break;
+        case 'p':
+            print_keys = 1;
             break;
         case 'l':
             if (mpu_log_level_parse(optarg) < 0) {
@@ -580,5 +595,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (check)
         return check_config(config);
+    if (print_keys)
+        return mpd_print_keys(config, stdout);
     return run(config);
 }

@@ -109,6 +109,8 @@ static void account_close_now(struct mp_account *a)
     free(a->folders_allowed);
     pthread_mutex_destroy(&a->fetch_lock);
     pthread_mutex_destroy(&a->lock);
+    mphost_check_record_clear(&a->check);
+    pthread_mutex_destroy(&a->check_lock);
     free(a->unrecorded_status);
     free(a->unrecorded_error);
     instance_unref(a->inst);
@@ -300,6 +302,7 @@ static struct mp_account *account_new(mpd *d, mp_instance *inst, const mpc_node 
     a->poll_interval_s = interval_from(cfg, inst->poll_interval_s);
     pthread_mutex_init(&a->fetch_lock, NULL);
     pthread_mutex_init(&a->lock, NULL);
+    pthread_mutex_init(&a->check_lock, NULL);
     if (mpc_get(cfg, "folders") != NULL) {
         a->n_folders_allowed = mpc_list_len(cfg, "folders");
         a->folders_allowed = mpu_calloc(a->n_folders_allowed + 1, sizeof(char *));

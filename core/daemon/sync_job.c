@@ -184,6 +184,81 @@ static mp_status run_delta(job_state *j, const mps_folder *f, mp_error *err)
     return run_bootstrap(j, f->name, reason, err);
 }
 
+typedef struct id_list {
+    char **v;
+    size_t n, cap;
+} id_list;
+
+static int collect_provider_id(const mps_message *m, void *arg)
+{
+    id_list *l = arg;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->v = mpu_realloc(l->v, l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = mpu_strdup(m->provider_id);
+    return 0;
+}
+
+static void id_list_free(id_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+/* A stored folder that a successful listing no longer shows was deleted at
+ * the provider (an IMAP folder, a Gmail label). Its messages leave it the
+ * way any message leaves a folder: one message.updated with
+ * folders_removed for those still in another folder, one message.deleted
+ * for those that were only there (stored once, so nothing else moves).
+ * Then the folder row goes. A failure leaves the folder for the next
+ * listing, which tries again. */
+static void drop_vanished_folder(job_state *j, const char *folder)
+{
+    char *error = NULL;
+    id_list ids = {0};
+    if (mps_messages_each(j->s, j->a->id, folder, collect_provider_id, &ids, &error) < 0) {
+        note_store_failure(j, "cannot list a deleted folder's messages", error);
+        id_list_free(&ids);
+        return;
+    }
+    mp_batch *b = batch_begin(j, NULL, 0, 0);
+    const mp_host *h = mphost_table();
+    const char *gone[1] = {folder};
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_status st = MP_OK;
+    for (size_t i = 0; i < ids.n && st == MP_OK; i++) {
+        mp_change ch = {.kind = MP_CHANGE_UPDATED, .id = ids.v[i], .size = -1};
+        mp_folders f = {.removed = gone, .n_removed = 1};
+        st = h->batch_change_folders(b, &ch, &f, &err);
+    }
+    mphost_batch_stats stats;
+    memset(&stats, 0, sizeof stats);
+    st = mphost_batch_end(&b, st, &err, &stats);
+    id_list_free(&ids);
+    if (st != MP_OK) {
+        note_status(j, NULL, MP_RETRY, &err);
+        return;
+    }
+    if (mps_folder_delete(j->s, j->a->id, folder, &error) < 0) {
+        note_store_failure(j, "cannot delete folder", error);
+        return;
+    }
+    mpu_info(j->a->id, "%s: deleted at the provider; %zu messages left it (%zu events)",
+             folder, stats.changes, stats.events);
+}
+
+static int sink_has(const mp_folder_sink *sink, const char *name)
+{
+    for (size_t i = 0; i < mphost_sink_count(sink); i++)
+        if (strcmp(mphost_sink_name(sink, i), name) == 0)
+            return 1;
+    return 0;
+}
+
 static void refresh_folders(job_state *j)
 {
     int64_t now = mpu_now_ms();
@@ -209,6 +284,23 @@ static void refresh_folders(job_state *j)
                 free(error);
             }
         }
+        mps_folder *stored = NULL;
+        size_t n = 0;
+        char *error = NULL;
+        if (mps_folders_list(j->s, j->a->id, &stored, &n, &error) < 0)
+            free(error);
+        /* An empty listing is a server glitch, not every folder deleted
+         * (an IMAP server always has INBOX, Gmail its system labels). */
+        if (n > 0 && mphost_sink_count(sink) == 0) {
+            mpu_warn(j->a->id, "the provider listed no folders at all; keeping the %zu"
+                               " stored ones", n);
+            mps_folders_free(&stored, n);
+            n = 0;
+        }
+        for (size_t i = 0; i < n && !j->stop; i++)
+            if (!sink_has(sink, stored[i].name))
+                drop_vanished_folder(j, stored[i].name);
+        mps_folders_free(&stored, n);
         pthread_mutex_lock(&j->a->lock);
         j->a->last_folder_list_ms = now;
         pthread_mutex_unlock(&j->a->lock);

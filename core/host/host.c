@@ -526,6 +526,8 @@ static const mp_host host_table = {
     /* subscriptions (host_subscription.c): subscription_get, subscription_lookup */
     .subscription_get = mphost_subscription_get,
     .subscription_lookup = mphost_subscription_lookup,
+    /* added in ABI 1.2: the check slot's collector (host_check.c) */
+    .check_report = mphost_check_report,
 };
 
 const mp_host *mphost_table(void)

@@ -148,6 +148,73 @@ const char *mphost_sink_name(const mp_folder_sink *sink, size_t i);
 mp_folder_role mphost_sink_role(const mp_folder_sink *sink, size_t i);
 void mphost_sink_free(mp_folder_sink **sink);
 
+/* ---- an admin's preflight: the check slot (host_check.c) ----
+ * mp_check collects what a driver's `check` reports through
+ * host->check_report: at most MPHOST_CHECK_MAX results, one per name (a
+ * name reported again replaces its result in place), the name cut to
+ * MPHOST_CHECK_NAME_MAX bytes and the detail to MPHOST_CHECK_DETAIL_MAX
+ * (never inside a UTF-8 character). Drivers relay provider text, so both
+ * are sanitized on the way in: invalid UTF-8 becomes U+FFFD, tab, CR and
+ * LF a space, other controls (C0, DEL, C1) '?'. A report without a name
+ * is dropped, an outcome outside mp_check_outcome becomes FAIL, and a
+ * report past the cap is dropped and counted. A collector is used by one
+ * slot call at a time; report is safe from any thread during it. */
+#define MPHOST_CHECK_MAX 64
+#define MPHOST_CHECK_NAME_MAX 64
+#define MPHOST_CHECK_DETAIL_MAX 1024
+
+typedef struct mphost_check_result {
+    char *name;                  /* sanitized, never NULL or empty            */
+    mp_check_outcome outcome;
+    char *detail;                /* sanitized, "" when the driver gave none   */
+} mphost_check_result;
+
+mp_check *mphost_check_new(void);
+void mphost_check_free(mp_check **chk);
+size_t mphost_check_count(const mp_check *chk);
+/* The i-th result in report order (first report of each name). */
+const mphost_check_result *mphost_check_at(const mp_check *chk, size_t i);
+/* Reports dropped because the cap was reached. */
+size_t mphost_check_dropped(const mp_check *chk);
+/* Hand the results over (the collector is empty afterwards); free them
+ * with mphost_check_results_free. */
+mphost_check_result *mphost_check_take(mp_check *chk, size_t *n_r);
+void mphost_check_results_free(mphost_check_result **list, size_t n);
+/* "ok", "warn", "fail", "skip"; NULL for a value outside the enum. */
+const char *mphost_check_outcome_name(mp_check_outcome outcome);
+/* A copy of `s` sanitized as above and cut to at most `max` bytes ("" for
+ * NULL): for other provider text shown next to the results. */
+char *mphost_check_clean(const char *s, size_t max);
+/* The check_report slot of the host table. */
+void mphost_check_report(mp_check *chk, const char *name, mp_check_outcome outcome,
+                         const char *detail);
+
+/* Where an account's last preflight is (mp_account.check, under
+ * mp_account.check_lock). */
+typedef enum mphost_check_state {
+    MPHOST_CHECK_NONE = 0,       /* never asked since the account opened    */
+    MPHOST_CHECK_PENDING = 1,    /* asked, waiting for the account's turn   */
+    MPHOST_CHECK_RUNNING = 2,    /* the slot is running                     */
+    MPHOST_CHECK_DONE = 3,       /* the slot returned MP_OK                 */
+    MPHOST_CHECK_ERROR = 4,      /* the slot failed or could not run        */
+} mphost_check_state;
+
+/* "none", "pending", "running", "done", "error". */
+const char *mphost_check_state_name(mphost_check_state state);
+
+typedef struct mphost_check_record {
+    uint64_t id;                 /* 0 while state is NONE                   */
+    mphost_check_state state;
+    unsigned flags;              /* MP_CHECK_LIVE as asked                  */
+    int64_t requested_at_ms, started_at_ms, finished_at_ms; /* 0: not yet   */
+    mphost_check_result *results;
+    size_t n_results;
+    char *error;                 /* state ERROR: why; else NULL             */
+} mphost_check_record;
+
+/* Free what the record holds and reset it to NONE. */
+void mphost_check_record_clear(mphost_check_record *rec);
+
 /* ---- stored webhook subscriptions (host_subscription.c) ----
  * Each instance keeps an in-memory index of its accounts' stored
  * subscriptions behind the subscription_get/subscription_lookup slots:

@@ -16,6 +16,7 @@
 #include <mailpulse/driver.h>
 
 #include "config/config.h"
+#include "host/host.h"
 #include "loader/loader.h"
 
 struct mpd;
@@ -81,6 +82,11 @@ struct mp_account {
     char *unrecorded_status;
     char *unrecorded_error;
     struct mp_hostobj *loop_objs; /* timers and watches, loop thread only     */
+    /* An admin's preflight (the check slot, core/daemon/check.c): the loop
+     * thread records a request and answers the API from `check`; the
+     * worker running the slot moves it to running and done/error. */
+    pthread_mutex_t check_lock; /* `check`                                   */
+    mphost_check_record check;
 };
 
 #endif

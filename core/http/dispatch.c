@@ -46,6 +46,8 @@ static const route routes[] = {
     {EVHTTP_REQ_POST, "POST", "/v1/accounts/*/sync", 0, mph_h_sync},
     {EVHTTP_REQ_POST, "POST", "/v1/accounts/*/folders/*/backfill", 0, mph_h_backfill},
     {EVHTTP_REQ_POST, "POST", "/v1/accounts/*/probe", 0, mph_h_probe},
+    {EVHTTP_REQ_POST, "POST", "/v1/accounts/*/check", 0, mph_h_check_start},
+    {EVHTTP_REQ_GET, "GET", "/v1/accounts/*/check", 0, mph_h_check_get},
     {EVHTTP_REQ_GET, "GET", "/v1/messages/*", 0, mph_h_message},
     {EVHTTP_REQ_GET, "GET", "/v1/messages/*/raw", 0, mph_h_message_raw},
     {EVHTTP_REQ_GET, "GET", "/v1/events", ROUTE_QUERY, mph_h_events},

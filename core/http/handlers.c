@@ -129,6 +129,29 @@ void mph_h_probe(mph_request *r)
     reply_trigger(r->req, status, &error);
 }
 
+void mph_h_check_start(mph_request *r)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+    size_t len = evbuffer_get_length(in);
+    const uint8_t *body = len > 0 ? evbuffer_pullup(in, -1) : NULL;
+    int status = 500;
+    char *error = NULL;
+    json_t *result =
+        mpd_api_check_start(r->server->d, r->params[0], body, len, &status, &error);
+    if (result != NULL)
+        mph_reply_json(r->req, status, result);
+    else
+        mph_reply_api_error(r->req, status, &error);
+}
+
+void mph_h_check_get(mph_request *r)
+{
+    int status = 500;
+    char *error = NULL;
+    json_t *result = mpd_api_check_get(r->server->d, r->params[0], &status, &error);
+    reply_result(r->req, result, status, &error);
+}
+
 static const char *push_header(void *ctx, const char *name)
 {
     return evhttp_find_header(evhttp_request_get_input_headers(ctx), name);

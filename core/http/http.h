@@ -11,6 +11,8 @@
  *   POST /v1/accounts/{id}/sync
  *   POST /v1/accounts/{id}/folders/{folder}/backfill   (folder %-encoded)
  *   POST /v1/accounts/{id}/probe        re-detect provider capabilities
+ *   POST /v1/accounts/{id}/check        an admin's preflight ({"live":true}
+ *                                       optional); GET: its last result
  *   GET  /v1/messages/{id}
  *   GET  /v1/messages/{id}/raw
  *   GET  /v1/events   Server-Sent Events; Last-Event-ID or ?after= resume;

@@ -136,6 +136,8 @@ void mph_h_messages(mph_request *r);
 void mph_h_sync(mph_request *r);
 void mph_h_backfill(mph_request *r);
 void mph_h_probe(mph_request *r);
+void mph_h_check_start(mph_request *r);
+void mph_h_check_get(mph_request *r);
 void mph_h_message(mph_request *r);
 void mph_h_push(mph_request *r);
 void mph_h_webhooks(mph_request *r);

@@ -26,6 +26,13 @@ enum kind_phase {
 
 struct account;
 
+/* Where an account's mpj_account_alone work is. */
+enum alone_phase {
+    ALONE_NONE = 0,
+    ALONE_WAITING,    /* asked for, waiting for the account's kinds      */
+    ALONE_DISPATCHED, /* handed to the pool (queued or running)          */
+};
+
 struct kstate {
     mpj_due_entry due;
     mpj_pool_item item;
@@ -61,6 +68,13 @@ struct account {
     mpj_pool_group group; /* worker cap of everything this account runs */
     unsigned submitted;   /* mpj_account_submit work in flight          */
     struct kstate k[MPJ_KINDS];
+    struct {
+        mpj_pool_item item;
+        enum alone_phase phase;
+        mpj_work_fn work;
+        mpj_alone_done_fn done;
+        void *arg;
+    } alone; /* mpj_account_alone */
 };
 
 struct mpj_async_trigger {
@@ -204,14 +218,22 @@ static void merge_queued(mpj_pool_item *item, void *arg)
  * SYNC takes the place of a BACKFILL no worker has picked up yet. */
 static void account_dispatch(mpj_sched *s, struct account *a)
 {
-    if (a->removed || s->closing)
+    if (a->removed || s->closing || a->alone.phase == ALONE_DISPATCHED)
         return;
     struct kstate *sync = &a->k[MPJ_SYNC], *backfill = &a->k[MPJ_BACKFILL];
-    if (backfill->phase == K_DISPATCHED && sync->phase == K_WAITING &&
+    if (backfill->phase == K_DISPATCHED &&
+        (sync->phase == K_WAITING || a->alone.phase == ALONE_WAITING) &&
         mpj_pool_cancel(s->pool, &backfill->item))
         backfill->phase = K_WAITING;
     if (sync->phase == K_DISPATCHED || backfill->phase == K_DISPATCHED)
         return;
+    /* Work that runs alone goes before the kinds: someone waits for it,
+     * and the kinds keep their schedule (they run right after). */
+    if (a->alone.phase == ALONE_WAITING) {
+        a->alone.phase = ALONE_DISPATCHED;
+        mpj_pool_push(s->pool, &a->alone.item);
+        return;
+    }
     struct kstate *k = sync->phase == K_WAITING       ? sync
                        : backfill->phase == K_WAITING ? backfill
                                                       : NULL;
@@ -287,7 +309,7 @@ static void account_free_cb(void *value)
 static void account_maybe_drop(mpj_sched *s, struct account *a)
 {
     if (!a->removed || a->in_done || a->submitted || a->k[MPJ_SYNC].phase == K_DISPATCHED ||
-        a->k[MPJ_BACKFILL].phase == K_DISPATCHED)
+        a->k[MPJ_BACKFILL].phase == K_DISPATCHED || a->alone.phase != ALONE_NONE)
         return;
     mpj_table_del(&s->accounts, a->id);
     account_free(a);
@@ -400,6 +422,47 @@ static void kind_complete(mpj_pool_item *item)
     mpj_sched_rearm(s);
 }
 
+static void alone_work(mpj_pool_item *item)
+{
+    struct account *a = mpj_container_of(item, struct account, alone.item);
+    a->alone.work(a->alone.arg);
+}
+
+/* The alone work's done, once: ran 0 when it never started. Its slot is
+ * free again before done is called, so done may ask for the next. */
+static void alone_finish(struct account *a, int ran)
+{
+    mpj_alone_done_fn done = a->alone.done;
+    void *arg = a->alone.arg;
+    a->alone.phase = ALONE_NONE;
+    a->alone.work = NULL;
+    a->alone.done = NULL;
+    a->alone.arg = NULL;
+    a->in_done++;
+    done(arg, ran);
+    a->in_done--;
+}
+
+/* Drop alone work that no worker has started (removal, shutdown). */
+static void alone_cancel(mpj_sched *s, struct account *a)
+{
+    if (a->alone.phase == ALONE_WAITING ||
+        (a->alone.phase == ALONE_DISPATCHED && mpj_pool_cancel(s->pool, &a->alone.item)))
+        alone_finish(a, 0);
+}
+
+static void alone_complete(mpj_pool_item *item)
+{
+    struct account *a = mpj_container_of(item, struct account, alone.item);
+    mpj_sched *s = a->sched;
+    alone_finish(a, 1);
+    if (a->removed)
+        account_maybe_drop(s, a);
+    else
+        account_dispatch(s, a);
+    mpj_sched_rearm(s);
+}
+
 static struct account *account_new(mpj_sched *s, const char *id)
 {
     struct account *a = mpu_calloc(1, sizeof *a);
@@ -419,6 +482,9 @@ static struct account *account_new(mpj_sched *s, const char *id)
         k->item.cls = (unsigned)i; /* MPJ_CLASS_SYNC, MPJ_CLASS_BACKFILL */
         k->item.group = &a->group;
     }
+    mpj_pool_item_init(&a->alone.item, alone_work, alone_complete, 1);
+    a->alone.item.cls = MPJ_CLASS_TASK;
+    a->alone.item.group = &a->group;
     return a;
 }
 
@@ -487,6 +553,7 @@ static void cancel_queued_cb(void *value, void *arg)
     for (int i = 0; i < MPJ_KINDS; i++)
         if (a->k[i].phase == K_DISPATCHED && mpj_pool_cancel(s->pool, &a->k[i].item))
             a->k[i].phase = K_PARKED;
+    alone_cancel(s, a);
 }
 
 void mpj_free(mpj_sched **sp)
@@ -563,6 +630,7 @@ void mpj_account_remove(mpj_sched *s, const char *account)
         k->rerun = 0;
         job_clear(&k->rerun_job);
     }
+    alone_cancel(s, a);
     account_maybe_drop(s, a);
     mpj_sched_rearm(s);
 }
@@ -659,6 +727,20 @@ void mpj_schedule_in(mpj_sched *s, const char *account, mpj_kind kind, uint64_t 
         return;
     kind_schedule(s, &a->k[kind], mpu_now_ms() + clamp_ms(delay_ms), "schedule");
     mpj_sched_rearm(s);
+}
+
+int mpj_account_alone(mpj_sched *s, const char *account, mpj_work_fn work,
+                      mpj_alone_done_fn done, void *arg)
+{
+    struct account *a = account_get(s, account);
+    if (!a || !work || !done || s->closing || a->alone.phase != ALONE_NONE)
+        return -1;
+    a->alone.work = work;
+    a->alone.done = done;
+    a->alone.arg = arg;
+    a->alone.phase = ALONE_WAITING;
+    account_dispatch(s, a);
+    return 0;
 }
 
 mpj_pool_group *mpj_account_submit_begin(mpj_sched *s, const char *account)

@@ -11,6 +11,9 @@
  * runs at a time, whatever its kind. A trigger for a job that is queued is
  * merged into it; a trigger for a job that is running sets a single re-run
  * flag, so any number of triggers during a run give exactly one more run.
+ * Work that must run alone for the account (an admin's preflight,
+ * mpj_account_alone) takes a turn between its jobs without changing
+ * their schedule.
  * SYNC jobs go to the high-priority queue, BACKFILL to the low one; workers
  * always take high first.
  *
@@ -169,6 +172,23 @@ void mpj_submit(mpj_sched *s, int high, mpj_work_fn work, mpj_work_fn done,
  * begun. The caller decides how many of one account it submits at once. */
 int mpj_account_submit(mpj_sched *s, const char *account, mpj_class cls, int high,
                        mpj_work_fn work, mpj_work_fn done, void *arg);
+
+/* Work for one account that runs alone: it waits until neither kind of
+ * the account is dispatched, and while it is queued or running neither
+ * kind is dispatched (a due kind stays due and runs right after it). The
+ * kinds' schedules are left as they are: a kind parked (MPJ_STOP) stays
+ * parked, a kind in back-off keeps its due time and failure count. It
+ * takes the place of a BACKFILL no worker has picked up yet, as a due
+ * SYNC does. Class TASK, high queue, counted against the account's cap.
+ * At most one per account at a time. `work` runs on a worker thread;
+ * `done` runs on the loop thread exactly once: after work (ran 1), or
+ * without work when the account is removed or the scheduler is freed
+ * before work started (ran 0), possibly from within mpj_account_remove or
+ * mpj_free. Returns -1 (nothing called) for an unknown account, one
+ * already queued or running, or once mpj_free has begun. */
+typedef void (*mpj_alone_done_fn)(void *arg, int ran);
+int mpj_account_alone(mpj_sched *s, const char *account, mpj_work_fn work,
+                      mpj_alone_done_fn done, void *arg);
 
 /* A periodic global task run on the pool every interval_ms (first run
  * after first_delay_ms); never overlapping with itself. */

@@ -112,6 +112,14 @@ int mps_folder_request_backfill(mps_store *s, const char *account,
  * messages stay; the re-bootstrap folds them in without new events. */
 int mps_folder_reset(mps_store *s, const char *account, const char *folder,
                      char **error_r);
+/* Forget a folder the provider no longer has (a deleted IMAP folder or
+ * Gmail label): its row, what memberships are left in it and its pending
+ * push hints go, in one transaction. The caller first takes its messages
+ * out through a batch (message.updated with folders_removed, or
+ * message.deleted for those that were only there), so nothing is left
+ * silently. 1 = no such folder. */
+int mps_folder_delete(mps_store *s, const char *account, const char *folder,
+                      char **error_r);
 
 /* ---- sync batches ---- */
 

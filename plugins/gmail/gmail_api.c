@@ -203,12 +203,22 @@ mp_status gmail_list_messages(gmail_account *a, const char *label_id, const char
     return MP_OK;
 }
 
-/* One batch of metadata gets for ids[idx[0..k-1]]. Fills out/gone for
- * the parts that succeeded or are gone; *clean_r is zero when any part (or
- * the whole batch) failed. Returns MP_OK unless the batch as a whole
- * failed with a status that ends the call. */
-static mp_status one_batch(gmail_account *a, const char *const *ids, const size_t *idx,
-                           size_t k, gmail_msg *out, int *gone, int *done, int *clean_r,
+/* What a batch of messages.get asks for and does with each answer. */
+typedef struct get_kind {
+    const char *query;    /* "format=metadata&..." or "format=raw"      */
+    const char *what;     /* for errors                                */
+    size_t max_response;
+    /* One part's 2xx body for ids[j]: 0, or -1 with *error_r. */
+    int (*part)(void *arg, size_t j, const char *body, size_t len, char **error_r);
+    void *arg;
+} get_kind;
+
+/* One batch of messages.get for ids[idx[0..k-1]]. Hands every part that
+ * succeeded to kind->part and marks the gone ones; *clean_r is zero when
+ * any part (or the whole batch) failed. Returns MP_OK unless the batch as
+ * a whole failed with a status that ends the call. */
+static mp_status one_batch(gmail_account *a, const get_kind *kind, const char *const *ids,
+                           const size_t *idx, size_t k, int *gone, int *done, int *clean_r,
                            uint32_t *retry_r, mp_error *err)
 {
     *clean_r = 1;
@@ -217,12 +227,12 @@ static mp_status one_batch(gmail_account *a, const char *const *ids, const size_
         abort();
     for (size_t i = 0; i < k; i++) {
         char *id = qenc(ids[idx[i]]);
-        size_t n = strlen(a->inst->api_path) + strlen(id) + sizeof GMAIL_METADATA_HEADERS + 64;
+        size_t n = strlen(a->inst->api_path) + strlen(id) + strlen(kind->query) + 64;
         targets[i] = malloc(n);
         if (targets[i] == NULL)
             abort();
-        snprintf(targets[i], n, "%s/gmail/v1/users/me/messages/%s?format=metadata&%s",
-                 a->inst->api_path, id, GMAIL_METADATA_HEADERS);
+        snprintf(targets[i], n, "%s/gmail/v1/users/me/messages/%s?%s", a->inst->api_path, id,
+                 kind->query);
         free(id);
     }
     unsigned char rnd[12];
@@ -247,9 +257,9 @@ static mp_status one_batch(gmail_account *a, const char *const *ids, const size_
     gmail_call c = {.method = "POST", .url = url, .content_type = ctype,
                     .body = (const uint8_t *)body, .body_len = body_len,
                     .units = (uint32_t)k * GMAIL_UNITS_MESSAGES_GET,
-                    .max_response = BATCH_MAX_RESPONSE};
+                    .max_response = kind->max_response};
     mp_http_response resp;
-    mp_status st = gmail_http_call(a, &c, "batch messages.get", &resp, err);
+    mp_status st = gmail_http_call(a, &c, kind->what, &resp, err);
     free(url);
     free(body);
     if (st != MP_OK) {
@@ -269,7 +279,7 @@ static mp_status one_batch(gmail_account *a, const char *const *ids, const size_
         gmail_host->http_free(&resp);
         free(parts);
         *clean_r = 0;
-        mp_fail(err, MP_RETRY, "batch messages.get: %s",
+        mp_fail(err, MP_RETRY, "%s: %s", kind->what,
                 error != NULL ? error : "answer without a Content-Type");
         free(error);
         return MP_RETRY;
@@ -286,7 +296,7 @@ static mp_status one_batch(gmail_account *a, const char *const *ids, const size_
         mp_status ps = gmail_http_status(a, parts[i].status, parts[i].body, parts[i].body_len,
                                          parts[i].retry_after_ms, "messages.get", &perr);
         if (ps == MP_OK) {
-            if (gmail_msg_parse(&out[j], parts[i].body, parts[i].body_len, &error) < 0) {
+            if (kind->part(kind->arg, j, parts[i].body, parts[i].body_len, &error) < 0) {
                 mp_fail(err, MP_RETRY, "messages.get %s: %s", ids[j], error);
                 free(error);
                 error = NULL;
@@ -311,10 +321,13 @@ static mp_status one_batch(gmail_account *a, const char *const *ids, const size_
     return st;
 }
 
-mp_status gmail_get_metadata(gmail_account *a, const char *const *ids, size_t n,
-                             gmail_msg *out, int *gone, mp_error *err)
+/* messages.get of every id through the batch endpoint, in adaptive
+ * batches; with `est` (estimated bytes of each answer) a batch also stops
+ * at `budget` bytes, but holds at least one id. */
+static mp_status batch_get(gmail_account *a, const get_kind *kind, const char *const *ids,
+                           size_t n, const int64_t *est, int64_t budget, int *gone,
+                           mp_error *err)
 {
-    memset(out, 0, n * sizeof *out);
     memset(gone, 0, n * sizeof *gone);
     int *done = calloc(n + 1, sizeof *done);
     unsigned *tries = calloc(n + 1, sizeof *tries);
@@ -325,16 +338,22 @@ mp_status gmail_get_metadata(gmail_account *a, const char *const *ids, size_t n,
     for (;;) {
         unsigned size = gmail_batch_size(a);
         size_t k = 0;
-        for (size_t i = 0; i < n && k < size; i++)
-            if (!done[i])
-                idx[k++] = i;
+        int64_t bytes = 0;
+        for (size_t i = 0; i < n && k < size; i++) {
+            if (done[i])
+                continue;
+            if (est != NULL && k > 0 && bytes + est[i] > budget)
+                break;
+            bytes += est != NULL ? est[i] : 0;
+            idx[k++] = i;
+        }
         if (k == 0)
             break;
         int clean = 1;
         uint32_t retry = 0;
         for (size_t i = 0; i < k; i++)
             tries[idx[i]]++;
-        st = one_batch(a, ids, idx, k, out, gone, done, &clean, &retry, err);
+        st = one_batch(a, kind, ids, idx, k, gone, done, &clean, &retry, err);
         gmail_batch_feedback(a, clean);
         if (st != MP_OK)
             break;
@@ -343,17 +362,106 @@ mp_status gmail_get_metadata(gmail_account *a, const char *const *ids, size_t n,
             give_up |= !done[idx[i]] && tries[idx[i]] >= PART_ATTEMPTS;
         if (give_up) {
             err->retry_after_ms = retry;
-            st = mp_fail(err, MP_RETRY, "batch messages.get: Gmail keeps failing parts"
-                                        " (rate limited or unavailable)");
+            st = mp_fail(err, MP_RETRY, "%s: Gmail keeps failing parts"
+                                        " (rate limited or unavailable)", kind->what);
             break;
         }
     }
-    if (st != MP_OK)
-        for (size_t i = 0; i < n; i++)
-            gmail_msg_clear(&out[i]);
     free(done);
     free(tries);
     free(idx);
+    return st;
+}
+
+static int metadata_part(void *arg, size_t j, const char *body, size_t len, char **error_r)
+{
+    gmail_msg *out = arg;
+    return gmail_msg_parse(&out[j], body, len, error_r);
+}
+
+mp_status gmail_get_metadata(gmail_account *a, const char *const *ids, size_t n,
+                             gmail_msg *out, int *gone, mp_error *err)
+{
+    memset(out, 0, n * sizeof *out);
+    get_kind kind = {.query = "format=metadata&" GMAIL_METADATA_HEADERS,
+                     .what = "batch messages.get",
+                     .max_response = BATCH_MAX_RESPONSE,
+                     .part = metadata_part,
+                     .arg = out};
+    mp_status st = batch_get(a, &kind, ids, n, NULL, 0, gone, err);
+    if (st != MP_OK)
+        for (size_t i = 0; i < n; i++)
+            gmail_msg_clear(&out[i]);
+    return st;
+}
+
+typedef struct raw_ctx {
+    gmail_msg *msgs;
+    const size_t *map; /* ids[j] is msgs[map[j]] */
+} raw_ctx;
+
+static int raw_part(void *arg, size_t j, const char *body, size_t len, char **error_r)
+{
+    raw_ctx *cx = arg;
+    gmail_msg *m = &cx->msgs[cx->map[j]];
+    uint8_t *data = NULL;
+    size_t n = 0;
+    int r = gmail_raw_decode(body, len, malloc, free, &data, &n, error_r);
+    if (r == -2 || r > 0) {
+        /* Undecodable or over the size limit: indexed without its body
+         * (a reader's fetch says why). */
+        free(*error_r);
+        *error_r = NULL;
+        return 0;
+    }
+    if (r < 0)
+        return -1;
+    free(m->raw);
+    m->raw = data;
+    m->raw_len = n;
+    return 0;
+}
+
+mp_status gmail_get_bodies(gmail_account *a, gmail_msg *msgs, const int *skip, size_t n,
+                           mp_error *err)
+{
+    if (gmail_host->core_setting("sync.fetch_bodies") != 1 || n == 0)
+        return MP_OK;
+    const char **ids = calloc(n, sizeof *ids);
+    size_t *map = calloc(n, sizeof *map);
+    int64_t *est = calloc(n, sizeof *est);
+    int *gone = calloc(n, sizeof *gone);
+    if (ids == NULL || map == NULL || est == NULL || gone == NULL)
+        abort();
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((skip != NULL && skip[i]) || msgs[i].id == NULL)
+            continue;
+        /* base64url in JSON is 4/3 of the message, plus the part's framing. */
+        int64_t size = msgs[i].size > 0 ? msgs[i].size : 0;
+        est[k] = size / 3 * 4 + 4096;
+        map[k] = i;
+        ids[k++] = msgs[i].id;
+    }
+    raw_ctx cx = {msgs, map};
+    get_kind kind = {.query = "format=raw",
+                     .what = "batch messages.get raw",
+                     .max_response = GMAIL_RAW_MAX_RESPONSE,
+                     .part = raw_part,
+                     .arg = &cx};
+    /* A message gone since its metadata came is simply stored without a
+     * body (its messageDeleted follows in history). */
+    mp_status st = batch_get(a, &kind, ids, k, est, GMAIL_RAW_BATCH_BYTES, gone, err);
+    if (st != MP_OK)
+        for (size_t i = 0; i < n; i++) {
+            free(msgs[i].raw);
+            msgs[i].raw = NULL;
+            msgs[i].raw_len = 0;
+        }
+    free(ids);
+    free(map);
+    free(est);
+    free(gone);
     return st;
 }
 
@@ -381,6 +489,8 @@ mp_status gmail_emit_message(gmail_account *a, mp_batch *batch, mp_change_kind k
         .size = m->size,
         .thread_id = m->thread_id,
         .flags = p.flags,
+        .raw = m->raw,
+        .raw_len = m->raw_len,
     };
     static const char *const none[1] = {NULL};
     mp_folders f = {

@@ -3,7 +3,8 @@
  * ones page by page.
  *
  * messages.list gives ids newest first; their metadata comes through the
- * batch endpoint; each message is emitted once with all its folder labels
+ * batch endpoint (with sync.fetch_bodies, the raw messages after it); each
+ * message is emitted once with all its folder labels
  * (a message in INBOX and "Work" is one stored message in two folders).
  * The page token after the last message loaded is the backfill position.
  *
@@ -52,6 +53,8 @@ static mp_status load_page(gmail_account *a, mp_batch *batch, char **ids, size_t
     if (msgs == NULL || gone == NULL)
         abort();
     mp_status st = gmail_get_metadata(a, (const char *const *)ids, n, msgs, gone, err);
+    if (st == MP_OK) /* sync.fetch_bodies: the bodies come with them */
+        st = gmail_get_bodies(a, msgs, gone, n, err);
     for (size_t i = 0; i < n && st == MP_OK; i++)
         if (!gone[i]) /* deleted since it was listed */
             st = gmail_emit_message(a, batch, MP_CHANGE_SYNCED, &msgs[i], err);

@@ -6,7 +6,8 @@
  * history returns.
  *
  * Per message (gmail_history.c nets a page): added -> its metadata through
- * the batch endpoint, emitted NEW with all its folder labels; deleted ->
+ * the batch endpoint (and, with sync.fetch_bodies, its raw body), emitted
+ * NEW with all its folder labels; deleted ->
  * DELETED; labels removed or flag labels changed -> UPDATED with the folders
  * it left and its flags; a folder label added -> its metadata again, emitted
  * SYNCED with all its folders (a stored message folds it into one
@@ -202,7 +203,19 @@ static mp_status apply(gmail_account *a, mp_batch *batch, const gmail_history *h
         if (msgs == NULL || gone == NULL)
             abort();
         st = gmail_get_metadata(a, ids, n, msgs, gone, err);
+        /* sync.fetch_bodies: new mail comes with its body (a relabelled
+         * message is not new mail; a reader fetches it on demand). */
+        int *skip = calloc(n, sizeof *skip);
+        if (skip == NULL)
+            abort();
+        for (size_t k = 0; k < n; k++)
+            skip[k] = gone[k] || !h->v[which[k]].added;
+        if (st == MP_OK)
+            st = gmail_get_bodies(a, msgs, skip, n, err);
+        free(skip);
         if (st != MP_OK) {
+            for (size_t k = 0; k < n; k++)
+                gmail_msg_clear(&msgs[k]);
             free(msgs);
             free(gone);
             goto out;

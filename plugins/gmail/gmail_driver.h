@@ -114,6 +114,31 @@ mp_status gmail_get_metadata(gmail_account *a, const char *const *ids, size_t n,
 
 void gmail_free_ids(char **ids, size_t n);
 
+/* With sync.fetch_bodies (the host's core_setting): the raw message of
+ * every msgs[i] not skipped (skip may be NULL) into msgs[i].raw, through
+ * the batch endpoint with format=raw, at the quota cost of a messages.get
+ * each, in batches bounded by the sizes the metadata estimated. A message
+ * gone meanwhile or over GMAIL_RAW_MAX_BYTES keeps no body. Without the
+ * setting: MP_OK at once. */
+mp_status gmail_get_bodies(gmail_account *a, gmail_msg *msgs, const int *skip, size_t n,
+                           mp_error *err);
+
+/* Gmail accepts messages up to 50 MB (base64 in JSON: 4/3 of it). */
+#define GMAIL_RAW_MAX_BYTES ((size_t)64 << 20)
+#define GMAIL_RAW_MAX_RESPONSE ((size_t)96 << 20)
+/* Estimated answer bytes one format=raw batch is filled up to (one
+ * larger message goes alone). */
+#define GMAIL_RAW_BATCH_BYTES ((int64_t)8 << 20)
+
+/* A messages.get format=raw answer (JSON with base64url "raw", padded or
+ * not) decoded into *data_r (from `alloc`, `len_r` bytes). Returns 0; 1
+ * when the message is larger than GMAIL_RAW_MAX_BYTES (nothing kept); with
+ * *error_r (malloc'd): -1 for an answer without "raw" (or no memory), -2
+ * for a "raw" that is not base64url (retrying will not help). */
+int gmail_raw_decode(const char *json, size_t len, void *(*alloc)(size_t),
+                     void (*dealloc)(void *), uint8_t **data_r, size_t *len_r,
+                     char **error_r);
+
 /* ---- emission helpers (gmail_api.c) ---- */
 
 /* Emit `kind` for a message with its memberships as `now_in` = its folder

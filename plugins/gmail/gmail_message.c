@@ -295,5 +295,6 @@ void gmail_msg_clear(gmail_msg *m)
     for (size_t i = 0; i < m->n_labels; i++)
         free(m->label_ids[i]);
     free(m->label_ids);
+    free(m->raw);
     memset(m, 0, sizeof *m);
 }

@@ -24,6 +24,8 @@ typedef struct gmail_msg {
     int64_t size;     /* sizeEstimate, -1 if absent                      */
     char **label_ids;
     size_t n_labels;
+    uint8_t *raw;     /* the message itself (sync.fetch_bodies), malloc'd */
+    size_t raw_len;
 } gmail_msg;
 
 /* Parse a Message resource. Returns 0, or -1 with *error_r (malloc'd). */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "host/host.h"
 #include "host/host_http.h"
 #include "host/host_oauth.h"
 #include "host/host_push_status.h"
@@ -803,6 +804,8 @@ static const mp_host mock_table = {
     .oauth_setup = m_oauth_setup,
     .oauth_token = m_oauth_token,
     .oauth_reject = m_oauth_reject,
+    /* added in ABI 1.2: the host's own collector */
+    .check_report = mphost_check_report,
 };
 
 /* ---- the mock itself ---- */

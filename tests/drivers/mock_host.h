@@ -37,6 +37,10 @@
  *     scripted HTTP server. A rotated refresh token is kept in the mock's
  *     driver state under MPO_STATE_KEY (mpt_mock_state); mpt_mock_oauth
  *     hands out the service, e.g. for mpo_credentials_changed (SIGHUP).
+ *   - ABI 1.2: check_report is the daemon's own collector (host/host.h):
+ *     hand the check slot an mphost_check_new() and read the results with
+ *     mphost_check_count/mphost_check_at (bounded and sanitized as in the
+ *     daemon), then mphost_check_free.
  *
  * One mock serves one driver instance and any number of accounts. Slots
  * are safe from any thread; the mpt_mock_* inspection functions are meant

@@ -58,12 +58,13 @@ What it serves (all on one 127.0.0.1 port; point the driver's `api_url`,
   ("push outran history", P§1 item 8). A push subscription registered with
   `create_subscription(..., push_endpoint=URL)` is delivered automatically.
 - Every request is counted per endpoint and per user, with a timestamped
-  log (`calls()`, `call_log()`), so tests can assert "no request inside the
+  log (`calls()`, `call_log()`; a messages.get entry names its `format`),
+  so tests can assert "no request inside the
   Retry-After window" or "one history.list per sync"; `max_concurrent()`
   and `in_flight()` show whether two syncs of one account overlapped.
 
 Control surface (all thread-safe; endpoint names are in ENDPOINTS):
-- mailbox: add_user, add_label, add_message, modify_labels,
+- mailbox: add_user, add_label, delete_label, add_message, modify_labels,
   delete_message, hold_history (push outran history), expire_history
   (history 404), history_id, watch_state; FakeGmail(history_step=) sets
   how far apart history ids are (they are not contiguous at Google);
@@ -593,6 +594,26 @@ class FakeGmail:
             box.next_history_id()
             self._record(box, "messageDeleted", msg, msg.labels)
 
+    def delete_label(self, email_addr, label_id, history=False):
+        """users.labels.delete: the user label goes and is removed from
+        every message that had it (Google: "removes it from any messages and
+        threads that it is applied to"). Google documents no history record
+        for that, so by default there is none (the mailbox's historyId
+        moves); history=True records one labelRemoved per message instead,
+        for a driver that must cope with either."""
+        with self.cond:
+            box = self.users[email_addr]
+            if box.labels.get(label_id, {}).get("type") != "user":
+                raise KeyError("no user label %r" % label_id)
+            del box.labels[label_id]
+            box.next_history_id()
+            for msg in box.messages.values():
+                if label_id in msg.labels:
+                    msg.labels = [lab for lab in msg.labels if lab != label_id]
+                    if history:
+                        msg.history_id = box.next_history_id()
+                        self._record(box, "labelRemoved", msg, [label_id])
+
     def hold_history(self, email_addr, hold=True):
         """While held, changes move the mailbox historyId (profile, watch,
         notifications) but history.list does not return them yet."""
@@ -891,11 +912,13 @@ class FakeGmail:
             self.counts.clear()
             self.log = []
 
-    def _count(self, endpoint, user, status, arrived):
+    def _count(self, endpoint, user, status, arrived, fmt=None):
         with self.lock:
             self.counts[(endpoint, user)] += 1
-            self.log.append({"t": arrived, "endpoint": endpoint, "user": user,
-                             "status": status})
+            entry = {"t": arrived, "endpoint": endpoint, "user": user, "status": status}
+            if fmt is not None:
+                entry["format"] = fmt   # messages.get: minimal | metadata | raw | full
+            self.log.append(entry)
 
     def _injected(self, endpoint, user):
         with self.lock:
@@ -981,7 +1004,8 @@ class FakeGmail:
                 hdrs["WWW-Authenticate"] = ('Bearer realm="https://accounts.google.com/", '
                                             'error="invalid_token"')
             return err.code, hdrs, json.dumps(err.json(), indent=2).encode()
-        self._count(endpoint, user, 204 if result is None else 200, arrived)
+        self._count(endpoint, user, 204 if result is None else 200, arrived,
+                    query.get("format", ["full"])[0] if endpoint == "messages.get" else None)
         if result is None:
             return 204, {}, b""
         return 200, {"Content-Type": "application/json; charset=UTF-8"}, \

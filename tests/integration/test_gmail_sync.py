@@ -3,7 +3,9 @@ daemon: labels as folders (a message in two labels stored once, with one
 body), bootstrap and progressive backfill, ONE history.list per sync with
 new mail, label changes, moves (message.updated with folders_added /
 folders_removed, never a delete plus a new) and deletes; an expired
-historyId resets each folder once without a message.new flood;
+historyId resets each folder once without a message.new flood; a deleted
+label leaves as a folder with its memberships; with sync.fetch_bodies the
+bodies are cached with the metadata;
 invalid_grant parks the account after one token request; a 429 storm gets
 no request inside Retry-After."""
 
@@ -66,7 +68,9 @@ class GmailSync(unittest.TestCase):
         cls.d = d = mptest.Daemon(
             name="gmail_sync", driver_dir=mptest.env("MP_BUILD_DRIVER_DIR"),
             settings={"backfill": {"mode": "progressive", "bootstrap_max": 3,
-                                   "batch_size": 2}})
+                                   "batch_size": 2},
+                      # every sync lists the labels (test_7: a deleted label)
+                      "schedule": {"folder_list_interval": 1}})
         cls.fake = fake = new_fake()
         acct = user_account(d, fake, cls.A, cls.EMAIL)
         cls.work = fake.add_label(cls.EMAIL, "Work")
@@ -224,6 +228,114 @@ class GmailSync(unittest.TestCase):
         writes = [e for e in self.fake.call_log()
                   if e["endpoint"] in ("messages.insert", "watch", "stop")]
         self.assertEqual(writes, [])
+
+
+    def test_7_deleted_label_leaves_as_a_folder(self):
+        """labels.delete: the label's folder goes with its memberships; a
+        message also in another label stays (one message.updated leaving the
+        folder), one only in that label is deleted, whether or not Gmail's
+        history records the removal."""
+        fake, E, d = self.fake, self.EMAIL, self.d
+        quiet = fake.add_label(E, "Temp")       # deleted without history records
+        noisy = fake.add_label(E, "Temp/Old")   # deleted with labelRemoved records
+        for key, labels in (("both", ["INBOX", quiet]), ("only", [quiet]),
+                            ("both2", ["INBOX", noisy]), ("only2", [noisy])):
+            self.ids[key] = fake.add_message(E, raw(key), labels)
+
+        def count(name):
+            return (d.folder(self.A, name) or {}).get("messages")
+
+        # A listing is due once a second: sync until it ran.
+        mptest.wait_until(lambda: self.sync() and count("Temp") == 2 and
+                          count("Temp/Old") == 2, 60,
+                          message="the two labels loaded as folders")
+        self.assertEqual(sorted(self.message("both")["folders"]), ["INBOX", "Temp"])
+        inbox = count("INBOX")
+        seq = d.last_seq()
+        fake.delete_label(E, quiet)
+        fake.delete_label(E, noisy, history=True)
+        mptest.wait_until(lambda: self.sync() and count("Temp") is None and
+                          count("Temp/Old") is None, 60, message="the labels' folders gone")
+        events = d.events(accounts=[self.A], after=seq)
+        folders = [f["name"] for f in d.account(self.A)["folders"]]
+        self.assertNotIn("Temp", folders)
+        self.assertNotIn("Temp/Old", folders)
+        self.assertEqual(sorted(folders), sorted(FOLDERS))
+        kinds = {}
+        for e in events:
+            if e["type"].startswith("message."):
+                kinds.setdefault(e["json"]["message"], []).append(e)
+        touched = {self.pid(k) for k in ("both", "only", "both2", "only2")}
+        self.assertEqual(set(kinds), touched, events)
+        for key, label in (("both", "Temp"), ("both2", "Temp/Old")):
+            evs = kinds[self.pid(key)]
+            self.assertEqual([e["type"] for e in evs], ["message.updated"], evs)
+            self.assertEqual(data(evs[0]).get("folders_removed"), [label])
+            self.assertEqual(data(evs[0]).get("folders"), ["INBOX"])
+            self.assertEqual(self.message(key)["folders"], ["INBOX"])
+        for key in ("only", "only2"):
+            self.assertEqual([e["type"] for e in kinds[self.pid(key)]], ["message.deleted"])
+        # Stored once: the INBOX copies are the same messages, untouched.
+        self.assertEqual(d.folder(self.A, "INBOX")["messages"], inbox)
+        # Nothing left to do: the next sync is quiet.
+        events, _ = self.sync()
+        self.assertEqual([e for e in events if e["type"].startswith("message.")], [])
+
+
+class GmailFetchBodies(unittest.TestCase):
+    """sync.fetch_bodies: the raw message comes with the metadata (a
+    format=raw batch, charged as messages.get), at bootstrap and for new
+    mail, so the cache has the body before any reader asks."""
+    A = "gb"
+    EMAIL = "bodies@example.com"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = d = mptest.Daemon(name="gmail_bodies",
+                                  driver_dir=mptest.env("MP_BUILD_DRIVER_DIR"),
+                                  settings={"sync": {"fetch_bodies": True}})
+        cls.fake = fake = new_fake()
+        acct = user_account(d, fake, cls.A, cls.EMAIL)
+        cls.old = fake.add_message(cls.EMAIL, raw("old-with-body"), ["INBOX"])
+        gmail_instance(d, "gmail", fake, [acct])
+        d.start()
+        d.wait_bootstrapped(cls.A, ["INBOX"])
+        mptest.wait_until(lambda: not d.account(cls.A)["sync"]["running"], 60,
+                          message="first sync finished")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        cls.fake.stop()
+
+    def raw_gets(self):
+        return [e for e in self.fake.call_log("messages.get") if e.get("format") == "raw"]
+
+    def test_bodies_cached_with_the_metadata(self):
+        d, fake = self.d, self.fake
+        inbox = d.folder(self.A, "INBOX")
+        self.assertEqual((inbox["messages"], inbox["bodies"]), (1, 1))
+        self.assertEqual(len(self.raw_gets()), 1, "the bootstrap fetched the one body")
+        seq = d.last_seq()
+        new = fake.add_message(self.EMAIL, raw("new-with-body"), ["INBOX", "UNREAD"])
+        d.sync_and_wait(self.A)
+        pid = mptest.public_id(self.A, new)
+        self.assertEqual([e["json"]["message"] for e in
+                          d.events(accounts=[self.A], types=["message.new"], after=seq)], [pid])
+        inbox = d.folder(self.A, "INBOX")
+        self.assertEqual((inbox["messages"], inbox["bodies"]), (2, 2))
+        self.assertEqual(len(self.raw_gets()), 2, "new mail came with its body")
+        # A relabel is not new mail: no body fetched for it.
+        fake.modify_labels(self.EMAIL, new, remove=["UNREAD"])
+        d.sync_and_wait(self.A)
+        self.assertEqual(len(self.raw_gets()), 2)
+        # The reader gets the cached bytes: Gmail is not asked again.
+        gets = len(fake.call_log("messages.get"))
+        for mid, subject in ((new, "new-with-body"), (self.old, "old-with-body")):
+            status, _, body = d.request("GET", "/v1/messages/%s/raw"
+                                        % mptest.public_id(self.A, mid))
+            self.assertEqual((status, body), (200, raw(subject)))
+        self.assertEqual(len(fake.call_log("messages.get")), gets)
 
 
 class GmailFailures(unittest.TestCase):

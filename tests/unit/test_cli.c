@@ -198,6 +198,56 @@ static void test_args_gmail_status(void **state)
     assert_non_null(strstr(mpctl_usage(), "gmail-status ACCOUNT"));
 }
 
+/* check ACCOUNT [--live] [--timeout SECONDS] [--json], options before or
+ * after the account; a table of bad invocations. */
+static void test_args_check(void **state)
+{
+    (void)state;
+    char x[] = "x", cmd[] = "check", acct[] = "gm", live[] = "--live", json[] = "--json",
+         timeout[] = "--timeout", ten[] = "10";
+    char *v1[] = {x, cmd, live, acct, timeout, ten, json, NULL};
+    mpctl_args a;
+    char *error = NULL;
+    assert_int_equal(parse(7, v1, &a, &error), 0);
+    assert_int_equal(a.command, MPCTL_CMD_CHECK);
+    assert_int_equal(a.n_pos, 1);
+    assert_string_equal(a.pos[0], "gm");
+    assert_true(a.live);
+    assert_true(a.json);
+    assert_int_equal(a.timeout_s, 10);
+    char *v2[] = {x, cmd, acct, NULL};
+    assert_int_equal(parse(3, v2, &a, &error), 0);
+    assert_false(a.live);
+    assert_false(a.json);
+    assert_int_equal(a.timeout_s, -1);
+
+    static const struct {
+        const char *args[3];
+        const char *error;
+    } bad[] = {
+        {{NULL}, "missing argument"},
+        {{"gm", "other", NULL}, "unexpected argument 'other'"},
+        {{"gm", "--timeout", "0"}, "--timeout"},
+        {{"gm", "--timeout", "soon"}, "--timeout"},
+        {{"gm", "--timeout", "3601"}, "at most 3600"},
+        {{"gm", "--timeout", NULL}, "requires an argument"},
+        {{"gm", "--folder", "INBOX"}, "unknown option"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *argv[6] = {x, cmd};
+        int argc = 2;
+        for (int k = 0; k < 3 && bad[i].args[k] != NULL; k++)
+            argv[argc++] = (char *)bad[i].args[k];
+        argv[argc] = NULL;
+        expect_usage_error(argc, argv, bad[i].error);
+    }
+    /* --live belongs to check only. */
+    char sync[] = "sync";
+    char *v3[] = {x, sync, acct, live, NULL};
+    expect_usage_error(4, v3, "unknown option");
+    assert_non_null(strstr(mpctl_usage(), "check ACCOUNT [--live]"));
+}
+
 static void test_args_errors(void **state)
 {
     char x[] = "x";
@@ -624,6 +674,7 @@ int main(void)
         cmocka_unit_test(test_args_defaults),
         cmocka_unit_test(test_args_backfill_and_check_config),
         cmocka_unit_test(test_args_gmail_status),
+        cmocka_unit_test(test_args_check),
         cmocka_unit_test(test_args_help),
         cmocka_unit_test(test_args_errors),
         cmocka_unit_test(test_width),

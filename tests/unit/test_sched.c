@@ -547,6 +547,188 @@ static void test_account_exclusive(void **state)
     t_free(t);
 }
 
+/* ---- work that runs alone (mpj_account_alone) ------------------------ */
+
+typedef struct alone_ctx {
+    tstate *t;
+    atomic_int ran;   /* work calls                                        */
+    atomic_int started;
+    atomic_int gated; /* work waits until this is cleared                  */
+    int done_ran[4];  /* done's `ran`, in order                            */
+    int ndone;
+} alone_ctx;
+
+static void alone_work_fn(void *arg)
+{
+    alone_ctx *c = arg;
+    tstate *t = c->t;
+    atomic_max(&t->max_conc, atomic_fetch_add(&t->conc, 1) + 1);
+    pthread_mutex_lock(&t->lock);
+    if (t->nrecs < MAX_RECS) {
+        rec *r = &t->recs[t->nrecs];
+        memset(r, 0, sizeof *r);
+        mpu_strlcpy(r->account, "a", sizeof r->account);
+        mpu_strlcpy(r->reason, "alone", sizeof r->reason);
+    }
+    t->nrecs++;
+    pthread_mutex_unlock(&t->lock);
+    atomic_store(&c->started, 1);
+    while (atomic_load(&c->gated))
+        usleep(1000);
+    usleep(20000);
+    atomic_fetch_sub(&t->conc, 1);
+    atomic_fetch_add(&c->ran, 1);
+}
+
+static void alone_done_fn(void *arg, int ran)
+{
+    alone_ctx *c = arg;
+    if (c->ndone < 4)
+        c->done_ran[c->ndone] = ran;
+    c->ndone++;
+}
+
+static alone_ctx *alone_wait_ctx;
+static int cond_alone_done(tstate *t)
+{
+    return alone_wait_ctx->ndone >= 1;
+}
+
+/* It waits for the running SYNC, goes before the SYNC triggered meanwhile,
+ * and nothing of the account ever runs beside it. */
+static void test_alone_waits_for_sync(void **state)
+{
+    tstate *t = t_new(3, 0);
+    alone_ctx c = {.t = t};
+    t->gate_first = 1;
+    mpj_account_add(t->s, "a", HOUR_MS, HOUR_MS, 0);
+    assert_true(pump_until(t, cond_started1));
+    assert_int_equal(mpj_account_alone(t->s, "a", alone_work_fn, alone_done_fn, &c), 0);
+    /* One at a time per account; unknown accounts refused. */
+    assert_int_equal(mpj_account_alone(t->s, "a", alone_work_fn, alone_done_fn, &c), -1);
+    assert_int_equal(mpj_account_alone(t->s, "zz", alone_work_fn, alone_done_fn, &c), -1);
+    mpj_trigger(t->s, "a", MPJ_SYNC, NULL, "push");
+    mpj_trigger(t->s, "a", MPJ_BACKFILL, NULL, "api");
+    pump_for(t, 100);
+    assert_int_equal(atomic_load(&c.ran), 0);
+    atomic_store(&t->gate_open, 1);
+    wait_runs(t, 3);
+    assert_int_equal(c.ndone, 1);
+    assert_int_equal(c.done_ran[0], 1);
+    assert_int_equal(t->nrecs, 4);
+    assert_int_equal(t->recs[0].kind, MPJ_SYNC);
+    assert_string_equal(t->recs[1].reason, "alone");
+    assert_int_equal(atomic_load(&t->max_conc), 1);
+    t_free(t);
+}
+
+static int cond_alone_started(tstate *t)
+{
+    return atomic_load(&alone_wait_ctx->started) != 0;
+}
+
+/* While it runs, a due or triggered kind waits, then runs right after. */
+static void test_alone_holds_kinds(void **state)
+{
+    tstate *t = t_new(3, 0);
+    alone_ctx c = {.t = t};
+    atomic_store(&c.gated, 1);
+    mpj_account_add(t->s, "a", HOUR_MS, HOUR_MS, HOUR_MS);
+    alone_wait_ctx = &c;
+    assert_int_equal(mpj_account_alone(t->s, "a", alone_work_fn, alone_done_fn, &c), 0);
+    assert_true(pump_until(t, cond_alone_started));
+    mpj_trigger(t->s, "a", MPJ_SYNC, NULL, "push");
+    mpj_trigger(t->s, "a", MPJ_BACKFILL, NULL, "api");
+    pump_for(t, 100);
+    assert_int_equal(atomic_load(&t->runs), 0);
+    atomic_store(&c.gated, 0);
+    wait_runs(t, 2);
+    assert_int_equal(c.ndone, 1);
+    assert_string_equal(t->recs[0].reason, "alone");
+    assert_int_equal(atomic_load(&t->max_conc), 1);
+    t_free(t);
+}
+
+/* A SYNC in back-off keeps its due time and failure count, a parked one
+ * stays parked: the alone work neither triggers nor reschedules them. */
+static void test_alone_keeps_schedule(void **state)
+{
+    tstate *t = t_new(2, 0);
+    alone_ctx c = {.t = t};
+    /* The script is indexed by record, and the alone work records too. */
+    t->script[0] = MPJ_FAILED;
+    t->script[1] = MPJ_STOP;
+    t->script[2] = MPJ_STOP;
+    t->nscript = 3;
+    mpj_account_add(t->s, "a", HOUR_MS, 0, 0);
+    wait_runs(t, 1);
+    mpj_kind_info before = info_of(t, "a", MPJ_SYNC);
+    assert_int_equal(before.failures, 1);
+    assert_true(before.next_due_ms > mpu_now_ms());
+    alone_wait_ctx = &c;
+    assert_int_equal(mpj_account_alone(t->s, "a", alone_work_fn, alone_done_fn, &c), 0);
+    assert_true(pump_until(t, cond_alone_done));
+    mpj_kind_info after = info_of(t, "a", MPJ_SYNC);
+    assert_int_equal(after.failures, 1);
+    assert_int_equal(after.next_due_ms, before.next_due_ms);
+    assert_int_equal(after.runs, 1);
+
+    alone_ctx c2 = {.t = t};
+    mpj_account_add(t->s, "b", HOUR_MS, 0, 0);
+    wait_runs(t, 2);
+    assert_int_equal(info_of(t, "b", MPJ_SYNC).next_due_ms, 0);
+    alone_wait_ctx = &c2;
+    assert_int_equal(mpj_account_alone(t->s, "b", alone_work_fn, alone_done_fn, &c2), 0);
+    assert_true(pump_until(t, cond_alone_done));
+    pump_for(t, 200);
+    assert_int_equal(c2.done_ran[0], 1);
+    assert_int_equal(info_of(t, "b", MPJ_SYNC).next_due_ms, 0);
+    assert_int_equal(info_of(t, "b", MPJ_SYNC).runs, 1);
+    assert_int_equal(atomic_load(&t->runs), 2);
+    t_free(t);
+}
+
+static int alone_free_ndone, alone_free_ran = -1;
+static void alone_free_done(void *arg, int ran)
+{
+    (void)arg;
+    alone_free_ndone++;
+    alone_free_ran = ran;
+}
+
+/* Removal or shutdown before it started: done(ran 0), exactly once. */
+static void test_alone_cancelled(void **state)
+{
+    tstate *t = t_new(2, 0);
+    alone_ctx c = {.t = t};
+    t->gate_first = 1;
+    mpj_account_add(t->s, "a", HOUR_MS, 0, 0);
+    mpj_account_add(t->s, "b", HOUR_MS, 0, HOUR_MS);
+    assert_true(pump_until(t, cond_started1));
+    assert_int_equal(mpj_account_alone(t->s, "a", alone_work_fn, alone_done_fn, &c), 0);
+    mpj_account_remove(t->s, "a");
+    assert_int_equal(c.ndone, 1);
+    assert_int_equal(c.done_ran[0], 0);
+    atomic_store(&t->gate_open, 1);
+    wait_runs(t, 1);
+    pump_for(t, 100);
+    assert_int_equal(atomic_load(&c.ran), 0);
+    assert_int_equal(c.ndone, 1);
+
+    /* "b" runs a gated SYNC; its alone work waits and is dropped by
+     * mpj_free. */
+    atomic_store(&t->gate_open, 0);
+    t->gate_first = 0;
+    t->sleep_ms = 300;
+    mpj_trigger(t->s, "b", MPJ_SYNC, NULL, "api");
+    expect_runs = 2;
+    assert_int_equal(mpj_account_alone(t->s, "b", alone_work_fn, alone_free_done, NULL),
+                     0);
+    t_free(t);
+    assert_int_equal(alone_free_ndone, 1);
+    assert_int_equal(alone_free_ran, 0);
+}
+
 /* ---- outcomes ------------------------------------------------------ */
 
 static int target_done;
@@ -1084,6 +1266,10 @@ int main(void)
         cmocka_unit_test(test_sync_priority),
         cmocka_unit_test(test_backfill_cap),
         cmocka_unit_test(test_account_exclusive),
+        cmocka_unit_test(test_alone_waits_for_sync),
+        cmocka_unit_test(test_alone_holds_kinds),
+        cmocka_unit_test(test_alone_keeps_schedule),
+        cmocka_unit_test(test_alone_cancelled),
         cmocka_unit_test(test_failure_backoff),
         cmocka_unit_test(test_backoff_64bit),
         cmocka_unit_test(test_more_and_stop),

@@ -2163,6 +2163,60 @@ static void test_folderless_batch(void **state)
     free(cursor);
 }
 
+/* A folder deleted at the provider: its messages leave it through a
+ * folderless batch (what sync_job.c does), then mps_folder_delete drops the
+ * row, any membership left in it and its pending push hints. */
+static void test_folder_delete(void **state)
+{
+    fixture *fx = *state;
+    mps_store *s = fx->s;
+    assert_int_equal(mps_folder_ensure(s, "alice", "Gone", 0, NULL), 0);
+    static const char *const both[] = {"INBOX", "Gone"};
+    static const char *const gone[] = {"Gone"};
+    mps_membership in_both = {.folders = both, .n_folders = 2};
+    mps_membership only_gone = {.folders = gone, .n_folders = 1};
+    mp_change keep = change(MP_CHANGE_NEW, "k1", "kept", "", 100);
+    mp_change lose = change(MP_CHANGE_NEW, "l1", "lost", "", 100);
+    commit_in(s, NULL, &keep, &in_both);
+    commit_in(s, NULL, &lose, &only_gone);
+    assert_int_equal(mps_push_hint_add(s, "alice", "Gone", "h1", 5000, NULL), 0);
+
+    int64_t seq = mps_events_last_seq(s);
+    mps_batch *b = mps_batch_new("alice", NULL);
+    mps_membership rm = {.removed = gone, .n_removed = 1};
+    mp_change u1 = {.kind = MP_CHANGE_UPDATED, .id = "k1", .size = -1};
+    mp_change u2 = {.kind = MP_CHANGE_UPDATED, .id = "l1", .size = -1};
+    mps_batch_add_in(b, &u1, &rm);
+    mps_batch_add_in(b, &u2, &rm);
+    assert_int_equal(mps_batch_commit(s, b, NULL, NULL, -1, 0, NULL, NULL), 0);
+    mps_batch_free(&b);
+    mps_event *ev = NULL;
+    size_t n = events(s, seq, &ev);
+    assert_int_equal(n, 2);
+    assert_string_equal(ev[0].type, "message.updated");
+    json_t *d = event_data(&ev[0]);
+    assert_names(json_object_get(d, "folders_removed"), (const char *const[]){"Gone", NULL});
+    assert_names(json_object_get(d, "folders"), (const char *const[]){"INBOX", NULL});
+    json_decref(d);
+    assert_string_equal(ev[1].type, "message.deleted");
+    assert_string_equal(ev[1].folder, "Gone");
+    mps_events_free(&ev, n);
+
+    assert_int_equal(mps_folder_delete(s, "alice", "Gone", NULL), 0);
+    mps_folder f;
+    assert_int_equal(mps_folder_get(s, "alice", "Gone", &f, NULL), 1);
+    assert_int_equal(mps_folder_get(s, "alice", "INBOX", &f, NULL), 0);
+    assert_int_equal(f.messages, 1);
+    mps_folder_clear(&f);
+    /* The folder's hint went with it; an unknown folder is 1. */
+    mps_push_take take;
+    assert_int_equal(mps_push_hints_read(s, "alice", NULL, 0, 1, 100, &take, NULL), 0);
+    assert_int_equal(take.n_rows, 0);
+    mps_push_take_clear(&take);
+    assert_int_equal(mps_folder_delete(s, "alice", "Gone", NULL), 1);
+    assert_int_equal(mps_events_last_seq(s), seq + 2);
+}
+
 /* Account cursor and driver state: alone, and with a batch in its one
  * transaction (a failed commit writes neither; a write-behind split
  * leaves them for the commit that ends the step). */
@@ -2280,6 +2334,7 @@ int main(void)
         cmocka_unit_test(test_pool_open_fails),
         cmocka_unit_test_setup_teardown(test_push_hints_take, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folderless_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_folder_delete, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

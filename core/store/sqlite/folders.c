@@ -191,3 +191,32 @@ int mps_folder_reset(mps_store *s, const char *account, const char *folder,
                           account);
     return rc;
 }
+
+int mps_folder_delete(mps_store *s, const char *account, const char *folder,
+                      char **error_r)
+{
+    static const char *const sql[] = {
+        "DELETE FROM memberships WHERE account = :account AND folder = :name",
+        "DELETE FROM push_hints WHERE account = :account AND folder = :name",
+        "DELETE FROM folders WHERE account = :account AND name = :name",
+    };
+    if (mps__begin(s, error_r) < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0] && rc == 0; i++) {
+        sqlite3_stmt *st;
+        if (mps__prepare(s, sql[i], &st, error_r) < 0) {
+            rc = -1;
+            break;
+        }
+        rc = update_folder(s, st, account, folder, error_r);
+        /* Only the folder row itself must have been there. */
+        if (rc == 1 && i + 1 < sizeof sql / sizeof sql[0])
+            rc = 0;
+    }
+    if (rc != 0) {
+        mps__rollback(s);
+        return rc;
+    }
+    return mps__commit(s, error_r);
+}

@@ -15,7 +15,9 @@
  *     cursor and backfill state), delta (commit of the unchanged cursor);
  *   - fetch returning memory from host->alloc, which the host then owns;
  *   - status codes: MP_FATAL for bad configuration, MP_RESYNC for a cursor
- *     the driver no longer understands, MP_SKIP for a message that is gone.
+ *     the driver no longer understands, MP_SKIP for a message that is gone;
+ *   - an admin's preflight (check, ABI 1.2): one result per thing verified,
+ *     and a live test it cannot do reported as SKIP with what to do.
  *
  * It uses only <mailpulse/driver.h> and libc, as every driver must.
  */
@@ -269,6 +271,28 @@ static mp_status hello_fetch(mp_account *acct, const mp_message_ref *msg, mp_raw
     return MP_OK;
 }
 
+/* `mailpulsectl check ACCOUNT`: report what was verified, one result per
+ * name. A real driver asks its provider here (token, scopes, push
+ * resources); hello has nothing to ask, so it reports its configuration.
+ * It cannot create a message anywhere, so a live test is a SKIP that says
+ * what the admin can do instead. MP_OK: the checks ran. */
+static mp_status hello_check(mp_account *acct, unsigned flags, mp_check *chk,
+                             mp_error *err)
+{
+    const hello_account *ha = hello_host->account_state(acct);
+    char detail[128];
+    (void)err;
+    snprintf(detail, sizeof detail, "%s holds %" PRIu32 " synthetic messages",
+             HELLO_FOLDER, ha->messages);
+    hello_host->check_report(chk, "mailbox", MP_CHECK_OK, detail);
+    if (flags & MP_CHECK_LIVE)
+        hello_host->check_report(
+            chk, "live_test", MP_CHECK_SKIP,
+            "hello has no provider to send to; its messages are fixed "
+            "(change `messages` and reload to see new mail)");
+    return MP_OK;
+}
+
 /* The one exported symbol. Slots left out read as NULL: no deinit (no
  * instance state), no backfill, no push. */
 MP_DRIVER_EXPORT const mp_driver mailpulse_driver = {
@@ -285,4 +309,5 @@ MP_DRIVER_EXPORT const mp_driver mailpulse_driver = {
     .bootstrap = hello_bootstrap,
     .delta = hello_delta,
     .fetch = hello_fetch,
+    .check = hello_check,
 };

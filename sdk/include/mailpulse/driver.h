@@ -65,9 +65,11 @@
  *     push_stop and every timer/fd-watch callback run on the loop thread.
  *     They must not block: no network round trips, no sleeping.
  *   - list_folders, bootstrap, delta, backfill, fetch, push_enroll,
- *     push_renew, push_cancel and probe run on worker threads and may block.
+ *     push_renew, push_cancel, probe and check run on worker threads and
+ *     may block.
  *   - For one account the host never runs two of {list_folders, bootstrap,
- *     delta, backfill, push_enroll, push_renew, push_cancel, probe} at once. fetch may
+ *     delta, backfill, push_enroll, push_renew, push_cancel, probe, check}
+ *     at once. fetch may
  *     run concurrently with one of those for the same account (a reader opens
  *     a message while a sync runs), but never with another fetch of the same
  *     account. Loop-thread callbacks for an account may run while a worker
@@ -719,7 +721,12 @@ typedef struct mp_driver {
     /* ---- poll (worker threads) ---- */
 
     /* Mandatory. Report the account's folders through host->folder_add.
-     * The host keeps only folders allowed by the account's `folders` list. */
+     * The host keeps only folders allowed by the account's `folders` list.
+     * A listing that returns MP_OK is complete: a stored folder missing
+     * from it was deleted at the provider, and the host takes its messages
+     * out of it (message.updated with folders_removed, or message.deleted
+     * where it was their only folder) and forgets it (an empty listing
+     * removes nothing). A partial listing must fail instead. */
     mp_status (*list_folders)(mp_account *acct, mp_folder_sink *sink,
                               mp_error *err);
 
@@ -817,7 +824,13 @@ typedef struct mp_driver {
      * granted scopes, the push resources the provider needs) and report
      * each result with host->check_report. Return MP_OK when the checks
      * ran, whatever they found (a broken setup is reported, not
-     * returned); another status only when checking itself failed.
+     * returned); another status only when checking itself failed (the
+     * admin sees the check as "error" with err->text, and the results
+     * reported so far). The account's status and syncs are never touched
+     * by a check, whatever it returns: it also runs while the account's
+     * syncs are parked (reauth) or backing off, which is when an admin
+     * needs it. The host keeps at most 64 results, cuts names at 64 and
+     * details at 1024 bytes and replaces control characters.
      * MP_CHECK_LIVE in `flags`: the admin also asked for a live test. If
      * the credentials allow it, create ONE test message in the account's
      * inbox through the provider (the only time a driver writes to a
