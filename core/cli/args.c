@@ -18,6 +18,7 @@ enum {
     OPT_ACCOUNTS,
     OPT_FROM,
     OPT_LIVE,
+    OPT_NO_LIVE,
     OPT_TIMEOUT,
 };
 
@@ -66,6 +67,13 @@ static const struct option check_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+static const struct option graph_setup_opts[] = {
+    {"no-live", no_argument, NULL, OPT_NO_LIVE},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
 /* A check waits at most this long (--timeout). */
 #define CHECK_TIMEOUT_MAX_S 3600
 
@@ -84,6 +92,7 @@ static const struct command_spec commands[] = {
     {"webhooks", MPCTL_CMD_WEBHOOKS, 0, 2, ":h", webhooks_opts},
     {"gmail-status", MPCTL_CMD_GMAIL_STATUS, 1, 1, ":h", plain_opts},
     {"check", MPCTL_CMD_CHECK, 1, 1, ":h", check_opts},
+    {"graph-setup", MPCTL_CMD_GRAPH_SETUP, 1, 1, ":h", graph_setup_opts},
 };
 
 static const struct option global_opts[] = {
@@ -124,6 +133,12 @@ const char *mpctl_usage(void)
            "                                for them (default 60 s); --live also has a\n"
            "                                test message created; exit 0 all passed,\n"
            "                                1 a check failed, 2 error or timeout\n"
+           "  graph-setup ACCOUNT [--no-live] [--timeout SECONDS]\n"
+           "                                guided Outlook push setup: preflight, the\n"
+           "                                public URL's validation round trip, the\n"
+           "                                subscriptions, a live test message and its\n"
+           "                                latency (default wait 120 s); exit 0 ready,\n"
+           "                                1 setup incomplete, 2 error\n"
            "  check-config [FILE]           validate a daemon configuration\n"
            "  help                          this text\n"
            "\n"
@@ -216,6 +231,9 @@ static int parse_command(const struct command_spec *spec, int argc, char **argv,
             break;
         case OPT_LIVE:
             a->live = 1;
+            break;
+        case OPT_NO_LIVE:
+            a->no_live = 1;
             break;
         case OPT_TIMEOUT:
             if (parse_number("--timeout", optarg, 1, &a->timeout_s, error_r) < 0)

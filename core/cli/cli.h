@@ -39,6 +39,7 @@ typedef enum mpctl_command {
     MPCTL_CMD_WEBHOOKS,
     MPCTL_CMD_GMAIL_STATUS,
     MPCTL_CMD_CHECK,
+    MPCTL_CMD_GRAPH_SETUP,
 } mpctl_command;
 
 /* The parsed command line. Strings point into argv (borrowed). */
@@ -67,6 +68,7 @@ typedef struct mpctl_args {
     /* check */
     int live;          /* --live                                        */
     int64_t timeout_s; /* --timeout; -1 when not given                  */
+    int no_live;       /* --no-live (graph-setup)                       */
 } mpctl_args;
 
 /* Parse argv (argv[0] is the program name). `-h`, `--help` and `help`
