@@ -454,9 +454,9 @@ static int live_test(setup *s, int push)
             from = "create";
         }
         mpctl_setup_verdict("OK", "live_test",
-                            "test message created in the inbox; waiting up to %llds for its "
-                            "message.new",
-                            (long long)s->timeout_s);
+                            "test message %s created in the inbox; waiting up to %llds for "
+                            "its message.new",
+                            msg_id, (long long)s->timeout_s);
     } else if (outcome != NULL && strcmp(outcome, "skip") == 0) {
         mpctl_setup_verdict("SKIP", "live_test", "%s", detail != NULL ? detail : "no create");
         mpctl_setup_say("Send a message to %s now; waiting up to %llds for its message.new.",
