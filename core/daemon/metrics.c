@@ -111,7 +111,6 @@ static void http_metrics(textbuf *b, mpd *d)
            "Requests the push listener answered 429 (rate limit).", st.push.rate_limited);
 }
 
-
 /* Push events a driver counts itself (Graph's lifecycle notifications),
  * published in its account profile as {"push_events": {"<event>": n}}:
  * one counter per account and event. Only integer members count. */

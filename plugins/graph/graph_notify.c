@@ -41,7 +41,8 @@ static int fail(int status, int *status_r, char *why, size_t why_len, const char
 }
 
 /* A string member of 1..max bytes without NUL into `out`; its length. */
-static int take_string(json_t *item, const char *key, char *out, size_t max, size_t *len_r)
+static int take_string(json_t *item, const char *key, char *out, size_t max,
+                       size_t *len_r)
 {
     json_t *v = json_object_get(item, key);
     if (!json_is_string(v))
@@ -90,8 +91,8 @@ int graph_notes_parse(const uint8_t *body, size_t len, graph_note **notes_r, siz
         else if (take_string(item, "subscriptionId", nt->subscription_id,
                              GRAPH_NOTIFY_MAX_ID, NULL) < 0)
             bad = "notification item lacks a valid subscriptionId";
-        else if (take_string(item, "clientState", nt->client_state, GRAPH_NOTIFY_MAX_STATE,
-                             &nt->client_state_len) < 0)
+        else if (take_string(item, "clientState", nt->client_state,
+                             GRAPH_NOTIFY_MAX_STATE, &nt->client_state_len) < 0)
             bad = "notification item lacks a valid clientState";
         if (bad == NULL) {
             json_t *ev = json_object_get(item, "lifecycleEvent");
@@ -108,8 +109,9 @@ int graph_notes_parse(const uint8_t *body, size_t len, graph_note **notes_r, siz
             } else {
                 nt->kind = GRAPH_NOTE_CHANGE;
                 const char *ct = json_string_value(json_object_get(item, "changeType"));
-                if (ct == NULL || (strcmp(ct, "created") != 0 && strcmp(ct, "updated") != 0 &&
-                                   strcmp(ct, "deleted") != 0))
+                if (ct == NULL ||
+                    (strcmp(ct, "created") != 0 && strcmp(ct, "updated") != 0 &&
+                     strcmp(ct, "deleted") != 0))
                     bad = "notification item has no changeType created/updated/deleted";
             }
         }

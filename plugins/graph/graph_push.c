@@ -115,8 +115,9 @@ void graph_push_open(graph_account *a, const mp_config *cfg)
     if (pi->notify_url != NULL &&
         graph_host->state_get(a->acct, GRAPH_SUBS_KEY, &text, &err) == MP_OK) {
         if (graph_subs_parse(text, p) < 0)
-            graph_log(a, MP_LOG_WARNING, "push: the stored subscription set is unreadable;"
-                                         " subscribing again");
+            graph_log(a, MP_LOG_WARNING,
+                      "push: the stored subscription set is unreadable;"
+                      " subscribing again");
         p->enrolled = p->n > 0;
         graph_host->free(text);
     }
@@ -158,10 +159,11 @@ static void iso_in(int64_t minutes, char *buf, size_t cap)
 }
 
 /* A rejected lifetime: Graph's 400 says "Subscription expiration can only
- * be N minutes in the future" (ExtensionError). */
+ * be N minutes in the future" (ExtensionError; providers.md §3). Its "must
+ * be in the future" (a clock behind Graph's) is not one. */
 static int lifetime_refused(mp_status st, const mp_error *err)
 {
-    return st == MP_FATAL && strstr(err->text, "xpiration") != NULL;
+    return st == MP_FATAL && strstr(err->text, "xpiration can only be") != NULL;
 }
 
 /* Read id and expirationDateTime from a subscription object. */
@@ -172,7 +174,8 @@ static mp_status read_sub(const mp_http_response *resp, char **id_r, int64_t *ex
     const char *id = json_string_value(json_object_get(o, "id"));
     const char *exp = json_string_value(json_object_get(o, "expirationDateTime"));
     int64_t t = 0;
-    if ((id_r != NULL && (id == NULL || id[0] == '\0' || strlen(id) > GRAPH_NOTIFY_MAX_ID)) ||
+    if ((id_r != NULL &&
+         (id == NULL || id[0] == '\0' || strlen(id) > GRAPH_NOTIFY_MAX_ID)) ||
         exp == NULL || graph_time_parse(exp, &t) < 0) {
         json_decref(o);
         return mp_fail(err, MP_RETRY, "%s: Graph's answer lacks id or expirationDateTime",
@@ -192,21 +195,23 @@ static mp_status sub_create(graph_account *a, const char *folder_id, const char 
 {
     graph_push_inst *pi = inst_of(a);
     memset(out, 0, sizeof *out);
-    char *resource;
-    if (folder_id != NULL) {
-        char *fid = graph_escape(folder_id);
-        size_t n = strlen(a->user_path) + strlen(fid) + 48;
-        resource = malloc(n);
-        if (resource == NULL)
-            abort();
-        snprintf(resource, n, "/users/%s/mailFolders('%s')/messages", a->user_path, fid);
-        free(fid);
-    } else {
-        resource = join("/users/", a->user_path);
-        char *r = join(resource, "/messages");
-        free(resource);
-        resource = r;
-    }
+    /* The resource is an OData path inside JSON, as Graph's examples write
+     * it: the user (graph_user_check allows no '/', '?', '#', space) and
+     * the folder id as they are; an id with anything that would end the
+     * quoted literal or the segment is percent-escaped instead. */
+    const char *user = a->user != NULL ? a->user : "";
+    char *fid = folder_id == NULL                      ? NULL
+                : strpbrk(folder_id, "'/?#% ") != NULL ? graph_escape(folder_id)
+                                                       : strdup(folder_id);
+    size_t n = strlen(user) + (fid != NULL ? strlen(fid) : 0) + 48;
+    char *resource = malloc(n);
+    if (resource == NULL || (folder_id != NULL && fid == NULL))
+        abort();
+    if (fid != NULL)
+        snprintf(resource, n, "/users/%s/mailFolders('%s')/messages", user, fid);
+    else
+        snprintf(resource, n, "/users/%s/messages", user);
+    free(fid);
     char *secret = graph_client_state();
     if (secret == NULL) {
         free(resource);
@@ -220,10 +225,11 @@ static mp_status sub_create(graph_account *a, const char *folder_id, const char 
         pthread_mutex_unlock(&pi->lock);
         char when[40];
         iso_in(minutes, when, sizeof when);
-        json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "changeType",
-                                 "created,updated,deleted", "notificationUrl", pi->notify_url,
-                                 "lifecycleNotificationUrl", pi->lifecycle_url, "resource",
-                                 resource, "expirationDateTime", when, "clientState", secret);
+        json_t *body =
+            json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "changeType",
+                      "created,updated,deleted", "notificationUrl", pi->notify_url,
+                      "lifecycleNotificationUrl", pi->lifecycle_url, "resource", resource,
+                      "expirationDateTime", when, "clientState", secret);
         char *text = json_dumps(body, JSON_COMPACT);
         json_decref(body);
         if (text == NULL)
@@ -241,7 +247,8 @@ static mp_status sub_create(graph_account *a, const char *folder_id, const char 
             graph_host->http_free(&resp);
             break;
         }
-        if (attempt == 0 && minutes > GRAPH_SUB_FALLBACK_MINUTES && lifetime_refused(st, err)) {
+        if (attempt == 0 && minutes > GRAPH_SUB_FALLBACK_MINUTES &&
+            lifetime_refused(st, err)) {
             graph_log(a, MP_LOG_WARNING,
                       "push: Graph refused a %lld-minute subscription; using %d minutes",
                       (long long)minutes, GRAPH_SUB_FALLBACK_MINUTES);
@@ -281,7 +288,8 @@ static char *sub_url(const graph_account *a, const char *id, const char *tail)
 
 /* PATCH the expiry (which also reauthorizes). MP_SKIP: Graph no longer
  * knows the subscription. */
-static mp_status sub_renew(graph_account *a, const char *id, int64_t *exp_r, mp_error *err)
+static mp_status sub_renew(graph_account *a, const char *id, int64_t *exp_r,
+                           mp_error *err)
 {
     graph_push_inst *pi = inst_of(a);
     char *url = sub_url(a, id, "");
@@ -305,7 +313,8 @@ static mp_status sub_renew(graph_account *a, const char *id, int64_t *exp_r, mp_
             graph_host->http_free(&resp);
             break;
         }
-        if (attempt == 0 && minutes > GRAPH_SUB_FALLBACK_MINUTES && lifetime_refused(st, err)) {
+        if (attempt == 0 && minutes > GRAPH_SUB_FALLBACK_MINUTES &&
+            lifetime_refused(st, err)) {
             pthread_mutex_lock(&pi->lock);
             pi->minutes = GRAPH_SUB_FALLBACK_MINUTES;
             pthread_mutex_unlock(&pi->lock);
@@ -359,7 +368,8 @@ static void persist(graph_account *a)
     mp_error err;
     memset(&err, 0, sizeof err);
     if (graph_host->state_put(a->acct, GRAPH_SUBS_KEY, text, &err) != MP_OK)
-        graph_log(a, MP_LOG_WARNING, "push: cannot store the subscription set: %s", err.text);
+        graph_log(a, MP_LOG_WARNING, "push: cannot store the subscription set: %s",
+                  err.text);
     free(text);
 }
 
@@ -378,8 +388,8 @@ static void publish(graph_account *a, int live)
         char when[40];
         graph_time_format(s->expires_at, when, sizeof when);
         json_array_append_new(subs, json_pack("{s:s, s:s, s:s}", "folder",
-                                              s->folder != NULL ? s->folder : "*", "id", s->id,
-                                              "expires", when));
+                                              s->folder != NULL ? s->folder : "*", "id",
+                                              s->id, "expires", when));
         if (first == 0 || s->expires_at < first)
             first = s->expires_at;
     }
@@ -484,10 +494,9 @@ static mp_status reconcile(graph_account *a, mp_error *err)
         pthread_mutex_lock(&pi->lock);
         for (size_t i = 0; i < p->n && gone == NULL; i++) {
             graph_sub *s = &p->subs[i];
-            const graph_folder *f = s->folder_id != NULL ? graph_folder_by_id(a, s->folder_id)
-                                                         : NULL;
-            int keep = wide ? s->folder_id == NULL
-                            : f != NULL && allowed(p, f->path);
+            const graph_folder *f =
+                s->folder_id != NULL ? graph_folder_by_id(a, s->folder_id) : NULL;
+            int keep = wide ? s->folder_id == NULL : f != NULL && allowed(p, f->path);
             if (keep && f != NULL && strcmp(f->path, s->folder) != 0) {
                 free(s->folder);
                 s->folder = xstrdup_or_null(f->path);
@@ -501,9 +510,11 @@ static mp_status reconcile(graph_account *a, mp_error *err)
         mp_error derr;
         memset(&derr, 0, sizeof derr);
         if (sub_delete(a, gone, &derr) != MP_OK)
-            graph_log(a, MP_LOG_WARNING, "push: %s (dropped from the set anyway)", derr.text);
+            graph_log(a, MP_LOG_WARNING, "push: %s (dropped from the set anyway)",
+                      derr.text);
         else
-            graph_log(a, MP_LOG_INFO, "push: subscription %s deleted (folder gone)", gone);
+            graph_log(a, MP_LOG_INFO, "push: subscription %s deleted (folder gone)",
+                      gone);
         set_replace(a, gone, NULL);
         free(gone);
     }
@@ -520,8 +531,8 @@ static mp_status reconcile(graph_account *a, mp_error *err)
         graph_sub s;
         mp_error cerr;
         memset(&cerr, 0, sizeof cerr);
-        mp_status st = sub_create(a, f != NULL ? f->id : NULL, f != NULL ? f->path : NULL, &s,
-                                  &cerr);
+        mp_status st = sub_create(a, f != NULL ? f->id : NULL, f != NULL ? f->path : NULL,
+                                  &s, &cerr);
         if (st == MP_OK) {
             set_replace(a, NULL, &s);
             graph_sub_clear(&s);
@@ -576,8 +587,10 @@ static mp_status renew_due(graph_account *a, int force, mp_error *err)
                 p->subs[i].expires_at = exp;
             pthread_mutex_unlock(&pi->lock);
         } else if (st == MP_SKIP) {
-            graph_log(a, MP_LOG_INFO, "push: Graph no longer knows subscription %s; creating"
-                                      " it again", id);
+            graph_log(a, MP_LOG_INFO,
+                      "push: Graph no longer knows subscription %s; creating"
+                      " it again",
+                      id);
             graph_sub s;
             st = sub_create(a, fid, folder, &s, &rerr);
             if (st == MP_OK) {
@@ -607,6 +620,16 @@ static mp_status renew_due(graph_account *a, int force, mp_error *err)
     return first;
 }
 
+/* While a pass failed, the account is not reported live, so the host
+ * keeps polling; the next successful pass clears it. */
+static void set_failing(graph_account *a, int failing)
+{
+    graph_push_inst *pi = inst_of(a);
+    pthread_mutex_lock(&pi->lock);
+    acct_of(a)->failing = failing;
+    pthread_mutex_unlock(&pi->lock);
+}
+
 /* The host's record of the set (push.h): the inbox subscription's id and
  * secret (else the first one's) and the earliest expiry. */
 static mp_status host_record(graph_account *a, mp_subscription *sub_r, mp_error *err)
@@ -633,6 +656,7 @@ static mp_status host_record(graph_account *a, mp_subscription *sub_r, mp_error 
     snprintf(id, sizeof id, "%s", p->subs[pick].id);
     snprintf(secret, sizeof secret, "%s", p->subs[pick].secret);
     p->enrolled = 1;
+    p->failing = 0;
     pthread_mutex_unlock(&pi->lock);
     sub_r->provider_id = id;
     sub_r->expires_at = first;
@@ -666,6 +690,7 @@ mp_status graph_push_enroll(mp_account *acct, mp_subscription *sub_r, mp_error *
     if (st == MP_OK || st == MP_RETRY)
         st = reconcile(a, err);
     if (st != MP_OK) {
+        set_failing(a, 1);
         publish(a, 0);
         return push_failure(st);
     }
@@ -690,6 +715,7 @@ mp_status graph_push_renew(mp_account *acct, const mp_subscription *current,
         *err = rerr;
     }
     if (st != MP_OK) {
+        set_failing(a, 1);
         publish(a, 0);
         return push_failure(st);
     }
@@ -698,7 +724,8 @@ mp_status graph_push_renew(mp_account *acct, const mp_subscription *current,
     return st;
 }
 
-mp_status graph_push_cancel(mp_account *acct, const mp_subscription *current, mp_error *err)
+mp_status graph_push_cancel(mp_account *acct, const mp_subscription *current,
+                            mp_error *err)
 {
     (void)current;
     graph_account *a = graph_host->account_state(acct);
@@ -788,23 +815,27 @@ void graph_push_service(graph_account *a)
         if (st == MP_OK)
             graph_log(a, MP_LOG_INFO, "push: subscription %s reauthorized", re[i]);
         else
-            graph_log(a, MP_LOG_WARNING, "push: reauthorization failed: %s (the renewal"
-                                         " PATCH reauthorizes as well)", err.text);
+            graph_log(a, MP_LOG_WARNING,
+                      "push: reauthorization failed: %s (the renewal"
+                      " PATCH reauthorizes as well)",
+                      err.text);
         free(re[i]);
     }
     for (size_t i = 0; i < nc; i++) {
         mp_error err;
         memset(&err, 0, sizeof err);
         if (recreate(a, rc[i], &err) != MP_OK)
-            graph_log(a, MP_LOG_WARNING, "push: cannot recreate a removed subscription: %s"
-                                         " (the next push renewal tries again)", err.text);
+            graph_log(a, MP_LOG_WARNING,
+                      "push: cannot recreate a removed subscription: %s"
+                      " (the next push renewal tries again)",
+                      err.text);
         free(rc[i]);
     }
     free(re);
     free(rc);
     pthread_mutex_lock(&pi->lock);
     int dirty = p->profile_dirty;
-    int live = p->enrolled;
+    int live = p->enrolled && !p->failing;
     pthread_mutex_unlock(&pi->lock);
     if (changed || dirty)
         publish(a, live);
@@ -823,7 +854,22 @@ void graph_push_folders_changed(graph_account *a)
         return; /* push_enroll subscribes when the host asks */
     mp_error err;
     memset(&err, 0, sizeof err);
-    if (reconcile(a, &err) != MP_OK)
-        graph_log(a, MP_LOG_WARNING, "push: %s (the next push renewal tries again)", err.text);
-    publish(a, 1);
+    if (reconcile(a, &err) != MP_OK) {
+        /* A folder without its subscription: not live (the host polls)
+         * until the next folder refresh or renewal subscribes it. */
+        graph_log(a, MP_LOG_WARNING, "push: %s (tried again at the next folder refresh)",
+                  err.text);
+        set_failing(a, 1);
+        publish(a, 0);
+        char text[sizeof err.text + 64];
+        snprintf(text, sizeof text, "a folder could not be subscribed (%s); polling",
+                 err.text);
+        graph_host->push_status(a->acct, MP_PUSH_STATE_RECONNECTING, text);
+        return;
+    }
+    pthread_mutex_lock(&pi->lock);
+    int live = p->n > 0;
+    p->failing = 0;
+    pthread_mutex_unlock(&pi->lock);
+    publish(a, live);
 }

@@ -38,11 +38,11 @@ struct graph_instance;
 #define GRAPH_SUBS_KEY "push:subs"
 
 typedef struct graph_sub {
-    char *id;        /* Graph's subscriptionId                              */
-    char *folder_id; /* NULL: the mailbox-wide subscription (all folders)  */
-    char *folder;    /* the folder's name at the host; NULL: mailbox-wide   */
-    char *secret;    /* clientState: 32 random bytes, base64url             */
-    int64_t expires_at; /* Unix seconds, as Graph answered                  */
+    char *id;           /* Graph's subscriptionId */
+    char *folder_id;    /* NULL: the mailbox-wide subscription (all folders) */
+    char *folder;       /* the folder's name at the host; NULL: mailbox-wide */
+    char *secret;       /* clientState: 32 random bytes, base64url */
+    int64_t expires_at; /* Unix seconds, as Graph answered */
 } graph_sub;
 
 typedef struct graph_push_acct {
@@ -56,19 +56,20 @@ typedef struct graph_push_acct {
     /* lifecycle events received (verified), by graph_note_kind - 1 */
     uint64_t events[GRAPH_NOTE_LIFECYCLE_N];
     int profile_dirty;
-    int enrolled; /* push_enroll succeeded (or a set was restored)         */
-    char **allowed; /* the account's `folders` allowlist, NULL: all        */
+    int enrolled;   /* push_enroll succeeded (or a set was restored) */
+    int failing;    /* the last subscribe/renew pass failed: not live */
+    char **allowed; /* the account's `folders` allowlist, NULL: all */
     size_t n_allowed;
 } graph_push_acct;
 
 typedef struct graph_push_inst {
     pthread_mutex_t lock;
-    struct graph_account **accounts; /* open accounts, for push_verify      */
+    struct graph_account **accounts; /* open accounts, for push_verify */
     size_t n, cap;
-    int64_t minutes;      /* lifetime asked; drops to the fallback once    */
-    size_t max_folders;   /* folder_subscriptions_max                       */
-    char *notify_url;     /* <public_url>/push/<push_instance>             */
-    char *lifecycle_url;  /* notify_url + "/lifecycle"                      */
+    int64_t minutes;     /* lifetime asked; drops to the fallback once */
+    size_t max_folders;  /* folder_subscriptions_max */
+    char *notify_url;    /* <public_url>/push/<push_instance> */
+    char *lifecycle_url; /* notify_url + "/lifecycle" */
 } graph_push_inst;
 
 /* ---- the set (graph_subs.c) ---- */

@@ -158,7 +158,8 @@ int graph_subs_parse(const char *text, graph_push_acct *p)
     }
     size_t i;
     json_t *o;
-    json_array_foreach(arr, i, o) {
+    json_array_foreach(arr, i, o)
+    {
         graph_sub s = {
             .id = (char *)json_string_value(json_object_get(o, "id")),
             .secret = (char *)json_string_value(json_object_get(o, "secret")),
@@ -166,7 +167,8 @@ int graph_subs_parse(const char *text, graph_push_acct *p)
             .folder = (char *)json_string_value(json_object_get(o, "folder")),
             .expires_at = json_integer_value(json_object_get(o, "expires_at")),
         };
-        if (s.id == NULL || s.secret == NULL || (s.folder_id == NULL) != (s.folder == NULL))
+        if (s.id == NULL || s.secret == NULL ||
+            (s.folder_id == NULL) != (s.folder == NULL))
             continue;
         graph_subs_add(p, &s);
     }

@@ -123,8 +123,8 @@ static char *dup_or_null(const char *s)
 
 /* Verify every note; fill targets. Returns the HTTP status of a refusal,
  * or 0. Caller holds pi->lock. */
-static int verify_all(graph_push_inst *pi, const graph_note *notes, size_t n, int lifecycle,
-                      target *t, const char **why_r)
+static int verify_all(graph_push_inst *pi, const graph_note *notes, size_t n,
+                      int lifecycle, target *t, const char **why_r)
 {
     for (size_t i = 0; i < n; i++) {
         const graph_note *nt = &notes[i];
@@ -148,7 +148,8 @@ static int verify_all(graph_push_inst *pi, const graph_note *notes, size_t n, in
             *why_r = "notification for an unknown subscription";
             return 404;
         }
-        if (!graph_client_state_ok(found->secret, nt->client_state, nt->client_state_len)) {
+        if (!graph_client_state_ok(found->secret, nt->client_state,
+                                   nt->client_state_len)) {
             *why_r = "notification with a wrong clientState";
             return 403;
         }
@@ -163,10 +164,9 @@ static int verify_all(graph_push_inst *pi, const graph_note *notes, size_t n, in
 static int seen_before(const target *t, size_t i)
 {
     for (size_t k = 0; k < i; k++)
-        if (t[k].a == t[i].a &&
-            ((t[k].folder == NULL && t[i].folder == NULL) ||
-             (t[k].folder != NULL && t[i].folder != NULL &&
-              strcmp(t[k].folder, t[i].folder) == 0)))
+        if (t[k].a == t[i].a && ((t[k].folder == NULL && t[i].folder == NULL) ||
+                                 (t[k].folder != NULL && t[i].folder != NULL &&
+                                  strcmp(t[k].folder, t[i].folder) == 0)))
             return 1;
     return 0;
 }
@@ -209,8 +209,8 @@ mp_status graph_push_verify(mp_instance *inst, const mp_push_request *req,
     size_t n = 0;
     int status = 0;
     char why[160];
-    if (graph_notes_parse(req->body, req->body_len, &notes, &n, &status, why, sizeof why) <
-        0) {
+    if (graph_notes_parse(req->body, req->body_len, &notes, &n, &status, why,
+                          sizeof why) < 0) {
         refuse(reply, status, why);
         return mp_fail(err, MP_FATAL, "%s", why);
     }
@@ -245,11 +245,10 @@ mp_status graph_push_verify(mp_instance *inst, const mp_push_request *req,
     for (size_t i = 0; i < n && st == MP_OK; i++) {
         if (seen_before(t, i))
             continue;
-        st = graph_host->push_hint(t[i].a->acct, t[i].folder,
-                                   t[i].kind == GRAPH_NOTE_CHANGE
-                                       ? NULL
-                                       : graph_note_event_name(t[i].kind),
-                                   err);
+        st = graph_host->push_hint(
+            t[i].a->acct, t[i].folder,
+            t[i].kind == GRAPH_NOTE_CHANGE ? NULL : graph_note_event_name(t[i].kind),
+            err);
     }
     targets_free(t, n);
     if (st != MP_OK) {

@@ -40,8 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT((nt->kind == GRAPH_NOTE_CHANGE) ==
                     (graph_note_event_name(nt->kind)[0] == '\0'));
         int same = strcmp(nt->client_state, secret) == 0;
-        FUZZ_ASSERT(graph_client_state_ok(secret, nt->client_state, nt->client_state_len) ==
-                    same);
+        FUZZ_ASSERT(graph_client_state_ok(secret, nt->client_state,
+                                          nt->client_state_len) == same);
     }
     free(notes);
     return 0;

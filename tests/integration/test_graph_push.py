@@ -81,6 +81,8 @@ def graph_instance(d, fake, port, accounts, **extra):
 class GraphPush(unittest.TestCase):
     A = "ol"
     USER = "ann@contoso.example"
+    A2 = "ol2"
+    USER2 = "bo@contoso.example"
 
     @classmethod
     def setUpClass(cls):
@@ -97,12 +99,19 @@ class GraphPush(unittest.TestCase):
         cls.projects = fake.add_folder(cls.USER, "Projects", parent="inbox")
         fake.add_message(cls.USER, raw("old"), folder="inbox")
         cls.base = "http://127.0.0.1:%d/push/%s" % (port, INSTANCE)
+        # A second mailbox in the same instance (one POST may carry both).
+        fake.add_user(cls.USER2)
         # Syncs come from push only (poll hourly).
-        graph_instance(d, fake, port, [{"id": cls.A, "user": cls.USER, "poll_interval": 3600}])
+        graph_instance(d, fake, port, [{"id": cls.A, "user": cls.USER, "poll_interval": 3600},
+                                       {"id": cls.A2, "user": cls.USER2,
+                                        "poll_interval": 3600, "folders": ["Inbox"]}])
         d.start()
         cls.folders = [f["name"] for f in d.wait_bootstrapped(cls.A, ["Inbox"])["folders"]]
-        mptest.wait_until(lambda: d.account(cls.A)["push_live"], 60, message="push live")
+        d.wait_bootstrapped(cls.A2, ["Inbox"])
+        for a in (cls.A, cls.A2):
+            mptest.wait_until(lambda: d.account(a)["push_live"], 60, message="push live")
         cls.idle_wait()
+        cls.idle_wait(cls.A2)
         cls.clock = 0
 
     @classmethod
@@ -111,9 +120,9 @@ class GraphPush(unittest.TestCase):
         cls.fake.stop()
 
     @classmethod
-    def idle_wait(cls):
+    def idle_wait(cls, account=None):
         def idle():
-            s = cls.d.account(cls.A)["sync"]
+            s = cls.d.account(account or cls.A)["sync"]
             return not s["running"] and not s["rerun"]
         mptest.wait_until(idle, 60, message="sync idle")
 
@@ -155,6 +164,8 @@ class GraphPush(unittest.TestCase):
             self.assertEqual(s["url"], self.base)
             self.assertEqual(s["lifecycle_url"], self.base + "/lifecycle")
             self.assertIsNotNone(s["folder_id"])
+            self.assertEqual(s["resource"], "/users/%s/mailFolders('%s')/messages"
+                             % (self.USER, s["folder_id"]))
             self.assertTrue(s["immutable"])
             self.assertGreaterEqual(len(s["client_state"]), 43)
             folder_ids.add(s["folder_id"])
@@ -178,6 +189,13 @@ class GraphPush(unittest.TestCase):
         for sid in by_id:
             self.assertIn(sid, out.stdout)
         self.assertRegex(out.stdout, r'"expires":"\d{4}-\d\d-\d\dT')
+        # The second account syncs only its Inbox (folders:), so only that
+        # is subscribed.
+        subs2 = self.fake.subscriptions_of(self.USER2)
+        self.assertEqual([x["folder_id"] for x in subs2],
+                         [self.fake.folder_id(self.USER2, "inbox")])
+        self.assertEqual([p["folder"] for p in
+                          self.d.account(self.A2)["profile"]["subscriptions"]], ["Inbox"])
 
     def test_2_validation_handshake_exact(self):
         tokens = ["Validation: Testing client application reachability for subscription "
@@ -292,16 +310,23 @@ class GraphPush(unittest.TestCase):
         try:
             m1 = self.fake.add_message(self.USER, raw("batch-inbox"), folder="inbox")
             m2 = self.fake.add_message(self.USER, raw("batch-projects"), folder=self.projects)
+            m3 = self.fake.add_message(self.USER2, raw("batch-other-mailbox"), folder="inbox")
         finally:
             self.fake.release_notifications()
         self.fake.wait_notifications_idle()
         posts = [p for p in self.fake.push_log[n_log:] if p["kind"] == "change"]
         self.assertEqual(len(posts), 1, posts)
-        self.assertEqual(len(posts[0]["subscriptions"]), 2)
+        self.assertEqual(len(posts[0]["subscriptions"]), 3)
         self.assertEqual(posts[0]["status"], 202)
         self.wait_new(seq, m1)
         self.wait_new(seq, m2)
+        pid = mptest.public_id(self.A2, m3)
+        mptest.wait_until(lambda: [e for e in self.d.events(accounts=[self.A2],
+                                                            types=["message.new"], after=seq)
+                                   if e["json"]["message"] == pid], 30,
+                          message="message.new in the other mailbox")
         self.idle_wait()
+        self.idle_wait(self.A2)
 
     # ---- lifecycle ----
 
@@ -374,6 +399,26 @@ class GraphPush(unittest.TestCase):
         self.assertIn("missed 1", self.d.account(self.A)["push_state"])
         self.idle_wait()
 
+    def test_9b_restart_keeps_the_set(self):
+        # The set comes back from driver state: no subscription is created
+        # again, and a notification right after the start is verified.
+        subs = self.subs()
+        creates = self.fake.calls("subscriptions.create")
+        self.d.restart()
+        self.fake.auto_notify = False
+        try:
+            seq = self.d.last_seq()
+            mid = self.fake.add_message(self.USER, raw("after-restart"), folder="inbox")
+            (status, _, _), = self.fake.notify_change(subs["Inbox"], mid)
+            self.assertEqual(status, 202)
+            self.wait_new(seq, mid)
+        finally:
+            self.fake.auto_notify = True
+        self.idle_wait()
+        self.assertEqual(self.subs(), subs)
+        self.assertEqual(self.fake.calls("subscriptions.create"), creates)
+        self.assertTrue(self.d.account(self.A)["push_live"])
+
     # ---- renewal (debug clock) ----
 
     def test_a_renewal_recreate_and_fallback(self):
@@ -426,10 +471,23 @@ class GraphPush(unittest.TestCase):
     def test_b_folder_added_and_removed(self):
         self.idle_wait()
         temp = self.fake.add_folder(self.USER, "Temp")
-        # The folder list is refreshed hourly (folder_list_interval).
+        # The folder list is refreshed hourly (folder_list_interval). The
+        # first attempt to subscribe the new folder fails its validation:
+        # the account is not live (it polls) until the next refresh.
+        self.fake.inject_validation_timeout(1)
+        self.move_clock(3700)
+        self.d.sync(self.A)
+        acct = mptest.wait_until(
+            lambda: (lambda a: a["push_state"].startswith("reconnecting") and a)(
+                self.d.account(self.A)), 60, message="not live while Temp is unsubscribed")
+        self.assertIn("timed out", acct["push_state"])
+        self.assertFalse(acct["push_live"])
+        self.assertNotIn("Temp", self.subs())
+        self.idle_wait()
         self.move_clock(3700)
         self.d.sync(self.A)
         mptest.wait_until(lambda: "Temp" in self.subs(), 60, message="Temp subscribed")
+        mptest.wait_until(lambda: self.d.account(self.A)["push_live"], 60, message="live again")
         sid = self.subs()["Temp"]
         self.assertEqual(self.fake.subscription(sid)["folder_id"], temp)
         self.idle_wait()
@@ -450,10 +508,11 @@ class GraphPush(unittest.TestCase):
         deletes = self.fake.calls("subscriptions.delete")
         graph_instance(self.d, self.fake, self.port, [])
         self.d.reload()
-        mptest.wait_until(lambda: self.fake.subscriptions_of(self.USER) == [], 60,
+        mptest.wait_until(lambda: self.fake.subscriptions_of(self.USER) == [] and
+                          self.fake.subscriptions_of(self.USER2) == [], 60,
                           message="subscriptions deleted")
         self.assertGreaterEqual(self.fake.calls("subscriptions.delete") - deletes,
-                                len(self.folders))
+                                len(self.folders) + 1)
 
 
 class GraphPushMailboxWide(unittest.TestCase):

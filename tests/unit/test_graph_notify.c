@@ -18,7 +18,8 @@
 static int parse(const char *body, size_t len, graph_note **notes, size_t *n, int *status)
 {
     char why[160] = "";
-    int rc = graph_notes_parse((const uint8_t *)body, len, notes, n, status, why, sizeof why);
+    int rc =
+        graph_notes_parse((const uint8_t *)body, len, notes, n, status, why, sizeof why);
     if (rc < 0) {
         assert_true(why[0] != '\0');
         assert_null(*notes);
@@ -36,10 +37,13 @@ static void test_change_batch(void **state)
     (void)state;
     /* Two subscriptions in one POST, as Graph batches them. */
     const char *body =
-        "{\"value\":[{\"id\":\"n1\",\"subscriptionId\":\"sub-A\",\"subscriptionExpirationDateTime\":"
-        "\"2026-12-14T05:08:05.000Z\",\"changeType\":\"created\",\"resource\":\"Users/u/Messages/m1\","
+        "{\"value\":[{\"id\":\"n1\",\"subscriptionId\":\"sub-A\","
+        "\"subscriptionExpirationDateTime\":"
+        "\"2026-12-14T05:08:05.000Z\",\"changeType\":\"created\",\"resource\":\"Users/u/"
+        "Messages/m1\","
         "\"clientState\":\"stateA\",\"tenantId\":\"t\",\"resourceData\":{\"id\":\"m1\"}},"
-        "{\"subscriptionId\":\"sub-B\",\"changeType\":\"deleted\",\"clientState\":\"stateB\"}]}";
+        "{\"subscriptionId\":\"sub-B\",\"changeType\":\"deleted\",\"clientState\":"
+        "\"stateB\"}]}";
     graph_note *notes = NULL;
     size_t n = 0;
     int status = 0;
@@ -60,7 +64,8 @@ static void test_lifecycle(void **state)
     const char *body =
         "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":\"s\",\"lifecycleEvent\":"
         "\"reauthorizationRequired\",\"tenantId\":\"t\"},{\"subscriptionId\":\"b\","
-        "\"clientState\":\"s\",\"lifecycleEvent\":\"subscriptionRemoved\"},{\"subscriptionId\":"
+        "\"clientState\":\"s\",\"lifecycleEvent\":\"subscriptionRemoved\"},{"
+        "\"subscriptionId\":"
         "\"c\",\"clientState\":\"s\",\"lifecycleEvent\":\"missed\"}]}";
     graph_note *notes = NULL;
     size_t n = 0;
@@ -96,16 +101,22 @@ static void test_refusals(void **state)
         "{\"value\":[1]}",
         "{\"value\":[{\"changeType\":\"created\",\"clientState\":\"s\"}]}",
         "{\"value\":[{\"subscriptionId\":\"a\",\"changeType\":\"created\"}]}",
-        "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":\"\",\"changeType\":\"created\"}]}",
-        "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":7,\"changeType\":\"created\"}]}",
-        "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":\"s\",\"changeType\":\"moved\"}]}",
+        "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":\"\",\"changeType\":"
+        "\"created\"}]}",
+        "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":7,\"changeType\":"
+        "\"created\"}]}",
+        "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":\"s\",\"changeType\":"
+        "\"moved\"}]}",
         "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":\"s\"}]}",
-        "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":\"s\",\"lifecycleEvent\":\"x\"}]}",
+        "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":\"s\",\"lifecycleEvent\":"
+        "\"x\"}]}",
         /* one bad item refuses the whole batch */
-        "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":\"s\",\"changeType\":\"created\"},"
+        "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":\"s\",\"changeType\":"
+        "\"created\"},"
         "{\"subscriptionId\":\"b\",\"changeType\":\"created\"}]}",
         /* a second clientState key must not slip past */
-        "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":\"s\",\"clientState\":\"t\","
+        "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":\"s\",\"clientState\":"
+        "\"t\","
         "\"changeType\":\"created\"}]}",
         /* an embedded NUL cannot shorten the compared state */
         "{\"value\":[{\"subscriptionId\":\"a\",\"clientState\":\"s\\u0000x\","
@@ -147,8 +158,9 @@ static void test_client_state(void **state)
     assert_non_null(b);
     /* 32 bytes as unpadded base64url */
     assert_int_equal(strlen(a), 43);
-    assert_int_equal(strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
-                     43);
+    assert_int_equal(
+        strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+        43);
     assert_string_not_equal(a, b);
     assert_true(graph_client_state_ok(a, a, strlen(a)));
     assert_false(graph_client_state_ok(a, b, strlen(b)));
@@ -164,7 +176,10 @@ static void test_set_record(void **state)
     (void)state;
     graph_push_acct p;
     memset(&p, 0, sizeof p);
-    graph_sub f = {.id = "s1", .folder_id = "F1", .folder = "Inbox/Projects", .secret = "x1",
+    graph_sub f = {.id = "s1",
+                   .folder_id = "F1",
+                   .folder = "Inbox/Projects",
+                   .secret = "x1",
                    .expires_at = 1797224885};
     graph_sub w = {.id = "s2", .secret = "x2", .expires_at = 1797000000};
     graph_subs_add(&p, &f);
