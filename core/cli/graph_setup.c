@@ -62,9 +62,9 @@ typedef struct setup {
     const mpctl_conn *conn;
     const char *account;
     char *instance;
-    json_t *acct;       /* the last GET /v1/accounts/{id}                   */
-    int failed;         /* something failed: setup incomplete               */
-    int app_failed;     /* credentials / mailbox / permissions failed       */
+    json_t *acct;   /* the last GET /v1/accounts/{id}                   */
+    int failed;     /* something failed: setup incomplete               */
+    int app_failed; /* credentials / mailbox / permissions failed       */
     int64_t timeout_s;
 } setup;
 
@@ -245,8 +245,8 @@ static int round_trip(const char *name, const char *url)
     curl_easy_cleanup(curl);
     int ok = -1;
     if (rc != CURLE_OK)
-        mpctl_setup_verdict("FAIL", name, "cannot reach %s: %s (Graph must reach it)", url,
-                            errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
+        mpctl_setup_verdict("FAIL", name, "cannot reach %s: %s (Graph must reach it)",
+                            url, errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
     else if (status == 404)
         mpctl_setup_verdict("FAIL", name,
                             "%s answered 404: no push listener for this instance there "
@@ -258,10 +258,11 @@ static int round_trip(const char *name, const char *url)
                             "%s answered %ld to the validation request; Graph needs 200",
                             url, status);
     else if (ctype == NULL || strncasecmp(ctype, "text/plain", 10) != 0)
-        mpctl_setup_verdict("FAIL", name,
-                            "%s answered 200 with Content-Type %s; Graph needs text/plain: "
-                            "something other than mailpulsed answers there",
-                            url, ctype != NULL ? ctype : "(none)");
+        mpctl_setup_verdict(
+            "FAIL", name,
+            "%s answered 200 with Content-Type %s; Graph needs text/plain: "
+            "something other than mailpulsed answers there",
+            url, ctype != NULL ? ctype : "(none)");
     else if (body.over || body.len != strlen(token) || memcmp(body.data, token, body.len))
         mpctl_setup_verdict("FAIL", name,
                             "%s answered 200 text/plain but not with the decoded token "
@@ -270,8 +271,8 @@ static int round_trip(const char *name, const char *url)
                             url, body.len, strlen(token));
     else if (took > VALIDATION_TIMEOUT_S * 1000 / 2)
         mpctl_setup_verdict("WARN", name,
-                            "%s echoed the token, but took %lld ms (Graph waits 10 s)", url,
-                            (long long)took);
+                            "%s echoed the token, but took %lld ms (Graph waits 10 s)",
+                            url, (long long)took);
     else
         mpctl_setup_verdict("OK", name, "%s echoed the validation token (%lld ms)", url,
                             (long long)took);
@@ -355,17 +356,19 @@ static int wait_push_live(setup *s)
         }
         sleep_ms(PUSH_POLL_MS);
     }
-    const json_t *subs = json_object_get(json_object_get(s->acct, "profile"), "subscriptions");
+    const json_t *subs =
+        json_object_get(json_object_get(s->acct, "profile"), "subscriptions");
     size_t i;
     const json_t *sub;
     json_array_foreach(subs, i, sub)
     {
         const char *folder = json_string_value(json_object_get(sub, "folder"));
-        mpctl_setup_verdict(
-            "OK", "subscription", "%s  %s  expires %s",
-            folder == NULL ? "-" : strcmp(folder, "*") == 0 ? "(mailbox-wide)" : folder,
-            json_string_value(json_object_get(sub, "id")),
-            json_string_value(json_object_get(sub, "expires")));
+        mpctl_setup_verdict("OK", "subscription", "%s  %s  expires %s",
+                            folder == NULL             ? "-"
+                            : strcmp(folder, "*") == 0 ? "(mailbox-wide)"
+                                                       : folder,
+                            json_string_value(json_object_get(sub, "id")),
+                            json_string_value(json_object_get(sub, "expires")));
     }
     if (json_array_size(subs) == 0) {
         mpctl_setup_verdict("FAIL", "subscriptions",
@@ -392,12 +395,14 @@ static void print_registration(const setup *s)
             "registration); its Application (client) ID is client_id, its Directory "
             "(tenant) ID is tenant (%s).",
             client != NULL ? client : "-", tenant != NULL ? tenant : "-");
-        mpctl_setup_say("2. API permissions > Add a permission > Microsoft Graph > Delegated "
-                        "permissions: Mail.Read and offline_access.");
-        mpctl_setup_say("3. Sign in as %s with the authorization-code flow asking for "
-                        "\"offline_access https://graph.microsoft.com/Mail.Read\"; write the "
-                        "refresh token to refresh_token_file (mode 0600).",
-                        prof(s, "user") != NULL ? prof(s, "user") : "the user");
+        mpctl_setup_say(
+            "2. API permissions > Add a permission > Microsoft Graph > Delegated "
+            "permissions: Mail.Read and offline_access.");
+        mpctl_setup_say(
+            "3. Sign in as %s with the authorization-code flow asking for "
+            "\"offline_access https://graph.microsoft.com/Mail.Read\"; write the "
+            "refresh token to refresh_token_file (mode 0600).",
+            prof(s, "user") != NULL ? prof(s, "user") : "the user");
         mpctl_setup_say("4. Confidential client: Certificates & secrets > New client "
                         "secret, its Value in client_secret_file.");
     } else {
@@ -406,10 +411,11 @@ static void print_registration(const setup *s)
             "registration, single tenant); its Application (client) ID is client_id, its "
             "Directory (tenant) ID is tenant (%s).",
             client != NULL ? client : "-", tenant != NULL ? tenant : "-");
-        mpctl_setup_say("2. API permissions > Add a permission > Microsoft Graph > "
-                        "Application permissions: Mail.Read; then \"Grant admin consent\" "
-                        "(a Global or Privileged Role Administrator). Mail.ReadWrite is "
-                        "only for graph-setup's test message and may be left out.");
+        mpctl_setup_say(
+            "2. API permissions > Add a permission > Microsoft Graph > "
+            "Application permissions: Mail.Read; then \"Grant admin consent\" "
+            "(a Global or Privileged Role Administrator). Mail.ReadWrite is "
+            "only for graph-setup's test message and may be left out.");
         mpctl_setup_say("3. Certificates & secrets > New client secret: write its Value "
                         "(not its Secret ID) to client_secret_file (mode 0600); note its "
                         "expiry.");
@@ -453,15 +459,18 @@ static int live_test(setup *s, int push)
             w.subject = subject;
             from = "create";
         }
-        mpctl_setup_verdict("OK", "live_test",
-                            "test message %s created in the inbox; waiting up to %llds for "
-                            "its message.new",
-                            msg_id, (long long)s->timeout_s);
+        mpctl_setup_verdict(
+            "OK", "live_test",
+            "test message %s created in the inbox; waiting up to %llds for "
+            "its message.new",
+            msg_id, (long long)s->timeout_s);
     } else if (outcome != NULL && strcmp(outcome, "skip") == 0) {
-        mpctl_setup_verdict("SKIP", "live_test", "%s", detail != NULL ? detail : "no create");
-        mpctl_setup_say("Send a message to %s now; waiting up to %llds for its message.new.",
-                        prof(s, "user") != NULL ? prof(s, "user") : "the mailbox",
-                        (long long)s->timeout_s);
+        mpctl_setup_verdict("SKIP", "live_test", "%s",
+                            detail != NULL ? detail : "no create");
+        mpctl_setup_say(
+            "Send a message to %s now; waiting up to %llds for its message.new.",
+            prof(s, "user") != NULL ? prof(s, "user") : "the mailbox",
+            (long long)s->timeout_s);
     } else {
         mpctl_setup_verdict("FAIL", "live_test", "%s",
                             detail != NULL ? detail : "the driver ran no live test");
@@ -476,10 +485,11 @@ static int live_test(setup *s, int push)
     if (found < 0)
         return MPCTL_SETUP_ERROR;
     if (found > 0) {
-        mpctl_setup_verdict("FAIL", "message.new",
-                            "none for %s within %llds: see `mailpulsectl account %s` (push "
-                            "state, last error)",
-                            s->account, (long long)s->timeout_s, s->account);
+        mpctl_setup_verdict(
+            "FAIL", "message.new",
+            "none for %s within %llds: see `mailpulsectl account %s` (push "
+            "state, last error)",
+            s->account, (long long)s->timeout_s, s->account);
         return MPCTL_SETUP_INCOMPLETE;
     }
     int64_t latency = w.time_ms > 0 ? w.time_ms - create_ms : -1;
@@ -492,17 +502,20 @@ static int live_test(setup *s, int push)
      * the create (a second of slack for the two clocks' rounding). */
     if (load_account(s) != MPCTL_SETUP_READY)
         return MPCTL_SETUP_ERROR;
-    int64_t push_ms = mpctl_time_ms(json_string_value(json_object_get(s->acct, "last_push")));
+    int64_t push_ms =
+        mpctl_time_ms(json_string_value(json_object_get(s->acct, "last_push")));
     if (push_ms >= create_ms - 1000) {
-        mpctl_setup_verdict("OK", "notification",
-                            "a change notification arrived %lld ms after the %s: push works",
-                            (long long)(push_ms - create_ms), from);
+        mpctl_setup_verdict(
+            "OK", "notification",
+            "a change notification arrived %lld ms after the %s: push works",
+            (long long)(push_ms - create_ms), from);
         return MPCTL_SETUP_READY;
     }
-    mpctl_setup_verdict("FAIL", "notification",
-                        "no change notification since the %s: the message came by polling; "
-                        "see `mailpulsectl account %s`",
-                        from, s->account);
+    mpctl_setup_verdict(
+        "FAIL", "notification",
+        "no change notification since the %s: the message came by polling; "
+        "see `mailpulsectl account %s`",
+        from, s->account);
     return MPCTL_SETUP_INCOMPLETE;
 }
 

@@ -147,8 +147,9 @@ static int on_event(const mpctl_sse_event *ev, void *arg)
     int mine = type != NULL && strcmp(type, "message.new") == 0 && account != NULL &&
                strcmp(account, w->account) == 0;
     if (mine && (w->provider_id != NULL || w->subject != NULL))
-        mine = (w->provider_id != NULL && key_names(key, w->account, w->provider_id)) ||
-               (w->subject != NULL && subject != NULL && strcmp(subject, w->subject) == 0);
+        mine =
+            (w->provider_id != NULL && key_names(key, w->account, w->provider_id)) ||
+            (w->subject != NULL && subject != NULL && strcmp(subject, w->subject) == 0);
     if (mine) {
         const char *msg = json_string_value(json_object_get(data, "message"));
         w->found = 1;

@@ -46,9 +46,9 @@ typedef struct mpctl_live_wait {
     const char *provider_id;
     const char *subject;
     int found;
-    char message[128];      /* the daemon's message id                   */
+    char message[128]; /* the daemon's message id                   */
     char subject_seen[256];
-    int64_t time_ms;        /* the event's time                          */
+    int64_t time_ms; /* the event's time                          */
 } mpctl_live_wait;
 
 /* Follow the account's message.new events after `seq`, reconnecting from

@@ -106,7 +106,8 @@ static int check_credentials(check_ctx *c)
                    gi->client_id, gi->tenant);
         else
             report(c, "credentials", MP_CHECK_OK,
-                   "access token issued (delegated: the refresh token of %s)", c->a->user);
+                   "access token issued (delegated: the refresh token of %s)",
+                   c->a->user);
         return 0;
     }
     if (strstr(e.text, "invalid_client") != NULL)
@@ -147,11 +148,10 @@ static int check_credentials(check_ctx *c)
 static void check_mailbox(check_ctx *c)
 {
     graph_account *a = c->a;
-    char *url = graph_user_url(a, "mailFolders/inbox?$select=id,displayName,totalItemCount");
-    graph_call call = {.method = "GET",
-                       .url = url,
-                       .max_response = CHECK_MAX_RESPONSE,
-                       .any_status = 1};
+    char *url =
+        graph_user_url(a, "mailFolders/inbox?$select=id,displayName,totalItemCount");
+    graph_call call = {
+        .method = "GET", .url = url, .max_response = CHECK_MAX_RESPONSE, .any_status = 1};
     mp_http_response resp;
     mp_error e;
     memset(&e, 0, sizeof e);
@@ -168,8 +168,9 @@ static void check_mailbox(check_ctx *c)
         json_t *total = json_object_get(j, "totalItemCount");
         c->mailbox_ok = 1;
         if (json_is_integer(total))
-            report(c, "mailbox", MP_CHECK_OK, "the inbox of %s is readable (%lld messages)",
-                   a->user, (long long)json_integer_value(total));
+            report(c, "mailbox", MP_CHECK_OK,
+                   "the inbox of %s is readable (%lld messages)", a->user,
+                   (long long)json_integer_value(total));
         else
             report(c, "mailbox", MP_CHECK_OK, "the inbox of %s is readable", a->user);
         json_decref(j);
@@ -182,11 +183,12 @@ static void check_mailbox(check_ctx *c)
                " Exchange application access policy excludes this mailbox)",
                a->user, why, a->inst->client_id);
     } else if (resp.status == 403) {
-        report(c, "mailbox", MP_CHECK_FAIL,
-               "Graph refused to read the inbox of %s (%s): the signed-in user's token lacks"
-               " Mail.Read (delegated permission, consented at sign-in), or the refresh"
-               " token is another user's: a delegated token reads only its own mailbox",
-               a->user, why);
+        report(
+            c, "mailbox", MP_CHECK_FAIL,
+            "Graph refused to read the inbox of %s (%s): the signed-in user's token lacks"
+            " Mail.Read (delegated permission, consented at sign-in), or the refresh"
+            " token is another user's: a delegated token reads only its own mailbox",
+            a->user, why);
     } else if (resp.status == 404) {
         report(c, "mailbox", MP_CHECK_FAIL,
                "no mailbox for user %s (%s): the user does not exist in tenant %s or has"
@@ -214,12 +216,13 @@ static void check_permissions(check_ctx *c, unsigned flags)
                "not verified: the inbox read failed (see mailbox)");
         return;
     }
-    report(c, "permissions", MP_CHECK_OK,
-           "Mail.Read (%s) verified by reading the inbox; subscriptions need nothing more."
-           " Creating messages (Mail.ReadWrite, only for the live test) is %s",
-           kind,
-           (flags & MP_CHECK_LIVE) ? "tried by live_test"
-                                   : "not probed (no write without --live)");
+    report(
+        c, "permissions", MP_CHECK_OK,
+        "Mail.Read (%s) verified by reading the inbox; subscriptions need nothing more."
+        " Creating messages (Mail.ReadWrite, only for the live test) is %s",
+        kind,
+        (flags & MP_CHECK_LIVE) ? "tried by live_test"
+                                : "not probed (no write without --live)");
 }
 
 /* ---- push ---- */
@@ -315,9 +318,10 @@ static void check_push(check_ctx *c)
     graph_account *a = c->a;
     const graph_instance *gi = a->inst;
     if (gi->public_url == NULL || gi->push == NULL || gi->push->notify_url == NULL) {
-        report(c, "push", MP_CHECK_WARN,
-               "no public_url: polling only (every poll interval); set public_url and"
-               " push_instance in the instance's plugins.d file for change notifications");
+        report(
+            c, "push", MP_CHECK_WARN,
+            "no public_url: polling only (every poll interval); set public_url and"
+            " push_instance in the instance's plugins.d file for change notifications");
         return;
     }
     sub_view *v;
@@ -354,10 +358,11 @@ static void check_push(check_ctx *c)
     char when[40];
     graph_time_format(first, when, sizeof when);
     if (expired > 0)
-        report(c, "push", MP_CHECK_WARN,
-               "%zu of %zu subscriptions to %s have expired (earliest expiry %s): the next"
-               " push renewal recreates them",
-               expired, n, gi->push->notify_url, when);
+        report(
+            c, "push", MP_CHECK_WARN,
+            "%zu of %zu subscriptions to %s have expired (earliest expiry %s): the next"
+            " push renewal recreates them",
+            expired, n, gi->push->notify_url, when);
     else if (listed == 0 && unknown > 0)
         report(c, "push", MP_CHECK_WARN,
                "%zu of %zu stored subscriptions are unknown to Graph (e.g. %s): the next"
@@ -420,7 +425,8 @@ static void live_test(check_ctx *c)
     json_decref(doc);
     if (body == NULL)
         abort();
-    char *url = graph_user_url(a, "mailFolders/inbox/messages?$select=id,receivedDateTime");
+    char *url =
+        graph_user_url(a, "mailFolders/inbox/messages?$select=id,receivedDateTime");
     graph_call call = {.method = "POST",
                        .url = url,
                        .content_type = "application/json",
@@ -454,10 +460,11 @@ static void live_test(check_ctx *c)
         }
         json_decref(j);
     } else if (resp.status == 403) {
-        report(c, "live_test", MP_CHECK_SKIP,
-               "Graph refused to create a test message (%s): the app has no Mail.ReadWrite,"
-               " which mailpulse does not need; send a message to %s by hand instead",
-               why, a->user);
+        report(
+            c, "live_test", MP_CHECK_SKIP,
+            "Graph refused to create a test message (%s): the app has no Mail.ReadWrite,"
+            " which mailpulse does not need; send a message to %s by hand instead",
+            why, a->user);
     } else {
         report(c, "live_test", MP_CHECK_FAIL, "creating a test message failed: %s", why);
     }
