@@ -16,10 +16,14 @@ the real daemon, the real mailpulsectl and the local fake Graph
   reason, exit 1;
 - olother: public_url is another HTTP server (the fake itself): the round
   trip fails (not the push listener), exit 1;
+- olecho: public_url is a server that answers the validation request
+  sloppily (the token still percent-encoded; the decoded token as
+  text/html): both fail, naming what is wrong;
 - olsecret: a wrong client secret (invalid_client): credentials fail
   saying to create a new client secret, exit 1.
 """
 
+import http.server
 import os
 import re
 import socket
@@ -27,6 +31,7 @@ import sys
 import threading
 import time
 import unittest
+import urllib.parse
 
 import mptest
 
@@ -49,8 +54,30 @@ ACCOUNTS = {
     "olpoll": ("poll", "poll@contoso.example", None, SECRET),
     "oldead": ("dead", "dead@contoso.example", "dead", SECRET),
     "olother": ("other", "other@contoso.example", "fake", SECRET),
+    "olecho": ("echo", "echo@contoso.example", "echo", SECRET),
     "olsecret": ("sec", "sec@contoso.example", None, "not-the-secret"),
 }
+
+
+class SloppyEcho(http.server.BaseHTTPRequestHandler):
+    """Answers Graph's validation request the ways a wrong endpoint does:
+    the token as it came in the URL (still encoded) on the notification URL,
+    the decoded token as HTML on the lifecycle URL."""
+
+    def do_POST(self):
+        url = urllib.parse.urlsplit(self.path)
+        raw_token = url.query.partition("validationToken=")[2].encode()
+        decoded = urllib.parse.parse_qs(url.query).get("validationToken", [""])[0].encode()
+        lifecycle = url.path.endswith("/lifecycle")
+        body = decoded if lifecycle else raw_token
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html" if lifecycle else "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
 
 
 def free_port():
@@ -73,8 +100,10 @@ class GraphSetup(unittest.TestCase):
         fake.start()
         # The app may read and write (the live test creates its message).
         fake.add_client(CLIENT, SECRET, roles=("Mail.Read", "Mail.ReadWrite"))
+        cls.echo = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SloppyEcho)
+        threading.Thread(target=cls.echo.serve_forever, daemon=True).start()
         publics = {"daemon": "http://127.0.0.1:%d" % port, "dead": "http://127.0.0.1:1",
-                   "fake": fake.url}
+                   "fake": fake.url, "echo": "http://127.0.0.1:%d" % cls.echo.server_port}
         for inst, (acct, user, public, secret) in ACCOUNTS.items():
             fake.add_user(user)
             fake.add_message(user, raw("before setup", user), folder="inbox")
@@ -96,6 +125,7 @@ class GraphSetup(unittest.TestCase):
     def tearDownClass(cls):
         cls.d.stop()
         cls.fake.stop()
+        cls.echo.shutdown()
 
     def setup_run(self, acct, *extra, timeout=150):
         return self.d.ctl("graph-setup", acct, "--timeout", "60", *extra, timeout=timeout)
@@ -217,6 +247,16 @@ class GraphSetup(unittest.TestCase):
         fail = self.line(out, "FAIL", "validation")
         self.assertIn("%s/push/olother" % self.fake.url, fail)
         self.assertNotIn("echoed the validation token", out.stdout)
+
+    def test_sloppy_echo_fails(self):
+        out = self.setup_run("echo")
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        fails = [l for l in out.stdout.splitlines() if re.match(r"^FAIL\s+validation\s", l)]
+        self.assertEqual(len(fails), 2, out.stdout)
+        self.assertIn("/push/olecho answered 200 text/plain but not with the decoded token",
+                      fails[0])
+        self.assertIn("/push/olecho/lifecycle answered 200 with Content-Type text/html",
+                      fails[1])
 
     def test_invalid_client(self):
         out = self.setup_run("sec")
