@@ -18,8 +18,9 @@ enum {
     OPT_ACCOUNTS,
     OPT_FROM,
     OPT_LIVE,
-    OPT_NO_LIVE,
     OPT_TIMEOUT,
+    OPT_PUBLIC_URL,
+    OPT_NO_LIVE,
 };
 
 struct command_spec {
@@ -67,6 +68,14 @@ static const struct option check_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+static const struct option gmail_setup_opts[] = {
+    {"public-url", required_argument, NULL, OPT_PUBLIC_URL},
+    {"no-live", no_argument, NULL, OPT_NO_LIVE},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
 static const struct option graph_setup_opts[] = {
     {"no-live", no_argument, NULL, OPT_NO_LIVE},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -92,6 +101,7 @@ static const struct command_spec commands[] = {
     {"webhooks", MPCTL_CMD_WEBHOOKS, 0, 2, ":h", webhooks_opts},
     {"gmail-status", MPCTL_CMD_GMAIL_STATUS, 1, 1, ":h", plain_opts},
     {"check", MPCTL_CMD_CHECK, 1, 1, ":h", check_opts},
+    {"gmail-setup", MPCTL_CMD_GMAIL_SETUP, 1, 1, ":h", gmail_setup_opts},
     {"graph-setup", MPCTL_CMD_GRAPH_SETUP, 1, 1, ":h", graph_setup_opts},
 };
 
@@ -133,6 +143,11 @@ const char *mpctl_usage(void)
            "                                for them (default 60 s); --live also has a\n"
            "                                test message created; exit 0 all passed,\n"
            "                                1 a check failed, 2 error or timeout\n"
+           "  gmail-setup ACCOUNT [--public-url URL] [--no-live] [--timeout SECONDS]\n"
+           "                                guided Gmail push setup: preflight, gcloud\n"
+           "                                script, a live test message and its latency\n"
+           "                                (default wait 120 s); exit 0 ready, 1 setup\n"
+           "                                incomplete, 2 error\n"
            "  graph-setup ACCOUNT [--no-live] [--timeout SECONDS]\n"
            "                                guided Outlook push setup: preflight, the\n"
            "                                public URL's validation round trip, the\n"
@@ -234,6 +249,9 @@ static int parse_command(const struct command_spec *spec, int argc, char **argv,
             break;
         case OPT_NO_LIVE:
             a->no_live = 1;
+            break;
+        case OPT_PUBLIC_URL:
+            a->public_url = optarg;
             break;
         case OPT_TIMEOUT:
             if (parse_number("--timeout", optarg, 1, &a->timeout_s, error_r) < 0)

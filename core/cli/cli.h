@@ -40,6 +40,7 @@ typedef enum mpctl_command {
     MPCTL_CMD_GMAIL_STATUS,
     MPCTL_CMD_CHECK,
     MPCTL_CMD_GRAPH_SETUP,
+    MPCTL_CMD_GMAIL_SETUP,
 } mpctl_command;
 
 /* The parsed command line. Strings point into argv (borrowed). */
@@ -68,7 +69,9 @@ typedef struct mpctl_args {
     /* check */
     int live;          /* --live                                        */
     int64_t timeout_s; /* --timeout; -1 when not given                  */
-    int no_live;       /* --no-live (graph-setup)                       */
+    /* gmail-setup, graph-setup */
+    const char *public_url; /* --public-url                             */
+    int no_live;            /* --no-live                                */
 } mpctl_args;
 
 /* Parse argv (argv[0] is the program name). `-h`, `--help` and `help`

@@ -597,6 +597,8 @@ int mpctl_cmd_run(const mpctl_args *args, const mpctl_conn *conn)
         return mpctl_cmd_check(args, conn);
     case MPCTL_CMD_GRAPH_SETUP:
         return mpctl_cmd_graph_setup(args, conn);
+    case MPCTL_CMD_GMAIL_SETUP:
+        return mpctl_cmd_gmail_setup(args, conn);
     default:
         fputs(mpctl_usage(), stderr);
         return MPCTL_EXIT_USAGE;

@@ -27,8 +27,17 @@ int mpctl_cmd_run(const mpctl_args *args, const mpctl_conn *conn);
 /* webhooks [replay NAME [--from SEQ]] (webhooks.c). */
 int mpctl_cmd_webhooks(const mpctl_args *args, const mpctl_conn *conn);
 
+/* gmail-setup ACCOUNT (gmail_setup.c): preflight, gcloud script, live
+ * test; exits 0 ready, 1 setup incomplete, 2 error. */
+int mpctl_cmd_gmail_setup(const mpctl_args *args, const mpctl_conn *conn);
+
 /* gmail-status ACCOUNT (gmail_status.c): refuses a non-Gmail account. */
 int mpctl_cmd_gmail_status(const mpctl_args *args, const mpctl_conn *conn);
+/* GET /v1/accounts/{args->pos[0]} of a Gmail account into *account_r
+ * (json_decref it); another driver's account is refused on stderr, naming
+ * `command`. Returns an exit code. */
+int mpctl_gmail_account_get(const mpctl_args *args, const mpctl_conn *conn,
+                            const char *command, json_t **account_r);
 
 /* check ACCOUNT [--live] [--timeout S] (check.c; helpers in check.h). */
 int mpctl_cmd_check(const mpctl_args *args, const mpctl_conn *conn);

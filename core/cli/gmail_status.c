@@ -101,8 +101,10 @@ static void print_status(const json_t *a)
     }
 }
 
-int mpctl_cmd_gmail_status(const mpctl_args *args, const mpctl_conn *conn)
+int mpctl_gmail_account_get(const mpctl_args *args, const mpctl_conn *conn,
+                            const char *command, json_t **account_r)
 {
+    *account_r = NULL;
     char *id = mpctl_path_escape(args->pos[0]);
     char *path = mpu_asprintf("/v1/accounts/%s", id);
     /* Fetched quietly: with --json the object is printed only once it is
@@ -121,13 +123,23 @@ int mpctl_cmd_gmail_status(const mpctl_args *args, const mpctl_conn *conn)
         char *drv = mpctl_sanitize(driver);
         fprintf(stderr,
                 "mailpulsectl: account '%s' uses driver '%s', not gmail; "
-                "gmail-status is for Gmail accounts (see: mailpulsectl account %s)\n",
-                acct, drv, acct);
+                "%s is for Gmail accounts (see: mailpulsectl account %s)\n",
+                acct, drv, command, acct);
         free(drv);
         free(acct);
         json_decref(a);
         return MPCTL_EXIT_ERROR;
     }
+    *account_r = a;
+    return MPCTL_EXIT_OK;
+}
+
+int mpctl_cmd_gmail_status(const mpctl_args *args, const mpctl_conn *conn)
+{
+    json_t *a;
+    int rc = mpctl_gmail_account_get(args, conn, "gmail-status", &a);
+    if (rc != MPCTL_EXIT_OK)
+        return rc;
     if (args->json) {
         json_dumpf(a, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
         fputc('\n', stdout);

@@ -2,7 +2,8 @@
  * gmail.so: the Gmail API driver's descriptor, configuration keys and
  * account lifecycle. The steps live in their own files: list_folders
  * (gmail_folders.c), bootstrap and backfill (gmail_bootstrap.c), the
- * account-wide history delta (gmail_delta.c), fetch (gmail_fetch.c), over
+ * account-wide history delta (gmail_delta.c), fetch (gmail_fetch.c), the
+ * admin's preflight (gmail_check.c), over
  * the API calls (gmail_api.c) and the HTTP layer (gmail_http.c).
  *
  * Credentials are the host's business: the driver describes them with
@@ -217,6 +218,7 @@ static mp_status gmail_account_open(mp_account *acct, const mp_config *cfg, void
     a->acct = acct;
     a->inst = gi;
     a->email = dup_nonempty(email);
+    a->service_account = has_sa;
     pthread_mutex_init(&a->lock, NULL);
     gmail_quota_init(&a->quota, GMAIL_QUOTA_PER_MINUTE);
     a->batch_size = GMAIL_BATCH_MAX;
@@ -322,4 +324,5 @@ MP_DRIVER_EXPORT const mp_driver mailpulse_driver = {
     .push_renew = gmail_push_renew,
     .push_cancel = gmail_push_cancel,
     .push_verify = gmail_push_verify,
+    .check = gmail_check,
 };

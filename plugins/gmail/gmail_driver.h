@@ -3,7 +3,7 @@
  * HTTP layer (gmail_http.c), the API calls (gmail_api.c) and the slots
  * (gmail_folders.c, gmail_bootstrap.c, gmail_delta.c, gmail_fetch.c).
  * The driver is read-only: it never calls a Gmail method that changes the
- * mailbox.
+ * mailbox, except the one test message an admin asks for (gmail_check.c).
  */
 #ifndef GMAIL_DRIVER_H
 #define GMAIL_DRIVER_H
@@ -46,6 +46,8 @@ typedef struct gmail_account {
     unsigned batch_size;     /* adaptive calls per batch, 1..GMAIL_BATCH_MAX */
     /* The label table, touched only by poll slots (one at a time). */
     gmail_labels labels;
+    int service_account;     /* credentials: service_account_file, not a
+                                user's refresh token                       */
     int labels_loaded;
     /* The last watch (gmail_watch.c), under lock: its historyId (lent to
      * the host as the subscription's cursor hint) and real expiry. */
@@ -65,6 +67,9 @@ typedef struct gmail_call {
     size_t max_response;      /* 0: the host's default bound                */
     int64_t deadline_ms;      /* wait for quota at most until then (0: 5 s) */
     int skip_on_400;          /* 400 is MP_SKIP (a stale page token), not fatal */
+    int any_status;           /* every answer after the 401 retry is MP_OK with
+                                 *resp_r, its status for the caller to read
+                                 (the preflight reports what it saw)       */
 } gmail_call;
 
 /* One authorized call: quota admitted, a token from oauth_token, a 401
@@ -75,6 +80,20 @@ typedef struct gmail_call {
  * until then); MP_FATAL for other answers. err->text names `what`. */
 mp_status gmail_http_call(gmail_account *a, const gmail_call *c, const char *what,
                           mp_http_response *resp_r, mp_error *err);
+
+/* The admin's preflight, the `check` slot (gmail_check.c). */
+mp_status gmail_check(mp_account *acct, unsigned flags, mp_check *chk, mp_error *err);
+
+/* The account's setup parameters (no secrets) as the JSON object for
+ * host->set_profile, with the push endpoint a check found (NULL: none).
+ * malloc'd. */
+char *gmail_profile_json(const gmail_account *a, const char *push_endpoint);
+
+/* Google's error answer {"error":{"code","message","errors":[{"reason"}],
+ * "status"}} (or OAuth's {"error":"..."}): its reason (or status) and
+ * message into the buffers ("" when absent). */
+void gmail_google_error(const char *body, size_t len, char *reason, size_t rcap,
+                        char *msg, size_t mcap);
 
 /* The same mapping for one part of a batch answer (status already known). */
 mp_status gmail_http_status(gmail_account *a, long status, const char *body, size_t len,

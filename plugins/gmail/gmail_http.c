@@ -51,10 +51,8 @@ static mp_status admit(gmail_account *a, uint32_t units, int64_t deadline, const
     }
 }
 
-/* Google's error answer: {"error":{"code","message","errors":[{"reason"}]}}
- * (or OAuth's {"error":"..."}); copies reason and message. */
-static void google_error(const char *body, size_t len, char *reason, size_t rcap, char *msg,
-                         size_t mcap)
+void gmail_google_error(const char *body, size_t len, char *reason, size_t rcap,
+                        char *msg, size_t mcap)
 {
     reason[0] = msg[0] = '\0';
     if (body == NULL || len == 0)
@@ -102,7 +100,7 @@ mp_status gmail_http_status(gmail_account *a, long status, const char *body, siz
         return MP_OK;
     }
     char reason[64], msg[256];
-    google_error(body, len, reason, sizeof reason, msg, sizeof msg);
+    gmail_google_error(body, len, reason, sizeof reason, msg, sizeof msg);
     int rate = status == 429 ||
                (status == 403 && (strcmp(reason, "rateLimitExceeded") == 0 ||
                                   strcmp(reason, "userRateLimitExceeded") == 0 ||
@@ -190,6 +188,10 @@ mp_status gmail_http_call(gmail_account *a, const gmail_call *c, const char *wha
             continue;
         }
         gmail_host->free_secret(&token);
+        if (c->any_status) {
+            *resp_r = resp;
+            return MP_OK;
+        }
         if (resp.status == 400 && c->skip_on_400) {
             gmail_host->http_free(&resp);
             return mp_fail(err, MP_SKIP, "%s: Gmail refused the request (400)", what);

@@ -21,6 +21,13 @@ What it serves (all on one 127.0.0.1 port; point the driver's `api_url`,
     and injected 429 (Retry-After) / 5xx.
   Access tokens expire after `access_token_lifetime` s; an unknown or expired
   bearer on the API gives 401 with the Gmail error JSON.
+- Token info `GET /tokeninfo?access_token=..` or `POST /tokeninfo` (form
+  `access_token`), as Google's oauth2.googleapis.com/tokeninfo answers it:
+  `azp`, `aud` (the client), `sub`, `scope` (space-separated), `exp` and
+  `expires_in` as strings, `access_type`; `email` and `email_verified`
+  ("true") only when the token carries the `email` (userinfo.email) scope.
+  An unknown or expired token: 400 `{"error":"invalid_token",
+  "error_description":"Invalid Value"}`.
 - Gmail API under `/gmail/v1/users/{userId}/` (P§2): `profile`, `labels`,
   `messages` (list: labelIds AND, q subset, maxResults, pageToken,
   includeSpamTrash, resultSizeEstimate; insert: JSON `{"raw":..}` or
@@ -44,7 +51,18 @@ What it serves (all on one 127.0.0.1 port; point the driver's `api_url`,
   `:acknowledge` (ackIds); a message not acked within the subscription's ack
   deadline is delivered again with a new ackId. A watched mailbox publishes
   `base64({"emailAddress":..,"historyId":".."})` to the watch's topic on every
-  change matching the watch's labels.
+  change matching the watch's labels (messages.insert included, as at
+  Google), as long as the topic's IAM policy lets Gmail's push account
+  publish.
+- Pub/Sub admin reads (what `gmail-setup` verifies): `GET /v1/{topic}`
+  (`{"name"}`), `GET /v1/{topic}:getIamPolicy` (Policy `{"version":1,
+  "etag","bindings":[{"role","members"}]}`; `{"etag":"ACAB"}` when empty),
+  `GET /v1/{topic}/subscriptions` (`{"subscriptions":[names],
+  "nextPageToken"}`, pageSize/pageToken), `GET /v1/{subscription}` (the
+  Subscription resource: name, topic, pushConfig `{pushEndpoint,
+  oidcToken{serviceAccountEmail, audience}}` (`{}` for pull), ackDeadlineSeconds,
+  messageRetentionDuration, expirationPolicy, state). 404 NOT_FOUND for an
+  unknown resource; all need a Pub/Sub scope.
 - JWKS `GET /oauth2/v3/certs` (P§2.2) with `Cache-Control: max-age`, the
   push signer's keys with `kid`; `rotate_signing_key()` on demand.
 - Push sender `push(url, ...)` (P§2.1, P§2.2): the exact envelope (both
@@ -80,10 +98,15 @@ Control surface (all thread-safe; endpoint names are in ENDPOINTS):
   JWT iat/exp (push tokens signed here, service-account assertions checked
   here) stay on the real clock because the other side checks them with its
   own;
-- Pub/Sub: create_topic(gmail_can_publish=), create_subscription(
-  push_endpoint=, audience=, ack_deadline=, dead_letter=), publish,
-  pending, push_attempts/push_retry_delay, numeric_history_id (the
-  notification's historyId as a JSON number instead of the guide's string);
+- Pub/Sub: create_topic(gmail_can_publish=, bindings=), set_topic_iam
+  (a topic's IAM bindings; Gmail may publish when one grants publisher,
+  editor or admin to serviceAccount:gmail-api-push@system.gserviceaccount.com),
+  topic_iam, create_subscription(push_endpoint=, audience=,
+  service_account=, oidc=, ack_deadline=, dead_letter=), set_push_config
+  (modifyPushConfig: endpoint, OIDC service account and audience; no
+  endpoint: pull), publish, pending, push_attempts/push_retry_delay,
+  numeric_history_id (the notification's historyId as a JSON number instead
+  of the guide's string);
 - push: push(url, email, history_id, forge=, message_id=,
   numeric_history_id=, snake_case=, camel_case=, body=), make_push_token,
   rotate_signing_key, jwks, push_log;
@@ -161,6 +184,11 @@ SCOPE_CLOUD = "https://www.googleapis.com/auth/cloud-platform"
 READ_SCOPES = {SCOPE_READONLY, SCOPE_METADATA, SCOPE_MODIFY, SCOPE_FULL}
 INSERT_SCOPES = {SCOPE_INSERT, SCOPE_MODIFY, SCOPE_FULL}
 PUBSUB_SCOPES = {SCOPE_PUBSUB, SCOPE_CLOUD}
+SCOPE_EMAIL = "https://www.googleapis.com/auth/userinfo.email"
+EMAIL_SCOPES = {"email", SCOPE_EMAIL}
+PUBLISHER_ROLE = "roles/pubsub.publisher"
+# Roles that include pubsub.topics.publish.
+PUBLISH_ROLES = {PUBLISHER_ROLE, "roles/pubsub.editor", "roles/pubsub.admin"}
 
 # Units per method, P§2 "Quota" (watch/stop are marked UNCONFIRMED there;
 # messages.insert, not in P§2, is 25 in Google's usage-limits table).
@@ -392,10 +420,30 @@ class Subscription:
         self.topic = topic
         self.ack_deadline = ack_deadline
         self.push_endpoint = push_endpoint
-        self.audience = audience
-        self.service_account = service_account
+        self.oidc_audience = audience       # as configured: None = the endpoint URL
+        self.service_account = service_account   # None: pushes carry no OIDC token
         self.backlog = collections.deque()  # [message dict, attempts]
         self.outstanding = {}               # ackId -> (message, attempts, deadline)
+
+    @property
+    def audience(self):
+        """The `aud` Pub/Sub signs: the configured audience or the endpoint."""
+        return self.oidc_audience or self.push_endpoint
+
+    def resource(self):
+        """The Subscription resource as subscriptions.get answers it."""
+        push = {}
+        if self.push_endpoint:
+            push["pushEndpoint"] = self.push_endpoint
+            if self.service_account:
+                oidc = {"serviceAccountEmail": self.service_account}
+                if self.oidc_audience:
+                    oidc["audience"] = self.oidc_audience
+                push["oidcToken"] = oidc
+        return {"name": self.name, "topic": self.topic, "pushConfig": push,
+                "ackDeadlineSeconds": self.ack_deadline,
+                "messageRetentionDuration": "604800s",
+                "expirationPolicy": {"ttl": "2678400s"}, "state": "ACTIVE"}
 
 
 # --------------------------------------------------------------------------
@@ -437,7 +485,7 @@ class FakeGmail:
         self.service_accounts = {}   # email -> {"key": RsaKey, "scopes": set}
         self.access_tokens = {}      # token -> {"email", "scopes", "expires"}
         self.users = {}              # email -> Mailbox
-        self.topics = {}             # name -> {"gmail_can_publish": bool}
+        self.topics = {}             # name -> {"gmail_can_publish": bool, "bindings"}
         self.subscriptions = {}      # name -> Subscription
         self.signing_keys = [signing_key or RsaKey()]   # [0] signs pushes; all published
         self.push_service_account = "push@fake-project.iam.gserviceaccount.com"
@@ -523,11 +571,12 @@ class FakeGmail:
                 "auth_uri": "https://accounts.google.com/o/oauth2/auth",
                 "token_uri": self.token_url}
 
-    def issue_access_token(self, email_addr, scopes=(SCOPE_READONLY,), lifetime=None):
+    def issue_access_token(self, email_addr, scopes=(SCOPE_READONLY,), lifetime=None,
+                           client=None):
         token = "ya29." + secrets.token_urlsafe(60)
         with self.lock:
             self.access_tokens[token] = {
-                "email": email_addr, "scopes": set(scopes),
+                "email": email_addr, "scopes": set(scopes), "client": client or "",
                 "expires": self.now() + (lifetime or self.access_token_lifetime)}
         return token
 
@@ -675,29 +724,68 @@ class FakeGmail:
                 match = not touched <= watched
             else:
                 match = bool(touched & watched)
-            if match:
+            info = self.topics.get(watch["topic"])
+            if match and info and info["gmail_can_publish"]:
                 hid = box.history_id
                 self.publish(watch["topic"], {
                     "emailAddress": box.email,
                     "historyId": hid if self.numeric_history_id else str(hid)})
 
     # ---- Pub/Sub control
-    def create_topic(self, name, gmail_can_publish=True):
+    def create_topic(self, name, gmail_can_publish=True, bindings=None):
+        """A topic; by default its IAM policy grants Gmail's push account
+        roles/pubsub.publisher (gmail_can_publish=False: no binding), or
+        exactly `bindings` ([{"role", "members"}]) when given."""
+        if bindings is None:
+            bindings = [{"role": PUBLISHER_ROLE, "members": ["serviceAccount:" + GMAIL_PUSH_SA]}
+                        ] if gmail_can_publish else []
         with self.lock:
-            self.topics[name] = {"gmail_can_publish": gmail_can_publish}
+            self.topics[name] = {}
+            self.set_topic_iam(name, bindings)
+
+    def set_topic_iam(self, name, bindings):
+        """Replace the topic's IAM bindings (setIamPolicy); Gmail may publish
+        when a binding gives its push account a role with publish."""
+        with self.lock:
+            topic = self.topics[name]
+            topic["bindings"] = [{"role": b["role"], "members": list(b["members"])}
+                                 for b in bindings]
+            topic["gmail_can_publish"] = any(
+                b["role"] in PUBLISH_ROLES and "serviceAccount:" + GMAIL_PUSH_SA in b["members"]
+                for b in bindings)
+
+    def topic_iam(self, name):
+        with self.lock:
+            return json.loads(json.dumps(self.topics[name]["bindings"]))
 
     def create_subscription(self, name, topic, ack_deadline=10, push_endpoint=None,
-                            audience=None, service_account=None, dead_letter=False):
+                            audience=None, service_account=None, dead_letter=False,
+                            oidc=True):
         """A pull subscription, or a push one when push_endpoint is set
-        (audience defaults to the endpoint URL, as in PushConfig.OidcToken).
-        With dead_letter, pulled messages carry deliveryAttempt (Pub/Sub
-        sets it only when the subscription has a dead-letter policy)."""
+        (audience defaults to the endpoint URL, as in PushConfig.OidcToken;
+        service_account to the fake's push signer; oidc=False: pushes carry
+        no Authorization). With dead_letter, pulled messages carry
+        deliveryAttempt (Pub/Sub sets it only when the subscription has a
+        dead-letter policy)."""
         with self.lock:
             if topic not in self.topics:
                 self.create_topic(topic)
             self.subscriptions[name] = Subscription(
-                name, topic, ack_deadline, push_endpoint, audience or push_endpoint,
-                service_account or self.push_service_account, dead_letter)
+                name, topic, ack_deadline, push_endpoint, audience,
+                (service_account or self.push_service_account) if oidc else None,
+                dead_letter)
+
+    def set_push_config(self, name, push_endpoint=None, audience=None, service_account=None,
+                        oidc=True):
+        """modifyPushConfig: push to `push_endpoint` with the OIDC service
+        account (default: the fake's signer) and audience (default: the
+        endpoint), or without a token (oidc=False); no endpoint: pull."""
+        with self.lock:
+            sub = self.subscriptions[name]
+            sub.push_endpoint = push_endpoint
+            sub.oidc_audience = audience if push_endpoint else None
+            sub.service_account = (service_account or self.push_service_account) \
+                if push_endpoint and oidc else None
 
     def publish(self, topic, payload, attributes=None):
         """Publish a message (payload dict is JSON-encoded then base64) to
@@ -731,7 +819,8 @@ class FakeGmail:
             try:
                 status, _, _ = self.push(sub.push_endpoint, message=msg,
                                          subscription=sub.name, audience=sub.audience,
-                                         service_account=sub.service_account)
+                                         service_account=sub.service_account,
+                                         forge=None if sub.service_account else "no_auth")
             except OSError as exc:
                 with self.lock:
                     self.push_log.append({"url": sub.push_endpoint, "status": None,
@@ -973,7 +1062,7 @@ class FakeGmail:
                 raise ApiError(404, "Not Found", "notFound")
             if endpoint == "token":
                 user = self._token_user(body)
-            elif endpoint in ("certs",):
+            elif endpoint in ("certs", "tokeninfo"):
                 user = None
             else:
                 user = self._authenticate(headers, endpoint)
@@ -982,6 +1071,8 @@ class FakeGmail:
                 raise injected
             if endpoint == "token":
                 result = self._token(headers, body)
+            elif endpoint == "tokeninfo":
+                result = self._tokeninfo(query, headers, body)
             elif endpoint == "certs":
                 self._count(endpoint, user, 200, arrived)
                 return 200, {"Content-Type": "application/json; charset=UTF-8",
@@ -992,8 +1083,10 @@ class FakeGmail:
                 answer = self._batch(headers, body)
                 self._count(endpoint, user, answer[0], arrived)
                 return answer
-            elif endpoint.startswith("pubsub."):
+            elif endpoint in ("pubsub.pull", "pubsub.acknowledge"):
                 result = self._pubsub(endpoint, path, body)
+            elif endpoint.startswith("pubsub."):
+                result = self._pubsub_admin(endpoint, path, query)
             else:
                 result = self._serve_gmail(endpoint, user, method, path, query, headers, body)
         except ApiError as err:
@@ -1098,7 +1191,7 @@ class FakeGmail:
                 if not asked <= info["scopes"]:
                     raise OAuthError(400, "invalid_scope",
                                      "Some requested scopes were invalid.")
-            answer = self._grant(info["email"], info["scopes"])
+            answer = self._grant(info["email"], info["scopes"], client_id)
             if self.rotate_refresh_tokens:
                 new = "1//" + secrets.token_urlsafe(48)
                 self.refresh_tokens[new] = self.refresh_tokens.pop(token)
@@ -1151,12 +1244,34 @@ class FakeGmail:
                 raise OAuthError(400, "invalid_grant", "Invalid email or User ID")
             else:
                 user = sub
-            return self._grant(user, scopes)
+            return self._grant(user, scopes, unverified.get("iss"))
 
-    def _grant(self, email_addr, scopes):
-        token = self.issue_access_token(email_addr, scopes)
+    def _grant(self, email_addr, scopes, client):
+        token = self.issue_access_token(email_addr, scopes, client=client)
         return {"access_token": token, "expires_in": self.access_token_lifetime,
                 "scope": " ".join(sorted(scopes)), "token_type": "Bearer"}
+
+    def _tokeninfo(self, query, headers, body):
+        token = query.get("access_token", [""])[0]
+        if not token and body:
+            form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+            token = form.get("access_token", [""])[0]
+        with self.lock:
+            info = self.access_tokens.get(token)
+            now = self.now()
+            if info is None or info["expires"] <= now:
+                raise OAuthError(400, "invalid_token", "Invalid Value")
+            sub = str(100000000000000000000 + int(hashlib.sha256(
+                info["email"].encode()).hexdigest()[:15], 16))
+            out = {"azp": info["client"], "aud": info["client"], "sub": sub,
+                   "scope": " ".join(sorted(info["scopes"])),
+                   "exp": str(int(info["expires"])),
+                   "expires_in": str(max(0, int(info["expires"] - now))),
+                   "access_type": "offline"}
+            if info["scopes"] & EMAIL_SCOPES:
+                out["email"] = info["email"]
+                out["email_verified"] = "true"
+            return out
 
     # ---- Gmail
     def _gmail(self, endpoint, user, method, path, query, headers, body):
@@ -1427,6 +1542,49 @@ class FakeGmail:
                 received.append(item)
             return {"receivedMessages": received} if received else {}
 
+    def _pubsub_admin(self, endpoint, path, query):
+        """topics.get, topics.getIamPolicy, topics.subscriptions.list and
+        subscriptions.get."""
+        name = urllib.parse.unquote(path[len("/v1/"):])
+        if endpoint == "pubsub.topics.getIamPolicy":
+            name = name.rsplit(":", 1)[0]
+        elif endpoint == "pubsub.topics.subscriptions.list":
+            name = name[:-len("/subscriptions")]
+        with self.lock:
+            if endpoint == "pubsub.subscriptions.get":
+                sub = self.subscriptions.get(name)
+                if sub is None:
+                    raise ApiError(404, "Resource not found (resource=%s)."
+                                   % name.split("/")[-1], "notFound")
+                return sub.resource()
+            topic = self.topics.get(name)
+            if topic is None:
+                raise ApiError(404, "Resource not found (resource=%s)." % name.split("/")[-1],
+                               "notFound")
+            if endpoint == "pubsub.topics.get":
+                return {"name": name}
+            if endpoint == "pubsub.topics.getIamPolicy":
+                if not topic["bindings"]:
+                    return {"etag": "ACAB"}
+                etag = base64.b64encode(hashlib.sha256(json.dumps(
+                    topic["bindings"], sort_keys=True).encode()).digest()[:8]).decode()
+                return {"version": 1, "etag": etag,
+                        "bindings": json.loads(json.dumps(topic["bindings"]))}
+            names = sorted(s.name for s in self.subscriptions.values() if s.topic == name)
+            size = _int_param(query, "pageSize", 100, 1, 1000)
+            start = 0
+            token = query.get("pageToken", [""])[0]
+            if token:
+                cursor = _page_cursor(query)
+                start = cursor[0]
+            page = names[start:start + size]
+            answer = {}
+            if page:
+                answer["subscriptions"] = page
+            if start + size < len(names):
+                answer["nextPageToken"] = _page_token([start + size])
+            return answer
+
     def _redeliver(self, sub):
         now = self.now()
         for ack, (msg, attempts, deadline) in list(sub.outstanding.items()):
@@ -1555,9 +1713,21 @@ def _classify(method, path):
         return "certs"
     if method == "POST" and path == "/batch/gmail/v1":
         return "batch"
+    if path == "/tokeninfo" and method in ("GET", "POST"):
+        return "tokeninfo"
     m = re.fullmatch(r"/v1/projects/[^/]+/subscriptions/[^/:]+:(pull|acknowledge)", path)
     if m and method == "POST":
         return "pubsub." + m.group(1)
+    if method == "GET":
+        for pattern, name in ((r"/v1/projects/[^/]+/topics/[^/:]+", "pubsub.topics.get"),
+                              (r"/v1/projects/[^/]+/topics/[^/:]+:getIamPolicy",
+                               "pubsub.topics.getIamPolicy"),
+                              (r"/v1/projects/[^/]+/topics/[^/:]+/subscriptions",
+                               "pubsub.topics.subscriptions.list"),
+                              (r"/v1/projects/[^/]+/subscriptions/[^/:]+",
+                               "pubsub.subscriptions.get")):
+            if re.fullmatch(pattern, path):
+                return name
     m = re.fullmatch(r"(/upload)?/gmail/v1/users/[^/]+(/.*)?", path)
     if not m:
         return None
@@ -1574,9 +1744,11 @@ def _classify(method, path):
     return None
 
 
-ENDPOINTS = ("token", "certs", "batch", "profile", "labels.list", "messages.list",
-             "messages.get", "messages.insert", "history.list", "watch", "stop",
-             "pubsub.pull", "pubsub.acknowledge")
+ENDPOINTS = ("token", "tokeninfo", "certs", "batch", "profile", "labels.list",
+             "messages.list", "messages.get", "messages.insert", "history.list", "watch",
+             "stop", "pubsub.pull", "pubsub.acknowledge", "pubsub.topics.get",
+             "pubsub.topics.getIamPolicy", "pubsub.topics.subscriptions.list",
+             "pubsub.subscriptions.get")
 
 
 def _split_multipart(body, boundary):

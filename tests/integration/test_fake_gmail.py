@@ -625,6 +625,139 @@ class FakeGmailTest(unittest.TestCase):
         verify_push_jwt(headers["Authorization"][7:], self.fake.jwks(), "my-audience",
                         self.fake.push_service_account)
 
+    def test_insert_into_watched_inbox_publishes(self):
+        """messages.insert is a change like a delivery: the watch publishes
+        to its topic, which pushes to the subscription's endpoint."""
+        recv = Receiver()
+        self.addCleanup(recv.close)
+        self.fake.create_topic(TOPIC)
+        self.fake.create_subscription("projects/proj/subscriptions/push", TOPIC,
+                                      push_endpoint=recv.url)
+        self.assertEqual(self.get("/watch", "POST", body={"topicName": TOPIC,
+                                                          "labelIds": ["INBOX"]})[0], 200)
+        status, _, m = self.get("/messages?internalDateSource=receivedTime", "POST",
+                                body={"raw": b64e(raw_message(1)),
+                                      "labelIds": ["INBOX", "UNREAD"]})
+        self.assertEqual(status, 200)
+        self.assertEqual(m["labelIds"], ["INBOX", "UNREAD"])
+        self.assertTrue(recv.event.wait(10))
+        note = json.loads(b64d(json.loads(recv.requests[0][1])["message"]["data"]))
+        self.assertEqual(note, {"emailAddress": USER,
+                                "historyId": str(self.fake.history_id(USER))})
+        # Once the grant is gone Gmail cannot publish: no second push.
+        recv.event.clear()
+        self.fake.set_topic_iam(TOPIC, [])
+        self.get("/messages", "POST", body={"raw": b64e(raw_message(2)),
+                                            "labelIds": ["INBOX"]})
+        self.assertFalse(recv.event.wait(1))
+        self.assertEqual(len(recv.requests), 1)
+
+    def test_tokeninfo(self):
+        token = self.fake.issue_access_token(USER, SCOPES, client=CLIENT)
+        status, _, info = call(self.fake.url + "/tokeninfo?access_token=" + token)
+        self.assertEqual(status, 200)
+        self.assertEqual(set(info["scope"].split()), set(SCOPES))
+        self.assertEqual((info["aud"], info["azp"]), (CLIENT, CLIENT))
+        self.assertIsInstance(info["expires_in"], str)
+        self.assertTrue(0 < int(info["expires_in"]) <= 3599)
+        self.assertGreater(int(info["exp"]), time.time())
+        self.assertNotIn("email", info)   # Google adds it only with the email scope
+        with_email = self.fake.issue_access_token(USER, SCOPES + ("email",), client=CLIENT)
+        status, _, info = call(self.fake.url + "/tokeninfo", "POST",
+                               form={"access_token": with_email})
+        self.assertEqual((status, info["email"], info["email_verified"]),
+                         (200, USER, "true"))
+        # A token from the refresh grant names its client.
+        _, _, grant = call(self.fake.token_url, "POST", form={
+            "grant_type": "refresh_token", "client_id": CLIENT, "client_secret": SECRET,
+            "refresh_token": self.refresh})
+        _, _, info = call(self.fake.url + "/tokeninfo?access_token=" + grant["access_token"])
+        self.assertEqual(info["azp"], CLIENT)
+        for bad in ("nope", token):
+            if bad == token:
+                self.fake.expire_access_tokens()
+            status, _, err = call(self.fake.url + "/tokeninfo?access_token=" + bad)
+            self.assertEqual((status, err), (400, {"error": "invalid_token",
+                                                  "error_description": "Invalid Value"}))
+        self.assertEqual(self.fake.calls("tokeninfo"), 5)
+
+    def test_pubsub_admin_reads(self):
+        base = self.fake.url + "/v1/"
+        self.fake.create_topic(TOPIC)
+        self.fake.create_topic("projects/proj/topics/other", gmail_can_publish=False)
+        status, _, t = call(base + TOPIC, token=self.token)
+        self.assertEqual((status, t), (200, {"name": TOPIC}))
+        _, _, policy = call(base + TOPIC + ":getIamPolicy", token=self.token)
+        self.assertEqual(policy["bindings"], [{
+            "role": "roles/pubsub.publisher",
+            "members": ["serviceAccount:gmail-api-push@system.gserviceaccount.com"]}])
+        self.assertIn("etag", policy)
+        _, _, empty = call(base + "projects/proj/topics/other:getIamPolicy",
+                           token=self.token)
+        self.assertEqual(empty, {"etag": "ACAB"})
+        # Gmail's watch refuses a topic it cannot publish to; a grant fixes it.
+        status, _, _ = self.get("/watch", "POST",
+                                body={"topicName": "projects/proj/topics/other"})
+        self.assertEqual(status, 403)
+        self.fake.set_topic_iam("projects/proj/topics/other", [
+            {"role": "roles/pubsub.editor",
+             "members": ["user:x@example.com", "serviceAccount:" + fake_gmail.GMAIL_PUSH_SA]}])
+        status, _, _ = self.get("/watch", "POST",
+                                body={"topicName": "projects/proj/topics/other"})
+        self.assertEqual(status, 200)
+        self.assertEqual(self.fake.topic_iam("projects/proj/topics/other")[0]["role"],
+                         "roles/pubsub.editor")
+
+        push = "projects/proj/subscriptions/push"
+        self.fake.create_subscription(push, TOPIC, push_endpoint="https://mp.example/push/g",
+                                      audience="aud-1", service_account="sa@p.iam")
+        self.fake.create_subscription(PULL_SUB, TOPIC, ack_deadline=30)
+        self.fake.create_subscription("projects/proj/subscriptions/elsewhere",
+                                      "projects/proj/topics/other")
+        _, _, page1 = call(base + TOPIC + "/subscriptions?pageSize=1", token=self.token)
+        self.assertEqual(page1["subscriptions"], [PULL_SUB])
+        _, _, page2 = call(base + TOPIC + "/subscriptions?pageSize=1&pageToken=" +
+                           page1["nextPageToken"], token=self.token)
+        self.assertEqual(page2, {"subscriptions": [push]})
+        _, _, sub = call(base + push, token=self.token)
+        self.assertEqual(sub["pushConfig"], {
+            "pushEndpoint": "https://mp.example/push/g",
+            "oidcToken": {"serviceAccountEmail": "sa@p.iam", "audience": "aud-1"}})
+        self.assertEqual((sub["name"], sub["topic"], sub["ackDeadlineSeconds"]),
+                         (push, TOPIC, 10))
+        _, _, pull = call(base + PULL_SUB, token=self.token)
+        self.assertEqual((pull["pushConfig"], pull["ackDeadlineSeconds"]), ({}, 30))
+        # modifyPushConfig: default audience (left out of the resource), no
+        # OIDC, back to pull.
+        self.fake.set_push_config(push, "https://mp.example/push/g")
+        _, _, sub = call(base + push, token=self.token)
+        self.assertEqual(sub["pushConfig"]["oidcToken"],
+                         {"serviceAccountEmail": self.fake.push_service_account})
+        self.fake.set_push_config(push, "https://mp.example/push/g", oidc=False)
+        self.assertNotIn("oidcToken", call(base + push, token=self.token)[2]["pushConfig"])
+        self.fake.set_push_config(push)
+        self.assertEqual(call(base + push, token=self.token)[2]["pushConfig"], {})
+        # Unknown resources, and credentials without a Pub/Sub scope.
+        status, _, err = call(base + "projects/proj/subscriptions/none", token=self.token)
+        self.assert_google_error(status, err, 404, "notFound")
+        status, _, err = call(base + "projects/proj/topics/none:getIamPolicy",
+                              token=self.token)
+        self.assertEqual(status, 404)
+        gmail_only = self.fake.issue_access_token(USER, (fake_gmail.SCOPE_READONLY,))
+        status, _, err = call(base + TOPIC, token=gmail_only)
+        self.assert_google_error(status, err, 403, "insufficientPermissions")
+        self.assertEqual(self.fake.calls("pubsub.subscriptions.get"), 6)
+
+    def test_push_without_oidc(self):
+        recv = Receiver()
+        self.addCleanup(recv.close)
+        self.fake.create_topic(TOPIC)
+        self.fake.create_subscription("projects/proj/subscriptions/push", TOPIC,
+                                      push_endpoint=recv.url, oidc=False)
+        self.fake.publish(TOPIC, {"emailAddress": USER, "historyId": "1"})
+        self.assertTrue(recv.event.wait(10))
+        self.assertNotIn("Authorization", recv.requests[0][0])
+
     def test_concurrency_is_observable(self):
         self.fake.pause("history.list")
         url = self.api + "/history?startHistoryId=%d" % self.fake.history_id(USER)

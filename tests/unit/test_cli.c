@@ -248,6 +248,37 @@ static void test_args_check(void **state)
     assert_non_null(strstr(mpctl_usage(), "check ACCOUNT [--live]"));
 }
 
+/* gmail-setup ACCOUNT [--public-url URL] [--no-live] [--timeout SECONDS]. */
+static void test_args_gmail_setup(void **state)
+{
+    (void)state;
+    char x[] = "x", cmd[] = "gmail-setup", acct[] = "gm", url[] = "--public-url",
+         host[] = "https://mail.example.org", nolive[] = "--no-live",
+         timeout[] = "--timeout", ten[] = "10";
+    char *v1[] = {x, cmd, url, host, acct, nolive, timeout, ten, NULL};
+    mpctl_args a;
+    char *error = NULL;
+    assert_int_equal(parse(8, v1, &a, &error), 0);
+    assert_int_equal(a.command, MPCTL_CMD_GMAIL_SETUP);
+    assert_string_equal(a.pos[0], "gm");
+    assert_string_equal(a.public_url, "https://mail.example.org");
+    assert_true(a.no_live);
+    assert_int_equal(a.timeout_s, 10);
+    char *v2[] = {x, cmd, acct, NULL};
+    assert_int_equal(parse(3, v2, &a, &error), 0);
+    assert_null(a.public_url);
+    assert_false(a.no_live);
+    assert_int_equal(a.timeout_s, -1);
+    char *v3[] = {x, cmd, NULL};
+    expect_usage_error(2, v3, "missing argument");
+    char live[] = "--live";
+    char *v4[] = {x, cmd, acct, live, NULL};
+    expect_usage_error(4, v4, "unknown option");
+    char *v5[] = {x, cmd, acct, url, NULL};
+    expect_usage_error(4, v5, "requires an argument");
+    assert_non_null(strstr(mpctl_usage(), "gmail-setup ACCOUNT [--public-url URL]"));
+}
+
 static void test_args_errors(void **state)
 {
     char x[] = "x";
@@ -675,6 +706,7 @@ int main(void)
         cmocka_unit_test(test_args_backfill_and_check_config),
         cmocka_unit_test(test_args_gmail_status),
         cmocka_unit_test(test_args_check),
+        cmocka_unit_test(test_args_gmail_setup),
         cmocka_unit_test(test_args_help),
         cmocka_unit_test(test_args_errors),
         cmocka_unit_test(test_width),
