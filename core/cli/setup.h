@@ -1,8 +1,7 @@
 /*
- * What the guided setup commands (graph-setup; gmail-setup once both
- * branches meet) share: the verdict lines in the check table's words, the
- * RFC 3339 times the daemon and the drivers write, and the live test's
- * wait for the test message's message.new on the event stream.
+ * What the guided setup commands (gmail-setup, graph-setup) share: the verdict lines in
+ * the check table's words, the RFC 3339 times the daemon and the drivers write, and the
+ * live test's wait for the test message's message.new on the event stream.
  *
  * Everything printed goes through mpctl_sanitize: the values come from the
  * daemon, the provider and the network.
