@@ -288,7 +288,7 @@ MP_DRIVER_EXPORT const mp_driver mailpulse_driver = {
     MP_DRIVER_HEAD("graph"),
     .version = "1.0",
     .description = "Microsoft Graph (Outlook, Microsoft 365): delta per folder, immutable"
-                   " ids, read-only",
+                   " ids, change notifications per folder, read-only",
     .instance_keys = graph_instance_keys,
     .account_keys = graph_account_keys,
     .poll_interval_s = 180,

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #define DAY_S (24 * 3600)
 
@@ -67,6 +68,7 @@ graph_push_inst *graph_push_inst_new(const char *public_url, const char *push_in
     pthread_mutex_init(&pi->lock, NULL);
     pi->minutes = minutes;
     pi->max_folders = max_folders;
+    atomic_init(&pi->validations, 0);
     if (public_url != NULL && push_instance != NULL) {
         char *name = graph_escape(push_instance);
         char *base = join(public_url, "/push/");
@@ -119,6 +121,7 @@ void graph_push_open(graph_account *a, const mp_config *cfg)
                       "push: the stored subscription set is unreadable;"
                       " subscribing again");
         p->enrolled = p->n > 0;
+        OPENSSL_cleanse(text, strlen(text)); /* it holds the clientStates */
         graph_host->free(text);
     }
     pthread_mutex_lock(&pi->lock);
@@ -188,6 +191,8 @@ static mp_status read_sub(const mp_http_response *resp, char **id_r, int64_t *ex
     return MP_OK;
 }
 
+static mp_status sub_delete(graph_account *a, const char *id, mp_error *err);
+
 /* POST /subscriptions for `folder_id` (NULL: the whole mailbox). Fills
  * *out (owned by the caller). */
 static mp_status sub_create(graph_account *a, const char *folder_id, const char *folder,
@@ -219,6 +224,7 @@ static mp_status sub_create(graph_account *a, const char *folder_id, const char 
     }
     char *url = join(a->inst->api_url, "/subscriptions");
     mp_status st = MP_OK;
+    unsigned long seen = atomic_load(&pi->validations);
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_mutex_lock(&pi->lock);
         int64_t minutes = pi->minutes;
@@ -241,6 +247,7 @@ static mp_status sub_create(graph_account *a, const char *folder_id, const char 
                         .body_len = strlen(text)};
         mp_http_response resp;
         st = graph_http_call(a, &c, "create subscription", &resp, err);
+        OPENSSL_cleanse(text, strlen(text)); /* it holds the clientState */
         free(text);
         if (st == MP_OK) {
             st = read_sub(&resp, &out->id, &out->expires_at, "create subscription", err);
@@ -262,6 +269,22 @@ static mp_status sub_create(graph_account *a, const char *folder_id, const char 
     }
     free(url);
     free(resource);
+    if (st == MP_OK && atomic_load(&pi->validations) == seen) {
+        /* Graph validated the URL before it answered, but not here: the
+         * URL leads to another receiver (another instance, another
+         * daemon). Its notifications would never be ours. */
+        mp_error derr;
+        memset(&derr, 0, sizeof derr);
+        (void)sub_delete(a, out->id, &derr);
+        free(out->id);
+        out->id = NULL;
+        st = mp_fail(
+            err, MP_FATAL,
+            "create subscription: Graph validated %s but this instance received"
+            " no validation request: public_url or push_instance (this file's name)"
+            " leads elsewhere",
+            pi->notify_url);
+    }
     if (st != MP_OK) {
         free(secret);
         return st;
@@ -370,6 +393,8 @@ static void persist(graph_account *a)
     if (graph_host->state_put(a->acct, GRAPH_SUBS_KEY, text, &err) != MP_OK)
         graph_log(a, MP_LOG_WARNING, "push: cannot store the subscription set: %s",
                   err.text);
+    if (text != NULL)
+        OPENSSL_cleanse(text, strlen(text)); /* it holds the clientStates */
     free(text);
 }
 

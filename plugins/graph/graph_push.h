@@ -17,6 +17,7 @@
 #define GRAPH_PUSH_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,6 +71,9 @@ typedef struct graph_push_inst {
     size_t max_folders;  /* folder_subscriptions_max */
     char *notify_url;    /* <public_url>/push/<push_instance> */
     char *lifecycle_url; /* notify_url + "/lifecycle" */
+    /* Validation requests this instance answered: a create that Graph
+     * validated without one reached another receiver (graph_push.c). */
+    atomic_ulong validations;
 } graph_push_inst;
 
 /* ---- the set (graph_subs.c) ---- */

@@ -198,8 +198,11 @@ mp_status graph_push_verify(mp_instance *inst, const mp_push_request *req,
     }
     size_t raw_len = 0;
     const char *raw = query_param(req->query, "validationToken", &raw_len);
-    if (raw != NULL)
+    if (raw != NULL) {
+        if (pi != NULL)
+            atomic_fetch_add(&pi->validations, 1);
         return validation(raw, raw_len, reply, err);
+    }
     if (pi == NULL) {
         refuse(reply, 404, "not initialised");
         return mp_fail(err, MP_FATAL, "graph instance not initialised");

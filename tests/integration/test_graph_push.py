@@ -180,9 +180,11 @@ class GraphPush(unittest.TestCase):
         text = json.dumps(acct)
         out = self.d.ctl("account", self.A)
         self.assertEqual(out.returncode, 0, out.stderr)
+        log = self.d.log_text()  # at log_level debug
         for st in states:
             self.assertNotIn(st, text)
             self.assertNotIn(st, out.stdout)
+            self.assertNotIn(st, log)
         self.assertTrue(acct["push_live"], acct["push_state"])
         self.assertIn("%d subscriptions" % len(self.folders), acct["push_state"])
         # mailpulsectl account: each subscription with its expiry.
@@ -551,6 +553,49 @@ class GraphPushMailboxWide(unittest.TestCase):
                                                            types=["message.new"], after=seq)
                                        if e["json"]["message"] == pid], 60,
                               message="message.new through the mailbox-wide subscription")
+        finally:
+            d.stop()
+            fake.stop()
+
+
+class GraphPushWrongInstance(unittest.TestCase):
+    """push_instance names another instance of the daemon: Graph's
+    validation is answered there, never here; the driver notices, deletes
+    the subscription and says what to fix."""
+    A = "wi"
+    USER = "dee@contoso.example"
+
+    def test_wrong_push_instance(self):
+        port = free_port()
+        d = mptest.Daemon(name="graph_push_wi", driver_dir=mptest.env("MP_BUILD_DRIVER_DIR"),
+                          settings={"http": {"listen": "127.0.0.1:%d" % port}})
+        fake = fake_graph.FakeGraph()
+        fake.start()
+        try:
+            fake.add_client(CLIENT, SECRET, roles=("Mail.Read",))
+            fake.add_user(self.USER)
+            fake.add_user("other@contoso.example")
+            graph_instance(d, fake, port, [{"id": self.A, "user": self.USER,
+                                            "poll_interval": 3600, "folders": ["Inbox"]}],
+                           push_instance="other")
+            # The instance the URL really leads to (polling, no public_url).
+            keys = {"tenant": fake.tenant_id, "client_id": CLIENT, "api_url": fake.api_url,
+                    "login_url": fake.login_url,
+                    "client_secret_file": d.write_secret("other.client_secret",
+                                                         SECRET.encode() + b"\n")}
+            d.write_instance("other", mptest.render_instance(
+                "graph", [{"id": "oth", "user": "other@contoso.example",
+                           "poll_interval": 3600, "folders": ["Inbox"]}], **keys))
+            d.start()
+            d.wait_bootstrapped(self.A, ["Inbox"])
+            acct = mptest.wait_until(
+                lambda: (lambda a: "leads elsewhere" in (a["push_state"] or "") and a)(
+                    d.account(self.A)), 60, message="push state names the wrong URL")
+            self.assertIn("push_instance", acct["push_state"])
+            self.assertFalse(acct["push_live"])
+            self.assertGreaterEqual(fake.calls("subscriptions.create"), 1)
+            self.assertEqual(fake.subscriptions_of(self.USER), [])
+            self.assertGreaterEqual(fake.calls("subscriptions.delete"), 1)
         finally:
             d.stop()
             fake.stop()
