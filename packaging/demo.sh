@@ -16,6 +16,16 @@
 # seconds that arrives as message.new. Its credentials are files under
 # ./mailpulse-demo/gmail (mode 0600).
 #
+# And graph.so (Outlook, Microsoft 365) runs against a LOCAL STAND-IN for
+# Microsoft Graph (tests/integration/fake_graph.py on 127.0.0.1: Graph mail
+# API and the identity platform's token endpoint; no Microsoft account):
+# `mailpulsectl graph-setup` checks it (token, mailbox, the validation
+# round trip to the push listener, the change-notification subscriptions,
+# a live test message), then the stand-in adds an Outlook message every few
+# seconds and POSTs a change notification for it to the daemon's push
+# listener, which syncs it as message.new. Its credentials are files under
+# ./mailpulse-demo/outlook (mode 0600).
+#
 # Usage: packaging/demo.sh                    (Ctrl-C stops it)
 #        DEMO_SECONDS=30 packaging/demo.sh    (stops by itself)
 set -eu
@@ -25,7 +35,7 @@ sh packaging/deps.sh build
 jobs=$(nproc 2>/dev/null || echo 2)
 echo "building (build/) ..."
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$jobs" --target mailpulsed mailpulsectl imap gmail >/dev/null
+cmake --build build -j "$jobs" --target mailpulsed mailpulsectl imap gmail graph >/dev/null
 
 demo=${MAILPULSE_DEMO_DIR:-$top/mailpulse-demo}
 rm -rf "$demo"
@@ -41,6 +51,7 @@ dovecot_pid=""
 daemon_pid=""
 follow_pid=""
 fake_pid=""
+graph_pid=""
 cleanup() {
   trap - EXIT INT TERM
   [ -n "$follow_pid" ] && kill "$follow_pid" 2>/dev/null || true
@@ -50,6 +61,11 @@ cleanup() {
     kill "$fake_pid" 2>/dev/null || true
     wait "$fake_pid" 2>/dev/null || true
     echo "Local Gmail stand-in stopped."
+  fi
+  if [ -n "$graph_pid" ]; then
+    kill "$graph_pid" 2>/dev/null || true
+    wait "$graph_pid" 2>/dev/null || true
+    echo "Local Microsoft Graph stand-in stopped."
   fi
   if [ -n "$dovecot_pid" ]; then
     kill "$dovecot_pid" 2>/dev/null || true
@@ -142,13 +158,51 @@ echo "   Pub/Sub pushes to $push_url with an OIDC token it signs"
 echo "   credentials (mode 0600): $demo/gmail/"
 echo
 
+# Outlook: graph.so against the Graph stand-in; its change notifications go
+# to the same push listener, path /push/outlook (the instance's name).
+echo "== starting a LOCAL STAND-IN for Microsoft Graph (NOT Microsoft: fake Graph mail API, identity platform)"
+mkdir -p "$demo/outlook"
+chmod 700 "$demo/outlook"
+python3 "$top/tests/integration/fake_graph.py" --dir "$demo/outlook" --every 6 \
+  >"$dv/fake_graph.json" 2>"$dv/fake_graph.stderr" &
+graph_pid=$!
+i=0
+until [ -s "$dv/fake_graph.json" ]; do
+  i=$((i + 1))
+  if [ $i -gt 300 ] || ! kill -0 "$graph_pid" 2>/dev/null; then
+    echo "the local Microsoft Graph stand-in did not start:" >&2
+    cat "$dv/fake_graph.stderr" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+python3 - "$dv/fake_graph.json" "$demo/plugins.d/outlook.yaml" "http://127.0.0.1:$push_port" <<'PY'
+import json, sys
+info = json.loads(open(sys.argv[1]).readline())
+q = json.dumps
+instance = ["driver: graph", "auth: app"]
+for key in ("tenant", "client_id", "client_secret_file", "api_url", "login_url"):
+    instance.append("%s: %s" % (key, q(info[key])))
+instance += ["public_url: %s" % q(sys.argv[3]),
+             "accounts:", "  - id: outlook-demo", "    user: %s" % q(info["user"])]
+with open(sys.argv[2], "w") as f:
+    f.write("# graph.so against the LOCAL STAND-IN for Microsoft Graph (fake_graph.py)\n")
+    f.write("\n".join(instance) + "\n")
+print("   fake_graph.py on %s (%s): 3 messages in %s's Inbox, one more every 6 s"
+      % (info["api_url"], info["note"], info["user"]))
+PY
+echo "   change notifications to http://127.0.0.1:$push_port/push/outlook (validation handshake first)"
+echo "   credentials (mode 0600): $demo/outlook/"
+echo
+
 (umask 077 && printf 'demo-password' >"$demo/alice.password")
 cat >"$demo/mailpulsed.conf" <<CONF
 state_dir = "$demo/state";
 driver_dir = "$top/build/drivers";
 plugins_dir = "$demo/plugins.d";
 http = { listen = "127.0.0.1:0"; };
-# Gmail's Pub/Sub pushes (from the local stand-in): plaintext on loopback.
+# Gmail's Pub/Sub pushes and Graph's change notifications (from the local
+# stand-ins): plaintext on loopback.
 push = { listen = "127.0.0.1:$push_port"; tls = false; };
 backfill = { bootstrap_max = 100; batch_size = 50; };
 schedule = { backfill_interval = 4; };
@@ -209,6 +263,19 @@ gmail_summary() {
   echo "   $live; watch until ${watch_end:--} at Gmail, re-watched before ${renew:--}"
 }
 
+# The Outlook account in two lines: bootstrap and push counts, folders, and
+# the subscriptions (mailpulsectl account lists each with its expiry).
+outlook_summary() {
+  loaded=$($ctl events --after 0 --types message.synced --accounts outlook-demo 2>/dev/null | wc -l)
+  pushed=$($ctl events --after 0 --types message.new --accounts outlook-demo 2>/dev/null | wc -l)
+  acct=$($ctl account outlook-demo 2>/dev/null || true)
+  inbox=$(printf '%s\n' "$acct" | awk '/^NAME/ { p = 1; next } p && $1 == "Inbox" { print $3 }')
+  push=$(printf '%s\n' "$acct" | sed -n 's/^push: *//p')
+  echo "   outlook-demo [local stand-in, not Microsoft]: bootstrap loaded $loaded, $pushed new since;" \
+    "Inbox holds ${inbox:-0}"
+  echo "   push ${push:--}"
+}
+
 echo "== bootstrap: the newest 100 messages of each folder at once, history in the background"
 sleep 2
 $ctl account demo || true
@@ -223,8 +290,14 @@ echo "== Gmail against the local stand-in: bootstrap, watch, Pub/Sub push"
 gmail_summary
 echo
 
+echo "== Outlook against the local stand-in for Microsoft Graph: mailpulsectl graph-setup outlook-demo"
+$ctl graph-setup outlook-demo --timeout 30 || true
+outlook_summary
+echo
+
 echo "== live events (new mail is APPENDed over IMAP; IDLE/NOTIFY pushes it to mailpulsed;"
-echo "   the Gmail stand-in adds a message every 5 s and Pub/Sub-pushes it: account gmail-demo)"
+echo "   the Gmail stand-in adds a message every 5 s and Pub/Sub-pushes it: account gmail-demo;"
+echo "   the Graph stand-in adds one every 6 s and notifies /push/outlook: account outlook-demo)"
 $ctl events --follow --types message.new,message.updated,message.deleted,folder.reset,account.status &
 follow_pid=$!
 
@@ -257,6 +330,7 @@ PY
     echo "-- $(date +%H:%M:%S) final state"
     folders
     gmail_summary
+    outlook_summary
     break
   fi
 done

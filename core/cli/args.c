@@ -76,6 +76,13 @@ static const struct option gmail_setup_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+static const struct option graph_setup_opts[] = {
+    {"no-live", no_argument, NULL, OPT_NO_LIVE},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
 /* A check waits at most this long (--timeout). */
 #define CHECK_TIMEOUT_MAX_S 3600
 
@@ -95,6 +102,7 @@ static const struct command_spec commands[] = {
     {"gmail-status", MPCTL_CMD_GMAIL_STATUS, 1, 1, ":h", plain_opts},
     {"check", MPCTL_CMD_CHECK, 1, 1, ":h", check_opts},
     {"gmail-setup", MPCTL_CMD_GMAIL_SETUP, 1, 1, ":h", gmail_setup_opts},
+    {"graph-setup", MPCTL_CMD_GRAPH_SETUP, 1, 1, ":h", graph_setup_opts},
 };
 
 static const struct option global_opts[] = {
@@ -140,6 +148,12 @@ const char *mpctl_usage(void)
            "                                script, a live test message and its latency\n"
            "                                (default wait 120 s); exit 0 ready, 1 setup\n"
            "                                incomplete, 2 error\n"
+           "  graph-setup ACCOUNT [--no-live] [--timeout SECONDS]\n"
+           "                                guided Outlook push setup: preflight, the\n"
+           "                                public URL's validation round trip, the\n"
+           "                                subscriptions, a live test message and its\n"
+           "                                latency (default wait 120 s); exit 0 ready,\n"
+           "                                1 setup incomplete, 2 error\n"
            "  check-config [FILE]           validate a daemon configuration\n"
            "  help                          this text\n"
            "\n"

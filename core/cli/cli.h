@@ -39,6 +39,7 @@ typedef enum mpctl_command {
     MPCTL_CMD_WEBHOOKS,
     MPCTL_CMD_GMAIL_STATUS,
     MPCTL_CMD_CHECK,
+    MPCTL_CMD_GRAPH_SETUP,
     MPCTL_CMD_GMAIL_SETUP,
 } mpctl_command;
 
@@ -68,7 +69,7 @@ typedef struct mpctl_args {
     /* check */
     int live;          /* --live                                        */
     int64_t timeout_s; /* --timeout; -1 when not given                  */
-    /* gmail-setup */
+    /* gmail-setup, graph-setup */
     const char *public_url; /* --public-url                             */
     int no_live;            /* --no-live                                */
 } mpctl_args;

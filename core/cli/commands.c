@@ -326,6 +326,29 @@ static void print_folders(const json_t *folders)
     mpctl_table_free(&t);
 }
 
+/* A driver with several push subscriptions per account (graph.so: one per
+ * folder) lists them in its profile as {folder, id, expires}: one line
+ * each, so an admin sees every expiry without reading the JSON. */
+static void print_push_subscriptions(const json_t *subs)
+{
+    size_t i;
+    const json_t *sub;
+    json_array_foreach(subs, i, sub)
+    {
+        const char *folder = json_string_value(json_object_get(sub, "folder"));
+        const char *id = json_string_value(json_object_get(sub, "id"));
+        const char *expires = json_string_value(json_object_get(sub, "expires"));
+        if (id == NULL)
+            continue;
+        print_kv_owned("subscribed:",
+                       mpu_asprintf("%s  %s  expires %s",
+                                    folder == NULL            ? "-"
+                                    : strcmp(folder, "*") == 0 ? "(mailbox-wide)"
+                                                               : folder,
+                                    id, expires != NULL ? expires : "-"));
+    }
+}
+
 static int cmd_account(const mpctl_args *args, const mpctl_conn *conn)
 {
     char *id = mpctl_path_escape(args->pos[0]);
@@ -351,6 +374,7 @@ static int cmd_account(const mpctl_args *args, const mpctl_conn *conn)
     print_kv_owned("backfill:", job_text(json_object_get(a, "backfill")));
     print_kv_owned("profile:", field(a, "profile"));
     print_kv_owned("subscription:", field(a, "subscription"));
+    print_push_subscriptions(json_object_get(json_object_get(a, "profile"), "subscriptions"));
     printf("\n");
     print_folders(json_object_get(a, "folders"));
     json_decref(a);
@@ -571,6 +595,8 @@ int mpctl_cmd_run(const mpctl_args *args, const mpctl_conn *conn)
         return mpctl_cmd_gmail_status(args, conn);
     case MPCTL_CMD_CHECK:
         return mpctl_cmd_check(args, conn);
+    case MPCTL_CMD_GRAPH_SETUP:
+        return mpctl_cmd_graph_setup(args, conn);
     case MPCTL_CMD_GMAIL_SETUP:
         return mpctl_cmd_gmail_setup(args, conn);
     default:

@@ -42,6 +42,10 @@ int mpctl_gmail_account_get(const mpctl_args *args, const mpctl_conn *conn,
 /* check ACCOUNT [--live] [--timeout S] (check.c; helpers in check.h). */
 int mpctl_cmd_check(const mpctl_args *args, const mpctl_conn *conn);
 
+/* graph-setup ACCOUNT (graph_setup.c): preflight, public URL round trip,
+ * subscriptions, live test; exits 0 ready, 1 setup incomplete, 2 error. */
+int mpctl_cmd_graph_setup(const mpctl_args *args, const mpctl_conn *conn);
+
 /* events (events.c). */
 int mpctl_cmd_events(const mpctl_args *args, const mpctl_conn *conn);
 

@@ -23,17 +23,15 @@
  * The probe of the public URL is the one request that does not go to the
  * daemon: libcurl directly (already linked for the daemon client), TLS
  * verified, no redirects, nothing sent but the unsigned envelope.
+ * Verdict lines, times and the wait for message.new are shared with
+ * graph-setup (setup.c).
  * Exit: 0 ready, 1 setup incomplete, 2 error (daemon unreachable, refused,
  * a check that could not run).
  */
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -41,14 +39,13 @@
 
 #include "check.h"
 #include "commands.h"
+#include "setup.h"
 #include "util/util.h"
 
 #define GMAIL_PUSH_ACCOUNT "gmail-api-push@system.gserviceaccount.com"
 #define LIVE_TIMEOUT_S 120
 #define PROBE_TIMEOUT_S 15
 #define LIVE_SUBJECT "mailpulse live test "
-
-enum { SETUP_READY = 0, SETUP_INCOMPLETE = 1, SETUP_ERROR = 2 };
 
 typedef struct setup {
     const mpctl_args *args;
@@ -66,68 +63,10 @@ static const char *prof(const setup *s, const char *key)
     return json_string_value(json_object_get(s->profile, key));
 }
 
-/* One verdict line in the check table's words; everything sanitized (the
- * values come from the daemon and the network). */
-static void verdict(const char *outcome, const char *name, const char *fmt, ...)
-    MP_PRINTF(3, 4);
-static void verdict(const char *outcome, const char *name, const char *fmt, ...)
-{
-    char text[1200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    char *clean = mpctl_sanitize(text);
-    printf("%-7s  %-17s  %s\n", outcome, name, clean);
-    free(clean);
-}
-
-/* A line with values from the daemon or the command line, sanitized. */
-static void say(const char *fmt, ...) MP_PRINTF(1, 2);
-static void say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *text = mpu_vasprintf(fmt, ap);
-    va_end(ap);
-    char *clean = mpctl_sanitize(text);
-    puts(clean);
-    free(clean);
-    free(text);
-}
-
 static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
     return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-/* "2026-12-07T04:40:00.123Z" (or without fraction) to Unix ms; -1. */
-static int64_t parse_time_ms(const char *t)
-{
-    if (t == NULL)
-        return -1;
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    int ms = 0, used = 0;
-    if (sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &used) != 6)
-        return -1;
-    const char *p = t + used;
-    if (*p == '.') {
-        int digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-            if (digits < 3)
-                ms = ms * 10 + (*p - '0');
-        for (; digits < 3; digits++)
-            ms *= 10;
-    }
-    if (*p != 'Z')
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t secs = timegm(&tm);
-    return secs == (time_t)-1 ? -1 : (int64_t)secs * 1000 + ms;
 }
 
 /* ---- the account and its profile ---- */
@@ -137,21 +76,21 @@ static int load_account(setup *s)
     json_t *a;
     int rc = mpctl_gmail_account_get(s->args, s->conn, "gmail-setup", &a);
     if (rc != MPCTL_EXIT_OK)
-        return SETUP_ERROR;
+        return MPCTL_SETUP_ERROR;
     const char *inst = json_string_value(json_object_get(a, "instance"));
     json_t *profile = json_object_get(a, "profile");
     if (inst == NULL) {
         fprintf(stderr, "mailpulsectl: the daemon names no instance for '%s'\n",
                 s->account);
         json_decref(a);
-        return SETUP_ERROR;
+        return MPCTL_SETUP_ERROR;
     }
     free(s->instance);
     s->instance = mpu_strdup(inst);
     json_decref(s->profile);
     s->profile = json_incref(profile);
     json_decref(a);
-    return SETUP_READY;
+    return MPCTL_SETUP_READY;
 }
 
 /* ---- 1. preflight ---- */
@@ -168,12 +107,12 @@ static int is_push_check(const char *name)
 
 static int preflight(setup *s)
 {
-    say("== preflight of %s ==", s->account);
+    mpctl_setup_say("== preflight of %s ==", s->account);
     json_t *result = NULL;
     int rc = mpctl_check_run(s->conn, s->account, 0, 0, 0, &result);
     if (rc != MPCTL_CHECK_PASSED && rc != MPCTL_CHECK_FAILED) {
         json_decref(result);
-        return SETUP_ERROR;
+        return MPCTL_SETUP_ERROR;
     }
     size_t i;
     const json_t *r;
@@ -190,12 +129,12 @@ static int preflight(setup *s)
     /* The driver's check published the setup parameters (and the push
      * subscription's endpoint when it found one). */
     rc = load_account(s);
-    if (rc == SETUP_READY && prof(s, "email") == NULL) {
+    if (rc == MPCTL_SETUP_READY && prof(s, "email") == NULL) {
         fprintf(stderr,
                 "mailpulsectl: the daemon shows no setup parameters for '%s' "
                 "after its check (a gmail.so without them?)\n",
                 s->account);
-        rc = SETUP_ERROR;
+        rc = MPCTL_SETUP_ERROR;
     }
     return rc;
 }
@@ -237,32 +176,35 @@ static void find_public_url(setup *s)
         char *stripped = strip_push_path(url, s->instance);
         s->public_url = stripped != NULL ? stripped : mpu_strdup(url);
         free(url);
-        verdict("OK", "public_url", "%s (--public-url)", s->public_url);
+        mpctl_setup_verdict("OK", "public_url", "%s (--public-url)", s->public_url);
     } else if (endpoint != NULL) {
         s->public_url = strip_push_path(endpoint, s->instance);
         if (s->public_url != NULL) {
-            verdict("OK", "public_url", "%s (from the push subscription's endpoint)",
-                    s->public_url);
+            mpctl_setup_verdict("OK", "public_url",
+                                "%s (from the push subscription's endpoint)",
+                                s->public_url);
         } else {
             const char *at = strstr(endpoint, "/push/");
             if (at != NULL)
                 s->public_url = mpu_strndup(endpoint, (size_t)(at - endpoint));
             s->push_failed = s->failed = 1;
-            verdict("FAIL", "push_endpoint",
-                    "the push subscription pushes to %s, but this account's instance is "
-                    "'%s': its endpoint must end with /push/%s",
-                    endpoint, s->instance, s->instance);
+            mpctl_setup_verdict(
+                "FAIL", "push_endpoint",
+                "the push subscription pushes to %s, but this account's instance is "
+                "'%s': its endpoint must end with /push/%s",
+                endpoint, s->instance, s->instance);
         }
     } else if (audience != NULL && strncasecmp(audience, "https://", 8) == 0) {
         s->public_url = strip_push_path(audience, s->instance);
         if (s->public_url == NULL)
             s->public_url = origin_of(audience);
         if (s->public_url != NULL)
-            verdict("OK", "public_url", "%s (from push_audience)", s->public_url);
+            mpctl_setup_verdict("OK", "public_url", "%s (from push_audience)",
+                                s->public_url);
     }
     if (s->public_url == NULL) {
         s->push_failed = s->failed = 1;
-        verdict(
+        mpctl_setup_verdict(
             "FAIL", "public_url",
             "unknown: no push subscription endpoint and push_audience is not an https "
             "URL; pass --public-url https://HOST (where /push/%s reaches mailpulsed)",
@@ -345,31 +287,36 @@ static void probe_public_url(setup *s)
     char why[CURL_ERROR_SIZE + 64] = "";
     long status = post_unsigned(url, prof(s, "email"), why, sizeof why);
     if (status == 401 || status == 403) {
-        verdict("OK", "push_endpoint",
-                "%s is reachable and refuses unsigned pushes (%ld)", url, status);
+        mpctl_setup_verdict("OK", "push_endpoint",
+                            "%s is reachable and refuses unsigned pushes (%ld)", url,
+                            status);
         if (strncasecmp(url, "https://", 8) != 0)
-            verdict("WARN", "push_endpoint",
-                    "%s is not https: Pub/Sub pushes only to https with a CA-signed "
-                    "certificate",
-                    url);
+            mpctl_setup_verdict(
+                "WARN", "push_endpoint",
+                "%s is not https: Pub/Sub pushes only to https with a CA-signed "
+                "certificate",
+                url);
     } else {
         s->push_failed = s->failed = 1;
         if (status == 0)
-            verdict("FAIL", "push_endpoint", "cannot reach %s: %s", url, why);
+            mpctl_setup_verdict("FAIL", "push_endpoint", "cannot reach %s: %s", url, why);
         else if (status >= 200 && status <= 299)
-            verdict("FAIL", "push_endpoint",
-                    "%s accepted an unsigned push (%ld): whatever answers there does not "
-                    "verify Pub/Sub's token; route it to mailpulsed's push listener",
-                    url, status);
+            mpctl_setup_verdict(
+                "FAIL", "push_endpoint",
+                "%s accepted an unsigned push (%ld): whatever answers there does not "
+                "verify Pub/Sub's token; route it to mailpulsed's push listener",
+                url, status);
         else if (status == 404)
-            verdict("FAIL", "push_endpoint",
-                    "%s answered 404: no push listener for instance '%s' there (check "
-                    "that the proxy forwards /push/ to mailpulsed)",
-                    url, s->instance);
+            mpctl_setup_verdict(
+                "FAIL", "push_endpoint",
+                "%s answered 404: no push listener for instance '%s' there (check "
+                "that the proxy forwards /push/ to mailpulsed)",
+                url, s->instance);
         else
-            verdict("FAIL", "push_endpoint",
-                    "%s answered %ld, not the 401/403 of mailpulsed's push listener", url,
-                    status);
+            mpctl_setup_verdict(
+                "FAIL", "push_endpoint",
+                "%s answered %ld, not the 401/403 of mailpulsed's push listener", url,
+                status);
     }
     free(url);
 }
@@ -435,7 +382,8 @@ static void print_script(setup *s)
     const char *mode = prof(s, "push");
     const char *topic = prof(s, "topic");
     if (mode == NULL || strcmp(mode, "off") == 0 || topic == NULL) {
-        say("push is off for instance '%s': nothing to set up in Google Cloud. For "
+        mpctl_setup_say(
+            "push is off for instance '%s': nothing to set up in Google Cloud. For "
             "realtime, set push: pubsub-push or pubsub-pull in its plugins.d file.",
             s->instance);
         return;
@@ -443,8 +391,9 @@ static void print_script(setup *s)
     char *project = project_of(topic);
     const char *member = "serviceAccount:" GMAIL_PUSH_ACCOUNT;
     printf("\n");
-    say("== gcloud script (%s) ==", mode);
-    say("# As a Pub/Sub admin of project %s; a step whose resource exists already may "
+    mpctl_setup_say("== gcloud script (%s) ==", mode);
+    mpctl_setup_say(
+        "# As a Pub/Sub admin of project %s; a step whose resource exists already may "
         "fail harmlessly.",
         project);
     const char *v1[] = {topic};
@@ -461,9 +410,9 @@ static void print_script(setup *s)
             s->instance);
         const char *sa = prof(s, "push_service_account");
         const char *aud = prof(s, "push_audience");
-        say("# %s signs the pushes: it must exist in %s, and you need "
-            "iam.serviceAccounts.actAs on it.",
-            sa != NULL ? sa : "push_service_account", project);
+        mpctl_setup_say("# %s signs the pushes: it must exist in %s, and you need "
+                        "iam.serviceAccounts.actAs on it.",
+                        sa != NULL ? sa : "push_service_account", project);
         if (s->public_url == NULL)
             printf("# Replace PUBLIC-HOST (or run gmail-setup with --public-url).\n");
         const char *v3[] = {sub, topic, endpoint, sa != NULL ? sa : "SERVICE_ACCOUNT",
@@ -496,234 +445,102 @@ static void print_script(setup *s)
 
 /* ---- 4. the live test ---- */
 
-static volatile sig_atomic_t timed_out;
-
-static void on_alarm(int sig)
-{
-    (void)sig;
-    timed_out = 1;
-    mpctl_interrupted = 1;
-}
-
-static void on_interrupt(int sig)
-{
-    (void)sig;
-    mpctl_interrupted = 1;
-}
-
-static void install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = on_interrupt;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sa.sa_handler = on_alarm;
-    sigaction(SIGALRM, &sa, NULL);
-}
-
-typedef struct waiter {
-    const char *account;
-    const char *subject; /* the test message's, or NULL: the first one     */
-    int found;
-    char message[128];
-    char subject_seen[256];
-    int64_t time_ms;
-} waiter;
-
-static int on_event(const mpctl_sse_event *ev, void *arg)
-{
-    waiter *w = arg;
-    json_t *data = json_loadb(ev->data, ev->data_len, 0, NULL);
-    const char *type = json_string_value(json_object_get(data, "type"));
-    const char *account = json_string_value(json_object_get(data, "account"));
-    const char *subject = json_string_value(json_object_get(data, "subject"));
-    if (type != NULL && strcmp(type, "message.new") == 0 && account != NULL &&
-        strcmp(account, w->account) == 0 &&
-        (w->subject == NULL || (subject != NULL && strcmp(subject, w->subject) == 0))) {
-        w->found = 1;
-        snprintf(w->message, sizeof w->message, "%s",
-                 json_string_value(json_object_get(data, "message")) != NULL
-                     ? json_string_value(json_object_get(data, "message"))
-                     : "-");
-        snprintf(w->subject_seen, sizeof w->subject_seen, "%s",
-                 subject != NULL ? subject : "");
-        w->time_ms = parse_time_ms(json_string_value(json_object_get(data, "time")));
-    }
-    json_decref(data);
-    return w->found;
-}
-
-/* The daemon's newest event seq (the stream position before the test). */
-static int event_position(setup *s, int64_t *seq_r)
-{
-    mpctl_args quiet = *s->args;
-    quiet.json = 0;
-    json_t *st;
-    if (mpctl_fetch_json(&quiet, s->conn, "GET", "/v1/status", &st) != MPCTL_EXIT_OK)
-        return -1;
-    json_t *seq = json_object_get(json_object_get(st, "events"), "last_seq");
-    *seq_r = json_is_integer(seq) ? (int64_t)json_integer_value(seq) : 0;
-    json_decref(st);
-    return 0;
-}
-
-/* Follow the account's message.new events after `seq` until `w` matched
- * or `timeout_s` passed. 0 found, 1 timeout, -1 error (printed). */
-static int follow(setup *s, int64_t seq, waiter *w, int64_t timeout_s)
-{
-    char after[32];
-    snprintf(after, sizeof after, "%lld", (long long)seq);
-    const mpctl_param params[] = {
-        {"after", after}, {"types", "message.new"}, {"accounts", s->account}};
-    char *query = mpctl_query_build(params, 3);
-    char *path = mpu_asprintf("/v1/events%s", query);
-    free(query);
-    mpctl_sse *parser = mpctl_sse_new(on_event, w);
-    timed_out = 0;
-    install_signals();
-    alarm((unsigned)timeout_s);
-    int rc = 1;
-    while (!w->found && !mpctl_interrupted) {
-        const char *last = mpctl_sse_last_id(parser);
-        mpctl_response resp;
-        char *error = NULL;
-        mpctl_sse_reset(parser);
-        int res =
-            mpctl_stream(s->conn, path, last != NULL && last[0] != '\0' ? last : NULL,
-                         parser, &resp, &error);
-        if (!w->found && !mpctl_interrupted && res == 0 && resp.status != 200) {
-            mpctl_report_http_error(&resp);
-            rc = -1;
-            free(error);
-            mpctl_response_clear(&resp);
-            break;
-        }
-        free(error);
-        mpctl_response_clear(&resp);
-        if (!w->found && !mpctl_interrupted)
-            sleep(1); /* lost: reconnect from the last id (SIGALRM cuts it short) */
-    }
-    alarm(0);
-    if (w->found)
-        rc = 0;
-    else if (mpctl_interrupted && !timed_out)
-        rc = -1;
-    if (timed_out)
-        mpctl_interrupted = 0;
-    mpctl_sse_free(&parser);
-    free(path);
-    return rc;
-}
-
-static const json_t *result_named(const json_t *result, const char *name)
-{
-    size_t i;
-    const json_t *r;
-    json_array_foreach(json_object_get(result, "results"), i, r)
-    {
-        const char *n = json_string_value(json_object_get(r, "name"));
-        if (n != NULL && strcmp(n, name) == 0)
-            return r;
-    }
-    return NULL;
-}
-
 static int live_test(setup *s)
 {
     int64_t timeout_s = s->args->timeout_s > 0 ? s->args->timeout_s : LIVE_TIMEOUT_S;
     const char *email = prof(s, "email");
     printf("== live test ==\n");
     int64_t seq = 0;
-    if (event_position(s, &seq) < 0)
-        return SETUP_ERROR;
+    if (mpctl_setup_event_position(s->args, s->conn, &seq) < 0)
+        return MPCTL_SETUP_ERROR;
     int64_t id = 0;
     json_t *result = NULL;
     int rc = mpctl_check_start(s->conn, s->account, 1, &id);
     if (rc == MPCTL_CHECK_PASSED)
         rc = mpctl_check_wait(s->conn, s->account, id, 0, &result);
     if (rc != MPCTL_CHECK_PASSED)
-        return SETUP_ERROR;
-    const json_t *live = result_named(result, "live_test");
+        return MPCTL_SETUP_ERROR;
+    const json_t *live = mpctl_check_result(result, "live_test");
     const char *outcome = json_string_value(json_object_get(live, "outcome"));
     const char *detail = json_string_value(json_object_get(live, "detail"));
-    waiter w = {.account = s->account};
+    mpctl_live_wait w = {.account = s->account};
     char subject[160] = "";
     int64_t insert_ms = mpu_now_ms();
     if (outcome != NULL && strcmp(outcome, "ok") == 0 && detail != NULL) {
         /* "<id> inserted into INBOX of <email> at <time>" */
         const char *stamp = strrchr(detail, ' ');
-        int64_t t = stamp != NULL ? parse_time_ms(stamp + 1) : -1;
+        int64_t t = stamp != NULL ? mpctl_time_ms(stamp + 1) : -1;
         if (t > 0) {
             insert_ms = t;
             snprintf(subject, sizeof subject, LIVE_SUBJECT "%s", stamp + 1);
             w.subject = subject;
         }
         char *msg_id = mpu_strndup(detail, strcspn(detail, " "));
-        verdict("OK", "live_test",
-                "test message %s inserted; waiting up to %llds for its "
-                "message.new",
-                msg_id, (long long)timeout_s);
+        mpctl_setup_verdict("OK", "live_test",
+                            "test message %s inserted; waiting up to %llds for its "
+                            "message.new",
+                            msg_id, (long long)timeout_s);
         free(msg_id);
     } else if (outcome != NULL && strcmp(outcome, "skip") == 0) {
-        verdict("SKIP", "live_test", "%s", detail != NULL ? detail : "no insert");
-        say("Send a message to %s now; waiting up to %llds for its message.new.",
+        mpctl_setup_verdict("SKIP", "live_test", "%s",
+                            detail != NULL ? detail : "no insert");
+        mpctl_setup_say(
+            "Send a message to %s now; waiting up to %llds for its message.new.",
             email != NULL ? email : "the mailbox", (long long)timeout_s);
         fflush(stdout);
     } else {
-        verdict("FAIL", "live_test", "%s",
-                detail != NULL ? detail
-                               : "the driver ran no "
-                                 "live test");
+        mpctl_setup_verdict("FAIL", "live_test", "%s",
+                            detail != NULL ? detail
+                                           : "the driver ran no "
+                                             "live test");
         json_decref(result);
-        return SETUP_INCOMPLETE;
+        return MPCTL_SETUP_INCOMPLETE;
     }
     fflush(stdout);
-    int found = follow(s, seq, &w, timeout_s);
+    int found = mpctl_setup_follow(s->conn, seq, &w, timeout_s);
     json_decref(result);
-    if (found < 0) {
-        if (mpctl_interrupted)
-            fprintf(stderr, "mailpulsectl: interrupted\n");
-        return SETUP_ERROR;
-    }
+    if (found < 0)
+        return MPCTL_SETUP_ERROR; /* said by mpctl_setup_follow */
     if (found > 0) {
-        verdict(
+        mpctl_setup_verdict(
             "FAIL", "message.new",
             "none for %s within %llds: see `mailpulsectl gmail-status %s` (watch, last "
             "push, last error)",
             s->account, (long long)timeout_s, s->account);
-        return SETUP_INCOMPLETE;
+        return MPCTL_SETUP_INCOMPLETE;
     }
     int64_t latency = w.time_ms > 0 ? w.time_ms - insert_ms : -1;
-    verdict("OK", "message.new", "%s \"%s\" %lld ms after the %s", w.message,
-            w.subject_seen, (long long)latency, w.subject != NULL ? "insert" : "request");
+    mpctl_setup_verdict("OK", "message.new", "%s \"%s\" %lld ms after the %s", w.message,
+                        w.subject_seen, (long long)latency,
+                        w.subject != NULL ? "insert" : "request");
 
     /* Whether it came by push: the account's last push since the insert. */
     json_t *a;
     if (mpctl_gmail_account_get(s->args, s->conn, "gmail-setup", &a) != MPCTL_EXIT_OK)
-        return SETUP_ERROR;
-    int64_t push_ms = parse_time_ms(json_string_value(json_object_get(a, "last_push")));
+        return MPCTL_SETUP_ERROR;
+    int64_t push_ms = mpctl_time_ms(json_string_value(json_object_get(a, "last_push")));
     json_decref(a);
     if (push_ms >= insert_ms - 1000) {
-        verdict("OK", "push", "a push arrived %lld ms after the insert: realtime works",
-                (long long)(push_ms - insert_ms));
-        return SETUP_READY;
+        mpctl_setup_verdict("OK", "push",
+                            "a push arrived %lld ms after the insert: realtime works",
+                            (long long)(push_ms - insert_ms));
+        return MPCTL_SETUP_READY;
     }
-    verdict("FAIL", "push",
-            "no push arrived since the insert: the message came by polling; check the "
-            "subscription and `mailpulsectl gmail-status %s`",
-            s->account);
-    return SETUP_INCOMPLETE;
+    mpctl_setup_verdict(
+        "FAIL", "push",
+        "no push arrived since the insert: the message came by polling; check the "
+        "subscription and `mailpulsectl gmail-status %s`",
+        s->account);
+    return MPCTL_SETUP_INCOMPLETE;
 }
 
 int mpctl_cmd_gmail_setup(const mpctl_args *args, const mpctl_conn *conn)
 {
     setup s = {.args = args, .conn = conn, .account = args->pos[0]};
     int rc = load_account(&s);
-    if (rc == SETUP_READY)
+    if (rc == MPCTL_SETUP_READY)
         rc = preflight(&s);
-    if (rc == SETUP_READY) {
+    if (rc == MPCTL_SETUP_READY) {
         const char *mode = prof(&s, "push");
         int push = mode != NULL && strcmp(mode, "pubsub-push") == 0;
         int off = mode == NULL || strcmp(mode, "off") == 0;
@@ -733,7 +550,8 @@ int mpctl_cmd_gmail_setup(const mpctl_args *args, const mpctl_conn *conn)
             if (s.public_url != NULL)
                 probe_public_url(&s);
         } else if (args->public_url != NULL) {
-            say("(--public-url is only used in pubsub-push mode; this instance is %s)",
+            mpctl_setup_say(
+                "(--public-url is only used in pubsub-push mode; this instance is %s)",
                 mode != NULL ? mode : "off");
         }
         print_script(&s);
@@ -743,14 +561,14 @@ int mpctl_cmd_gmail_setup(const mpctl_args *args, const mpctl_conn *conn)
                                  "gmail-setup again."
                                : "Setup incomplete: fix what failed above, then run "
                                  "gmail-setup again.");
-            rc = SETUP_INCOMPLETE;
+            rc = MPCTL_SETUP_INCOMPLETE;
         } else if (off) {
             printf("Ready: the account syncs by polling.\n");
         } else if (args->no_live) {
             printf("Ready as far as checked; live test skipped (--no-live).\n");
         } else {
             rc = live_test(&s);
-            if (rc == SETUP_READY)
+            if (rc == MPCTL_SETUP_READY)
                 printf("Ready: Gmail push reaches mailpulse.\n");
         }
     }

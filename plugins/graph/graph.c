@@ -301,4 +301,6 @@ MP_DRIVER_EXPORT const mp_driver mailpulse_driver = {
     .push_renew = graph_push_renew,
     .push_cancel = graph_push_cancel,
     .push_verify = graph_push_verify,
+    /* The admin's preflight (graph_check.c). */
+    .check = graph_check,
 };

@@ -3,7 +3,8 @@
  * HTTP layer (graph_http.c), the API calls (graph_api.c, graph_batch.c),
  * the folder table (graph_folders.c) and the slots (graph_bootstrap.c,
  * graph_delta.c, graph_fetch.c). The driver is read-only: it never calls a
- * Graph method that changes the mailbox.
+ * Graph method that changes the mailbox, except the one test message an
+ * admin asks for with `check --live` (graph_check.c).
  *
  * Every request names the mailbox (/users/{user}/...), asks for immutable
  * ids (Prefer: IdType="ImmutableId": a message keeps its id when it moves,
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <mailpulse/driver.h>
 
 #include "graph_budget.h"
@@ -102,6 +104,10 @@ typedef struct graph_call {
     int64_t deadline_ms;      /* wait for the budget at most until then     */
     int raw;                  /* the answer is not JSON (a message's MIME)  */
     int skip_on_400;          /* 400 is MP_SKIP (this one item is unusable) */
+    int any_status;           /* MP_OK with whatever Graph answered once the
+                                 token was sent (a 401 is still retried once
+                                 with a fresh token): the preflight reads
+                                 resp_r->status itself                     */
 } graph_call;
 
 /* One authorized request: budget admitted, a token from oauth_token, the
@@ -198,6 +204,15 @@ mp_status graph_delta(mp_account *acct, const char *folder, const char *cursor,
                       mp_batch *batch, mp_error *err);
 mp_status graph_fetch(mp_account *acct, const mp_message_ref *msg, mp_raw *raw_r,
                       mp_error *err);
+
+/* The admin's preflight, the `check` slot (graph_check.c). */
+mp_status graph_check(mp_account *acct, unsigned flags, mp_check *chk, mp_error *err);
+
+/* The account's non-secret setup parameters as a new JSON object (tenant,
+ * user, auth, client_id, public_url, instance, notification_url), the
+ * base of the profile the driver publishes with set_profile
+ * (graph_profile.c); `mailpulsectl graph-setup` reads them there. */
+json_t *graph_profile_base(const graph_account *a);
 
 /* Check the next slice of the folder's stored messages against Graph
  * once the delta covers all of its mail (graph_verify.c). */

@@ -223,6 +223,10 @@ mp_status graph_http_call(graph_account *a, const graph_call *c, const char *wha
             continue;
         }
         graph_host->free_secret(&token);
+        if (c->any_status) {
+            *resp_r = resp;
+            return MP_OK;
+        }
         if (resp.status == 400 && c->skip_on_400) {
             char code[96], msg[256];
             graph_error_parse((const char *)resp.body, resp.body_len, code, sizeof code, msg,

@@ -426,7 +426,9 @@ static void publish(graph_account *a, int live)
     for (int k = 0; k < GRAPH_NOTE_LIFECYCLE_N; k++)
         json_object_set_new(events, graph_note_event_name((graph_note_kind)(k + 1)),
                             json_integer((json_int_t)ev[k]));
-    json_t *prof = json_pack("{s:o, s:o}", "subscriptions", subs, "push_events", events);
+    json_t *prof = graph_profile_base(a); /* the setup parameters (graph_profile.c) */
+    json_object_set_new(prof, "subscriptions", subs);
+    json_object_set_new(prof, "push_events", events);
     char *text = json_dumps(prof, JSON_COMPACT);
     json_decref(prof);
     if (text != NULL)
@@ -442,6 +444,11 @@ static void publish(graph_account *a, int live)
              n, n == 1 ? "" : "s", when, (unsigned long long)ev[0],
              (unsigned long long)ev[1], (unsigned long long)ev[2]);
     graph_host->push_status(a->acct, MP_PUSH_STATE_LIVE, line);
+}
+
+void graph_push_profile(graph_account *a)
+{
+    publish(a, 0);
 }
 
 static int allowed(const graph_push_acct *p, const char *name)

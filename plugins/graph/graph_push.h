@@ -120,6 +120,10 @@ void graph_push_service(struct graph_account *a);
  * delete the subscriptions of folders that are gone. */
 void graph_push_folders_changed(struct graph_account *a);
 
+/* Publish the profile (setup parameters, the set, the lifecycle counters)
+ * without touching the push state; for the preflight (graph_check.c). */
+void graph_push_profile(struct graph_account *a);
+
 /* ---- loop thread (graph_webhook.c) ---- */
 
 mp_status graph_push_verify(mp_instance *inst, const mp_push_request *req,
