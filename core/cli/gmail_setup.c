@@ -95,37 +95,16 @@ static int load_account(setup *s)
 
 /* ---- 1. preflight ---- */
 
-static int is_push_check(const char *name)
-{
-    static const char *const names[] = {"topic", "publisher", "push_subscription",
-                                        "pull_subscription", NULL};
-    for (const char *const *n = names; *n != NULL; n++)
-        if (name != NULL && strcmp(name, *n) == 0)
-            return 1;
-    return 0;
-}
+/* The checks that the gcloud script below fixes. */
+static const char *const push_checks[] = {"topic", "publisher", "push_subscription",
+                                          "pull_subscription", NULL};
 
 static int preflight(setup *s)
 {
-    mpctl_setup_say("== preflight of %s ==", s->account);
-    json_t *result = NULL;
-    int rc = mpctl_check_run(s->conn, s->account, 0, 0, 0, &result);
-    if (rc != MPCTL_CHECK_PASSED && rc != MPCTL_CHECK_FAILED) {
-        json_decref(result);
-        return MPCTL_SETUP_ERROR;
-    }
-    size_t i;
-    const json_t *r;
-    json_array_foreach(json_object_get(result, "results"), i, r)
-    {
-        const char *outcome = json_string_value(json_object_get(r, "outcome"));
-        if (outcome == NULL || strcmp(outcome, "fail") != 0)
-            continue;
-        s->failed = 1;
-        if (is_push_check(json_string_value(json_object_get(r, "name"))))
-            s->push_failed = 1;
-    }
-    json_decref(result);
+    int rc = mpctl_setup_preflight(s->conn, s->account, push_checks, &s->failed,
+                                   &s->push_failed);
+    if (rc != MPCTL_SETUP_READY)
+        return rc;
     /* The driver's check published the setup parameters (and the push
      * subscription's endpoint when it found one). */
     rc = load_account(s);

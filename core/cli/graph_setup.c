@@ -117,36 +117,15 @@ static int load_account(setup *s)
 
 /* ---- 1. preflight ---- */
 
-static int is_app_check(const char *name)
-{
-    static const char *const names[] = {"credentials", "mailbox", "permissions", NULL};
-    for (const char *const *n = names; *n != NULL; n++)
-        if (name != NULL && strcmp(name, *n) == 0)
-            return 1;
-    return 0;
-}
+/* The checks that the app registration steps fix. */
+static const char *const app_checks[] = {"credentials", "mailbox", "permissions", NULL};
 
 static int preflight(setup *s)
 {
-    mpctl_setup_say("== preflight of %s ==", s->account);
-    json_t *result = NULL;
-    int rc = mpctl_check_run(s->conn, s->account, 0, 0, 0, &result);
-    if (rc != MPCTL_CHECK_PASSED && rc != MPCTL_CHECK_FAILED) {
-        json_decref(result);
-        return MPCTL_SETUP_ERROR;
-    }
-    size_t i;
-    const json_t *r;
-    json_array_foreach(json_object_get(result, "results"), i, r)
-    {
-        const char *outcome = json_string_value(json_object_get(r, "outcome"));
-        if (outcome == NULL || strcmp(outcome, "fail") != 0)
-            continue;
-        s->failed = 1;
-        if (is_app_check(json_string_value(json_object_get(r, "name"))))
-            s->app_failed = 1;
-    }
-    json_decref(result);
+    int rc = mpctl_setup_preflight(s->conn, s->account, app_checks, &s->failed,
+                                   &s->app_failed);
+    if (rc != MPCTL_SETUP_READY)
+        return rc;
     rc = load_account(s);
     if (rc == MPCTL_SETUP_READY && prof(s, "tenant") == NULL) {
         fprintf(stderr,

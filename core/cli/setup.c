@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "commands.h"
 
 void mpctl_setup_verdict(const char *outcome, const char *name, const char *fmt, ...)
@@ -82,6 +83,39 @@ const json_t *mpctl_check_result(const json_t *result, const char *name)
             return r;
     }
     return NULL;
+}
+
+static int in_group(const char *const *group, const char *name)
+{
+    for (const char *const *n = group; n != NULL && *n != NULL; n++)
+        if (name != NULL && strcmp(name, *n) == 0)
+            return 1;
+    return 0;
+}
+
+int mpctl_setup_preflight(const mpctl_conn *conn, const char *account,
+                          const char *const *group, int *failed_r, int *group_failed_r)
+{
+    mpctl_setup_say("== preflight of %s ==", account);
+    json_t *result = NULL;
+    int rc = mpctl_check_run(conn, account, 0, 0, 0, &result);
+    if (rc != MPCTL_CHECK_PASSED && rc != MPCTL_CHECK_FAILED) {
+        json_decref(result);
+        return MPCTL_SETUP_ERROR;
+    }
+    size_t i;
+    const json_t *r;
+    json_array_foreach(json_object_get(result, "results"), i, r)
+    {
+        const char *outcome = json_string_value(json_object_get(r, "outcome"));
+        if (outcome == NULL || strcmp(outcome, "fail") != 0)
+            continue;
+        *failed_r = 1;
+        if (in_group(group, json_string_value(json_object_get(r, "name"))))
+            *group_failed_r = 1;
+    }
+    json_decref(result);
+    return MPCTL_SETUP_READY;
 }
 
 int mpctl_setup_event_position(const mpctl_args *args, const mpctl_conn *conn,

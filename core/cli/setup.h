@@ -32,6 +32,14 @@ int64_t mpctl_time_ms(const char *t);
 /* The result named `name` of a finished check's answer, or NULL. */
 const json_t *mpctl_check_result(const json_t *result, const char *name);
 
+/* The preflight step: run the daemon's check of `account` (no live test),
+ * print its table, and tell which results failed: *failed_r = 1 when any
+ * did, *group_failed_r = 1 when one named in `group` (NULL-terminated)
+ * did. MPCTL_SETUP_READY when the check ran (whatever it found), else
+ * MPCTL_SETUP_ERROR (printed). */
+int mpctl_setup_preflight(const mpctl_conn *conn, const char *account,
+                          const char *const *group, int *failed_r, int *group_failed_r);
+
 /* The daemon's newest event seq (GET /v1/status), the position to follow
  * the stream from before a live test. 0, or -1 (printed). */
 int mpctl_setup_event_position(const mpctl_args *args, const mpctl_conn *conn,
