@@ -106,7 +106,7 @@ static mp_status one_batch(graph_account *a, const char *const *ids, const size_
         free(eid);
         char *path = graph_batch_path(a, rest);
         free(rest);
-        char rid[16];
+        char rid[24];
         snprintf(rid, sizeof rid, "%zu", i);
         json_t *r = json_pack("{s:s, s:s, s:s, s:{s:s}}", "id", rid, "method", "GET", "url",
                               path, "headers", "Prefer", "IdType=\"ImmutableId\"");
