@@ -177,15 +177,18 @@ mp_status ee_account_check(ee_account *a, mp_error *err)
     return state_status(a, state, detail, "account state", err);
 }
 
-mp_status ee_mailboxes_get(ee_account *a, int fresh, const ee_mailboxes **boxes_r,
+mp_status ee_mailboxes_get(ee_account *a, int64_t newer_than, const ee_mailboxes **boxes_r,
                            mp_error *err)
 {
-    int64_t now = ee_host->now_ms();
-    if (!fresh && a->boxes_ms != 0 && now - a->boxes_ms < EE_MAILBOX_TTL_MS &&
-        now >= a->boxes_ms) {
+    if (a->boxes_ms != 0 && a->boxes_ms > newer_than) {
         *boxes_r = &a->boxes;
         return MP_OK;
     }
+    int64_t now = ee_host->now_ms();
+    /* Strictly newer than anything a cursor recorded before (a coarse or
+     * moved clock must not make a new list look old). */
+    if (now <= a->boxes_ms)
+        now = a->boxes_ms + 1;
     mp_status st = ee_account_check(a, err);
     if (st != MP_OK)
         return st;

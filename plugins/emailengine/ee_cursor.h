@@ -10,8 +10,13 @@
  *   messages, uid_next
  *            EE's counters from the mailbox list at the last sync (-1:
  *            unknown); unchanged counters skip the folder's full listing;
- *   swept_ms when the last complete id and flag reconciliation ran.
- * Text "ee1 <reg> <floor> <messages> <uid_next> <swept_ms>".
+ *   swept_ms when the last complete id and flag reconciliation ran;
+ *   counted_ms
+ *            when the mailbox list those counters come from was fetched:
+ *            a list fetched no later than that is not news for this
+ *            folder, so the delta fetches a fresh one (one list serves
+ *            every folder of a sync run, never two runs).
+ * Text "ee1 <reg> <floor> <messages> <uid_next> <swept_ms> <counted_ms>".
  */
 #ifndef EE_CURSOR_H
 #define EE_CURSOR_H
@@ -25,6 +30,7 @@ typedef struct ee_cursor {
     int64_t messages;
     int64_t uid_next;
     int64_t swept_ms;
+    int64_t counted_ms;
 } ee_cursor;
 
 #define EE_CURSOR_MAX 128

@@ -160,14 +160,19 @@ mp_status ee_delta(mp_account *acct, const char *folder, const char *cursor, mp_
     ee_cursor c;
     if (ee_cursor_parse(cursor, &c) < 0)
         return mp_fail(err, MP_RESYNC, "\"%s\": the cursor is not this driver's", folder);
-    const char *hint = MP_HOST_HAS(ee_host, sync_hint) ? ee_host->sync_hint(acct, folder) : NULL;
-    /* A hint about the account (authenticationError, connectError) asks
-     * for the account's state now, not in a minute. */
-    int fresh = hint != NULL && (strcmp(hint, "authenticationError") == 0 ||
-                                 strcmp(hint, "connectError") == 0 ||
-                                 strcmp(hint, "mailboxReset") == 0);
+    /* The run's hint for this folder, else one for the whole account
+     * (mailboxNew/Deleted, authenticationError, connectError). */
+    const char *hint = ee_host->sync_hint(acct, folder);
+    if (hint == NULL)
+        hint = ee_host->sync_hint(acct, NULL);
+    /* A list fetched after this cursor's counters is this run's; an
+     * account event asks for the account's state now. */
+    int64_t newer_than = c.counted_ms;
+    if (hint != NULL && (strcmp(hint, "authenticationError") == 0 ||
+                         strcmp(hint, "connectError") == 0))
+        newer_than = INT64_MAX;
     const ee_mailboxes *boxes;
-    mp_status st = ee_mailboxes_get(a, fresh, &boxes, err);
+    mp_status st = ee_mailboxes_get(a, newer_than, &boxes, err);
     if (st != MP_OK)
         return st;
     const ee_mailbox *mb = ee_mailboxes_find(boxes, folder);
@@ -208,6 +213,7 @@ mp_status ee_delta(mp_account *acct, const char *folder, const char *cursor, mp_
     if (complete) {
         c.messages = mb->messages;
         c.uid_next = mb->uid_next;
+        c.counted_ms = a->boxes_ms;
     }
     char cur[EE_CURSOR_MAX];
     ee_cursor_format(&c, cur);

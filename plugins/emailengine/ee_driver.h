@@ -48,13 +48,12 @@ struct ee_account {
     /* Set on the loop thread when a verified webhook for the account
      * arrives, read by push_enroll on a worker. */
     atomic_int push_seen;
-    /* Sync slots only (never two at once for an account): the mailbox
-     * list of this run, refreshed when older than EE_MAILBOX_TTL_MS. */
+    /* Sync slots only (never two at once for an account): the newest
+     * mailbox list and when it was fetched (see ee_cursor.h counted_ms). */
     ee_mailboxes boxes;
     int64_t boxes_ms;
 };
 
-#define EE_MAILBOX_TTL_MS 20000
 /* A full id and flag reconciliation of a folder at least this often. */
 #define EE_SWEEP_MS (15 * 60 * 1000)
 /* Listing page sizes: the newest page compared on every delta, and the
@@ -81,9 +80,9 @@ mp_status ee_get(ee_account *a, const char *path_query, int missing_ok, const ch
  * MP_OK; authenticationError MP_REAUTH; connectError, disconnected, init
  * MP_RETRY with a wait; paused MP_RETRY; unset MP_FATAL. */
 mp_status ee_account_check(ee_account *a, mp_error *err);
-/* The mailbox list, cached for this sync (EE_MAILBOX_TTL_MS); `fresh`
- * forces a new one. Checks the account's state first. */
-mp_status ee_mailboxes_get(ee_account *a, int fresh, const ee_mailboxes **boxes_r,
+/* The mailbox list: the one held when it was fetched after `newer_than`
+ * (ms), else a new one (the account's state is checked first). */
+mp_status ee_mailboxes_get(ee_account *a, int64_t newer_than, const ee_mailboxes **boxes_r,
                            mp_error *err);
 /* One listing page (0-based, newest first). */
 mp_status ee_page_get(ee_account *a, const char *folder, uint32_t page, uint32_t size,

@@ -136,7 +136,7 @@ mp_status ee_check(mp_account *acct, unsigned flags, mp_check *chk, mp_error *er
         ee_host->check_report(chk, "account", MP_CHECK_OK, detail);
         const ee_mailboxes *boxes;
         memset(&e, 0, sizeof e);
-        st = ee_mailboxes_get(a, 1, &boxes, &e);
+        st = ee_mailboxes_get(a, INT64_MAX, &boxes, &e);
         if (st == MP_OK) {
             snprintf(detail, sizeof detail, "%zu mailboxes listed", boxes->n);
             ee_host->check_report(chk, "mailboxes", MP_CHECK_OK, detail);

@@ -25,7 +25,7 @@ mp_status ee_list_folders(mp_account *acct, mp_folder_sink *sink, mp_error *err)
     if (a == NULL)
         return mp_fail(err, MP_FATAL, "emailengine account not open");
     const ee_mailboxes *boxes;
-    mp_status st = ee_mailboxes_get(a, 1, &boxes, err);
+    mp_status st = ee_mailboxes_get(a, INT64_MAX, &boxes, err);
     if (st != MP_OK)
         return st;
     for (size_t i = 0; i < boxes->n; i++)
@@ -37,6 +37,8 @@ static const ee_mailbox *mailbox_of(ee_account *a, const char *folder, mp_error 
                                     mp_status *st_r)
 {
     const ee_mailboxes *boxes;
+    /* Bootstrap runs once per folder: any list is fresh enough, the
+     * cursor records when it was fetched. */
     *st_r = ee_mailboxes_get(a, 0, &boxes, err);
     if (*st_r != MP_OK)
         return NULL;
@@ -146,7 +148,8 @@ mp_status ee_bootstrap(mp_account *acct, const char *folder, uint32_t max, mp_ba
     if (mb == NULL)
         return st;
     ee_cursor c = {.reg = -1, .floor = 1, .messages = mb->messages,
-                   .uid_next = mb->uid_next, .swept_ms = ee_host->now_ms()};
+                   .uid_next = mb->uid_next, .swept_ms = ee_host->now_ms(),
+                   .counted_ms = a->boxes_ms};
     ee_stored_set s;
     st = ee_stored_load(a, folder, &s, err);
     if (st != MP_OK)
