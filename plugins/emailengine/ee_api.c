@@ -51,6 +51,32 @@ char *ee_escape(const char *s)
     return out;
 }
 
+/* Remember an account-level refusal for EE_DOWN_GATE_MS (ee_driver.h). */
+static mp_status gate(ee_account *a, mp_status st, const mp_error *err)
+{
+    pthread_mutex_lock(&a->lock);
+    a->down_until_ms = ee_host->now_ms() + EE_DOWN_GATE_MS;
+    a->down_status = st;
+    a->down_retry_ms = err->retry_after_ms;
+    snprintf(a->down_text, sizeof a->down_text, "%s", err->text);
+    pthread_mutex_unlock(&a->lock);
+    return st;
+}
+
+static int gated(ee_account *a, mp_status *st_r, mp_error *err)
+{
+    int64_t now = ee_host->now_ms();
+    pthread_mutex_lock(&a->lock);
+    int down = now < a->down_until_ms;
+    if (down) {
+        *st_r = a->down_status;
+        err->retry_after_ms = a->down_retry_ms;
+        snprintf(err->text, sizeof err->text, "%s", a->down_text);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return down;
+}
+
 static mp_status state_status(ee_account *a, const char *state, const char *detail,
                               const char *what, mp_error *err)
 {
@@ -70,10 +96,11 @@ static mp_status state_status(ee_account *a, const char *state, const char *deta
                        " (state unset)", what, a->ee_account);
     err->retry_after_ms = strcmp(state, "paused") == 0 ? EE_RETRY_PAUSED_MS
                                                         : EE_RETRY_CONNECT_MS;
-    return mp_fail(err, MP_RETRY,
-                   "%s: EmailEngine account \"%s\" is not connected (state %s: %.200s);"
-                   " retrying in %u s", what, a->ee_account, state, d,
-                   (unsigned)(err->retry_after_ms / 1000));
+    mp_fail(err, MP_RETRY,
+            "%s: EmailEngine account \"%s\" is not connected (state %s: %.200s);"
+            " retrying in %u s", what, a->ee_account, state, d,
+            (unsigned)(err->retry_after_ms / 1000));
+    return gate(a, MP_RETRY, err);
 }
 
 static mp_status http_status(ee_account *a, const mp_http_response *r, int missing_ok,
@@ -128,6 +155,9 @@ mp_status ee_get(ee_account *a, const char *path_query, int missing_ok, const ch
                  mp_http_response *resp_r, mp_error *err)
 {
     memset(resp_r, 0, sizeof *resp_r);
+    mp_status down;
+    if (gated(a, &down, err))
+        return down;
     size_t ul = strlen(a->inst->url) + strlen(path_query) + 1;
     char *url = malloc(ul);
     size_t al = a->inst->token_len + 32;

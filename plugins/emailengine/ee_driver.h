@@ -11,6 +11,7 @@
 #ifndef EE_DRIVER_H
 #define EE_DRIVER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,6 +49,16 @@ struct ee_account {
     /* Set on the loop thread when a verified webhook for the account
      * arrives, read by push_enroll on a worker. */
     atomic_int push_seen;
+    /* EE said the account is not usable (connectError, disconnected...):
+     * until down_until_ms, requests for it fail with the same status and
+     * text without asking EE again, so a run over many folders costs one
+     * request, not one per folder. Guarded by `lock` (fetch may run beside
+     * a sync). */
+    pthread_mutex_t lock;
+    int64_t down_until_ms;
+    mp_status down_status;
+    uint32_t down_retry_ms;
+    char down_text[512];
     /* Sync slots only (never two at once for an account): the newest
      * mailbox list and when it was fetched (see ee_cursor.h counted_ms). */
     ee_mailboxes boxes;
@@ -63,6 +74,8 @@ struct ee_account {
 /* Retry waits for account states EE itself is retrying. */
 #define EE_RETRY_CONNECT_MS 60000u
 #define EE_RETRY_PAUSED_MS 300000u
+/* How long one "not usable" answer stands for the account (one run). */
+#define EE_DOWN_GATE_MS 5000
 
 void ee_log(ee_account *a, mp_log_level level, const char *fmt, ...) MP_PRINTF(3, 4);
 

@@ -131,6 +131,7 @@ static mp_status ee_account_open(mp_account *acct, const mp_config *cfg, void **
     a->ee_account = xstrdup(id);
     a->ee_path = ee_escape(id);
     atomic_init(&a->push_seen, 0);
+    pthread_mutex_init(&a->lock, NULL);
     if (ei->n_accts == ei->cap_accts) {
         size_t cap = ei->cap_accts ? ei->cap_accts * 2 : 8;
         ee_account **v = realloc(ei->accts, cap * sizeof *v);
@@ -164,6 +165,7 @@ static void ee_account_close(mp_account *acct, void **state)
         }
     }
     ee_mailboxes_clear(&a->boxes);
+    pthread_mutex_destroy(&a->lock);
     free(a->ee_account);
     free(a->ee_path);
     free(a);

@@ -267,6 +267,34 @@ class EmailEngineBridge(unittest.TestCase):
         finally:
             fake.auto_webhooks = False
 
+    def test_7b_connect_error_retried_without_storm(self):
+        d, fake = self.d, self.fake
+        fake.auto_webhooks = True
+        try:
+            before = fake.calls(account=self.EB)
+            listings = fake.calls("messages", account=self.EB)
+            fake.set_account_state(self.EB, "connectError",
+                                   error={"response": "connect ECONNREFUSED 10.0.0.9:993",
+                                          "serverResponseCode": "ECONNREFUSED"})
+            mptest.wait_until(lambda: d.account(self.B)["status"] == "error", 30,
+                              message="error after connectError")
+            acct = d.account(self.B)
+            self.assertIn("state connectError", acct["last_error"])
+            self.assertIn("ECONNREFUSED", acct["last_error"])
+            # One question to EE for the whole run over four folders.
+            self.assertEqual(fake.calls(account=self.EB) - before, 1)
+            self.assertEqual(fake.calls("messages", account=self.EB), listings)
+            fake.set_account_state(self.EB, "connected")
+
+            def recovered():
+                if d.account(self.B)["status"] == "ok":
+                    return True
+                d.sync_and_wait(self.B)
+                return False
+            mptest.wait_until(recovered, 60, interval=0.5, message="ok once reconnected")
+        finally:
+            fake.auto_webhooks = False
+
     def test_8_uidvalidity_change_resets_one_folder(self):
         d, fake = self.d, self.fake
         before = {m["subject"]: m for m in d.all_messages(self.A, folder="Archive")}

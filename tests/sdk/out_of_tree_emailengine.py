@@ -157,8 +157,8 @@ class OutOfTreeEmailEngine(unittest.TestCase):
         sources = sorted(glob.glob(os.path.join(self.driver_src, "*.c")))
         run([env("CC")] + cflags + ["-I" + self.driver_src, "-D_GNU_SOURCE", "-std=c17",
                                     "-Wall", "-Wextra", "-Werror", "-fPIC",
-                                    "-fvisibility=hidden", "-shared", "-Wl,-z,defs", "-o", so]
-            + sources + libs)
+                                    "-fvisibility=hidden", "-pthread", "-shared", "-Wl,-z,defs",
+                                    "-o", so] + sources + libs)
         self.check_exports(so)
         d = self.private_dir(so)
         self.check_loads(d)
