@@ -84,12 +84,14 @@ static mp_status state_status(ee_account *a, const char *state, const char *deta
     if (strcmp(state, "connected") == 0 || strcmp(state, "syncing") == 0 ||
         strcmp(state, "connecting") == 0)
         return MP_OK;
-    if (strcmp(state, "authenticationError") == 0)
-        return mp_fail(err, MP_REAUTH,
-                       "%s: EmailEngine reports authentication failing for account \"%s\""
-                       " (authenticationError: %.200s): fix its credentials in EmailEngine,"
-                       " then reload mailpulse or POST /v1/accounts/{id}/sync",
-                       what, a->ee_account, d);
+    if (strcmp(state, "authenticationError") == 0) {
+        mp_fail(err, MP_REAUTH,
+                "%s: EmailEngine reports authentication failing for account \"%s\""
+                " (authenticationError: %.200s): fix its credentials in EmailEngine,"
+                " then reload mailpulse or POST /v1/accounts/{id}/sync",
+                what, a->ee_account, d);
+        return gate(a, MP_REAUTH, err);
+    }
     if (strcmp(state, "unset") == 0)
         return mp_fail(err, MP_FATAL,
                        "%s: EmailEngine account \"%s\" has no IMAP or OAuth2 configuration"
@@ -149,6 +151,13 @@ static mp_status http_status(ee_account *a, const mp_http_response *r, int missi
     }
     return mp_fail(err, MP_FATAL, "%s: EmailEngine answered %ld%s%s%s%s", what, s,
                    code[0] ? " " : "", code, msg[0] ? ": " : "", msg);
+}
+
+void ee_ungate(ee_account *a)
+{
+    pthread_mutex_lock(&a->lock);
+    a->down_until_ms = 0;
+    pthread_mutex_unlock(&a->lock);
 }
 
 mp_status ee_get(ee_account *a, const char *path_query, int missing_ok, const char *what,

@@ -49,7 +49,8 @@ struct ee_account {
     /* Set on the loop thread when a verified webhook for the account
      * arrives, read by push_enroll on a worker. */
     atomic_int push_seen;
-    /* EE said the account is not usable (connectError, disconnected...):
+    /* EE said the account is not usable (authenticationError,
+     * connectError, disconnected...):
      * until down_until_ms, requests for it fail with the same status and
      * text without asking EE again, so a run over many folders costs one
      * request, not one per folder. Guarded by `lock` (fetch may run beside
@@ -89,6 +90,8 @@ char *ee_escape(const char *s);
  * MP_SKIP only when `missing_ok`, else the account is unknown: MP_FATAL). */
 mp_status ee_get(ee_account *a, const char *path_query, int missing_ok, const char *what,
                  mp_http_response *resp_r, mp_error *err);
+/* Forget a remembered refusal (a webhook says EE works for the account). */
+void ee_ungate(ee_account *a);
 /* The account's state at EE as a status: connected/syncing/connecting
  * MP_OK; authenticationError MP_REAUTH; connectError, disconnected, init
  * MP_RETRY with a wait; paused MP_RETRY; unset MP_FATAL. */

@@ -89,6 +89,9 @@ mp_status ee_push_verify(mp_instance *inst, const mp_push_request *req, mp_push_
     }
     if (!atomic_exchange(&a->push_seen, 1) && MP_HOST_HAS(h, push_status))
         h->push_status(a->acct, MP_PUSH_STATE_LIVE, "EmailEngine webhooks");
+    /* Any other event shows EE working for the account again. */
+    if (w.kind != EE_EV_AUTH_ERROR && w.kind != EE_EV_CONNECT_ERROR)
+        ee_ungate(a);
     if (w.kind == EE_EV_OTHER)
         return mp_fail(err, MP_SKIP, "push: event the bridge does not act on");
     /* 4. The hint: the folder for message events and mailboxReset, the

@@ -101,6 +101,14 @@ class EmailEngineBridge(unittest.TestCase):
     def runs(self, account=None):
         return self.d.account(account or self.A)["sync"]["runs"]
 
+    def settled_runs(self, account=None):
+        """The run count once no run is going or queued (an event shows at
+        its commit, the count moves when the run ends)."""
+        def idle():
+            sync = self.d.account(account or self.A)["sync"]
+            return not sync["running"] and not sync["rerun"] and sync
+        return mptest.wait_until(idle, 30, message="no sync running")["runs"]
+
     def test_1_folders_bootstrap_backfill(self):
         acct = self.d.account(self.A)
         roles = {f["name"]: f["role"] for f in acct["folders"]}
@@ -182,7 +190,7 @@ class EmailEngineBridge(unittest.TestCase):
         d, fake = self.d, self.fake
         # A real message the forged hints would announce.
         mid = fake.add_message(self.EA, "Projects", raw("forged-hint"))
-        seq, runs = d.last_seq(), self.runs()
+        seq, runs = d.last_seq(), self.settled_runs()
         expect = {"no_signature": 401, "bad_signature": 403, "wrong_secret": 403,
                   "padded_signature": 403, "tampered_body": 403}
         for forge, status in expect.items():
@@ -212,7 +220,7 @@ class EmailEngineBridge(unittest.TestCase):
             self.assertEqual(hooks[-1]["event_id"], hooks[-2]["event_id"])
             mptest.wait_until(lambda: of_type(d.events(accounts=[self.A], after=seq),
                                               "message.new"), 30, message="message.new")
-            runs = self.runs()
+            runs = self.settled_runs()
             # A later retry of the same event id: acknowledged, no sync.
             self.assertEqual(fake.redeliver(hooks[-1]["event_id"]), 204)
             self.d.sync_and_wait(self.B)  # a barrier: the daemon handled it
@@ -226,7 +234,7 @@ class EmailEngineBridge(unittest.TestCase):
     def test_6_unconfigured_account_ignored(self):
         d, fake = self.d, self.fake
         seq = d.last_seq()
-        runs = {a: self.runs(a) for a in (self.A, self.B)}
+        runs = {a: self.settled_runs(a) for a in (self.A, self.B)}
         mid = fake.add_message("stranger", "INBOX", raw("not-ours"))
         got, _, _ = fake.send_webhook("messageNew", "stranger", {"id": mid, "uid": 2},
                                       path="INBOX")
@@ -261,8 +269,13 @@ class EmailEngineBridge(unittest.TestCase):
             self.assertEqual(d.account(self.A)["status"], "ok")
             # Fixed in EmailEngine, an API sync brings it back.
             fake.set_account_state(self.EB, "connected")
-            d.sync(self.B)
-            mptest.wait_until(lambda: d.account(self.B)["status"] == "ok", 30,
+
+            def recovered():
+                if d.account(self.B)["status"] == "ok":
+                    return True
+                d.sync_and_wait(self.B)
+                return False
+            mptest.wait_until(recovered, 60, interval=0.5,
                               message="ok after the credentials were fixed")
         finally:
             fake.auto_webhooks = False
