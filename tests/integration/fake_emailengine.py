@@ -44,7 +44,8 @@ What it serves (all on one 127.0.0.1 port; point the driver's `url` at
   and uidNext come from the last sync (number or false), `status{messages,
   unseen}` only with counters=true; no uidValidity. Order: special-use in
   FLAG_SORT_ORDER, then path. Not connected: the stored listing, or 503
-  NotYetConnected (state init, or never connected), 503 NotSyncing (unset).
+  NotYetConnected (state init, or never connected), 503 NotSyncing (unset);
+  with counters=true 503 WorkerNotAvailable (see UNCONFIRMED below).
 - `GET /v1/account/{account}/messages?path=&page=&pageSize=&cursor=`
   ("messages", E§4): live, paged by sequence number newest first, each
   page sorted by uid descending; `{total,page,pages,nextPageCursor,
@@ -114,12 +115,15 @@ the sync but queues nothing (so a test can prove a reconciliation sweep
 finds what no webhook announced).
 
 Control surface (thread-safe; endpoint names are in ENDPOINTS):
-- accounts: add_account(account, state=, email=, name=, webhooks=,
-  object_id=), set_account_state(account, state, error=), account_state;
-- mailboxes: add_mailbox(account, path, special_use=, delimiter=,
-  subscribed=), delete_mailbox, rename_mailbox, reset_uidvalidity(account,
-  path) -> new UIDVALIDITY (UIDs renumbered from 1, as a server that
-  recreated the folder), uid_validity;
+- accounts: add_account(account, state="connected", email_addr=, name=,
+  webhooks= (the account's own URL), object_id= (False: a server without
+  OBJECTID, so no emailId/threadId), error=, custom_headers={name: value}),
+  set_account_state(account, state, error={response, serverResponseCode}),
+  account_state;
+- mailboxes: add_mailbox(account, path, special_use=, delimiter="/",
+  subscribed=, uid_validity=), delete_mailbox, rename_mailbox(account, path,
+  new_path), reset_uidvalidity(account, path) -> new UIDVALIDITY (UIDs
+  renumbered from 1, as a server that recreated the folder), uid_validity;
 - messages: add_message(account, path, raw, flags=(), date=, email_id=,
   thread_id=) -> EmailEngine id, set_flags(account, id, flags),
   delete_message(account, id), message_ids(account, path) (newest first),
@@ -131,7 +135,8 @@ Control surface (thread-safe; endpoint names are in ENDPOINTS):
   any account, a chosen event id), redeliver(event_id) (the same event
   again: what a retry after a lost answer looks like), forge_next_webhooks
   (bad_signature, wrong_secret, no_signature, padded_signature,
-  tampered_body, no_event_id, duplicate), sign(body), webhook_attempts /
+  tampered_body, no_event_id, duplicate), sign(body) (the signature the
+  fake would send), pending_webhooks, webhook_attempts /
   webhook_retry_delay / webhook_timeout, auto_webhooks;
 - failures: fail_next(endpoint, status, count=, code=, message=, account=,
   state=, ttl=, headers=), clear_failures; set_delay (slow EmailEngine),
@@ -156,7 +161,10 @@ computed from the raw bytes the way a server would count them, but a real
 server's BODYSTRUCTURE may differ by line-ending normalisation.
 UNCONFIRMED in EmailEngine's source and chosen here: 401 texts come from
 the bearer library; whether /source is chunked (here: Content-Length); the
-404 for an unknown route (EmailEngine renders an HTML page; here JSON).
+404 for an unknown route (EmailEngine renders an HTML page; here JSON);
+`mailboxes?counters=true` on an account that is not connected (here 503
+WorkerNotAvailable); that a folder created while connected is indexed
+without messageNew for the messages it already holds.
 
 Library use:
 
@@ -1016,6 +1024,10 @@ class FakeEmailEngine:
             if service_secret is not None:
                 self.settings["serviceSecret"] = service_secret
 
+    def sign(self, body):
+        """The X-EE-Wh-Signature the fake sends for `body` (bytes)."""
+        return sign(self.service_secret, body)
+
     def forge_next_webhooks(self, kind, count=1):
         """The next `count` queued deliveries are forged: bad_signature (a
         signature of other bytes), wrong_secret, no_signature,
@@ -1505,7 +1517,14 @@ class FakeEmailEngine:
     def _ep_mailboxes(self, params, query, body):
         acc = self._account(params)
         counters = _bool_param(query, "counters")
-        if acc.state != "connected" and not counters:
+        if acc.state != "connected" and counters:
+            # EmailEngine asks the IMAP worker for a live LIST + STATUS here
+            # (account.js getMailboxListing); with no connection that call
+            # fails. The exact answer is UNCONFIRMED: the worker's "no active
+            # handler" 503 is used.
+            raise EEError(503, "No active handler for requested account. Try again later.",
+                          "WorkerNotAvailable")
+        if acc.state != "connected":
             if acc.state == "unset":
                 raise EEError(503, STATE_ERRORS["unset"][1], "NotSyncing", state=acc.state)
             if acc.state == "init" or not acc.has_listing:

@@ -15,8 +15,11 @@ import http.server
 import json
 import os
 import re
+import shutil
 import socketserver
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -265,6 +268,8 @@ class FakeEmailEngineTest(unittest.TestCase):
         self.fake.add_message(ACC, "INBOX", raw_message(3))
         status, _, data = self.get("/v1/account/%s/mailboxes" % ACC)
         self.assertEqual((status, data["mailboxes"][0]["messages"]), (200, 2))
+        status, _, data = self.get("/v1/account/%s/mailboxes?counters=true" % ACC)
+        self.assert_boom(status, data, 503, code="WorkerNotAvailable")
         self.fake.set_account_state(ACC, "connected")
         _, _, data = self.get("/v1/account/%s/mailboxes" % ACC)
         self.assertEqual(data["mailboxes"][0]["messages"], 3)
@@ -612,6 +617,7 @@ class FakeEmailEngineTest(unittest.TestCase):
         rx = self.receiver()
         self.fake.configure_webhooks(rx.url, events=None)      # unset allowlist: nothing
         self.fake.add_message(ACC, "INBOX", raw_message(1))
+        self.assertEqual(self.fake.pending_webhooks(), [])
         self.fake.configure_webhooks(rx.url, events=["messageDeleted"])
         mid = self.fake.add_message(ACC, "INBOX", raw_message(2))
         self.fake.delete_message(ACC, mid)
@@ -707,6 +713,149 @@ class FakeEmailEngineTest(unittest.TestCase):
         last = self.fake.webhook_log()[-1]
         self.assertIsNone(last["status"])
         self.assertTrue(last["error"])
+
+
+    # ---- (c) error injection
+    def test_forged_webhooks(self):
+        rx = self.receiver()
+        self.fake.configure_webhooks(rx.url)
+        for kind in ("bad_signature", "wrong_secret", "no_signature", "padded_signature",
+                     "tampered_body", "no_event_id"):
+            self.fake.forge_next_webhooks(kind)
+            self.fake.add_message(ACC, "INBOX", raw_message(len(rx.got) + 1))
+            self.fake.flush_webhooks()
+            headers, body = rx.got[-1]
+            sig = headers.get("X-EE-Wh-Signature")
+            if kind == "no_event_id":
+                self.assertNotIn("X-EE-Wh-Event-Id", headers)
+                self.assertTrue(verify_signature(SECRET, body, sig))
+            else:
+                self.assertTrue(headers["X-EE-Wh-Event-Id"])
+                self.assertFalse(verify_signature(SECRET, body, sig), kind)
+            if kind == "no_signature":
+                self.assertIsNone(sig)
+            if kind == "padded_signature":
+                self.assertTrue(sig.endswith("="))
+                self.assertEqual(sig.rstrip("="), self.fake.webhook_log()[-1]["headers"][
+                    "X-EE-Wh-Signature"].rstrip("="))
+            self.assertEqual(self.fake.webhook_log()[-1]["forge"], kind)
+        # The next delivery is genuine again.
+        self.fake.add_message(ACC, "INBOX", raw_message(99))
+        self.fake.flush_webhooks()
+        self.assertTrue(verify_signature(SECRET, rx.got[-1][1],
+                                         rx.got[-1][0]["X-EE-Wh-Signature"]))
+        self.assertEqual(self.fake.sign(rx.got[-1][1]), rx.got[-1][0]["X-EE-Wh-Signature"])
+        with self.assertRaises(ValueError):
+            self.fake.forge_next_webhooks("nonsense")
+
+    def test_duplicates_and_direct_sends(self):
+        rx = self.receiver()
+        self.fake.configure_webhooks(rx.url)
+        self.fake.forge_next_webhooks("duplicate")
+        self.fake.add_message(ACC, "INBOX", raw_message(1))
+        self.fake.flush_webhooks()
+        self.assertEqual(len(rx.got), 2)
+        self.assertEqual(rx.got[0], rx.got[1])        # same bytes, same event id
+        event_id = rx.got[0][0]["X-EE-Wh-Event-Id"]
+        self.assertEqual(self.fake.redeliver(event_id), 200)
+        headers, body = rx.got[2]
+        self.assertEqual((headers["X-EE-Wh-Event-Id"], body), (event_id, rx.got[0][1]))
+        self.assertEqual(headers["X-EE-Wh-Attempts-Made"], "1")
+        # A webhook for an account the receiver was not configured for, and
+        # one the fake does not even know.
+        status, answer, eid = self.fake.send_webhook(
+            "messageNew", "stranger", {"id": "AAAAAQAAAAE", "uid": 1}, path="INBOX",
+            special_use="\\Inbox")
+        self.assertEqual((status, answer), (200, b"ok"))
+        payload = json.loads(rx.got[-1][1])
+        self.assertEqual((payload["account"], payload["event"], payload["path"],
+                          payload["specialUse"]), ("stranger", "messageNew", "INBOX", "\\Inbox"))
+        self.assertEqual(rx.got[-1][0]["X-EE-Wh-Event-Id"], eid)
+        self.assertTrue(verify_signature(SECRET, rx.got[-1][1],
+                                         rx.got[-1][0]["X-EE-Wh-Signature"]))
+        # A chosen event id twice, and a forged direct send.
+        self.fake.send_webhook("messageDeleted", ACC, {"id": "x", "uid": 1}, event_id="e-1")
+        self.fake.send_webhook("messageDeleted", ACC, {"id": "x", "uid": 1}, event_id="e-1")
+        self.assertEqual([h["X-EE-Wh-Event-Id"] for h, _ in rx.got[-2:]], ["e-1", "e-1"])
+        other = self.receiver(status=401)
+        status, _, _ = self.fake.send_webhook("connectError", ACC, {"response": "x"},
+                                              url=other.url, forge="bad_signature")
+        self.assertEqual(status, 401)
+        self.assertFalse(verify_signature(SECRET, other.got[0][1],
+                                          other.got[0][0]["X-EE-Wh-Signature"]))
+        self.assertEqual(self.fake.webhook_log()[-1]["status"], 401)
+
+    def test_rest_injection(self):
+        url = "/v1/account/%s/messages?path=INBOX" % ACC
+        self.fake.fail_next("messages", 401)
+        status, hdrs, data = self.get(url)
+        self.assert_boom(status, data, 401, "Bad token")
+        self.assertEqual(hdrs["WWW-Authenticate"], 'Bearer error="Bad token"')
+        self.fake.fail_next("messages", 500, count=2, message="boom")
+        self.assert_boom(*self.get(url)[::2], 500, "boom")
+        self.assertEqual(self.get(url)[0], 500)
+        self.assertEqual(self.get(url)[0], 200)
+        self.fake.fail_next("*", 503, account=ACC, state="connecting")
+        status, _, data = self.get("/v1/account/%s/mailboxes" % ACC)
+        self.assert_boom(status, data, 503, code="WorkerNotAvailable")
+        self.assertEqual(data["state"], "connecting")
+        self.fake.fail_next("source", 504)
+        mid = self.fake.add_message(ACC, "INBOX", raw_message(1))
+        status, _, data = self.get("/v1/account/%s/message/%s/source" % (ACC, mid))
+        self.assert_boom(status, data, 504, code="Timeout")
+        self.fake.fail_next("messages", 429, ttl=7)
+        status, hdrs, data = self.get(url)
+        self.assert_boom(status, data, 429, "Rate limit exceeded")
+        self.assertEqual((data["ttl"], hdrs["X-RateLimit-Reset"]), (7, "7"))
+        self.fake.fail_next("account", 503, count=None, account="other")
+        self.assertEqual(self.get("/v1/account/%s" % ACC)[0], 200)   # only "other" fails
+        self.fake.clear_failures()
+        self.assertEqual([e["status"] for e in self.fake.call_log("messages")],
+                         [401, 500, 500, 200, 429])
+        with self.assertRaises(ValueError):
+            self.fake.fail_next("nonsense", 500)
+
+    def test_token_rate_limit(self):
+        token = self.fake.add_token(rate_limit=(2, 3600))
+        url = "/v1/account/%s" % ACC
+        status, hdrs, _ = self.get(url, token=token)
+        self.assertEqual((status, hdrs["X-RateLimit-Limit"], hdrs["X-RateLimit-Remaining"]),
+                         (200, "2", "1"))
+        self.assertEqual(self.get(url, token=token)[1]["X-RateLimit-Remaining"], "0")
+        status, hdrs, data = self.get(url, token=token)
+        self.assert_boom(status, data, 429, "Rate limit exceeded")
+        self.assertGreater(data["ttl"], 0)
+        self.assertEqual(hdrs["X-RateLimit-Limit"], "2")
+        self.assertEqual(hdrs["X-RateLimit-Reset"], str(data["ttl"]))
+        self.assertEqual(self.get(url)[0], 200)        # other tokens are not limited
+        self.assertNotIn("X-RateLimit-Limit", self.get(url)[1])
+
+    def test_standalone_cli(self):
+        workdir = tempfile.mkdtemp(prefix="fake-ee-")
+        self.addCleanup(shutil.rmtree, workdir, True)
+        rx = self.receiver()
+        proc = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(
+            os.path.abspath(__file__)), "fake_emailengine.py"), "--dir", workdir,
+            "--webhook-url", rx.url, "--every", "0.2"], stdout=subprocess.PIPE, text=True)
+        self.addCleanup(proc.wait, 10)
+        self.addCleanup(proc.terminate)
+        self.addCleanup(proc.stdout.close)
+        info = json.loads(proc.stdout.readline())
+        with open(info["token_file"], encoding="utf-8") as f:
+            token = f.read().strip()
+        with open(info["service_secret_file"], encoding="utf-8") as f:
+            secret = f.read().strip()
+        self.assertEqual(os.stat(info["token_file"]).st_mode & 0o777, 0o600)
+        status, _, data = call("%s/v1/account/%s/messages?path=INBOX" % (
+            info["url"], info["ee_account"]), token=token)
+        self.assertEqual(status, 200)
+        self.assertGreaterEqual(data["total"], 3)
+        deadline = time.monotonic() + 30
+        while not any(json.loads(b)["event"] == "messageNew" for _, b in rx.got):
+            self.assertLess(time.monotonic(), deadline, "no messageNew from --every")
+            time.sleep(0.05)
+        headers, body = next((h, b) for h, b in rx.got if json.loads(b)["event"] == "messageNew")
+        self.assertTrue(verify_signature(secret, body, headers["X-EE-Wh-Signature"]))
 
 
 if __name__ == "__main__":
