@@ -308,6 +308,37 @@ class EmailEngineBridge(unittest.TestCase):
         finally:
             fake.auto_webhooks = False
 
+    def test_7c_http_errors(self):
+        d, fake = self.d, self.fake
+        self.settled_runs(self.A)
+        # A 5xx: the run fails with EE's answer, the next one is clean.
+        fake.fail_next("messages", 500, count=1, account=self.EA)
+        d.sync_and_wait(self.A)
+        acct = d.account(self.A)
+        self.assertEqual(acct["status"], "error")
+        self.assertIn("EmailEngine answered 500", acct["last_error"])
+        d.sync_and_wait(self.A)
+        self.assertEqual(d.account(self.A)["status"], "ok")
+        # The token refused: reauth naming token_file, no secret in it.
+        self.settled_runs(self.B)
+        fake.fail_next("account", 401, count=1, account=self.EB)
+        fake.fail_next("mailboxes", 401, count=1, account=self.EB)
+        fake.fail_next("messages", 401, count=1, account=self.EB)
+        d.sync_and_wait(self.B)
+        acct = d.account(self.B)
+        self.assertEqual(acct["status"], "reauth")
+        self.assertIn("token_file", acct["last_error"])
+        self.assertNotIn(fake.token, acct["last_error"])
+        self.assertNotIn(fake.token, d.log_text())
+        fake.clear_failures()
+
+        def recovered():
+            if d.account(self.B)["status"] == "ok":
+                return True
+            d.sync_and_wait(self.B)
+            return False
+        mptest.wait_until(recovered, 60, interval=0.5, message="ok with the token accepted")
+
     def test_8_uidvalidity_change_resets_one_folder(self):
         d, fake = self.d, self.fake
         before = {m["subject"]: m for m in d.all_messages(self.A, folder="Archive")}
