@@ -216,18 +216,9 @@ mp_status ee_account_check(ee_account *a, mp_error *err)
     return state_status(a, state, detail, "account state", err);
 }
 
-mp_status ee_mailboxes_get(ee_account *a, int64_t newer_than, const ee_mailboxes **boxes_r,
-                           mp_error *err)
+mp_status ee_mailboxes_fetch(ee_account *a, ee_mailboxes *out, mp_error *err)
 {
-    if (a->boxes_ms != 0 && a->boxes_ms > newer_than) {
-        *boxes_r = &a->boxes;
-        return MP_OK;
-    }
-    int64_t now = ee_host->now_ms();
-    /* Strictly newer than anything a cursor recorded before (a coarse or
-     * moved clock must not make a new list look old). */
-    if (now <= a->boxes_ms)
-        now = a->boxes_ms + 1;
+    memset(out, 0, sizeof *out);
     mp_status st = ee_account_check(a, err);
     if (st != MP_OK)
         return st;
@@ -237,13 +228,32 @@ mp_status ee_mailboxes_get(ee_account *a, int64_t newer_than, const ee_mailboxes
     st = ee_get(a, path, 0, "mailbox list", &r, err);
     if (st != MP_OK)
         return st;
-    ee_mailboxes m;
     char why[256];
-    int rc = ee_mailboxes_parse((const char *)r.body, r.body_len, &m, why, sizeof why);
+    int rc = ee_mailboxes_parse((const char *)r.body, r.body_len, out, why, sizeof why);
     ee_host->http_free(&r);
     if (rc < 0)
         return mp_fail(err, MP_RETRY, "mailbox list: unexpected answer from EmailEngine: %s",
                        why);
+    return MP_OK;
+}
+
+mp_status ee_mailboxes_get(ee_account *a, int64_t newer_than, const ee_mailboxes **boxes_r,
+                           mp_error *err)
+{
+    int64_t now = ee_host->now_ms();
+    if (a->boxes_ms != 0 && a->boxes_ms > newer_than && now >= a->boxes_ms &&
+        now - a->boxes_ms < EE_MAILBOX_REUSE_MS) {
+        *boxes_r = &a->boxes;
+        return MP_OK;
+    }
+    ee_mailboxes m;
+    mp_status st = ee_mailboxes_fetch(a, &m, err);
+    if (st != MP_OK)
+        return st;
+    /* Strictly newer than anything a cursor recorded before (a coarse or
+     * moved clock must not make a new list look old). */
+    if (now <= a->boxes_ms)
+        now = a->boxes_ms + 1;
     ee_mailboxes_clear(&a->boxes);
     a->boxes = m;
     a->boxes_ms = now;

@@ -14,8 +14,9 @@
  *   counted_ms
  *            when the mailbox list those counters come from was fetched:
  *            a list fetched no later than that is not news for this
- *            folder, so the delta fetches a fresh one (one list serves
- *            every folder of a sync run, never two runs).
+ *            folder, so the delta fetches a fresh one: one list serves
+ *            the folders of a sync run (and at most EE_MAILBOX_REUSE_MS),
+ *            a stale one can only delay a change by one run.
  * Text "ee1 <reg> <floor> <messages> <uid_next> <swept_ms> <counted_ms>".
  */
 #ifndef EE_CURSOR_H

@@ -77,6 +77,8 @@ struct ee_account {
 #define EE_RETRY_PAUSED_MS 300000u
 /* How long one "not usable" answer stands for the account (one run). */
 #define EE_DOWN_GATE_MS 5000
+/* A mailbox list serves the folders of one sync run, never longer. */
+#define EE_MAILBOX_REUSE_MS 30000
 
 void ee_log(ee_account *a, mp_log_level level, const char *fmt, ...) MP_PRINTF(3, 4);
 
@@ -97,9 +99,13 @@ void ee_ungate(ee_account *a);
  * MP_RETRY with a wait; paused MP_RETRY; unset MP_FATAL. */
 mp_status ee_account_check(ee_account *a, mp_error *err);
 /* The mailbox list: the one held when it was fetched after `newer_than`
- * (ms), else a new one (the account's state is checked first). */
+ * (ms) and less than EE_MAILBOX_REUSE_MS ago, else a new one (the
+ * account's state is checked first). Sync slots only. */
 mp_status ee_mailboxes_get(ee_account *a, int64_t newer_than, const ee_mailboxes **boxes_r,
                            mp_error *err);
+/* A new mailbox list into *out (ee_mailboxes_clear it), leaving the
+ * sync's one alone (the check slot). */
+mp_status ee_mailboxes_fetch(ee_account *a, ee_mailboxes *out, mp_error *err);
 /* One listing page (0-based, newest first). */
 mp_status ee_page_get(ee_account *a, const char *folder, uint32_t page, uint32_t size,
                       ee_page *out, mp_error *err);

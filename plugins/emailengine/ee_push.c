@@ -137,11 +137,12 @@ mp_status ee_check(mp_account *acct, unsigned flags, mp_check *chk, mp_error *er
         snprintf(detail, sizeof detail, "EmailEngine accepts the token and account \"%s\" is"
                  " connected", a->ee_account);
         ee_host->check_report(chk, "account", MP_CHECK_OK, detail);
-        const ee_mailboxes *boxes;
+        ee_mailboxes boxes;
         memset(&e, 0, sizeof e);
-        st = ee_mailboxes_get(a, INT64_MAX, &boxes, &e);
+        st = ee_mailboxes_fetch(a, &boxes, &e);
         if (st == MP_OK) {
-            snprintf(detail, sizeof detail, "%zu mailboxes listed", boxes->n);
+            snprintf(detail, sizeof detail, "%zu mailboxes listed", boxes.n);
+            ee_mailboxes_clear(&boxes);
             ee_host->check_report(chk, "mailboxes", MP_CHECK_OK, detail);
         } else {
             ee_host->check_report(chk, "mailboxes", MP_CHECK_FAIL, e.text);

@@ -127,6 +127,24 @@ class EmailEngineBridge(unittest.TestCase):
         self.assertFalse(acct["push_live"])
         self.assertIn("waiting", acct["push_state"])
 
+    def test_1b_preflight_check(self):
+        d = self.d
+        started = d.post("/v1/accounts/%s/check" % self.A, body={"live": True}, expect=(202,))
+
+        def finished():
+            c = d.get("/v1/accounts/%s/check" % self.A)
+            return c["id"] == started["id"] and c["state"] in ("done", "error") and c
+        c = mptest.wait_until(finished, 60, message="check finished")
+        self.assertEqual(c["state"], "done", c)
+        r = {x["name"]: x for x in c["results"]}
+        self.assertEqual(r["account"]["outcome"], "ok", r)
+        self.assertEqual(r["mailboxes"]["outcome"], "ok", r)
+        self.assertIn("4 mailboxes", r["mailboxes"]["detail"])
+        # No webhook arrived yet: a warning saying what to set in EE.
+        self.assertEqual(r["webhooks"]["outcome"], "warn", r)
+        self.assertIn("serviceSecret", r["webhooks"]["detail"])
+        self.assertEqual(r["live_test"]["outcome"], "skip", r)
+
     def test_2_delta_without_webhooks(self):
         fake = self.fake
         self.assertFalse(fake.auto_webhooks)
