@@ -241,8 +241,10 @@ mp_status ee_backfill(mp_account *acct, const char *folder, const char *pos, uin
     for (int iter = 0; iter < 40; iter++) {
         ee_page p;
         st = ee_page_get(a, folder, (uint32_t)k, size, &p, err);
-        if (st != MP_OK)
+        if (st != MP_OK) {
+            ee_page_clear(&found);
             return st;
+        }
         if (hi < 0 || hi > p.pages - 1)
             hi = p.pages - 1;
         if (p.n > 0 && page_min_uid(&p) < below) {
@@ -253,7 +255,7 @@ mp_status ee_backfill(mp_account *acct, const char *folder, const char *pos, uin
         } else {
             if (p.n > 0)
                 lo = k + 1;
-            else
+            else if (k - 1 < hi)
                 hi = k - 1; /* past the end */
             ee_page_clear(&p);
         }

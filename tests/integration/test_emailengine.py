@@ -411,5 +411,57 @@ class EmailEngineBridge(unittest.TestCase):
         self.assertEqual(len(d.all_messages(self.A, folder="Projects")), 6)
 
 
+class EmailEngineBigFolder(unittest.TestCase):
+    """More than one listing page (EE's pageSize is at most 1000): the
+    backfill finds the next older UIDs by a binary search over the pages
+    and the full comparison reads every page."""
+    N = 2300
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = d = mptest.Daemon(
+            name="emailengine_big", driver_dir=mptest.env("MP_BUILD_DRIVER_DIR"),
+            settings={"backfill": {"mode": "progressive", "bootstrap_max": 5,
+                                   "batch_size": 900},
+                      "schedule": {"backfill_interval": 1}})
+        cls.fake = fake = fake_emailengine.FakeEmailEngine(service_secret=SECRET).start()
+        fake.add_account("big", state="connected")
+        fake.add_mailbox("big", "INBOX", special_use="\\Inbox")
+        cls.ids = [fake.add_message("big", "INBOX", raw("m%d" % i)) for i in range(cls.N)]
+        fake.auto_webhooks = False
+        token = d.write_secret("ee.token", fake.token.encode())
+        secret = d.write_secret("ee.secret", SECRET.encode())
+        d.write_instance(INSTANCE, mptest.render_instance(
+            "emailengine", [{"id": "big", "ee_account": "big", "poll_interval": 3600}],
+            url=fake.url, token_file=token, service_secret_file=secret))
+        d.start()
+        d.wait_bootstrapped("big", ["INBOX"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        cls.fake.stop()
+
+    def test_backfill_and_full_listing_over_pages(self):
+        d, fake = self.d, self.fake
+        mptest.wait_until(
+            lambda: d.folder("big", "INBOX")["backfill"]["status"] == "done", 120,
+            message="backfill done")
+        stored = d.all_messages("big", folder="INBOX", limit=1000)
+        self.assertEqual(len(stored), self.N)
+        synced = [e["json"]["message"] for e in of_type(d.events(accounts=["big"]),
+                                                        "message.synced")]
+        self.assertEqual(len(synced), len(set(synced)), "a message synced twice")
+        self.assertEqual(sorted(set(synced)),
+                         sorted(mptest.public_id("big", m) for m in self.ids))
+        # An old message (on the last page) goes: the full listing finds it.
+        seq = d.last_seq()
+        fake.delete_message("big", self.ids[3])
+        d.sync_and_wait("big")
+        deleted = [e["json"]["message"] for e in of_type(d.events(accounts=["big"], after=seq),
+                                                         "message.deleted")]
+        self.assertEqual(deleted, [mptest.public_id("big", self.ids[3])])
+
+
 if __name__ == "__main__":
     mptest.main()
