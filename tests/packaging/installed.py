@@ -244,7 +244,7 @@ def check_installed(packages, driverdir):
     with open("/var/lib/dpkg/triggers/File") as f:
         if interest not in f.read().splitlines():
             fail("dpkg has no file trigger %r" % interest)
-    for so in ("imap.so", "gmail.so", "graph.so"):
+    for so in ("imap.so", "gmail.so", "graph.so", "emailengine.so"):
         if not os.path.isfile(os.path.join(driverdir, so)):
             fail("%s not in %s" % (so, driverdir))
     say("installed: %s; %s provides %s; user %s (uid %d); %s 0750"
