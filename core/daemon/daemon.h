@@ -168,6 +168,23 @@ int mpd_account_unrecorded(struct mp_account *a, char **status_r, char **error_r
 void mpd_set_account_status(mpd *d, const char *account, const char *status,
                             const char *error);
 void mpd_set_push_state(mpd *d, const char *account, const char *state);
+/* The account as the list and /metrics show it, from memory (no store
+ * read): the status (an unrecorded one first; "pending" before any), its
+ * error, the push state text, the last successful sync and the last push
+ * (0: never; seeded from the store at the account's first status). Copies
+ * to release with mpd_account_view_clear. Any thread. */
+typedef struct mpd_account_view_t {
+    char *status, *error, *push_state;
+    int64_t last_sync_ms, last_push_ms;
+} mpd_account_view_t;
+void mpd_account_view(struct mp_account *a, mpd_account_view_t *v);
+void mpd_account_view_clear(mpd_account_view_t *v);
+/* A sync of `a` succeeded at when_ms (recorded in the store too). */
+void mpd_account_view_synced(struct mp_account *a, int64_t when_ms);
+/* The push state's class, what `push=` filters and counts group by: the
+ * length of its leading word ("failed: no NOTIFY" -> "failed"); 0 for
+ * NULL (no push state recorded: "none"). */
+size_t mpd_push_class(const char *push_state);
 
 /* ---- maintenance.c ---- */
 void mpd_maintenance_start(mpd *d);

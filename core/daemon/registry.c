@@ -113,6 +113,9 @@ static void account_close_now(struct mp_account *a)
     pthread_mutex_destroy(&a->check_lock);
     free(a->unrecorded_status);
     free(a->unrecorded_error);
+    free(a->view_status);
+    free(a->view_error);
+    free(a->view_push_state);
     instance_unref(a->inst);
     free(a->id);
     free(a);
