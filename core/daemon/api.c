@@ -127,17 +127,6 @@ static int by_id(const void *x, const void *y)
     return strcmp((*a)->id, (*b)->id);
 }
 
-static void count_in(json_t *counts, const char *key, size_t len)
-{
-    char name[64];
-    if (len >= sizeof name)
-        len = sizeof name - 1;
-    memcpy(name, key, len);
-    name[len] = '\0';
-    json_t *v = json_object_get(counts, name);
-    json_object_set_new(counts, name, json_integer(v != NULL ? json_integer_value(v) + 1 : 1));
-}
-
 static json_t *account_item(struct mp_account *a, const mpd_account_view_t *v,
                             const char *push, size_t push_len)
 {
@@ -177,8 +166,8 @@ json_t *mpd_api_accounts(mpd *d, const mpd_accounts_query *q)
         mpd_account_view(a, &v);
         const char *push = v.push_state != NULL ? v.push_state : "none";
         size_t push_len = v.push_state != NULL ? mpd_push_class(v.push_state) : 4;
-        count_in(by_status, v.status, strlen(v.status));
-        count_in(by_push, push, push_len);
+        mpd_count_in(by_status, v.status, strlen(v.status));
+        mpd_count_in(by_push, push, push_len);
         int match = (q->status == NULL || strcmp(q->status, v.status) == 0) &&
                     (q->push == NULL ||
                      (strlen(q->push) == push_len && strncmp(q->push, push, push_len) == 0));

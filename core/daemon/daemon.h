@@ -185,6 +185,9 @@ void mpd_account_view_synced(struct mp_account *a, int64_t when_ms);
  * length of its leading word ("failed: no NOTIFY" -> "failed"); 0 for
  * NULL (no push state recorded: "none"). */
 size_t mpd_push_class(const char *push_state);
+/* counts[key's first len bytes (at most 63)] += 1: the tallies by status
+ * and push class of the list and /metrics. */
+void mpd_count_in(json_t *counts, const char *key, size_t len);
 
 /* ---- maintenance.c ---- */
 void mpd_maintenance_start(mpd *d);

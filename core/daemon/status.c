@@ -75,6 +75,17 @@ void mpd_account_view_clear(mpd_account_view_t *v)
     memset(v, 0, sizeof *v);
 }
 
+void mpd_count_in(json_t *counts, const char *key, size_t len)
+{
+    char name[64];
+    if (len >= sizeof name)
+        len = sizeof name - 1;
+    memcpy(name, key, len);
+    name[len] = '\0';
+    json_t *v = json_object_get(counts, name);
+    json_object_set_new(counts, name, json_integer(v != NULL ? json_integer_value(v) + 1 : 1));
+}
+
 size_t mpd_push_class(const char *push_state)
 {
     if (push_state == NULL)
