@@ -86,6 +86,13 @@ struct mpd {
     pthread_rwlock_t registry_lock;
     mp_instance **instances;
     size_t n_instances;
+    /* Accounts in the registry not started yet (registry.c): they are
+     * opened a slice per loop iteration so the API answers meanwhile.
+     * Loop thread only; each queued account holds a reference. */
+    struct event *start_ev;
+    struct mp_account **start_queue;
+    size_t n_start, start_pos;
+    unsigned start_index;     /* accounts started so far (first-run stagger) */
 
     /* The event stream (core/events): the committed-seq wake-up, its
      * watchers, the epoch and the retention horizon. Opened after the loop
