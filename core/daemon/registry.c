@@ -513,6 +513,26 @@ static void instance_retire(mpd *d, mp_instance *inst, int reload, mpc_instance_
 
 #define STARTS_SLICE_MS 20
 
+/* Hints that arrived before a crash or restart are synced first: main.c
+ * asks right after applying the registry, when the queued accounts are
+ * not on the schedule yet, so ask again once they are. */
+static void starts_pending_hints(mpd *d)
+{
+    char **pending = NULL;
+    size_t n_pending = 0;
+    char *error = NULL;
+    if (mps_push_hints_accounts(d->store, &pending, &n_pending, &error) < 0) {
+        mpu_warn("core", "cannot read pending push hints: %s", error);
+        free(error);
+        return;
+    }
+    for (size_t i = 0; i < n_pending; i++) {
+        mpj_trigger(d->sched, pending[i], MPJ_SYNC, NULL, "pending-push");
+        free(pending[i]);
+    }
+    free(pending);
+}
+
 static void starts_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -535,8 +555,10 @@ static void starts_cb(evutil_socket_t fd, short what, void *arg)
         evtimer_add(d->start_ev, &now);
         return;
     }
-    if (d->n_start > 0 && d->start_pos == d->n_start)
+    if (d->n_start > 0 && d->start_pos == d->n_start) {
         mpu_debug("core", "%zu accounts started", d->n_start);
+        starts_pending_hints(d);
+    }
     free(d->start_queue);
     d->start_queue = NULL;
     d->n_start = d->start_pos = 0;
