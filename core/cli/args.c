@@ -21,6 +21,8 @@ enum {
     OPT_TIMEOUT,
     OPT_PUBLIC_URL,
     OPT_NO_LIVE,
+    OPT_STATUS,
+    OPT_PUSH,
 };
 
 struct command_spec {
@@ -41,6 +43,12 @@ static const struct option messages_opts[] = {
     {"folder", required_argument, NULL, 'f'}, {"limit", required_argument, NULL, 'n'},
     {"before", required_argument, NULL, 'b'}, {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+};
+
+static const struct option accounts_opts[] = {
+    {"status", required_argument, NULL, OPT_STATUS}, {"push", required_argument, NULL, OPT_PUSH},
+    {"limit", required_argument, NULL, 'n'},         {"json", no_argument, NULL, OPT_JSON},
+    {"help", no_argument, NULL, 'h'},                {NULL, 0, NULL, 0},
 };
 
 static const struct option events_opts[] = {
@@ -89,7 +97,7 @@ static const struct option graph_setup_opts[] = {
 static const struct command_spec commands[] = {
     {"help", MPCTL_CMD_HELP, 0, 1, ":h", plain_opts},
     {"status", MPCTL_CMD_STATUS, 0, 0, ":h", plain_opts},
-    {"accounts", MPCTL_CMD_ACCOUNTS, 0, 0, ":h", plain_opts},
+    {"accounts", MPCTL_CMD_ACCOUNTS, 0, 0, ":hn:", accounts_opts},
     {"account", MPCTL_CMD_ACCOUNT, 1, 1, ":h", plain_opts},
     {"messages", MPCTL_CMD_MESSAGES, 1, 1, ":hf:n:b:", messages_opts},
     {"show", MPCTL_CMD_SHOW, 1, 1, ":h", plain_opts},
@@ -123,7 +131,9 @@ const char *mpctl_usage(void)
            "\n"
            "commands:\n"
            "  status                        daemon, drivers and accounts overview\n"
-           "  accounts                      list accounts\n"
+           "  accounts [--status S] [--push P] [--limit N]\n"
+           "                                list accounts (every page, N a request)\n"
+           "                                and a summary by status and push state\n"
            "  account ID                    one account and its folders\n"
            "  messages ACCOUNT [--folder F] [--limit N] [--before ID]\n"
            "                                list messages, newest first\n"
@@ -214,6 +224,17 @@ static int parse_command(const struct command_spec *spec, int argc, char **argv,
         case 'n':
             if (parse_number("--limit", optarg, 1, &a->limit, error_r) < 0)
                 return -1;
+            /* The daemon's page limit for GET /v1/accounts. */
+            if (spec->command == MPCTL_CMD_ACCOUNTS && a->limit > 1000) {
+                *error_r = mpu_asprintf("--limit: at most 1000, got '%s'", optarg);
+                return -1;
+            }
+            break;
+        case OPT_STATUS:
+            a->status = optarg;
+            break;
+        case OPT_PUSH:
+            a->push = optarg;
             break;
         case 'b':
             a->before = optarg;

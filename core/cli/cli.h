@@ -58,6 +58,9 @@ typedef struct mpctl_args {
     const char *folder;
     int64_t limit; /* -1 when not given                           */
     const char *before;
+    /* accounts (--limit is the page size there) */
+    const char *status; /* --status                                    */
+    const char *push;   /* --push                                      */
     /* events */
     int follow;
     int64_t after; /* -1 when not given                           */

@@ -163,23 +163,21 @@ static void print_accounts(const json_t *accounts)
         printf("no accounts\n");
         return;
     }
-    static const char *const headers[] = {"ID",       "INSTANCE",  "DRIVER",
-                                          "STATUS",   "PUSH",      "FOLDERS",
-                                          "MESSAGES", "LAST-SYNC", "LAST-ERROR"};
-    static const char *const keys[] = {"id",       "instance",   "driver",
-                                       "status",   "push_state", "folders",
-                                       "messages", "last_sync",  "last_error"};
-    size_t n = any_nonempty(accounts, "last_error") ? 9 : 8;
+    /* The list has no folder or message counts (they live in the store;
+     * `mailpulsectl account ID` shows them). */
+    static const char *const headers[] = {"ID",   "INSTANCE",  "DRIVER",
+                                          "STATUS", "PUSH", "LAST-SYNC", "LAST-ERROR"};
+    static const char *const keys[] = {"id",         "instance",  "driver",    "status",
+                                       "push_state", "last_sync", "last_error"};
+    size_t n = any_nonempty(accounts, "last_error") ? 7 : 6;
     mpctl_table *t = mpctl_table_new(n, headers);
-    mpctl_table_set_right(t, 5);
-    mpctl_table_set_right(t, 6);
-    if (n == 9)
-        mpctl_table_set_max(t, 8, W_ERROR);
+    if (n == 7)
+        mpctl_table_set_max(t, 6, W_ERROR);
     size_t i;
     const json_t *a;
     json_array_foreach(accounts, i, a)
     {
-        char *cells[9];
+        char *cells[7];
         for (size_t c = 0; c < n; c++)
             cells[c] = field(a, keys[c]);
         mpctl_table_add_row(t, (const char *const *)cells);
@@ -246,13 +244,87 @@ static int cmd_status(const mpctl_args *args, const mpctl_conn *conn)
     return rc;
 }
 
+/* "12 accounts (status: ok 10, error 2; push: live 9, off 3)" from the
+ * daemon-wide counts of a GET /v1/accounts answer. */
+static void print_summary(const json_t *page, size_t listed)
+{
+    const json_t *counts = json_object_get(page, "counts");
+    json_int_t all = json_integer_value(json_object_get(counts, "accounts"));
+    json_int_t total = json_integer_value(json_object_get(page, "total"));
+    printf("%lld accounts", (long long)all);
+    if (total != all || (json_int_t)listed != total)
+        printf(", %lld matching, %zu listed", (long long)total, listed);
+    static const char *const groups[] = {"status", "push"};
+    for (size_t g = 0; g < 2; g++) {
+        printf("%s%s:", g == 0 ? " (" : "; ", groups[g]);
+        const char *key;
+        const json_t *v;
+        int first = 1;
+        json_object_foreach((json_t *)json_object_get(counts, groups[g]), key, v) {
+            char *clean = mpctl_sanitize(key);
+            printf("%s %s %lld", first ? "" : ",", clean, (long long)json_integer_value(v));
+            free(clean);
+            first = 0;
+        }
+    }
+    printf(")\n");
+}
+
+/* Every page of GET /v1/accounts (following next_after), printed as one
+ * table and a summary line; --json prints the same as one object:
+ * {"accounts":[all pages],"total","counts"} (of the last page). */
 static int cmd_accounts(const mpctl_args *args, const mpctl_conn *conn)
 {
-    json_t *list;
-    int rc = mpctl_fetch_json(args, conn, "GET", "/v1/accounts", &list);
-    if (rc == MPCTL_EXIT_OK && !args->json)
-        print_accounts(json_object_get(list, "accounts"));
-    json_decref(list);
+    mpctl_args quiet = *args;
+    quiet.json = 0;
+    char limit[32];
+    snprintf(limit, sizeof(limit), "%lld", (long long)args->limit);
+    json_t *all = json_array();
+    json_t *last = NULL;
+    char *after = NULL;
+    int rc;
+    for (;;) {
+        const mpctl_param params[] = {
+            {"limit", args->limit >= 0 ? limit : NULL},
+            {"status", args->status},
+            {"push", args->push},
+            {"after", after},
+        };
+        char *query = mpctl_query_build(params, 4);
+        char *path = mpu_asprintf("/v1/accounts%s", query);
+        json_t *page = NULL;
+        rc = mpctl_fetch_json(&quiet, conn, "GET", path, &page);
+        free(path);
+        free(query);
+        if (rc != MPCTL_EXIT_OK)
+            break;
+        json_array_extend(all, json_object_get(page, "accounts"));
+        const char *next = json_string_value(json_object_get(page, "next_after"));
+        /* A next_after that does not move on would loop forever. */
+        int done = next == NULL || (after != NULL && strcmp(next, after) <= 0);
+        free(after);
+        after = done ? NULL : mpu_strdup(next);
+        json_decref(last);
+        last = page;
+        if (done)
+            break;
+    }
+    free(after);
+    if (rc == MPCTL_EXIT_OK) {
+        if (args->json) {
+            json_t *out = json_pack("{s:O, s:O, s:O}", "accounts", all, "total",
+                                    json_object_get(last, "total"), "counts",
+                                    json_object_get(last, "counts"));
+            json_dumpf(out, stdout, JSON_INDENT(2));
+            fputc('\n', stdout);
+            json_decref(out);
+        } else {
+            print_accounts(all);
+            print_summary(last, json_array_size(all));
+        }
+    }
+    json_decref(all);
+    json_decref(last);
     return rc;
 }
 

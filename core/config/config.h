@@ -135,6 +135,7 @@ typedef struct mp_settings {
         uint32_t request_timeout;  /* seconds, first byte to whole request, 20 */
         uint32_t idle_timeout;     /* seconds waiting for a request, 10     */
         int metrics_public;        /* /metrics without token on TCP, false  */
+        int metrics_per_account;   /* per-account series in /metrics, false */
         char **allowed_hosts;      /* NULL-terminated extra Host names, or NULL */
     } http;
     struct {

@@ -32,6 +32,7 @@ static const char default_text[] =
     "  request_timeout = 20;\n"
     "  idle_timeout = 10;\n"
     "  metrics_public = false;\n"
+    "  metrics_per_account = false;\n"
     "  # allowed_hosts = [ \"mail.example.org\" ];\n"
     "};\n"
     "# push = {                   (optional: public listener for provider push)\n"
@@ -106,6 +107,8 @@ static const mp_config_key http_keys[] = {
     {"request_timeout", MP_CFG_INT, "20", 0, "seconds for a whole request to arrive"},
     {"idle_timeout", MP_CFG_INT, "10", 0, "seconds a connection may wait for a request"},
     {"metrics_public", MP_CFG_BOOL, "false", 0, "serve /metrics on TCP without the token"},
+    {"metrics_per_account", MP_CFG_BOOL, "false", 0,
+     "/metrics also gives series per account (large with many accounts)"},
     {"allowed_hosts", MP_CFG_STRING_LIST, NULL, 0,
      "Host names accepted on TCP besides IP addresses and localhost"},
     {0},
@@ -414,6 +417,7 @@ static size_t fill_http(const mpc_node *http, mp_settings *s, mpc_errors *errs)
     n += get_u32(http, "http", "request_timeout", 1, 3600, &s->http.request_timeout, errs);
     n += get_u32(http, "http", "idle_timeout", 1, 3600, &s->http.idle_timeout, errs);
     s->http.metrics_public = mpc_bool(http, "metrics_public");
+    s->http.metrics_per_account = mpc_bool(http, "metrics_per_account");
     n += get_hosts(http, &s->http.allowed_hosts, errs);
     return n;
 }

@@ -117,22 +117,79 @@ json_t *mpd_api_status(mpd *d)
 
 /* ---- accounts ---- */
 
-static void folder_totals(mpd *d, const char *account, json_int_t *folders_r,
-                          json_int_t *messages_r)
+/* The list reads memory only (mpd_account_view): the store holds the
+ * folders and message counts, which GET /v1/accounts/{id} answers. */
+
+static int by_id(const void *x, const void *y)
 {
-    mps_folder *list = NULL;
+    const struct mp_account *const *a = x;
+    const struct mp_account *const *b = y;
+    return strcmp((*a)->id, (*b)->id);
+}
+
+static json_t *account_item(struct mp_account *a, const mpd_account_view_t *v,
+                            const char *push, size_t push_len)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s%, s:b, s:o, s:o}", "id", a->id,
+                     "instance", a->inst->name, "driver", a->inst->driver_name, "status",
+                     v->status, "last_error", mpu_json_str(v->error), "push_state",
+                     mpu_json_str(v->push_state), "push", push, push_len, "push_live",
+                     (int)atomic_load(&a->push_live), "last_sync",
+                     mpu_json_time(v->last_sync_ms), "last_push",
+                     mpu_json_time(v->last_push_ms));
+}
+
+json_t *mpd_api_accounts(mpd *d, const mpd_accounts_query *q)
+{
     size_t n = 0;
-    char *error = NULL;
-    *folders_r = 0;
-    *messages_r = 0;
-    if (mps_folders_list(d->store, account, &list, &n, &error) < 0) {
-        free(error);
-        return;
+    for (size_t i = 0; i < d->n_instances; i++)
+        n += d->instances[i]->n_accounts;
+    struct mp_account **all = mpu_calloc(n + 1, sizeof *all);
+    size_t k = 0;
+    for (size_t i = 0; i < d->n_instances; i++)
+        for (size_t j = 0; j < d->instances[i]->n_accounts; j++)
+            all[k++] = d->instances[i]->accounts[j];
+    /* Ids are unique: ordered by id, `after` resumes exactly where the
+     * last page ended even when accounts come and go between pages. */
+    qsort(all, n, sizeof *all, by_id);
+
+    size_t limit = q->limit > 0 ? q->limit : MPD_ACCOUNTS_PAGE;
+    json_t *list = json_array();
+    json_t *by_status = json_object();
+    json_t *by_push = json_object();
+    json_int_t total = 0;
+    const char *next_after = NULL;
+    int more = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct mp_account *a = all[i];
+        mpd_account_view_t v;
+        mpd_account_view(a, &v);
+        const char *push = v.push_state != NULL ? v.push_state : "none";
+        size_t push_len = v.push_state != NULL ? mpd_push_class(v.push_state) : 4;
+        mpd_count_in(by_status, v.status, strlen(v.status));
+        mpd_count_in(by_push, push, push_len);
+        int match = (q->status == NULL || strcmp(q->status, v.status) == 0) &&
+                    (q->push == NULL ||
+                     (strlen(q->push) == push_len && strncmp(q->push, push, push_len) == 0));
+        if (match) {
+            total++;
+            if (q->after == NULL || strcmp(a->id, q->after) > 0) {
+                if (json_array_size(list) < limit) {
+                    json_array_append_new(list, account_item(a, &v, push, push_len));
+                    next_after = a->id;
+                } else {
+                    more = 1;
+                }
+            }
+        }
+        mpd_account_view_clear(&v);
     }
-    *folders_r = (json_int_t)n;
-    for (size_t i = 0; i < n; i++)
-        *messages_r += list[i].messages;
-    mps_folders_free(&list, n);
+    json_t *o = json_pack("{s:o, s:I, s:I, s:o, s:{s:I, s:o, s:o}}", "accounts", list, "total",
+                          total, "limit", (json_int_t)limit, "next_after",
+                          mpu_json_str(more ? next_after : NULL), "counts", "accounts",
+                          (json_int_t)n, "status", by_status, "push", by_push);
+    free(all);
+    return o;
 }
 
 /* A status the store could not record replaces the stored one. */
@@ -145,36 +202,6 @@ static void status_overlay(struct mp_account *a, mps_account_row *row)
     free(row->last_error);
     row->status = status;
     row->last_error = error;
-}
-
-static json_t *account_summary(mpd *d, struct mp_account *a)
-{
-    mps_account_row row;
-    memset(&row, 0, sizeof row);
-    char *error = NULL;
-    if (mps_account_get(d->store, a->id, &row, &error) != 0)
-        free(error);
-    status_overlay(a, &row);
-    json_int_t folders, messages;
-    folder_totals(d, a->id, &folders, &messages);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:o, s:o}", "id", a->id,
-                          "instance", a->inst->name, "driver", a->inst->driver_name, "status",
-                          row.status ? row.status : "pending", "last_error",
-                          mpu_json_str(row.last_error), "push_state",
-                          mpu_json_str(row.push_state), "folders", folders, "messages",
-                          messages, "last_sync", mpu_json_time(row.last_sync_ms), "last_push",
-                          mpu_json_time(row.last_push_ms));
-    mps_account_row_clear(&row);
-    return o;
-}
-
-json_t *mpd_api_accounts(mpd *d)
-{
-    json_t *list = json_array();
-    for (size_t i = 0; i < d->n_instances; i++)
-        for (size_t j = 0; j < d->instances[i]->n_accounts; j++)
-            json_array_append_new(list, account_summary(d, d->instances[i]->accounts[j]));
-    return list;
 }
 
 static json_t *backfill_json(mpd *d, const mps_folder *f)

@@ -26,9 +26,27 @@ json_t *mpd_api_health(mpd *d);
  *  "cache":{"queue","dropped","bodies","bytes","hits","misses","hit_ratio",
  *           "prefetch":{"runs","fetched","failed","skipped"}}} */
 json_t *mpd_api_status(mpd *d);
-/* [{"id","instance","driver","status","last_error","push_state",
- *   "folders":N,"messages":N,"last_sync":RFC3339|null}] */
-json_t *mpd_api_accounts(mpd *d);
+/* GET /v1/accounts: one page of the accounts ordered by id, from memory
+ * (no store read, whatever the number of accounts).
+ * limit 0: MPD_ACCOUNTS_PAGE; after: the last id of the previous page
+ * (NULL: from the start); status: only accounts with this status; push:
+ * only accounts whose push state's leading word (mpd_push_class) is this
+ * ("live", "off", "failed", ...; "none": no push state recorded). NULL:
+ * no filter.
+ * {"accounts":[{"id","instance","driver","status","last_error",
+ *   "push_state" (the full text)|null,"push" (its class),"push_live":bool,
+ *   "last_sync","last_push": RFC3339|null}],
+ *  "total": accounts matching the filters (all pages),"limit":N,
+ *  "next_after": id to pass as `after` for the next page|null (last page),
+ *  "counts":{"accounts": all accounts,"status":{"<status>":N},
+ *            "push":{"<class>":N}} (the whole daemon, unfiltered)} */
+#define MPD_ACCOUNTS_PAGE 100
+#define MPD_ACCOUNTS_PAGE_MAX 1000
+typedef struct mpd_accounts_query {
+    size_t limit;
+    const char *after, *status, *push;
+} mpd_accounts_query;
+json_t *mpd_api_accounts(mpd *d, const mpd_accounts_query *q);
 /* {"id","instance","driver","status","last_error","push_state","profile",
  *  "poll_interval_s","sync":{sched info},"backfill":{sched info},
  *  "subscription":{"provider_id","expires_at","cursor_hint","renewed",

@@ -86,6 +86,13 @@ struct mpd {
     pthread_rwlock_t registry_lock;
     mp_instance **instances;
     size_t n_instances;
+    /* Accounts in the registry not started yet (registry.c): they are
+     * opened a slice per loop iteration so the API answers meanwhile.
+     * Loop thread only; each queued account holds a reference. */
+    struct event *start_ev;
+    struct mp_account **start_queue;
+    size_t n_start, start_pos;
+    unsigned start_index;     /* accounts started so far (first-run stagger) */
 
     /* The event stream (core/events): the committed-seq wake-up, its
      * watchers, the epoch and the retention horizon. Opened after the loop
@@ -168,6 +175,26 @@ int mpd_account_unrecorded(struct mp_account *a, char **status_r, char **error_r
 void mpd_set_account_status(mpd *d, const char *account, const char *status,
                             const char *error);
 void mpd_set_push_state(mpd *d, const char *account, const char *state);
+/* The account as the list and /metrics show it, from memory (no store
+ * read): the status (an unrecorded one first; "pending" before any), its
+ * error, the push state text, the last successful sync and the last push
+ * (0: never; seeded from the store at the account's first status). Copies
+ * to release with mpd_account_view_clear. Any thread. */
+typedef struct mpd_account_view_t {
+    char *status, *error, *push_state;
+    int64_t last_sync_ms, last_push_ms;
+} mpd_account_view_t;
+void mpd_account_view(struct mp_account *a, mpd_account_view_t *v);
+void mpd_account_view_clear(mpd_account_view_t *v);
+/* A sync of `a` succeeded at when_ms (recorded in the store too). */
+void mpd_account_view_synced(struct mp_account *a, int64_t when_ms);
+/* The push state's class, what `push=` filters and counts group by: the
+ * length of its leading word ("failed: no NOTIFY" -> "failed"); 0 for
+ * NULL (no push state recorded: "none"). */
+size_t mpd_push_class(const char *push_state);
+/* counts[key's first len bytes (at most 63)] += 1: the tallies by status
+ * and push class of the list and /metrics. */
+void mpd_count_in(json_t *counts, const char *key, size_t len);
 
 /* ---- maintenance.c ---- */
 void mpd_maintenance_start(mpd *d);

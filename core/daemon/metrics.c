@@ -113,7 +113,9 @@ static void http_metrics(textbuf *b, mpd *d)
 
 /* Push events a driver counts itself (Graph's lifecycle notifications),
  * published in its account profile as {"push_events": {"<event>": n}}:
- * one counter per account and event. Only integer members count. */
+ * one counter per account and event. Only integer members count. The
+ * profile lives in the store: a read per account, hence only with
+ * http.metrics_per_account. */
 static void push_event_counts(mpd *d, textbuf *b)
 {
     int head = 0;
@@ -149,6 +151,88 @@ static void push_event_counts(mpd *d, textbuf *b)
                     id, ev, (long long)json_integer_value(v));
             }
             json_decref(prof);
+        }
+    }
+}
+
+/* One gauge with a label per key of `counts` ({"<value>": N}). */
+static void labelled_counts(textbuf *b, const char *name, const char *label,
+                            const char *help, json_t *counts)
+{
+    put(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+    const char *key;
+    json_t *v;
+    char esc[200];
+    json_object_foreach(counts, key, v) {
+        label_escape(key, esc, sizeof esc);
+        put(b, "%s{%s=\"%s\"} %lld\n", name, label, esc, (long long)json_integer_value(v));
+    }
+}
+
+/* Accounts by status and by push class, from memory (mpd_account_view):
+ * the default, whose size does not grow with the number of accounts. */
+static void account_totals(textbuf *b, mpd *d)
+{
+    json_t *by_status = json_object(), *by_push = json_object();
+    unsigned long long n = 0, live = 0, silent = 0;
+    for (size_t i = 0; i < d->n_instances; i++) {
+        for (size_t j = 0; j < d->instances[i]->n_accounts; j++) {
+            struct mp_account *a = d->instances[i]->accounts[j];
+            mpd_account_view_t v;
+            mpd_account_view(a, &v);
+            mpd_count_in(by_status, v.status, strlen(v.status));
+            if (v.push_state != NULL)
+                mpd_count_in(by_push, v.push_state, mpd_push_class(v.push_state));
+            else
+                mpd_count_in(by_push, "none", 4);
+            mpd_account_view_clear(&v);
+            n++;
+            if (atomic_load(&a->push_live)) {
+                live++;
+                silent += atomic_load(&a->push_silent) != 0;
+            }
+        }
+    }
+    metric(b, "mailpulse_accounts_total", "gauge", "Configured accounts.", n);
+    labelled_counts(b, "mailpulse_accounts", "status", "Accounts by status.", by_status);
+    labelled_counts(b, "mailpulse_accounts_push", "push",
+                    "Accounts by push state (its leading word; none: not recorded).",
+                    by_push);
+    metric(b, "mailpulse_accounts_push_live", "gauge",
+           "Accounts whose push is live (polling is only the reconciliation sweep).", live);
+    metric(b, "mailpulse_accounts_push_silent", "gauge",
+           "Push-live accounts silent longer than push_silence_hours (flagged).", silent);
+    json_decref(by_status);
+    json_decref(by_push);
+}
+
+/* The series per account (http.metrics_per_account), from memory. */
+static void account_series(textbuf *b, mpd *d)
+{
+    put(b, "# HELP mailpulse_account_up 1 when the account's last sync succeeded.\n"
+           "# TYPE mailpulse_account_up gauge\n");
+    for (size_t i = 0; i < d->n_instances; i++) {
+        for (size_t j = 0; j < d->instances[i]->n_accounts; j++) {
+            struct mp_account *a = d->instances[i]->accounts[j];
+            mpd_account_view_t v;
+            mpd_account_view(a, &v);
+            char id[200];
+            label_escape(a->id, id, sizeof id);
+            put(b, "mailpulse_account_up{account=\"%s\"} %d\n", id,
+                strcmp(v.status, "ok") == 0);
+            mpd_account_view_clear(&v);
+        }
+    }
+    put(b, "# HELP mailpulse_account_push State of push per account: 0 off or polling, "
+           "1 live (reconciliation sweep), 2 live but silent too long (flagged).\n"
+           "# TYPE mailpulse_account_push gauge\n");
+    for (size_t i = 0; i < d->n_instances; i++) {
+        for (size_t j = 0; j < d->instances[i]->n_accounts; j++) {
+            struct mp_account *a = d->instances[i]->accounts[j];
+            char id[200];
+            label_escape(a->id, id, sizeof id);
+            put(b, "mailpulse_account_push{account=\"%s\"} %d\n", id,
+                a->push_live ? (a->push_silent ? 2 : 1) : 0);
         }
     }
 }
@@ -221,37 +305,13 @@ char *mpd_metrics_text(mpd *d)
         free(error);
     }
 
-    put(&b, "# HELP mailpulse_account_up 1 when the account's last sync succeeded.\n"
-            "# TYPE mailpulse_account_up gauge\n");
-    for (size_t i = 0; i < d->n_instances; i++) {
-        for (size_t j = 0; j < d->instances[i]->n_accounts; j++) {
-            struct mp_account *a = d->instances[i]->accounts[j];
-            mps_account_row row;
-            int up = 0;
-            if (mps_account_get(d->store, a->id, &row, &error) == 0) {
-                up = row.status != NULL && strcmp(row.status, "ok") == 0;
-                mps_account_row_clear(&row);
-            } else {
-                free(error);
-                error = NULL;
-            }
-            char id[200];
-            label_escape(a->id, id, sizeof id);
-            put(&b, "mailpulse_account_up{account=\"%s\"} %d\n", id, up);
-        }
+    metric(&b, "mailpulse_store_loop_statements_total", "counter",
+           "Store statements run on the loop thread (the API's reads among them).",
+           (unsigned long long)mps_statements(d->store));
+    account_totals(&b, d);
+    if (d->settings->http.metrics_per_account) {
+        account_series(&b, d);
+        push_event_counts(d, &b);
     }
-    put(&b, "# HELP mailpulse_account_push State of push per account: 0 off or polling, "
-            "1 live (reconciliation sweep), 2 live but silent too long (flagged).\n"
-            "# TYPE mailpulse_account_push gauge\n");
-    for (size_t i = 0; i < d->n_instances; i++) {
-        for (size_t j = 0; j < d->instances[i]->n_accounts; j++) {
-            struct mp_account *a = d->instances[i]->accounts[j];
-            char id[200];
-            label_escape(a->id, id, sizeof id);
-            put(&b, "mailpulse_account_push{account=\"%s\"} %d\n", id,
-                a->push_live ? (a->push_silent ? 2 : 1) : 0);
-        }
-    }
-    push_event_counts(d, &b);
     return b.data;
 }

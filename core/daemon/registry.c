@@ -113,6 +113,9 @@ static void account_close_now(struct mp_account *a)
     pthread_mutex_destroy(&a->check_lock);
     free(a->unrecorded_status);
     free(a->unrecorded_error);
+    free(a->view_status);
+    free(a->view_error);
+    free(a->view_push_state);
     instance_unref(a->inst);
     free(a->id);
     free(a);
@@ -498,6 +501,100 @@ static void instance_retire(mpd *d, mp_instance *inst, int reload, mpc_instance_
     instance_unref(inst);
 }
 
+/* ---- starting accounts behind the API ----
+ *
+ * Starting an account records it and its status in the store, opens it
+ * with its driver and starts its push: a few milliseconds each, seconds
+ * for thousands, during which a loop that started them all at once would
+ * answer no API request (the listeners are bound before the registry is
+ * applied, but the loop runs only after). So new accounts wait in
+ * d->start_queue and are started a slice at a time, STARTS_SLICE_MS of
+ * work per loop iteration; the API lists them as "pending" meanwhile. */
+
+#define STARTS_SLICE_MS 20
+
+/* Hints that arrived before a crash or restart are synced first: main.c
+ * asks right after applying the registry, when the queued accounts are
+ * not on the schedule yet, so ask again once they are. */
+static void starts_pending_hints(mpd *d)
+{
+    char **pending = NULL;
+    size_t n_pending = 0;
+    char *error = NULL;
+    if (mps_push_hints_accounts(d->store, &pending, &n_pending, &error) < 0) {
+        mpu_warn("core", "cannot read pending push hints: %s", error);
+        free(error);
+        return;
+    }
+    for (size_t i = 0; i < n_pending; i++) {
+        mpj_trigger(d->sched, pending[i], MPJ_SYNC, NULL, "pending-push");
+        free(pending[i]);
+    }
+    free(pending);
+}
+
+static void starts_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    mpd *d = arg;
+    int64_t until = mpu_mono_ms() + STARTS_SLICE_MS;
+    /* No scheduler: shutting down, nothing more starts (mpd_registry_clear
+     * drops the rest). */
+    while (d->sched != NULL && d->start_pos < d->n_start) {
+        struct mp_account *a = d->start_queue[d->start_pos];
+        d->start_queue[d->start_pos++] = NULL;
+        if (!a->removed)
+            account_start(d, a, d->start_index++);
+        mpd_account_unref(a);
+        if (mpu_mono_ms() >= until)
+            break;
+    }
+    if (d->start_pos < d->n_start && d->sched != NULL) {
+        static const struct timeval now = {0, 0};
+        evtimer_add(d->start_ev, &now);
+        return;
+    }
+    if (d->n_start > 0 && d->start_pos == d->n_start) {
+        mpu_debug("core", "%zu accounts started", d->n_start);
+        starts_pending_hints(d);
+    }
+    free(d->start_queue);
+    d->start_queue = NULL;
+    d->n_start = d->start_pos = 0;
+}
+
+/* Queue inst's accounts for starting (each queued one holds a reference). */
+static void starts_queue(mpd *d, mp_instance *inst)
+{
+    if (inst->n_accounts == 0)
+        return;
+    if (d->start_ev == NULL)
+        d->start_ev = evtimer_new(d->base, starts_cb, d);
+    d->start_queue = mpu_realloc(d->start_queue,
+                                 (d->n_start + inst->n_accounts) * sizeof *d->start_queue);
+    for (size_t j = 0; j < inst->n_accounts; j++) {
+        atomic_fetch_add(&inst->accounts[j]->refs, 1);
+        d->start_queue[d->n_start++] = inst->accounts[j];
+    }
+    static const struct timeval now = {0, 0};
+    evtimer_add(d->start_ev, &now);
+}
+
+/* Drop what is still queued (shutdown). */
+static void starts_clear(mpd *d)
+{
+    for (size_t i = d->start_pos; i < d->n_start; i++)
+        mpd_account_unref(d->start_queue[i]);
+    free(d->start_queue);
+    d->start_queue = NULL;
+    d->n_start = d->start_pos = 0;
+    if (d->start_ev != NULL) {
+        event_free(d->start_ev);
+        d->start_ev = NULL;
+    }
+}
+
 /* ---- apply ---- */
 
 void mpd_registry_apply(mpd *d, mpc_instance_conf **confs, size_t n)
@@ -545,7 +642,6 @@ void mpd_registry_apply(mpd *d, mpc_instance_conf **confs, size_t n)
     free(old_list);
     free(kept);
 
-    unsigned index = 0;
     for (size_t i = 0; i < n; i++) {
         if (confs[i] == NULL)
             continue;
@@ -555,8 +651,7 @@ void mpd_registry_apply(mpd *d, mpc_instance_conf **confs, size_t n)
         instance_add_accounts(d, inst);
         d->instances[d->n_instances++] = inst;
         pthread_rwlock_unlock(&d->registry_lock);
-        for (size_t j = 0; j < inst->n_accounts; j++)
-            account_start(d, inst->accounts[j], index++);
+        starts_queue(d, inst);
     }
 }
 
@@ -576,6 +671,7 @@ void mpd_registry_resume_stopped(mpd *d)
 
 void mpd_registry_clear(mpd *d)
 {
+    starts_clear(d);
     pthread_rwlock_wrlock(&d->registry_lock);
     mp_instance **list = d->instances;
     size_t n = d->n_instances;

@@ -752,8 +752,11 @@ void mpd_run_job(const mpj_job *job, mpj_result *result, void *arg)
     } else {
         if (job->kind == MPJ_SYNC) {
             char *error = NULL;
-            if (mps_account_touch_sync(j.s, a->id, mpu_now_ms(), &error) < 0)
+            int64_t now = mpu_now_ms();
+            if (mps_account_touch_sync(j.s, a->id, now, &error) < 0)
                 free(error);
+            else
+                mpd_account_view_synced(a, now);
         }
         mpd_set_account_status(d, a->id, "ok", NULL);
         if (job->kind == MPJ_BACKFILL && !backfill_remaining(&j))

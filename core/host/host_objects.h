@@ -81,6 +81,14 @@ struct mp_account {
      * shows it instead of the stale stored one until a status is recorded. */
     char *unrecorded_status;
     char *unrecorded_error;
+    /* The account's view for GET /v1/accounts and /metrics, mirrored from
+     * what the daemon records in the store (core/daemon/status.c) so
+     * listing thousands of accounts reads no store. NULL: never set. */
+    char *view_status;
+    char *view_error;
+    char *view_push_state;
+    int64_t view_last_sync_ms;  /* 0: never                                */
+    int view_seeded;            /* last_sync/last_push read from the store */
     struct mp_hostobj *loop_objs; /* timers and watches, loop thread only     */
     /* An admin's preflight (the check slot, core/daemon/check.c): the loop
      * thread records a request and answers the API from `check`; the

@@ -40,7 +40,7 @@ static const route routes[] = {
     {EVHTTP_REQ_GET, "GET", "/healthz", ROUTE_PUSH, mph_h_health},
     {EVHTTP_REQ_GET, "GET", "/metrics", 0, mph_h_metrics},
     {EVHTTP_REQ_GET, "GET", "/v1/status", 0, mph_h_status},
-    {EVHTTP_REQ_GET, "GET", "/v1/accounts", 0, mph_h_accounts},
+    {EVHTTP_REQ_GET, "GET", "/v1/accounts", ROUTE_QUERY, mph_h_accounts},
     {EVHTTP_REQ_GET, "GET", "/v1/accounts/*", 0, mph_h_account},
     {EVHTTP_REQ_GET, "GET", "/v1/accounts/*/messages", ROUTE_QUERY, mph_h_messages},
     {EVHTTP_REQ_POST, "POST", "/v1/accounts/*/sync", 0, mph_h_sync},

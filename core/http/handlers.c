@@ -50,12 +50,26 @@ void mph_h_status(mph_request *r)
 
 void mph_h_accounts(mph_request *r)
 {
-    json_t *list = mpd_api_accounts(r->server->d);
-    if (list == NULL) {
-        mph_reply_error(r->req, 500, "accounts unavailable");
+    mpd_accounts_query q = {0};
+    int64_t limit = 0;
+    const char *text = mph_arg(r, "limit");
+    if (text != NULL && (mph_parse_count(text, &limit) < 0 || limit < 1 ||
+                         limit > MPD_ACCOUNTS_PAGE_MAX)) {
+        mph_reply_error(r->req, 400, "limit must be an integer from 1 to 1000");
         return;
     }
-    mph_reply_json(r->req, 200, json_pack("{s:o}", "accounts", list));
+    q.limit = (size_t)limit;
+    /* An empty value means the same as no value (forms send "status="). */
+    q.after = mph_arg(r, "after");
+    q.status = mph_arg(r, "status");
+    q.push = mph_arg(r, "push");
+    if (q.after != NULL && q.after[0] == '\0')
+        q.after = NULL;
+    if (q.status != NULL && q.status[0] == '\0')
+        q.status = NULL;
+    if (q.push != NULL && q.push[0] == '\0')
+        q.push = NULL;
+    mph_reply_json(r->req, 200, mpd_api_accounts(r->server->d, &q));
 }
 
 void mph_h_account(mph_request *r)

@@ -459,6 +459,11 @@ typedef struct mps_stats {
     int64_t events_oldest_ms; /* time of the oldest stored event, 0: none */
 } mps_stats;
 int mps_stats_get(mps_store *s, mps_stats *stats_r, char **error_r);
+/* Statements this connection has run (every query and write, counted as
+ * it is prepared or taken from the statement cache); 0 for NULL. Read on
+ * the connection's own thread. /metrics shows the loop thread's, which is
+ * how a test proves a path (GET /v1/accounts) reads nothing per account. */
+uint64_t mps_statements(const mps_store *s);
 
 /* ---- outbound webhook delivery (webhooks.c) ---- */
 

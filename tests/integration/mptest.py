@@ -562,13 +562,24 @@ class Daemon:
     def account(self, account_id):
         return self.get("/v1/accounts/" + urllib.parse.quote(account_id, safe=""))
 
-    def accounts(self):
-        body = self.get("/v1/accounts")
-        listed = body.get("accounts") if isinstance(body, dict) else None
-        if not isinstance(listed, list):
-            raise AssertionError('GET /v1/accounts: expected {"accounts":[...]}, got %.300r'
-                                 % (body,))
-        return {a["id"]: a for a in listed}
+    def accounts(self, **query):
+        """Every account listed (all pages of GET /v1/accounts), by id."""
+        out = {}
+        after = None
+        while True:
+            q = dict(query)
+            if after:
+                q["after"] = after
+            path = "/v1/accounts" + ("?" + urllib.parse.urlencode(q) if q else "")
+            body = self.get(path)
+            listed = body.get("accounts") if isinstance(body, dict) else None
+            if not isinstance(listed, list):
+                raise AssertionError('GET /v1/accounts: expected {"accounts":[...]}, got '
+                                     '%.300r' % (body,))
+            out.update((a["id"], a) for a in listed)
+            after = body.get("next_after")
+            if not after:
+                return out
 
     def folder(self, account_id, name):
         for f in self.account(account_id)["folders"]:

@@ -88,7 +88,8 @@ class GraphPush(unittest.TestCase):
         cls.port = port = free_port()
         cls.d = d = mptest.Daemon(
             name="graph_push", driver_dir=mptest.env("MP_BUILD_DRIVER_DIR"),
-            settings={"http": {"listen": "127.0.0.1:%d" % port},
+            settings={"http": {"listen": "127.0.0.1:%d" % port,
+                               "metrics_per_account": True},
                       "schedule": {"push_renew_interval": 1},
                       "debug": {"clock_control": True}})
         cls.fake = fake = fake_graph.FakeGraph()

@@ -37,6 +37,7 @@ class PushSafety(unittest.TestCase):
             "schedule": {"reconcile_interval": 2, "push_silence_hours": 1,
                          "push_renew_interval": 1},
             "debug": {"clock_control": True},
+            "http": {"metrics_per_account": True},
         })
         secret_file = d.write_secret("push.secret", SECRET)
         d.add_instance(INSTANCE, [{"id": ACCOUNT, "generate": 4, "poll_interval": 1}],
@@ -71,6 +72,7 @@ class PushSafety(unittest.TestCase):
         self.assertGreaterEqual(metrics(d).get("mailpulse_reconcile_runs_total", 0), 1)
         gauge = 'mailpulse_account_push{account="%s"}' % ACCOUNT
         self.assertEqual(metrics(d)[gauge], 1)
+        self.assertEqual(metrics(d)["mailpulse_accounts_push_live"], 1)
 
         # Mail that arrives without any push is still found by the sweep.
         log = d.mailbox(ACCOUNT)
@@ -88,6 +90,7 @@ class PushSafety(unittest.TestCase):
         self.assertIsNotNone(acct["push_silent_since"])
         self.assertGreater(metrics(d)["mailpulse_push_silence_resyncs_total"], before)
         self.assertEqual(metrics(d)[gauge], 2)
+        self.assertEqual(metrics(d)["mailpulse_accounts_push_silent"], 1)
         self.assertIn("no push notification", d.log_text())
 
         # A push clears the flag.

@@ -123,9 +123,13 @@ json_t *mpd_api_status(mpd *d)
                      (json_int_t)fake.count);
 }
 
-json_t *mpd_api_accounts(mpd *d)
+/* Echoes the query the handler parsed, so the tests see what reached it. */
+json_t *mpd_api_accounts(mpd *d, const mpd_accounts_query *q)
 {
-    return json_pack("[{s:s},{s:s}]", "id", "alice", "id", "bob");
+    (void)d;
+    return json_pack("{s:[{s:s},{s:s}], s:I, s:s*, s:s*, s:s*}", "accounts", "id", "alice",
+                     "id", "bob", "limit", (json_int_t)q->limit, "after", q->after, "status",
+                     q->status, "push", q->push);
 }
 
 json_t *mpd_api_account(mpd *d, const char *id, int *status_r, char **error_r)
@@ -640,8 +644,37 @@ static void test_auth(void **state)
 
     r = http((request){.method = "GET", .path = "/v1/accounts", .over_unix = true});
     assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "{\"accounts\":[{\"id\":\"alice\"},{\"id\":\"bob\"}]}");
+    assert_string_equal(r.body, "{\"accounts\":[{\"id\":\"alice\"},{\"id\":\"bob\"}],"
+                                "\"limit\":0}");
     response_free(&r);
+}
+
+/* GET /v1/accounts: limit is checked, the page and filters reach the
+ * daemon, empty values count as absent. */
+static void test_accounts_query(void **state)
+{
+    (void)state;
+    response r = get("/v1/accounts?limit=5&after=alice&status=ok&push=live", "bearer " TOKEN);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"limit\":5"));
+    assert_non_null(strstr(r.body, "\"after\":\"alice\""));
+    assert_non_null(strstr(r.body, "\"status\":\"ok\""));
+    assert_non_null(strstr(r.body, "\"push\":\"live\""));
+    response_free(&r);
+
+    r = get("/v1/accounts?status=&push=", "bearer " TOKEN);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body, "\"status\""));
+    assert_null(strstr(r.body, "\"push\""));
+    response_free(&r);
+
+    static const char *const bad[] = {"/v1/accounts?limit=0", "/v1/accounts?limit=1001",
+                                      "/v1/accounts?limit=x", "/v1/accounts?limit=-1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = get(bad[i], "bearer " TOKEN);
+        assert_int_equal(r.status, 400);
+        response_free(&r);
+    }
 }
 
 static void test_open_endpoints(void **state)
@@ -1829,6 +1862,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_open_endpoints),
+        cmocka_unit_test(test_accounts_query),
         cmocka_unit_test(test_not_found_and_methods),
         cmocka_unit_test(test_triggers_and_paths),
         cmocka_unit_test(test_limit_validation),

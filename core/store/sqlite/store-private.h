@@ -23,6 +23,7 @@ struct mps_store {
     sqlite3 *db;
     struct mps__cached_stmt cache[MPS__STMT_CACHE];
     size_t n_cached;
+    uint64_t statements;  /* mps__prepare calls: mps_statements (store.h) */
     void (*checkpoint_wanted)(void *arg); /* see mps_checkpoint_elsewhere */
     void *checkpoint_arg;
 };

@@ -48,9 +48,15 @@ int mps__fail(mps_store *s, char **error_r, const char *what)
 
 /* Preparing costs more than most of the store's statements take to run,
  * and a sync batch runs the same few statements for every message. */
+uint64_t mps_statements(const mps_store *s)
+{
+    return s != NULL ? s->statements : 0;
+}
+
 int mps__prepare(mps_store *s, const char *sql, sqlite3_stmt **st_r, char **error_r)
 {
     *st_r = NULL;
+    s->statements++;
     for (size_t i = 0; i < s->n_cached; i++) {
         struct mps__cached_stmt *c = &s->cache[i];
         if (!c->busy && (c->sql == sql || strcmp(c->sql, sql) == 0)) {
