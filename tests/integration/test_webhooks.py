@@ -410,10 +410,16 @@ class RestartMidDelivery(unittest.TestCase):
             # (at-least-once): the restart resends from the saved cursor, so
             # what comes twice is the tail of what went before the crash.
             self.assertEqual(set(ids), set(want))
-            first, second = ids[:before], ids[before:]
-            dups = [i for i in second if i in first]
-            self.assertEqual(dups, first[len(first) - len(dups):])
-            self.assertEqual(second[:len(dups)], dups)
+            # (A request in flight at the kill may land just after `before`
+            # was read, hence the one event of slack.)
+            counts = collections.Counter(ids)
+            self.assertLessEqual(max(counts.values()), 2)
+            uniq = list(dict.fromkeys(ids))
+            dup_idx = sorted(uniq.index(i) for i, c in counts.items() if c > 1)
+            if dup_idx:
+                self.assertEqual(dup_idx, list(range(dup_idx[0], dup_idx[0] + len(dup_idx))))
+                self.assertGreaterEqual(dup_idx[-1], before - 2)
+                self.assertLessEqual(dup_idx[-1], before)
             seen, order = set(), []
             for i, body in got:
                 if i not in seen:
