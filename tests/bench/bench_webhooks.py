@@ -10,13 +10,14 @@ with the endpoint: the whole outbox is delivered as after a reconnect
 storm. The receiver (asyncio, HTTP/1.1 keep-alive, one process) verifies
 every signature (HMAC-SHA256, Standard Webhooks) and checks that each
 account's events arrive in strictly increasing seq order. Printed per run:
-events, deliveries/s from the first to the last delivery, the most
+events, deliveries/s from the first to the last delivery, the daemon's
+CPU seconds for the run (start included), the most
 requests the receiver held at once, connections opened, duplicates, order
 violations and signature failures. max_in_flight=1 is the behaviour before
 concurrent delivery (one in flight, in global order): the reference.
 
 Usage: tests/bench/bench_webhooks.py [--build build] [--accounts 200]
-       [--messages 50] [--in-flight 1,8,32,128] [--rounds 1]
+       [--messages 50] [--in-flight 1,8,32,128] [--rounds 1] [--delay-ms 0]
 """
 
 import argparse
@@ -75,8 +76,9 @@ class Proto(asyncio.Protocol):
     empty 204 answer. The receiver's own work (parse, verify, check order)
     is what a real receiver does at least."""
 
-    def __init__(self, stats):
+    def __init__(self, stats, delay_s):
         self.stats = stats
+        self.delay_s = delay_s
         self.buf = b""
 
     def connection_made(self, transport):
@@ -126,17 +128,26 @@ class Proto(asyncio.Protocol):
         if st.first is None:
             st.first = now
         st.last = now
-        self.transport.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-        st.in_flight -= 1
+        answer = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
+        if self.delay_s > 0:
+            # A receiver that takes this long to answer (its own work, a
+            # database write, the network): the answer waits, not the loop.
+            asyncio.get_running_loop().call_later(self.delay_s, self.answer, answer)
+        else:
+            self.answer(answer)
+
+    def answer(self, data):
+        self.stats.in_flight -= 1
+        if not self.transport.is_closing():
+            self.transport.write(data)
 
 
 class Receiver:
-    """Runs the asyncio server on its own thread. The answer is written in
-    the same step as the request is read, so "held at once" counts the
-    requests that reached it together (pipelined on many connections): the
-    concurrency the daemon achieved is read from its own status instead."""
+    """Runs the asyncio server on its own thread; "held" counts requests
+    read and not yet answered (with no delay, each is answered in the step
+    that reads it, so it stays 1)."""
 
-    def __init__(self):
+    def __init__(self, delay_s=0.0):
         self.stats = Stats()
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
@@ -144,7 +155,7 @@ class Receiver:
         def run():
             asyncio.set_event_loop(self.loop)
             self.server = self.loop.run_until_complete(self.loop.create_server(
-                lambda: Proto(self.stats), "127.0.0.1", 0, backlog=1024))
+                lambda: Proto(self.stats, delay_s), "127.0.0.1", 0, backlog=1024))
             self.port = self.server.sockets[0].getsockname()[1]
             ready.set()
             self.loop.run_forever()
@@ -167,6 +178,13 @@ def webhook_conf(d, url, secret_file, in_flight):
                 ' max_in_flight = %d; timeout = 30; } );\n' % (url, secret_file, in_flight))
 
 
+def daemon_cpu_s(pid):
+    """User + system CPU seconds of the daemon since it started."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reset_cursor(d):
     db = sqlite3.connect(os.path.join(d.state_dir, "mailpulse.db"))
     db.execute("INSERT OR REPLACE INTO webhook_cursors (endpoint, cursor, updated_ms)"
@@ -182,6 +200,8 @@ def main():
     p.add_argument("--messages", type=int, default=50)
     p.add_argument("--in-flight", default="1,8,32,128")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--delay-ms", type=float, default=0.0,
+                   help="the receiver answers each request this late (0: at once)")
     args = p.parse_args()
     setup_env(args.build)
     import mptest
@@ -191,7 +211,7 @@ def main():
     accounts = ["b%05d" % i for i in range(args.accounts)]
     d.add_instance("fix", [{"id": a, "generate": args.messages, "poll_interval": 3600}
                            for a in accounts])
-    rx = Receiver()
+    rx = Receiver(args.delay_ms / 1000.0)
     try:
         d.write_conf()
         t0 = time.monotonic()
@@ -207,12 +227,13 @@ def main():
                 break
             last = now
         total = last
+        print("receiver answers after %.1f ms" % args.delay_ms)
         print("outbox: %d events of %d accounts (%d messages each), ready in %.1f s"
               % (total, args.accounts, args.messages, time.monotonic() - t0))
         d.stop()
-        print("%-14s %9s %12s %10s %6s %6s %6s %5s" % (
-            "max_in_flight", "events", "deliveries/s", "max_held", "conns", "dups",
-            "order", "sig"))
+        print("%-14s %9s %12s %12s %10s %6s %6s %6s %5s" % (
+            "max_in_flight", "events", "deliveries/s", "daemon_cpu_s", "max_held", "conns",
+            "dups", "order", "sig"))
         for rnd in range(args.rounds):
             for n in [int(x) for x in args.in_flight.split(",")]:
                 rx.stats.reset()
@@ -223,11 +244,12 @@ def main():
                 while len(rx.stats.ids) < total and time.monotonic() < deadline:
                     time.sleep(0.05)
                 st = rx.stats
+                cpu = daemon_cpu_s(d.proc.pid)
                 d.stop()
                 span = (st.last - st.first) if st.first is not None else 0
                 rate = (st.count / span) if span > 0 else 0
-                print("%-14d %9d %12.0f %10d %6d %6d %6d %5d" % (
-                    n, len(st.ids), rate, st.max_in_flight, st.connections, st.dups,
+                print("%-14d %9d %12.0f %12.2f %10d %6d %6d %6d %5d" % (
+                    n, len(st.ids), rate, cpu, st.max_in_flight, st.connections, st.dups,
                     st.order_errors, st.bad_sig), flush=True)
     finally:
         d.kill()
