@@ -6,8 +6,8 @@
  * head. Each event also sits in its account's FIFO: only an account's
  * first event may be in flight, so one account's events go out one at a
  * time in seq order while up to max_in_flight accounts are served at once.
- * Accounts whose first event may go now wait in a ready list (FIFO, so
- * accounts are served roughly in seq order). The cursor is the low-water
+ * Accounts whose first event may go now wait in a ready heap, oldest event
+ * first. The cursor is the low-water
  * mark: the seq before the oldest unhandled event of the window (or the
  * last seq read when the window is empty); it is written to the store at
  * most every SAVE_INTERVAL_MS, so a crash resends what was delivered
@@ -66,11 +66,10 @@ typedef struct entry {
 struct account {
     endpoint *ep;
     account *hnext;           /* hash chain                                  */
-    account *rnext;           /* ready list                                  */
     char *name;
     entry *head, *tail;
     struct event *timer;      /* the retry of the head; created on need      */
-    int ready;                /* in the ready list                           */
+    int ready;                /* in the ready heap                           */
     int is_replay;
 };
 
@@ -86,7 +85,8 @@ struct endpoint {
     entry **win;              /* ring of WINDOW_MAX                          */
     size_t win_head, win_n;
     account *buckets[ACCOUNT_BUCKETS];
-    account *ready_head, *ready_tail;
+    account **ready;          /* min-heap on the first event's seq           */
+    size_t ready_n, ready_cap;
     account replay;           /* dead letters queued for replay              */
     int replay_check;         /* the store may hold queued dead letters      */
     uint32_t in_flight;
@@ -262,36 +262,57 @@ static void account_drop_if_empty(account *a)
     }
 }
 
+/* The ready accounts form a min-heap on the seq of their first event, so
+ * the oldest event that may go is always sent first (with max_in_flight 1
+ * that is exactly the outbox order); the replay queue sorts before all. A
+ * ready account's first event does not change until it is sent. */
+static int64_t ready_key(const account *a)
+{
+    return a->is_replay ? -1 : a->head->seq;
+}
+
+static void ready_swap(endpoint *ep, size_t i, size_t j)
+{
+    account *t = ep->ready[i];
+    ep->ready[i] = ep->ready[j];
+    ep->ready[j] = t;
+}
+
 static void ready_push(account *a)
 {
     endpoint *ep = a->ep;
     if (a->ready || a->head == NULL || a->head->state != E_WAITING)
         return;
-    a->ready = 1;
-    a->rnext = NULL;
-    if (a->is_replay) { /* dead letters go out before new events */
-        a->rnext = ep->ready_head;
-        ep->ready_head = a;
-        if (ep->ready_tail == NULL)
-            ep->ready_tail = a;
-        return;
+    if (ep->ready_n == ep->ready_cap) {
+        ep->ready_cap = ep->ready_cap ? ep->ready_cap * 2 : 64;
+        ep->ready = mpu_realloc(ep->ready, ep->ready_cap * sizeof *ep->ready);
     }
-    if (ep->ready_tail != NULL)
-        ep->ready_tail->rnext = a;
-    else
-        ep->ready_head = a;
-    ep->ready_tail = a;
+    a->ready = 1;
+    size_t i = ep->ready_n++;
+    ep->ready[i] = a;
+    while (i > 0 && ready_key(ep->ready[(i - 1) / 2]) > ready_key(ep->ready[i])) {
+        ready_swap(ep, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
 }
 
 static account *ready_pop(endpoint *ep)
 {
-    account *a = ep->ready_head;
-    if (a == NULL)
+    if (ep->ready_n == 0)
         return NULL;
-    ep->ready_head = a->rnext;
-    if (ep->ready_head == NULL)
-        ep->ready_tail = NULL;
-    a->rnext = NULL;
+    account *a = ep->ready[0];
+    ep->ready[0] = ep->ready[--ep->ready_n];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < ep->ready_n && ready_key(ep->ready[l]) < ready_key(ep->ready[m]))
+            m = l;
+        if (r < ep->ready_n && ready_key(ep->ready[r]) < ready_key(ep->ready[m]))
+            m = r;
+        if (m == i)
+            break;
+        ready_swap(ep, i, m);
+        i = m;
+    }
     a->ready = 0;
     return a;
 }
@@ -744,6 +765,7 @@ static void endpoint_free(endpoint *ep)
         free(en);
     }
     free(ep->win);
+    free(ep->ready);
     for (size_t b = 0; b < ACCOUNT_BUCKETS; b++) {
         while (ep->buckets[b] != NULL) {
             account *a = ep->buckets[b];

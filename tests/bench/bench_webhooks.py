@@ -234,23 +234,29 @@ def main():
         print("%-14s %9s %12s %12s %10s %6s %6s %6s %5s" % (
             "max_in_flight", "events", "deliveries/s", "daemon_cpu_s", "max_held", "conns",
             "dups", "order", "sig"))
-        for rnd in range(args.rounds):
-            for n in [int(x) for x in args.in_flight.split(",")]:
-                rx.stats.reset()
-                reset_cursor(d)
-                webhook_conf(d, rx.url(), secret_file, n)
-                d.start()
-                deadline = time.monotonic() + 600
-                while len(rx.stats.ids) < total and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                st = rx.stats
-                cpu = daemon_cpu_s(d.proc.pid)
-                d.stop()
-                span = (st.last - st.first) if st.first is not None else 0
-                rate = (st.count / span) if span > 0 else 0
-                print("%-14d %9d %12.0f %12.2f %10d %6d %6d %6d %5d" % (
-                    n, len(st.ids), rate, cpu, st.max_in_flight, st.connections, st.dups,
-                    st.order_errors, st.bad_sig), flush=True)
+        values = [int(x) for x in args.in_flight.split(",")]
+        # The first start after the bootstrap is slower whatever the setting
+        # (seen as 3,300-4,100/s against 8,000-9,600/s for max_in_flight=1):
+        # one unprinted warm-up run keeps that out of the figures.
+        runs = [(values[0], False)] + [(n, True) for _ in range(args.rounds) for n in values]
+        for n, shown in runs:
+            rx.stats.reset()
+            reset_cursor(d)
+            webhook_conf(d, rx.url(), secret_file, n)
+            d.start()
+            deadline = time.monotonic() + 600
+            while len(rx.stats.ids) < total and time.monotonic() < deadline:
+                time.sleep(0.05)
+            st = rx.stats
+            cpu = daemon_cpu_s(d.proc.pid)
+            d.stop()
+            span = (st.last - st.first) if st.first is not None else 0
+            rate = (st.count / span) if span > 0 else 0
+            if not shown:
+                continue
+            print("%-14d %9d %12.0f %12.2f %10d %6d %6d %6d %5d" % (
+                n, len(st.ids), rate, cpu, st.max_in_flight, st.connections, st.dups,
+                st.order_errors, st.bad_sig), flush=True)
     finally:
         d.kill()
         rx.close()
