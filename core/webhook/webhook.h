@@ -112,7 +112,10 @@ void mpw_stop(mpw_service **w);
 /* {"webhooks":[endpoint...]}; endpoint: {"name","url","events","accounts",
  *  "folders","max_attempts","cursor","last_seq","lag","state":"ok"|
  *  "retrying"|"failing","pending_seq","attempts","next_retry","last_error",
- *  "last_success","delivered","failures","dead_letters","replay_queued"}.
+ *  "last_success","delivered","failures","dead_letters","replay_queued",
+ *  "in_flight","max_in_flight"}. pending_seq/attempts/next_retry describe
+ *  the event holding things up: the replay in progress, else the unhandled
+ *  event with the most failed attempts, else the oldest unhandled one.
  * The URL is shown without user/password. */
 json_t *mpw_status_json(mpw_service *w);
 /* One endpoint as above plus "dead":[{"seq","attempts","last_error",
