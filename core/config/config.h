@@ -110,6 +110,8 @@ typedef struct mp_webhook_conf {
     uint32_t timeout;      /* 10: seconds per attempt                        */
     uint32_t retry_initial; /* 5: seconds before the first retry (doubling)  */
     uint32_t retry_max;    /* 600: cap of the retry delay in seconds         */
+    uint32_t max_in_flight; /* 32: requests in flight at once, each for a
+                               different account (order is per account)   */
 } mp_webhook_conf;
 
 /* Upper bound of every schedule setting (schedule.*, poll_interval), in

@@ -29,6 +29,7 @@ static const mp_config_key webhook_keys[] = {
     {"timeout", MP_CFG_INT, "10", 0, "seconds per attempt, 1..3600"},
     {"retry_initial", MP_CFG_INT, "5", 0, "seconds before the first retry, 1..86400"},
     {"retry_max", MP_CFG_INT, "600", 0, "cap of the retry delay in seconds"},
+    {"max_in_flight", MP_CFG_INT, "32", 0, "requests in flight at once (distinct accounts), 1..1000"},
     {0},
 };
 
@@ -184,6 +185,7 @@ static size_t fill_one(mpc_node *map, size_t index, mp_webhook_conf *w, mpc_erro
     n += get_range(map, "timeout", w->name, 1, 3600, &w->timeout, errs);
     n += get_range(map, "retry_initial", w->name, 1, 86400, &w->retry_initial, errs);
     n += get_range(map, "retry_max", w->name, 1, 86400, &w->retry_max, errs);
+    n += get_range(map, "max_in_flight", w->name, 1, 1000, &w->max_in_flight, errs);
     if (w->retry_max < w->retry_initial) {
         mpc_error_add(errs, map->file, map->line,
                       "webhook \"%s\": \"retry_max\" must not be below \"retry_initial\"",

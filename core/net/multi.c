@@ -127,6 +127,11 @@ mpn_multi *mpn_multi_new(struct event_base *base)
     curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
     curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+    /* Idle connections kept for reuse (keep-alive). Unset, libcurl keeps
+     * 4 per handle currently added, so a finished transfer often closes
+     * its connection and concurrent webhook deliveries reconnect for
+     * nearly every request. */
+    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, 256L);
     return m;
 }
 

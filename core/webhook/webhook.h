@@ -3,18 +3,24 @@
  * is POSTed to it, signed the Standard Webhooks way.
  *
  * Delivery model (per endpoint, independently of the others):
- *   - a cursor in the store (mps_webhook_cursor_*) holds the seq of the
- *     last event handled; a restart resumes right after it. An endpoint
- *     seen for the first time starts at the newest event (no history).
- *   - events go out one at a time in seq order; the cursor advances only
- *     after a 2xx answer (at-least-once: a crash between the answer and
- *     the cursor write sends that event again, with the same webhook-id).
+ *   - a cursor in the store (mps_webhook_cursor_*) is a low-water mark:
+ *     every event up to it is handled. A restart resumes right after it.
+ *     An endpoint seen for the first time starts at the newest event (no
+ *     history). The cursor is written at most every 100 ms and when the
+ *     endpoint stops (stop, reload).
+ *   - order is per account: an account's events go out one at a time in
+ *     seq order, the next after a 2xx answer; up to conf.max_in_flight
+ *     accounts are in flight at once, across accounts there is no order.
+ *   - at-least-once: a crash sends again what was delivered above the
+ *     saved cursor (at most the 10,000-event window), with the same
+ *     webhook-id; nothing is skipped.
  *   - any other answer or a transport error is retried after a capped
  *     exponential backoff with jitter (mpw_backoff_ms), or after the
- *     answer's Retry-After. After max_attempts the event becomes a dead
- *     letter and the cursor moves on, so one bad event never blocks the
- *     stream. Dead letters queued for replay (mpw_replay) go out before
- *     new events, in seq order.
+ *     answer's Retry-After; meanwhile only that account's later events
+ *     wait (other accounts go on until the window is full). After
+ *     max_attempts the event becomes a dead letter and its account moves
+ *     on. Dead letters queued for replay (mpw_replay) go out one at a time
+ *     in seq order, ahead of new events.
  *   - transfers run on the loop thread through one libcurl multi handle
  *     driven by libevent: a slow endpoint holds no worker and never delays
  *     another endpoint. TLS verification is always on.
@@ -106,7 +112,10 @@ void mpw_stop(mpw_service **w);
 /* {"webhooks":[endpoint...]}; endpoint: {"name","url","events","accounts",
  *  "folders","max_attempts","cursor","last_seq","lag","state":"ok"|
  *  "retrying"|"failing","pending_seq","attempts","next_retry","last_error",
- *  "last_success","delivered","failures","dead_letters","replay_queued"}.
+ *  "last_success","delivered","failures","dead_letters","replay_queued",
+ *  "in_flight","max_in_flight"}. pending_seq/attempts/next_retry describe
+ *  the event holding things up: the replay in progress, else the unhandled
+ *  event with the most failed attempts, else the oldest unhandled one.
  * The URL is shown without user/password. */
 json_t *mpw_status_json(mpw_service *w);
 /* One endpoint as above plus "dead":[{"seq","attempts","last_error",

@@ -259,6 +259,7 @@ static void test_config_webhooks(void **state)
     assert_null(b->folders);
     assert_int_equal(b->max_attempts, 10);
     assert_int_equal(b->timeout, 10);
+    assert_int_equal(b->max_in_flight, 32);
     /* Secrets only on request. */
     assert_int_equal(mpc_webhooks_read_secrets(s, &errs), 0);
     assert_int_equal(a->key_len, 2);
@@ -304,6 +305,8 @@ static void test_config_webhook_errors(void **state)
          "\"folders\" must not be empty"},
         {"webhooks = ( { url = \"https://h/\"; secret_file = \"/s\"; max_attempts = 0; } );\n",
          "\"max_attempts\" must be between 1 and 1000"},
+        {"webhooks = ( { url = \"https://h/\"; secret_file = \"/s\"; max_in_flight = 0; } );\n",
+         "\"max_in_flight\" must be between 1 and 1000"},
         {"webhooks = ( { url = \"https://h/\"; secret_file = \"/s\"; colour = 1; } );\n",
          "unknown key \"colour\""},
         {"webhooks = ( { name = \"a b\"; url = \"https://h/\"; secret_file = \"/s\"; } );\n",
