@@ -60,6 +60,7 @@
 #include <event2/listener.h>
 
 #include "http/http_private.h"
+#include "util/fdlimit.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -453,6 +454,8 @@ static void accept_error(struct evconnlistener *lev, void *arg)
         return;
     }
     l->stats.accept_errors++;
+    if (mpu_fd_shortage(err))
+        mpu_fd_shortage_note("http accept", err);
     mpu_log_limited(&accept_limit, MP_LOG_WARNING, "http",
                     "accept on %s listener: %s; accepting paused", l->name,
                     strerror(err));
