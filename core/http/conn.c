@@ -487,7 +487,8 @@ static void accept_error(struct evconnlistener *lev, void *arg)
      * resumes accepting). */
     /* The connections accepted by this same accept loop are attached
      * only when it returns: then one of them may be the oldest. */
-    bool spared = spare_released_ms != 0 &&
+    /* Only the connection the spare made room for is left: keep it. */
+    bool spared = spare_released_ms != 0 && l->oldest == l->newest &&
                   mpu_mono_ms() - spare_released_ms < 2 * ACCEPT_RETRY_MS;
     if ((err == EMFILE || err == ENFILE) && !spared &&
         !evict_oldest(l, NULL, "out of file descriptors")) {
