@@ -21,6 +21,7 @@
 #include "net/net.h"
 #include "http/http.h"
 #include "oauth/oauth.h"
+#include "util/fdlimit.h"
 #include "util/log.h"
 #include "util/util.h"
 #include "webhook/webhook.h"
@@ -378,6 +379,9 @@ static int run(const char *config_path)
         return 1;
     }
     apply_log_level(settings, log_override);
+    /* Every account holds descriptors (sockets, the store per worker):
+     * the default soft limit of 1,024 would cap a daemon near 250. */
+    mpu_fd_raise_limit();
     if (mkdir_p(settings->state_dir, 0750) < 0) {
         mpu_error("core", "cannot create state_dir %s: %s", settings->state_dir,
                   strerror(errno));

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "http/http.h"
+#include "util/fdlimit.h"
 #include "util/util.h"
 
 typedef struct textbuf {
@@ -274,6 +275,9 @@ char *mpd_metrics_text(mpd *d)
            atomic_load(&d->m_fetch_errors));
     cache_metrics(&b, d);
     http_metrics(&b, d);
+    metric(&b, "mailpulse_fd_exhaustion_total", "counter",
+           "Operations that found the process out of file descriptors (each is retried).",
+           (unsigned long long)mpu_fd_shortage_total());
 
     mpj_stats st;
     mpj_stats_get(d->sched, &st);

@@ -315,6 +315,63 @@ static struct mp_account *account_new(mpd *d, mp_instance *inst, const mpc_node 
     return a;
 }
 
+/* A passing failure to open an account or start its push stream (the
+ * driver's MP_RETRY: out of descriptors, a pipe that could not be made) is
+ * retried on a timer of the account's, released with it, after 1 s
+ * doubling to 5 min; never "fatal" (issue 12). Loop thread. */
+#define OPEN_RETRY_MIN_MS 1000u
+#define OPEN_RETRY_MAX_MS 300000u
+
+static uint32_t open_retry_ms(struct mp_account *a)
+{
+    uint32_t ms = OPEN_RETRY_MIN_MS;
+    for (unsigned i = 0; i < a->open_retries && ms < OPEN_RETRY_MAX_MS; i++)
+        ms *= 2;
+    a->open_retries++;
+    return ms < OPEN_RETRY_MAX_MS ? ms : OPEN_RETRY_MAX_MS;
+}
+
+static void account_start(mpd *d, struct mp_account *a, unsigned index);
+static void push_start(mpd *d, struct mp_account *a);
+
+static void account_open_due(void *arg)
+{
+    struct mp_account *a = arg;
+    mphost_table()->timer_cancel(&a->open_retry_timer);
+    if (!a->open && !atomic_load(&a->removed))
+        account_start(a->d, a, 0);
+}
+
+static void push_start_due(void *arg)
+{
+    struct mp_account *a = arg;
+    mphost_table()->timer_cancel(&a->open_retry_timer);
+    if (a->open && !a->push_started && !atomic_load(&a->removed))
+        push_start(a->d, a);
+}
+
+static void push_start(mpd *d, struct mp_account *a)
+{
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_status st = a->inst->desc->push_start(a, &err);
+    if (st == MP_OK) {
+        a->push_started = 1;
+        a->open_retries = 0;
+    } else if (st == MP_RETRY) {
+        uint32_t ms = open_retry_ms(a);
+        char *state = mpu_asprintf("reconnecting: %s; retry in %u s", err.text,
+                                   (unsigned)((ms + 999) / 1000));
+        mpd_set_push_state(d, a->id, state);
+        free(state);
+        a->open_retry_timer = mphost_table()->timer_add(a, ms, push_start_due, a);
+    } else {
+        char *state = mpu_asprintf("failed: %s", err.text);
+        mpd_set_push_state(d, a->id, state);
+        free(state);
+    }
+}
+
 /* Open the account with its driver and put it on the schedule. */
 static void account_start(mpd *d, struct mp_account *a, unsigned index)
 {
@@ -338,27 +395,27 @@ static void account_start(mpd *d, struct mp_account *a, unsigned index)
     memset(&err, 0, sizeof err);
     mp_status st = inst->desc->account_open(a, a->cfg, &a->state, &err);
     mphost_call_end();
+    if (st == MP_RETRY) {
+        uint32_t ms = open_retry_ms(a);
+        mpd_set_account_status(d, a->id, "error",
+                               err.text[0] ? err.text : "account_open: retrying");
+        a->open_retry_timer = mphost_table()->timer_add(a, ms, account_open_due, a);
+        return;
+    }
     if (st != MP_OK) {
         mpd_set_account_status(d, a->id, st == MP_REAUTH ? "reauth" : "fatal",
                                err.text[0] ? err.text : "account_open failed");
         return;
     }
     a->open = 1;
+    a->open_retries = 0;
     mpd_set_account_status(d, a->id, "pending", NULL);
     /* Stagger first runs so a daemon with many accounts does not stampede. */
     mpj_account_add(d->sched, a->id, (uint64_t)sync_interval_s(a, d->settings) * 1000u,
                     (uint64_t)d->settings->schedule.backfill_interval * 1000u,
                     100u + (index % 50u) * 200u);
     if (inst->desc->push_kind == MP_PUSH_STREAM) {
-        memset(&err, 0, sizeof err);
-        st = inst->desc->push_start(a, &err);
-        if (st == MP_OK) {
-            a->push_started = 1;
-        } else {
-            char *state = mpu_asprintf("failed: %s", err.text);
-            mpd_set_push_state(d, a->id, state);
-            free(state);
-        }
+        push_start(d, a);
     } else if (inst->desc->push_kind == MP_PUSH_NONE) {
         mpd_set_push_state(d, a->id, "off");
     } else {

@@ -5,6 +5,7 @@
 #include "host/host_oauth.h"
 #include "host/host_push_status.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <openssl/crypto.h>
 
 #include "config/config.h"
+#include "util/fdlimit.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -125,9 +127,15 @@ static mp_status host_read_secret(const mp_config *cfg, const char *key,
     char *data = NULL, *error = NULL;
     size_t len = 0;
     if (mpu_read_file(path, 64 * 1024, 1, &data, &len, &error) < 0) {
-        mp_fail(err, MP_FATAL, "%s (from '%s')", error, key);
+        /* Out of descriptors says nothing about the configuration: a
+         * retry with backoff, never the account's end (issue 12). */
+        int e = errno;
+        mp_status st = mpu_fd_shortage(e) ? MP_RETRY : MP_FATAL;
+        if (st == MP_RETRY)
+            mpu_fd_shortage_note("secret file", e);
+        mp_fail(err, st, "%s (from '%s')", error, key);
         free(error);
-        return MP_FATAL;
+        return st;
     }
     while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
         data[--len] = '\0';

@@ -66,6 +66,9 @@ struct mp_account {
     atomic_int push_silent;   /* flagged: no push for push_silence_hours      */
     _Atomic int64_t push_silent_since_ms;
     int push_started;         /* stream push started (loop thread)             */
+    unsigned open_retries;    /* account_open / push_start MP_RETRY in a row
+                                 (loop thread; registry.c's backoff)           */
+    mp_timer *open_retry_timer; /* the pending retry of either (loop_objs)    */
     atomic_int stopped;       /* REAUTH / FATAL: parked until reload or API sync */
     atomic_int removed;       /* dropped from the registry                     */
     /* A reload dropped the account from the configuration: its webhook

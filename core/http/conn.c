@@ -48,8 +48,10 @@
  * when a connection closes or after a second.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/ssl.h>
 
@@ -60,6 +62,7 @@
 #include <event2/listener.h>
 
 #include "http/http_private.h"
+#include "util/fdlimit.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -416,9 +419,26 @@ static struct bufferevent *tls_bev(mph_listener *l, struct event_base *base)
 }
 
 /* evhttp's bevcb: one call per accepted connection. */
+/* A descriptor held in reserve (/dev/null) for the API: when the process
+ * is out of descriptors and no idle connection can be closed, accepting
+ * gives this one up, so the API still answers while accounts, which retry
+ * with backoff, hold every other descriptor (issue 12). Taken back after
+ * the next accept. Loop thread. */
+static int spare_fd = -1;
+/* When it was given up: the connection it makes room for is young and
+ * idle, and the accept loop's next EMFILE must not close it. */
+static int64_t spare_released_ms;
+
+static void spare_take(void)
+{
+    if (spare_fd < 0)
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static struct bufferevent *conn_new_bev(struct event_base *base, void *arg)
 {
     mph_listener *l = arg;
+    spare_take();
     struct bufferevent *bev = l->tls != NULL ? tls_bev(l, base)
                                              : /* as evhttp's own default (it
                                                   closes the socket itself) */
@@ -453,6 +473,8 @@ static void accept_error(struct evconnlistener *lev, void *arg)
         return;
     }
     l->stats.accept_errors++;
+    if (mpu_fd_shortage(err))
+        mpu_fd_shortage_note("http accept", err);
     mpu_log_limited(&accept_limit, MP_LOG_WARNING, "http",
                     "accept on %s listener: %s; accepting paused", l->name,
                     strerror(err));
@@ -465,9 +487,21 @@ static void accept_error(struct evconnlistener *lev, void *arg)
      * resumes accepting). */
     /* The connections accepted by this same accept loop are attached
      * only when it returns: then one of them may be the oldest. */
-    if ((err == EMFILE || err == ENFILE) &&
-        !evict_oldest(l, NULL, "out of file descriptors"))
+    /* Only the connection the spare made room for is left: keep it. */
+    bool spared = spare_released_ms != 0 && l->oldest == l->newest &&
+                  mpu_mono_ms() - spare_released_ms < 2 * ACCEPT_RETRY_MS;
+    if ((err == EMFILE || err == ENFILE) && !spared &&
+        !evict_oldest(l, NULL, "out of file descriptors")) {
         l->evict_on_attach = l->n_fresh > 0;
+        if (spare_fd >= 0) {
+            close(spare_fd);
+            spare_fd = -1;
+            spare_released_ms = mpu_mono_ms();
+            evtimer_del(l->resume_ev);
+            struct timeval now = {0, 0};
+            evtimer_add(l->resume_ev, &now);
+        }
+    }
 }
 
 static void resume(evutil_socket_t fd, short what, void *arg)
@@ -490,6 +524,7 @@ int mph_conn_listen(mph_listener *l)
     evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(l->bound), accept_error);
     l->next_all = all_listeners;
     all_listeners = l;
+    spare_take();
     return 0;
 }
 
@@ -500,6 +535,10 @@ void mph_conn_unlisten(mph_listener *l)
             *p = l->next_all;
             break;
         }
+    }
+    if (all_listeners == NULL && spare_fd >= 0) {
+        close(spare_fd);
+        spare_fd = -1;
     }
     /* evhttp_free() closed every attached connection; these were accepted
      * but never attached, and evhttp freed them too: drop our reference. */

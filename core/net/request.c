@@ -3,10 +3,12 @@
  * the event-loop paths cannot drift apart on TLS, redirects or bounds. */
 #include "net/net_private.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "util/fdlimit.h"
 #include "util/util.h"
 
 static int buf_append(mpn_buf *b, const char *p, size_t n, size_t max)
@@ -144,6 +146,14 @@ void mpn_xfer_finish(mpn_xfer *x, CURL *e, CURLcode rc, mpn_result *res_r)
         const char *url = NULL;
         curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &url);
         mpn_error_kind kind = kind_of(x, rc);
+        /* Out of descriptors (socket(), or the CA file behind a TLS
+         * error): a transport failure the caller retries, and counted. */
+        long os_errno = 0;
+        if (curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK &&
+            (os_errno == EMFILE || os_errno == ENFILE)) {
+            mpu_fd_shortage_note("http client", (int)os_errno);
+            kind = MPN_ETRANSPORT;
+        }
         char why[CURL_ERROR_SIZE + 64];
         if (kind == MPN_ETOOLARGE)
             snprintf(why, sizeof why, "response larger than %zu bytes", x->max_response);

@@ -10,12 +10,14 @@
  * A generation number discards the outcome of a request whose account was
  * reset or replaced while it ran.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 
 #include "oauth/oauth_private.h"
+#include "util/fdlimit.h"
 #include "util/util.h"
 
 #define MPO_SECRET_MAX (64u * 1024u)
@@ -279,13 +281,19 @@ static void secrets_clear(secrets *s)
     mpu_secret_free(&s->key_json);
 }
 
+/* -1: unusable (a configuration matter), -2: out of descriptors now. */
 static int read_secret(const char *path, char **data_r, char **error_r)
 {
     if (!path)
         return 0;
     size_t len;
-    if (mpu_read_file(path, MPO_SECRET_MAX, 1, data_r, &len, error_r) < 0)
-        return -1;
+    if (mpu_read_file(path, MPO_SECRET_MAX, 1, data_r, &len, error_r) < 0) {
+        int e = errno;
+        if (!mpu_fd_shortage(e))
+            return -1;
+        mpu_fd_shortage_note("credential file", e);
+        return -2;
+    }
     /* One value per file: a trailing newline is not part of it. */
     while (len && ((*data_r)[len - 1] == '\n' || (*data_r)[len - 1] == '\r'))
         (*data_r)[--len] = '\0';
@@ -295,13 +303,14 @@ static int read_secret(const char *path, char **data_r, char **error_r)
 static int read_secrets(const mpo_credential *c, secrets *s, char **error_r)
 {
     memset(s, 0, sizeof *s);
-    if (read_secret(c->client_secret_file, &s->client_secret, error_r) < 0 ||
-        read_secret(c->refresh_token_file, &s->refresh_file, error_r) < 0 ||
-        read_secret(c->key_file, &s->key_json, error_r) < 0) {
+    int rc = read_secret(c->client_secret_file, &s->client_secret, error_r);
+    if (rc == 0)
+        rc = read_secret(c->refresh_token_file, &s->refresh_file, error_r);
+    if (rc == 0)
+        rc = read_secret(c->key_file, &s->key_json, error_r);
+    if (rc < 0)
         secrets_clear(s);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* Hash over the secret files' contents: "did the credentials change". */
@@ -417,7 +426,10 @@ static void refresh(mpo_service *svc, account *a)
     secrets s;
     char fp[65] = "";
     int persist_failed = 0, did_load = 0;
-    if (read_secrets(&cred, &s, &ans.error) < 0) {
+    int read_rc = read_secrets(&cred, &s, &ans.error);
+    if (read_rc == -2) {
+        ans.status = MPO_RETRY; /* out of descriptors: backoff, not config */
+    } else if (read_rc < 0) {
         ans.status = MPO_CONFIG;
         fingerprint_files(&cred, fp);
     } else {

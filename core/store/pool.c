@@ -7,10 +7,12 @@
  */
 #include "store/pool.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 
 #include "store/backend.h"
+#include "util/fdlimit.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -79,7 +81,16 @@ mps_store *mps_pool_thread(mps_pool *p)
     mps_store *s = NULL;
     char *error = NULL;
     if (mps_open(p->location, &s, &error) < 0) {
-        mpu_error("store", "cannot open %s: %s", p->location, error);
+        /* The caller's job fails and is retried with backoff. Out of
+         * descriptors is counted and logged once per episode; any other
+         * cause is rate-limited, as every worker meets it on every job. */
+        static mpu_log_limit open_limit = MPU_LOG_LIMIT_INIT(3, 60000);
+        int e = errno;
+        if (mpu_fd_shortage(e))
+            mpu_fd_shortage_note("store connection", e);
+        else
+            mpu_log_limited(&open_limit, MP_LOG_ERROR, "store", "cannot open %s: %s",
+                            p->location, error);
         free(error);
         return NULL;
     }

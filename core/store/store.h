@@ -34,7 +34,8 @@ typedef struct mps_store mps_store;
 /* Open a connection to the store at `location`, creating the store and
  * applying pending schema migrations (versioned, each in its own
  * transaction) when needed. Today a location is a file path: an SQLite
- * database. */
+ * database. On failure errno is the operating system's cause when there
+ * is one (EMFILE: out of descriptors), else 0. */
 int mps_open(const char *location, mps_store **store_r, char **error_r);
 void mps_close(mps_store **store);
 /* Schema version after migrations. */

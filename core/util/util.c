@@ -202,13 +202,16 @@ int mpu_read_file(const char *path, size_t max, int secret, char **data_r,
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        *error_r = mpu_asprintf("%s: %s", path, strerror(errno));
+        int e = errno;
+        *error_r = mpu_asprintf("%s: %s", path, strerror(e));
+        errno = e; /* callers tell a descriptor shortage from a bad path */
         return -1;
     }
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         *error_r = mpu_asprintf("%s: not a regular file", path);
         close(fd);
+        errno = 0;
         return -1;
     }
     if (secret && (st.st_mode & 077) != 0) {
@@ -216,6 +219,7 @@ int mpu_read_file(const char *path, size_t max, int secret, char **data_r,
                                 "(mode %03o); chmod 600 it",
                                 path, (unsigned)(st.st_mode & 0777));
         close(fd);
+        errno = 0;
         return -1;
     }
     /* Whoever owns the file can change its mode, or the secret: only the
@@ -225,11 +229,13 @@ int mpu_read_file(const char *path, size_t max, int secret, char **data_r,
                                 "process's user (uid %u) or root; chown it",
                                 path, (unsigned)st.st_uid, (unsigned)geteuid());
         close(fd);
+        errno = 0;
         return -1;
     }
     if ((size_t)st.st_size > max) {
         *error_r = mpu_asprintf("%s: larger than %zu bytes", path, max);
         close(fd);
+        errno = 0;
         return -1;
     }
     size_t cap = (size_t)st.st_size + 1, len = 0;
@@ -258,6 +264,7 @@ int mpu_read_file(const char *path, size_t max, int secret, char **data_r,
                 mpu_secret_free(&buf);
             free(buf);
             close(fd);
+            errno = 0;
             return -1;
         }
         if (n == 0)
@@ -270,6 +277,7 @@ int mpu_read_file(const char *path, size_t max, int secret, char **data_r,
         if (secret)
             mpu_secret_free(&buf);
         free(buf);
+        errno = 0;
         return -1;
     }
     buf[len] = '\0';

@@ -54,7 +54,8 @@ int mpu_secure_equal(const void *a, size_t alen, const void *b, size_t blen);
  * writable by group/others and owned by the process's effective user or
  * root; the bytes are never left behind in freed memory while reading, and
  * *data_r must be released with mpu_secret_free. On failure returns -1 and
- * sets *error_r to an allocated message naming the file. */
+ * sets *error_r to an allocated message naming the file, with errno the
+ * cause when open() failed (EMFILE: out of descriptors) and 0 otherwise. */
 int mpu_read_file(const char *path, size_t max, int secret, char **data_r,
                   size_t *len_r, char **error_r);
 /* Wipe the whole allocated block (malloc_usable_size, not the string's

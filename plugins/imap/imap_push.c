@@ -639,8 +639,13 @@ static void update_state(struct imap_push *p)
 
 /* ---- building connect jobs ---- */
 
-static push_job *job_new(struct imap_push *p, int stream, imap_conn *conn, mp_error *err)
+/* NULL when the secret cannot be read: *hard_r says whether that is the
+ * configuration's fault (1) or a passing one such as the process being out
+ * of descriptors (0, MP_RETRY from read_secret). */
+static push_job *job_new(struct imap_push *p, int stream, imap_conn *conn, mp_error *err,
+                         int *hard_r)
 {
+    *hard_r = 0;
     imap_account *a = p->a;
     push_job *j = push_calloc(1, sizeof *j);
     j->epoch = p->epoch;
@@ -650,7 +655,9 @@ static push_job *job_new(struct imap_push *p, int stream, imap_conn *conn, mp_er
         return j;
     char *secret = NULL;
     size_t len = 0;
-    if (imap_host->read_secret(a->cfg, a->secret_key, &secret, &len, err) != MP_OK) {
+    mp_status st = imap_host->read_secret(a->cfg, a->secret_key, &secret, &len, err);
+    if (st != MP_OK) {
+        *hard_r = st != MP_RETRY;
         free(j);
         return NULL;
     }
@@ -1018,9 +1025,14 @@ static void stream_connect(push_stream *s, imap_conn *conn)
     struct imap_push *p = s->p;
     mp_error err;
     memset(&err, 0, sizeof err);
-    push_job *j = job_new(p, (int)s->index, conn, &err);
+    int hard = 0;
+    push_job *j = job_new(p, (int)s->index, conn, &err, &hard);
     if (j == NULL) {
         imap_conn_abort(&conn);
+        if (!hard) {
+            stream_fail(s, err.text); /* backoff, shown as reconnecting */
+            return;
+        }
         stream_set_reason(s, err.text, 1);
         s->failures++;
         stream_schedule_retry(s, PUSH_BACKOFF_MAX_MS);
@@ -1124,9 +1136,10 @@ static void discover_start(struct imap_push *p)
 {
     mp_error err;
     memset(&err, 0, sizeof err);
-    push_job *j = job_new(p, -1, NULL, &err);
+    int hard = 0;
+    push_job *j = job_new(p, -1, NULL, &err, &hard);
     if (j == NULL) {
-        discover_retry(p, err.text, 1);
+        discover_retry(p, err.text, hard);
         return;
     }
     j->do_list = 1;

@@ -354,6 +354,7 @@ class Daemon:
         self.write_conf()
         self.proc = None
         self.env = None  # the daemon's environment; None: this process's
+        self.preexec_fn = None  # run in the child before exec (e.g. setrlimit)
         self.host = None
         self.port = None
         self.token = None
@@ -411,7 +412,7 @@ class Daemon:
         log.flush()
         self.proc = subprocess.Popen([self.binary, "-c", self.conf_path],
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     env=self.env)
+                                     env=self.env, preexec_fn=self.preexec_fn)
         log.close()
         self.starts += 1
         if wait:

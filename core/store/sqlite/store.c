@@ -229,6 +229,8 @@ int mps_open(const char *path, mps_store **store_r, char **error_r)
     int rc =
         sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK) {
+        /* The pool tells a descriptor shortage (a retry) by this. */
+        int sys = s->db != NULL ? sqlite3_system_errno(s->db) : 0;
         if (s->db != NULL)
             mps__error(error_r, "store: cannot open \"%s\": %s", path,
                        sqlite3_errmsg(s->db));
@@ -236,14 +238,17 @@ int mps_open(const char *path, mps_store **store_r, char **error_r)
             mps__error(error_r, "store: cannot open \"%s\": %s", path,
                        sqlite3_errstr(rc));
         mps_close(&s);
+        errno = sys;
         return -1;
     }
     sqlite3_extended_result_codes(s->db, 1);
     char *err = NULL;
     if (owner_only(path, &err) < 0 || set_pragmas(s, &err) < 0 || mps__migrate(s, &err) < 0) {
+        int sys = sqlite3_system_errno(s->db); /* the WAL files open here */
         mps__error(error_r, "\"%s\": %s", path, err);
         free(err);
         mps_close(&s);
+        errno = sys;
         return -1;
     }
     *store_r = s;

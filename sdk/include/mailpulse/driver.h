@@ -440,7 +440,9 @@ typedef struct mp_host {
     /* Read the secret file named by MP_CFG_SECRET_FILE key `key`. Trailing
      * newlines are stripped. Refuses files readable by group/others.
      * On success *secret_r is host memory released with free_secret, which
-     * wipes it. Returns MP_OK or MP_FATAL with err set. */
+     * wipes it. Returns MP_OK, MP_RETRY with err set when the process is
+     * out of descriptors (retry later, as with any MP_RETRY), or MP_FATAL
+     * with err set. */
     mp_status (*read_secret)(const mp_config *cfg, const char *key,
                              char **secret_r, size_t *len_r, mp_error *err);
     void (*free_secret)(char **secret);
