@@ -50,8 +50,14 @@ static int64_t num_or(json_t *obj, const char *key, int64_t def)
         return def;
     if (json_is_integer(v))
         return (int64_t)json_integer_value(v);
-    if (json_is_real(v))
-        return (int64_t)json_real_value(v);
+    if (json_is_real(v)) {
+        /* A real outside int64's range (1e22, inf) cannot be converted:
+         * malformed, like any other type. */
+        double d = json_real_value(v);
+        if (!(d >= -9.2e18 && d <= 9.2e18))
+            return -2;
+        return (int64_t)d;
+    }
     return -2;
 }
 
