@@ -17,7 +17,7 @@
 #include <sqlite3.h>
 
 #include "store/pool.h"
-#include "store/sqlite/store-private.h"
+#include "store/sqlite/sqlite-private.h"
 #include "store/store.h"
 #include "util/util.h"
 
@@ -1404,7 +1404,7 @@ static void test_pool_threads(void **state)
     mps_store *owner = mps_pool_thread(pool);
     assert_non_null(owner);
     assert_ptr_equal(mps_pool_thread(pool), owner);
-    assert_non_null(owner->checkpoint_wanted);
+    assert_non_null(mps__sqlite_of(owner)->checkpoint_wanted);
 
     for (int call_done = 0; call_done <= 1; call_done++) {
         struct pool_worker w = {.pool = pool, .call_done = call_done};
@@ -1495,21 +1495,21 @@ static void test_statement_cache_limits(void **state)
 {
     fixture *fx = *state;
     enum { N = MPS__STMT_CACHE + 10 };
-    sqlite3_stmt *sts[N];
+    mps__stmt *sts[N];
     char sql[N][32];
     char *err = NULL;
-    sqlite3_stmt *a, *b;
+    mps__stmt *a, *b;
 
     /* Reused after release, with its bindings cleared. */
-    assert_int_equal(mps__prepare(fx->s, "SELECT ?1", &a, &err), 0);
-    sqlite3_bind_int(a, 1, 42);
-    assert_int_equal(sqlite3_step(a), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(a, 0), 42);
+    assert_int_equal(mps__prepare(fx->s, "SELECT :v + 0", &a, &err), 0);
+    mps__bind_int(a, ":v", 42);
+    assert_int_equal(mps__step(a), MPS__ROW);
+    assert_int_equal(mps__col_int(a, 0), 42);
     mps__finish(fx->s, a);
-    assert_int_equal(mps__prepare(fx->s, "SELECT ?1", &b, &err), 0);
+    assert_int_equal(mps__prepare(fx->s, "SELECT :v + 0", &b, &err), 0);
     assert_ptr_equal(a, b);
-    assert_int_equal(sqlite3_step(b), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_type(b, 0), SQLITE_NULL);
+    assert_int_equal(mps__step(b), MPS__ROW);
+    assert_true(mps__col_null(b, 0));
     mps__finish(fx->s, b);
 
     /* More distinct statements than the cache holds. */
@@ -1518,8 +1518,8 @@ static void test_statement_cache_limits(void **state)
         assert_int_equal(mps__prepare(fx->s, sql[i], &sts[i], &err), 0);
     }
     for (int i = 0; i < N; i++) {
-        assert_int_equal(sqlite3_step(sts[i]), SQLITE_ROW);
-        assert_int_equal(sqlite3_column_int(sts[i], 0), i);
+        assert_int_equal(mps__step(sts[i]), MPS__ROW);
+        assert_int_equal(mps__col_int(sts[i], 0), i);
         mps__finish(fx->s, sts[i]);
     }
 
@@ -1528,10 +1528,10 @@ static void test_statement_cache_limits(void **state)
     assert_int_equal(mps__prepare(fx->s, sql[0], &a, &err), 0);
     assert_int_equal(mps__prepare(fx->s, sql[0], &b, &err), 0);
     assert_ptr_not_equal(a, b);
-    assert_int_equal(sqlite3_step(b), SQLITE_ROW);
+    assert_int_equal(mps__step(b), MPS__ROW);
     mps__finish(fx->s, b);
-    assert_int_equal(sqlite3_step(a), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(a, 0), 0);
+    assert_int_equal(mps__step(a), MPS__ROW);
+    assert_int_equal(mps__col_int(a, 0), 0);
     mps__finish(fx->s, a);
 }
 
@@ -1558,7 +1558,7 @@ static void crash_image(mps_store *s, const char *dst_path)
 {
     sqlite3 *dst = NULL;
     assert_int_equal(sqlite3_open(dst_path, &dst), SQLITE_OK);
-    sqlite3_backup *b = sqlite3_backup_init(dst, "main", s->db, "main");
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", mps__sqlite_of(s)->db, "main");
     assert_non_null(b);
     assert_int_equal(sqlite3_backup_step(b, -1), SQLITE_DONE);
     assert_int_equal(sqlite3_backup_finish(b), SQLITE_OK);
