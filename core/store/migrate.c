@@ -15,7 +15,7 @@
 static int read_version(mps_store *s, int *version_r, char **error_r)
 {
     mps__stmt *st;
-    if (mps__prepare(s, "PRAGMA user_version", &st, error_r) < 0)
+    if (mps__prepare(s, s->ops->schema()->read_version_sql, &st, error_r) < 0)
         return -1;
     int rc = mps__step(st);
     if (rc != MPS__ROW) {

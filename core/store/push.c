@@ -113,7 +113,8 @@ int mps_push_hint_add(mps_store *s, const char *account, const char *folder,
     if (mps__begin(s, error_r) < 0)
         return -1;
     if (run_bound(s,
-                  "DELETE FROM push_hints WHERE account = :account AND folder IS :folder",
+                  "DELETE FROM push_hints WHERE account = :account"
+                  " AND folder IS NOT DISTINCT FROM :folder",
                   account, when_ms, folder, NULL, error_r) < 0 ||
         run_bound(s,
                   "INSERT INTO push_hints (account, folder, cursor_hint, received_ms)"

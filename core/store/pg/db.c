@@ -318,11 +318,76 @@ static struct pg_param *param(mps__stmt *base, const char *name)
     return p;
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4), 0 if it is not one
+ * (overlong forms, surrogates and code points past U+10FFFF are not). */
+static size_t utf8_seq(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t n;
+    uint32_t cp;
+    if ((s[0] & 0xe0) == 0xc0) {
+        n = 2;
+        cp = s[0] & 0x1f;
+    } else if ((s[0] & 0xf0) == 0xe0) {
+        n = 3;
+        cp = s[0] & 0x0f;
+    } else if ((s[0] & 0xf8) == 0xf0) {
+        n = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* PostgreSQL's text is valid UTF-8 and refuses anything else, where
+ * SQLite keeps the bytes as given. Providers' headers are not always
+ * valid (raw 8-bit subjects), so each byte that starts no valid sequence
+ * becomes U+FFFD, the same way on every write and lookup. */
+static char *utf8_copy(const char *value)
+{
+    const unsigned char *s = (const unsigned char *)value;
+    size_t len = strlen(value), i = 0;
+    while (i < len) {
+        size_t n = utf8_seq(s + i);
+        if (n == 0)
+            break;
+        i += n;
+    }
+    if (i == len)
+        return mpu_strdup(value);
+    char *out = mpu_malloc(len * 3 + 1);
+    size_t o = 0;
+    for (i = 0; i < len;) {
+        size_t n = utf8_seq(s + i);
+        if (n == 0) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(out + o, s + i, n);
+            o += n;
+            i += n;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 static void pg_bind_text(mps__stmt *st, const char *name, const char *value)
 {
     struct pg_param *p = param(st, name);
     if (p != NULL && value != NULL)
-        p->value = mpu_strdup(value);
+        p->value = utf8_copy(value);
 }
 
 static void pg_bind_int(mps__stmt *st, const char *name, int64_t value)
