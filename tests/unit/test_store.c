@@ -1545,6 +1545,53 @@ static void test_pool_open_fails(void **state)
     free(err);
 }
 
+/* PostgreSQL: a lost connection fails the call in progress and the next
+ * call reconnects, its cached statements prepared again; a transaction
+ * whose connection went is not continued on a new one. */
+static void test_pg_reconnect(void **state)
+{
+    fixture *fx = *state;
+    if (pg_url == NULL)
+        skip();
+    mps_store *s = fx->s;
+    mps_account_row row;
+    assert_int_equal(mps_account_get(s, "alice", &row, NULL), 0); /* cached now */
+    mps_account_row_clear(&row);
+    for (int round = 0; round < 2; round++) {
+        mps__stmt *st = NULL;
+        assert_int_equal(mps__prepare(s, "SELECT pg_backend_pid()", &st, NULL), 0);
+        assert_int_equal(mps__step(st), MPS__ROW);
+        int64_t pid = mps__col_int64(st, 0);
+        mps__finish(s, st);
+        if (round == 1) {
+            /* Inside a transaction: the commit fails, nothing half done. */
+            assert_int_equal(mps__begin(s, NULL), 0);
+        }
+        char sql[96];
+        snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%lld)", (long long)pid);
+        pg_admin(fx->path, sql);
+        char *err = NULL;
+        if (round == 0) {
+            assert_int_equal(mps_account_get(s, "alice", &row, &err), -1);
+            assert_non_null(err);
+            free(err);
+        } else {
+            assert_int_equal(mps__exec(s, "UPDATE accounts SET status = 'x'", &err), -1);
+            free(err);
+            err = NULL;
+            assert_int_equal(mps__commit(s, &err), -1);
+            free(err);
+        }
+        assert_int_equal(mps_account_get(s, "alice", &row, NULL), 0);
+        assert_string_equal(row.instance, "fix");
+        assert_string_not_equal(row.status, "x");
+        mps_account_row_clear(&row);
+    }
+    mp_change c = change(MP_CHANGE_NEW, "r1", "after reconnect", "", 1);
+    commit_one(s, "INBOX", &c, "c1");
+    assert_true(mps_events_last_seq(s) > 0);
+}
+
 static void test_bad_utf8_in_events(void **state)
 {
     fixture *fx = *state;
@@ -2435,6 +2482,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_push_hints_take, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folderless_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

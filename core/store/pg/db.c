@@ -23,6 +23,12 @@
  * for up to MPS_PG_LOCK_TIMEOUT_MS like SQLite's busy timeout. Reads run
  * outside transactions and never wait for it.
  *
+ * A lost connection (a server restart, a terminated backend) fails the
+ * call in progress; the next call outside a transaction reconnects and
+ * prepares its statements again on the new session. Never inside one: the
+ * statements after a reconnection would run outside the transaction, so a
+ * transaction whose connection went fails to its end and is rolled back.
+ *
  * A later fence (account leases) is one more statement run inside the
  * same transaction, after begin, by mps_batch_commit.
  */
@@ -51,6 +57,8 @@ struct pg_conn {
     int64_t changes;
     char *err;              /* the last statement's error, or NULL */
     unsigned next_name;     /* prepared statements' names: "mps<n>"     */
+    unsigned session;       /* counts reconnections                     */
+    int in_tx;              /* between begin and commit/rollback        */
 };
 
 struct pg_param {
@@ -64,6 +72,8 @@ struct pg_stmt {
     struct mps__stmt base;
     struct pg_conn *c;
     char name[24];
+    char *text;        /* translated SQL, to prepare again after a reconnection */
+    unsigned session;  /* the session it is prepared in                 */
     struct pg_param *params;
     int n_params;
     PGresult *res;
@@ -210,10 +220,51 @@ static void free_stmt(struct pg_stmt *st)
 {
     clear_result(st);
     clear_values(st);
+    free(st->text);
     for (int i = 0; i < st->n_params; i++)
         free(st->params[i].name);
     free(st->params);
     free(st);
+}
+
+static const char session_settings[] =
+    "SET lock_timeout = %d; SET client_min_messages = warning";
+
+/* Reconnect a lost connection, outside a transaction only (see the top). */
+static int usable(struct pg_conn *c)
+{
+    if (PQstatus(c->conn) == CONNECTION_OK)
+        return 0;
+    if (c->in_tx) {
+        free(c->err);
+        c->err = mpu_strdup("connection to PostgreSQL lost in a transaction");
+        return -1;
+    }
+    PQreset(c->conn);
+    if (PQstatus(c->conn) != CONNECTION_OK) {
+        set_error(c, NULL);
+        return -1;
+    }
+    c->session++;
+    char settings[128];
+    snprintf(settings, sizeof settings, session_settings, MPS_PG_LOCK_TIMEOUT_MS);
+    PGresult *res = PQexec(c->conn, settings);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        set_error(c, res);
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+static int server_prepare(struct pg_stmt *st)
+{
+    PGresult *res = PQprepare(st->c->conn, st->name, st->text, 0, NULL);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        set_error(st->c, res);
+    PQclear(res);
+    st->session = st->c->session;
+    return ok ? 0 : -1;
 }
 
 static int pg_prepare(mps_store *s, const char *sql, mps__stmt **st_r, char **error_r)
@@ -223,16 +274,11 @@ static int pg_prepare(mps_store *s, const char *sql, mps__stmt **st_r, char **er
     st->base.ops = &pg_ops;
     st->c = c;
     snprintf(st->name, sizeof st->name, "mps%u", c->next_name++);
-    char *text = translate(st, sql);
-    PGresult *res = PQprepare(c->conn, st->name, text, 0, NULL);
-    free(text);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        set_error(c, res);
-        PQclear(res);
+    st->text = translate(st, sql);
+    if (usable(c) < 0 || server_prepare(st) < 0) {
         free_stmt(st);
         return mps__fail(s, error_r, "store: prepare");
     }
-    PQclear(res);
     *st_r = &st->base;
     return 0;
 }
@@ -268,6 +314,9 @@ static int pg_step(mps__stmt *base)
 {
     struct pg_stmt *st = stmt_of(base);
     if (!st->ran) {
+        st->ran = 1;
+        if (usable(st->c) < 0 || (st->session != st->c->session && server_prepare(st) < 0))
+            return MPS__ERROR;
         const char **values = mpu_calloc((size_t)st->n_params + 1, sizeof *values);
         int *lengths = mpu_calloc((size_t)st->n_params + 1, sizeof *lengths);
         int *formats = mpu_calloc((size_t)st->n_params + 1, sizeof *formats);
@@ -281,7 +330,6 @@ static int pg_step(mps__stmt *base)
         free(values);
         free(lengths);
         free(formats);
-        st->ran = 1;
         ExecStatusType status = PQresultStatus(st->res);
         if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
             set_error(st->c, st->res);
@@ -487,7 +535,7 @@ static int run(struct pg_conn *c, const char *sql)
 
 static int pg_exec(mps_store *s, const char *sql, char **error_r)
 {
-    if (run(conn_of(s), sql) < 0)
+    if (usable(conn_of(s)) < 0 || run(conn_of(s), sql) < 0)
         return mps__error(error_r, "store: %s", conn_of(s)->err);
     return 0;
 }
@@ -503,11 +551,14 @@ static const char *pg_errmsg(mps_store *s)
 static int pg_begin(mps_store *s, char **error_r)
 {
     struct pg_conn *c = conn_of(s);
-    if (run(c, "BEGIN") < 0 || run(c, "SELECT pg_advisory_xact_lock(" MPS_PG_WRITE_LOCK ")") < 0) {
+    if (usable(c) < 0 || run(c, "BEGIN") < 0 ||
+        run(c, "SELECT pg_advisory_xact_lock(" MPS_PG_WRITE_LOCK ")") < 0) {
         mps__error(error_r, "store: begin: %s", c->err);
-        PQclear(PQexec(c->conn, "ROLLBACK"));
+        if (PQstatus(c->conn) == CONNECTION_OK)
+            PQclear(PQexec(c->conn, "ROLLBACK"));
         return -1;
     }
+    c->in_tx = 1;
     return 0;
 }
 
@@ -516,6 +567,7 @@ static int pg_begin(mps_store *s, char **error_r)
 static int pg_commit(mps_store *s, char **error_r)
 {
     struct pg_conn *c = conn_of(s);
+    c->in_tx = 0;
     PGresult *res = PQexec(c->conn, "COMMIT");
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), "COMMIT") == 0;
     if (!ok) {
@@ -533,6 +585,7 @@ static int pg_commit(mps_store *s, char **error_r)
 static void pg_rollback(mps_store *s)
 {
     struct pg_conn *c = conn_of(s);
+    c->in_tx = 0;
     if (PQtransactionStatus(c->conn) != PQTRANS_IDLE &&
         PQtransactionStatus(c->conn) != PQTRANS_UNKNOWN)
         PQclear(PQexec(c->conn, "ROLLBACK"));
@@ -597,9 +650,7 @@ int mps__pg_open(const char *url, mps_store **store_r, char **error_r)
     PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
     char *err = NULL;
     char settings[128];
-    snprintf(settings, sizeof settings,
-             "SET lock_timeout = %d; SET client_min_messages = warning",
-             MPS_PG_LOCK_TIMEOUT_MS);
+    snprintf(settings, sizeof settings, session_settings, MPS_PG_LOCK_TIMEOUT_MS);
     if (mps__exec(s, settings, &err) < 0 || mps__migrate(s, &err) < 0) {
         mps__error(error_r, "PostgreSQL: %s", err);
         free(err);
