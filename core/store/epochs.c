@@ -66,8 +66,8 @@ static int begin_locked(mps_store *s, int64_t *epoch_r, int *unclean_r, char **e
                                   "   (SELECT COALESCE(MAX(seq), 0) FROM events)) + 1, :now)",
                                   "INSERT INTO epochs (epoch, first_seq, started_ms) VALUES ("
                                   " (SELECT COALESCE(MAX(epoch), 0) + 1 FROM epochs),"
-                                  " GREATEST(COALESCE(pg_sequence_last_value("
-                                  "   pg_get_serial_sequence('events', 'seq')::regclass), 0),"
+                                  " GREATEST((SELECT value FROM store_meta"
+                                  "   WHERE key = 'event_seq'),"
                                   "   (SELECT COALESCE(MAX(seq), 0) FROM events)) + 1, :now)"),
                          &st, error_r) < 0)
             return -1;

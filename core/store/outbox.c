@@ -37,11 +37,23 @@ int mps__event_add(mps_store *s, const char *type, const char *account,
     mps__stmt *st;
     /* A key already present means this event was appended before (a replay
      * after a crash or a retried call): keep the first one. */
+    /* PostgreSQL: the seq is the next value of a counter row, taken only
+     * when the key is new (pg/schema.c says why). Writers hold the write
+     * lock, so nothing comes between the check and the insert. */
     if (mps__prepare(s,
-                     "INSERT INTO events (type, account, folder, message, time_ms,"
-                     " idem_key, data_json) VALUES (:type, :account, :folder, :message,"
-                     " :time, :key, :data) ON CONFLICT (idem_key) DO NOTHING"
-                     " RETURNING seq",
+                     mps__sql(s,
+                              "INSERT INTO events (type, account, folder, message, time_ms,"
+                              " idem_key, data_json) VALUES (:type, :account, :folder,"
+                              " :message, :time, :key, :data)"
+                              " ON CONFLICT (idem_key) DO NOTHING RETURNING seq",
+                              "WITH n AS (UPDATE store_meta SET value = value + 1"
+                              "  WHERE key = 'event_seq' AND NOT EXISTS"
+                              "  (SELECT 1 FROM events WHERE idem_key = :key)"
+                              "  RETURNING value)"
+                              " INSERT INTO events (seq, type, account, folder, message,"
+                              " time_ms, idem_key, data_json) SELECT n.value, :type,"
+                              " :account, :folder, :message, :time, :key, :data FROM n"
+                              " RETURNING seq"),
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":type", type);

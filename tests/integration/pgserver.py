@@ -11,8 +11,10 @@ a fresh one.
 
 As a program it wraps a command: `pgserver.py --run CMD ARGS...` starts a
 server, runs CMD with MP_TEST_PG_URL set to the URL of its `postgres`
-database (a test makes its own databases from it), stops the server and
-exits with CMD's status. Without the PostgreSQL binaries it prints why
+database (a test makes its own databases from it, `create_database`;
+mptest.Daemon does so for every daemon, which runs an integration test on
+the PostgreSQL store unchanged), stops the server and exits with CMD's
+status. Without the PostgreSQL binaries it prints why
 and exits 77 (ctest's SKIP_RETURN_CODE), unless MP_REQUIRE_PG=1 (CI),
 where that is a failure.
 """
@@ -119,6 +121,23 @@ class PgServer:
                 pass
             self.started = False
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_created = [0]
+
+
+def create_database(url, prefix="mpd"):
+    """A fresh database on the server of `url` (a URL from PgServer.url,
+    e.g. MP_TEST_PG_URL); returns its URL."""
+    _created[0] += 1
+    name = "%s_%d_%d" % ("".join(c if c.isalnum() else "_" for c in prefix).lower(),
+                         os.getpid(), _created[0])
+    subprocess.run([os.path.join(bin_dir(), "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                    url, "-c", "CREATE DATABASE %s" % name],
+                   check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head, _, query = url.partition("?")
+    base = head[:head.rindex("/") + 1]
+    return base + name + ("?" + query if query else "")
 
 
 def main(argv):
