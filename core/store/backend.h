@@ -17,6 +17,10 @@
  * it a last time and ends its thread; free follows once every adopted
  * connection is closed. adopt, stop and free accept what start returned,
  * whatever happened there. */
+/* How a message names the store at `location`: the SQLite path, or "the
+ * PostgreSQL store" (its URL may hold a password). */
+const char *mps__location_name(const char *location);
+
 typedef struct mps__housekeeper mps__housekeeper;
 mps__housekeeper *mps__housekeeper_start(const char *location);
 void mps__housekeeper_adopt(mps__housekeeper *h, mps_store *s);

@@ -2,6 +2,7 @@
  * The seam's calls that are the same for every backend: the statement
  * cache, error messages, and dispatch to the backend's ops.
  */
+#include "store/backend.h"
 #include "store/store-private.h"
 
 #include <stdarg.h>
@@ -200,6 +201,11 @@ int mps__is_pg_location(const char *location)
 {
     return strncmp(location, "postgresql://", 13) == 0 ||
            strncmp(location, "postgres://", 11) == 0;
+}
+
+const char *mps__location_name(const char *location)
+{
+    return mps__is_pg_location(location) ? "the PostgreSQL store" : location;
 }
 
 int mps_open(const char *location, mps_store **store_r, char **error_r)
