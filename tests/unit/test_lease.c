@@ -1,6 +1,6 @@
 /*
  * Account leases against a real PostgreSQL (store/lease.h). The server
- * comes from MP_TEST_PG_URL (tests/pg/ starts a private one for ctest);
+ * comes from MP_TEST_PG_URL (tests/integration/pgserver.py --run starts a private one for ctest);
  * every run works in a schema of its own, so runs never see each other.
  */
 #include <setjmp.h>
