@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/db.h"
 #include "util/util.h"
 
 typedef struct fence_entry {
@@ -106,4 +107,48 @@ mps_fence_state mps_fence_get(const char *account, char **owner_r, int64_t *epoc
     }
     pthread_mutex_unlock(&lock);
     return st;
+}
+
+/* The lease row as store/lease.h defines it. FOR SHARE: a node claiming
+ * the account (an UPDATE of the row) waits until this transaction ends,
+ * so our writes land before the next owner's epoch begins; now() is the
+ * transaction's start, which is why this runs first in it. */
+static const char FENCE_SQL[] =
+    "SELECT 1 FROM mp_lease WHERE account = :account AND owner = :owner"
+    " AND epoch = :epoch AND expires_at > now() FOR SHARE";
+
+int mps__fence(struct mps_store *s, const char *account, char **error_r)
+{
+    char *who = NULL;
+    int64_t epoch = 0;
+    mps_fence_state st = mps_fence_get(account, &who, &epoch);
+    if (st == MPS_FENCE_OFF)
+        return 0;
+    if (st == MPS_FENCE_LOST) {
+        if (error_r != NULL)
+            *error_r = mpu_asprintf("store: this node holds no lease on account %s: "
+                                    "write refused", account);
+        return 1;
+    }
+    /* Only a database shared between nodes has lease rows to check. */
+    if (mps__dialect_of(s) != MPS__POSTGRESQL) {
+        free(who);
+        return 0;
+    }
+    mps__stmt *stmt = NULL;
+    if (mps__prepare(s, FENCE_SQL, &stmt, error_r) < 0) {
+        free(who);
+        return -1;
+    }
+    mps__bind_text(stmt, ":account", account);
+    mps__bind_text(stmt, ":owner", who);
+    mps__bind_int(stmt, ":epoch", epoch);
+    int rc = mps__step_row(s, stmt, error_r, "store: lease check");
+    mps__finish(s, stmt);
+    if (rc == 1 && error_r != NULL)
+        *error_r = mpu_asprintf("store: the lease on account %s (epoch %lld) expired or "
+                                "passed to another node: write refused by the fence",
+                                account, (long long)epoch);
+    free(who);
+    return rc;
 }

@@ -2,9 +2,10 @@
  * Fencing tokens of the accounts this process holds a lease on (cluster
  * mode, store/lease.h). The daemon's lease thread publishes them here; a
  * store backend that shares its database with other nodes reads them in
- * every sync commit and runs the lease check (MPL_FENCE_SQL) in the same
- * transaction. Outside cluster mode the table is off and every commit
- * goes through unchecked, as on a single node.
+ * every sync commit and every account status change, and checks the lease
+ * row in the same transaction (mps__fence, store-private). Outside
+ * cluster mode the table is off and every commit goes through unchecked,
+ * as on a single node.
  *
  * Any thread; the table has its own lock.
  */
@@ -28,5 +29,12 @@ typedef enum mps_fence_state {
 } mps_fence_state;
 
 mps_fence_state mps_fence_get(const char *account, char **owner_r, int64_t *epoch_r);
+
+/* Store-private, inside a write transaction: may this process write for
+ * `account`? 0 yes (fencing off, or the lease row is still this owner's
+ * at this epoch and unexpired, now locked FOR SHARE so a claim waits for
+ * our commit); 1 no (*error_r says why); -1 the check itself failed. */
+struct mps_store;
+int mps__fence(struct mps_store *s, const char *account, char **error_r);
 
 #endif

@@ -6,7 +6,7 @@
  * through a row of mp_lease (account, owner, epoch, expires_at) that the
  * owner renews every heartbeat. The epoch is the fencing token: it grows
  * by one on every claim, and the store checks (owner, epoch, not expired)
- * inside the transaction of every sync commit (MPL_FENCE_SQL), so a node
+ * inside the transaction of every sync commit (store/fence.h), so a node
  * paused past its lease (GC, SIGSTOP, a partition) can never write after
  * another node took the account over, whatever it still believes.
  *
@@ -113,14 +113,5 @@ typedef struct mpl_member {
 } mpl_member;
 int mpl_members(mpl_node *n, mpl_member **list_r, size_t *count_r, char **error_r);
 void mpl_members_free(mpl_member *list, size_t count);
-
-/* The fence, for the store's commit transaction: parameters $1 account,
- * $2 owner, $3 epoch (text). One row when the lease is still this
- * holder's and unexpired; none means the commit must roll back. FOR SHARE
- * makes a concurrent claim wait for the commit, so the writes land before
- * the next owner's epoch begins. */
-#define MPL_FENCE_SQL                                                                   \
-    "SELECT 1 FROM mp_lease WHERE account = $1 AND owner = $2 AND epoch = $3::bigint " \
-    "AND expires_at > now() FOR SHARE"
 
 #endif

@@ -16,7 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/fence.h"
 #include "store/lease.h"
+#include "store/store.h"
 #include "util/util.h"
 
 #define TTL_MS 900
@@ -118,20 +120,30 @@ static void assert_disjoint(mpl_node *a, mpl_node *b)
         assert_false(mpl_held_epoch(a, accounts[i]) != 0 && mpl_held_epoch(b, accounts[i]) != 0);
 }
 
-static int fence_rows(const char *account, const char *owner, int64_t epoch)
+/* A sync commit for `account` through the store, as the node whose
+ * fencing token is (owner, epoch): 0 committed, -1 refused (the message
+ * says by whom). The store lives in the test's schema beside the leases. */
+static int commit_as(const char *account, const char *owner, int64_t epoch, const char *id,
+                     char **error_r)
 {
-    PGconn *c = admin();
-    char e[24];
-    snprintf(e, sizeof e, "%lld", (long long)epoch);
-    const char *p[3] = {account, owner, e};
-    exec_ok(c, "BEGIN");
-    PGresult *r = PQexecParams(c, MPL_FENCE_SQL, 3, NULL, p, NULL, NULL, 0);
-    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    int rows = PQntuples(r);
-    PQclear(r);
-    exec_ok(c, "COMMIT");
-    PQfinish(c);
-    return rows;
+    mps_store *s = NULL;
+    char *err = NULL;
+    if (mps_open(url, &s, &err) != 0)
+        fail_msg("mps_open: %s", err);
+    assert_int_equal(mps_account_ensure(s, account, "inst", &err), 0);
+    mps_fence_enable(owner);
+    if (epoch != 0)
+        mps_fence_set(account, epoch);
+    mp_change c = {.kind = MP_CHANGE_NEW, .id = id, .subject = "s", .date = 1700000000,
+                   .size = 10, .from = "a@example.org", .to = "b@example.org"};
+    mps_batch *b = mps_batch_new(account, "INBOX");
+    mps_batch_add(b, &c);
+    mps_commit_result res;
+    int rc = mps_batch_commit(s, b, "cursor-1", NULL, -1, 0, &res, error_r);
+    mps_batch_free(&b);
+    mps_fence_disable();
+    mps_close(&s);
+    return rc;
 }
 
 /* Two nodes started together split ten accounts five and five; the first
@@ -187,7 +199,8 @@ static void test_takeover_and_fence(void **state)
         if (mpl_held_epoch(a, accounts[i]) != 0)
             victim = accounts[i];
     int64_t old_epoch = mpl_held_epoch(a, victim);
-    assert_int_equal(fence_rows(victim, mpl_owner(a), old_epoch), 1);
+    char *err = NULL;
+    assert_int_equal(commit_as(victim, mpl_owner(a), old_epoch, "m1", &err), 0);
 
     /* a is "paused": b's next round before the TTL takes nothing ... */
     tick_quiet(b);
@@ -209,9 +222,17 @@ static void test_takeover_and_fence(void **state)
     assert_true(new_epoch > old_epoch);
     mpl_delta_clear(&d);
 
-    /* The fence: a's late commit is refused, b's passes. */
-    assert_int_equal(fence_rows(victim, mpl_owner(a), old_epoch), 0);
-    assert_int_equal(fence_rows(victim, mpl_owner(b), new_epoch), 1);
+    /* The fence: a's late commit is refused by the database although a
+     * still believes it holds the lease; b's goes through; a node with no
+     * token at all is refused before asking the database. */
+    assert_int_equal(commit_as(victim, mpl_owner(a), old_epoch, "m2", &err), -1);
+    assert_non_null(strstr(err, "refused by the fence"));
+    free(err);
+    err = NULL;
+    assert_int_equal(commit_as(victim, mpl_owner(b), new_epoch, "m2", &err), 0);
+    assert_int_equal(commit_as(victim, mpl_owner(a), 0, "m3", &err), -1);
+    assert_non_null(strstr(err, "holds no lease"));
+    free(err);
 
     /* a wakes up: its renewal finds nothing, all five are lost. */
     tick(a, &d);
