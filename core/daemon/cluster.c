@@ -213,7 +213,7 @@ mpd_cluster *mpd_cluster_start(mpd *d, const char *conninfo, const char *node,
     mps_fence_enable(c->owner);
     if (pthread_create(&c->thread, NULL, lease_main, c) != 0) {
         *error_r = mpu_strdup("cluster: cannot start the lease thread");
-        mpd_cluster_stop(c);
+        mpd_cluster_free(&c);
         return NULL;
     }
     c->thread_started = 1;
@@ -250,15 +250,23 @@ int mpd_cluster_holds(const mpd_cluster *c, const char *account)
 
 void mpd_cluster_stop(mpd_cluster *c)
 {
+    if (c == NULL || !c->thread_started)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->stop = 1;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->thread, NULL);
+    c->thread_started = 0;
+}
+
+void mpd_cluster_free(mpd_cluster **cp)
+{
+    mpd_cluster *c = *cp;
     if (c == NULL)
         return;
-    if (c->thread_started) {
-        pthread_mutex_lock(&c->lock);
-        c->stop = 1;
-        pthread_cond_signal(&c->cond);
-        pthread_mutex_unlock(&c->lock);
-        pthread_join(c->thread, NULL);
-    }
+    *cp = NULL;
+    mpd_cluster_stop(c);
     char *err = NULL;
     if (mpl_release_all(c->node, &err) != 0) {
         mpu_warn("cluster", "%s: the leases expire by themselves", err);

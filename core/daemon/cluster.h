@@ -35,9 +35,11 @@ void mpd_cluster_set_accounts(mpd_cluster *c, const char *const *ids, size_t n);
 /* Does this node hold `account` now (loop thread)? */
 int mpd_cluster_holds(const mpd_cluster *c, const char *account);
 
-/* Stop the thread, give every lease back (clean shutdown) and free. Loop
- * thread, before the registry is cleared. NULL-safe. */
+/* Shutdown, loop thread, both NULL-safe: stop makes the lease thread end
+ * (no lease changes any more, the leases stay held); free, once the
+ * accounts are closed, gives every lease back and frees. */
 void mpd_cluster_stop(mpd_cluster *c);
+void mpd_cluster_free(mpd_cluster **c);
 
 /* {"node", "owner", "lease_ttl_ms", "held", "members": [...], "error"}
  * for /v1/status. Any thread. */

@@ -14,6 +14,7 @@
 #include <event2/thread.h>
 
 #include "daemon/api.h"
+#include "daemon/cluster.h"
 #include "daemon/daemon.h"
 #include "daemon/notify.h"
 #include "daemon/print_keys.h"
@@ -255,6 +256,20 @@ static int oauth_load(void *arg, const char *account, char **record_r, char **er
 
 /* SIGHUP: everything or nothing. A reload with any error keeps the running
  * configuration, so a typo never stops accounts that were working. */
+/* Cluster mode: tell the lease thread the configured accounts (after
+ * every registry apply). */
+static void cluster_accounts(mpd *d)
+{
+    if (d->cluster == NULL)
+        return;
+    char **ids = NULL;
+    size_t n = mpd_registry_account_ids(d, &ids);
+    mpd_cluster_set_accounts(d->cluster, (const char *const *)ids, n);
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
+
 int mpd_reload(mpd *d)
 {
     mpc_errors errs = {0};
@@ -302,7 +317,13 @@ int mpd_reload(mpd *d)
     KEEP(http.token_file);
     KEEP(push.listen);
     KEEP(store.url_file);
+    KEEP(cluster.node);
 #undef KEEP
+    if (s->cluster.enabled != old->cluster.enabled ||
+        s->cluster.lease_ttl != old->cluster.lease_ttl)
+        mpu_warn("core", "cluster settings changed: take effect after a restart");
+    s->cluster.enabled = old->cluster.enabled;
+    s->cluster.lease_ttl = old->cluster.lease_ttl;
     if (s->store.backend != old->store.backend)
         mpu_warn("core", "store.backend changed: takes effect after a restart");
     s->store.backend = old->store.backend;
@@ -343,6 +364,7 @@ int mpd_reload(mpd *d)
         mpo_credentials_changed(d->oauth, NULL);
     mpd_registry_apply(d, list, n);
     free(list);
+    cluster_accounts(d);
     mpd_registry_resume_stopped(d);
     if (d->webhooks != NULL)
         mpw_apply(d->webhooks, s);
@@ -491,8 +513,22 @@ static int run(const char *config_path)
     for (size_t i = 0; i < errs.n; i++)
         mpu_error("config", "%s", errs.msgs[i]);
     mpc_errors_free(&errs);
+    /* Cluster mode: the lease thread runs before the registry is built,
+     * which then opens only the accounts this node holds (none yet: they
+     * come with the first rounds). */
+    if (settings->cluster.enabled) {
+        d->cluster = mpd_cluster_start(d, d->db_path, settings->cluster.node,
+                                       settings->cluster.lease_ttl * 1000u, &error);
+        if (d->cluster == NULL) {
+            mpu_error("cluster", "%s", error);
+            free(error);
+            mpc_instances_free(&list, n);
+            goto out;
+        }
+    }
     mpd_registry_apply(d, list, n);
     free(list);
+    cluster_accounts(d);
 
     /* Hints that arrived before a crash are synced first. */
     char **pending = NULL;
@@ -523,6 +559,9 @@ static int run(const char *config_path)
     rc = 0;
 
 out:
+    /* No lease changes from here on; the leases go back once the
+     * accounts are closed (mpd_cluster_free below). */
+    mpd_cluster_stop(d->cluster);
     mpd_notify_free(&notifier);
     mpd_prefetch_stop(d);
     mph_stop(&d->http);
@@ -536,6 +575,7 @@ out:
         event_base_loop(d->base, EVLOOP_NONBLOCK);
         mpd_registry_clear(d);
         event_base_loop(d->base, EVLOOP_NONBLOCK);
+        mpd_cluster_free(&d->cluster);
         mphost_release_global_objs();
         mpe_close(&d->events, d->store);
         if (d->sig_hup != NULL) {
