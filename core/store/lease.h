@@ -77,9 +77,10 @@ int mpl_set_accounts(mpl_node *n, const char *const *accounts, size_t count, mpl
                      char **error_r);
 
 /* One round: heartbeat the node row, renew held leases (any not renewed
- * is lost), then claim up to the fair share or give back above it. The
- * first round after mpl_open only registers and renews, so nodes started
- * together see each other before anyone claims. Appends to *d. On error
+ * is lost), then claim up to the fair share or give back above it.
+ * Rounds in the first heartbeat (at most 2 s) after mpl_open only
+ * register and renew, so nodes started together see each other before
+ * anyone claims. Appends to *d. On error
  * (database unreachable) nothing is reported lost here: see
  * mpl_expire_local. */
 int mpl_tick(mpl_node *n, mpl_delta *d, char **error_r);

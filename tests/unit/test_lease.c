@@ -106,6 +106,12 @@ static void tick(mpl_node *n, mpl_delta *d)
         fail_msg("mpl_tick: %s", err);
 }
 
+/* Past the joining period after mpl_open, when rounds only register. */
+static void joined(void)
+{
+    sleep_ms(TTL_MS / 3 + 50);
+}
+
 static void tick_quiet(mpl_node *n)
 {
     mpl_delta d = {0};
@@ -158,6 +164,7 @@ static void test_two_nodes_share(void **state)
     assert_int_equal(d.n_acquired, 0);
     tick(b, &d);
     assert_int_equal(d.n_acquired, 0);
+    joined();
     for (int round = 0; round < 3; round++) {
         tick_quiet(a);
         assert_disjoint(a, b);
@@ -189,6 +196,7 @@ static void test_takeover_and_fence(void **state)
     mpl_node *a = node("n1"), *b = node("n2");
     tick_quiet(a);
     tick_quiet(b);
+    joined();
     for (int round = 0; round < 2; round++) {
         tick_quiet(a);
         tick_quiet(b);
@@ -260,6 +268,7 @@ static void test_release_all(void **state)
     mpl_node *a = node("n1"), *b = node("n2");
     tick_quiet(a);
     tick_quiet(b);
+    joined();
     tick_quiet(a);
     tick_quiet(b);
     char *err = NULL;
@@ -277,6 +286,7 @@ static void test_removed_account(void **state)
     (void)state;
     mpl_node *a = node("n1");
     tick_quiet(a);
+    joined();
     tick_quiet(a);
     assert_int_equal(mpl_held_count(a), N_ACCOUNTS);
     mpl_delta d = {0};
@@ -296,6 +306,7 @@ static void test_expire_local(void **state)
     (void)state;
     mpl_node *a = node("n1");
     tick_quiet(a);
+    joined();
     tick_quiet(a);
     mpl_delta d = {0};
     mpl_expire_local(a, mpu_mono_ms(), &d);

@@ -39,7 +39,7 @@ struct mpl_node {
     size_t n_accounts;
     mpl_lease *held;       /* sorted by account                     */
     size_t n_held;
-    int rounds;            /* completed mpl_tick calls              */
+    int64_t claim_after;   /* mono ms: no claims before (joining)   */
     int64_t trusted_until; /* mono ms: held leases assumed valid    */
     uint32_t next_ms;      /* from the last round                   */
 };
@@ -265,6 +265,10 @@ mpl_node *mpl_open(const mpl_options *o, char **error_r)
     snprintf(n->ttl_text, sizeof n->ttl_text, "%u", o->ttl_ms);
     n->accounts_json = mpu_strdup("[]");
     n->next_ms = 0;
+    /* Nodes started together should see each other before anyone claims:
+     * the first claim waits a heartbeat (at most 2 s) after joining. */
+    uint32_t join_ms = o->ttl_ms / 3 < 2000 ? o->ttl_ms / 3 : 2000;
+    n->claim_after = mpu_mono_ms() + join_ms;
 
     /* Several statements in one simple-query string run in one implicit
      * transaction: the advisory lock is held until the CREATEs commit. */
@@ -469,10 +473,10 @@ int mpl_tick(mpl_node *n, mpl_delta *d, char **error_r)
     uint32_t heartbeat_ms = n->ttl_ms / 3;
     if (heartbeat(n, error_r) != 0 || renew(n, d, error_r) != 0)
         return -1;
-    int first = n->rounds++ == 0;
-    if (first) {
-        /* Let nodes started together register before anyone claims. */
-        n->next_ms = heartbeat_ms < 1000 ? heartbeat_ms : 1000;
+    int64_t now = mpu_mono_ms();
+    if (now < n->claim_after) {
+        /* Joining: registered and renewed, nothing claimed yet. */
+        n->next_ms = (uint32_t)(n->claim_after - now);
         return 0;
     }
     int64_t members = 1;
