@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "store/fence.h"
+#include "webhook/webhook.h"
 #include "store/lease.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -24,8 +25,8 @@
 #define RETRY_MS 1000u
 
 typedef struct lease_op {
-    char *account;
-    int64_t epoch; /* 0: lost */
+    char *account; /* NULL: the outbox role                           */
+    int64_t epoch; /* 0: lost; for the role, 1 taken and 0 lost      */
 } lease_op;
 
 struct mpd_cluster {
@@ -48,13 +49,14 @@ struct mpd_cluster {
     size_t n_ops;
     size_t held;
     json_t *members;
+    int outbox_role;
     char *error; /* last round's failure, NULL when it went through */
 };
 
 static void ops_push(mpd_cluster *c, const char *account, int64_t epoch)
 {
     c->ops = mpu_realloc(c->ops, (c->n_ops + 1) * sizeof *c->ops);
-    c->ops[c->n_ops].account = mpu_strdup(account);
+    c->ops[c->n_ops].account = account != NULL ? mpu_strdup(account) : NULL;
     c->ops[c->n_ops].epoch = epoch;
     c->n_ops++;
 }
@@ -66,7 +68,9 @@ static int ops_add_delta(mpd_cluster *c, const mpl_delta *delta)
         ops_push(c, delta->lost[i], 0);
     for (size_t i = 0; i < delta->n_acquired; i++)
         ops_push(c, delta->acquired[i].account, delta->acquired[i].epoch);
-    return delta->n_lost + delta->n_acquired > 0;
+    if (delta->outbox_role != 0)
+        ops_push(c, NULL, delta->outbox_role > 0);
+    return delta->n_lost + delta->n_acquired > 0 || delta->outbox_role != 0;
 }
 
 static json_t *members_json(mpl_node *node)
@@ -154,6 +158,7 @@ static void *lease_main(void *arg)
             c->members = members;
         }
         c->held = held;
+        c->outbox_role = mpl_outbox_role(c->node);
         if (ops_add_delta(c, &delta))
             event_active(c->apply_ev, EV_READ, 0);
         mpl_delta_clear(&delta);
@@ -162,6 +167,21 @@ static void *lease_main(void *arg)
     }
     pthread_mutex_unlock(&c->lock);
     return NULL;
+}
+
+/* core/webhook's way to the store (mpw_store_fn): the calling thread's
+ * connection, asked for each time. */
+static mps_store *webhook_store(void *arg)
+{
+    return mpd_store(arg);
+}
+
+void mpd_outbox_role(mpd *d, int held)
+{
+    if (held && d->webhooks == NULL)
+        d->webhooks = mpw_start(d->base, d->events, webhook_store, d, d->settings);
+    else if (!held)
+        mpw_stop(&d->webhooks);
 }
 
 /* Loop thread: start what was acquired, stop what was lost, in order. */
@@ -178,6 +198,12 @@ static void apply_cb(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&c->lock);
     size_t got = 0, lost = 0;
     for (size_t i = 0; i < n; i++) {
+        if (ops[i].account == NULL) {
+            mpu_info("cluster", "outbox role %s: webhook delivery %s on this node",
+                     ops[i].epoch ? "taken" : "lost", ops[i].epoch ? "runs" : "stops");
+            mpd_outbox_role(c->d, ops[i].epoch != 0);
+            continue;
+        }
         if (ops[i].epoch == 0) {
             mps_fence_clear(ops[i].account);
             mpd_registry_account_release(c->d, ops[i].account);
@@ -296,9 +322,9 @@ json_t *mpd_cluster_status(mpd_cluster *c)
 {
     pthread_mutex_lock(&c->lock);
     /* A copy: the thread replaces c->members while the caller reads. */
-    json_t *st = json_pack("{s:s, s:s, s:I, s:I, s:o*, s:s?}", "node", c->name, "owner",
-                           c->owner, "lease_ttl_ms", (json_int_t)c->ttl_ms, "held",
-                           (json_int_t)c->held, "members",
+    json_t *st = json_pack("{s:s, s:s, s:I, s:I, s:b, s:o*, s:s?}", "node", c->name,
+                           "owner", c->owner, "lease_ttl_ms", (json_int_t)c->ttl_ms, "held",
+                           (json_int_t)c->held, "outbox_role", c->outbox_role, "members",
                            c->members != NULL ? json_deep_copy(c->members) : NULL, "error",
                            c->error);
     pthread_mutex_unlock(&c->lock);

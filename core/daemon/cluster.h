@@ -41,7 +41,8 @@ int mpd_cluster_holds(const mpd_cluster *c, const char *account);
 void mpd_cluster_stop(mpd_cluster *c);
 void mpd_cluster_free(mpd_cluster **c);
 
-/* {"node", "owner", "lease_ttl_ms", "held", "members": [...], "error"}
+/* {"node", "owner", "lease_ttl_ms", "held", "outbox_role", "members":
+ *  [...], "error"}
  * for /v1/status. Any thread. */
 json_t *mpd_cluster_status(mpd_cluster *c);
 

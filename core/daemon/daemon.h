@@ -117,6 +117,10 @@ struct mpd {
 /* ---- lifecycle (main.c) ---- */
 int mpd_reload(mpd *d);
 
+/* This node takes (held 1) or loses the outbox role: it starts or stops
+ * delivering the outbox (webhooks). Alone, main.c takes it at start; in
+ * a cluster, the lease thread's rounds decide (cluster.c). Loop thread. */
+void mpd_outbox_role(mpd *d, int held);
 /* ---- registry.c ---- */
 
 /* Build the registry from plugins_dir (first start) or apply the difference

@@ -386,12 +386,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(d->base, NULL);
 }
 
-/* core/webhook's way to the store (mpw_store_fn): the calling thread's
- * connection, asked for each time. */
-static mps_store *webhook_store(void *arg)
-{
-    return mpd_store(arg);
-}
 
 static int run(const char *config_path)
 {
@@ -460,7 +454,10 @@ static int run(const char *config_path)
     d->sched = mpj_new(d->base, &jc);
     mpd_maintenance_start(d);
     mpd_prefetch_start(d);
-    d->webhooks = mpw_start(d->base, d->events, webhook_store, d, settings);
+    /* Alone, this node delivers the outbox; in a cluster the node holding
+     * the outbox role does (cluster.h). */
+    if (!settings->cluster.enabled)
+        mpd_outbox_role(d, 1);
     mpo_options oauth_opt = {.persist = oauth_persist, .load = oauth_load, .arg = d};
     d->oauth = mpo_service_new(&oauth_opt);
     d->host_env.oauth = d->oauth;

@@ -21,8 +21,8 @@
  * leases for its own (after a crash its accounts wait out the TTL; after
  * a clean stop, mpl_release_all frees them at once).
  *
- * These two tables are the cluster's, beside the store's schema; this
- * file owns them (mpl_open creates them if missing).
+ * These tables (mp_node, mp_lease, mp_role) are the cluster's, beside the
+ * store's schema; this file owns them (mpl_open creates them if missing).
  *
  * Threading: an mpl_node holds one PGconn and is used by one thread at a
  * time; every call blocks on the network. The daemon runs it on a thread
@@ -57,6 +57,9 @@ typedef struct mpl_delta {
     size_t n_acquired;
     char **lost;
     size_t n_lost;
+    /* The outbox role (one node of the cluster delivers the outbox:
+     * webhooks, the event bus): +1 taken this round, -1 lost, 0 as it was. */
+    int outbox_role;
 } mpl_delta;
 
 void mpl_delta_clear(mpl_delta *d);
@@ -95,6 +98,12 @@ uint32_t mpl_next_tick_ms(const mpl_node *n);
  * fence makes this a courtesy, not the guarantee). now_ms is
  * mpu_mono_ms(). */
 void mpl_expire_local(mpl_node *n, int64_t now_ms, mpl_delta *d);
+
+/* Does this node hold the outbox role? It is a lease of its own (row
+ * "outbox" of mp_role), taken by any node when free or expired and renewed
+ * with the accounts' leases, so exactly one live node delivers the shared
+ * outbox at a time (at least once across a handover). */
+int mpl_outbox_role(const mpl_node *n);
 
 /* The epoch of a held lease, or 0 when this node does not hold it. */
 int64_t mpl_held_epoch(const mpl_node *n, const char *account);

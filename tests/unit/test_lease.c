@@ -318,6 +318,50 @@ static void test_expire_local(void **state)
     mpl_close(a);
 }
 
+/* Exactly one live node holds the outbox role; it moves on a clean stop
+ * and when its holder stops renewing, and the old holder learns it lost it. */
+static void test_outbox_role(void **state)
+{
+    (void)state;
+    mpl_node *a = node("n1"), *b = node("n2");
+    mpl_delta da = {0}, db = {0};
+    tick(a, &da);
+    tick(b, &db);
+    joined();
+    tick(a, &da);
+    tick(b, &db);
+    assert_int_equal(mpl_outbox_role(a) + mpl_outbox_role(b), 1);
+    mpl_node *holder = mpl_outbox_role(a) ? a : b, *other = holder == a ? b : a;
+    assert_int_equal((holder == a ? da : db).outbox_role, 1);
+    mpl_delta_clear(&da);
+    mpl_delta_clear(&db);
+
+    /* The holder pauses: the other takes the role once it expired. */
+    int64_t paused_at = mpu_mono_ms();
+    mpl_delta d = {0};
+    while (!mpl_outbox_role(other) && mpu_mono_ms() - paused_at < 4 * TTL_MS) {
+        sleep_ms(mpl_next_tick_ms(other));
+        tick(other, &d);
+    }
+    assert_true(mpl_outbox_role(other));
+    assert_int_equal(d.outbox_role, 1);
+    mpl_delta_clear(&d);
+    tick(holder, &d);
+    assert_false(mpl_outbox_role(holder));
+    assert_int_equal(d.outbox_role, -1);
+    mpl_delta_clear(&d);
+
+    /* A clean stop hands it over at the next round. */
+    char *err = NULL;
+    assert_int_equal(mpl_release_all(other, &err), 0);
+    assert_false(mpl_outbox_role(other));
+    tick(holder, &d);
+    assert_true(mpl_outbox_role(holder));
+    mpl_delta_clear(&d);
+    mpl_close(a);
+    mpl_close(b);
+}
+
 static void test_bad_options(void **state)
 {
     (void)state;
@@ -348,6 +392,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_release_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_removed_account, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expire_local, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_role, setup, teardown),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,6 +40,7 @@ struct mpl_node {
     mpl_lease *held;       /* sorted by account                     */
     size_t n_held;
     int64_t claim_after;   /* mono ms: no claims before (joining)   */
+    int outbox_role;       /* the "outbox" row of mp_role is ours    */
     int64_t trusted_until; /* mono ms: held leases assumed valid    */
     uint32_t next_ms;      /* from the last round                   */
 };
@@ -55,7 +56,12 @@ static const char SCHEMA_SQL[] =
     " account text PRIMARY KEY, owner text,"
     " epoch bigint NOT NULL DEFAULT 0,"
     " expires_at timestamptz NOT NULL DEFAULT '-infinity');"
-    "CREATE INDEX IF NOT EXISTS mp_lease_owner ON mp_lease (owner);";
+    "CREATE INDEX IF NOT EXISTS mp_lease_owner ON mp_lease (owner);"
+    "CREATE TABLE IF NOT EXISTS mp_role ("
+    " name text PRIMARY KEY, owner text,"
+    " epoch bigint NOT NULL DEFAULT 0,"
+    " expires_at timestamptz NOT NULL DEFAULT '-infinity');"
+    "INSERT INTO mp_role (name) VALUES ('outbox') ON CONFLICT DO NOTHING;";
 
 /* ---- small helpers ---- */
 
@@ -452,6 +458,33 @@ static int give_back(mpl_node *n, size_t count, mpl_delta *d, char **error_r)
     return 0;
 }
 
+/* Take or renew the outbox role: ours when free, expired, or already
+ * ours (unexpired: a node paused past it and replaced finds it gone). */
+static int outbox_role(mpl_node *n, mpl_delta *d, char **error_r)
+{
+    const char *p[2] = {n->owner, n->ttl_text};
+    PGresult *r = run(n, "outbox role failed",
+                      "UPDATE mp_role SET epoch = CASE WHEN owner = $1 AND expires_at > now() "
+                      "THEN epoch ELSE epoch + 1 END, owner = $1, "
+                      "expires_at = now() + $2::bigint * interval '1 millisecond' "
+                      "WHERE name = 'outbox' AND (expires_at <= now() OR owner = $1) "
+                      "RETURNING epoch",
+                      2, p, PGRES_TUPLES_OK, error_r);
+    if (r == NULL)
+        return -1;
+    int held = PQntuples(r) == 1;
+    PQclear(r);
+    if (held != n->outbox_role)
+        d->outbox_role = held ? 1 : -1;
+    n->outbox_role = held;
+    return 0;
+}
+
+int mpl_outbox_role(const mpl_node *n)
+{
+    return n->outbox_role;
+}
+
 /* When does another node's lease on one of our accounts run out first? */
 static int next_foreign_expiry(mpl_node *n, int64_t *ms_r, char **error_r)
 {
@@ -474,6 +507,8 @@ int mpl_tick(mpl_node *n, mpl_delta *d, char **error_r)
     if (heartbeat(n, error_r) != 0 || renew(n, d, error_r) != 0)
         return -1;
     int64_t now = mpu_mono_ms();
+    if (n->outbox_role && outbox_role(n, d, error_r) != 0)
+        return -1;
     if (now < n->claim_after) {
         /* Joining: registered and renewed, nothing claimed yet. */
         n->next_ms = (uint32_t)(n->claim_after - now);
@@ -492,6 +527,8 @@ int mpl_tick(mpl_node *n, mpl_delta *d, char **error_r)
         if (give_back(n, n->n_held - share, d, error_r) != 0)
             return -1;
     }
+    if (!n->outbox_role && outbox_role(n, d, error_r) != 0)
+        return -1;
     int64_t foreign = -1;
     if (next_foreign_expiry(n, &foreign, error_r) != 0)
         return -1;
@@ -510,8 +547,12 @@ uint32_t mpl_next_tick_ms(const mpl_node *n)
 
 void mpl_expire_local(mpl_node *n, int64_t now_ms, mpl_delta *d)
 {
-    if (n->n_held == 0 || now_ms < n->trusted_until)
+    if ((n->n_held == 0 && !n->outbox_role) || now_ms < n->trusted_until)
         return;
+    if (n->outbox_role) {
+        n->outbox_role = 0;
+        d->outbox_role = -1;
+    }
     for (size_t i = 0; i < n->n_held; i++)
         delta_lost(d, n->held[i].account);
     held_clear(n);
@@ -528,6 +569,13 @@ int mpl_release_all(mpl_node *n, char **error_r)
         return -1;
     PQclear(r);
     held_clear(n);
+    r = run(n, "cannot give the outbox role back",
+            "UPDATE mp_role SET owner = NULL, expires_at = '-infinity' WHERE owner = $1", 1, p,
+            PGRES_COMMAND_OK, error_r);
+    if (r == NULL)
+        return -1;
+    PQclear(r);
+    n->outbox_role = 0;
     r = run(n, "cannot leave the cluster", "DELETE FROM mp_node WHERE owner = $1", 1, p,
             PGRES_COMMAND_OK, error_r);
     if (r == NULL)
