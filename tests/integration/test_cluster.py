@@ -9,7 +9,9 @@ leases with fencing, against a real Dovecot.
   fixture driver's batch_delay_ms), let another node take the account over
   and sync the message, SIGCONT: the late commit is refused by the fence,
   and the message still has exactly one message.new event;
-- a clean stop gives the leases back at once.
+- a clean stop gives the leases back at once;
+- exactly one live node holds the outbox role (delivers webhooks), also
+  after its holder was killed.
 
 A private PostgreSQL is started for the run (pgserver.py). Skipped (77)
 only without the PostgreSQL binaries; MP_REQUIRE_PG=1 (CI) fails then."""
@@ -143,6 +145,15 @@ class Cluster(unittest.TestCase):
         mptest.wait_until(ok, timeout=timeout, message="every account owned by a live node")
         return self.owners()
 
+    def wait_one_outbox_role(self, live):
+        """Exactly one live node delivers the outbox (webhooks)."""
+        def holders():
+            return [n for n in live
+                    if self.nodes[n].get("/v1/status")["cluster"]["outbox_role"]]
+        mptest.wait_until(lambda: len(holders()) == 1, timeout=30,
+                          message="one outbox role holder among %s" % (live,))
+        return holders()[0]
+
     def assert_no_duplicates(self):
         dup = {m: c for m, c in self.new_events().items() if c != 1}
         self.assertEqual(dup, {}, "messages with more than one arrival event")
@@ -161,6 +172,7 @@ class Cluster(unittest.TestCase):
             self.assertEqual(st["node"], name)
             self.assertTrue(st["owner"].startswith(name + "#"))
             self.assertEqual(len([m for m in st["members"] if m["live"]]), 3)
+        self.wait_one_outbox_role(NODES)
         mptest.wait_until(lambda: all(self.new_count(a) == PER_FOLDER for a in ALL),
                           timeout=120, message="every account bootstrapped",
                           )
@@ -187,6 +199,7 @@ class Cluster(unittest.TestCase):
                                                           1700500000, "after kill")
         self.wait_all_owned(("n2", "n3"))
         took = time.monotonic() - killed_at
+        self.wait_one_outbox_role(("n2", "n3"))
         print("takeover of %d accounts after SIGKILL: %.1f s (lease TTL %d s)" %
               (len(moved), took, TTL), flush=True)
         mptest.wait_until(lambda: all(self.new_count(a) == PER_FOLDER + 1 for a in moved),
