@@ -45,6 +45,7 @@
 typedef struct mpd mpd;
 struct mph_server;
 struct mpw_service;
+struct mpb_relay;
 struct mpo_service;
 struct mp_hostobj;
 
@@ -79,6 +80,7 @@ struct mpd {
     mpj_sched *sched;
     struct mph_server *http;
     struct mpw_service *webhooks; /* outbound webhook delivery (core/webhook) */
+    struct mpb_relay *bus;        /* events to NATS JetStream (core/bus), or NULL */
     struct mpo_service *oauth;    /* OAuth2 tokens for drivers (core/oauth)   */
     char *token;
     int64_t started_ms;
