@@ -171,9 +171,12 @@ class BusNats(unittest.TestCase):
         # Kill once publishing has started but before it is done (it may
         # also finish first on a fast machine: then the restart must add
         # nothing).
-        mptest.wait_until(lambda: bus_status(d)["published"] > before["published"],
-                          60, interval=0.005, message="publishing started")
+        at_kill = mptest.wait_until(
+            lambda: (lambda b: b if b["published"] > before["published"] else None)(
+                bus_status(d)), 60, interval=0.005, message="publishing started")
         d.kill()
+        # The kill came while events were still waiting to be published.
+        self.assertGreater(at_kill["lag"], 0)
         d.start()
         events = self.check_stream("t2")
         self.assertGreaterEqual(len(events), 1500)
@@ -273,7 +276,39 @@ class BusNats(unittest.TestCase):
             d3.stop()
             self.client.delete_stream("OTHER")
 
-    def test_6_config_errors(self):
+    def test_6_retention_keeps_unpublished_events(self):
+        """outbox.retention_days never prunes what the bus has not
+        published: the relay's cursor counts like a webhook endpoint's."""
+        port = free_port()
+        d5 = mptest.Daemon(name="bus-retention", settings={
+            "bus": {"nats_url": "nats://127.0.0.1:%d" % port, "retry_max": 1},
+            "outbox": {"retention_days": 1, "prune_interval": 1},
+            "debug": {"clock_control": True},
+        })
+        d5.add_instance("fix", [{"id": "erin", "generate": 10, "poll_interval": 3600}])
+        d5.start()
+        srv = None
+        try:
+            d5.wait_bootstrapped("erin", ["INBOX"])
+            events = all_events(d5)
+            last = events[-1]["seq"]
+            d5.post("/v1/debug/clock", {"offset_ms": 2 * 86400 * 1000}, expect=(200,))
+            time.sleep(3)   # several retention runs
+            self.assertEqual([e["seq"] for e in all_events(d5)], list(range(1, last + 1)))
+            self.assertNotIn("retention removed", d5.log_text())
+            self.assertEqual(bus_status(d5)["lag"], last)
+            srv = natsjs.NatsServer(name="nats-retention")
+            srv.port = port
+            srv.start()
+            mptest.wait_until(lambda: caught_up(d5), 30, message="published")
+            mptest.wait_until(lambda: [e["seq"] for e in d5.events()] == [last], 30,
+                              message="old events pruned once published")
+        finally:
+            d5.stop()
+            if srv is not None:
+                srv.stop()
+
+    def test_7_config_errors(self):
         d4 = mptest.Daemon(name="bus-conf", settings={
             "bus": {"nats_url": "http://127.0.0.1:4222", "stream": "bad.name"}})
         r = subprocess.run([d4.binary, "-c", d4.conf_path, "--check-config"],
