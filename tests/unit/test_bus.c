@@ -231,7 +231,7 @@ static void test_settings_errors(void **state)
         {"bus = { nats_url = \"nats://a:1\"; tls_ca_file = \"\"; };\n",
          "1: \"bus.tls_ca_file\" must not be empty"},
         {"bus = { nats_url = \"nats://a:1\";\n token_file = \"/t\";\n creds_file = \"/c\"; };\n",
-         "4: \"bus.token_file\" and \"bus.creds_file\" exclude each other: a NATS server "
+         "3: \"bus.token_file\" and \"bus.creds_file\" exclude each other: a NATS server "
          "authenticates a client one way"},
         {"bus = { nats_url = \"nats://a:1\"; colour = 1; };\n", "1: unknown key \"colour\""},
     };
