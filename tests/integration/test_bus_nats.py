@@ -159,6 +159,10 @@ class BusNats(unittest.TestCase):
         self.assertIn("mailpulse_bus_published_total %d" % len(events), metrics)
         self.assertIn("mailpulse_bus_connected 1", metrics)
         self.assertIn("mailpulse_bus_lag 0", metrics)
+        out = d.ctl("status")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("bus:           connected, stream MAILPULSE, lag 0 (published %d,"
+                      % len(events), out.stdout)
         # A consumer filtering on one account's subjects sees only those.
         self.client.add_durable(STREAM, "bob_only", "mailpulse.bob%2Esmith.>")
         bob = self.client.fetch_all(STREAM, "bob_only")
@@ -266,6 +270,9 @@ class BusNats(unittest.TestCase):
                          "storage is memory", "duplicate window is 1000 ms"):
                 self.assertIn(part, b["last_error"])
             self.assertIn("exists with another configuration", d3.log_text())
+            out = d3.ctl("status")
+            self.assertIn("bus:           stream_mismatch, stream OTHER", out.stdout)
+            self.assertIn("bus error:     stream \"OTHER\" exists with another", out.stdout)
             d3.wait_bootstrapped("dave", ["INBOX"])
             self.assertGreater(bus_status(d3)["lag"], 0)
             cfg = self.client.stream_info("OTHER")["config"]
