@@ -231,6 +231,15 @@ static int load_cursor(mpb_relay *r, mps_store *st, char **error_r)
         free(error);
         return -1;
     }
+    /* A cursor past the newest event (a store restored from a backup)
+     * would skip the events that get its seq values next. */
+    int64_t last = mpe_last_seq(r->events);
+    if (cursor > last) {
+        mpu_warn(scope, "the bus cursor %lld is past the newest event %lld (a restored "
+                        "store?): publishing from %lld",
+                 (long long)cursor, (long long)last, (long long)last);
+        cursor = last;
+    }
     pthread_mutex_lock(&r->lock);
     r->cursor = cursor;
     pthread_mutex_unlock(&r->lock);
