@@ -222,6 +222,17 @@ class BusNats(unittest.TestCase):
         b = bus_status(d)
         self.assertGreaterEqual(b["errors"] + b["reconnects"], 1)
 
+    def test_3b_clean_restart_republishes_nothing(self):
+        """SIGTERM saves the cursor: a restart publishes only new events."""
+        d = self.d
+        mptest.wait_until(lambda: settled(d), 90, message="settled")
+        d.stop()
+        d.start()
+        b = mptest.wait_until(lambda: settled(d), 90, message="settled after restart")
+        self.assertEqual(b["duplicates"], 0)
+        self.assertEqual(b["errors"], 0)
+        self.check_stream("t3b")
+
     def test_4_nats_down_at_start(self):
         port = free_port()
         d2 = mptest.Daemon(name="bus-down", settings={
