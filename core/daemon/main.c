@@ -386,8 +386,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(d->base, NULL);
 }
 
-/* core/webhook's way to the store (mpw_store_fn): the calling thread's
- * connection, asked for each time. */
+/* core/webhook's and core/bus's way to the store (mpw_store_fn,
+ * mpb_store_fn): the calling thread's connection, asked for each time. */
 static mps_store *webhook_store(void *arg)
 {
     return mpd_store(arg);
@@ -552,7 +552,8 @@ out:
     mpw_stop(&d->webhooks);
     mpd_maintenance_stop(d);
     mpj_free(&d->sched);
-    /* After the workers: the relay publishes what they committed last. */
+    /* Before the pool closes: the relay thread holds a store connection;
+     * what it has not published goes out at the next start. */
     mpb_stop(&d->bus);
     mpd_fetch_free(d);
     mpd_prefetch_free(d);
