@@ -6,8 +6,8 @@
  *   mpd          one per process; owns settings, the loop, the scheduler, the
  *                HTTP server, the store's connection pool, the event
  *                stream (core/events) and the registry of driver instances;
- *                it creates the services (webhooks, HTTP) and hands them
- *                what they need.
+ *                it creates the services (webhooks, the NATS bus relay,
+ *                HTTP) and hands them what they need.
  *   mp_instance  one per plugins.d file; holds the loaded driver (or why it
  *                was refused) and its accounts. Reference-counted: the
  *                registry and each of its accounts hold one.
