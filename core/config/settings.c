@@ -45,6 +45,14 @@ static const char default_text[] =
     "#   rate = 20;\n"
     "#   rate_total = 200;\n"
     "# };\n"
+    "# bus = {                    (optional: publish events to NATS JetStream)\n"
+    "#   nats_url = \"nats://127.0.0.1:4222\";\n"
+    "#   stream = \"MAILPULSE\";\n"
+    "#   duplicate_window = 120;\n"
+    "#   max_pending = 256;\n"
+    "#   ack_timeout = 5;\n"
+    "#   retry_max = 30;\n"
+    "# };\n"
     "sync = {\n"
     "  batch_size = 100;\n"
     "  ingest_batch_size = 500;\n"
@@ -193,7 +201,7 @@ static const struct {
 
 static const char *const group_names[] = {"http",     "sync",  "cache",    "backfill",
                                           "schedule", "debug", "webhooks", "outbox",
-                                          "push",     NULL};
+                                          "push",     "bus",   NULL};
 
 const char *mp_settings_default_text(void)
 {
@@ -202,8 +210,8 @@ const char *mp_settings_default_text(void)
 
 const mp_config_key *mp_settings_keys(size_t i, const char **group_r)
 {
-    /* The order of mailpulsed.conf(5): top level, the groups, push, then
-     * the webhooks list. */
+    /* The order of mailpulsed.conf(5): top level, the groups, push, bus,
+     * then the webhooks list. */
     if (i == 0) {
         *group_r = NULL;
         return top_keys;
@@ -217,6 +225,10 @@ const mp_config_key *mp_settings_keys(size_t i, const char **group_r)
         return push_keys;
     }
     if (i - 1 == N_GROUPS + 1) {
+        *group_r = "bus";
+        return mpc__bus_keys();
+    }
+    if (i - 1 == N_GROUPS + 2) {
         *group_r = "webhooks";
         return mpc__webhook_keys();
     }
@@ -244,6 +256,7 @@ void mp_settings_free(mp_settings **settings)
     free(s->push.tls_cert_file);
     free(s->push.tls_key_file);
     free(s->push.where);
+    mpc__bus_free(s);
     mpc__webhooks_free(s);
     free(s);
     *settings = NULL;
@@ -278,6 +291,15 @@ static size_t validate_tree(mpc_node *root, mpc_errors *errs)
         n++;
     } else if (push != NULL) {
         n += mpc_validate(push, push_keys, NULL, errs);
+    }
+    /* bus: optional like push; absent, events stay in the outbox only. */
+    mpc_node *bus = (mpc_node *)mpc_get(root, "bus");
+    if (bus != NULL && bus->type != MPC_MAP) {
+        mpc_error_add(errs, bus->file, bus->line, "\"bus\" must be a group ({ ... }), not %s",
+                      mpc_type_name(bus->type));
+        n++;
+    } else if (bus != NULL) {
+        n += mpc_validate(bus, mpc__bus_keys(), NULL, errs);
     }
     return n;
 }
@@ -498,6 +520,8 @@ static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs
     size_t n = fill_http(mpc_get(root, "http"), s, errs);
     if (mpc_get(root, "push") != NULL)
         n += fill_push(mpc_get(root, "push"), s, errs);
+    if (mpc_get(root, "bus") != NULL)
+        n += mpc__bus_fill(mpc_get(root, "bus"), s, errs);
 
     n += get_u32(sync, "sync", "batch_size", 1, 100000, &s->sync.batch_size, errs);
     n += get_u32(sync, "sync", "ingest_batch_size", 1, 100000, &s->sync.ingest_batch_size,
