@@ -13,7 +13,8 @@ int mps_folder_ensure(mps_store *s, const char *account, const char *folder, int
     if (mps__prepare(s,
                      "INSERT INTO folders (account, name, role) VALUES (:account,"
                      " :name, :role) ON CONFLICT (account, name) DO UPDATE"
-                     " SET role = excluded.role WHERE folders.role IS DISTINCT FROM excluded.role",
+                     " SET role = excluded.role"
+                     " WHERE folders.role IS DISTINCT FROM excluded.role",
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":account", account);

@@ -55,15 +55,15 @@ struct pg_conn {
     struct mps_store base;
     PGconn *conn;
     int64_t changes;
-    char *err;              /* the last statement's error, or NULL */
-    unsigned next_name;     /* prepared statements' names: "mps<n>"     */
-    unsigned session;       /* counts reconnections                     */
-    int in_tx;              /* between begin and commit/rollback        */
+    char *err;          /* the last statement's error, or NULL */
+    unsigned next_name; /* prepared statements' names: "mps<n>"     */
+    unsigned session;   /* counts reconnections                     */
+    int in_tx;          /* between begin and commit/rollback        */
 };
 
 struct pg_param {
-    char *name;   /* ":name" */
-    char *value;  /* NULL: SQL NULL */
+    char *name;  /* ":name" */
+    char *value; /* NULL: SQL NULL */
     int length;
     int binary;
 };
@@ -72,8 +72,8 @@ struct pg_stmt {
     struct mps__stmt base;
     struct pg_conn *c;
     char name[24];
-    char *text;        /* translated SQL, to prepare again after a reconnection */
-    unsigned session;  /* the session it is prepared in                 */
+    char *text;       /* translated SQL, to prepare again after a reconnection */
+    unsigned session; /* the session it is prepared in                 */
     struct pg_param *params;
     int n_params;
     PGresult *res;
@@ -99,7 +99,8 @@ static struct pg_stmt *stmt_of(mps__stmt *st)
 static void set_error(struct pg_conn *c, const PGresult *res)
 {
     free(c->err);
-    const char *primary = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *primary =
+        res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (primary != NULL) {
         c->err = state != NULL ? mpu_asprintf("%s (SQLSTATE %s)", primary, state)
@@ -171,8 +172,8 @@ static char *translate(struct pg_stmt *st, const char *sql)
             char *name = mpu_strndup(start, (size_t)(p - start));
             int i = param_index(st, name);
             if (i < 0) {
-                st->params =
-                    mpu_realloc(st->params, (size_t)(st->n_params + 1) * sizeof *st->params);
+                st->params = mpu_realloc(st->params,
+                                         (size_t)(st->n_params + 1) * sizeof *st->params);
                 st->params[st->n_params] = (struct pg_param){.name = name};
                 i = st->n_params++;
             } else {
@@ -315,7 +316,8 @@ static int pg_step(mps__stmt *base)
     struct pg_stmt *st = stmt_of(base);
     if (!st->ran) {
         st->ran = 1;
-        if (usable(st->c) < 0 || (st->session != st->c->session && server_prepare(st) < 0))
+        if (usable(st->c) < 0 ||
+            (st->session != st->c->session && server_prepare(st) < 0))
             return MPS__ERROR;
         const char **values = mpu_calloc((size_t)st->n_params + 1, sizeof *values);
         int *lengths = mpu_calloc((size_t)st->n_params + 1, sizeof *lengths);
@@ -505,8 +507,8 @@ static const void *pg_col_blob(mps__stmt *base, int col, size_t *len_r)
         return NULL;
     PQfreemem(st->blob);
     size_t len = 0;
-    st->blob = PQunescapeBytea((const unsigned char *)PQgetvalue(st->res, st->row, col),
-                               &len);
+    st->blob =
+        PQunescapeBytea((const unsigned char *)PQgetvalue(st->res, st->row, col), &len);
     if (st->blob == NULL)
         abort(); /* out of memory, as mpu_malloc */
     *len_r = len;
@@ -569,7 +571,8 @@ static int pg_commit(mps_store *s, char **error_r)
     struct pg_conn *c = conn_of(s);
     c->in_tx = 0;
     PGresult *res = PQexec(c->conn, "COMMIT");
-    int ok = PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), "COMMIT") == 0;
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK &&
+             strcmp(PQcmdStatus(res), "COMMIT") == 0;
     if (!ok) {
         if (PQresultStatus(res) == PGRES_COMMAND_OK) {
             free(c->err);

@@ -7,8 +7,8 @@
  *
  * Types: INTEGER columns are BIGINT (the store's integers are int64), blobs
  * BYTEA, SQLite's "INTEGER PRIMARY KEY" row ids are identity columns and
- * its AUTOINCREMENT event seq a counter row (store_meta 'event_seq'). SQLite's folders_added trigger becomes a PL/pgSQL
- * trigger function.
+ * its AUTOINCREMENT event seq a counter row (store_meta 'event_seq'). SQLite's
+ * folders_added trigger becomes a PL/pgSQL trigger function.
  */
 #include "store/store-private.h"
 
