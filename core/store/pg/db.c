@@ -17,11 +17,12 @@
  * under that exclusion, and event seq values are taken in commit order, so
  * a reader of the outbox (SSE, webhooks, a relay) that saw seq N never
  * finds N-1 committed later. Under READ COMMITTED with concurrent writers
- * both would break (a sequence hands out values at insert, not at commit).
+ * both would break: two transactions could read the same status_seq, and
+ * one that took seq N could commit after the one that took N+1.
  * So every write transaction first takes one transaction-scoped advisory
  * lock (released by COMMIT or ROLLBACK, never held across them), waited
- * for up to MPS_PG_LOCK_TIMEOUT_MS like SQLite's busy timeout. Reads run
- * outside transactions and never wait for it.
+ * for up to 10 s like SQLite's busy timeout. Reads run outside
+ * transactions and never wait for it.
  *
  * A lost connection (a server restart, a terminated backend) fails the
  * call in progress; the next call outside a transaction reconnects and
@@ -29,8 +30,9 @@
  * statements after a reconnection would run outside the transaction, so a
  * transaction whose connection went fails to its end and is rolled back.
  *
- * A later fence (account leases) is one more statement run inside the
- * same transaction, after begin, by mps_batch_commit.
+ * A condition a commit must meet (an account lease's fence) is one more
+ * statement between begin and commit on the same connection: it holds for
+ * the whole transaction, since no other writer runs meanwhile.
  */
 #include "store/store-private.h"
 
@@ -45,9 +47,11 @@
 
 #include "util/util.h"
 
-/* Writers wait this long for each other's lock before failing (SQLite's
- * busy timeout is the same). */
-#define MPS_PG_LOCK_TIMEOUT_MS 10000
+/* Every session: writers wait 10 s for each other's lock before failing
+ * (SQLite's busy timeout is the same); notices are not errors, and the
+ * store does not log. */
+#define MPS_PG_SESSION_SETTINGS                                                          \
+    "SET lock_timeout = 10000; SET client_min_messages = warning"
 /* The advisory lock every write transaction takes ("mailpulse"). */
 #define MPS_PG_WRITE_LOCK "7165426918723829"
 
@@ -228,9 +232,6 @@ static void free_stmt(struct pg_stmt *st)
     free(st);
 }
 
-static const char session_settings[] =
-    "SET lock_timeout = %d; SET client_min_messages = warning";
-
 /* Reconnect a lost connection, outside a transaction only (see the top). */
 static int usable(struct pg_conn *c)
 {
@@ -247,9 +248,7 @@ static int usable(struct pg_conn *c)
         return -1;
     }
     c->session++;
-    char settings[128];
-    snprintf(settings, sizeof settings, session_settings, MPS_PG_LOCK_TIMEOUT_MS);
-    PGresult *res = PQexec(c->conn, settings);
+    PGresult *res = PQexec(c->conn, MPS_PG_SESSION_SETTINGS);
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         set_error(c, res);
@@ -652,9 +651,7 @@ int mps__pg_open(const char *url, mps_store **store_r, char **error_r)
     }
     PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
     char *err = NULL;
-    char settings[128];
-    snprintf(settings, sizeof settings, session_settings, MPS_PG_LOCK_TIMEOUT_MS);
-    if (mps__exec(s, settings, &err) < 0 || mps__migrate(s, &err) < 0) {
+    if (mps__exec(s, MPS_PG_SESSION_SETTINGS, &err) < 0 || mps__migrate(s, &err) < 0) {
         mps__error(error_r, "PostgreSQL: %s", err);
         free(err);
         mps_close(&s);
