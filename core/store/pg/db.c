@@ -270,7 +270,8 @@ static int server_prepare(struct pg_stmt *st)
     if (!ok)
         set_error(st->c, res);
     PQclear(res);
-    st->session = st->c->session;
+    if (ok) /* else the next step tries again */
+        st->session = st->c->session;
     return ok ? 0 : -1;
 }
 
