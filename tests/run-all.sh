@@ -15,6 +15,9 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 sh packaging/deps.sh test
+# deps.sh installed PostgreSQL: its tests (unit.test_store.pg,
+# integration.test_pg_store) must run, not skip.
+export MP_REQUIRE_PG=1
 if [ "${1:-}" = "--packages" ]; then
   echo "== pass 5: Debian packages"
   exec sh tests/packaging/pass.sh "$top/build-debs"

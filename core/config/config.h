@@ -130,6 +130,11 @@ typedef struct mp_bus_conf {
     uint32_t retry_max;         /* 30 s: cap of the reconnect backoff   */
 } mp_bus_conf;
 
+typedef enum mp_store_backend {
+    MP_STORE_SQLITE = 0,     /* <state_dir>/mailpulse.db                  */
+    MP_STORE_POSTGRESQL = 1, /* the URL in store.url_file                  */
+} mp_store_backend;
+
 /* Upper bound of every schedule setting (schedule.*, poll_interval), in
  * seconds: 30 days. Larger values are configuration errors. */
 #define MP_SCHEDULE_MAX_S (30u * 24u * 3600u)
@@ -211,6 +216,10 @@ typedef struct mp_settings {
         uint32_t rate_total;        /* 200 requests/s in total              */
     } push;
     mp_bus_conf bus;                /* optional group: absent, no bus       */
+    struct {
+        mp_store_backend backend;   /* sqlite                               */
+        char *url_file;             /* postgresql: file with the URL        */
+    } store;
     mp_webhook_conf *webhooks;      /* outbound webhooks, in config order   */
     size_t n_webhooks;
 } mp_settings;
@@ -219,6 +228,12 @@ typedef struct mp_settings {
  * NULL. On error returns -1 with errors added (nothing allocated). */
 int mp_settings_load(const char *path, mp_settings **settings_r, mpc_errors *errs);
 void mp_settings_free(mp_settings **settings);
+/* The store's location (store.h, mps_open) for these settings: the SQLite
+ * file in state_dir, or the PostgreSQL URL read from store.url_file (an
+ * owner-only file, one line). -1 with *error_r naming the file, never its
+ * contents. The location may hold a password: release it with
+ * mpu_secret_free and never log it. */
+int mp_store_location(const mp_settings *s, char **location_r, char **error_r);
 /* The embedded default configuration text (documented defaults). */
 const char *mp_settings_default_text(void);
 

@@ -72,6 +72,10 @@ static const char default_text[] =
     "  retention_days = 30;\n"
     "  prune_interval = 3600;\n"
     "};\n"
+    "store = {\n"
+    "  backend = \"sqlite\";\n"
+    "  # url_file = \"/etc/mailpulse/pg.url\";  (backend = \"postgresql\")\n"
+    "};\n"
     "debug = {\n"
     "  clock_control = false;\n"
     "};\n"
@@ -163,6 +167,14 @@ static const mp_config_key outbox_keys[] = {
     {0},
 };
 
+static const mp_config_key store_keys[] = {
+    {"backend", MP_CFG_STRING, "sqlite", 0,
+     "sqlite (<state_dir>/mailpulse.db) or postgresql (url_file)"},
+    {"url_file", MP_CFG_STRING, NULL, 0,
+     "file holding the postgresql:// URL (owner-only; may hold a password)"},
+    {0},
+};
+
 static const mp_config_key debug_keys[] = {
     {"clock_control", MP_CFG_BOOL, "false", 0, "allow POST /v1/debug/clock (tests only)"},
     {0},
@@ -195,13 +207,13 @@ static const struct {
 } groups[] = {
     {"http", http_keys},         {"sync", sync_keys},         {"cache", cache_keys},
     {"backfill", backfill_keys}, {"schedule", schedule_keys},
-    {"debug", debug_keys},       {"outbox", outbox_keys},
+    {"debug", debug_keys},       {"outbox", outbox_keys},     {"store", store_keys},
 };
 #define N_GROUPS (sizeof groups / sizeof groups[0])
 
 static const char *const group_names[] = {"http",     "sync",  "cache",    "backfill",
                                           "schedule", "debug", "webhooks", "outbox",
-                                          "push",     "bus",   NULL};
+                                          "push",     "bus",   "store",    NULL};
 
 const char *mp_settings_default_text(void)
 {
@@ -257,6 +269,7 @@ void mp_settings_free(mp_settings **settings)
     free(s->push.tls_key_file);
     free(s->push.where);
     mpc__bus_free(s);
+    free(s->store.url_file);
     mpc__webhooks_free(s);
     free(s);
     *settings = NULL;
@@ -509,6 +522,38 @@ static size_t fill_push(const mpc_node *push, mp_settings *s, mpc_errors *errs)
     return n;
 }
 
+/* store { backend; url_file; }: the URL itself is read at start
+ * (mp_store_location), not here, so a configuration check never opens it. */
+static size_t fill_store(const mpc_node *store, mp_settings *s, mpc_errors *errs)
+{
+    const mpc_node *backend = mpc_get(store, "backend");
+    const mpc_node *url = mpc_get(store, "url_file");
+    if (strcmp(backend->str, "sqlite") == 0) {
+        s->store.backend = MP_STORE_SQLITE;
+    } else if (strcmp(backend->str, "postgresql") == 0) {
+        s->store.backend = MP_STORE_POSTGRESQL;
+    } else {
+        mpc_error_add(errs, backend->file, backend->line,
+                      "\"store.backend\" must be sqlite or postgresql, not \"%s\"",
+                      backend->str);
+        return 1;
+    }
+    if (s->store.backend == MP_STORE_POSTGRESQL &&
+        (url == NULL || url->str == NULL || url->str[0] == '\0')) {
+        mpc_error_add(errs, store->file, url != NULL ? url->line : backend->line,
+                      "\"store.url_file\" is required with store.backend = postgresql");
+        return 1;
+    }
+    if (s->store.backend == MP_STORE_SQLITE && url != NULL) {
+        mpc_error_add(errs, url->file, url->line,
+                      "\"store.url_file\" is for store.backend = postgresql; the SQLite "
+                      "store is <state_dir>/mailpulse.db");
+        return 1;
+    }
+    s->store.url_file = url != NULL ? mpu_strdup(url->str) : NULL;
+    return 0;
+}
+
 static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs)
 {
     const mpc_node *sync = mpc_get(root, "sync");
@@ -518,6 +563,7 @@ static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs
     const uint32_t big = UINT32_MAX;
     const uint32_t sched_max = MP_SCHEDULE_MAX_S;
     size_t n = fill_http(mpc_get(root, "http"), s, errs);
+    n += fill_store(mpc_get(root, "store"), s, errs);
     if (mpc_get(root, "push") != NULL)
         n += fill_push(mpc_get(root, "push"), s, errs);
     if (mpc_get(root, "bus") != NULL)

@@ -325,7 +325,11 @@ int mpd_reload(mpd *d)
     KEEP(http.socket);
     KEEP(http.token_file);
     KEEP(push.listen);
+    KEEP(store.url_file);
 #undef KEEP
+    if (s->store.backend != old->store.backend)
+        mpu_warn("core", "store.backend changed: takes effect after a restart");
+    s->store.backend = old->store.backend;
     if (s->push.enabled != old->push.enabled || s->push.tls != old->push.tls ||
         s->push.max_body != old->push.max_body || s->push.rate != old->push.rate ||
         s->push.rate_total != old->push.rate_total)
@@ -425,7 +429,6 @@ static int run(const char *config_path)
     mpd *d = mpu_calloc(1, sizeof *d);
     d->settings = settings;
     d->config_path = mpu_strdup(config_path);
-    d->db_path = mpu_asprintf("%s/mailpulse.db", settings->state_dir);
     d->started_ms = mpu_now_ms();
     d->loop_thread = pthread_self();
     pthread_mutex_init(&d->knobs_lock, NULL);
@@ -435,8 +438,16 @@ static int run(const char *config_path)
     int rc = 1;
 
     char *error = NULL;
+    if (mp_store_location(settings, &d->db_path, &error) < 0) {
+        mpu_error("store", "%s", error);
+        free(error);
+        goto out;
+    }
+    /* A PostgreSQL URL may hold a password: messages name the backend. */
+    const char *store_name =
+        settings->store.backend == MP_STORE_POSTGRESQL ? "the PostgreSQL store" : d->db_path;
     if (mps_pool_open(d->db_path, mpn_thread_cleanup, &d->pool, &error) < 0) {
-        mpu_error("store", "cannot open %s: %s", d->db_path, error);
+        mpu_error("store", "cannot open %s: %s", store_name, error);
         free(error);
         goto out;
     }
@@ -581,7 +592,7 @@ out:
     pthread_rwlock_destroy(&d->registry_lock);
     pthread_mutex_destroy(&d->knobs_lock);
     free(d->config_path);
-    free(d->db_path);
+    mpu_secret_free(&d->db_path);
     free(d);
     return rc;
 }

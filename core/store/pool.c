@@ -90,7 +90,7 @@ mps_store *mps_pool_thread(mps_pool *p)
             mpu_fd_shortage_note("store connection", e);
         else
             mpu_log_limited(&open_limit, MP_LOG_ERROR, "store", "cannot open %s: %s",
-                            p->location, error);
+                            mps__location_name(p->location), error);
         free(error);
         return NULL;
     }
@@ -132,7 +132,7 @@ void mps_pool_close(mps_pool **pool)
     if (p->thread_done != NULL)
         p->thread_done();
     pthread_key_delete(p->key);
-    free(p->location);
+    mpu_secret_free(&p->location); /* a PostgreSQL URL may hold a password */
     free(p);
     *pool = NULL;
 }

@@ -1,10 +1,12 @@
 /*
  * The store: accounts, folders, messages, the body cache, push
  * subscriptions and hints, driver state and the event outbox, behind an
- * API that names no database. The one backend today is SQLite
- * (core/store/sqlite/, the only code that includes <sqlite3.h>); callers
- * use this header and pool.h only, so another backend can be added beside
- * it without changing them (backend.h says what else a backend provides).
+ * API that names no database. Its logic is written once (the .c files of
+ * core/store) over a small database seam (db.h) with two backends: SQLite
+ * (core/store/sqlite/, the only code that includes <sqlite3.h>) and
+ * PostgreSQL (core/store/pg/, the only code that includes <libpq-fe.h>).
+ * Callers use this header and pool.h only (backend.h says what else a
+ * backend provides).
  *
  * INVARIANT: a sync batch's message changes, the outbox events they cause
  * and the folder's cursor/backfill advance are written in ONE transaction
@@ -33,9 +35,13 @@ typedef struct mps_store mps_store;
 
 /* Open a connection to the store at `location`, creating the store and
  * applying pending schema migrations (versioned, each in its own
- * transaction) when needed. Today a location is a file path: an SQLite
- * database. On failure errno is the operating system's cause when there
- * is one (EMFILE: out of descriptors), else 0. */
+ * transaction) when needed. A location is a postgresql:// or postgres://
+ * URL (libpq's connection URI: a PostgreSQL database; it may hold a
+ * password, and no message repeats it), or else a file path (an SQLite
+ * database). PostgreSQL keeps text as valid UTF-8: an invalid byte in a
+ * string written becomes U+FFFD there, where SQLite keeps the bytes. On
+ * failure errno is the operating system's cause when there is one
+ * (EMFILE: out of descriptors), else 0. */
 int mps_open(const char *location, mps_store **store_r, char **error_r);
 void mps_close(mps_store **store);
 /* Schema version after migrations. */
@@ -403,7 +409,7 @@ int mps_event_append(mps_store *s, const char *type, const char *account,
 /* ---- store generations (epochs.c) ----
  *
  * A backend may lose the last commits on a power cut (SQLite's WAL with
- * synchronous=NORMAL does: see sqlite/store.c), and the seq values of lost
+ * synchronous=NORMAL does: see sqlite/db.c), and the seq values of lost
  * events are then given to new ones. An epoch names
  * one run of seq values that no power loss can have cut short: a clean stop
  * writes a marker durably (mps_epoch_end), the next start clears it durably

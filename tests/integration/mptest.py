@@ -351,6 +351,16 @@ class Daemon:
                 self.settings[key].update(value)
             else:
                 self.settings[key] = value
+        # Under tests/integration/pgserver.py --run (ctest's *.pg tests):
+        # each daemon gets its own database on that server.
+        pg_url = os.environ.get("MP_TEST_PG_URL")
+        if pg_url and "store" not in self.settings:
+            import pgserver
+            url_file = os.path.join(self.tmp, "pg.url")
+            with open(url_file, "w") as f:
+                f.write(pgserver.create_database(pg_url, name) + "\n")
+            os.chmod(url_file, 0o600)
+            self.settings["store"] = {"backend": "postgresql", "url_file": url_file}
         self.write_conf()
         self.proc = None
         self.env = None  # the daemon's environment; None: this process's

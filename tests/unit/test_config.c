@@ -652,6 +652,92 @@ static void test_settings_push(void **state)
     remove_dir(&dir);
 }
 
+/* store { backend; url_file; }: the choice, its errors, and the URL read
+ * from an owner-only file (its text is never in a message). */
+static void test_settings_store(void **state)
+{
+    (void)state;
+    char *dir, *path;
+    mpc_errors errs = {0};
+    mp_settings *s = NULL;
+    assert_int_equal(load_settings_text("workers = 2;\n", &dir, &path, &s, &errs), 0);
+    assert_int_equal(s->store.backend, MP_STORE_SQLITE);
+    assert_null(s->store.url_file);
+    char *loc = NULL, *err = NULL;
+    assert_int_equal(mp_store_location(s, &loc, &err), 0);
+    char *want = mpu_asprintf("%s/mailpulse.db", s->state_dir);
+    assert_string_equal(loc, want);
+    free(want);
+    mpu_secret_free(&loc);
+    mp_settings_free(&s);
+    free(path);
+    remove_dir(&dir);
+
+    static const struct {
+        const char *conf;
+        const char *error; /* after "<file>:<line>: " */
+    } bad[] = {
+        {"store = { backend = \"mysql\"; };\n",
+         "\"store.backend\" must be sqlite or postgresql, not \"mysql\""},
+        {"store = { backend = \"postgresql\"; };\n",
+         "\"store.url_file\" is required with store.backend = postgresql"},
+        {"store = { url_file = \"/etc/pg.url\"; };\n",
+         "\"store.url_file\" is for store.backend = postgresql; the SQLite store is "
+         "<state_dir>/mailpulse.db"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(load_settings_text(bad[i].conf, &dir, &path, &s, &errs), -1);
+        assert_int_equal(errs.n, 1);
+        assert_non_null(strstr(errs.msgs[0], bad[i].error));
+        mpc_errors_free(&errs);
+        free(path);
+        remove_dir(&dir);
+    }
+
+    static const struct {
+        const char *text;
+        const char *url; /* NULL: refused */
+    } files[] = {
+        {"postgresql://mp:pw@db/mail\n", "postgresql://mp:pw@db/mail"},
+        {"  postgres:///mail?host=/run/postgresql \n\n", "postgres:///mail?host=/run/postgresql"},
+        {"host=db dbname=mail password=pw\n", NULL},
+        {"postgresql://a\npostgresql://b\n", NULL},
+        {"\n", NULL},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char *d = make_dir();
+        char *url_file = write_file(d, "pg.url", files[i].text);
+        assert_int_equal(chmod(url_file, 0600), 0);
+        char *conf = mpu_asprintf("store = { backend = \"postgresql\"; url_file = \"%s\"; };\n",
+                                  url_file);
+        assert_int_equal(load_settings_text(conf, &dir, &path, &s, &errs), 0);
+        assert_int_equal(s->store.backend, MP_STORE_POSTGRESQL);
+        int rc = mp_store_location(s, &loc, &err);
+        if (files[i].url != NULL) {
+            assert_int_equal(rc, 0);
+            assert_string_equal(loc, files[i].url);
+            mpu_secret_free(&loc);
+        } else {
+            assert_int_equal(rc, -1);
+            assert_null(loc);
+            assert_non_null(strstr(err, "must hold one postgresql:// URL"));
+            assert_null(strstr(err, "pw"));
+            free(err);
+        }
+        /* Readable by others: refused like every secret file. */
+        assert_int_equal(chmod(url_file, 0644), 0);
+        assert_int_equal(mp_store_location(s, &loc, &err), -1);
+        assert_non_null(strstr(err, "store.url_file"));
+        free(err);
+        mp_settings_free(&s);
+        free(conf);
+        free(url_file);
+        free(path);
+        remove_dir(&dir);
+        remove_dir(&d);
+    }
+}
+
 static void test_settings_ipv6_listen(void **state)
 {
     (void)state;
@@ -912,6 +998,7 @@ int main(void)
         cmocka_unit_test(test_settings_errors),
         cmocka_unit_test(test_settings_ipv6_listen),
         cmocka_unit_test(test_settings_push),
+        cmocka_unit_test(test_settings_store),
         cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_plugins_two_files_sorted),
         cmocka_unit_test(test_plugins_duplicate_account),

@@ -1,6 +1,7 @@
 /*
  * The SQLite backend's housekeeping (backend.h): the store's checkpoints on
- * a thread of their own (store-private.h, "Checkpoints").
+ * a thread of their own (sqlite-private.h, "Checkpoints"). A PostgreSQL
+ * store has none: its housekeeper never runs.
  *
  * Why: with synchronous=NORMAL the only fsyncs of the store are the
  * checkpoint's, and SQLite runs a checkpoint on the connection whose commit
@@ -11,7 +12,7 @@
  * the sync path only writes to the WAL.
  */
 #include "store/backend.h"
-#include "store/sqlite/store-private.h"
+#include "store/sqlite/sqlite-private.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -77,6 +78,9 @@ mps__housekeeper *mps__housekeeper_start(const char *location)
     struct mps__housekeeper *c = mpu_calloc(1, sizeof *c);
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
+    /* PostgreSQL has no WAL of ours to checkpoint: nothing to run. */
+    if (mps__is_pg_location(location))
+        return c;
     char *error = NULL;
     if (mps_open(location, &c->store, &error) < 0) {
         mpu_warn("store", "checkpoints stay with the writers: %s", error);

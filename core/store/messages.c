@@ -1,5 +1,5 @@
 /* Message summaries: public ids, lookup and newest-first listing. */
-#include "store/sqlite/store-private.h"
+#include "store/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,25 +22,25 @@ void mps_message_public_id(const char *account, const char *provider_id, char *o
     mpu_strlcpy(out, id, size);
 }
 
-void mps__message_read(sqlite3_stmt *st, mps_message *m)
+void mps__message_read(mps__stmt *st, mps_message *m)
 {
     m->id = mps__col_text(st, 0);
     m->account = mps__col_text(st, 1);
     m->folder = mps__col_text(st, 2);
     m->provider_id = mps__col_text(st, 3);
     m->ref = mps__col_text(st, 4);
-    m->uid = (uint32_t)sqlite3_column_int64(st, 5);
+    m->uid = (uint32_t)mps__col_int64(st, 5);
     m->message_id = mps__col_text(st, 6);
     m->subject = mps__col_text(st, 7);
     m->from = mps__col_text(st, 8);
     m->to = mps__col_text(st, 9);
-    m->date = sqlite3_column_int64(st, 10);
-    m->size = sqlite3_column_int64(st, 11);
+    m->date = mps__col_int64(st, 10);
+    m->size = mps__col_int64(st, 11);
     m->thread_id = mps__col_text(st, 12);
     m->flags = mps__col_text(st, 13);
-    m->deleted = sqlite3_column_int(st, 14);
-    m->has_body = sqlite3_column_int(st, 15);
-    m->indexed_ms = sqlite3_column_int64(st, 16);
+    m->deleted = mps__col_int(st, 14);
+    m->has_body = mps__col_int(st, 15);
+    m->indexed_ms = mps__col_int64(st, 16);
     m->folders = NULL;
     m->n_folders = 0;
 }
@@ -48,17 +48,17 @@ void mps__message_read(sqlite3_stmt *st, mps_message *m)
 /* All memberships of a message, primary first, then by name. */
 static int read_folders(mps_store *s, mps_message *m, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "SELECT folder FROM memberships WHERE message = :id"
-                     " ORDER BY folder IS NOT :primary, folder",
+                     " ORDER BY folder IS DISTINCT FROM :primary, folder",
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":id", m->id);
     mps__bind_text(st, ":primary", m->folder);
     size_t cap = 0;
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = mps__step(st)) == MPS__ROW) {
         if (m->n_folders == cap) {
             cap = cap ? cap * 2 : 4;
             m->folders = mpu_realloc(m->folders, cap * sizeof *m->folders);
@@ -66,7 +66,7 @@ static int read_folders(mps_store *s, mps_message *m, char **error_r)
         m->folders[m->n_folders++] = mps__col_text(st, 0);
     }
     mps__finish(s, st);
-    if (rc != SQLITE_DONE)
+    if (rc != MPS__DONE)
         return mps__fail(s, error_r, "store: read memberships");
     return 0;
 }
@@ -74,7 +74,7 @@ static int read_folders(mps_store *s, mps_message *m, char **error_r)
 int mps_message_get(mps_store *s, const char *id, mps_message *msg_r, char **error_r)
 {
     memset(msg_r, 0, sizeof *msg_r);
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, "SELECT " MPS__MESSAGE_COLS " FROM messages m WHERE m.id = :id",
                      &st, error_r) < 0)
         return -1;
@@ -96,17 +96,17 @@ int mps_message_get(mps_store *s, const char *id, mps_message *msg_r, char **err
 static int page_anchor(mps_store *s, const char *account, const char *before,
                        int64_t *date_r, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, "SELECT date FROM messages WHERE id = :id AND account = :account",
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":id", before);
     mps__bind_text(st, ":account", account);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *date_r = sqlite3_column_int64(st, 0);
+    int rc = mps__step(st);
+    if (rc == MPS__ROW) {
+        *date_r = mps__col_int64(st, 0);
         rc = 0;
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == MPS__DONE) {
         rc = mps__error(error_r, "unknown message id in before");
     } else {
         rc = mps__fail(s, error_r, "store: read message");
@@ -143,7 +143,7 @@ int mps_messages_list(mps_store *s, const char *account, const char *folder,
                   before != NULL
                       ? " AND (m.date < :bdate OR (m.date = :bdate AND m.id < :bid))"
                       : "");
-    sqlite3_stmt *st;
+    mps__stmt *st;
     int rc = mps__prepare(s, sql, &st, error_r);
     free(sql);
     if (rc < 0)
@@ -157,14 +157,14 @@ int mps_messages_list(mps_store *s, const char *account, const char *folder,
 
     mps_message *list = NULL;
     size_t n = 0, cap = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = mps__step(st)) == MPS__ROW) {
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             list = mpu_realloc(list, cap * sizeof *list);
         }
         mps__message_read(st, &list[n++]);
     }
-    if (rc != SQLITE_DONE) {
+    if (rc != MPS__DONE) {
         mps__fail(s, error_r, "store: list messages");
         mps__finish(s, st);
         mps_messages_free(&list, n);
@@ -179,7 +179,7 @@ int mps_messages_list(mps_store *s, const char *account, const char *folder,
 int mps_messages_each(mps_store *s, const char *account, const char *folder,
                       mps_message_cb cb, void *arg, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "SELECT " MPS__MESSAGE_COLS ", ms.uid FROM memberships ms"
                      " JOIN messages m ON m.id = ms.message"
@@ -191,21 +191,21 @@ int mps_messages_each(mps_store *s, const char *account, const char *folder,
     mps__bind_text(st, ":folder", folder);
     mps__bind_int(st, ":now", mpu_now_ms());
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = mps__step(st)) == MPS__ROW) {
         mps_message m;
         mps__message_read(st, &m);
         /* Its folder and UID here, not those of its primary folder. */
-        m.uid = (uint32_t)sqlite3_column_int64(st, MPS__MESSAGE_NCOLS);
+        m.uid = (uint32_t)mps__col_int64(st, MPS__MESSAGE_NCOLS);
         free(m.folder);
         m.folder = mpu_strdup(folder);
         int stop = cb(&m, arg);
         mps_message_clear(&m);
         if (stop) {
-            rc = SQLITE_DONE;
+            rc = MPS__DONE;
             break;
         }
     }
-    if (rc != SQLITE_DONE) {
+    if (rc != MPS__DONE) {
         mps__fail(s, error_r, "store: iterate messages");
         mps__finish(s, st);
         return -1;

@@ -1,5 +1,5 @@
 /* Webhook subscriptions and durable push hints. */
-#include "store/sqlite/store-private.h"
+#include "store/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,14 +10,14 @@
     "account, provider_id, expires_at, cursor_hint, renewed_ms,"               \
     " last_notification_ms, secret"
 
-static void subscription_row(sqlite3_stmt *st, mps_subscription *sub_r)
+static void subscription_row(mps__stmt *st, mps_subscription *sub_r)
 {
     sub_r->account = mps__col_text(st, 0);
     sub_r->provider_id = mps__col_text(st, 1);
-    sub_r->expires_at = sqlite3_column_int64(st, 2);
+    sub_r->expires_at = mps__col_int64(st, 2);
     sub_r->cursor_hint = mps__col_text(st, 3);
-    sub_r->renewed_ms = sqlite3_column_int64(st, 4);
-    sub_r->last_notification_ms = sqlite3_column_int64(st, 5);
+    sub_r->renewed_ms = mps__col_int64(st, 4);
+    sub_r->last_notification_ms = mps__col_int64(st, 5);
     sub_r->secret = mps__col_text(st, 6);
 }
 
@@ -25,7 +25,7 @@ int mps_subscription_get(mps_store *s, const char *account, mps_subscription *su
                          char **error_r)
 {
     memset(sub_r, 0, sizeof *sub_r);
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "SELECT " SUBSCRIPTION_COLUMNS
                      " FROM subscriptions WHERE account = :account",
@@ -43,7 +43,7 @@ int mps_subscription_put(mps_store *s, const char *account, const char *provider
                          int64_t expires_at, const char *cursor_hint, const char *secret,
                          char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     /* A renewal keeps the time of the last notification, and the secret
      * when the driver did not hand out a new one (Graph keeps clientState
      * across a PATCH). */
@@ -71,7 +71,7 @@ int mps_subscription_put(mps_store *s, const char *account, const char *provider
 
 int mps_subscription_delete(mps_store *s, const char *account, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, "DELETE FROM subscriptions WHERE account = :account", &st,
                      error_r) < 0)
         return -1;
@@ -95,7 +95,7 @@ void mps_subscription_clear(mps_subscription *sub)
 static int run_bound(mps_store *s, const char *sql, const char *account, int64_t when_ms,
                      const char *folder, const char *hint, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, sql, &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":account", account);
@@ -113,7 +113,8 @@ int mps_push_hint_add(mps_store *s, const char *account, const char *folder,
     if (mps__begin(s, error_r) < 0)
         return -1;
     if (run_bound(s,
-                  "DELETE FROM push_hints WHERE account = :account AND folder IS :folder",
+                  "DELETE FROM push_hints WHERE account = :account"
+                  " AND folder IS NOT DISTINCT FROM :folder",
                   account, when_ms, folder, NULL, error_r) < 0 ||
         run_bound(s,
                   "INSERT INTO push_hints (account, folder, cursor_hint, received_ms)"
@@ -174,7 +175,7 @@ int mps_push_hints_read(mps_store *s, const char *account, const char *const *fo
                         mps_push_take *take_r, char **error_r)
 {
     memset(take_r, 0, sizeof *take_r);
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "SELECT rowid, folder, cursor_hint, received_ms FROM push_hints"
                      " WHERE account = :account ORDER BY rowid",
@@ -182,18 +183,18 @@ int mps_push_hints_read(mps_store *s, const char *account, const char *const *fo
         return -1;
     mps__bind_text(st, ":account", account);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *folder = (const char *)sqlite3_column_text(st, 1);
+    while ((rc = mps__step(st)) == MPS__ROW) {
+        const char *folder = mps__col_cstr(st, 1);
         if (!wanted(folder, folders, n_folders, account_wide))
             continue;
         if (take_r->n_rows >= max_rows) {
             take_r->more = 1;
             continue;
         }
-        take_add(take_r, sqlite3_column_int64(st, 0), mps__col_text(st, 1),
-                 mps__col_text(st, 2), sqlite3_column_int64(st, 3));
+        take_add(take_r, mps__col_int64(st, 0), mps__col_text(st, 1),
+                 mps__col_text(st, 2), mps__col_int64(st, 3));
     }
-    if (rc != SQLITE_DONE) {
+    if (rc != MPS__DONE) {
         mps__fail(s, error_r, "store: read push hints");
         mps__finish(s, st);
         mps_push_take_clear(take_r);
@@ -210,7 +211,7 @@ int mps_push_hints_delete(mps_store *s, const mps_push_take *take, char **error_
     if (mps__begin(s, error_r) < 0)
         return -1;
     for (size_t i = 0; i < take->n_rows; i++) {
-        sqlite3_stmt *st;
+        mps__stmt *st;
         if (mps__prepare(s, "DELETE FROM push_hints WHERE rowid = :rowid", &st, error_r) <
             0) {
             mps__rollback(s);
@@ -244,14 +245,14 @@ int mps_push_hints_accounts(mps_store *s, char ***accounts_r, size_t *n_r, char 
 {
     *accounts_r = NULL;
     *n_r = 0;
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, "SELECT DISTINCT account FROM push_hints ORDER BY account", &st,
                      error_r) < 0)
         return -1;
     char **list = NULL;
     size_t n = 0, cap = 0;
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = mps__step(st)) == MPS__ROW) {
         if (n + 1 >= cap) {
             cap = cap ? cap * 2 : 8;
             list = mpu_realloc(list, cap * sizeof *list);
@@ -259,7 +260,7 @@ int mps_push_hints_accounts(mps_store *s, char ***accounts_r, size_t *n_r, char 
         list[n++] = mps__col_text(st, 0);
         list[n] = NULL;
     }
-    if (rc != SQLITE_DONE) {
+    if (rc != MPS__DONE) {
         mps__fail(s, error_r, "store: list push hints");
         mps__finish(s, st);
         for (size_t i = 0; i < n; i++)

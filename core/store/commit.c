@@ -7,7 +7,7 @@
  * and each event-producing change bumps the message's version, which makes
  * the idempotency key "<account>/<provider id>/<version>" unique.
  */
-#include "store/sqlite/store-private.h"
+#include "store/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -184,7 +184,7 @@ static int load_stored(commit_ctx *cx, const char *provider_id, stored *r_r,
                        char **error_r)
 {
     memset(r_r, 0, sizeof *r_r);
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(cx->s,
                      "SELECT " MPS__MESSAGE_COLS ", m.version, m.rowid,"
                      " EXISTS(SELECT 1 FROM bodies b WHERE b.message_id = m.id)"
@@ -197,9 +197,9 @@ static int load_stored(commit_ctx *cx, const char *provider_id, stored *r_r,
     int rc = mps__step_row(cx->s, st, error_r, "store: read message");
     if (rc == 0) {
         mps__message_read(st, &r_r->m);
-        r_r->version = sqlite3_column_int64(st, MPS__MESSAGE_NCOLS);
-        r_r->rowid = sqlite3_column_int64(st, MPS__MESSAGE_NCOLS + 1);
-        r_r->body_row = sqlite3_column_int(st, MPS__MESSAGE_NCOLS + 2);
+        r_r->version = mps__col_int64(st, MPS__MESSAGE_NCOLS);
+        r_r->rowid = mps__col_int64(st, MPS__MESSAGE_NCOLS + 1);
+        r_r->body_row = mps__col_int(st, MPS__MESSAGE_NCOLS + 2);
     }
     mps__finish(cx->s, st);
     return rc;
@@ -220,7 +220,7 @@ static int write_row(commit_ctx *cx, const stored *r, char **error_r)
               " from_addr = :from, to_addr = :to, date = :date, size = :size,"
               " thread_id = :thread, flags = :flags, deleted = :deleted,"
               " version = :version, indexed_ms = :indexed WHERE rowid = :rowid";
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(cx->s, sql, &st, error_r) < 0)
         return -1;
     const mps_message *m = &r->m;
@@ -335,7 +335,7 @@ static void note_new(commit_ctx *cx, const char *id)
 static int rekey(commit_ctx *cx, const char *old_id, const char *new_id, int *applied_r,
                  char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(cx->s,
                      "UPDATE messages SET provider_id = :new"
                      " WHERE account = :account AND provider_id = :old"
@@ -348,7 +348,7 @@ static int rekey(commit_ctx *cx, const char *old_id, const char *new_id, int *ap
     mps__bind_text(st, ":account", cx->b->account);
     int rc = mps__step_done(cx->s, st, error_r, "store: re-key message");
     mps__finish(cx->s, st);
-    if (rc == 0 && sqlite3_changes(cx->s->db) > 0)
+    if (rc == 0 && mps__changes(cx->s) > 0)
         *applied_r = 1;
     return rc;
 }
@@ -450,7 +450,7 @@ static int write_deltas(commit_ctx *cx, char **error_r)
         const struct folder_delta *d = &cx->deltas[i];
         if (d->live == 0 && d->bodies == 0)
             continue;
-        sqlite3_stmt *st;
+        mps__stmt *st;
         if (mps__prepare(cx->s,
                          "UPDATE folders SET live_count = live_count + :live,"
                          " body_count = body_count + :bodies"
@@ -480,7 +480,7 @@ static void free_deltas(commit_ctx *cx)
 
 static int drop_body(commit_ctx *cx, const char *id, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(cx->s, "DELETE FROM bodies WHERE message_id = :id", &st, error_r) <
         0)
         return -1;
@@ -493,18 +493,18 @@ static int drop_body(commit_ctx *cx, const char *id, char **error_r)
 /* The stored memberships of a message. */
 static int load_members(commit_ctx *cx, const char *id, fset *f_r, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(cx->s,
                      "SELECT folder, uid FROM memberships WHERE message = :id",
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":id", id);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        fset_add(f_r, (const char *)sqlite3_column_text(st, 0),
-                 (uint32_t)sqlite3_column_int64(st, 1));
+    while ((rc = mps__step(st)) == MPS__ROW)
+        fset_add(f_r, mps__col_cstr(st, 0),
+                 (uint32_t)mps__col_int64(st, 1));
     mps__finish(cx->s, st);
-    if (rc != SQLITE_DONE)
+    if (rc != MPS__DONE)
         return mps__fail(cx->s, error_r, "store: read memberships");
     return 0;
 }
@@ -512,7 +512,7 @@ static int load_members(commit_ctx *cx, const char *id, fset *f_r, char **error_
 static int member_sql(commit_ctx *cx, const char *sql, const stored *r, const char *folder,
                       uint32_t uid, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(cx->s, sql, &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":account", r->m.account);
@@ -567,7 +567,7 @@ static int enters_inbox(commit_ctx *cx, const fset *added, int *yes_r, char **er
 {
     *yes_r = 0;
     for (size_t i = 0; i < added->n && !*yes_r; i++) {
-        sqlite3_stmt *st;
+        mps__stmt *st;
         if (mps__prepare(cx->s,
                          "SELECT 1 FROM folders WHERE account = :account"
                          " AND name = :name AND role = :role",
@@ -780,7 +780,7 @@ static int apply_change(commit_ctx *cx, const mp_change *c, const struct mps__me
 
 static int ensure_folder(commit_ctx *cx, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(cx->s,
                      "INSERT INTO folders (account, name) VALUES (:account, :name)"
                      " ON CONFLICT (account, name) DO NOTHING",
@@ -795,7 +795,7 @@ static int ensure_folder(commit_ctx *cx, char **error_r)
 
 static int reset_event(commit_ctx *cx, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(cx->s,
                      "UPDATE folders SET resets = resets + 1"
                      " WHERE account = :account AND name = :name RETURNING resets",
@@ -803,12 +803,12 @@ static int reset_event(commit_ctx *cx, char **error_r)
         return -1;
     mps__bind_text(st, ":account", cx->b->account);
     mps__bind_text(st, ":name", cx->b->folder);
-    if (sqlite3_step(st) != SQLITE_ROW) {
+    if (mps__step(st) != MPS__ROW) {
         mps__fail(cx->s, error_r, "store: count folder reset");
         mps__finish(cx->s, st);
         return -1;
     }
-    int64_t n = sqlite3_column_int64(st, 0);
+    int64_t n = mps__col_int64(st, 0);
     /* RETURNING statements write when stepped to the end. */
     int rc = mps__step_done(cx->s, st, error_r, "store: count folder reset");
     mps__finish(cx->s, st);
@@ -837,7 +837,7 @@ static int reset_event(commit_ctx *cx, char **error_r)
 static int advance_folder(commit_ctx *cx, const char *cursor, const char *backfill_pos,
                           int backfill_done, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     /* A committed step is a successful sync of the folder: it clears the
      * folder's last error. A position given means the pending manual
      * backfill request has been served. */

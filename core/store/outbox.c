@@ -1,5 +1,5 @@
 /* The event outbox: append (idempotent by key) and read in seq order. */
-#include "store/sqlite/store-private.h"
+#include "store/store-private.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,13 +10,13 @@
 static int existing_seq(mps_store *s, const char *idem_key, int64_t *seq_r,
                         char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, "SELECT seq FROM events WHERE idem_key = :key", &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":key", idem_key);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *seq_r = sqlite3_column_int64(st, 0);
+    int rc = mps__step(st);
+    if (rc == MPS__ROW) {
+        *seq_r = mps__col_int64(st, 0);
         mps__finish(s, st);
         return 0;
     }
@@ -34,14 +34,28 @@ int mps__event_add(mps_store *s, const char *type, const char *account,
     *seq_r = 0;
     if (type == NULL || account == NULL || idem_key == NULL)
         return mps__error(error_r, "store: event needs a type, an account and a key");
-    sqlite3_stmt *st;
+    mps__stmt *st;
     /* A key already present means this event was appended before (a replay
      * after a crash or a retried call): keep the first one. */
-    if (mps__prepare(s,
+    /* PostgreSQL: the seq is the next value of a counter row, taken only
+     * when the key is new (pg/schema.c says why). Writers hold the write
+     * lock, so nothing comes between the check and the insert. */
+    if (mps__prepare(
+            s,
+            mps__sql(s,
                      "INSERT INTO events (type, account, folder, message, time_ms,"
-                     " idem_key, data_json) VALUES (:type, :account, :folder, :message,"
-                     " :time, :key, :data) ON CONFLICT (idem_key) DO NOTHING",
-                     &st, error_r) < 0)
+                     " idem_key, data_json) VALUES (:type, :account, :folder,"
+                     " :message, :time, :key, :data)"
+                     " ON CONFLICT (idem_key) DO NOTHING RETURNING seq",
+                     "WITH n AS (UPDATE store_meta SET value = value + 1"
+                     "  WHERE key = 'event_seq' AND NOT EXISTS"
+                     "  (SELECT 1 FROM events WHERE idem_key = :key)"
+                     "  RETURNING value)"
+                     " INSERT INTO events (seq, type, account, folder, message,"
+                     " time_ms, idem_key, data_json) SELECT n.value, :type,"
+                     " :account, :folder, :message, :time, :key, :data FROM n"
+                     " RETURNING seq"),
+            &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":type", type);
     mps__bind_text(st, ":account", account);
@@ -50,16 +64,22 @@ int mps__event_add(mps_store *s, const char *type, const char *account,
     mps__bind_int(st, ":time", mpu_now_ms());
     mps__bind_text(st, ":key", idem_key);
     mps__bind_text(st, ":data", data_json);
-    int rc = mps__step_done(s, st, error_r, "store: append event");
+    /* RETURNING gives the new seq; no row: the key was there. */
+    int rc = mps__step_row(s, st, error_r, "store: append event");
+    if (rc == 0) {
+        *seq_r = mps__col_int64(st, 0);
+        /* Run to the end: SQLite writes a RETURNING statement's row then. */
+        if (mps__step(st) != MPS__DONE)
+            rc = mps__fail(s, error_r, "store: append event");
+    }
     mps__finish(s, st);
     if (rc < 0)
         return -1;
-    if (sqlite3_changes(s->db) == 0) {
+    if (rc == 1) {
         if (existing_seq(s, idem_key, seq_r, error_r) < 0)
             return -1;
         return 1;
     }
-    *seq_r = sqlite3_last_insert_rowid(s->db);
     return 0;
 }
 
@@ -95,7 +115,7 @@ static char *in_clause(const char *column, const char *prefix, const char *const
     return next;
 }
 
-static void bind_list(sqlite3_stmt *st, const char *prefix, const char *const *values)
+static void bind_list(mps__stmt *st, const char *prefix, const char *const *values)
 {
     for (size_t i = 0; values[i] != NULL; i++) {
         char name[32];
@@ -122,7 +142,7 @@ int mps_events_after(mps_store *s, int64_t after, size_t limit, const char *cons
                              account_sql != NULL ? account_sql : "");
     free(type_sql);
     free(account_sql);
-    sqlite3_stmt *st;
+    mps__stmt *st;
     int rc = mps__prepare(s, sql, &st, error_r);
     free(sql);
     if (rc < 0)
@@ -136,22 +156,22 @@ int mps_events_after(mps_store *s, int64_t after, size_t limit, const char *cons
 
     mps_event *list = NULL;
     size_t n = 0, cap = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = mps__step(st)) == MPS__ROW) {
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             list = mpu_realloc(list, cap * sizeof *list);
         }
         mps_event *e = &list[n++];
-        e->seq = sqlite3_column_int64(st, 0);
+        e->seq = mps__col_int64(st, 0);
         e->type = mps__col_text(st, 1);
         e->account = mps__col_text(st, 2);
         e->folder = mps__col_text(st, 3);
         e->message = mps__col_text(st, 4);
-        e->time_ms = sqlite3_column_int64(st, 5);
+        e->time_ms = mps__col_int64(st, 5);
         e->idem_key = mps__col_text(st, 6);
         e->data_json = mps__col_text(st, 7);
     }
-    if (rc != SQLITE_DONE) {
+    if (rc != MPS__DONE) {
         mps__fail(s, error_r, "store: read events");
         mps__finish(s, st);
         mps_events_free(&list, n);
@@ -182,12 +202,12 @@ void mps_events_free(mps_event **list, size_t n)
 
 int64_t mps_events_last_seq(mps_store *s)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, "SELECT COALESCE(MAX(seq), 0) FROM events", &st, NULL) < 0)
         return 0;
     int64_t seq = 0;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        seq = sqlite3_column_int64(st, 0);
+    if (mps__step(st) == MPS__ROW)
+        seq = mps__col_int64(st, 0);
     mps__finish(s, st);
     return seq;
 }
@@ -197,26 +217,27 @@ int64_t mps_events_last_seq(mps_store *s)
 int mps_outbox_horizon(mps_store *s, int64_t *horizon_r, char **error_r)
 {
     *horizon_r = 0;
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, "SELECT value FROM store_meta WHERE key = 'outbox_horizon'", &st,
                      error_r) < 0)
         return -1;
     int rc = mps__step_row(s, st, error_r, "store: read outbox horizon");
     if (rc == 0)
-        *horizon_r = sqlite3_column_int64(st, 0);
+        *horizon_r = mps__col_int64(st, 0);
     mps__finish(s, st);
     return rc < 0 ? -1 : 0;
 }
 
 /* Prepares head + a condition that holds for rows of the listed webhook
- * endpoints ("0" when none is listed) + tail, with the names bound. */
+ * endpoints ("FALSE" when none is listed) + tail, with the names bound. */
 static int prepare_for_endpoints(mps_store *s, const char *head, const char *tail,
-                                 const char *const *endpoints, sqlite3_stmt **st_r,
+                                 const char *const *endpoints, mps__stmt **st_r,
                                  char **error_r)
 {
     int any = endpoints != NULL && endpoints[0] != NULL;
     char *in = any ? in_clause("endpoint", "e", endpoints) : NULL;
-    char *sql = mpu_asprintf("%s%s%s%s", head, any ? "1" : "0", in != NULL ? in : "", tail);
+    char *sql = mpu_asprintf("%s%s%s%s", head, any ? "TRUE" : "FALSE",
+                             in != NULL ? in : "", tail);
     free(in);
     int rc = mps__prepare(s, sql, st_r, error_r);
     free(sql);
@@ -230,7 +251,7 @@ static int prepare_for_endpoints(mps_store *s, const char *head, const char *tai
 static int prune_bound(mps_store *s, const char *const *endpoints, int64_t *bound_r,
                        char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (prepare_for_endpoints(s,
                               "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) - 1,"
                               " (SELECT MIN(cursor) FROM webhook_cursors WHERE ",
@@ -238,10 +259,9 @@ static int prune_bound(mps_store *s, const char *const *endpoints, int64_t *boun
         return -1;
     int rc = mps__step_row(s, st, error_r, "store: read webhook cursors");
     if (rc == 0) {
-        *bound_r = sqlite3_column_int64(st, 0);
-        if (sqlite3_column_type(st, 1) != SQLITE_NULL &&
-            sqlite3_column_int64(st, 1) < *bound_r)
-            *bound_r = sqlite3_column_int64(st, 1);
+        *bound_r = mps__col_int64(st, 0);
+        if (!mps__col_null(st, 1) && mps__col_int64(st, 1) < *bound_r)
+            *bound_r = mps__col_int64(st, 1);
     }
     mps__finish(s, st);
     return rc == 0 ? 0 : -1;
@@ -263,7 +283,7 @@ int mps_outbox_prune_plan(mps_store *s, int64_t before_ms, const char *const *en
     /* Oldest first, and only a prefix: the first event inside the
      * retention window ends the scan, so a chunk reads at most `chunk`
      * rows whatever the outbox holds. */
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "SELECT seq, time_ms FROM events WHERE seq > :from AND seq <= :bound"
                      " ORDER BY seq LIMIT :chunk",
@@ -274,15 +294,15 @@ int mps_outbox_prune_plan(mps_store *s, int64_t before_ms, const char *const *en
     mps__bind_int(st, ":chunk", (int64_t)chunk);
     size_t seen = 0;
     int rc, young = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sqlite3_column_int64(st, 1) >= before_ms) {
+    while ((rc = mps__step(st)) == MPS__ROW) {
+        if (mps__col_int64(st, 1) >= before_ms) {
             young = 1;
             break;
         }
-        *upto_r = sqlite3_column_int64(st, 0);
+        *upto_r = mps__col_int64(st, 0);
         seen++;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    if (rc != MPS__ROW && rc != MPS__DONE) {
         mps__fail(s, error_r, "store: read events to prune");
         mps__finish(s, st);
         return -1;
@@ -306,7 +326,7 @@ int mps_outbox_prune_apply(mps_store *s, int64_t upto, const char *const *endpoi
         mps__rollback(s);
         return 0;
     }
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (prepare_for_endpoints(s,
                               "DELETE FROM events WHERE seq > :from AND seq <= :upto"
                               " AND seq NOT IN (SELECT seq FROM webhook_dead_letters WHERE ",
@@ -319,7 +339,7 @@ int mps_outbox_prune_apply(mps_store *s, int64_t upto, const char *const *endpoi
     if (rc < 0)
         goto fail;
     if (removed_r != NULL)
-        *removed_r = sqlite3_changes(s->db);
+        *removed_r = mps__changes(s);
     if (mps__prepare(s, "UPDATE store_meta SET value = :upto WHERE key = 'outbox_horizon'",
                      &st, error_r) < 0)
         goto fail;

@@ -1,5 +1,5 @@
 /* Store-wide counters for /metrics. */
-#include "store/sqlite/store-private.h"
+#include "store/store-private.h"
 
 #include <string.h>
 
@@ -8,7 +8,7 @@
 int mps_stats_get(mps_store *s, mps_stats *stats_r, char **error_r)
 {
     memset(stats_r, 0, sizeof *stats_r);
-    sqlite3_stmt *st;
+    mps__stmt *st;
     /* One statement reads one snapshot, so the numbers agree. */
     if (mps__prepare(s,
                      "SELECT (SELECT COUNT(*) FROM accounts),"
@@ -25,20 +25,20 @@ int mps_stats_get(mps_store *s, mps_stats *stats_r, char **error_r)
                      &st, error_r) < 0)
         return -1;
     mps__bind_int(st, ":now", mpu_now_ms());
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
+    int rc = mps__step(st);
+    if (rc != MPS__ROW) {
         mps__fail(s, error_r, "store: read statistics");
         mps__finish(s, st);
         return -1;
     }
-    stats_r->accounts = sqlite3_column_int64(st, 0);
-    stats_r->folders = sqlite3_column_int64(st, 1);
-    stats_r->messages = sqlite3_column_int64(st, 2);
-    stats_r->bodies = sqlite3_column_int64(st, 3);
-    stats_r->body_bytes = sqlite3_column_int64(st, 4);
-    stats_r->events = sqlite3_column_int64(st, 5);
-    stats_r->last_seq = sqlite3_column_int64(st, 6);
-    stats_r->events_oldest_ms = sqlite3_column_int64(st, 7);
+    stats_r->accounts = mps__col_int64(st, 0);
+    stats_r->folders = mps__col_int64(st, 1);
+    stats_r->messages = mps__col_int64(st, 2);
+    stats_r->bodies = mps__col_int64(st, 3);
+    stats_r->body_bytes = mps__col_int64(st, 4);
+    stats_r->events = mps__col_int64(st, 5);
+    stats_r->last_seq = mps__col_int64(st, 6);
+    stats_r->events_oldest_ms = mps__col_int64(st, 7);
     mps__finish(s, st);
     return 0;
 }

@@ -1,5 +1,5 @@
 /* Outbound webhook delivery state: per-endpoint cursors and dead letters. */
-#include "store/sqlite/store-private.h"
+#include "store/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,14 +9,14 @@
 int mps_webhook_cursor_get(mps_store *s, const char *endpoint, int64_t *cursor_r,
                            char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, "SELECT cursor FROM webhook_cursors WHERE endpoint = :ep", &st,
                      error_r) < 0)
         return -1;
     mps__bind_text(st, ":ep", endpoint);
     int rc = mps__step_row(s, st, error_r, "store: read webhook cursor");
     if (rc == 0) {
-        *cursor_r = sqlite3_column_int64(st, 0);
+        *cursor_r = mps__col_int64(st, 0);
     }
     mps__finish(s, st);
     return rc;
@@ -25,7 +25,7 @@ int mps_webhook_cursor_get(mps_store *s, const char *endpoint, int64_t *cursor_r
 static int cursor_write(mps_store *s, const char *endpoint, int64_t cursor,
                         char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "INSERT INTO webhook_cursors (endpoint, cursor, updated_ms)"
                      " VALUES (:ep, :cursor, :now) ON CONFLICT (endpoint) DO UPDATE SET"
@@ -52,7 +52,7 @@ int mps_webhook_dead_letter(mps_store *s, const char *endpoint, int64_t seq,
 {
     if (mps__begin(s, error_r) < 0)
         return -1;
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "INSERT INTO webhook_dead_letters (endpoint, seq, attempts,"
                      " last_error, failed_ms, replay) VALUES (:ep, :seq, :attempts,"
@@ -79,7 +79,7 @@ fail:
 int mps_webhook_replay(mps_store *s, const char *endpoint, int64_t from, int64_t *count_r,
                        char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "UPDATE webhook_dead_letters SET replay = 1"
                      " WHERE endpoint = :ep AND seq >= :from AND replay = 0",
@@ -90,14 +90,14 @@ int mps_webhook_replay(mps_store *s, const char *endpoint, int64_t from, int64_t
     int rc = mps__step_done(s, st, error_r, "store: queue dead letters");
     mps__finish(s, st);
     if (rc == 0 && count_r != NULL)
-        *count_r = sqlite3_changes(s->db);
+        *count_r = mps__changes(s);
     return rc;
 }
 
 int mps_webhook_replay_next(mps_store *s, const char *endpoint, int64_t *seq_r,
                             char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "SELECT seq FROM webhook_dead_letters WHERE endpoint = :ep"
                      " AND replay = 1 ORDER BY seq LIMIT 1",
@@ -106,7 +106,7 @@ int mps_webhook_replay_next(mps_store *s, const char *endpoint, int64_t *seq_r,
     mps__bind_text(st, ":ep", endpoint);
     int rc = mps__step_row(s, st, error_r, "store: read dead letters");
     if (rc == 0) {
-        *seq_r = sqlite3_column_int64(st, 0);
+        *seq_r = mps__col_int64(st, 0);
     }
     mps__finish(s, st);
     return rc;
@@ -115,7 +115,7 @@ int mps_webhook_replay_next(mps_store *s, const char *endpoint, int64_t *seq_r,
 int mps_webhook_dead_delete(mps_store *s, const char *endpoint, int64_t seq,
                             char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "DELETE FROM webhook_dead_letters WHERE endpoint = :ep AND seq = :seq",
                      &st, error_r) < 0)
@@ -130,17 +130,17 @@ int mps_webhook_dead_delete(mps_store *s, const char *endpoint, int64_t seq,
 int mps_webhook_dead_count(mps_store *s, const char *endpoint, int64_t *dead_r,
                            int64_t *queued_r, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "SELECT COUNT(*), COALESCE(SUM(replay), 0) FROM webhook_dead_letters"
                      " WHERE endpoint = :ep",
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":ep", endpoint);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *dead_r = sqlite3_column_int64(st, 0);
-        *queued_r = sqlite3_column_int64(st, 1);
+    int rc = mps__step(st);
+    if (rc == MPS__ROW) {
+        *dead_r = mps__col_int64(st, 0);
+        *queued_r = mps__col_int64(st, 1);
         rc = 0;
     } else {
         rc = mps__fail(s, error_r, "store: count dead letters");
@@ -154,7 +154,7 @@ int mps_webhook_dead_list(mps_store *s, const char *endpoint, size_t limit,
 {
     *list_r = NULL;
     *n_r = 0;
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "SELECT seq, attempts, last_error, failed_ms, replay"
                      " FROM webhook_dead_letters WHERE endpoint = :ep ORDER BY seq"
@@ -166,20 +166,20 @@ int mps_webhook_dead_list(mps_store *s, const char *endpoint, size_t limit,
     mps_dead_letter *list = NULL;
     size_t n = 0, cap = 0;
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = mps__step(st)) == MPS__ROW) {
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             list = mpu_realloc(list, cap * sizeof *list);
         }
         mps_dead_letter *d = &list[n++];
-        d->seq = sqlite3_column_int64(st, 0);
-        d->attempts = (uint32_t)sqlite3_column_int64(st, 1);
+        d->seq = mps__col_int64(st, 0);
+        d->attempts = (uint32_t)mps__col_int64(st, 1);
         d->last_error = mps__col_text(st, 2);
-        d->failed_ms = sqlite3_column_int64(st, 3);
-        d->replay = sqlite3_column_int(st, 4);
+        d->failed_ms = mps__col_int64(st, 3);
+        d->replay = mps__col_int(st, 4);
     }
     mps__finish(s, st);
-    if (rc != SQLITE_DONE) {
+    if (rc != MPS__DONE) {
         mps_dead_letters_free(&list, n);
         return mps__fail(s, error_r, "store: list dead letters");
     }

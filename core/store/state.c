@@ -1,5 +1,5 @@
 /* Account-level cursors and drivers' per-account key/value state. */
-#include "store/sqlite/store-private.h"
+#include "store/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +22,7 @@ int mps__state_write(mps_store *s, const char *account, const char *key,
 {
     if (mps_state_check(key, value, error_r) < 0)
         return -1;
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      value != NULL
                          ? "INSERT INTO driver_state (account, key, value, updated_ms)"
@@ -46,7 +46,7 @@ int mps__state_write(mps_store *s, const char *account, const char *key,
 int mps__account_cursor_write(mps_store *s, const char *account, const char *cursor,
                               char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      cursor != NULL
                          ? "INSERT INTO account_cursors (account, cursor, updated_ms)"
@@ -71,7 +71,7 @@ static int read_text(mps_store *s, const char *sql, const char *account, const c
                      char **value_r, char **error_r)
 {
     *value_r = NULL;
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, sql, &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":account", account);

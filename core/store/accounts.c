@@ -1,5 +1,5 @@
 /* Account rows: status, push state and profile, with account.status events. */
-#include "store/sqlite/store-private.h"
+#include "store/store-private.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,13 +9,13 @@
 int mps_account_ensure(mps_store *s, const char *account, const char *instance,
                        char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     /* A reload may move an account to another plugins.d file. */
     if (mps__prepare(s,
                      "INSERT INTO accounts (id, instance, created_ms)"
                      " VALUES (:id, :instance, :now) ON CONFLICT (id) DO UPDATE"
                      " SET instance = excluded.instance"
-                     " WHERE instance IS NOT excluded.instance",
+                     " WHERE accounts.instance IS DISTINCT FROM excluded.instance",
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":id", account);
@@ -44,23 +44,23 @@ static void state_row_clear(state_row *r)
 static int load_state(mps_store *s, const char *account, state_row *row_r, char **error_r)
 {
     memset(row_r, 0, sizeof *row_r);
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "SELECT status, last_error, push_state, status_seq"
                      " FROM accounts WHERE id = :id",
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":id", account);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    int rc = mps__step(st);
+    if (rc == MPS__ROW) {
         row_r->status = mps__col_text(st, 0);
         row_r->last_error = mps__col_text(st, 1);
         row_r->push_state = mps__col_text(st, 2);
-        row_r->status_seq = sqlite3_column_int64(st, 3);
+        row_r->status_seq = mps__col_int64(st, 3);
         mps__finish(s, st);
         return 0;
     }
-    if (rc == SQLITE_DONE) {
+    if (rc == MPS__DONE) {
         mps__finish(s, st);
         return mps__error(error_r, "store: unknown account \"%s\"", account);
     }
@@ -81,7 +81,7 @@ static int same(const char *a, const char *b)
 static int write_state(mps_store *s, const char *account, const state_row *next, int emit,
                        char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "UPDATE accounts SET status = :status, last_error = :error,"
                      " push_state = :push, status_seq = :seq WHERE id = :id",
@@ -168,12 +168,12 @@ int mps_account_set_push_state(mps_store *s, const char *account, const char *pu
 }
 
 /* Run a one-row UPDATE of the account; an unknown account is an error. */
-static int update_account(mps_store *s, sqlite3_stmt *st, const char *account,
+static int update_account(mps_store *s, mps__stmt *st, const char *account,
                           char **error_r)
 {
     mps__bind_text(st, ":id", account);
     int rc = mps__step_done(s, st, error_r, "store: update account");
-    if (rc == 0 && sqlite3_changes(s->db) == 0)
+    if (rc == 0 && mps__changes(s) == 0)
         rc = mps__error(error_r, "store: unknown account \"%s\"", account);
     mps__finish(s, st);
     return rc;
@@ -182,7 +182,7 @@ static int update_account(mps_store *s, sqlite3_stmt *st, const char *account,
 int mps_account_set_profile(mps_store *s, const char *account, const char *profile_json,
                             char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, "UPDATE accounts SET profile_json = :profile WHERE id = :id", &st,
                      error_r) < 0)
         return -1;
@@ -193,7 +193,7 @@ int mps_account_set_profile(mps_store *s, const char *account, const char *profi
 int mps_account_touch_sync(mps_store *s, const char *account, int64_t when_ms,
                            char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, "UPDATE accounts SET last_sync_ms = :when WHERE id = :id", &st,
                      error_r) < 0)
         return -1;
@@ -205,7 +205,7 @@ int mps_account_get(mps_store *s, const char *account, mps_account_row *row_r,
                     char **error_r)
 {
     memset(row_r, 0, sizeof *row_r);
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "SELECT id, instance, status, last_error, push_state, profile_json,"
                      " last_sync_ms, last_push_ms FROM accounts WHERE id = :id",
@@ -220,8 +220,8 @@ int mps_account_get(mps_store *s, const char *account, mps_account_row *row_r,
         row_r->last_error = mps__col_text(st, 3);
         row_r->push_state = mps__col_text(st, 4);
         row_r->profile_json = mps__col_text(st, 5);
-        row_r->last_sync_ms = sqlite3_column_int64(st, 6);
-        row_r->last_push_ms = sqlite3_column_int64(st, 7);
+        row_r->last_sync_ms = mps__col_int64(st, 6);
+        row_r->last_push_ms = mps__col_int64(st, 7);
     }
     mps__finish(s, st);
     return rc;

@@ -1,5 +1,5 @@
 /* The raw message cache with expiry. */
-#include "store/sqlite/store-private.h"
+#include "store/store-private.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@ int mps__body_store(mps_store *s, const char *id, const uint8_t *data, size_t le
 {
     if (len > INT_MAX)
         return mps__error(error_r, "store: body of %zu bytes is too large", len);
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "INSERT INTO bodies (message_id, data, size, fetched_ms, expires_ms)"
                      " VALUES (:id, :data, :size, :now, :expires)"
@@ -23,8 +23,7 @@ int mps__body_store(mps_store *s, const char *id, const uint8_t *data, size_t le
         return -1;
     mps__bind_text(st, ":id", id);
     /* A zero-length blob must still be a blob, not NULL. */
-    sqlite3_bind_blob(st, sqlite3_bind_parameter_index(st, ":data"),
-                      data != NULL ? (const void *)data : "", (int)len, SQLITE_STATIC);
+    mps__bind_blob(st, ":data", data != NULL ? (const void *)data : "", len);
     mps__bind_int(st, ":size", (int64_t)len);
     mps__bind_int(st, ":now", mpu_now_ms());
     mps__bind_int(st, ":expires", expires_ms);
@@ -37,7 +36,7 @@ int mps__body_store(mps_store *s, const char *id, const uint8_t *data, size_t le
  * folder it is in (only live messages have memberships). */
 static int count_new_body(mps_store *s, const char *id, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "UPDATE folders SET body_count = body_count + 1"
                      " WHERE (account, name) IN (SELECT account, folder FROM memberships"
@@ -55,7 +54,7 @@ int mps_body_put(mps_store *s, const char *id, const uint8_t *data, size_t len,
 {
     if (mps__begin(s, error_r) < 0)
         return -1;
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, "SELECT 1 FROM bodies WHERE message_id = :id", &st, error_r) < 0) {
         mps__rollback(s);
         return -1;
@@ -78,7 +77,7 @@ int mps_body_get(mps_store *s, const char *id, uint8_t **data_r, size_t *len_r,
 {
     *data_r = NULL;
     *len_r = 0;
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "SELECT data FROM bodies WHERE message_id = :id"
                      " AND (expires_ms = 0 OR expires_ms > :now)",
@@ -88,8 +87,8 @@ int mps_body_get(mps_store *s, const char *id, uint8_t **data_r, size_t *len_r,
     mps__bind_int(st, ":now", mpu_now_ms());
     int rc = mps__step_row(s, st, error_r, "store: read body");
     if (rc == 0) {
-        size_t len = (size_t)sqlite3_column_bytes(st, 0);
-        const void *blob = sqlite3_column_blob(st, 0);
+        size_t len = 0;
+        const void *blob = mps__col_blob(st, 0, &len);
         /* One spare NUL byte so callers may treat the body as a string. */
         uint8_t *data = mpu_malloc(len + 1);
         if (len > 0)
@@ -109,7 +108,7 @@ int mps_body_cleanup(mps_store *s, int64_t now_ms, int64_t *removed_r, char **er
     if (mps__begin(s, error_r) < 0)
         return -1;
     /* The folders' body counts first, from the rows about to go. */
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "UPDATE folders SET body_count = body_count - x.n FROM"
                      " (SELECT ms.account AS account, ms.folder AS folder, COUNT(*) AS n"
@@ -131,7 +130,7 @@ int mps_body_cleanup(mps_store *s, int64_t now_ms, int64_t *removed_r, char **er
         rc = mps__step_done(s, st, error_r, "store: clean body cache");
         mps__finish(s, st);
         if (rc == 0 && removed_r != NULL)
-            *removed_r = sqlite3_changes(s->db);
+            *removed_r = mps__changes(s);
     } else if (rc == 0) {
         rc = -1;
     }

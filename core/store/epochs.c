@@ -6,7 +6,7 @@
  * events committed after it, and a new epoch row is on disk before the
  * first event of that epoch is streamed.
  */
-#include "store/sqlite/store-private.h"
+#include "store/store-private.h"
 
 #include <stdlib.h>
 
@@ -14,25 +14,29 @@
 
 static int set_sync(mps_store *s, int full, char **error_r)
 {
+    /* PostgreSQL (synchronous_commit on, its default) flushes every
+     * commit: nothing to raise. */
+    if (mps__dialect_of(s) == MPS__POSTGRESQL)
+        return 0;
     return mps__exec(s, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
                      error_r);
 }
 
 static int read_int(mps_store *s, const char *sql, int64_t *value_r, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, sql, &st, error_r) < 0)
         return -1;
     int rc = mps__step_row(s, st, error_r, "store: read epoch state");
     if (rc == 0)
-        *value_r = sqlite3_column_int64(st, 0);
+        *value_r = mps__col_int64(st, 0);
     mps__finish(s, st);
     return rc;
 }
 
 static int write_marker(mps_store *s, int clean, char **error_r)
 {
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s, "UPDATE store_meta SET value = :v WHERE key = 'clean_shutdown'",
                      &st, error_r) < 0)
         return -1;
@@ -52,14 +56,21 @@ static int begin_locked(mps_store *s, int64_t *epoch_r, int *unclean_r, char **e
     if (!clean) {
         /* The next seq AUTOINCREMENT hands out: above every seq ever used
          * by what survived, pruned events included. */
-        sqlite3_stmt *st;
-        if (mps__prepare(s,
+        mps__stmt *st;
+        if (mps__prepare(
+                s,
+                mps__sql(s,
                          "INSERT INTO epochs (epoch, first_seq, started_ms) VALUES ("
                          " (SELECT COALESCE(MAX(epoch), 0) + 1 FROM epochs),"
                          " MAX(COALESCE((SELECT seq FROM sqlite_sequence"
                          "   WHERE name = 'events'), 0),"
                          "   (SELECT COALESCE(MAX(seq), 0) FROM events)) + 1, :now)",
-                         &st, error_r) < 0)
+                         "INSERT INTO epochs (epoch, first_seq, started_ms) VALUES ("
+                         " (SELECT COALESCE(MAX(epoch), 0) + 1 FROM epochs),"
+                         " GREATEST((SELECT value FROM store_meta"
+                         "   WHERE key = 'event_seq'),"
+                         "   (SELECT COALESCE(MAX(seq), 0) FROM events)) + 1, :now)"),
+                &st, error_r) < 0)
             return -1;
         mps__bind_int(st, ":now", mpu_now_ms());
         int rc = mps__step_done(s, st, error_r, "store: start an epoch");
@@ -144,7 +155,7 @@ int mps_epoch_resume(mps_store *s, int64_t epoch, int64_t seq, int64_t *after_r,
         return 0;
     /* The first epoch after the client's, or the current one when the
      * client's is unknown to this store. */
-    sqlite3_stmt *st;
+    mps__stmt *st;
     if (mps__prepare(s,
                      "SELECT first_seq FROM epochs WHERE epoch > :e OR epoch = :cur"
                      " ORDER BY epoch > :e DESC, epoch LIMIT 1",
@@ -154,7 +165,7 @@ int mps_epoch_resume(mps_store *s, int64_t epoch, int64_t seq, int64_t *after_r,
     mps__bind_int(st, ":cur", current);
     int rc = mps__step_row(s, st, error_r, "store: read epochs");
     if (rc == 0) {
-        int64_t first = sqlite3_column_int64(st, 0);
+        int64_t first = mps__col_int64(st, 0);
         if (first - 1 < seq)
             *after_r = first - 1 < 0 ? 0 : first - 1;
     }

@@ -1,16 +1,10 @@
 /*
- * Schema migrations. migrations[i] takes the schema from version i to i+1;
- * PRAGMA user_version records the version reached. Each migration runs in
- * its own transaction together with the version bump, so a crash leaves
- * the schema at a whole version. Released migrations are never edited:
- * a schema change is a new entry appended at the end.
+ * The SQLite schema: its migrations from the first release on (migrate.c
+ * applies them). PRAGMA user_version records the version reached.
+ * Released migrations are never edited: a schema change is a new entry
+ * appended at the end, here and in pg/schema.c.
  */
-#include "store/sqlite/store-private.h"
-
-#include <stdio.h>
-#include <stdlib.h>
-
-#include "util/util.h"
+#include "store/store-private.h"
 
 static const char *const migrations[] = {
     /* 1: initial schema */
@@ -237,77 +231,16 @@ static const char *const migrations[] = {
     "ALTER TABLE subscriptions ADD COLUMN secret TEXT;",
 };
 
-#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+static const struct mps__schema schema = {
+    .base = 0,
+    .migrations = migrations,
+    .n = (int)(sizeof migrations / sizeof migrations[0]),
+    .prepare_sql = NULL,
+    .read_version_sql = "PRAGMA user_version",
+    .write_version_sql = "PRAGMA user_version=",
+};
 
-static int read_version(mps_store *s, int *version_r, char **error_r)
+const struct mps__schema *mps__sqlite_schema(void)
 {
-    sqlite3_stmt *st;
-    if (mps__prepare(s, "PRAGMA user_version", &st, error_r) < 0)
-        return -1;
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        mps__finish(s, st);
-        return mps__fail(s, error_r, "store: read schema version");
-    }
-    *version_r = sqlite3_column_int(st, 0);
-    mps__finish(s, st);
-    return 0;
-}
-
-static int apply_next(mps_store *s, int *done_r, char **error_r)
-{
-    /* Re-read the version under the write lock: another connection may
-     * have migrated since we looked. */
-    if (mps__begin(s, error_r) < 0)
-        return -1;
-    int version;
-    if (read_version(s, &version, error_r) < 0)
-        goto fail;
-    if (version > N_MIGRATIONS) {
-        mps__error(error_r,
-                   "store: schema version %d is newer than this build supports (%d)",
-                   version, N_MIGRATIONS);
-        goto fail;
-    }
-    if (version == N_MIGRATIONS) {
-        mps__rollback(s);
-        *done_r = 1;
-        return 0;
-    }
-    char *err = NULL;
-    if (mps__exec(s, migrations[version], &err) < 0) {
-        mps__error(error_r, "migration %d: %s", version + 1, err);
-        free(err);
-        goto fail;
-    }
-    char pragma[64];
-    snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", version + 1);
-    if (mps__exec(s, pragma, error_r) < 0)
-        goto fail;
-    *done_r = 0;
-    return mps__commit(s, error_r);
-fail:
-    mps__rollback(s);
-    return -1;
-}
-
-int mps__migrate(mps_store *s, char **error_r)
-{
-    int done = 0;
-    while (!done) {
-        if (apply_next(s, &done, error_r) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-int mps_schema_version(mps_store *s)
-{
-    int version = -1;
-    char *err = NULL;
-    if (read_version(s, &version, &err) < 0) {
-        free(err);
-        return -1;
-    }
-    return version;
+    return &schema;
 }
