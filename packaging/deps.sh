@@ -6,14 +6,16 @@
 #          watchdog; scdoc: the man pages), plus what the demo's local
 #          servers need: Dovecot and openssl (private IMAP server),
 #          python3-cryptography (RS256 keys of tests/integration/fake_gmail.py,
-#          the stand-in for Google), libpq-dev (the PostgreSQL store); test
-#          adds isync (mbsync), clang, sqlite3 and postgresql-15 (the private
-#          server of the PostgreSQL store's tests)
+#          the stand-in for Google), libpq-dev (the PostgreSQL store),
+#          libnats-dev (the NATS C client of the event bus) and
+#          nats-server (the bus's private test server and the demo's);
+#          test adds isync (mbsync), clang, sqlite3 and postgresql-15 (the
+#          private server of the PostgreSQL store's tests)
 set -eu
 build_pkgs="build-essential cmake pkg-config libevent-dev libcurl4-openssl-dev
   libssl-dev libconfig-dev libyaml-dev libsqlite3-dev libpq-dev libjansson-dev
   libcmocka-dev libsystemd-dev scdoc python3 ca-certificates dovecot-imapd openssl
-  python3-cryptography"
+  python3-cryptography libnats-dev nats-server"
 test_pkgs="$build_pkgs clang libclang-rt-14-dev llvm binutils isync sqlite3
   postgresql-15"
 case "${1:-build}" in

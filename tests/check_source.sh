@@ -1,7 +1,7 @@
 #!/bin/sh
 # Source rules no compiler flag enforces (see ../shared/STYLE.md): banned
 # unbounded or unchecked libc calls, C++ comments, drivers that reach
-# into core headers, and core/webhook reaching into core/daemon. Prints offending lines; exits 1 if any.
+# into core headers, and core/webhook or core/bus reaching into core/daemon. Prints offending lines; exits 1 if any.
 set -u
 top=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$top" || exit 2
@@ -23,6 +23,15 @@ fi
 if out=$(grep -rnE '#include[[:space:]]*[<"](\.\./)*(core/)?daemon/' core/webhook 2>/dev/null); then
   echo "core/webhook may not include core/daemon headers (pass what it needs to mpw_start):"
   echo "$out"; status=1
+fi
+# The bus relay likewise gets what it uses from mpb_start, and libnats
+# stays behind it (core/bus is the one module that names NATS).
+if out=$(grep -rnE '#include[[:space:]]*[<"](\.\./)*(core/)?daemon/' core/bus 2>/dev/null); then
+  echo "core/bus may not include core/daemon headers (pass what it needs to mpb_start):"
+  echo "$out"; status=1
+fi
+if out=$(grep -rnE '#include[[:space:]]*<nats/' core plugins sdk 2>/dev/null | grep -v '^core/bus/'); then
+  echo "only core/bus includes <nats/*.h>:"; echo "$out"; status=1
 fi
 # The API's connection tracker needs evhttp's single close-callback slot;
 # everything else shares it through mph_conn_set_closecb().

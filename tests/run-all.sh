@@ -54,11 +54,11 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DMP_TSAN=ON -DMP_WERROR=ON >/
 cmake --build build-tsan -j "$jobs"
 # Integration tests with worker threads, the checkpointer, write-behind
 # ingest, push connect threads (IMAP IDLE against Dovecot), webhook
-# delivery, SIGKILL recovery and the per-account fetch queue: about 3
+# delivery, the NATS bus relay, SIGKILL recovery and the per-account fetch queue: about 3
 # minutes of tests on 2 cores (test_imap_resume, 90 s alone, is left out).
 ctest --test-dir build-tsan -j "$jobs" --timeout 900 -L unit
 ctest --test-dir build-tsan -j "$jobs" --timeout 900 -R \
-  'integration\.test_(basic_sync|coalescing|slow_provider|cache|reload|failures|crash_consistency|imap_sync|imap_idle_folders|push_safety|sse_resume|webhooks)$'
+  'integration\.test_(basic_sync|coalescing|slow_provider|cache|reload|failures|crash_consistency|imap_sync|imap_idle_folders|push_safety|sse_resume|webhooks|bus_nats)$'
 unset TSAN_OPTIONS
 
 echo "== pass 4: fuzz targets (bounded time each)"

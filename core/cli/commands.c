@@ -211,6 +211,27 @@ static void print_drivers(const json_t *drivers)
     mpctl_table_free(&t);
 }
 
+/* "bus:" line of the status: the relay's state, stream and lag, and the
+ * last error while it is not connected. Nothing without a bus. */
+static void print_bus(const json_t *bus)
+{
+    if (!json_is_object(bus))
+        return;
+    char *state = field(bus, "state"), *stream = field(bus, "stream");
+    char *line = mpu_asprintf(
+        "%s, stream %s, lag %lld (published %lld, duplicates %lld, errors %lld)", state,
+        stream, (long long)json_integer_value(json_object_get(bus, "lag")),
+        (long long)json_integer_value(json_object_get(bus, "published")),
+        (long long)json_integer_value(json_object_get(bus, "duplicates")),
+        (long long)json_integer_value(json_object_get(bus, "errors")));
+    print_kv_owned("bus:", line);
+    const char *error = json_string_value(json_object_get(bus, "last_error"));
+    if (error != NULL && !json_is_true(json_object_get(bus, "connected")))
+        print_kv("bus error:", error);
+    free(state);
+    free(stream);
+}
+
 static int cmd_status(const mpctl_args *args, const mpctl_conn *conn)
 {
     json_t *st;
@@ -230,6 +251,7 @@ static int cmd_status(const mpctl_args *args, const mpctl_conn *conn)
     print_kv_owned("state dir:", field(st, "state_dir"));
     print_kv_owned("accounts:", field(st, "accounts"));
     print_kv_owned("last event:", field(json_object_get(st, "events"), "last_seq"));
+    print_bus(json_object_get(st, "bus"));
     printf("\n");
     print_drivers(json_object_get(st, "drivers"));
     json_decref(st);

@@ -114,6 +114,22 @@ typedef struct mp_webhook_conf {
                                different account (order is per account)   */
 } mp_webhook_conf;
 
+/* The optional `bus` group: events on NATS JetStream (core/bus). */
+typedef struct mp_bus_conf {
+    int enabled;                /* the group is present                 */
+    char *nats_url;             /* required; comma-separated for several */
+    char *stream;               /* "MAILPULSE"                          */
+    char *token_file;           /* NULL: no token                       */
+    char *creds_file;           /* NULL: no JWT/NKey credentials        */
+    char *tls_ca_file;          /* NULL: no TLS unless the URL says tls:// */
+    char *where;                /* "file:line" of the group             */
+    char *token;                /* NULL until mpc_bus_read_secrets      */
+    uint32_t duplicate_window;  /* 120 s: the stream's dedup window     */
+    uint32_t max_pending;       /* 256: publishes awaiting their ack    */
+    uint32_t ack_timeout;       /* 5 s: wait for one publish's ack      */
+    uint32_t retry_max;         /* 30 s: cap of the reconnect backoff   */
+} mp_bus_conf;
+
 typedef enum mp_store_backend {
     MP_STORE_SQLITE = 0,     /* <state_dir>/mailpulse.db                  */
     MP_STORE_POSTGRESQL = 1, /* the URL in store.url_file                  */
@@ -199,6 +215,7 @@ typedef struct mp_settings {
         uint32_t rate;              /* 20 requests/s per client address     */
         uint32_t rate_total;        /* 200 requests/s in total              */
     } push;
+    mp_bus_conf bus;                /* optional group: absent, no bus       */
     struct {
         mp_store_backend backend;   /* sqlite                               */
         char *url_file;             /* postgresql: file with the URL        */
@@ -247,6 +264,16 @@ size_t mpc_webhooks_read_secrets(mp_settings *s, mpc_errors *errs);
  * with *error_r set. *key_r is allocated. */
 int mpc_webhook_key(const char *text, size_t len, uint8_t **key_r, size_t *key_len_r,
                     char **error_r);
+
+/* ---- the event bus (bus.c) ---- */
+
+/* The stream name rule of bus.stream: 1..64 of [A-Za-z0-9_-]. */
+int mpc_bus_stream_valid(const char *name);
+/* Read bus.token_file (owner-only, mpu_read_file secret=1) into
+ * s->bus.token, one trailing newline dropped. Errors name the group's
+ * file:line, never the token. Returns the number of errors added (0 when
+ * there is no bus or no token file). */
+size_t mpc_bus_read_secrets(mp_settings *s, mpc_errors *errs);
 
 /* ---- driver instances (plugins.d/NAME.yaml) ---- */
 

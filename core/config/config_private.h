@@ -35,6 +35,12 @@ void mpc__webhooks_free(mp_settings *s);
 /* webhooks.c: the keys of one `webhooks` entry. */
 const mp_config_key *mpc__webhook_keys(void);
 
+/* bus.c: the keys of the optional `bus` group; parse a present group into
+ * s->bus (errors added, count returned); free what it allocated. */
+const mp_config_key *mpc__bus_keys(void);
+size_t mpc__bus_fill(const mpc_node *bus, mp_settings *s, mpc_errors *errs);
+void mpc__bus_free(mp_settings *s);
+
 /* Adds "file:line: message" (the "line" part left out when line <= 0, the
  * whole prefix when file is NULL). */
 void mpc_error_addv(mpc_errors *errs, const char *file, int line,

@@ -47,6 +47,14 @@ static const char default_text[] =
     "#   rate = 20;\n"
     "#   rate_total = 200;\n"
     "# };\n"
+    "# bus = {                    (optional: publish events to NATS JetStream)\n"
+    "#   nats_url = \"nats://127.0.0.1:4222\";\n"
+    "#   stream = \"MAILPULSE\";\n"
+    "#   duplicate_window = 120;\n"
+    "#   max_pending = 256;\n"
+    "#   ack_timeout = 5;\n"
+    "#   retry_max = 30;\n"
+    "# };\n"
     "# cluster = {                (optional: nodes sharing the PostgreSQL store)\n"
     "#   node = \"<host name>\";\n"
     "#   lease_ttl = 30;\n"
@@ -220,7 +228,8 @@ static const struct {
 
 static const char *const group_names[] = {"http",     "sync",  "cache",    "backfill",
                                           "schedule", "debug", "webhooks", "outbox",
-                                          "push",     "store", "cluster", NULL};
+                                          "push",     "bus",   "store",    "cluster",
+                                          NULL};
 
 const char *mp_settings_default_text(void)
 {
@@ -229,7 +238,7 @@ const char *mp_settings_default_text(void)
 
 const mp_config_key *mp_settings_keys(size_t i, const char **group_r)
 {
-    /* The order of mailpulsed.conf(5): top level, the groups, push,
+    /* The order of mailpulsed.conf(5): top level, the groups, push, bus,
      * cluster, then the webhooks list. */
     if (i == 0) {
         *group_r = NULL;
@@ -244,10 +253,14 @@ const mp_config_key *mp_settings_keys(size_t i, const char **group_r)
         return push_keys;
     }
     if (i - 1 == N_GROUPS + 1) {
+        *group_r = "bus";
+        return mpc__bus_keys();
+    }
+    if (i - 1 == N_GROUPS + 2) {
         *group_r = "cluster";
         return cluster_keys;
     }
-    if (i - 1 == N_GROUPS + 2) {
+    if (i - 1 == N_GROUPS + 3) {
         *group_r = "webhooks";
         return mpc__webhook_keys();
     }
@@ -275,6 +288,7 @@ void mp_settings_free(mp_settings **settings)
     free(s->push.tls_cert_file);
     free(s->push.tls_key_file);
     free(s->push.where);
+    mpc__bus_free(s);
     free(s->store.url_file);
     free(s->cluster.node);
     mpc__webhooks_free(s);
@@ -311,6 +325,15 @@ static size_t validate_tree(mpc_node *root, mpc_errors *errs)
         n++;
     } else if (push != NULL) {
         n += mpc_validate(push, push_keys, NULL, errs);
+    }
+    /* bus: optional like push; absent, events stay in the outbox only. */
+    mpc_node *bus = (mpc_node *)mpc_get(root, "bus");
+    if (bus != NULL && bus->type != MPC_MAP) {
+        mpc_error_add(errs, bus->file, bus->line, "\"bus\" must be a group ({ ... }), not %s",
+                      mpc_type_name(bus->type));
+        n++;
+    } else if (bus != NULL) {
+        n += mpc_validate(bus, mpc__bus_keys(), NULL, errs);
     }
     mpc_node *cluster = (mpc_node *)mpc_get(root, "cluster");
     if (cluster != NULL && cluster->type != MPC_MAP) {
@@ -609,6 +632,8 @@ static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs
     n += fill_store(mpc_get(root, "store"), s, errs);
     if (mpc_get(root, "push") != NULL)
         n += fill_push(mpc_get(root, "push"), s, errs);
+    if (mpc_get(root, "bus") != NULL)
+        n += mpc__bus_fill(mpc_get(root, "bus"), s, errs);
     if (mpc_get(root, "cluster") != NULL)
         n += fill_cluster(mpc_get(root, "cluster"), s, errs);
 

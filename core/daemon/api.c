@@ -9,6 +9,7 @@
 #include "daemon/daemon.h"
 #include "events/events.h"
 #include "webhook/webhook.h"
+#include "bus/bus.h"
 #include "daemon/prefetch.h"
 #include "util/log.h"
 #include "util/json.h"
@@ -113,6 +114,7 @@ json_t *mpd_api_status(mpd *d)
     json_object_set_new(ev, "epoch", json_integer(mpd_api_epoch(d)));
     json_object_set_new(ev, "retained_after", json_integer(mpd_api_events_horizon(d)));
     json_object_set_new(o, "cache", cache_json(d));
+    json_object_set_new(o, "bus", mpb_status_json(d->bus));
     if (d->cluster != NULL)
         json_object_set_new(o, "cluster", mpd_cluster_status(d->cluster));
     return o;
@@ -579,9 +581,11 @@ char *mpd_api_metrics(mpd *d)
 {
     char *core = mpd_metrics_text(d);
     char *hooks = mpw_metrics_text(d->webhooks);
-    char *text = mpu_asprintf("%s%s", core != NULL ? core : "", hooks);
+    char *bus = mpb_metrics_text(d->bus);
+    char *text = mpu_asprintf("%s%s%s", core != NULL ? core : "", hooks, bus);
     free(core);
     free(hooks);
+    free(bus);
     return text;
 }
 

@@ -16,7 +16,6 @@
 #include <time.h>
 
 #include "store/fence.h"
-#include "webhook/webhook.h"
 #include "store/lease.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -167,21 +166,6 @@ static void *lease_main(void *arg)
     }
     pthread_mutex_unlock(&c->lock);
     return NULL;
-}
-
-/* core/webhook's way to the store (mpw_store_fn): the calling thread's
- * connection, asked for each time. */
-static mps_store *webhook_store(void *arg)
-{
-    return mpd_store(arg);
-}
-
-void mpd_outbox_role(mpd *d, int held)
-{
-    if (held && d->webhooks == NULL)
-        d->webhooks = mpw_start(d->base, d->events, webhook_store, d, d->settings);
-    else if (!held)
-        mpw_stop(&d->webhooks);
 }
 
 /* Loop thread: start what was acquired, stop what was lost, in order. */

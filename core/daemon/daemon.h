@@ -6,8 +6,8 @@
  *   mpd          one per process; owns settings, the loop, the scheduler, the
  *                HTTP server, the store's connection pool, the event
  *                stream (core/events) and the registry of driver instances;
- *                it creates the services (webhooks, HTTP) and hands them
- *                what they need.
+ *                it creates the services (webhooks, the NATS bus relay,
+ *                HTTP) and hands them what they need.
  *   mp_instance  one per plugins.d file; holds the loaded driver (or why it
  *                was refused) and its accounts. Reference-counted: the
  *                registry and each of its accounts hold one.
@@ -45,6 +45,7 @@
 typedef struct mpd mpd;
 struct mph_server;
 struct mpw_service;
+struct mpb_relay;
 struct mpo_service;
 struct mp_hostobj;
 
@@ -79,6 +80,7 @@ struct mpd {
     mpj_sched *sched;
     struct mph_server *http;
     struct mpw_service *webhooks; /* outbound webhook delivery (core/webhook) */
+    struct mpb_relay *bus;        /* events to NATS JetStream (core/bus), or NULL */
     struct mpo_service *oauth;    /* OAuth2 tokens for drivers (core/oauth)   */
     char *token;
     int64_t started_ms;
@@ -118,8 +120,9 @@ struct mpd {
 int mpd_reload(mpd *d);
 
 /* This node takes (held 1) or loses the outbox role: it starts or stops
- * delivering the outbox (webhooks). Alone, main.c takes it at start; in
- * a cluster, the lease thread's rounds decide (cluster.c). Loop thread. */
+ * delivering the outbox (webhooks and the bus relay; outbox_role.c).
+ * Alone, main.c takes it at start; in a cluster, the lease thread's
+ * rounds decide (cluster.c). Loop thread. */
 void mpd_outbox_role(mpd *d, int held);
 /* ---- registry.c ---- */
 

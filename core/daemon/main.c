@@ -26,6 +26,7 @@
 #include "util/log.h"
 #include "util/util.h"
 #include "webhook/webhook.h"
+#include "bus/bus.h"
 
 static void usage(FILE *out)
 {
@@ -103,6 +104,7 @@ static int check_config(const char *path)
         return 1;
     }
     mpc_webhooks_read_secrets(s, &errs);
+    mpc_bus_read_secrets(s, &errs);
     struct ssl_ctx_st *tls = NULL;
     push_tls_load(s, &tls, &errs);
     mph_tls_free(&tls);
@@ -254,6 +256,28 @@ static int oauth_load(void *arg, const char *account, char **record_r, char **er
     return mpo_store_load(s, account, record_r, error_r);
 }
 
+static int str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+/* The relay copies its settings at start; a reload only says so. The
+ * reloaded settings keep their own copy (the retention run reads
+ * bus.enabled, which must stay what the running relay is). */
+static int bus_changed(const mp_bus_conf *old, mp_bus_conf *now)
+{
+    int changed = old->enabled != now->enabled || str_differs(old->nats_url, now->nats_url) ||
+                  str_differs(old->stream, now->stream) ||
+                  str_differs(old->token_file, now->token_file) ||
+                  str_differs(old->creds_file, now->creds_file) ||
+                  str_differs(old->tls_ca_file, now->tls_ca_file) ||
+                  old->duplicate_window != now->duplicate_window ||
+                  old->max_pending != now->max_pending ||
+                  old->ack_timeout != now->ack_timeout || old->retry_max != now->retry_max;
+    now->enabled = old->enabled;
+    return changed;
+}
+
 /* SIGHUP: everything or nothing. A reload with any error keeps the running
  * configuration, so a typo never stops accounts that were working. */
 /* Cluster mode: tell the lease thread the configured accounts (after
@@ -283,7 +307,7 @@ int mpd_reload(mpd *d)
      * and the listener keeps its current certificate. */
     bool push_tls = d->settings->push.enabled && d->settings->push.tls;
     if (mp_settings_load(d->config_path, &s, &errs) == 0 &&
-        mpc_webhooks_read_secrets(s, &errs) == 0 &&
+        mpc_webhooks_read_secrets(s, &errs) == 0 && mpc_bus_read_secrets(s, &errs) == 0 &&
         (!push_tls || push_tls_load(s, &tls, &errs) == 0) &&
         load_plugins(s, &list, &n, &errs) == 0)
         validate_drivers(d->settings->driver_dir, list, n, &errs); /* driver_dir is kept */
@@ -337,6 +361,8 @@ int mpd_reload(mpd *d)
     s->push.max_body = old->push.max_body;
     s->push.rate = old->push.rate;
     s->push.rate_total = old->push.rate_total;
+    if (bus_changed(&old->bus, &s->bus))
+        mpu_warn("core", "bus settings changed: take effect after a restart");
     if (tls != NULL) {
         mph_push_set_tls(d->http, tls);
         mph_tls_free(&tls);
@@ -392,7 +418,8 @@ static int run(const char *config_path)
     mpc_errors errs = {0};
     mp_settings *settings = NULL;
     if (mp_settings_load(config_path, &settings, &errs) < 0 ||
-        mpc_webhooks_read_secrets(settings, &errs) > 0) {
+        mpc_webhooks_read_secrets(settings, &errs) > 0 ||
+        mpc_bus_read_secrets(settings, &errs) > 0) {
         print_errors(&errs);
         mpc_errors_free(&errs);
         mp_settings_free(&settings);
@@ -565,6 +592,9 @@ out:
     mpw_stop(&d->webhooks);
     mpd_maintenance_stop(d);
     mpj_free(&d->sched);
+    /* Before the pool closes: the relay thread holds a store connection;
+     * what it has not published goes out at the next start. */
+    mpb_stop(&d->bus);
     mpd_fetch_free(d);
     mpd_prefetch_free(d);
     if (d->base != NULL) {

@@ -11,13 +11,15 @@
  *                     (outbox.prune_interval). Its timer is on the loop
  *                     thread, which owns the settings (a reload swaps
  *                     them): it copies what the run needs, the webhook
- *                     endpoints included, and hands the run to a worker.
+ *                     endpoints and the bus relay's cursor name included,
+ *                     and hands the run to a worker.
  *                     Each chunk is its own short transaction. */
 #include "daemon/daemon.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus/bus.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -196,9 +198,13 @@ static void prune_tick(evutil_socket_t fd, short what, void *arg)
     prune_run *r = mpu_calloc(1, sizeof *r);
     r->d = d;
     r->before_ms = mpu_now_ms() - (int64_t)s->outbox.retention_days * DAY_MS;
-    r->endpoints = mpu_calloc(s->n_webhooks + 1, sizeof *r->endpoints);
+    r->endpoints = mpu_calloc(s->n_webhooks + 2, sizeof *r->endpoints);
     for (size_t i = 0; i < s->n_webhooks; i++)
         r->endpoints[i] = mpu_strdup(s->webhooks[i].name);
+    /* The bus relay keeps its position as one more cursor: nothing it has
+     * not published is pruned (core/bus/bus.h). */
+    if (s->bus.enabled)
+        r->endpoints[s->n_webhooks] = mpu_strdup(MPB_CURSOR_NAME);
     d->outbox_running = 1;
     mpj_submit(d->sched, 0, prune_work, prune_done, r);
 }

@@ -57,19 +57,20 @@ static int begin_locked(mps_store *s, int64_t *epoch_r, int *unclean_r, char **e
         /* The next seq AUTOINCREMENT hands out: above every seq ever used
          * by what survived, pruned events included. */
         mps__stmt *st;
-        if (mps__prepare(s,
-                         mps__sql(s,
-                                  "INSERT INTO epochs (epoch, first_seq, started_ms) VALUES ("
-                                  " (SELECT COALESCE(MAX(epoch), 0) + 1 FROM epochs),"
-                                  " MAX(COALESCE((SELECT seq FROM sqlite_sequence"
-                                  "   WHERE name = 'events'), 0),"
-                                  "   (SELECT COALESCE(MAX(seq), 0) FROM events)) + 1, :now)",
-                                  "INSERT INTO epochs (epoch, first_seq, started_ms) VALUES ("
-                                  " (SELECT COALESCE(MAX(epoch), 0) + 1 FROM epochs),"
-                                  " GREATEST((SELECT value FROM store_meta"
-                                  "   WHERE key = 'event_seq'),"
-                                  "   (SELECT COALESCE(MAX(seq), 0) FROM events)) + 1, :now)"),
-                         &st, error_r) < 0)
+        if (mps__prepare(
+                s,
+                mps__sql(s,
+                         "INSERT INTO epochs (epoch, first_seq, started_ms) VALUES ("
+                         " (SELECT COALESCE(MAX(epoch), 0) + 1 FROM epochs),"
+                         " MAX(COALESCE((SELECT seq FROM sqlite_sequence"
+                         "   WHERE name = 'events'), 0),"
+                         "   (SELECT COALESCE(MAX(seq), 0) FROM events)) + 1, :now)",
+                         "INSERT INTO epochs (epoch, first_seq, started_ms) VALUES ("
+                         " (SELECT COALESCE(MAX(epoch), 0) + 1 FROM epochs),"
+                         " GREATEST((SELECT value FROM store_meta"
+                         "   WHERE key = 'event_seq'),"
+                         "   (SELECT COALESCE(MAX(seq), 0) FROM events)) + 1, :now)"),
+                &st, error_r) < 0)
             return -1;
         mps__bind_int(st, ":now", mpu_now_ms());
         int rc = mps__step_done(s, st, error_r, "store: start an epoch");

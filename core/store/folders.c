@@ -13,7 +13,8 @@ int mps_folder_ensure(mps_store *s, const char *account, const char *folder, int
     if (mps__prepare(s,
                      "INSERT INTO folders (account, name, role) VALUES (:account,"
                      " :name, :role) ON CONFLICT (account, name) DO UPDATE"
-                     " SET role = excluded.role WHERE folders.role IS DISTINCT FROM excluded.role",
+                     " SET role = excluded.role"
+                     " WHERE folders.role IS DISTINCT FROM excluded.role",
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":account", account);
@@ -26,15 +27,30 @@ int mps_folder_ensure(mps_store *s, const char *account, const char *folder, int
 
 /* The counts are kept with every write (migration 5). Bodies past their
  * expiry that the daily cleanup has not removed yet are not cached any
- * more: they come off, found through the expiry index (usually none). */
-#define FOLDER_SELECT                                                                    \
+ * more: they come off, found through the expiry index (usually none).
+ * SQLite is told to start there (INDEXED BY). PostgreSQL is made to by
+ * materializing them first: its planner, with statistics from before a
+ * bulk sync, otherwise walks the folder's memberships (9 ms a call at
+ * 10,000 messages instead of 0.1 ms). */
+#define FOLDER_COLS                                                                      \
     "SELECT f.account, f.name, f.role, f.cursor, f.backfill_pos, f.bootstrapped,"        \
-    " f.backfill_done, f.backfill_requested, f.live_count,"                              \
+    " f.backfill_done, f.backfill_requested, f.live_count,"
+#define FOLDER_TAIL                                                                      \
+    " f.synced_count, f.resets, f.last_sync_ms, f.last_error FROM folders f"
+#define FOLDER_SELECT_SQLITE                                                             \
+    FOLDER_COLS                                                                          \
     " f.body_count - (SELECT COUNT(*) FROM bodies b INDEXED BY bodies_by_expiry"         \
     "   JOIN memberships ms ON ms.message = b.message_id"                                \
     "   WHERE b.expires_ms BETWEEN 1 AND :now AND ms.account = f.account"                \
-    "   AND ms.folder = f.name),"                                                        \
-    " f.synced_count, f.resets, f.last_sync_ms, f.last_error FROM folders f"
+    "   AND ms.folder = f.name)," FOLDER_TAIL
+#define FOLDER_SELECT_PG                                                                 \
+    "WITH expired AS MATERIALIZED (SELECT message_id FROM bodies"                        \
+    "   WHERE expires_ms BETWEEN 1 AND :now) " FOLDER_COLS                               \
+    " f.body_count - (SELECT COUNT(*) FROM expired b"                                    \
+    "   JOIN memberships ms ON ms.message = b.message_id"                                \
+    "   WHERE ms.account = f.account AND ms.folder = f.name)," FOLDER_TAIL
+#define FOLDER_SELECT(s, where)                                                          \
+    mps__sql(s, FOLDER_SELECT_SQLITE where, FOLDER_SELECT_PG where)
 
 static void read_folder(mps__stmt *st, mps_folder *f)
 {
@@ -59,7 +75,8 @@ int mps_folder_get(mps_store *s, const char *account, const char *folder,
 {
     memset(folder_r, 0, sizeof *folder_r);
     mps__stmt *st;
-    if (mps__prepare(s, FOLDER_SELECT " WHERE f.account = :account AND f.name = :name",
+    if (mps__prepare(s,
+                     FOLDER_SELECT(s, " WHERE f.account = :account AND f.name = :name"),
                      &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":account", account);
@@ -80,11 +97,11 @@ int mps_folders_list(mps_store *s, const char *account, mps_folder **list_r, siz
     *n_r = 0;
     mps__stmt *st;
     /* Roles in enum order (inbox first), folders without a role last. */
-    if (mps__prepare(s,
-                     FOLDER_SELECT
-                     " WHERE f.account = :account ORDER BY"
-                     " CASE f.role WHEN 0 THEN 1 ELSE 0 END, f.role, f.name",
-                     &st, error_r) < 0)
+    if (mps__prepare(
+            s,
+            FOLDER_SELECT(s, " WHERE f.account = :account ORDER BY"
+                             " CASE f.role WHEN 0 THEN 1 ELSE 0 END, f.role, f.name"),
+            &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":account", account);
     mps__bind_int(st, ":now", mpu_now_ms());

@@ -40,21 +40,22 @@ int mps__event_add(mps_store *s, const char *type, const char *account,
     /* PostgreSQL: the seq is the next value of a counter row, taken only
      * when the key is new (pg/schema.c says why). Writers hold the write
      * lock, so nothing comes between the check and the insert. */
-    if (mps__prepare(s,
-                     mps__sql(s,
-                              "INSERT INTO events (type, account, folder, message, time_ms,"
-                              " idem_key, data_json) VALUES (:type, :account, :folder,"
-                              " :message, :time, :key, :data)"
-                              " ON CONFLICT (idem_key) DO NOTHING RETURNING seq",
-                              "WITH n AS (UPDATE store_meta SET value = value + 1"
-                              "  WHERE key = 'event_seq' AND NOT EXISTS"
-                              "  (SELECT 1 FROM events WHERE idem_key = :key)"
-                              "  RETURNING value)"
-                              " INSERT INTO events (seq, type, account, folder, message,"
-                              " time_ms, idem_key, data_json) SELECT n.value, :type,"
-                              " :account, :folder, :message, :time, :key, :data FROM n"
-                              " RETURNING seq"),
-                     &st, error_r) < 0)
+    if (mps__prepare(
+            s,
+            mps__sql(s,
+                     "INSERT INTO events (type, account, folder, message, time_ms,"
+                     " idem_key, data_json) VALUES (:type, :account, :folder,"
+                     " :message, :time, :key, :data)"
+                     " ON CONFLICT (idem_key) DO NOTHING RETURNING seq",
+                     "WITH n AS (UPDATE store_meta SET value = value + 1"
+                     "  WHERE key = 'event_seq' AND NOT EXISTS"
+                     "  (SELECT 1 FROM events WHERE idem_key = :key)"
+                     "  RETURNING value)"
+                     " INSERT INTO events (seq, type, account, folder, message,"
+                     " time_ms, idem_key, data_json) SELECT n.value, :type,"
+                     " :account, :folder, :message, :time, :key, :data FROM n"
+                     " RETURNING seq"),
+            &st, error_r) < 0)
         return -1;
     mps__bind_text(st, ":type", type);
     mps__bind_text(st, ":account", account);
@@ -235,7 +236,8 @@ static int prepare_for_endpoints(mps_store *s, const char *head, const char *tai
 {
     int any = endpoints != NULL && endpoints[0] != NULL;
     char *in = any ? in_clause("endpoint", "e", endpoints) : NULL;
-    char *sql = mpu_asprintf("%s%s%s%s", head, any ? "TRUE" : "FALSE", in != NULL ? in : "", tail);
+    char *sql = mpu_asprintf("%s%s%s%s", head, any ? "TRUE" : "FALSE",
+                             in != NULL ? in : "", tail);
     free(in);
     int rc = mps__prepare(s, sql, st_r, error_r);
     free(sql);
@@ -258,8 +260,7 @@ static int prune_bound(mps_store *s, const char *const *endpoints, int64_t *boun
     int rc = mps__step_row(s, st, error_r, "store: read webhook cursors");
     if (rc == 0) {
         *bound_r = mps__col_int64(st, 0);
-        if (!mps__col_null(st, 1) &&
-            mps__col_int64(st, 1) < *bound_r)
+        if (!mps__col_null(st, 1) && mps__col_int64(st, 1) < *bound_r)
             *bound_r = mps__col_int64(st, 1);
     }
     mps__finish(s, st);

@@ -1,8 +1,8 @@
 /*
  * Private to core/store: what the store's files share whatever the backend,
  * the staged sync batch and the JSON helpers for event data. Nothing
- * outside core/store includes this; a backend's own private header
- * (sqlite/store-private.h) includes it.
+ * outside core/store includes this; store-private.h (the store's files
+ * and the backends) includes it.
  */
 #ifndef MP_STORE_STORE_SHARED_H
 #define MP_STORE_STORE_SHARED_H

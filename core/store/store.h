@@ -409,7 +409,7 @@ int mps_event_append(mps_store *s, const char *type, const char *account,
 /* ---- store generations (epochs.c) ----
  *
  * A backend may lose the last commits on a power cut (SQLite's WAL with
- * synchronous=NORMAL does: see sqlite/store.c), and the seq values of lost
+ * synchronous=NORMAL does: see sqlite/db.c), and the seq values of lost
  * events are then given to new ones. An epoch names
  * one run of seq values that no power loss can have cut short: a clean stop
  * writes a marker durably (mps_epoch_end), the next start clears it durably

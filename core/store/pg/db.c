@@ -17,11 +17,12 @@
  * under that exclusion, and event seq values are taken in commit order, so
  * a reader of the outbox (SSE, webhooks, a relay) that saw seq N never
  * finds N-1 committed later. Under READ COMMITTED with concurrent writers
- * both would break (a sequence hands out values at insert, not at commit).
+ * both would break: two transactions could read the same status_seq, and
+ * one that took seq N could commit after the one that took N+1.
  * So every write transaction first takes one transaction-scoped advisory
  * lock (released by COMMIT or ROLLBACK, never held across them), waited
- * for up to MPS_PG_LOCK_TIMEOUT_MS like SQLite's busy timeout. Reads run
- * outside transactions and never wait for it.
+ * for up to 10 s like SQLite's busy timeout. Reads run outside
+ * transactions and never wait for it.
  *
  * A lost connection (a server restart, a terminated backend) fails the
  * call in progress; the next call outside a transaction reconnects and
@@ -29,8 +30,9 @@
  * statements after a reconnection would run outside the transaction, so a
  * transaction whose connection went fails to its end and is rolled back.
  *
- * A later fence (account leases) is one more statement run inside the
- * same transaction, after begin, by mps_batch_commit.
+ * A condition a commit must meet (an account lease's fence) is one more
+ * statement between begin and commit on the same connection: it holds for
+ * the whole transaction, since no other writer runs meanwhile.
  */
 #include "store/store-private.h"
 
@@ -45,9 +47,18 @@
 
 #include "util/util.h"
 
-/* Writers wait this long for each other's lock before failing (SQLite's
- * busy timeout is the same). */
-#define MPS_PG_LOCK_TIMEOUT_MS 10000
+/* Every session: writers wait 10 s for each other's lock before failing
+ * (SQLite's busy timeout is the same); notices are not errors, and the
+ * store does not log. Every execution is planned with its values: a
+ * statement prepared while its tables were small (a new store, the first
+ * batch of a bulk sync) otherwise keeps a generic plan made for them, and
+ * statistics come up to date only with autovacuum's next analyze. Seen in
+ * the sync benchmark: the lookup of a message by provider id stayed a
+ * sequential scan, 1 ms per message at 10,000 (10 s of 27), 3 µs planned
+ * with its values. */
+#define MPS_PG_SESSION_SETTINGS                                                          \
+    "SET lock_timeout = 10000; SET client_min_messages = warning;"                       \
+    " SET plan_cache_mode = force_custom_plan"
 /* The advisory lock every write transaction takes ("mailpulse"). */
 #define MPS_PG_WRITE_LOCK "7165426918723829"
 
@@ -55,15 +66,15 @@ struct pg_conn {
     struct mps_store base;
     PGconn *conn;
     int64_t changes;
-    char *err;              /* the last statement's error, or NULL */
-    unsigned next_name;     /* prepared statements' names: "mps<n>"     */
-    unsigned session;       /* counts reconnections                     */
-    int in_tx;              /* between begin and commit/rollback        */
+    char *err;          /* the last statement's error, or NULL */
+    unsigned next_name; /* prepared statements' names: "mps<n>"     */
+    unsigned session;   /* counts reconnections                     */
+    int in_tx;          /* between begin and commit/rollback        */
 };
 
 struct pg_param {
-    char *name;   /* ":name" */
-    char *value;  /* NULL: SQL NULL */
+    char *name;  /* ":name" */
+    char *value; /* NULL: SQL NULL */
     int length;
     int binary;
 };
@@ -72,8 +83,8 @@ struct pg_stmt {
     struct mps__stmt base;
     struct pg_conn *c;
     char name[24];
-    char *text;        /* translated SQL, to prepare again after a reconnection */
-    unsigned session;  /* the session it is prepared in                 */
+    char *text;       /* translated SQL, to prepare again after a reconnection */
+    unsigned session; /* the session it is prepared in                 */
     struct pg_param *params;
     int n_params;
     PGresult *res;
@@ -99,7 +110,8 @@ static struct pg_stmt *stmt_of(mps__stmt *st)
 static void set_error(struct pg_conn *c, const PGresult *res)
 {
     free(c->err);
-    const char *primary = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *primary =
+        res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (primary != NULL) {
         c->err = state != NULL ? mpu_asprintf("%s (SQLSTATE %s)", primary, state)
@@ -171,8 +183,8 @@ static char *translate(struct pg_stmt *st, const char *sql)
             char *name = mpu_strndup(start, (size_t)(p - start));
             int i = param_index(st, name);
             if (i < 0) {
-                st->params =
-                    mpu_realloc(st->params, (size_t)(st->n_params + 1) * sizeof *st->params);
+                st->params = mpu_realloc(st->params,
+                                         (size_t)(st->n_params + 1) * sizeof *st->params);
                 st->params[st->n_params] = (struct pg_param){.name = name};
                 i = st->n_params++;
             } else {
@@ -227,9 +239,6 @@ static void free_stmt(struct pg_stmt *st)
     free(st);
 }
 
-static const char session_settings[] =
-    "SET lock_timeout = %d; SET client_min_messages = warning";
-
 /* Reconnect a lost connection, outside a transaction only (see the top). */
 static int usable(struct pg_conn *c)
 {
@@ -246,9 +255,7 @@ static int usable(struct pg_conn *c)
         return -1;
     }
     c->session++;
-    char settings[128];
-    snprintf(settings, sizeof settings, session_settings, MPS_PG_LOCK_TIMEOUT_MS);
-    PGresult *res = PQexec(c->conn, settings);
+    PGresult *res = PQexec(c->conn, MPS_PG_SESSION_SETTINGS);
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         set_error(c, res);
@@ -263,7 +270,8 @@ static int server_prepare(struct pg_stmt *st)
     if (!ok)
         set_error(st->c, res);
     PQclear(res);
-    st->session = st->c->session;
+    if (ok) /* else the next step tries again */
+        st->session = st->c->session;
     return ok ? 0 : -1;
 }
 
@@ -315,7 +323,8 @@ static int pg_step(mps__stmt *base)
     struct pg_stmt *st = stmt_of(base);
     if (!st->ran) {
         st->ran = 1;
-        if (usable(st->c) < 0 || (st->session != st->c->session && server_prepare(st) < 0))
+        if (usable(st->c) < 0 ||
+            (st->session != st->c->session && server_prepare(st) < 0))
             return MPS__ERROR;
         const char **values = mpu_calloc((size_t)st->n_params + 1, sizeof *values);
         int *lengths = mpu_calloc((size_t)st->n_params + 1, sizeof *lengths);
@@ -505,8 +514,8 @@ static const void *pg_col_blob(mps__stmt *base, int col, size_t *len_r)
         return NULL;
     PQfreemem(st->blob);
     size_t len = 0;
-    st->blob = PQunescapeBytea((const unsigned char *)PQgetvalue(st->res, st->row, col),
-                               &len);
+    st->blob =
+        PQunescapeBytea((const unsigned char *)PQgetvalue(st->res, st->row, col), &len);
     if (st->blob == NULL)
         abort(); /* out of memory, as mpu_malloc */
     *len_r = len;
@@ -569,7 +578,8 @@ static int pg_commit(mps_store *s, char **error_r)
     struct pg_conn *c = conn_of(s);
     c->in_tx = 0;
     PGresult *res = PQexec(c->conn, "COMMIT");
-    int ok = PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), "COMMIT") == 0;
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK &&
+             strcmp(PQcmdStatus(res), "COMMIT") == 0;
     if (!ok) {
         if (PQresultStatus(res) == PGRES_COMMAND_OK) {
             free(c->err);
@@ -649,9 +659,7 @@ int mps__pg_open(const char *url, mps_store **store_r, char **error_r)
     }
     PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
     char *err = NULL;
-    char settings[128];
-    snprintf(settings, sizeof settings, session_settings, MPS_PG_LOCK_TIMEOUT_MS);
-    if (mps__exec(s, settings, &err) < 0 || mps__migrate(s, &err) < 0) {
+    if (mps__exec(s, MPS_PG_SESSION_SETTINGS, &err) < 0 || mps__migrate(s, &err) < 0) {
         mps__error(error_r, "PostgreSQL: %s", err);
         free(err);
         mps_close(&s);

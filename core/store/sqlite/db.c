@@ -31,7 +31,6 @@
 /* Writers wait this long for each other's lock before failing. */
 #define MPS_BUSY_TIMEOUT_MS 10000
 
-
 /* The statement: the seam's header, then SQLite's. */
 struct sq_stmt {
     struct mps__stmt base;
@@ -284,7 +283,8 @@ int mps__sqlite_open(const char *path, mps_store **store_r, char **error_r)
     }
     sqlite3_extended_result_codes(c->db, 1);
     char *err = NULL;
-    if (owner_only(path, &err) < 0 || set_pragmas(s, &err) < 0 || mps__migrate(s, &err) < 0) {
+    if (owner_only(path, &err) < 0 || set_pragmas(s, &err) < 0 ||
+        mps__migrate(s, &err) < 0) {
         int sys = sqlite3_system_errno(c->db); /* the WAL files open here */
         mps__error(error_r, "\"%s\": %s", path, err);
         free(err);
@@ -295,4 +295,3 @@ int mps__sqlite_open(const char *path, mps_store **store_r, char **error_r)
     *store_r = s;
     return 0;
 }
-
