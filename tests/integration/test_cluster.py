@@ -10,8 +10,10 @@ leases with fencing, against a real Dovecot.
   and sync the message, SIGCONT: the late commit is refused by the fence,
   and the message still has exactly one message.new event;
 - a clean stop gives the leases back at once;
-- exactly one live node holds the outbox role (delivers webhooks), also
-  after its holder was killed.
+- exactly one live node holds the outbox role (delivers webhooks and
+  publishes to NATS JetStream), also after its holder was killed; through
+  the kill, the pause and the stop, every event from the first one
+  published is on the stream exactly once.
 
 A private PostgreSQL is started for the run (pgserver.py). Skipped (77)
 only without the PostgreSQL binaries; MP_REQUIRE_PG=1 (CI) fails then."""
@@ -26,6 +28,7 @@ import unittest
 
 import dovecot
 import mptest
+import natsjs
 import pgserver
 
 IMAP_USERS = ["u%02d" % i for i in range(18)]
@@ -35,6 +38,7 @@ PER_FOLDER = 4
 TTL = 3  # seconds: the lease TTL of every node
 NODES = ("n1", "n2", "n3")
 COMMIT_DELAY_MS = 3000  # fixture accounts: every commit sleeps this long first
+STREAM = "MAILPULSE"
 
 
 class Cluster(unittest.TestCase):
@@ -49,6 +53,7 @@ class Cluster(unittest.TestCase):
             sys.exit(pgserver.SKIP)
         cls.pg.start()
         cls.db = cls.pg.create_db("cluster")
+        cls.nats = natsjs.NatsServer(name="nats-cluster").start()
         cls.server = dovecot.Dovecot(profile="full", name="dovecot-cluster",
                                      users={u: u + "-secret" for u in IMAP_USERS})
         for i, user in enumerate(IMAP_USERS):
@@ -87,6 +92,8 @@ class Cluster(unittest.TestCase):
         os.chmod(url_file, 0o600)
         d.settings["store"] = {"backend": "postgresql", "url_file": url_file}
         d.settings["cluster"] = {"node": name, "lease_ttl": TTL}
+        d.settings["bus"] = {"nats_url": cls.nats.url, "stream": STREAM, "max_pending": 16,
+                             "ack_timeout": 2, "retry_max": 1}
         d.write_conf()
         accounts = [dovecot.imap_account(d, cls.server, u, user=u, poll_interval=2)
                     for u in IMAP_USERS]
@@ -108,6 +115,8 @@ class Cluster(unittest.TestCase):
                 pass
             d.cleanup()
         cls.server.cleanup()
+        cls.nats.stop()
+        cls.nats.cleanup()
         cls.pg.stop()
         shutil.rmtree(cls.shared, ignore_errors=True)
 
@@ -244,6 +253,30 @@ class Cluster(unittest.TestCase):
               flush=True)
         self.assertIn("leases were given back", self.nodes["n3"].log_text())
         self.assertTrue(owners)
+
+    def test_5_every_event_once_on_jetstream(self):
+        d = self.nodes["n2"]
+
+        def caught_up():
+            bus = d.get("/v1/status").get("bus") or {}
+            last = int(self.sql("SELECT max(seq) FROM events")[0][0])
+            return bus.get("cursor") == last
+        mptest.wait_until(caught_up, timeout=60, message="the bus caught up on n2")
+        client = natsjs.Client(self.nats.port)
+        try:
+            client.add_durable(STREAM, "cluster-check")
+            msgs = client.fetch_all(STREAM, "cluster-check")
+        finally:
+            client.close()
+        ids = [m.headers.get("Nats-Msg-Id") for m in msgs]
+        self.assertEqual(len(ids), len(set(ids)), "a Msg-Id stored twice")
+        seqs = [m.json()["seq"] for m in msgs]
+        self.assertTrue(seqs, "nothing published")
+        expected = self.sql("SELECT seq, idem_key FROM events WHERE seq >= %d ORDER BY seq" %
+                            min(seqs))
+        self.assertEqual(sorted(seqs), [int(q) for q, _ in expected],
+                         "events missing from the stream")
+        self.assertEqual(set(ids), {k for _, k in expected})
 
 
 if __name__ == "__main__":
