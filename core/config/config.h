@@ -220,6 +220,11 @@ typedef struct mp_settings {
         mp_store_backend backend;   /* sqlite                               */
         char *url_file;             /* postgresql: file with the URL        */
     } store;
+    struct {                        /* optional group: absent, a single node */
+        int enabled;                /* the group is present                 */
+        char *node;                 /* name, default the host name          */
+        uint32_t lease_ttl;         /* seconds, 30                          */
+    } cluster;
     mp_webhook_conf *webhooks;      /* outbound webhooks, in config order   */
     size_t n_webhooks;
 } mp_settings;

@@ -1,9 +1,11 @@
 /* The daemon's own settings: mailpulsed.conf (libconfig) -> mp_settings. */
 #include "config/config_private.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "util/log.h"
 #include "util/util.h"
@@ -52,6 +54,10 @@ static const char default_text[] =
     "#   max_pending = 256;\n"
     "#   ack_timeout = 5;\n"
     "#   retry_max = 30;\n"
+    "# };\n"
+    "# cluster = {                (optional: nodes sharing the PostgreSQL store)\n"
+    "#   node = \"<host name>\";\n"
+    "#   lease_ttl = 30;\n"
     "# };\n"
     "sync = {\n"
     "  batch_size = 100;\n"
@@ -175,6 +181,15 @@ static const mp_config_key store_keys[] = {
     {0},
 };
 
+/* The optional cluster group: several nodes sharing the PostgreSQL store
+ * (daemon/cluster.h). Absent: this node owns every account. */
+static const mp_config_key cluster_keys[] = {
+    {"node", MP_CFG_STRING, NULL, 0, "this node's name in the cluster (default: host name)"},
+    {"lease_ttl", MP_CFG_INT, "30", 0,
+     "seconds an account lease lasts without renewal (renewed every third), 2..3600"},
+    {0},
+};
+
 static const mp_config_key debug_keys[] = {
     {"clock_control", MP_CFG_BOOL, "false", 0, "allow POST /v1/debug/clock (tests only)"},
     {0},
@@ -213,7 +228,8 @@ static const struct {
 
 static const char *const group_names[] = {"http",     "sync",  "cache",    "backfill",
                                           "schedule", "debug", "webhooks", "outbox",
-                                          "push",     "bus",   "store",    NULL};
+                                          "push",     "bus",   "store",    "cluster",
+                                          NULL};
 
 const char *mp_settings_default_text(void)
 {
@@ -223,7 +239,7 @@ const char *mp_settings_default_text(void)
 const mp_config_key *mp_settings_keys(size_t i, const char **group_r)
 {
     /* The order of mailpulsed.conf(5): top level, the groups, push, bus,
-     * then the webhooks list. */
+     * cluster, then the webhooks list. */
     if (i == 0) {
         *group_r = NULL;
         return top_keys;
@@ -241,6 +257,10 @@ const mp_config_key *mp_settings_keys(size_t i, const char **group_r)
         return mpc__bus_keys();
     }
     if (i - 1 == N_GROUPS + 2) {
+        *group_r = "cluster";
+        return cluster_keys;
+    }
+    if (i - 1 == N_GROUPS + 3) {
         *group_r = "webhooks";
         return mpc__webhook_keys();
     }
@@ -270,6 +290,7 @@ void mp_settings_free(mp_settings **settings)
     free(s->push.where);
     mpc__bus_free(s);
     free(s->store.url_file);
+    free(s->cluster.node);
     mpc__webhooks_free(s);
     free(s);
     *settings = NULL;
@@ -313,6 +334,15 @@ static size_t validate_tree(mpc_node *root, mpc_errors *errs)
         n++;
     } else if (bus != NULL) {
         n += mpc_validate(bus, mpc__bus_keys(), NULL, errs);
+    }
+    mpc_node *cluster = (mpc_node *)mpc_get(root, "cluster");
+    if (cluster != NULL && cluster->type != MPC_MAP) {
+        mpc_error_add(errs, cluster->file, cluster->line,
+                      "\"cluster\" must be a group ({ ... }), not %s",
+                      mpc_type_name(cluster->type));
+        n++;
+    } else if (cluster != NULL) {
+        n += mpc_validate(cluster, cluster_keys, NULL, errs);
     }
     return n;
 }
@@ -554,6 +584,42 @@ static size_t fill_store(const mpc_node *store, mp_settings *s, mpc_errors *errs
     return 0;
 }
 
+/* cluster { node; lease_ttl; }: needs the shared (PostgreSQL) store,
+ * which fill_store has read by now. The default name is the host's. */
+static size_t fill_cluster(const mpc_node *cluster, mp_settings *s, mpc_errors *errs)
+{
+    size_t n = 0;
+    s->cluster.enabled = 1;
+    if (s->store.backend != MP_STORE_POSTGRESQL) {
+        mpc_error_add(errs, cluster->file, cluster->line,
+                      "\"cluster\" needs store.backend = postgresql: the nodes share "
+                      "their accounts, leases and events through that database");
+        n++;
+    }
+    const mpc_node *node = mpc_get(cluster, "node");
+    char host[256] = "";
+    const char *name = node != NULL ? node->str : NULL;
+    if (name == NULL) {
+        if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+            snprintf(host, sizeof host, "node");
+        name = host;
+    }
+    size_t len = strlen(name);
+    int ok = len > 0 && len <= 64;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = name[i] > ' ' && name[i] != 0x7f && name[i] != '#';
+    if (!ok) {
+        mpc_error_add(errs, cluster->file, node != NULL ? node->line : cluster->line,
+                      "\"cluster.node\" must be 1-64 printable characters without "
+                      "spaces or '#', not \"%s\"",
+                      name);
+        n++;
+    }
+    s->cluster.node = mpu_strdup(name);
+    n += get_u32(cluster, "cluster", "lease_ttl", 2, 3600, &s->cluster.lease_ttl, errs);
+    return n;
+}
+
 static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs)
 {
     const mpc_node *sync = mpc_get(root, "sync");
@@ -568,6 +634,8 @@ static size_t fill_groups(const mpc_node *root, mp_settings *s, mpc_errors *errs
         n += fill_push(mpc_get(root, "push"), s, errs);
     if (mpc_get(root, "bus") != NULL)
         n += mpc__bus_fill(mpc_get(root, "bus"), s, errs);
+    if (mpc_get(root, "cluster") != NULL)
+        n += fill_cluster(mpc_get(root, "cluster"), s, errs);
 
     n += get_u32(sync, "sync", "batch_size", 1, 100000, &s->sync.batch_size, errs);
     n += get_u32(sync, "sync", "ingest_batch_size", 1, 100000, &s->sync.ingest_batch_size,

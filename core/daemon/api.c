@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/cluster.h"
 #include "daemon/daemon.h"
 #include "events/events.h"
 #include "webhook/webhook.h"
@@ -114,6 +115,8 @@ json_t *mpd_api_status(mpd *d)
     json_object_set_new(ev, "retained_after", json_integer(mpd_api_events_horizon(d)));
     json_object_set_new(o, "cache", cache_json(d));
     json_object_set_new(o, "bus", mpb_status_json(d->bus));
+    if (d->cluster != NULL)
+        json_object_set_new(o, "cluster", mpd_cluster_status(d->cluster));
     return o;
 }
 

@@ -105,6 +105,7 @@ struct mpd {
     mphost_env host_env;        /* lent to the host layer (host_env.c)   */
     struct mpd_prefetch *prefetch;  /* body-cache warming (prefetch.h)       */
     struct mpd_fetchq *fetchq;      /* fetches on demand per account (fetch.c) */
+    struct mpd_cluster *cluster;    /* cluster mode only, else NULL (cluster.h) */
     uint64_t check_seq;             /* last check id given out (check.c, loop thread) */
 
     struct event *sig_hup, *sig_term, *sig_int;
@@ -118,6 +119,11 @@ struct mpd {
 /* ---- lifecycle (main.c) ---- */
 int mpd_reload(mpd *d);
 
+/* This node takes (held 1) or loses the outbox role: it starts or stops
+ * delivering the outbox (webhooks and the bus relay; outbox_role.c).
+ * Alone, main.c takes it at start; in a cluster, the lease thread's
+ * rounds decide (cluster.c). Loop thread. */
+void mpd_outbox_role(mpd *d, int held);
 /* ---- registry.c ---- */
 
 /* Build the registry from plugins_dir (first start) or apply the difference
@@ -128,6 +134,13 @@ void mpd_registry_clear(mpd *d);
  * unparked and gets one sync, so replaced credentials take effect; one
  * still failing parks again (its status unchanged, no new event). */
 void mpd_registry_resume_stopped(mpd *d);
+/* Cluster mode (cluster.h): the lease of account `id` was acquired: start
+ * it; or lost: stop it and keep an unstarted object in its place. Loop
+ * thread. */
+void mpd_registry_account_acquire(mpd *d, const char *id);
+void mpd_registry_account_release(mpd *d, const char *id);
+/* The ids of every configured account (allocated, NULL-terminated). */
+size_t mpd_registry_account_ids(mpd *d, char ***ids_r);
 /* Find by id and take a reference (any thread). NULL if unknown. */
 struct mp_account *mpd_account_get(mpd *d, const char *id);
 void mpd_account_unref(struct mp_account *acct);

@@ -14,6 +14,7 @@
 #include <event2/thread.h>
 
 #include "daemon/api.h"
+#include "daemon/cluster.h"
 #include "daemon/daemon.h"
 #include "daemon/notify.h"
 #include "daemon/print_keys.h"
@@ -279,6 +280,20 @@ static int bus_changed(const mp_bus_conf *old, mp_bus_conf *now)
 
 /* SIGHUP: everything or nothing. A reload with any error keeps the running
  * configuration, so a typo never stops accounts that were working. */
+/* Cluster mode: tell the lease thread the configured accounts (after
+ * every registry apply). */
+static void cluster_accounts(mpd *d)
+{
+    if (d->cluster == NULL)
+        return;
+    char **ids = NULL;
+    size_t n = mpd_registry_account_ids(d, &ids);
+    mpd_cluster_set_accounts(d->cluster, (const char *const *)ids, n);
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
+
 int mpd_reload(mpd *d)
 {
     mpc_errors errs = {0};
@@ -326,7 +341,13 @@ int mpd_reload(mpd *d)
     KEEP(http.token_file);
     KEEP(push.listen);
     KEEP(store.url_file);
+    KEEP(cluster.node);
 #undef KEEP
+    if (s->cluster.enabled != old->cluster.enabled ||
+        s->cluster.lease_ttl != old->cluster.lease_ttl)
+        mpu_warn("core", "cluster settings changed: take effect after a restart");
+    s->cluster.enabled = old->cluster.enabled;
+    s->cluster.lease_ttl = old->cluster.lease_ttl;
     if (s->store.backend != old->store.backend)
         mpu_warn("core", "store.backend changed: takes effect after a restart");
     s->store.backend = old->store.backend;
@@ -369,6 +390,7 @@ int mpd_reload(mpd *d)
         mpo_credentials_changed(d->oauth, NULL);
     mpd_registry_apply(d, list, n);
     free(list);
+    cluster_accounts(d);
     mpd_registry_resume_stopped(d);
     if (d->webhooks != NULL)
         mpw_apply(d->webhooks, s);
@@ -390,18 +412,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(d->base, NULL);
 }
 
-/* core/webhook's and core/bus's way to the store (mpw_store_fn,
- * mpb_store_fn): the calling thread's connection, asked for each time. */
-static mps_store *webhook_store(void *arg)
-{
-    return mpd_store(arg);
-}
-
-/* core/bus's way to the store: the relay thread's own connection. */
-static void bus_store_done(void *arg)
-{
-    mpd_store_thread_cleanup(arg);
-}
 
 static int run(const char *config_path)
 {
@@ -471,8 +481,10 @@ static int run(const char *config_path)
     d->sched = mpj_new(d->base, &jc);
     mpd_maintenance_start(d);
     mpd_prefetch_start(d);
-    d->webhooks = mpw_start(d->base, d->events, webhook_store, d, settings);
-    d->bus = mpb_start(d->events, d->store, webhook_store, bus_store_done, d, settings);
+    /* Alone, this node delivers the outbox; in a cluster the node holding
+     * the outbox role does (cluster.h). */
+    if (!settings->cluster.enabled)
+        mpd_outbox_role(d, 1);
     mpo_options oauth_opt = {.persist = oauth_persist, .load = oauth_load, .arg = d};
     d->oauth = mpo_service_new(&oauth_opt);
     d->host_env.oauth = d->oauth;
@@ -525,8 +537,22 @@ static int run(const char *config_path)
     for (size_t i = 0; i < errs.n; i++)
         mpu_error("config", "%s", errs.msgs[i]);
     mpc_errors_free(&errs);
+    /* Cluster mode: the lease thread runs before the registry is built,
+     * which then opens only the accounts this node holds (none yet: they
+     * come with the first rounds). */
+    if (settings->cluster.enabled) {
+        d->cluster = mpd_cluster_start(d, d->db_path, settings->cluster.node,
+                                       settings->cluster.lease_ttl * 1000u, &error);
+        if (d->cluster == NULL) {
+            mpu_error("cluster", "%s", error);
+            free(error);
+            mpc_instances_free(&list, n);
+            goto out;
+        }
+    }
     mpd_registry_apply(d, list, n);
     free(list);
+    cluster_accounts(d);
 
     /* Hints that arrived before a crash are synced first. */
     char **pending = NULL;
@@ -557,6 +583,9 @@ static int run(const char *config_path)
     rc = 0;
 
 out:
+    /* No lease changes from here on; the leases go back once the
+     * accounts are closed (mpd_cluster_free below). */
+    mpd_cluster_stop(d->cluster);
     mpd_notify_free(&notifier);
     mpd_prefetch_stop(d);
     mph_stop(&d->http);
@@ -573,6 +602,7 @@ out:
         event_base_loop(d->base, EVLOOP_NONBLOCK);
         mpd_registry_clear(d);
         event_base_loop(d->base, EVLOOP_NONBLOCK);
+        mpd_cluster_free(&d->cluster);
         mphost_release_global_objs();
         mpe_close(&d->events, d->store);
         if (d->sig_hup != NULL) {

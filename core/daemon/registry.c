@@ -4,6 +4,7 @@
  * a changed one is created again. Accounts keep their store rows across
  * all of this, so a re-created account continues from its cursors. */
 #include "daemon/daemon.h"
+#include "daemon/cluster.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -377,6 +378,12 @@ static void account_start(mpd *d, struct mp_account *a, unsigned index)
 {
     mp_instance *inst = a->inst;
     char *error = NULL;
+    /* In a cluster another node may own it: not a single write until the
+     * lease is ours (mpd_registry_account_acquire starts it then). */
+    if (d->cluster != NULL && !mpd_cluster_holds(d->cluster, a->id))
+        return;
+    if (a->open) /* queued at start, then started by its lease meanwhile */
+        return;
     if (mps_account_ensure(d->store, a->id, inst->name, &error) < 0) {
         mpu_error(a->id, "cannot record account: %s", error);
         free(error);
@@ -710,6 +717,66 @@ void mpd_registry_apply(mpd *d, mpc_instance_conf **confs, size_t n)
         pthread_rwlock_unlock(&d->registry_lock);
         starts_queue(d, inst);
     }
+}
+
+/* ---- cluster leases ---- */
+
+/* The slot of account `id` in its instance, or NULL. Loop thread. */
+static struct mp_account **account_slot(mpd *d, const char *id)
+{
+    for (size_t i = 0; i < d->n_instances; i++) {
+        mp_instance *inst = d->instances[i];
+        for (size_t j = 0; j < inst->n_accounts; j++)
+            if (strcmp(inst->accounts[j]->id, id) == 0)
+                return &inst->accounts[j];
+    }
+    return NULL;
+}
+
+void mpd_registry_account_acquire(mpd *d, const char *id)
+{
+    struct mp_account **slot = account_slot(d, id);
+    if (slot == NULL || (*slot)->open || (*slot)->open_retry_timer != NULL)
+        return;
+    account_start(d, *slot, d->start_index++);
+}
+
+/* A lost lease stops the account the way a removal does (off the
+ * schedule, push stopped, closed once its last job let go) and leaves a
+ * fresh, unstarted object in its slot for when the lease comes back: the
+ * driver state of an account is tied to its object's lifetime. */
+void mpd_registry_account_release(mpd *d, const char *id)
+{
+    struct mp_account **slot = account_slot(d, id);
+    if (slot == NULL)
+        return;
+    struct mp_account *old = *slot;
+    mp_instance *inst = old->inst;
+    pthread_rwlock_wrlock(&d->registry_lock);
+    *slot = account_new(d, inst, old->cfg);
+    pthread_rwlock_unlock(&d->registry_lock);
+    old->removed = 1;
+    mphost_subs_forget(inst, old->id);
+    if (d->sched != NULL)
+        mpj_account_remove(d->sched, old->id);
+    if (old->push_started && inst->desc != NULL && inst->desc->push_stop != NULL)
+        inst->desc->push_stop(old);
+    old->push_started = 0;
+    mpd_account_unref(old);
+}
+
+size_t mpd_registry_account_ids(mpd *d, char ***ids_r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < d->n_instances; i++)
+        n += d->instances[i]->n_accounts;
+    char **ids = mpu_calloc(n + 1, sizeof *ids);
+    size_t k = 0;
+    for (size_t i = 0; i < d->n_instances; i++)
+        for (size_t j = 0; j < d->instances[i]->n_accounts; j++)
+            ids[k++] = mpu_strdup(d->instances[i]->accounts[j]->id);
+    *ids_r = ids;
+    return k;
 }
 
 void mpd_registry_resume_stopped(mpd *d)

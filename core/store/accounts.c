@@ -1,5 +1,6 @@
 /* Account rows: status, push state and profile, with account.status events. */
 #include "store/store-private.h"
+#include "store/fence.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,22 @@ static int change_state(mps_store *s, const char *account, const char *status,
         *changed_r = 0;
     if (mps__begin(s, error_r) < 0)
         return -1;
+    /* Cluster mode: a node without the lease writes nothing here; the
+     * holder's status stands (no account.status event from a stale node). */
+    char *fenced = NULL;
+    int fence = mps__fence(s, account, &fenced);
+    if (fence != 0) {
+        mps__rollback(s);
+        if (fence > 0) {
+            free(fenced);
+            return 0;
+        }
+        if (error_r != NULL)
+            *error_r = fenced;
+        else
+            free(fenced);
+        return -1;
+    }
     state_row cur;
     if (load_state(s, account, &cur, error_r) < 0) {
         mps__rollback(s);

@@ -8,6 +8,7 @@
  * the idempotency key "<account>/<provider id>/<version>" unique.
  */
 #include "store/store-private.h"
+#include "store/fence.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -890,7 +891,11 @@ int mps_batch_commit(mps_store *s, mps_batch *b, const char *cursor,
     }
     if (mps__begin(s, error_r) < 0)
         return -1;
-    int rc = account_wide ? 0 : ensure_folder(&cx, error_r);
+    /* Cluster mode: first, so the lease is checked (and held FOR SHARE)
+     * at the start of the transaction that writes. */
+    int rc = mps__fence(s, b->account, error_r) != 0 ? -1 : 0;
+    if (rc == 0 && !account_wide)
+        rc = ensure_folder(&cx, error_r);
     if (rc == 0 && b->reset)
         rc = reset_event(&cx, error_r);
     for (size_t i = 0; rc == 0 && i < b->n; i++)
