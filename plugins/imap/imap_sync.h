@@ -152,13 +152,16 @@ mp_status imap_sync_flags(imap_account *a, imap_conn **connp, uint32_t lo, uint3
                           mp_error *err);
 void imap_flag_changes_free(imap_flag_change **list, size_t n);
 
-/* Pipelined summary fetch of `uids` (sorted ascending) in batches of
- * sync.batch_size, several in flight, newest batch first when
+/* Pipelined summary fetch of `uids` (sorted ascending) in batches of at
+ * most sync.batch_size, as many in flight as a window of 16 MiB of
+ * expected answer allows (imap_sync_summary.c), newest batch first when
  * `descending`. Each FETCH answer is emitted as `kind` with the id
  * "<folder>;<uidvalidity>;<uid>"; UIDs the server no longer has are
  * skipped silently. After each batch completes, `checkpoint` is called with
  * the lowest and highest UID of that batch; it commits and may set *stop_r
- * (no further batches are sent; those in flight still complete). */
+ * (no further batches are sent; those in flight still complete). It runs
+ * after the window was refilled, so the server is never kept waiting on
+ * a commit. */
 typedef mp_status (*imap_checkpoint_cb)(void *arg, uint32_t lo, uint32_t hi,
                                         size_t emitted, int *stop_r, mp_error *err);
 mp_status imap_sync_summaries(imap_account *a, imap_conn **connp, mp_batch *batch,
@@ -166,6 +169,14 @@ mp_status imap_sync_summaries(imap_account *a, imap_conn **connp, mp_batch *batc
                               const uint32_t *uids, size_t n, int descending,
                               mp_change_kind kind, imap_checkpoint_cb checkpoint,
                               void *arg, mp_error *err);
+/* The same with the RFC822.SIZE of each message (`sizes`, parallel to
+ * `uids`) known: no SEARCH LARGER, and the window of answers in flight is
+ * sized from them instead of from an estimate. */
+mp_status imap_sync_summaries_sized(imap_account *a, imap_conn **connp, mp_batch *batch,
+                                    const char *folder, uint32_t uidvalidity,
+                                    const uint32_t *uids, const uint32_t *sizes, size_t n,
+                                    int descending, mp_change_kind kind,
+                                    imap_checkpoint_cb checkpoint, void *arg, mp_error *err);
 
 /* The stored messages of a folder (copies). */
 typedef struct imap_stored {

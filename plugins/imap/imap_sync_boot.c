@@ -50,9 +50,16 @@ static mp_status boot_checkpoint(void *arg, uint32_t lo, uint32_t hi, size_t emi
 }
 
 /* The newest `max` UIDs below `uidnext` by sequence number, which needs
- * no listing of the whole folder. */
+ * no listing of the whole folder; with sizes, each one's RFC822.SIZE in
+ * the same answer (the body fetch then needs no SEARCH LARGER, and sizes
+ * its window from them). */
+typedef struct seq_msg {
+    uint32_t uid;
+    uint32_t size; /* clamped: anything that large is over max_message */
+} seq_msg;
+
 typedef struct seq_ctx {
-    uint32_t *uids;
+    seq_msg *msgs;
     size_t n, cap;
     uint32_t below;
     imap_budget budget;
@@ -65,21 +72,34 @@ static int seq_untagged(const imap_response *r, void *arg)
         strcasecmp(r->keyword, "FETCH") != 0)
         return 0;
     const imap_token *u = imap_fetch_item(r, "UID");
-    uint64_t uid = 0;
+    uint64_t uid = 0, size = 0;
     if (u == NULL || imap_token_u64(u, &uid) < 0 || uid == 0 || uid > UINT32_MAX)
         return 0;
     /* Mail that arrived after the EXAMINE belongs to delta (as new). */
     if (cx->below != 0 && uid >= cx->below)
         return 0;
-    if (imap_budget_reserve(&cx->budget, (void **)&cx->uids, &cx->cap, cx->n + 1,
-                            sizeof *cx->uids) < 0)
+    const imap_token *sz = imap_fetch_item(r, "RFC822.SIZE");
+    if (sz == NULL || imap_token_u64(sz, &size) < 0)
+        size = 0;
+    if (imap_budget_reserve(&cx->budget, (void **)&cx->msgs, &cx->cap, cx->n + 1,
+                            sizeof *cx->msgs) < 0)
         return 1;
-    cx->uids[cx->n++] = (uint32_t)uid;
+    cx->msgs[cx->n].uid = (uint32_t)uid;
+    cx->msgs[cx->n].size = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
+    cx->n++;
     return 0;
 }
 
+static int cmp_seq_msg(const void *x, const void *y)
+{
+    const seq_msg *a = x, *b = y;
+    return a->uid < b->uid ? -1 : a->uid > b->uid;
+}
+
+/* *sizes_r is NULL unless `with_sizes`. */
 static mp_status newest_uids(imap_account *a, imap_conn **connp, const imap_box *box,
-                             uint32_t max, uint32_t **uids_r, size_t *n_r, mp_error *err)
+                             uint32_t max, int with_sizes, uint32_t **uids_r,
+                             uint32_t **sizes_r, size_t *n_r, mp_error *err)
 {
     uint32_t lo = box->exists > max ? box->exists - max + 1 : 1;
     seq_ctx cx = {.below = box->uidnext, .budget = {.limit = a->max_memory}};
@@ -87,9 +107,11 @@ static mp_status newest_uids(imap_account *a, imap_conn **connp, const imap_box 
     char *error = NULL;
     char tag[16];
     char *text = NULL;
-    int rc =
-        imap_sync_finish(*connp, imap_send(*connp, tag, &error, "FETCH %u:* (UID)", lo),
-                         tag, seq_untagged, &cx, &status, &text, &error);
+    int rc = imap_sync_finish(
+        *connp,
+        imap_send(*connp, tag, &error, "FETCH %u:* %a", lo,
+                  with_sizes ? "(UID RFC822.SIZE)" : "(UID)"),
+        tag, seq_untagged, &cx, &status, &text, &error);
     mp_status st = MP_OK;
     if (rc < 0 && cx.budget.over)
         st = imap_sync_over_budget(a, connp, "FETCH UID", err);
@@ -100,15 +122,28 @@ static mp_status newest_uids(imap_account *a, imap_conn **connp, const imap_box 
     free(text);
     free(error);
     if (st != MP_OK) {
-        free(cx.uids);
+        free(cx.msgs);
         return st;
     }
-    size_t n = imap_uids_sort_unique(cx.uids, cx.n);
-    if (n > max) {
-        memmove(cx.uids, cx.uids + (n - max), max * sizeof *cx.uids);
-        n = max;
+    /* Sorted by UID, each once, the newest `max`. */
+    if (cx.n > 0)
+        qsort(cx.msgs, cx.n, sizeof *cx.msgs, cmp_seq_msg);
+    size_t n = 0;
+    for (size_t i = 0; i < cx.n; i++)
+        if (n == 0 || cx.msgs[n - 1].uid != cx.msgs[i].uid)
+            cx.msgs[n++] = cx.msgs[i];
+    size_t skip = n > max ? n - max : 0;
+    n -= skip;
+    uint32_t *uids = imap_xcalloc(n > 0 ? n : 1, sizeof *uids);
+    uint32_t *sizes = with_sizes ? imap_xcalloc(n > 0 ? n : 1, sizeof *sizes) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        uids[i] = cx.msgs[skip + i].uid;
+        if (sizes != NULL)
+            sizes[i] = cx.msgs[skip + i].size;
     }
-    *uids_r = cx.uids;
+    free(cx.msgs);
+    *uids_r = uids;
+    *sizes_r = sizes;
     *n_r = n;
     return MP_OK;
 }
@@ -126,10 +161,11 @@ mp_status imap_bootstrap(mp_account *acct, const char *folder, uint32_t max,
     if (st != MP_OK)
         return st;
 
-    uint32_t *uids = NULL;
+    uint32_t *uids = NULL, *sizes = NULL;
     size_t n = 0;
+    int bodies = imap_host->core_setting("sync.fetch_bodies") == 1;
     if (max > 0 && box.exists > 0)
-        st = newest_uids(a, &a->sync_conn, &box, max, &uids, &n, err);
+        st = newest_uids(a, &a->sync_conn, &box, max, bodies, &uids, &sizes, &n, err);
     if (st == MP_OK && box.uidnext == 0) {
         /* No UIDNEXT in the EXAMINE (pre-RFC 3501 servers): the highest UID
          * seen stands in, which is what the cursor needs. */
@@ -150,8 +186,9 @@ mp_status imap_bootstrap(mp_account *acct, const char *folder, uint32_t max,
         .floor = n > 0 ? uids[0] : 1,
     };
     if (st == MP_OK && n > 0)
-        st = imap_sync_summaries(a, &a->sync_conn, batch, folder, box.uidvalidity, uids,
-                                 n, 1, MP_CHANGE_SYNCED, boot_checkpoint, &bx, err);
+        st = imap_sync_summaries_sized(a, &a->sync_conn, batch, folder, box.uidvalidity,
+                                       uids, sizes, n, 1, MP_CHANGE_SYNCED, boot_checkpoint,
+                                       &bx, err);
     if (st == MP_OK) {
         char *cursor = imap_cursor_format(&cur);
         char *pos = NULL;
@@ -174,6 +211,7 @@ mp_status imap_bootstrap(mp_account *acct, const char *folder, uint32_t max,
                       (unsigned)box.uidnext);
     }
     free(uids);
+    free(sizes);
     imap_box_clear(&box);
     return st;
 }

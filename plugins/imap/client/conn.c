@@ -254,15 +254,17 @@ static int start_tls(imap_conn *c, const imap_conn_opts *opts, int preauth, char
     return run_capability(c, error_r);
 }
 
+/* ID and ENABLE go out together and are waited for together: one round
+ * trip instead of two. Neither depends on the other's answer, and a
+ * refusal of either is no reason to give up the connection. */
 static void send_id_enable(imap_conn *c, const imap_conn_opts *opts, int *failed, char **error_r)
 {
-    imap_status st;
+    char id_tag[16] = "", enable_tag[16] = "";
     if (opts->client_id != NULL && (c->caps.bits & IMAP_CAP_ID)) {
         int safe = opts->client_id[0] != '\0' && strlen(opts->client_id) <= 64;
         for (const char *p = opts->client_id; safe && *p != '\0'; p++)
             safe = *p > 0x20 && *p < 0x7f && *p != '"' && *p != '\\' && *p != '%';
-        if (safe && imap_run(c, NULL, NULL, &st, error_r, "ID (\"name\" \"%a\")",
-                             opts->client_id) < 0) {
+        if (safe && imap_send(c, id_tag, error_r, "ID (\"name\" \"%a\")", opts->client_id) < 0) {
             *failed = 1;
             return;
         }
@@ -271,9 +273,16 @@ static void send_id_enable(imap_conn *c, const imap_conn_opts *opts, int *failed
         const char *what = (c->caps.bits & IMAP_CAP_QRESYNC)     ? "QRESYNC"
                            : (c->caps.bits & IMAP_CAP_CONDSTORE) ? "CONDSTORE"
                                                                  : NULL;
-        if (what != NULL && imap_run(c, NULL, NULL, &st, error_r, "ENABLE %a", what) < 0)
+        if (what != NULL && imap_send(c, enable_tag, error_r, "ENABLE %a", what) < 0) {
             *failed = 1;
+            return;
+        }
     }
+    imap_status st;
+    if ((id_tag[0] != '\0' && imap_wait(c, id_tag, NULL, NULL, &st, NULL, error_r) < 0) ||
+        (enable_tag[0] != '\0' &&
+         imap_wait(c, enable_tag, NULL, NULL, &st, NULL, error_r) < 0))
+        *failed = 1;
 }
 
 int imap_conn_open(const imap_conn_opts *opts, imap_conn **conn_r, imap_auth_answer *auth_r,
