@@ -176,7 +176,7 @@ mp_status imap_sync_flags(imap_account *a, imap_conn **connp, uint32_t lo, uint3
 void imap_flag_changes_free(imap_flag_change **list, size_t n);
 
 /* Pipelined summary fetch of `uids` (sorted ascending) in batches of at
- * most sync.batch_size, as many in flight as a window of 16 MiB of
+ * most sync.batch_size, as many in flight as a window of 32 MiB of
  * expected answer allows (imap_sync_summary.c), newest batch first when
  * `descending`. Each FETCH answer is emitted as `kind` with the id
  * "<folder>;<uidvalidity>;<uid>"; UIDs the server no longer has are

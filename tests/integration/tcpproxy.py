@@ -181,7 +181,7 @@ class DelayProxy:
     def _reader(self, src, queue, cond, st, up):
         while True:
             try:
-                data = src.recv(65536)
+                data = src.recv(262144)
             except OSError:
                 data = b""
             now = time.monotonic()

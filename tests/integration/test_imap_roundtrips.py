@@ -1,0 +1,140 @@
+"""imap.so over a link with latency: a real Dovecot behind
+tcpproxy.DelayProxy, which counts per connection how often the client
+waited for a full answer before sending again (a "wait": nothing in flight
+either way, each one a whole round trip).
+
+- From connect to "bootstrapped" a folder costs at most BOOT_WAITS waits
+  on the sync connection (derived below); the code before the trimming
+  needed 10, so this fails with it.
+- The body fetch keeps every batch of a small folder in flight at once
+  (the window is counted in bytes, 32 MiB, not three batches): the
+  debug line says so, and the fetch is a single wait.
+- A LIST-STATUS hint gone stale before the EXAMINE (messages expunged in
+  between) still bootstraps exactly the newest bootstrap_max messages:
+  the missing range is fetched after EXISTS told the truth.
+
+The derivation of BOOT_WAITS, with implicit TLS 1.3: ClientHello (1);
+the client's Finished after the server's flight (2); AUTHENTICATE with
+SASL-IR after the greeting, whose [CAPABILITY] code spares a CAPABILITY
+command (3); ID, ENABLE and LIST together, the login's [CAPABILITY] code
+sparing another (4); EXAMINE with the FETCH of the newest UIDs and sizes
+behind it, from the LIST-STATUS hint (5); the body FETCH commands, all in
+one window (6). Before: CAPABILITY-free too, but ID, ENABLE, LIST,
+EXAMINE, FETCH UID and SEARCH LARGER one round trip each: 10. One more is
+allowed for the delta a sync may start right after the bootstrap, before
+this test sees it."""
+
+import re
+import threading
+import time
+import unittest
+
+import dovecot
+import mptest
+import tcpproxy
+
+BOOT_WAITS = 6
+FOLDER_SIZE = 30
+BATCH = 5
+
+
+def busiest(proxy):
+    conns = proxy.stats()
+    return max(conns, key=lambda c: c["down_bytes"]) if conns else None
+
+
+def waits_until(conn, t_mono):
+    """Waits of a connection seen by the proxy before monotonic t_mono."""
+    return sum(1 for t, direction, _, waited in conn["events"]
+               if waited and conn["opened"] + t <= t_mono)
+
+
+class RoundTrips(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = dovecot.Dovecot(profile="full", name="dovecot-rtt")
+        cls.server.generate("INBOX", FOLDER_SIZE, body_size=2000)
+        cls.server.generate("Archive", FOLDER_SIZE, body_size=2000)
+        cls.server.index("INBOX")
+        cls.server.index("Archive")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def start(self, name, delay_ms, folders, bootstrap_max):
+        proxy = tcpproxy.DelayProxy(self.server.imaps_port, delay_ms, trace=True)
+        self.addCleanup(proxy.close)
+        d = mptest.Daemon(name=name, driver_dir=dovecot.imap_driver_dir(),
+                          settings={"log_level": "debug",
+                                    "sync": {"fetch_bodies": True, "batch_size": BATCH},
+                                    "backfill": {"mode": "progressive",
+                                                 "bootstrap_max": bootstrap_max},
+                                    # no backfill below the bootstrap meanwhile
+                                    "schedule": {"backfill_interval": 3600}})
+        acct = dovecot.imap_account(d, self.server, "alice", port=proxy.port, push="off",
+                                    poll_interval=3600, folders=folders)
+        dovecot.add_imap_instance(d, "mail", [acct])
+        self.addCleanup(d.stop)
+        d.start()
+        return d, proxy
+
+    def test_bootstrap_round_trips(self):
+        d, proxy = self.start("imap-rtt", 25, ["INBOX"], 100)
+        booted = None
+        deadline = time.monotonic() + 60
+        while booted is None and time.monotonic() < deadline:
+            f = d.folder("alice", "INBOX")
+            if f and f["bootstrapped"]:
+                booted = time.monotonic()
+            else:
+                time.sleep(0.01)
+        self.assertIsNotNone(booted, "INBOX not bootstrapped within 60 s")
+        f = d.folder("alice", "INBOX")
+        self.assertEqual(f["messages"], FOLDER_SIZE)
+        self.assertEqual(f["bodies"], FOLDER_SIZE)
+        conn = busiest(proxy)
+        waits = waits_until(conn, booted)
+        self.assertLessEqual(waits, BOOT_WAITS + 1,
+                             "round trips to bootstrap: %d waits (events %r)"
+                             % (waits, [e for e in conn["events"] if e[3]]))
+        # Every batch in flight at once: the window is bytes, not three.
+        batches = FOLDER_SIZE // BATCH
+        lines = [l for l in d.log_text().splitlines()
+                 if re.search(r'"INBOX": \d+ summaries in \d+ FETCH commands', l)]
+        self.assertTrue(lines, "no pipeline debug line in the log")
+        self.assertIn("%d summaries in %d FETCH commands, at most %d batches"
+                      % (FOLDER_SIZE, batches, batches), lines[0])
+
+    def test_stale_hint(self):
+        """LIST-STATUS said 30; 5 of the newest are expunged before the
+        EXAMINE: the bootstrap still holds the newest 10 that remain."""
+        server = self.server
+        keep = 10
+        before = {f: sorted(server.listing(f)) for f in ("INBOX", "Archive")}
+        d, proxy = self.start("imap-rtt-stale", 150, ["INBOX", "Archive"], keep)
+        # The LIST goes out with ID and ENABLE: the 4th wait of the sync
+        # connection. The folders' EXAMINEs follow 300 ms and more later.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            conn = busiest(proxy)
+            if conn and conn["waits"] >= 4:
+                break
+            time.sleep(0.005)
+        else:
+            self.fail("the LIST never went out")
+        workers = [threading.Thread(target=server.expunge, args=(f, before[f][-5:]))
+                   for f in before]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(30)
+        d.wait_bootstrapped("alice", ["INBOX", "Archive"], timeout=60)
+        for folder in before:
+            want = sorted(server.listing(folder))[-keep:]
+            got = sorted(m["uid"] for m in d.all_messages("alice", folder))
+            self.assertEqual(got, want, folder)
+
+
+if __name__ == "__main__":
+    dovecot.main()
