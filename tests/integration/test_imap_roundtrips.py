@@ -114,15 +114,20 @@ class RoundTrips(unittest.TestCase):
         before = {f: sorted(server.listing(f)) for f in ("INBOX", "Archive")}
         d, proxy = self.start("imap-rtt-stale", 150, ["INBOX", "Archive"], keep)
         # The LIST goes out with ID and ENABLE: the 4th wait of the sync
-        # connection. The folders' EXAMINEs follow 300 ms and more later.
+        # connection. Once the proxy reads Dovecot's answer to it, the
+        # hints are taken; the first EXAMINE reaches Dovecot 300 ms later
+        # (the answer's way to the client, the EXAMINE's way back), the
+        # second folder's after that one's bootstrap.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             conn = busiest(proxy)
-            if conn and conn["waits"] >= 4:
+            ev = conn["events"] if conn else []
+            waits = [i for i, e in enumerate(ev) if e[3]]
+            if len(waits) >= 4 and any(e[1] == "down" for e in ev[waits[3]:]):
                 break
-            time.sleep(0.005)
+            time.sleep(0.002)
         else:
-            self.fail("the LIST never went out")
+            self.fail("the LIST was never answered")
         workers = [threading.Thread(target=server.expunge, args=(f, before[f][-5:]))
                    for f in before]
         for w in workers:
