@@ -369,7 +369,9 @@ mp_status imap_sync_summaries_sized(imap_account *a, imap_conn **connp, mp_batch
     if (fill(pl, *connp, &p, &cx, descending, bs, items, big_items, &error) < 0)
         st = imap_sync_io_fail(a, connp, "UID FETCH", error, err);
     while (st == MP_OK && pl->count > 0) {
-        inflight *f = &pl->q[pl->head];
+        /* A copy: refilling a full ring reuses this slot. */
+        inflight done = pl->q[pl->head];
+        const inflight *f = &done;
         pl->head = (pl->head + 1) % IMAP_MAX_IN_FLIGHT;
         pl->count--;
         pl->in_flight -= f->bytes;

@@ -9,6 +9,9 @@ either way, each one a whole round trip).
 - The body fetch keeps every batch of a small folder in flight at once
   (the window is counted in bytes, 32 MiB, not three batches): the
   debug line says so, and the fetch is a single wait.
+- More batches than the pipeline holds (64, with sync.batch_size 1): the
+  ring of commands in flight stays full and wraps; bootstrap and backfill
+  end with every message, each once.
 - A LIST-STATUS hint gone stale before the EXAMINE (messages expunged in
   between) still bootstraps exactly the newest bootstrap_max messages:
   the missing range is fetched after EXISTS told the truth.
@@ -36,6 +39,7 @@ import tcpproxy
 BOOT_WAITS = 6
 FOLDER_SIZE = 30
 BATCH = 5
+MANY = 200
 
 
 def busiest(proxy):
@@ -55,23 +59,24 @@ class RoundTrips(unittest.TestCase):
         cls.server = dovecot.Dovecot(profile="full", name="dovecot-rtt")
         cls.server.generate("INBOX", FOLDER_SIZE, body_size=2000)
         cls.server.generate("Archive", FOLDER_SIZE, body_size=2000)
-        cls.server.index("INBOX")
-        cls.server.index("Archive")
+        cls.server.generate("Many", MANY, body_size=300)
+        for folder in ("INBOX", "Archive", "Many"):
+            cls.server.index(folder)
 
     @classmethod
     def tearDownClass(cls):
         cls.server.stop()
 
-    def start(self, name, delay_ms, folders, bootstrap_max):
+    def start(self, name, delay_ms, folders, bootstrap_max, batch=BATCH, backfill_s=3600):
         proxy = tcpproxy.DelayProxy(self.server.imaps_port, delay_ms, trace=True)
         self.addCleanup(proxy.close)
         d = mptest.Daemon(name=name, driver_dir=dovecot.imap_driver_dir(),
                           settings={"log_level": "debug",
-                                    "sync": {"fetch_bodies": True, "batch_size": BATCH},
+                                    "sync": {"fetch_bodies": True, "batch_size": batch},
                                     "backfill": {"mode": "progressive",
                                                  "bootstrap_max": bootstrap_max},
-                                    # no backfill below the bootstrap meanwhile
-                                    "schedule": {"backfill_interval": 3600}})
+                                    # by default no backfill below the bootstrap
+                                    "schedule": {"backfill_interval": backfill_s}})
         acct = dovecot.imap_account(d, self.server, "alice", port=proxy.port, push="off",
                                     poll_interval=3600, folders=folders)
         dovecot.add_imap_instance(d, "mail", [acct])
@@ -105,6 +110,18 @@ class RoundTrips(unittest.TestCase):
         self.assertTrue(lines, "no pipeline debug line in the log")
         self.assertIn("%d summaries in %d FETCH commands, at most %d batches"
                       % (FOLDER_SIZE, batches, batches), lines[0])
+
+    def test_full_ring(self):
+        d, proxy = self.start("imap-rtt-ring", 5, ["Many"], 150, batch=1, backfill_s=1)
+        d.wait_bootstrapped("alice", ["Many"], timeout=60)
+        mptest.wait_until(lambda: (d.folder("alice", "Many")["backfill"] or {}).get("status")
+                          == "done", 90, message="Many backfilled")
+        got = [m["uid"] for m in d.all_messages("alice", "Many")]
+        self.assertEqual(sorted(got), sorted(self.server.listing("Many")))
+        self.assertEqual(d.folder("alice", "Many")["bodies"], MANY)
+        lines = [l for l in d.log_text().splitlines()
+                 if '"Many": 150 summaries in 150 FETCH commands' in l]
+        self.assertTrue(lines and "at most 64 batches" in lines[0], lines)
 
     def test_stale_hint(self):
         """LIST-STATUS said 30; 5 of the newest are expunged before the
