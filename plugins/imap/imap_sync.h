@@ -193,12 +193,15 @@ mp_status imap_sync_summaries(imap_account *a, imap_conn **connp, mp_batch *batc
                               mp_change_kind kind, imap_checkpoint_cb checkpoint,
                               void *arg, mp_error *err);
 /* The same with the RFC822.SIZE of each message (`sizes`, parallel to
- * `uids`) known: no SEARCH LARGER, and the window of answers in flight is
- * sized from them instead of from an estimate. */
+ * `uids`, or NULL) known: no SEARCH LARGER, and the window of answers in
+ * flight is sized from them instead of from an estimate. With `deadline`
+ * (ms since the epoch, 0: none; the checkpoint stops there) the window is
+ * what the rate measured so far delivers until the deadline, so a stop
+ * does not leave 32 MiB to read on a slow link. */
 mp_status imap_sync_summaries_sized(imap_account *a, imap_conn **connp, mp_batch *batch,
                                     const char *folder, uint32_t uidvalidity,
                                     const uint32_t *uids, const uint32_t *sizes, size_t n,
-                                    int descending, mp_change_kind kind,
+                                    int descending, mp_change_kind kind, int64_t deadline,
                                     imap_checkpoint_cb checkpoint, void *arg, mp_error *err);
 
 /* The stored messages of a folder (copies). */

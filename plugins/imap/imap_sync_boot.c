@@ -269,8 +269,8 @@ mp_status imap_bootstrap(mp_account *acct, const char *folder, uint32_t max,
     };
     if (st == MP_OK && n > 0)
         st = imap_sync_summaries_sized(a, &a->sync_conn, batch, folder, box.uidvalidity,
-                                       uids, sizes, n, 1, MP_CHANGE_SYNCED, boot_checkpoint,
-                                       &bx, err);
+                                       uids, sizes, n, 1, MP_CHANGE_SYNCED, 0,
+                                       boot_checkpoint, &bx, err);
     if (st == MP_OK) {
         char *cursor = imap_cursor_format(&cur);
         char *pos = NULL;
@@ -344,8 +344,9 @@ mp_status imap_backfill(mp_account *acct, const char *folder, const char *backfi
         .with_pos = 1,
         .deadline = imap_host->batch_deadline_ms(batch),
     };
-    st = imap_sync_summaries(a, &a->sync_conn, batch, folder, uidvalidity, uids, n, 1,
-                             MP_CHANGE_SYNCED, boot_checkpoint, &bx, err);
+    st = imap_sync_summaries_sized(a, &a->sync_conn, batch, folder, uidvalidity, uids, NULL,
+                                   n, 1, MP_CHANGE_SYNCED, bx.deadline, boot_checkpoint, &bx,
+                                   err);
     free(uids);
     return st;
 }

@@ -37,6 +37,11 @@
  * waited for in order, so none is parked among the client's completed
  * tags (IMAPC_MAX_PENDING_TAGS) however many are in flight. */
 #define IMAP_MAX_IN_FLIGHT 64
+/* With a deadline (a backfill's job budget), what a stop leaves in flight
+ * must not outlast it on a slow link: the window is then what the rate
+ * measured so far delivers in the time left, this much before any answer
+ * came. */
+#define IMAP_DEADLINE_WINDOW ((uint64_t)4 << 20)
 /* Expected answer per message: without a body (ENVELOPE, flags, dates),
  * and with one before any size is known. */
 #define IMAP_SUMMARY_BYTES 1024u
@@ -284,7 +289,7 @@ mp_status imap_sync_summaries(imap_account *a, imap_conn **connp, mp_batch *batc
                               void *arg, mp_error *err)
 {
     return imap_sync_summaries_sized(a, connp, batch, folder, uidvalidity, uids, NULL, n,
-                                     descending, kind, checkpoint, arg, err);
+                                     descending, kind, 0, checkpoint, arg, err);
 }
 
 /* The commands in flight, oldest first. */
@@ -295,15 +300,39 @@ typedef struct pipeline {
     uint64_t in_flight; /* answer bytes expected  */
     size_t commands, max_count;
     uint64_t max_bytes;
+    int64_t deadline;    /* ms since the epoch, 0: none          */
+    int64_t started;     /* ms since the epoch of the first send  */
+    uint64_t done_bytes; /* answer expected of completed batches  */
 } pipeline;
+
+/* The window: IMAP_WINDOW_BYTES, or with a deadline what the rate so far
+ * delivers until then. */
+static uint64_t window(const pipeline *pl)
+{
+    if (pl->deadline <= 0)
+        return IMAP_WINDOW_BYTES;
+    int64_t now = imap_host->now_ms();
+    int64_t elapsed = now - pl->started;
+    if (pl->done_bytes == 0 || elapsed <= 0)
+        return IMAP_DEADLINE_WINDOW;
+    int64_t left = pl->deadline - now;
+    if (left <= 0)
+        return 0;
+    double w = (double)pl->done_bytes / (double)elapsed * (double)left;
+    return w >= (double)IMAP_WINDOW_BYTES ? IMAP_WINDOW_BYTES : (uint64_t)w;
+}
 
 /* Send batches until the window is full (or nothing is left). */
 static int fill(pipeline *pl, imap_conn *conn, const plan *p, const summary_ctx *cx,
                 int descending, size_t bs, const char *items, const char *big_items,
                 char **error_r)
 {
+    uint64_t limit = window(pl);
+    if (pl->started == 0)
+        pl->started = imap_host->now_ms();
+    /* One batch at least is always in flight until the end. */
     while (pl->lo < pl->hi && pl->count < IMAP_MAX_IN_FLIGHT &&
-           pl->in_flight < IMAP_WINDOW_BYTES) {
+           (pl->count == 0 || pl->in_flight < limit)) {
         inflight *f = &pl->q[(pl->head + pl->count) % IMAP_MAX_IN_FLIGHT];
         uint64_t guess = cx->seen > 0 ? cx->seen_bytes / cx->seen : IMAP_BODY_GUESS;
         next_batch(p, &pl->lo, &pl->hi, descending, bs, guess, f);
@@ -323,7 +352,7 @@ static int fill(pipeline *pl, imap_conn *conn, const plan *p, const summary_ctx 
 mp_status imap_sync_summaries_sized(imap_account *a, imap_conn **connp, mp_batch *batch,
                                     const char *folder, uint32_t uidvalidity,
                                     const uint32_t *uids, const uint32_t *sizes, size_t n,
-                                    int descending, mp_change_kind kind,
+                                    int descending, mp_change_kind kind, int64_t deadline,
                                     imap_checkpoint_cb checkpoint, void *arg, mp_error *err)
 {
     if (n == 0)
@@ -364,6 +393,7 @@ mp_status imap_sync_summaries_sized(imap_account *a, imap_conn **connp, mp_batch
     };
     pipeline *pl = imap_xcalloc(1, sizeof *pl);
     pl->hi = n;
+    pl->deadline = deadline;
     int stop = 0;
     char *error = NULL;
     if (fill(pl, *connp, &p, &cx, descending, bs, items, big_items, &error) < 0)
@@ -375,6 +405,7 @@ mp_status imap_sync_summaries_sized(imap_account *a, imap_conn **connp, mp_batch
         pl->head = (pl->head + 1) % IMAP_MAX_IN_FLIGHT;
         pl->count--;
         pl->in_flight -= f->bytes;
+        pl->done_bytes += f->bytes;
         size_t before = cx.emitted;
         /* The big ones' command went first: its answer comes first. */
         for (int k = f->big_tag[0] != '\0' ? 0 : 1; k < 2 && st == MP_OK; k++) {
