@@ -132,7 +132,8 @@ mp_status imap_account_connect(imap_account *a, imap_conn **conn_r, mp_error *er
     return connect_account(a, conn_r, 0, err);
 }
 
-mp_status imap_account_connect_deferred(imap_account *a, imap_conn **conn_r, mp_error *err)
+mp_status imap_account_connect_deferred(imap_account *a, imap_conn **conn_r,
+                                        mp_error *err)
 {
     return connect_account(a, conn_r, 1, err);
 }

@@ -107,9 +107,9 @@ static int send_seq_fetch(imap_conn *conn, char *tag, const char *range, int wit
 
 /* Wait for a FETCH sent by send_seq_fetch, adding to cx. -1 on a failed
  * connection (*st_r set, the connection dropped); else 0 with its status. */
-static int wait_seq_fetch(imap_account *a, imap_conn **connp, const char *tag, seq_ctx *cx,
-                          imap_status *status_r, char **text_r, mp_status *st_r,
-                          mp_error *err)
+static int wait_seq_fetch(imap_account *a, imap_conn **connp, const char *tag,
+                          seq_ctx *cx, imap_status *status_r, char **text_r,
+                          mp_status *st_r, mp_error *err)
 {
     char *error = NULL;
     int rc = imap_sync_finish(*connp, 0, tag, seq_untagged, cx, status_r, text_r, &error);
@@ -186,7 +186,7 @@ static mp_status newest_uids(imap_account *a, imap_conn **connp, const imap_box 
 /* The FETCH of the newest UIDs pipelined behind the EXAMINE, its range
  * from the LIST-STATUS hint: what EXISTS will probably say. */
 typedef struct spec_fetch {
-    uint32_t lo;   /* first sequence number asked for */
+    uint32_t lo; /* first sequence number asked for */
     int with_sizes;
     char tag[16];
 } spec_fetch;
@@ -344,9 +344,9 @@ mp_status imap_backfill(mp_account *acct, const char *folder, const char *backfi
         .with_pos = 1,
         .deadline = imap_host->batch_deadline_ms(batch),
     };
-    st = imap_sync_summaries_sized(a, &a->sync_conn, batch, folder, uidvalidity, uids, NULL,
-                                   n, 1, MP_CHANGE_SYNCED, bx.deadline, boot_checkpoint, &bx,
-                                   err);
+    st = imap_sync_summaries_sized(a, &a->sync_conn, batch, folder, uidvalidity, uids,
+                                   NULL, n, 1, MP_CHANGE_SYNCED, bx.deadline,
+                                   boot_checkpoint, &bx, err);
     free(uids);
     return st;
 }

@@ -106,13 +106,14 @@ static int status_untagged(list_ctx *cx, const imap_response *r)
     int have = 0;
     for (size_t i = 0; i + 1 < items->n_items; i += 2)
         if (imap_token_is(&items->items[i], "MESSAGES") &&
-            imap_token_u64(&items->items[i + 1], &messages) == 0 && messages <= UINT32_MAX)
+            imap_token_u64(&items->items[i + 1], &messages) == 0 &&
+            messages <= UINT32_MAX)
             have = 1;
     if (!have)
         return 0;
     const char *name = r->args[0].str;
-    char *decoded = strcasecmp(name, "INBOX") == 0 ? imap_xstrdup("INBOX")
-                                                    : imap_mutf7_decode(name);
+    char *decoded =
+        strcasecmp(name, "INBOX") == 0 ? imap_xstrdup("INBOX") : imap_mutf7_decode(name);
     if (decoded == NULL || !imap_account_folder_wanted(cx->a, decoded)) {
         free(decoded);
         return 0;
@@ -235,8 +236,8 @@ mp_status imap_list_folders(mp_account *acct, mp_folder_sink *sink, mp_error *er
         /* A new connection's LIST shares the round trip of its ID and
          * ENABLE: settled once the LIST is sent. */
         int fresh = a->sync_conn == NULL;
-        mp_status st = fresh ? imap_account_connect_deferred(a, &a->sync_conn, err)
-                             : MP_OK;
+        mp_status st =
+            fresh ? imap_account_connect_deferred(a, &a->sync_conn, err) : MP_OK;
         if (st != MP_OK)
             return st;
         list_ctx cx = {.a = a, .sink = sink, .budget = {.limit = a->max_memory}};

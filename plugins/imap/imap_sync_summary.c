@@ -353,7 +353,8 @@ mp_status imap_sync_summaries_sized(imap_account *a, imap_conn **connp, mp_batch
                                     const char *folder, uint32_t uidvalidity,
                                     const uint32_t *uids, const uint32_t *sizes, size_t n,
                                     int descending, mp_change_kind kind, int64_t deadline,
-                                    imap_checkpoint_cb checkpoint, void *arg, mp_error *err)
+                                    imap_checkpoint_cb checkpoint, void *arg,
+                                    mp_error *err)
 {
     if (n == 0)
         return MP_OK;
@@ -367,7 +368,8 @@ mp_status imap_sync_summaries_sized(imap_account *a, imap_conn **connp, mp_batch
     const char *items = bodies ? "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"
                                : "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)";
     const char *big_items = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)";
-    plan p = {.uids = uids, .sizes = sizes, .bodies = bodies, .max_message = a->max_message};
+    plan p = {
+        .uids = uids, .sizes = sizes, .bodies = bodies, .max_message = a->max_message};
     uint32_t *big = NULL;
     if (bodies && sizes == NULL) {
         st = imap_sync_uids_larger(a, connp, uids[0], uids[n - 1], a->max_message, &big,

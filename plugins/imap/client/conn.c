@@ -266,7 +266,8 @@ static int send_id_enable(imap_conn *c, const imap_conn_opts *opts, char **error
         int safe = opts->client_id[0] != '\0' && strlen(opts->client_id) <= 64;
         for (const char *p = opts->client_id; safe && *p != '\0'; p++)
             safe = *p > 0x20 && *p < 0x7f && *p != '"' && *p != '\\' && *p != '%';
-        if (safe && imap_send(c, tags[0], error_r, "ID (\"name\" \"%a\")", opts->client_id) < 0)
+        if (safe &&
+            imap_send(c, tags[0], error_r, "ID (\"name\" \"%a\")", opts->client_id) < 0)
             return -1;
     }
     if (opts->enable && (c->caps.bits & IMAP_CAP_ENABLE)) {
