@@ -15,6 +15,9 @@ either way, each one a whole round trip).
 - A LIST-STATUS hint gone stale before the EXAMINE (messages expunged in
   between) still bootstraps exactly the newest bootstrap_max messages:
   the missing range is fetched after EXISTS told the truth.
+- A hint that lies (hostile_imap.py "status_lies": 4294967295 messages
+  where there are 3) costs a refused guess, nothing more: the folder
+  bootstraps.
 
 The derivation of BOOT_WAITS, with implicit TLS 1.3: ClientHello (1);
 the client's Finished after the server's flight (2); AUTHENTICATE with
@@ -33,6 +36,7 @@ import time
 import unittest
 
 import dovecot
+import hostile_imap
 import mptest
 import tcpproxy
 
@@ -122,6 +126,24 @@ class RoundTrips(unittest.TestCase):
         lines = [l for l in d.log_text().splitlines()
                  if '"Many": 150 summaries in 150 FETCH commands' in l]
         self.assertTrue(lines and "at most 64 batches" in lines[0], lines)
+
+    def test_lying_hint(self):
+        liar = hostile_imap.HostileServer(cases=("status_lies",), repeat_last=True)
+        self.addCleanup(liar.stop)
+        d = mptest.Daemon(name="imap-rtt-liar", driver_dir=dovecot.imap_driver_dir(),
+                          settings={"sync": {"fetch_bodies": True}})
+        secret = d.write_secret("liar.password", b"whatever")
+        acct = {"id": "liar", "host": "127.0.0.1", "port": liar.port, "tls": "none",
+                "username": "mallory", "password_file": secret, "push": "off",
+                "poll_interval": 3600}
+        dovecot.add_imap_instance(d, "mail", [acct])
+        self.addCleanup(d.stop)
+        d.start()
+        d.wait_bootstrapped("liar", ["INBOX"], timeout=60)
+        self.assertTrue(liar.seen and liar.seen[0].struck is not None)
+        a = d.account("liar")
+        self.assertEqual(a["status"], "ok", a.get("last_error"))
+        self.assertIn("v1:7:4:", d.folder("liar", "INBOX")["cursor"])
 
     def test_stale_hint(self):
         """LIST-STATUS said 30; 5 of the newest are expunged before the
