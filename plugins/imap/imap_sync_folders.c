@@ -5,7 +5,11 @@
  * LIST-STATUS (RFC 5819) it also returns each folder's MESSAGES. Those
  * are kept as hints until the folder's bootstrap takes them: knowing
  * about how many messages there are, it pipelines its FETCH of the
- * newest UIDs behind the EXAMINE instead of waiting for EXISTS. */
+ * newest UIDs behind the EXAMINE instead of waiting for EXISTS. Folders
+ * past their bootstrap (a delta ran) get no hint; a delta drops one, the
+ * account's next LIST replaces them, and any walk of the table drops
+ * those older than IMAP_HINT_TTL_MS, so the table holds only what a
+ * bootstrap is about to take. */
 #include "imap_sync.h"
 
 #include <stdlib.h>
@@ -114,7 +118,10 @@ static int status_untagged(list_ctx *cx, const imap_response *r)
     const char *name = r->args[0].str;
     char *decoded =
         strcasecmp(name, "INBOX") == 0 ? imap_xstrdup("INBOX") : imap_mutf7_decode(name);
-    if (decoded == NULL || !imap_account_folder_wanted(cx->a, decoded)) {
+    /* Only for folders still to bootstrap: one that had a delta in this
+     * process is past that (its hint would only wait for the TTL). */
+    if (decoded == NULL || !imap_account_folder_wanted(cx->a, decoded) ||
+        imap_sync_mem_get(cx->a, decoded).exists >= 0) {
         free(decoded);
         return 0;
     }
