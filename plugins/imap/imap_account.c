@@ -76,7 +76,8 @@ static int refresh_profile(imap_account *a, imap_conn *conn)
     return 1;
 }
 
-mp_status imap_account_connect(imap_account *a, imap_conn **conn_r, mp_error *err)
+static mp_status connect_account(imap_account *a, imap_conn **conn_r, int defer,
+                                 mp_error *err)
 {
     const mp_host *h = imap_host;
     char *secret = NULL;
@@ -97,6 +98,7 @@ mp_status imap_account_connect(imap_account *a, imap_conn **conn_r, mp_error *er
         .client_id = "mailpulse",
         .deadline_ms = a->deadline_ms,
         .max_memory = a->max_memory,
+        .defer_settle = defer,
     };
     imap_auth_answer answer;
     char *error = NULL;
@@ -119,8 +121,32 @@ mp_status imap_account_connect(imap_account *a, imap_conn **conn_r, mp_error *er
         return st;
     }
     free(error);
-    refresh_profile(a, conn);
+    if (!defer)
+        refresh_profile(a, conn);
     *conn_r = conn;
+    return MP_OK;
+}
+
+mp_status imap_account_connect(imap_account *a, imap_conn **conn_r, mp_error *err)
+{
+    return connect_account(a, conn_r, 0, err);
+}
+
+mp_status imap_account_connect_deferred(imap_account *a, imap_conn **conn_r,
+                                        mp_error *err)
+{
+    return connect_account(a, conn_r, 1, err);
+}
+
+mp_status imap_account_settle(imap_account *a, imap_conn **connp, mp_error *err)
+{
+    char *error = NULL;
+    if (imap_conn_settle(*connp, &error) < 0) {
+        mp_status st = imap_sync_io_fail(a, connp, "ENABLE", error, err);
+        free(error);
+        return st;
+    }
+    refresh_profile(a, *connp);
     return MP_OK;
 }
 

@@ -205,6 +205,10 @@ typedef struct imap_conn_opts {
      * waiting for a continuation that exceed it fail the wait: -1, the
      * connection closed, the error says "server response exceeds N MiB". */
     size_t max_memory;
+    /* Nonzero: ID and ENABLE are sent but their answers not awaited, so
+     * the caller's first command shares their round trip; it must call
+     * imap_conn_settle before relying on imap_conn_enabled. */
+    int defer_settle;
 } imap_conn_opts;
 
 /* How the server answered the authentication (LOGIN or AUTHENTICATE) when
@@ -234,6 +238,10 @@ const imap_caps *imap_conn_caps(const imap_conn *conn);
 int imap_conn_fd(const imap_conn *conn);
 /* Which of QRESYNC/CONDSTORE the server confirmed with ENABLED. */
 uint32_t imap_conn_enabled(const imap_conn *conn);
+/* Wait for the answers to the ID and ENABLE that imap_conn_open sent
+ * with opts.defer_settle (none pending: returns at once). Their refusal is
+ * not an error; 0, or -1 on a connection failure (*error_r). */
+int imap_conn_settle(imap_conn *conn, char **error_r);
 /* Nonzero once a wait on the connection ended by the idle timeout or the
  * command deadline (a slow server, not a stale connection). */
 int imap_conn_timed_out(const imap_conn *conn);

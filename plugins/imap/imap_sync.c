@@ -434,8 +434,9 @@ void imap_box_clear(imap_box *box)
 }
 
 static int run_examine(imap_conn *conn, const char *folder, imap_examine_mode mode,
-                       const imap_cursor *since, examine_ctx *cx, imap_status *status_r,
-                       char **text_r, char **error_r)
+                       const imap_cursor *since, imap_examine_then_cb then, void *then_arg,
+                       examine_ctx *cx, imap_status *status_r, char **text_r,
+                       char **error_r)
 {
     char tag[16];
     int rc;
@@ -453,7 +454,7 @@ static int run_examine(imap_conn *conn, const char *folder, imap_examine_mode mo
     } else {
         rc = imap_send(conn, tag, error_r, "EXAMINE %m", folder);
     }
-    if (rc < 0)
+    if (rc < 0 || (then != NULL && then(conn, then_arg, error_r) < 0))
         return -1;
     return imap_wait(conn, tag, examine_untagged, cx, status_r, text_r, error_r);
 }
@@ -473,6 +474,14 @@ static int mode_offered(const imap_conn *conn, imap_examine_mode mode)
 mp_status imap_sync_examine(imap_account *a, imap_conn **connp, const char *folder,
                             imap_examine_mode mode, const imap_cursor *since,
                             imap_box *box_r, mp_error *err)
+{
+    return imap_sync_examine_then(a, connp, folder, mode, since, NULL, NULL, box_r, err);
+}
+
+mp_status imap_sync_examine_then(imap_account *a, imap_conn **connp, const char *folder,
+                                 imap_examine_mode mode, const imap_cursor *since,
+                                 imap_examine_then_cb then, void *then_arg,
+                                 imap_box *box_r, mp_error *err)
 {
     memset(box_r, 0, sizeof *box_r);
     /* Push saw a link die silently since this connection was last used:
@@ -499,7 +508,8 @@ mp_status imap_sync_examine(imap_account *a, imap_conn **connp, const char *fold
         imap_status status = IMAP_NONE;
         char *text = NULL;
         char *error = NULL;
-        if (run_examine(*connp, folder, mode, since, &cx, &status, &text, &error) < 0) {
+        if (run_examine(*connp, folder, mode, since, then, then_arg, &cx, &status, &text,
+                        &error) < 0) {
             imap_box_clear(box_r);
             free(text);
             if (cx.budget.over) {
@@ -522,13 +532,16 @@ mp_status imap_sync_examine(imap_account *a, imap_conn **connp, const char *fold
         free(error);
         if (status != IMAP_OK) {
             imap_box_clear(box_r);
-            st = imap_sync_answer_fail(a, NULL, "EXAMINE", folder, status, text, err);
+            st = imap_sync_answer_fail(a, then != NULL ? connp : NULL, "EXAMINE", folder,
+                                       status, text, err);
             free(text);
             return st;
         }
         free(text);
         if (box_r->uidvalidity == 0) {
             imap_box_clear(box_r);
+            if (then != NULL)
+                imap_conn_abort(connp);
             return mp_fail(err, MP_RETRY, "EXAMINE \"%s\": server sent no UIDVALIDITY",
                            folder);
         }

@@ -39,6 +39,14 @@ void imap_sync_log(const imap_account *a, mp_log_level level, const char *fmt, .
 /* The reused connection *connp, or a new one. */
 mp_status imap_sync_connect(imap_account *a, imap_conn **connp, mp_error *err);
 
+/* imap_account_connect whose ID and ENABLE answers are not awaited yet
+ * (imap_conn_opts.defer_settle): send the first command, then call
+ * imap_account_settle, which waits for them and records the profile
+ * (with what ENABLE enabled). Settle failing drops the connection
+ * (MP_RETRY). */
+mp_status imap_account_connect_deferred(imap_account *a, imap_conn **conn_r, mp_error *err);
+mp_status imap_account_settle(imap_account *a, imap_conn **connp, mp_error *err);
+
 /* Map a refused login (LOGIN/AUTHENTICATE answered NO or BAD, or any
  * other failure to open, answer->refused 0) to a status: MP_REAUTH for
  * bad credentials (AUTHENTICATIONFAILED, AUTHORIZATIONFAILED, EXPIRED,
@@ -131,6 +139,21 @@ typedef enum imap_examine_mode {
 mp_status imap_sync_examine(imap_account *a, imap_conn **connp, const char *folder,
                             imap_examine_mode mode, const imap_cursor *since,
                             imap_box *box_r, mp_error *err);
+/* The same, calling `then` right after the EXAMINE is sent (on each
+ * attempt) so the caller can pipeline commands behind it; `then` returns
+ * 0, or -1 with *error_r set when a send failed. When the EXAMINE fails
+ * with commands pipelined, the connection is dropped (their answers are
+ * still in flight). */
+typedef int (*imap_examine_then_cb)(imap_conn *conn, void *arg, char **error_r);
+mp_status imap_sync_examine_then(imap_account *a, imap_conn **connp, const char *folder,
+                                 imap_examine_mode mode, const imap_cursor *since,
+                                 imap_examine_then_cb then, void *then_arg,
+                                 imap_box *box_r, mp_error *err);
+
+/* The MESSAGES count the account's last LIST-STATUS gave for `folder`
+ * (imap_sync_folders.c), taken (a second call finds nothing): 1 with
+ * *messages_r set, or 0. Only a guess to pipeline on. */
+int imap_list_hint_take(const imap_account *a, const char *folder, uint32_t *messages_r);
 
 /* UIDs in [lo, hi] (hi 0: up to '*'), ascending, at most the newest
  * `max_newest` (0: all); *total_r (may be NULL) gets the count before
@@ -152,13 +175,16 @@ mp_status imap_sync_flags(imap_account *a, imap_conn **connp, uint32_t lo, uint3
                           mp_error *err);
 void imap_flag_changes_free(imap_flag_change **list, size_t n);
 
-/* Pipelined summary fetch of `uids` (sorted ascending) in batches of
- * sync.batch_size, several in flight, newest batch first when
+/* Pipelined summary fetch of `uids` (sorted ascending) in batches of at
+ * most sync.batch_size, as many in flight as a window of 32 MiB of
+ * expected answer allows (imap_sync_summary.c), newest batch first when
  * `descending`. Each FETCH answer is emitted as `kind` with the id
  * "<folder>;<uidvalidity>;<uid>"; UIDs the server no longer has are
  * skipped silently. After each batch completes, `checkpoint` is called with
  * the lowest and highest UID of that batch; it commits and may set *stop_r
- * (no further batches are sent; those in flight still complete). */
+ * (no further batches are sent; those in flight still complete). It runs
+ * after the window was refilled, so the server is never kept waiting on
+ * a commit. */
 typedef mp_status (*imap_checkpoint_cb)(void *arg, uint32_t lo, uint32_t hi,
                                         size_t emitted, int *stop_r, mp_error *err);
 mp_status imap_sync_summaries(imap_account *a, imap_conn **connp, mp_batch *batch,
@@ -166,6 +192,17 @@ mp_status imap_sync_summaries(imap_account *a, imap_conn **connp, mp_batch *batc
                               const uint32_t *uids, size_t n, int descending,
                               mp_change_kind kind, imap_checkpoint_cb checkpoint,
                               void *arg, mp_error *err);
+/* The same with the RFC822.SIZE of each message (`sizes`, parallel to
+ * `uids`, or NULL) known: no SEARCH LARGER, and the window of answers in
+ * flight is sized from them instead of from an estimate. With `deadline`
+ * (ms since the epoch, 0: none; the checkpoint stops there) the window is
+ * what the rate measured so far delivers until the deadline, so a stop
+ * does not leave 32 MiB to read on a slow link. */
+mp_status imap_sync_summaries_sized(imap_account *a, imap_conn **connp, mp_batch *batch,
+                                    const char *folder, uint32_t uidvalidity,
+                                    const uint32_t *uids, const uint32_t *sizes, size_t n,
+                                    int descending, mp_change_kind kind, int64_t deadline,
+                                    imap_checkpoint_cb checkpoint, void *arg, mp_error *err);
 
 /* The stored messages of a folder (copies). */
 typedef struct imap_stored {

@@ -199,6 +199,9 @@ mp_status imap_delta(mp_account *acct, const char *folder, const char *cursor,
     if (imap_cursor_parse(cursor, &dx.cur) < 0 || dx.cur.uidnext == 0)
         return mp_fail(err, MP_RESYNC, "cursor \"%s\" is not an imap v1 cursor",
                        cursor != NULL ? cursor : "(none)");
+    /* A bootstrapped folder has no use for a LIST-STATUS hint: dropped. */
+    uint32_t unused;
+    (void)imap_list_hint_take(a, folder, &unused);
     mp_status st = imap_sync_connect(a, &a->sync_conn, err);
     if (st != MP_OK)
         return st;

@@ -1,23 +1,146 @@
-/* Folder discovery with LIST (SPECIAL-USE roles) and the probe slot. */
+/* Folder discovery with LIST (SPECIAL-USE roles) and the probe slot.
+ *
+ * Round trips: on a new connection the LIST goes out with the login's ID
+ * and ENABLE (imap_account_connect_deferred), and on servers with
+ * LIST-STATUS (RFC 5819) it also returns each folder's MESSAGES. Those
+ * are kept as hints until the folder's bootstrap takes them: knowing
+ * about how many messages there are, it pipelines its FETCH of the
+ * newest UIDs behind the EXAMINE instead of waiting for EXISTS. Folders
+ * past their bootstrap (a delta ran) get no hint; a delta drops one, the
+ * account's next LIST replaces them, and any walk of the table drops
+ * those older than IMAP_HINT_TTL_MS, so the table holds only what a
+ * bootstrap is about to take. */
 #include "imap_sync.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+/* ---- LIST-STATUS hints ---- */
+
+/* A hint unclaimed for this long (its folder already bootstrapped, its
+ * account gone) is dropped by the next walk of the table. */
+#define IMAP_HINT_TTL_MS (10 * 60 * 1000)
+
+typedef struct list_hint {
+    struct list_hint *next;
+    const imap_account *a;
+    char *folder;
+    uint32_t messages;
+    int64_t at_ms;
+} list_hint;
+
+static pthread_mutex_t hint_lock = PTHREAD_MUTEX_INITIALIZER;
+static list_hint *hints;
+
+/* Under hint_lock: drop the account's hints (all when a is NULL) and the
+ * expired ones. */
+static void hints_prune(const imap_account *a, int64_t now)
+{
+    list_hint **pp = &hints;
+    while (*pp != NULL) {
+        list_hint *h = *pp;
+        if (h->a == a || now - h->at_ms > IMAP_HINT_TTL_MS) {
+            *pp = h->next;
+            free(h->folder);
+            free(h);
+        } else {
+            pp = &h->next;
+        }
+    }
+}
+
+static void hint_add(const imap_account *a, const char *folder, uint32_t messages)
+{
+    list_hint *h = imap_xcalloc(1, sizeof *h);
+    h->a = a;
+    h->folder = imap_xstrdup(folder);
+    h->messages = messages;
+    h->at_ms = imap_host->now_ms();
+    pthread_mutex_lock(&hint_lock);
+    h->next = hints;
+    hints = h;
+    pthread_mutex_unlock(&hint_lock);
+}
+
+int imap_list_hint_take(const imap_account *a, const char *folder, uint32_t *messages_r)
+{
+    int found = 0;
+    int64_t now = imap_host->now_ms();
+    pthread_mutex_lock(&hint_lock);
+    for (list_hint **pp = &hints; *pp != NULL; pp = &(*pp)->next) {
+        list_hint *h = *pp;
+        if (h->a == a && strcmp(h->folder, folder) == 0) {
+            found = now - h->at_ms <= IMAP_HINT_TTL_MS;
+            *messages_r = h->messages;
+            *pp = h->next;
+            free(h->folder);
+            free(h);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&hint_lock);
+    return found;
+}
+
+/* ---- LIST ---- */
+
 typedef struct list_ctx {
     imap_account *a;
     mp_folder_sink *sink;
     size_t found;
     size_t skipped;
+    size_t hinted;
     uint64_t sig; /* of the synced folders listed (imap_folder_sig) */
     imap_budget budget; /* what the host's folder list will hold */
 } list_ctx;
 
 /* "* LIST (\HasNoChildren \Sent) "/" Sent": attributes, delimiter, name. */
+/* "* STATUS name (MESSAGES 20)" of LIST-STATUS: a hint for a folder this
+ * account syncs. Anything malformed is ignored: the hint is an
+ * optimisation, EXAMINE has the truth. */
+static int status_untagged(list_ctx *cx, const imap_response *r)
+{
+    if (r->n_args < 2 || r->args[1].type != IMAP_T_LIST ||
+        (r->args[0].type != IMAP_T_ATOM && r->args[0].type != IMAP_T_STRING) ||
+        r->args[0].str == NULL || strlen(r->args[0].str) != r->args[0].len)
+        return 0;
+    const imap_token *items = &r->args[1];
+    uint64_t messages = 0;
+    int have = 0;
+    for (size_t i = 0; i + 1 < items->n_items; i += 2)
+        if (imap_token_is(&items->items[i], "MESSAGES") &&
+            imap_token_u64(&items->items[i + 1], &messages) == 0 &&
+            messages <= UINT32_MAX)
+            have = 1;
+    if (!have)
+        return 0;
+    const char *name = r->args[0].str;
+    char *decoded =
+        strcasecmp(name, "INBOX") == 0 ? imap_xstrdup("INBOX") : imap_mutf7_decode(name);
+    /* Only for folders still to bootstrap: one that had a delta in this
+     * process is past that (its hint would only wait for the TTL). */
+    if (decoded == NULL || !imap_account_folder_wanted(cx->a, decoded) ||
+        imap_sync_mem_get(cx->a, decoded).exists >= 0) {
+        free(decoded);
+        return 0;
+    }
+    if (imap_budget_take(&cx->budget, strlen(decoded) + 64) < 0) {
+        free(decoded);
+        return 1;
+    }
+    hint_add(cx->a, decoded, (uint32_t)messages);
+    cx->hinted++;
+    free(decoded);
+    return 0;
+}
+
 static int list_untagged(const imap_response *r, void *arg)
 {
     list_ctx *cx = arg;
+    if (r->kind == IMAP_R_UNTAGGED && r->keyword != NULL &&
+        strcasecmp(r->keyword, "STATUS") == 0)
+        return status_untagged(cx, r);
     if (r->kind != IMAP_R_UNTAGGED || r->keyword == NULL ||
         strcasecmp(r->keyword, "LIST") != 0 || r->n_args < 3 ||
         r->args[0].type != IMAP_T_LIST)
@@ -80,32 +203,65 @@ static int list_untagged(const imap_response *r, void *arg)
     return 0;
 }
 
-static int run_list(imap_conn *conn, list_ctx *cx, imap_status *status_r, char **text_r,
-                    char **error_r)
+/* Whether the server lists `name` among its capabilities. */
+static int has_cap(imap_conn *conn, const char *name)
 {
-    char tag[16];
+    const char *p = imap_conn_caps(conn)->raw;
+    size_t n = strlen(name);
+    while (p != NULL && *p != '\0') {
+        size_t len = strcspn(p, " ");
+        if (len == n && strncasecmp(p, name, n) == 0)
+            return 1;
+        p += len;
+        p += *p == ' ';
+    }
+    return 0;
+}
+
+static int send_list(imap_conn *conn, char *tag, char **error_r)
+{
     /* RETURN (SPECIAL-USE) marks \Sent, \Junk ... on servers that have the
-     * extension; others may still send the attributes with a plain LIST. */
-    int sent = (imap_conn_caps(conn)->bits & IMAP_CAP_SPECIAL_USE)
-                   ? imap_send(conn, tag, error_r, "LIST \"\" \"*\" RETURN (SPECIAL-USE)")
-                   : imap_send(conn, tag, error_r, "LIST \"\" \"*\"");
-    return imap_sync_finish(conn, sent, tag, list_untagged, cx, status_r, text_r,
-                            error_r);
+     * extension; others may still send the attributes with a plain LIST.
+     * STATUS (MESSAGES) with LIST-STATUS: the bootstrap's hints. */
+    int special = (imap_conn_caps(conn)->bits & IMAP_CAP_SPECIAL_USE) != 0;
+    int status = has_cap(conn, "LIST-STATUS");
+    const char *ret = special && status ? " RETURN (SPECIAL-USE STATUS (MESSAGES))"
+                      : special         ? " RETURN (SPECIAL-USE)"
+                      : status          ? " RETURN (STATUS (MESSAGES))"
+                                        : "";
+    return imap_send(conn, tag, error_r, "LIST \"\" \"*\"%a", ret);
 }
 
 mp_status imap_list_folders(mp_account *acct, mp_folder_sink *sink, mp_error *err)
 {
     imap_account *a = imap_sync_account(acct);
     int reused = a->sync_conn != NULL;
+    pthread_mutex_lock(&hint_lock);
+    hints_prune(a, imap_host->now_ms());
+    pthread_mutex_unlock(&hint_lock);
     for (int attempt = 0;; attempt++) {
-        mp_status st = imap_sync_connect(a, &a->sync_conn, err);
+        /* A new connection's LIST shares the round trip of its ID and
+         * ENABLE: settled once the LIST is sent. */
+        int fresh = a->sync_conn == NULL;
+        mp_status st =
+            fresh ? imap_account_connect_deferred(a, &a->sync_conn, err) : MP_OK;
         if (st != MP_OK)
             return st;
         list_ctx cx = {.a = a, .sink = sink, .budget = {.limit = a->max_memory}};
         imap_status status = IMAP_NONE;
         char *error = NULL;
         char *text = NULL;
-        if (run_list(a->sync_conn, &cx, &status, &text, &error) < 0) {
+        char tag[16];
+        int sent = send_list(a->sync_conn, tag, &error);
+        if (fresh) {
+            st = imap_account_settle(a, &a->sync_conn, err);
+            if (st != MP_OK) {
+                free(error);
+                return st;
+            }
+        }
+        if (imap_sync_finish(a->sync_conn, sent, tag, list_untagged, &cx, &status, &text,
+                             &error) < 0) {
             free(text);
             if (cx.budget.over) {
                 free(error);

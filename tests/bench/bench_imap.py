@@ -12,6 +12,10 @@ not a test, not run by ctest).
     sync(2) so that neither pays for the other's writeback; the ratios of
     the best rounds and of the medians are the result (the goal needs
     both), with each contender's CPU time beside them.
+    With --rtt, the rounds run once per round trip given, both contenders
+    through the same tcpproxy.DelayProxy (half the round trip each way,
+    no bandwidth cap); each round prints the proxy's count of turns and
+    waits on the busiest connection (see tcpproxy.DelayProxy).
 (b) Push latency: APPEND on an independent connection, from the APPEND's
     completion to the message.new event on the SSE stream, over N messages
     (p50/p99), measured on the same APPENDs as the floor: a bare IDLE
@@ -19,7 +23,7 @@ not a test, not run by ctest).
 
 Usage: tests/bench/bench_imap.py [--build build] [--messages 10000]
        [--body-kb 5] [--rounds 5] [--work-dir DIR] [--samples 60]
-       [--only sync|latency]
+       [--only sync|latency] [--rtt 0,40,150]
 Needs: a built tree (mailpulsed, mailpulsectl, drivers/imap.so),
 dovecot-imapd, isync, openssl (packaging/deps.sh test installs them).
 """
@@ -82,7 +86,7 @@ def log(text):
 MBSYNC_LEFTOVERS = []
 
 
-def run_mbsync(server, folder, user):
+def run_mbsync(server, folder, user, port):
     if not shutil.which("mbsync"):
         return None, "mbsync not installed (apt-get install isync)"
     work = tempfile.mkdtemp(prefix="bench-mbsync-")
@@ -116,7 +120,7 @@ Patterns %s
 Create Near
 Sync Pull
 SyncState *
-""" % (server.imaps_port, user, server.users[user], server.ca.pem, maildir, maildir, folder))
+""" % (port, user, server.users[user], server.ca.pem, maildir, maildir, folder))
     os.chmod(rc, 0o600)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
@@ -159,7 +163,7 @@ def log_time_of(logtext, pattern, t0_wall):
     return elapsed + 86400 if elapsed < -43200 else elapsed
 
 
-def run_mailpulse_sync(server, folder, user, count):
+def run_mailpulse_sync(server, folder, user, count, port):
     import dovecot
     import mptest
     d = mptest.Daemon(name="bench-sync", driver_dir=dovecot.imap_driver_dir(), workers=2,
@@ -168,7 +172,7 @@ def run_mailpulse_sync(server, folder, user, count):
                                 "backfill": {"mode": "progressive", "bootstrap_max": count,
                                              "max_per_folder": max(count, 20000)}})
     acct = dovecot.imap_account(d, server, "bench", user=user, poll_interval=3600,
-                                folders=[folder])
+                                folders=[folder], port=port)
     dovecot.add_imap_instance(d, "bench", [acct])
     t0_wall = time.time()
     t0 = time.monotonic()
@@ -213,6 +217,93 @@ def settle():
     time.sleep(1.0)
 
 
+def link_use(proxy, before):
+    """Turns and waits (tcpproxy.DelayProxy) of the busiest connection
+    opened since `before` connections had been accepted."""
+    conns = proxy.stats()[before:] if proxy else []
+    if not conns:
+        return ""
+    busiest = max(conns, key=lambda c: c["down_bytes"])
+    return ("  [%d connection%s; busiest: %d turns, %d waits, %.1f MB down]"
+            % (len(conns), "" if len(conns) == 1 else "s", busiest["turns"],
+               busiest["waits"], busiest["down_bytes"] / 1e6))
+
+
+def sync_rounds(args, server, rtt):
+    """The rounds of (a) with both contenders through one DelayProxy of
+    round trip `rtt` ms (none at 0); returns a summary line."""
+    import tcpproxy
+    proxy = tcpproxy.DelayProxy(server.imaps_port, rtt / 2.0) if rtt > 0 else None
+    port = proxy.port if proxy else server.imaps_port
+    log("    -- round trip %d ms%s, load %s" % (rtt, " (delaying proxy)" if proxy else
+                                                 " (plain loopback)", load()))
+    times = {"mbsync": [], "mailpulse": []}
+    cpus = {"mbsync": [], "mailpulse": []}
+    try:
+        for rnd in range(args.rounds):
+            order = ("mbsync", "mailpulse") if rnd % 2 == 0 else ("mailpulse", "mbsync")
+            for who in order:
+                settle()
+                before = len(proxy.stats()) if proxy else 0
+                if who == "mbsync":
+                    res, err = run_mbsync(server, "INBOX", "alice", port)
+                    if err:
+                        log("    mbsync: %s" % err)
+                        continue
+                    log("    round %d  mbsync:    %6.2f s  cpu %5.2f s  (%d messages, %.1f MB,"
+                        " %.0f msg/s)%s" % (rnd + 1, res["seconds"], res["cpu"], res["messages"],
+                                            res["bytes"] / 1e6, res["messages"] / res["seconds"],
+                                            link_use(proxy, before)))
+                else:
+                    res = run_mailpulse_sync(server, "INBOX", "alice", args.messages, port)
+                    if res["seconds"] is None:
+                        info = res["info"]
+                        log("    round %d  mailpulse: did not finish (last messages/bodies %r,"
+                            " status %s, error %s)" % (rnd + 1, res["last"], info.get("status"),
+                                                       info.get("last_error")))
+                        tail = [l for l in res["log"].splitlines()
+                                if " E " in l or "error" in l.lower()]
+                        for line in tail[-10:]:
+                            log("      | " + line)
+                        continue
+                    log("    round %d  mailpulse: %6.2f s  cpu %5.2f s  (%d messages, %d bodies,"
+                        " store %.1f MB, %.0f msg/s)%s"
+                        % (rnd + 1, res["seconds"], res["cpu"], res["last"][0], res["last"][1],
+                           res["db_size"] / 1e6, res["last"][0] / res["seconds"],
+                           link_use(proxy, before)))
+                times[who].append(res["seconds"])
+                cpus[who].append(res["cpu"])
+    finally:
+        if proxy:
+            proxy.close()
+    for who in ("mbsync", "mailpulse"):
+        if times[who]:
+            log("    %-10s best %6.2f s  median %6.2f s  cpu median %5.2f s  (%d rounds)"
+                % (who + ":", min(times[who]), statistics.median(times[who]),
+                   statistics.median(cpus[who]), len(times[who])))
+    if not (times["mbsync"] and times["mailpulse"]):
+        return "rtt %3d ms: incomplete" % rtt
+    # Best against best: a round is only ever slowed by the machine
+    # (steal time, writeback, the inode scan above), for either
+    # contender at random, so each one's fastest round is what it
+    # can do; the medians say what a typical round does. The goal
+    # asks both.
+    best = min(times["mailpulse"]) / min(times["mbsync"])
+    median = statistics.median(times["mailpulse"]) / statistics.median(times["mbsync"])
+    verdict = "met" if max(best, median) <= 1.0 else "NOT met"
+    log("    ratio mailpulse/mbsync at %d ms = %.2f best, %.2f median  (goal <= 1.00 for both:"
+        " %s)" % (rtt, best, median, verdict))
+    return ("rtt %3d ms: mailpulse %5.2f / %5.2f s, mbsync %5.2f / %5.2f s, ratio %.2f best,"
+            " %.2f median (%s)" % (rtt, min(times["mailpulse"]),
+                                   statistics.median(times["mailpulse"]), min(times["mbsync"]),
+                                   statistics.median(times["mbsync"]), best, median, verdict))
+
+
+def load():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def bench_sync(args):
     import dovecot
     server = dovecot.Dovecot(name="bench-dovecot", users={"alice": "bench-secret"})
@@ -235,53 +326,13 @@ def bench_sync(args):
 
         # Both contenders write below the same directory (--work-dir).
         tempfile.tempdir = args.work_dir
-        times = {"mbsync": [], "mailpulse": []}
-        cpus = {"mbsync": [], "mailpulse": []}
-        for rnd in range(args.rounds):
-            order = ("mbsync", "mailpulse") if rnd % 2 == 0 else ("mailpulse", "mbsync")
-            for who in order:
-                settle()
-                if who == "mbsync":
-                    res, err = run_mbsync(server, "INBOX", "alice")
-                    if err:
-                        log("    mbsync: %s" % err)
-                        continue
-                    log("    round %d  mbsync:    %6.2f s  cpu %5.2f s  (%d messages, %.1f MB,"
-                        " %.0f msg/s)" % (rnd + 1, res["seconds"], res["cpu"], res["messages"],
-                                          res["bytes"] / 1e6, res["messages"] / res["seconds"]))
-                else:
-                    res = run_mailpulse_sync(server, "INBOX", "alice", args.messages)
-                    if res["seconds"] is None:
-                        info = res["info"]
-                        log("    round %d  mailpulse: did not finish (last messages/bodies %r,"
-                            " status %s, error %s)" % (rnd + 1, res["last"], info.get("status"),
-                                                       info.get("last_error")))
-                        tail = [l for l in res["log"].splitlines()
-                                if " E " in l or "error" in l.lower()]
-                        for line in tail[-10:]:
-                            log("      | " + line)
-                        continue
-                    log("    round %d  mailpulse: %6.2f s  cpu %5.2f s  (%d messages, %d bodies,"
-                        " store %.1f MB, %.0f msg/s)"
-                        % (rnd + 1, res["seconds"], res["cpu"], res["last"][0], res["last"][1],
-                           res["db_size"] / 1e6, res["last"][0] / res["seconds"]))
-                times[who].append(res["seconds"])
-                cpus[who].append(res["cpu"])
-        for who in ("mbsync", "mailpulse"):
-            if times[who]:
-                log("    %-10s best %6.2f s  median %6.2f s  cpu median %5.2f s  (%d rounds)"
-                    % (who + ":", min(times[who]), statistics.median(times[who]),
-                       statistics.median(cpus[who]), len(times[who])))
-        if times["mbsync"] and times["mailpulse"]:
-            # Best against best: a round is only ever slowed by the machine
-            # (steal time, writeback, the inode scan above), for either
-            # contender at random, so each one's fastest round is what it
-            # can do; the medians say what a typical round does. The goal
-            # asks both.
-            best = min(times["mailpulse"]) / min(times["mbsync"])
-            median = statistics.median(times["mailpulse"]) / statistics.median(times["mbsync"])
-            log("    ratio mailpulse/mbsync = %.2f best, %.2f median  (goal <= 1.00 for both:"
-                " %s)" % (best, median, "met" if max(best, median) <= 1.0 else "NOT met"))
+        results = []
+        for rtt in args.rtt:
+            results.append(sync_rounds(args, server, rtt))
+        if len(results) > 1:
+            log("    summary (best / median seconds; ratio mailpulse/mbsync, goal <= 1.00):")
+            for r in results:
+                log("      %s" % r)
     finally:
         tempfile.tempdir = None
         server.cleanup()
@@ -444,9 +495,19 @@ def main():
                    help="where mbsync's Maildir and mailpulsed's store go (default: the "
                         "system's temporary directory); /dev/shm compares the two without "
                         "the disk")
+    p.add_argument("--rtt", default="0",
+                   help="comma-separated round trips in ms for (a), e.g. 0,40,150: each "
+                        "runs its rounds with both contenders through a proxy that delays "
+                        "every chunk by half of it each way (0: plain loopback)")
     p.add_argument("--samples", type=int, default=60)
     p.add_argument("--only", choices=("sync", "latency"))
     args = p.parse_args()
+    try:
+        args.rtt = [int(v) for v in args.rtt.split(",") if v.strip() != ""]
+    except ValueError:
+        p.error("--rtt takes round trips in whole ms, comma-separated (e.g. 0,40,150)")
+    if not args.rtt or min(args.rtt) < 0:
+        p.error("--rtt takes round trips >= 0 ms")
     if args.samples < 50:
         log("note: fewer than 50 samples make p99 meaningless")
     setup_env(args.build)

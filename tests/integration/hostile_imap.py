@@ -17,9 +17,11 @@ the command it attacks, then turns hostile:
   stall_handshake    the greeting trickled a byte a second, never complete
   bye_mid_fetch      "* BYE" in the middle of a FETCH answer, then close
 
-Two more, outside the cycle: "auth_unavailable" answers the login with
+Three more, outside the cycle: "auth_unavailable" answers the login with
 Dovecot's "NO [UNAVAILABLE] Temporary authentication failure" (its passdb
-could not be read), "normal" never strikes (an empty INBOX).
+could not be read), "normal" never strikes (an empty INBOX), "status_lies"
+offers LIST-STATUS and claims 4294967295 messages in INBOX, which holds 3
+(the client's hint for pipelining its first FETCH must not be trusted).
 
 Usage from a test:
     srv = hostile_imap.HostileServer(cases=hostile_imap.CASES)
@@ -172,10 +174,11 @@ class _Session:
             self.record.struck = time.monotonic()
             self.send("*")
             self.trickle(b" ")
+        caps = CAPS + " LIST-STATUS" if self.case == "status_lies" else CAPS
         if self.case == "capability_huge":
             self.send("* OK hostile ready\r\n")
         else:
-            self.send("* OK [CAPABILITY %s] hostile ready\r\n" % CAPS)
+            self.send("* OK [CAPABILITY %s] hostile ready\r\n" % caps)
         struck = False
         while True:
             text = self.line()
@@ -200,16 +203,20 @@ class _Session:
                 self.send("%s NO [UNAVAILABLE] Temporary authentication failure. "
                           "[hostile:2026-12-06 23:00:00]\r\n" % tag)
             elif cmd in ("AUTHENTICATE", "LOGIN"):
-                self.send("%s OK [CAPABILITY %s] logged in\r\n" % (tag, CAPS))
+                self.send("%s OK [CAPABILITY %s] logged in\r\n" % (tag, caps))
             elif cmd in ("ID", "ENABLE", "NOOP", "CHECK"):
                 self.send("%s OK done\r\n" % tag)
             elif cmd == "LOGOUT":
                 self.send("* BYE logging out\r\n%s OK done\r\n" % tag)
                 raise _Closed()
             elif cmd == "LIST":
-                self.send('* LIST (\\HasNoChildren) "/" INBOX\r\n%s OK done\r\n' % tag)
+                self.send('* LIST (\\HasNoChildren) "/" INBOX\r\n')
+                if self.case == "status_lies":
+                    self.record.struck = time.monotonic()
+                    self.send("* STATUS INBOX (MESSAGES 4294967295)\r\n")
+                self.send("%s OK done\r\n" % tag)
             elif cmd in ("EXAMINE", "SELECT"):
-                if self.case == "bye_mid_fetch":
+                if self.case in ("bye_mid_fetch", "status_lies"):
                     self.send("* 3 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n"
                               "* OK [UIDNEXT 4] n\r\n")
                 else:
@@ -223,6 +230,14 @@ class _Session:
                     self.send(line * self.server.esearch_lines)
                 else:
                     self.send('* ESEARCH (TAG "%s") UID\r\n' % tag)
+                self.send("%s OK done\r\n" % tag)
+            elif cmd == "FETCH" and self.case == "status_lies":
+                # by sequence number: the UIDs of what is asked for that exists
+                lo, _, hi = parts[2].partition(":")
+                first = min(int(lo), 3) if hi == "*" else int(lo)
+                last = 3 if hi in ("*", "") else min(int(hi), 3)
+                for seq in range(first, last + 1):
+                    self.send("* %d FETCH (UID %d RFC822.SIZE 100)\r\n" % (seq, seq))
                 self.send("%s OK done\r\n" % tag)
             elif cmd == "FETCH" or (cmd == "UID" and sub == "FETCH"):
                 if self.case == "bye_mid_fetch":

@@ -635,6 +635,54 @@ static void test_conn_sasl_ir_pipelining(void **state)
     assert_string_equal(s.error, "");
 }
 
+/* ID and ENABLE share one round trip, and with defer_settle the caller's
+ * first command joins them: the server reads all three before it answers
+ * any (a client waiting in between would stall the script until its
+ * timeout). imap_conn_settle then collects the answers; ENABLED counts. */
+static void test_conn_defer_settle(void **state)
+{
+    (void)state;
+    static const char *const script[] = {
+        "S:* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN ID ENABLE LIST-STATUS] ready",
+        "C:A1 AUTHENTICATE PLAIN AHVzZXIAc2VjcmV0",
+        "S:A1 OK [CAPABILITY IMAP4rev1 ID ENABLE QRESYNC CONDSTORE LIST-STATUS] in",
+        "C:A2 ID (\"name\" \"mailpulse\")",
+        "C:A3 ENABLE QRESYNC",
+        "C:A4 LIST \"\" \"*\"",
+        "S:* ID NIL",
+        "S:A2 OK ID done",
+        "S:* ENABLED QRESYNC",
+        "S:A3 OK enabled",
+        "S:* LIST () \"/\" INBOX",
+        "S:A4 OK listed",
+        NULL,
+    };
+    server s = {0};
+    server_start(&s, script);
+    imap_conn_opts o = plain_opts(&s);
+    o.client_id = "mailpulse";
+    o.enable = 1;
+    o.defer_settle = 1;
+    imap_conn *c = NULL;
+    char *err = NULL;
+    int open_r = imap_conn_open(&o, &c, NULL, &err);
+    if (open_r != 0)
+        print_error("open: %s (server: %s)\n", err, s.error);
+    assert_int_equal(open_r, 0);
+    char tag[16];
+    assert_int_equal(imap_send(c, tag, &err, "LIST \"\" \"*\""), 0);
+    assert_int_equal(imap_conn_settle(c, &err), 0);
+    assert_true(imap_conn_enabled(c) & IMAP_CAP_QRESYNC);
+    assert_int_equal(imap_conn_settle(c, &err), 0); /* nothing pending: at once */
+    imap_status st = IMAP_NONE;
+    assert_int_equal(imap_wait(c, tag, NULL, NULL, &st, NULL, &err), 0);
+    assert_int_equal(st, IMAP_OK);
+    assert_null(err);
+    imap_conn_abort(&c);
+    server_join(&s);
+    assert_string_equal(s.error, "");
+}
+
 static void test_conn_login_sync_literal(void **state)
 {
     (void)state;
@@ -1350,6 +1398,7 @@ int main(void)
         cmocka_unit_test(test_mutf7),
         cmocka_unit_test(test_uidset),
         cmocka_unit_test(test_conn_sasl_ir_pipelining),
+        cmocka_unit_test(test_conn_defer_settle),
         cmocka_unit_test(test_conn_login_sync_literal),
         cmocka_unit_test(test_conn_auth_failures),
         cmocka_unit_test(test_conn_bye_and_timeout),

@@ -254,26 +254,42 @@ static int start_tls(imap_conn *c, const imap_conn_opts *opts, int preauth, char
     return run_capability(c, error_r);
 }
 
-static void send_id_enable(imap_conn *c, const imap_conn_opts *opts, int *failed, char **error_r)
+/* ID and ENABLE go out together and are waited for together: one round
+ * trip instead of two, shared with the caller's first command when it
+ * defers the wait (imap_conn_settle). Neither depends on the other's
+ * answer, and a refusal of either is no reason to give up the
+ * connection. */
+static int send_id_enable(imap_conn *c, const imap_conn_opts *opts, char **error_r)
 {
-    imap_status st;
+    char *tags[2] = {c->settle_tags[0], c->settle_tags[1]};
     if (opts->client_id != NULL && (c->caps.bits & IMAP_CAP_ID)) {
         int safe = opts->client_id[0] != '\0' && strlen(opts->client_id) <= 64;
         for (const char *p = opts->client_id; safe && *p != '\0'; p++)
             safe = *p > 0x20 && *p < 0x7f && *p != '"' && *p != '\\' && *p != '%';
-        if (safe && imap_run(c, NULL, NULL, &st, error_r, "ID (\"name\" \"%a\")",
-                             opts->client_id) < 0) {
-            *failed = 1;
-            return;
-        }
+        if (safe &&
+            imap_send(c, tags[0], error_r, "ID (\"name\" \"%a\")", opts->client_id) < 0)
+            return -1;
     }
     if (opts->enable && (c->caps.bits & IMAP_CAP_ENABLE)) {
         const char *what = (c->caps.bits & IMAP_CAP_QRESYNC)     ? "QRESYNC"
                            : (c->caps.bits & IMAP_CAP_CONDSTORE) ? "CONDSTORE"
                                                                  : NULL;
-        if (what != NULL && imap_run(c, NULL, NULL, &st, error_r, "ENABLE %a", what) < 0)
-            *failed = 1;
+        if (what != NULL && imap_send(c, tags[1], error_r, "ENABLE %a", what) < 0)
+            return -1;
     }
+    return opts->defer_settle ? 0 : imap_conn_settle(c, error_r);
+}
+
+int imap_conn_settle(imap_conn *conn, char **error_r)
+{
+    for (size_t i = 0; i < 2; i++) {
+        char *tag = conn->settle_tags[i];
+        imap_status st;
+        if (tag[0] != '\0' && imap_wait(conn, tag, NULL, NULL, &st, NULL, error_r) < 0)
+            return -1;
+        tag[0] = '\0';
+    }
+    return 0;
 }
 
 int imap_conn_open(const imap_conn_opts *opts, imap_conn **conn_r, imap_auth_answer *auth_r,
@@ -293,7 +309,7 @@ int imap_conn_open(const imap_conn_opts *opts, imap_conn **conn_r, imap_auth_ans
     c->max_memory = opts->max_memory != 0 ? opts->max_memory : IMAPC_DEFAULT_MAX_MEMORY;
     c->arena = imap_arena_new();
     c->next_tag = 1;
-    int preauth = 0, failed = 0;
+    int preauth = 0;
     /* Every step of opening has its own deadline; commands arm theirs. */
     imapc_deadline_arm(c);
     if (connect_tcp(c, error_r) < 0)
@@ -315,8 +331,7 @@ int imap_conn_open(const imap_conn_opts *opts, imap_conn **conn_r, imap_auth_ans
     }
     if (!c->have_caps && run_capability(c, error_r) < 0)
         goto fail;
-    send_id_enable(c, opts, &failed, error_r);
-    if (failed)
+    if (send_id_enable(c, opts, error_r) < 0)
         goto fail;
     *conn_r = c;
     return 0;

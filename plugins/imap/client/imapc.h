@@ -105,6 +105,8 @@ struct imap_conn {
     imap_arena *arena;
     imapc_done_tag done[IMAPC_MAX_PENDING_TAGS];
     size_t n_done;
+    char settle_tags[2][16]; /* ID, ENABLE sent by imap_conn_open and not
+                                yet awaited ("" when none)                */
 };
 
 /* io.c: the command deadline. Arming starts a new deadline_ms window
