@@ -248,5 +248,57 @@ class StartAtScale(unittest.TestCase):
             server.cleanup()
 
 
+N_CANCEL = 60
+
+
+class CancelWhileQueued(unittest.TestCase):
+    """Push stopped while most connects are still queued behind a slow
+    connect_rate (the instance removed by a reload, so its pool stops too):
+    queued tasks are dropped, running ones discarded with their connection
+    closed, nothing leaks; the instance added again comes up whole."""
+
+    def test_remove_and_add_while_connecting(self):
+        users = {"c%02d" % i: "pw-%02d" % i for i in range(N_CANCEL)}
+        server = dovecot.Dovecot(name="dovecot-conn-cancel", users=users,
+                                 folders=("INBOX",))
+        d = mptest.Daemon(name="imap-conn-cancel", driver_dir=dovecot.imap_driver_dir(),
+                          settings={"log_level": "info",
+                                    "schedule": {"reconcile_interval": 3600}})
+        try:
+            accounts = [dovecot.imap_account(d, server, "cancel-" + u, user=u, tls="none",
+                                             ca_file=False, push="notify",
+                                             poll_interval=3600)
+                        for u in sorted(users)]
+            ids = [a["id"] for a in accounts]
+
+            def write():
+                dovecot.add_imap_instance(d, "slow", accounts, connect_rate=10,
+                                          connect_concurrency=2)
+            write()
+            d.start()
+            # A few logins through, most still queued (6 s at 10/s).
+            mptest.wait_until(lambda: sum(server.sessions(u) for u in users) >= 3, 30,
+                              interval=0.1, message="the first logins")
+            d.remove_instance("slow")
+            d.reload()
+            mptest.wait_until(lambda: not d.accounts(), 30, message="the accounts gone")
+            # Every connection made before or during the stop is closed.
+            mptest.wait_until(lambda: server_sockets(d.pid, {server.imap_port}) == 0, 30,
+                              interval=0.2, message="no socket left to the server")
+            mptest.wait_until(lambda: sum(server.sessions(u) for u in users) == 0, 30,
+                              interval=0.2, message="no session left at the server")
+            self.assertTrue(d.running())
+
+            write()
+            d.reload()
+            mptest.wait_until(lambda: set(d.accounts()) == set(ids), 30,
+                              message="the accounts back")
+            mptest.wait_until(lambda: live_and_ok(d, ids), 120, interval=0.5,
+                              message="all synced and push live after the reload")
+        finally:
+            d.stop()
+            server.cleanup()
+
+
 if __name__ == "__main__":
     dovecot.main()
