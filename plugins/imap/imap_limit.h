@@ -20,13 +20,13 @@
 
 typedef struct imap_limit {
     pthread_mutex_t lock;
-    pthread_cond_t cond;      /* CLOCK_MONOTONIC                            */
-    uint32_t rate;            /* starts per second; 0: unlimited            */
-    uint32_t concurrency;     /* attempts at once; 0: unlimited             */
+    pthread_cond_t cond;  /* CLOCK_MONOTONIC                            */
+    uint32_t rate;        /* starts per second; 0: unlimited            */
+    uint32_t concurrency; /* attempts at once; 0: unlimited             */
     uint32_t in_use;
     uint32_t urgent_waiting;
-    int64_t next_us;          /* monotonic time the next start may happen   */
-    uint64_t granted;         /* starts so far (tests, diagnostics)         */
+    int64_t next_us;  /* monotonic time the next start may happen   */
+    uint64_t granted; /* starts so far (tests, diagnostics)         */
     uint32_t peak_in_use;
 } imap_limit;
 

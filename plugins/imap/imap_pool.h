@@ -28,13 +28,13 @@
 
 typedef struct imap_task imap_task;
 struct imap_task {
-    imap_task *next;                 /* the pool's                          */
-    int login;                       /* opens a connection: takes a start
-                                        slot of the limiter                 */
-    void (*run)(imap_task *t);       /* pool thread, may block              */
-    int (*cancelled)(imap_task *t);  /* any thread                          */
-    void (*deliver)(imap_task *t);   /* loop thread; frees the task         */
-    void (*discard)(imap_task *t);   /* any thread; frees the task          */
+    imap_task *next;                /* the pool's                          */
+    int login;                      /* opens a connection: takes a start
+                                       slot of the limiter                 */
+    void (*run)(imap_task *t);      /* pool thread, may block              */
+    int (*cancelled)(imap_task *t); /* any thread                          */
+    void (*deliver)(imap_task *t);  /* loop thread; frees the task         */
+    void (*discard)(imap_task *t);  /* any thread; frees the task          */
 };
 
 typedef struct imap_pool imap_pool;

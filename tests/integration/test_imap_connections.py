@@ -243,6 +243,8 @@ class StartAtScale(unittest.TestCase):
             mptest.wait_until(
                 lambda: server_sockets(d.pid, {server.imap_port}) == N_SCALE, 30,
                 interval=0.5, message="one socket per account")
+            sys.stderr.write("at rest: %d descriptors in all, %d threads\n"
+                             % (len(os.listdir("/proc/%d/fd" % d.pid)), threads_of(d.pid)))
         finally:
             d.stop()
             server.cleanup()
