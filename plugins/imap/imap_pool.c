@@ -1,8 +1,8 @@
 /* The connect pool (imap_pool.h). Threads start only when the queue holds
- * more tasks than idle threads can take, up to the fixed maximum, and then
- * stay (idle on a condition variable) until the pool stops: a restart with
- * thousands of accounts runs on `max` threads, a daemon with three
- * accounts on one or two. */
+ * more tasks than idle threads can take, up to the fixed maximum, and leave
+ * after POOL_IDLE_EXIT_MS without work: a restart with thousands of
+ * accounts runs on `max` threads, a daemon at rest on none (push streams
+ * live on the loop; only reconnects need a thread again). */
 #include "imap_pool.h"
 #include "imap_driver.h"
 
@@ -14,7 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
+
+#ifndef POOL_IDLE_EXIT_MS
+#define POOL_IDLE_EXIT_MS 10000
+#endif
 
 struct imap_pool {
     pthread_mutex_t lock;
@@ -85,17 +90,29 @@ static void pool_finish(imap_pool *pool, imap_task *t)
     }
 }
 
+static int no_work(const imap_pool *pool)
+{
+    return pool->queue == NULL && pool->fast == NULL;
+}
+
 static void *pool_main(void *arg)
 {
     imap_pool *pool = arg;
     pthread_mutex_lock(&pool->lock);
     for (;;) {
-        while (!pool->stopping && pool->queue == NULL && pool->fast == NULL) {
+        int idle_too_long = 0;
+        if (!pool->stopping && no_work(pool)) {
+            int64_t until_us = imap_limit_now_us() + (int64_t)POOL_IDLE_EXIT_MS * 1000;
+            struct timespec until = {(time_t)(until_us / 1000000),
+                                     (long)(until_us % 1000000) * 1000};
             pool->idle_threads++;
-            pthread_cond_wait(&pool->work, &pool->lock);
+            while (!pool->stopping && no_work(pool) && !idle_too_long)
+                idle_too_long =
+                    pthread_cond_timedwait(&pool->work, &pool->lock, &until) == ETIMEDOUT;
             pool->idle_threads--;
         }
-        if (pool->stopping)
+        /* A task that came with the timeout is still taken. */
+        if (pool->stopping || no_work(pool))
             break;
         imap_task *t;
         if (pool->fast != NULL) {
@@ -203,7 +220,11 @@ imap_pool *imap_pool_new(unsigned threads, uint32_t rate, uint32_t concurrency,
     if (pool == NULL)
         abort();
     pthread_mutex_init(&pool->lock, NULL);
-    pthread_cond_init(&pool->work, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&pool->work, &attr);
+    pthread_condattr_destroy(&attr);
     pool->refs = 1;
     pool->max_threads = threads > 0 ? threads : 1;
     pool->fast_tail = &pool->fast;

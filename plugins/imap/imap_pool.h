@@ -1,6 +1,7 @@
 /*
  * The connect pool of one imap instance: a fixed, small number of threads
- * (at most `connect_concurrency`, started as the queue needs them) that run
+ * (at most `connect_concurrency`, started as the queue needs them, gone
+ * after some seconds without work) that run
  * the blocking part of push connections (DNS, TCP, TLS, login, EXAMINE or
  * NOTIFY SET) taken from one FIFO queue, gated by the instance's connect
  * limiter, and hand the results back to the loop through one eventfd for

@@ -12,7 +12,8 @@ each job.
 Start at scale: a few hundred NOTIFY accounts come up through the
 instance's connect pool, so the daemon's thread count stays bounded
 (workers + connect_concurrency + a fixed few, sampled from
-/proc/<pid>/status during the start), and `connect_rate` spaces the logins
+/proc/<pid>/status during the start; at rest the connect threads are
+gone), and `connect_rate` spaces the logins
 (counted from Dovecot's log: never more than the rate in any second, and
 all of them spread over at least (logins - 1) / rate seconds)."""
 
@@ -243,6 +244,9 @@ class StartAtScale(unittest.TestCase):
             mptest.wait_until(
                 lambda: server_sockets(d.pid, {server.imap_port}) == N_SCALE, 30,
                 interval=0.5, message="one socket per account")
+            # The connect threads leave once there is nothing to connect.
+            mptest.wait_until(lambda: threads_of(d.pid) <= peak[0] - CONCURRENCY, 40,
+                              interval=0.5, message="the connect threads gone at rest")
             sys.stderr.write("at rest: %d descriptors in all, %d threads\n"
                              % (len(os.listdir("/proc/%d/fd" % d.pid)), threads_of(d.pid)))
         finally:
