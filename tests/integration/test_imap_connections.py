@@ -98,14 +98,27 @@ class IdleClose(unittest.TestCase):
         dovecot.add_imap_instance(d, "mail", accounts, sync_idle_close=idle_close)
         d.start()
         ids = [a["id"] for a in accounts]
-        mptest.wait_until(lambda: live_and_ok(d, ids), 90, interval=0.3,
-                          message="every account synced and push live")
+        try:
+            mptest.wait_until(lambda: live_and_ok(d, ids), 90, interval=0.3,
+                              message="every account synced and push live")
+        except AssertionError as e:
+            raise AssertionError("%s: %s" % (e, [(a["status"], a.get("push_state"))
+                                                 for a in d.accounts().values()]))
         return d, ids
 
     def wait_one_socket_each(self, d, timeout):
         n = len(self.USERS)
-        mptest.wait_until(lambda: server_sockets(d.pid, self.ports) == n, timeout,
-                          interval=0.2, message="one socket per account (%d)" % n)
+        seen = []
+
+        def sockets():
+            seen.append(server_sockets(d.pid, self.ports))
+            return seen[-1] == n
+        try:
+            mptest.wait_until(sockets, timeout, interval=0.2,
+                              message="one socket per account (%d)" % n)
+        except AssertionError as e:
+            raise AssertionError("%s; sockets seen: %s; push: %s" % (
+                e, seen[-10:], [a.get("push_state") for a in d.accounts().values()]))
         mptest.wait_until(lambda: all(self.server.sessions(u) == 1 for u in self.USERS),
                           10, interval=0.2, message="Dovecot sees one session per user")
 
@@ -117,7 +130,8 @@ class IdleClose(unittest.TestCase):
             self.wait_one_socket_each(d, 20)
             # It stays so: nothing reopens a connection at rest.
             time.sleep(3)
-            self.assertEqual(server_sockets(d.pid, self.ports), len(self.USERS))
+            self.assertEqual(server_sockets(d.pid, self.ports), len(self.USERS),
+                             [a.get("push_state") for a in d.accounts().values()])
             self.assertIn("live: notify", d.account(ids[1])["push_state"])
 
             # A push now: the delta sync connects again and delivers.
