@@ -114,6 +114,8 @@ struct mpd {
 };
 
 /* ---- lifecycle (main.c) ---- */
+/* SIGHUP: 0 applied, -1 refused (the running configuration is kept), 1
+ * postponed: out of descriptors, retried by itself with backoff (main.c). */
 int mpd_reload(mpd *d);
 
 /* ---- registry.c ---- */
