@@ -34,6 +34,7 @@ than ~1,000 accounts (Dovecot's users are mapped to `nobody`).
 """
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -337,6 +338,21 @@ def measure_latency(d, server, n, samples):
     return mp, floor, lost
 
 
+def report_latency(mp, floor, lost):
+    def line(name, values):
+        if not values:
+            return "    %-24s no samples" % name
+        return ("    %-24s p50 %7.1f ms   p99 %7.1f ms   max %7.1f ms   (n=%d)"
+                % (name, pct(values, 50), pct(values, 99), max(values), len(values)))
+    log(line("push latency mailpulse", mp))
+    log(line("floor (bare IDLE)", floor))
+    if lost:
+        log("    %d message.new events did not arrive within 30 s" % lost)
+    if mp and floor:
+        log("    difference               p50 %+7.1f ms   p99 %+7.1f ms"
+            % (pct(mp, 50) - pct(floor, 50), pct(mp, 99) - pct(floor, 99)))
+
+
 def api_times(d, rounds=20):
     out = {}
     for path in ("/v1/accounts?limit=100", "/v1/status", "/metrics"):
@@ -407,6 +423,7 @@ def stamp_elapsed(stamp, t0_wall):
 
 
 def run_n(args, n, fixed):
+    import mptest
     log("\n== %d accounts (%s) ==" % (n, "TLS" if args.tls else "plaintext"))
     server = scale_dovecot(n, args.work_dir)
     d = None
@@ -445,8 +462,9 @@ def run_n(args, n, fixed):
             if now - last_print >= 10:
                 last_print = now
                 log("    %5.0f s: push %s, status %s, folders bootstrapped %d/%d, threads %d,"
-                    " fds %d" % (now, counts.get("push"), counts.get("status"), logc.count,
-                                 2 * n, threads_of(d.pid), fds_of(d.pid)))
+                    " fds %d" % (now, counts.get("push", counts.get("error")),
+                                 counts.get("status"), logc.count, 2 * n, threads_of(d.pid),
+                                 fds_of(d.pid)))
             time.sleep(0.5)
         log("    API first answer after %.2f s" % t_api)
         log("    all push-live:    %s" % ("%.1f s" % t_live if t_live is not None else
@@ -461,6 +479,7 @@ def run_n(args, n, fixed):
         time.sleep(args.idle)
         idle_cpu = (cpu_seconds(d.pid) - cpu0) / (time.monotonic() - w0) * 100
         rss, threads, fds = rss_kib(d.pid), threads_of(d.pid), fds_of(d.pid)
+        peak_rss = max(peak_rss, rss)
         log("    RSS settled %.1f MiB (peak %.1f MiB); fixed %.1f MiB; per account %.1f KiB"
             % (rss / 1024, peak_rss / 1024, fixed[0] / 1024, (rss - fixed[0]) / n))
         log("    threads: peak %d, settled %d (0 accounts: %d)" % (peak_threads, threads,
@@ -468,30 +487,24 @@ def run_n(args, n, fixed):
         log("    descriptors: peak %d, settled %d (%.2f per account; 0 accounts: %d)"
             % (peak_fds, fds, (fds - fixed[2]) / n, fixed[2]))
         log("    idle CPU over %d s: %.2f%% of a core" % (args.idle, idle_cpu))
-        mp, floor, lost = measure_latency(d, server, n, args.samples)
-
-        def line(name, values):
-            if not values:
-                return "    %-24s no samples" % name
-            return ("    %-24s p50 %7.1f ms   p99 %7.1f ms   max %7.1f ms   (n=%d)"
-                    % (name, pct(values, 50), pct(values, 99), max(values), len(values)))
-        log(line("push latency mailpulse", mp))
-        log(line("floor (bare IDLE)", floor))
-        if lost:
-            log("    %d message.new events did not arrive within 30 s" % lost)
-        if mp and floor:
-            log("    difference               p50 %+7.1f ms   p99 %+7.1f ms"
-                % (pct(mp, 50) - pct(floor, 50), pct(mp, 99) - pct(floor, 99)))
-        for path, times in api_times(d).items():
-            log("    GET %-24s median %6.1f ms   max %6.1f ms" % (path, statistics.median(times),
-                                                                 max(times)))
-        counts = counts_of(d)
-        log("    status %s; push %s" % (counts.get("status"), counts.get("push")))
-        fatal = counts.get("status", {}).get("fatal", 0)
-        log("    fatal: %d" % fatal)
-        if fatal:
-            for why, k in sorted(fatal_reasons(d).items(), key=lambda kv: -kv[1]):
-                log("      %6d  %s" % (k, why))
+        try:
+            report_latency(*measure_latency(d, server, n, args.samples))
+        except (OSError, RuntimeError, http.client.HTTPException, mptest.ApiError) as exc:
+            log("    push latency: not measured (%s: %s)" % (type(exc).__name__, exc))
+        try:
+            for path, times in api_times(d).items():
+                log("    GET %-24s median %6.1f ms   max %6.1f ms"
+                    % (path, statistics.median(times), max(times)))
+            counts = counts_of(d)
+            log("    status %s; push %s" % (counts.get("status"), counts.get("push")))
+            fatal = counts.get("status", {}).get("fatal", 0)
+            log("    fatal: %d" % fatal)
+            if fatal:
+                for why, k in sorted(fatal_reasons(d).items(), key=lambda kv: -kv[1]):
+                    log("      %6d  %s" % (k, why))
+        except (OSError, RuntimeError, http.client.HTTPException, mptest.ApiError) as exc:
+            log("    API: no answer (%s: %s); accounts fatal: unknown"
+                % (type(exc).__name__, exc))
         spin = os.path.getsize(d.log_path)
         log("    daemon log: %.1f MB; load: %s" % (spin / 1e6, os.getloadavg()))
     finally:
