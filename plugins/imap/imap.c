@@ -4,17 +4,44 @@
 #include <strings.h>
 
 #include "imap_driver.h"
+#include "imap_pool.h"
 #include "imap_strategy.h"
 #include "imap_sync.h"
 
 const mp_host *imap_host;
 
+/* Connections kept between jobs and the instance's limits. */
+#define IMAP_REAP_MIN_MS 250u
+#define IMAP_REAP_MAX_MS 15000u
+
+static void reap_due(void *arg);
+
+static void arm_reaper(imap_instance *in)
+{
+    uint32_t every = in->sync_idle_ms / 4;
+    if (every < IMAP_REAP_MIN_MS)
+        every = IMAP_REAP_MIN_MS;
+    if (every > IMAP_REAP_MAX_MS)
+        every = IMAP_REAP_MAX_MS;
+    in->t_reap = imap_host->timer_add(NULL, every, reap_due, in);
+}
+
+/* Close the sync and fetch connections idle for sync_idle_close, so an
+ * account at rest holds its push connection only. A scan of every account
+ * a few times per idle period: a mutex and two comparisons each, on the
+ * loop (10,000 accounts: well under a millisecond). */
+static void reap_due(void *arg)
+{
+    imap_instance *in = arg;
+    imap_host->timer_cancel(&in->t_reap);
+    for (imap_account *a = in->accounts; a != NULL; a = a->inst_next)
+        imap_sync_reap(a, in->sync_idle_ms);
+    arm_reaper(in);
+}
+
 static mp_status imap_init(const mp_host *host, mp_instance *inst, const mp_config *cfg,
                            void **state_r, mp_error *err)
 {
-    (void)inst;
-    (void)cfg;
-    (void)state_r;
     if (host->abi_major != MP_ABI_MAJOR)
         return mp_fail(err, MP_FATAL, "host ABI %u.%u, imap built for %d.%d",
                        (unsigned)host->abi_major, (unsigned)host->abi_minor, MP_ABI_MAJOR,
@@ -23,7 +50,46 @@ static mp_status imap_init(const mp_host *host, mp_instance *inst, const mp_conf
      * keeps a second instance's init from racing the first one's workers. */
     if (imap_host != host)
         imap_host = host;
+    int64_t rate = host->config_int(cfg, "connect_rate");
+    int64_t conc = host->config_int(cfg, "connect_concurrency");
+    int64_t idle = host->config_int(cfg, "sync_idle_close");
+    if (rate < 0 || rate > 100000)
+        return mp_fail(err, MP_FATAL, "connect_rate: %lld is out of range 0..100000",
+                       (long long)rate);
+    if (conc < 1 || conc > 64)
+        return mp_fail(err, MP_FATAL, "connect_concurrency: %lld is out of range 1..64",
+                       (long long)conc);
+    if (idle < 0 || idle > 86400)
+        return mp_fail(err, MP_FATAL, "sync_idle_close: %lld is out of range 0..86400",
+                       (long long)idle);
+    char *error = NULL;
+    imap_pool *pool = imap_pool_new((unsigned)conc, (uint32_t)rate, (uint32_t)conc, &error);
+    if (pool == NULL) {
+        mp_fail(err, MP_RETRY, "imap: %s", error);
+        free(error);
+        return MP_RETRY;
+    }
+    imap_instance *in = imap_xcalloc(1, sizeof *in);
+    in->inst = inst;
+    in->pool = pool;
+    in->limit = imap_pool_limit(pool);
+    in->sync_idle_ms = (uint32_t)idle * 1000u;
+    if (in->sync_idle_ms > 0)
+        arm_reaper(in);
+    *state_r = in;
     return MP_OK;
+}
+
+static void imap_deinit(mp_instance *inst, void **state)
+{
+    (void)inst;
+    if (state == NULL || *state == NULL)
+        return;
+    imap_instance *in = *state;
+    imap_host->timer_cancel(&in->t_reap);
+    imap_pool_free(&in->pool);
+    free(in);
+    *state = NULL;
 }
 
 static void account_free(imap_account *a)
@@ -31,8 +97,14 @@ static void account_free(imap_account *a)
     if (a == NULL)
         return;
     imap_sync_forget(a);
+    if (a->inst_pprev != NULL) {
+        *a->inst_pprev = a->inst_next;
+        if (a->inst_next != NULL)
+            a->inst_next->inst_pprev = a->inst_pprev;
+    }
     imap_conn_abort(&a->sync_conn);
     imap_conn_abort(&a->fetch_conn);
+    pthread_mutex_destroy(&a->conn_lock);
     for (size_t i = 0; i < a->n_folders; i++)
         free(a->folders[i]);
     free(a->folders);
@@ -157,6 +229,7 @@ static mp_status imap_account_open(mp_account *acct, const mp_config *cfg, void 
     const mp_host *h = imap_host;
     imap_account *a = imap_xcalloc(1, sizeof *a);
     pthread_mutex_init(&a->lock, NULL);
+    pthread_mutex_init(&a->conn_lock, NULL);
     a->acct = acct;
     a->cfg = cfg;
     a->id = imap_xstrdup(h->account_id(acct));
@@ -184,6 +257,15 @@ static mp_status imap_account_open(mp_account *acct, const mp_config *cfg, void 
         account_free(a);
         return st;
     }
+    imap_instance *in = h->instance_state(h->account_instance(acct));
+    if (in != NULL) {
+        a->inst = in;
+        a->inst_next = in->accounts;
+        if (a->inst_next != NULL)
+            a->inst_next->inst_pprev = &a->inst_next;
+        a->inst_pprev = &in->accounts;
+        in->accounts = a;
+    }
     *state_r = a;
     return MP_OK;
 }
@@ -196,6 +278,85 @@ static void imap_account_close(mp_account *acct, void **state)
     account_free(*state);
     *state = NULL;
 }
+
+/* ---- poll and fetch slots: each owns its connection while it runs ---- */
+
+static mp_status slot_list_folders(mp_account *acct, mp_folder_sink *sink, mp_error *err)
+{
+    imap_account *a = imap_sync_account(acct);
+    imap_sync_begin(a, 0);
+    mp_status st = imap_list_folders(acct, sink, err);
+    imap_sync_end(a, 0);
+    return st;
+}
+
+static mp_status slot_bootstrap(mp_account *acct, const char *folder, uint32_t max,
+                                mp_batch *batch, mp_error *err)
+{
+    imap_account *a = imap_sync_account(acct);
+    imap_sync_begin(a, 0);
+    mp_status st = imap_bootstrap(acct, folder, max, batch, err);
+    imap_sync_end(a, 0);
+    return st;
+}
+
+static mp_status slot_delta(mp_account *acct, const char *folder, const char *cursor,
+                            mp_batch *batch, mp_error *err)
+{
+    imap_account *a = imap_sync_account(acct);
+    imap_sync_begin(a, 0);
+    mp_status st = imap_delta(acct, folder, cursor, batch, err);
+    imap_sync_end(a, 0);
+    return st;
+}
+
+static mp_status slot_backfill(mp_account *acct, const char *folder, const char *backfill_pos,
+                               uint32_t max, mp_batch *batch, mp_error *err)
+{
+    imap_account *a = imap_sync_account(acct);
+    imap_sync_begin(a, 0);
+    mp_status st = imap_backfill(acct, folder, backfill_pos, max, batch, err);
+    imap_sync_end(a, 0);
+    return st;
+}
+
+static mp_status slot_fetch(mp_account *acct, const mp_message_ref *msg, mp_raw *raw_r,
+                            mp_error *err)
+{
+    imap_account *a = imap_sync_account(acct);
+    imap_sync_begin(a, 1);
+    mp_status st = imap_fetch(acct, msg, raw_r, err);
+    imap_sync_end(a, 1);
+    return st;
+}
+
+static mp_status slot_probe(mp_account *acct, mp_error *err)
+{
+    imap_account *a = imap_sync_account(acct);
+    imap_sync_begin(a, 0);
+    mp_status st = imap_probe(acct, err);
+    imap_sync_end(a, 0);
+    return st;
+}
+
+static const mp_config_key imap_instance_keys[] = {
+    {.name = "connect_rate",
+     .type = MP_CFG_INT,
+     .default_value = "200",
+     .help = "logins (push and sync) started per second at most, evenly spaced, for all "
+             "accounts of this file; 0: unlimited"},
+    {.name = "connect_concurrency",
+     .type = MP_CFG_INT,
+     .default_value = "8",
+     .help = "logins in progress at once for all accounts of this file (1..64); also the "
+             "number of push connect threads"},
+    {.name = "sync_idle_close",
+     .type = MP_CFG_INT,
+     .default_value = "60",
+     .help = "seconds a sync or fetch connection stays open after its job; then only the "
+             "push connection remains (0: closed after each job)"},
+    {0},
+};
 
 static const mp_config_key imap_account_keys[] = {
     {.name = "host", .type = MP_CFG_STRING, .required = 1, .help = "IMAP server name"},
@@ -254,18 +415,20 @@ MP_DRIVER_EXPORT const mp_driver mailpulse_driver = {
     MP_DRIVER_HEAD("imap"),
     .version = "1.0",
     .description = "IMAP4rev1 with capability autopilot, IDLE and NOTIFY push",
+    .instance_keys = imap_instance_keys,
     .account_keys = imap_account_keys,
     .poll_interval_s = 180,
     .push_kind = MP_PUSH_STREAM,
     .init = imap_init,
+    .deinit = imap_deinit,
     .account_open = imap_account_open,
     .account_close = imap_account_close,
-    .list_folders = imap_list_folders,
-    .bootstrap = imap_bootstrap,
-    .delta = imap_delta,
-    .backfill = imap_backfill,
-    .fetch = imap_fetch,
+    .list_folders = slot_list_folders,
+    .bootstrap = slot_bootstrap,
+    .delta = slot_delta,
+    .backfill = slot_backfill,
+    .fetch = slot_fetch,
     .push_start = imap_push_start,
     .push_stop = imap_push_stop,
-    .probe = imap_probe,
+    .probe = slot_probe,
 };

@@ -5,7 +5,15 @@
  *                           keeping the capability profile;
  *   imap_sync*.c            list/bootstrap/delta/backfill/fetch/probe
  *                           (worker threads), strategy by profile;
- *   imap_push.c             IDLE / NOTIFY streams on the host's loop.
+ *   imap_push.c             IDLE / NOTIFY streams on the host's loop;
+ *   imap_pool.c             the instance's connect pool and limiter
+ *                           (imap_pool.h, imap_limit.h).
+ *
+ * Descriptors per account in steady state: the push connection (NOTIFY:
+ * one; IDLE: one per watched folder, at most max_connections) and nothing
+ * else. The worker-side sync and fetch connections are kept between jobs
+ * only for the instance's `sync_idle_close` and then closed; the connect
+ * pool wakes the loop through one eventfd per instance.
  */
 #ifndef MP_IMAP_DRIVER_H
 #define MP_IMAP_DRIVER_H
@@ -29,6 +37,20 @@ typedef enum imap_push_mode {
 } imap_push_mode;
 
 struct imap_push; /* imap_push.c */
+struct imap_pool;  /* imap_pool.h */
+struct imap_limit; /* imap_limit.h */
+struct imap_account;
+
+/* One driver instance (plugins.d file): its settings, its connect pool and
+ * limiter, and the accounts it holds (for the idle-connection reaper). */
+typedef struct imap_instance {
+    mp_instance *inst;
+    struct imap_pool *pool;
+    struct imap_limit *limit;       /* the pool's: every login of the instance */
+    uint32_t sync_idle_ms;          /* `sync_idle_close`; 0: after each job */
+    struct imap_account *accounts;  /* loop thread only                      */
+    mp_timer *t_reap;
+} imap_instance;
 
 typedef struct imap_account {
     mp_account *acct;
@@ -62,10 +84,19 @@ typedef struct imap_account {
     int have_profile;
     int64_t profiled_ms;
 
+    imap_instance *inst;       /* NULL only in unit tests: no limiter       */
+    struct imap_account *inst_next, **inst_pprev; /* inst->accounts, loop  */
+
     /* Worker-side connections, reused between slot calls (the host never
-     * runs two poll slots of one account at once, and fetch uses its own). */
+     * runs two poll slots of one account at once, and fetch uses its own).
+     * A slot call owns its connection between imap_sync_begin and
+     * imap_sync_end; outside, the loop's reaper may take it (conn_lock
+     * guards the pointers against that, the busy flags say who owns). */
     imap_conn *sync_conn;
     imap_conn *fetch_conn;
+    pthread_mutex_t conn_lock;
+    int sync_busy, fetch_busy;
+    int64_t sync_used_ms, fetch_used_ms; /* monotonic, end of the last job  */
 
     /* Bumped by push when a stream's link died silently (no answer in
      * time): the sync and fetch connections, idle through the same path,
@@ -103,6 +134,14 @@ int imap_account_folder_wanted(const imap_account *a, const char *name);
  * name's imap_folder_sig to 0. Push compares the set it watches with the
  * one the last LIST showed, to notice folders created (or removed) since. */
 uint64_t imap_folder_sig(const char *name);
+
+/* Slot calls' ownership of the worker-side connections (imap_sync.c).
+ * begin/end bracket every poll slot (fetch: `fetch` nonzero) on the worker
+ * thread; end closes the connection at once when sync_idle_close is 0.
+ * imap_sync_reap (loop thread) closes a connection idle for `idle_ms`. */
+void imap_sync_begin(imap_account *a, int fetch);
+void imap_sync_end(imap_account *a, int fetch);
+void imap_sync_reap(imap_account *a, uint32_t idle_ms);
 
 /* Push streams (imap_push.c), loop thread. */
 mp_status imap_push_start(mp_account *acct, mp_error *err);

@@ -5,41 +5,37 @@
  * connection budget; the other folders stay with the poller).
  *
  * Establishing a connection blocks (DNS, TCP, TLS, authentication, then
- * EXAMINE or NOTIFY SET), which the loop must never do. Each attempt runs
- * on a short-lived detached thread that queues the ready connection under
- * the shared mutex, writes one byte to a pipe the loop watches, and exits:
- * no thread is held per stream. Once back on the loop a stream is only a
- * non-blocking socket, an fd watch and timers.
+ * EXAMINE or NOTIFY SET), which the loop must never do. Each attempt is a
+ * task for the instance's connect pool (imap_pool.h: a few threads, one
+ * queue, the connect rate and concurrency limits, one eventfd back to the
+ * loop for the whole instance): no thread and no descriptor is held per
+ * account besides the stream's own socket. Once back on the loop a stream
+ * is only a non-blocking socket, an fd watch and timers.
  *
- * The threads never touch the imap_account, its mp_config or mp_account:
- * push_stop (and account_close right after it) may free them while a
- * connect is still in DNS or TLS, and nothing on the loop may wait for it.
- * So the loop hands each thread a snapshot of the settings and the secret,
- * the thread works on that snapshot plus a refcounted shared struct (queue,
- * pipe, "cancelled" flag) that the last of the loop and the threads frees.
- * This is also why the thread opens the connection with imap_conn_open
+ * The pool threads never touch the imap_account, its mp_config or
+ * mp_account: push_stop (and account_close right after it) may free them
+ * while a connect is still in DNS or TLS, and nothing on the loop may wait
+ * for it. So the loop hands each task a snapshot of the settings and the
+ * secret; the task works on that snapshot plus a refcounted shared struct
+ * ("cancelled" flag, the way back to the push struct) that the last of the
+ * loop and the tasks frees. A task cancelled while queued is dropped
+ * without a login; one cancelled while running is discarded when it ends.
+ * This is also why a task opens the connection with imap_conn_open
  * directly rather than through imap_account_connect, and why the
  * capability profile stays the business of the sync side.
- * The same reasoning applies to the code: a thread may still run when the
- * host unloads the driver, so the first spawn makes imap.so resident
- * (RTLD_NODELETE), as GModule does for modules that start threads.
  */
 #include "imap_driver.h"
+#include "imap_pool.h"
 #include "imap_sync.h"
 
-#include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 /* Overridable at build time only so a test build can exercise renewal and
  * the liveness check quickly. */
@@ -121,7 +117,7 @@ typedef enum job_action {
 typedef struct push_shared push_shared;
 
 typedef struct push_job {
-    struct push_job *next;
+    imap_task task; /* first: the pool hands back this pointer */
     push_shared *sh;
     unsigned epoch; /* streams generation it was started for */
     int stream;     /* index in imap_push.streams, -1: discovery */
@@ -157,13 +153,13 @@ typedef struct push_job {
     size_t names_bytes;
 } push_job;
 
+struct imap_push;
+
 struct push_shared {
     pthread_mutex_t lock;
-    unsigned refs;
-    int cancelled;  /* push stopped: finished jobs are discarded */
-    int fds[2];     /* threads write one byte per finished job */
-    push_job *done; /* finished jobs, oldest first */
-    push_job **done_tail;
+    unsigned refs;        /* the push struct's, plus one per job        */
+    int cancelled;        /* push stopped: jobs are dropped or discarded */
+    struct imap_push *p;  /* loop thread only; NULL once cancelled       */
 };
 
 static void job_free(push_job **jp)
@@ -190,17 +186,11 @@ static void job_free(push_job **jp)
     *jp = NULL;
 }
 
-static push_shared *shared_new(char **error_r)
+static push_shared *shared_new(void)
 {
     push_shared *sh = push_calloc(1, sizeof *sh);
-    if (pipe2(sh->fds, O_NONBLOCK | O_CLOEXEC) < 0) {
-        *error_r = push_printf("cannot create a pipe: %s", strerror(errno));
-        free(sh);
-        return NULL;
-    }
     pthread_mutex_init(&sh->lock, NULL);
     sh->refs = 1;
-    sh->done_tail = &sh->done;
     return sh;
 }
 
@@ -212,7 +202,7 @@ static void shared_ref(push_shared *sh)
 }
 
 /* Whoever drops the last reference (the loop in push_stop, or the last
- * thread still connecting) frees it. */
+ * job, wherever it ends) frees it. */
 static void shared_unref(push_shared **shp)
 {
     push_shared *sh = *shp;
@@ -224,13 +214,6 @@ static void shared_unref(push_shared **shp)
     pthread_mutex_unlock(&sh->lock);
     if (left > 0)
         return;
-    while (sh->done != NULL) {
-        push_job *j = sh->done;
-        sh->done = j->next;
-        job_free(&j);
-    }
-    close(sh->fds[0]);
-    close(sh->fds[1]);
     pthread_mutex_destroy(&sh->lock);
     free(sh);
 }
@@ -384,67 +367,57 @@ failed:
     imap_conn_abort(&j->conn);
 }
 
-static void *job_main(void *arg)
+/* ---- the job as a task of the connect pool ---- */
+
+static struct imap_push *job_push(push_shared *sh);
+static void job_done(struct imap_push *p, push_job *j);
+
+static void task_run(imap_task *t)
 {
-    push_job *j = arg;
+    job_run((push_job *)t);
+}
+
+static int task_cancelled(imap_task *t)
+{
+    push_shared *sh = ((push_job *)t)->sh;
+    pthread_mutex_lock(&sh->lock);
+    int c = sh->cancelled;
+    pthread_mutex_unlock(&sh->lock);
+    return c;
+}
+
+static void task_discard(imap_task *t)
+{
+    push_job *j = (push_job *)t;
     push_shared *sh = j->sh;
     j->sh = NULL;
-    job_run(j);
-
-    int queued = 0;
-    pthread_mutex_lock(&sh->lock);
-    if (!sh->cancelled) {
-        *sh->done_tail = j;
-        sh->done_tail = &j->next;
-        queued = 1;
-    }
-    pthread_mutex_unlock(&sh->lock);
-    if (queued) {
-        /* A full pipe is fine: the loop drains the whole queue per wakeup. */
-        ssize_t n = write(sh->fds[1], "j", 1);
-        (void)n;
-    } else {
-        job_free(&j);
-    }
+    job_free(&j);
     shared_unref(&sh);
-    return NULL;
 }
 
-/* Keep imap.so mapped for good: a detached thread may still be running in
- * it when the host unloads the driver (see the top of this file). */
-static void pin_module(void)
+/* Loop thread: push_stop runs here too, so the push struct found through
+ * the shared part is alive exactly while it is not cancelled. */
+static void task_deliver(imap_task *t)
 {
-    static int pinned;
-    if (pinned)
-        return;
-    Dl_info info;
-    if (dladdr((void *)&pin_module, &info) != 0 && info.dli_fname != NULL) {
-        void *h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
-        if (h != NULL)
-            pinned = 1; /* the extra reference is never dropped, on purpose */
-    }
+    push_job *j = (push_job *)t;
+    struct imap_push *p = job_push(j->sh);
+    if (p != NULL)
+        job_done(p, j);
+    task_discard(t);
 }
 
-static int job_spawn(push_shared *sh, push_job *j, char **error_r)
+static int job_spawn(imap_pool *pool, push_shared *sh, push_job *j, char **error_r)
 {
-    pin_module();
     shared_ref(sh);
     j->sh = sh;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    /* Signals stay with the daemon's own threads. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t t;
-    int rc = pthread_create(&t, &attr, job_main, j);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
+    j->task.login = j->conn == NULL;
+    j->task.run = task_run;
+    j->task.cancelled = task_cancelled;
+    j->task.deliver = task_deliver;
+    j->task.discard = task_discard;
+    if (imap_pool_submit(pool, &j->task, error_r) < 0) {
         j->sh = NULL;
         shared_unref(&sh);
-        *error_r = push_printf("cannot start a connect thread: %s", strerror(rc));
         return -1;
     }
     return 0;
@@ -496,7 +469,7 @@ struct imap_push {
     imap_account *a;
     mp_account *acct;
     push_shared *sh;
-    mp_watch *pipe_watch;
+    imap_pool *pool; /* the instance's */
     push_run_mode mode;
     unsigned epoch;
     int notify_refused;
@@ -1047,7 +1020,7 @@ static void stream_connect(push_stream *s, imap_conn *conn)
         j->notify_spec = notify_spec(p);
     }
     char *error = NULL;
-    if (job_spawn(p->sh, j, &error) < 0) {
+    if (job_spawn(p->pool, p->sh, j, &error) < 0) {
         job_free(&j);
         stream_fail(s, error);
         free(error);
@@ -1144,7 +1117,7 @@ static void discover_start(struct imap_push *p)
     }
     j->do_list = 1;
     char *error = NULL;
-    if (job_spawn(p->sh, j, &error) < 0) {
+    if (job_spawn(p->pool, p->sh, j, &error) < 0) {
         job_free(&j);
         discover_retry(p, error, 0);
         free(error);
@@ -1393,25 +1366,12 @@ static void job_done(struct imap_push *p, push_job *j)
     stream_done(p, j);
 }
 
-static void pipe_ready(int fd, unsigned events, void *arg)
+static struct imap_push *job_push(push_shared *sh)
 {
-    (void)events;
-    struct imap_push *p = arg;
-    char buf[64];
-    while (read(fd, buf, sizeof buf) > 0)
-        ;
-    pthread_mutex_lock(&p->sh->lock);
-    push_job *list = p->sh->done;
-    p->sh->done = NULL;
-    p->sh->done_tail = &p->sh->done;
-    pthread_mutex_unlock(&p->sh->lock);
-    while (list != NULL) {
-        push_job *j = list;
-        list = j->next;
-        j->next = NULL;
-        job_done(p, j);
-        job_free(&j);
-    }
+    pthread_mutex_lock(&sh->lock);
+    struct imap_push *p = sh->cancelled ? NULL : sh->p;
+    pthread_mutex_unlock(&sh->lock);
+    return p;
 }
 
 /* ---- the driver slots ---- */
@@ -1426,21 +1386,18 @@ mp_status imap_push_start(mp_account *acct, mp_error *err)
         imap_host->push_state(acct, "off: push disabled (push: off); folders polled");
         return MP_OK;
     }
-    char *error = NULL;
-    push_shared *sh = shared_new(&error);
-    if (sh == NULL) {
-        mp_fail(err, MP_RETRY, "push: %s", error);
-        free(error);
-        return MP_RETRY;
-    }
+    if (a->inst == NULL || a->inst->pool == NULL)
+        return mp_fail(err, MP_FATAL, "push: the driver instance has no connect pool");
+    push_shared *sh = shared_new();
     struct imap_push *p = push_calloc(1, sizeof *p);
     p->a = a;
     p->acct = acct;
     p->sh = sh;
+    p->pool = a->inst->pool;
+    sh->p = p;
     p->all_folders = a->folders == NULL;
     p->rng = (uint64_t)imap_host->now_ms() ^ ((uint64_t)(uintptr_t)p << 16) ^
              0x9e3779b97f4a7c15ull;
-    p->pipe_watch = imap_host->watch_fd(acct, sh->fds[0], MP_FD_READ, pipe_ready, p);
     a->push = p;
     update_state(p);
     discover_start(p);
@@ -1457,20 +1414,12 @@ void imap_push_stop(mp_account *acct)
     streams_free(p);
     imap_host->timer_cancel(&p->t_discover);
     imap_host->timer_cancel(&p->t_folders);
-    imap_host->watch_cancel(&p->pipe_watch);
-    /* Threads still connecting discard their result and free the shared
-     * part when they finish, if they are the last. */
+    /* Jobs still queued are dropped without a login, running ones discard
+     * their result; the last of them frees the shared part. */
     pthread_mutex_lock(&p->sh->lock);
     p->sh->cancelled = 1;
-    push_job *list = p->sh->done;
-    p->sh->done = NULL;
-    p->sh->done_tail = &p->sh->done;
+    p->sh->p = NULL;
     pthread_mutex_unlock(&p->sh->lock);
-    while (list != NULL) {
-        push_job *j = list;
-        list = j->next;
-        job_free(&j);
-    }
     shared_unref(&p->sh);
     for (size_t i = 0; i < p->n_folders; i++)
         free(p->folders[i]);

@@ -3,6 +3,7 @@
  * UID listings and the stored-message snapshot. */
 #include "imap_sync.h"
 #include "imap_strategy.h"
+#include "imap_limit.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,7 +30,67 @@ mp_status imap_sync_connect(imap_account *a, imap_conn **connp, mp_error *err)
 {
     if (*connp != NULL)
         return MP_OK;
-    return imap_account_connect(a, connp, err);
+    /* Logins of the whole instance share one limiter with push; a worker
+     * waiting here goes before the connect pool's push logins, so a sync
+     * never starves behind a restart's queue of push streams. */
+    imap_limit *limit = a->inst != NULL ? a->inst->limit : NULL;
+    if (limit != NULL)
+        imap_limit_acquire(limit, 1);
+    mp_status st = imap_account_connect(a, connp, err);
+    if (limit != NULL)
+        imap_limit_release(limit);
+    return st;
+}
+
+/* ---- connection lifetime between slot calls ---- */
+
+static int64_t conn_clock_ms(void)
+{
+    return imap_limit_now_us() / 1000;
+}
+
+void imap_sync_begin(imap_account *a, int fetch)
+{
+    pthread_mutex_lock(&a->conn_lock);
+    *(fetch ? &a->fetch_busy : &a->sync_busy) = 1;
+    pthread_mutex_unlock(&a->conn_lock);
+}
+
+void imap_sync_end(imap_account *a, int fetch)
+{
+    imap_conn *done = NULL;
+    pthread_mutex_lock(&a->conn_lock);
+    *(fetch ? &a->fetch_busy : &a->sync_busy) = 0;
+    *(fetch ? &a->fetch_used_ms : &a->sync_used_ms) = conn_clock_ms();
+    if (a->inst != NULL && a->inst->sync_idle_ms == 0) {
+        imap_conn **connp = fetch ? &a->fetch_conn : &a->sync_conn;
+        done = *connp;
+        *connp = NULL;
+    }
+    pthread_mutex_unlock(&a->conn_lock);
+    /* A worker may block: say LOGOUT politely. */
+    imap_conn_close(&done);
+}
+
+void imap_sync_reap(imap_account *a, uint32_t idle_ms)
+{
+    int64_t now = conn_clock_ms();
+    imap_conn *idle[2] = {NULL, NULL};
+    pthread_mutex_lock(&a->conn_lock);
+    if (!a->sync_busy && a->sync_conn != NULL && now - a->sync_used_ms >= (int64_t)idle_ms) {
+        idle[0] = a->sync_conn;
+        a->sync_conn = NULL;
+    }
+    if (!a->fetch_busy && a->fetch_conn != NULL &&
+        now - a->fetch_used_ms >= (int64_t)idle_ms) {
+        idle[1] = a->fetch_conn;
+        a->fetch_conn = NULL;
+    }
+    pthread_mutex_unlock(&a->conn_lock);
+    /* The loop must not wait for a LOGOUT answer: just close (the server
+     * sees an orderly TCP close). */
+    imap_conn_abort(&idle[0]);
+    imap_conn_abort(&idle[1]);
 }
 
 /* ---- answers to statuses ---- */
