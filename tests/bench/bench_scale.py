@@ -27,7 +27,7 @@ limit) is undone at the end, on failure and on Ctrl-C/SIGTERM.
 
 Usage: tests/bench/bench_scale.py [--build build] [--accounts 1000,5000,10000]
        [--idle 60] [--samples 60] [--tls] [--timeout 600] [--work-dir DIR]
-       [--keep-going]
+       [--connect-rate N] [--connect-concurrency N] [--keep-going]
 Needs: a built tree (mailpulsed, drivers/imap.so) and dovecot-imapd
 (packaging/deps.sh test). Run as root for the inotify limit and for more
 than ~1,000 accounts (Dovecot's users are mapped to `nobody`).
@@ -234,13 +234,15 @@ def make_daemon(work_dir, name):
         tempfile.tempdir = None
 
 
-def add_accounts(d, server, n, tls):
+def add_accounts(d, server, n, tls, instance_keys=None):
     """One instance with n accounts sharing one password file."""
     secret = json.dumps(d.write_secret("password", PASSWORD.encode()))
     port = server.imaps_port if tls else server.imap_port
     mode = "implicit" if tls else "none"
     ca = ("    ca_file: %s\n" % json.dumps(server.ca.pem)) if tls else ""
-    parts = ["driver: imap\naccounts:\n"]
+    parts = ["driver: imap\n"]
+    parts += ["%s: %d\n" % kv for kv in sorted((instance_keys or {}).items())]
+    parts.append("accounts:\n")
     for i in range(n):
         parts.append("  - id: %s\n    host: localhost\n    port: %d\n    tls: %s\n"
                      "    username: %s\n    password_file: %s\n%s"
@@ -430,7 +432,10 @@ def run_n(args, n, fixed):
     try:
         server.start(timeout=60)
         d = make_daemon(args.work_dir, "bench-scale-%d" % n)
-        add_accounts(d, server, n, args.tls)
+        keys = {k: v for k, v in (("connect_rate", args.connect_rate),
+                                  ("connect_concurrency", args.connect_concurrency))
+                if v is not None}
+        add_accounts(d, server, n, args.tls, keys)
         logc = LogCounter(d.log_path)
         peak_threads = peak_fds = peak_rss = 0
         t_live = t_boot = None
@@ -530,6 +535,10 @@ def main():
     p.add_argument("--work-dir", default=None,
                    help="where Dovecot's mail and mailpulsed's state go (default: the "
                         "system's temporary directory)")
+    p.add_argument("--connect-rate", type=int, default=None,
+                   help="imap.so instance key connect_rate (default: the driver's)")
+    p.add_argument("--connect-concurrency", type=int, default=None,
+                   help="imap.so instance key connect_concurrency (default: the driver's)")
     p.add_argument("--keep-going", action="store_true",
                    help="go on with the next N when one fails")
     args = p.parse_args()
