@@ -423,9 +423,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         /* A new signal starts over: the first delay again if it is short. */
         reload_retry_cancel();
         mpd_notify_reloading(notifier);
-        int r = mpd_reload(d);
-        if (r <= 0)
-            mpd_notify_reloaded(notifier, r == 0);
+        /* Postponed counts as done-but-not-applied for systemd, which
+         * waits for READY=1; the retry that applies says READY=1 again. */
+        mpd_notify_reloaded(notifier, mpd_reload(d) == 0);
         return;
     }
     mpu_info("core", "signal %d: shutting down", (int)sig);

@@ -14,7 +14,9 @@ on, folders INBOX and Sent), and reports:
 - RSS: the fixed part (the same daemon with 0 accounts, measured once) and
   per account ((RSS at N, settled) - fixed) / N;
 - threads and descriptors at their peak during start and when settled;
-- idle CPU over --idle seconds (default 60) once everything is settled;
+- idle CPU over --idle seconds (default 60) once everything is settled
+  (the descriptor count steady for 15 s: the first syncs' connections are
+  closed after imap.so's sync_idle_close);
 - push latency: APPEND on another connection -> message.new on the SSE
   stream, p50/p99 over --samples APPENDs spread over 20 accounts, against
   the floor at that N: a bare Python IDLE connection per sampled account
@@ -26,7 +28,8 @@ Everything (Dovecot, mailpulsed, temporary directories, the raised inotify
 limit) is undone at the end, on failure and on Ctrl-C/SIGTERM.
 
 Usage: tests/bench/bench_scale.py [--build build] [--accounts 1000,5000,10000]
-       [--idle 60] [--samples 60] [--tls] [--timeout 600] [--work-dir DIR]
+       [--idle 60] [--settle-max 180] [--samples 60] [--tls] [--timeout 600]
+       [--work-dir DIR]
        [--connect-rate N] [--connect-concurrency N] [--keep-going]
 Needs: a built tree (mailpulsed, drivers/imap.so) and dovecot-imapd
 (packaging/deps.sh test). Run as root for the inotify limit and for more
@@ -478,8 +481,21 @@ def run_n(args, n, fixed):
         log("    all bootstrapped: %s" % ("%.1f s" % t_boot if t_boot is not None else
                                          "NOT within %d s (%d of %d folders)"
                                          % (args.timeout, logc.count, 2 * n)))
-        # settle: the first sweep's work and the start-up threads gone
-        time.sleep(10)
+        # Settle before the idle window: connections opened for the first
+        # syncs are closed after the driver's idle time (imap.so's
+        # sync_idle_close, 60 s), so wait until the descriptor count has
+        # not dropped for 15 s (at least 10 s, at most --settle-max).
+        t_settle = time.monotonic()
+        low, low_at = fds_of(d.pid), time.monotonic()
+        while time.monotonic() - t_settle < args.settle_max:
+            time.sleep(1)
+            now_fds = fds_of(d.pid)
+            if now_fds < low:
+                low, low_at = now_fds, time.monotonic()
+            if time.monotonic() - t_settle >= 10 and time.monotonic() - low_at >= 15:
+                break
+        log("    settled after %.0f s more (descriptors %d)" % (time.monotonic() - t_settle,
+                                                                fds_of(d.pid)))
         cpu0, w0 = cpu_seconds(d.pid), time.monotonic()
         time.sleep(args.idle)
         idle_cpu = (cpu_seconds(d.pid) - cpu0) / (time.monotonic() - w0) * 100
@@ -529,6 +545,9 @@ def main():
                    help="comma-separated numbers of accounts, one run each")
     p.add_argument("--idle", type=int, default=60, help="seconds of idle CPU measurement")
     p.add_argument("--samples", type=int, default=60, help="APPENDs for the push latency")
+    p.add_argument("--settle-max", type=int, default=180,
+                   help="longest wait for the descriptor count to settle before the idle "
+                        "window (seconds)")
     p.add_argument("--tls", action="store_true", help="implicit TLS instead of plaintext")
     p.add_argument("--timeout", type=int, default=600,
                    help="seconds to wait for all push-live and bootstrapped")
