@@ -15,8 +15,8 @@ on, folders INBOX and Sent), and reports:
   per account ((RSS at N, settled) - fixed) / N;
 - threads and descriptors at their peak during start and when settled;
 - idle CPU over --idle seconds (default 60) once everything is settled
-  (the descriptor count steady for 15 s: the first syncs' connections are
-  closed after imap.so's sync_idle_close);
+  (at least 75 s after start-up and the descriptor count steady for 15 s:
+  the first syncs' connections are closed after imap.so's sync_idle_close);
 - push latency: APPEND on another connection -> message.new on the SSE
   stream, p50/p99 over --samples APPENDs spread over 20 accounts, against
   the floor at that N: a bare Python IDLE connection per sampled account
@@ -28,7 +28,8 @@ Everything (Dovecot, mailpulsed, temporary directories, the raised inotify
 limit) is undone at the end, on failure and on Ctrl-C/SIGTERM.
 
 Usage: tests/bench/bench_scale.py [--build build] [--accounts 1000,5000,10000]
-       [--idle 60] [--settle-max 180] [--samples 60] [--tls] [--timeout 600]
+       [--idle 60] [--settle-min 75] [--settle-max 180] [--samples 60] [--tls]
+       [--timeout 600]
        [--work-dir DIR]
        [--connect-rate N] [--connect-concurrency N] [--keep-going]
 Needs: a built tree (mailpulsed, drivers/imap.so) and dovecot-imapd
@@ -483,8 +484,9 @@ def run_n(args, n, fixed):
                                          % (args.timeout, logc.count, 2 * n)))
         # Settle before the idle window: connections opened for the first
         # syncs are closed after the driver's idle time (imap.so's
-        # sync_idle_close, 60 s), so wait until the descriptor count has
-        # not dropped for 15 s (at least 10 s, at most --settle-max).
+        # sync_idle_close, 60 s), so wait at least --settle-min and until
+        # the descriptor count has not dropped for 15 s (at most
+        # --settle-max).
         t_settle = time.monotonic()
         low, low_at = fds_of(d.pid), time.monotonic()
         while time.monotonic() - t_settle < args.settle_max:
@@ -492,7 +494,8 @@ def run_n(args, n, fixed):
             now_fds = fds_of(d.pid)
             if now_fds < low:
                 low, low_at = now_fds, time.monotonic()
-            if time.monotonic() - t_settle >= 10 and time.monotonic() - low_at >= 15:
+            if time.monotonic() - t_settle >= args.settle_min and \
+                    time.monotonic() - low_at >= 15:
                 break
         log("    settled after %.0f s more (descriptors %d)" % (time.monotonic() - t_settle,
                                                                 fds_of(d.pid)))
@@ -545,6 +548,9 @@ def main():
                    help="comma-separated numbers of accounts, one run each")
     p.add_argument("--idle", type=int, default=60, help="seconds of idle CPU measurement")
     p.add_argument("--samples", type=int, default=60, help="APPENDs for the push latency")
+    p.add_argument("--settle-min", type=int, default=75,
+                   help="shortest wait after start-up before the idle window (seconds; "
+                        "imap.so closes sync connections after sync_idle_close, 60 s)")
     p.add_argument("--settle-max", type=int, default=180,
                    help="longest wait for the descriptor count to settle before the idle "
                         "window (seconds)")
