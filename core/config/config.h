@@ -42,14 +42,22 @@ struct mp_config {
 };
 typedef struct mp_config mpc_node;
 
-/* Error list: each entry is an allocated "file:line: message". */
+/* Error list: each entry is an allocated "file:line: message".
+ * `shortage` is the errno of the first error whose cause was a descriptor
+ * shortage (mpu_fd_shortage: EMFILE, ENFILE, ...) rather than the
+ * configuration, 0 when there was none: the caller retries later instead
+ * of refusing (a reload) or failing (a check). */
 typedef struct mpc_errors {
     char **msgs;
     size_t n;
+    int shortage;
 } mpc_errors;
 
 void mpc_error_add(mpc_errors *errs, const char *file, int line, const char *fmt,
                    ...) MP_PRINTF(4, 5);
+/* Record that the error just added came from errno value `err`: sets
+ * errs->shortage when err is a descriptor shortage and none was recorded. */
+void mpc_error_cause(mpc_errors *errs, int err);
 void mpc_errors_free(mpc_errors *errs);
 
 /* Parsing. Return the root map or NULL with errors added. `name` is the file

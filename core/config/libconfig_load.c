@@ -1,6 +1,7 @@
 /* libconfig text (mailpulsed.conf) -> configuration tree. */
 #include "config/config_private.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +125,9 @@ mpc_node *mpc_load_libconfig(const char *path, mpc_errors *errs)
 {
     char *text = NULL, *error = NULL;
     if (mpu_read_file(path, MPC_MAX_FILE_SIZE, 0, &text, NULL, &error) < 0) {
+        int err = errno;
         mpc_error_add(errs, NULL, 0, "%s", error);
+        mpc_error_cause(errs, err);
         free(error);
         return NULL;
     }

@@ -232,8 +232,9 @@ static int list_dir(const char *dir, char ***names_r, size_t *n_r, mpc_errors *e
 {
     DIR *d = opendir(dir);
     if (d == NULL) {
-        mpc_error_add(errs, dir, 0, "cannot open the plugins directory: %s",
-                      strerror(errno));
+        int err = errno;
+        mpc_error_add(errs, dir, 0, "cannot open the plugins directory: %s", strerror(err));
+        mpc_error_cause(errs, err);
         return -1;
     }
     char **names = NULL;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/fdlimit.h"
 #include "util/util.h"
 
 void mpc_error_addv(mpc_errors *errs, const char *file, int line,
@@ -35,6 +36,12 @@ void mpc_error_add(mpc_errors *errs, const char *file, int line, const char *fmt
     va_end(ap);
 }
 
+void mpc_error_cause(mpc_errors *errs, int err)
+{
+    if (errs != NULL && errs->shortage == 0 && mpu_fd_shortage(err))
+        errs->shortage = err;
+}
+
 void mpc_errors_free(mpc_errors *errs)
 {
     if (errs == NULL)
@@ -44,6 +51,7 @@ void mpc_errors_free(mpc_errors *errs)
     free(errs->msgs);
     errs->msgs = NULL;
     errs->n = 0;
+    errs->shortage = 0;
 }
 
 mpc_node *mpc_node_new(mpc_type type, const char *file, int line)

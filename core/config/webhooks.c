@@ -2,6 +2,7 @@
  * the endpoints' secrets (read separately, by the daemon only). */
 #include "config/config_private.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -292,9 +293,12 @@ size_t mpc_webhooks_read_secrets(mp_settings *s, mpc_errors *errs)
         size_t len = 0;
         if (w->key != NULL)
             continue;
-        if (mpu_read_file(w->secret_file, MAX_SECRET_FILE, 1, &data, &len, &error) < 0 ||
-            mpc_webhook_key(data, len, &w->key, &w->key_len, &error) < 0) {
+        int read_err = 0;
+        if (mpu_read_file(w->secret_file, MAX_SECRET_FILE, 1, &data, &len, &error) < 0)
+            read_err = errno == 0 ? -1 : errno;
+        if (read_err != 0 || mpc_webhook_key(data, len, &w->key, &w->key_len, &error) < 0) {
             mpc_error_add(errs, NULL, 0, "%s: webhook \"%s\": %s", w->where, w->name, error);
+            mpc_error_cause(errs, read_err);
             n++;
         }
         mpu_secret_free(&data);

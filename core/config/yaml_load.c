@@ -330,7 +330,9 @@ mpc_node *mpc_load_yaml(const char *path, mpc_errors *errs)
     char *text = NULL, *error = NULL;
     size_t len = 0;
     if (mpu_read_file(path, MPC_MAX_FILE_SIZE, 0, &text, &len, &error) < 0) {
+        int err = errno;
         mpc_error_add(errs, NULL, 0, "%s", error);
+        mpc_error_cause(errs, err);
         free(error);
         return NULL;
     }

@@ -117,6 +117,8 @@ struct mpd {
 };
 
 /* ---- lifecycle (main.c) ---- */
+/* SIGHUP: 0 applied, -1 refused (the running configuration is kept), 1
+ * postponed: out of descriptors, retried by itself with backoff (main.c). */
 int mpd_reload(mpd *d);
 
 /* This node takes (held 1) or loses the outbox role: it starts or stops

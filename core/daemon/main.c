@@ -63,10 +63,13 @@ static void validate_drivers(const char *driver_dir, mpc_instance_conf **list, s
         if (!list[i]->enabled)
             continue;
         char *error = NULL;
+        errno = 0;
         mpl_driver *drv = mpl_load(driver_dir, list[i]->driver, &error);
         if (drv == NULL) {
+            int err = errno;
             mpc_error_add(errs, list[i]->file, 1, "driver '%s' refused: %s",
                           list[i]->driver, error);
+            mpc_error_cause(errs, err);
             free(error);
             continue;
         }
@@ -85,10 +88,13 @@ static size_t push_tls_load(const mp_settings *s, struct ssl_ctx_st **ctx_r,
     if (!s->push.enabled || !s->push.tls)
         return 0;
     char *error = NULL;
+    errno = 0;
     *ctx_r = mph_tls_load(s->push.tls_cert_file, s->push.tls_key_file, &error);
     if (*ctx_r != NULL)
         return 0;
+    int err = errno;
     mpc_error_add(errs, s->push.where, 0, "%s", error);
+    mpc_error_cause(errs, err);
     free(error);
     return 1;
 }
@@ -278,8 +284,6 @@ static int bus_changed(const mp_bus_conf *old, mp_bus_conf *now)
     return changed;
 }
 
-/* SIGHUP: everything or nothing. A reload with any error keeps the running
- * configuration, so a typo never stops accounts that were working. */
 /* Cluster mode: tell the lease thread the configured accounts (after
  * every registry apply). */
 static void cluster_accounts(mpd *d)
@@ -294,6 +298,60 @@ static void cluster_accounts(mpd *d)
     free(ids);
 }
 
+/*
+ * A reload that could not read its files because the process is out of
+ * descriptors says nothing about the configuration: it is neither refused
+ * nor applied but tried again, 1 s doubling to RELOAD_RETRY_MAX_MS, with
+ * the running configuration and every account kept meanwhile. The shortage
+ * itself is logged once per episode (mpu_fd_shortage_note) and the
+ * postponement once until a reload completes; a new SIGHUP starts over.
+ * Loop thread only.
+ */
+#define RELOAD_RETRY_FIRST_MS 1000
+#define RELOAD_RETRY_MAX_MS 60000
+
+static struct event *reload_retry_ev;
+static int reload_retry_ms; /* the next delay; 0: no retry pending */
+
+static void on_reload_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    int r = mpd_reload(arg);
+    if (r <= 0)
+        mpd_notify_reloaded(notifier, r == 0);
+}
+
+static void reload_postpone(mpd *d, int err)
+{
+    mpu_fd_shortage_note("configuration reload", err);
+    if (reload_retry_ms == 0) {
+        reload_retry_ms = RELOAD_RETRY_FIRST_MS;
+        mpu_warn("core", "reload postponed: out of file descriptors while reading the "
+                         "configuration (%s); keeping the running configuration and trying "
+                         "again with backoff",
+                 strerror(err));
+    }
+    if (reload_retry_ev == NULL)
+        reload_retry_ev = evtimer_new(d->base, on_reload_retry, d);
+    struct timeval tv = {reload_retry_ms / 1000, (reload_retry_ms % 1000) * 1000};
+    if (reload_retry_ev != NULL)
+        evtimer_add(reload_retry_ev, &tv);
+    reload_retry_ms = reload_retry_ms >= RELOAD_RETRY_MAX_MS / 2 ? RELOAD_RETRY_MAX_MS
+                                                                 : reload_retry_ms * 2;
+}
+
+static void reload_retry_cancel(void)
+{
+    if (reload_retry_ev != NULL)
+        evtimer_del(reload_retry_ev);
+    reload_retry_ms = 0;
+}
+
+/* SIGHUP: everything or nothing. A reload with any error keeps the running
+ * configuration, so a typo never stops accounts that were working; one
+ * that met a descriptor shortage is retried (above). Returns 0 applied,
+ * -1 refused, 1 postponed. */
 int mpd_reload(mpd *d)
 {
     mpc_errors errs = {0};
@@ -311,6 +369,16 @@ int mpd_reload(mpd *d)
         (!push_tls || push_tls_load(s, &tls, &errs) == 0) &&
         load_plugins(s, &list, &n, &errs) == 0)
         validate_drivers(d->settings->driver_dir, list, n, &errs); /* driver_dir is kept */
+    if ((s == NULL || errs.n > 0) && errs.shortage != 0) {
+        reload_postpone(d, errs.shortage);
+        mph_tls_free(&tls);
+        mpc_instances_free(&list, n);
+        mpc_errors_free(&errs);
+        mp_settings_free(&s);
+        return 1;
+    }
+    int was_postponed = reload_retry_ms != 0;
+    reload_retry_cancel();
     if (s == NULL || errs.n > 0) {
         mph_tls_free(&tls);
         for (size_t i = 0; i < errs.n; i++)
@@ -394,7 +462,8 @@ int mpd_reload(mpd *d)
     mpd_registry_resume_stopped(d);
     if (d->webhooks != NULL)
         mpw_apply(d->webhooks, s);
-    mpu_info("core", "configuration reloaded");
+    mpu_info("core", was_postponed ? "configuration reloaded (after a postponement)"
+                                    : "configuration reloaded");
     return 0;
 }
 
@@ -403,7 +472,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     mpd *d = arg;
     if (sig == SIGHUP) {
+        /* A new signal starts over: the first delay again if it is short. */
+        reload_retry_cancel();
         mpd_notify_reloading(notifier);
+        /* Postponed counts as done-but-not-applied for systemd, which
+         * waits for READY=1; the retry that applies says READY=1 again. */
         mpd_notify_reloaded(notifier, mpd_reload(d) == 0);
         return;
     }
@@ -605,6 +678,10 @@ out:
         mpd_cluster_free(&d->cluster);
         mphost_release_global_objs();
         mpe_close(&d->events, d->store);
+        if (reload_retry_ev != NULL) {
+            event_free(reload_retry_ev);
+            reload_retry_ev = NULL;
+        }
         if (d->sig_hup != NULL) {
             event_free(d->sig_hup);
             event_free(d->sig_term);

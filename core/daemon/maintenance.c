@@ -13,11 +13,16 @@
  *                     them): it copies what the run needs, the webhook
  *                     endpoints and the bus relay's cursor name included,
  *                     and hands the run to a worker.
- *                     Each chunk is its own short transaction. */
+ *                     Each chunk is its own short transaction;
+ *   memory trim       give the C library's free pages back to the system
+ *                     (every 30 s). */
 #include "daemon/daemon.h"
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "bus/bus.h"
 #include "util/log.h"
@@ -43,6 +48,30 @@ static void cache_cleanup(void *arg)
     }
     if (removed > 0)
         mpu_info("cache", "removed %lld expired bodies", (long long)removed);
+}
+
+/*
+ * glibc keeps freed memory inside its arenas: a start with thousands of
+ * accounts (connect threads, first syncs) or a reconciliation sweep frees
+ * most of what it allocated, but the pages stay resident between the
+ * chunks still in use. Measured at 1,000 push-live IMAP accounts: 50.7 MiB
+ * RSS before malloc_trim, 36.5 MiB after (14 KiB per account); with TLS,
+ * 77.8 MiB before and 62.7 MiB after, 75 s after start. The trim walks
+ * the arenas' free lists on a worker every 30 s, so memory freed by a
+ * burst (the sync connections closing after sync_idle_close) goes back
+ * soon.
+ */
+#define TRIM_INTERVAL_MS 30000u
+
+static void memory_trim(void *arg)
+{
+    (void)arg;
+#ifdef __GLIBC__
+    int64_t t0 = mpu_mono_ms();
+    int released = malloc_trim(0);
+    mpu_debug("core", "memory trim: %s in %lld ms", released ? "pages released" : "nothing",
+              (long long)(mpu_mono_ms() - t0));
+#endif
 }
 
 /* Snapshot of account ids (with references) so the registry lock is not
@@ -228,6 +257,7 @@ void mpd_maintenance_start(mpd *d)
                  cleanup_ms < 60000u ? cleanup_ms : 60000u, cache_cleanup, d);
     mpj_periodic(d->sched, "push-renewal", renew_ms, renew_ms, push_renewal, d);
     mpj_periodic(d->sched, "bootstrap-sweep", sweep_ms, sweep_ms, bootstrap_sweep, d);
+    mpj_periodic(d->sched, "memory-trim", TRIM_INTERVAL_MS, TRIM_INTERVAL_MS, memory_trim, d);
     /* The first run a minute after start, or sooner with a short interval. */
     uint64_t prune_ms = (uint64_t)s->outbox.prune_interval * 1000u;
     if (prune_ms > 60000u)

@@ -69,6 +69,12 @@ def log_size(d):
     return os.path.getsize(d.log_path)
 
 
+def log_since(d, offset):
+    with open(d.log_path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode("utf-8", "replace")
+
+
 def shortage_warnings(text):
     return len(re.findall(r"out of file descriptors \(", text))
 
@@ -147,6 +153,61 @@ class FixtureExhaustion(unittest.TestCase):
                                            accounts=[acct]), 60,
                           message="message.new after the squeeze")
         self.assertTrue(d.running())
+
+
+class ReloadExhaustion(unittest.TestCase):
+    """SIGHUP while the daemon is out of descriptors: the configuration
+    files cannot be read, which is not a configuration error. The reload
+    is neither refused nor applied but retried with backoff, the running
+    accounts are kept, the postponement is logged once, and the reload
+    applies by itself (no second SIGHUP) once descriptors are free."""
+
+    def setUp(self):
+        self.d = mptest.Daemon(name="fdexh-reload", workers=2, settings={"log_level": "info"})
+        self.d.preexec_fn = low_limit
+        self.ids = ["rl-%02d" % i for i in range(10)]
+        self.d.add_instance("fix", [{"id": a, "generate": 2, "poll_interval": 3600}
+                                    for a in self.ids])
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def test_reload_out_of_descriptors_is_retried(self):
+        d = self.d
+        d.start()
+        mptest.wait_until(lambda: all(a["status"] == "ok" for a in d.accounts().values()),
+                          60, message="all accounts ok")
+        d.add_instance("late", [{"id": "rl-late", "generate": 2, "poll_interval": 3600}])
+        size0 = log_size(d)
+        # Out of descriptors from before the signal until well after the
+        # first retries (1 s, then 2 s). A soft limit of 3 (below every
+        # descriptor but stdin/out/err) holds even when some close meanwhile.
+        t0 = time.monotonic()
+        resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (3, HARD))
+        d.reload()
+        time.sleep(max(0.0, 4 - (time.monotonic() - t0)))
+        relieve(d.pid)
+        window = log_since(d, size0)
+        self.assertIn("reload postponed: out of file descriptors", window)
+        self.assertNotIn("reload refused", window)
+        # Applied by the retry: the new instance's account appears.
+        mptest.wait_until(lambda: "rl-late" in d.accounts(), 60, interval=0.5,
+                          message="the postponed reload applied")
+        text = log_since(d, size0)
+        self.assertEqual(text.count("reload postponed"), 1, "logged once")
+        self.assertIn("configuration reloaded (after a postponement)", text)
+        self.assertNotIn("reload refused", text)
+        listed = d.accounts()
+        self.assertEqual(set(listed), set(self.ids) | {"rl-late"}, "running accounts kept")
+        self.assertNotIn("fatal", {a["status"] for a in listed.values()})
+        mptest.wait_until(lambda: d.account("rl-late")["status"] == "ok", 60,
+                          message="the new account synced")
+        # A real error is still refused, not retried.
+        d.write_instance("late", "driver: fixture\naccounts: [\n")
+        size1 = log_size(d)
+        d.reload()
+        mptest.wait_until(lambda: "reload refused" in log_since(d, size1), 30,
+                          message="a broken file refused")
 
 
 def have_dovecot():

@@ -1,10 +1,14 @@
 /* Bump allocator for parsed responses: one reset per response instead of a
- * free per token. */
+ * free per token. Sized to need: the first chunk after a release is small
+ * (most responses on a push connection are a line or two), the next ones
+ * regular; the connection releases everything while it waits for data
+ * (io.c), so an idle connection holds no chunk at all. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "imapc.h"
 
+#define ARENA_FIRST ((size_t)2 * 1024)
 #define ARENA_CHUNK ((size_t)16 * 1024)
 
 typedef struct arena_chunk {
@@ -33,13 +37,13 @@ void imap_arena_reset(imap_arena *a)
 {
     if (a == NULL)
         return;
-    /* Keep the first (newest) chunk if it is the regular size, so steady
-     * traffic does not allocate at all. */
+    /* Keep the first (newest) chunk unless it is an oversized one, so
+     * steady traffic does not allocate at all. */
     arena_chunk *keep = NULL;
     arena_chunk *ch = a->chunks;
     while (ch != NULL) {
         arena_chunk *next = ch->next;
-        if (keep == NULL && ch->size == ARENA_CHUNK) {
+        if (keep == NULL && ch->size <= ARENA_CHUNK) {
             keep = ch;
             keep->used = 0;
             keep->next = NULL;
@@ -49,7 +53,21 @@ void imap_arena_reset(imap_arena *a)
         ch = next;
     }
     a->chunks = keep;
-    a->bytes = keep != NULL ? ARENA_CHUNK : 0;
+    a->bytes = keep != NULL ? keep->size : 0;
+}
+
+void imapc_arena_release(imap_arena *a)
+{
+    if (a == NULL)
+        return;
+    arena_chunk *ch = a->chunks;
+    while (ch != NULL) {
+        arena_chunk *next = ch->next;
+        free(ch);
+        ch = next;
+    }
+    a->chunks = NULL;
+    a->bytes = 0;
 }
 
 void imap_arena_free(imap_arena **a)
@@ -74,12 +92,13 @@ void *imapc_arena_alloc(imap_arena *a, size_t size)
         size = align;
     arena_chunk *ch = a->chunks;
     if (ch == NULL || ch->size - ch->used < size) {
-        size_t csize = size > ARENA_CHUNK ? size : ARENA_CHUNK;
+        size_t regular = ch == NULL ? ARENA_FIRST : ARENA_CHUNK;
+        size_t csize = size > regular ? size : regular;
         arena_chunk *n = imapc_malloc(sizeof(arena_chunk) + csize);
         n->size = csize;
         n->used = 0;
         a->bytes += csize;
-        if (ch != NULL && csize > ARENA_CHUNK) {
+        if (ch != NULL && csize > regular) {
             /* Oversized chunk goes behind the current one so the current
              * chunk's free space stays usable. */
             n->next = ch->next;

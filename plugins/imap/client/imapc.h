@@ -58,7 +58,8 @@ char *imapc_arena_strndup(imap_arena *a, const char *s, size_t n);
 char *imapc_b64_encode(const void *data, size_t len);
 unsigned char *imapc_b64_decode(const char *s, size_t len, size_t *len_r);
 
-/* Growable byte buffer. */
+/* Growable byte buffer. Consuming all of it frees the storage: a
+ * connection waiting for data holds no buffer. */
 typedef struct imapc_buf {
     char *data;
     size_t len;
@@ -129,8 +130,10 @@ int imapc_parse_limited(const char *buf, size_t len, imap_arena *arena, size_t m
  * max_text and the whole response by max_total. */
 long imapc_response_length(const char *buf, size_t len, size_t max_text, size_t max_total);
 
-/* arena.c: bytes the arena holds. */
+/* arena.c: bytes the arena holds; release frees every chunk (what was
+ * allocated from it is gone, as after a reset). */
 size_t imapc_arena_size(const imap_arena *a);
+void imapc_arena_release(imap_arena *a);
 
 /* io.c: blocking I/O on the (always O_NONBLOCK) socket, bounded by
  * timeout_ms per wait. `what` names the awaited thing in errors. */

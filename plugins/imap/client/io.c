@@ -198,8 +198,12 @@ int imapc_next_buffered(imap_conn *c, int skip_held, imap_response *resp_r, char
         if (n > 0)
             src = &c->rbuf;
     }
-    if (src == NULL)
+    if (src == NULL) {
+        /* Waiting for data: the previous response is dead (its bytes were
+         * consumed above), so its parse goes too. */
+        imapc_arena_release(c->arena);
         return 0;
+    }
     if (src == &c->held)
         c->pend_held = (size_t)n;
     else

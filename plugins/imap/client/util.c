@@ -79,7 +79,9 @@ void imapc_buf_append(imapc_buf *b, const void *data, size_t len)
     if (len == 0)
         return;
     if (b->cap - b->len < len + 1) {
-        size_t cap = b->cap < 4096 ? 4096 : b->cap;
+        /* Sized to need: a capability list or a command is a few hundred
+         * bytes and some are kept for the connection's life. */
+        size_t cap = b->cap < 64 ? 64 : b->cap;
         while (cap - b->len < len + 1)
             cap *= 2;
         b->data = imapc_realloc(b->data, cap);
@@ -93,13 +95,15 @@ void imapc_buf_append(imapc_buf *b, const void *data, size_t len)
 void imapc_buf_consume(imapc_buf *b, size_t n)
 {
     if (n >= b->len) {
-        b->len = 0;
-    } else {
-        memmove(b->data, b->data + n, b->len - n);
-        b->len -= n;
+        /* Empty: give the storage back. Tens of thousands of idle
+         * connections would otherwise each keep the largest buffer
+         * their busiest moment needed. */
+        imapc_buf_free(b);
+        return;
     }
-    if (b->data != NULL)
-        b->data[b->len] = '\0';
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+    b->data[b->len] = '\0';
 }
 
 void imapc_buf_free(imapc_buf *b)
