@@ -48,6 +48,9 @@ typedef struct imap_instance {
     struct imap_pool *pool;
     struct imap_limit *limit;       /* the pool's: every login of the instance */
     uint32_t sync_idle_ms;          /* `sync_idle_close`; 0: after each job */
+    uint32_t idle_max;              /* `sync_idle_max`: connections kept open
+                                       between jobs, all accounts together   */
+    atomic_uint idle_kept;          /* how many are kept now (imap_sync.c)    */
     struct imap_account *accounts;  /* loop thread only                      */
     mp_timer *t_reap;
 } imap_instance;
@@ -96,6 +99,7 @@ typedef struct imap_account {
     imap_conn *fetch_conn;
     pthread_mutex_t conn_lock;
     int sync_busy, fetch_busy;
+    int sync_kept, fetch_kept;  /* counted in the instance's idle_kept      */
     int64_t sync_used_ms, fetch_used_ms; /* monotonic, end of the last job  */
 
     /* Bumped by push when a stream's link died silently (no answer in
@@ -137,11 +141,14 @@ uint64_t imap_folder_sig(const char *name);
 
 /* Slot calls' ownership of the worker-side connections (imap_sync.c).
  * begin/end bracket every poll slot (fetch: `fetch` nonzero) on the worker
- * thread; end closes the connection at once when sync_idle_close is 0.
+ * thread; end closes the connection at once when sync_idle_close is 0 or
+ * the instance already keeps sync_idle_max connections.
  * imap_sync_reap (loop thread) closes a connection idle for `idle_ms`. */
 void imap_sync_begin(imap_account *a, int fetch);
 void imap_sync_end(imap_account *a, int fetch);
 void imap_sync_reap(imap_account *a, uint32_t idle_ms);
+/* The account goes: its kept connections leave the instance's count. */
+void imap_sync_forget_kept(imap_account *a);
 
 /* Push streams (imap_push.c), loop thread. */
 mp_status imap_push_start(mp_account *acct, mp_error *err);

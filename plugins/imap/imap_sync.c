@@ -49,10 +49,24 @@ static int64_t conn_clock_ms(void)
     return imap_limit_now_us() / 1000;
 }
 
+/* A connection kept open between jobs is counted in its instance's
+ * idle_kept from the end of a job until the next job takes it, the reaper
+ * closes it or the account goes (imap_sync_forget_kept): at most idle_max
+ * for all accounts of the file, so a mass start (every account's first
+ * sync within the idle period) cannot fill the descriptor table beside
+ * the push connections. Under a->conn_lock. */
+static void kept_drop(imap_account *a, int *kept)
+{
+    if (*kept && a->inst != NULL)
+        atomic_fetch_sub(&a->inst->idle_kept, 1);
+    *kept = 0;
+}
+
 void imap_sync_begin(imap_account *a, int fetch)
 {
     pthread_mutex_lock(&a->conn_lock);
     *(fetch ? &a->fetch_busy : &a->sync_busy) = 1;
+    kept_drop(a, fetch ? &a->fetch_kept : &a->sync_kept);
     pthread_mutex_unlock(&a->conn_lock);
 }
 
@@ -62,14 +76,32 @@ void imap_sync_end(imap_account *a, int fetch)
     pthread_mutex_lock(&a->conn_lock);
     *(fetch ? &a->fetch_busy : &a->sync_busy) = 0;
     *(fetch ? &a->fetch_used_ms : &a->sync_used_ms) = conn_clock_ms();
-    if (a->inst != NULL && a->inst->sync_idle_ms == 0) {
-        imap_conn **connp = fetch ? &a->fetch_conn : &a->sync_conn;
+    imap_conn **connp = fetch ? &a->fetch_conn : &a->sync_conn;
+    int keep = a->inst == NULL || a->inst->sync_idle_ms > 0;
+    if (keep && *connp != NULL && a->inst != NULL) {
+        /* Over the instance's budget: close now, as with idle time 0. */
+        if (atomic_fetch_add(&a->inst->idle_kept, 1) >= a->inst->idle_max) {
+            atomic_fetch_sub(&a->inst->idle_kept, 1);
+            keep = 0;
+        } else {
+            *(fetch ? &a->fetch_kept : &a->sync_kept) = 1;
+        }
+    }
+    if (!keep) {
         done = *connp;
         *connp = NULL;
     }
     pthread_mutex_unlock(&a->conn_lock);
     /* A worker may block: say LOGOUT politely. */
     imap_conn_close(&done);
+}
+
+void imap_sync_forget_kept(imap_account *a)
+{
+    pthread_mutex_lock(&a->conn_lock);
+    kept_drop(a, &a->sync_kept);
+    kept_drop(a, &a->fetch_kept);
+    pthread_mutex_unlock(&a->conn_lock);
 }
 
 void imap_sync_reap(imap_account *a, uint32_t idle_ms)
@@ -80,11 +112,13 @@ void imap_sync_reap(imap_account *a, uint32_t idle_ms)
     if (!a->sync_busy && a->sync_conn != NULL && now - a->sync_used_ms >= (int64_t)idle_ms) {
         idle[0] = a->sync_conn;
         a->sync_conn = NULL;
+        kept_drop(a, &a->sync_kept);
     }
     if (!a->fetch_busy && a->fetch_conn != NULL &&
         now - a->fetch_used_ms >= (int64_t)idle_ms) {
         idle[1] = a->fetch_conn;
         a->fetch_conn = NULL;
+        kept_drop(a, &a->fetch_kept);
     }
     pthread_mutex_unlock(&a->conn_lock);
     /* The loop must not wait for a LOGOUT answer: just close (the server

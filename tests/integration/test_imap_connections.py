@@ -7,7 +7,7 @@ one socket to the server (counted from the daemon's /proc/<pid>/fd and
 /proc/<pid>/net/tcp, and from Dovecot's `doveadm who`). A push after that
 still triggers a delta sync, which connects again and delivers
 message.new. With `sync_idle_close: 0` the connection goes at the end of
-each job.
+each job; with `sync_idle_max` reached, so does every connection past it.
 
 Start at scale: a few hundred NOTIFY accounts come up through the
 instance's connect pool, so the daemon's thread count stays bounded
@@ -89,13 +89,14 @@ class IdleClose(unittest.TestCase):
     def tearDownClass(cls):
         cls.server.cleanup()
 
-    def start_daemon(self, name, idle_close):
+    def start_daemon(self, name, idle_close, **instance_keys):
         d = mptest.Daemon(name=name, driver_dir=dovecot.imap_driver_dir(),
                           settings={"schedule": {"reconcile_interval": 3600}})
         accounts = [dovecot.imap_account(d, self.server, "%s-%s" % (name, u), user=u,
                                          push="notify", poll_interval=3600)
                     for u in self.USERS]
-        dovecot.add_imap_instance(d, "mail", accounts, sync_idle_close=idle_close)
+        dovecot.add_imap_instance(d, "mail", accounts, sync_idle_close=idle_close,
+                                  **instance_keys)
         d.start()
         ids = [a["id"] for a in accounts]
         try:
@@ -165,6 +166,26 @@ class IdleClose(unittest.TestCase):
                               message="the pushed sync finished")
             self.wait_one_socket_each(d, 10)
             self.assertNotIn("sanitizer", d.log_text().lower())
+        finally:
+            d.stop()
+
+    def test_3_kept_connections_capped(self):
+        # An hour of idle time, but one kept connection for the whole file:
+        # of the three sync connections, two close at the end of their job.
+        d, ids = self.start_daemon("idlemax", 3600, sync_idle_max=1)
+        try:
+            mptest.wait_until(lambda: all(not d.account(i)["sync"]["running"] for i in ids),
+                              30, message="first syncs finished")
+            seen = []
+
+            def settled():
+                seen.append(server_sockets(d.pid, self.ports))
+                return seen[-1] == len(self.USERS) + 1
+            mptest.wait_until(settled, 20, interval=0.2,
+                              message="one push socket each plus one kept sync socket "
+                                      "(seen %s)" % seen[-5:])
+            time.sleep(2)
+            self.assertEqual(server_sockets(d.pid, self.ports), len(self.USERS) + 1)
         finally:
             d.stop()
 
