@@ -5,6 +5,7 @@
  * live on the loop; only reconnects need a thread again). */
 #include "imap_pool.h"
 #include "imap_driver.h"
+#include "imap_strategy.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -37,19 +38,6 @@ struct imap_pool {
     mp_watch *watch;
     imap_limit limit;
 };
-
-static char *pool_printf(const char *fmt, ...) MP_PRINTF(1, 2);
-static char *pool_printf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        abort();
-    return s;
-}
 
 static void pool_unref(imap_pool *pool)
 {
@@ -213,7 +201,7 @@ imap_pool *imap_pool_new(unsigned threads, uint32_t rate, uint32_t concurrency,
 {
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (efd < 0) {
-        *error_r = pool_printf("cannot create an eventfd: %s", strerror(errno));
+        *error_r = imap_xasprintf("cannot create an eventfd: %s", strerror(errno));
         return NULL;
     }
     imap_pool *pool = calloc(1, sizeof *pool);
@@ -244,7 +232,7 @@ int imap_pool_submit(imap_pool *pool, imap_task *t, char **error_r)
         rc = start_thread(pool);
     if (rc != 0 && pool->n_threads == 0) {
         pthread_mutex_unlock(&pool->lock);
-        *error_r = pool_printf("cannot start a connect thread: %s", strerror(rc));
+        *error_r = imap_xasprintf("cannot start a connect thread: %s", strerror(rc));
         return -1;
     }
     /* A thread that cannot be added now is fine: the running ones drain

@@ -25,6 +25,7 @@
  * capability profile stays the business of the sync side.
  */
 #include "imap_driver.h"
+#include "imap_strategy.h"
 #include "imap_pool.h"
 #include "imap_sync.h"
 
@@ -59,37 +60,6 @@
 #define NOTIFY_EVENTS "(MessageNew MessageExpunge FlagChange)"
 
 /* ---- small helpers ---- */
-
-static void *push_calloc(size_t n, size_t size)
-{
-    void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
-    if (p == NULL)
-        abort(); /* like the host: out of memory is not recoverable here */
-    return p;
-}
-
-static char *push_strdup(const char *s)
-{
-    if (s == NULL)
-        return NULL;
-    char *d = strdup(s);
-    if (d == NULL)
-        abort();
-    return d;
-}
-
-static char *push_printf(const char *fmt, ...) MP_PRINTF(1, 2);
-static char *push_printf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        abort();
-    return s;
-}
 
 static int contains_ci(const char *hay, const char *needle)
 {
@@ -188,7 +158,7 @@ static void job_free(push_job **jp)
 
 static push_shared *shared_new(void)
 {
-    push_shared *sh = push_calloc(1, sizeof *sh);
+    push_shared *sh = imap_xcalloc(1, sizeof *sh);
     pthread_mutex_init(&sh->lock, NULL);
     sh->refs = 1;
     return sh;
@@ -229,7 +199,7 @@ static void job_add_name(push_job *j, const char *name, mp_folder_role role)
         if (j->names == NULL || j->roles == NULL)
             abort();
     }
-    j->names[j->n_names] = push_strdup(name);
+    j->names[j->n_names] = imap_xstrdup(name);
     j->roles[j->n_names] = role;
     j->n_names++;
 }
@@ -278,7 +248,7 @@ static int job_command(push_job *j, imap_untagged_cb cb, imap_status *status_r,
     char *error = NULL;
     if (imap_send(j->conn, tag, &error, fmt, arg1, arg2) < 0 ||
         imap_wait(j->conn, tag, cb, j, status_r, text_r, &error) < 0) {
-        j->error = error != NULL ? error : push_strdup("connection failed");
+        j->error = error != NULL ? error : imap_xstrdup("connection failed");
         return -1;
     }
     return 0;
@@ -314,7 +284,7 @@ static void job_run(push_job *j)
              * a credentials problem. */
             j->refused = is_limit_text(error);
             j->auth_failed = imap_sync_auth_is_reauth(&answer) && !j->refused;
-            j->error = error != NULL ? error : push_strdup("cannot connect");
+            j->error = error != NULL ? error : imap_xstrdup("cannot connect");
             imap_conn_abort(&j->conn);
             return;
         }
@@ -329,7 +299,7 @@ static void job_run(push_job *j)
         if (job_command(j, list_cb, &st, &text, "LIST \"\" \"*\"%a", ret, NULL) < 0)
             goto failed;
         if (st != IMAP_OK) {
-            j->error = push_printf("LIST failed: %s", text != NULL ? text : "");
+            j->error = imap_xasprintf("LIST failed: %s", text != NULL ? text : "");
             free(text);
             goto failed;
         }
@@ -350,7 +320,7 @@ static void job_run(push_job *j)
         j->failed = 1;
         j->cmd_refused = 1;
         j->refused = is_limit_text(text);
-        j->error = push_printf("%s refused: %s",
+        j->error = imap_xasprintf("%s refused: %s",
                                j->action == JOB_EXAMINE ? "EXAMINE" : "NOTIFY SET",
                                text != NULL ? text : "");
         /* The connection is still good: a refused NOTIFY falls back to
@@ -523,7 +493,7 @@ static void report(struct imap_push *p, const char *state)
     if (p->last_state != NULL && strcmp(p->last_state, state) == 0)
         return;
     free(p->last_state);
-    p->last_state = push_strdup(state);
+    p->last_state = imap_xstrdup(state);
     imap_host->push_state(p->acct, state);
 }
 
@@ -620,7 +590,7 @@ static push_job *job_new(struct imap_push *p, int stream, imap_conn *conn, mp_er
 {
     *hard_r = 0;
     imap_account *a = p->a;
-    push_job *j = push_calloc(1, sizeof *j);
+    push_job *j = imap_xcalloc(1, sizeof *j);
     j->epoch = p->epoch;
     j->stream = stream;
     j->conn = conn;
@@ -634,15 +604,15 @@ static push_job *job_new(struct imap_push *p, int stream, imap_conn *conn, mp_er
         free(j);
         return NULL;
     }
-    j->secret = push_calloc(1, len + 1);
+    j->secret = imap_xcalloc(1, len + 1);
     memcpy(j->secret, secret, len);
     j->secret_len = len;
     imap_host->free_secret(&secret);
-    j->host = push_strdup(a->host);
+    j->host = imap_xstrdup(a->host);
     j->port = a->port;
     j->tls = a->tls;
-    j->ca_file = push_strdup(a->ca_file);
-    j->username = push_strdup(a->username);
+    j->ca_file = imap_xstrdup(a->ca_file);
+    j->username = imap_xstrdup(a->username);
     j->auth = a->auth;
     j->deadline_ms = a->deadline_ms;
     j->max_memory = a->max_memory;
@@ -657,7 +627,7 @@ static char *quote_mailbox(const char *utf8)
     if (m == NULL)
         return NULL;
     size_t n = strlen(m);
-    char *q = push_calloc(1, 2 * n + 3);
+    char *q = imap_xcalloc(1, 2 * n + 3);
     size_t k = 0;
     q[k++] = '"';
     for (size_t i = 0; i < n; i++) {
@@ -679,9 +649,9 @@ static char *quote_mailbox(const char *utf8)
 static char *notify_spec(const struct imap_push *p)
 {
     if (p->all_folders)
-        return push_strdup("(selected " NOTIFY_EVENTS ") (personal " NOTIFY_EVENTS ")");
+        return imap_xstrdup("(selected " NOTIFY_EVENTS ") (personal " NOTIFY_EVENTS ")");
     size_t cap = 128, len = 0;
-    char *list = push_calloc(1, cap);
+    char *list = imap_xcalloc(1, cap);
     for (size_t i = 0; i < p->n_folders; i++) {
         char *q = quote_mailbox(p->folders[i]);
         if (q == NULL)
@@ -696,7 +666,7 @@ static char *notify_spec(const struct imap_push *p)
         len += (size_t)snprintf(list + len, cap - len, "%s%s", len ? " " : "", q);
         free(q);
     }
-    char *spec = push_printf(
+    char *spec = imap_xasprintf(
         "(selected " NOTIFY_EVENTS ") (mailboxes (%s) " NOTIFY_EVENTS ")", list);
     free(list);
     return spec;
@@ -724,7 +694,7 @@ static void stream_close(push_stream *s)
 static void stream_set_reason(push_stream *s, const char *reason, int hard)
 {
     free(s->reason);
-    s->reason = push_strdup(reason);
+    s->reason = imap_xstrdup(reason);
     s->hard_failure = hard;
 }
 
@@ -782,7 +752,7 @@ static int stream_write(push_stream *s, const char *line)
 {
     char *error = NULL;
     if (imap_conn_write(s->conn, line, strlen(line), &error) < 0) {
-        char *reason = push_printf("write failed: %s", error != NULL ? error : "?");
+        char *reason = imap_xasprintf("write failed: %s", error != NULL ? error : "?");
         free(error);
         stream_fail(s, reason);
         free(reason);
@@ -868,14 +838,14 @@ static int response_cb(const imap_response *r, void *arg)
             s->ev_tagged = 1;
             s->ev_status = r->status;
             free(s->ev_text);
-            s->ev_text = push_strdup(r->text != NULL ? r->text : "");
+            s->ev_text = imap_xstrdup(r->text != NULL ? r->text : "");
         }
         break;
     case IMAP_R_UNTAGGED:
         if (r->status == IMAP_BYE) {
             s->ev_bye = 1;
             free(s->ev_text);
-            s->ev_text = push_strdup(r->text != NULL ? r->text : "");
+            s->ev_text = imap_xstrdup(r->text != NULL ? r->text : "");
             break;
         }
         /* "* OK Still here" and other status lines change nothing. */
@@ -912,11 +882,11 @@ static void stream_io(push_stream *s)
         char *reason;
         if (s->ev_bye)
             reason =
-                push_printf("server said BYE: %s", s->ev_text != NULL ? s->ev_text : "");
+                imap_xasprintf("server said BYE: %s", s->ev_text != NULL ? s->ev_text : "");
         else if (rc == 0)
-            reason = push_strdup("connection closed by the server");
+            reason = imap_xstrdup("connection closed by the server");
         else
-            reason = push_printf("%s", error != NULL ? error : "read failed");
+            reason = imap_xasprintf("%s", error != NULL ? error : "read failed");
         free(error);
         stream_fail(s, reason);
         free(reason);
@@ -927,7 +897,7 @@ static void stream_io(push_stream *s)
     if (s->ev_tagged) {
         if (s->ev_status != IMAP_OK) {
             char *reason =
-                push_printf("%s refused: %s", p->mode == RUN_IDLE ? "IDLE" : "NOOP",
+                imap_xasprintf("%s refused: %s", p->mode == RUN_IDLE ? "IDLE" : "NOOP",
                             s->ev_text != NULL ? s->ev_text : "");
             stream_fail(s, reason);
             free(reason);
@@ -1014,7 +984,7 @@ static void stream_connect(push_stream *s, imap_conn *conn)
     }
     if (p->mode == RUN_IDLE) {
         j->action = JOB_EXAMINE;
-        j->folder = push_strdup(s->folder);
+        j->folder = imap_xstrdup(s->folder);
     } else {
         j->action = JOB_NOTIFY;
         j->notify_spec = notify_spec(p);
@@ -1067,14 +1037,14 @@ static void streams_build(struct imap_push *p, imap_conn *conn)
         if (n > p->n_folders)
             n = p->n_folders;
     }
-    p->streams = push_calloc(n, sizeof *p->streams);
+    p->streams = imap_xcalloc(n, sizeof *p->streams);
     p->n_streams = n;
     for (size_t i = 0; i < n; i++) {
         push_stream *s = &p->streams[i];
         s->p = p;
         s->index = i;
         if (p->mode == RUN_IDLE)
-            s->folder = push_strdup(p->folders[i]);
+            s->folder = imap_xstrdup(p->folders[i]);
     }
     update_state(p);
     for (size_t i = 0; i < n; i++)
@@ -1096,7 +1066,7 @@ static void discover_due(void *arg)
 static void discover_retry(struct imap_push *p, const char *reason, int hard)
 {
     free(p->discover_reason);
-    p->discover_reason = push_strdup(reason);
+    p->discover_reason = imap_xstrdup(reason);
     p->discover_hard = hard;
     p->discover_failures++;
     uint32_t delay = hard ? PUSH_BACKOFF_MAX_MS : backoff_ms(p, p->discover_failures);
@@ -1163,7 +1133,7 @@ static void set_folders(struct imap_push *p, const push_job *j)
     for (size_t i = 0; i < p->n_folders; i++)
         free(p->folders[i]);
     free(p->folders);
-    ranked_folder *r = push_calloc(j->n_names, sizeof *r);
+    ranked_folder *r = imap_xcalloc(j->n_names, sizeof *r);
     size_t n = 0;
     for (size_t i = 0; i < j->n_names; i++) {
         if (!imap_account_folder_wanted(p->a, j->names[i]))
@@ -1173,10 +1143,10 @@ static void set_folders(struct imap_push *p, const push_job *j)
         n++;
     }
     qsort(r, n, sizeof *r, ranked_cmp);
-    p->folders = push_calloc(n, sizeof *p->folders);
+    p->folders = imap_xcalloc(n, sizeof *p->folders);
     p->folders_sig = 0;
     for (size_t i = 0; i < n; i++) {
-        p->folders[i] = push_strdup(r[i].name);
+        p->folders[i] = imap_xstrdup(r[i].name);
         p->folders_sig += imap_folder_sig(r[i].name);
     }
     p->n_folders = n;
@@ -1186,7 +1156,7 @@ static void set_folders(struct imap_push *p, const push_job *j)
 static void set_off(struct imap_push *p, const char *text)
 {
     free(p->off_text);
-    p->off_text = push_strdup(text);
+    p->off_text = imap_xstrdup(text);
     p->mode = RUN_OFF;
     streams_free(p);
     update_state(p);
@@ -1272,7 +1242,7 @@ static void discover_done(struct imap_push *p, push_job *j)
         p->mode = RUN_UNDECIDED;
         free(p->discover_reason);
         p->discover_reason =
-            push_strdup("none of the synced folders exists on the server");
+            imap_xstrdup("none of the synced folders exists on the server");
         imap_host->timer_cancel(&p->t_discover);
         p->t_discover = imap_host->timer_add(p->acct, PUSH_PARK_MS, discover_due, p);
         update_state(p);
@@ -1389,7 +1359,7 @@ mp_status imap_push_start(mp_account *acct, mp_error *err)
     if (a->inst == NULL || a->inst->pool == NULL)
         return mp_fail(err, MP_FATAL, "push: the driver instance has no connect pool");
     push_shared *sh = shared_new();
-    struct imap_push *p = push_calloc(1, sizeof *p);
+    struct imap_push *p = imap_xcalloc(1, sizeof *p);
     p->a = a;
     p->acct = acct;
     p->sh = sh;
