@@ -226,6 +226,9 @@ class Cluster(unittest.TestCase):
         mark = len(d.log_text())
         mptest.OpLog(self.mailbox_path(acct)).add("INBOX", acct + "-fenced", 1700600000,
                                                   "written while paused")
+        # The fixture's push is live, so its poll waits for the reconcile
+        # interval: ask the holder for the sync.
+        d.sync(acct)
         mptest.wait_until(lambda: "commit delayed" in d.log_text()[mark:] and
                           acct in d.log_text()[mark:], timeout=30,
                           message="%s's commit of %s pending" % (paused, acct))
