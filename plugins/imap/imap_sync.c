@@ -26,20 +26,39 @@ void imap_sync_log(const imap_account *a, mp_log_level level, const char *fmt, .
     imap_host->log(imap_host->account_instance(a->acct), a->acct, level, "%s", text);
 }
 
+/* Logins of the whole instance share one limiter with push; a worker
+ * waiting here goes before the connect pool's push logins, so a sync never
+ * starves behind a restart's queue of push streams. Every worker-side
+ * login goes through here: sync, fetch, the folder listing's deferred
+ * one and the admin's probe. */
+static mp_status limited_connect(imap_account *a, imap_conn **connp, int deferred,
+                                 mp_error *err)
+{
+    imap_limit *limit = a->inst != NULL ? a->inst->limit : NULL;
+    if (limit != NULL)
+        imap_limit_acquire(limit, 1);
+    mp_status st = deferred ? imap_account_connect_deferred(a, connp, err)
+                            : imap_account_connect(a, connp, err);
+    if (limit != NULL)
+        imap_limit_release(limit);
+    return st;
+}
+
 mp_status imap_sync_connect(imap_account *a, imap_conn **connp, mp_error *err)
 {
     if (*connp != NULL)
         return MP_OK;
-    /* Logins of the whole instance share one limiter with push; a worker
-     * waiting here goes before the connect pool's push logins, so a sync
-     * never starves behind a restart's queue of push streams. */
-    imap_limit *limit = a->inst != NULL ? a->inst->limit : NULL;
-    if (limit != NULL)
-        imap_limit_acquire(limit, 1);
-    mp_status st = imap_account_connect(a, connp, err);
-    if (limit != NULL)
-        imap_limit_release(limit);
-    return st;
+    return limited_connect(a, connp, 0, err);
+}
+
+mp_status imap_sync_connect_deferred(imap_account *a, imap_conn **connp, mp_error *err)
+{
+    return limited_connect(a, connp, 1, err);
+}
+
+mp_status imap_sync_connect_new(imap_account *a, imap_conn **connp, mp_error *err)
+{
+    return limited_connect(a, connp, 0, err);
 }
 
 /* ---- connection lifetime between slot calls ---- */

@@ -38,6 +38,11 @@ void imap_sync_log(const imap_account *a, mp_log_level level, const char *fmt, .
 
 /* The reused connection *connp, or a new one. */
 mp_status imap_sync_connect(imap_account *a, imap_conn **connp, mp_error *err);
+/* The same through the instance's login limiter, but always a new
+ * connection: deferred (imap_account_connect_deferred, for the folder
+ * listing) or not (the probe). */
+mp_status imap_sync_connect_deferred(imap_account *a, imap_conn **connp, mp_error *err);
+mp_status imap_sync_connect_new(imap_account *a, imap_conn **connp, mp_error *err);
 
 /* imap_account_connect whose ID and ENABLE answers are not awaited yet
  * (imap_conn_opts.defer_settle): send the first command, then call

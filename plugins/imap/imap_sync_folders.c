@@ -244,7 +244,7 @@ mp_status imap_list_folders(mp_account *acct, mp_folder_sink *sink, mp_error *er
          * ENABLE: settled once the LIST is sent. */
         int fresh = a->sync_conn == NULL;
         mp_status st =
-            fresh ? imap_account_connect_deferred(a, &a->sync_conn, err) : MP_OK;
+            fresh ? imap_sync_connect_deferred(a, &a->sync_conn, err) : MP_OK;
         if (st != MP_OK)
             return st;
         list_ctx cx = {.a = a, .sink = sink, .budget = {.limit = a->max_memory}};
@@ -300,7 +300,7 @@ mp_status imap_probe(mp_account *acct, mp_error *err)
     pthread_mutex_lock(&a->lock);
     a->have_profile = 0;
     pthread_mutex_unlock(&a->lock);
-    mp_status st = imap_account_connect(a, &a->sync_conn, err);
+    mp_status st = imap_sync_connect_new(a, &a->sync_conn, err);
     if (st == MP_OK) {
         const imap_caps *caps = imap_conn_caps(a->sync_conn);
         imap_sync_log(a, MP_LOG_INFO, "probe: strategy %s, capabilities %s",
