@@ -484,7 +484,7 @@ def run_n(args, n, fixed):
                                          % (args.timeout, logc.count, 2 * n)))
         # Settle before the idle window: connections opened for the first
         # syncs are closed after the driver's idle time (imap.so's
-        # sync_idle_close, 60 s), so wait at least --settle-min and until
+        # sync_idle_close, 30 s by default), so wait at least --settle-min and until
         # the descriptor count has not dropped for 15 s (at most
         # --settle-max).
         t_settle = time.monotonic()
@@ -550,7 +550,7 @@ def main():
     p.add_argument("--samples", type=int, default=60, help="APPENDs for the push latency")
     p.add_argument("--settle-min", type=int, default=75,
                    help="shortest wait after start-up before the idle window (seconds; "
-                        "imap.so closes sync connections after sync_idle_close, 60 s)")
+                        "imap.so closes sync connections after sync_idle_close, 30 s by default)")
     p.add_argument("--settle-max", type=int, default=180,
                    help="longest wait for the descriptor count to settle before the idle "
                         "window (seconds)")
