@@ -115,8 +115,11 @@ json_t *mpd_api_status(mpd *d)
     json_object_set_new(ev, "retained_after", json_integer(mpd_api_events_horizon(d)));
     json_object_set_new(o, "cache", cache_json(d));
     json_object_set_new(o, "bus", mpb_status_json(d->bus));
-    if (d->cluster != NULL)
-        json_object_set_new(o, "cluster", mpd_cluster_status(d->cluster));
+    if (d->cluster != NULL) {
+        json_t *c = mpd_cluster_status(d->cluster);
+        json_object_set_new(c, "standby", json_integer((json_int_t)mpd_registry_standby_count(d)));
+        json_object_set_new(o, "cluster", c);
+    }
     return o;
 }
 

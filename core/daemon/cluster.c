@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "daemon/cluster_signals.h"
 #include "store/fence.h"
 #include "store/lease.h"
 #include "util/log.h"
@@ -37,6 +38,7 @@ struct mpd_cluster {
     pthread_t thread;
     int thread_started;
     struct event *apply_ev; /* loop: drains ops */
+    mpd_signals *signals;   /* other nodes' pushes and changes (loop side) */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -221,6 +223,10 @@ mpd_cluster *mpd_cluster_start(mpd *d, const char *conninfo, const char *node,
     pthread_cond_init(&c->cond, NULL);
     c->apply_ev = event_new(d->base, -1, 0, apply_cb, c);
     mps_fence_enable(c->owner);
+    /* Listening before the first lease round, so a push stored for an
+     * account from the moment it is ours is not missed (a late listener
+     * catches up from the store anyway). */
+    c->signals = mpd_signals_start(d, conninfo, c->owner);
     if (pthread_create(&c->thread, NULL, lease_main, c) != 0) {
         *error_r = mpu_strdup("cluster: cannot start the lease thread");
         mpd_cluster_free(&c);
@@ -260,7 +266,10 @@ int mpd_cluster_holds(const mpd_cluster *c, const char *account)
 
 void mpd_cluster_stop(mpd_cluster *c)
 {
-    if (c == NULL || !c->thread_started)
+    if (c == NULL)
+        return;
+    mpd_signals_free(&c->signals);
+    if (!c->thread_started)
         return;
     pthread_mutex_lock(&c->lock);
     c->stop = 1;
@@ -312,5 +321,7 @@ json_t *mpd_cluster_status(mpd_cluster *c)
                            c->members != NULL ? json_deep_copy(c->members) : NULL, "error",
                            c->error);
     pthread_mutex_unlock(&c->lock);
+    if (c->signals != NULL)
+        json_object_set_new(st, "signals", mpd_signals_status(c->signals));
     return st;
 }

@@ -141,6 +141,14 @@ void mpd_registry_resume_stopped(mpd *d);
  * thread. */
 void mpd_registry_account_acquire(mpd *d, const char *id);
 void mpd_registry_account_release(mpd *d, const char *id);
+/* Cluster mode: webhook accounts another node holds are open here in
+ * standby, for push verification only (registry.c). Reload the standby
+ * copy of `id` (no-op unless it is one), or every one (returns how many),
+ * after the holder changed what verification reads. Count them. Loop
+ * thread. */
+void mpd_registry_standby_refresh(mpd *d, const char *id);
+size_t mpd_registry_standby_refresh_all(mpd *d);
+size_t mpd_registry_standby_count(mpd *d);
 /* The ids of every configured account (allocated, NULL-terminated). */
 size_t mpd_registry_account_ids(mpd *d, char ***ids_r);
 /* Find by id and take a reference (any thread). NULL if unknown. */

@@ -102,9 +102,10 @@ static void account_close_now(struct mp_account *a)
         a->inst->desc->push_stop(a);
     a->push_started = 0;
     mphost_release_loop_objs(&a->loop_objs);
-    if (a->open && a->inst->desc != NULL)
+    if ((a->open || a->standby) && a->inst->desc != NULL)
         a->inst->desc->account_close(a, &a->state);
     a->open = 0;
+    a->standby = 0;
     for (size_t i = 0; i < a->n_folders_allowed; i++)
         free(a->folders_allowed[i]);
     free(a->folders_allowed);
@@ -373,15 +374,20 @@ static void push_start(mpd *d, struct mp_account *a)
     }
 }
 
+static void account_standby(mpd *d, struct mp_account *a);
+
 /* Open the account with its driver and put it on the schedule. */
 static void account_start(mpd *d, struct mp_account *a, unsigned index)
 {
     mp_instance *inst = a->inst;
     char *error = NULL;
     /* In a cluster another node may own it: not a single write until the
-     * lease is ours (mpd_registry_account_acquire starts it then). */
-    if (d->cluster != NULL && !mpd_cluster_holds(d->cluster, a->id))
+     * lease is ours (mpd_registry_account_acquire starts it then); until
+     * then a webhook account verifies pushes here (standby). */
+    if (d->cluster != NULL && !mpd_cluster_holds(d->cluster, a->id)) {
+        account_standby(d, a);
         return;
+    }
     if (a->open) /* queued at start, then started by its lease meanwhile */
         return;
     if (mps_account_ensure(d->store, a->id, inst->name, &error) < 0) {
@@ -733,23 +739,12 @@ static struct mp_account **account_slot(mpd *d, const char *id)
     return NULL;
 }
 
-void mpd_registry_account_acquire(mpd *d, const char *id)
+/* Stop the account in `slot` the way a removal does (off the schedule,
+ * push stopped, closed once its last job let go) and leave a fresh,
+ * unstarted object in its place: the driver state of an account is tied
+ * to its object's lifetime. Returns the fresh object. */
+static struct mp_account *slot_renew(mpd *d, struct mp_account **slot)
 {
-    struct mp_account **slot = account_slot(d, id);
-    if (slot == NULL || (*slot)->open || (*slot)->open_retry_timer != NULL)
-        return;
-    account_start(d, *slot, d->start_index++);
-}
-
-/* A lost lease stops the account the way a removal does (off the
- * schedule, push stopped, closed once its last job let go) and leaves a
- * fresh, unstarted object in its slot for when the lease comes back: the
- * driver state of an account is tied to its object's lifetime. */
-void mpd_registry_account_release(mpd *d, const char *id)
-{
-    struct mp_account **slot = account_slot(d, id);
-    if (slot == NULL)
-        return;
     struct mp_account *old = *slot;
     mp_instance *inst = old->inst;
     pthread_rwlock_wrlock(&d->registry_lock);
@@ -757,12 +752,145 @@ void mpd_registry_account_release(mpd *d, const char *id)
     pthread_rwlock_unlock(&d->registry_lock);
     old->removed = 1;
     mphost_subs_forget(inst, old->id);
+    /* The credentials too: while another node held the account it may
+     * have rotated the refresh token, so the fresh object's oauth_setup
+     * starts from the stored one, not from what this node last knew. */
+    if (d->oauth != NULL)
+        mpo_account_remove(d->oauth, old->id);
     if (d->sched != NULL)
         mpj_account_remove(d->sched, old->id);
     if (old->push_started && inst->desc != NULL && inst->desc->push_stop != NULL)
         inst->desc->push_stop(old);
     old->push_started = 0;
     mpd_account_unref(old);
+    return *slot;
+}
+
+void mpd_registry_account_acquire(mpd *d, const char *id)
+{
+    struct mp_account **slot = account_slot(d, id);
+    if (slot == NULL)
+        return;
+    /* The standby copy gives way to a full one. */
+    if (atomic_load(&(*slot)->standby))
+        slot_renew(d, slot);
+    if ((*slot)->open || (*slot)->open_retry_timer != NULL)
+        return;
+    account_start(d, *slot, d->start_index++);
+}
+
+/* A lost lease stops the account and, for a webhook account, opens its
+ * fresh object in standby. */
+void mpd_registry_account_release(mpd *d, const char *id)
+{
+    struct mp_account **slot = account_slot(d, id);
+    if (slot == NULL)
+        return;
+    account_standby(d, slot_renew(d, slot));
+}
+
+/* ---- standby ----
+ *
+ * A provider's POST may land on any node behind a load balancer, and the
+ * node that receives it verifies it. So in a cluster every node opens the
+ * webhook accounts it does not hold with their driver too, in standby
+ * (host_objects.h): push_verify finds them and their subscription (the
+ * host's index, and whatever the driver read from its stored state at
+ * open), push_hint stores the hint, and the store signals the holder
+ * (store/signal.h). Nothing else runs for them here.
+ *
+ * A standby copy is what the store held when it opened. When the holder
+ * changes it (a subscription enrolled, renewed or recreated, a driver
+ * state write), the store signals that too and the copy is opened again
+ * (mpd_registry_standby_refresh): a fresh object, so the driver reads
+ * everything anew. */
+
+#define STANDBY_RETRY_MS 5000
+
+static void standby_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct mp_account *a = arg;
+    if (!a->removed && !a->open && !atomic_load(&a->standby) && a->d->cluster != NULL &&
+        !mpd_cluster_holds(a->d->cluster, a->id))
+        account_standby(a->d, a);
+    mpd_account_unref(a);
+}
+
+static void account_standby(mpd *d, struct mp_account *a)
+{
+    mp_instance *inst = a->inst;
+    if (d->cluster == NULL || a->open || atomic_load(&a->standby) || a->removed ||
+        !a->enabled || inst->desc == NULL || !inst->initialized ||
+        inst->desc->push_kind != MP_PUSH_WEBHOOK || inst->desc->push_verify == NULL)
+        return;
+    /* Set first: what the driver reports while it opens is dropped. */
+    atomic_store(&a->standby, 1);
+    mp_error err;
+    memset(&err, 0, sizeof err);
+    mp_status st = inst->desc->account_open(a, a->cfg, &a->state, &err);
+    mphost_call_end();
+    if (st != MP_OK) {
+        atomic_store(&a->standby, 0);
+        a->state = NULL;
+        /* The holder reports a configuration error; a passing one (the
+         * store, the token service) is tried again. */
+        if (st == MP_RETRY) {
+            mpu_warn(a->id, "standby: %s; trying again in %d s",
+                     err.text[0] ? err.text : "account_open: retrying",
+                     STANDBY_RETRY_MS / 1000);
+            atomic_fetch_add(&a->refs, 1);
+            struct timeval tv = {STANDBY_RETRY_MS / 1000, 0};
+            event_base_once(d->base, -1, EV_TIMEOUT, standby_retry_cb, a, &tv);
+        } else {
+            mpu_debug(a->id, "standby: %s (its holder reports it)",
+                      err.text[0] ? err.text : "account_open failed");
+        }
+        return;
+    }
+    char *error = NULL;
+    mps_subscription sub;
+    int rc = mps_subscription_get(d->store, a->id, &sub, &error);
+    if (rc == 0) {
+        mphost_subs_put(a, sub.provider_id, sub.expires_at, sub.cursor_hint, sub.secret);
+        mps_subscription_clear(&sub);
+    } else if (rc < 0) {
+        mpu_warn(a->id, "standby: cannot read the push subscription: %s", error);
+        free(error);
+    }
+}
+
+void mpd_registry_standby_refresh(mpd *d, const char *id)
+{
+    struct mp_account **slot = account_slot(d, id);
+    if (slot == NULL || !atomic_load(&(*slot)->standby))
+        return;
+    account_standby(d, slot_renew(d, slot));
+}
+
+size_t mpd_registry_standby_refresh_all(mpd *d)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < d->n_instances; i++) {
+        mp_instance *inst = d->instances[i];
+        for (size_t j = 0; j < inst->n_accounts; j++) {
+            if (!atomic_load(&inst->accounts[j]->standby))
+                continue;
+            account_standby(d, slot_renew(d, &inst->accounts[j]));
+            n++;
+        }
+    }
+    return n;
+}
+
+size_t mpd_registry_standby_count(mpd *d)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < d->n_instances; i++)
+        for (size_t j = 0; j < d->instances[i]->n_accounts; j++)
+            n += atomic_load(&d->instances[i]->accounts[j]->standby) != 0;
+    return n;
 }
 
 size_t mpd_registry_account_ids(mpd *d, char ***ids_r)

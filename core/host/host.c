@@ -278,8 +278,18 @@ void mphost_sink_free(mp_folder_sink **sink)
     *sink = NULL;
 }
 
+/* An account opened in standby (host_objects.h) only verifies pushes:
+ * the node holding it syncs it and records its status, profile, push
+ * state and driver state, so what a standby copy would write is dropped. */
+static int standby(const mp_account *acct)
+{
+    return acct != NULL && atomic_load(&acct->standby);
+}
+
 static void host_sync_now(mp_account *acct, const char *folder, const char *reason)
 {
+    if (standby(acct))
+        return;
     /* Only that folder (NULL: all); the periodic sync still covers every
      * folder. */
     const mphost_env *env = mphost_env_of(acct);
@@ -291,7 +301,7 @@ static void host_sync_now(mp_account *acct, const char *folder, const char *reas
 
 static void host_push_state(mp_account *acct, const char *state)
 {
-    if (state == NULL)
+    if (state == NULL || standby(acct))
         return;
     /* Documented in driver.h: "watching", "idle..." and "live..." mean push
      * is delivering, so the poller drops to the reconciliation cadence. */
@@ -303,6 +313,8 @@ static void host_push_state(mp_account *acct, const char *state)
 
 static void host_push_status(mp_account *acct, mp_push_state state, const char *text)
 {
+    if (standby(acct))
+        return;
     int live = 0;
     char *t = mphost_push_status_text(state, text, &live);
     const mphost_env *env = mphost_env_of(acct);
@@ -312,6 +324,8 @@ static void host_push_status(mp_account *acct, mp_push_state state, const char *
 
 static void host_set_profile(mp_account *acct, const char *json)
 {
+    if (standby(acct))
+        return;
     mps_store *s = mphost_store(acct);
     char *error = NULL;
     if (s != NULL && mps_account_set_profile(s, acct->id, json, &error) < 0) {
@@ -349,7 +363,10 @@ static mp_status host_push_hint(mp_account *acct, const char *folder,
     }
     const mphost_env *env = mphost_env_of(acct);
     env->push_noted(env->owner, acct);
-    env->sync(env->owner, acct, folder, "push");
+    /* In standby the stored hint is the whole job: the store signals the
+     * holder (store/signal.h), which syncs. */
+    if (!standby(acct))
+        env->sync(env->owner, acct, folder, "push");
     return MP_OK;
 }
 
@@ -457,6 +474,8 @@ static mp_status host_state_put(mp_account *acct, const char *key, const char *v
         free(error);
         return MP_FATAL;
     }
+    if (standby(acct))
+        return MP_OK;
     if (s == NULL)
         return mp_fail(err, MP_RETRY, "store unavailable");
     if (mps_state_put(s, acct->id, key, value, &error) < 0) {

@@ -55,6 +55,11 @@ struct mp_account {
     int enabled;
     atomic_int open;          /* account_open succeeded (set on the loop thread,
                                  read by workers)                              */
+    /* Cluster mode: a webhook account another node holds, opened with its
+     * driver for push_verify only (registry.c). `open` stays 0: nothing
+     * schedules, syncs or fetches it here, and the host drops what it
+     * would write (host.c); a push_hint is stored for the holder. */
+    atomic_int standby;
     void *state;              /* driver account state                          */
     char **folders_allowed;   /* NULL: all folders                             */
     size_t n_folders_allowed;

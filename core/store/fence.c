@@ -109,6 +109,14 @@ mps_fence_state mps_fence_get(const char *account, char **owner_r, int64_t *epoc
     return st;
 }
 
+char *mps_fence_owner(void)
+{
+    pthread_mutex_lock(&lock);
+    char *who = owner != NULL ? mpu_strdup(owner) : NULL;
+    pthread_mutex_unlock(&lock);
+    return who;
+}
+
 /* The lease row as store/lease.h defines it. FOR SHARE: a node claiming
  * the account (an UPDATE of the row) waits until this transaction ends,
  * so our writes land before the next owner's epoch begins; now() is the

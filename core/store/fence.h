@@ -30,6 +30,9 @@ typedef enum mps_fence_state {
 
 mps_fence_state mps_fence_get(const char *account, char **owner_r, int64_t *epoch_r);
 
+/* This process's owner token (allocated), NULL when fencing is off. */
+char *mps_fence_owner(void);
+
 /* Store-private, inside a write transaction: may this process write for
  * `account`? 0 yes (fencing off, or the lease row is still this owner's
  * at this epoch and unexpired, now locked FOR SHARE so a claim waits for

@@ -39,9 +39,9 @@ int mps_subscription_get(mps_store *s, const char *account, mps_subscription *su
     return rc;
 }
 
-int mps_subscription_put(mps_store *s, const char *account, const char *provider_id,
-                         int64_t expires_at, const char *cursor_hint, const char *secret,
-                         char **error_r)
+static int subscription_write(mps_store *s, const char *account, const char *provider_id,
+                              int64_t expires_at, const char *cursor_hint,
+                              const char *secret, char **error_r)
 {
     mps__stmt *st;
     /* A renewal keeps the time of the last notification, and the secret
@@ -69,16 +69,42 @@ int mps_subscription_put(mps_store *s, const char *account, const char *provider
     return rc;
 }
 
+int mps_subscription_put(mps_store *s, const char *account, const char *provider_id,
+                         int64_t expires_at, const char *cursor_hint, const char *secret,
+                         char **error_r)
+{
+    /* Nodes that verify this account's pushes in standby reload it. */
+    if (mps__begin(s, error_r) < 0)
+        return -1;
+    if (subscription_write(s, account, provider_id, expires_at, cursor_hint, secret,
+                           error_r) < 0 ||
+        mps__signal(s, MPS_SIGNAL_STANDBY, account, NULL, error_r) < 0) {
+        mps__rollback(s);
+        return -1;
+    }
+    return mps__commit(s, error_r);
+}
+
 int mps_subscription_delete(mps_store *s, const char *account, char **error_r)
 {
+    if (mps__begin(s, error_r) < 0)
+        return -1;
     mps__stmt *st;
     if (mps__prepare(s, "DELETE FROM subscriptions WHERE account = :account", &st,
-                     error_r) < 0)
+                     error_r) < 0) {
+        mps__rollback(s);
         return -1;
+    }
     mps__bind_text(st, ":account", account);
     int rc = mps__step_done(s, st, error_r, "store: delete subscription");
     mps__finish(s, st);
-    return rc;
+    if (rc == 0)
+        rc = mps__signal(s, MPS_SIGNAL_STANDBY, account, NULL, error_r);
+    if (rc < 0) {
+        mps__rollback(s);
+        return -1;
+    }
+    return mps__commit(s, error_r);
 }
 
 void mps_subscription_clear(mps_subscription *sub)
@@ -125,7 +151,8 @@ int mps_push_hint_add(mps_store *s, const char *account, const char *folder,
         run_bound(s,
                   "UPDATE subscriptions SET last_notification_ms = :when"
                   " WHERE account = :account",
-                  account, when_ms, NULL, NULL, error_r) < 0) {
+                  account, when_ms, NULL, NULL, error_r) < 0 ||
+        mps__signal(s, MPS_SIGNAL_PUSH, account, folder, error_r) < 0) {
         mps__rollback(s);
         return -1;
     }

@@ -119,7 +119,10 @@ int mps_state_put(mps_store *s, const char *account, const char *key, const char
         return -1;
     if (mps__begin(s, error_r) < 0)
         return -1;
-    if (mps__state_write(s, account, key, value, error_r) < 0) {
+    /* A driver's own state (not a sync batch's): what its push
+     * verification reads lives here, so standby nodes reload it. */
+    if (mps__state_write(s, account, key, value, error_r) < 0 ||
+        mps__signal(s, MPS_SIGNAL_STANDBY, account, NULL, error_r) < 0) {
         mps__rollback(s);
         return -1;
     }

@@ -7,6 +7,7 @@
 #define MP_STORE_STORE_PRIVATE_H
 
 #include "store/db.h"
+#include "store/signal.h"
 #include "store/store-shared.h"
 
 /* Prepared statements kept for reuse, keyed by their SQL text; busy while
@@ -71,6 +72,15 @@ int mps__event_add(mps_store *s, const char *type, const char *account,
 /* Apply pending migrations of the backend's schema (ops->schema); see
  * migrate.c. */
 int mps__migrate(mps_store *s, char **error_r);
+
+/* The cluster's signals (store/signal.h): their channels; send one inside
+ * the caller's transaction (nothing on SQLite); read one that arrived
+ * (-1: not ours). */
+#define MPS__SIGNAL_PUSH_CHANNEL "mailpulse_push"
+#define MPS__SIGNAL_STANDBY_CHANNEL "mailpulse_standby"
+int mps__signal(mps_store *s, mps_signal_kind kind, const char *account, const char *folder,
+                char **error_r);
+int mps__signal_parse(const char *channel, const char *payload, mps_signal *sig_r);
 
 /* Open a backend's connection (mps_open chooses by location). */
 int mps__sqlite_open(const char *path, mps_store **store_r, char **error_r);

@@ -326,7 +326,7 @@ mp_status graph_bootstrap(mp_account *acct, const char *folder, uint32_t max, mp
                           mp_error *err)
 {
     graph_account *a = graph_host->account_state(acct);
-    graph_push_service(a); /* lifecycle actions queued by notifications */
+    graph_push_service(a, folder); /* lifecycle actions queued by notifications */
     const graph_folder *f = NULL;
     mp_status st = graph_folder_named(a, folder, &f, err);
     if (st != MP_OK)

@@ -153,7 +153,7 @@ mp_status graph_delta(mp_account *acct, const char *folder, const char *cursor,
 {
     graph_account *a = graph_host->account_state(acct);
     /* Lifecycle actions a notification queued (graph_push.c). */
-    graph_push_service(a);
+    graph_push_service(a, folder);
     if (cursor == NULL || !graph_link_ok(a, cursor))
         return mp_fail(err, MP_RESYNC, "folder \"%s\": the stored cursor is not a Graph"
                                        " deltaLink under api_url", folder);

@@ -819,12 +819,59 @@ static mp_status recreate(graph_account *a, const char *id, mp_error *err)
     return st;
 }
 
-void graph_push_service(graph_account *a)
+/* Queue `id` once on v. Caller holds pi->lock. */
+static void queue_once(char ***v, size_t *n, const char *id)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*v)[i], id) == 0)
+            return;
+    *v = realloc(*v, (*n + 1) * sizeof **v);
+    if (*v == NULL)
+        abort();
+    (*v)[(*n)++] = xstrdup_or_null(id);
+}
+
+/* A lifecycle notification verified by another node (a cluster: the POST
+ * landed on a node that keeps this account in standby) reaches the holder
+ * only as the stored hint of the sync run it started, the event's name
+ * (graph_webhook.c). Queue its action here as push_verify would have:
+ * reauthorize or recreate the subscription of `folder` (NULL: the
+ * mailbox-wide one). On the node that verified it, the action is queued
+ * already and queue_once keeps it single. */
+static void queue_from_hint(graph_account *a, const char *folder)
+{
+    const char *hint = MP_HOST_HAS(graph_host, sync_hint)
+                           ? graph_host->sync_hint(a->acct, folder)
+                           : NULL;
+    if (hint == NULL)
+        return;
+    int reauth = strcmp(hint, graph_note_event_name(GRAPH_NOTE_REAUTH)) == 0;
+    if (!reauth && strcmp(hint, graph_note_event_name(GRAPH_NOTE_REMOVED)) != 0)
+        return;
+    graph_push_inst *pi = inst_of(a);
+    graph_push_acct *p = acct_of(a);
+    pthread_mutex_lock(&pi->lock);
+    for (size_t i = 0; i < p->n; i++) {
+        const char *f = p->subs[i].folder;
+        if ((f == NULL) != (folder == NULL) || (f != NULL && strcmp(f, folder) != 0))
+            continue;
+        if (reauth)
+            queue_once(&p->reauth, &p->n_reauth, p->subs[i].id);
+        else
+            queue_once(&p->recreate, &p->n_recreate, p->subs[i].id);
+    }
+    pthread_mutex_unlock(&pi->lock);
+}
+
+void graph_push_service(graph_account *a, const char *folder)
 {
     graph_push_inst *pi = inst_of(a);
     graph_push_acct *p = acct_of(a);
     if (pi == NULL || p == NULL || pi->notify_url == NULL)
         return;
+    if (folder != NULL)
+        queue_from_hint(a, folder);
+    queue_from_hint(a, NULL);
     size_t nr = 0, nc = 0;
     char **re = take(pi, &p->reauth, &p->n_reauth, &nr);
     char **rc = take(pi, &p->recreate, &p->n_recreate, &nc);

@@ -113,9 +113,11 @@ mp_status graph_push_renew(mp_account *acct, const mp_subscription *current,
                            mp_subscription *sub_r, mp_error *err);
 mp_status graph_push_cancel(mp_account *acct, const mp_subscription *current,
                             mp_error *err);
-/* From the poll slots (delta, bootstrap): carry out the lifecycle actions
- * push_verify queued (reauthorize, recreate) and publish the counters. */
-void graph_push_service(struct graph_account *a);
+/* From the poll slots (delta, bootstrap of `folder`): carry out the
+ * lifecycle actions push_verify queued (reauthorize, recreate), and those
+ * the run's push hints name (verified on another node of a cluster), and
+ * publish the counters. */
+void graph_push_service(struct graph_account *a, const char *folder);
 /* From list_folders after a fresh folder table: subscribe new folders,
  * delete the subscriptions of folders that are gone. */
 void graph_push_folders_changed(struct graph_account *a);

@@ -13,11 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "store/fence.h"
 #include "store/lease.h"
+#include "store/signal.h"
 #include "store/store.h"
 #include "util/util.h"
 
@@ -362,6 +364,117 @@ static void test_outbox_role(void **state)
     mpl_close(b);
 }
 
+/* Signals a listener has within `ms` (store/signal.h), appended to *v. */
+static void signals_wait(mps_listener *l, mps_signal **v, size_t *n, size_t want, int ms)
+{
+    for (int waited = 0; *n < want && waited < ms; waited += 50) {
+        struct pollfd p = {.fd = mps_listener_fd(l), .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        mps_signal *got = NULL;
+        size_t k = 0;
+        char *err = NULL;
+        if (mps_listener_read(l, &got, &k, &err) < 0)
+            fail_msg("mps_listener_read: %s", err);
+        *v = realloc(*v, (*n + k + 1) * sizeof **v);
+        memcpy(*v + *n, got, k * sizeof *got);
+        *n += k;
+        free(got);
+    }
+}
+
+/* The store tells the other nodes, once committed, of a stored push hint
+ * (the holder syncs) and of a write that push verification reads (driver
+ * state, the subscription row: standby copies reload), naming the sender;
+ * a sync commit's state sends nothing and neither does a rolled-back
+ * write. */
+static void test_signals(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    mps_listener *l = mps_listener_open(url, &err);
+    if (l == NULL)
+        fail_msg("mps_listener_open: %s", err);
+    mps_store *s = NULL;
+    if (mps_open(url, &s, &err) != 0)
+        fail_msg("mps_open: %s", err);
+    assert_int_equal(mps_account_ensure(s, "acct", "inst", &err), 0);
+    mps_fence_enable("n1#00");
+    assert_int_equal(mps_push_hint_add(s, "acct", "INBOX", "h1", 1, &err), 0);
+    assert_int_equal(mps_push_hint_add(s, "acct", NULL, NULL, 2, &err), 0);
+    assert_int_equal(mps_state_put(s, "acct", "subs", "v", &err), 0);
+    assert_int_equal(mps_subscription_put(s, "acct", "sub-1", 0, NULL, "secret", &err), 0);
+    assert_int_equal(mps_subscription_delete(s, "acct", &err), 0);
+    mps_fence_disable();
+    /* Outside cluster mode: no sender. */
+    assert_int_equal(mps_push_hint_add(s, "acct", "Sent", NULL, 3, &err), 0);
+
+    mps_signal *v = NULL;
+    size_t n = 0;
+    signals_wait(l, &v, &n, 6, 5000);
+    assert_int_equal(n, 6);
+    assert_int_equal(v[0].kind, MPS_SIGNAL_PUSH);
+    assert_string_equal(v[0].account, "acct");
+    assert_string_equal(v[0].folder, "INBOX");
+    assert_string_equal(v[0].from, "n1#00");
+    assert_int_equal(v[1].kind, MPS_SIGNAL_PUSH);
+    assert_null(v[1].folder);
+    for (size_t i = 2; i < 5; i++) {
+        assert_int_equal(v[i].kind, MPS_SIGNAL_STANDBY);
+        assert_string_equal(v[i].account, "acct");
+        assert_string_equal(v[i].from, "n1#00");
+    }
+    assert_int_equal(v[5].kind, MPS_SIGNAL_PUSH);
+    assert_string_equal(v[5].folder, "Sent");
+    assert_null(v[5].from);
+    mps_signals_free(v, n);
+
+    /* A sync commit (its state goes with the batch) signals nothing. */
+    v = NULL;
+    n = 0;
+    mp_change c = {.kind = MP_CHANGE_NEW, .id = "m1", .subject = "s", .date = 1700000000,
+                   .size = 10, .from = "a@example.org", .to = "b@example.org"};
+    mps_batch *b = mps_batch_new("acct", "INBOX");
+    mps_batch_add(b, &c);
+    mps_commit_result res;
+    assert_int_equal(mps_batch_commit(s, b, "cursor-1", NULL, -1, 0, &res, &err), 0);
+    mps_batch_free(&b);
+    signals_wait(l, &v, &n, 1, 300);
+    assert_int_equal(n, 0);
+    free(v);
+
+    /* A payload that is not ours is skipped; a lost connection is told. */
+    PGconn *c2 = admin();
+    exec_ok(c2, "SELECT pg_notify('mailpulse_push', 'not json')");
+    exec_ok(c2, "SELECT pg_notify('mailpulse_push', '{\"account\":\"x\"}')");
+    v = NULL;
+    n = 0;
+    signals_wait(l, &v, &n, 1, 5000);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].account, "x");
+    mps_signals_free(v, n);
+    exec_ok(c2, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE query LIKE 'LISTEN%'");
+    PQfinish(c2);
+    int lost = 0;
+    for (int i = 0; i < 100 && !lost; i++) {
+        struct pollfd p = {.fd = mps_listener_fd(l), .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        mps_signal *got = NULL;
+        size_t k = 0;
+        if (mps_listener_read(l, &got, &k, &err) < 0) {
+            lost = 1;
+            assert_non_null(strstr(err, "connection lost"));
+            free(err);
+        }
+        mps_signals_free(got, k);
+    }
+    assert_true(lost);
+    mps_listener_close(l);
+    mps_close(&s);
+}
+
 static void test_bad_options(void **state)
 {
     (void)state;
@@ -393,6 +506,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_removed_account, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expire_local, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_role, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signals, setup, teardown),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
