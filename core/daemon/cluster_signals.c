@@ -136,9 +136,17 @@ static void *signals_main(void *arg)
 
 /* After a (re)connect: the hints stored for accounts held here, and every
  * standby copy, as if each had been signalled. */
+static void events_caught_up(mpd *d)
+{
+    int64_t seq = mps_events_last_seq(d->store);
+    if (seq > 0)
+        mpd_events_committed(d, seq);
+}
+
 static void catch_up(mpd_signals *g)
 {
     mpd *d = g->d;
+    events_caught_up(d);
     char **pending = NULL;
     size_t n = 0;
     char *error = NULL;
@@ -172,6 +180,7 @@ static void apply_cb(evutil_socket_t fd, short what, void *arg)
     g->n_pending = g->cap_pending = 0;
     pthread_mutex_unlock(&g->lock);
     uint64_t pushes = 0, standbys = 0;
+    int events = 0;
     for (size_t i = 0; i < n; i++) {
         const mps_signal *sig = &v[i];
         if (sig->kind == 0) {
@@ -190,8 +199,14 @@ static void apply_cb(evutil_socket_t fd, short what, void *arg)
         } else if (sig->kind == MPS_SIGNAL_STANDBY) {
             mpd_registry_standby_refresh(d, sig->account);
             standbys++;
+        } else if (sig->kind == MPS_SIGNAL_EVENTS) {
+            events = 1;
         }
     }
+    /* However many commits signalled, one read of where the outbox ends
+     * wakes this node's SSE clients (after a reconnect too: catch_up). */
+    if (events)
+        events_caught_up(d);
     mps_signals_free(v, n);
     pthread_mutex_lock(&g->lock);
     g->n_push += pushes;

@@ -10,9 +10,11 @@
  * - A change of what push verification reads, for an account this node
  *   keeps in standby: the standby copy is opened again
  *   (mpd_registry_standby_refresh).
+ * - Events another node committed: this node's SSE clients are woken
+ *   (the outbox is shared; d->events learns where it ends now).
  * - Signals sent while the listener was not connected are lost, so after
- *   every (re)connect the loop syncs each held account with stored hints
- *   and reopens every standby copy.
+ *   every (re)connect the loop syncs each held account with stored hints,
+ *   reopens every standby copy and reads where the outbox ends.
  *
  * The thread keeps its libpq connection to itself; signals cross to the
  * loop in a list under a lock, like the lease thread's ops.

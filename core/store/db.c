@@ -132,12 +132,18 @@ int64_t mps__changes(mps_store *s)
 
 int mps__begin(mps_store *s, char **error_r)
 {
+    s->events_appended = 0;
     return s->ops->begin(s, error_r);
 }
 
+/* One signal per transaction that appended events, however many (SSE
+ * clients of the other nodes read them from the shared outbox). */
 int mps__commit(mps_store *s, char **error_r)
 {
-    if (s->ops->commit(s, error_r) < 0) {
+    int events = s->events_appended;
+    s->events_appended = 0;
+    if ((events && mps__signal(s, MPS_SIGNAL_EVENTS, NULL, NULL, error_r) < 0) ||
+        s->ops->commit(s, error_r) < 0) {
         s->ops->rollback(s);
         return -1;
     }
@@ -146,6 +152,7 @@ int mps__commit(mps_store *s, char **error_r)
 
 void mps__rollback(mps_store *s)
 {
+    s->events_appended = 0;
     s->ops->rollback(s);
 }
 

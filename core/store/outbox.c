@@ -80,6 +80,7 @@ int mps__event_add(mps_store *s, const char *type, const char *account,
             return -1;
         return 1;
     }
+    s->events_appended = 1;
     return 0;
 }
 

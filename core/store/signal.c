@@ -19,7 +19,9 @@
 
 static const char *channel_of(mps_signal_kind kind)
 {
-    return kind == MPS_SIGNAL_PUSH ? MPS__SIGNAL_PUSH_CHANNEL : MPS__SIGNAL_STANDBY_CHANNEL;
+    return kind == MPS_SIGNAL_PUSH      ? MPS__SIGNAL_PUSH_CHANNEL
+           : kind == MPS_SIGNAL_STANDBY ? MPS__SIGNAL_STANDBY_CHANNEL
+                                        : MPS__SIGNAL_EVENTS_CHANNEL;
 }
 
 int mps__signal(mps_store *s, mps_signal_kind kind, const char *account, const char *folder,
@@ -30,7 +32,8 @@ int mps__signal(mps_store *s, mps_signal_kind kind, const char *account, const c
     char *from = mps_fence_owner();
     /* Absent keys, not nulls, for what is not there. */
     json_t *o = json_object();
-    json_object_set_new(o, "account", json_string(account));
+    if (account != NULL)
+        json_object_set_new(o, "account", json_string(account));
     if (folder != NULL)
         json_object_set_new(o, "folder", json_string(folder));
     if (from != NULL)
@@ -73,18 +76,20 @@ int mps__signal_parse(const char *channel, const char *payload, mps_signal *sig_
         sig_r->kind = MPS_SIGNAL_PUSH;
     else if (strcmp(channel, MPS__SIGNAL_STANDBY_CHANNEL) == 0)
         sig_r->kind = MPS_SIGNAL_STANDBY;
+    else if (strcmp(channel, MPS__SIGNAL_EVENTS_CHANNEL) == 0)
+        sig_r->kind = MPS_SIGNAL_EVENTS;
     else
         return -1;
     json_t *o = json_loads(payload, JSON_REJECT_DUPLICATES, NULL);
     const char *account = NULL, *folder = NULL, *from = NULL;
     if (o == NULL ||
-        json_unpack(o, "{s:s, s?s, s?s}", "account", &account, "folder", &folder, "from",
+        json_unpack(o, "{s?s, s?s, s?s}", "account", &account, "folder", &folder, "from",
                     &from) != 0 ||
-        account[0] == '\0') {
+        (sig_r->kind != MPS_SIGNAL_EVENTS && (account == NULL || account[0] == '\0'))) {
         json_decref(o);
         return -1;
     }
-    sig_r->account = mpu_strdup(account);
+    sig_r->account = account != NULL ? mpu_strdup(account) : NULL;
     sig_r->folder = folder != NULL ? mpu_strdup(folder) : NULL;
     sig_r->from = from != NULL ? mpu_strdup(from) : NULL;
     json_decref(o);

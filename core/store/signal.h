@@ -15,6 +15,9 @@
  *                       or its subscription row (mps_subscription_put,
  *                       _delete). Nodes that keep the account open for
  *                       verification only reload it.
+ *   MPS_SIGNAL_EVENTS   a transaction appended events to the outbox (one
+ *                       signal per transaction, no account): nodes serving
+ *                       SSE read the outbox's last seq again.
  *
  * Every signal names its sender, the fence owner of the process that sent
  * it (store/fence.h; NULL outside cluster mode), so a node skips its own.
@@ -35,12 +38,13 @@
 typedef enum mps_signal_kind {
     MPS_SIGNAL_PUSH = 1,
     MPS_SIGNAL_STANDBY = 2,
+    MPS_SIGNAL_EVENTS = 3,
 } mps_signal_kind;
 
 typedef struct mps_signal {
     mps_signal_kind kind;
-    char *account;
-    char *folder; /* PUSH only; NULL: every folder                       */
+    char *account; /* NULL for EVENTS                                    */
+    char *folder;  /* PUSH only; NULL: every folder                      */
     char *from;   /* the sender's fence owner; NULL: not in a cluster    */
 } mps_signal;
 
@@ -49,7 +53,7 @@ void mps_signals_free(mps_signal *v, size_t n);
 typedef struct mps_listener mps_listener;
 
 /* Connect to the PostgreSQL database `conninfo` (a libpq URL or string)
- * and LISTEN on both channels. NULL with *error_r (never the URL: it may
+ * and LISTEN on every channel. NULL with *error_r (never the URL: it may
  * hold a password). */
 mps_listener *mps_listener_open(const char *conninfo, char **error_r);
 void mps_listener_close(mps_listener *l); /* NULL-safe */

@@ -25,6 +25,8 @@ struct mps_store {
     struct mps__cached_stmt cache[MPS__STMT_CACHE];
     size_t n_cached;
     uint64_t statements; /* mps__prepare calls: mps_statements (store.h) */
+    int events_appended; /* this transaction appended events: mps__commit
+                            signals MPS_SIGNAL_EVENTS                    */
 };
 
 /* A backend's statement struct starts with this. */
@@ -78,6 +80,7 @@ int mps__migrate(mps_store *s, char **error_r);
  * (-1: not ours). */
 #define MPS__SIGNAL_PUSH_CHANNEL "mailpulse_push"
 #define MPS__SIGNAL_STANDBY_CHANNEL "mailpulse_standby"
+#define MPS__SIGNAL_EVENTS_CHANNEL "mailpulse_events"
 int mps__signal(mps_store *s, mps_signal_kind kind, const char *account, const char *folder,
                 char **error_r);
 int mps__signal_parse(const char *channel, const char *payload, mps_signal *sig_r);

@@ -15,11 +15,12 @@ straight to one node's push listener to choose who receives:
   is 403, an unknown subscription 404: no push hint stored, no event;
 - the holder recreates a removed subscription (lifecycle
   subscriptionRemoved): the non-holder takes a notification of the new
-  subscription id, and the holder syncs;
+  subscription id, and the holder syncs; the same lifecycle notification
+  posted to the non-holder makes the holder recreate it too;
 - a signed Pub/Sub push for a Gmail account posted to the non-holder
   makes the holder sync; forged tokens are 401/403 with nothing stored;
 - a message.new written by one node is served by the other's
-  /v1/events too;
+  /v1/events too (NOTIFY mailpulse_events wakes its SSE);
 - SIGKILL the holder of a Graph account: once the survivor holds it, a
   notification posted to the survivor brings the message.
 
@@ -383,6 +384,26 @@ class ClusterPush(unittest.TestCase):
         except AssertionError:
             self.fail("the non-holder %s never accepted the recreated subscription "
                       "(answers %s)" % (other, sorted(set(answers), key=str)))
+        self.wait_synced_once(holder, acct, seq, mid)
+
+    def test_5b_lifecycle_on_the_non_holder(self):
+        # A lifecycle notification verified by the non-holder reaches the
+        # holder as its stored hint: the holder recreates the subscription.
+        owners = self.wait_settled()
+        acct, holder, other = self.pick(owners, GRAPH_USERS, holder="n1")
+        old = self.subscription(holder, acct)
+        user = GRAPH_USERS[acct]
+        seq = self.max_seq()
+        mid = self.graph.add_message(user, test_graph_push.raw("removed-elsewhere"),
+                                     folder="inbox")
+        removed = self.graph.lifecycle_item(old, "subscriptionRemoved")
+        self.graph.remove_subscription(old, notify=False)
+        status, body = self.graph_post(self.push_url(other, GRAPH) + "/lifecycle", [removed])
+        self.assertTrue(200 <= status < 300, "lifecycle on %s: %s %r" % (other, status, body))
+        new = mptest.wait_until(lambda: self.subscription(holder, acct) != old and
+                                self.subscription(holder, acct), WAIT,
+                                message="the subscription recreated by %s" % holder)
+        self.assertIsNotNone(self.graph.subscription(new))
         self.wait_synced_once(holder, acct, seq, mid)
 
     def test_6_gmail_push_on_the_non_holder(self):

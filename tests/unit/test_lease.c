@@ -384,10 +384,9 @@ static void signals_wait(mps_listener *l, mps_signal **v, size_t *n, size_t want
 }
 
 /* The store tells the other nodes, once committed, of a stored push hint
- * (the holder syncs) and of a write that push verification reads (driver
- * state, the subscription row: standby copies reload), naming the sender;
- * a sync commit's state sends nothing and neither does a rolled-back
- * write. */
+ * (the holder syncs), of a write that push verification reads (driver
+ * state, the subscription row: standby copies reload), naming the sender,
+ * and of a transaction that appended events (once for all of them). */
 static void test_signals(void **state)
 {
     (void)state;
@@ -429,19 +428,25 @@ static void test_signals(void **state)
     assert_null(v[5].from);
     mps_signals_free(v, n);
 
-    /* A sync commit (its state goes with the batch) signals nothing. */
+    /* A sync commit of two new messages: one EVENTS signal for the whole
+     * transaction, nothing for its state (it goes with the batch). */
     v = NULL;
     n = 0;
     mp_change c = {.kind = MP_CHANGE_NEW, .id = "m1", .subject = "s", .date = 1700000000,
                    .size = 10, .from = "a@example.org", .to = "b@example.org"};
     mps_batch *b = mps_batch_new("acct", "INBOX");
     mps_batch_add(b, &c);
+    c.id = "m2";
+    mps_batch_add(b, &c);
     mps_commit_result res;
     assert_int_equal(mps_batch_commit(s, b, "cursor-1", NULL, -1, 0, &res, &err), 0);
+    assert_int_equal(res.events, 2);
     mps_batch_free(&b);
-    signals_wait(l, &v, &n, 1, 300);
-    assert_int_equal(n, 0);
-    free(v);
+    signals_wait(l, &v, &n, 2, 500);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].kind, MPS_SIGNAL_EVENTS);
+    assert_null(v[0].account);
+    mps_signals_free(v, n);
 
     /* A payload that is not ours is skipped; a lost connection is told. */
     PGconn *c2 = admin();

@@ -1,5 +1,5 @@
 /* The receiving end of the cluster's signals (store/signal.h): one libpq
- * connection that LISTENs on both channels. The caller waits on its
+ * connection that LISTENs on the three channels. The caller waits on its
  * socket and reads; libpq buffers what arrives, PQconsumeInput never
  * blocks on a readable socket, and a closed socket fails it. */
 #include "store/store-private.h"
@@ -40,7 +40,8 @@ mps_listener *mps_listener_open(const char *conninfo, char **error_r)
     }
     PQsetNoticeProcessor(c, ignore_notice, NULL);
     PGresult *r = PQexec(c, "LISTEN " MPS__SIGNAL_PUSH_CHANNEL
-                            "; LISTEN " MPS__SIGNAL_STANDBY_CHANNEL);
+                            "; LISTEN " MPS__SIGNAL_STANDBY_CHANNEL
+                            "; LISTEN " MPS__SIGNAL_EVENTS_CHANNEL);
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     if (!ok) {
