@@ -168,28 +168,31 @@ json_t *mpd_api_accounts(mpd *d, const mpd_accounts_query *q)
     json_int_t total = 0;
     const char *next_after = NULL;
     int more = 0;
+    /* Every account is counted (copies into buffers, no allocation);
+     * only the page's accounts are read in full. */
     for (size_t i = 0; i < n; i++) {
         struct mp_account *a = all[i];
+        char status[MPD_CLASS_MAX], push[MPD_CLASS_MAX];
+        mpd_account_classes(a, status, push);
+        mpd_count_in(by_status, status, strlen(status));
+        mpd_count_in(by_push, push, strlen(push));
+        int match = (q->status == NULL || strcmp(q->status, status) == 0) &&
+                    (q->push == NULL || strcmp(q->push, push) == 0);
+        if (!match)
+            continue;
+        total++;
+        if (q->after != NULL && strcmp(a->id, q->after) <= 0)
+            continue;
+        if (json_array_size(list) >= limit) {
+            more = 1;
+            continue;
+        }
         mpd_account_view_t v;
         mpd_account_view(a, &v);
-        const char *push = v.push_state != NULL ? v.push_state : "none";
+        const char *push_text = v.push_state != NULL ? v.push_state : "none";
         size_t push_len = v.push_state != NULL ? mpd_push_class(v.push_state) : 4;
-        mpd_count_in(by_status, v.status, strlen(v.status));
-        mpd_count_in(by_push, push, push_len);
-        int match = (q->status == NULL || strcmp(q->status, v.status) == 0) &&
-                    (q->push == NULL ||
-                     (strlen(q->push) == push_len && strncmp(q->push, push, push_len) == 0));
-        if (match) {
-            total++;
-            if (q->after == NULL || strcmp(a->id, q->after) > 0) {
-                if (json_array_size(list) < limit) {
-                    json_array_append_new(list, account_item(a, &v, push, push_len));
-                    next_after = a->id;
-                } else {
-                    more = 1;
-                }
-            }
-        }
+        json_array_append_new(list, account_item(a, &v, push_text, push_len));
+        next_after = a->id;
         mpd_account_view_clear(&v);
     }
     json_t *o = json_pack("{s:o, s:I, s:I, s:o, s:{s:I, s:o, s:o}}", "accounts", list, "total",

@@ -76,7 +76,7 @@ static void *signals_main(void *arg)
     int had_connection = 0;
     for (;;) {
         char *err = NULL;
-        mps_listener *l = mps_listener_open(g->conninfo, &err);
+        mps_listener *l = mps_listener_open(g->conninfo, g->owner, &err);
         if (l == NULL) {
             if (last_error == NULL || strcmp(last_error, err) != 0)
                 mpu_warn("cluster", "%s (pushes other nodes receive for accounts held"

@@ -220,6 +220,11 @@ size_t mpd_push_class(const char *push_state);
 /* counts[key's first len bytes (at most 63)] += 1: the tallies by status
  * and push class of the list and /metrics. */
 void mpd_count_in(json_t *counts, const char *key, size_t len);
+/* The account's status and push class ("none" without a push state),
+ * copied into buffers of MPD_CLASS_MAX bytes: what the list and /metrics
+ * count for every account, without an allocation each (any thread). */
+#define MPD_CLASS_MAX 64
+void mpd_account_classes(struct mp_account *a, char *status, char *push);
 
 /* ---- maintenance.c ---- */
 void mpd_maintenance_start(mpd *d);

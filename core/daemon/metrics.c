@@ -179,14 +179,10 @@ static void account_totals(textbuf *b, mpd *d)
     for (size_t i = 0; i < d->n_instances; i++) {
         for (size_t j = 0; j < d->instances[i]->n_accounts; j++) {
             struct mp_account *a = d->instances[i]->accounts[j];
-            mpd_account_view_t v;
-            mpd_account_view(a, &v);
-            mpd_count_in(by_status, v.status, strlen(v.status));
-            if (v.push_state != NULL)
-                mpd_count_in(by_push, v.push_state, mpd_push_class(v.push_state));
-            else
-                mpd_count_in(by_push, "none", 4);
-            mpd_account_view_clear(&v);
+            char status[MPD_CLASS_MAX], push[MPD_CLASS_MAX];
+            mpd_account_classes(a, status, push);
+            mpd_count_in(by_status, status, strlen(status));
+            mpd_count_in(by_push, push, strlen(push));
             n++;
             if (atomic_load(&a->push_live)) {
                 live++;

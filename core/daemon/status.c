@@ -83,7 +83,33 @@ void mpd_count_in(json_t *counts, const char *key, size_t len)
     memcpy(name, key, len);
     name[len] = '\0';
     json_t *v = json_object_get(counts, name);
-    json_object_set_new(counts, name, json_integer(v != NULL ? json_integer_value(v) + 1 : 1));
+    if (v != NULL)
+        json_integer_set(v, json_integer_value(v) + 1); /* no allocation per account */
+    else
+        json_object_set_new(counts, name, json_integer(1));
+}
+
+/* Copy at most MPD_CLASS_MAX - 1 bytes of `len` of `src`. */
+static void class_copy(char *dst, const char *src, size_t len)
+{
+    if (len >= MPD_CLASS_MAX)
+        len = MPD_CLASS_MAX - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+void mpd_account_classes(struct mp_account *a, char *status, char *push)
+{
+    pthread_mutex_lock(&a->lock);
+    const char *st = a->unrecorded_status != NULL ? a->unrecorded_status
+                     : a->view_status != NULL     ? a->view_status
+                                                  : "pending";
+    class_copy(status, st, strlen(st));
+    if (a->view_push_state != NULL)
+        class_copy(push, a->view_push_state, mpd_push_class(a->view_push_state));
+    else
+        class_copy(push, "none", 4);
+    pthread_mutex_unlock(&a->lock);
 }
 
 size_t mpd_push_class(const char *push_state)

@@ -53,6 +53,23 @@ static int begin_locked(mps_store *s, int64_t *epoch_r, int *unclean_r, char **e
                  error_r) < 0)
         return -1;
     *unclean_r = clean == 0;
+    /* A PostgreSQL server that flushes every commit loses none in a crash,
+     * and its seq counter is above every seq ever handed out: an unclean
+     * stop needs no new epoch. In a cluster the marker is shared, so a
+     * node starting beside running ones always reads it "not clean" and
+     * would otherwise begin an epoch each time, which makes SSE clients
+     * resuming on another node get events again. With fsync or
+     * synchronous_commit off, a crash of the server can lose commits and
+     * reuse their seqs: a new epoch then, as on SQLite. */
+    if (!clean && mps__dialect_of(s) == MPS__POSTGRESQL) {
+        int64_t durable = 0;
+        if (read_int(s,
+                     "SELECT (current_setting('fsync') = 'on' AND"
+                     " current_setting('synchronous_commit') <> 'off')::int",
+                     &durable, error_r) < 0)
+            return -1;
+        clean = durable != 0;
+    }
     if (!clean) {
         /* The next seq AUTOINCREMENT hands out: above every seq ever used
          * by what survived, pruned events included. */

@@ -53,9 +53,12 @@ void mps_signals_free(mps_signal *v, size_t n);
 typedef struct mps_listener mps_listener;
 
 /* Connect to the PostgreSQL database `conninfo` (a libpq URL or string)
- * and LISTEN on every channel. NULL with *error_r (never the URL: it may
- * hold a password). */
-mps_listener *mps_listener_open(const char *conninfo, char **error_r);
+ * and LISTEN on every channel. The connection's application_name is
+ * `owner` (the node's fence owner; NULL: libpq's default), which is how
+ * the cluster finds and ends the listener of a node it forgot
+ * (store/lease.h). NULL with *error_r (never the URL: it may hold a
+ * password). */
+mps_listener *mps_listener_open(const char *conninfo, const char *owner, char **error_r);
 void mps_listener_close(mps_listener *l); /* NULL-safe */
 
 /* The socket to wait on for readability. */

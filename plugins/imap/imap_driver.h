@@ -101,6 +101,9 @@ typedef struct imap_account {
     int sync_busy, fetch_busy;
     int sync_kept, fetch_kept;  /* counted in the instance's idle_kept      */
     int64_t sync_used_ms, fetch_used_ms; /* monotonic, end of the last job  */
+    /* Per-folder scan times and EXISTS (imap_sync_mem_get/_set), a few
+     * entries; imap_sync.c's lock guards them. */
+    struct imap_scan_entry *scan_mem;
 
     /* Bumped by push when a stream's link died silently (no answer in
      * time): the sync and fetch connections, idle through the same path,

@@ -28,7 +28,7 @@ mp_status imap_fetch(mp_account *acct, const mp_message_ref *msg, mp_raw *raw_r,
 mp_status imap_probe(mp_account *acct, mp_error *err);
 
 /* Forget the in-memory per-folder scan times of an account (close). */
-void imap_sync_forget(const imap_account *a);
+void imap_sync_forget(imap_account *a);
 
 /* ---- shared (imap_sync.c) ---- */
 
@@ -109,7 +109,7 @@ typedef struct imap_folder_mem {
 } imap_folder_mem;
 imap_folder_mem imap_sync_mem_get(const imap_account *a, const char *folder);
 /* scan_ms 0 keeps the stored time. */
-void imap_sync_mem_set(const imap_account *a, const char *folder, int64_t scan_ms,
+void imap_sync_mem_set(imap_account *a, const char *folder, int64_t scan_ms,
                        int64_t exists);
 
 typedef struct imap_flag_change {

@@ -484,21 +484,31 @@ def run_n(args, n, fixed):
                                          % (args.timeout, logc.count, 2 * n)))
         # Settle before the idle window: connections opened for the first
         # syncs are closed after the driver's idle time (imap.so's
-        # sync_idle_close, 30 s by default), so wait at least --settle-min and until
-        # the descriptor count has not dropped for 15 s (at most
+        # sync_idle_close, 30 s by default), and the first syncs' writes
+        # are still being checkpointed for a minute or more after the last
+        # folder is bootstrapped, so wait at least --settle-min, until the
+        # descriptor count has not dropped for 15 s and the daemon used
+        # under a tenth of a core over the last 15 s (at most
         # --settle-max).
         t_settle = time.monotonic()
         low, low_at = fds_of(d.pid), time.monotonic()
+        cpu_marks = [(time.monotonic(), cpu_seconds(d.pid))]
+        busy = 1.0
         while time.monotonic() - t_settle < args.settle_max:
             time.sleep(1)
             now_fds = fds_of(d.pid)
             if now_fds < low:
                 low, low_at = now_fds, time.monotonic()
+            cpu_marks.append((time.monotonic(), cpu_seconds(d.pid)))
+            while cpu_marks[-1][0] - cpu_marks[0][0] > 15:
+                cpu_marks.pop(0)
+            span = cpu_marks[-1][0] - cpu_marks[0][0]
+            busy = (cpu_marks[-1][1] - cpu_marks[0][1]) / span if span >= 14 else 1.0
             if time.monotonic() - t_settle >= args.settle_min and \
-                    time.monotonic() - low_at >= 15:
+                    time.monotonic() - low_at >= 15 and busy < 0.1:
                 break
-        log("    settled after %.0f s more (descriptors %d)" % (time.monotonic() - t_settle,
-                                                                fds_of(d.pid)))
+        log("    settled after %.0f s more (descriptors %d, %.0f%% of a core over the last"
+            " 15 s)" % (time.monotonic() - t_settle, fds_of(d.pid), busy * 100))
         cpu0, w0 = cpu_seconds(d.pid), time.monotonic()
         time.sleep(args.idle)
         idle_cpu = (cpu_seconds(d.pid) - cpu0) / (time.monotonic() - w0) * 100
@@ -552,7 +562,7 @@ def main():
                    help="shortest wait after start-up before the idle window (seconds; "
                         "imap.so closes sync connections after sync_idle_close, 30 s by default)")
     p.add_argument("--settle-max", type=int, default=180,
-                   help="longest wait for the descriptor count to settle before the idle "
+                   help="longest wait for the descriptor count and CPU to settle before the idle "
                         "window (seconds)")
     p.add_argument("--tls", action="store_true", help="implicit TLS instead of plaintext")
     p.add_argument("--timeout", type=int, default=600,

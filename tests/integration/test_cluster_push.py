@@ -81,7 +81,7 @@ class ClusterPush(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         try:
-            cls.pg = pgserver.PgServer()
+            cls.pg = pgserver.PgServer(durable=True)
         except FileNotFoundError as exc:
             if os.environ.get("MP_REQUIRE_PG") == "1":
                 raise
@@ -274,11 +274,20 @@ class ClusterPush(unittest.TestCase):
         owners = self.wait_settled()
         self.assertEqual(sorted(owners), ALL)
         self.assertEqual(sorted(list(owners.values()).count(n) for n in NODES), [3, 3])
+        epochs = set()
         for name, d in self.nodes.items():
-            st = d.get("/v1/status")["cluster"]
+            status = d.get("/v1/status")
+            st = status["cluster"]
             self.assertEqual(st["node"], name)
             self.assertEqual(st["held"], list(owners.values()).count(name))
             self.assertEqual(len([m for m in st["members"] if m["live"]]), 2)
+            self.assertTrue(st["signals"]["connected"], name)
+            self.assertEqual(st["standby"], 6 - st["held"], name)
+            epochs.add(status["events"]["epoch"])
+        # PostgreSQL flushing every commit (durable=True): the node that
+        # started beside a running one began no event epoch of its own, so
+        # SSE ids mean the same on both nodes.
+        self.assertEqual(len(epochs), 1, epochs)
         # One Inbox subscription per Graph mailbox; both nodes answered the
         # validation handshakes through the balancer.
         for acct, user in GRAPH_USERS.items():

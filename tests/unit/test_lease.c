@@ -391,7 +391,7 @@ static void test_signals(void **state)
 {
     (void)state;
     char *err = NULL;
-    mps_listener *l = mps_listener_open(url, &err);
+    mps_listener *l = mps_listener_open(url, "n1#00", &err);
     if (l == NULL)
         fail_msg("mps_listener_open: %s", err);
     mps_store *s = NULL;
@@ -458,8 +458,15 @@ static void test_signals(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(v[0].account, "x");
     mps_signals_free(v, n);
-    exec_ok(c2, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE query LIKE 'LISTEN%'");
+    /* A node the cluster forgot (its heartbeat expired long ago) loses its
+     * listener at the next heartbeat of a live node: a frozen node must
+     * not hold back the server's NOTIFY queue. */
+    mpl_node *live = node("n2");
+    exec_ok(c2, "INSERT INTO mp_node (owner, name, expires_at)"
+                " VALUES ('n1#00', 'n1', now() - interval '1 hour')");
+    mpl_delta d = {0};
+    tick(live, &d);
+    mpl_delta_clear(&d);
     PQfinish(c2);
     int lost = 0;
     for (int i = 0; i < 100 && !lost; i++) {
@@ -477,6 +484,7 @@ static void test_signals(void **state)
     }
     assert_true(lost);
     mps_listener_close(l);
+    mpl_close(live);
     mps_close(&s);
 }
 

@@ -369,10 +369,20 @@ static int heartbeat(mpl_node *n, char **error_r)
     snprintf(forget, sizeof forget, "%llu",
              (unsigned long long)n->ttl_ms * MPL_NODE_FORGET_TTLS);
     const char *q[1] = {forget};
+    /* A forgotten node's signal listener goes too (store/signal.h names
+     * its connection after the owner, cut to PostgreSQL's 63 bytes): a
+     * node frozen with its connection open would otherwise hold back the
+     * server's NOTIFY queue for every node until it fills. If it wakes up,
+     * it connects again and catches up from the store. Only connections of
+     * our own role: ending any other needs privileges a node lacks, and
+     * the statement would fail the heartbeat. */
     r = run(n, "cannot forget dead nodes",
-            "DELETE FROM mp_node WHERE expires_at < "
-            "now() - $1::bigint * interval '1 millisecond'",
-            1, q, PGRES_COMMAND_OK, error_r);
+            "WITH gone AS (DELETE FROM mp_node WHERE expires_at < "
+            "now() - $1::bigint * interval '1 millisecond' RETURNING owner) "
+            "SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a "
+            "JOIN gone ON a.application_name = left(gone.owner, 63) "
+            "WHERE a.pid <> pg_backend_pid() AND a.usename = current_user",
+            1, q, PGRES_TUPLES_OK, error_r);
     if (r == NULL)
         return -1;
     PQclear(r);

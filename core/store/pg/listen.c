@@ -30,9 +30,22 @@ static void ignore_notice(void *arg, const char *message)
     (void)message;
 }
 
-mps_listener *mps_listener_open(const char *conninfo, char **error_r)
+mps_listener *mps_listener_open(const char *conninfo, const char *owner, char **error_r)
 {
-    PGconn *c = PQconnectdb(conninfo);
+    /* The connection only listens: a server that went away without a
+     * word (a partition, a dead host) is noticed by TCP keepalives within
+     * about 25 s instead of the system's two hours, and then the caller
+     * connects again and catches up. Given before the URL, which may set
+     * its own; application_name after it, which wins. */
+    const char *keys[] = {"connect_timeout",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "dbname",
+                          owner != NULL ? "application_name" : NULL,
+                          NULL};
+    const char *values[] = {"10", "10", "5", "3", conninfo, owner, NULL};
+    PGconn *c = PQconnectdbParams(keys, values, 1);
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
         conn_error(c, "signals: cannot connect to PostgreSQL", error_r);
         PQfinish(c);

@@ -356,6 +356,7 @@ void imap_conn_abort(imap_conn **conn)
     imapc_buf_free(&c->wbuf);
     for (size_t i = 0; i < c->n_done; i++)
         free(c->done[i].text);
+    free(c->done);
     free(c->caps.raw);
     free(c->caps.auth_mechs);
     free(c->caps.greeting);

@@ -19,6 +19,8 @@ void imapc_done_add(imap_conn *c, const char *tag, imap_status st, const char *t
     unsigned long n = tag[0] == 'A' ? strtoul(tag + 1, &end, 10) : 0;
     if (n == 0 || end == NULL || *end != '\0' || n >= c->next_tag)
         return;
+    if (c->done == NULL)
+        c->done = imapc_calloc(IMAPC_MAX_PENDING_TAGS, sizeof *c->done);
     if (c->n_done == IMAPC_MAX_PENDING_TAGS) {
         /* Nobody waited for the oldest one for 64 commands: drop it. */
         free(c->done[0].text);
@@ -42,7 +44,10 @@ static int done_take(imap_conn *c, const char *tag, imap_status *st_r, char **te
         else
             free(c->done[i].text);
         memmove(&c->done[i], &c->done[i + 1], (c->n_done - i - 1) * sizeof c->done[0]);
-        c->n_done--;
+        if (--c->n_done == 0) {
+            free(c->done);
+            c->done = NULL;
+        }
         return 1;
     }
     return 0;

@@ -721,7 +721,16 @@ typedef struct mp_driver {
     void (*deinit)(mp_instance *inst, void **state);
 
     /* Mandatory. Prepare an account from its validated config; no network.
-     * MP_FATAL refuses the account with err->text shown in its status. */
+     * MP_FATAL refuses the account with err->text shown in its status.
+     * In a cluster (several daemons sharing one database) a webhook
+     * driver's account is also opened on the nodes that do not hold it,
+     * for push_verify only: no poll slot, push_enroll/renew/cancel or
+     * fetch runs for it there, what it would record (push state, profile,
+     * state_put, sync_now) is dropped, and push_hint stores the hint for
+     * the holder. Such a copy is closed and opened again whenever the
+     * holder changes the account's stored state or subscription, so what
+     * push_verify needs must be read here (state_get) or from the host
+     * (subscription_get/lookup), not learnt later from poll slots. */
     mp_status (*account_open)(mp_account *acct, const mp_config *cfg,
                               void **state_r, mp_error *err);
     /* Mandatory. Frees account state; push streams were stopped before. */
