@@ -147,20 +147,9 @@ static void catch_up(mpd_signals *g)
 {
     mpd *d = g->d;
     events_caught_up(d);
-    char **pending = NULL;
-    size_t n = 0;
-    char *error = NULL;
-    if (mps_push_hints_accounts(d->store, &pending, &n, &error) < 0) {
-        mpu_warn("cluster", "cannot read pending push hints: %s", error);
-        free(error);
-    }
-    for (size_t i = 0; i < n; i++) {
-        struct mp_account *a = mpd_account_peek(d, pending[i]);
-        if (a != NULL && a->open && d->sched != NULL)
-            mpj_trigger(d->sched, a->id, MPJ_SYNC, NULL, "pending-push");
-        free(pending[i]);
-    }
-    free(pending);
+    /* Only the accounts held here are on the schedule. */
+    if (d->sched != NULL)
+        mpd_registry_sync_pending_hints(d);
     size_t reopened = mpd_registry_standby_refresh_all(d);
     if (reopened > 0)
         mpu_debug("cluster", "signal listener connected: %zu standby accounts reopened",

@@ -149,6 +149,9 @@ void mpd_registry_account_release(mpd *d, const char *id);
 void mpd_registry_standby_refresh(mpd *d, const char *id);
 size_t mpd_registry_standby_refresh_all(mpd *d);
 size_t mpd_registry_standby_count(mpd *d);
+/* Sync every scheduled account that has stored push hints (at start, and
+ * in a cluster after the signal listener reconnects). Loop thread. */
+void mpd_registry_sync_pending_hints(mpd *d);
 /* The ids of every configured account (allocated, NULL-terminated). */
 size_t mpd_registry_account_ids(mpd *d, char ***ids_r);
 /* Find by id and take a reference (any thread). NULL if unknown. */

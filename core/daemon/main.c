@@ -628,18 +628,7 @@ static int run(const char *config_path)
     cluster_accounts(d);
 
     /* Hints that arrived before a crash are synced first. */
-    char **pending = NULL;
-    size_t n_pending = 0;
-    if (mps_push_hints_accounts(d->store, &pending, &n_pending, &error) == 0) {
-        for (size_t i = 0; i < n_pending; i++) {
-            mpj_trigger(d->sched, pending[i], MPJ_SYNC, NULL, "pending-push");
-            free(pending[i]);
-        }
-        free(pending);
-    } else {
-        free(error);
-        error = NULL;
-    }
+    mpd_registry_sync_pending_hints(d);
 
     d->sig_hup = evsignal_new(d->base, SIGHUP, on_signal, d);
     d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);

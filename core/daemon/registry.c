@@ -586,7 +586,7 @@ static void instance_retire(mpd *d, mp_instance *inst, int reload, mpc_instance_
 /* Hints that arrived before a crash or restart are synced first: main.c
  * asks right after applying the registry, when the queued accounts are
  * not on the schedule yet, so ask again once they are. */
-static void starts_pending_hints(mpd *d)
+void mpd_registry_sync_pending_hints(mpd *d)
 {
     char **pending = NULL;
     size_t n_pending = 0;
@@ -627,7 +627,7 @@ static void starts_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (d->n_start > 0 && d->start_pos == d->n_start) {
         mpu_debug("core", "%zu accounts started", d->n_start);
-        starts_pending_hints(d);
+        mpd_registry_sync_pending_hints(d);
     }
     free(d->start_queue);
     d->start_queue = NULL;

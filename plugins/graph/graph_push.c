@@ -819,8 +819,7 @@ static mp_status recreate(graph_account *a, const char *id, mp_error *err)
     return st;
 }
 
-/* Queue `id` once on v. Caller holds pi->lock. */
-static void queue_once(char ***v, size_t *n, const char *id)
+void graph_push_queue_once(char ***v, size_t *n, const char *id)
 {
     for (size_t i = 0; i < *n; i++)
         if (strcmp((*v)[i], id) == 0)
@@ -837,7 +836,7 @@ static void queue_once(char ***v, size_t *n, const char *id)
  * (graph_webhook.c). Queue its action here as push_verify would have:
  * reauthorize or recreate the subscription of `folder` (NULL: the
  * mailbox-wide one). On the node that verified it, the action is queued
- * already and queue_once keeps it single. */
+ * already and graph_push_queue_once keeps it single. */
 static void queue_from_hint(graph_account *a, const char *folder)
 {
     const char *hint = MP_HOST_HAS(graph_host, sync_hint)
@@ -856,9 +855,9 @@ static void queue_from_hint(graph_account *a, const char *folder)
         if ((f == NULL) != (folder == NULL) || (f != NULL && strcmp(f, folder) != 0))
             continue;
         if (reauth)
-            queue_once(&p->reauth, &p->n_reauth, p->subs[i].id);
+            graph_push_queue_once(&p->reauth, &p->n_reauth, p->subs[i].id);
         else
-            queue_once(&p->recreate, &p->n_recreate, p->subs[i].id);
+            graph_push_queue_once(&p->recreate, &p->n_recreate, p->subs[i].id);
     }
     pthread_mutex_unlock(&pi->lock);
 }

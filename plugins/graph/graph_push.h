@@ -113,6 +113,9 @@ mp_status graph_push_renew(mp_account *acct, const mp_subscription *current,
                            mp_subscription *sub_r, mp_error *err);
 mp_status graph_push_cancel(mp_account *acct, const mp_subscription *current,
                             mp_error *err);
+/* Queue subscription `id` for a lifecycle action on v (reauth or
+ * recreate), once. Caller holds the instance's push lock. */
+void graph_push_queue_once(char ***v, size_t *n, const char *id);
 /* From the poll slots (delta, bootstrap of `folder`): carry out the
  * lifecycle actions push_verify queued (reauthorize, recreate), and those
  * the run's push hints name (verified on another node of a cluster), and

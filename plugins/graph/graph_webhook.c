@@ -171,17 +171,6 @@ static int seen_before(const target *t, size_t i)
     return 0;
 }
 
-static void queue(char ***v, size_t *n, const char *sid)
-{
-    for (size_t i = 0; i < *n; i++)
-        if (strcmp((*v)[i], sid) == 0)
-            return;
-    *v = realloc(*v, (*n + 1) * sizeof **v);
-    if (*v == NULL)
-        abort();
-    (*v)[(*n)++] = dup_or_null(sid);
-}
-
 mp_status graph_push_verify(mp_instance *inst, const mp_push_request *req,
                             mp_push_reply *reply, mp_error *err)
 {
@@ -232,9 +221,9 @@ mp_status graph_push_verify(mp_instance *inst, const mp_push_request *req,
             p->events[t[i].kind - 1]++;
             p->profile_dirty = 1;
             if (t[i].kind == GRAPH_NOTE_REAUTH)
-                queue(&p->reauth, &p->n_reauth, t[i].sid);
+                graph_push_queue_once(&p->reauth, &p->n_reauth, t[i].sid);
             else if (t[i].kind == GRAPH_NOTE_REMOVED)
-                queue(&p->recreate, &p->n_recreate, t[i].sid);
+                graph_push_queue_once(&p->recreate, &p->n_recreate, t[i].sid);
         }
     }
     pthread_mutex_unlock(&pi->lock);
