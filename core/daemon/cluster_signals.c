@@ -134,8 +134,8 @@ static void *signals_main(void *arg)
     return NULL;
 }
 
-/* After a (re)connect: the hints stored for accounts held here, and every
- * standby copy, as if each had been signalled. */
+/* Where the shared outbox ends now: this node's SSE clients get what
+ * other nodes appended. */
 static void events_caught_up(mpd *d)
 {
     int64_t seq = mps_events_last_seq(d->store);
@@ -143,6 +143,8 @@ static void events_caught_up(mpd *d)
         mpd_events_committed(d, seq);
 }
 
+/* After a (re)connect: the outbox's end, the hints stored for accounts
+ * held here and every standby copy, as if each had been signalled. */
 static void catch_up(mpd_signals *g)
 {
     mpd *d = g->d;
