@@ -376,9 +376,11 @@ static void signals_wait(mps_listener *l, mps_signal **v, size_t *n, size_t want
         char *err = NULL;
         if (mps_listener_read(l, &got, &k, &err) < 0)
             fail_msg("mps_listener_read: %s", err);
-        *v = realloc(*v, (*n + k + 1) * sizeof **v);
-        memcpy(*v + *n, got, k * sizeof *got);
-        *n += k;
+        if (k > 0) {
+            *v = realloc(*v, (*n + k) * sizeof **v);
+            memcpy(*v + *n, got, k * sizeof *got);
+            *n += k;
+        }
         free(got);
     }
 }
