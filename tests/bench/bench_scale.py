@@ -484,9 +484,9 @@ def run_n(args, n, fixed):
                                          % (args.timeout, logc.count, 2 * n)))
         # Settle before the idle window: connections opened for the first
         # syncs are closed after the driver's idle time (imap.so's
-        # sync_idle_close, 30 s by default), and the first syncs' writes
-        # are still being checkpointed for a minute or more after the last
-        # folder is bootstrapped, so wait at least --settle-min, until the
+        # sync_idle_close, 30 s by default), and the daemon still works
+        # (the first deltas) for a minute or more after the last folder is
+        # bootstrapped, so wait at least --settle-min, until the
         # descriptor count has not dropped for 15 s and the daemon used
         # under a tenth of a core over the last 15 s (at most
         # --settle-max).

@@ -111,6 +111,19 @@ class PgServer:
                              check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return out.stdout.decode()
 
+    def rows(self, sql, db="postgres"):
+        """The rows psql prints for `sql`, each a list of its fields."""
+        return [line.split("|") for line in self.psql(sql, db=db).splitlines()
+                if line.strip()]
+
+    def lease_owners(self, db):
+        """account -> node name, for unexpired leases of live nodes (the
+        cluster's tables, store/lease.h)."""
+        rows = self.rows("SELECT l.account, n.name FROM mp_lease l JOIN mp_node n "
+                         "ON n.owner = l.owner WHERE l.expires_at > now() "
+                         "AND n.expires_at > now()", db=db)
+        return {a: n for a, n in rows}
+
     def create_db(self, prefix="mpt"):
         self._n += 1
         name = "%s_%d_%d" % (prefix, os.getpid(), self._n)

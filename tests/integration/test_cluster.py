@@ -123,15 +123,10 @@ class Cluster(unittest.TestCase):
     # ---- the database's view ----
 
     def sql(self, query):
-        return [line.split("|") for line in self.pg.psql(query, db=self.db).splitlines()
-                if line.strip()]
+        return self.pg.rows(query, db=self.db)
 
     def owners(self):
-        """account -> owner name, for unexpired leases of live nodes."""
-        rows = self.sql("SELECT l.account, n.name FROM mp_lease l JOIN mp_node n "
-                        "ON n.owner = l.owner WHERE l.expires_at > now() "
-                        "AND n.expires_at > now()")
-        return {a: n for a, n in rows}
+        return self.pg.lease_owners(self.db)
 
     # A bootstrap reports what it finds as message.synced; later arrivals
     # are message.new. Either way: one event per message.

@@ -159,15 +159,10 @@ class ClusterPush(unittest.TestCase):
     # ---- the database's view ----
 
     def sql(self, query):
-        return [line.split("|") for line in self.pg.psql(query, db=self.db).splitlines()
-                if line.strip()]
+        return self.pg.rows(query, db=self.db)
 
     def owners(self):
-        """account -> owner name, for unexpired leases of live nodes."""
-        rows = self.sql("SELECT l.account, n.name FROM mp_lease l JOIN mp_node n "
-                        "ON n.owner = l.owner WHERE l.expires_at > now() "
-                        "AND n.expires_at > now()")
-        return {a: n for a, n in rows}
+        return self.pg.lease_owners(self.db)
 
     def hints(self, account=None):
         """Rows of push_hints (of one account)."""
